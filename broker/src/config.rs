@@ -1,0 +1,372 @@
+//! The broker's one typed configuration, set from defaults, a TOML file,
+//! `KARST_*` environment variables and flags, in that order.
+//!
+//! Keys are Kafka's own names (`log.segment.bytes`, `num.partitions`, ...) so a
+//! Kafka user finds them where they look; Karst-only keys follow the same style.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// A configuration value that cannot be used; start-up stops with it.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("unknown configuration key `{0}`")]
+    UnknownKey(String),
+    #[error("invalid value `{value}` for `{key}`: {reason}")]
+    InvalidValue {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("cannot read config file {path}: {reason}")]
+    File { path: String, reason: String },
+}
+
+/// Everything a broker needs to start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokerConfig {
+    /// `node.id`
+    pub node_id: i32,
+    /// `listeners`: where to accept Kafka clients (port 0 picks a free port).
+    pub listen: String,
+    /// `advertised.listeners`: host:port given to clients in Metadata; defaults to the bound address.
+    pub advertised_listener: Option<String>,
+    /// `log.dirs`: where partitions and metadata live.
+    pub data_dir: PathBuf,
+    /// `socket.request.max.bytes`
+    pub socket_request_max_bytes: usize,
+    /// `auto.create.topics.enable`
+    pub auto_create_topics_enable: bool,
+    /// `num.partitions`: partitions of auto-created topics and CreateTopics with -1.
+    pub num_partitions: i32,
+    /// `default.replication.factor`
+    pub default_replication_factor: i16,
+    /// `message.max.bytes`: default for topics' `max.message.bytes`.
+    pub message_max_bytes: usize,
+    /// `log.segment.bytes`
+    pub log_segment_bytes: u64,
+    /// `log.roll.ms`
+    pub log_roll_ms: Option<u64>,
+    /// `log.retention.ms` (-1: forever)
+    pub log_retention_ms: Option<i64>,
+    /// `log.retention.bytes` (-1: no limit)
+    pub log_retention_bytes: Option<u64>,
+    /// `log.index.interval.bytes`
+    pub log_index_interval_bytes: u32,
+    /// `log.index.size.max.bytes`
+    pub log_index_size_max_bytes: u32,
+    /// `log.flush.interval.messages`: 1 (default) fsyncs before acknowledging a
+    /// produce (group commit shares fsyncs); larger values acknowledge after the
+    /// write and fsync in the background, as Kafka does.
+    pub log_flush_interval_messages: u64,
+    /// `log.flush.interval.ms`: background fsync period when not fsyncing per produce.
+    pub log_flush_interval_ms: u64,
+    /// `log.retention.check.interval.ms`
+    pub log_retention_check_interval_ms: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 1,
+            listen: "127.0.0.1:9092".to_string(),
+            advertised_listener: None,
+            data_dir: PathBuf::from("karst-data"),
+            socket_request_max_bytes: 100 * 1024 * 1024,
+            auto_create_topics_enable: true,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            message_max_bytes: 1_048_588,
+            log_segment_bytes: 1 << 30,
+            log_roll_ms: Some(7 * 24 * 3600 * 1000),
+            log_retention_ms: Some(7 * 24 * 3600 * 1000),
+            log_retention_bytes: None,
+            log_index_interval_bytes: 4096,
+            log_index_size_max_bytes: 10 * 1024 * 1024,
+            log_flush_interval_messages: 1,
+            log_flush_interval_ms: 1000,
+            log_retention_check_interval_ms: 30_000,
+        }
+    }
+}
+
+fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    value
+        .trim()
+        .parse::<T>()
+        .map_err(|e| ConfigError::InvalidValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::InvalidValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn positive<T: PartialOrd + Default>(key: &str, value: &str, v: T) -> Result<T, ConfigError> {
+    if v > T::default() {
+        Ok(v)
+    } else {
+        Err(invalid(key, value, "must be positive"))
+    }
+}
+
+/// -1 means "none", as in Kafka; other negatives are errors.
+fn optional_i64(key: &str, value: &str) -> Result<Option<i64>, ConfigError> {
+    match parse::<i64>(key, value)? {
+        -1 => Ok(None),
+        v if v >= 0 => Ok(Some(v)),
+        _ => Err(invalid(key, value, "must be -1 or non-negative")),
+    }
+}
+
+/// Strips a `PLAINTEXT://` style scheme from a Kafka listener value.
+fn listener_address(value: &str) -> &str {
+    value.split_once("://").map_or(value, |(_, rest)| rest)
+}
+
+impl BrokerConfig {
+    /// Every key `set` understands, for help texts.
+    pub const KEYS: &'static [&'static str] = &[
+        "node.id",
+        "listeners",
+        "advertised.listeners",
+        "log.dirs",
+        "socket.request.max.bytes",
+        "auto.create.topics.enable",
+        "num.partitions",
+        "default.replication.factor",
+        "message.max.bytes",
+        "log.segment.bytes",
+        "log.roll.ms",
+        "log.retention.ms",
+        "log.retention.hours",
+        "log.retention.bytes",
+        "log.index.interval.bytes",
+        "log.index.size.max.bytes",
+        "log.flush.interval.messages",
+        "log.flush.interval.ms",
+        "log.retention.check.interval.ms",
+    ];
+
+    /// Sets one key from its text value.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let v = value.trim();
+        match key {
+            "node.id" => self.node_id = parse(key, v)?,
+            "listeners" | "listen" => self.listen = listener_address(v).to_string(),
+            "advertised.listeners" | "advertised.listener" => {
+                self.advertised_listener = if v.is_empty() {
+                    None
+                } else {
+                    Some(listener_address(v).to_string())
+                }
+            }
+            "log.dirs" | "log.dir" | "data.dir" => self.data_dir = PathBuf::from(v),
+            "socket.request.max.bytes" => {
+                self.socket_request_max_bytes = positive(key, v, parse(key, v)?)?
+            }
+            "auto.create.topics.enable" => self.auto_create_topics_enable = parse(key, v)?,
+            "num.partitions" => self.num_partitions = positive(key, v, parse(key, v)?)?,
+            "default.replication.factor" => {
+                self.default_replication_factor = positive(key, v, parse(key, v)?)?
+            }
+            "message.max.bytes" => self.message_max_bytes = positive(key, v, parse(key, v)?)?,
+            "log.segment.bytes" => self.log_segment_bytes = positive(key, v, parse(key, v)?)?,
+            "log.roll.ms" => self.log_roll_ms = optional_i64(key, v)?.map(|x| x as u64),
+            "log.retention.ms" => self.log_retention_ms = optional_i64(key, v)?,
+            "log.retention.hours" => {
+                self.log_retention_ms = optional_i64(key, v)?.map(|h| h * 3_600_000)
+            }
+            "log.retention.bytes" => {
+                self.log_retention_bytes = optional_i64(key, v)?.map(|x| x as u64)
+            }
+            "log.index.interval.bytes" => {
+                self.log_index_interval_bytes = positive(key, v, parse(key, v)?)?
+            }
+            "log.index.size.max.bytes" => {
+                let n: u32 = positive(key, v, parse(key, v)?)?;
+                if n < 4096 {
+                    return Err(invalid(key, v, "must be at least 4096"));
+                }
+                self.log_index_size_max_bytes = n;
+            }
+            "log.flush.interval.messages" => {
+                self.log_flush_interval_messages = positive(key, v, parse(key, v)?)?
+            }
+            "log.flush.interval.ms" => {
+                self.log_flush_interval_ms = positive(key, v, parse(key, v)?)?
+            }
+            "log.retention.check.interval.ms" => {
+                self.log_retention_check_interval_ms = positive(key, v, parse(key, v)?)?
+            }
+            _ => return Err(ConfigError::UnknownKey(key.to_string())),
+        }
+        Ok(())
+    }
+
+    /// Applies a TOML file; nested tables flatten to dotted keys, so both
+    /// `log.segment.bytes = 1048576` and `"log.segment.bytes" = 1048576` work.
+    pub fn apply_toml(&mut self, text: &str, path: &str) -> Result<(), ConfigError> {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::File {
+                path: path.to_string(),
+                reason: e.to_string(),
+            })?;
+        let mut flat = BTreeMap::new();
+        flatten("", &table, &mut flat);
+        for (k, v) in flat {
+            self.set(&k, &v)?;
+        }
+        Ok(())
+    }
+
+    /// Applies `KARST_*` variables: `KARST_LOG_SEGMENT_BYTES` sets `log.segment.bytes`.
+    pub fn apply_env<I: IntoIterator<Item = (String, String)>>(
+        &mut self,
+        vars: I,
+    ) -> Result<(), ConfigError> {
+        for (name, value) in vars {
+            let Some(rest) = name.strip_prefix("KARST_") else {
+                continue;
+            };
+            if matches!(rest, "BIN" | "LOG") {
+                // Reserved for tooling and log filters, not broker settings.
+                continue;
+            }
+            let key = rest.to_ascii_lowercase().replace('_', ".");
+            self.set(&key, &value)?;
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as `key = value` lines, printed at start-up.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let opt = |o: Option<i64>| o.map_or("-1".to_string(), |v| v.to_string());
+        vec![
+            ("node.id", self.node_id.to_string()),
+            ("listeners", self.listen.clone()),
+            (
+                "advertised.listeners",
+                self.advertised_listener
+                    .clone()
+                    .unwrap_or_else(|| "(bound address)".into()),
+            ),
+            ("log.dirs", self.data_dir.display().to_string()),
+            (
+                "socket.request.max.bytes",
+                self.socket_request_max_bytes.to_string(),
+            ),
+            (
+                "auto.create.topics.enable",
+                self.auto_create_topics_enable.to_string(),
+            ),
+            ("num.partitions", self.num_partitions.to_string()),
+            (
+                "default.replication.factor",
+                self.default_replication_factor.to_string(),
+            ),
+            ("message.max.bytes", self.message_max_bytes.to_string()),
+            ("log.segment.bytes", self.log_segment_bytes.to_string()),
+            ("log.roll.ms", opt(self.log_roll_ms.map(|v| v as i64))),
+            ("log.retention.ms", opt(self.log_retention_ms)),
+            (
+                "log.retention.bytes",
+                opt(self.log_retention_bytes.map(|v| v as i64)),
+            ),
+            (
+                "log.index.interval.bytes",
+                self.log_index_interval_bytes.to_string(),
+            ),
+            (
+                "log.index.size.max.bytes",
+                self.log_index_size_max_bytes.to_string(),
+            ),
+            (
+                "log.flush.interval.messages",
+                self.log_flush_interval_messages.to_string(),
+            ),
+            (
+                "log.flush.interval.ms",
+                self.log_flush_interval_ms.to_string(),
+            ),
+            (
+                "log.retention.check.interval.ms",
+                self.log_retention_check_interval_ms.to_string(),
+            ),
+        ]
+    }
+
+    /// True when a produce is acknowledged only after its data is fsynced.
+    pub fn fsync_before_ack(&self) -> bool {
+        self.log_flush_interval_messages <= 1
+    }
+}
+
+fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) => flatten(&key, t, out),
+            toml::Value::String(s) => {
+                out.insert(key, s.clone());
+            }
+            other => {
+                out.insert(key, other.to_string());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        let mut c = BrokerConfig::default();
+        c.apply_toml("num.partitions = 3\n\"log.segment.bytes\" = 1048576\nlisteners = \"PLAINTEXT://127.0.0.1:19092\"\n", "x")
+            .expect("valid toml");
+        assert_eq!(c.num_partitions, 3);
+        assert_eq!(c.log_segment_bytes, 1_048_576);
+        assert_eq!(c.listen, "127.0.0.1:19092");
+        c.apply_env(vec![
+            ("KARST_NUM_PARTITIONS".to_string(), "6".to_string()),
+            ("PATH".to_string(), "/bin".to_string()),
+        ])
+        .expect("valid env");
+        assert_eq!(c.num_partitions, 6);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let mut c = BrokerConfig::default();
+        let e = c.set("num.partitions", "zero").expect_err("not a number");
+        assert!(e.to_string().contains("num.partitions"));
+        assert!(c.set("num.partitions", "0").is_err());
+        assert!(matches!(
+            c.set("no.such.key", "1"),
+            Err(ConfigError::UnknownKey(_))
+        ));
+        assert!(c.set("log.retention.ms", "-5").is_err());
+        c.set("log.retention.ms", "-1").expect("-1 is forever");
+        assert_eq!(c.log_retention_ms, None);
+    }
+}

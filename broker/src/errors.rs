@@ -1,0 +1,20 @@
+use thiserror::Error;
+
+/// Broker-level failures outside a single request's error codes.
+#[derive(Debug, Error)]
+pub enum BrokerError {
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("storage error: {0}")]
+    Storage(#[from] karst_storage::StorageError),
+    #[error("corrupt metadata: {0}")]
+    Corrupt(String),
+    #[error("topic `{0}` already exists")]
+    TopicExists(String),
+    #[error("unknown topic `{0}`")]
+    UnknownTopic(String),
+    #[error("{0} exhausted")]
+    Exhausted(&'static str),
+    #[error("{0}")]
+    Startup(String),
+}

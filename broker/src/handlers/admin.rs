@@ -1,0 +1,361 @@
+//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    TopicName,
+};
+use karst_protocol::error_codes as ec;
+use karst_storage::StorageError;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use super::{str_bytes, topic_name};
+use crate::broker::Broker;
+use crate::errors::BrokerError;
+use crate::metadata::TopicMeta;
+use crate::partition::PartitionError;
+use crate::topic_config;
+use crate::topic_name::invalid_reason;
+
+/// Kafka's refusal of a topic: code plus message.
+type Refusal = (i16, String);
+
+/// Checks a CreatableTopic and turns it into the metadata to create.
+fn plan_topic(b: &Broker, t: &CreatableTopic) -> Result<TopicMeta, Refusal> {
+    let name = t.name.as_str();
+    if let Some(reason) = invalid_reason(name) {
+        return Err((ec::INVALID_TOPIC_EXCEPTION, reason));
+    }
+    if b.metadata.image().topics.contains_key(name) {
+        return Err((
+            ec::TOPIC_ALREADY_EXISTS,
+            format!("topic `{name}` already exists"),
+        ));
+    }
+    let nodes = 1i16;
+    let (partitions, replication_factor) = if t.assignments.is_empty() {
+        let partitions = match t.num_partitions {
+            -1 => b.config.num_partitions,
+            n if n >= 1 => n,
+            n => {
+                return Err((
+                    ec::INVALID_PARTITIONS,
+                    format!("number of partitions must be at least 1, got {n}"),
+                ))
+            }
+        };
+        let rf = match t.replication_factor {
+            -1 => b.config.default_replication_factor,
+            n if n >= 1 => n,
+            n => {
+                return Err((
+                    ec::INVALID_REPLICATION_FACTOR,
+                    format!("replication factor must be at least 1, got {n}"),
+                ))
+            }
+        };
+        (partitions, rf)
+    } else {
+        if t.num_partitions != -1 || t.replication_factor != -1 {
+            return Err((
+                ec::INVALID_REQUEST,
+                "give either assignments or partition count and replication factor".into(),
+            ));
+        }
+        let mut seen: Vec<i32> = t.assignments.iter().map(|a| a.partition_index).collect();
+        seen.sort_unstable();
+        if seen.iter().enumerate().any(|(i, p)| *p != i as i32) {
+            return Err((
+                ec::INVALID_REPLICA_ASSIGNMENT,
+                "partition indexes must be 0..n without gaps".into(),
+            ));
+        }
+        let rf = t.assignments[0].broker_ids.len() as i16;
+        for a in &t.assignments {
+            if a.broker_ids.len() as i16 != rf || a.broker_ids.iter().any(|id| id.0 != b.node_id) {
+                return Err((
+                    ec::INVALID_REPLICA_ASSIGNMENT,
+                    format!("replicas must be on broker {}", b.node_id),
+                ));
+            }
+        }
+        (t.assignments.len() as i32, rf)
+    };
+    if replication_factor > nodes {
+        return Err((ec::INVALID_REPLICATION_FACTOR, format!("replication factor {replication_factor} is larger than the {nodes} available broker(s)")));
+    }
+    let mut configs = BTreeMap::new();
+    for c in &t.configs {
+        let Some(value) = c.value.as_ref() else {
+            continue;
+        };
+        topic_config::validate(c.name.as_str(), value.as_str())
+            .map_err(|e| (ec::INVALID_CONFIG, e))?;
+        configs.insert(c.name.to_string(), value.to_string());
+    }
+    Ok(TopicMeta {
+        name: name.to_string(),
+        id: Uuid::new_v4(),
+        partitions,
+        replication_factor,
+        configs,
+    })
+}
+
+pub(crate) fn create_topics(
+    b: &Arc<Broker>,
+    req: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
+    let mut results = Vec::with_capacity(req.topics.len());
+    let mut names: Vec<String> = Vec::new();
+    for t in &req.topics {
+        let mut r = CreatableTopicResult::default().with_name(t.name.clone());
+        let duplicate = names.iter().any(|n| n == t.name.as_str());
+        names.push(t.name.to_string());
+        let outcome = if duplicate {
+            Err((
+                ec::INVALID_REQUEST,
+                format!(
+                    "topic `{}` appears more than once in the request",
+                    t.name.as_str()
+                ),
+            ))
+        } else {
+            plan_topic(b, t).and_then(|meta| {
+                if req.validate_only {
+                    return Ok(meta);
+                }
+                match b.create_topic(meta.clone()) {
+                    Ok(()) => {
+                        info!(topic = %meta.name, partitions = meta.partitions, "created topic");
+                        Ok(meta)
+                    }
+                    Err(BrokerError::TopicExists(n)) => Err((
+                        ec::TOPIC_ALREADY_EXISTS,
+                        format!("topic `{n}` already exists"),
+                    )),
+                    Err(e) => {
+                        warn!(topic = %meta.name, "creating topic failed: {e}");
+                        Err((ec::KAFKA_STORAGE_ERROR, e.to_string()))
+                    }
+                }
+            })
+        };
+        match outcome {
+            Ok(meta) => {
+                if version >= 5 {
+                    let configs = topic_config::describe(&b.config, &meta.configs)
+                        .into_iter()
+                        .map(|(k, v, is_default)| {
+                            CreatableTopicConfigs::default()
+                                .with_name(str_bytes(k))
+                                .with_value(Some(str_bytes(v)))
+                                .with_config_source(if is_default { 5 } else { 1 })
+                        })
+                        .collect();
+                    r = r
+                        .with_num_partitions(meta.partitions)
+                        .with_replication_factor(meta.replication_factor)
+                        .with_configs(Some(configs));
+                }
+                if version >= 7 {
+                    r = r.with_topic_id(meta.id);
+                }
+            }
+            Err((code, message)) => {
+                r = r.with_error_code(code);
+                if version >= 1 {
+                    r = r.with_error_message(Some(str_bytes(message)));
+                }
+                if version >= 5 {
+                    r = r.with_num_partitions(-1).with_replication_factor(-1);
+                }
+            }
+        }
+        results.push(r);
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+pub(crate) fn delete_topics(
+    b: &Arc<Broker>,
+    req: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
+    let image = b.metadata.image();
+    let targets: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
+        req.topics
+            .into_iter()
+            .map(|t| (t.name, t.topic_id))
+            .collect()
+    } else {
+        req.topic_names
+            .into_iter()
+            .map(|n| (Some(n), Uuid::nil()))
+            .collect()
+    };
+    let responses = targets
+        .into_iter()
+        .map(|(name, id)| {
+            let local = match &name {
+                Some(n) => image.topics.get(n.as_str()).map(|t| t.name.clone()),
+                None => image.topic_by_id(id).map(|t| t.name.clone()),
+            };
+            let mut r = DeletableTopicResult::default()
+                .with_name(name.clone().or_else(|| local.as_deref().map(topic_name)));
+            if version >= 6 {
+                r = r.with_topic_id(id);
+            }
+            let Some(local) = local else {
+                let code = if name.is_some() {
+                    ec::UNKNOWN_TOPIC_OR_PARTITION
+                } else {
+                    ec::UNKNOWN_TOPIC_ID
+                };
+                return r.with_error_code(code);
+            };
+            match b.delete_topic(&local) {
+                Ok(meta) => {
+                    info!(topic = %local, "deleted topic");
+                    if version >= 6 {
+                        r = r.with_topic_id(meta.id);
+                    }
+                    r
+                }
+                Err(BrokerError::UnknownTopic(_)) => {
+                    r.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION)
+                }
+                Err(e) => {
+                    warn!(topic = %local, "deleting topic failed: {e}");
+                    let r = r.with_error_code(ec::KAFKA_STORAGE_ERROR);
+                    if version >= 5 {
+                        r.with_error_message(Some(str_bytes(e.to_string())))
+                    } else {
+                        r
+                    }
+                }
+            }
+        })
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+pub(crate) fn create_partitions(
+    b: &Arc<Broker>,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let results = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+            let fail = |code: i16, msg: String| {
+                r.clone()
+                    .with_error_code(code)
+                    .with_error_message(Some(str_bytes(msg)))
+            };
+            let image = b.metadata.image();
+            let Some(meta) = image.topics.get(t.name.as_str()) else {
+                return fail(
+                    ec::UNKNOWN_TOPIC_OR_PARTITION,
+                    format!("topic `{}` does not exist", t.name.as_str()),
+                );
+            };
+            if t.count <= meta.partitions {
+                return fail(
+                    ec::INVALID_PARTITIONS,
+                    format!(
+                        "topic has {} partitions; the new count {} must be larger",
+                        meta.partitions, t.count
+                    ),
+                );
+            }
+            if let Some(a) = &t.assignments {
+                let added = (t.count - meta.partitions) as usize;
+                if a.len() != added
+                    || a.iter()
+                        .any(|x| x.broker_ids.iter().any(|id| id.0 != b.node_id))
+                {
+                    return fail(
+                        ec::INVALID_REPLICA_ASSIGNMENT,
+                        format!("need {added} assignments, all on broker {}", b.node_id),
+                    );
+                }
+            }
+            if req.validate_only {
+                return r;
+            }
+            match b.create_partitions(t.name.as_str(), t.count) {
+                Ok(()) => {
+                    info!(topic = t.name.as_str(), count = t.count, "added partitions");
+                    r
+                }
+                Err(e) => fail(ec::KAFKA_STORAGE_ERROR, e.to_string()),
+            }
+        })
+        .collect();
+    CreatePartitionsResponse::default().with_results(results)
+}
+
+pub(crate) fn delete_records(b: &Arc<Broker>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|dp| {
+                    let r = DeleteRecordsPartitionResult::default()
+                        .with_partition_index(dp.partition_index);
+                    let Some(p) = b.partitions.get(t.name.as_str(), dp.partition_index) else {
+                        return r
+                            .with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION)
+                            .with_low_watermark(-1);
+                    };
+                    let hw = p.high_watermark();
+                    // -1 means "up to the high watermark".
+                    let before = if dp.offset == -1 { hw } else { dp.offset };
+                    if before < 0 || before > hw {
+                        return r
+                            .with_error_code(ec::OFFSET_OUT_OF_RANGE)
+                            .with_low_watermark(-1);
+                    }
+                    match p.delete_records(before) {
+                        Ok(low) => r.with_low_watermark(low),
+                        Err(PartitionError::Storage(StorageError::OffsetOutOfRange { .. })) => r
+                            .with_error_code(ec::OFFSET_OUT_OF_RANGE)
+                            .with_low_watermark(-1),
+                        Err(e) => {
+                            warn!(
+                                topic = t.name.as_str(),
+                                partition = dp.partition_index,
+                                "delete records failed: {e}"
+                            );
+                            r.with_error_code(ec::KAFKA_STORAGE_ERROR)
+                                .with_low_watermark(-1)
+                        }
+                    }
+                })
+                .collect();
+            DeleteRecordsTopicResult::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    DeleteRecordsResponse::default().with_topics(topics)
+}

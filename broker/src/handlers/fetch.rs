@@ -1,0 +1,168 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::select_all;
+use kafka_protocol::messages::fetch_request::FetchPartition;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use karst_protocol::error_codes as ec;
+use karst_storage::StorageError;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::broker::Broker;
+use crate::partition::{Partition, PartitionError};
+
+/// A requested topic resolved against metadata once per request.
+struct Wanted {
+    name: TopicName,
+    id: Uuid,
+    /// Local topic name, or the error every partition of it gets.
+    resolved: Result<String, i16>,
+    partitions: Vec<FetchPartition>,
+}
+
+fn resolve(b: &Broker, req: &mut FetchRequest, version: i16) -> Vec<Wanted> {
+    let image = b.metadata.image();
+    std::mem::take(&mut req.topics)
+        .into_iter()
+        .map(|t| {
+            let resolved = if version >= 13 {
+                image
+                    .topic_by_id(t.topic_id)
+                    .map(|m| m.name.clone())
+                    .ok_or(ec::UNKNOWN_TOPIC_ID)
+            } else if image.topics.contains_key(t.topic.as_str()) {
+                Ok(t.topic.to_string())
+            } else {
+                Err(ec::UNKNOWN_TOPIC_OR_PARTITION)
+            };
+            Wanted {
+                name: t.topic,
+                id: t.topic_id,
+                resolved,
+                partitions: t.partitions,
+            }
+        })
+        .collect()
+}
+
+fn partition_data(p: Option<&Partition>, index: i32, error: i16) -> PartitionData {
+    let d = PartitionData::default()
+        .with_partition_index(index)
+        .with_error_code(error)
+        .with_records(Some(Bytes::new()));
+    match p {
+        Some(p) => {
+            let hw = p.high_watermark();
+            d.with_high_watermark(hw)
+                .with_last_stable_offset(hw)
+                .with_log_start_offset(p.log_start_offset())
+        }
+        None => d
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_log_start_offset(-1),
+    }
+}
+
+/// One pass over every requested partition. Returns the response topics and the
+/// number of record bytes in them; with `watch` set, subscribes to each partition
+/// before reading it so no append between the read and the wait is missed.
+fn read_all(
+    b: &Broker,
+    wanted: &[Wanted],
+    max_bytes: usize,
+    version: i16,
+    mut watch: Option<&mut Vec<watch::Receiver<i64>>>,
+) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    let mut total = 0usize;
+    let mut any_error = false;
+    let mut topics = Vec::with_capacity(wanted.len());
+    for w in wanted {
+        let mut parts = Vec::with_capacity(w.partitions.len());
+        for fp in &w.partitions {
+            let pd = match &w.resolved {
+                Err(code) => {
+                    any_error = true;
+                    partition_data(None, fp.partition, *code)
+                }
+                Ok(name) => match b.partitions.get(name, fp.partition) {
+                    None => {
+                        any_error = true;
+                        partition_data(None, fp.partition, ec::UNKNOWN_TOPIC_OR_PARTITION)
+                    }
+                    Some(p) => {
+                        if let Some(w) = watch.as_deref_mut() {
+                            w.push(p.subscribe());
+                        }
+                        let limit = (fp.partition_max_bytes.max(0) as usize)
+                            .min(max_bytes.saturating_sub(total));
+                        match p.read(fp.fetch_offset, limit, total == 0) {
+                            Ok(slice) => {
+                                total += slice.bytes.len();
+                                partition_data(Some(&p), fp.partition, ec::NONE)
+                                    .with_records(Some(slice.bytes))
+                            }
+                            Err(PartitionError::Storage(StorageError::OffsetOutOfRange {
+                                ..
+                            })) => {
+                                any_error = true;
+                                partition_data(Some(&p), fp.partition, ec::OFFSET_OUT_OF_RANGE)
+                            }
+                            Err(PartitionError::Closed) => {
+                                any_error = true;
+                                partition_data(None, fp.partition, ec::NOT_LEADER_OR_FOLLOWER)
+                            }
+                            Err(e) => {
+                                tracing::warn!(topic = %name, partition = fp.partition, "fetch read failed: {e}");
+                                any_error = true;
+                                partition_data(Some(&p), fp.partition, ec::KAFKA_STORAGE_ERROR)
+                            }
+                        }
+                    }
+                },
+            };
+            parts.push(pd);
+        }
+        let mut t = FetchableTopicResponse::default().with_partitions(parts);
+        if version >= 13 {
+            t = t.with_topic_id(w.id);
+        } else {
+            t = t.with_topic(w.name.clone());
+        }
+        topics.push(t);
+    }
+    (topics, total, any_error)
+}
+
+pub(crate) async fn handle(b: &Arc<Broker>, mut req: FetchRequest, version: i16) -> FetchResponse {
+    let wanted = resolve(b, &mut req, version);
+    let max_bytes = if req.max_bytes <= 0 {
+        usize::MAX
+    } else {
+        req.max_bytes as usize
+    };
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    loop {
+        let mut receivers = Vec::new();
+        let (topics, total, any_error) =
+            read_all(b, &wanted, max_bytes, version, Some(&mut receivers));
+        let done = total >= min_bytes
+            || any_error
+            || receivers.is_empty()
+            || tokio::time::Instant::now() >= deadline;
+        if done {
+            return FetchResponse::default().with_responses(topics);
+        }
+        // Long poll: wait for any of these partitions to advance, or the deadline.
+        let changes = select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
+        if tokio::time::timeout_at(deadline, changes).await.is_err() {
+            let (topics, _, _) = read_all(b, &wanted, max_bytes, version, None);
+            return FetchResponse::default().with_responses(topics);
+        }
+    }
+}

@@ -1,0 +1,128 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use karst_protocol::error_codes as ec;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use super::{str_bytes, topic_name};
+use crate::broker::Broker;
+use crate::errors::BrokerError;
+use crate::metadata::TopicMeta;
+use crate::topic_name::invalid_reason;
+
+pub(crate) fn handle(b: &Arc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let (host, port) = b.advertised();
+    let node = BrokerId(b.node_id);
+    let brokers = vec![MetadataResponseBroker::default()
+        .with_node_id(node)
+        .with_host(str_bytes(host))
+        .with_port(port)];
+    // v0 asks for every topic with an empty list; v1+ with a null one.
+    let all = match &req.topics {
+        None => true,
+        Some(t) => t.is_empty() && version == 0,
+    };
+    let auto_create =
+        b.config.auto_create_topics_enable && (version < 4 || req.allow_auto_topic_creation);
+    let mut topics = Vec::new();
+    if all {
+        let image = b.metadata.image();
+        topics.extend(image.topics.values().map(|t| describe_topic(b, t, version)));
+    } else {
+        for requested in req.topics.unwrap_or_default() {
+            let response = match requested.name {
+                Some(name) => topic_by_name(b, name.as_str(), auto_create, version),
+                None => {
+                    let image = b.metadata.image();
+                    match image.topic_by_id(requested.topic_id) {
+                        Some(t) => describe_topic(b, t, version),
+                        None => MetadataResponseTopic::default()
+                            .with_error_code(ec::UNKNOWN_TOPIC_ID)
+                            .with_topic_id(requested.topic_id),
+                    }
+                }
+            };
+            topics.push(response);
+        }
+    }
+    let mut resp = MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_topics(topics);
+    if version >= 1 {
+        resp = resp.with_controller_id(node);
+    }
+    if version >= 2 {
+        resp = resp.with_cluster_id(Some(str_bytes(b.cluster_id.clone())));
+    }
+    resp
+}
+
+fn topic_by_name(
+    b: &Arc<Broker>,
+    name: &str,
+    auto_create: bool,
+    version: i16,
+) -> MetadataResponseTopic {
+    let error = |code| {
+        MetadataResponseTopic::default()
+            .with_error_code(code)
+            .with_name(Some(topic_name(name)))
+    };
+    if let Some(t) = b.metadata.image().topics.get(name) {
+        return describe_topic(b, t, version);
+    }
+    if invalid_reason(name).is_some() {
+        return error(ec::INVALID_TOPIC_EXCEPTION);
+    }
+    if !auto_create {
+        return error(ec::UNKNOWN_TOPIC_OR_PARTITION);
+    }
+    let meta = TopicMeta {
+        name: name.to_string(),
+        id: Uuid::new_v4(),
+        partitions: b.config.num_partitions,
+        replication_factor: 1,
+        configs: BTreeMap::new(),
+    };
+    match b.create_topic(meta) {
+        Ok(()) => info!(topic = name, "auto-created topic"),
+        Err(BrokerError::TopicExists(_)) => {}
+        Err(e) => {
+            warn!(topic = name, "auto-creating topic failed: {e}");
+            return error(ec::KAFKA_STORAGE_ERROR);
+        }
+    }
+    match b.metadata.image().topics.get(name) {
+        Some(t) => describe_topic(b, t, version),
+        None => error(ec::UNKNOWN_TOPIC_OR_PARTITION),
+    }
+}
+
+fn describe_topic(b: &Broker, t: &TopicMeta, version: i16) -> MetadataResponseTopic {
+    let node = BrokerId(b.node_id);
+    let partitions = (0..t.partitions)
+        .map(|p| {
+            let mut mp = MetadataResponsePartition::default()
+                .with_partition_index(p)
+                .with_leader_id(node)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node]);
+            if version >= 7 {
+                mp = mp.with_leader_epoch(0);
+            }
+            mp
+        })
+        .collect();
+    let mut topic = MetadataResponseTopic::default()
+        .with_name(Some(topic_name(&t.name)))
+        .with_partitions(partitions);
+    if version >= 10 {
+        topic = topic.with_topic_id(t.id);
+    }
+    topic
+}

@@ -1,0 +1,182 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use karst_protocol::error_codes as ec;
+use karst_protocol::records::validate_produce;
+use karst_storage::StorageError;
+use tracing::{debug, warn};
+
+use super::str_bytes;
+use crate::broker::{now_ms, Broker};
+use crate::partition::{Partition, PartitionError};
+
+struct Failure {
+    code: i16,
+    message: Option<String>,
+}
+
+impl Failure {
+    fn code(code: i16) -> Failure {
+        Failure {
+            code,
+            message: None,
+        }
+    }
+    fn with(code: i16, message: String) -> Failure {
+        Failure {
+            code,
+            message: Some(message),
+        }
+    }
+}
+
+struct Appended {
+    partition: Arc<Partition>,
+    base_offset: i64,
+    last_offset: i64,
+    log_start_offset: i64,
+}
+
+fn storage_failure(e: PartitionError) -> Failure {
+    match e {
+        PartitionError::Storage(StorageError::OutOfOrderSequence { .. }) => {
+            Failure::with(ec::OUT_OF_ORDER_SEQUENCE_NUMBER, e.to_string())
+        }
+        PartitionError::Storage(StorageError::InvalidProducerEpoch { .. }) => {
+            Failure::with(ec::INVALID_PRODUCER_EPOCH, e.to_string())
+        }
+        PartitionError::Storage(StorageError::Batch(_)) => {
+            Failure::with(ec::CORRUPT_MESSAGE, e.to_string())
+        }
+        PartitionError::Closed => Failure::code(ec::NOT_LEADER_OR_FOLLOWER),
+        other => {
+            warn!("append failed: {other}");
+            Failure::with(ec::KAFKA_STORAGE_ERROR, other.to_string())
+        }
+    }
+}
+
+fn append(
+    b: &Arc<Broker>,
+    topic: &str,
+    index: i32,
+    records: Option<Bytes>,
+    transactional: bool,
+    now: i64,
+) -> Result<Appended, Failure> {
+    let partition = b
+        .partitions
+        .get(topic, index)
+        .ok_or(Failure::code(ec::UNKNOWN_TOPIC_OR_PARTITION))?;
+    let records = records.unwrap_or_default();
+    let max = partition.config().max_message_bytes;
+    let summary =
+        validate_produce(&records, max).map_err(|e| Failure::with(e.error_code(), e.message()))?;
+    if transactional || summary.transactional {
+        return Err(Failure::with(
+            ec::INVALID_RECORD,
+            "transactions are not supported by this broker yet".into(),
+        ));
+    }
+    // The one copy on the produce path: offsets are assigned in place.
+    let mut owned = records.to_vec();
+    let info = partition.append(&mut owned, now).map_err(storage_failure)?;
+    if !info.duplicate {
+        b.after_append(&partition);
+    }
+    Ok(Appended {
+        partition,
+        base_offset: info.base_offset,
+        last_offset: info.last_offset,
+        log_start_offset: info.log_start_offset,
+    })
+}
+
+pub(crate) async fn handle(
+    b: &Arc<Broker>,
+    req: ProduceRequest,
+    version: i16,
+) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let now = now_ms();
+    let transactional = req.transactional_id.is_some();
+    let mut results: Vec<(
+        kafka_protocol::messages::TopicName,
+        Vec<(i32, Result<Appended, Failure>)>,
+    )> = Vec::new();
+    for topic in req.topic_data {
+        let mut parts = Vec::with_capacity(topic.partition_data.len());
+        for pd in topic.partition_data {
+            let r = if matches!(acks, -1..=1) {
+                append(
+                    b,
+                    topic.name.as_str(),
+                    pd.index,
+                    pd.records,
+                    transactional,
+                    now,
+                )
+            } else {
+                Err(Failure::code(ec::INVALID_REQUIRED_ACKS))
+            };
+            parts.push((pd.index, r));
+        }
+        results.push((topic.name, parts));
+    }
+    if acks == 0 {
+        return None;
+    }
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(req.timeout_ms.max(0) as u64);
+    let mut responses = Vec::with_capacity(results.len());
+    for (name, parts) in results {
+        let mut prs = Vec::with_capacity(parts.len());
+        for (index, r) in parts {
+            let pr = PartitionProduceResponse::default().with_index(index);
+            let pr = match r {
+                Ok(a) => {
+                    let mut rx = a.partition.subscribe();
+                    let durable =
+                        tokio::time::timeout_at(deadline, rx.wait_for(|hw| *hw > a.last_offset))
+                            .await;
+                    match durable {
+                        Ok(Ok(_)) => {
+                            let pr = pr.with_base_offset(a.base_offset);
+                            if version >= 5 {
+                                pr.with_log_start_offset(a.log_start_offset)
+                            } else {
+                                pr
+                            }
+                        }
+                        _ => {
+                            debug!(
+                                topic = name.as_str(),
+                                index, "produce timed out waiting for fsync"
+                            );
+                            pr.with_error_code(ec::REQUEST_TIMED_OUT)
+                                .with_base_offset(-1)
+                        }
+                    }
+                }
+                Err(f) => {
+                    let pr = pr.with_error_code(f.code).with_base_offset(-1);
+                    if version >= 8 {
+                        pr.with_error_message(f.message.map(str_bytes))
+                    } else {
+                        pr
+                    }
+                }
+            };
+            prs.push(pr);
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(name)
+                .with_partition_responses(prs),
+        );
+    }
+    Some(ProduceResponse::default().with_responses(responses))
+}

@@ -1,0 +1,20 @@
+//! The Karst broker: listener, connection loop, request handlers and the
+//! partitions it hosts. Storage and protocol are synchronous crates below it;
+//! this crate owns the tokio tasks.
+
+pub mod broker;
+pub mod config;
+pub mod errors;
+mod flusher;
+mod handlers;
+pub mod metadata;
+pub mod partition;
+pub mod partitions;
+mod server;
+pub mod topic_config;
+mod topic_name;
+
+pub use broker::Broker;
+pub use config::{BrokerConfig, ConfigError};
+pub use errors::BrokerError;
+pub use server::serve;

@@ -1,0 +1,75 @@
+//! The one table of APIs and versions Karst implements.
+//!
+//! ApiVersions advertises exactly this table and the dispatcher refuses anything
+//! outside it, so the two can never disagree. Every row is a promise: the README's
+//! API table names the test that proves it.
+
+use kafka_protocol::messages::ApiKey;
+
+/// An API and the inclusive range of versions Karst serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiSupport {
+    pub key: ApiKey,
+    pub min: i16,
+    pub max: i16,
+}
+
+const fn api(key: ApiKey, min: i16, max: i16) -> ApiSupport {
+    ApiSupport { key, min, max }
+}
+
+/// Versions chosen where the message shape is implemented end to end; newer
+/// versions of the same APIs (Produce by topic id, ListOffsets max-timestamp) are
+/// left out until they are.
+pub const SUPPORTED: &[ApiSupport] = &[
+    api(ApiKey::Produce, 3, 11),
+    api(ApiKey::Fetch, 4, 15),
+    api(ApiKey::ListOffsets, 1, 6),
+    api(ApiKey::Metadata, 0, 12),
+    api(ApiKey::ApiVersions, 0, 4),
+    api(ApiKey::CreateTopics, 2, 7),
+    api(ApiKey::DeleteTopics, 1, 6),
+    api(ApiKey::DeleteRecords, 0, 2),
+    api(ApiKey::InitProducerId, 0, 4),
+    api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::CreatePartitions, 0, 3),
+    api(ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The supported range for `key`, if Karst implements it at all.
+pub fn support(key: ApiKey) -> Option<ApiSupport> {
+    SUPPORTED.iter().copied().find(|s| s.key == key)
+}
+
+/// Whether `version` of `key` is served.
+pub fn is_supported(key: ApiKey, version: i16) -> bool {
+    support(key).is_some_and(|s| (s.min..=s.max).contains(&version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_stays_within_what_the_codec_can_speak() {
+        for s in SUPPORTED {
+            let codec = s.key.valid_versions();
+            assert!(s.min <= s.max, "{:?}", s.key);
+            assert!(
+                codec.min <= s.min && s.max <= codec.max,
+                "{:?} {}..{} vs codec {:?}",
+                s.key,
+                s.min,
+                s.max,
+                codec
+            );
+        }
+    }
+
+    #[test]
+    fn one_row_per_api() {
+        for (i, a) in SUPPORTED.iter().enumerate() {
+            assert!(SUPPORTED[i + 1..].iter().all(|b| b.key != a.key));
+        }
+    }
+}

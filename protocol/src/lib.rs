@@ -1,0 +1,10 @@
+//! The Kafka wire protocol as Karst speaks it. No I/O: bytes in, values out.
+
+pub mod api_versions;
+pub mod codec;
+pub mod error_codes;
+pub mod framing;
+pub mod records;
+
+pub use kafka_protocol;
+pub use karst_batch as batch;
