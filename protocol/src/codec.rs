@@ -113,6 +113,45 @@ pub fn encode_response(
     Ok(out.freeze())
 }
 
+/// Encodes a request frame (size prefix, header, body): the client side, used by
+/// Karst's admin tooling and tests.
+pub fn encode_request(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    client_id: &str,
+    body: &RequestKind,
+) -> Result<Bytes, String> {
+    let mut out = BytesMut::with_capacity(256);
+    out.put_i32(0);
+    let header = RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_string(client_id.to_string())));
+    header
+        .encode(&mut out, api_key.request_header_version(version))
+        .map_err(|e| format!("{e:#}"))?;
+    body.encode(&mut out, version)
+        .map_err(|e| format!("{e:#}"))?;
+    let size = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(out.freeze())
+}
+
+/// Decodes a response frame (without its size prefix): correlation id and body.
+pub fn decode_response(
+    api_key: ApiKey,
+    version: i16,
+    frame: Bytes,
+) -> Result<(i32, ResponseKind), String> {
+    let mut buf = frame;
+    let header = ResponseHeader::decode(&mut buf, api_key.response_header_version(version))
+        .map_err(|e| format!("{e:#}"))?;
+    let body = ResponseKind::decode(api_key, &mut buf, version).map_err(|e| format!("{e:#}"))?;
+    Ok((header.correlation_id, body))
+}
+
 /// The supported-API list as ApiVersions reports it.
 pub fn api_version_list() -> Vec<ApiVersion> {
     SUPPORTED
