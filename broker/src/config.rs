@@ -46,6 +46,8 @@ pub struct BrokerConfig {
     pub default_replication_factor: i16,
     /// `message.max.bytes`: default for topics' `max.message.bytes`.
     pub message_max_bytes: usize,
+    /// `fetch.max.bytes`: cap on one fetch response, whatever the client asks.
+    pub fetch_max_bytes: usize,
     /// `log.segment.bytes`
     pub log_segment_bytes: u64,
     /// `log.roll.ms`
@@ -80,6 +82,7 @@ impl Default for BrokerConfig {
             num_partitions: 1,
             default_replication_factor: 1,
             message_max_bytes: 1_048_588,
+            fetch_max_bytes: 55 * 1024 * 1024,
             log_segment_bytes: 1 << 30,
             log_roll_ms: Some(7 * 24 * 3600 * 1000),
             log_retention_ms: Some(7 * 24 * 3600 * 1000),
@@ -149,6 +152,7 @@ impl BrokerConfig {
         "num.partitions",
         "default.replication.factor",
         "message.max.bytes",
+        "fetch.max.bytes",
         "log.segment.bytes",
         "log.roll.ms",
         "log.retention.ms",
@@ -184,6 +188,7 @@ impl BrokerConfig {
                 self.default_replication_factor = positive(key, v, parse(key, v)?)?
             }
             "message.max.bytes" => self.message_max_bytes = positive(key, v, parse(key, v)?)?,
+            "fetch.max.bytes" => self.fetch_max_bytes = positive(key, v, parse(key, v)?)?,
             "log.segment.bytes" => self.log_segment_bytes = positive(key, v, parse(key, v)?)?,
             "log.roll.ms" => self.log_roll_ms = optional_i64(key, v)?.map(|x| x as u64),
             "log.retention.ms" => self.log_retention_ms = optional_i64(key, v)?,
@@ -280,6 +285,7 @@ impl BrokerConfig {
                 self.default_replication_factor.to_string(),
             ),
             ("message.max.bytes", self.message_max_bytes.to_string()),
+            ("fetch.max.bytes", self.fetch_max_bytes.to_string()),
             ("log.segment.bytes", self.log_segment_bytes.to_string()),
             ("log.roll.ms", opt(self.log_roll_ms.map(|v| v as i64))),
             ("log.retention.ms", opt(self.log_retention_ms)),

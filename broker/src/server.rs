@@ -6,7 +6,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::{FuturesOrdered, StreamExt};
 use karst_protocol::codec::{decode_request, encode_api_versions_fallback, DecodeError};
 use karst_protocol::framing::take_frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn, Instrument};
 
 use crate::broker::Broker;
-use crate::handlers;
+use crate::handlers::{self, Reply};
 
 /// Accepts connections until `shutdown` resolves.
 pub async fn serve(
@@ -46,57 +50,85 @@ pub async fn serve(
     }
 }
 
+/// Requests read ahead of their responses per connection: enough to keep a
+/// pipelining producer's appends flowing during an fsync, bounded so a client
+/// that never reads its responses cannot make the broker buffer without limit.
+const MAX_IN_FLIGHT: usize = 16;
+
+type ReplyFuture = Pin<Box<dyn Future<Output = Result<Option<Bytes>, String>> + Send>>;
+
 async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let max = broker.config.socket_request_max_bytes;
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut inflight: FuturesOrdered<ReplyFuture> = FuturesOrdered::new();
+    let mut eof = false;
     loop {
-        let frame = match take_frame(&mut buf, max) {
-            Ok(Some(f)) => f,
-            Ok(None) => match rd.read_buf(&mut buf).await {
-                Ok(0) => {
-                    if !buf.is_empty() {
-                        debug!(%peer, pending = buf.len(), "peer closed mid-request");
-                    }
-                    return;
-                }
-                Ok(_) => continue,
+        // Dispatch every complete request already buffered, in order.
+        while inflight.len() < MAX_IN_FLIGHT {
+            let frame = match take_frame(&mut buf, max) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
                 Err(e) => {
-                    debug!(%peer, "read failed: {e}");
+                    warn!(%peer, "closing connection: {e}");
                     return;
                 }
-            },
-            Err(e) => {
-                warn!(%peer, "closing connection: {e}");
-                return;
+            };
+            let reply = match decode_request(frame) {
+                Ok(req) => match handlers::dispatch(&broker, req) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        warn!(%peer, "closing connection: {e}");
+                        return;
+                    }
+                },
+                Err(DecodeError::UnsupportedApiVersions {
+                    version,
+                    correlation_id,
+                }) => {
+                    debug!(%peer, version, "ApiVersions at unknown version: answering v0 per KIP-511");
+                    Reply::Now(Some(encode_api_versions_fallback(correlation_id)))
+                }
+                Err(e) => {
+                    warn!(%peer, "closing connection: {e}");
+                    return;
+                }
+            };
+            match reply {
+                Reply::Now(r) => inflight.push_back(Box::pin(std::future::ready(Ok(r)))),
+                Reply::Later(f) => inflight.push_back(f),
             }
-        };
-        let response = match decode_request(frame) {
-            Ok(req) => match handlers::dispatch(&broker, req).await {
-                Ok(r) => r,
+        }
+        if eof && inflight.is_empty() {
+            if !buf.is_empty() {
+                debug!(%peer, pending = buf.len(), "peer closed mid-request");
+            }
+            return;
+        }
+        tokio::select! {
+            biased;
+            Some(done) = inflight.next(), if !inflight.is_empty() => match done {
+                Ok(Some(bytes)) => {
+                    if let Err(e) = wr.write_all(&bytes).await {
+                        debug!(%peer, "write failed: {e}");
+                        return;
+                    }
+                }
+                Ok(None) => {}
                 Err(e) => {
                     warn!(%peer, "closing connection: {e}");
                     return;
                 }
             },
-            Err(DecodeError::UnsupportedApiVersions {
-                version,
-                correlation_id,
-            }) => {
-                debug!(%peer, version, "ApiVersions at unknown version: answering v0 per KIP-511");
-                Some(encode_api_versions_fallback(correlation_id))
-            }
-            Err(e) => {
-                warn!(%peer, "closing connection: {e}");
-                return;
-            }
-        };
-        if let Some(bytes) = response {
-            if let Err(e) = wr.write_all(&bytes).await {
-                debug!(%peer, "write failed: {e}");
-                return;
-            }
+            read = rd.read_buf(&mut buf), if !eof && inflight.len() < MAX_IN_FLIGHT => match read {
+                Ok(0) => eof = true,
+                Ok(_) => {}
+                Err(e) => {
+                    debug!(%peer, "read failed: {e}");
+                    return;
+                }
+            },
         }
     }
 }

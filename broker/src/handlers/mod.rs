@@ -11,19 +11,44 @@ mod producer_id;
 #[cfg(test)]
 mod tests;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kafka_protocol::messages::{RequestKind, ResponseKind, TopicName};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use karst_protocol::codec::{encode_response, Request};
 use tracing::{debug_span, error, Instrument};
 
 use crate::broker::Broker;
 
-/// Handles one request; `Ok(None)` means no response is due (Produce with acks=0),
-/// `Err` that the connection must close.
-pub(crate) async fn dispatch(b: &Arc<Broker>, req: Request) -> Result<Option<Bytes>, String> {
+/// What a request turned into: a response now, or one to await. Responses on a
+/// connection are written in request order either way.
+pub(crate) enum Reply {
+    /// `None`: no response is due (Produce with acks=0).
+    Now(Option<Bytes>),
+    Later(Pin<Box<dyn Future<Output = Result<Option<Bytes>, String>> + Send>>),
+}
+
+fn encode(
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+    r: &ResponseKind,
+) -> Result<Option<Bytes>, String> {
+    encode_response(correlation_id, api_key, version, r)
+        .map(Some)
+        .map_err(|e| {
+            error!(?api_key, version, "cannot encode response: {e}");
+            format!("cannot encode {api_key:?} v{version} response: {e}")
+        })
+}
+
+/// Handles one request. Everything that must happen in request order (appends)
+/// happens before this returns; waiting (fsync, long poll) is left in `Later`.
+/// `Err` means the connection must close.
+pub(crate) fn dispatch(b: &Arc<Broker>, req: Request) -> Result<Reply, String> {
     let Request {
         api_key,
         version,
@@ -32,55 +57,56 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, req: Request) -> Result<Option<Byt
         ..
     } = req;
     let span = debug_span!("request", api = ?api_key, version, correlation_id);
-    let response = async {
-        Ok(Some(match body {
-            RequestKind::ApiVersions(r) => {
-                ResponseKind::ApiVersions(api_versions::handle(r, version))
+    let _enter = span.enter();
+    let response = match body {
+        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r, version)),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(b, r, version)),
+        RequestKind::Produce(r) => {
+            let inflight = produce::start(b, r, version);
+            if !inflight.wants_response() {
+                return Ok(Reply::Now(None));
             }
-            RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(b, r, version)),
-            RequestKind::Produce(r) => match produce::handle(b, r, version).await {
-                Some(resp) => ResponseKind::Produce(resp),
-                None => return Ok(None),
-            },
-            RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(b, r, version).await),
-            RequestKind::ListOffsets(r) => {
-                ResponseKind::ListOffsets(list_offsets::handle(b, r, version))
-            }
-            RequestKind::CreateTopics(r) => {
-                ResponseKind::CreateTopics(admin::create_topics(b, r, version))
-            }
-            RequestKind::DeleteTopics(r) => {
-                ResponseKind::DeleteTopics(admin::delete_topics(b, r, version))
-            }
-            RequestKind::CreatePartitions(r) => {
-                ResponseKind::CreatePartitions(admin::create_partitions(b, r))
-            }
-            RequestKind::DeleteRecords(r) => {
-                ResponseKind::DeleteRecords(admin::delete_records(b, r))
-            }
-            RequestKind::DescribeConfigs(r) => {
-                ResponseKind::DescribeConfigs(describe::describe_configs(b, r, version))
-            }
-            RequestKind::DescribeCluster(r) => {
-                ResponseKind::DescribeCluster(describe::describe_cluster(b, r))
-            }
-            RequestKind::InitProducerId(r) => {
-                ResponseKind::InitProducerId(producer_id::handle(b, r))
-            }
-            other => return Err(format!("no handler for {other:?}")),
-        }))
-    }
-    .instrument(span)
-    .await?;
-    match response {
-        None => Ok(None),
-        Some(r) => encode_response(correlation_id, api_key, version, &r)
-            .map(Some)
-            .map_err(|e| {
-                error!(?api_key, version, "cannot encode response: {e}");
-                format!("cannot encode {api_key:?} v{version} response: {e}")
-            }),
-    }
+            let fut = async move {
+                encode(
+                    correlation_id,
+                    api_key,
+                    version,
+                    &ResponseKind::Produce(inflight.finish().await),
+                )
+            };
+            return Ok(Reply::Later(Box::pin(fut.instrument(span.clone()))));
+        }
+        RequestKind::Fetch(r) => {
+            let b = b.clone();
+            let fut = async move {
+                let resp = fetch::handle(&b, r, version).await;
+                encode(correlation_id, api_key, version, &ResponseKind::Fetch(resp))
+            };
+            return Ok(Reply::Later(Box::pin(fut.instrument(span.clone()))));
+        }
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(list_offsets::handle(b, r, version))
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(admin::create_topics(b, r, version))
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(admin::delete_topics(b, r, version))
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(admin::create_partitions(b, r))
+        }
+        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(admin::delete_records(b, r)),
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(describe::describe_configs(b, r, version))
+        }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(describe::describe_cluster(b, r))
+        }
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(producer_id::handle(b, r)),
+        other => return Err(format!("no handler for {other:?}")),
+    };
+    encode(correlation_id, api_key, version, &response).map(Reply::Now)
 }
 
 pub(crate) fn topic_name(s: &str) -> TopicName {

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use karst_protocol::error_codes as ec;
 use karst_protocol::records::validate_produce;
 use karst_storage::StorageError;
@@ -95,18 +95,21 @@ fn append(
     })
 }
 
-pub(crate) async fn handle(
-    b: &Arc<Broker>,
-    req: ProduceRequest,
+/// The synchronous half of a Produce: validate and append every partition, in
+/// request order, before the next request on the connection is looked at (so an
+/// idempotent producer's pipelined batches land in sequence order).
+pub(crate) struct InFlight {
+    acks: i16,
     version: i16,
-) -> Option<ProduceResponse> {
+    timeout_ms: i32,
+    results: Vec<(TopicName, Vec<(i32, Result<Appended, Failure>)>)>,
+}
+
+pub(crate) fn start(b: &Arc<Broker>, req: ProduceRequest, version: i16) -> InFlight {
     let acks = req.acks;
     let now = now_ms();
     let transactional = req.transactional_id.is_some();
-    let mut results: Vec<(
-        kafka_protocol::messages::TopicName,
-        Vec<(i32, Result<Appended, Failure>)>,
-    )> = Vec::new();
+    let mut results = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let mut parts = Vec::with_capacity(topic.partition_data.len());
         for pd in topic.partition_data {
@@ -126,57 +129,73 @@ pub(crate) async fn handle(
         }
         results.push((topic.name, parts));
     }
-    if acks == 0 {
-        return None;
+    InFlight {
+        acks,
+        version,
+        timeout_ms: req.timeout_ms,
+        results,
     }
-    let deadline =
-        tokio::time::Instant::now() + Duration::from_millis(req.timeout_ms.max(0) as u64);
-    let mut responses = Vec::with_capacity(results.len());
-    for (name, parts) in results {
-        let mut prs = Vec::with_capacity(parts.len());
-        for (index, r) in parts {
-            let pr = PartitionProduceResponse::default().with_index(index);
-            let pr = match r {
-                Ok(a) => {
-                    let mut rx = a.partition.subscribe();
-                    let durable =
-                        tokio::time::timeout_at(deadline, rx.wait_for(|hw| *hw > a.last_offset))
-                            .await;
-                    match durable {
-                        Ok(Ok(_)) => {
-                            let pr = pr.with_base_offset(a.base_offset);
-                            if version >= 5 {
-                                pr.with_log_start_offset(a.log_start_offset)
-                            } else {
-                                pr
+}
+
+impl InFlight {
+    pub(crate) fn wants_response(&self) -> bool {
+        self.acks != 0
+    }
+
+    /// The asynchronous half: wait until each append is durable (and so visible).
+    pub(crate) async fn finish(self) -> ProduceResponse {
+        let version = self.version;
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(self.timeout_ms.max(0) as u64);
+        let mut responses = Vec::with_capacity(self.results.len());
+        for (name, parts) in self.results {
+            let mut prs = Vec::with_capacity(parts.len());
+            for (index, r) in parts {
+                let pr = PartitionProduceResponse::default().with_index(index);
+                let pr = match r {
+                    Ok(a) => {
+                        let mut rx = a.partition.subscribe();
+                        let durable = tokio::time::timeout_at(
+                            deadline,
+                            rx.wait_for(|hw| *hw > a.last_offset),
+                        )
+                        .await;
+                        match durable {
+                            Ok(Ok(_)) => {
+                                let pr = pr.with_base_offset(a.base_offset);
+                                if version >= 5 {
+                                    pr.with_log_start_offset(a.log_start_offset)
+                                } else {
+                                    pr
+                                }
+                            }
+                            _ => {
+                                debug!(
+                                    topic = name.as_str(),
+                                    index, "produce timed out waiting for fsync"
+                                );
+                                pr.with_error_code(ec::REQUEST_TIMED_OUT)
+                                    .with_base_offset(-1)
                             }
                         }
-                        _ => {
-                            debug!(
-                                topic = name.as_str(),
-                                index, "produce timed out waiting for fsync"
-                            );
-                            pr.with_error_code(ec::REQUEST_TIMED_OUT)
-                                .with_base_offset(-1)
+                    }
+                    Err(f) => {
+                        let pr = pr.with_error_code(f.code).with_base_offset(-1);
+                        if version >= 8 {
+                            pr.with_error_message(f.message.map(str_bytes))
+                        } else {
+                            pr
                         }
                     }
-                }
-                Err(f) => {
-                    let pr = pr.with_error_code(f.code).with_base_offset(-1);
-                    if version >= 8 {
-                        pr.with_error_message(f.message.map(str_bytes))
-                    } else {
-                        pr
-                    }
-                }
-            };
-            prs.push(pr);
+                };
+                prs.push(pr);
+            }
+            responses.push(
+                TopicProduceResponse::default()
+                    .with_name(name)
+                    .with_partition_responses(prs),
+            );
         }
-        responses.push(
-            TopicProduceResponse::default()
-                .with_name(name)
-                .with_partition_responses(prs),
-        );
+        ProduceResponse::default().with_responses(responses)
     }
-    Some(ProduceResponse::default().with_responses(responses))
 }
