@@ -12,11 +12,14 @@ use crate::metadata::TopicMeta;
 use crate::partition::{Partition, PartitionError};
 use crate::topic_config::TopicConfig;
 
+/// One topic's partitions, replaced whole when partitions are added.
+type TopicPartitions = Arc<Vec<Arc<Partition>>>;
+
 /// Topic name → its partitions, indexed by partition number.
 #[derive(Debug, Default)]
 pub struct Partitions {
     data_dir: PathBuf,
-    by_topic: RwLock<HashMap<Arc<str>, Arc<Vec<Arc<Partition>>>>>,
+    by_topic: RwLock<HashMap<Arc<str>, TopicPartitions>>,
 }
 
 /// `<data>/<topic>-<partition>`, as Kafka lays it out.

@@ -50,8 +50,10 @@ impl Client {
 
 async fn start() -> (tempfile::TempDir, Arc<Broker>, Client) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = BrokerConfig::default();
-    config.data_dir = dir.path().to_path_buf();
+    let config = BrokerConfig {
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
     let broker = Broker::open(config).expect("open");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -275,6 +277,7 @@ async fn every_advertised_version_round_trips() {
 
     for v in versions(ApiKey::InitProducerId) {
         let req = InitProducerIdRequest::default()
+            .with_transactional_id(None)
             .with_transaction_timeout_ms(60_000)
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1);

@@ -284,7 +284,7 @@ pub(crate) fn create_partitions(
                     ),
                 );
             }
-            if let Some(a) = &t.assignments {
+            if let Some(a) = t.assignments.as_ref().filter(|a| !a.is_empty()) {
                 let added = (t.count - meta.partitions) as usize;
                 if a.len() != added
                     || a.iter()

@@ -46,7 +46,7 @@ pub(crate) fn describe_configs(
             let wanted = |k: &str| {
                 res.configuration_keys
                     .as_ref()
-                    .is_none_or(|keys| keys.iter().any(|x| x.as_str() == k))
+                    .is_none_or(|keys| keys.is_empty() || keys.iter().any(|x| x.as_str() == k))
             };
             match res.resource_type {
                 TOPIC => match image.topics.get(res.resource_name.as_str()) {

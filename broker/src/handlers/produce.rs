@@ -33,6 +33,9 @@ impl Failure {
     }
 }
 
+/// A partition index and what its append did.
+type PartitionOutcome = (i32, Result<Appended, Failure>);
+
 struct Appended {
     partition: Arc<Partition>,
     base_offset: i64,
@@ -102,7 +105,7 @@ pub(crate) struct InFlight {
     acks: i16,
     version: i16,
     timeout_ms: i32,
-    results: Vec<(TopicName, Vec<(i32, Result<Appended, Failure>)>)>,
+    results: Vec<(TopicName, Vec<PartitionOutcome>)>,
 }
 
 pub(crate) fn start(b: &Arc<Broker>, req: ProduceRequest, version: i16) -> InFlight {

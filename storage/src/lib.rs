@@ -1,0 +1,25 @@
+//! Karst's commit log: one [`Log`] per partition directory.
+//!
+//! Synchronous and deterministic: no networking, no tokio. The broker owns the
+//! threads and locking; this crate owns the files.
+
+mod checkpoint;
+mod config;
+mod errors;
+mod files;
+mod index;
+mod index_file;
+mod log;
+mod mmap;
+mod producer_state;
+mod recovery;
+mod segment;
+mod snapshot;
+mod time_index;
+
+pub use config::LogConfig;
+pub use errors::{StorageError, StorageResult};
+pub use log::{AppendInfo, FlushTarget, Log, ReadSlice};
+
+#[cfg(test)]
+mod log_tests;

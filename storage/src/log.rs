@@ -1,0 +1,506 @@
+//! The partition log: a directory of segments, the last of which is active.
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::ops::Bound::{Excluded, Unbounded};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use karst_batch::{set_base_offset, set_partition_leader_epoch, BatchError, BatchHeader};
+
+use crate::checkpoint;
+use crate::files::fsync_dir;
+use crate::producer_state::{ProducerState, Verdict};
+use crate::recovery;
+use crate::segment::Segment;
+use crate::snapshot;
+use crate::{LogConfig, StorageError, StorageResult};
+
+/// What `append` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset assigned to the first record of the first batch.
+    pub base_offset: i64,
+    /// Offset of the last record appended; `log_end_offset() == last_offset + 1`.
+    pub last_offset: i64,
+    /// Largest batch max_timestamp appended.
+    pub max_timestamp: i64,
+    /// Log start offset after the append.
+    pub log_start_offset: i64,
+    /// True when the batches were a retry of batches already in the log
+    /// (idempotent producer); nothing was written and the offsets are the originals.
+    pub duplicate: bool,
+}
+
+/// Whole batches read from the log.
+#[derive(Debug, Clone)]
+pub struct ReadSlice {
+    /// Concatenated batches; empty when there is nothing at or after the offset.
+    pub bytes: Bytes,
+    /// Base offset of the first batch in `bytes` (<= requested offset).
+    pub first_offset: i64,
+}
+
+/// What a group-commit flusher syncs outside the log's lock.
+#[derive(Debug, Clone)]
+pub struct FlushTarget {
+    /// The active segment file.
+    pub file: Arc<File>,
+    /// Log end offset at the moment the target was taken: once `file` is synced,
+    /// every offset below this is durable.
+    pub log_end_offset: i64,
+}
+
+/// One partition's log: a directory of segments.
+///
+/// Layout and formats: see the `files`, `index`, `time_index` and `snapshot` modules.
+/// Only the active segment may have an unsynced tail: a roll fsyncs the old segment
+/// and its indexes before anything is written to the new one.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Segments before the active one, by base offset.
+    pub(crate) closed: BTreeMap<i64, Segment>,
+    pub(crate) active: Segment,
+    log_start_offset: i64,
+    log_end_offset: i64,
+    producers: ProducerState,
+    /// Offsets of the producer-state snapshot files on disk.
+    snapshots: BTreeSet<i64>,
+}
+
+impl Log {
+    /// Opens (creating if missing) the log in `dir`, recovering an unclean tail.
+    pub fn open(dir: &Path, config: LogConfig) -> StorageResult<Log> {
+        fs::create_dir_all(dir)?;
+        let listing = recovery::list_dir(dir)?;
+        let clean = checkpoint::has_clean_shutdown_marker(dir);
+        let checkpointed_start = checkpoint::read_log_start_offset(dir)?;
+        let mut closed = BTreeMap::new();
+        let (active, log_end_offset) = match listing.segments.split_last() {
+            None => {
+                let base = checkpointed_start.unwrap_or(0);
+                let seg = Segment::create(dir, base, &config)?;
+                fsync_dir(dir)?;
+                (seg, base)
+            }
+            Some((&last, rest)) => {
+                for &base in rest {
+                    closed.insert(base, Segment::open_closed(dir, base, &config)?);
+                }
+                Segment::open_active(dir, last, &config, clean)?
+            }
+        };
+        let first_base = closed
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(active.base_offset());
+        let log_start_offset = checkpointed_start.unwrap_or(first_base).max(first_base);
+        let mut log = Log {
+            dir: dir.to_path_buf(),
+            config,
+            closed,
+            active,
+            log_start_offset,
+            log_end_offset,
+            producers: ProducerState::default(),
+            snapshots: listing.snapshots,
+        };
+        if log_start_offset > log_end_offset {
+            // Recovery lost data above a persisted log start (DeleteRecords/retention
+            // moved it into a tail that was never synced). As Kafka does, start over
+            // empty at the log start rather than hand out offsets below it again.
+            log.truncate_fully_and_start_at(log_start_offset)?;
+        }
+        // Finish a DeleteRecords that persisted its checkpoint but crashed before deleting.
+        log.delete_segments_below(log_start_offset)?;
+        log.load_producer_state()?;
+        if clean {
+            checkpoint::remove_clean_shutdown_marker(dir)?;
+        }
+        Ok(log)
+    }
+
+    /// Deletes every segment and snapshot and starts an empty log at `offset`.
+    fn truncate_fully_and_start_at(&mut self, offset: i64) -> StorageResult<()> {
+        tracing::warn!(
+            dir = %self.dir.display(),
+            log_end_offset = self.log_end_offset,
+            log_start_offset = offset,
+            "log ends below its start offset; starting over empty at the start offset"
+        );
+        // The new segment exists before the old ones go, so a crash in between leaves
+        // a directory that the next open finishes cleaning (segments below the start).
+        let new = Segment::create(&self.dir, offset, &self.config)?;
+        fsync_dir(&self.dir)?;
+        let old = std::mem::replace(&mut self.active, new);
+        old.delete()?;
+        while let Some((_, seg)) = self.closed.pop_first() {
+            seg.delete()?;
+        }
+        for snapshot in std::mem::take(&mut self.snapshots) {
+            snapshot::remove(&self.dir, snapshot)?;
+        }
+        self.producers = ProducerState::default();
+        self.log_start_offset = offset;
+        self.log_end_offset = offset;
+        Ok(())
+    }
+
+    /// Loads the newest valid snapshot at or below the log end and replays the batch
+    /// headers after it.
+    fn load_producer_state(&mut self) -> StorageResult<()> {
+        let stale: Vec<i64> = self
+            .snapshots
+            .range((Excluded(self.log_end_offset), Unbounded))
+            .copied()
+            .collect();
+        for offset in stale {
+            tracing::warn!(dir = %self.dir.display(), offset, "removing producer snapshot beyond the log end");
+            snapshot::remove(&self.dir, offset)?;
+            self.snapshots.remove(&offset);
+        }
+        let first_base = self.first_segment_base();
+        let mut state = ProducerState::default();
+        let mut from = first_base;
+        while let Some(&offset) = self.snapshots.last() {
+            match snapshot::read(&self.dir, offset) {
+                Ok(s) => {
+                    state = s;
+                    from = offset.max(first_base);
+                    break;
+                }
+                Err(reason) => {
+                    tracing::warn!(dir = %self.dir.display(), offset, %reason, "removing unreadable producer snapshot");
+                    snapshot::remove(&self.dir, offset)?;
+                    self.snapshots.remove(&offset);
+                }
+            }
+        }
+        for seg in self.segments_from(from) {
+            seg.for_each_batch(from, |h| state.replay(h))?;
+        }
+        self.producers = state;
+        Ok(())
+    }
+
+    fn first_segment_base(&self) -> i64 {
+        self.closed
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.active.base_offset())
+    }
+
+    /// All segments in offset order, starting with the one that holds `offset`.
+    fn segments_from(&self, offset: i64) -> impl Iterator<Item = &Segment> {
+        let closed = if offset >= self.active.base_offset() {
+            self.closed.range(self.active.base_offset()..)
+        } else {
+            match self.closed.range(..=offset).next_back() {
+                Some((&base, _)) => self.closed.range(base..),
+                None => self.closed.range(..),
+            }
+        };
+        closed.map(|(_, s)| s).chain(std::iter::once(&self.active))
+    }
+
+    /// Appends one or more v2 batches laid end to end.
+    ///
+    /// Offsets and the partition leader epoch are written into `batches` in place.
+    /// Idempotent-producer sequences are checked for every batch before anything is
+    /// written; if any batch is a duplicate of one in the log, nothing is written and
+    /// the original offsets of that batch are returned with `duplicate: true`
+    /// (Kafka treats the whole append as the retry).
+    pub fn append(
+        &mut self,
+        batches: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> StorageResult<AppendInfo> {
+        if batches.is_empty() {
+            return Err(StorageError::Batch(BatchError::Invalid(
+                "no record batch to append",
+            )));
+        }
+        let mut headers = Vec::new();
+        let mut pos = 0usize;
+        let mut next_offset = self.log_end_offset;
+        let mut max_timestamp = -1i64;
+        while pos < batches.len() {
+            let mut h = BatchHeader::parse(&batches[pos..])?;
+            h.base_offset = next_offset;
+            h.partition_leader_epoch = leader_epoch;
+            next_offset = h
+                .base_offset
+                .checked_add(i64::from(h.last_offset_delta) + 1)
+                .ok_or(StorageError::Batch(BatchError::Invalid("offset overflow")))?;
+            max_timestamp = max_timestamp.max(h.max_timestamp);
+            headers.push((pos, h));
+            pos += h.total_len();
+        }
+
+        let mut pending = self.producers.begin();
+        for (_, h) in &headers {
+            if let Verdict::Duplicate(original) = pending.check(h)? {
+                return Ok(AppendInfo {
+                    base_offset: original.base_offset,
+                    last_offset: original.last_offset,
+                    max_timestamp: original.max_timestamp,
+                    log_start_offset: self.log_start_offset,
+                    duplicate: true,
+                });
+            }
+        }
+        let changes = pending.into_changes();
+
+        for (pos, h) in &headers {
+            set_base_offset(&mut batches[*pos..], h.base_offset);
+            set_partition_leader_epoch(&mut batches[*pos..], leader_epoch);
+        }
+        if self.should_roll(batches.len() as u64, next_offset, now_ms) {
+            self.roll()?;
+        }
+        self.active
+            .append(batches, &headers, self.config.index_interval_bytes, now_ms)?;
+        let base_offset = self.log_end_offset;
+        self.log_end_offset = next_offset;
+        self.producers.commit(changes);
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next_offset - 1,
+            max_timestamp,
+            log_start_offset: self.log_start_offset,
+            duplicate: false,
+        })
+    }
+
+    fn should_roll(&self, incoming_bytes: u64, next_offset: i64, now_ms: i64) -> bool {
+        let seg = &self.active;
+        if seg.size() == 0 {
+            return false;
+        }
+        // Index positions are u32: never let a segment grow past i32::MAX bytes.
+        let max_bytes = self.config.segment_bytes.min(i32::MAX as u64);
+        let too_big = seg.size().saturating_add(incoming_bytes) > max_bytes;
+        let too_old = match (self.config.segment_ms, seg.rolling_base_ms()) {
+            (Some(ms), Some(base)) => {
+                now_ms.saturating_sub(base) > i64::try_from(ms).unwrap_or(i64::MAX)
+            }
+            _ => false,
+        };
+        // Relative offsets in the indexes are u32 as well.
+        let offsets_overflow = next_offset - 1 - seg.base_offset() > i64::from(i32::MAX);
+        too_big || too_old || offsets_overflow || seg.indexes_full()
+    }
+
+    /// Closes the active segment and starts a new one at the log end.
+    fn roll(&mut self) -> StorageResult<()> {
+        // The old segment's bytes are durable before the new segment exists, so a crash
+        // never leaves an unsynced tail anywhere but in the last segment.
+        self.active.file().sync_data()?;
+        let new = Segment::create(&self.dir, self.log_end_offset, &self.config)?;
+        fsync_dir(&self.dir)?;
+        let mut old = std::mem::replace(&mut self.active, new);
+        let frozen = old.freeze();
+        self.closed.insert(old.base_offset(), old);
+        frozen?;
+        if let Err(e) = self.write_snapshot() {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "could not write producer snapshot on roll");
+        }
+        Ok(())
+    }
+
+    fn write_snapshot(&mut self) -> StorageResult<()> {
+        snapshot::write(&self.dir, self.log_end_offset, &self.producers)?;
+        self.snapshots.insert(self.log_end_offset);
+        Ok(())
+    }
+
+    /// Reads whole batches from the one containing `offset`.
+    ///
+    /// Stops before a batch whose base offset is >= `max_offset` and before exceeding
+    /// `max_bytes`, except that with `min_one` the first batch is returned whole even
+    /// if larger. Reads at most one segment; the next read continues.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one: bool,
+    ) -> StorageResult<ReadSlice> {
+        if offset < self.log_start_offset || offset > self.log_end_offset {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset,
+                log_end: self.log_end_offset,
+            });
+        }
+        let empty = ReadSlice {
+            bytes: Bytes::new(),
+            first_offset: offset,
+        };
+        if offset == self.log_end_offset || offset >= max_offset {
+            return Ok(empty);
+        }
+        for seg in self.segments_from(offset) {
+            if let Some(slice) = seg.read(offset, max_bytes, max_offset, min_one)? {
+                return Ok(slice);
+            }
+        }
+        Ok(empty)
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset
+    }
+
+    /// The first batch whose max timestamp is >= `timestamp`, whole.
+    pub fn find_batch_by_timestamp(&self, timestamp: i64) -> StorageResult<Option<Bytes>> {
+        for seg in self.segments_from(self.log_start_offset) {
+            if seg.max_timestamp() < timestamp {
+                continue;
+            }
+            if let Some(batch) = seg.find_by_timestamp(timestamp, self.log_start_offset)? {
+                return Ok(Some(batch));
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn flush_target(&self) -> FlushTarget {
+        FlushTarget {
+            file: Arc::clone(self.active.file()),
+            log_end_offset: self.log_end_offset,
+        }
+    }
+
+    pub fn flush(&mut self) -> StorageResult<()> {
+        self.active.flush()?;
+        Ok(())
+    }
+
+    /// Kafka DeleteRecords: raises the log start offset to `before_offset` (clamped to
+    /// the log end), deletes the segments entirely below it and persists it.
+    pub fn delete_records(&mut self, before_offset: i64) -> StorageResult<i64> {
+        let new_start = before_offset.min(self.log_end_offset);
+        if new_start <= self.log_start_offset {
+            return Ok(self.log_start_offset);
+        }
+        checkpoint::write_log_start_offset(&self.dir, new_start)?;
+        self.log_start_offset = new_start;
+        self.delete_segments_below(new_start)?;
+        Ok(self.log_start_offset)
+    }
+
+    /// Deletes closed segments that hold only offsets below `offset`.
+    fn delete_segments_below(&mut self, offset: i64) -> StorageResult<usize> {
+        let mut deleted = 0;
+        while let Some((&base, _)) = self.closed.first_key_value() {
+            let next_base = self
+                .closed
+                .range((Excluded(base), Unbounded))
+                .next()
+                .map_or(self.active.base_offset(), |(&b, _)| b);
+            if next_base > offset {
+                break;
+            }
+            self.delete_oldest_segment()?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes the oldest closed segment, moving the log start past it and dropping
+    /// producer snapshots below the new first segment.
+    fn delete_oldest_segment(&mut self) -> StorageResult<()> {
+        let Some((_, seg)) = self.closed.pop_first() else {
+            return Ok(());
+        };
+        seg.delete()?;
+        let first_base = self.first_segment_base();
+        self.log_start_offset = self.log_start_offset.max(first_base);
+        let old: Vec<i64> = self.snapshots.range(..first_base).copied().collect();
+        for offset in old {
+            snapshot::remove(&self.dir, offset)?;
+            self.snapshots.remove(&offset);
+        }
+        Ok(())
+    }
+
+    /// Deletes closed segments past `retention.ms` (by their largest timestamp) and,
+    /// while the log exceeds `retention.bytes`, the oldest closed segments whose
+    /// removal keeps it at or above that size (Kafka's rule). An expired active
+    /// segment is rolled first so it can go too. Returns the number deleted.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> StorageResult<usize> {
+        let mut deleted = 0;
+        if let Some(retention_ms) = self.config.retention_ms.filter(|ms| *ms >= 0) {
+            let expired = |seg: &Segment| {
+                seg.largest_timestamp_for_retention()
+                    .is_some_and(|ts| now_ms.saturating_sub(ts) > retention_ms)
+            };
+            if self.closed.values().all(expired) && self.active.size() > 0 && expired(&self.active)
+            {
+                self.roll()?;
+            }
+            while self
+                .closed
+                .first_key_value()
+                .is_some_and(|(_, s)| expired(s))
+            {
+                self.delete_oldest_segment()?;
+                deleted += 1;
+            }
+        }
+        if let Some(retention_bytes) = self.config.retention_bytes {
+            let mut total = self.size_bytes();
+            while let Some((_, seg)) = self.closed.first_key_value() {
+                let remaining = total - seg.size();
+                if remaining < retention_bytes {
+                    break;
+                }
+                total = remaining;
+                self.delete_oldest_segment()?;
+                deleted += 1;
+            }
+        }
+        if deleted > 0 {
+            checkpoint::write_log_start_offset(&self.dir, self.log_start_offset)?;
+        }
+        Ok(deleted)
+    }
+
+    /// Takes effect for future appends and retention runs.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    /// Sum of the segments' `.log` sizes.
+    pub fn size_bytes(&self) -> u64 {
+        self.closed.values().map(Segment::size).sum::<u64>() + self.active.size()
+    }
+
+    /// Flushes, trims the active indexes, writes a producer snapshot and the
+    /// clean-shutdown marker.
+    pub fn close(mut self) -> StorageResult<()> {
+        self.active.freeze()?;
+        self.write_snapshot()?;
+        checkpoint::write_log_start_offset(&self.dir, self.log_start_offset)?;
+        checkpoint::write_clean_shutdown_marker(&self.dir)?;
+        Ok(())
+    }
+
+    /// Removes the whole directory.
+    pub fn delete(self) -> StorageResult<()> {
+        let dir = self.dir.clone();
+        drop(self);
+        fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+}

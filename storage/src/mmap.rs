@@ -1,0 +1,62 @@
+//! The one module that memory-maps files; the only `unsafe` in the crate.
+//!
+//! Two kinds of mapping exist:
+//! - a writable mapping of an active segment's preallocated index file, and
+//! - read-only mappings of index files and of `.log` files (for zero-copy reads).
+//!
+//! # Soundness
+//!
+//! A mapping is sound while no one changes the mapped bytes behind Rust's back and
+//! the file is not shortened below the mapped length (touching a page past the end of
+//! the file raises SIGBUS). This crate keeps both promises:
+//! - every file in a partition directory is owned by this process (one `Log` per
+//!   directory); other processes are not expected to write or truncate them;
+//! - bytes of a `.log` file are never rewritten once written: appends go past the
+//!   end, and mappings cover only bytes already written;
+//! - the only truncations are (a) crash recovery of the active segment and (b) index
+//!   trimming on roll/close, and both happen while no mapping of that file exists
+//!   (the recovery mapping and the writable index mapping are dropped first), plus
+//!   (c) undoing a failed append, which cuts back to the logical size, never below a
+//!   mapped length;
+//! - a mapped file may be unlinked (retention, `delete`): the mapping keeps the inode
+//!   alive, so `Bytes` handed to readers stay valid.
+//!
+//! Whoever adds a truncation of a segment file (e.g. follower truncation) must not
+//! `set_len` a `.log` file below the length of any mapping of it, including mappings
+//! still owned by `Bytes` handed out earlier: write the kept prefix to a new file and
+//! rename it over the old one instead, or delete whole segments.
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+
+use memmap2::{Mmap, MmapMut, MmapOptions};
+
+fn check_len(file: &File, len: usize) -> io::Result<()> {
+    let file_len = file.metadata()?.len();
+    if (len as u64) > file_len {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing to map {len} bytes of a {file_len}-byte file"),
+        ));
+    }
+    Ok(())
+}
+
+/// Maps the first `len` bytes of `file` read-only (`len` must not exceed the file).
+pub(crate) fn map_read(file: &File, len: usize) -> io::Result<Mmap> {
+    check_len(file, len)?;
+    // SAFETY: the mapping covers only bytes that exist in the file (checked above),
+    // the file belongs to this process's log directory and its mapped bytes are never
+    // modified or truncated while the mapping lives (see the module documentation).
+    unsafe { MmapOptions::new().len(len).map(file) }
+}
+
+/// Maps the first `len` bytes of `file` read-write (`len` must not exceed the file).
+pub(crate) fn map_write(file: &File, len: usize) -> io::Result<MmapMut> {
+    check_len(file, len)?;
+    // SAFETY: used only for an active segment's index file, which this process owns
+    // and writes only through this mapping; the file is trimmed only after the
+    // mapping has been flushed and dropped (see `IndexFile::freeze`).
+    unsafe { MmapOptions::new().len(len).map_mut(file) }
+}
