@@ -25,7 +25,7 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api(ApiKey::Produce, 3, 11),
     api(ApiKey::Fetch, 4, 15),
     api(ApiKey::ListOffsets, 1, 6),
-    api(ApiKey::Metadata, 0, 12),
+    api(ApiKey::Metadata, 0, 13),
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::CreateTopics, 2, 7),
     api(ApiKey::DeleteTopics, 1, 6),
