@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::config::BrokerConfig;
 use crate::errors::BrokerError;
 use crate::flusher::Flusher;
+use crate::group::{GroupCoordinator, Timing};
 use crate::metadata::{write_atomically, MetadataStore, TopicMeta};
 use crate::partition::Partition;
 use crate::partitions::Partitions;
@@ -32,6 +33,7 @@ pub struct Broker {
     advertised: Mutex<(String, i32)>,
     pub metadata: MetadataStore,
     pub partitions: Partitions,
+    pub groups: GroupCoordinator,
     pub(crate) flusher: Arc<Flusher>,
     producer_ids: Mutex<(i64, i64)>,
     /// Held for the broker's lifetime: one process per data directory.
@@ -39,9 +41,7 @@ pub struct Broker {
 }
 
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 fn read_properties(path: &Path) -> Result<BTreeMap<String, String>, BrokerError> {
@@ -61,10 +61,7 @@ impl Broker {
         fs::create_dir_all(&dir)?;
         let lock = File::create(dir.join(".lock"))?;
         if lock.try_lock().is_err() {
-            return Err(BrokerError::Startup(format!(
-                "data directory {} is in use by another karst process",
-                dir.display()
-            )));
+            return Err(BrokerError::Startup(format!("data directory {} is in use by another karst process", dir.display())));
         }
         let props_path = dir.join("meta.properties");
         let cluster_id = if props_path.exists() {
@@ -78,15 +75,10 @@ impl Broker {
                     config.node_id
                 )));
             }
-            props.get("cluster.id").cloned().ok_or_else(|| {
-                BrokerError::Corrupt(format!("{} has no cluster.id", props_path.display()))
-            })?
+            props.get("cluster.id").cloned().ok_or_else(|| BrokerError::Corrupt(format!("{} has no cluster.id", props_path.display())))?
         } else {
             let id = Uuid::new_v4().simple().to_string();
-            let text = format!(
-                "# Karst data directory\nversion=1\ncluster.id={id}\nnode.id={}\n",
-                config.node_id
-            );
+            let text = format!("# Karst data directory\nversion=1\ncluster.id={id}\nnode.id={}\n", config.node_id);
             write_atomically(&props_path, text.as_bytes())?;
             id
         };
@@ -95,14 +87,17 @@ impl Broker {
         let image = metadata.image();
         for topic in image.topics.values() {
             let tc = topic_config::effective(&config, &topic.configs);
-            partitions
-                .open_topic(topic, &tc)
-                .map_err(|e| BrokerError::Startup(format!("opening topic {}: {e}", topic.name)))?;
+            partitions.open_topic(topic, &tc).map_err(|e| BrokerError::Startup(format!("opening topic {}: {e}", topic.name)))?;
         }
         info!(topics = image.topics.len(), partitions = partitions.all().len(), %cluster_id, "recovered logs");
         let advertised = Mutex::new(("127.0.0.1".to_string(), 9092));
         let flusher = Flusher::start(4);
-        Ok(Arc::new(Broker {
+        let groups = GroupCoordinator::new(
+            config.offsets_topic_num_partitions,
+            Timing { initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms },
+            config.offsets_retention_minutes.saturating_mul(60_000),
+        );
+        let broker = Arc::new(Broker {
             node_id: config.node_id,
             config,
             cluster_id,
@@ -111,8 +106,11 @@ impl Broker {
             partitions,
             flusher,
             producer_ids: Mutex::new((0, 0)),
+            groups,
             _lock: lock,
-        }))
+        });
+        broker.groups.load(&broker)?;
+        Ok(broker)
     }
 
     /// Sets the address advertised in Metadata (the bound one unless configured).
@@ -132,9 +130,7 @@ impl Broker {
     pub fn create_topic(&self, topic: TopicMeta) -> Result<(), BrokerError> {
         let tc = self.topic_config(&topic);
         self.metadata.create_topic(topic.clone())?;
-        self.partitions
-            .open_topic(&topic, &tc)
-            .map_err(|e| BrokerError::Startup(e.to_string()))
+        self.partitions.open_topic(&topic, &tc).map_err(|e| BrokerError::Startup(e.to_string()))
     }
 
     pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, BrokerError> {
@@ -147,13 +143,8 @@ impl Broker {
     pub fn create_partitions(&self, name: &str, count: i32) -> Result<(), BrokerError> {
         self.metadata.set_partition_count(name, count)?;
         let image = self.metadata.image();
-        let topic = image
-            .topics
-            .get(name)
-            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
-        self.partitions
-            .open_topic(topic, &self.topic_config(topic))
-            .map_err(|e| BrokerError::Startup(e.to_string()))
+        let topic = image.topics.get(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        self.partitions.open_topic(topic, &self.topic_config(topic)).map_err(|e| BrokerError::Startup(e.to_string()))
     }
 
     /// A fresh producer id for an idempotent producer.
@@ -181,9 +172,16 @@ impl Broker {
     pub(crate) fn start_background(self: &Arc<Self>) {
         let me = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(
-                me.config.log_retention_check_interval_ms,
-            ));
+            // Session expiry and rebalance deadlines are checked at this granularity.
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                me.groups.tick(&me);
+            }
+        });
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(me.config.log_retention_check_interval_ms));
             tick.tick().await;
             loop {
                 tick.tick().await;
@@ -194,13 +192,11 @@ impl Broker {
         if !self.config.fsync_before_ack() {
             let me = self.clone();
             tokio::spawn(async move {
-                let mut tick =
-                    tokio::time::interval(Duration::from_millis(me.config.log_flush_interval_ms));
+                let mut tick = tokio::time::interval(Duration::from_millis(me.config.log_flush_interval_ms));
                 loop {
                     tick.tick().await;
                     for p in me.partitions.all() {
-                        if p.flushed.load(std::sync::atomic::Ordering::Acquire) < p.log_end_offset()
-                        {
+                        if p.flushed.load(std::sync::atomic::Ordering::Acquire) < p.log_end_offset() {
                             me.flusher.enqueue(&p);
                         }
                     }

@@ -16,11 +16,7 @@ pub enum ConfigError {
     #[error("unknown configuration key `{0}`")]
     UnknownKey(String),
     #[error("invalid value `{value}` for `{key}`: {reason}")]
-    InvalidValue {
-        key: String,
-        value: String,
-        reason: String,
-    },
+    InvalidValue { key: String, value: String, reason: String },
     #[error("cannot read config file {path}: {reason}")]
     File { path: String, reason: String },
 }
@@ -68,6 +64,18 @@ pub struct BrokerConfig {
     pub log_flush_interval_ms: u64,
     /// `log.retention.check.interval.ms`
     pub log_retention_check_interval_ms: u64,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`.
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.retention.minutes`: offsets of an empty group expire after this.
+    pub offsets_retention_minutes: i64,
+    /// `offset.metadata.max.bytes`
+    pub offset_metadata_max_bytes: usize,
+    /// `group.initial.rebalance.delay.ms`: how long a new group waits for more members.
+    pub group_initial_rebalance_delay_ms: i64,
+    /// `group.min.session.timeout.ms`
+    pub group_min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`
+    pub group_max_session_timeout_ms: i32,
 }
 
 impl Default for BrokerConfig {
@@ -92,6 +100,12 @@ impl Default for BrokerConfig {
             log_flush_interval_messages: 1,
             log_flush_interval_ms: 1000,
             log_retention_check_interval_ms: 30_000,
+            offsets_topic_num_partitions: 50,
+            offsets_retention_minutes: 7 * 24 * 60,
+            offset_metadata_max_bytes: 4096,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
         }
     }
 }
@@ -100,22 +114,15 @@ fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
 where
     T::Err: fmt::Display,
 {
-    value
-        .trim()
-        .parse::<T>()
-        .map_err(|e| ConfigError::InvalidValue {
-            key: key.to_string(),
-            value: value.to_string(),
-            reason: e.to_string(),
-        })
+    value.trim().parse::<T>().map_err(|e| ConfigError::InvalidValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
-    ConfigError::InvalidValue {
-        key: key.to_string(),
-        value: value.to_string(),
-        reason: reason.to_string(),
-    }
+    ConfigError::InvalidValue { key: key.to_string(), value: value.to_string(), reason: reason.to_string() }
 }
 
 fn positive<T: PartialOrd + Default>(key: &str, value: &str, v: T) -> Result<T, ConfigError> {
@@ -163,6 +170,12 @@ impl BrokerConfig {
         "log.flush.interval.messages",
         "log.flush.interval.ms",
         "log.retention.check.interval.ms",
+        "offsets.topic.num.partitions",
+        "offsets.retention.minutes",
+        "offset.metadata.max.bytes",
+        "group.initial.rebalance.delay.ms",
+        "group.min.session.timeout.ms",
+        "group.max.session.timeout.ms",
     ];
 
     /// Sets one key from its text value.
@@ -172,35 +185,21 @@ impl BrokerConfig {
             "node.id" => self.node_id = parse(key, v)?,
             "listeners" | "listen" => self.listen = listener_address(v).to_string(),
             "advertised.listeners" | "advertised.listener" => {
-                self.advertised_listener = if v.is_empty() {
-                    None
-                } else {
-                    Some(listener_address(v).to_string())
-                }
+                self.advertised_listener = if v.is_empty() { None } else { Some(listener_address(v).to_string()) }
             }
             "log.dirs" | "log.dir" | "data.dir" => self.data_dir = PathBuf::from(v),
-            "socket.request.max.bytes" => {
-                self.socket_request_max_bytes = positive(key, v, parse(key, v)?)?
-            }
+            "socket.request.max.bytes" => self.socket_request_max_bytes = positive(key, v, parse(key, v)?)?,
             "auto.create.topics.enable" => self.auto_create_topics_enable = parse(key, v)?,
             "num.partitions" => self.num_partitions = positive(key, v, parse(key, v)?)?,
-            "default.replication.factor" => {
-                self.default_replication_factor = positive(key, v, parse(key, v)?)?
-            }
+            "default.replication.factor" => self.default_replication_factor = positive(key, v, parse(key, v)?)?,
             "message.max.bytes" => self.message_max_bytes = positive(key, v, parse(key, v)?)?,
             "fetch.max.bytes" => self.fetch_max_bytes = positive(key, v, parse(key, v)?)?,
             "log.segment.bytes" => self.log_segment_bytes = positive(key, v, parse(key, v)?)?,
             "log.roll.ms" => self.log_roll_ms = optional_i64(key, v)?.map(|x| x as u64),
             "log.retention.ms" => self.log_retention_ms = optional_i64(key, v)?,
-            "log.retention.hours" => {
-                self.log_retention_ms = optional_i64(key, v)?.map(|h| h * 3_600_000)
-            }
-            "log.retention.bytes" => {
-                self.log_retention_bytes = optional_i64(key, v)?.map(|x| x as u64)
-            }
-            "log.index.interval.bytes" => {
-                self.log_index_interval_bytes = positive(key, v, parse(key, v)?)?
-            }
+            "log.retention.hours" => self.log_retention_ms = optional_i64(key, v)?.map(|h| h * 3_600_000),
+            "log.retention.bytes" => self.log_retention_bytes = optional_i64(key, v)?.map(|x| x as u64),
+            "log.index.interval.bytes" => self.log_index_interval_bytes = positive(key, v, parse(key, v)?)?,
             "log.index.size.max.bytes" => {
                 let n: u32 = positive(key, v, parse(key, v)?)?;
                 if n < 4096 {
@@ -208,15 +207,21 @@ impl BrokerConfig {
                 }
                 self.log_index_size_max_bytes = n;
             }
-            "log.flush.interval.messages" => {
-                self.log_flush_interval_messages = positive(key, v, parse(key, v)?)?
+            "log.flush.interval.messages" => self.log_flush_interval_messages = positive(key, v, parse(key, v)?)?,
+            "log.flush.interval.ms" => self.log_flush_interval_ms = positive(key, v, parse(key, v)?)?,
+            "log.retention.check.interval.ms" => self.log_retention_check_interval_ms = positive(key, v, parse(key, v)?)?,
+            "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = positive(key, v, parse(key, v)?)?,
+            "offsets.retention.minutes" => self.offsets_retention_minutes = positive(key, v, parse(key, v)?)?,
+            "offset.metadata.max.bytes" => self.offset_metadata_max_bytes = parse(key, v)?,
+            "group.initial.rebalance.delay.ms" => {
+                let d: i64 = parse(key, v)?;
+                if d < 0 {
+                    return Err(invalid(key, v, "must not be negative"));
+                }
+                self.group_initial_rebalance_delay_ms = d;
             }
-            "log.flush.interval.ms" => {
-                self.log_flush_interval_ms = positive(key, v, parse(key, v)?)?
-            }
-            "log.retention.check.interval.ms" => {
-                self.log_retention_check_interval_ms = positive(key, v, parse(key, v)?)?
-            }
+            "group.min.session.timeout.ms" => self.group_min_session_timeout_ms = positive(key, v, parse(key, v)?)?,
+            "group.max.session.timeout.ms" => self.group_max_session_timeout_ms = positive(key, v, parse(key, v)?)?,
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
         Ok(())
@@ -225,12 +230,8 @@ impl BrokerConfig {
     /// Applies a TOML file; nested tables flatten to dotted keys, so both
     /// `log.segment.bytes = 1048576` and `"log.segment.bytes" = 1048576` work.
     pub fn apply_toml(&mut self, text: &str, path: &str) -> Result<(), ConfigError> {
-        let table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| ConfigError::File {
-                path: path.to_string(),
-                reason: e.to_string(),
-            })?;
+        let table: toml::Table =
+            text.parse().map_err(|e: toml::de::Error| ConfigError::File { path: path.to_string(), reason: e.to_string() })?;
         let mut flat = BTreeMap::new();
         flatten("", &table, &mut flat);
         for (k, v) in flat {
@@ -240,10 +241,7 @@ impl BrokerConfig {
     }
 
     /// Applies `KARST_*` variables: `KARST_LOG_SEGMENT_BYTES` sets `log.segment.bytes`.
-    pub fn apply_env<I: IntoIterator<Item = (String, String)>>(
-        &mut self,
-        vars: I,
-    ) -> Result<(), ConfigError> {
+    pub fn apply_env<I: IntoIterator<Item = (String, String)>>(&mut self, vars: I) -> Result<(), ConfigError> {
         for (name, value) in vars {
             let Some(rest) = name.strip_prefix("KARST_") else {
                 continue;
@@ -264,55 +262,23 @@ impl BrokerConfig {
         vec![
             ("node.id", self.node_id.to_string()),
             ("listeners", self.listen.clone()),
-            (
-                "advertised.listeners",
-                self.advertised_listener
-                    .clone()
-                    .unwrap_or_else(|| "(bound address)".into()),
-            ),
+            ("advertised.listeners", self.advertised_listener.clone().unwrap_or_else(|| "(bound address)".into())),
             ("log.dirs", self.data_dir.display().to_string()),
-            (
-                "socket.request.max.bytes",
-                self.socket_request_max_bytes.to_string(),
-            ),
-            (
-                "auto.create.topics.enable",
-                self.auto_create_topics_enable.to_string(),
-            ),
+            ("socket.request.max.bytes", self.socket_request_max_bytes.to_string()),
+            ("auto.create.topics.enable", self.auto_create_topics_enable.to_string()),
             ("num.partitions", self.num_partitions.to_string()),
-            (
-                "default.replication.factor",
-                self.default_replication_factor.to_string(),
-            ),
+            ("default.replication.factor", self.default_replication_factor.to_string()),
             ("message.max.bytes", self.message_max_bytes.to_string()),
             ("fetch.max.bytes", self.fetch_max_bytes.to_string()),
             ("log.segment.bytes", self.log_segment_bytes.to_string()),
             ("log.roll.ms", opt(self.log_roll_ms.map(|v| v as i64))),
             ("log.retention.ms", opt(self.log_retention_ms)),
-            (
-                "log.retention.bytes",
-                opt(self.log_retention_bytes.map(|v| v as i64)),
-            ),
-            (
-                "log.index.interval.bytes",
-                self.log_index_interval_bytes.to_string(),
-            ),
-            (
-                "log.index.size.max.bytes",
-                self.log_index_size_max_bytes.to_string(),
-            ),
-            (
-                "log.flush.interval.messages",
-                self.log_flush_interval_messages.to_string(),
-            ),
-            (
-                "log.flush.interval.ms",
-                self.log_flush_interval_ms.to_string(),
-            ),
-            (
-                "log.retention.check.interval.ms",
-                self.log_retention_check_interval_ms.to_string(),
-            ),
+            ("log.retention.bytes", opt(self.log_retention_bytes.map(|v| v as i64))),
+            ("log.index.interval.bytes", self.log_index_interval_bytes.to_string()),
+            ("log.index.size.max.bytes", self.log_index_size_max_bytes.to_string()),
+            ("log.flush.interval.messages", self.log_flush_interval_messages.to_string()),
+            ("log.flush.interval.ms", self.log_flush_interval_ms.to_string()),
+            ("log.retention.check.interval.ms", self.log_retention_check_interval_ms.to_string()),
         ]
     }
 
@@ -324,11 +290,7 @@ impl BrokerConfig {
 
 fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) {
     for (k, v) in table {
-        let key = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
         match v {
             toml::Value::Table(t) => flatten(&key, t, out),
             toml::Value::String(s) => {
@@ -353,11 +315,8 @@ mod tests {
         assert_eq!(c.num_partitions, 3);
         assert_eq!(c.log_segment_bytes, 1_048_576);
         assert_eq!(c.listen, "127.0.0.1:19092");
-        c.apply_env(vec![
-            ("KARST_NUM_PARTITIONS".to_string(), "6".to_string()),
-            ("PATH".to_string(), "/bin".to_string()),
-        ])
-        .expect("valid env");
+        c.apply_env(vec![("KARST_NUM_PARTITIONS".to_string(), "6".to_string()), ("PATH".to_string(), "/bin".to_string())])
+            .expect("valid env");
         assert_eq!(c.num_partitions, 6);
     }
 
@@ -367,10 +326,7 @@ mod tests {
         let e = c.set("num.partitions", "zero").expect_err("not a number");
         assert!(e.to_string().contains("num.partitions"));
         assert!(c.set("num.partitions", "0").is_err());
-        assert!(matches!(
-            c.set("no.such.key", "1"),
-            Err(ConfigError::UnknownKey(_))
-        ));
+        assert!(matches!(c.set("no.such.key", "1"), Err(ConfigError::UnknownKey(_))));
         assert!(c.set("log.retention.ms", "-5").is_err());
         c.set("log.retention.ms", "-1").expect("-1 is forever");
         assert_eq!(c.log_retention_ms, None);

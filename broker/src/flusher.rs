@@ -30,15 +30,10 @@ impl Flusher {
     /// Starts `threads` workers. Several workers let fsyncs of different
     /// partitions overlap in the device.
     pub(crate) fn start(threads: usize) -> Arc<Flusher> {
-        let f = Arc::new(Flusher {
-            queue: Mutex::new(Queue::default()),
-            ready: Condvar::new(),
-        });
+        let f = Arc::new(Flusher { queue: Mutex::new(Queue::default()), ready: Condvar::new() });
         for i in 0..threads.max(1) {
             let me = f.clone();
-            let spawned = thread::Builder::new()
-                .name(format!("karst-flush-{i}"))
-                .spawn(move || me.run());
+            let spawned = thread::Builder::new().name(format!("karst-flush-{i}")).spawn(move || me.run());
             if let Err(e) = spawned {
                 error!("cannot start flusher thread: {e}");
             }

@@ -6,6 +6,7 @@ pub mod broker;
 pub mod config;
 pub mod errors;
 mod flusher;
+pub mod group;
 mod handlers;
 pub mod metadata;
 pub mod partition;

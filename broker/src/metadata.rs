@@ -55,16 +55,11 @@ impl MetadataStore {
         fs::create_dir_all(meta_dir)?;
         let path = meta_dir.join(FILE);
         let image = match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| BrokerError::Corrupt(format!("{}: {e}", path.display())))?,
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| BrokerError::Corrupt(format!("{}: {e}", path.display())))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => ClusterImage::default(),
             Err(e) => return Err(e.into()),
         };
-        Ok(MetadataStore {
-            path,
-            image: RwLock::new(Arc::new(image)),
-            write: Mutex::new(()),
-        })
+        Ok(MetadataStore { path, image: RwLock::new(Arc::new(image)), write: Mutex::new(()) })
     }
 
     /// The current image; cheap, never blocks on a writer's I/O.
@@ -72,10 +67,7 @@ impl MetadataStore {
         self.image.read().clone()
     }
 
-    fn update<T>(
-        &self,
-        f: impl FnOnce(&mut ClusterImage) -> Result<T, BrokerError>,
-    ) -> Result<T, BrokerError> {
+    fn update<T>(&self, f: impl FnOnce(&mut ClusterImage) -> Result<T, BrokerError>) -> Result<T, BrokerError> {
         let _w = self.write.lock();
         let mut next = (*self.image()).clone();
         let out = f(&mut next)?;
@@ -95,19 +87,12 @@ impl MetadataStore {
     }
 
     pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, BrokerError> {
-        self.update(|img| {
-            img.topics
-                .remove(name)
-                .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))
-        })
+        self.update(|img| img.topics.remove(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string())))
     }
 
     pub fn set_partition_count(&self, name: &str, count: i32) -> Result<(), BrokerError> {
         self.update(|img| {
-            let t = img
-                .topics
-                .get_mut(name)
-                .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+            let t = img.topics.get_mut(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
             t.partitions = count;
             Ok(())
         })
@@ -118,17 +103,14 @@ impl MetadataStore {
     pub fn allocate_producer_ids(&self, count: i64) -> Result<i64, BrokerError> {
         self.update(|img| {
             let first = img.next_producer_id;
-            img.next_producer_id = first
-                .checked_add(count)
-                .ok_or(BrokerError::Exhausted("producer ids"))?;
+            img.next_producer_id = first.checked_add(count).ok_or(BrokerError::Exhausted("producer ids"))?;
             Ok(first)
         })
     }
 }
 
 fn persist(path: &Path, image: &ClusterImage) -> Result<(), BrokerError> {
-    let bytes =
-        serde_json::to_vec_pretty(image).map_err(|e| BrokerError::Corrupt(e.to_string()))?;
+    let bytes = serde_json::to_vec_pretty(image).map_err(|e| BrokerError::Corrupt(e.to_string()))?;
     write_atomically(path, &bytes)
 }
 
@@ -155,18 +137,9 @@ mod tests {
     fn changes_survive_reopen() {
         let d = tempfile::tempdir().expect("tempdir");
         let s = MetadataStore::open(d.path()).expect("open");
-        let t = TopicMeta {
-            name: "a".into(),
-            id: Uuid::new_v4(),
-            partitions: 3,
-            replication_factor: 1,
-            configs: BTreeMap::new(),
-        };
+        let t = TopicMeta { name: "a".into(), id: Uuid::new_v4(), partitions: 3, replication_factor: 1, configs: BTreeMap::new() };
         s.create_topic(t.clone()).expect("create");
-        assert!(matches!(
-            s.create_topic(t.clone()),
-            Err(BrokerError::TopicExists(_))
-        ));
+        assert!(matches!(s.create_topic(t.clone()), Err(BrokerError::TopicExists(_))));
         s.set_partition_count("a", 5).expect("grow");
         assert_eq!(s.allocate_producer_ids(10).expect("ids"), 0);
         drop(s);

@@ -40,12 +40,7 @@ pub enum PartitionError {
 }
 
 impl Partition {
-    pub(crate) fn open(
-        topic: Arc<str>,
-        index: i32,
-        dir: PathBuf,
-        config: TopicConfig,
-    ) -> Result<Arc<Partition>, StorageError> {
+    pub(crate) fn open(topic: Arc<str>, index: i32, dir: PathBuf, config: TopicConfig) -> Result<Arc<Partition>, StorageError> {
         let log = Log::open(&dir, config.log.clone())?;
         let end = log.log_end_offset();
         let start = log.log_start_offset();
@@ -108,34 +103,22 @@ impl Partition {
         let log = guard.as_mut().ok_or(PartitionError::Closed)?;
         let info = log.append(batches, 0, now_ms)?;
         self.log_end.store(log.log_end_offset(), Ordering::Release);
-        self.log_start
-            .store(log.log_start_offset(), Ordering::Release);
+        self.log_start.store(log.log_start_offset(), Ordering::Release);
         Ok(info)
     }
 
     /// Reads whole batches visible below the high watermark.
-    pub fn read(
-        &self,
-        offset: i64,
-        max_bytes: usize,
-        min_one: bool,
-    ) -> Result<ReadSlice, PartitionError> {
+    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadSlice, PartitionError> {
         let hw = self.high_watermark();
         let guard = self.log.read();
         let log = guard.as_ref().ok_or(PartitionError::Closed)?;
         if offset == hw {
             // Nothing visible yet; avoid touching the files.
-            return Ok(ReadSlice {
-                bytes: Bytes::new(),
-                first_offset: offset,
-            });
+            return Ok(ReadSlice { bytes: Bytes::new(), first_offset: offset });
         }
         if offset > hw && offset <= log.log_end_offset() {
             // Written but not yet durable: not an error, just nothing to see.
-            return Ok(ReadSlice {
-                bytes: Bytes::new(),
-                first_offset: offset,
-            });
+            return Ok(ReadSlice { bytes: Bytes::new(), first_offset: offset });
         }
         Ok(log.read(offset, max_bytes, hw, min_one)?)
     }
@@ -158,8 +141,7 @@ impl Partition {
         let mut guard = self.log.write();
         let log = guard.as_mut().ok_or(PartitionError::Closed)?;
         let n = log.enforce_retention(now_ms)?;
-        self.log_start
-            .store(log.log_start_offset(), Ordering::Release);
+        self.log_start.store(log.log_start_offset(), Ordering::Release);
         Ok(n)
     }
 

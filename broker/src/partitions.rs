@@ -29,19 +29,13 @@ pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
 
 impl Partitions {
     pub fn new(data_dir: &Path) -> Partitions {
-        Partitions {
-            data_dir: data_dir.to_path_buf(),
-            by_topic: RwLock::default(),
-        }
+        Partitions { data_dir: data_dir.to_path_buf(), by_topic: RwLock::default() }
     }
 
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
         let map = self.by_topic.read();
         let parts = map.get(topic)?;
-        usize::try_from(partition)
-            .ok()
-            .and_then(|i| parts.get(i))
-            .cloned()
+        usize::try_from(partition).ok().and_then(|i| parts.get(i)).cloned()
     }
 
     pub fn topic(&self, topic: &str) -> Option<Arc<Vec<Arc<Partition>>>> {
@@ -49,23 +43,14 @@ impl Partitions {
     }
 
     pub fn all(&self) -> Vec<Arc<Partition>> {
-        self.by_topic
-            .read()
-            .values()
-            .flat_map(|v| v.iter().cloned())
-            .collect()
+        self.by_topic.read().values().flat_map(|v| v.iter().cloned()).collect()
     }
 
     /// Opens (creating when missing) partitions `0..topic.partitions`.
-    pub fn open_topic(
-        &self,
-        topic: &TopicMeta,
-        config: &TopicConfig,
-    ) -> Result<(), PartitionError> {
+    pub fn open_topic(&self, topic: &TopicMeta, config: &TopicConfig) -> Result<(), PartitionError> {
         let name: Arc<str> = Arc::from(topic.name.as_str());
         let existing = self.topic(&topic.name);
-        let mut parts: Vec<Arc<Partition>> =
-            existing.map(|v| v.as_ref().clone()).unwrap_or_default();
+        let mut parts: Vec<Arc<Partition>> = existing.map(|v| v.as_ref().clone()).unwrap_or_default();
         for p in parts.len() as i32..topic.partitions {
             let dir = partition_dir(&self.data_dir, &topic.name, p);
             parts.push(Partition::open(name.clone(), p, dir, config.clone())?);
@@ -79,11 +64,7 @@ impl Partitions {
         let removed = self.by_topic.write().remove(topic);
         for p in removed.iter().flat_map(|v| v.iter()) {
             if let Err(e) = p.delete() {
-                warn!(
-                    topic,
-                    partition = p.index,
-                    "deleting partition files failed: {e}"
-                );
+                warn!(topic, partition = p.index, "deleting partition files failed: {e}");
             }
         }
     }

@@ -21,11 +21,7 @@ use crate::broker::Broker;
 use crate::handlers::{self, Reply};
 
 /// Accepts connections until `shutdown` resolves.
-pub async fn serve(
-    broker: Arc<Broker>,
-    listener: TcpListener,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
+pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) {
     broker.start_background();
     tokio::pin!(shutdown);
     loop {
@@ -83,10 +79,7 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
                         return;
                     }
                 },
-                Err(DecodeError::UnsupportedApiVersions {
-                    version,
-                    correlation_id,
-                }) => {
+                Err(DecodeError::UnsupportedApiVersions { version, correlation_id }) => {
                     debug!(%peer, version, "ApiVersions at unknown version: answering v0 per KIP-511");
                     Reply::Now(Some(encode_api_versions_fallback(correlation_id)))
                 }

@@ -24,10 +24,7 @@ pub const KEYS: &[&str] = &[
 ];
 
 fn int_in(value: &str, min: i64, max: i64) -> Result<i64, String> {
-    let v: i64 = value
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{value}` is not an integer"))?;
+    let v: i64 = value.trim().parse().map_err(|_| format!("`{value}` is not an integer"))?;
     if v < min || v > max {
         return Err(format!("{v} is outside [{min}, {max}]"));
     }
@@ -84,10 +81,8 @@ pub fn effective(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) ->
     let log = LogConfig {
         segment_bytes: get(overrides, "segment.bytes").unwrap_or(broker.log_segment_bytes),
         segment_ms: get::<u64>(overrides, "segment.ms").or(broker.log_roll_ms),
-        index_interval_bytes: get(overrides, "index.interval.bytes")
-            .unwrap_or(broker.log_index_interval_bytes),
-        segment_index_bytes: get(overrides, "segment.index.bytes")
-            .unwrap_or(broker.log_index_size_max_bytes),
+        index_interval_bytes: get(overrides, "index.interval.bytes").unwrap_or(broker.log_index_interval_bytes),
+        segment_index_bytes: get(overrides, "segment.index.bytes").unwrap_or(broker.log_index_size_max_bytes),
         retention_ms: match get::<i64>(overrides, "retention.ms") {
             Some(v) => non_negative(v),
             None => broker.log_retention_ms,
@@ -97,33 +92,21 @@ pub fn effective(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) ->
             None => broker.log_retention_bytes,
         },
     };
-    TopicConfig {
-        max_message_bytes: get(overrides, "max.message.bytes").unwrap_or(broker.message_max_bytes),
-        log,
-    }
+    TopicConfig { max_message_bytes: get(overrides, "max.message.bytes").unwrap_or(broker.message_max_bytes), log }
 }
 
 /// Every topic config with its effective value and whether it is a default.
-pub fn describe(
-    broker: &BrokerConfig,
-    overrides: &BTreeMap<String, String>,
-) -> Vec<(&'static str, String, bool)> {
+pub fn describe(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> Vec<(&'static str, String, bool)> {
     let e = effective(broker, overrides);
     let opt = |o: Option<i64>| o.map_or("-1".to_string(), |v| v.to_string());
     let defaults: Vec<(&'static str, String)> = vec![
         ("cleanup.policy", "delete".into()),
         ("compression.type", "producer".into()),
-        (
-            "index.interval.bytes",
-            e.log.index_interval_bytes.to_string(),
-        ),
+        ("index.interval.bytes", e.log.index_interval_bytes.to_string()),
         ("max.message.bytes", e.max_message_bytes.to_string()),
         ("message.timestamp.type", "CreateTime".into()),
         ("min.insync.replicas", "1".into()),
-        (
-            "retention.bytes",
-            opt(e.log.retention_bytes.map(|v| v as i64)),
-        ),
+        ("retention.bytes", opt(e.log.retention_bytes.map(|v| v as i64))),
         ("retention.ms", opt(e.log.retention_ms)),
         ("segment.bytes", e.log.segment_bytes.to_string()),
         ("segment.index.bytes", e.log.segment_index_bytes.to_string()),
@@ -156,8 +139,6 @@ mod tests {
         assert!(validate("retention.ms", "-2").is_err());
         assert!(validate("no.such", "1").is_err());
         assert!(validate("cleanup.policy", "delete").is_ok());
-        assert!(KEYS
-            .iter()
-            .all(|k| describe(&b, &o).iter().any(|(d, _, _)| d == k)));
+        assert!(KEYS.iter().all(|k| describe(&b, &o).iter().any(|(d, _, _)| d == k)));
     }
 }

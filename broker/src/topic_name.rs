@@ -12,15 +12,9 @@ pub(crate) fn invalid_reason(name: &str) -> Option<String> {
         return Some(format!("topic name cannot be `{name}`"));
     }
     if name.len() > MAX_LEN {
-        return Some(format!(
-            "topic name is {} characters, longer than {MAX_LEN}",
-            name.len()
-        ));
+        return Some(format!("topic name is {} characters, longer than {MAX_LEN}", name.len()));
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
         return Some(format!("topic name `{name}` contains `{c}`; legal characters are ASCII alphanumerics, '.', '_' and '-'"));
     }
     None

@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::delete_records_request::{
-    DeleteRecordsPartition, DeleteRecordsTopic,
-};
+use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -31,18 +29,13 @@ struct Client {
 impl Client {
     async fn call(&mut self, key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
         self.next += 1;
-        let frame = encode_request(key, version, self.next, "sweep", &body)
-            .unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
+        let frame = encode_request(key, version, self.next, "sweep", &body).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
         self.stream.write_all(&frame).await.expect("write");
         let mut len = [0u8; 4];
-        self.stream
-            .read_exact(&mut len)
-            .await
-            .unwrap_or_else(|e| panic!("{key:?} v{version}: connection closed: {e}"));
+        self.stream.read_exact(&mut len).await.unwrap_or_else(|e| panic!("{key:?} v{version}: connection closed: {e}"));
         let mut buf = BytesMut::zeroed(i32::from_be_bytes(len) as usize);
         self.stream.read_exact(&mut buf).await.expect("body");
-        let (corr, resp) = decode_response(key, version, buf.freeze())
-            .unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
+        let (corr, resp) = decode_response(key, version, buf.freeze()).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
         assert_eq!(corr, self.next);
         resp
     }
@@ -50,10 +43,7 @@ impl Client {
 
 async fn start() -> (tempfile::TempDir, Arc<Broker>, Client) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = BrokerConfig {
-        data_dir: dir.path().to_path_buf(),
-        ..Default::default()
-    };
+    let config = BrokerConfig { data_dir: dir.path().to_path_buf(), ..Default::default() };
     let broker = Broker::open(config).expect("open");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -90,13 +80,7 @@ async fn every_advertised_version_round_trips() {
     let (_dir, broker, mut c) = start().await;
 
     for v in versions(ApiKey::ApiVersions) {
-        let ResponseKind::ApiVersions(r) = c
-            .call(
-                ApiKey::ApiVersions,
-                v,
-                RequestKind::ApiVersions(ApiVersionsRequest::default()),
-            )
-            .await
+        let ResponseKind::ApiVersions(r) = c.call(ApiKey::ApiVersions, v, RequestKind::ApiVersions(ApiVersionsRequest::default())).await
         else {
             panic!()
         };
@@ -113,63 +97,30 @@ async fn every_advertised_version_round_trips() {
             .with_configs(vec![CreatableTopicConfig::default()
                 .with_name(StrBytes::from_static_str("retention.ms"))
                 .with_value(Some(StrBytes::from_static_str("3600000")))])]);
-        let ResponseKind::CreateTopics(r) = c
-            .call(ApiKey::CreateTopics, v, RequestKind::CreateTopics(req))
-            .await
-        else {
-            panic!()
-        };
-        assert_eq!(
-            r.topics[0].error_code, 0,
-            "CreateTopics v{v}: {:?}",
-            r.topics[0].error_message
-        );
+        let ResponseKind::CreateTopics(r) = c.call(ApiKey::CreateTopics, v, RequestKind::CreateTopics(req)).await else { panic!() };
+        assert_eq!(r.topics[0].error_code, 0, "CreateTopics v{v}: {:?}", r.topics[0].error_message);
     }
     assert!(broker.metadata.image().topics.contains_key("t2"));
 
     for v in versions(ApiKey::Metadata) {
-        let req = if v == 0 {
-            MetadataRequest::default().with_topics(Some(vec![]))
-        } else {
-            MetadataRequest::default().with_topics(None)
-        };
-        let ResponseKind::Metadata(r) = c
-            .call(ApiKey::Metadata, v, RequestKind::Metadata(req))
-            .await
-        else {
-            panic!()
-        };
+        let req = if v == 0 { MetadataRequest::default().with_topics(Some(vec![])) } else { MetadataRequest::default().with_topics(None) };
+        let ResponseKind::Metadata(r) = c.call(ApiKey::Metadata, v, RequestKind::Metadata(req)).await else { panic!() };
         assert_eq!(r.brokers.len(), 1, "v{v}");
         assert!(r.topics.len() >= 6, "v{v}: {}", r.topics.len());
         let req = MetadataRequest::default()
-            .with_topics(Some(vec![
-                MetadataRequestTopic::default().with_name(Some(name(&format!("auto{v}"))))
-            ]))
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name(&format!("auto{v}"))))]))
             .with_allow_auto_topic_creation(true);
-        let ResponseKind::Metadata(r) = c
-            .call(ApiKey::Metadata, v, RequestKind::Metadata(req))
-            .await
-        else {
-            panic!()
-        };
+        let ResponseKind::Metadata(r) = c.call(ApiKey::Metadata, v, RequestKind::Metadata(req)).await else { panic!() };
         assert_eq!(r.topics[0].error_code, 0, "auto-create via Metadata v{v}");
         assert_eq!(r.topics[0].partitions.len(), 1);
     }
 
     let mut offset = 0;
     for v in versions(ApiKey::Produce) {
-        let req = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(10_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(name("t2"))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(batch(3)))])]);
-        let ResponseKind::Produce(r) = c.call(ApiKey::Produce, v, RequestKind::Produce(req)).await
-        else {
-            panic!()
-        };
+        let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![TopicProduceData::default()
+            .with_name(name("t2"))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch(3)))])]);
+        let ResponseKind::Produce(r) = c.call(ApiKey::Produce, v, RequestKind::Produce(req)).await else { panic!() };
         let p = &r.responses[0].partition_responses[0];
         assert_eq!(p.error_code, 0, "Produce v{v}: {:?}", p.error_message);
         assert_eq!(p.base_offset, offset, "Produce v{v}");
@@ -178,23 +129,11 @@ async fn every_advertised_version_round_trips() {
 
     let topic_id = broker.metadata.image().topics["t2"].id;
     for v in versions(ApiKey::Fetch) {
-        let mut t = FetchTopic::default().with_partitions(vec![FetchPartition::default()
-            .with_partition(0)
-            .with_fetch_offset(4)
-            .with_partition_max_bytes(1 << 20)]);
-        t = if v >= 13 {
-            t.with_topic_id(topic_id)
-        } else {
-            t.with_topic(name("t2"))
-        };
-        let req = FetchRequest::default()
-            .with_max_wait_ms(100)
-            .with_min_bytes(1)
-            .with_max_bytes(1 << 20)
-            .with_topics(vec![t]);
-        let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, v, RequestKind::Fetch(req)).await else {
-            panic!()
-        };
+        let mut t = FetchTopic::default()
+            .with_partitions(vec![FetchPartition::default().with_partition(0).with_fetch_offset(4).with_partition_max_bytes(1 << 20)]);
+        t = if v >= 13 { t.with_topic_id(topic_id) } else { t.with_topic(name("t2")) };
+        let req = FetchRequest::default().with_max_wait_ms(100).with_min_bytes(1).with_max_bytes(1 << 20).with_topics(vec![t]);
+        let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, v, RequestKind::Fetch(req)).await else { panic!() };
         let p = &r.responses[0].partitions[0];
         assert_eq!(p.error_code, 0, "Fetch v{v}");
         assert_eq!(p.high_watermark, offset, "Fetch v{v}");
@@ -202,72 +141,40 @@ async fn every_advertised_version_round_trips() {
         // Offset 4 is inside the second batch (3..=5): that whole batch comes back first.
         let h = karst_batch::BatchHeader::parse_checked(&records).expect("valid batch");
         assert_eq!(h.base_offset, 3, "Fetch v{v}");
-        let sets =
-            kafka_protocol::records::RecordBatchDecoder::decode_all(&mut records).expect("decodes");
+        let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut records).expect("decodes");
         assert!(sets.iter().map(|s| s.records.len()).sum::<usize>() >= 3);
     }
 
     for v in versions(ApiKey::ListOffsets) {
         let parts = [-2i64, -1, 1_700_000_000_000]
             .iter()
-            .map(|ts| {
-                ListOffsetsPartition::default()
-                    .with_partition_index(0)
-                    .with_timestamp(*ts)
-            })
+            .map(|ts| ListOffsetsPartition::default().with_partition_index(0).with_timestamp(*ts))
             .collect();
         let req = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
-            .with_topics(vec![ListOffsetsTopic::default()
-                .with_name(name("t2"))
-                .with_partitions(parts)]);
-        let ResponseKind::ListOffsets(r) = c
-            .call(ApiKey::ListOffsets, v, RequestKind::ListOffsets(req))
-            .await
-        else {
-            panic!()
-        };
+            .with_topics(vec![ListOffsetsTopic::default().with_name(name("t2")).with_partitions(parts)]);
+        let ResponseKind::ListOffsets(r) = c.call(ApiKey::ListOffsets, v, RequestKind::ListOffsets(req)).await else { panic!() };
         let offsets: Vec<i64> = r.topics[0].partitions.iter().map(|p| p.offset).collect();
         assert_eq!(offsets, vec![0, offset, 0], "ListOffsets v{v}");
     }
 
     for v in versions(ApiKey::DescribeConfigs) {
         let req = DescribeConfigsRequest::default().with_resources(vec![
-            DescribeConfigsResource::default()
-                .with_resource_type(2)
-                .with_resource_name(StrBytes::from_static_str("t2")),
-            DescribeConfigsResource::default()
-                .with_resource_type(4)
-                .with_resource_name(StrBytes::from_static_str("1")),
+            DescribeConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_static_str("t2")),
+            DescribeConfigsResource::default().with_resource_type(4).with_resource_name(StrBytes::from_static_str("1")),
         ]);
-        let ResponseKind::DescribeConfigs(r) = c
-            .call(
-                ApiKey::DescribeConfigs,
-                v,
-                RequestKind::DescribeConfigs(req),
-            )
-            .await
-        else {
+        let ResponseKind::DescribeConfigs(r) = c.call(ApiKey::DescribeConfigs, v, RequestKind::DescribeConfigs(req)).await else {
             panic!()
         };
         assert_eq!(r.results[0].error_code, 0);
-        let retention = r.results[0]
-            .configs
-            .iter()
-            .find(|c| c.name.as_str() == "retention.ms")
-            .expect("retention.ms");
+        let retention = r.results[0].configs.iter().find(|c| c.name.as_str() == "retention.ms").expect("retention.ms");
         assert_eq!(retention.value.as_deref(), Some("3600000"));
         assert!(!r.results[1].configs.is_empty());
     }
 
     for v in versions(ApiKey::DescribeCluster) {
-        let ResponseKind::DescribeCluster(r) = c
-            .call(
-                ApiKey::DescribeCluster,
-                v,
-                RequestKind::DescribeCluster(DescribeClusterRequest::default()),
-            )
-            .await
+        let ResponseKind::DescribeCluster(r) =
+            c.call(ApiKey::DescribeCluster, v, RequestKind::DescribeCluster(DescribeClusterRequest::default())).await
         else {
             panic!()
         };
@@ -281,57 +188,28 @@ async fn every_advertised_version_round_trips() {
             .with_transaction_timeout_ms(60_000)
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1);
-        let ResponseKind::InitProducerId(r) = c
-            .call(ApiKey::InitProducerId, v, RequestKind::InitProducerId(req))
-            .await
-        else {
-            panic!()
-        };
+        let ResponseKind::InitProducerId(r) = c.call(ApiKey::InitProducerId, v, RequestKind::InitProducerId(req)).await else { panic!() };
         assert_eq!(r.error_code, 0);
         assert!(r.producer_id.0 >= 0);
     }
 
     for v in versions(ApiKey::CreatePartitions) {
         let t = format!("t{}", 2 + v);
-        let req = CreatePartitionsRequest::default()
-            .with_timeout_ms(1000)
-            .with_topics(vec![
-            kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic::default()
-                .with_name(name(&t))
-                .with_count(4),
+        let req = CreatePartitionsRequest::default().with_timeout_ms(1000).with_topics(vec![
+            kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic::default().with_name(name(&t)).with_count(4),
         ]);
-        let ResponseKind::CreatePartitions(r) = c
-            .call(
-                ApiKey::CreatePartitions,
-                v,
-                RequestKind::CreatePartitions(req),
-            )
-            .await
-        else {
+        let ResponseKind::CreatePartitions(r) = c.call(ApiKey::CreatePartitions, v, RequestKind::CreatePartitions(req)).await else {
             panic!()
         };
-        assert_eq!(
-            r.results[0].error_code, 0,
-            "CreatePartitions v{v}: {:?}",
-            r.results[0].error_message
-        );
+        assert_eq!(r.results[0].error_code, 0, "CreatePartitions v{v}: {:?}", r.results[0].error_message);
         assert_eq!(broker.metadata.image().topics[&t].partitions, 4);
     }
 
     for v in versions(ApiKey::DeleteRecords) {
-        let req = DeleteRecordsRequest::default()
-            .with_timeout_ms(1000)
-            .with_topics(vec![DeleteRecordsTopic::default()
-                .with_name(name("t2"))
-                .with_partitions(vec![DeleteRecordsPartition::default()
-                    .with_partition_index(0)
-                    .with_offset(v as i64 + 1)])]);
-        let ResponseKind::DeleteRecords(r) = c
-            .call(ApiKey::DeleteRecords, v, RequestKind::DeleteRecords(req))
-            .await
-        else {
-            panic!()
-        };
+        let req = DeleteRecordsRequest::default().with_timeout_ms(1000).with_topics(vec![DeleteRecordsTopic::default()
+            .with_name(name("t2"))
+            .with_partitions(vec![DeleteRecordsPartition::default().with_partition_index(0).with_offset(v as i64 + 1)])]);
+        let ResponseKind::DeleteRecords(r) = c.call(ApiKey::DeleteRecords, v, RequestKind::DeleteRecords(req)).await else { panic!() };
         assert_eq!(r.topics[0].partitions[0].error_code, 0);
         assert_eq!(r.topics[0].partitions[0].low_watermark, v as i64 + 1);
     }
@@ -339,17 +217,11 @@ async fn every_advertised_version_round_trips() {
     for v in versions(ApiKey::DeleteTopics) {
         let t = format!("t{}", 2 + v - 1);
         let req = if v >= 6 {
-            DeleteTopicsRequest::default()
-                .with_topics(vec![DeleteTopicState::default().with_name(Some(name(&t)))])
+            DeleteTopicsRequest::default().with_topics(vec![DeleteTopicState::default().with_name(Some(name(&t)))])
         } else {
             DeleteTopicsRequest::default().with_topic_names(vec![name(&t)])
         };
-        let ResponseKind::DeleteTopics(r) = c
-            .call(ApiKey::DeleteTopics, v, RequestKind::DeleteTopics(req))
-            .await
-        else {
-            panic!()
-        };
+        let ResponseKind::DeleteTopics(r) = c.call(ApiKey::DeleteTopics, v, RequestKind::DeleteTopics(req)).await else { panic!() };
         assert_eq!(r.responses[0].error_code, 0, "DeleteTopics v{v} {t}");
         assert!(!broker.metadata.image().topics.contains_key(&t));
     }

@@ -34,6 +34,17 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::DescribeCluster, 0, 1),
+    api(ApiKey::FindCoordinator, 0, 4),
+    api(ApiKey::JoinGroup, 0, 9),
+    api(ApiKey::SyncGroup, 0, 5),
+    api(ApiKey::Heartbeat, 0, 4),
+    api(ApiKey::LeaveGroup, 0, 5),
+    api(ApiKey::OffsetCommit, 2, 8),
+    api(ApiKey::OffsetFetch, 1, 8),
+    api(ApiKey::ListGroups, 0, 5),
+    api(ApiKey::DescribeGroups, 0, 5),
+    api(ApiKey::DeleteGroups, 0, 2),
+    api(ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The supported range for `key`, if Karst implements it at all.
@@ -55,14 +66,7 @@ mod tests {
         for s in SUPPORTED {
             let codec = s.key.valid_versions();
             assert!(s.min <= s.max, "{:?}", s.key);
-            assert!(
-                codec.min <= s.min && s.max <= codec.max,
-                "{:?} {}..{} vs codec {:?}",
-                s.key,
-                s.min,
-                s.max,
-                codec
-            );
+            assert!(codec.min <= s.min && s.max <= codec.max, "{:?} {}..{} vs codec {:?}", s.key, s.min, s.max, codec);
         }
     }
 

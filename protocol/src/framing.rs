@@ -68,20 +68,14 @@ mod tests {
         b.extend_from_slice(&[0, 0, 0, 3, 1]);
         assert_eq!(take_frame(&mut b, 10), Ok(None));
         b.extend_from_slice(&[2, 3, 9]);
-        assert_eq!(
-            take_frame(&mut b, 10),
-            Ok(Some(Bytes::from_static(&[1, 2, 3])))
-        );
+        assert_eq!(take_frame(&mut b, 10), Ok(Some(Bytes::from_static(&[1, 2, 3]))));
         assert_eq!(&b[..], &[9]);
     }
 
     #[test]
     fn oversized_and_negative_refused_from_prefix_alone() {
         let mut b = BytesMut::from(&[0x7f, 0xff, 0xff, 0xff][..]);
-        assert!(matches!(
-            take_frame(&mut b, 100),
-            Err(FrameError::TooLarge { .. })
-        ));
+        assert!(matches!(take_frame(&mut b, 100), Err(FrameError::TooLarge { .. })));
         let mut b = BytesMut::from(&[0xff, 0xff, 0xff, 0xfe][..]);
         assert_eq!(take_frame(&mut b, 100), Err(FrameError::Negative(-2)));
     }

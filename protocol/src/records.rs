@@ -49,27 +49,18 @@ pub struct RecordsSummary {
 
 /// Checks every batch: magic 2, length, CRC-32C, size against `max_message_bytes`,
 /// no control batches. Records themselves are not decoded.
-pub fn validate_produce(
-    records: &[u8],
-    max_message_bytes: usize,
-) -> Result<RecordsSummary, RecordsError> {
+pub fn validate_produce(records: &[u8], max_message_bytes: usize) -> Result<RecordsSummary, RecordsError> {
     if records.is_empty() {
         return Err(RecordsError::Empty);
     }
-    let mut s = RecordsSummary {
-        producer_id: -1,
-        ..Default::default()
-    };
+    let mut s = RecordsSummary { producer_id: -1, ..Default::default() };
     for item in batches(records) {
         let (_, h): (usize, BatchHeader) = item.map_err(|e| match e {
             BatchError::LegacyMagic(m) => RecordsError::Legacy(m),
             other => RecordsError::Corrupt(other),
         })?;
         if h.total_len() > max_message_bytes {
-            return Err(RecordsError::TooLarge {
-                size: h.total_len(),
-                max: max_message_bytes,
-            });
+            return Err(RecordsError::TooLarge { size: h.total_len(), max: max_message_bytes });
         }
         if h.is_control() {
             return Err(RecordsError::Control);
@@ -102,27 +93,12 @@ mod tests {
     fn each_refusal_has_its_code() {
         let mut b = build_batch(0, 1, 1, b"abc");
         let n = b.len();
-        assert_eq!(
-            validate_produce(&b, n - 1).map_err(|e| e.error_code()),
-            Err(error_codes::MESSAGE_TOO_LARGE)
-        );
+        assert_eq!(validate_produce(&b, n - 1).map_err(|e| e.error_code()), Err(error_codes::MESSAGE_TOO_LARGE));
         b[n - 1] ^= 1;
-        assert_eq!(
-            validate_produce(&b, 1 << 20).map_err(|e| e.error_code()),
-            Err(error_codes::CORRUPT_MESSAGE)
-        );
+        assert_eq!(validate_produce(&b, 1 << 20).map_err(|e| e.error_code()), Err(error_codes::CORRUPT_MESSAGE));
         b[16] = 1;
-        assert_eq!(
-            validate_produce(&b, 1 << 20).map_err(|e| e.error_code()),
-            Err(error_codes::INVALID_RECORD)
-        );
-        assert_eq!(
-            validate_produce(&[], 1 << 20).map_err(|e| e.error_code()),
-            Err(error_codes::CORRUPT_MESSAGE)
-        );
-        assert_eq!(
-            validate_produce(&b[..10], 1 << 20).map_err(|e| e.error_code()),
-            Err(error_codes::CORRUPT_MESSAGE)
-        );
+        assert_eq!(validate_produce(&b, 1 << 20).map_err(|e| e.error_code()), Err(error_codes::INVALID_RECORD));
+        assert_eq!(validate_produce(&[], 1 << 20).map_err(|e| e.error_code()), Err(error_codes::CORRUPT_MESSAGE));
+        assert_eq!(validate_produce(&b[..10], 1 << 20).map_err(|e| e.error_code()), Err(error_codes::CORRUPT_MESSAGE));
     }
 }

@@ -17,18 +17,12 @@ const MAX_LOG_BYTES: u64 = 512 << 20;
 
 /// A 16 KiB batch: 16 records of ~1 KiB (opaque to the log, which never decodes them).
 fn batch() -> Vec<u8> {
-    let payload: Vec<u8> = (0..RECORDS_PER_BATCH as usize * RECORD_BYTES)
-        .map(|i| (i * 7 % 251) as u8)
-        .collect();
+    let payload: Vec<u8> = (0..RECORDS_PER_BATCH as usize * RECORD_BYTES).map(|i| (i * 7 % 251) as u8).collect();
     build_batch(0, RECORDS_PER_BATCH, 1_700_000_000_000, &payload)
 }
 
 fn config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 128 << 20,
-        retention_ms: None,
-        ..LogConfig::default()
-    }
+    LogConfig { segment_bytes: 128 << 20, retention_ms: None, ..LogConfig::default() }
 }
 
 fn temp_dir() -> tempfile::TempDir {
@@ -45,11 +39,7 @@ fn append(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(template.len() as u64));
     group.measurement_time(Duration::from_secs(5));
     for fsync in [false, true] {
-        let name = if fsync {
-            "16KiB_batch_fsync_each"
-        } else {
-            "16KiB_batch"
-        };
+        let name = if fsync { "16KiB_batch_fsync_each" } else { "16KiB_batch" };
         group.bench_function(name, |b| {
             let dir = temp_dir();
             let mut log = Log::open(dir.path(), config()).expect("open");
@@ -88,11 +78,7 @@ fn read(c: &mut Criterion) {
     // Zero-copy: the slices point into the page cache; the copy variant also moves
     // every byte once, as a socket write would.
     for copy in [false, true] {
-        let name = if copy {
-            "sequential_1MiB_fetches_copied"
-        } else {
-            "sequential_1MiB_fetches"
-        };
+        let name = if copy { "sequential_1MiB_fetches_copied" } else { "sequential_1MiB_fetches" };
         group.bench_function(name, |b| {
             b.iter(|| {
                 let mut offset = 0;
@@ -104,8 +90,7 @@ fn read(c: &mut Criterion) {
                         sink.extend_from_slice(&s.bytes);
                     }
                     black_box(&s.bytes);
-                    offset = s.first_offset
-                        + (s.bytes.len() / template.len()) as i64 * i64::from(RECORDS_PER_BATCH);
+                    offset = s.first_offset + (s.bytes.len() / template.len()) as i64 * i64::from(RECORDS_PER_BATCH);
                 }
             });
         });

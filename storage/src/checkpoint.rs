@@ -33,11 +33,7 @@ pub(crate) fn read_log_start_offset(dir: &Path) -> io::Result<Option<i64>> {
 
 /// Persists the log start offset atomically (temp file, fsync, rename, fsync dir).
 pub(crate) fn write_log_start_offset(dir: &Path, offset: i64) -> io::Result<()> {
-    write_atomic(
-        dir,
-        LOG_START_OFFSET_FILE,
-        format!("{VERSION}\n{offset}\n").as_bytes(),
-    )
+    write_atomic(dir, LOG_START_OFFSET_FILE, format!("{VERSION}\n{offset}\n").as_bytes())
 }
 
 pub(crate) fn has_clean_shutdown_marker(dir: &Path) -> bool {

@@ -10,25 +10,13 @@ pub enum StorageError {
     Batch(#[from] karst_batch::BatchError),
     /// Requested offset is below the log start or above the log end.
     #[error("offset {offset} out of range [{log_start}, {log_end}]")]
-    OffsetOutOfRange {
-        offset: i64,
-        log_start: i64,
-        log_end: i64,
-    },
+    OffsetOutOfRange { offset: i64, log_start: i64, log_end: i64 },
     /// Idempotent producer sent a gap or a reordering (OUT_OF_ORDER_SEQUENCE_NUMBER).
     #[error("out of order sequence for producer {producer_id}: expected {expected}, got {got}")]
-    OutOfOrderSequence {
-        producer_id: i64,
-        expected: i32,
-        got: i32,
-    },
+    OutOfOrderSequence { producer_id: i64, expected: i32, got: i32 },
     /// Producer epoch older than the one the log has seen (INVALID_PRODUCER_EPOCH).
     #[error("producer {producer_id} epoch {got} is older than {current}")]
-    InvalidProducerEpoch {
-        producer_id: i64,
-        current: i16,
-        got: i16,
-    },
+    InvalidProducerEpoch { producer_id: i64, current: i16, got: i16 },
     /// A file on disk is not what the log expects and cannot be repaired.
     #[error("corrupt log file {path}: {reason}")]
     Corrupt { path: String, reason: String },

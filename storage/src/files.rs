@@ -47,11 +47,7 @@ pub(crate) fn fsync_dir(dir: &Path) -> io::Result<()> {
 pub(crate) fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> io::Result<()> {
     let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
     {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
         f.write_all(contents)?;
         f.sync_all()?;
     }
@@ -69,12 +65,7 @@ pub(crate) fn remove_if_exists(path: &Path) -> io::Result<()> {
 
 /// `u64` file sizes and positions as `usize` (lossless on 64-bit targets).
 pub(crate) fn to_usize(n: u64) -> io::Result<usize> {
-    usize::try_from(n).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{n} does not fit in usize"),
-        )
-    })
+    usize::try_from(n).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{n} does not fit in usize")))
 }
 
 #[cfg(test)]

@@ -26,26 +26,15 @@ fn decode(raw: &[u8]) -> Option<(u32, u32)> {
 
 impl OffsetIndex {
     /// A new, empty, writable index preallocated to `prealloc_bytes`.
-    pub(crate) fn create(
-        path: PathBuf,
-        base_offset: i64,
-        prealloc_bytes: u32,
-    ) -> io::Result<OffsetIndex> {
+    pub(crate) fn create(path: PathBuf, base_offset: i64, prealloc_bytes: u32) -> io::Result<OffsetIndex> {
         let capacity = (prealloc_bytes as usize / ENTRY_SIZE).max(1);
-        Ok(OffsetIndex {
-            file: IndexFile::create(path, ENTRY_SIZE, capacity)?,
-            base_offset,
-        })
+        Ok(OffsetIndex { file: IndexFile::create(path, ENTRY_SIZE, capacity)?, base_offset })
     }
 
     /// Opens an existing index read-only. Returns it with only its valid prefix of
     /// entries (increasing, pointing inside a log of `log_size` bytes); `exact` tells
     /// whether that prefix is the whole file. `Ok(None)` if the file is missing.
-    pub(crate) fn open(
-        path: PathBuf,
-        base_offset: i64,
-        log_size: u64,
-    ) -> io::Result<Option<(OffsetIndex, bool)>> {
+    pub(crate) fn open(path: PathBuf, base_offset: i64, log_size: u64) -> io::Result<Option<(OffsetIndex, bool)>> {
         let Some(mut file) = IndexFile::open_read_only(path, ENTRY_SIZE)? else {
             return Ok(None);
         };
@@ -74,10 +63,7 @@ impl OffsetIndex {
 
     fn entry(&self, i: usize) -> Option<(i64, u64)> {
         let (rel, pos) = self.file.entry(i).and_then(decode)?;
-        Some((
-            self.base_offset.saturating_add(i64::from(rel)),
-            u64::from(pos),
-        ))
+        Some((self.base_offset.saturating_add(i64::from(rel)), u64::from(pos)))
     }
 
     /// The last entry as (absolute offset, position).
@@ -97,18 +83,13 @@ impl OffsetIndex {
                 _ => hi = mid,
             }
         }
-        lo.checked_sub(1)
-            .and_then(|i| self.entry(i))
-            .map_or(0, |(_, pos)| pos)
+        lo.checked_sub(1).and_then(|i| self.entry(i)).map_or(0, |(_, pos)| pos)
     }
 
     /// Adds an entry for the batch starting at `offset` / `position` if it fits the
     /// format and keeps entries increasing; false if skipped (or the index is full).
     pub(crate) fn append(&mut self, offset: i64, position: u64) -> bool {
-        let (Ok(rel), Ok(pos)) = (
-            u32::try_from(offset.saturating_sub(self.base_offset)),
-            u32::try_from(position),
-        ) else {
+        let (Ok(rel), Ok(pos)) = (u32::try_from(offset.saturating_sub(self.base_offset)), u32::try_from(position)) else {
             return false;
         };
         if rel == 0 || pos == 0 {
@@ -138,8 +119,7 @@ impl OffsetIndex {
     }
 
     pub(crate) fn make_writable(&mut self, prealloc_bytes: u32) -> io::Result<()> {
-        self.file
-            .make_writable(prealloc_bytes as usize / ENTRY_SIZE)
+        self.file.make_writable(prealloc_bytes as usize / ENTRY_SIZE)
     }
 
     pub(crate) fn remove(self) -> io::Result<()> {
@@ -169,26 +149,16 @@ mod tests {
         assert_eq!(idx.lookup(1 << 40), 3000);
         drop(idx); // crash: preallocated, zero-filled tail stays
 
-        let (idx, exact) = OffsetIndex::open(path.clone(), 100, 5000)
-            .expect("open")
-            .expect("exists");
+        let (idx, exact) = OffsetIndex::open(path.clone(), 100, 5000).expect("open").expect("exists");
         assert_eq!(idx.len(), 3, "zero-filled tail ends the entries");
         assert!(!exact);
-        let (idx, _) = OffsetIndex::open(path.clone(), 100, 2500)
-            .expect("open")
-            .expect("exists");
-        assert_eq!(
-            idx.len(),
-            2,
-            "entries pointing past the log end are invalid"
-        );
+        let (idx, _) = OffsetIndex::open(path.clone(), 100, 2500).expect("open").expect("exists");
+        assert_eq!(idx.len(), 2, "entries pointing past the log end are invalid");
         let mut idx = idx;
         idx.make_writable(80).expect("writable");
         idx.freeze().expect("freeze");
         drop(idx);
-        let (idx, exact) = OffsetIndex::open(path, 100, 2500)
-            .expect("open")
-            .expect("exists");
+        let (idx, exact) = OffsetIndex::open(path, 100, 2500).expect("open").expect("exists");
         assert!(exact);
         assert_eq!(idx.last(), Some((120, 2000)));
     }

@@ -32,35 +32,17 @@ pub(crate) struct IndexFile {
 
 impl IndexFile {
     /// Creates (or empties) `path`, preallocated to `capacity` entries, mapped writable.
-    pub(crate) fn create(
-        path: PathBuf,
-        entry_size: usize,
-        capacity: usize,
-    ) -> io::Result<IndexFile> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)?;
+    pub(crate) fn create(path: PathBuf, entry_size: usize, capacity: usize) -> io::Result<IndexFile> {
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
         let len = capacity.max(1).saturating_mul(entry_size);
         file.set_len(len as u64)?;
         let map = mmap::map_write(&file, len)?;
-        Ok(IndexFile {
-            path,
-            entry_size,
-            entries: 0,
-            file_len: len as u64,
-            state: State::Writable { file, map },
-        })
+        Ok(IndexFile { path, entry_size, entries: 0, file_len: len as u64, state: State::Writable { file, map } })
     }
 
     /// Opens an existing file read-only. Every whole entry counts until the caller
     /// validates them with [`IndexFile::set_len_entries`]. `Ok(None)` if missing.
-    pub(crate) fn open_read_only(
-        path: PathBuf,
-        entry_size: usize,
-    ) -> io::Result<Option<IndexFile>> {
+    pub(crate) fn open_read_only(path: PathBuf, entry_size: usize) -> io::Result<Option<IndexFile>> {
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -68,18 +50,8 @@ impl IndexFile {
         };
         let file_len = file.metadata()?.len();
         let entries = to_usize(file_len)? / entry_size;
-        let map = if entries == 0 {
-            None
-        } else {
-            Some(mmap::map_read(&file, entries * entry_size)?)
-        };
-        Ok(Some(IndexFile {
-            path,
-            entry_size,
-            entries,
-            file_len,
-            state: State::ReadOnly { map },
-        }))
+        let map = if entries == 0 { None } else { Some(mmap::map_read(&file, entries * entry_size)?) };
+        Ok(Some(IndexFile { path, entry_size, entries, file_len, state: State::ReadOnly { map } }))
     }
 
     #[cfg(test)]
@@ -97,8 +69,7 @@ impl IndexFile {
 
     /// True when the file length is exactly its entries (no partial or spare tail).
     pub(crate) fn is_exact(&self) -> bool {
-        matches!(self.state, State::ReadOnly { .. })
-            && self.file_len == (self.entries * self.entry_size) as u64
+        matches!(self.state, State::ReadOnly { .. }) && self.file_len == (self.entries * self.entry_size) as u64
     }
 
     /// Declares the first `n` entries valid (n is clamped to what the file holds).
@@ -181,11 +152,7 @@ impl IndexFile {
         file.set_len(len as u64)?;
         file.sync_all()?;
         self.file_len = len as u64;
-        let map = if len == 0 {
-            None
-        } else {
-            Some(mmap::map_read(&file, len)?)
-        };
+        let map = if len == 0 { None } else { Some(mmap::map_read(&file, len)?) };
         self.state = State::ReadOnly { map };
         Ok(())
     }
@@ -200,9 +167,7 @@ impl IndexFile {
         let file = OpenOptions::new().read(true).write(true).open(&self.path)?;
         let keep = self.entries * self.entry_size;
         file.set_len(keep as u64)?; // drop any invalid tail, then zero-extend
-        let len = capacity
-            .max(self.entries + 1)
-            .saturating_mul(self.entry_size);
+        let len = capacity.max(self.entries + 1).saturating_mul(self.entry_size);
         file.set_len(len as u64)?;
         let map = mmap::map_write(&file, len)?;
         self.file_len = len as u64;
@@ -239,9 +204,7 @@ mod tests {
         assert_eq!(f.entry(2), None);
         assert!(!f.push(&[1, 1, 1, 1]), "read-only");
         drop(f);
-        let mut f = IndexFile::open_read_only(path.clone(), 4)
-            .expect("open")
-            .expect("exists");
+        let mut f = IndexFile::open_read_only(path.clone(), 4).expect("open").expect("exists");
         assert_eq!(f.len(), 2);
         assert!(f.is_exact());
         f.make_writable(10).expect("writable");
@@ -257,13 +220,9 @@ mod tests {
     fn missing_and_partial() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("y.index");
-        assert!(IndexFile::open_read_only(path.clone(), 8)
-            .expect("open")
-            .is_none());
+        assert!(IndexFile::open_read_only(path.clone(), 8).expect("open").is_none());
         std::fs::write(&path, [0u8; 11]).expect("write");
-        let f = IndexFile::open_read_only(path, 8)
-            .expect("open")
-            .expect("exists");
+        let f = IndexFile::open_read_only(path, 8).expect("open").expect("exists");
         assert_eq!(f.len(), 1);
         assert!(!f.is_exact());
     }

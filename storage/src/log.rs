@@ -92,11 +92,7 @@ impl Log {
                 Segment::open_active(dir, last, &config, clean)?
             }
         };
-        let first_base = closed
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(active.base_offset());
+        let first_base = closed.keys().next().copied().unwrap_or(active.base_offset());
         let log_start_offset = checkpointed_start.unwrap_or(first_base).max(first_base);
         let mut log = Log {
             dir: dir.to_path_buf(),
@@ -152,11 +148,7 @@ impl Log {
     /// Loads the newest valid snapshot at or below the log end and replays the batch
     /// headers after it.
     fn load_producer_state(&mut self) -> StorageResult<()> {
-        let stale: Vec<i64> = self
-            .snapshots
-            .range((Excluded(self.log_end_offset), Unbounded))
-            .copied()
-            .collect();
+        let stale: Vec<i64> = self.snapshots.range((Excluded(self.log_end_offset), Unbounded)).copied().collect();
         for offset in stale {
             tracing::warn!(dir = %self.dir.display(), offset, "removing producer snapshot beyond the log end");
             snapshot::remove(&self.dir, offset)?;
@@ -187,11 +179,7 @@ impl Log {
     }
 
     fn first_segment_base(&self) -> i64 {
-        self.closed
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(self.active.base_offset())
+        self.closed.keys().next().copied().unwrap_or(self.active.base_offset())
     }
 
     /// All segments in offset order, starting with the one that holds `offset`.
@@ -214,16 +202,9 @@ impl Log {
     /// written; if any batch is a duplicate of one in the log, nothing is written and
     /// the original offsets of that batch are returned with `duplicate: true`
     /// (Kafka treats the whole append as the retry).
-    pub fn append(
-        &mut self,
-        batches: &mut [u8],
-        leader_epoch: i32,
-        now_ms: i64,
-    ) -> StorageResult<AppendInfo> {
+    pub fn append(&mut self, batches: &mut [u8], leader_epoch: i32, now_ms: i64) -> StorageResult<AppendInfo> {
         if batches.is_empty() {
-            return Err(StorageError::Batch(BatchError::Invalid(
-                "no record batch to append",
-            )));
+            return Err(StorageError::Batch(BatchError::Invalid("no record batch to append")));
         }
         let mut headers = Vec::new();
         let mut pos = 0usize;
@@ -263,8 +244,7 @@ impl Log {
         if self.should_roll(batches.len() as u64, next_offset, now_ms) {
             self.roll()?;
         }
-        self.active
-            .append(batches, &headers, self.config.index_interval_bytes, now_ms)?;
+        self.active.append(batches, &headers, self.config.index_interval_bytes, now_ms)?;
         let base_offset = self.log_end_offset;
         self.log_end_offset = next_offset;
         self.producers.commit(changes);
@@ -286,9 +266,7 @@ impl Log {
         let max_bytes = self.config.segment_bytes.min(i32::MAX as u64);
         let too_big = seg.size().saturating_add(incoming_bytes) > max_bytes;
         let too_old = match (self.config.segment_ms, seg.rolling_base_ms()) {
-            (Some(ms), Some(base)) => {
-                now_ms.saturating_sub(base) > i64::try_from(ms).unwrap_or(i64::MAX)
-            }
+            (Some(ms), Some(base)) => now_ms.saturating_sub(base) > i64::try_from(ms).unwrap_or(i64::MAX),
             _ => false,
         };
         // Relative offsets in the indexes are u32 as well.
@@ -324,24 +302,11 @@ impl Log {
     /// Stops before a batch whose base offset is >= `max_offset` and before exceeding
     /// `max_bytes`, except that with `min_one` the first batch is returned whole even
     /// if larger. Reads at most one segment; the next read continues.
-    pub fn read(
-        &self,
-        offset: i64,
-        max_bytes: usize,
-        max_offset: i64,
-        min_one: bool,
-    ) -> StorageResult<ReadSlice> {
+    pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64, min_one: bool) -> StorageResult<ReadSlice> {
         if offset < self.log_start_offset || offset > self.log_end_offset {
-            return Err(StorageError::OffsetOutOfRange {
-                offset,
-                log_start: self.log_start_offset,
-                log_end: self.log_end_offset,
-            });
+            return Err(StorageError::OffsetOutOfRange { offset, log_start: self.log_start_offset, log_end: self.log_end_offset });
         }
-        let empty = ReadSlice {
-            bytes: Bytes::new(),
-            first_offset: offset,
-        };
+        let empty = ReadSlice { bytes: Bytes::new(), first_offset: offset };
         if offset == self.log_end_offset || offset >= max_offset {
             return Ok(empty);
         }
@@ -375,10 +340,7 @@ impl Log {
     }
 
     pub fn flush_target(&self) -> FlushTarget {
-        FlushTarget {
-            file: Arc::clone(self.active.file()),
-            log_end_offset: self.log_end_offset,
-        }
+        FlushTarget { file: Arc::clone(self.active.file()), log_end_offset: self.log_end_offset }
     }
 
     pub fn flush(&mut self) -> StorageResult<()> {
@@ -403,11 +365,7 @@ impl Log {
     fn delete_segments_below(&mut self, offset: i64) -> StorageResult<usize> {
         let mut deleted = 0;
         while let Some((&base, _)) = self.closed.first_key_value() {
-            let next_base = self
-                .closed
-                .range((Excluded(base), Unbounded))
-                .next()
-                .map_or(self.active.base_offset(), |(&b, _)| b);
+            let next_base = self.closed.range((Excluded(base), Unbounded)).next().map_or(self.active.base_offset(), |(&b, _)| b);
             if next_base > offset {
                 break;
             }
@@ -441,19 +399,11 @@ impl Log {
     pub fn enforce_retention(&mut self, now_ms: i64) -> StorageResult<usize> {
         let mut deleted = 0;
         if let Some(retention_ms) = self.config.retention_ms.filter(|ms| *ms >= 0) {
-            let expired = |seg: &Segment| {
-                seg.largest_timestamp_for_retention()
-                    .is_some_and(|ts| now_ms.saturating_sub(ts) > retention_ms)
-            };
-            if self.closed.values().all(expired) && self.active.size() > 0 && expired(&self.active)
-            {
+            let expired = |seg: &Segment| seg.largest_timestamp_for_retention().is_some_and(|ts| now_ms.saturating_sub(ts) > retention_ms);
+            if self.closed.values().all(expired) && self.active.size() > 0 && expired(&self.active) {
                 self.roll()?;
             }
-            while self
-                .closed
-                .first_key_value()
-                .is_some_and(|(_, s)| expired(s))
-            {
+            while self.closed.first_key_value().is_some_and(|(_, s)| expired(s)) {
                 self.delete_oldest_segment()?;
                 deleted += 1;
             }

@@ -20,9 +20,7 @@ fn tiny() -> LogConfig {
 
 /// A batch of `count` records with a payload derived from `seed`.
 fn batch(count: i32, ts: i64, len: usize, seed: u64) -> Vec<u8> {
-    let payload: Vec<u8> = (0..len)
-        .map(|i| (seed.wrapping_mul(31).wrapping_add(i as u64) % 251) as u8)
-        .collect();
+    let payload: Vec<u8> = (0..len).map(|i| (seed.wrapping_mul(31).wrapping_add(i as u64) % 251) as u8).collect();
     build_batch(0, count, ts, &payload)
 }
 
@@ -43,11 +41,7 @@ fn read_all(log: &Log) -> Vec<Vec<u8>> {
     let mut offset = log.log_start_offset();
     while offset < log.log_end_offset() {
         let slice = log.read(offset, 3000, i64::MAX, true).expect("read");
-        assert!(
-            !slice.bytes.is_empty(),
-            "empty read at {offset} < {}",
-            log.log_end_offset()
-        );
+        assert!(!slice.bytes.is_empty(), "empty read at {offset} < {}", log.log_end_offset());
         for item in batches(&slice.bytes) {
             let (pos, h) = item.expect("valid batch");
             out.push(slice.bytes[pos..pos + h.total_len()].to_vec());
@@ -77,19 +71,7 @@ fn last_log_file(dir: &Path) -> PathBuf {
 
 /// Fills a log with `n` batches of varied sizes; returns them as written.
 fn fill(log: &mut Log, n: u64) -> Vec<Vec<u8>> {
-    (0..n)
-        .map(|i| {
-            append(
-                log,
-                batch(
-                    1 + (i % 4) as i32,
-                    1_000 + i as i64,
-                    20 + (i as usize * 37) % 200,
-                    i,
-                ),
-            )
-        })
-        .collect()
+    (0..n).map(|i| append(log, batch(1 + (i % 4) as i32, 1_000 + i as i64, 20 + (i as usize * 37) % 200, i))).collect()
 }
 
 #[test]
@@ -109,10 +91,7 @@ fn round_trip_across_many_rolls() {
     assert_eq!(log.log_end_offset(), expected_offset);
     assert!(files(dir.path(), "log").len() > 20, "rolled");
     assert_eq!(read_all(&log), written);
-    assert_eq!(
-        log.size_bytes(),
-        written.iter().map(|b| b.len() as u64).sum::<u64>()
-    );
+    assert_eq!(log.size_bytes(), written.iter().map(|b| b.len() as u64).sum::<u64>());
     // Every offset reads the batch containing it.
     for b in &written {
         let h = header(b);
@@ -131,15 +110,7 @@ fn append_info_and_multi_batch_append() {
     let mut two = batch(3, 50, 10, 1);
     two.extend(batch(2, 70, 10, 2));
     let info = log.append(&mut two, 9, 0).expect("append");
-    assert_eq!(
-        (
-            info.base_offset,
-            info.last_offset,
-            info.max_timestamp,
-            info.duplicate
-        ),
-        (0, 4, 70, false)
-    );
+    assert_eq!((info.base_offset, info.last_offset, info.max_timestamp, info.duplicate), (0, 4, 70, false));
     assert_eq!(log.log_end_offset(), 5);
     let second = header(&two[header(&two).total_len()..]);
     assert_eq!((second.base_offset, second.partition_leader_epoch), (3, 9));
@@ -151,23 +122,14 @@ fn append_info_and_multi_batch_append() {
 fn malformed_appends_write_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = Log::open(dir.path(), tiny()).expect("open");
-    assert!(matches!(
-        log.append(&mut [], 0, 0),
-        Err(StorageError::Batch(_))
-    ));
+    assert!(matches!(log.append(&mut [], 0, 0), Err(StorageError::Batch(_))));
     let mut good_then_torn = batch(1, 0, 10, 1);
     let torn = batch(1, 0, 10, 2);
     good_then_torn.extend_from_slice(&torn[..30]);
-    assert!(matches!(
-        log.append(&mut good_then_torn, 0, 0),
-        Err(StorageError::Batch(_))
-    ));
+    assert!(matches!(log.append(&mut good_then_torn, 0, 0), Err(StorageError::Batch(_))));
     let mut legacy = batch(1, 0, 10, 1);
     legacy[16] = 1;
-    assert!(matches!(
-        log.append(&mut legacy, 0, 0),
-        Err(StorageError::Batch(_))
-    ));
+    assert!(matches!(log.append(&mut legacy, 0, 0), Err(StorageError::Batch(_))));
     assert_eq!(log.log_end_offset(), 0);
     assert_eq!(log.size_bytes(), 0);
 }
@@ -189,33 +151,16 @@ fn read_from_middle_of_batch_returns_whole_batch() {
 #[test]
 fn max_bytes_and_min_one() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut log = Log::open(
-        dir.path(),
-        LogConfig {
-            segment_bytes: 1 << 20,
-            ..tiny()
-        },
-    )
-    .expect("open");
+    let mut log = Log::open(dir.path(), LogConfig { segment_bytes: 1 << 20, ..tiny() }).expect("open");
     let a = append(&mut log, batch(1, 0, 100, 1));
     let b = append(&mut log, batch(1, 0, 100, 2));
     append(&mut log, batch(1, 0, 100, 3));
-    let s = log
-        .read(0, a.len() + b.len() + 10, i64::MAX, false)
-        .expect("read");
-    assert_eq!(
-        s.bytes.len(),
-        a.len() + b.len(),
-        "stops before exceeding max_bytes"
-    );
+    let s = log.read(0, a.len() + b.len() + 10, i64::MAX, false).expect("read");
+    assert_eq!(s.bytes.len(), a.len() + b.len(), "stops before exceeding max_bytes");
     let s = log.read(0, 10, i64::MAX, false).expect("read");
     assert!(s.bytes.is_empty());
     let s = log.read(0, 10, i64::MAX, true).expect("read");
-    assert_eq!(
-        &s.bytes[..],
-        &a[..],
-        "min_one returns the first batch whole"
-    );
+    assert_eq!(&s.bytes[..], &a[..], "min_one returns the first batch whole");
     let s = log.read(0, 0, i64::MAX, true).expect("read");
     assert_eq!(s.bytes.len(), a.len());
 }
@@ -223,14 +168,7 @@ fn max_bytes_and_min_one() {
 #[test]
 fn max_offset_bounds_reads() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut log = Log::open(
-        dir.path(),
-        LogConfig {
-            segment_bytes: 1 << 20,
-            ..tiny()
-        },
-    )
-    .expect("open");
+    let mut log = Log::open(dir.path(), LogConfig { segment_bytes: 1 << 20, ..tiny() }).expect("open");
     let a = append(&mut log, batch(2, 0, 10, 1));
     append(&mut log, batch(2, 0, 10, 2));
     let s = log.read(0, 1 << 20, 2, true).expect("read");
@@ -247,14 +185,8 @@ fn out_of_range() {
     let mut log = Log::open(dir.path(), tiny()).expect("open");
     fill(&mut log, 3);
     let end = log.log_end_offset();
-    assert!(matches!(
-        log.read(-1, 100, i64::MAX, true),
-        Err(StorageError::OffsetOutOfRange { offset: -1, .. })
-    ));
-    assert!(matches!(
-        log.read(end + 1, 100, i64::MAX, true),
-        Err(StorageError::OffsetOutOfRange { .. })
-    ));
+    assert!(matches!(log.read(-1, 100, i64::MAX, true), Err(StorageError::OffsetOutOfRange { offset: -1, .. })));
+    assert!(matches!(log.read(end + 1, 100, i64::MAX, true), Err(StorageError::OffsetOutOfRange { .. })));
     let s = log.read(end, 100, i64::MAX, true).expect("read at the end");
     assert!(s.bytes.is_empty());
     assert_eq!(s.first_offset, end);
@@ -273,17 +205,11 @@ fn restart_keeps_everything() {
         assert_eq!(fs::metadata(&p).expect("meta").len() % 8, 0);
     }
     let mut log = Log::open(dir.path(), tiny()).expect("reopen");
-    assert!(
-        !dir.path().join("clean-shutdown").exists(),
-        "marker removed on open"
-    );
+    assert!(!dir.path().join("clean-shutdown").exists(), "marker removed on open");
     assert_eq!(log.log_end_offset(), end);
     assert_eq!(read_all(&log), written);
     written.extend(fill(&mut log, 30));
-    assert_eq!(
-        header(written.last().expect("some")).last_offset() + 1,
-        log.log_end_offset()
-    );
+    assert_eq!(header(written.last().expect("some")).last_offset() + 1, log.log_end_offset());
     log.close().expect("close");
     let log = Log::open(dir.path(), tiny()).expect("reopen");
     assert_eq!(read_all(&log), written);
@@ -292,11 +218,7 @@ fn restart_keeps_everything() {
 #[test]
 fn restart_with_appends_into_reopened_active_segment_keeps_indexes_valid() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = LogConfig {
-        segment_bytes: 1 << 20,
-        index_interval_bytes: 64,
-        ..tiny()
-    };
+    let cfg = LogConfig { segment_bytes: 1 << 20, index_interval_bytes: 64, ..tiny() };
     let mut log = Log::open(dir.path(), cfg.clone()).expect("open");
     let mut written = fill(&mut log, 20);
     log.close().expect("close");
@@ -312,19 +234,13 @@ fn restart_with_appends_into_reopened_active_segment_keeps_indexes_valid() {
 /// (position, length) of each batch in a segment file.
 fn batch_spans(path: &Path) -> Vec<(usize, usize)> {
     let data = fs::read(path).expect("read");
-    batches(&data)
-        .map(|r| r.expect("valid"))
-        .map(|(p, h)| (p, h.total_len()))
-        .collect()
+    batches(&data).map(|r| r.expect("valid")).map(|(p, h)| (p, h.total_len())).collect()
 }
 
 #[test]
 fn crash_truncation_at_every_position_keeps_the_valid_prefix() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = LogConfig {
-        segment_bytes: 2000,
-        ..tiny()
-    };
+    let cfg = LogConfig { segment_bytes: 2000, ..tiny() };
     let mut log = Log::open(dir.path(), cfg.clone()).expect("open");
     let written = fill(&mut log, 30);
     drop(log);
@@ -335,12 +251,7 @@ fn crash_truncation_at_every_position_keeps_the_valid_prefix() {
     // Every interesting place in every batch: boundaries, header fields, payload.
     let mut cuts: Vec<usize> = spans
         .iter()
-        .flat_map(|&(p, l)| {
-            [0, 1, 8, 11, 12, 17, 30, 60, 61, l / 2, l - 1]
-                .into_iter()
-                .filter(move |r| *r < l)
-                .map(move |r| p + r)
-        })
+        .flat_map(|&(p, l)| [0, 1, 8, 11, 12, 17, 30, 60, 61, l / 2, l - 1].into_iter().filter(move |r| *r < l).map(move |r| p + r))
         .collect();
     cuts.push(original.len());
     for cut in cuts {
@@ -357,11 +268,7 @@ fn crash_truncation_at_every_position_keeps_the_valid_prefix() {
         assert_eq!(got.len(), in_earlier_segments + whole, "cut at {cut}");
         assert_eq!(&got[..], &written[..got.len()]);
         let kept: usize = spans.iter().take(whole).map(|(_, l)| l).sum();
-        assert_eq!(
-            fs::metadata(&target).expect("meta").len() as usize,
-            kept,
-            "torn tail truncated"
-        );
+        assert_eq!(fs::metadata(&target).expect("meta").len() as usize, kept, "torn tail truncated");
         let end = log.log_end_offset();
         let b = append(&mut log, batch(2, 0, 10, 99));
         assert_eq!(header(&b).base_offset, end, "appends continue contiguously");
@@ -372,10 +279,7 @@ fn crash_truncation_at_every_position_keeps_the_valid_prefix() {
 #[test]
 fn crash_with_flipped_bytes_keeps_batches_before_the_flip() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = LogConfig {
-        segment_bytes: 3000,
-        ..tiny()
-    };
+    let cfg = LogConfig { segment_bytes: 3000, ..tiny() };
     let mut log = Log::open(dir.path(), cfg.clone()).expect("open");
     let written = fill(&mut log, 40);
     drop(log);
@@ -386,30 +290,10 @@ fn crash_with_flipped_bytes_keeps_batches_before_the_flip() {
     // Every header field (but the partition leader epoch, which no checksum covers)
     // and some payload bytes of every batch of the active segment.
     let flips = spans.iter().enumerate().flat_map(|(i, &(p, l))| {
-        [
-            0,
-            7,
-            8,
-            11,
-            16,
-            17,
-            20,
-            21,
-            23,
-            27,
-            35,
-            43,
-            51,
-            53,
-            57,
-            60,
-            61,
-            l / 2,
-            l - 1,
-        ]
-        .into_iter()
-        .filter(move |r| *r < l)
-        .map(move |r| (i, p + r))
+        [0, 7, 8, 11, 16, 17, 20, 21, 23, 27, 35, 43, 51, 53, 57, 60, 61, l / 2, l - 1]
+            .into_iter()
+            .filter(move |r| *r < l)
+            .map(move |r| (i, p + r))
     });
     for (i, pos) in flips {
         let copy = tempfile::tempdir().expect("tempdir");
@@ -425,54 +309,32 @@ fn crash_with_flipped_bytes_keeps_batches_before_the_flip() {
         assert_eq!(got.len(), in_earlier_segments + i, "flip at {pos}");
         assert_eq!(&got[..], &written[..got.len()]);
         let end = log.log_end_offset();
-        assert_eq!(
-            header(&append(&mut log, batch(1, 0, 5, 7))).base_offset,
-            end
-        );
+        assert_eq!(header(&append(&mut log, batch(1, 0, 5, 7))).base_offset, end);
     }
 }
 
 #[test]
 fn deleted_indexes_are_rebuilt() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = LogConfig {
-        index_interval_bytes: 64,
-        ..tiny()
-    };
+    let cfg = LogConfig { index_interval_bytes: 64, ..tiny() };
     let mut log = Log::open(dir.path(), cfg.clone()).expect("open");
     let written = fill(&mut log, 50);
     let entries: Vec<_> = log.closed.values().map(|s| s.index_len()).collect();
     log.close().expect("close");
-    for p in files(dir.path(), "index")
-        .into_iter()
-        .chain(files(dir.path(), "timeindex"))
-    {
+    for p in files(dir.path(), "index").into_iter().chain(files(dir.path(), "timeindex")) {
         fs::remove_file(p).expect("rm");
     }
     let log = Log::open(dir.path(), cfg.clone()).expect("open");
-    assert_eq!(
-        log.closed
-            .values()
-            .map(|s| s.index_len())
-            .collect::<Vec<_>>(),
-        entries
-    );
+    assert_eq!(log.closed.values().map(|s| s.index_len()).collect::<Vec<_>>(), entries);
     assert!(entries.iter().any(|(o, t)| *o > 0 && *t > 0));
     assert_eq!(read_all(&log), written);
-    assert_eq!(
-        files(dir.path(), "index").len(),
-        files(dir.path(), "log").len()
-    );
+    assert_eq!(files(dir.path(), "index").len(), files(dir.path(), "log").len());
 }
 
 #[test]
 fn zero_filled_preallocated_indexes_after_a_crash() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = LogConfig {
-        segment_bytes: 4000,
-        index_interval_bytes: 64,
-        ..tiny()
-    };
+    let cfg = LogConfig { segment_bytes: 4000, index_interval_bytes: 64, ..tiny() };
     let mut log = Log::open(dir.path(), cfg.clone()).expect("open");
     let written = fill(&mut log, 40);
     let (index_path, _) = log.active.index_paths();
@@ -480,23 +342,14 @@ fn zero_filled_preallocated_indexes_after_a_crash() {
     // The active index is still preallocated: valid entries, then zeros.
     assert_eq!(fs::metadata(&index_path).expect("meta").len(), 4096);
     // A closed segment caught mid-roll: its index zero-extended to the preallocated size.
-    let closed_index = files(dir.path(), "index")
-        .into_iter()
-        .next()
-        .expect("index");
-    let f = fs::OpenOptions::new()
-        .write(true)
-        .open(&closed_index)
-        .expect("open");
+    let closed_index = files(dir.path(), "index").into_iter().next().expect("index");
+    let f = fs::OpenOptions::new().write(true).open(&closed_index).expect("open");
     f.set_len(4096).expect("extend");
     drop(f);
     let log = Log::open(dir.path(), cfg.clone()).expect("open");
     assert_eq!(read_all(&log), written);
     assert_eq!(fs::metadata(&closed_index).expect("meta").len() % 8, 0);
-    assert!(
-        fs::metadata(&closed_index).expect("meta").len() < 4096,
-        "rebuilt and trimmed"
-    );
+    assert!(fs::metadata(&closed_index).expect("meta").len() < 4096, "rebuilt and trimmed");
     // An all-zero active index is just as fine.
     drop(log);
     fs::write(&index_path, vec![0u8; 4096]).expect("zero");
@@ -507,18 +360,11 @@ fn zero_filled_preallocated_indexes_after_a_crash() {
 #[test]
 fn garbage_index_files_never_break_reads() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = LogConfig {
-        index_interval_bytes: 64,
-        ..tiny()
-    };
+    let cfg = LogConfig { index_interval_bytes: 64, ..tiny() };
     let mut log = Log::open(dir.path(), cfg.clone()).expect("open");
     let written = fill(&mut log, 40);
     log.close().expect("close");
-    for (i, p) in files(dir.path(), "index")
-        .into_iter()
-        .chain(files(dir.path(), "timeindex"))
-        .enumerate()
-    {
+    for (i, p) in files(dir.path(), "index").into_iter().chain(files(dir.path(), "timeindex")).enumerate() {
         let garbage: Vec<u8> = (0..(i * 7 % 50)).map(|j| (j * 73 + i) as u8).collect();
         fs::write(p, garbage).expect("write");
     }
@@ -532,23 +378,12 @@ fn stray_files_are_cleaned_up() {
     let mut log = Log::open(dir.path(), tiny()).expect("open");
     let written = fill(&mut log, 5);
     log.close().expect("close");
-    fs::write(
-        dir.path().join("00000000000000000000.snapshot.tmp"),
-        b"half",
-    )
-    .expect("write");
+    fs::write(dir.path().join("00000000000000000000.snapshot.tmp"), b"half").expect("write");
     fs::write(dir.path().join("00000000000000009999.index"), b"orphan").expect("write");
-    fs::write(
-        dir.path().join("00000000000000009999.snapshot"),
-        b"beyond the end",
-    )
-    .expect("write");
+    fs::write(dir.path().join("00000000000000009999.snapshot"), b"beyond the end").expect("write");
     let log = Log::open(dir.path(), tiny()).expect("open");
     assert_eq!(read_all(&log), written);
-    assert!(!dir
-        .path()
-        .join("00000000000000000000.snapshot.tmp")
-        .exists());
+    assert!(!dir.path().join("00000000000000000000.snapshot.tmp").exists());
     assert!(!dir.path().join("00000000000000009999.index").exists());
     assert!(!dir.path().join("00000000000000009999.snapshot").exists());
 }
@@ -556,10 +391,7 @@ fn stray_files_are_cleaned_up() {
 #[test]
 fn timestamp_lookup() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = LogConfig {
-        index_interval_bytes: 64,
-        ..tiny()
-    };
+    let cfg = LogConfig { index_interval_bytes: 64, ..tiny() };
     let mut log = Log::open(dir.path(), cfg.clone()).expect("open");
     // Timestamps 1000, 1010, ... with one out-of-order batch.
     let mut written = Vec::new();
@@ -568,34 +400,15 @@ fn timestamp_lookup() {
         written.push(append(&mut log, batch(2, ts, 60, i as u64)));
     }
     let check = |log: &Log| {
-        assert_eq!(
-            log.find_batch_by_timestamp(0).expect("find").as_deref(),
-            Some(&written[0][..])
-        );
-        assert_eq!(
-            log.find_batch_by_timestamp(1_000).expect("find").as_deref(),
-            Some(&written[0][..])
-        );
-        assert_eq!(
-            log.find_batch_by_timestamp(1_001).expect("find").as_deref(),
-            Some(&written[1][..])
-        );
-        assert_eq!(
-            log.find_batch_by_timestamp(1_395).expect("find").as_deref(),
-            Some(&written[41][..])
-        );
-        assert_eq!(
-            log.find_batch_by_timestamp(1_790).expect("find").as_deref(),
-            Some(&written[79][..])
-        );
+        assert_eq!(log.find_batch_by_timestamp(0).expect("find").as_deref(), Some(&written[0][..]));
+        assert_eq!(log.find_batch_by_timestamp(1_000).expect("find").as_deref(), Some(&written[0][..]));
+        assert_eq!(log.find_batch_by_timestamp(1_001).expect("find").as_deref(), Some(&written[1][..]));
+        assert_eq!(log.find_batch_by_timestamp(1_395).expect("find").as_deref(), Some(&written[41][..]));
+        assert_eq!(log.find_batch_by_timestamp(1_790).expect("find").as_deref(), Some(&written[79][..]));
         assert_eq!(log.find_batch_by_timestamp(1_791).expect("find"), None);
         for i in [3usize, 17, 39, 41, 55, 78] {
             let ts = 1_000 + 10 * i as i64;
-            assert_eq!(
-                log.find_batch_by_timestamp(ts).expect("find").as_deref(),
-                Some(&written[i][..]),
-                "ts {ts}"
-            );
+            assert_eq!(log.find_batch_by_timestamp(ts).expect("find").as_deref(), Some(&written[i][..]), "ts {ts}");
         }
     };
     check(&log);
@@ -611,19 +424,13 @@ fn timestamp_lookup() {
     // Below the log start, batches are skipped.
     let start = header(&written[10]).base_offset;
     log.delete_records(start).expect("delete");
-    assert_eq!(
-        log.find_batch_by_timestamp(0).expect("find").as_deref(),
-        Some(&written[10][..])
-    );
+    assert_eq!(log.find_batch_by_timestamp(0).expect("find").as_deref(), Some(&written[10][..]));
 }
 
 #[test]
 fn retention_by_time_rolls_an_expired_active_segment() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = LogConfig {
-        retention_ms: Some(1_000),
-        ..tiny()
-    };
+    let cfg = LogConfig { retention_ms: Some(1_000), ..tiny() };
     let mut log = Log::open(dir.path(), cfg).expect("open");
     // Old batches (ts 1000..), then new ones (ts 100_000..).
     for i in 0..30 {
@@ -637,10 +444,7 @@ fn retention_by_time_rolls_an_expired_active_segment() {
     }
     let deleted = log.enforce_retention(100_500).expect("retention");
     assert!(deleted > 0);
-    assert!(
-        log.log_start_offset() <= boundary,
-        "a segment with new data is kept"
-    );
+    assert!(log.log_start_offset() <= boundary, "a segment with new data is kept");
     assert!(log.log_start_offset() > 0);
     assert!(read_all(&log).ends_with(&recent));
     assert_eq!(log.enforce_retention(100_500).expect("again"), 0);
@@ -650,10 +454,7 @@ fn retention_by_time_rolls_an_expired_active_segment() {
     assert_eq!(log.log_start_offset(), end);
     assert_eq!(log.size_bytes(), 0);
     assert!(read_all(&log).is_empty());
-    assert!(matches!(
-        log.read(end - 1, 100, i64::MAX, true),
-        Err(StorageError::OffsetOutOfRange { .. })
-    ));
+    assert!(matches!(log.read(end - 1, 100, i64::MAX, true), Err(StorageError::OffsetOutOfRange { .. })));
     let b = append(&mut log, batch(1, 2_000_000, 10, 1));
     assert_eq!(header(&b).base_offset, end);
     let start = log.log_start_offset();
@@ -669,10 +470,7 @@ fn retention_by_bytes() {
     let mut log = Log::open(dir.path(), tiny()).expect("open");
     let written = fill(&mut log, 100);
     let total = log.size_bytes();
-    log.set_config(LogConfig {
-        retention_bytes: Some(total / 2),
-        ..tiny()
-    });
+    log.set_config(LogConfig { retention_bytes: Some(total / 2), ..tiny() });
     let deleted = log.enforce_retention(0).expect("retention");
     assert!(deleted > 0);
     let size = log.size_bytes();
@@ -692,31 +490,16 @@ fn delete_records_persists_across_restart() {
     let segments_before = files(dir.path(), "log").len();
     let mid = header(&written[30]).base_offset + 1; // inside batch 30
     assert_eq!(log.delete_records(mid).expect("delete"), mid);
-    assert_eq!(
-        log.delete_records(mid - 5).expect("no-op"),
-        mid,
-        "never moves back"
-    );
+    assert_eq!(log.delete_records(mid - 5).expect("no-op"), mid, "never moves back");
     assert!(files(dir.path(), "log").len() < segments_before);
-    assert!(matches!(
-        log.read(mid - 1, 100, i64::MAX, true),
-        Err(StorageError::OffsetOutOfRange { .. })
-    ));
+    assert!(matches!(log.read(mid - 1, 100, i64::MAX, true), Err(StorageError::OffsetOutOfRange { .. })));
     let s = log.read(mid, 100_000, i64::MAX, true).expect("read");
-    assert_eq!(
-        s.first_offset,
-        mid - 1,
-        "the batch holding the start is returned whole"
-    );
+    assert_eq!(s.first_offset, mid - 1, "the batch holding the start is returned whole");
     drop(log); // crash
     let mut log = Log::open(dir.path(), tiny()).expect("reopen");
     assert_eq!(log.log_start_offset(), mid);
     let end = log.log_end_offset();
-    assert_eq!(
-        log.delete_records(i64::MAX).expect("delete all"),
-        end,
-        "clamped to the log end"
-    );
+    assert_eq!(log.delete_records(i64::MAX).expect("delete all"), end, "clamped to the log end");
     log.close().expect("close");
     let log = Log::open(dir.path(), tiny()).expect("reopen");
     assert_eq!(log.log_start_offset(), end);
@@ -726,10 +509,7 @@ fn delete_records_persists_across_restart() {
 #[test]
 fn lost_tail_above_the_log_start_restarts_empty_at_the_log_start() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = LogConfig {
-        segment_bytes: 1 << 20,
-        ..tiny()
-    };
+    let cfg = LogConfig { segment_bytes: 1 << 20, ..tiny() };
     let mut log = Log::open(dir.path(), cfg.clone()).expect("open");
     fill(&mut log, 10);
     let end = log.log_end_offset();
@@ -738,16 +518,9 @@ fn lost_tail_above_the_log_start_restarts_empty_at_the_log_start() {
     // The whole unsynced active segment is lost.
     fs::write(last_log_file(dir.path()), b"").expect("truncate");
     let mut log = Log::open(dir.path(), cfg.clone()).expect("open");
-    assert_eq!(
-        (log.log_start_offset(), log.log_end_offset()),
-        (end - 1, end - 1)
-    );
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (end - 1, end - 1));
     let b = append(&mut log, batch(1, 0, 10, 1));
-    assert_eq!(
-        header(&b).base_offset,
-        end - 1,
-        "offsets below the start are never reused"
-    );
+    assert_eq!(header(&b).base_offset, end - 1, "offsets below the start are never reused");
     drop(log);
     let log = Log::open(dir.path(), cfg).expect("open");
     assert_eq!(read_all(&log), vec![b]);
@@ -757,11 +530,7 @@ fn lost_tail_above_the_log_start_restarts_empty_at_the_log_start() {
 #[test]
 fn segment_ms_rolls_by_time() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = LogConfig {
-        segment_bytes: 1 << 20,
-        segment_ms: Some(100),
-        ..tiny()
-    };
+    let cfg = LogConfig { segment_bytes: 1 << 20, segment_ms: Some(100), ..tiny() };
     let mut log = Log::open(dir.path(), cfg).expect("open");
     let mut b = batch(1, 0, 10, 1);
     log.append(&mut b, 0, 1_000).expect("append");
@@ -794,10 +563,7 @@ fn reads_survive_segment_deletion() {
     let written = fill(&mut log, 40);
     let s = log.read(0, 100_000, i64::MAX, true).expect("read");
     log.delete_records(log.log_end_offset()).expect("delete");
-    assert!(
-        written[0].starts_with(&s.bytes[..written[0].len()]),
-        "zero-copy bytes stay valid after unlink"
-    );
+    assert!(written[0].starts_with(&s.bytes[..written[0].len()]), "zero-copy bytes stay valid after unlink");
 }
 
 // ---- idempotent producers ----
@@ -817,35 +583,17 @@ fn producer_duplicates_gaps_and_fencing() {
     // Gap.
     assert!(matches!(
         log.append(&mut pbatch(1, 7, 0, 6), 0, 0),
-        Err(StorageError::OutOfOrderSequence {
-            producer_id: 7,
-            expected: 5,
-            got: 6
-        })
+        Err(StorageError::OutOfOrderSequence { producer_id: 7, expected: 5, got: 6 })
     ));
     // Fenced epoch.
     assert!(matches!(
         log.append(&mut pbatch(1, 7, -1, 5), 0, 0),
-        Err(StorageError::InvalidProducerEpoch {
-            producer_id: 7,
-            current: 0,
-            got: -1
-        })
+        Err(StorageError::InvalidProducerEpoch { producer_id: 7, current: 0, got: -1 })
     ));
     // New epoch must start at 0.
-    assert!(matches!(
-        log.append(&mut pbatch(1, 7, 1, 5), 0, 0),
-        Err(StorageError::OutOfOrderSequence {
-            expected: 0,
-            got: 5,
-            ..
-        })
-    ));
+    assert!(matches!(log.append(&mut pbatch(1, 7, 1, 5), 0, 0), Err(StorageError::OutOfOrderSequence { expected: 0, got: 5, .. })));
     append(&mut log, pbatch(1, 7, 1, 0));
-    assert!(matches!(
-        log.append(&mut pbatch(1, 7, 0, 5), 0, 0),
-        Err(StorageError::InvalidProducerEpoch { .. })
-    ));
+    assert!(matches!(log.append(&mut pbatch(1, 7, 0, 5), 0, 0), Err(StorageError::InvalidProducerEpoch { .. })));
     // Unknown producer: any sequence.
     append(&mut log, pbatch(1, 8, 0, 42));
     assert_eq!(log.log_end_offset(), end + 2);
@@ -862,11 +610,7 @@ fn producer_checks_are_all_or_nothing_per_call() {
     let mut bad = pbatch(1, 5, 0, 4);
     bad.extend(pbatch(1, 5, 0, 9));
     assert!(log.append(&mut bad, 0, 0).is_err());
-    assert_eq!(
-        log.log_end_offset(),
-        4,
-        "the valid first batch was not written either"
-    );
+    assert_eq!(log.log_end_offset(), 4, "the valid first batch was not written either");
     append(&mut log, pbatch(1, 5, 0, 4));
 }
 
@@ -880,18 +624,13 @@ fn producer_state_survives_clean_and_crash_restarts() {
         append(&mut log, batch(1, 0, 50, seq as u64));
     }
     let check = |log: &mut Log, next: i32| {
-        let info = log
-            .append(&mut pbatch(1, 11, 2, next - 1), 0, 0)
-            .expect("dup");
+        let info = log.append(&mut pbatch(1, 11, 2, next - 1), 0, 0).expect("dup");
         assert!(info.duplicate);
         assert!(matches!(
             log.append(&mut pbatch(1, 11, 2, next + 1), 0, 0),
             Err(StorageError::OutOfOrderSequence { expected, .. }) if expected == next
         ));
-        assert!(matches!(
-            log.append(&mut pbatch(1, 11, 1, 0), 0, 0),
-            Err(StorageError::InvalidProducerEpoch { .. })
-        ));
+        assert!(matches!(log.append(&mut pbatch(1, 11, 1, 0), 0, 0), Err(StorageError::InvalidProducerEpoch { .. })));
     };
     check(&mut log, 40);
     log.close().expect("close");
@@ -913,10 +652,7 @@ fn producer_state_survives_clean_and_crash_restarts() {
 #[test]
 fn crash_truncation_below_a_snapshot_discards_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = LogConfig {
-        segment_bytes: 1 << 20,
-        ..tiny()
-    };
+    let cfg = LogConfig { segment_bytes: 1 << 20, ..tiny() };
     let mut log = Log::open(dir.path(), cfg.clone()).expect("open");
     for seq in 0..5 {
         append(&mut log, pbatch(1, 1, 0, seq));
@@ -928,17 +664,10 @@ fn crash_truncation_below_a_snapshot_discards_it() {
     // Lose the last three batches (a torn tail that fsync never covered).
     let seg = last_log_file(dir.path());
     let spans = batch_spans(&seg);
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&seg)
-        .expect("open")
-        .set_len(spans[3].0 as u64)
-        .expect("truncate");
+    fs::OpenOptions::new().write(true).open(&seg).expect("open").set_len(spans[3].0 as u64).expect("truncate");
     let mut log = Log::open(dir.path(), cfg).expect("open");
     assert_eq!(log.log_end_offset(), 3);
-    assert!(files(dir.path(), "snapshot")
-        .iter()
-        .all(|p| !p.ends_with("00000000000000000005.snapshot")));
+    assert!(files(dir.path(), "snapshot").iter().all(|p| !p.ends_with("00000000000000000005.snapshot")));
     append(&mut log, pbatch(1, 1, 0, 3));
 }
 

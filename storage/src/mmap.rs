@@ -35,10 +35,7 @@ use memmap2::{Mmap, MmapMut, MmapOptions};
 fn check_len(file: &File, len: usize) -> io::Result<()> {
     let file_len = file.metadata()?.len();
     if (len as u64) > file_len {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("refusing to map {len} bytes of a {file_len}-byte file"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("refusing to map {len} bytes of a {file_len}-byte file")));
     }
     Ok(())
 }

@@ -42,10 +42,7 @@ pub(crate) struct ProducerEntry {
 
 impl ProducerEntry {
     fn new(epoch: i16) -> ProducerEntry {
-        ProducerEntry {
-            epoch,
-            batches: VecDeque::new(),
-        }
+        ProducerEntry { epoch, batches: VecDeque::new() }
     }
 
     fn set_epoch(&mut self, epoch: i16) {
@@ -88,10 +85,7 @@ pub(crate) struct ProducerState {
 impl ProducerState {
     /// Starts checking one append call; nothing changes until [`ProducerState::commit`].
     pub(crate) fn begin(&self) -> PendingAppend<'_> {
-        PendingAppend {
-            state: self,
-            changed: HashMap::new(),
-        }
+        PendingAppend { state: self, changed: HashMap::new() }
     }
 
     pub(crate) fn commit(&mut self, changes: HashMap<i64, ProducerEntry>) {
@@ -103,10 +97,7 @@ impl ProducerState {
         if !h.has_producer_id() {
             return;
         }
-        let entry = self
-            .producers
-            .entry(h.producer_id)
-            .or_insert_with(|| ProducerEntry::new(h.producer_epoch));
+        let entry = self.producers.entry(h.producer_id).or_insert_with(|| ProducerEntry::new(h.producer_epoch));
         entry.set_epoch(h.producer_epoch);
         if !h.is_control() {
             entry.remember(BatchMeta::of(h));
@@ -133,11 +124,7 @@ impl PendingAppend<'_> {
         // does): a batch repeated within one call is out of order, not a retry.
         if let Some(e) = committed.filter(|e| e.epoch == h.producer_epoch && !h.is_control()) {
             let last_seq = h.last_sequence();
-            if let Some(dup) = e
-                .batches
-                .iter()
-                .find(|b| b.first_seq == h.base_sequence && b.last_seq == last_seq)
-            {
+            if let Some(dup) = e.batches.iter().find(|b| b.first_seq == h.base_sequence && b.last_seq == last_seq) {
                 return Ok(Verdict::Duplicate(*dup));
             }
         }
@@ -147,31 +134,19 @@ impl PendingAppend<'_> {
             None => ProducerEntry::new(h.producer_epoch),
             Some(e) => {
                 if h.producer_epoch < e.epoch {
-                    return Err(StorageError::InvalidProducerEpoch {
-                        producer_id: pid,
-                        current: e.epoch,
-                        got: h.producer_epoch,
-                    });
+                    return Err(StorageError::InvalidProducerEpoch { producer_id: pid, current: e.epoch, got: h.producer_epoch });
                 }
                 let mut e = e.clone();
                 if h.is_control() {
                     // Transaction markers move the epoch but carry no sequence.
                 } else if h.producer_epoch > e.epoch {
                     if h.base_sequence != 0 {
-                        return Err(StorageError::OutOfOrderSequence {
-                            producer_id: pid,
-                            expected: 0,
-                            got: h.base_sequence,
-                        });
+                        return Err(StorageError::OutOfOrderSequence { producer_id: pid, expected: 0, got: h.base_sequence });
                     }
                 } else {
                     let expected = e.batches.back().map_or(0, |b| next_sequence(b.last_seq));
                     if h.base_sequence != expected {
-                        return Err(StorageError::OutOfOrderSequence {
-                            producer_id: pid,
-                            expected,
-                            got: h.base_sequence,
-                        });
+                        return Err(StorageError::OutOfOrderSequence { producer_id: pid, expected, got: h.base_sequence });
                     }
                 }
                 e.set_epoch(h.producer_epoch);
@@ -212,79 +187,37 @@ mod tests {
     fn sequence_rules() {
         let mut s = ProducerState::default();
         // Unknown producer: any sequence.
-        assert_eq!(
-            apply(&mut s, &header(0, 2, 7, 0, 10)).expect("ok"),
-            Verdict::Append
-        );
-        assert_eq!(
-            apply(&mut s, &header(2, 3, 7, 0, 12)).expect("ok"),
-            Verdict::Append
-        );
+        assert_eq!(apply(&mut s, &header(0, 2, 7, 0, 10)).expect("ok"), Verdict::Append);
+        assert_eq!(apply(&mut s, &header(2, 3, 7, 0, 12)).expect("ok"), Verdict::Append);
         // Duplicate of the first batch.
         match apply(&mut s, &header(5, 2, 7, 0, 10)).expect("ok") {
             Verdict::Duplicate(m) => assert_eq!((m.base_offset, m.last_offset), (0, 1)),
             v => panic!("{v:?}"),
         }
         // Gap.
-        assert!(matches!(
-            apply(&mut s, &header(5, 1, 7, 0, 16)),
-            Err(StorageError::OutOfOrderSequence {
-                expected: 15,
-                got: 16,
-                ..
-            })
-        ));
+        assert!(matches!(apply(&mut s, &header(5, 1, 7, 0, 16)), Err(StorageError::OutOfOrderSequence { expected: 15, got: 16, .. })));
         // Old epoch fenced.
-        assert!(matches!(
-            apply(&mut s, &header(5, 1, 7, -1, 15)),
-            Err(StorageError::InvalidProducerEpoch { current: 0, .. })
-        ));
+        assert!(matches!(apply(&mut s, &header(5, 1, 7, -1, 15)), Err(StorageError::InvalidProducerEpoch { current: 0, .. })));
         // New epoch must start at 0.
-        assert!(matches!(
-            apply(&mut s, &header(5, 1, 7, 1, 15)),
-            Err(StorageError::OutOfOrderSequence {
-                expected: 0,
-                got: 15,
-                ..
-            })
-        ));
-        assert_eq!(
-            apply(&mut s, &header(5, 1, 7, 1, 0)).expect("ok"),
-            Verdict::Append
-        );
+        assert!(matches!(apply(&mut s, &header(5, 1, 7, 1, 15)), Err(StorageError::OutOfOrderSequence { expected: 0, got: 15, .. })));
+        assert_eq!(apply(&mut s, &header(5, 1, 7, 1, 0)).expect("ok"), Verdict::Append);
         assert_eq!(s.producers[&7].batches.len(), 1);
         // Non-idempotent batches are not checked.
-        assert_eq!(
-            apply(&mut s, &header(6, 1, -1, -1, -1)).expect("ok"),
-            Verdict::Append
-        );
+        assert_eq!(apply(&mut s, &header(6, 1, -1, -1, -1)).expect("ok"), Verdict::Append);
     }
 
     #[test]
     fn wraps_and_keeps_five() {
         let mut s = ProducerState::default();
         apply(&mut s, &header(0, 2, 1, 0, i32::MAX - 1)).expect("ok");
-        assert_eq!(
-            apply(&mut s, &header(2, 1, 1, 0, 0)).expect("ok"),
-            Verdict::Append
-        );
+        assert_eq!(apply(&mut s, &header(2, 1, 1, 0, 0)).expect("ok"), Verdict::Append);
         for i in 1..10 {
             apply(&mut s, &header(2 + i, 1, 1, 0, i as i32)).expect("ok");
         }
         assert_eq!(s.producers[&1].batches.len(), MAX_CACHED_BATCHES);
         // Only the last five are remembered: an older retry is out of order.
-        assert!(matches!(
-            apply(&mut s, &header(20, 1, 1, 0, 3)),
-            Err(StorageError::OutOfOrderSequence {
-                expected: 10,
-                got: 3,
-                ..
-            })
-        ));
-        assert!(matches!(
-            apply(&mut s, &header(20, 1, 1, 0, 9)).expect("ok"),
-            Verdict::Duplicate(_)
-        ));
+        assert!(matches!(apply(&mut s, &header(20, 1, 1, 0, 3)), Err(StorageError::OutOfOrderSequence { expected: 10, got: 3, .. })));
+        assert!(matches!(apply(&mut s, &header(20, 1, 1, 0, 9)).expect("ok"), Verdict::Duplicate(_)));
     }
 
     #[test]
@@ -292,22 +225,12 @@ mod tests {
         let s = ProducerState::default();
         let mut p = s.begin();
         p.check(&header(0, 1, 3, 0, 0)).expect("ok");
-        assert!(
-            p.check(&header(1, 1, 3, 0, 5)).is_err(),
-            "evolving state is used"
-        );
+        assert!(p.check(&header(1, 1, 3, 0, 5)).is_err(), "evolving state is used");
         drop(p);
         assert!(s.producers.is_empty());
         // The same batch twice in one call is not a retry of itself.
         let mut p = s.begin();
         p.check(&header(0, 1, 3, 0, 0)).expect("ok");
-        assert!(matches!(
-            p.check(&header(1, 1, 3, 0, 0)),
-            Err(StorageError::OutOfOrderSequence {
-                expected: 1,
-                got: 0,
-                ..
-            })
-        ));
+        assert!(matches!(p.check(&header(1, 1, 3, 0, 0)), Err(StorageError::OutOfOrderSequence { expected: 1, got: 0, .. })));
     }
 }

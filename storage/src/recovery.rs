@@ -7,10 +7,7 @@ use std::path::Path;
 
 use karst_batch::BatchHeader;
 
-use crate::files::{
-    parse_offset_file_name, remove_if_exists, INDEX_EXT, LOG_EXT, SNAPSHOT_EXT, TIME_INDEX_EXT,
-    TMP_SUFFIX,
-};
+use crate::files::{parse_offset_file_name, remove_if_exists, INDEX_EXT, LOG_EXT, SNAPSHOT_EXT, TIME_INDEX_EXT, TMP_SUFFIX};
 
 /// The segments and snapshots found in a directory, in offset order.
 #[derive(Debug, Default)]
@@ -56,10 +53,7 @@ pub(crate) fn list_dir(dir: &Path) -> io::Result<DirListing> {
             remove_if_exists(&path)?;
         }
     }
-    Ok(DirListing {
-        segments: logs.into_iter().collect(),
-        snapshots,
-    })
+    Ok(DirListing { segments: logs.into_iter().collect(), snapshots })
 }
 
 /// How much a scan believes.
@@ -86,19 +80,10 @@ pub(crate) struct Scan {
 /// Walks the batches laid end to end in `buf`, the first expected at `first_offset`,
 /// calling `on_batch(position, header)` for each acceptable one, and stops at the
 /// first torn, corrupt or out-of-order batch.
-pub(crate) fn scan_batches(
-    buf: &[u8],
-    first_offset: i64,
-    trust: Trust,
-    mut on_batch: impl FnMut(usize, &BatchHeader),
-) -> Scan {
+pub(crate) fn scan_batches(buf: &[u8], first_offset: i64, trust: Trust, mut on_batch: impl FnMut(usize, &BatchHeader)) -> Scan {
     let mut pos = 0usize;
     let mut expected = first_offset;
-    let stop = |pos, expected, reason: String| Scan {
-        valid_len: pos,
-        next_offset: expected,
-        stopped: Some(reason),
-    };
+    let stop = |pos, expected, reason: String| Scan { valid_len: pos, next_offset: expected, stopped: Some(reason) };
     while let Some(rest) = buf.get(pos..).filter(|r| !r.is_empty()) {
         let parsed = match trust {
             Trust::Verify => BatchHeader::parse_checked(rest),
@@ -113,31 +98,16 @@ pub(crate) fn scan_batches(
             Trust::Trusted => h.base_offset >= expected,
         };
         if !in_order {
-            return stop(
-                pos,
-                expected,
-                format!(
-                    "batch at position {pos} has base offset {}, expected {expected}",
-                    h.base_offset
-                ),
-            );
+            return stop(pos, expected, format!("batch at position {pos} has base offset {}, expected {expected}", h.base_offset));
         }
         let Some(next) = h.last_offset().checked_add(1) else {
-            return stop(
-                pos,
-                expected,
-                format!("batch at position {pos} overflows offsets"),
-            );
+            return stop(pos, expected, format!("batch at position {pos} overflows offsets"));
         };
         on_batch(pos, &h);
         pos += h.total_len();
         expected = next;
     }
-    Scan {
-        valid_len: pos,
-        next_offset: expected,
-        stopped: None,
-    }
+    Scan { valid_len: pos, next_offset: expected, stopped: None }
 }
 
 #[cfg(test)]
@@ -152,17 +122,8 @@ mod tests {
         buf.extend(build_batch(12, 1, 0, b"c"));
         let two = buf.len();
         let mut seen = vec![];
-        let s = scan_batches(&buf, 10, Trust::Verify, |p, h| {
-            seen.push((p, h.base_offset))
-        });
-        assert_eq!(
-            s,
-            Scan {
-                valid_len: two,
-                next_offset: 13,
-                stopped: None
-            }
-        );
+        let s = scan_batches(&buf, 10, Trust::Verify, |p, h| seen.push((p, h.base_offset)));
+        assert_eq!(s, Scan { valid_len: two, next_offset: 13, stopped: None });
         assert_eq!(seen, vec![(0, 10), (first, 12)]);
 
         let s = scan_batches(&buf[..two - 1], 10, Trust::Verify, |_, _| {});
@@ -171,29 +132,14 @@ mod tests {
 
         let mut bad = buf.clone();
         bad[two - 1] ^= 1;
-        assert_eq!(
-            scan_batches(&bad, 10, Trust::Verify, |_, _| {}).valid_len,
-            first
-        );
-        assert_eq!(
-            scan_batches(&bad, 10, Trust::Trusted, |_, _| {}).valid_len,
-            two
-        );
+        assert_eq!(scan_batches(&bad, 10, Trust::Verify, |_, _| {}).valid_len, first);
+        assert_eq!(scan_batches(&bad, 10, Trust::Trusted, |_, _| {}).valid_len, two);
 
         let mut gap = build_batch(10, 2, 0, b"ab");
         gap.extend(build_batch(15, 1, 0, b"c"));
-        assert_eq!(
-            scan_batches(&gap, 10, Trust::Verify, |_, _| {}).valid_len,
-            first
-        );
-        assert_eq!(
-            scan_batches(&gap, 10, Trust::Trusted, |_, _| {}).next_offset,
-            16
-        );
-        assert_eq!(
-            scan_batches(&gap, 11, Trust::Verify, |_, _| {}).valid_len,
-            0
-        );
+        assert_eq!(scan_batches(&gap, 10, Trust::Verify, |_, _| {}).valid_len, first);
+        assert_eq!(scan_batches(&gap, 10, Trust::Trusted, |_, _| {}).next_offset, 16);
+        assert_eq!(scan_batches(&gap, 11, Trust::Verify, |_, _| {}).valid_len, 0);
     }
 
     #[test]

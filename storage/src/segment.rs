@@ -55,13 +55,7 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    fn assemble(
-        base_offset: i64,
-        log_path: PathBuf,
-        file: Arc<File>,
-        index: OffsetIndex,
-        time_index: TimeIndex,
-    ) -> Segment {
+    fn assemble(base_offset: i64, log_path: PathBuf, file: Arc<File>, index: OffsetIndex, time_index: TimeIndex) -> Segment {
         Segment {
             base_offset,
             log_path,
@@ -78,11 +72,7 @@ impl Segment {
     }
 
     fn open_log_for_append(path: &Path, create: bool) -> io::Result<File> {
-        OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(create)
-            .open(path)
+        OpenOptions::new().read(true).append(true).create(create).open(path)
     }
 
     /// Creates a new, empty active segment (replacing stale files of that name).
@@ -90,23 +80,9 @@ impl Segment {
         let log_path = offset_path(dir, base_offset, LOG_EXT);
         let file = Self::open_log_for_append(&log_path, true)?;
         file.set_len(0)?;
-        let index = OffsetIndex::create(
-            offset_path(dir, base_offset, INDEX_EXT),
-            base_offset,
-            config.segment_index_bytes,
-        )?;
-        let time_index = TimeIndex::create(
-            offset_path(dir, base_offset, TIME_INDEX_EXT),
-            base_offset,
-            config.segment_index_bytes,
-        )?;
-        Ok(Self::assemble(
-            base_offset,
-            log_path,
-            Arc::new(file),
-            index,
-            time_index,
-        ))
+        let index = OffsetIndex::create(offset_path(dir, base_offset, INDEX_EXT), base_offset, config.segment_index_bytes)?;
+        let time_index = TimeIndex::create(offset_path(dir, base_offset, TIME_INDEX_EXT), base_offset, config.segment_index_bytes)?;
+        Ok(Self::assemble(base_offset, log_path, Arc::new(file), index, time_index))
     }
 
     /// Builds fresh (writable) indexes by scanning the log's first `size` bytes.
@@ -120,26 +96,11 @@ impl Segment {
         config: &LogConfig,
         trust: Trust,
     ) -> StorageResult<(Segment, Scan)> {
-        let index = OffsetIndex::create(
-            offset_path(dir, base_offset, INDEX_EXT),
-            base_offset,
-            config.segment_index_bytes,
-        )?;
-        let time_index = TimeIndex::create(
-            offset_path(dir, base_offset, TIME_INDEX_EXT),
-            base_offset,
-            config.segment_index_bytes,
-        )?;
+        let index = OffsetIndex::create(offset_path(dir, base_offset, INDEX_EXT), base_offset, config.segment_index_bytes)?;
+        let time_index = TimeIndex::create(offset_path(dir, base_offset, TIME_INDEX_EXT), base_offset, config.segment_index_bytes)?;
         let mut seg = Self::assemble(base_offset, log_path, file, index, time_index);
         if size == 0 {
-            return Ok((
-                seg,
-                Scan {
-                    valid_len: 0,
-                    next_offset: base_offset,
-                    stopped: None,
-                },
-            ));
+            return Ok((seg, Scan { valid_len: 0, next_offset: base_offset, stopped: None }));
         }
         let map = mmap::map_read(&seg.file, to_usize(size)?)?;
         let interval = u64::from(config.index_interval_bytes);
@@ -158,11 +119,7 @@ impl Segment {
 
     /// Opens a closed segment: trusted as is, unless an index is missing or invalid,
     /// in which case both are rebuilt from the log.
-    pub(crate) fn open_closed(
-        dir: &Path,
-        base_offset: i64,
-        config: &LogConfig,
-    ) -> StorageResult<Segment> {
+    pub(crate) fn open_closed(dir: &Path, base_offset: i64, config: &LogConfig) -> StorageResult<Segment> {
         let log_path = offset_path(dir, base_offset, LOG_EXT);
         let file = Arc::new(File::open(&log_path)?);
         let size = file.metadata()?.len();
@@ -183,15 +140,7 @@ impl Segment {
             stale => drop(stale), // unmap before the files are rewritten
         }
         tracing::warn!(segment = %log_path.display(), "index missing or invalid; rebuilding it from the log");
-        let (mut seg, scan) = Self::build(
-            dir,
-            base_offset,
-            log_path,
-            file,
-            size,
-            config,
-            Trust::Trusted,
-        )?;
+        let (mut seg, scan) = Self::build(dir, base_offset, log_path, file, size, config, Trust::Trusted)?;
         if let Some(reason) = scan.stopped {
             tracing::warn!(
                 segment = %seg.log_path.display(),
@@ -210,32 +159,17 @@ impl Segment {
     /// check fails) every batch is verified (CRC, contiguous offsets), the file is
     /// truncated at the first bad one and the indexes are rebuilt.
     /// Returns the segment and the offset after its last batch.
-    pub(crate) fn open_active(
-        dir: &Path,
-        base_offset: i64,
-        config: &LogConfig,
-        clean: bool,
-    ) -> StorageResult<(Segment, i64)> {
+    pub(crate) fn open_active(dir: &Path, base_offset: i64, config: &LogConfig, clean: bool) -> StorageResult<(Segment, i64)> {
         let log_path = offset_path(dir, base_offset, LOG_EXT);
         let file = Arc::new(Self::open_log_for_append(&log_path, false)?);
         let size = file.metadata()?.len();
         if clean {
-            if let Some(opened) =
-                Self::open_active_clean(dir, base_offset, &log_path, &file, size, config)?
-            {
+            if let Some(opened) = Self::open_active_clean(dir, base_offset, &log_path, &file, size, config)? {
                 return Ok(opened);
             }
             tracing::warn!(segment = %log_path.display(), "clean shutdown marker present but the active segment does not check out; recovering it");
         }
-        let (seg, scan) = Self::build(
-            dir,
-            base_offset,
-            log_path,
-            file,
-            size,
-            config,
-            Trust::Verify,
-        )?;
+        let (seg, scan) = Self::build(dir, base_offset, log_path, file, size, config, Trust::Verify)?;
         let valid = scan.valid_len as u64;
         if valid < size {
             tracing::warn!(
@@ -268,13 +202,7 @@ impl Segment {
             return Ok(None);
         };
         let (start_offset, start_pos) = index.last().unwrap_or((base_offset, 0));
-        let mut seg = Self::assemble(
-            base_offset,
-            log_path.to_path_buf(),
-            Arc::clone(file),
-            index,
-            time_index,
-        );
+        let mut seg = Self::assemble(base_offset, log_path.to_path_buf(), Arc::clone(file), index, time_index);
         seg.size = size;
         if let Some((ts, offset)) = seg.time_index.last() {
             seg.max_timestamp = ts;
@@ -283,16 +211,11 @@ impl Segment {
         let mut next_offset = base_offset;
         if size > 0 {
             let map = mmap::map_read(file, to_usize(size)?)?;
-            seg.rolling_base_ms = BatchHeader::parse(&map)
-                .ok()
-                .map(|h| h.max_timestamp)
-                .filter(|t| *t >= 0);
+            seg.rolling_base_ms = BatchHeader::parse(&map).ok().map(|h| h.max_timestamp).filter(|t| *t >= 0);
             let Some(tail) = map.get(to_usize(start_pos)?..) else {
                 return Ok(None);
             };
-            let scan = scan_batches(tail, start_offset, Trust::Verify, |_, h| {
-                seg.observe_timestamp(h)
-            });
+            let scan = scan_batches(tail, start_offset, Trust::Verify, |_, h| seg.observe_timestamp(h));
             if scan.stopped.is_some() {
                 return Ok(None);
             }
@@ -316,8 +239,7 @@ impl Segment {
         self.observe_timestamp(h);
         if pos > 0 && self.bytes_since_index >= interval {
             self.index.append(h.base_offset, pos);
-            self.time_index
-                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp);
+            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp);
             self.bytes_since_index = 0;
         }
         self.bytes_since_index += h.total_len() as u64;
@@ -325,13 +247,7 @@ impl Segment {
 
     /// Appends `bytes` (whole batches, offsets already assigned; `batches` holds each
     /// one's position within `bytes` and header). No fsync.
-    pub(crate) fn append(
-        &mut self,
-        bytes: &[u8],
-        batches: &[(usize, BatchHeader)],
-        interval: u32,
-        now_ms: i64,
-    ) -> io::Result<()> {
+    pub(crate) fn append(&mut self, bytes: &[u8], batches: &[(usize, BatchHeader)], interval: u32, now_ms: i64) -> io::Result<()> {
         let start = self.size;
         if let Err(e) = (&*self.file).write_all(bytes) {
             // Cut a partial write back so the file keeps ending at a batch boundary.
@@ -365,16 +281,11 @@ impl Segment {
     }
 
     fn corrupt(&self, pos: usize, e: impl std::fmt::Display) -> StorageError {
-        StorageError::Corrupt {
-            path: self.log_path.display().to_string(),
-            reason: format!("batch at position {pos}: {e}"),
-        }
+        StorageError::Corrupt { path: self.log_path.display().to_string(), reason: format!("batch at position {pos}: {e}") }
     }
 
     fn parse_at(&self, data: &[u8], pos: usize) -> StorageResult<BatchHeader> {
-        let rest = data
-            .get(pos..)
-            .ok_or_else(|| self.corrupt(pos, "position past the end"))?;
+        let rest = data.get(pos..).ok_or_else(|| self.corrupt(pos, "position past the end"))?;
         BatchHeader::parse(rest).map_err(|e| self.corrupt(pos, e))
     }
 
@@ -397,13 +308,7 @@ impl Segment {
 
     /// Whole batches from the one holding `offset` (see [`crate::Log::read`]).
     /// None when this segment holds nothing at or after `offset`.
-    pub(crate) fn read(
-        &self,
-        offset: i64,
-        max_bytes: usize,
-        max_offset: i64,
-        min_one: bool,
-    ) -> StorageResult<Option<ReadSlice>> {
+    pub(crate) fn read(&self, offset: i64, max_bytes: usize, max_offset: i64, min_one: bool) -> StorageResult<Option<ReadSlice>> {
         let Some(map) = self.mapped()? else {
             return Ok(None);
         };
@@ -430,28 +335,13 @@ impl Segment {
                 next = BatchHeader::parse(&data[end..]).ok();
             }
         }
-        let bytes = if end > start {
-            Bytes::from_owner(SharedMap(Arc::clone(&map))).slice(start..end)
-        } else {
-            Bytes::new()
-        };
-        let first_offset = if bytes.is_empty() {
-            offset
-        } else {
-            first.base_offset
-        };
-        Ok(Some(ReadSlice {
-            bytes,
-            first_offset,
-        }))
+        let bytes = if end > start { Bytes::from_owner(SharedMap(Arc::clone(&map))).slice(start..end) } else { Bytes::new() };
+        let first_offset = if bytes.is_empty() { offset } else { first.base_offset };
+        Ok(Some(ReadSlice { bytes, first_offset }))
     }
 
     /// The first batch at or after `min_offset` whose max timestamp is >= `timestamp`.
-    pub(crate) fn find_by_timestamp(
-        &self,
-        timestamp: i64,
-        min_offset: i64,
-    ) -> StorageResult<Option<Bytes>> {
+    pub(crate) fn find_by_timestamp(&self, timestamp: i64, min_offset: i64) -> StorageResult<Option<Bytes>> {
         if self.max_timestamp < timestamp {
             return Ok(None);
         }
@@ -459,20 +349,14 @@ impl Segment {
             return Ok(None);
         };
         let data = &map[..self.data_len(&map)];
-        let from = self
-            .time_index
-            .lookup(timestamp)
-            .unwrap_or(self.base_offset)
-            .max(min_offset);
+        let from = self.time_index.lookup(timestamp).unwrap_or(self.base_offset).max(min_offset);
         let Some((mut pos, mut h)) = self.find_batch(data, from)? else {
             return Ok(None);
         };
         loop {
             if h.last_offset() >= min_offset && h.max_timestamp >= timestamp {
                 let end = pos + h.total_len();
-                return Ok(Some(
-                    Bytes::from_owner(SharedMap(Arc::clone(&map))).slice(pos..end),
-                ));
+                return Ok(Some(Bytes::from_owner(SharedMap(Arc::clone(&map))).slice(pos..end)));
             }
             pos += h.total_len();
             if pos >= data.len() {
@@ -484,11 +368,7 @@ impl Segment {
 
     /// Calls `f` with the header of every batch whose base offset is >= `from_offset`.
     /// Stops (with a warning) at unreadable bytes.
-    pub(crate) fn for_each_batch(
-        &self,
-        from_offset: i64,
-        mut f: impl FnMut(&BatchHeader),
-    ) -> StorageResult<()> {
+    pub(crate) fn for_each_batch(&self, from_offset: i64, mut f: impl FnMut(&BatchHeader)) -> StorageResult<()> {
         let Some(map) = self.mapped()? else {
             return Ok(());
         };
@@ -514,8 +394,7 @@ impl Segment {
     /// indexes trimmed to their entries and fsynced.
     pub(crate) fn freeze(&mut self) -> io::Result<()> {
         if self.max_timestamp >= 0 {
-            self.time_index
-                .append_final(self.max_timestamp, self.offset_of_max_timestamp);
+            self.time_index.append_final(self.max_timestamp, self.offset_of_max_timestamp);
         }
         self.file.sync_data()?;
         self.index.freeze()?;
@@ -531,14 +410,7 @@ impl Segment {
 
     /// Removes the segment's files.
     pub(crate) fn delete(self) -> io::Result<()> {
-        let Segment {
-            log_path,
-            file,
-            index,
-            time_index,
-            map,
-            ..
-        } = self;
+        let Segment { log_path, file, index, time_index, map, .. } = self;
         drop(map);
         drop(file);
         remove_if_exists(&log_path)?;
@@ -592,9 +464,6 @@ impl Segment {
 
     #[cfg(test)]
     pub(crate) fn index_paths(&self) -> (PathBuf, PathBuf) {
-        (
-            self.index.path().to_path_buf(),
-            self.time_index.path().to_path_buf(),
-        )
+        (self.index.path().to_path_buf(), self.time_index.path().to_path_buf())
     }
 }

@@ -88,9 +88,7 @@ pub(crate) fn decode(offset: i64, bytes: &[u8]) -> Result<ProducerState, String>
     let body = r.0;
     let actual = crc32c::crc32c(body);
     if actual != crc {
-        return Err(format!(
-            "crc mismatch: stored {crc:#010x}, computed {actual:#010x}"
-        ));
+        return Err(format!("crc mismatch: stored {crc:#010x}, computed {actual:#010x}"));
     }
     let stored_offset = r.i64()?;
     if stored_offset != offset {
@@ -125,11 +123,7 @@ pub(crate) fn decode(offset: i64, bytes: &[u8]) -> Result<ProducerState, String>
 
 /// Writes the snapshot for `offset` atomically.
 pub(crate) fn write(dir: &Path, offset: i64, state: &ProducerState) -> io::Result<()> {
-    write_atomic(
-        dir,
-        &offset_file_name(offset, SNAPSHOT_EXT),
-        &encode(offset, state),
-    )
+    write_atomic(dir, &offset_file_name(offset, SNAPSHOT_EXT), &encode(offset, state))
 }
 
 /// Reads the snapshot for `offset`; `Err(reason)` when missing or invalid.
@@ -149,25 +143,10 @@ mod tests {
 
     fn sample() -> ProducerState {
         let mut s = ProducerState::default();
-        let mut e = ProducerEntry {
-            epoch: 3,
-            batches: VecDeque::new(),
-        };
-        e.batches.push_back(BatchMeta {
-            first_seq: 0,
-            last_seq: 4,
-            base_offset: 10,
-            last_offset: 14,
-            max_timestamp: 99,
-        });
+        let mut e = ProducerEntry { epoch: 3, batches: VecDeque::new() };
+        e.batches.push_back(BatchMeta { first_seq: 0, last_seq: 4, base_offset: 10, last_offset: 14, max_timestamp: 99 });
         s.producers.insert(42, e);
-        s.producers.insert(
-            7,
-            ProducerEntry {
-                epoch: 0,
-                batches: VecDeque::new(),
-            },
-        );
+        s.producers.insert(7, ProducerEntry { epoch: 0, batches: VecDeque::new() });
         s
     }
 

@@ -29,16 +29,9 @@ fn decode(raw: &[u8]) -> Option<(i64, u32)> {
 impl TimeIndex {
     /// A new, empty, writable index preallocated to `prealloc_bytes` (at least two
     /// entries: one slot is kept for the closing entry).
-    pub(crate) fn create(
-        path: PathBuf,
-        base_offset: i64,
-        prealloc_bytes: u32,
-    ) -> io::Result<TimeIndex> {
+    pub(crate) fn create(path: PathBuf, base_offset: i64, prealloc_bytes: u32) -> io::Result<TimeIndex> {
         let capacity = (prealloc_bytes as usize / ENTRY_SIZE).max(2);
-        Ok(TimeIndex {
-            file: IndexFile::create(path, ENTRY_SIZE, capacity)?,
-            base_offset,
-        })
+        Ok(TimeIndex { file: IndexFile::create(path, ENTRY_SIZE, capacity)?, base_offset })
     }
 
     /// Opens an existing index read-only with its valid prefix of entries; `exact`
@@ -92,9 +85,7 @@ impl TimeIndex {
                 _ => hi = mid,
             }
         }
-        lo.checked_sub(1)
-            .and_then(|i| self.entry(i))
-            .map(|(_, off)| off)
+        lo.checked_sub(1).and_then(|i| self.entry(i)).map(|(_, off)| off)
     }
 
     fn push(&mut self, timestamp: i64, offset: i64, final_entry: bool) -> bool {
@@ -141,8 +132,7 @@ impl TimeIndex {
     }
 
     pub(crate) fn make_writable(&mut self, prealloc_bytes: u32) -> io::Result<()> {
-        self.file
-            .make_writable((prealloc_bytes as usize / ENTRY_SIZE).max(2))
+        self.file.make_writable((prealloc_bytes as usize / ENTRY_SIZE).max(2))
     }
 
     pub(crate) fn remove(self) -> io::Result<()> {

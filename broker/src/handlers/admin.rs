@@ -5,17 +5,12 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::create_topics_response::{
-    CreatableTopicConfigs, CreatableTopicResult,
-};
-use kafka_protocol::messages::delete_records_response::{
-    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
-};
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    TopicName,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest,
+    DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
 use karst_protocol::error_codes as ec;
 use karst_storage::StorageError;
@@ -25,6 +20,7 @@ use uuid::Uuid;
 use super::{str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::errors::BrokerError;
+use crate::group::OFFSETS_TOPIC;
 use crate::metadata::TopicMeta;
 use crate::partition::PartitionError;
 use crate::topic_config;
@@ -40,86 +36,56 @@ fn plan_topic(b: &Broker, t: &CreatableTopic) -> Result<TopicMeta, Refusal> {
         return Err((ec::INVALID_TOPIC_EXCEPTION, reason));
     }
     if b.metadata.image().topics.contains_key(name) {
-        return Err((
-            ec::TOPIC_ALREADY_EXISTS,
-            format!("topic `{name}` already exists"),
-        ));
+        return Err((ec::TOPIC_ALREADY_EXISTS, format!("topic `{name}` already exists")));
     }
     let nodes = 1i16;
     let (partitions, replication_factor) = if t.assignments.is_empty() {
         let partitions = match t.num_partitions {
             -1 => b.config.num_partitions,
             n if n >= 1 => n,
-            n => {
-                return Err((
-                    ec::INVALID_PARTITIONS,
-                    format!("number of partitions must be at least 1, got {n}"),
-                ))
-            }
+            n => return Err((ec::INVALID_PARTITIONS, format!("number of partitions must be at least 1, got {n}"))),
         };
         let rf = match t.replication_factor {
             -1 => b.config.default_replication_factor,
             n if n >= 1 => n,
-            n => {
-                return Err((
-                    ec::INVALID_REPLICATION_FACTOR,
-                    format!("replication factor must be at least 1, got {n}"),
-                ))
-            }
+            n => return Err((ec::INVALID_REPLICATION_FACTOR, format!("replication factor must be at least 1, got {n}"))),
         };
         (partitions, rf)
     } else {
         if t.num_partitions != -1 || t.replication_factor != -1 {
-            return Err((
-                ec::INVALID_REQUEST,
-                "give either assignments or partition count and replication factor".into(),
-            ));
+            return Err((ec::INVALID_REQUEST, "give either assignments or partition count and replication factor".into()));
         }
         let mut seen: Vec<i32> = t.assignments.iter().map(|a| a.partition_index).collect();
         seen.sort_unstable();
         if seen.iter().enumerate().any(|(i, p)| *p != i as i32) {
-            return Err((
-                ec::INVALID_REPLICA_ASSIGNMENT,
-                "partition indexes must be 0..n without gaps".into(),
-            ));
+            return Err((ec::INVALID_REPLICA_ASSIGNMENT, "partition indexes must be 0..n without gaps".into()));
         }
         let rf = t.assignments[0].broker_ids.len() as i16;
         for a in &t.assignments {
             if a.broker_ids.len() as i16 != rf || a.broker_ids.iter().any(|id| id.0 != b.node_id) {
-                return Err((
-                    ec::INVALID_REPLICA_ASSIGNMENT,
-                    format!("replicas must be on broker {}", b.node_id),
-                ));
+                return Err((ec::INVALID_REPLICA_ASSIGNMENT, format!("replicas must be on broker {}", b.node_id)));
             }
         }
         (t.assignments.len() as i32, rf)
     };
     if replication_factor > nodes {
-        return Err((ec::INVALID_REPLICATION_FACTOR, format!("replication factor {replication_factor} is larger than the {nodes} available broker(s)")));
+        return Err((
+            ec::INVALID_REPLICATION_FACTOR,
+            format!("replication factor {replication_factor} is larger than the {nodes} available broker(s)"),
+        ));
     }
     let mut configs = BTreeMap::new();
     for c in &t.configs {
         let Some(value) = c.value.as_ref() else {
             continue;
         };
-        topic_config::validate(c.name.as_str(), value.as_str())
-            .map_err(|e| (ec::INVALID_CONFIG, e))?;
+        topic_config::validate(c.name.as_str(), value.as_str()).map_err(|e| (ec::INVALID_CONFIG, e))?;
         configs.insert(c.name.to_string(), value.to_string());
     }
-    Ok(TopicMeta {
-        name: name.to_string(),
-        id: Uuid::new_v4(),
-        partitions,
-        replication_factor,
-        configs,
-    })
+    Ok(TopicMeta { name: name.to_string(), id: Uuid::new_v4(), partitions, replication_factor, configs })
 }
 
-pub(crate) fn create_topics(
-    b: &Arc<Broker>,
-    req: CreateTopicsRequest,
-    version: i16,
-) -> CreateTopicsResponse {
+pub(crate) fn create_topics(b: &Arc<Broker>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
     let mut names: Vec<String> = Vec::new();
     for t in &req.topics {
@@ -127,13 +93,7 @@ pub(crate) fn create_topics(
         let duplicate = names.iter().any(|n| n == t.name.as_str());
         names.push(t.name.to_string());
         let outcome = if duplicate {
-            Err((
-                ec::INVALID_REQUEST,
-                format!(
-                    "topic `{}` appears more than once in the request",
-                    t.name.as_str()
-                ),
-            ))
+            Err((ec::INVALID_REQUEST, format!("topic `{}` appears more than once in the request", t.name.as_str())))
         } else {
             plan_topic(b, t).and_then(|meta| {
                 if req.validate_only {
@@ -144,10 +104,7 @@ pub(crate) fn create_topics(
                         info!(topic = %meta.name, partitions = meta.partitions, "created topic");
                         Ok(meta)
                     }
-                    Err(BrokerError::TopicExists(n)) => Err((
-                        ec::TOPIC_ALREADY_EXISTS,
-                        format!("topic `{n}` already exists"),
-                    )),
+                    Err(BrokerError::TopicExists(n)) => Err((ec::TOPIC_ALREADY_EXISTS, format!("topic `{n}` already exists"))),
                     Err(e) => {
                         warn!(topic = %meta.name, "creating topic failed: {e}");
                         Err((ec::KAFKA_STORAGE_ERROR, e.to_string()))
@@ -167,10 +124,7 @@ pub(crate) fn create_topics(
                                 .with_config_source(if is_default { 5 } else { 1 })
                         })
                         .collect();
-                    r = r
-                        .with_num_partitions(meta.partitions)
-                        .with_replication_factor(meta.replication_factor)
-                        .with_configs(Some(configs));
+                    r = r.with_num_partitions(meta.partitions).with_replication_factor(meta.replication_factor).with_configs(Some(configs));
                 }
                 if version >= 7 {
                     r = r.with_topic_id(meta.id);
@@ -191,22 +145,12 @@ pub(crate) fn create_topics(
     CreateTopicsResponse::default().with_topics(results)
 }
 
-pub(crate) fn delete_topics(
-    b: &Arc<Broker>,
-    req: DeleteTopicsRequest,
-    version: i16,
-) -> DeleteTopicsResponse {
+pub(crate) fn delete_topics(b: &Arc<Broker>, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
     let image = b.metadata.image();
     let targets: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
-        req.topics
-            .into_iter()
-            .map(|t| (t.name, t.topic_id))
-            .collect()
+        req.topics.into_iter().map(|t| (t.name, t.topic_id)).collect()
     } else {
-        req.topic_names
-            .into_iter()
-            .map(|n| (Some(n), Uuid::nil()))
-            .collect()
+        req.topic_names.into_iter().map(|n| (Some(n), Uuid::nil())).collect()
     };
     let responses = targets
         .into_iter()
@@ -215,19 +159,22 @@ pub(crate) fn delete_topics(
                 Some(n) => image.topics.get(n.as_str()).map(|t| t.name.clone()),
                 None => image.topic_by_id(id).map(|t| t.name.clone()),
             };
-            let mut r = DeletableTopicResult::default()
-                .with_name(name.clone().or_else(|| local.as_deref().map(topic_name)));
+            let mut r = DeletableTopicResult::default().with_name(name.clone().or_else(|| local.as_deref().map(topic_name)));
             if version >= 6 {
                 r = r.with_topic_id(id);
             }
             let Some(local) = local else {
-                let code = if name.is_some() {
-                    ec::UNKNOWN_TOPIC_OR_PARTITION
-                } else {
-                    ec::UNKNOWN_TOPIC_ID
-                };
+                let code = if name.is_some() { ec::UNKNOWN_TOPIC_OR_PARTITION } else { ec::UNKNOWN_TOPIC_ID };
                 return r.with_error_code(code);
             };
+            if local == OFFSETS_TOPIC {
+                let r = r.with_error_code(ec::INVALID_REQUEST);
+                return if version >= 5 {
+                    r.with_error_message(Some(str_bytes(format!("{OFFSETS_TOPIC} is internal and cannot be deleted"))))
+                } else {
+                    r
+                };
+            }
             match b.delete_topic(&local) {
                 Ok(meta) => {
                     info!(topic = %local, "deleted topic");
@@ -236,9 +183,7 @@ pub(crate) fn delete_topics(
                     }
                     r
                 }
-                Err(BrokerError::UnknownTopic(_)) => {
-                    r.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION)
-                }
+                Err(BrokerError::UnknownTopic(_)) => r.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION),
                 Err(e) => {
                     warn!(topic = %local, "deleting topic failed: {e}");
                     let r = r.with_error_code(ec::KAFKA_STORAGE_ERROR);
@@ -254,46 +199,27 @@ pub(crate) fn delete_topics(
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-pub(crate) fn create_partitions(
-    b: &Arc<Broker>,
-    req: CreatePartitionsRequest,
-) -> CreatePartitionsResponse {
+pub(crate) fn create_partitions(b: &Arc<Broker>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let results = req
         .topics
         .into_iter()
         .map(|t| {
             let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-            let fail = |code: i16, msg: String| {
-                r.clone()
-                    .with_error_code(code)
-                    .with_error_message(Some(str_bytes(msg)))
-            };
+            let fail = |code: i16, msg: String| r.clone().with_error_code(code).with_error_message(Some(str_bytes(msg)));
             let image = b.metadata.image();
             let Some(meta) = image.topics.get(t.name.as_str()) else {
-                return fail(
-                    ec::UNKNOWN_TOPIC_OR_PARTITION,
-                    format!("topic `{}` does not exist", t.name.as_str()),
-                );
+                return fail(ec::UNKNOWN_TOPIC_OR_PARTITION, format!("topic `{}` does not exist", t.name.as_str()));
             };
             if t.count <= meta.partitions {
                 return fail(
                     ec::INVALID_PARTITIONS,
-                    format!(
-                        "topic has {} partitions; the new count {} must be larger",
-                        meta.partitions, t.count
-                    ),
+                    format!("topic has {} partitions; the new count {} must be larger", meta.partitions, t.count),
                 );
             }
             if let Some(a) = t.assignments.as_ref().filter(|a| !a.is_empty()) {
                 let added = (t.count - meta.partitions) as usize;
-                if a.len() != added
-                    || a.iter()
-                        .any(|x| x.broker_ids.iter().any(|id| id.0 != b.node_id))
-                {
-                    return fail(
-                        ec::INVALID_REPLICA_ASSIGNMENT,
-                        format!("need {added} assignments, all on broker {}", b.node_id),
-                    );
+                if a.len() != added || a.iter().any(|x| x.broker_ids.iter().any(|id| id.0 != b.node_id)) {
+                    return fail(ec::INVALID_REPLICA_ASSIGNMENT, format!("need {added} assignments, all on broker {}", b.node_id));
                 }
             }
             if req.validate_only {
@@ -320,41 +246,29 @@ pub(crate) fn delete_records(b: &Arc<Broker>, req: DeleteRecordsRequest) -> Dele
                 .partitions
                 .into_iter()
                 .map(|dp| {
-                    let r = DeleteRecordsPartitionResult::default()
-                        .with_partition_index(dp.partition_index);
+                    let r = DeleteRecordsPartitionResult::default().with_partition_index(dp.partition_index);
                     let Some(p) = b.partitions.get(t.name.as_str(), dp.partition_index) else {
-                        return r
-                            .with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION)
-                            .with_low_watermark(-1);
+                        return r.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION).with_low_watermark(-1);
                     };
                     let hw = p.high_watermark();
                     // -1 means "up to the high watermark".
                     let before = if dp.offset == -1 { hw } else { dp.offset };
                     if before < 0 || before > hw {
-                        return r
-                            .with_error_code(ec::OFFSET_OUT_OF_RANGE)
-                            .with_low_watermark(-1);
+                        return r.with_error_code(ec::OFFSET_OUT_OF_RANGE).with_low_watermark(-1);
                     }
                     match p.delete_records(before) {
                         Ok(low) => r.with_low_watermark(low),
-                        Err(PartitionError::Storage(StorageError::OffsetOutOfRange { .. })) => r
-                            .with_error_code(ec::OFFSET_OUT_OF_RANGE)
-                            .with_low_watermark(-1),
+                        Err(PartitionError::Storage(StorageError::OffsetOutOfRange { .. })) => {
+                            r.with_error_code(ec::OFFSET_OUT_OF_RANGE).with_low_watermark(-1)
+                        }
                         Err(e) => {
-                            warn!(
-                                topic = t.name.as_str(),
-                                partition = dp.partition_index,
-                                "delete records failed: {e}"
-                            );
-                            r.with_error_code(ec::KAFKA_STORAGE_ERROR)
-                                .with_low_watermark(-1)
+                            warn!(topic = t.name.as_str(), partition = dp.partition_index, "delete records failed: {e}");
+                            r.with_error_code(ec::KAFKA_STORAGE_ERROR).with_low_watermark(-1)
                         }
                     }
                 })
                 .collect();
-            DeleteRecordsTopicResult::default()
-                .with_name(t.name)
-                .with_partitions(partitions)
+            DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(partitions)
         })
         .collect();
     DeleteRecordsResponse::default().with_topics(topics)

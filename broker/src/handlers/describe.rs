@@ -3,12 +3,9 @@
 use std::sync::Arc;
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
-};
+use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
 use kafka_protocol::messages::{
-    BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
-    DescribeConfigsResponse,
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest, DescribeConfigsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use karst_protocol::error_codes as ec;
@@ -24,53 +21,28 @@ const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
 fn entry(name: &str, value: String, source: i8) -> DescribeConfigsResourceResult {
-    DescribeConfigsResourceResult::default()
-        .with_name(str_bytes(name))
-        .with_value(Some(str_bytes(value)))
-        .with_config_source(source)
+    DescribeConfigsResourceResult::default().with_name(str_bytes(name)).with_value(Some(str_bytes(value))).with_config_source(source)
 }
 
-pub(crate) fn describe_configs(
-    b: &Arc<Broker>,
-    req: DescribeConfigsRequest,
-    _version: i16,
-) -> DescribeConfigsResponse {
+pub(crate) fn describe_configs(b: &Arc<Broker>, req: DescribeConfigsRequest, _version: i16) -> DescribeConfigsResponse {
     let image = b.metadata.image();
     let results = req
         .resources
         .into_iter()
         .map(|res| {
-            let r = DescribeConfigsResult::default()
-                .with_resource_type(res.resource_type)
-                .with_resource_name(res.resource_name.clone());
-            let wanted = |k: &str| {
-                res.configuration_keys
-                    .as_ref()
-                    .is_none_or(|keys| keys.is_empty() || keys.iter().any(|x| x.as_str() == k))
-            };
+            let r = DescribeConfigsResult::default().with_resource_type(res.resource_type).with_resource_name(res.resource_name.clone());
+            let wanted =
+                |k: &str| res.configuration_keys.as_ref().is_none_or(|keys| keys.is_empty() || keys.iter().any(|x| x.as_str() == k));
             match res.resource_type {
                 TOPIC => match image.topics.get(res.resource_name.as_str()) {
                     None => r
                         .with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION)
-                        .with_error_message(Some(str_bytes(format!(
-                            "topic `{}` does not exist",
-                            res.resource_name.as_str()
-                        )))),
+                        .with_error_message(Some(str_bytes(format!("topic `{}` does not exist", res.resource_name.as_str())))),
                     Some(t) => {
                         let configs = topic_config::describe(&b.config, &t.configs)
                             .into_iter()
                             .filter(|(k, _, _)| wanted(k))
-                            .map(|(k, v, is_default)| {
-                                entry(
-                                    k,
-                                    v,
-                                    if is_default {
-                                        SOURCE_DEFAULT
-                                    } else {
-                                        SOURCE_TOPIC
-                                    },
-                                )
-                            })
+                            .map(|(k, v, is_default)| entry(k, v, if is_default { SOURCE_DEFAULT } else { SOURCE_TOPIC }))
                             .collect();
                         r.with_configs(configs)
                     }
@@ -80,10 +52,7 @@ pub(crate) fn describe_configs(
                     if !name.is_empty() && name != b.node_id.to_string() {
                         return r
                             .with_error_code(ec::INVALID_REQUEST)
-                            .with_error_message(Some(str_bytes(format!(
-                                "this is broker {}, not `{name}`",
-                                b.node_id
-                            ))));
+                            .with_error_message(Some(str_bytes(format!("this is broker {}, not `{name}`", b.node_id))));
                     }
                     let configs = b
                         .config
@@ -96,25 +65,17 @@ pub(crate) fn describe_configs(
                 }
                 other => r
                     .with_error_code(ec::INVALID_REQUEST)
-                    .with_error_message(Some(str_bytes(format!(
-                        "resource type {other} is not supported"
-                    )))),
+                    .with_error_message(Some(str_bytes(format!("resource type {other} is not supported")))),
             }
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
 }
 
-pub(crate) fn describe_cluster(
-    b: &Arc<Broker>,
-    _req: DescribeClusterRequest,
-) -> DescribeClusterResponse {
+pub(crate) fn describe_cluster(b: &Arc<Broker>, _req: DescribeClusterRequest) -> DescribeClusterResponse {
     let (host, port) = b.advertised();
     DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(b.cluster_id.clone()))
         .with_controller_id(BrokerId(b.node_id))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(b.node_id))
-            .with_host(str_bytes(host))
-            .with_port(port)])
+        .with_brokers(vec![DescribeClusterBroker::default().with_broker_id(BrokerId(b.node_id)).with_host(str_bytes(host)).with_port(port)])
 }

@@ -29,41 +29,25 @@ fn resolve(b: &Broker, req: &mut FetchRequest, version: i16) -> Vec<Wanted> {
         .into_iter()
         .map(|t| {
             let resolved = if version >= 13 {
-                image
-                    .topic_by_id(t.topic_id)
-                    .map(|m| m.name.clone())
-                    .ok_or(ec::UNKNOWN_TOPIC_ID)
+                image.topic_by_id(t.topic_id).map(|m| m.name.clone()).ok_or(ec::UNKNOWN_TOPIC_ID)
             } else if image.topics.contains_key(t.topic.as_str()) {
                 Ok(t.topic.to_string())
             } else {
                 Err(ec::UNKNOWN_TOPIC_OR_PARTITION)
             };
-            Wanted {
-                name: t.topic,
-                id: t.topic_id,
-                resolved,
-                partitions: t.partitions,
-            }
+            Wanted { name: t.topic, id: t.topic_id, resolved, partitions: t.partitions }
         })
         .collect()
 }
 
 fn partition_data(p: Option<&Partition>, index: i32, error: i16) -> PartitionData {
-    let d = PartitionData::default()
-        .with_partition_index(index)
-        .with_error_code(error)
-        .with_records(Some(Bytes::new()));
+    let d = PartitionData::default().with_partition_index(index).with_error_code(error).with_records(Some(Bytes::new()));
     match p {
         Some(p) => {
             let hw = p.high_watermark();
-            d.with_high_watermark(hw)
-                .with_last_stable_offset(hw)
-                .with_log_start_offset(p.log_start_offset())
+            d.with_high_watermark(hw).with_last_stable_offset(hw).with_log_start_offset(p.log_start_offset())
         }
-        None => d
-            .with_high_watermark(-1)
-            .with_last_stable_offset(-1)
-            .with_log_start_offset(-1),
+        None => d.with_high_watermark(-1).with_last_stable_offset(-1).with_log_start_offset(-1),
     }
 }
 
@@ -97,17 +81,13 @@ fn read_all(
                         if let Some(w) = watch.as_deref_mut() {
                             w.push(p.subscribe());
                         }
-                        let limit = (fp.partition_max_bytes.max(0) as usize)
-                            .min(max_bytes.saturating_sub(total));
+                        let limit = (fp.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
                         match p.read(fp.fetch_offset, limit, total == 0) {
                             Ok(slice) => {
                                 total += slice.bytes.len();
-                                partition_data(Some(&p), fp.partition, ec::NONE)
-                                    .with_records(Some(slice.bytes))
+                                partition_data(Some(&p), fp.partition, ec::NONE).with_records(Some(slice.bytes))
                             }
-                            Err(PartitionError::Storage(StorageError::OffsetOutOfRange {
-                                ..
-                            })) => {
+                            Err(PartitionError::Storage(StorageError::OffsetOutOfRange { .. })) => {
                                 any_error = true;
                                 partition_data(Some(&p), fp.partition, ec::OFFSET_OUT_OF_RANGE)
                             }
@@ -139,22 +119,13 @@ fn read_all(
 
 pub(crate) async fn handle(b: &Arc<Broker>, mut req: FetchRequest, version: i16) -> FetchResponse {
     let wanted = resolve(b, &mut req, version);
-    let max_bytes = if req.max_bytes <= 0 {
-        usize::MAX
-    } else {
-        req.max_bytes as usize
-    };
+    let max_bytes = if req.max_bytes <= 0 { usize::MAX } else { req.max_bytes as usize };
     let min_bytes = req.min_bytes.max(0) as usize;
-    let deadline =
-        tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     loop {
         let mut receivers = Vec::new();
-        let (topics, total, any_error) =
-            read_all(b, &wanted, max_bytes, version, Some(&mut receivers));
-        let done = total >= min_bytes
-            || any_error
-            || receivers.is_empty()
-            || tokio::time::Instant::now() >= deadline;
+        let (topics, total, any_error) = read_all(b, &wanted, max_bytes, version, Some(&mut receivers));
+        let done = total >= min_bytes || any_error || receivers.is_empty() || tokio::time::Instant::now() >= deadline;
         if done {
             return FetchResponse::default().with_responses(topics);
         }

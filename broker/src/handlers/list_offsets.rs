@@ -1,8 +1,6 @@
 use std::sync::Arc;
 
-use kafka_protocol::messages::list_offsets_response::{
-    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
-};
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::records::RecordBatchDecoder;
 use karst_protocol::error_codes as ec;
@@ -18,10 +16,7 @@ const EARLIEST: i64 = -2;
 /// The time index finds the batch; the batch is decoded (decompressed if need
 /// be) to find the exact record, as Kafka does. Off the hot path.
 fn offset_for_time(p: &Partition, timestamp: i64) -> Result<Option<(i64, i64)>, i16> {
-    let Some(mut batch) = p
-        .find_batch_by_timestamp(timestamp)
-        .map_err(|_| ec::KAFKA_STORAGE_ERROR)?
-    else {
+    let Some(mut batch) = p.find_batch_by_timestamp(timestamp).map_err(|_| ec::KAFKA_STORAGE_ERROR)? else {
         return Ok(None);
     };
     let hw = p.high_watermark();
@@ -39,11 +34,7 @@ fn offset_for_time(p: &Partition, timestamp: i64) -> Result<Option<(i64, i64)>, 
     Ok(None)
 }
 
-pub(crate) fn handle(
-    b: &Arc<Broker>,
-    req: ListOffsetsRequest,
-    version: i16,
-) -> ListOffsetsResponse {
+pub(crate) fn handle(b: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let topics = req
         .topics
         .into_iter()
@@ -52,8 +43,7 @@ pub(crate) fn handle(
                 .partitions
                 .into_iter()
                 .map(|lp| {
-                    let r = ListOffsetsPartitionResponse::default()
-                        .with_partition_index(lp.partition_index);
+                    let r = ListOffsetsPartitionResponse::default().with_partition_index(lp.partition_index);
                     let Some(p) = b.partitions.get(t.name.as_str(), lp.partition_index) else {
                         return r.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION);
                     };
@@ -64,19 +54,16 @@ pub(crate) fn handle(
                         _ => Err(ec::INVALID_REQUEST),
                     };
                     match found {
-                        Ok(Some((offset, ts))) => r
-                            .with_offset(offset)
-                            .with_timestamp(ts)
-                            .with_leader_epoch(if version >= 4 { 0 } else { -1 }),
+                        Ok(Some((offset, ts))) => {
+                            r.with_offset(offset).with_timestamp(ts).with_leader_epoch(if version >= 4 { 0 } else { -1 })
+                        }
                         // Kafka answers "no such record" with offset -1, no error.
                         Ok(None) => r.with_offset(-1).with_timestamp(-1),
                         Err(code) => r.with_error_code(code),
                     }
                 })
                 .collect();
-            ListOffsetsTopicResponse::default()
-                .with_name(t.name)
-                .with_partitions(partitions)
+            ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)

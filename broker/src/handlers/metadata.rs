@@ -1,9 +1,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kafka_protocol::messages::metadata_response::{
-    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
-};
+use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use karst_protocol::error_codes as ec;
 use tracing::{info, warn};
@@ -12,23 +10,20 @@ use uuid::Uuid;
 use super::{str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::errors::BrokerError;
+use crate::group::OFFSETS_TOPIC;
 use crate::metadata::TopicMeta;
 use crate::topic_name::invalid_reason;
 
 pub(crate) fn handle(b: &Arc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
     let (host, port) = b.advertised();
     let node = BrokerId(b.node_id);
-    let brokers = vec![MetadataResponseBroker::default()
-        .with_node_id(node)
-        .with_host(str_bytes(host))
-        .with_port(port)];
+    let brokers = vec![MetadataResponseBroker::default().with_node_id(node).with_host(str_bytes(host)).with_port(port)];
     // v0 asks for every topic with an empty list; v1+ with a null one.
     let all = match &req.topics {
         None => true,
         Some(t) => t.is_empty() && version == 0,
     };
-    let auto_create =
-        b.config.auto_create_topics_enable && (version < 4 || req.allow_auto_topic_creation);
+    let auto_create = b.config.auto_create_topics_enable && (version < 4 || req.allow_auto_topic_creation);
     let mut topics = Vec::new();
     if all {
         let image = b.metadata.image();
@@ -41,18 +36,14 @@ pub(crate) fn handle(b: &Arc<Broker>, req: MetadataRequest, version: i16) -> Met
                     let image = b.metadata.image();
                     match image.topic_by_id(requested.topic_id) {
                         Some(t) => describe_topic(b, t, version),
-                        None => MetadataResponseTopic::default()
-                            .with_error_code(ec::UNKNOWN_TOPIC_ID)
-                            .with_topic_id(requested.topic_id),
+                        None => MetadataResponseTopic::default().with_error_code(ec::UNKNOWN_TOPIC_ID).with_topic_id(requested.topic_id),
                     }
                 }
             };
             topics.push(response);
         }
     }
-    let mut resp = MetadataResponse::default()
-        .with_brokers(brokers)
-        .with_topics(topics);
+    let mut resp = MetadataResponse::default().with_brokers(brokers).with_topics(topics);
     if version >= 1 {
         resp = resp.with_controller_id(node);
     }
@@ -62,17 +53,8 @@ pub(crate) fn handle(b: &Arc<Broker>, req: MetadataRequest, version: i16) -> Met
     resp
 }
 
-fn topic_by_name(
-    b: &Arc<Broker>,
-    name: &str,
-    auto_create: bool,
-    version: i16,
-) -> MetadataResponseTopic {
-    let error = |code| {
-        MetadataResponseTopic::default()
-            .with_error_code(code)
-            .with_name(Some(topic_name(name)))
-    };
+fn topic_by_name(b: &Arc<Broker>, name: &str, auto_create: bool, version: i16) -> MetadataResponseTopic {
+    let error = |code| MetadataResponseTopic::default().with_error_code(code).with_name(Some(topic_name(name)));
     if let Some(t) = b.metadata.image().topics.get(name) {
         return describe_topic(b, t, version);
     }
@@ -118,11 +100,12 @@ fn describe_topic(b: &Broker, t: &TopicMeta, version: i16) -> MetadataResponseTo
             mp
         })
         .collect();
-    let mut topic = MetadataResponseTopic::default()
-        .with_name(Some(topic_name(&t.name)))
-        .with_partitions(partitions);
+    let mut topic = MetadataResponseTopic::default().with_name(Some(topic_name(&t.name))).with_partitions(partitions);
     if version >= 10 {
         topic = topic.with_topic_id(t.id);
+    }
+    if version >= 1 {
+        topic = topic.with_is_internal(t.name == OFFSETS_TOPIC);
     }
     topic
 }

@@ -4,6 +4,7 @@ mod admin;
 mod api_versions;
 mod describe;
 mod fetch;
+mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -31,31 +32,19 @@ pub(crate) enum Reply {
     Later(Pin<Box<dyn Future<Output = Result<Option<Bytes>, String>> + Send>>),
 }
 
-fn encode(
-    correlation_id: i32,
-    api_key: ApiKey,
-    version: i16,
-    r: &ResponseKind,
-) -> Result<Option<Bytes>, String> {
-    encode_response(correlation_id, api_key, version, r)
-        .map(Some)
-        .map_err(|e| {
-            error!(?api_key, version, "cannot encode response: {e}");
-            format!("cannot encode {api_key:?} v{version} response: {e}")
-        })
+fn encode(correlation_id: i32, api_key: ApiKey, version: i16, r: &ResponseKind) -> Result<Option<Bytes>, String> {
+    encode_response(correlation_id, api_key, version, r).map(Some).map_err(|e| {
+        error!(?api_key, version, "cannot encode response: {e}");
+        format!("cannot encode {api_key:?} v{version} response: {e}")
+    })
 }
 
 /// Handles one request. Everything that must happen in request order (appends)
 /// happens before this returns; waiting (fsync, long poll) is left in `Later`.
 /// `Err` means the connection must close.
 pub(crate) fn dispatch(b: &Arc<Broker>, req: Request) -> Result<Reply, String> {
-    let Request {
-        api_key,
-        version,
-        correlation_id,
-        body,
-        ..
-    } = req;
+    let Request { api_key, version, correlation_id, body, client_id } = req;
+    let client_id = client_id.map(|c| c.to_string()).unwrap_or_default();
     let span = debug_span!("request", api = ?api_key, version, correlation_id);
     let _enter = span.enter();
     let response = match body {
@@ -66,14 +55,7 @@ pub(crate) fn dispatch(b: &Arc<Broker>, req: Request) -> Result<Reply, String> {
             if !inflight.wants_response() {
                 return Ok(Reply::Now(None));
             }
-            let fut = async move {
-                encode(
-                    correlation_id,
-                    api_key,
-                    version,
-                    &ResponseKind::Produce(inflight.finish().await),
-                )
-            };
+            let fut = async move { encode(correlation_id, api_key, version, &ResponseKind::Produce(inflight.finish().await)) };
             return Ok(Reply::Later(Box::pin(fut.instrument(span.clone()))));
         }
         RequestKind::Fetch(r) => {
@@ -84,25 +66,51 @@ pub(crate) fn dispatch(b: &Arc<Broker>, req: Request) -> Result<Reply, String> {
             };
             return Ok(Reply::Later(Box::pin(fut.instrument(span.clone()))));
         }
-        RequestKind::ListOffsets(r) => {
-            ResponseKind::ListOffsets(list_offsets::handle(b, r, version))
+        RequestKind::JoinGroup(r) => {
+            let b = b.clone();
+            let fut = async move {
+                encode(correlation_id, api_key, version, &ResponseKind::JoinGroup(groups::join_group(b, r, version, client_id).await))
+            };
+            return Ok(Reply::Later(Box::pin(fut.instrument(span.clone()))));
         }
-        RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(admin::create_topics(b, r, version))
+        RequestKind::SyncGroup(r) => {
+            let b = b.clone();
+            let fut =
+                async move { encode(correlation_id, api_key, version, &ResponseKind::SyncGroup(groups::sync_group(b, r, version).await)) };
+            return Ok(Reply::Later(Box::pin(fut.instrument(span.clone()))));
         }
-        RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(admin::delete_topics(b, r, version))
+        RequestKind::OffsetCommit(r) => {
+            let b = b.clone();
+            let fut = async move {
+                encode(correlation_id, api_key, version, &ResponseKind::OffsetCommit(groups::offset_commit(b, r, version).await))
+            };
+            return Ok(Reply::Later(Box::pin(fut.instrument(span.clone()))));
         }
-        RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(admin::create_partitions(b, r))
+        RequestKind::DeleteGroups(r) => {
+            let b = b.clone();
+            let fut =
+                async move { encode(correlation_id, api_key, version, &ResponseKind::DeleteGroups(groups::delete_groups(b, r).await)) };
+            return Ok(Reply::Later(Box::pin(fut.instrument(span.clone()))));
         }
+        RequestKind::OffsetDelete(r) => {
+            let b = b.clone();
+            let fut =
+                async move { encode(correlation_id, api_key, version, &ResponseKind::OffsetDelete(groups::offset_delete(b, r).await)) };
+            return Ok(Reply::Later(Box::pin(fut.instrument(span.clone()))));
+        }
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(groups::find_coordinator(b, r, version)),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(b, r)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave_group(b, r, version)),
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(groups::offset_fetch(b, r, version)),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list_groups(b, r, version)),
+        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(groups::describe_groups(b, r, version)),
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(b, r, version)),
+        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(admin::create_topics(b, r, version)),
+        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(admin::delete_topics(b, r, version)),
+        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(admin::create_partitions(b, r)),
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(admin::delete_records(b, r)),
-        RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(describe::describe_configs(b, r, version))
-        }
-        RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(describe::describe_cluster(b, r))
-        }
+        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe::describe_configs(b, r, version)),
+        RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(describe::describe_cluster(b, r)),
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(producer_id::handle(b, r)),
         other => return Err(format!("no handler for {other:?}")),
     };

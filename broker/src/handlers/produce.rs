@@ -11,6 +11,7 @@ use tracing::{debug, warn};
 
 use super::str_bytes;
 use crate::broker::{now_ms, Broker};
+use crate::group::OFFSETS_TOPIC;
 use crate::partition::{Partition, PartitionError};
 
 struct Failure {
@@ -20,16 +21,10 @@ struct Failure {
 
 impl Failure {
     fn code(code: i16) -> Failure {
-        Failure {
-            code,
-            message: None,
-        }
+        Failure { code, message: None }
     }
     fn with(code: i16, message: String) -> Failure {
-        Failure {
-            code,
-            message: Some(message),
-        }
+        Failure { code, message: Some(message) }
     }
 }
 
@@ -45,15 +40,9 @@ struct Appended {
 
 fn storage_failure(e: PartitionError) -> Failure {
     match e {
-        PartitionError::Storage(StorageError::OutOfOrderSequence { .. }) => {
-            Failure::with(ec::OUT_OF_ORDER_SEQUENCE_NUMBER, e.to_string())
-        }
-        PartitionError::Storage(StorageError::InvalidProducerEpoch { .. }) => {
-            Failure::with(ec::INVALID_PRODUCER_EPOCH, e.to_string())
-        }
-        PartitionError::Storage(StorageError::Batch(_)) => {
-            Failure::with(ec::CORRUPT_MESSAGE, e.to_string())
-        }
+        PartitionError::Storage(StorageError::OutOfOrderSequence { .. }) => Failure::with(ec::OUT_OF_ORDER_SEQUENCE_NUMBER, e.to_string()),
+        PartitionError::Storage(StorageError::InvalidProducerEpoch { .. }) => Failure::with(ec::INVALID_PRODUCER_EPOCH, e.to_string()),
+        PartitionError::Storage(StorageError::Batch(_)) => Failure::with(ec::CORRUPT_MESSAGE, e.to_string()),
         PartitionError::Closed => Failure::code(ec::NOT_LEADER_OR_FOLLOWER),
         other => {
             warn!("append failed: {other}");
@@ -62,27 +51,16 @@ fn storage_failure(e: PartitionError) -> Failure {
     }
 }
 
-fn append(
-    b: &Arc<Broker>,
-    topic: &str,
-    index: i32,
-    records: Option<Bytes>,
-    transactional: bool,
-    now: i64,
-) -> Result<Appended, Failure> {
-    let partition = b
-        .partitions
-        .get(topic, index)
-        .ok_or(Failure::code(ec::UNKNOWN_TOPIC_OR_PARTITION))?;
+fn append(b: &Arc<Broker>, topic: &str, index: i32, records: Option<Bytes>, transactional: bool, now: i64) -> Result<Appended, Failure> {
+    if topic == OFFSETS_TOPIC {
+        return Err(Failure::with(ec::INVALID_TOPIC_EXCEPTION, format!("{OFFSETS_TOPIC} is internal: clients cannot write to it")));
+    }
+    let partition = b.partitions.get(topic, index).ok_or(Failure::code(ec::UNKNOWN_TOPIC_OR_PARTITION))?;
     let records = records.unwrap_or_default();
     let max = partition.config().max_message_bytes;
-    let summary =
-        validate_produce(&records, max).map_err(|e| Failure::with(e.error_code(), e.message()))?;
+    let summary = validate_produce(&records, max).map_err(|e| Failure::with(e.error_code(), e.message()))?;
     if transactional || summary.transactional {
-        return Err(Failure::with(
-            ec::INVALID_RECORD,
-            "transactions are not supported by this broker yet".into(),
-        ));
+        return Err(Failure::with(ec::INVALID_RECORD, "transactions are not supported by this broker yet".into()));
     }
     // The one copy on the produce path: offsets are assigned in place.
     let mut owned = records.to_vec();
@@ -90,12 +68,7 @@ fn append(
     if !info.duplicate {
         b.after_append(&partition);
     }
-    Ok(Appended {
-        partition,
-        base_offset: info.base_offset,
-        last_offset: info.last_offset,
-        log_start_offset: info.log_start_offset,
-    })
+    Ok(Appended { partition, base_offset: info.base_offset, last_offset: info.last_offset, log_start_offset: info.log_start_offset })
 }
 
 /// The synchronous half of a Produce: validate and append every partition, in
@@ -117,14 +90,7 @@ pub(crate) fn start(b: &Arc<Broker>, req: ProduceRequest, version: i16) -> InFli
         let mut parts = Vec::with_capacity(topic.partition_data.len());
         for pd in topic.partition_data {
             let r = if matches!(acks, -1..=1) {
-                append(
-                    b,
-                    topic.name.as_str(),
-                    pd.index,
-                    pd.records,
-                    transactional,
-                    now,
-                )
+                append(b, topic.name.as_str(), pd.index, pd.records, transactional, now)
             } else {
                 Err(Failure::code(ec::INVALID_REQUIRED_ACKS))
             };
@@ -132,12 +98,7 @@ pub(crate) fn start(b: &Arc<Broker>, req: ProduceRequest, version: i16) -> InFli
         }
         results.push((topic.name, parts));
     }
-    InFlight {
-        acks,
-        version,
-        timeout_ms: req.timeout_ms,
-        results,
-    }
+    InFlight { acks, version, timeout_ms: req.timeout_ms, results }
 }
 
 impl InFlight {
@@ -148,8 +109,7 @@ impl InFlight {
     /// The asynchronous half: wait until each append is durable (and so visible).
     pub(crate) async fn finish(self) -> ProduceResponse {
         let version = self.version;
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_millis(self.timeout_ms.max(0) as u64);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.timeout_ms.max(0) as u64);
         let mut responses = Vec::with_capacity(self.results.len());
         for (name, parts) in self.results {
             let mut prs = Vec::with_capacity(parts.len());
@@ -158,11 +118,7 @@ impl InFlight {
                 let pr = match r {
                     Ok(a) => {
                         let mut rx = a.partition.subscribe();
-                        let durable = tokio::time::timeout_at(
-                            deadline,
-                            rx.wait_for(|hw| *hw > a.last_offset),
-                        )
-                        .await;
+                        let durable = tokio::time::timeout_at(deadline, rx.wait_for(|hw| *hw > a.last_offset)).await;
                         match durable {
                             Ok(Ok(_)) => {
                                 let pr = pr.with_base_offset(a.base_offset);
@@ -173,12 +129,8 @@ impl InFlight {
                                 }
                             }
                             _ => {
-                                debug!(
-                                    topic = name.as_str(),
-                                    index, "produce timed out waiting for fsync"
-                                );
-                                pr.with_error_code(ec::REQUEST_TIMED_OUT)
-                                    .with_base_offset(-1)
+                                debug!(topic = name.as_str(), index, "produce timed out waiting for fsync");
+                                pr.with_error_code(ec::REQUEST_TIMED_OUT).with_base_offset(-1)
                             }
                         }
                     }
@@ -193,11 +145,7 @@ impl InFlight {
                 };
                 prs.push(pr);
             }
-            responses.push(
-                TopicProduceResponse::default()
-                    .with_name(name)
-                    .with_partition_responses(prs),
-            );
+            responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(prs));
         }
         ProduceResponse::default().with_responses(responses)
     }

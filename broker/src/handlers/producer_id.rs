@@ -9,9 +9,7 @@ use crate::broker::Broker;
 /// Idempotent producers get a fresh id at epoch 0; transactional ids need the
 /// transaction coordinator, which this broker does not have yet.
 pub(crate) fn handle(b: &Arc<Broker>, req: InitProducerIdRequest) -> InitProducerIdResponse {
-    let resp = InitProducerIdResponse::default()
-        .with_producer_id(ProducerId(-1))
-        .with_producer_epoch(-1);
+    let resp = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
     if req.transactional_id.is_some() {
         return resp.with_error_code(ec::TRANSACTIONAL_ID_NOT_FOUND);
     }

@@ -18,21 +18,22 @@ fn empty_responses_encode_at_every_advertised_version() {
                 ApiKey::ApiVersions => ResponseKind::ApiVersions(ApiVersionsResponse::default()),
                 ApiKey::CreateTopics => ResponseKind::CreateTopics(CreateTopicsResponse::default()),
                 ApiKey::DeleteTopics => ResponseKind::DeleteTopics(DeleteTopicsResponse::default()),
-                ApiKey::DeleteRecords => {
-                    ResponseKind::DeleteRecords(DeleteRecordsResponse::default())
-                }
-                ApiKey::InitProducerId => {
-                    ResponseKind::InitProducerId(InitProducerIdResponse::default())
-                }
-                ApiKey::DescribeConfigs => {
-                    ResponseKind::DescribeConfigs(DescribeConfigsResponse::default())
-                }
-                ApiKey::CreatePartitions => {
-                    ResponseKind::CreatePartitions(CreatePartitionsResponse::default())
-                }
-                ApiKey::DescribeCluster => {
-                    ResponseKind::DescribeCluster(DescribeClusterResponse::default())
-                }
+                ApiKey::DeleteRecords => ResponseKind::DeleteRecords(DeleteRecordsResponse::default()),
+                ApiKey::InitProducerId => ResponseKind::InitProducerId(InitProducerIdResponse::default()),
+                ApiKey::DescribeConfigs => ResponseKind::DescribeConfigs(DescribeConfigsResponse::default()),
+                ApiKey::CreatePartitions => ResponseKind::CreatePartitions(CreatePartitionsResponse::default()),
+                ApiKey::DescribeCluster => ResponseKind::DescribeCluster(DescribeClusterResponse::default()),
+                ApiKey::FindCoordinator => ResponseKind::FindCoordinator(FindCoordinatorResponse::default()),
+                ApiKey::JoinGroup => ResponseKind::JoinGroup(JoinGroupResponse::default()),
+                ApiKey::SyncGroup => ResponseKind::SyncGroup(SyncGroupResponse::default()),
+                ApiKey::Heartbeat => ResponseKind::Heartbeat(HeartbeatResponse::default()),
+                ApiKey::LeaveGroup => ResponseKind::LeaveGroup(LeaveGroupResponse::default()),
+                ApiKey::OffsetCommit => ResponseKind::OffsetCommit(OffsetCommitResponse::default()),
+                ApiKey::OffsetFetch => ResponseKind::OffsetFetch(OffsetFetchResponse::default()),
+                ApiKey::ListGroups => ResponseKind::ListGroups(ListGroupsResponse::default()),
+                ApiKey::DescribeGroups => ResponseKind::DescribeGroups(DescribeGroupsResponse::default()),
+                ApiKey::DeleteGroups => ResponseKind::DeleteGroups(DeleteGroupsResponse::default()),
+                ApiKey::OffsetDelete => ResponseKind::OffsetDelete(OffsetDeleteResponse::default()),
                 other => panic!("add {other:?} to this test"),
             };
             encode_response(1, s.key, v, &body).unwrap_or_else(|e| panic!("{:?} v{v}: {e}", s.key));

@@ -101,10 +101,7 @@ impl BatchHeader {
     /// Checks that `buf` holds the whole batch the header declares.
     pub fn parse(buf: &[u8]) -> Result<BatchHeader, BatchError> {
         if buf.len() < LOG_OVERHEAD + 5 {
-            return Err(BatchError::Truncated {
-                needed: LOG_OVERHEAD + 5,
-                available: buf.len(),
-            });
+            return Err(BatchError::Truncated { needed: LOG_OVERHEAD + 5, available: buf.len() });
         }
         let batch_length = i32_at(buf, BATCH_LENGTH);
         let magic = buf[MAGIC] as i8;
@@ -118,10 +115,7 @@ impl BatchHeader {
         }
         let total = LOG_OVERHEAD + batch_length as usize;
         if buf.len() < total {
-            return Err(BatchError::Truncated {
-                needed: total,
-                available: buf.len(),
-            });
+            return Err(BatchError::Truncated { needed: total, available: buf.len() });
         }
         let h = BatchHeader {
             base_offset: i64_at(buf, BASE_OFFSET),
@@ -152,10 +146,7 @@ impl BatchHeader {
         let h = BatchHeader::parse(buf)?;
         let actual = crc32c::crc32c(&buf[ATTRIBUTES..h.total_len()]);
         if actual != h.crc {
-            return Err(BatchError::CrcMismatch {
-                expected: h.crc,
-                actual,
-            });
+            return Err(BatchError::CrcMismatch { expected: h.crc, actual });
         }
         Ok(h)
     }
@@ -166,8 +157,7 @@ impl BatchHeader {
     }
     /// Offset of the last record in the batch.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset
-            .saturating_add(self.last_offset_delta as i64)
+        self.base_offset.saturating_add(self.last_offset_delta as i64)
     }
     /// Compression codec id: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd.
     pub fn compression(&self) -> i16 {
@@ -215,11 +205,7 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
 ///
 /// Yields `(position, header)`; stops at the first error, which it yields once.
 pub fn batches(buf: &[u8]) -> Batches<'_> {
-    Batches {
-        buf,
-        pos: 0,
-        failed: false,
-    }
+    Batches { buf, pos: 0, failed: false }
 }
 
 /// Iterator returned by [`batches`].

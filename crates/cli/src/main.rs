@@ -9,11 +9,7 @@ use tokio::net::TcpListener;
 use tracing::info;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "karst",
-    version,
-    about = "Karst: a Kafka-compatible commit-log broker"
-)]
+#[command(name = "karst", version, about = "Karst: a Kafka-compatible commit-log broker")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -50,8 +46,7 @@ struct ServeArgs {
 fn load_config(args: &ServeArgs) -> Result<BrokerConfig> {
     let mut c = BrokerConfig::default();
     if let Some(path) = &args.config {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         c.apply_toml(&text, &path.display().to_string())?;
     }
     c.apply_env(std::env::vars())?;
@@ -77,14 +72,9 @@ fn load_config(args: &ServeArgs) -> Result<BrokerConfig> {
 }
 
 fn split_host_port(s: &str) -> Result<(String, i32)> {
-    let (host, port) = s
-        .rsplit_once(':')
-        .with_context(|| format!("`{s}` is not host:port"))?;
+    let (host, port) = s.rsplit_once(':').with_context(|| format!("`{s}` is not host:port"))?;
     let port: u16 = port.parse().with_context(|| format!("bad port in `{s}`"))?;
-    Ok((
-        host.trim_matches(|c| c == '[' || c == ']').to_string(),
-        port as i32,
-    ))
+    Ok((host.trim_matches(|c| c == '[' || c == ']').to_string(), port as i32))
 }
 
 async fn run_serve(args: ServeArgs) -> Result<()> {
@@ -92,9 +82,7 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
     for (k, v) in config.describe() {
         info!("config {k} = {v}");
     }
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
+    let listener = TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let bound = listener.local_addr()?;
     let broker = tokio::task::spawn_blocking({
         let c = config.clone();
@@ -118,14 +106,13 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -139,16 +126,12 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KARST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("KARST_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("karst")
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("karst").build()?;
     match cli.command {
         Command::Serve(args) => rt.block_on(run_serve(args)),
     }

@@ -1,0 +1,271 @@
+//! The group coordinator: consumer-group membership and committed offsets,
+//! stored in the internal topic `__consumer_offsets` through the same storage as
+//! any topic, so both survive a restart.
+
+pub(crate) mod records;
+pub(crate) mod state;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes, BytesMut};
+use indexmap::IndexMap;
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use karst_protocol::error_codes as ec;
+use parking_lot::Mutex;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::broker::{now_ms, Broker};
+use crate::errors::BrokerError;
+use crate::metadata::TopicMeta;
+use crate::partition::Partition;
+use records::{GroupValue, Key, OffsetValue};
+pub(crate) use state::{Group, GroupState, JoinRequest, JoinResult, Outcome, SyncResult, Timing};
+
+/// A `__consumer_offsets` record: key and value (None: tombstone).
+pub(crate) type KeyValue = (Bytes, Option<Bytes>);
+
+/// The internal topic holding groups and offsets.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// A group and its committed offsets.
+#[derive(Debug)]
+pub(crate) struct GroupEntry {
+    pub(crate) group: Group,
+    pub(crate) offsets: BTreeMap<(String, i32), OffsetValue>,
+}
+
+/// All groups this broker coordinates.
+#[derive(Debug)]
+pub struct GroupCoordinator {
+    pub(crate) entries: Mutex<HashMap<String, GroupEntry>>,
+    pub(crate) timing: Timing,
+    pub(crate) partitions: i32,
+    pub(crate) offsets_retention_ms: i64,
+    /// Serialises creation of the offsets topic.
+    create_lock: Mutex<()>,
+}
+
+/// A write to `__consumer_offsets` to await before answering.
+pub(crate) struct Pending {
+    pub(crate) partition: Arc<Partition>,
+    pub(crate) last_offset: i64,
+}
+
+impl Pending {
+    /// Waits until the write is durable; false if the broker gave up first.
+    pub(crate) async fn durable(self) -> bool {
+        let mut rx = self.partition.subscribe();
+        let last = self.last_offset;
+        let ok = matches!(tokio::time::timeout(std::time::Duration::from_secs(30), rx.wait_for(|hw| *hw > last)).await, Ok(Ok(_)));
+        ok
+    }
+}
+
+fn encode_batch(records: &[(Bytes, Option<Bytes>)], now: i64) -> Result<BytesMut, BrokerError> {
+    let recs: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: now,
+            key: Some(k.clone()),
+            value: v.clone(),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, recs.iter(), &RecordEncodeOptions { version: 2, compression: Compression::None })
+        .map_err(|e| BrokerError::Corrupt(format!("encoding group records: {e}")))?;
+    Ok(buf)
+}
+
+impl GroupCoordinator {
+    pub(crate) fn new(partitions: i32, timing: Timing, offsets_retention_ms: i64) -> GroupCoordinator {
+        GroupCoordinator { entries: Mutex::new(HashMap::new()), timing, partitions, offsets_retention_ms, create_lock: Mutex::new(()) }
+    }
+
+    /// Creates `__consumer_offsets` on first use, as Kafka does.
+    pub(crate) fn ensure_topic(&self, b: &Broker) -> Result<(), BrokerError> {
+        if b.metadata.image().topics.contains_key(OFFSETS_TOPIC) {
+            return Ok(());
+        }
+        let _g = self.create_lock.lock();
+        if b.metadata.image().topics.contains_key(OFFSETS_TOPIC) {
+            return Ok(());
+        }
+        let mut configs = BTreeMap::new();
+        // Kept forever until log compaction exists: deleting old segments would
+        // lose offsets committed long ago by groups that are still idle.
+        configs.insert("retention.ms".to_string(), "-1".to_string());
+        configs.insert("segment.bytes".to_string(), (100 * 1024 * 1024).to_string());
+        let meta =
+            TopicMeta { name: OFFSETS_TOPIC.into(), id: Uuid::new_v4(), partitions: self.partitions, replication_factor: 1, configs };
+        match b.create_topic(meta) {
+            Ok(()) | Err(BrokerError::TopicExists(_)) => {
+                info!(partitions = self.partitions, "created {OFFSETS_TOPIC}");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Rebuilds groups and offsets by reading `__consumer_offsets` from the start.
+    pub(crate) fn load(&self, b: &Broker) -> Result<(), BrokerError> {
+        let Some(parts) = b.partitions.topic(OFFSETS_TOPIC) else { return Ok(()) };
+        let mut entries = self.entries.lock();
+        let now = now_ms();
+        let mut records = 0usize;
+        for p in parts.iter() {
+            let mut offset = p.log_start_offset();
+            while offset < p.high_watermark() {
+                let slice = p.read(offset, 1 << 20, true).map_err(|e| BrokerError::Startup(format!("reading {OFFSETS_TOPIC}: {e}")))?;
+                if slice.bytes.is_empty() {
+                    break;
+                }
+                let mut buf = slice.bytes.clone();
+                let sets = RecordBatchDecoder::decode_all(&mut buf)
+                    .map_err(|e| BrokerError::Corrupt(format!("{OFFSETS_TOPIC}-{}: {e}", p.index)))?;
+                let mut next = offset;
+                for r in sets.into_iter().flat_map(|s| s.records) {
+                    next = next.max(r.offset + 1);
+                    if r.control {
+                        continue;
+                    }
+                    records += 1;
+                    let Some(key) = r.key.and_then(records::decode_key) else { continue };
+                    apply(&mut entries, key, r.value, now);
+                }
+                if next <= offset {
+                    break;
+                }
+                offset = next;
+            }
+        }
+        if records > 0 {
+            info!(groups = entries.len(), records, "loaded consumer groups");
+        }
+        Ok(())
+    }
+
+    /// Appends records for `group` to its `__consumer_offsets` partition.
+    pub(crate) fn persist(&self, b: &Broker, group: &str, records: &[(Bytes, Option<Bytes>)]) -> Result<Pending, i16> {
+        let index = records::partition_for(group, self.partitions);
+        let partition = b.partitions.get(OFFSETS_TOPIC, index).ok_or(ec::COORDINATOR_NOT_AVAILABLE)?;
+        let mut batch = encode_batch(records, now_ms()).map_err(|_| ec::KAFKA_STORAGE_ERROR)?;
+        let info = partition.append(&mut batch, now_ms()).map_err(|e| {
+            warn!(group, "writing {OFFSETS_TOPIC} failed: {e}");
+            ec::KAFKA_STORAGE_ERROR
+        })?;
+        b.after_append(&partition);
+        Ok(Pending { partition, last_offset: info.last_offset })
+    }
+
+    /// The group's metadata record, written when an assignment becomes final.
+    pub(crate) fn group_record(g: &Group) -> (Bytes, Option<Bytes>) {
+        let v = GroupValue {
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            generation: g.generation,
+            protocol: g.protocol.clone(),
+            leader: g.leader.clone(),
+            state_timestamp: g.state_timestamp_ms,
+        };
+        (records::encode_key(&Key::Group { group: g.id.clone() }), Some(records::encode_group(&v)))
+    }
+
+    /// Periodic work: member expiry, rebalance timeouts, offset retention.
+    pub(crate) fn tick(&self, b: &Broker) {
+        let now = now_ms();
+        let mut writes: Vec<(String, Vec<KeyValue>)> = Vec::new();
+        {
+            let mut entries = self.entries.lock();
+            for (id, e) in entries.iter_mut() {
+                e.group.tick(now, self.timing);
+                if e.group.state == GroupState::Empty && self.offsets_retention_ms > 0 {
+                    let expired: Vec<(String, i32)> = e
+                        .offsets
+                        .iter()
+                        .filter(|(_, v)| now - v.commit_timestamp > self.offsets_retention_ms)
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    if !expired.is_empty() {
+                        let tombstones = expired
+                            .iter()
+                            .map(|(t, p)| (records::encode_key(&Key::Offset { group: id.clone(), topic: t.clone(), partition: *p }), None))
+                            .collect();
+                        for k in &expired {
+                            e.offsets.remove(k);
+                        }
+                        writes.push((id.clone(), tombstones));
+                    }
+                }
+            }
+        }
+        for (group, recs) in writes {
+            if let Err(code) = self.persist(b, &group, &recs) {
+                warn!(group, code, "writing offset expiry tombstones failed");
+            }
+        }
+    }
+}
+
+/// Replays one `__consumer_offsets` record into the in-memory state.
+fn apply(entries: &mut HashMap<String, GroupEntry>, key: Key, value: Option<Bytes>, now: i64) {
+    match key {
+        Key::Offset { group, topic, partition } => {
+            let e = entries.entry(group.clone()).or_insert_with(|| GroupEntry { group: Group::new(&group, now), offsets: BTreeMap::new() });
+            match value.and_then(records::decode_offset) {
+                Some(v) => {
+                    e.offsets.insert((topic, partition), v);
+                }
+                None => {
+                    e.offsets.remove(&(topic, partition));
+                }
+            }
+        }
+        Key::Group { group } => match value.and_then(records::decode_group) {
+            Some(v) => {
+                let e =
+                    entries.entry(group.clone()).or_insert_with(|| GroupEntry { group: Group::new(&group, now), offsets: BTreeMap::new() });
+                e.group.restore(v.generation, v.protocol_type, v.protocol);
+            }
+            None => {
+                entries.remove(&group);
+            }
+        },
+    }
+}
+
+/// Topics a `consumer`-protocol member subscribed to, from its join metadata.
+pub(crate) fn subscribed_topics(metadata: &Bytes) -> Vec<String> {
+    let mut b = metadata.clone();
+    let mut out = Vec::new();
+    if b.remaining() < 6 {
+        return out;
+    }
+    let _version = b.get_i16();
+    let n = b.get_i32();
+    for _ in 0..n.max(0) {
+        if b.remaining() < 2 {
+            break;
+        }
+        let len = b.get_i16();
+        let Ok(len) = usize::try_from(len) else { break };
+        if b.remaining() < len {
+            break;
+        }
+        if let Ok(s) = String::from_utf8(b.split_to(len).to_vec()) {
+            out.push(s);
+        }
+    }
+    out
+}

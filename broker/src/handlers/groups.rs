@@ -1,0 +1,597 @@
+//! Consumer-group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
+//! LeaveGroup, OffsetCommit, OffsetFetch, ListGroups, DescribeGroups,
+//! DeleteGroups, OffsetDelete.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use karst_protocol::error_codes as ec;
+
+use super::{str_bytes, topic_name};
+use crate::broker::{now_ms, Broker};
+use crate::group::records::{self, Key, OffsetValue};
+use crate::group::{subscribed_topics, Group, GroupCoordinator, GroupEntry, GroupState, JoinRequest, JoinResult, Outcome, SyncResult};
+
+/// A group id Kafka's record format can hold (an int16-length string).
+fn group_id_error(id: &str) -> Option<i16> {
+    (id.is_empty() || id.len() > i16::MAX as usize).then_some(ec::INVALID_GROUP_ID)
+}
+
+const COORDINATOR_KEY_GROUP: i8 = 0;
+
+pub(crate) fn find_coordinator(b: &Arc<Broker>, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+    let (host, port) = b.advertised();
+    let answer = |key: &str| -> (i16, Option<String>) {
+        if req.key_type != COORDINATOR_KEY_GROUP {
+            return (ec::COORDINATOR_NOT_AVAILABLE, Some("transactions are not supported yet".into()));
+        }
+        if let Some(code) = group_id_error(key) {
+            return (code, Some("group id must be non-empty and at most 32767 bytes".into()));
+        }
+        match b.groups.ensure_topic(b) {
+            Ok(()) => (ec::NONE, None),
+            Err(e) => (ec::COORDINATOR_NOT_AVAILABLE, Some(e.to_string())),
+        }
+    };
+    let resp = FindCoordinatorResponse::default();
+    if version >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .iter()
+            .map(|k| {
+                let (code, msg) = answer(k.as_str());
+                let c = Coordinator::default().with_key(k.clone()).with_error_code(code).with_error_message(msg.map(str_bytes));
+                if code == ec::NONE {
+                    c.with_node_id(BrokerId(b.node_id)).with_host(str_bytes(host.clone())).with_port(port)
+                } else {
+                    c.with_node_id(BrokerId(-1)).with_port(-1)
+                }
+            })
+            .collect();
+        return resp.with_coordinators(coordinators);
+    }
+    let (code, msg) = answer(req.key.as_str());
+    let resp = resp.with_error_code(code);
+    let resp = if version >= 1 { resp.with_error_message(msg.map(str_bytes)) } else { resp };
+    if code == ec::NONE {
+        resp.with_node_id(BrokerId(b.node_id)).with_host(str_bytes(host)).with_port(port)
+    } else {
+        resp.with_node_id(BrokerId(-1)).with_port(-1)
+    }
+}
+
+fn join_response(r: JoinResult, version: i16) -> JoinGroupResponse {
+    let members = r
+        .members
+        .into_iter()
+        .map(|(id, instance, meta)| {
+            let m = JoinGroupResponseMember::default().with_member_id(str_bytes(id)).with_metadata(meta);
+            if version >= 5 {
+                m.with_group_instance_id(instance.map(str_bytes))
+            } else {
+                m
+            }
+        })
+        .collect();
+    let mut resp = JoinGroupResponse::default()
+        .with_error_code(r.error)
+        .with_generation_id(r.generation)
+        .with_protocol_name(Some(str_bytes(r.protocol.unwrap_or_default())))
+        .with_leader(str_bytes(r.leader))
+        .with_member_id(str_bytes(r.member_id))
+        .with_members(members);
+    if version >= 7 {
+        resp = resp.with_protocol_type(r.protocol_type.map(str_bytes));
+    }
+    resp
+}
+
+pub(crate) async fn join_group(b: Arc<Broker>, req: JoinGroupRequest, version: i16, client_id: String) -> JoinGroupResponse {
+    let group_id = req.group_id.to_string();
+    if let Some(code) = group_id_error(&group_id) {
+        return join_response(
+            JoinResult { error: code, generation: -1, member_id: req.member_id.to_string(), ..Default::default() },
+            version,
+        );
+    }
+    let c = &b.config;
+    if req.session_timeout_ms < c.group_min_session_timeout_ms || req.session_timeout_ms > c.group_max_session_timeout_ms {
+        return join_response(
+            JoinResult { error: ec::INVALID_SESSION_TIMEOUT, generation: -1, member_id: req.member_id.to_string(), ..Default::default() },
+            version,
+        );
+    }
+    if let Err(e) = b.groups.ensure_topic(&b) {
+        tracing::warn!("{e}");
+        return join_response(JoinResult { error: ec::COORDINATOR_NOT_AVAILABLE, generation: -1, ..Default::default() }, version);
+    }
+    let jr = JoinRequest {
+        member_id: req.member_id.to_string(),
+        instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
+        client_id,
+        client_host: "/127.0.0.1".into(),
+        session_timeout_ms: req.session_timeout_ms,
+        rebalance_timeout_ms: if version >= 1 { req.rebalance_timeout_ms } else { req.session_timeout_ms },
+        protocol_type: req.protocol_type.to_string(),
+        protocols: req.protocols.into_iter().map(|p| (p.name.to_string(), p.metadata)).collect(),
+        require_known_member_id: version >= 4,
+    };
+    let outcome = {
+        let mut entries = b.groups.entries.lock();
+        let now = now_ms();
+        let e =
+            entries.entry(group_id.clone()).or_insert_with(|| GroupEntry { group: Group::new(&group_id, now), offsets: BTreeMap::new() });
+        e.group.join(jr, now, b.groups.timing)
+    };
+    let result = match outcome {
+        Outcome::Now(r) => r,
+        Outcome::Wait(rx) => rx.await.unwrap_or_else(|_| JoinResult { error: ec::UNKNOWN_MEMBER_ID, generation: -1, ..Default::default() }),
+    };
+    join_response(result, version)
+}
+
+fn sync_response(r: SyncResult, version: i16) -> SyncGroupResponse {
+    let resp = SyncGroupResponse::default().with_error_code(r.error).with_assignment(r.assignment);
+    if version >= 5 {
+        resp.with_protocol_type(r.protocol_type.map(str_bytes)).with_protocol_name(r.protocol.map(str_bytes))
+    } else {
+        resp
+    }
+}
+
+pub(crate) async fn sync_group(b: Arc<Broker>, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+    let group_id = req.group_id.to_string();
+    if let Some(code) = group_id_error(&group_id) {
+        return sync_response(SyncResult { error: code, ..Default::default() }, version);
+    }
+    let assignments: Vec<(String, Bytes)> = req.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect();
+    let instance = req.group_instance_id.as_ref().map(|s| s.to_string());
+    let (outcome, record) = {
+        let mut entries = b.groups.entries.lock();
+        let Some(e) = entries.get_mut(&group_id) else {
+            return sync_response(SyncResult { error: ec::UNKNOWN_MEMBER_ID, ..Default::default() }, version);
+        };
+        if version >= 5 {
+            let mismatch =
+                |given: &Option<StrBytes>, have: &Option<String>| given.as_ref().is_some_and(|g| Some(g.as_str()) != have.as_deref());
+            if mismatch(&req.protocol_type, &e.group.protocol_type) || mismatch(&req.protocol_name, &e.group.protocol) {
+                return sync_response(SyncResult { error: ec::INCONSISTENT_GROUP_PROTOCOL, ..Default::default() }, version);
+            }
+        }
+        let (o, persist) = e.group.sync(req.member_id.as_str(), instance.as_deref(), req.generation_id, assignments, now_ms());
+        (o, persist.then(|| GroupCoordinator::group_record(&e.group)))
+    };
+    if let Some(rec) = record {
+        // The generation must outlive a restart so it never goes backwards.
+        if let Ok(p) = b.groups.persist(&b, &group_id, &[rec]) {
+            p.durable().await;
+        }
+    }
+    let result = match outcome {
+        Outcome::Now(r) => r,
+        Outcome::Wait(rx) => rx.await.unwrap_or_else(|_| SyncResult { error: ec::UNKNOWN_MEMBER_ID, ..Default::default() }),
+    };
+    sync_response(result, version)
+}
+
+pub(crate) fn heartbeat(b: &Arc<Broker>, req: HeartbeatRequest) -> HeartbeatResponse {
+    let group_id = req.group_id.to_string();
+    let code = group_id_error(&group_id).unwrap_or_else(|| {
+        let mut entries = b.groups.entries.lock();
+        match entries.get_mut(&group_id) {
+            None => ec::UNKNOWN_MEMBER_ID,
+            Some(e) => e.group.heartbeat(req.member_id.as_str(), req.group_instance_id.as_deref(), req.generation_id, now_ms()),
+        }
+    });
+    HeartbeatResponse::default().with_error_code(code)
+}
+
+pub(crate) fn leave_group(b: &Arc<Broker>, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    let group_id = req.group_id.to_string();
+    if let Some(code) = group_id_error(&group_id) {
+        return LeaveGroupResponse::default().with_error_code(code);
+    }
+    let identities: Vec<(String, Option<String>)> = if version >= 3 {
+        req.members.iter().map(|m| (m.member_id.to_string(), m.group_instance_id.as_ref().map(|s| s.to_string()))).collect()
+    } else {
+        vec![(req.member_id.to_string(), None)]
+    };
+    let mut entries = b.groups.entries.lock();
+    let Some(e) = entries.get_mut(&group_id) else {
+        return LeaveGroupResponse::default().with_error_code(ec::UNKNOWN_MEMBER_ID);
+    };
+    let now = now_ms();
+    let results: Vec<(String, Option<String>, i16)> = identities
+        .into_iter()
+        .map(|(m, i)| {
+            let code = e.group.leave(&m, i.as_deref(), now, b.groups.timing);
+            (m, i, code)
+        })
+        .collect();
+    if version >= 3 {
+        let members = results
+            .into_iter()
+            .map(|(m, i, code)| {
+                MemberResponse::default().with_member_id(str_bytes(m)).with_group_instance_id(i.map(str_bytes)).with_error_code(code)
+            })
+            .collect();
+        LeaveGroupResponse::default().with_members(members)
+    } else {
+        LeaveGroupResponse::default().with_error_code(results.first().map_or(ec::NONE, |r| r.2))
+    }
+}
+
+pub(crate) async fn offset_commit(b: Arc<Broker>, req: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
+    let group_id = req.group_id.to_string();
+    let now = now_ms();
+    let topic_error = |topics: &[kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic], code: i16| {
+        topics
+            .iter()
+            .map(|t| {
+                OffsetCommitResponseTopic::default().with_name(t.name.clone()).with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| OffsetCommitResponsePartition::default().with_partition_index(p.partition_index).with_error_code(code))
+                        .collect(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    if let Some(code) = group_id_error(&group_id) {
+        return OffsetCommitResponse::default().with_topics(topic_error(&req.topics, code));
+    }
+    if let Err(e) = b.groups.ensure_topic(&b) {
+        tracing::warn!("{e}");
+        return OffsetCommitResponse::default().with_topics(topic_error(&req.topics, ec::COORDINATOR_NOT_AVAILABLE));
+    }
+    let generation = req.generation_id_or_member_epoch;
+    let member = req.member_id.to_string();
+    let instance = if version >= 7 { req.group_instance_id.as_ref().map(|s| s.to_string()) } else { None };
+    let image = b.metadata.image();
+    let max_meta = b.config.offset_metadata_max_bytes;
+    let mut results: Vec<(kafka_protocol::messages::TopicName, Vec<(i32, i16)>)> = Vec::new();
+    let mut writes = Vec::new();
+    {
+        let mut entries = b.groups.entries.lock();
+        let group_code = match entries.get(&group_id) {
+            None if generation < 0 => ec::NONE,
+            None => ec::ILLEGAL_GENERATION,
+            Some(e) => e.group.check_commit(&member, instance.as_deref(), generation),
+        };
+        if group_code != ec::NONE {
+            return OffsetCommitResponse::default().with_topics(topic_error(&req.topics, group_code));
+        }
+        let e =
+            entries.entry(group_id.clone()).or_insert_with(|| GroupEntry { group: Group::new(&group_id, now), offsets: BTreeMap::new() });
+        for t in &req.topics {
+            let partitions = image.topics.get(t.name.as_str()).map_or(0, |m| m.partitions);
+            let mut codes = Vec::new();
+            for p in &t.partitions {
+                let metadata = p.committed_metadata.as_ref().map(|s| s.to_string()).unwrap_or_default();
+                let code = if p.partition_index < 0 || p.partition_index >= partitions {
+                    ec::UNKNOWN_TOPIC_OR_PARTITION
+                } else if metadata.len() > max_meta {
+                    ec::OFFSET_METADATA_TOO_LARGE
+                } else {
+                    let v = OffsetValue {
+                        offset: p.committed_offset,
+                        leader_epoch: if version >= 6 { p.committed_leader_epoch } else { -1 },
+                        metadata,
+                        commit_timestamp: now,
+                    };
+                    let key = Key::Offset { group: group_id.clone(), topic: t.name.to_string(), partition: p.partition_index };
+                    writes.push((records::encode_key(&key), Some(records::encode_offset(&v))));
+                    e.offsets.insert((t.name.to_string(), p.partition_index), v);
+                    ec::NONE
+                };
+                codes.push((p.partition_index, code));
+            }
+            results.push((t.name.clone(), codes));
+        }
+    }
+    let mut write_error = ec::NONE;
+    if !writes.is_empty() {
+        match b.groups.persist(&b, &group_id, &writes) {
+            Ok(p) => {
+                if !p.durable().await {
+                    write_error = ec::REQUEST_TIMED_OUT;
+                }
+            }
+            Err(code) => write_error = code,
+        }
+    }
+    let topics = results
+        .into_iter()
+        .map(|(name, codes)| {
+            let parts = codes
+                .into_iter()
+                .map(|(i, c)| {
+                    OffsetCommitResponsePartition::default().with_partition_index(i).with_error_code(if c == ec::NONE {
+                        write_error
+                    } else {
+                        c
+                    })
+                })
+                .collect();
+            OffsetCommitResponseTopic::default().with_name(name).with_partitions(parts)
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// One committed offset as OffsetFetch reports it: partition, offset, leader epoch, metadata.
+type CommittedPartition = (i32, i64, i32, Option<String>);
+/// Committed offsets of one group, by topic.
+type Committed = Vec<(String, Vec<CommittedPartition>)>;
+
+fn committed(b: &Broker, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>) -> Committed {
+    let entries = b.groups.entries.lock();
+    let offsets = entries.get(group).map(|e| &e.offsets);
+    let lookup = |t: &str, p: i32| offsets.and_then(|o| o.get(&(t.to_string(), p)));
+    match wanted {
+        Some(list) => list
+            .into_iter()
+            .map(|(t, parts)| {
+                let ps = parts
+                    .into_iter()
+                    .map(|p| match lookup(&t, p) {
+                        Some(v) => (p, v.offset, v.leader_epoch, Some(v.metadata.clone())),
+                        None => (p, -1, -1, Some(String::new())),
+                    })
+                    .collect();
+                (t, ps)
+            })
+            .collect(),
+        None => {
+            let mut by_topic: BTreeMap<String, Vec<CommittedPartition>> = BTreeMap::new();
+            for ((t, p), v) in offsets.into_iter().flatten() {
+                by_topic.entry(t.clone()).or_default().push((*p, v.offset, v.leader_epoch, Some(v.metadata.clone())));
+            }
+            by_topic.into_iter().collect()
+        }
+    }
+}
+
+pub(crate) fn offset_fetch(b: &Arc<Broker>, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    if version >= 8 {
+        let groups = req
+            .groups
+            .into_iter()
+            .map(|g| {
+                let id = g.group_id.to_string();
+                let r = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+                if let Some(code) = group_id_error(&id) {
+                    return r.with_error_code(code);
+                }
+                let wanted = g.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect());
+                let topics = committed(b, &id, wanted)
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        OffsetFetchResponseTopics::default().with_name(topic_name(&t)).with_partitions(
+                            ps.into_iter()
+                                .map(|(p, o, e, m)| {
+                                    OffsetFetchResponsePartitions::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(o)
+                                        .with_committed_leader_epoch(e)
+                                        .with_metadata(m.map(str_bytes))
+                                })
+                                .collect(),
+                        )
+                    })
+                    .collect();
+                r.with_topics(topics)
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let id = req.group_id.to_string();
+    if let Some(code) = group_id_error(&id) {
+        return if version >= 2 { OffsetFetchResponse::default().with_error_code(code) } else { OffsetFetchResponse::default() };
+    }
+    let wanted = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect());
+    let topics = committed(b, &id, wanted)
+        .into_iter()
+        .map(|(t, ps)| {
+            OffsetFetchResponseTopic::default().with_name(topic_name(&t)).with_partitions(
+                ps.into_iter()
+                    .map(|(p, o, e, m)| {
+                        let r = OffsetFetchResponsePartition::default()
+                            .with_partition_index(p)
+                            .with_committed_offset(o)
+                            .with_metadata(m.map(str_bytes));
+                        if version >= 5 {
+                            r.with_committed_leader_epoch(e)
+                        } else {
+                            r
+                        }
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    OffsetFetchResponse::default().with_topics(topics)
+}
+
+pub(crate) fn list_groups(b: &Arc<Broker>, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+    let entries = b.groups.entries.lock();
+    let groups = entries
+        .values()
+        .map(|e| &e.group)
+        .filter(|g| g.state != GroupState::Dead)
+        .filter(|g| req.states_filter.is_empty() || req.states_filter.iter().any(|s| s.as_str().eq_ignore_ascii_case(g.state.name())))
+        .filter(|_| req.types_filter.is_empty() || req.types_filter.iter().any(|s| s.as_str().eq_ignore_ascii_case("classic")))
+        .map(|g| {
+            let l = ListedGroup::default()
+                .with_group_id(GroupId(str_bytes(g.id.clone())))
+                .with_protocol_type(str_bytes(g.protocol_type.clone().unwrap_or_default()));
+            let l = if version >= 4 { l.with_group_state(str_bytes(g.state.name())) } else { l };
+            if version >= 5 {
+                l.with_group_type(str_bytes("classic"))
+            } else {
+                l
+            }
+        })
+        .collect();
+    ListGroupsResponse::default().with_groups(groups)
+}
+
+pub(crate) fn describe_groups(b: &Arc<Broker>, req: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
+    let entries = b.groups.entries.lock();
+    let groups = req
+        .groups
+        .into_iter()
+        .map(|id| {
+            let d = DescribedGroup::default().with_group_id(id.clone());
+            if let Some(code) = group_id_error(id.as_str()) {
+                return d.with_error_code(code);
+            }
+            let Some(e) = entries.get(id.as_str()) else {
+                let d = d.with_group_state(str_bytes("Dead"));
+                return if version >= 6 { d.with_error_code(ec::GROUP_ID_NOT_FOUND) } else { d };
+            };
+            let g = &e.group;
+            let stable = matches!(g.state, GroupState::Stable);
+            let protocol = g.protocol.clone().unwrap_or_default();
+            let members = g
+                .members
+                .values()
+                .map(|m| {
+                    let dm = DescribedGroupMember::default()
+                        .with_member_id(str_bytes(m.id.clone()))
+                        .with_client_id(str_bytes(m.client_id.clone()))
+                        .with_client_host(str_bytes(m.client_host.clone()))
+                        .with_member_metadata(
+                            m.protocols.iter().find(|(n, _)| *n == protocol).map(|(_, md)| md.clone()).unwrap_or_default(),
+                        )
+                        .with_member_assignment(if stable { m.assignment.clone() } else { Bytes::new() });
+                    if version >= 4 {
+                        dm.with_group_instance_id(m.instance_id.clone().map(str_bytes))
+                    } else {
+                        dm
+                    }
+                })
+                .collect();
+            d.with_group_state(str_bytes(g.state.name()))
+                .with_protocol_type(str_bytes(g.protocol_type.clone().unwrap_or_default()))
+                .with_protocol_data(str_bytes(protocol))
+                .with_members(members)
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}
+
+pub(crate) async fn delete_groups(b: Arc<Broker>, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let mut results = Vec::new();
+    for id in req.groups_names {
+        let name = id.to_string();
+        let code = if let Some(code) = group_id_error(&name) {
+            code
+        } else {
+            let tombstones = {
+                let mut entries = b.groups.entries.lock();
+                match entries.get(&name) {
+                    None => Err(ec::GROUP_ID_NOT_FOUND),
+                    Some(e) if e.group.state != GroupState::Empty => Err(ec::NON_EMPTY_GROUP),
+                    Some(_) => {
+                        let e = entries.remove(&name);
+                        let mut t: Vec<(Bytes, Option<Bytes>)> = e
+                            .into_iter()
+                            .flat_map(|e| e.offsets.into_keys())
+                            .map(|(topic, partition)| (records::encode_key(&Key::Offset { group: name.clone(), topic, partition }), None))
+                            .collect();
+                        t.push((records::encode_key(&Key::Group { group: name.clone() }), None));
+                        Ok(t)
+                    }
+                }
+            };
+            match tombstones {
+                Err(code) => code,
+                Ok(t) => match b.groups.persist(&b, &name, &t) {
+                    Ok(p) => {
+                        if p.durable().await {
+                            ec::NONE
+                        } else {
+                            ec::REQUEST_TIMED_OUT
+                        }
+                    }
+                    Err(code) => code,
+                },
+            }
+        };
+        results.push(DeletableGroupResult::default().with_group_id(id).with_error_code(code));
+    }
+    DeleteGroupsResponse::default().with_results(results)
+}
+
+pub(crate) async fn offset_delete(b: Arc<Broker>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let group_id = req.group_id.to_string();
+    if let Some(code) = group_id_error(&group_id) {
+        return OffsetDeleteResponse::default().with_error_code(code);
+    }
+    let mut tombstones = Vec::new();
+    let topics = {
+        let mut entries = b.groups.entries.lock();
+        let Some(e) = entries.get_mut(&group_id) else {
+            return OffsetDeleteResponse::default().with_error_code(ec::GROUP_ID_NOT_FOUND);
+        };
+        let subscribed: Vec<String> = if e.group.state == GroupState::Empty {
+            Vec::new()
+        } else {
+            e.group.members.values().flat_map(|m| m.protocols.iter().flat_map(|(_, md)| subscribed_topics(md))).collect()
+        };
+        req.topics
+            .into_iter()
+            .map(|t| {
+                let busy = subscribed.iter().any(|s| s == t.name.as_str());
+                let parts = t
+                    .partitions
+                    .into_iter()
+                    .map(|p| {
+                        let code = if busy {
+                            ec::GROUP_SUBSCRIBED_TO_TOPIC
+                        } else {
+                            if e.offsets.remove(&(t.name.to_string(), p.partition_index)).is_some() {
+                                tombstones.push((
+                                    records::encode_key(&Key::Offset {
+                                        group: group_id.clone(),
+                                        topic: t.name.to_string(),
+                                        partition: p.partition_index,
+                                    }),
+                                    None,
+                                ));
+                            }
+                            ec::NONE
+                        };
+                        OffsetDeleteResponsePartition::default().with_partition_index(p.partition_index).with_error_code(code)
+                    })
+                    .collect();
+                OffsetDeleteResponseTopic::default().with_name(t.name).with_partitions(parts)
+            })
+            .collect()
+    };
+    if !tombstones.is_empty() {
+        match b.groups.persist(&b, &group_id, &tombstones) {
+            Ok(p) => {
+                p.durable().await;
+            }
+            Err(code) => return OffsetDeleteResponse::default().with_error_code(code),
+        }
+    }
+    OffsetDeleteResponse::default().with_topics(topics)
+}
