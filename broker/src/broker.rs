@@ -36,8 +36,8 @@ pub struct Broker {
     pub groups: GroupCoordinator,
     pub(crate) flusher: Arc<Flusher>,
     producer_ids: Mutex<(i64, i64)>,
-    /// Held for the broker's lifetime: one process per data directory.
-    _lock: File,
+    /// Held until shutdown: one broker per data directory.
+    lock: Mutex<Option<File>>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -107,7 +107,7 @@ impl Broker {
             flusher,
             producer_ids: Mutex::new((0, 0)),
             groups,
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
         });
         broker.groups.load(&broker)?;
         Ok(broker)
@@ -222,5 +222,6 @@ impl Broker {
     pub fn shutdown(&self) {
         self.flusher.stop();
         self.partitions.close_all();
+        self.lock.lock().take();
     }
 }

@@ -94,6 +94,15 @@ impl GroupCoordinator {
         GroupCoordinator { entries: Mutex::new(HashMap::new()), timing, partitions, offsets_retention_ms, create_lock: Mutex::new(()) }
     }
 
+    /// Every group with its committed offsets as (topic, partition, offset).
+    pub fn entries_snapshot(&self) -> Vec<(String, Vec<(String, i32, i64)>)> {
+        let entries = self.entries.lock();
+        let mut out: Vec<(String, Vec<(String, i32, i64)>)> =
+            entries.iter().map(|(id, e)| (id.clone(), e.offsets.iter().map(|((t, p), v)| (t.clone(), *p, v.offset)).collect())).collect();
+        out.sort();
+        out
+    }
+
     /// Creates `__consumer_offsets` on first use, as Kafka does.
     pub(crate) fn ensure_topic(&self, b: &Broker) -> Result<(), BrokerError> {
         if b.metadata.image().topics.contains_key(OFFSETS_TOPIC) {
