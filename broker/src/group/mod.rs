@@ -26,6 +26,9 @@ pub(crate) use state::{Group, GroupState, JoinRequest, JoinResult, Outcome, Sync
 /// A `__consumer_offsets` record: key and value (None: tombstone).
 pub(crate) type KeyValue = (Bytes, Option<Bytes>);
 
+/// A group id with its committed offsets as (topic, partition, offset).
+pub type GroupOffsets = (String, Vec<(String, i32, i64)>);
+
 /// The internal topic holding groups and offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
@@ -95,9 +98,9 @@ impl GroupCoordinator {
     }
 
     /// Every group with its committed offsets as (topic, partition, offset).
-    pub fn entries_snapshot(&self) -> Vec<(String, Vec<(String, i32, i64)>)> {
+    pub fn entries_snapshot(&self) -> Vec<GroupOffsets> {
         let entries = self.entries.lock();
-        let mut out: Vec<(String, Vec<(String, i32, i64)>)> =
+        let mut out: Vec<GroupOffsets> =
             entries.iter().map(|(id, e)| (id.clone(), e.offsets.iter().map(|((t, p), v)| (t.clone(), *p, v.offset)).collect())).collect();
         out.sort();
         out
