@@ -238,3 +238,61 @@ async fn group_apis_at_every_advertised_version() {
     let g5 = entries.iter().find(|(g, _)| g == "g5").expect("g5 survived");
     assert_eq!(g5.1, vec![("t".to_string(), 1, 45)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_group_requests_get_kafkas_errors() {
+    let (_dir, _broker, mut c) = start().await;
+    let join = |group: &str, member: &str| {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_member_id(s(member))
+            .with_group_instance_id(None)
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default().with_name(s("range")).with_metadata(Bytes::new())])
+    };
+    let too_long = "g".repeat(40_000);
+    for (group, expected) in [("", ec::INVALID_GROUP_ID), (too_long.as_str(), ec::INVALID_GROUP_ID)] {
+        let ResponseKind::JoinGroup(j) = c.call(ApiKey::JoinGroup, 9, RequestKind::JoinGroup(join(group, ""))).await else { panic!() };
+        assert_eq!(j.error_code, expected, "group id of {} bytes", group.len());
+        let commit = OffsetCommitRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_generation_id_or_member_epoch(-1)
+            .with_member_id(s(""))
+            .with_group_instance_id(None)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("t")))
+                .with_partitions(vec![OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(1)])]);
+        let ResponseKind::OffsetCommit(oc) = c.call(ApiKey::OffsetCommit, 8, RequestKind::OffsetCommit(commit)).await else { panic!() };
+        assert_eq!(oc.topics[0].partitions[0].error_code, expected);
+    }
+    // A member id the group never handed out.
+    let ResponseKind::JoinGroup(j) = c.call(ApiKey::JoinGroup, 9, RequestKind::JoinGroup(join("real", "ghost"))).await else { panic!() };
+    assert_eq!(j.error_code, ec::UNKNOWN_MEMBER_ID);
+    let hb = HeartbeatRequest::default()
+        .with_group_id(GroupId(s("real")))
+        .with_generation_id(1)
+        .with_member_id(s("ghost"))
+        .with_group_instance_id(None);
+    let ResponseKind::Heartbeat(h) = c.call(ApiKey::Heartbeat, 4, RequestKind::Heartbeat(hb)).await else { panic!() };
+    assert_eq!(h.error_code, ec::UNKNOWN_MEMBER_ID);
+    // A session timeout outside the broker's bounds.
+    let ResponseKind::JoinGroup(j) =
+        c.call(ApiKey::JoinGroup, 9, RequestKind::JoinGroup(join("real", "").with_session_timeout_ms(10))).await
+    else {
+        panic!()
+    };
+    assert_eq!(j.error_code, ec::INVALID_SESSION_TIMEOUT);
+    // Commit with a member id into a group that has no such member.
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s("nogroup")))
+        .with_generation_id_or_member_epoch(3)
+        .with_member_id(s("ghost"))
+        .with_group_instance_id(None)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(TopicName(s("t")))
+            .with_partitions(vec![OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(1)])]);
+    let ResponseKind::OffsetCommit(oc) = c.call(ApiKey::OffsetCommit, 8, RequestKind::OffsetCommit(commit)).await else { panic!() };
+    assert_eq!(oc.topics[0].partitions[0].error_code, ec::ILLEGAL_GENERATION);
+}
