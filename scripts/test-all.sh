@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The whole Karst test suite, from a fresh Debian 12 machine (run as root, or as a user
+# with sudo): installs the external clients the end-to-end tests drive (kcat, Go +
+# Debian's sarama, confluent-kafka for Python) and the toolchain bits librdkafka needs
+# to build from source, then builds the broker and runs every test with nextest.
+# Idempotent: anything already present is skipped. Exits non-zero if any test fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# ---- system packages ------------------------------------------------------------------
+packages=(
+    kcat                               # tests/tests/kcat.rs
+    golang-go                          # tests/tests/sarama.rs
+    golang-github-shopify-sarama-dev   # sarama 1.22 sources, built offline
+    build-essential pkg-config cmake zlib1g-dev libzstd-dev  # rdkafka-sys builds librdkafka
+    python3 python3-pip                # tests/tests/confluent.rs
+    ca-certificates curl
+)
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+if ((${#missing[@]})); then
+    sudo=()
+    if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+    log "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# ---- confluent-kafka (Python) -----------------------------------------------------------
+if ! python3 -c 'import confluent_kafka' 2>/dev/null; then
+    log "pip install confluent-kafka"
+    # Debian's own python3 is "externally managed" (PEP 668); a pyenv/venv python is not.
+    python3 -m pip install -q --disable-pip-version-check confluent-kafka 2>/dev/null ||
+        python3 -m pip install -q --disable-pip-version-check --break-system-packages confluent-kafka
+fi
+
+# ---- Rust toolchain bits ------------------------------------------------------------------
+if ! command -v cargo >/dev/null; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    else
+        log "no cargo found: install a Rust toolchain (rustup) first"
+        exit 1
+    fi
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+    log "cargo install cargo-nextest"
+    cargo install -q cargo-nextest --locked
+fi
+
+# ---- build and test -------------------------------------------------------------------------
+log "cargo build -p karst"
+cargo build -p karst
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+export KARST_BIN="$target_dir/debug/karst"
+log "KARST_BIN=$KARST_BIN"
+
+# anyhow errors returned by tests: no backtrace noise (panics keep RUST_BACKTRACE).
+export RUST_LIB_BACKTRACE="${RUST_LIB_BACKTRACE:-0}"
+
+status=0
+log "cargo nextest run --workspace --no-fail-fast"
+cargo nextest run --workspace --no-fail-fast || status=$?
+log "cargo test --doc --workspace"
+cargo test --doc --workspace || status=$?
+
+if [ "$status" -ne 0 ]; then
+    log "FAILED (exit $status)"
+else
+    log "all tests passed"
+fi
+exit "$status"

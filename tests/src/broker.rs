@@ -1,0 +1,296 @@
+//! Starting, killing and restarting the real `karst` binary.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, OnceLock};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use tempfile::TempDir;
+
+use crate::wait::wait_for;
+
+/// How long a broker may take from spawn to its "listening" line.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// The line prefix `karst serve` prints on stdout once its listener is bound.
+const LISTENING: &str = "Karst listening on ";
+
+/// The workspace root (the parent of this package's directory).
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// Path of the `karst` binary under test.
+///
+/// `KARST_BIN` if set; else `<workspace>/target/debug/karst` if it exists; else the
+/// binary is built once with `cargo build -p karst` (cargo's own build-directory lock
+/// serialises parallel test processes; a `OnceLock` serialises threads of this one)
+/// and taken from the target directory cargo reports.
+pub fn karst_bin() -> Result<PathBuf> {
+    static BIN: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| find_or_build_karst().map_err(|e| format!("{e:#}"))).clone().map_err(|e| anyhow!(e))
+}
+
+fn find_or_build_karst() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("KARST_BIN") {
+        let bin = PathBuf::from(bin);
+        if !bin.is_file() {
+            bail!("KARST_BIN={} is not a file", bin.display());
+        }
+        return Ok(bin);
+    }
+    let default = workspace_root().join("target/debug/karst");
+    if default.is_file() {
+        return Ok(default);
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let root = workspace_root();
+    let status = Command::new(&cargo)
+        .args(["build", "-p", "karst"])
+        .current_dir(&root)
+        .stdout(Stdio::null())
+        .status()
+        .context("running cargo build -p karst")?;
+    if !status.success() {
+        bail!("cargo build -p karst failed: {status}");
+    }
+    let meta = Command::new(&cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(&root)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo metadata")?;
+    let meta: serde_json::Value = serde_json::from_slice(&meta.stdout).context("parsing cargo metadata output")?;
+    let target = meta["target_directory"].as_str().ok_or_else(|| anyhow!("cargo metadata has no target_directory"))?;
+    let bin = Path::new(target).join("debug/karst");
+    if !bin.is_file() {
+        bail!("cargo build -p karst succeeded but {} is missing", bin.display());
+    }
+    Ok(bin)
+}
+
+/// A running `karst serve` on 127.0.0.1 with a private data directory.
+///
+/// Killed (SIGKILL) on drop, printing the tail of its stderr (shown by the test
+/// harness only if the test fails). Logs are kept if the test panics, logs and data
+/// if `KARST_TEST_KEEP` is set.
+pub struct Broker {
+    child: Option<Child>,
+    addr: SocketAddr,
+    data_dir: Option<TempDir>,
+    log_dir: Option<TempDir>,
+    extra_args: Vec<String>,
+    generation: u32,
+}
+
+impl Broker {
+    /// Starts a broker: `karst serve --listen 127.0.0.1:0 --data-dir <tmp> <extra_args>`.
+    pub fn start(extra_args: &[&str]) -> Result<Broker> {
+        let data_dir = tempfile::Builder::new().prefix("karst-data-").tempdir().context("creating data dir")?;
+        let log_dir = tempfile::Builder::new().prefix("karst-logs-").tempdir().context("creating log dir")?;
+        let mut broker = Broker {
+            child: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: Some(data_dir),
+            log_dir: Some(log_dir),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            generation: 0,
+        };
+        broker.spawn()?;
+        Ok(broker)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        self.generation += 1;
+        let bin = karst_bin()?;
+        let stderr_path = self.stderr_log();
+        let stderr = File::create(&stderr_path).with_context(|| format!("creating {}", stderr_path.display()))?;
+        let mut cmd = Command::new(&bin);
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        // Hermetic: `KARST_*` variables are broker settings (KARST_NUM_PARTITIONS=3),
+        // so none of the caller's leak in (KARST_BIN, KARST_TEST_KEEP, ...), except
+        // the log filter KARST_LOG.
+        for (name, _) in std::env::vars_os() {
+            let name_str = name.to_string_lossy();
+            if name_str.starts_with("KARST_") && name_str != "KARST_LOG" {
+                cmd.env_remove(&name);
+            }
+        }
+        let mut child = cmd.spawn().with_context(|| format!("spawning {}", bin.display()))?;
+        let stdout = child.stdout.take().context("broker stdout")?;
+        let stdout_path = self.log_path("stdout");
+        let (tx, rx) = mpsc::channel::<SocketAddr>();
+        // Reads the "listening" line, then keeps draining stdout into a file so the
+        // broker never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut copy = File::create(stdout_path).ok();
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(f) = copy.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+                if !sent {
+                    if let Some(addr) = parse_listening(&line) {
+                        sent = true;
+                        let _ = tx.send(addr);
+                    }
+                }
+            }
+        });
+        self.child = Some(child);
+        let addr = wait_for("the broker's listening line", START_TIMEOUT, || match rx.try_recv() {
+            Ok(addr) => Some(Ok(addr)),
+            Err(mpsc::TryRecvError::Empty) => self
+                .exit_status()
+                .map(|status| Err(anyhow!("karst exited with {status} before listening; stderr:\n{}", self.stderr_tail(40)))),
+            Err(mpsc::TryRecvError::Disconnected) => {
+                Some(Err(anyhow!("karst closed stdout without printing `{LISTENING}ADDR`; stderr:\n{}", self.stderr_tail(40))))
+            }
+        })
+        .map_err(|e| anyhow!("{e}; stderr:\n{}", self.stderr_tail(40)))??;
+        if !addr.ip().is_loopback() || addr.port() == 0 {
+            bail!("broker reported a strange listening address {addr}");
+        }
+        self.addr = addr;
+        Ok(())
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `host:port` for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The data directory (kept across [`Broker::restart`]).
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.as_ref().map_or(Path::new("/nonexistent"), |d| d.path())
+    }
+
+    /// The stderr log of the current (or last) broker process.
+    pub fn stderr_log(&self) -> PathBuf {
+        self.log_path("stderr")
+    }
+
+    fn log_path(&self, stream: &str) -> PathBuf {
+        let dir = self.log_dir.as_ref().map_or(Path::new("/tmp"), |d| d.path());
+        dir.join(format!("{stream}-{}.log", self.generation))
+    }
+
+    /// The last `n` lines of the current process's stderr.
+    pub fn stderr_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(self.stderr_log()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// The process id of the running broker.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `Some(status)` if the broker process has exited.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Fails (with the broker's stderr tail) unless the broker process is still running.
+    pub fn check_running(&mut self) -> Result<()> {
+        let running = self.child.is_some();
+        match (running, self.exit_status()) {
+            (false, _) => bail!("broker is not running (killed by the test)"),
+            (true, Some(status)) => bail!("broker exited with {status}; stderr tail:\n{}", self.stderr_tail(40)),
+            (true, None) => Ok(()),
+        }
+    }
+
+    /// SIGKILL the broker and reap it. The data directory stays.
+    pub fn kill9(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill().context("SIGKILL karst")?;
+            child.wait().context("reaping karst")?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM the broker and wait up to `timeout` for it to exit; returns its status.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let pid = self.pid().context("broker is not running")?;
+        let status = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().context("running kill -TERM")?;
+        if !status.success() {
+            bail!("kill -TERM {pid} failed");
+        }
+        let exit = wait_for("the broker to exit after SIGTERM", timeout, || self.exit_status())?;
+        self.child = None;
+        Ok(exit)
+    }
+
+    /// Starts a new broker process on the same data directory (killing the current
+    /// one with SIGKILL first if it is still running). The port may change.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill9()?;
+        self.spawn()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Test harnesses (libtest, nextest) show a test's output only when it fails,
+        // so the broker's last words are always printed, whether the test failed by
+        // panicking or by returning an error.
+        eprintln!(
+            "---- karst stderr (last 60 lines of {}) ----\n{}\n---- end karst stderr ----",
+            self.stderr_log().display(),
+            self.stderr_tail(60)
+        );
+        let keep = std::env::var_os("KARST_TEST_KEEP").is_some();
+        if std::thread::panicking() || keep {
+            if let Some(dir) = self.log_dir.take() {
+                eprintln!("karst logs kept in {}", dir.keep().display());
+            }
+        }
+        if keep {
+            if let Some(dir) = self.data_dir.take() {
+                eprintln!("karst data kept in {}", dir.keep().display());
+            }
+        }
+    }
+}
+
+fn parse_listening(line: &str) -> Option<SocketAddr> {
+    let at = line.find(LISTENING)?;
+    line[at + LISTENING.len()..].trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_listening_line() {
+        assert_eq!(parse_listening("Karst listening on 127.0.0.1:40123"), Some(SocketAddr::from(([127, 0, 0, 1], 40123))));
+        assert_eq!(parse_listening("Karst listening on nowhere"), None);
+        assert_eq!(parse_listening("starting"), None);
+    }
+}

@@ -1,0 +1,21 @@
+//! Support code for Karst's end-to-end tests.
+//!
+//! Every test in `tests/tests/` starts its own broker with [`Broker::start`] (a fresh
+//! temporary data directory and a port picked by the OS), drives it with a real client
+//! (kcat, confluent-kafka, rdkafka, sarama) or with the raw protocol client in [`raw`],
+//! and waits for conditions with [`wait_until`] / [`wait_for`] rather than sleeping.
+
+pub mod broker;
+pub mod clients;
+pub mod raw;
+pub mod wait;
+
+pub use broker::{karst_bin, workspace_root, Broker};
+pub use clients::{go_binary, python_script, run_checked, run_command, show_output};
+pub use wait::{wait_for, wait_until};
+
+/// A topic name that no other test (or earlier run on the same data dir) uses.
+pub fn unique_topic(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{}", &id[..12])
+}
