@@ -8,6 +8,7 @@ use thiserror::Error;
 
 use crate::api_versions::{self, SUPPORTED};
 use crate::error_codes;
+use crate::legacy;
 
 /// A decoded request.
 #[derive(Debug)]
@@ -56,7 +57,11 @@ pub fn decode_request(frame: Bytes) -> Result<Request, DecodeError> {
     let mut buf = frame;
     let header =
         RequestHeader::decode(&mut buf, api_key.request_header_version(version)).map_err(|e| malformed(format!("header: {e:#}")))?;
-    let body = RequestKind::decode(api_key, &mut buf, version).map_err(|e| malformed(format!("{e:#}")))?;
+    let body = if legacy::handles(api_key, version) {
+        legacy::decode(api_key, version, buf).map_err(malformed)?
+    } else {
+        RequestKind::decode(api_key, &mut buf, version).map_err(|e| malformed(format!("{e:#}")))?
+    };
     Ok(Request { api_key, version, correlation_id, client_id: header.client_id, body })
 }
 
@@ -66,7 +71,11 @@ pub fn encode_response(correlation_id: i32, api_key: ApiKey, version: i16, body:
     out.put_i32(0);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     header.encode(&mut out, api_key.response_header_version(version)).map_err(|e| format!("{e:#}"))?;
-    body.encode(&mut out, version).map_err(|e| format!("{e:#}"))?;
+    if legacy::handles(api_key, version) {
+        legacy::encode(&mut out, version, body)?;
+    } else {
+        body.encode(&mut out, version).map_err(|e| format!("{e:#}"))?;
+    }
     let size = (out.len() - 4) as i32;
     out[..4].copy_from_slice(&size.to_be_bytes());
     Ok(out.freeze())
@@ -83,7 +92,11 @@ pub fn encode_request(api_key: ApiKey, version: i16, correlation_id: i32, client
         .with_correlation_id(correlation_id)
         .with_client_id(Some(StrBytes::from_string(client_id.to_string())));
     header.encode(&mut out, api_key.request_header_version(version)).map_err(|e| format!("{e:#}"))?;
-    body.encode(&mut out, version).map_err(|e| format!("{e:#}"))?;
+    if legacy::handles(api_key, version) {
+        legacy::encode_request(&mut out, version, body)?;
+    } else {
+        body.encode(&mut out, version).map_err(|e| format!("{e:#}"))?;
+    }
     let size = (out.len() - 4) as i32;
     out[..4].copy_from_slice(&size.to_be_bytes());
     Ok(out.freeze())
@@ -93,7 +106,11 @@ pub fn encode_request(api_key: ApiKey, version: i16, correlation_id: i32, client
 pub fn decode_response(api_key: ApiKey, version: i16, frame: Bytes) -> Result<(i32, ResponseKind), String> {
     let mut buf = frame;
     let header = ResponseHeader::decode(&mut buf, api_key.response_header_version(version)).map_err(|e| format!("{e:#}"))?;
-    let body = ResponseKind::decode(api_key, &mut buf, version).map_err(|e| format!("{e:#}"))?;
+    let body = if legacy::handles(api_key, version) {
+        legacy::decode_response(api_key, version, buf)?
+    } else {
+        ResponseKind::decode(api_key, &mut buf, version).map_err(|e| format!("{e:#}"))?
+    };
     Ok((header.correlation_id, body))
 }
 

@@ -4,6 +4,7 @@ pub mod api_versions;
 pub mod codec;
 pub mod error_codes;
 pub mod framing;
+pub mod legacy;
 pub mod records;
 
 pub use kafka_protocol;
