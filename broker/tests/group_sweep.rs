@@ -1,9 +1,12 @@
 //! Every advertised version of the group APIs against an in-process broker: a
 //! member joins, syncs, heartbeats, commits, fetches offsets and leaves.
 
-use std::sync::Arc;
+mod support;
 
-use bytes::{Bytes, BytesMut};
+use karst_broker::{Broker, BrokerConfig};
+use support::start;
+
+use bytes::Bytes;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
@@ -12,30 +15,8 @@ use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, Of
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use karst_broker::{serve, Broker, BrokerConfig};
 use karst_protocol::api_versions::support;
-use karst_protocol::codec::{decode_response, encode_request};
 use karst_protocol::error_codes as ec;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-struct Client {
-    stream: TcpStream,
-    next: i32,
-}
-
-impl Client {
-    async fn call(&mut self, key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
-        self.next += 1;
-        let frame = encode_request(key, version, self.next, "sweep", &body).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
-        self.stream.write_all(&frame).await.expect("write");
-        let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len).await.unwrap_or_else(|e| panic!("{key:?} v{version}: connection closed: {e}"));
-        let mut buf = BytesMut::zeroed(i32::from_be_bytes(len) as usize);
-        self.stream.read_exact(&mut buf).await.expect("body");
-        decode_response(key, version, buf.freeze()).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}")).1
-    }
-}
 
 fn s(x: &str) -> StrBytes {
     StrBytes::from_string(x.to_string())
@@ -46,26 +27,13 @@ fn clamp(key: ApiKey, v: i16) -> i16 {
     v.clamp(r.min, r.max)
 }
 
-async fn start() -> (tempfile::TempDir, Arc<Broker>, Client) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = BrokerConfig {
-        data_dir: dir.path().to_path_buf(),
-        group_initial_rebalance_delay_ms: 0,
-        offsets_topic_num_partitions: 3,
-        ..Default::default()
-    };
-    let broker = Broker::open(config).expect("open");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    broker.set_advertised("127.0.0.1".into(), addr.port() as i32);
-    tokio::spawn(serve(broker.clone(), listener, std::future::pending()));
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    (dir, broker, Client { stream, next: 0 })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_apis_at_every_advertised_version() {
-    let (dir, broker, mut c) = start().await;
+    let (dir, broker, mut c) = start(|c| {
+        c.group_initial_rebalance_delay_ms = 0;
+        c.offsets_topic_num_partitions = 3;
+    })
+    .await;
     let topic =
         CreateTopicsRequest::default().with_topics(vec![kafka_protocol::messages::create_topics_request::CreatableTopic::default()
             .with_name(TopicName(s("t")))
@@ -241,7 +209,11 @@ async fn group_apis_at_every_advertised_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_group_requests_get_kafkas_errors() {
-    let (_dir, _broker, mut c) = start().await;
+    let (_dir, _broker, mut c) = start(|c| {
+        c.group_initial_rebalance_delay_ms = 0;
+        c.offsets_topic_num_partitions = 3;
+    })
+    .await;
     let join = |group: &str, member: &str| {
         JoinGroupRequest::default()
             .with_group_id(GroupId(s(group)))

@@ -2,9 +2,11 @@
 //! loopback port: the request decodes, the handler answers, the response
 //! encodes and decodes at that version with the expected error codes.
 
-use std::sync::Arc;
+mod support;
 
-use bytes::{Bytes, BytesMut};
+use support::start;
+
+use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
@@ -15,43 +17,7 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use karst_broker::{serve, Broker, BrokerConfig};
 use karst_protocol::api_versions::{support, SUPPORTED};
-use karst_protocol::codec::{decode_response, encode_request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-struct Client {
-    stream: TcpStream,
-    next: i32,
-}
-
-impl Client {
-    async fn call(&mut self, key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
-        self.next += 1;
-        let frame = encode_request(key, version, self.next, "sweep", &body).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
-        self.stream.write_all(&frame).await.expect("write");
-        let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len).await.unwrap_or_else(|e| panic!("{key:?} v{version}: connection closed: {e}"));
-        let mut buf = BytesMut::zeroed(i32::from_be_bytes(len) as usize);
-        self.stream.read_exact(&mut buf).await.expect("body");
-        let (corr, resp) = decode_response(key, version, buf.freeze()).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
-        assert_eq!(corr, self.next);
-        resp
-    }
-}
-
-async fn start() -> (tempfile::TempDir, Arc<Broker>, Client) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = BrokerConfig { data_dir: dir.path().to_path_buf(), ..Default::default() };
-    let broker = Broker::open(config).expect("open");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    broker.set_advertised("127.0.0.1".into(), addr.port() as i32);
-    tokio::spawn(serve(broker.clone(), listener, std::future::pending()));
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    (dir, broker, Client { stream, next: 0 })
-}
 
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
@@ -77,7 +43,7 @@ fn versions(key: ApiKey) -> std::ops::RangeInclusive<i16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_advertised_version_round_trips() {
-    let (_dir, broker, mut c) = start().await;
+    let (_dir, broker, mut c) = start(|_| {}).await;
 
     for v in versions(ApiKey::ApiVersions) {
         let ResponseKind::ApiVersions(r) = c.call(ApiKey::ApiVersions, v, RequestKind::ApiVersions(ApiVersionsRequest::default())).await
