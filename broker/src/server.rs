@@ -9,16 +9,16 @@ use std::sync::Arc;
 use std::future::Future;
 use std::pin::Pin;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures::stream::{FuturesOrdered, StreamExt};
 use karst_protocol::codec::{decode_request, encode_api_versions_fallback, DecodeError};
 use karst_protocol::framing::take_frame;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn, Instrument};
 
 use crate::broker::Broker;
-use crate::handlers::{self, Reply};
+use crate::handlers::{self, Frames, Reply};
 
 /// Accepts connections until `shutdown` resolves.
 pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) {
@@ -51,11 +51,13 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl st
 /// that never reads its responses cannot make the broker buffer without limit.
 const MAX_IN_FLIGHT: usize = 16;
 
-type ReplyFuture = Pin<Box<dyn Future<Output = Result<Option<Bytes>, String>> + Send>>;
+type ReplyFuture = Pin<Box<dyn Future<Output = Result<Option<Frames>, String>> + Send>>;
 
 async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, wr) = stream.into_split();
+    // Small frames are gathered; large ones (record batches) bypass the buffer.
+    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
     let max = broker.config.socket_request_max_bytes;
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut inflight: FuturesOrdered<ReplyFuture> = FuturesOrdered::new();
@@ -81,7 +83,7 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
                 },
                 Err(DecodeError::UnsupportedApiVersions { version, correlation_id }) => {
                     debug!(%peer, version, "ApiVersions at unknown version: answering v0 per KIP-511");
-                    Reply::Now(Some(encode_api_versions_fallback(correlation_id)))
+                    Reply::Now(Some(vec![encode_api_versions_fallback(correlation_id)]))
                 }
                 Err(e) => {
                     warn!(%peer, "closing connection: {e}");
@@ -102,8 +104,8 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
         tokio::select! {
             biased;
             Some(done) = inflight.next(), if !inflight.is_empty() => match done {
-                Ok(Some(bytes)) => {
-                    if let Err(e) = wr.write_all(&bytes).await {
+                Ok(Some(frames)) => {
+                    if let Err(e) = write_frames(&mut wr, &frames).await {
                         debug!(%peer, "write failed: {e}");
                         return;
                     }
@@ -124,4 +126,11 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
             },
         }
     }
+}
+
+async fn write_frames<W: AsyncWrite + Unpin>(wr: &mut BufWriter<W>, frames: &Frames) -> std::io::Result<()> {
+    for f in frames {
+        wr.write_all(f).await?;
+    }
+    wr.flush().await
 }

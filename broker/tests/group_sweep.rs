@@ -109,7 +109,8 @@ async fn group_apis_at_every_advertised_version() {
         let ResponseKind::Heartbeat(h) = c.call(ApiKey::Heartbeat, hv, RequestKind::Heartbeat(hb(9))).await else { panic!() };
         assert_eq!(h.error_code, ec::ILLEGAL_GENERATION, "Heartbeat v{hv}");
 
-        let cv = clamp(ApiKey::OffsetCommit, v);
+        // v0 carries no generation: it is a commit outside membership, checked below.
+        let cv = clamp(ApiKey::OffsetCommit, v.max(1));
         let commit = |partition: i32, generation: i32| {
             OffsetCommitRequest::default()
                 .with_group_id(GroupId(s(&group)))
@@ -169,12 +170,26 @@ async fn group_apis_at_every_advertised_version() {
         assert_eq!(code, 0, "LeaveGroup v{lv}");
     }
 
+    // OffsetCommit v0: no generation or member, allowed for a group nobody is in.
+    let standalone = OffsetCommitRequest::default().with_group_id(GroupId(s("standalone"))).with_group_instance_id(None).with_topics(vec![
+        OffsetCommitRequestTopic::default()
+            .with_name(TopicName(s("t")))
+            .with_partitions(vec![OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(5)]),
+    ]);
+    let ResponseKind::OffsetCommit(oc) = c.call(ApiKey::OffsetCommit, 0, RequestKind::OffsetCommit(standalone)).await else { panic!() };
+    assert_eq!(oc.topics[0].partitions[0].error_code, 0, "OffsetCommit v0");
+    let fetch = OffsetFetchRequest::default()
+        .with_group_id(GroupId(s("standalone")))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default().with_name(TopicName(s("t"))).with_partition_indexes(vec![0])]));
+    let ResponseKind::OffsetFetch(of) = c.call(ApiKey::OffsetFetch, 1, RequestKind::OffsetFetch(fetch)).await else { panic!() };
+    assert_eq!(of.topics[0].partitions[0].committed_offset, 5);
+
     let lg = support(ApiKey::ListGroups).expect("list");
     for v in lg.min..=lg.max {
         let ResponseKind::ListGroups(r) = c.call(ApiKey::ListGroups, v, RequestKind::ListGroups(ListGroupsRequest::default())).await else {
             panic!()
         };
-        assert_eq!(r.groups.len(), (join.max - join.min + 1) as usize, "ListGroups v{v}");
+        assert_eq!(r.groups.len(), (join.max - join.min + 2) as usize, "ListGroups v{v}");
     }
     let dg = support(ApiKey::DescribeGroups).expect("describe");
     for v in dg.min..=dg.max {

@@ -39,7 +39,7 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api(ApiKey::SyncGroup, 0, 5),
     api(ApiKey::Heartbeat, 0, 4),
     api(ApiKey::LeaveGroup, 0, 5),
-    api(ApiKey::OffsetCommit, 2, 8),
+    api(ApiKey::OffsetCommit, 0, 8),
     api(ApiKey::OffsetFetch, 1, 8),
     api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::DescribeGroups, 0, 5),

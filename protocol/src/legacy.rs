@@ -1,10 +1,15 @@
 //! Hand-written codecs for request versions older than kafka-protocol speaks,
 //! still sent by clients configured for old Kafka versions (sarama 1.22's
-//! ClusterAdmin.ListTopics sends DescribeConfigs v0).
+//! ClusterAdmin.ListTopics sends DescribeConfigs v0; its offset manager sends
+//! OffsetCommit v1 unless a retention time is configured).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
-use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, DescribeConfigsResponse, RequestKind, ResponseKind};
+use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::{
+    ApiKey, DescribeConfigsRequest, DescribeConfigsResponse, GroupId, OffsetCommitRequest, OffsetCommitResponse, RequestKind, ResponseKind,
+    TopicName,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 /// Config source value meaning "a default" (DescribeConfigs v1+).
@@ -12,7 +17,82 @@ const SOURCE_DEFAULT: i8 = 5;
 
 /// Whether `version` of `key` is served by a codec in this module.
 pub fn handles(key: ApiKey, version: i16) -> bool {
-    matches!((key, version), (ApiKey::DescribeConfigs, 0))
+    matches!((key, version), (ApiKey::DescribeConfigs, 0) | (ApiKey::OffsetCommit, 0 | 1))
+}
+
+/// OffsetCommit v0/v1 responses are laid out exactly as v2's.
+const OFFSET_COMMIT_RESPONSE_AS: i16 = 2;
+
+fn decode_offset_commit(version: i16, b: &mut Bytes) -> Option<OffsetCommitRequest> {
+    let group = get_string(b)??;
+    let mut r = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_member_id(StrBytes::default())
+        .with_group_instance_id(None);
+    if version >= 1 {
+        if b.remaining() < 4 {
+            return None;
+        }
+        r.generation_id_or_member_epoch = b.get_i32();
+        r.member_id = StrBytes::from_string(get_string(b)??);
+    }
+    if b.remaining() < 4 {
+        return None;
+    }
+    let topics = b.get_i32();
+    for _ in 0..topics.max(0) {
+        let name = get_string(b)??;
+        if b.remaining() < 4 {
+            return None;
+        }
+        let n = b.get_i32();
+        let mut partitions = Vec::new();
+        for _ in 0..n.max(0) {
+            if b.remaining() < 12 {
+                return None;
+            }
+            let index = b.get_i32();
+            let offset = b.get_i64();
+            if version >= 1 {
+                // The per-partition commit timestamp; the broker uses its own clock.
+                if b.remaining() < 8 {
+                    return None;
+                }
+                b.get_i64();
+            }
+            let metadata = get_string(b)?.map(StrBytes::from_string);
+            partitions.push(
+                OffsetCommitRequestPartition::default()
+                    .with_partition_index(index)
+                    .with_committed_offset(offset)
+                    .with_committed_metadata(metadata),
+            );
+        }
+        r.topics.push(OffsetCommitRequestTopic::default().with_name(TopicName(StrBytes::from_string(name))).with_partitions(partitions));
+    }
+    Some(r)
+}
+
+fn encode_offset_commit(out: &mut BytesMut, version: i16, r: &OffsetCommitRequest) {
+    put_string(out, &r.group_id);
+    if version >= 1 {
+        out.put_i32(r.generation_id_or_member_epoch);
+        put_string(out, &r.member_id);
+    }
+    out.put_i32(r.topics.len() as i32);
+    for t in &r.topics {
+        put_string(out, &t.name);
+        out.put_i32(t.partitions.len() as i32);
+        for p in &t.partitions {
+            out.put_i32(p.partition_index);
+            out.put_i64(p.committed_offset);
+            if version >= 1 {
+                out.put_i64(-1);
+            }
+            put_nullable(out, p.committed_metadata.as_deref());
+        }
+    }
 }
 
 /// Decodes a legacy request body.
@@ -25,6 +105,10 @@ pub fn decode(key: ApiKey, version: i16, body: Bytes) -> Result<RequestKind, Str
             v1.put_u8(0);
             let mut b = v1.freeze();
             DescribeConfigsRequest::decode(&mut b, 1).map(RequestKind::DescribeConfigs).map_err(|e| format!("{e:#}"))
+        }
+        (ApiKey::OffsetCommit, 0 | 1) => {
+            let mut b = body;
+            decode_offset_commit(version, &mut b).map(RequestKind::OffsetCommit).ok_or_else(|| "truncated OffsetCommit request".to_string())
         }
         _ => Err(format!("no legacy codec for {key:?} v{version}")),
     }
@@ -41,6 +125,10 @@ pub fn encode_request(out: &mut BytesMut, version: i16, body: &RequestKind) -> R
             out.extend_from_slice(&v1);
             Ok(())
         }
+        (RequestKind::OffsetCommit(r), 0 | 1) => {
+            encode_offset_commit(out, version, r);
+            Ok(())
+        }
         _ => Err(format!("no legacy codec for this request at v{version}")),
     }
 }
@@ -50,6 +138,9 @@ pub fn decode_response(key: ApiKey, version: i16, mut b: Bytes) -> Result<Respon
     match (key, version) {
         (ApiKey::DescribeConfigs, 0) => {
             decode_describe_configs_v0(&mut b).ok_or_else(|| "truncated DescribeConfigs v0 response".to_string())
+        }
+        (ApiKey::OffsetCommit, 0 | 1) => {
+            OffsetCommitResponse::decode(&mut b, OFFSET_COMMIT_RESPONSE_AS).map(ResponseKind::OffsetCommit).map_err(|e| format!("{e:#}"))
         }
         _ => Err(format!("no legacy codec for {key:?} v{version}")),
     }
@@ -143,6 +234,7 @@ pub fn encode(out: &mut BytesMut, version: i16, body: &ResponseKind) -> Result<(
             encode_describe_configs_v0(out, r);
             Ok(())
         }
+        (ResponseKind::OffsetCommit(r), 0 | 1) => r.encode(out, OFFSET_COMMIT_RESPONSE_AS).map_err(|e| format!("{e:#}")),
         _ => Err(format!("no legacy codec for this response at v{version}")),
     }
 }
@@ -202,7 +294,35 @@ mod tests {
     }
 
     #[test]
+    fn offset_commit_v0_v1_round_trip() {
+        for v in 0..=1 {
+            let req = OffsetCommitRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_generation_id_or_member_epoch(if v == 1 { 4 } else { -1 })
+                .with_member_id(StrBytes::from_static_str(if v == 1 { "m" } else { "" }))
+                .with_group_instance_id(None)
+                .with_topics(vec![OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("t")))
+                    .with_partitions(vec![OffsetCommitRequestPartition::default()
+                        .with_partition_index(2)
+                        .with_committed_offset(77)
+                        .with_committed_metadata(Some(StrBytes::from_static_str("x")))])]);
+            let mut out = BytesMut::new();
+            encode_request(&mut out, v, &RequestKind::OffsetCommit(req.clone())).expect("encodes");
+            let RequestKind::OffsetCommit(back) = decode(ApiKey::OffsetCommit, v, out.freeze()).expect("decodes") else { panic!() };
+            assert_eq!(back.generation_id_or_member_epoch, req.generation_id_or_member_epoch);
+            assert_eq!(back.member_id, req.member_id);
+            assert_eq!(back.topics[0].partitions[0].committed_offset, 77);
+            assert_eq!(back.topics[0].partitions[0].committed_metadata.as_deref(), Some("x"));
+        }
+    }
+
+    #[test]
     fn garbage_is_an_error_not_a_panic() {
+        for n in 0..20 {
+            let _ = decode(ApiKey::OffsetCommit, 1, Bytes::from(vec![0u8; n]));
+            let _ = decode(ApiKey::OffsetCommit, 0, Bytes::from(vec![0xffu8; n]));
+        }
         assert!(decode(ApiKey::DescribeConfigs, 0, Bytes::from_static(&[0, 0, 0, 9])).is_err());
         assert!(decode(ApiKey::Produce, 0, Bytes::new()).is_err());
     }

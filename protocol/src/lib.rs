@@ -3,6 +3,7 @@
 pub mod api_versions;
 pub mod codec;
 pub mod error_codes;
+pub mod fetch_frames;
 pub mod framing;
 pub mod legacy;
 pub mod records;

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use karst_protocol::codec::{encode_response, Request};
+use karst_protocol::fetch_frames::encode_fetch_frames;
 use tracing::{debug_span, error, Instrument};
 
 use crate::broker::Broker;
@@ -28,12 +29,19 @@ use crate::broker::Broker;
 /// connection are written in request order either way.
 pub(crate) enum Reply {
     /// `None`: no response is due (Produce with acks=0).
-    Now(Option<Bytes>),
-    Later(Pin<Box<dyn Future<Output = Result<Option<Bytes>, String>> + Send>>),
+    Now(Option<Frames>),
+    Later(Pin<Box<dyn Future<Output = Result<Option<Frames>, String>> + Send>>),
 }
 
-fn encode(correlation_id: i32, api_key: ApiKey, version: i16, r: &ResponseKind) -> Result<Option<Bytes>, String> {
-    encode_response(correlation_id, api_key, version, r).map(Some).map_err(|e| {
+/// A response frame as buffers to write in order (record batches stay in the log's maps).
+pub(crate) type Frames = Vec<Bytes>;
+
+fn encode(correlation_id: i32, api_key: ApiKey, version: i16, r: &ResponseKind) -> Result<Option<Frames>, String> {
+    let encoded = match r {
+        ResponseKind::Fetch(f) => encode_fetch_frames(correlation_id, version, f),
+        other => encode_response(correlation_id, api_key, version, other).map(|b| vec![b]),
+    };
+    encoded.map(Some).map_err(|e| {
         error!(?api_key, version, "cannot encode response: {e}");
         format!("cannot encode {api_key:?} v{version} response: {e}")
     })
