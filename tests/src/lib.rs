@@ -7,6 +7,7 @@
 
 pub mod broker;
 pub mod clients;
+pub mod group;
 pub mod raw;
 pub mod wait;
 

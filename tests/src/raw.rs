@@ -1,6 +1,7 @@
 //! A tiny synchronous Kafka client over `std::net::TcpStream`, built on kafka-protocol's
 //! codecs, for tests that need byte-level control (bad input, exact versions).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -9,11 +10,13 @@ use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader,
-    TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, ConsumerProtocolAssignment, CreateTopicsRequest, DescribeGroupsRequest, GroupId,
+    OffsetFetchRequest, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
@@ -227,6 +230,71 @@ impl RawClient {
         let resp = self.send(&req, version)?;
         partition_response(&resp, topic, partition)
     }
+    /// The offsets `group` has committed for `partitions` of `topic` (OffsetFetch at the
+    /// highest common version up to v7, the last with a single group per request), as
+    /// partition → offset, -1 where nothing is committed. Fails on any error code.
+    pub fn committed_offsets(&mut self, group: &str, topic: &str, partitions: &[i32]) -> Result<BTreeMap<i32, i64>> {
+        let version = self.version_for(ApiKey::OffsetFetch)?.min(7);
+        let req = OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_string(group.to_string()))).with_topics(Some(vec![
+            OffsetFetchRequestTopic::default().with_name(topic_name(topic)).with_partition_indexes(partitions.to_vec()),
+        ]));
+        let resp = self.send(&req, version)?;
+        if resp.error_code != 0 {
+            bail!("OffsetFetch v{version} for group {group:?} returned error code {}", resp.error_code);
+        }
+        let mut out = BTreeMap::new();
+        for t in resp.topics.iter().filter(|t| t.name.0.as_str() == topic) {
+            for p in &t.partitions {
+                if p.error_code != 0 {
+                    bail!("OffsetFetch v{version} {group:?} {topic}-{}: error code {}", p.partition_index, p.error_code);
+                }
+                out.insert(p.partition_index, p.committed_offset);
+            }
+        }
+        let wanted: BTreeSet<i32> = partitions.iter().copied().collect();
+        if !out.keys().eq(wanted.iter()) {
+            bail!("OffsetFetch v{version} {group:?} {topic}: asked for partitions {partitions:?}, got {resp:?}");
+        }
+        Ok(out)
+    }
+
+    /// DescribeGroups (highest common version) for one group; fails on a group error code.
+    pub fn describe_group(&mut self, group: &str) -> Result<DescribedGroup> {
+        let version = self.version_for(ApiKey::DescribeGroups)?;
+        let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+        let resp = self.send(&req, version)?;
+        let described = resp
+            .groups
+            .into_iter()
+            .find(|g| g.group_id.0.as_str() == group)
+            .ok_or_else(|| anyhow!("DescribeGroups v{version} has no entry for {group:?}"))?;
+        if described.error_code != 0 {
+            bail!("DescribeGroups v{version} {group:?}: error code {}", described.error_code);
+        }
+        Ok(described)
+    }
+}
+
+/// Decodes a consumer-protocol member assignment (as DescribeGroups and SyncGroup carry
+/// it: i16 version, then the assignment) into topic → sorted partitions.
+pub fn decode_assignment(bytes: &Bytes) -> Result<BTreeMap<String, Vec<i32>>> {
+    let mut buf = bytes.clone();
+    if buf.remaining() < 2 {
+        bail!("member assignment of {} bytes", buf.remaining());
+    }
+    let version = buf.get_i16();
+    if version < 0 {
+        bail!("member assignment with version {version}");
+    }
+    // Newer versions only append fields, which a lower version's decoder ignores.
+    let assignment = ConsumerProtocolAssignment::decode(&mut buf, version.min(3)).context("decoding a member assignment")?;
+    let mut out = BTreeMap::new();
+    for tp in assignment.assigned_partitions {
+        let mut parts = tp.partitions.clone();
+        parts.sort_unstable();
+        out.insert(tp.topic.0.to_string(), parts);
+    }
+    Ok(out)
 }
 
 /// Decodes a response frame: header (checking the correlation id), then the body at

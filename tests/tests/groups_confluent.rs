@@ -1,0 +1,340 @@
+//! Consumer groups with confluent-kafka (librdkafka 2.x) `subscribe()` members, one
+//! process each (`python/group_member.py`): balanced assignment under the eager and the
+//! cooperative protocol, a member killed with SIGKILL, static membership across a
+//! member restart, committed offsets across a broker restart.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, ensure, Result};
+use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use karst_tests::group::{balanced_group_scenario, consumption_counts, fill, positions, wait_assigned, wait_consumed, Callbacks, Member};
+use karst_tests::raw::RawClient;
+use karst_tests::{unique_topic, wait_for, wait_until, Broker};
+
+/// Arguments of `group_member.py`.
+fn member_args(bootstrap: &str, topic: &str, group: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["--bootstrap", bootstrap, "--topic", topic, "--group", group].iter().map(|s| s.to_string()).collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn three_members(strategy: &str) -> Result<()> {
+    // The default initial delay, stated: all three members join within it.
+    let mut broker = Broker::start(&["--set", "group.initial.rebalance.delay.ms=3000"])?;
+    let bootstrap = broker.bootstrap();
+    balanced_group_scenario(broker.addr(), 3, 6, 200, strategy, |name, topic, group| {
+        Member::python(name, &member_args(&bootstrap, topic, group, &["--strategy", strategy, "--commit-every", "50"]))
+    })?;
+    broker.check_running()
+}
+
+#[test]
+fn range_three_members_split_six_partitions() -> Result<()> {
+    three_members("range")
+}
+
+#[test]
+fn cooperative_sticky_three_members_split_six_partitions() -> Result<()> {
+    three_members("cooperative-sticky")
+}
+
+/// Three members share six partitions; one is killed with SIGKILL (no commit, no
+/// LeaveGroup) after consuming its partitions but committing only every 7th message.
+/// After its session times out the two survivors own its partitions, resume exactly at
+/// its last committed offsets, and consume what was produced meanwhile. Every message is
+/// consumed; the only ones consumed twice are the victim's uncommitted tail.
+fn killed_member(strategy: &str) -> Result<()> {
+    const PARTITIONS: i32 = 6;
+    const BEFORE: i64 = 40;
+    const AFTER: i64 = 20;
+    let mut broker = Broker::start(&["--set", "group.min.session.timeout.ms=2000", "--set", "group.initial.rebalance.delay.ms=3000"])?;
+    let addr = broker.addr();
+    let (topic, group) = (unique_topic("kill-member"), unique_topic("kill-member-group"));
+    let mut raw = RawClient::connect(addr)?;
+    raw.create_topic(&topic, PARTITIONS, &[])?;
+    fill(addr, &topic, PARTITIONS, 0..BEFORE)?;
+    let args =
+        member_args(&broker.bootstrap(), &topic, &group, &["--strategy", strategy, "--session-timeout-ms", "3000", "--commit-every", "7"]);
+    let mut members = (0..3).map(|i| Member::python(&format!("member-{i}"), &args)).collect::<Result<Vec<_>>>()?;
+    {
+        let mut all: Vec<&mut Member> = members.iter_mut().collect();
+        wait_consumed(&mut all, &positions(PARTITIONS, 0..BEFORE), Duration::from_secs(40))?;
+        wait_assigned(&mut all, PARTITIONS, 2, Duration::from_secs(20))?;
+    }
+    let mut victim = members.remove(1);
+    let mut survivors = members;
+    // Once the victim is idle its last commit is final: it commits only after messages.
+    wait_until("the victim to go idle", Duration::from_secs(20), || victim.is_idle())?;
+    let victim_parts = victim.assignment().unwrap_or_default();
+    let victim_end: BTreeMap<i32, i64> = victim.consumed().iter().fold(BTreeMap::new(), |mut end, c| {
+        let e = end.entry(c.partition).or_insert(0);
+        *e = (*e).max(c.offset + 1);
+        end
+    });
+    let committed = raw.committed_offsets(&group, &topic, &victim_parts)?;
+    let acked = victim.last_commits();
+    for p in &victim_parts {
+        let said = acked.get(p).copied().unwrap_or(-1);
+        ensure!(
+            committed[p] == said,
+            "{topic}-{p}: the broker has {} committed, the victim's last acknowledged commit was {said}",
+            committed[p]
+        );
+    }
+    victim.kill9()?;
+    fill(addr, &topic, PARTITIONS, BEFORE..BEFORE + AFTER)?;
+
+    {
+        let mut alive: Vec<&mut Member> = survivors.iter_mut().collect();
+        wait_assigned(&mut alive, PARTITIONS, 3, Duration::from_secs(30))?;
+        alive.push(&mut victim);
+        wait_consumed(&mut alive, &positions(PARTITIONS, 0..BEFORE + AFTER), Duration::from_secs(30))?;
+    }
+    let described = raw.describe_group(&group)?;
+    let mut clients: Vec<&str> = described.members.iter().map(|m| m.client_id.as_str()).collect();
+    clients.sort_unstable();
+    ensure!(
+        described.group_state.as_str() == "Stable" && clients == ["member-0", "member-2"],
+        "after the victim's session timeout the group should be the two survivors: {described:?}"
+    );
+    for m in survivors.iter_mut() {
+        m.finish(Duration::from_secs(30))?;
+    }
+
+    // Where the survivors started on each of the victim's partitions: its commit.
+    for p in &victim_parts {
+        let first = survivors.iter().flat_map(|m| m.consumed()).filter(|c| c.partition == *p).map(|c| c.offset).min();
+        let resume = committed[p].max(0);
+        ensure!(first == Some(resume), "{topic}-{p}: survivors started at {first:?}, the victim had committed {}", committed[p]);
+    }
+    let counts = consumption_counts(&[&survivors[0], &victim, &survivors[1]])?;
+    let expected = positions(PARTITIONS, 0..BEFORE + AFTER);
+    ensure!(counts.keys().eq(expected.iter()), "consumed positions differ from the produced ones");
+    // Consumed twice: exactly the victim's consumed-but-uncommitted messages.
+    let twice: BTreeSet<(i32, i64)> = counts.iter().filter(|(_, n)| **n > 1).map(|(pos, _)| *pos).collect();
+    let uncommitted: BTreeSet<(i32, i64)> =
+        victim_parts.iter().flat_map(|p| (committed[p].max(0)..victim_end.get(p).copied().unwrap_or(0)).map(move |o| (*p, o))).collect();
+    ensure!(
+        twice == uncommitted,
+        "redelivered {twice:?}, expected exactly the victim's uncommitted {uncommitted:?} (committed {committed:?}, consumed up to {victim_end:?})"
+    );
+    ensure!(counts.values().all(|n| *n <= 2), "a message consumed more than twice: {counts:?}");
+    println!(
+        "{strategy}: victim owned {victim_parts:?}, committed {committed:?}, consumed up to {victim_end:?}; {} redelivered; survivors now own {:?} and {:?}",
+        twice.len(),
+        survivors[0].assignment(),
+        survivors[1].assignment()
+    );
+    broker.check_running()
+}
+
+#[test]
+fn range_killed_member_partitions_resume_from_its_commits() -> Result<()> {
+    killed_member("range")
+}
+
+#[test]
+fn cooperative_sticky_killed_member_partitions_resume_from_its_commits() -> Result<()> {
+    killed_member("cooperative-sticky")
+}
+
+/// Static membership: three members with `group.instance.id`, restarted one after the
+/// other (a rolling restart, so the group leader is among them): each is killed and a
+/// new process with the same instance id starts within the session timeout. It gets the
+/// same partitions back and resumes from its commits; nobody sees a rebalance (no
+/// callback after a member's first assignment), even after the old sessions would have
+/// expired; DescribeGroups shows the same instance ids with new member ids.
+#[test]
+fn static_members_restart_and_get_their_partitions_back_without_a_rebalance() -> Result<()> {
+    const PARTITIONS: i32 = 6;
+    const SESSION: Duration = Duration::from_millis(6000);
+    let mut broker = Broker::start(&["--set", "group.initial.rebalance.delay.ms=3000"])?;
+    let addr = broker.addr();
+    let (topic, group) = (unique_topic("static"), unique_topic("static-group"));
+    let mut raw = RawClient::connect(addr)?;
+    raw.create_topic(&topic, PARTITIONS, &[])?;
+    let all_parts: Vec<i32> = (0..PARTITIONS).collect();
+    let session_ms = SESSION.as_millis().to_string();
+    let args_for = |i: usize| {
+        let instance = format!("static-{i}");
+        member_args(
+            &broker.bootstrap(),
+            &topic,
+            &group,
+            &["--instance-id", &instance, "--session-timeout-ms", &session_ms, "--commit-every", "1"],
+        )
+    };
+    let mut members = (0..3).map(|i| Member::python(&format!("member-{i}"), &args_for(i))).collect::<Result<Vec<_>>>()?;
+    let mut retired = Vec::new();
+    let mut expected_callbacks = Vec::new();
+    let mut owned = Vec::new();
+    let mut before = BTreeMap::new();
+    let mut last_kill = Instant::now();
+    // Round 0 fills offsets 0..20; round r > 0 restarts member r-1 first, then fills 10 more.
+    for round in 0..=3usize {
+        let offsets = if round == 0 { 0..20 } else { 10 + 10 * round as i64..20 + 10 * round as i64 };
+        if round > 0 {
+            let i = round - 1;
+            members[i].kill9()?;
+            last_kill = Instant::now();
+            let restarted = Member::python(&format!("member-{i}-restarted"), &args_for(i))?;
+            retired.push(std::mem::replace(&mut members[i], restarted));
+            expected_callbacks[i] = Callbacks { assign: 1, revoke: 0, lost: 0 };
+        }
+        let assigned = {
+            let mut all: Vec<&mut Member> = members.iter_mut().collect();
+            wait_assigned(&mut all, PARTITIONS, 2, Duration::from_secs(20))?
+        };
+        if round == 0 {
+            expected_callbacks = members.iter().map(Member::callbacks).collect();
+            owned = assigned;
+        } else {
+            ensure!(assigned == owned, "round {round}: assignments {assigned:?}, before the restart {owned:?}");
+        }
+        fill(addr, &topic, PARTITIONS, offsets.clone())?;
+        {
+            let mut all: Vec<&mut Member> = members.iter_mut().collect();
+            wait_consumed(&mut all, &positions(PARTITIONS, offsets.clone()), Duration::from_secs(30))?;
+        }
+        // Before the next kill: everything consumed is committed (--commit-every 1).
+        wait_until("every member to commit and go idle", Duration::from_secs(20), || members.iter().all(Member::is_idle))?;
+        let committed = raw.committed_offsets(&group, &topic, &all_parts)?;
+        ensure!(
+            committed.values().all(|o| *o == offsets.end),
+            "round {round}: committed {committed:?}, expected {} everywhere",
+            offsets.end
+        );
+        check_callbacks(&mut members, &expected_callbacks)?;
+        if round == 0 {
+            before = instance_members(&raw.describe_group(&group)?)?;
+        }
+    }
+    // Watch until well past the last old member's session timeout: had the coordinator
+    // kept an old member id, it would expire now and rebalance everyone.
+    wait_for("the old members' session timeouts to pass", SESSION * 3, || match check_callbacks(&mut members, &expected_callbacks) {
+        Err(e) => Some(Err(e)),
+        Ok(()) => (last_kill.elapsed() > SESSION + Duration::from_secs(2)).then_some(Ok(())),
+    })??;
+
+    let described = raw.describe_group(&group)?;
+    ensure!(described.group_state.as_str() == "Stable", "group state after the restarts: {described:?}");
+    let after = instance_members(&described)?;
+    ensure!(after.keys().eq(before.keys()), "instances before the restarts {before:?}, after {after:?}");
+    for (instance, id) in &after {
+        ensure!(before.get(instance) != Some(id), "{instance} kept its old member id {id} after a restart");
+    }
+
+    for m in members.iter_mut() {
+        m.finish(Duration::from_secs(30))?;
+    }
+    let everyone: Vec<&Member> = members.iter().chain(retired.iter()).collect();
+    let counts = consumption_counts(&everyone)?;
+    ensure!(counts.keys().eq(positions(PARTITIONS, 0..50).iter()), "consumed positions differ from the produced ones");
+    ensure!(counts.values().all(|n| *n == 1), "messages consumed twice: {:?}", counts.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>());
+    for (i, m) in members.iter().enumerate() {
+        let resumed: BTreeSet<(i32, i64)> = m.consumed().iter().map(|c| (c.partition, c.offset)).collect();
+        let from = 20 + 10 * i as i64;
+        let wanted: BTreeSet<(i32, i64)> = owned[i].iter().flat_map(|p| (from..50).map(move |o| (*p, o))).collect();
+        ensure!(
+            resumed == wanted,
+            "{} consumed {resumed:?}, expected partitions {:?} from the committed offset {from} on",
+            m.name(),
+            owned[i]
+        );
+    }
+    println!("static members kept {owned:?} across a rolling restart; member ids {before:?} -> {after:?}");
+    broker.check_running()
+}
+
+/// Fails if a member failed or its rebalance callbacks differ from `expected`.
+fn check_callbacks(members: &mut [Member], expected: &[Callbacks]) -> Result<()> {
+    for (m, want) in members.iter_mut().zip(expected) {
+        m.check()?;
+        let now = m.callbacks();
+        ensure!(now == *want, "{}: rebalance callbacks {now:?}, expected {want:?}: the group rebalanced\n{}", m.name(), m.report());
+    }
+    Ok(())
+}
+
+/// instance id → member id of a described group's members; fails on a dynamic member.
+fn instance_members(group: &DescribedGroup) -> Result<BTreeMap<String, String>> {
+    group
+        .members
+        .iter()
+        .map(|m| {
+            let instance =
+                m.group_instance_id.as_ref().ok_or_else(|| anyhow!("member {:?} has no group.instance.id: {group:?}", m.member_id))?;
+            Ok((instance.to_string(), m.member_id.to_string()))
+        })
+        .collect()
+}
+
+/// A consumer commits after consuming part of a 3-partition topic (so the committed
+/// offsets fall mid-partition, or nowhere), more messages follow, and the broker is
+/// stopped (SIGTERM, or SIGKILL) and restarted on the same data directory. The
+/// committed offsets and the (now Empty) group are still there, and a new consumer in
+/// the group consumes exactly the messages at and after them.
+fn commits_survive_broker_restart(clean: bool) -> Result<()> {
+    const PARTITIONS: i32 = 3;
+    let mut broker = Broker::start(&["--set", "group.initial.rebalance.delay.ms=300"])?;
+    let (topic, group) = (unique_topic("restart"), unique_topic("restart-group"));
+    let mut raw = RawClient::connect(broker.addr())?;
+    raw.create_topic(&topic, PARTITIONS, &[])?;
+    fill(broker.addr(), &topic, PARTITIONS, 0..50)?;
+    let mut first = Member::python("first", &member_args(&broker.bootstrap(), &topic, &group, &["--stop-after", "70"]))?;
+    let status = first.wait_exit(Duration::from_secs(40))?;
+    first.finish(Duration::from_secs(10))?;
+    ensure!(status.success(), "first consumer: {status}\n{}", first.report());
+    let mut consumed_up_to = BTreeMap::new();
+    for c in first.consumed() {
+        let e = consumed_up_to.entry(c.partition).or_insert(-1);
+        *e = (*e).max(c.offset + 1);
+    }
+    ensure!(first.consumed().len() == 70, "the first consumer consumed {} messages, expected 70", first.consumed().len());
+    let all_parts: Vec<i32> = (0..PARTITIONS).collect();
+    let committed = raw.committed_offsets(&group, &topic, &all_parts)?;
+    for p in &all_parts {
+        let want = consumed_up_to.get(p).copied().unwrap_or(-1);
+        ensure!(committed[p] == want, "{topic}-{p}: committed {}, but the consumer had consumed up to {want}", committed[p]);
+    }
+    fill(broker.addr(), &topic, PARTITIONS, 50..60)?;
+
+    if clean {
+        let status = broker.terminate(Duration::from_secs(20))?;
+        ensure!(status.success(), "broker exited with {status} after SIGTERM");
+    } else {
+        broker.kill9()?;
+    }
+    broker.restart()?;
+    let mut raw = RawClient::connect(broker.addr())?;
+    let replayed = raw.committed_offsets(&group, &topic, &all_parts)?;
+    ensure!(replayed == committed, "committed offsets before the restart {committed:?}, after {replayed:?}");
+    let described = raw.describe_group(&group)?;
+    ensure!(described.group_state.as_str() == "Empty" && described.members.is_empty(), "the group after the restart: {described:?}");
+
+    let mut second = Member::python("second", &member_args(&broker.bootstrap(), &topic, &group, &[]))?;
+    let expected: BTreeSet<(i32, i64)> = all_parts.iter().flat_map(|p| (committed[p].max(0)..60).map(move |o| (*p, o))).collect();
+    wait_consumed(&mut [&mut second], &expected, Duration::from_secs(30))?;
+    second.finish(Duration::from_secs(30))?;
+    let counts = consumption_counts(&[&second])?;
+    ensure!(
+        counts.keys().eq(expected.iter()) && counts.values().all(|n| *n == 1),
+        "after the restart the group consumed {:?}, expected each of {expected:?} once",
+        counts
+    );
+    let final_commits = raw.committed_offsets(&group, &topic, &all_parts)?;
+    ensure!(final_commits.values().all(|o| *o == 60), "committed after the second consumer: {final_commits:?}");
+    println!("committed {committed:?} survived a {} restart", if clean { "SIGTERM" } else { "SIGKILL" });
+    broker.check_running()
+}
+
+#[test]
+fn committed_offsets_survive_a_clean_broker_restart() -> Result<()> {
+    commits_survive_broker_restart(true)
+}
+
+#[test]
+fn committed_offsets_survive_a_broker_kill9() -> Result<()> {
+    commits_survive_broker_restart(false)
+}
