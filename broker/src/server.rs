@@ -74,7 +74,7 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
                 }
             };
             let reply = match decode_request(frame) {
-                Ok(req) => match handlers::dispatch(&broker, req) {
+                Ok(req) => match handlers::dispatch(&broker, req, peer) {
                     Ok(r) => r,
                     Err(e) => {
                         warn!(%peer, "closing connection: {e}");

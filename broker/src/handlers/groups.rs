@@ -3,6 +3,7 @@
 //! DeleteGroups, OffsetDelete.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -101,7 +102,13 @@ fn join_response(r: JoinResult, version: i16) -> JoinGroupResponse {
     resp
 }
 
-pub(crate) async fn join_group(b: Arc<Broker>, req: JoinGroupRequest, version: i16, client_id: String) -> JoinGroupResponse {
+pub(crate) async fn join_group(
+    b: Arc<Broker>,
+    req: JoinGroupRequest,
+    version: i16,
+    client_id: String,
+    peer: SocketAddr,
+) -> JoinGroupResponse {
     let group_id = req.group_id.to_string();
     if let Some(code) = group_id_error(&group_id) {
         return join_response(
@@ -124,7 +131,7 @@ pub(crate) async fn join_group(b: Arc<Broker>, req: JoinGroupRequest, version: i
         member_id: req.member_id.to_string(),
         instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
         client_id,
-        client_host: "/127.0.0.1".into(),
+        client_host: format!("/{}", peer.ip()),
         session_timeout_ms: req.session_timeout_ms,
         rebalance_timeout_ms: if version >= 1 { req.rebalance_timeout_ms } else { req.session_timeout_ms },
         protocol_type: req.protocol_type.to_string(),

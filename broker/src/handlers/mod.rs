@@ -13,6 +13,7 @@ mod producer_id;
 mod tests;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -50,7 +51,7 @@ fn encode(correlation_id: i32, api_key: ApiKey, version: i16, r: &ResponseKind) 
 /// Handles one request. Everything that must happen in request order (appends)
 /// happens before this returns; waiting (fsync, long poll) is left in `Later`.
 /// `Err` means the connection must close.
-pub(crate) fn dispatch(b: &Arc<Broker>, req: Request) -> Result<Reply, String> {
+pub(crate) fn dispatch(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<Reply, String> {
     let Request { api_key, version, correlation_id, body, client_id } = req;
     let client_id = client_id.map(|c| c.to_string()).unwrap_or_default();
     let span = debug_span!("request", api = ?api_key, version, correlation_id);
@@ -77,7 +78,7 @@ pub(crate) fn dispatch(b: &Arc<Broker>, req: Request) -> Result<Reply, String> {
         RequestKind::JoinGroup(r) => {
             let b = b.clone();
             let fut = async move {
-                encode(correlation_id, api_key, version, &ResponseKind::JoinGroup(groups::join_group(b, r, version, client_id).await))
+                encode(correlation_id, api_key, version, &ResponseKind::JoinGroup(groups::join_group(b, r, version, client_id, peer).await))
             };
             return Ok(Reply::Later(Box::pin(fut.instrument(span.clone()))));
         }
