@@ -147,6 +147,15 @@ impl Broker {
         self.partitions.open_topic(topic, &self.topic_config(topic)).map_err(|e| BrokerError::Startup(e.to_string()))
     }
 
+    /// Replaces a topic's config overrides and applies them to its partitions.
+    pub fn alter_topic_configs(&self, name: &str, configs: BTreeMap<String, String>) -> Result<(), BrokerError> {
+        self.metadata.set_topic_configs(name, configs)?;
+        let image = self.metadata.image();
+        let topic = image.topics.get(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        self.partitions.set_config(name, &self.topic_config(topic));
+        Ok(())
+    }
+
     /// A fresh producer id for an idempotent producer.
     pub fn next_producer_id(&self) -> Result<i64, BrokerError> {
         let mut ids = self.producer_ids.lock();

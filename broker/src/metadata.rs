@@ -98,6 +98,15 @@ impl MetadataStore {
         })
     }
 
+    /// Replaces a topic's config overrides.
+    pub fn set_topic_configs(&self, name: &str, configs: BTreeMap<String, String>) -> Result<(), BrokerError> {
+        self.update(|img| {
+            let t = img.topics.get_mut(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+            t.configs = configs;
+            Ok(())
+        })
+    }
+
     /// Reserves `count` producer ids; returns the first. Persisted before use, so
     /// an id is never handed out twice, even across a crash.
     pub fn allocate_producer_ids(&self, count: i64) -> Result<i64, BrokerError> {

@@ -180,6 +180,49 @@ async fn every_advertised_version_round_trips() {
         assert_eq!(r.topics[0].partitions[0].low_watermark, v as i64 + 1);
     }
 
+    for v in versions(ApiKey::IncrementalAlterConfigs) {
+        use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+        let value = format!("{}", 1000 + v as i64);
+        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_static_str("t2")).with_configs(vec![
+                AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("retention.ms"))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_string(value.clone()))),
+            ]),
+            AlterConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_static_str("t2")).with_configs(vec![
+                AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("retention.ms"))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_static_str("soon"))),
+            ]),
+            AlterConfigsResource::default().with_resource_type(4).with_resource_name(StrBytes::from_static_str("1")),
+        ]);
+        let ResponseKind::IncrementalAlterConfigs(r) =
+            c.call(ApiKey::IncrementalAlterConfigs, v, RequestKind::IncrementalAlterConfigs(req)).await
+        else {
+            panic!()
+        };
+        let codes: Vec<i16> = r.responses.iter().map(|x| x.error_code).collect();
+        assert_eq!(codes, vec![0, 40, 42], "IncrementalAlterConfigs v{v}");
+        assert_eq!(broker.metadata.image().topics["t2"].configs.get("retention.ms"), Some(&value));
+    }
+    for v in versions(ApiKey::AlterConfigs) {
+        use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+        let req = AlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("t2"))
+            .with_configs(vec![AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("max.message.bytes"))
+                .with_value(Some(StrBytes::from_static_str("2000")))])]);
+        let ResponseKind::AlterConfigs(r) = c.call(ApiKey::AlterConfigs, v, RequestKind::AlterConfigs(req)).await else { panic!() };
+        assert_eq!(r.responses[0].error_code, 0, "AlterConfigs v{v}");
+        let configs = &broker.metadata.image().topics["t2"].configs;
+        assert_eq!(configs.get("max.message.bytes").map(String::as_str), Some("2000"));
+        assert!(!configs.contains_key("retention.ms"), "AlterConfigs replaces the whole set");
+        assert_eq!(broker.partitions.get("t2", 0).expect("partition").config().max_message_bytes, 2000, "applied to the live partition");
+    }
+
     for v in versions(ApiKey::DeleteTopics) {
         let t = format!("t{}", 2 + v - 1);
         let req = if v >= 6 {

@@ -1,6 +1,7 @@
 //! One module per Kafka API; `dispatch` routes a decoded request to it.
 
 mod admin;
+mod alter_configs;
 mod api_versions;
 mod describe;
 mod fetch;
@@ -113,6 +114,8 @@ pub(crate) fn dispatch(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Resul
         RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(groups::offset_fetch(b, r, version)),
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list_groups(b, r, version)),
         RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(groups::describe_groups(b, r, version)),
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(alter_configs::replace(b, r)),
+        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(alter_configs::incremental(b, r)),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(b, r, version)),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(admin::create_topics(b, r, version)),
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(admin::delete_topics(b, r, version)),

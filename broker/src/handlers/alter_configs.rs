@@ -1,0 +1,113 @@
+//! AlterConfigs (replace a topic's overrides) and IncrementalAlterConfigs
+//! (set or delete single keys). Broker configs are static: set at start-up.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::messages::{
+    AlterConfigsRequest, AlterConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+use karst_protocol::error_codes as ec;
+use tracing::info;
+
+use super::str_bytes;
+use crate::broker::Broker;
+use crate::topic_config;
+
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+
+type Outcome = Result<(), (i16, String)>;
+
+/// Applies `change` to a topic's current overrides, validating the result.
+fn alter_topic(
+    b: &Broker,
+    resource_type: i8,
+    name: &str,
+    validate_only: bool,
+    change: impl FnOnce(&mut BTreeMap<String, String>) -> Outcome,
+) -> Outcome {
+    match resource_type {
+        TOPIC => {}
+        BROKER => {
+            return Err((ec::INVALID_REQUEST, "broker configs are static: set them in karst.toml, KARST_* or --set and restart".into()))
+        }
+        other => return Err((ec::INVALID_REQUEST, format!("resource type {other} is not supported"))),
+    }
+    let image = b.metadata.image();
+    let topic = image.topics.get(name).ok_or((ec::UNKNOWN_TOPIC_OR_PARTITION, format!("topic `{name}` does not exist")))?;
+    let mut configs = topic.configs.clone();
+    change(&mut configs)?;
+    for (k, v) in &configs {
+        topic_config::validate(k, v).map_err(|e| (ec::INVALID_CONFIG, e))?;
+    }
+    if validate_only {
+        return Ok(());
+    }
+    b.alter_topic_configs(name, configs).map_err(|e| (ec::KAFKA_STORAGE_ERROR, e.to_string()))?;
+    info!(topic = name, "altered topic configs");
+    Ok(())
+}
+
+pub(crate) fn incremental(b: &Arc<Broker>, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+    use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+    let responses = req
+        .resources
+        .into_iter()
+        .map(|res| {
+            let outcome = alter_topic(b, res.resource_type, &res.resource_name, req.validate_only, |configs| {
+                for c in &res.configs {
+                    match (c.config_operation, &c.value) {
+                        (OP_SET, Some(v)) => {
+                            configs.insert(c.name.to_string(), v.to_string());
+                        }
+                        (OP_DELETE, _) => {
+                            configs.remove(c.name.as_str());
+                        }
+                        (OP_SET, None) => return Err((ec::INVALID_CONFIG, format!("no value to set for {}", c.name.as_str()))),
+                        (op, _) => {
+                            return Err((
+                                ec::INVALID_REQUEST,
+                                format!("operation {op} on {} is not supported (only SET and DELETE)", c.name.as_str()),
+                            ))
+                        }
+                    }
+                }
+                Ok(())
+            });
+            let r = AlterConfigsResourceResponse::default().with_resource_type(res.resource_type).with_resource_name(res.resource_name);
+            match outcome {
+                Ok(()) => r.with_error_message(None),
+                Err((code, msg)) => r.with_error_code(code).with_error_message(Some(str_bytes(msg))),
+            }
+        })
+        .collect();
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+pub(crate) fn replace(b: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+    let responses = req
+        .resources
+        .into_iter()
+        .map(|res| {
+            let outcome = alter_topic(b, res.resource_type, &res.resource_name, req.validate_only, |configs| {
+                configs.clear();
+                for c in &res.configs {
+                    if let Some(v) = &c.value {
+                        configs.insert(c.name.to_string(), v.to_string());
+                    }
+                }
+                Ok(())
+            });
+            let r = AlterConfigsResourceResponse::default().with_resource_type(res.resource_type).with_resource_name(res.resource_name);
+            match outcome {
+                Ok(()) => r.with_error_message(None),
+                Err((code, msg)) => r.with_error_code(code).with_error_message(Some(str_bytes(msg))),
+            }
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
+}
