@@ -1,0 +1,275 @@
+use proptest::prelude::*;
+
+use super::*;
+
+fn listener(port: u16) -> Vec<Listener> {
+    vec![Listener { name: "PLAINTEXT".into(), host: "127.0.0.1".into(), port }]
+}
+
+fn register(md: &mut ClusterMetadata, id: BrokerId) -> i64 {
+    let r = md.apply(&MetadataCommand::RegisterBroker {
+        broker_id: id,
+        incarnation_id: Uuid::from_u128(id as u128 + 1000),
+        listeners: listener(9000 + id as u16),
+        rack: None,
+    });
+    let Ok(CommandOutcome::BrokerRegistered { broker_epoch }) = r else { panic!("{r:?}") };
+    assert_eq!(md.apply(&MetadataCommand::UnfenceBroker { broker_id: id, broker_epoch }), Ok(CommandOutcome::BrokerUnfenced));
+    broker_epoch
+}
+
+fn create(md: &mut ClusterMetadata, name: &str, id: u128, assignments: Vec<Vec<BrokerId>>) -> CommandResult {
+    md.apply(&MetadataCommand::CreateTopic { name: name.into(), topic_id: Uuid::from_u128(id), configs: BTreeMap::new(), assignments })
+}
+
+fn three_brokers() -> (ClusterMetadata, Vec<i64>) {
+    let mut md = ClusterMetadata::default();
+    let epochs = (1..=3).map(|id| register(&mut md, id)).collect();
+    (md, epochs)
+}
+
+#[test]
+fn broker_registration_epochs_and_retries() {
+    let mut md = ClusterMetadata::default();
+    let e1 = register(&mut md, 1);
+    assert!(!md.broker(1).unwrap().fenced);
+    // Same incarnation: idempotent, still unfenced.
+    let again = md.apply(&MetadataCommand::RegisterBroker {
+        broker_id: 1,
+        incarnation_id: Uuid::from_u128(1001),
+        listeners: listener(1),
+        rack: None,
+    });
+    assert_eq!(again, Ok(CommandOutcome::BrokerRegistered { broker_epoch: e1 }));
+    assert!(!md.broker(1).unwrap().fenced);
+    // New incarnation: new epoch, fenced, old epoch stale.
+    let r = md.apply(&MetadataCommand::RegisterBroker {
+        broker_id: 1,
+        incarnation_id: Uuid::from_u128(5),
+        listeners: listener(2),
+        rack: Some("r".into()),
+    });
+    let Ok(CommandOutcome::BrokerRegistered { broker_epoch: e2 }) = r else { panic!() };
+    assert!(e2 > e1);
+    assert!(md.broker(1).unwrap().fenced);
+    assert_eq!(md.broker(1).unwrap().rack.as_deref(), Some("r"));
+    assert!(matches!(
+        md.apply(&MetadataCommand::UnfenceBroker { broker_id: 1, broker_epoch: e1 }),
+        Err(CommandError::StaleBrokerEpoch { .. })
+    ));
+    assert_eq!(md.apply(&MetadataCommand::FenceBroker { broker_id: 9, broker_epoch: 0 }), Err(CommandError::UnknownBroker(9)));
+    assert!(md
+        .apply(&MetadataCommand::RegisterBroker { broker_id: -1, incarnation_id: Uuid::nil(), listeners: vec![], rack: None })
+        .is_err());
+}
+
+#[test]
+fn create_topic_validates_and_sets_leaders() {
+    let (mut md, _) = three_brokers();
+    let a = md.assign_partitions(12, 3).unwrap();
+    assert_eq!(create(&mut md, "t", 1, a.clone()), Ok(CommandOutcome::TopicCreated { topic_id: Uuid::from_u128(1) }));
+    let t = md.topic("t").unwrap();
+    assert_eq!(t.partitions.len(), 12);
+    for (p, r) in t.partitions.iter().zip(&a) {
+        assert_eq!(&p.replicas, r);
+        assert_eq!(p.leader, r[0]);
+        assert_eq!(&p.isr, r);
+    }
+    let before = md.clone();
+    assert_eq!(create(&mut md, "t", 2, a.clone()), Err(CommandError::TopicExists("t".into())));
+    assert!(matches!(create(&mut md, "u", 1, a.clone()), Err(CommandError::DuplicateTopicId(..))));
+    assert!(matches!(create(&mut md, "bad/name", 3, a.clone()), Err(CommandError::InvalidTopicName(_))));
+    assert!(matches!(create(&mut md, "u", 0, a.clone()), Err(CommandError::InvalidRequest(_))));
+    assert!(matches!(create(&mut md, "u", 3, vec![]), Err(CommandError::InvalidPartitions(_))));
+    assert!(matches!(create(&mut md, "u", 3, vec![vec![1, 1]]), Err(CommandError::InvalidReplicaAssignment(_))));
+    assert!(matches!(create(&mut md, "u", 3, vec![vec![1], vec![1, 2]]), Err(CommandError::InvalidReplicaAssignment(_))));
+    assert!(matches!(create(&mut md, "u", 3, vec![vec![7]]), Err(CommandError::InvalidReplicaAssignment(_))));
+    assert!(matches!(create(&mut md, "u", 3, vec![vec![]]), Err(CommandError::InvalidReplicationFactor(_))));
+    assert_eq!(md, before, "rejected commands change nothing");
+}
+
+#[test]
+fn delete_create_partitions_and_configs() {
+    let (mut md, _) = three_brokers();
+    create(&mut md, "t", 1, vec![vec![1, 2]]).unwrap();
+    assert_eq!(
+        md.apply(&MetadataCommand::CreatePartitions { name: "t".into(), assignments: vec![vec![2, 3], vec![3, 1]] }),
+        Ok(CommandOutcome::PartitionsCreated { partition_count: 3 })
+    );
+    assert!(matches!(
+        md.apply(&MetadataCommand::CreatePartitions { name: "t".into(), assignments: vec![vec![2]] }),
+        Err(CommandError::InvalidReplicaAssignment(_))
+    ));
+    assert!(matches!(
+        md.apply(&MetadataCommand::CreatePartitions { name: "t".into(), assignments: vec![] }),
+        Err(CommandError::InvalidPartitions(_))
+    ));
+    assert!(matches!(
+        md.apply(&MetadataCommand::CreatePartitions { name: "x".into(), assignments: vec![vec![1, 2]] }),
+        Err(CommandError::UnknownTopic(_))
+    ));
+    let set = BTreeMap::from([("retention.ms".to_string(), "10".to_string()), ("cleanup.policy".into(), "compact".into())]);
+    md.apply(&MetadataCommand::AlterTopicConfig { name: "t".into(), set, remove: vec![] }).unwrap();
+    md.apply(&MetadataCommand::AlterTopicConfig {
+        name: "t".into(),
+        set: BTreeMap::new(),
+        remove: vec!["cleanup.policy".into(), "absent".into()],
+    })
+    .unwrap();
+    assert_eq!(md.topic("t").unwrap().configs, BTreeMap::from([("retention.ms".to_string(), "10".to_string())]));
+    assert!(matches!(
+        md.apply(&MetadataCommand::AlterTopicConfig {
+            name: "t".into(),
+            set: BTreeMap::from([(" ".to_string(), "v".to_string())]),
+            remove: vec![]
+        }),
+        Err(CommandError::InvalidConfig(_))
+    ));
+    assert_eq!(
+        md.apply(&MetadataCommand::DeleteTopic { name: "t".into() }),
+        Ok(CommandOutcome::TopicDeleted { topic_id: Uuid::from_u128(1) })
+    );
+    assert_eq!(md.apply(&MetadataCommand::DeleteTopic { name: "t".into() }), Err(CommandError::UnknownTopic("t".into())));
+    // The name and the id are free again.
+    create(&mut md, "t", 1, vec![vec![3]]).unwrap();
+}
+
+#[test]
+fn leader_and_isr_changes_check_partition_epoch() {
+    let (mut md, _) = three_brokers();
+    create(&mut md, "t", 1, vec![vec![1, 2, 3]]).unwrap();
+    let shrink = MetadataCommand::ChangePartitionIsr { topic: "t".into(), partition: 0, partition_epoch: 0, isr: vec![1, 2] };
+    let Ok(CommandOutcome::PartitionChanged { state }) = md.apply(&shrink) else { panic!() };
+    assert_eq!((state.isr.clone(), state.partition_epoch, state.leader_epoch), (vec![1, 2], 1, 0));
+    // The same change again carries a stale epoch.
+    assert!(matches!(md.apply(&shrink), Err(CommandError::StalePartitionEpoch { current: 1, request: 0, .. })));
+    let elect = |leader, epoch| MetadataCommand::ChangePartitionLeader { topic: "t".into(), partition: 0, partition_epoch: epoch, leader };
+    assert!(matches!(md.apply(&elect(3, 1)), Err(CommandError::IneligibleReplica(3, _))));
+    let Ok(CommandOutcome::PartitionChanged { state }) = md.apply(&elect(2, 1)) else { panic!() };
+    assert_eq!((state.leader, state.leader_epoch, state.partition_epoch), (2, 1, 2));
+    assert!(matches!(md.apply(&elect(1, 1)), Err(CommandError::StalePartitionEpoch { .. })));
+    let isr = |isr: Vec<BrokerId>| MetadataCommand::ChangePartitionIsr { topic: "t".into(), partition: 0, partition_epoch: 2, isr };
+    assert!(matches!(md.apply(&isr(vec![1])), Err(CommandError::InvalidIsr(_))), "leader left out");
+    assert!(matches!(md.apply(&isr(vec![2, 4])), Err(CommandError::InvalidIsr(_))), "not a replica");
+    assert!(matches!(md.apply(&isr(vec![])), Err(CommandError::InvalidIsr(_))));
+    assert!(matches!(md.apply(&isr(vec![2, 2])), Err(CommandError::InvalidIsr(_))));
+    assert!(matches!(
+        md.apply(&MetadataCommand::ChangePartitionIsr { topic: "t".into(), partition: 5, partition_epoch: 0, isr: vec![1] }),
+        Err(CommandError::UnknownPartition { .. })
+    ));
+    assert!(matches!(
+        md.apply(&MetadataCommand::ChangePartitionIsr { topic: "x".into(), partition: 0, partition_epoch: 0, isr: vec![1] }),
+        Err(CommandError::UnknownTopic(_))
+    ));
+}
+
+#[test]
+fn fencing_moves_leaders_and_rf1_goes_offline_then_returns() {
+    let (mut md, epochs) = three_brokers();
+    create(&mut md, "r3", 1, vec![vec![1, 2, 3]]).unwrap();
+    create(&mut md, "r1", 2, vec![vec![1], vec![2]]).unwrap();
+    md.apply(&MetadataCommand::FenceBroker { broker_id: 1, broker_epoch: epochs[0] }).unwrap();
+    let p = md.partition("r3", 0).unwrap();
+    assert_eq!((p.leader, p.isr.clone(), p.leader_epoch, p.partition_epoch), (2, vec![2, 3], 1, 1));
+    let p = md.partition("r1", 0).unwrap();
+    assert_eq!((p.leader, p.isr.clone(), p.leader_epoch), (NO_LEADER, vec![1], 1), "rf 1 goes offline");
+    assert_eq!(md.partition("r1", 1).unwrap().leader, 2, "untouched");
+    // A fenced broker cannot lead or join an ISR; placement avoids it.
+    assert!(matches!(create(&mut md, "x", 9, vec![vec![1]]), Err(CommandError::InvalidReplicaAssignment(_))));
+    assert!(md.assign_partitions(6, 2).unwrap().iter().flatten().all(|b| *b != 1));
+    md.apply(&MetadataCommand::UnfenceBroker { broker_id: 1, broker_epoch: epochs[0] }).unwrap();
+    let p = md.partition("r1", 0).unwrap();
+    assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (1, 2, 2), "rf 1 partition is back");
+    assert_eq!(md.partition("r3", 0).unwrap().leader, 2, "a led partition keeps its new leader");
+}
+
+#[test]
+fn producer_id_blocks() {
+    let (mut md, epochs) = three_brokers();
+    let alloc = |broker_id, broker_epoch, count| MetadataCommand::AllocateProducerIds { broker_id, broker_epoch, count };
+    assert_eq!(md.apply(&alloc(1, epochs[0], 1000)), Ok(CommandOutcome::ProducerIdsAllocated { first: 0, count: 1000 }));
+    assert_eq!(md.apply(&alloc(2, epochs[1], 10)), Ok(CommandOutcome::ProducerIdsAllocated { first: 1000, count: 10 }));
+    assert!(matches!(md.apply(&alloc(2, epochs[1] + 1, 10)), Err(CommandError::StaleBrokerEpoch { .. })));
+    assert!(matches!(md.apply(&alloc(2, epochs[1], 0)), Err(CommandError::InvalidRequest(_))));
+    assert!(matches!(md.apply(&alloc(2, epochs[1], MAX_PRODUCER_ID_BLOCK + 1)), Err(CommandError::InvalidRequest(_))));
+    md.next_producer_id = i64::MAX - 5;
+    assert_eq!(md.apply(&alloc(2, epochs[1], 10)), Err(CommandError::ProducerIdsExhausted));
+    assert_eq!(md.next_producer_id, i64::MAX - 5);
+}
+
+#[test]
+fn error_codes_are_kafkas() {
+    assert_eq!(CommandError::TopicExists("t".into()).kafka_error_code(), 36);
+    assert_eq!(CommandError::UnknownTopic("t".into()).kafka_error_code(), 3);
+    assert_eq!(CommandError::StalePartitionEpoch { topic: "t".into(), partition: 0, current: 1, request: 0 }.kafka_error_code(), 95);
+}
+
+fn arb_command() -> impl Strategy<Value = MetadataCommand> {
+    let broker = 0..5i32;
+    let names = prop::sample::select(vec!["a", "b", "c", "bad name"]);
+    let replicas = prop::collection::vec(0..5i32, 0..4);
+    prop_oneof![
+        (broker.clone(), 0..3u128, prop::option::of(prop::sample::select(vec!["r1", "r2"]))).prop_map(|(id, inc, rack)| {
+            MetadataCommand::RegisterBroker {
+                broker_id: id,
+                incarnation_id: Uuid::from_u128(inc),
+                listeners: listener(9092),
+                rack: rack.map(str::to_string),
+            }
+        }),
+        (broker.clone(), 0..6i64).prop_map(|(broker_id, broker_epoch)| MetadataCommand::FenceBroker { broker_id, broker_epoch }),
+        (broker.clone(), 0..6i64).prop_map(|(broker_id, broker_epoch)| MetadataCommand::UnfenceBroker { broker_id, broker_epoch }),
+        (names.clone(), 1..4u128, prop::collection::vec(replicas.clone(), 0..4)).prop_map(|(n, id, assignments)| {
+            MetadataCommand::CreateTopic { name: n.into(), topic_id: Uuid::from_u128(id), configs: BTreeMap::new(), assignments }
+        }),
+        names.clone().prop_map(|n| MetadataCommand::DeleteTopic { name: n.into() }),
+        (names.clone(), prop::collection::vec(replicas.clone(), 0..3))
+            .prop_map(|(n, assignments)| MetadataCommand::CreatePartitions { name: n.into(), assignments }),
+        (names.clone(), "[a-c]{0,2}", "[0-9]").prop_map(|(n, k, v)| MetadataCommand::AlterTopicConfig {
+            name: n.into(),
+            set: BTreeMap::from([(k, v)]),
+            remove: vec!["a".into()],
+        }),
+        (names.clone(), 0..3i32, 0..4i32, -1..5i32).prop_map(|(n, partition, partition_epoch, leader)| {
+            MetadataCommand::ChangePartitionLeader { topic: n.into(), partition, partition_epoch, leader }
+        }),
+        (names, 0..3i32, 0..4i32, replicas).prop_map(|(n, partition, partition_epoch, isr)| {
+            MetadataCommand::ChangePartitionIsr { topic: n.into(), partition, partition_epoch, isr }
+        }),
+        (broker, 0..6i64, -1..2000i32).prop_map(|(broker_id, broker_epoch, count)| MetadataCommand::AllocateProducerIds {
+            broker_id,
+            broker_epoch,
+            count
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Two replicas applying the same committed sequence reach the same image and
+    /// the same results, and the image survives a snapshot round trip.
+    #[test]
+    fn same_commands_same_state(cmds in prop::collection::vec(arb_command(), 0..80)) {
+        let mut a = ClusterMetadata::default();
+        let mut b = ClusterMetadata::default();
+        for cmd in &cmds {
+            let before = a.clone();
+            let ra = a.apply(cmd);
+            let rb = b.apply(cmd);
+            prop_assert_eq!(&ra, &rb);
+            if ra.is_err() {
+                prop_assert_eq!(&a, &before, "a rejected command changed the image");
+            }
+            // Invariants: leaders are in their ISR, ISRs are non-empty subsets of replicas.
+            for p in a.topics.values().flat_map(|t| &t.partitions) {
+                prop_assert!(!p.isr.is_empty());
+                prop_assert!(p.isr.iter().all(|r| p.replicas.contains(r)));
+                prop_assert!(p.leader == NO_LEADER || p.isr.contains(&p.leader));
+            }
+        }
+        prop_assert_eq!(&a, &b);
+        let json = serde_json::to_vec(&a).unwrap();
+        prop_assert_eq!(serde_json::from_slice::<ClusterMetadata>(&json).unwrap(), a);
+    }
+}
