@@ -1,7 +1,7 @@
 //! The broker's shared state and its lifecycle: open the data directory,
 //! recover every partition, run background tasks, shut down cleanly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::path::Path;
 use std::sync::Arc;
@@ -15,13 +15,16 @@ use crate::config::BrokerConfig;
 use crate::errors::BrokerError;
 use crate::flusher::Flusher;
 use crate::group::{GroupCoordinator, Timing};
-use crate::metadata::{write_atomically, MetadataStore, TopicMeta};
+use crate::metadata::{write_atomically, BrokerId, MetadataStore, TopicMeta};
 use crate::partition::Partition;
 use crate::partitions::Partitions;
 use crate::topic_config::{self, TopicConfig};
 
 /// Producer ids are reserved from metadata in blocks, so InitProducerId rarely writes.
-const PRODUCER_ID_BLOCK: i64 = 1000;
+const PRODUCER_ID_BLOCK: i32 = 1000;
+
+/// What this broker last applied of a topic: its id and config overrides.
+type AppliedTopic = (Uuid, BTreeMap<String, String>);
 
 /// Everything request handlers share.
 #[derive(Debug)]
@@ -36,6 +39,8 @@ pub struct Broker {
     pub groups: GroupCoordinator,
     pub(crate) flusher: Arc<Flusher>,
     producer_ids: Mutex<(i64, i64)>,
+    /// Topics whose partitions this broker opened from the metadata image.
+    applied: Mutex<HashMap<String, AppliedTopic>>,
     /// Held until shutdown: one broker per data directory.
     lock: Mutex<Option<File>>,
 }
@@ -52,6 +57,18 @@ fn read_properties(path: &Path) -> Result<BTreeMap<String, String>, BrokerError>
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect())
+}
+
+/// A cluster id every voter of `voters` computes alike (FNV-1a of the list).
+fn voters_cluster_id(voters: &str) -> String {
+    let mut parts: Vec<&str> = voters.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+    parts.sort_unstable();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in parts.join(",").bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("karst-{h:016x}")
 }
 
 impl Broker {
@@ -77,19 +94,17 @@ impl Broker {
             }
             props.get("cluster.id").cloned().ok_or_else(|| BrokerError::Corrupt(format!("{} has no cluster.id", props_path.display())))?
         } else {
-            let id = Uuid::new_v4().simple().to_string();
+            let id = match (&config.cluster_id, &config.controller_quorum_voters) {
+                (Some(id), _) => id.clone(),
+                (None, Some(voters)) => voters_cluster_id(voters),
+                (None, None) => Uuid::new_v4().simple().to_string(),
+            };
             let text = format!("# Karst data directory\nversion=1\ncluster.id={id}\nnode.id={}\n", config.node_id);
             write_atomically(&props_path, text.as_bytes())?;
             id
         };
-        let metadata = MetadataStore::open(&dir.join("metadata"))?;
+        let metadata = MetadataStore::open(&config, &dir, &cluster_id)?;
         let partitions = Partitions::new(&dir);
-        let image = metadata.image();
-        for topic in image.topics.values() {
-            let tc = topic_config::effective(&config, &topic.configs);
-            partitions.open_topic(topic, &tc).map_err(|e| BrokerError::Startup(format!("opening topic {}: {e}", topic.name)))?;
-        }
-        info!(topics = image.topics.len(), partitions = partitions.all().len(), %cluster_id, "recovered logs");
         let advertised = Mutex::new(("127.0.0.1".to_string(), 9092));
         let flusher = Flusher::start(4);
         let groups = GroupCoordinator::new(
@@ -106,15 +121,24 @@ impl Broker {
             partitions,
             flusher,
             producer_ids: Mutex::new((0, 0)),
+            applied: Mutex::new(HashMap::new()),
             groups,
             lock: Mutex::new(Some(lock)),
         });
+        if let Err(e) = broker.apply_image() {
+            broker.metadata.shutdown();
+            return Err(e);
+        }
+        info!(topics = broker.applied.lock().len(), partitions = broker.partitions.all().len(), cluster_id = %broker.cluster_id, "recovered logs");
         broker.groups.load(&broker)?;
         Ok(broker)
     }
 
     /// Sets the address advertised in Metadata (the bound one unless configured).
     pub fn set_advertised(&self, host: String, port: i32) {
+        if let Err(e) = self.metadata.set_listener(&host, port) {
+            warn!("registering listener {host}:{port} with the controller failed: {e}");
+        }
         *self.advertised.lock() = (host, port);
     }
 
@@ -126,33 +150,77 @@ impl Broker {
         topic_config::effective(&self.config, &topic.configs)
     }
 
-    /// Creates a topic in metadata and opens its partitions.
+    /// Creates a topic through the controller, placing its partitions over the
+    /// unfenced brokers, and opens the partitions hosted here.
     pub fn create_topic(&self, topic: TopicMeta) -> Result<(), BrokerError> {
-        let tc = self.topic_config(&topic);
-        self.metadata.create_topic(topic.clone())?;
-        self.partitions.open_topic(&topic, &tc).map_err(|e| BrokerError::Startup(e.to_string()))
+        self.create_topic_assigned(topic, None)
+    }
+
+    /// Creates a topic with explicit replica assignments (`None`: placed by the controller).
+    pub fn create_topic_assigned(&self, topic: TopicMeta, assignments: Option<Vec<Vec<BrokerId>>>) -> Result<(), BrokerError> {
+        self.metadata.create_topic(&topic, assignments)?;
+        self.apply_image()
     }
 
     pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, BrokerError> {
         let meta = self.metadata.delete_topic(name)?;
-        self.partitions.delete_topic(name);
+        self.apply_image()?;
         Ok(meta)
     }
 
     /// Grows a topic to `count` partitions.
     pub fn create_partitions(&self, name: &str, count: i32) -> Result<(), BrokerError> {
-        self.metadata.set_partition_count(name, count)?;
-        let image = self.metadata.image();
-        let topic = image.topics.get(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
-        self.partitions.open_topic(topic, &self.topic_config(topic)).map_err(|e| BrokerError::Startup(e.to_string()))
+        self.create_partitions_assigned(name, count, None)
+    }
+
+    /// Grows a topic to `count` partitions with explicit assignments for the new ones.
+    pub fn create_partitions_assigned(&self, name: &str, count: i32, assignments: Option<Vec<Vec<BrokerId>>>) -> Result<(), BrokerError> {
+        self.metadata.set_partition_count(name, count, assignments)?;
+        self.apply_image()
     }
 
     /// Replaces a topic's config overrides and applies them to its partitions.
     pub fn alter_topic_configs(&self, name: &str, configs: BTreeMap<String, String>) -> Result<(), BrokerError> {
         self.metadata.set_topic_configs(name, configs)?;
+        self.apply_image()
+    }
+
+    /// Brings the hosted partitions in line with the committed metadata image:
+    /// opens partitions of topics with a replica here, applies changed configs,
+    /// deletes topics that are gone. Idempotent; called after every change made
+    /// here and whenever the controller applies changes made elsewhere.
+    pub fn apply_image(&self) -> Result<(), BrokerError> {
         let image = self.metadata.image();
-        let topic = image.topics.get(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
-        self.partitions.set_config(name, &self.topic_config(topic));
+        let mut applied = self.applied.lock();
+        let gone: Vec<String> = applied
+            .iter()
+            .filter(|(name, (id, _))| image.topics.get(name.as_str()).is_none_or(|t| t.id != *id))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            self.partitions.delete_topic(&name);
+            applied.remove(&name);
+            info!(topic = %name, "removed deleted topic's partitions");
+        }
+        for t in image.topics.values() {
+            let hosted = image.cluster.topic(&t.name).is_some_and(|ct| ct.partitions.iter().any(|p| p.replicas.contains(&self.node_id)));
+            if !hosted {
+                continue;
+            }
+            let tc = self.topic_config(t);
+            let open = self.partitions.topic(&t.name).map_or(0, |v| v.len());
+            if open < usize::try_from(t.partitions).unwrap_or(0) {
+                self.partitions
+                    .open_topic(t, &tc)
+                    .map_err(|e| BrokerError::Startup(format!("opening partitions of topic {}: {e}", t.name)))?;
+            }
+            match applied.get(&t.name) {
+                Some((_, configs)) if *configs == t.configs => continue,
+                Some(_) => self.partitions.set_config(&t.name, &tc),
+                None => {}
+            }
+            applied.insert(t.name.clone(), (t.id, t.configs.clone()));
+        }
         Ok(())
     }
 
@@ -161,7 +229,7 @@ impl Broker {
         let mut ids = self.producer_ids.lock();
         if ids.0 >= ids.1 {
             let first = self.metadata.allocate_producer_ids(PRODUCER_ID_BLOCK)?;
-            *ids = (first, first + PRODUCER_ID_BLOCK);
+            *ids = (first, first + i64::from(PRODUCER_ID_BLOCK));
         }
         let id = ids.0;
         ids.0 += 1;
@@ -179,6 +247,17 @@ impl Broker {
 
     /// Background work: retention and, when not fsyncing per produce, periodic flushes.
     pub(crate) fn start_background(self: &Arc<Self>) {
+        let me = self.clone();
+        let mut changes = self.metadata.subscribe();
+        tokio::spawn(async move {
+            // Changes committed through other brokers reach the partitions here.
+            while changes.changed().await.is_ok() {
+                let b = me.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || b.apply_image()).await {
+                    warn!("applying the metadata image failed: {e}");
+                }
+            }
+        });
         let me = self.clone();
         tokio::spawn(async move {
             // Session expiry and rebalance deadlines are checked at this granularity.
@@ -231,6 +310,7 @@ impl Broker {
     pub fn shutdown(&self) {
         self.flusher.stop();
         self.partitions.close_all();
+        self.metadata.shutdown();
         self.lock.lock().take();
     }
 }

@@ -76,6 +76,22 @@ pub struct BrokerConfig {
     pub group_min_session_timeout_ms: i32,
     /// `group.max.session.timeout.ms`
     pub group_max_session_timeout_ms: i32,
+    /// `controller.listener`: where this node's controller accepts quorum peers.
+    /// Unset: the own entry of `controller.quorum.voters`, or an ephemeral
+    /// loopback port for a single-node broker (a lone voter needs no peers).
+    pub controller_listener: Option<String>,
+    /// `controller.quorum.voters`: `1@host:port,2@host:port,...`. Unset: this
+    /// node is the only voter.
+    pub controller_quorum_voters: Option<String>,
+    /// `cluster.id`: written to a fresh data dir. Unset: derived from
+    /// `controller.quorum.voters` (so the voters of one quorum agree), or random
+    /// for a single node.
+    pub cluster_id: Option<String>,
+    /// `broker.session.timeout.ms`: the controller leader fences a broker whose
+    /// heartbeats stop for this long.
+    pub broker_session_timeout_ms: u64,
+    /// `broker.heartbeat.interval.ms`
+    pub broker_heartbeat_interval_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -106,6 +122,11 @@ impl Default for BrokerConfig {
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
+            controller_listener: None,
+            controller_quorum_voters: None,
+            cluster_id: None,
+            broker_session_timeout_ms: 9000,
+            broker_heartbeat_interval_ms: 500,
         }
     }
 }
@@ -176,6 +197,11 @@ impl BrokerConfig {
         "group.initial.rebalance.delay.ms",
         "group.min.session.timeout.ms",
         "group.max.session.timeout.ms",
+        "controller.listener",
+        "controller.quorum.voters",
+        "cluster.id",
+        "broker.session.timeout.ms",
+        "broker.heartbeat.interval.ms",
     ];
 
     /// Sets one key from its text value.
@@ -222,6 +248,13 @@ impl BrokerConfig {
             }
             "group.min.session.timeout.ms" => self.group_min_session_timeout_ms = positive(key, v, parse(key, v)?)?,
             "group.max.session.timeout.ms" => self.group_max_session_timeout_ms = positive(key, v, parse(key, v)?)?,
+            "controller.listener" | "controller.listeners" => {
+                self.controller_listener = if v.is_empty() { None } else { Some(listener_address(v).to_string()) }
+            }
+            "controller.quorum.voters" => self.controller_quorum_voters = if v.is_empty() { None } else { Some(v.to_string()) },
+            "cluster.id" => self.cluster_id = if v.is_empty() { None } else { Some(v.to_string()) },
+            "broker.session.timeout.ms" => self.broker_session_timeout_ms = positive(key, v, parse(key, v)?)?,
+            "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms = positive(key, v, parse(key, v)?)?,
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
         Ok(())
@@ -279,6 +312,9 @@ impl BrokerConfig {
             ("log.flush.interval.messages", self.log_flush_interval_messages.to_string()),
             ("log.flush.interval.ms", self.log_flush_interval_ms.to_string()),
             ("log.retention.check.interval.ms", self.log_retention_check_interval_ms.to_string()),
+            ("controller.listener", self.controller_listener.clone().unwrap_or_else(|| "(own voter address or ephemeral)".into())),
+            ("controller.quorum.voters", self.controller_quorum_voters.clone().unwrap_or_else(|| "(this node alone)".into())),
+            ("broker.session.timeout.ms", self.broker_session_timeout_ms.to_string()),
         ]
     }
 

@@ -17,4 +17,8 @@ pub enum BrokerError {
     Exhausted(&'static str),
     #[error("{0}")]
     Startup(String),
+    /// The controller refused or could not commit a metadata change; `code` is
+    /// the Kafka error code to answer with.
+    #[error("{message}")]
+    Metadata { code: i16, message: String },
 }

@@ -1,18 +1,37 @@
-//! Cluster metadata: topics, their partitions and configs, the producer-id
-//! allocator. This is the seam the controller quorum replaces: every change is a
-//! method here, persisted before it returns, and readers take an immutable image.
+//! Cluster metadata: topics, their partitions and configs, brokers, the
+//! producer-id allocator. Backed by the controller quorum
+//! ([`karst_controller::Controller`]): every change is a proposal committed by
+//! the quorum before it returns, and readers take an immutable image derived
+//! from the locally applied [`ClusterMetadata`].
+//!
+//! A single-node broker runs a one-voter quorum in its own process. The
+//! controller runs on a small runtime of its own, so the synchronous methods
+//! here can wait for a commit from any thread (a request handler, start-up, a
+//! test) without deadlocking the caller's runtime.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
+use std::future::Future;
 use std::io::Write;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use karst_controller::{
+    parse_voters, ClusterMetadata, CommandError, CommandOutcome, Controller, Listener, MetadataCommand, ProposeError, Voter,
+};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tracing::{info, warn};
 use uuid::Uuid;
 
+use crate::config::BrokerConfig;
 use crate::errors::BrokerError;
+
+pub use karst_controller::{BrokerId, PartitionState, NO_LEADER};
 
 /// One topic as the cluster knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,101 +45,439 @@ pub struct TopicMeta {
 }
 
 /// An immutable view of all metadata.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct ClusterImage {
     pub topics: BTreeMap<String, TopicMeta>,
     /// First producer id not yet handed to any broker.
     pub next_producer_id: i64,
+    /// The replicated image this view was derived from: brokers, partition
+    /// leaders, replicas and ISRs.
+    pub cluster: Arc<ClusterMetadata>,
 }
 
 impl ClusterImage {
     pub fn topic_by_id(&self, id: Uuid) -> Option<&TopicMeta> {
         self.topics.values().find(|t| t.id == id)
     }
+
+    fn derive(cluster: Arc<ClusterMetadata>) -> ClusterImage {
+        let topics = cluster
+            .topics
+            .values()
+            .map(|t| {
+                let meta = TopicMeta {
+                    name: t.name.clone(),
+                    id: t.topic_id,
+                    partitions: i32::try_from(t.partitions.len()).unwrap_or(i32::MAX),
+                    replication_factor: t.partitions.first().map_or(0, |p| i16::try_from(p.replicas.len()).unwrap_or(i16::MAX)),
+                    configs: t.configs.clone(),
+                };
+                (t.name.clone(), meta)
+            })
+            .collect();
+        ClusterImage { topics, next_producer_id: cluster.next_producer_id, cluster }
+    }
 }
 
-/// Persisted metadata, one JSON document written atomically.
-#[derive(Debug)]
+/// The metadata document written by Karst before the controller quorum existed;
+/// imported into the quorum once.
+#[derive(Debug, Deserialize)]
+struct LegacyImage {
+    #[serde(default)]
+    topics: BTreeMap<String, TopicMeta>,
+    #[serde(default)]
+    next_producer_id: i64,
+}
+
+/// Kafka error codes not (yet) in `karst_protocol::error_codes`.
+const NOT_CONTROLLER: i16 = 41;
+const UNKNOWN_SERVER_ERROR: i16 = -1;
+
+const LEGACY_DIR: &str = "metadata";
+const LEGACY_FILE: &str = "metadata.json";
+const CONTROLLER_DIR: &str = "controller";
+/// How long start-up waits for a controller leader.
+const LEADER_WAIT: Duration = Duration::from_secs(60);
+
+/// The broker's handle on the controller quorum.
 pub struct MetadataStore {
-    path: PathBuf,
-    image: RwLock<Arc<ClusterImage>>,
-    /// Serialises writers so each change persists before the next begins.
-    write: Mutex<()>,
+    node_id: BrokerId,
+    controller: Arc<Controller>,
+    /// The controller's runtime; taken on shutdown.
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    handle: tokio::runtime::Handle,
+    /// The derived view of the latest applied image, rebuilt when it changes.
+    cache: RwLock<Arc<ClusterImage>>,
+    /// This broker's registration epoch.
+    epoch: Arc<AtomicI64>,
+    /// The listener this broker registered with.
+    registered: Mutex<Listener>,
 }
 
-const FILE: &str = "metadata.json";
+impl std::fmt::Debug for MetadataStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetadataStore").field("node_id", &self.node_id).field("broker_epoch", &self.epoch).finish()
+    }
+}
+
+fn controller_error(e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Startup(format!("controller: {e}"))
+}
+
+/// A command rejection as the error a handler answers with.
+fn command_error(e: CommandError) -> BrokerError {
+    match e {
+        CommandError::TopicExists(n) => BrokerError::TopicExists(n),
+        CommandError::UnknownTopic(n) => BrokerError::UnknownTopic(n),
+        other => BrokerError::Metadata { code: other.kafka_error_code(), message: other.to_string() },
+    }
+}
+
+fn propose_error(e: ProposeError) -> BrokerError {
+    let code = match &e {
+        ProposeError::NotLeader { .. } => NOT_CONTROLLER,
+        ProposeError::Timeout(_) => karst_protocol::error_codes::REQUEST_TIMED_OUT,
+        _ => UNKNOWN_SERVER_ERROR,
+    };
+    BrokerError::Metadata { code, message: e.to_string() }
+}
+
+fn resolve(addr: &str) -> Result<SocketAddr, BrokerError> {
+    addr.to_socket_addrs()
+        .map_err(|e| BrokerError::Startup(format!("controller listener `{addr}`: {e}")))?
+        .next()
+        .ok_or_else(|| BrokerError::Startup(format!("controller listener `{addr}` resolves to no address")))
+}
+
+/// host:port → a registration listener (port 0 when unparsable: replaced by
+/// [`MetadataStore::set_listener`] once the Kafka listener is bound).
+fn listener_of(addr: &str) -> Listener {
+    let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "0"));
+    Listener { name: "PLAINTEXT".into(), host: host.trim_matches(|c| c == '[' || c == ']').to_string(), port: port.parse().unwrap_or(0) }
+}
 
 impl MetadataStore {
-    pub fn open(meta_dir: &Path) -> Result<MetadataStore, BrokerError> {
-        fs::create_dir_all(meta_dir)?;
-        let path = meta_dir.join(FILE);
-        let image = match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| BrokerError::Corrupt(format!("{}: {e}", path.display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ClusterImage::default(),
+    /// Starts this node's controller (data in `<data_dir>/controller`), waits for
+    /// a leader, registers and unfences this broker, and imports a pre-quorum
+    /// `metadata/metadata.json` once.
+    pub fn open(config: &BrokerConfig, data_dir: &Path, cluster_id: &str) -> Result<MetadataStore, BrokerError> {
+        let node_id = config.node_id;
+        if node_id < 0 {
+            return Err(BrokerError::Startup(format!("node.id {node_id} is negative")));
+        }
+        let (voters, listen) = match &config.controller_quorum_voters {
+            Some(text) => {
+                let voters = parse_voters(text).map_err(|e| BrokerError::Startup(format!("controller.quorum.voters: {e}")))?;
+                let own = voters.iter().find(|v| v.id == node_id as u64).map(|v| v.addr.clone());
+                let listen = config.controller_listener.clone().or(own).unwrap_or_else(|| "127.0.0.1:9093".into());
+                (voters, listen)
+            }
+            None => {
+                let listen = config.controller_listener.clone().unwrap_or_else(|| "127.0.0.1:0".into());
+                (vec![Voter { id: node_id as u64, addr: listen.clone() }], listen)
+            }
+        };
+        let listen_addr = resolve(&listen)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("karst-controller")
+            .enable_all()
+            .build()
+            .map_err(|e| BrokerError::Startup(format!("controller runtime: {e}")))?;
+        let handle = runtime.handle().clone();
+        let dir = data_dir.join(CONTROLLER_DIR);
+        let cid = cluster_id.to_string();
+        let started = run_on(&handle, async move { Controller::start(node_id as u64, &cid, &voters, dir, listen_addr).await })?
+            .map_err(controller_error)?;
+        let controller = Arc::new(started);
+        info!(node_id, controller = %controller.local_addr(), "controller started");
+        let listener = listener_of(config.advertised_listener.as_deref().unwrap_or(&config.listen));
+        let store = MetadataStore {
+            node_id,
+            cache: RwLock::new(Arc::new(ClusterImage::derive(controller.metadata()))),
+            controller,
+            runtime: Mutex::new(Some(runtime)),
+            handle,
+            epoch: Arc::new(AtomicI64::new(-1)),
+            registered: Mutex::new(listener.clone()),
+        };
+        let c = store.controller.clone();
+        if store.run(async move { c.wait_for_leader(LEADER_WAIT).await })?.is_none() {
+            return Err(BrokerError::Startup(format!("no controller leader elected within {LEADER_WAIT:?}")));
+        }
+        store.register(listener)?;
+        store.import_legacy(&data_dir.join(LEGACY_DIR))?;
+        store.handle.spawn(heartbeat_loop(
+            store.controller.clone(),
+            node_id,
+            store.epoch.clone(),
+            Duration::from_millis(config.broker_heartbeat_interval_ms),
+        ));
+        store.handle.spawn(fence_loop(store.controller.clone(), Duration::from_millis(config.broker_session_timeout_ms)));
+        Ok(store)
+    }
+
+    /// Runs `fut` on the controller runtime and waits for it from this thread.
+    fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> Result<T, BrokerError> {
+        run_on(&self.handle, fut)
+    }
+
+    /// Proposes `cmd` and waits for its commit; the command's own rejection is an error too.
+    pub fn propose(&self, cmd: MetadataCommand) -> Result<CommandOutcome, BrokerError> {
+        let c = self.controller.clone();
+        let result = self.run(async move { c.propose_anywhere(cmd).await })?;
+        result.map_err(propose_error)?.map_err(command_error)
+    }
+
+    fn register(&self, listener: Listener) -> Result<(), BrokerError> {
+        let outcome = self.propose(MetadataCommand::RegisterBroker {
+            broker_id: self.node_id,
+            incarnation_id: Uuid::new_v4(),
+            listeners: vec![listener.clone()],
+            rack: None,
+        })?;
+        let CommandOutcome::BrokerRegistered { broker_epoch } = outcome else {
+            return Err(BrokerError::Startup(format!("unexpected registration outcome {outcome:?}")));
+        };
+        self.epoch.store(broker_epoch, Ordering::SeqCst);
+        *self.registered.lock() = listener;
+        self.propose(MetadataCommand::UnfenceBroker { broker_id: self.node_id, broker_epoch })?;
+        info!(node_id = self.node_id, broker_epoch, "registered with the controller");
+        Ok(())
+    }
+
+    /// Re-registers when the advertised Kafka listener differs from the registered one.
+    pub fn set_listener(&self, host: &str, port: i32) -> Result<(), BrokerError> {
+        let listener = Listener { name: "PLAINTEXT".into(), host: host.to_string(), port: u16::try_from(port).unwrap_or(0) };
+        if *self.registered.lock() == listener {
+            return Ok(());
+        }
+        self.register(listener)
+    }
+
+    fn import_legacy(&self, dir: &Path) -> Result<(), BrokerError> {
+        let path = dir.join(LEGACY_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        Ok(MetadataStore { path, image: RwLock::new(Arc::new(image)), write: Mutex::new(()) })
-    }
-
-    /// The current image; cheap, never blocks on a writer's I/O.
-    pub fn image(&self) -> Arc<ClusterImage> {
-        self.image.read().clone()
-    }
-
-    fn update<T>(&self, f: impl FnOnce(&mut ClusterImage) -> Result<T, BrokerError>) -> Result<T, BrokerError> {
-        let _w = self.write.lock();
-        let mut next = (*self.image()).clone();
-        let out = f(&mut next)?;
-        persist(&self.path, &next)?;
-        *self.image.write() = Arc::new(next);
-        Ok(out)
-    }
-
-    pub fn create_topic(&self, topic: TopicMeta) -> Result<(), BrokerError> {
-        self.update(|img| {
-            if img.topics.contains_key(&topic.name) {
-                return Err(BrokerError::TopicExists(topic.name.clone()));
+        let legacy: LegacyImage = serde_json::from_slice(&bytes).map_err(|e| BrokerError::Corrupt(format!("{}: {e}", path.display())))?;
+        info!(topics = legacy.topics.len(), path = %path.display(), "importing pre-quorum metadata into the controller");
+        for t in legacy.topics.values() {
+            if self.image().topics.contains_key(&t.name) {
+                continue;
             }
-            img.topics.insert(topic.name.clone(), topic);
-            Ok(())
+            let count = usize::try_from(t.partitions.max(1)).unwrap_or(1);
+            let cmd = MetadataCommand::CreateTopic {
+                name: t.name.clone(),
+                topic_id: t.id,
+                configs: t.configs.clone(),
+                assignments: vec![vec![self.node_id]; count],
+            };
+            match self.propose(cmd) {
+                Ok(_) | Err(BrokerError::TopicExists(_)) => {}
+                Err(e) => return Err(BrokerError::Startup(format!("importing topic {}: {e}", t.name))),
+            }
+        }
+        while self.image().next_producer_id < legacy.next_producer_id {
+            let missing = legacy.next_producer_id - self.image().next_producer_id;
+            let count = i32::try_from(missing.min(i64::from(karst_controller::commands::MAX_PRODUCER_ID_BLOCK))).unwrap_or(1);
+            self.propose(MetadataCommand::AllocateProducerIds {
+                broker_id: self.node_id,
+                broker_epoch: self.epoch.load(Ordering::SeqCst),
+                count,
+            })?;
+        }
+        let done = dir.join(format!("{LEGACY_FILE}.imported"));
+        fs::rename(&path, &done)?;
+        File::open(dir)?.sync_all()?;
+        info!(path = %done.display(), "pre-quorum metadata imported");
+        Ok(())
+    }
+
+    /// The current image; cheap, never blocks on a proposal.
+    pub fn image(&self) -> Arc<ClusterImage> {
+        let latest = self.controller.metadata();
+        let cached = self.cache.read().clone();
+        if Arc::ptr_eq(&cached.cluster, &latest) {
+            return cached;
+        }
+        let derived = Arc::new(ClusterImage::derive(latest));
+        *self.cache.write() = derived.clone();
+        derived
+    }
+
+    /// Notified after every applied batch of metadata changes.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ClusterMetadata>> {
+        self.controller.subscribe()
+    }
+
+    pub fn node_id(&self) -> BrokerId {
+        self.node_id
+    }
+
+    pub fn broker_epoch(&self) -> i64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    pub fn controller(&self) -> &Arc<Controller> {
+        &self.controller
+    }
+
+    /// The controller leader's node id, if one is known.
+    pub fn controller_leader(&self) -> Option<BrokerId> {
+        self.controller.leader().and_then(|(id, _)| BrokerId::try_from(id).ok())
+    }
+
+    /// Creates a topic; `assignments[p]` lists partition p's replicas, or the
+    /// controller image places them over the unfenced brokers when `None`.
+    pub fn create_topic(&self, topic: &TopicMeta, assignments: Option<Vec<Vec<BrokerId>>>) -> Result<(), BrokerError> {
+        let assignments = match assignments {
+            Some(a) => a,
+            None => self.place(topic.partitions, topic.replication_factor)?,
+        };
+        self.propose(MetadataCommand::CreateTopic {
+            name: topic.name.clone(),
+            topic_id: topic.id,
+            configs: topic.configs.clone(),
+            assignments,
         })
+        .map(drop)
+    }
+
+    fn place(&self, count: i32, replication_factor: i16) -> Result<Vec<Vec<BrokerId>>, BrokerError> {
+        let count = u32::try_from(count).map_err(|_| BrokerError::Metadata {
+            code: karst_protocol::error_codes::INVALID_PARTITIONS,
+            message: format!("partition count {count}"),
+        })?;
+        let rf = u16::try_from(replication_factor).map_err(|_| BrokerError::Metadata {
+            code: karst_protocol::error_codes::INVALID_REPLICATION_FACTOR,
+            message: format!("replication factor {replication_factor}"),
+        })?;
+        self.image().cluster.assign_partitions(count, rf).map_err(command_error)
     }
 
     pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, BrokerError> {
-        self.update(|img| img.topics.remove(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string())))
+        let meta = self.image().topics.get(name).cloned().ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        self.propose(MetadataCommand::DeleteTopic { name: name.to_string() })?;
+        Ok(meta)
     }
 
-    pub fn set_partition_count(&self, name: &str, count: i32) -> Result<(), BrokerError> {
-        self.update(|img| {
-            let t = img.topics.get_mut(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
-            t.partitions = count;
-            Ok(())
-        })
+    /// Grows a topic to `count` partitions, placing the new ones unless `assignments` are given.
+    pub fn set_partition_count(&self, name: &str, count: i32, assignments: Option<Vec<Vec<BrokerId>>>) -> Result<(), BrokerError> {
+        let image = self.image();
+        let t = image.topics.get(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        let assignments = match assignments {
+            Some(a) => a,
+            None => self.place(count - t.partitions, t.replication_factor.max(1))?,
+        };
+        self.propose(MetadataCommand::CreatePartitions { name: name.to_string(), assignments }).map(drop)
     }
 
     /// Replaces a topic's config overrides.
     pub fn set_topic_configs(&self, name: &str, configs: BTreeMap<String, String>) -> Result<(), BrokerError> {
-        self.update(|img| {
-            let t = img.topics.get_mut(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
-            t.configs = configs;
-            Ok(())
-        })
+        let image = self.image();
+        let t = image.topics.get(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        let remove = t.configs.keys().filter(|k| !configs.contains_key(*k)).cloned().collect();
+        self.propose(MetadataCommand::AlterTopicConfig { name: name.to_string(), set: configs, remove }).map(drop)
     }
 
-    /// Reserves `count` producer ids; returns the first. Persisted before use, so
-    /// an id is never handed out twice, even across a crash.
-    pub fn allocate_producer_ids(&self, count: i64) -> Result<i64, BrokerError> {
-        self.update(|img| {
-            let first = img.next_producer_id;
-            img.next_producer_id = first.checked_add(count).ok_or(BrokerError::Exhausted("producer ids"))?;
-            Ok(first)
-        })
+    /// Reserves `count` producer ids; returns the first. Committed by the quorum
+    /// before use, so an id is never handed out twice, even across a crash.
+    pub fn allocate_producer_ids(&self, count: i32) -> Result<i64, BrokerError> {
+        let outcome = self.propose(MetadataCommand::AllocateProducerIds {
+            broker_id: self.node_id,
+            broker_epoch: self.epoch.load(Ordering::SeqCst),
+            count,
+        })?;
+        match outcome {
+            CommandOutcome::ProducerIdsAllocated { first, .. } => Ok(first),
+            other => Err(BrokerError::Startup(format!("unexpected producer-id outcome {other:?}"))),
+        }
+    }
+
+    /// Stops the controller and its runtime. Idempotent.
+    pub fn shutdown(&self) {
+        let Some(rt) = self.runtime.lock().take() else { return };
+        let c = self.controller.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        rt.spawn(async move {
+            let _ = tx.send(c.shutdown().await);
+        });
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!("controller shutdown: {e}"),
+            Err(_) => warn!("controller shutdown did not finish in time"),
+        }
+        rt.shutdown_background();
     }
 }
 
-fn persist(path: &Path, image: &ClusterImage) -> Result<(), BrokerError> {
-    let bytes = serde_json::to_vec_pretty(image).map_err(|e| BrokerError::Corrupt(e.to_string()))?;
-    write_atomically(path, &bytes)
+impl Drop for MetadataStore {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.lock().take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Tells the controller leader this broker is alive, every `interval`.
+async fn heartbeat_loop(controller: Arc<Controller>, broker_id: BrokerId, epoch: Arc<AtomicI64>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let e = epoch.load(Ordering::SeqCst);
+        if let Err(err) = controller.heartbeat(broker_id, e).await {
+            tracing::debug!(broker_id, "heartbeat not delivered: {err}");
+        }
+    }
+}
+
+/// On the controller leader: fence brokers whose heartbeats stopped for
+/// `session_timeout`, unfence fenced ones that heartbeat again. A new leader
+/// gives every broker a full session before fencing it.
+async fn fence_loop(controller: Arc<Controller>, session_timeout: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut leading_since: Option<std::time::Instant> = None;
+    loop {
+        tick.tick().await;
+        if !controller.is_leader() {
+            leading_since = None;
+            continue;
+        }
+        let since = *leading_since.get_or_insert_with(std::time::Instant::now);
+        let beats = controller.broker_heartbeats();
+        let image = controller.metadata();
+        for b in image.brokers.values() {
+            let last = beats.get(&b.id).filter(|(e, _)| *e == b.epoch).map(|(_, at)| *at);
+            let recent = last.is_some_and(|at| at.elapsed() < session_timeout);
+            let cmd = if !b.fenced && !recent && since.elapsed() >= session_timeout {
+                info!(broker_id = b.id, "fencing broker: no heartbeat for {session_timeout:?}");
+                MetadataCommand::FenceBroker { broker_id: b.id, broker_epoch: b.epoch }
+            } else if b.fenced && recent {
+                info!(broker_id = b.id, "unfencing broker: heartbeats resumed");
+                MetadataCommand::UnfenceBroker { broker_id: b.id, broker_epoch: b.epoch }
+            } else {
+                continue;
+            };
+            match controller.propose(cmd).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::debug!(broker_id = b.id, "fence change rejected: {e}"),
+                Err(e) => tracing::debug!(broker_id = b.id, "fence change not committed: {e}"),
+            }
+        }
+    }
+}
+
+fn run_on<T: Send + 'static>(handle: &tokio::runtime::Handle, fut: impl Future<Output = T> + Send + 'static) -> Result<T, BrokerError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    handle.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv().map_err(|_| BrokerError::Startup("the controller runtime is stopped".into()))
 }
 
 /// Temp file, fsync, rename, fsync the directory: the file is old or new, never torn.
@@ -138,24 +495,63 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BrokerError> {
     Ok(())
 }
 
+/// Where a pre-quorum data dir kept its metadata (for tests of the import).
+pub fn legacy_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(LEGACY_DIR).join(LEGACY_FILE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn config(dir: &Path) -> BrokerConfig {
+        BrokerConfig { data_dir: dir.to_path_buf(), ..Default::default() }
+    }
+
     #[test]
     fn changes_survive_reopen() {
         let d = tempfile::tempdir().expect("tempdir");
-        let s = MetadataStore::open(d.path()).expect("open");
+        let s = MetadataStore::open(&config(d.path()), d.path(), "c1").expect("open");
         let t = TopicMeta { name: "a".into(), id: Uuid::new_v4(), partitions: 3, replication_factor: 1, configs: BTreeMap::new() };
-        s.create_topic(t.clone()).expect("create");
-        assert!(matches!(s.create_topic(t.clone()), Err(BrokerError::TopicExists(_))));
-        s.set_partition_count("a", 5).expect("grow");
+        s.create_topic(&t, None).expect("create");
+        assert!(matches!(s.create_topic(&t, None), Err(BrokerError::TopicExists(_))));
+        s.set_partition_count("a", 5, None).expect("grow");
         assert_eq!(s.allocate_producer_ids(10).expect("ids"), 0);
+        assert_eq!(s.image().cluster.partition("a", 4).expect("p4").leader, 1);
+        s.shutdown();
         drop(s);
-        let s = MetadataStore::open(d.path()).expect("reopen");
+        let s = MetadataStore::open(&config(d.path()), d.path(), "c1").expect("reopen");
         assert_eq!(s.image().topics["a"].partitions, 5);
+        assert_eq!(s.image().topics["a"].id, t.id);
         assert_eq!(s.allocate_producer_ids(10).expect("ids"), 10);
         s.delete_topic("a").expect("delete");
         assert!(s.image().topics.is_empty());
+        s.shutdown();
+    }
+
+    #[test]
+    fn pre_quorum_metadata_is_imported_once() {
+        let d = tempfile::tempdir().expect("tempdir");
+        fs::create_dir_all(d.path().join(LEGACY_DIR)).expect("mkdir");
+        let id = Uuid::new_v4();
+        let legacy = serde_json::json!({
+            "topics": {"old": {"name": "old", "id": id, "partitions": 4, "replication_factor": 1,
+                               "configs": {"retention.ms": "1000"}}},
+            "next_producer_id": 2500
+        });
+        fs::write(legacy_path(d.path()), serde_json::to_vec_pretty(&legacy).expect("json")).expect("write");
+        let s = MetadataStore::open(&config(d.path()), d.path(), "c1").expect("open");
+        let image = s.image();
+        let t = &image.topics["old"];
+        assert_eq!((t.id, t.partitions, t.configs.get("retention.ms").map(String::as_str)), (id, 4, Some("1000")));
+        assert!(image.next_producer_id >= 2500);
+        assert!(!legacy_path(d.path()).exists(), "imported file is renamed");
+        s.delete_topic("old").expect("delete");
+        s.shutdown();
+        drop(s);
+        let s = MetadataStore::open(&config(d.path()), d.path(), "c1").expect("reopen");
+        assert!(s.image().topics.is_empty(), "not imported a second time");
+        assert!(s.allocate_producer_ids(1).expect("id") >= 2500);
+        s.shutdown();
     }
 }

@@ -21,7 +21,7 @@ use super::{str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::errors::BrokerError;
 use crate::group::OFFSETS_TOPIC;
-use crate::metadata::TopicMeta;
+use crate::metadata::{BrokerId, TopicMeta};
 use crate::partition::PartitionError;
 use crate::topic_config;
 use crate::topic_name::invalid_reason;
@@ -29,16 +29,21 @@ use crate::topic_name::invalid_reason;
 /// Kafka's refusal of a topic: code plus message.
 type Refusal = (i16, String);
 
+/// A topic to create and, when the request gave them, its replica assignments.
+type Plan = (TopicMeta, Option<Vec<Vec<BrokerId>>>);
+
 /// Checks a CreatableTopic and turns it into the metadata to create.
-fn plan_topic(b: &Broker, t: &CreatableTopic) -> Result<TopicMeta, Refusal> {
+fn plan_topic(b: &Broker, t: &CreatableTopic) -> Result<Plan, Refusal> {
     let name = t.name.as_str();
     if let Some(reason) = invalid_reason(name) {
         return Err((ec::INVALID_TOPIC_EXCEPTION, reason));
     }
-    if b.metadata.image().topics.contains_key(name) {
+    let image = b.metadata.image();
+    if image.topics.contains_key(name) {
         return Err((ec::TOPIC_ALREADY_EXISTS, format!("topic `{name}` already exists")));
     }
-    let nodes = 1i16;
+    let nodes = i16::try_from(image.cluster.unfenced_brokers().count()).unwrap_or(i16::MAX);
+    let mut assignments = None;
     let (partitions, replication_factor) = if t.assignments.is_empty() {
         let partitions = match t.num_partitions {
             -1 => b.config.num_partitions,
@@ -61,11 +66,17 @@ fn plan_topic(b: &Broker, t: &CreatableTopic) -> Result<TopicMeta, Refusal> {
             return Err((ec::INVALID_REPLICA_ASSIGNMENT, "partition indexes must be 0..n without gaps".into()));
         }
         let rf = t.assignments[0].broker_ids.len() as i16;
-        for a in &t.assignments {
-            if a.broker_ids.len() as i16 != rf || a.broker_ids.iter().any(|id| id.0 != b.node_id) {
-                return Err((ec::INVALID_REPLICA_ASSIGNMENT, format!("replicas must be on broker {}", b.node_id)));
+        let mut sorted: Vec<_> = t.assignments.iter().collect();
+        sorted.sort_by_key(|a| a.partition_index);
+        for a in &sorted {
+            if a.broker_ids.len() as i16 != rf {
+                return Err((ec::INVALID_REPLICA_ASSIGNMENT, "every partition needs the same number of replicas".into()));
+            }
+            if let Some(unknown) = a.broker_ids.iter().find(|id| image.cluster.broker(id.0).is_none()) {
+                return Err((ec::INVALID_REPLICA_ASSIGNMENT, format!("broker {} is not registered", unknown.0)));
             }
         }
+        assignments = Some(sorted.iter().map(|a| a.broker_ids.iter().map(|id| id.0).collect()).collect());
         (t.assignments.len() as i32, rf)
     };
     if replication_factor > nodes {
@@ -82,7 +93,7 @@ fn plan_topic(b: &Broker, t: &CreatableTopic) -> Result<TopicMeta, Refusal> {
         topic_config::validate(c.name.as_str(), value.as_str()).map_err(|e| (ec::INVALID_CONFIG, e))?;
         configs.insert(c.name.to_string(), value.to_string());
     }
-    Ok(TopicMeta { name: name.to_string(), id: Uuid::new_v4(), partitions, replication_factor, configs })
+    Ok((TopicMeta { name: name.to_string(), id: Uuid::new_v4(), partitions, replication_factor, configs }, assignments))
 }
 
 pub(crate) fn create_topics(b: &Arc<Broker>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
@@ -95,16 +106,17 @@ pub(crate) fn create_topics(b: &Arc<Broker>, req: CreateTopicsRequest, version: 
         let outcome = if duplicate {
             Err((ec::INVALID_REQUEST, format!("topic `{}` appears more than once in the request", t.name.as_str())))
         } else {
-            plan_topic(b, t).and_then(|meta| {
+            plan_topic(b, t).and_then(|(meta, assignments)| {
                 if req.validate_only {
                     return Ok(meta);
                 }
-                match b.create_topic(meta.clone()) {
+                match b.create_topic_assigned(meta.clone(), assignments) {
                     Ok(()) => {
                         info!(topic = %meta.name, partitions = meta.partitions, "created topic");
                         Ok(meta)
                     }
                     Err(BrokerError::TopicExists(n)) => Err((ec::TOPIC_ALREADY_EXISTS, format!("topic `{n}` already exists"))),
+                    Err(BrokerError::Metadata { code, message }) => Err((code, message)),
                     Err(e) => {
                         warn!(topic = %meta.name, "creating topic failed: {e}");
                         Err((ec::KAFKA_STORAGE_ERROR, e.to_string()))
@@ -184,6 +196,14 @@ pub(crate) fn delete_topics(b: &Arc<Broker>, req: DeleteTopicsRequest, version: 
                     r
                 }
                 Err(BrokerError::UnknownTopic(_)) => r.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION),
+                Err(BrokerError::Metadata { code, message }) => {
+                    let r = r.with_error_code(code);
+                    if version >= 5 {
+                        r.with_error_message(Some(str_bytes(message)))
+                    } else {
+                        r
+                    }
+                }
                 Err(e) => {
                     warn!(topic = %local, "deleting topic failed: {e}");
                     let r = r.with_error_code(ec::KAFKA_STORAGE_ERROR);
@@ -216,20 +236,28 @@ pub(crate) fn create_partitions(b: &Arc<Broker>, req: CreatePartitionsRequest) -
                     format!("topic has {} partitions; the new count {} must be larger", meta.partitions, t.count),
                 );
             }
+            let mut assignments = None;
             if let Some(a) = t.assignments.as_ref().filter(|a| !a.is_empty()) {
                 let added = (t.count - meta.partitions) as usize;
-                if a.len() != added || a.iter().any(|x| x.broker_ids.iter().any(|id| id.0 != b.node_id)) {
-                    return fail(ec::INVALID_REPLICA_ASSIGNMENT, format!("need {added} assignments, all on broker {}", b.node_id));
+                if a.len() != added || a.iter().any(|x| x.broker_ids.iter().any(|id| image.cluster.broker(id.0).is_none())) {
+                    return fail(ec::INVALID_REPLICA_ASSIGNMENT, format!("need {added} assignments, all on registered brokers"));
                 }
+                assignments = Some(a.iter().map(|x| x.broker_ids.iter().map(|id| id.0).collect()).collect());
+            } else if i32::from(meta.replication_factor) > image.cluster.unfenced_brokers().count() as i32 {
+                return fail(
+                    ec::INVALID_REPLICATION_FACTOR,
+                    format!("replication factor {} is larger than the available brokers", meta.replication_factor),
+                );
             }
             if req.validate_only {
                 return r;
             }
-            match b.create_partitions(t.name.as_str(), t.count) {
+            match b.create_partitions_assigned(t.name.as_str(), t.count, assignments) {
                 Ok(()) => {
                     info!(topic = t.name.as_str(), count = t.count, "added partitions");
                     r
                 }
+                Err(BrokerError::Metadata { code, message }) => fail(code, message),
                 Err(e) => fail(ec::KAFKA_STORAGE_ERROR, e.to_string()),
             }
         })

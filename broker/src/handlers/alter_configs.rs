@@ -46,7 +46,11 @@ fn alter_topic(
     if validate_only {
         return Ok(());
     }
-    b.alter_topic_configs(name, configs).map_err(|e| (ec::KAFKA_STORAGE_ERROR, e.to_string()))?;
+    b.alter_topic_configs(name, configs).map_err(|e| match e {
+        crate::errors::BrokerError::Metadata { code, message } => (code, message),
+        crate::errors::BrokerError::UnknownTopic(n) => (ec::UNKNOWN_TOPIC_OR_PARTITION, format!("topic `{n}` does not exist")),
+        other => (ec::KAFKA_STORAGE_ERROR, other.to_string()),
+    })?;
     info!(topic = name, "altered topic configs");
     Ok(())
 }

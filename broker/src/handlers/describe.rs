@@ -73,9 +73,19 @@ pub(crate) fn describe_configs(b: &Arc<Broker>, req: DescribeConfigsRequest, _ve
 }
 
 pub(crate) fn describe_cluster(b: &Arc<Broker>, _req: DescribeClusterRequest) -> DescribeClusterResponse {
-    let (host, port) = b.advertised();
+    let brokers = super::metadata::live_brokers(b)
+        .into_iter()
+        .map(|(id, host, port, rack)| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(id))
+                .with_host(str_bytes(host))
+                .with_port(port)
+                .with_rack(rack.map(str_bytes))
+        })
+        .collect();
+    // Every broker takes admin requests and routes them to the controller quorum.
     DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(b.cluster_id.clone()))
-        .with_controller_id(BrokerId(b.node_id))
-        .with_brokers(vec![DescribeClusterBroker::default().with_broker_id(BrokerId(b.node_id)).with_host(str_bytes(host)).with_port(port)])
+        .with_controller_id(BrokerId(super::metadata::controller_id(b)))
+        .with_brokers(brokers)
 }

@@ -11,13 +11,42 @@ use super::{str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::errors::BrokerError;
 use crate::group::OFFSETS_TOPIC;
-use crate::metadata::TopicMeta;
+use crate::metadata::{TopicMeta, NO_LEADER};
 use crate::topic_name::invalid_reason;
 
-pub(crate) fn handle(b: &Arc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
+/// The brokers clients may connect to: every unfenced registered broker (and
+/// this one, whatever its state), with this broker's own advertised address.
+pub(crate) fn live_brokers(b: &Broker) -> Vec<(i32, String, i32, Option<String>)> {
+    let image = b.metadata.image();
     let (host, port) = b.advertised();
-    let node = BrokerId(b.node_id);
-    let brokers = vec![MetadataResponseBroker::default().with_node_id(node).with_host(str_bytes(host)).with_port(port)];
+    let mut out = vec![(b.node_id, host, port, image.cluster.broker(b.node_id).and_then(|r| r.rack.clone()))];
+    for r in image.cluster.unfenced_brokers().filter(|r| r.id != b.node_id) {
+        if let Some(l) = r.listeners.first() {
+            out.push((r.id, l.host.clone(), i32::from(l.port), r.rack.clone()));
+        }
+    }
+    out.sort_by_key(|x| x.0);
+    out
+}
+
+/// The controller leader when it is a live broker, else this broker: every
+/// broker accepts admin requests and forwards them to the quorum's leader.
+pub(crate) fn controller_id(b: &Broker) -> i32 {
+    let image = b.metadata.image();
+    b.metadata.controller_leader().filter(|id| image.cluster.is_unfenced(*id)).unwrap_or(b.node_id)
+}
+
+pub(crate) fn handle(b: &Arc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let brokers = live_brokers(b)
+        .into_iter()
+        .map(|(id, host, port, rack)| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(id))
+                .with_host(str_bytes(host))
+                .with_port(port)
+                .with_rack(rack.map(str_bytes))
+        })
+        .collect();
     // v0 asks for every topic with an empty list; v1+ with a null one.
     let all = match &req.topics {
         None => true,
@@ -45,7 +74,7 @@ pub(crate) fn handle(b: &Arc<Broker>, req: MetadataRequest, version: i16) -> Met
     }
     let mut resp = MetadataResponse::default().with_brokers(brokers).with_topics(topics);
     if version >= 1 {
-        resp = resp.with_controller_id(node);
+        resp = resp.with_controller_id(BrokerId(controller_id(b)));
     }
     if version >= 2 {
         resp = resp.with_cluster_id(Some(str_bytes(b.cluster_id.clone())));
@@ -86,16 +115,24 @@ fn topic_by_name(b: &Arc<Broker>, name: &str, auto_create: bool, version: i16) -
 }
 
 fn describe_topic(b: &Broker, t: &TopicMeta, version: i16) -> MetadataResponseTopic {
-    let node = BrokerId(b.node_id);
+    let image = b.metadata.image();
+    let ids = |v: &[i32]| v.iter().map(|id| BrokerId(*id)).collect::<Vec<_>>();
     let partitions = (0..t.partitions)
         .map(|p| {
-            let mut mp = MetadataResponsePartition::default()
-                .with_partition_index(p)
-                .with_leader_id(node)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node]);
+            let mut mp = MetadataResponsePartition::default().with_partition_index(p);
+            let mut epoch = 0;
+            match image.cluster.partition(&t.name, p) {
+                Some(state) => {
+                    epoch = state.leader_epoch;
+                    mp = mp.with_leader_id(BrokerId(state.leader)).with_replica_nodes(ids(&state.replicas)).with_isr_nodes(ids(&state.isr));
+                    if state.leader == NO_LEADER {
+                        mp = mp.with_error_code(ec::LEADER_NOT_AVAILABLE);
+                    }
+                }
+                None => mp = mp.with_leader_id(BrokerId(NO_LEADER)).with_error_code(ec::LEADER_NOT_AVAILABLE),
+            }
             if version >= 7 {
-                mp = mp.with_leader_epoch(0);
+                mp = mp.with_leader_epoch(epoch);
             }
             mp
         })

@@ -35,9 +35,18 @@ struct ServeArgs {
     /// TOML file with settings (Kafka names, e.g. `log.segment.bytes = 1048576`).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Broker id.
+    /// Broker id, also this node's controller id (`node.id`, default 1).
     #[arg(long)]
     node_id: Option<i32>,
+    /// Address this node's controller accepts quorum peers on
+    /// (`controller.listener`; default: its own entry in the voters, or an
+    /// ephemeral loopback port for a single node).
+    #[arg(long)]
+    controller_listen: Option<String>,
+    /// The controller quorum: `1@host:port,2@host:port,3@host:port`
+    /// (`controller.quorum.voters`; default: this node alone).
+    #[arg(long)]
+    controller_quorum_voters: Option<String>,
     /// Any setting by its Kafka name, repeatable: --set num.partitions=3
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -67,6 +76,12 @@ fn load_config(args: &ServeArgs) -> Result<BrokerConfig> {
     }
     if let Some(n) = args.node_id {
         c.node_id = n;
+    }
+    if let Some(l) = &args.controller_listen {
+        c.set("controller.listener", l)?;
+    }
+    if let Some(v) = &args.controller_quorum_voters {
+        c.set("controller.quorum.voters", v)?;
     }
     Ok(c)
 }

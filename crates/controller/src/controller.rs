@@ -1,11 +1,11 @@
 //! The [`Controller`] facade: one controller node (voter or not) of the quorum.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Config, Raft, RaftMetrics, ServerState, SnapshotPolicy};
@@ -17,8 +17,8 @@ use crate::commands::{CommandResult, MetadataCommand};
 use crate::errors::{ControllerError, ProposeError};
 use crate::fsutil::{read_json, write_json_atomic};
 use crate::log_store::LogStore;
-use crate::metadata::ClusterMetadata;
-use crate::network::NetworkFactory;
+use crate::metadata::{BrokerId, ClusterMetadata};
+use crate::network::{call_once, NetworkFactory, RpcEnvelope, RpcReply, RpcRequest};
 use crate::server::RpcServer;
 use crate::state_machine::StateMachineStore;
 use crate::voters::Voter;
@@ -66,6 +66,68 @@ struct DirMeta {
     node_id: NodeId,
 }
 
+/// State the RPC server shares with the [`Controller`] facade.
+pub(crate) struct Shared {
+    /// Last heartbeat (broker epoch, when) per broker, recorded while leader.
+    pub(crate) heartbeats: parking_lot::Mutex<HashMap<BrokerId, (i64, Instant)>>,
+    pub(crate) propose_timeout: Duration,
+    pub(crate) voters: Vec<Voter>,
+}
+
+/// Propose on `raft` and wait for the commit (leader only).
+pub(crate) async fn propose_on(raft: &Raft<TypeConfig>, cmd: MetadataCommand, shared: &Shared) -> Result<CommandResult, ProposeError> {
+    let timeout = shared.propose_timeout;
+    match tokio::time::timeout(timeout, raft.client_write(cmd)).await {
+        Err(_) => Err(ProposeError::Timeout(timeout)),
+        Ok(Ok(resp)) => Ok(resp.data),
+        Ok(Err(e)) => Err(write_error(e, &shared.voters)),
+    }
+}
+
+fn static_addr(voters: &[Voter], id: NodeId) -> Option<String> {
+    voters.iter().find(|v| v.id == id).map(|v| v.addr.clone())
+}
+
+fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>, voters: &[Voter]) -> ProposeError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeError::NotLeader {
+            leader_addr: f.leader_node.map(|n| n.addr).or_else(|| f.leader_id.and_then(|id| static_addr(voters, id))),
+            leader_id: f.leader_id,
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => ProposeError::Membership(e.to_string()),
+        RaftError::Fatal(f) => ProposeError::Shutdown(f.to_string()),
+    }
+}
+
+fn leader_of(raft: &Raft<TypeConfig>, voters: &[Voter]) -> (Option<NodeId>, Option<String>) {
+    let m = raft.metrics();
+    let m = m.borrow();
+    let id = m.current_leader;
+    let addr = id.and_then(|id| m.membership_config.membership().get_node(&id).map(|n| n.addr.clone()).or_else(|| static_addr(voters, id)));
+    (id, addr)
+}
+
+/// Record a broker heartbeat if this node leads; else name the leader.
+pub(crate) fn record_heartbeat(
+    raft: &Raft<TypeConfig>,
+    self_id: NodeId,
+    shared: &Shared,
+    broker_id: BrokerId,
+    broker_epoch: i64,
+) -> Result<(), ProposeError> {
+    let leading = {
+        let m = raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self_id)
+    };
+    if !leading {
+        let (leader_id, leader_addr) = leader_of(raft, &shared.voters);
+        return Err(ProposeError::NotLeader { leader_id, leader_addr });
+    }
+    shared.heartbeats.lock().insert(broker_id, (broker_epoch, Instant::now()));
+    Ok(())
+}
+
 /// A running controller node.
 pub struct Controller {
     node_id: NodeId,
@@ -77,6 +139,7 @@ pub struct Controller {
     config: ControllerConfig,
     server: Mutex<RpcServer>,
     stopped: AtomicBool,
+    shared: Arc<Shared>,
 }
 
 impl Controller {
@@ -139,7 +202,12 @@ impl Controller {
         let network = NetworkFactory { cluster_id: cluster_id.to_string(), self_id: node_id };
         let raft =
             Raft::new(node_id, Arc::new(raft_config), network, log_store, sm).await.map_err(|e| ControllerError::Raft(e.to_string()))?;
-        let server = RpcServer::spawn(listener, raft.clone(), cluster_id.to_string(), node_id);
+        let shared = Arc::new(Shared {
+            heartbeats: parking_lot::Mutex::new(HashMap::new()),
+            propose_timeout: config.propose_timeout,
+            voters: voters.to_vec(),
+        });
+        let server = RpcServer::spawn(listener, raft.clone(), cluster_id.to_string(), node_id, shared.clone());
 
         let is_voter = voters.iter().any(|v| v.id == node_id);
         let initialized = raft.is_initialized().await.map_err(|e| ControllerError::Raft(e.to_string()))?;
@@ -162,6 +230,7 @@ impl Controller {
             config,
             server: Mutex::new(server),
             stopped: AtomicBool::new(false),
+            shared,
         })
     }
 
@@ -182,27 +251,88 @@ impl Controller {
     /// locally. Only the leader accepts proposals: elsewhere this returns
     /// [`ProposeError::NotLeader`] naming the leader, and the caller forwards.
     pub async fn propose(&self, cmd: MetadataCommand) -> Result<CommandResult, ProposeError> {
-        let timeout = self.config.propose_timeout;
-        match tokio::time::timeout(timeout, self.raft.client_write(cmd)).await {
-            Err(_) => Err(ProposeError::Timeout(timeout)),
-            Ok(Ok(resp)) => Ok(resp.data),
-            Ok(Err(e)) => Err(self.write_error(e)),
-        }
+        propose_on(&self.raft, cmd, &self.shared).await
     }
 
     fn write_error(&self, e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ProposeError {
-        match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeError::NotLeader {
-                leader_addr: f.leader_node.map(|n| n.addr).or_else(|| f.leader_id.and_then(|id| self.static_addr(id))),
-                leader_id: f.leader_id,
-            },
-            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => ProposeError::Membership(e.to_string()),
-            RaftError::Fatal(f) => ProposeError::Shutdown(f.to_string()),
+        write_error(e, &self.voters)
+    }
+
+    /// Send `request` to the current leader (when it is another node), retrying
+    /// while no leader is known or it moves, for at most twice the propose timeout.
+    async fn to_leader<T, F: std::future::Future<Output = Result<T, ProposeError>>>(
+        &self,
+        request: impl Fn() -> RpcRequest,
+        local: impl Fn() -> F,
+        unwrap: impl Fn(RpcReply) -> Option<Result<T, ProposeError>>,
+    ) -> Result<T, ProposeError> {
+        let deadline = Instant::now() + self.config.propose_timeout * 2;
+        let mut last = ProposeError::NotLeader { leader_id: None, leader_addr: None };
+        loop {
+            let (leader_id, leader_addr) = leader_of(&self.raft, &self.voters);
+            match (leader_id, leader_addr) {
+                (Some(id), _) if id == self.node_id => match local().await {
+                    Err(e @ ProposeError::NotLeader { .. }) => last = e,
+                    other => return other,
+                },
+                (Some(id), Some(addr)) => {
+                    let envelope = RpcEnvelope { cluster_id: self.cluster_id.clone(), from: self.node_id, to: id, request: request() };
+                    let ttl = self.config.propose_timeout + Duration::from_secs(1);
+                    match call_once(&addr, &envelope, ttl).await {
+                        Ok(reply) => match unwrap(reply) {
+                            Some(Err(e @ ProposeError::NotLeader { .. })) => last = e,
+                            Some(other) => return other,
+                            None => last = ProposeError::Shutdown(format!("leader {id} at {addr} refused the request")),
+                        },
+                        Err(e) => last = ProposeError::Shutdown(format!("leader {id} at {addr}: {e}")),
+                    }
+                }
+                _ => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(last);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
+    /// Like [`Controller::propose`], but a non-leader forwards the command to
+    /// the leader over the controller transport and returns its result.
+    pub async fn propose_anywhere(&self, cmd: MetadataCommand) -> Result<CommandResult, ProposeError> {
+        self.to_leader(
+            || RpcRequest::Propose(cmd.clone()),
+            || {
+                let cmd = cmd.clone();
+                async move { self.propose(cmd).await }
+            },
+            |reply| match reply {
+                RpcReply::Propose(r) => Some(r),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    /// A broker's heartbeat, recorded by the controller leader (forwarded there from elsewhere).
+    pub async fn heartbeat(&self, broker_id: BrokerId, broker_epoch: i64) -> Result<(), ProposeError> {
+        self.to_leader(
+            || RpcRequest::Heartbeat { broker_id, broker_epoch },
+            || std::future::ready(record_heartbeat(&self.raft, self.node_id, &self.shared, broker_id, broker_epoch)),
+            |reply| match reply {
+                RpcReply::Heartbeat(r) => Some(r),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    /// Heartbeats recorded while this node leads: broker id → (broker epoch, when).
+    pub fn broker_heartbeats(&self) -> HashMap<BrokerId, (i64, Instant)> {
+        self.shared.heartbeats.lock().clone()
+    }
+
     fn static_addr(&self, id: NodeId) -> Option<String> {
-        self.voters.iter().find(|v| v.id == id).map(|v| v.addr.clone())
+        static_addr(&self.voters, id)
     }
 
     /// The locally applied metadata image.

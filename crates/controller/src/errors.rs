@@ -112,7 +112,7 @@ pub enum ControllerError {
 }
 
 /// Why a proposal did not produce a [`crate::CommandResult`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ProposeError {
     /// This node is not the leader; the caller forwards to `leader_addr` (if known).
     #[error("not the controller leader (leader: {leader_id:?} at {leader_addr:?})")]

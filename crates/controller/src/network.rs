@@ -21,6 +21,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::commands::{CommandResult, MetadataCommand};
+use crate::errors::ProposeError;
+use crate::metadata::BrokerId;
 use crate::{NodeId, TypeConfig};
 
 /// Largest frame either side accepts (snapshot chunks are far smaller).
@@ -39,6 +42,13 @@ pub(crate) enum RpcRequest {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A proposal forwarded by a non-leader to the leader.
+    Propose(MetadataCommand),
+    /// A broker's liveness signal, recorded by the leader.
+    Heartbeat {
+        broker_id: BrokerId,
+        broker_epoch: i64,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -46,8 +56,22 @@ pub(crate) enum RpcReply {
     AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    Propose(Result<CommandResult, ProposeError>),
+    Heartbeat(Result<(), ProposeError>),
     /// The envelope was refused (wrong cluster or node id); the reason is for logs.
     Refused(String),
+}
+
+/// One request on a fresh connection to `addr` (forwarded proposals and heartbeats).
+pub(crate) async fn call_once(addr: &str, envelope: &RpcEnvelope, ttl: Duration) -> io::Result<RpcReply> {
+    tokio::time::timeout(ttl, async {
+        let mut s = TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        write_frame(&mut s, envelope).await?;
+        read_frame::<_, RpcReply>(&mut s).await?.ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed"))
+    })
+    .await
+    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("no reply from {addr} within {ttl:?}")))?
 }
 
 pub(crate) async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(w: &mut W, value: &T) -> io::Result<()> {

@@ -6,6 +6,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+use std::sync::Arc;
+
+use crate::controller::{propose_on, record_heartbeat, Shared};
 use crate::network::{read_frame, write_frame, RpcEnvelope, RpcReply, RpcRequest};
 use crate::{NodeId, TypeConfig};
 
@@ -16,9 +19,15 @@ pub(crate) struct RpcServer {
 }
 
 impl RpcServer {
-    pub(crate) fn spawn(listener: TcpListener, raft: Raft<TypeConfig>, cluster_id: String, node_id: NodeId) -> RpcServer {
+    pub(crate) fn spawn(
+        listener: TcpListener,
+        raft: Raft<TypeConfig>,
+        cluster_id: String,
+        node_id: NodeId,
+        shared: Arc<Shared>,
+    ) -> RpcServer {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, raft, cluster_id, node_id, stop_rx));
+        let task = tokio::spawn(accept_loop(listener, raft, cluster_id, node_id, shared, stop_rx));
         RpcServer { stop_tx, task: Some(task) }
     }
 
@@ -46,6 +55,7 @@ async fn accept_loop(
     raft: Raft<TypeConfig>,
     cluster_id: String,
     node_id: NodeId,
+    shared: Arc<Shared>,
     mut stop_rx: watch::Receiver<bool>,
 ) {
     let mut conns = JoinSet::new();
@@ -56,7 +66,7 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    conns.spawn(serve_conn(stream, raft.clone(), cluster_id.clone(), node_id, conn_stop.clone(), peer));
+                    conns.spawn(serve_conn(stream, raft.clone(), cluster_id.clone(), node_id, shared.clone(), conn_stop.clone(), peer));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "controller accept failed");
@@ -75,6 +85,7 @@ async fn serve_conn(
     raft: Raft<TypeConfig>,
     cluster_id: String,
     node_id: NodeId,
+    shared: Arc<Shared>,
     mut stop_rx: watch::Receiver<bool>,
     peer: std::net::SocketAddr,
 ) {
@@ -106,6 +117,10 @@ async fn serve_conn(
                 RpcRequest::AppendEntries(req) => RpcReply::AppendEntries(raft.append_entries(req).await),
                 RpcRequest::Vote(req) => RpcReply::Vote(raft.vote(req).await),
                 RpcRequest::InstallSnapshot(req) => RpcReply::InstallSnapshot(raft.install_snapshot(req).await),
+                RpcRequest::Propose(cmd) => RpcReply::Propose(propose_on(&raft, cmd, &shared).await),
+                RpcRequest::Heartbeat { broker_id, broker_epoch } => {
+                    RpcReply::Heartbeat(record_heartbeat(&raft, node_id, &shared, broker_id, broker_epoch))
+                }
             }
         };
         if let Err(e) = write_frame(&mut stream, &reply).await {
