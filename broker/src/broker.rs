@@ -224,6 +224,17 @@ impl Broker {
         Ok(())
     }
 
+    /// Whether this broker leads `topic`/`partition`: produce and fetch are served
+    /// by the leader only; others answer NOT_LEADER_OR_FOLLOWER so clients refresh.
+    pub fn check_leader(&self, topic: &str, partition: i32) -> Result<(), i16> {
+        match self.metadata.image().cluster.partition(topic, partition) {
+            Some(s) if s.leader == self.node_id => Ok(()),
+            Some(s) if s.leader < 0 => Err(karst_protocol::error_codes::LEADER_NOT_AVAILABLE),
+            Some(_) => Err(karst_protocol::error_codes::NOT_LEADER_OR_FOLLOWER),
+            None => Err(karst_protocol::error_codes::UNKNOWN_TOPIC_OR_PARTITION),
+        }
+    }
+
     /// A fresh producer id for an idempotent producer.
     pub fn next_producer_id(&self) -> Result<i64, BrokerError> {
         let mut ids = self.producer_ids.lock();

@@ -72,12 +72,15 @@ fn read_all(
                     any_error = true;
                     partition_data(None, fp.partition, *code)
                 }
-                Ok(name) => match b.partitions.get(name, fp.partition) {
-                    None => {
+                Ok(name) => match b
+                    .check_leader(name, fp.partition)
+                    .and_then(|()| b.partitions.get(name, fp.partition).ok_or(ec::UNKNOWN_TOPIC_OR_PARTITION))
+                {
+                    Err(code) => {
                         any_error = true;
-                        partition_data(None, fp.partition, ec::UNKNOWN_TOPIC_OR_PARTITION)
+                        partition_data(None, fp.partition, code)
                     }
-                    Some(p) => {
+                    Ok(p) => {
                         if let Some(w) = watch.as_deref_mut() {
                             w.push(p.subscribe());
                         }

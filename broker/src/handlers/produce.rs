@@ -55,6 +55,7 @@ fn append(b: &Arc<Broker>, topic: &str, index: i32, records: Option<Bytes>, tran
     if topic == OFFSETS_TOPIC {
         return Err(Failure::with(ec::INVALID_TOPIC_EXCEPTION, format!("{OFFSETS_TOPIC} is internal: clients cannot write to it")));
     }
+    b.check_leader(topic, index).map_err(Failure::code)?;
     let partition = b.partitions.get(topic, index).ok_or(Failure::code(ec::UNKNOWN_TOPIC_OR_PARTITION))?;
     let records = records.unwrap_or_default();
     let max = partition.config().max_message_bytes;
