@@ -1,0 +1,461 @@
+//! `harness`: runs every workload against every broker it can start on this
+//! machine and writes `benches/results/<UTC date>.md` with tables and PNG plots.
+//! `benches/run.sh` installs the peers, builds everything and calls this.
+
+mod plots;
+mod report;
+mod systems;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use karst_benches::RunResult;
+
+use systems::{Driver, Kind, Programs, Running, StartOpts};
+
+#[derive(Parser, Debug)]
+#[command(name = "harness", about = "Side-by-side broker benchmarks: tables and plots in benches/results/")]
+struct Args {
+    /// Short runs and a small backlog (under 5 minutes in all).
+    #[arg(long)]
+    quick: bool,
+    /// Directory holding loadgen, peerload and nullbroker.
+    #[arg(long)]
+    bin_dir: PathBuf,
+    #[arg(long)]
+    karst: PathBuf,
+    #[arg(long)]
+    tansu: Option<PathBuf>,
+    /// Where the report and plots go.
+    #[arg(long, default_value = "benches/results")]
+    results: PathBuf,
+    /// Scratch space for data directories (removed afterwards).
+    #[arg(long)]
+    scratch: Option<PathBuf>,
+    /// Only these systems (comma-separated names as in the report, lower-case, e.g. "karst,null broker").
+    #[arg(long)]
+    only: Option<String>,
+    /// Skip these workloads (letters, e.g. "ef").
+    #[arg(long, default_value = "")]
+    skip: String,
+    /// Total backlog for workload (e), bytes (default: 256 MiB quick, 4 GiB full).
+    #[arg(long)]
+    backlog_bytes: Option<u64>,
+}
+
+/// Timings of one mode.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Plan {
+    pub(crate) warmup: f64,
+    pub(crate) duration: f64,
+    pub(crate) drain: f64,
+    pub(crate) backlog: u64,
+    pub(crate) scale_partitions: usize,
+    pub(crate) scale_duration: f64,
+}
+
+/// What one system did at start-up.
+#[derive(Debug, Clone)]
+pub(crate) struct StartInfo {
+    pub(crate) kind: Kind,
+    pub(crate) startup_ms: f64,
+    pub(crate) idle_rss: u64,
+}
+
+/// Everything the report is made of.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    pub(crate) starts: Vec<StartInfo>,
+    pub(crate) runs: Vec<RunResult>,
+    /// Systems or workloads that could not run, and why.
+    pub(crate) skipped: Vec<String>,
+    pub(crate) fixed_rate: Option<f64>,
+    pub(crate) scale: Option<Scale>,
+    pub(crate) drop_caches_possible: bool,
+    pub(crate) elapsed_s: f64,
+    /// /proc/loadavg (1, 5, 15 min) when the harness started.
+    pub(crate) load_start: String,
+}
+
+/// Workload (f): 10,000 partitions on one broker.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Scale {
+    pub(crate) partitions: usize,
+    pub(crate) empty_startup_ms: f64,
+    pub(crate) create_s: f64,
+    pub(crate) restart_ms: f64,
+    pub(crate) idle_rss: u64,
+    pub(crate) run: Option<RunResult>,
+}
+
+struct Harness {
+    args: Args,
+    progs: Programs,
+    plan: Plan,
+    scratch: PathBuf,
+    out: Outcome,
+}
+
+/// A load generator run, described independently of the driver.
+#[derive(Debug, Clone)]
+struct Load {
+    workload: &'static str,
+    size: usize,
+    partitions: usize,
+    producers: usize,
+    consumers: usize,
+    groups: usize,
+    subscribe: bool,
+    rate: Option<f64>,
+    backlog: Option<u64>,
+}
+
+impl Load {
+    fn base(workload: &'static str, size: usize) -> Load {
+        Load { workload, size, partitions: 6, producers: 2, consumers: 2, groups: 1, subscribe: false, rate: None, backlog: None }
+    }
+}
+
+impl Harness {
+    fn wanted(&self, kind: Kind) -> bool {
+        match &self.args.only {
+            None => true,
+            Some(list) => list.split(',').any(|n| n.trim().eq_ignore_ascii_case(kind.name())),
+        }
+    }
+
+    fn start(&mut self, kind: Kind, partitions: usize) -> Option<Running> {
+        let opts = StartOpts { data_dir: None, partitions, scratch: &self.scratch };
+        match systems::start(kind, &self.progs, &opts) {
+            Ok(r) => {
+                // Let it settle before reading its idle footprint.
+                thread::sleep(Duration::from_millis(if kind == Kind::RabbitQuorum { 2000 } else { 500 }));
+                let rss = r.rss_bytes();
+                if !self.out.starts.iter().any(|s| s.kind == kind) {
+                    self.out.starts.push(StartInfo { kind, startup_ms: r.startup_ms, idle_rss: rss });
+                }
+                eprintln!("[harness] started {} on {} in {:.1} ms, idle RSS {:.1} MB", kind.name(), r.addr, r.startup_ms, rss as f64 / 1e6);
+                Some(r)
+            }
+            Err(e) => {
+                let msg = format!("{}: could not start: {e:#}", kind.name());
+                eprintln!("[harness] {msg}");
+                if !self.out.skipped.contains(&msg) {
+                    self.out.skipped.push(msg);
+                }
+                None
+            }
+        }
+    }
+
+    fn stop(&self, r: Running) {
+        eprintln!("[harness] stopping {}", r.kind.name());
+        r.stop();
+    }
+
+    /// Runs one load against a running system; the result is recorded.
+    fn run_load(&mut self, r: &Running, load: &Load) -> Option<RunResult> {
+        let kind = r.kind;
+        let consumers = if kind == Kind::Null { 0 } else { load.consumers };
+        let out_file = self.scratch.join(format!("{}-{}-{}.json", load.workload, kind.name().replace(' ', "-"), r.addr.port()));
+        let (bin, mut cmd) = match kind.driver() {
+            Driver::Kafka => {
+                let bin = self.args.bin_dir.join("loadgen");
+                let mut c = Command::new(&bin);
+                c.arg("--brokers").arg(r.addr.to_string());
+                if kind == Kind::Null {
+                    c.arg("--skip-create");
+                }
+                if load.subscribe {
+                    c.arg("--subscribe");
+                }
+                (bin, c)
+            }
+            d => {
+                let bin = self.args.bin_dir.join("peerload");
+                let mut c = Command::new(&bin);
+                let (sys, url) = match d {
+                    Driver::Redis => ("redis", format!("redis://{}/", r.addr)),
+                    Driver::Nats => ("nats", format!("nats://{}", r.addr)),
+                    _ => ("rabbitmq", format!("amqp://guest:guest@{}/%2f", r.addr)),
+                };
+                c.arg(sys).arg("--url").arg(url);
+                (bin, c)
+            }
+        };
+        let warmup = if load.backlog.is_some() { 0.0 } else { self.plan.warmup };
+        let duration = if load.workload == "f" { self.plan.scale_duration } else { self.plan.duration };
+        cmd.arg("--system")
+            .arg(kind.name())
+            .arg("--workload")
+            .arg(load.workload)
+            .arg("--durability")
+            .arg(kind.durability())
+            .arg("--partitions")
+            .arg(load.partitions.to_string())
+            .arg("--producers")
+            .arg(load.producers.to_string())
+            .arg("--consumers")
+            .arg(consumers.to_string())
+            .arg("--groups")
+            .arg(load.groups.to_string())
+            .arg("--size")
+            .arg(load.size.to_string())
+            .arg("--duration")
+            .arg(duration.to_string())
+            .arg("--warmup")
+            .arg(warmup.to_string())
+            .arg("--drain-timeout")
+            .arg(self.plan.drain.to_string())
+            .arg("--out")
+            .arg(&out_file);
+        if let Some(rate) = load.rate {
+            cmd.arg("--rate").arg(format!("{rate:.0}"));
+        }
+        if let Some(b) = load.backlog {
+            cmd.arg("--backlog-bytes").arg(b.to_string()).arg("--drop-caches");
+        }
+        let limit = Duration::from_secs_f64(warmup + duration + self.plan.drain + 180.0);
+        eprintln!("[harness] workload ({}) {} B on {}", load.workload, load.size, kind.name());
+        let res = run_bounded(&mut cmd, limit, &self.scratch.join(format!("{}-{}.stderr", load.workload, r.addr.port())))
+            .with_context(|| format!("running {}", bin.display()))
+            .and_then(|()| {
+                let text = std::fs::read_to_string(&out_file).context("reading the load generator's JSON")?;
+                serde_json::from_str::<RunResult>(&text).context("parsing the load generator's JSON")
+            });
+        match res {
+            Ok(mut rr) => {
+                rr.system = kind.name().to_string();
+                eprintln!(
+                    "[harness]   -> {:.0} msgs/s produced, {:.0} msgs/s consumed, e2e p99 {} us, errors {}",
+                    rr.produce_msgs_per_s, rr.consume_msgs_per_s, rr.e2e_latency.p99_us, rr.errors
+                );
+                self.out.runs.push(rr.clone());
+                Some(rr)
+            }
+            Err(e) => {
+                let msg = format!("{} workload ({}) {} B: {e:#}", kind.name(), load.workload, load.size);
+                eprintln!("[harness] {msg}");
+                self.out.skipped.push(msg);
+                None
+            }
+        }
+    }
+
+    fn kinds(&self, all: &[Kind]) -> Vec<Kind> {
+        all.iter().copied().filter(|k| self.wanted(*k)).collect()
+    }
+
+    fn run(&mut self) -> Result<()> {
+        let t0 = Instant::now();
+        self.out.load_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split(' ').take(3).collect::<Vec<_>>().join(" ");
+        let skip = self.args.skip.clone();
+        let kafka = [Kind::Null, Kind::KarstFsync, Kind::KarstNoFsync, Kind::TansuMemory, Kind::TansuSqlite];
+        let peers = [Kind::RedisAlways, Kind::RedisEverysec, Kind::NatsFile, Kind::RabbitQuorum];
+        let everything: Vec<Kind> = kafka.iter().chain(peers.iter()).copied().collect();
+        self.out.drop_caches_possible = std::fs::OpenOptions::new().write(true).open("/proc/sys/vm/drop_caches").is_ok()
+            && Command::new("sh").arg("-c").arg("sync; echo 3 > /proc/sys/vm/drop_caches").status().map(|s| s.success()).unwrap_or(false);
+
+        // Phase 1: (a) and (b), maximum throughput, every system. The last one
+        // (RabbitMQ, slow to start) goes on to its phase-2 runs without a restart.
+        let order = self.kinds(&everything);
+        let mut kept: Option<Running> = None;
+        for (i, &kind) in order.iter().enumerate() {
+            if skip.contains('a') && skip.contains('b') {
+                break;
+            }
+            let Some(r) = self.start(kind, 6) else { continue };
+            for (w, size) in [("a", 1024), ("b", 100)] {
+                if !skip.contains(w) {
+                    self.run_load(&r, &Load::base(w, size));
+                }
+            }
+            if i + 1 == order.len() && kind != Kind::Null {
+                kept = Some(r);
+            } else {
+                self.stop(r);
+            }
+        }
+
+        // (c) at half the lowest peer maximum (1 KiB records, workload (a)).
+        let lowest = self
+            .out
+            .runs
+            .iter()
+            .filter(|r| r.workload == "a" && r.system != Kind::Null.name() && r.produce_msgs_per_s > 0.0)
+            .map(|r| r.produce_msgs_per_s)
+            .fold(f64::INFINITY, f64::min);
+        let rate = if lowest.is_finite() { (lowest * 0.5).max(100.0) } else { 1000.0 };
+        self.out.fixed_rate = Some(rate);
+
+        // Phase 2: (c) every system but the null broker; (d), (e) the Kafka brokers.
+        let mut order2 = self.kinds(&everything);
+        if let Some(k) = kept.as_ref().map(|r| r.kind) {
+            order2.retain(|x| *x != k);
+            order2.insert(0, k);
+        }
+        for kind in order2 {
+            if kind == Kind::Null {
+                continue;
+            }
+            let want_c = !skip.contains('c');
+            let want_de =
+                matches!(kind, Kind::KarstFsync | Kind::KarstNoFsync | Kind::TansuMemory) && !(skip.contains('d') && skip.contains('e'));
+            if !want_c && !want_de {
+                continue;
+            }
+            let r = match kept.take() {
+                Some(r) if r.kind == kind => r,
+                other => {
+                    if let Some(o) = other {
+                        self.stop(o);
+                    }
+                    let Some(r) = self.start(kind, 6) else { continue };
+                    r
+                }
+            };
+            if want_c {
+                self.run_load(&r, &Load { rate: Some(rate), ..Load::base("c", 1024) });
+            }
+            if want_de {
+                if !skip.contains('d') {
+                    self.run_load(&r, &Load { groups: 4, consumers: 1, subscribe: true, ..Load::base("d", 1024) });
+                }
+                if !skip.contains('e') {
+                    self.run_load(&r, &Load { backlog: Some(self.plan.backlog), ..Load::base("e", 1024) });
+                }
+            }
+            self.stop(r);
+        }
+
+        if let Some(r) = kept.take() {
+            self.stop(r);
+        }
+
+        // (f) 10,000 partitions on one Karst broker.
+        if !skip.contains('f') && self.wanted(Kind::KarstFsync) {
+            self.scale()?;
+        }
+        self.out.elapsed_s = t0.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    fn scale(&mut self) -> Result<()> {
+        // 10,000 first; if the broker cannot hold that many here, half as many, so
+        // the report still shows how it scales (and says why the first failed).
+        for n in [self.plan.scale_partitions, self.plan.scale_partitions / 2] {
+            let Some(r) = self.start(Kind::KarstFsync, n) else { return Ok(()) };
+            let mut s = Scale { partitions: n, empty_startup_ms: r.startup_ms, ..Default::default() };
+            let load = Load { partitions: n, ..Load::base("f", 1024) };
+            s.run = self.run_load(&r, &load);
+            if s.run.is_none() {
+                self.out.skipped.push(format!("(f) {n} partitions failed; broker log: {}", r.log_tail().replace('\n', " | ")));
+                self.stop(r);
+                continue;
+            }
+            s.create_s = s.run.as_ref().and_then(|r| r.create_topic_s).unwrap_or(0.0);
+            let dir = r.data_dir.clone();
+            self.stop(r);
+            let opts = StartOpts { data_dir: Some(&dir), partitions: n, scratch: &self.scratch };
+            match systems::start(Kind::KarstFsync, &self.progs, &opts) {
+                Ok(mut r2) => {
+                    s.restart_ms = r2.startup_ms;
+                    thread::sleep(Duration::from_millis(1000));
+                    if r2.alive() {
+                        s.idle_rss = r2.rss_bytes();
+                        eprintln!("[harness] restart with {n} partitions: {:.0} ms, RSS {:.1} MB", s.restart_ms, s.idle_rss as f64 / 1e6);
+                    } else {
+                        self.out.skipped.push(format!("(f) restart with {n} partitions exited: {}", r2.log_tail().replace('\n', " | ")));
+                        s.restart_ms = 0.0;
+                    }
+                    r2.stop();
+                }
+                Err(e) => self.out.skipped.push(format!("(f) restart with {n} partitions: {e:#}")),
+            }
+            self.out.scale = Some(s);
+            break;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `cmd` to completion within `limit`, stderr to `log`; killed past the limit.
+fn run_bounded(cmd: &mut Command, limit: Duration, log: &Path) -> Result<()> {
+    let logf = std::fs::File::create(log)?;
+    let mut child =
+        cmd.env("RUST_BACKTRACE", "0").env("RUST_LIB_BACKTRACE", "0").stdout(Stdio::null()).stderr(logf).stdin(Stdio::null()).spawn()?;
+    let t0 = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            if status.success() {
+                return Ok(());
+            }
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let reason = text.lines().find(|l| l.starts_with("Error:")).map(str::to_string).unwrap_or_else(|| {
+                let tail: Vec<&str> = text.lines().rev().take(6).collect();
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            });
+            anyhow::bail!("exited with {status}: {reason}");
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("killed after {limit:?}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn utc_date() -> String {
+    let out = Command::new("date").args(["-u", "+%Y-%m-%d"]).output().ok();
+    out.and_then(|o| String::from_utf8(o.stdout).ok()).map(|s| s.trim().to_string()).unwrap_or_else(|| "undated".into())
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let plan = if args.quick {
+        Plan { warmup: 0.5, duration: 3.0, drain: 6.0, backlog: 256 << 20, scale_partitions: 10_000, scale_duration: 3.0 }
+    } else {
+        Plan { warmup: 5.0, duration: 30.0, drain: 30.0, backlog: 4 << 30, scale_partitions: 10_000, scale_duration: 20.0 }
+    };
+    let plan = Plan { backlog: args.backlog_bytes.unwrap_or(plan.backlog), ..plan };
+    let scratch = match &args.scratch {
+        Some(s) => s.clone(),
+        None => std::env::temp_dir().join(format!("karst-bench-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&scratch)?;
+    let extra = ["/usr/sbin", "/usr/lib/rabbitmq/bin", "/usr/lib/erlang/bin"];
+    let progs = Programs {
+        karst: args.karst.clone(),
+        nullbroker: args.bin_dir.join("nullbroker"),
+        tansu: args.tansu.clone().or_else(|| systems::which("tansu", &[])),
+        redis: systems::which("redis-server", &extra),
+        nats: systems::which("nats-server", &extra),
+        // The real script, not /usr/sbin's wrapper (which switches user and drops the environment).
+        rabbit: Some(PathBuf::from("/usr/lib/rabbitmq/bin/rabbitmq-server"))
+            .filter(|p| p.is_file())
+            .or_else(|| systems::which("rabbitmq-server", &extra)),
+        epmd: systems::which("epmd", &extra),
+    };
+    let mut h = Harness { args, progs, plan, scratch: scratch.clone(), out: Outcome::default() };
+    for (what, p) in
+        [("tansu", &h.progs.tansu), ("redis-server", &h.progs.redis), ("nats-server", &h.progs.nats), ("rabbitmq-server", &h.progs.rabbit)]
+    {
+        if p.is_none() {
+            h.out.skipped.push(format!("{what}: not installed"));
+        }
+    }
+    let result = h.run();
+    let date = utc_date();
+    std::fs::create_dir_all(&h.args.results)?;
+    let md = report::write(&h.args.results, &date, h.args.quick, &h.plan, &h.out)?;
+    eprintln!("[harness] report: {}", md.display());
+    if h.args.scratch.is_none() {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    result
+}

@@ -1,0 +1,335 @@
+//! The Markdown report: tables with absolute numbers and ratios, the acceptance
+//! targets of issue 4 checked against this run, and links to the plots.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use karst_benches::RunResult;
+
+use crate::systems::Kind;
+use crate::{plots, Outcome, Plan};
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / 1e6)
+}
+
+fn k(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn ratio(a: f64, b: Option<f64>) -> String {
+    match b {
+        Some(b) if b > 0.0 && a / b < 0.1 => format!("{:.3}×", a / b),
+        Some(b) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "–".into(),
+    }
+}
+
+fn sh(cmd: &str) -> String {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn find<'a>(runs: &'a [RunResult], workload: &str, kind: Kind) -> Option<&'a RunResult> {
+    runs.iter().find(|r| r.workload == workload && r.system == kind.name())
+}
+
+fn throughput_table(md: &mut String, runs: &[RunResult], workload: &str) {
+    let null = find(runs, workload, Kind::Null).map(|r| r.produce_msgs_per_s);
+    let tansu = find(runs, workload, Kind::TansuMemory).map(|r| r.produce_msgs_per_s);
+    md.push_str(
+        "| system | durability | produce msgs/s | produce MB/s | consume msgs/s | ack p99 ms | e2e p50 ms | e2e p99 ms | e2e p99.9 ms | e2e max ms | errors | missing | × null | × Tansu memory |\n",
+    );
+    md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for r in runs.iter().filter(|r| r.workload == workload) {
+        let consumer = r.consumers > 0;
+        let dash = |s: String| if consumer { s } else { "–".into() };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.system,
+            r.durability,
+            k(r.produce_msgs_per_s),
+            k(r.produce_mb_per_s),
+            dash(k(r.consume_msgs_per_s)),
+            ms(r.ack_latency.p99_us),
+            dash(ms(r.e2e_latency.p50_us)),
+            dash(ms(r.e2e_latency.p99_us)),
+            dash(ms(r.e2e_latency.p999_us)),
+            dash(ms(r.e2e_latency.max_us)),
+            r.errors,
+            r.missing,
+            ratio(r.produce_msgs_per_s, null),
+            ratio(r.produce_msgs_per_s, tansu),
+        );
+    }
+    let errs: Vec<String> = runs
+        .iter()
+        .filter(|r| r.workload == workload && !r.error_samples.is_empty())
+        .map(|r| format!("{}: {}", r.system, r.error_samples.join("; ")))
+        .collect();
+    if !errs.is_empty() {
+        md.push_str("\nErrors seen: ");
+        md.push_str(&errs.join(" — "));
+        md.push('\n');
+    }
+}
+
+fn check(md: &mut String, what: &str, value: Option<f64>, target: f64, higher_is_better: bool, unit: &str) {
+    let line = match value {
+        None => format!("- {what}: not measured in this run\n"),
+        Some(v) => {
+            let ok = if higher_is_better { v >= target } else { v <= target };
+            let verdict = if ok {
+                "met".to_string()
+            } else if higher_is_better {
+                format!("**missed** (reaches {:.0}% of the target)", 100.0 * v / target)
+            } else {
+                format!("**missed** ({:.1}× over)", v / target)
+            };
+            format!("- {what}: {v:.2}{unit} (target {} {target}{unit}): {verdict}\n", if higher_is_better { "≥" } else { "≤" })
+        }
+    };
+    md.push_str(&line);
+}
+
+pub(crate) fn write(dir: &Path, date: &str, quick: bool, plan: &Plan, out: &Outcome) -> Result<PathBuf> {
+    let runs = &out.runs;
+    let mut md = String::new();
+    let _ = writeln!(md, "# Karst benchmarks, {date} ({})\n", if quick { "quick" } else { "full" });
+    let _ = writeln!(
+        md,
+        "Reproduce: `benches/run.sh{}` (writes this file). Machine: {} cores ({}), {} memory, Linux {}. \
+         Everything ran on this one machine over loopback, load generator and broker sharing the cores; \
+         load average at the start {} and at the end {} (other work on the machine makes runs noisy: compare within one report). \
+         Harness time: {:.0} s.\n",
+        if quick { " --quick" } else { "" },
+        sh("nproc"),
+        sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"),
+        sh("free -h | awk '/Mem:/{print $2}'"),
+        sh("uname -r"),
+        out.load_start,
+        sh("cut -d' ' -f1-3 /proc/loadavg"),
+        out.elapsed_s
+    );
+    let _ = writeln!(
+        md,
+        "Kafka-protocol brokers are driven by `loadgen` (librdkafka through the `rdkafka` crate) with identical settings: \
+         acks=all, linger.ms=5, batch.size=1 MiB, no compression, idempotence off; each producer and consumer is its own \
+         client on its own thread; records carry their send time and consumers measure end-to-end latency (HDR histogram). \
+         Consumers assign partitions (real consumer groups in (d)). Redis Streams, NATS JetStream and RabbitMQ are driven by \
+         `peerload` with their own Rust clients (`redis`, `async-nats`, `lapin`), one stream/subject/queue per partition, \
+         pipelined publishing with up to 1 MiB in flight per producer and a confirm for every message. Each run: {:.0} s warm-up, \
+         {:.0} s measured; latency percentiles cover records sent in the measured window.\n",
+        plan.warmup, plan.duration
+    );
+
+    md.push_str("## Start-up and idle memory\n\nStart-up is from spawning the process to the first answer on a new connection (Kafka: ApiVersions; Redis: PING; NATS: INFO; RabbitMQ: the AMQP handshake), empty data directory. Idle RSS is VmRSS of the server and its child processes shortly after start.\n\n");
+    md.push_str("| system | start-up ms | idle RSS MB |\n|---|---:|---:|\n");
+    for s in &out.starts {
+        let _ = writeln!(md, "| {} | {:.1} | {} |", s.kind.name(), s.startup_ms, mb(s.idle_rss));
+    }
+
+    let date_png = |name: &str| format!("{date}-{name}.png");
+    let font = plots::init_font();
+    if let Err(e) = &font {
+        md.push_str(&format!("\nPlots were not drawn: {e:#}.\n"));
+    }
+    let mut panels = Vec::new();
+    for (w, title) in [("a", "(a) maximum throughput, 1 KiB records"), ("b", "(b) maximum throughput, 100-byte records")] {
+        md.push_str(&format!("\n## {title}\n\n1 topic, 6 partitions, 2 producers, 2 consumers, acks=all.\n\n"));
+        throughput_table(&mut md, runs, w);
+        panels.push((title, runs.iter().filter(|r| r.workload == w).collect::<Vec<_>>()));
+    }
+    if font.is_ok() && panels.iter().any(|(_, r)| !r.is_empty()) {
+        match plots::throughput(&dir.join(date_png("throughput")), &panels) {
+            Ok(()) => md.push_str(&format!("\n![throughput]({})\n", date_png("throughput"))),
+            Err(e) => md.push_str(&format!("\nThroughput plot failed: {e:#}\n")),
+        }
+    }
+
+    let rate = out.fixed_rate.unwrap_or(0.0);
+    md.push_str(&format!(
+        "\n## (c) latency at a fixed rate\n\n{rate:.0} msgs/s of 1 KiB records (half the lowest peer maximum in (a)), 6 partitions, 2 producers, 2 consumers.\n\n"
+    ));
+    md.push_str("| system | durability | achieved msgs/s | e2e p50 ms | e2e p99 ms | e2e p99.9 ms | e2e max ms | ack p99 ms | missing | p99 × Karst |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let karst_p99 = find(runs, "c", Kind::KarstFsync).map(|r| r.e2e_latency.p99_us as f64);
+    let c_runs: Vec<&RunResult> = runs.iter().filter(|r| r.workload == "c").collect();
+    for r in &c_runs {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.system,
+            r.durability,
+            k(r.produce_msgs_per_s),
+            ms(r.e2e_latency.p50_us),
+            ms(r.e2e_latency.p99_us),
+            ms(r.e2e_latency.p999_us),
+            ms(r.e2e_latency.max_us),
+            ms(r.ack_latency.p99_us),
+            r.missing,
+            ratio(r.e2e_latency.p99_us as f64, karst_p99)
+        );
+    }
+    if font.is_ok() && !c_runs.is_empty() {
+        match plots::latency(&dir.join(date_png("latency")), &format!("(c) end-to-end latency at {rate:.0} msgs/s, 1 KiB"), &c_runs) {
+            Ok(()) => md.push_str(&format!("\n![latency]({})\n", date_png("latency"))),
+            Err(e) => md.push_str(&format!("\nLatency plot failed: {e:#}\n")),
+        }
+    }
+
+    md.push_str("\n## (d) fan-out: 4 consumer groups\n\n1 KiB records at maximum rate, 6 partitions, 2 producers, 4 groups of 1 member each (subscribe), every group reads every record (Karst and Tansu memory).\n\n");
+    md.push_str("| system | produce msgs/s | consume msgs/s per group | e2e p50 ms | e2e p99 ms | e2e max ms | missing | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for r in runs.iter().filter(|r| r.workload == "d") {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.system,
+            k(r.produce_msgs_per_s),
+            k(r.consume_msgs_per_s),
+            ms(r.e2e_latency.p50_us),
+            ms(r.e2e_latency.p99_us),
+            ms(r.e2e_latency.max_us),
+            r.missing,
+            r.errors
+        );
+    }
+
+    md.push_str(&format!(
+        "\n## (e) catch-up read of a backlog\n\n{} MB of 1 KiB records written first (Karst and Tansu memory), then read from the beginning by 2 consumers. \
+         Dropping the page cache (`echo 3 > /proc/sys/vm/drop_caches`) {}.\n\n",
+        mb(plan.backlog),
+        if out.drop_caches_possible {
+            "works here and was done between writing and reading"
+        } else {
+            "is not permitted here, so the backlog was read from the page cache: this measures the read path, not the disk"
+        }
+    ));
+    md.push_str("| system | backlog MB | write msgs/s | read s | read msgs/s | read MB/s | page cache dropped |\n|---|---:|---:|---:|---:|---:|---|\n");
+    for r in runs.iter().filter(|r| r.workload == "e") {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.1} | {} | {} | {} |",
+            r.system,
+            mb(r.backlog_bytes.unwrap_or(0)),
+            k(r.acked_total as f64 / r.duration_s.max(1e-9)),
+            r.catchup_s.unwrap_or(0.0),
+            k(r.consume_msgs_per_s),
+            k(r.consume_mb_per_s),
+            if r.page_cache_dropped == Some(true) { "yes" } else { "no" }
+        );
+    }
+
+    if let Some(s) = &out.scale {
+        md.push_str(&format!("\n## (f) {} partitions on one Karst broker (default durability)\n\n", s.partitions));
+        if s.partitions < 10_000 {
+            md.push_str("10,000 partitions could not be created here (see *Not run*); these are the numbers at half as many.\n\n");
+        }
+        md.push_str("| start-up, empty ms | CreateTopics until all partitions in metadata s | restart with the partitions ms | idle RSS after restart MB | produce msgs/s | consume msgs/s | per-partition msgs min / median / max | CV | partitions with none | errors |\n|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|\n");
+        let (p, c, spread, errors) = match &s.run {
+            Some(r) => (k(r.produce_msgs_per_s), k(r.consume_msgs_per_s), r.spread.clone(), r.errors),
+            None => ("–".into(), "–".into(), None, 0),
+        };
+        let (mmm, cv, empty) = match spread {
+            Some(sp) => (format!("{} / {} / {}", sp.min, sp.median, sp.max), format!("{:.2}", sp.cv), sp.empty.to_string()),
+            None => ("–".into(), "–".into(), "–".into()),
+        };
+        let _ = writeln!(
+            md,
+            "| {:.1} | {:.1} | {:.0} | {} | {p} | {c} | {mmm} | {cv} | {empty} | {errors} |",
+            s.empty_startup_ms,
+            s.create_s,
+            s.restart_ms,
+            mb(s.idle_rss)
+        );
+    }
+
+    if let Some(r) = out.scale.as_ref().and_then(|s| s.run.as_ref()).filter(|r| !r.error_samples.is_empty()) {
+        md.push_str(&format!("\nErrors seen: {}\n", r.error_samples.join("; ")));
+    }
+    md.push_str("\n## Acceptance targets of issue 4, checked against this run\n\n");
+    for w in ["a", "b"] {
+        let karst = find(runs, w, Kind::KarstFsync).map(|r| r.produce_msgs_per_s);
+        let karst_nf = find(runs, w, Kind::KarstNoFsync).map(|r| r.produce_msgs_per_s);
+        let null = find(runs, w, Kind::Null).map(|r| r.produce_msgs_per_s);
+        let tansu = find(runs, w, Kind::TansuMemory).map(|r| r.produce_msgs_per_s);
+        let rel = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        };
+        check(&mut md, &format!("({w}) Karst (fsync) / null broker"), rel(karst, null), 0.8, true, "");
+        check(&mut md, &format!("({w}) Karst no-fsync / null broker"), rel(karst_nf, null), 0.8, true, "");
+        check(&mut md, &format!("({w}) Karst (fsync) / Tansu memory"), rel(karst, tansu), 3.0, true, "");
+        for (mine, peer) in [
+            (Kind::KarstFsync, Kind::RedisAlways),
+            (Kind::KarstFsync, Kind::RabbitQuorum),
+            (Kind::KarstNoFsync, Kind::RedisEverysec),
+            (Kind::KarstNoFsync, Kind::NatsFile),
+        ] {
+            let a = find(runs, w, mine).map(|r| r.produce_msgs_per_s);
+            let b = find(runs, w, peer).map(|r| r.produce_msgs_per_s);
+            check(&mut md, &format!("({w}) {} / {} msgs/s", mine.name(), peer.name()), rel(a, b), 1.0, true, "");
+        }
+    }
+    let tansu_p99 = find(runs, "c", Kind::TansuMemory).map(|r| r.e2e_latency.p99_us as f64);
+    let p99_ratio = match (karst_p99, tansu_p99) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    check(&mut md, "(c) Karst p99 / Tansu memory p99", p99_ratio, 1.0 / 3.0, false, "");
+    let start = |kind: Kind| out.starts.iter().find(|s| s.kind == kind);
+    check(&mut md, "Karst idle RSS, MB", start(Kind::KarstFsync).map(|s| s.idle_rss as f64 / 1e6), 20.0, false, "");
+    check(&mut md, "Karst start-up, empty data dir, ms", start(Kind::KarstFsync).map(|s| s.startup_ms), 100.0, false, "");
+    if let Some(s) = &out.scale {
+        check(
+            &mut md,
+            &format!("Karst restart with {} partitions, ms", s.partitions),
+            Some(s.restart_ms).filter(|v| *v > 0.0),
+            5000.0,
+            false,
+            "",
+        );
+        check(
+            &mut md,
+            &format!("Karst RSS with {} partitions, MB", s.partitions),
+            Some(s.idle_rss as f64 / 1e6).filter(|v| *v > 0.0),
+            1024.0,
+            false,
+            "",
+        );
+    }
+
+    if !out.skipped.is_empty() {
+        md.push_str("\n## Not run\n\n");
+        for s in &out.skipped {
+            let _ = writeln!(md, "- {}", s.replace('\n', " "));
+        }
+    }
+    let notes: Vec<String> = runs.iter().flat_map(|r| r.notes.iter().map(move |n| format!("{} ({}): {n}", r.system, r.workload))).collect();
+    if !notes.is_empty() {
+        md.push_str("\n## Notes from the load generators\n\n");
+        for n in notes {
+            let _ = writeln!(md, "- {n}");
+        }
+    }
+    let path = dir.join(format!("{date}.md"));
+    std::fs::write(&path, md)?;
+    let json = dir.join(format!("{date}.json"));
+    std::fs::write(&json, serde_json::to_string_pretty(runs)?)?;
+    Ok(path)
+}

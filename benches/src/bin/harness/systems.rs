@@ -1,0 +1,364 @@
+//! Starting and stopping the brokers under test: each on a free loopback port with
+//! its own temporary data directory, timed to its first answered request.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// Which protocol a system speaks, and so which load generator drives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Driver {
+    Kafka,
+    Redis,
+    Nats,
+    Rabbit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Null,
+    KarstFsync,
+    KarstNoFsync,
+    TansuMemory,
+    TansuSqlite,
+    RedisAlways,
+    RedisEverysec,
+    NatsFile,
+    RabbitQuorum,
+}
+
+impl Kind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Null => "null broker",
+            Kind::KarstFsync => "Karst",
+            Kind::KarstNoFsync => "Karst no-fsync",
+            Kind::TansuMemory => "Tansu memory",
+            Kind::TansuSqlite => "Tansu sqlite",
+            Kind::RedisAlways => "Redis Streams always",
+            Kind::RedisEverysec => "Redis Streams everysec",
+            Kind::NatsFile => "NATS JetStream",
+            Kind::RabbitQuorum => "RabbitMQ quorum",
+        }
+    }
+
+    pub(crate) fn durability(self) -> &'static str {
+        match self {
+            Kind::Null => "none (stores nothing)",
+            Kind::KarstFsync => "fsync before ack (log.flush.interval.messages=1, default)",
+            Kind::KarstNoFsync => "page cache, fsync every 1 s (Kafka-style)",
+            Kind::TansuMemory => "memory only (memory://)",
+            Kind::TansuSqlite => "SQLite file (sqlite://), its default sync",
+            Kind::RedisAlways => "AOF appendfsync always",
+            Kind::RedisEverysec => "AOF appendfsync everysec",
+            Kind::NatsFile => "file store, server-default sync (2.9: periodic, not per message)",
+            Kind::RabbitQuorum => "quorum queues, publisher confirms (fsynced WAL)",
+        }
+    }
+
+    pub(crate) fn driver(self) -> Driver {
+        match self {
+            Kind::Null | Kind::KarstFsync | Kind::KarstNoFsync | Kind::TansuMemory | Kind::TansuSqlite => Driver::Kafka,
+            Kind::RedisAlways | Kind::RedisEverysec => Driver::Redis,
+            Kind::NatsFile => Driver::Nats,
+            Kind::RabbitQuorum => Driver::Rabbit,
+        }
+    }
+}
+
+/// Where the harness finds each program.
+#[derive(Debug, Clone)]
+pub(crate) struct Programs {
+    pub(crate) karst: PathBuf,
+    pub(crate) nullbroker: PathBuf,
+    pub(crate) tansu: Option<PathBuf>,
+    pub(crate) redis: Option<PathBuf>,
+    pub(crate) nats: Option<PathBuf>,
+    pub(crate) rabbit: Option<PathBuf>,
+    pub(crate) epmd: Option<PathBuf>,
+}
+
+/// Finds `name` on PATH (or in the extra directories).
+pub(crate) fn which(name: &str, extra: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':').map(PathBuf::from).chain(extra.iter().map(PathBuf::from)).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// A loopback port that was free a moment ago.
+pub(crate) fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+pub(crate) struct Running {
+    pub(crate) kind: Kind,
+    pub(crate) addr: SocketAddr,
+    pub(crate) startup_ms: f64,
+    child: Child,
+    /// A helper started for this system (RabbitMQ's epmd), stopped with it.
+    helper: Option<Child>,
+    pub(crate) data_dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Running {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the server process is still running.
+    pub(crate) fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Resident set size of the server and every process it started, in bytes.
+    pub(crate) fn rss_bytes(&self) -> u64 {
+        let mut pids = descendants(self.pid());
+        pids.push(self.pid());
+        pids.iter().filter_map(|&p| vm_rss(p)).sum()
+    }
+
+    /// Stops the server (TERM, then KILL after 5 s) and everything it started.
+    pub(crate) fn stop(mut self) {
+        let mut pids = descendants(self.pid());
+        pids.push(self.pid());
+        for p in &pids {
+            let _ = Command::new("kill").arg("-TERM").arg(p.to_string()).stderr(Stdio::null()).status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for p in &pids {
+            if Path::new(&format!("/proc/{p}")).exists() {
+                let _ = Command::new("kill").arg("-KILL").arg(p.to_string()).stderr(Stdio::null()).status();
+            }
+        }
+        if let Some(mut h) = self.helper.take() {
+            let _ = h.kill();
+            let _ = h.wait();
+        }
+    }
+
+    pub(crate) fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+}
+
+/// VmRSS of one process, in bytes.
+pub(crate) fn vm_rss(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// All processes below `root` in the process tree.
+pub(crate) fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            // pid (comm) state ppid ...: comm may contain spaces, so split after ')'.
+            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+            if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|s| s.parse::<u32>().ok()) {
+                parent_of.push((pid, ppid));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for &(c, pp) in &parent_of {
+            if pp == p && !out.contains(&c) {
+                out.push(c);
+                frontier.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// A request that makes a listening server answer, proving it serves clients
+/// (not only that its socket is bound: the kernel accepts connections into the
+/// backlog before the server calls accept).
+fn probe(kind: Kind) -> &'static [u8] {
+    match kind.driver() {
+        // ApiVersions v0, correlation id 1, null client id.
+        Driver::Kafka => &[0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0xff, 0xff],
+        Driver::Redis => b"PING\r\n",
+        // The server sends INFO on connect.
+        Driver::Nats => b"",
+        Driver::Rabbit => b"AMQP\x00\x00\x09\x01",
+    }
+}
+
+fn answers(addr: SocketAddr, kind: Kind) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let _ = s.set_write_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(probe(kind)).is_err() {
+        return false;
+    }
+    let mut b = [0u8; 8];
+    matches!(s.read(&mut b), Ok(n) if n > 0)
+}
+
+fn wait_for_port(addr: SocketAddr, kind: Kind, child: &mut Child, t0: Instant, timeout: Duration) -> Result<f64> {
+    loop {
+        if answers(addr, kind) {
+            return Ok(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!("exited with {status} before accepting connections");
+        }
+        if t0.elapsed() > timeout {
+            bail!("no connection accepted within {timeout:?}");
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Options for one start.
+pub(crate) struct StartOpts<'a> {
+    /// Reuse this data directory (a restart) instead of a fresh one.
+    pub(crate) data_dir: Option<&'a Path>,
+    /// Partitions the null broker reports per topic.
+    pub(crate) partitions: usize,
+    pub(crate) scratch: &'a Path,
+}
+
+pub(crate) fn start(kind: Kind, progs: &Programs, opts: &StartOpts<'_>) -> Result<Running> {
+    let port = free_port()?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let data_dir = match opts.data_dir {
+        Some(d) => d.to_path_buf(),
+        None => {
+            let d = opts.scratch.join(format!("{}-{}", kind.name().replace(' ', "-").to_lowercase(), port));
+            std::fs::create_dir_all(&d)?;
+            d
+        }
+    };
+    let log = opts.scratch.join(format!("{}-{}.log", kind.name().replace(' ', "-").to_lowercase(), port));
+    let logf = std::fs::File::create(&log)?;
+    let mut helper = None;
+    let missing = |what: &str| anyhow::anyhow!("{what} is not installed");
+    let mut cmd = match kind {
+        Kind::Null => {
+            let mut c = Command::new(&progs.nullbroker);
+            c.arg("--listen").arg(addr.to_string()).arg("--partitions").arg(opts.partitions.to_string());
+            c
+        }
+        Kind::KarstFsync | Kind::KarstNoFsync => {
+            let mut c = Command::new(&progs.karst);
+            c.arg("serve").arg("--listen").arg(addr.to_string()).arg("--data-dir").arg(&data_dir).env("KARST_LOG", "warn");
+            if kind == Kind::KarstNoFsync {
+                c.arg("--set").arg("log.flush.interval.messages=9223372036854775807");
+            }
+            c
+        }
+        Kind::TansuMemory | Kind::TansuSqlite => {
+            let bin = progs.tansu.as_ref().ok_or_else(|| missing("tansu"))?;
+            let mut c = Command::new(bin);
+            let engine =
+                if kind == Kind::TansuMemory { "memory://tansu/".to_string() } else { format!("sqlite://{}/tansu.db", data_dir.display()) };
+            c.arg("broker")
+                .arg("--listener-url")
+                .arg(format!("tcp://{addr}"))
+                .arg("--advertised-listener-url")
+                .arg(format!("tcp://{addr}"))
+                .arg("--storage-engine")
+                .arg(engine)
+                .env("RUST_LOG", "warn")
+                .current_dir(&data_dir);
+            c
+        }
+        Kind::RedisAlways | Kind::RedisEverysec => {
+            let bin = progs.redis.as_ref().ok_or_else(|| missing("redis-server"))?;
+            let mut c = Command::new(bin);
+            let fsync = if kind == Kind::RedisAlways { "always" } else { "everysec" };
+            c.args(["--bind", "127.0.0.1", "--port"]).arg(port.to_string()).arg("--dir").arg(&data_dir).args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                fsync,
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "yes",
+            ]);
+            c
+        }
+        Kind::NatsFile => {
+            let bin = progs.nats.as_ref().ok_or_else(|| missing("nats-server"))?;
+            let mut c = Command::new(bin);
+            c.args(["-a", "127.0.0.1", "-p"]).arg(port.to_string()).arg("-js").arg("-sd").arg(&data_dir);
+            c
+        }
+        Kind::RabbitQuorum => {
+            let bin = progs.rabbit.as_ref().ok_or_else(|| missing("rabbitmq-server"))?;
+            let epmd = progs.epmd.as_ref().ok_or_else(|| missing("epmd"))?;
+            let epmd_port = free_port()?;
+            let dist_port = free_port()?;
+            // Our own epmd on loopback, in the foreground, so it stops with us.
+            helper = Some(
+                Command::new(epmd)
+                    .args(["-address", "127.0.0.1", "-port"])
+                    .arg(epmd_port.to_string())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .context("starting epmd")?,
+            );
+            let conf = data_dir.join("rabbitmq.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "listeners.tcp.1 = 127.0.0.1:{port}\nloopback_users = none\nlog.console = false\nlog.file.level = warning\n\
+                     management_agent.disable_metrics_collector = true\n"
+                ),
+            )?;
+            let mut c = Command::new(bin);
+            c.env("RABBITMQ_NODENAME", format!("bench{port}@localhost"))
+                .env("RABBITMQ_CONFIG_FILE", data_dir.join("rabbitmq"))
+                .env("RABBITMQ_MNESIA_BASE", data_dir.join("mnesia"))
+                .env("RABBITMQ_LOG_BASE", data_dir.join("log"))
+                .env("RABBITMQ_ENABLED_PLUGINS_FILE", data_dir.join("enabled_plugins"))
+                .env("RABBITMQ_ENABLED_PLUGINS", "")
+                .env("RABBITMQ_DIST_PORT", dist_port.to_string())
+                .env("ERL_EPMD_PORT", epmd_port.to_string())
+                .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+                .env("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", "-kernel inet_dist_use_interface {127,0,0,1}")
+                .env("HOME", &data_dir);
+            c
+        }
+    };
+    cmd.stdout(logf.try_clone()?).stderr(logf).stdin(Stdio::null());
+    let t0 = Instant::now();
+    let mut child = cmd.spawn().with_context(|| format!("starting {}", kind.name()))?;
+    let timeout = if kind == Kind::RabbitQuorum { Duration::from_secs(60) } else { Duration::from_secs(30) };
+    match wait_for_port(addr, kind, &mut child, t0, timeout) {
+        Ok(startup_ms) => Ok(Running { kind, addr, startup_ms, child, helper, data_dir, log }),
+        Err(e) => {
+            let r = Running { kind, addr, startup_ms: 0.0, child, helper, data_dir, log };
+            let tail = r.log_tail();
+            r.stop();
+            Err(e.context(format!("{} did not start; log tail:\n{tail}", kind.name())))
+        }
+    }
+}
