@@ -102,7 +102,7 @@ fn check(md: &mut String, what: &str, value: Option<f64>, target: f64, higher_is
             } else {
                 format!("**missed** ({:.1}× over)", v / target)
             };
-            format!("- {what}: {v:.2}{unit} (target {} {target}{unit}): {verdict}\n", if higher_is_better { "≥" } else { "≤" })
+            format!("- {what}: {v:.2}{unit} (target {} {target:.2}{unit}): {verdict}\n", if higher_is_better { "≥" } else { "≤" })
         }
     };
     md.push_str(&line);

@@ -273,8 +273,12 @@ pub(crate) fn start(kind: Kind, progs: &Programs, opts: &StartOpts<'_>) -> Resul
         Kind::TansuMemory | Kind::TansuSqlite => {
             let bin = progs.tansu.as_ref().ok_or_else(|| missing("tansu"))?;
             let mut c = Command::new(bin);
-            let engine =
-                if kind == Kind::TansuMemory { "memory://tansu/".to_string() } else { format!("sqlite://{}/tansu.db", data_dir.display()) };
+            let engine = if kind == Kind::TansuMemory {
+                "memory://tansu/".to_string()
+            } else {
+                // Tansu resolves sqlite://NAME against its working directory (the data dir).
+                "sqlite://tansu.db".to_string()
+            };
             c.arg("broker")
                 .arg("--listener-url")
                 .arg(format!("tcp://{addr}"))
