@@ -43,10 +43,8 @@ fn append(c: &mut Criterion) {
         group.bench_function(name, |b| {
             let dir = temp_dir();
             let mut log = Log::open(dir.path(), config()).expect("open");
-            let mut buf = template.clone();
             b.iter(|| {
-                buf.copy_from_slice(&template);
-                black_box(log.append(&mut buf, 0, 0).expect("append"));
+                black_box(log.append(&template, 0, 0).expect("append"));
                 if fsync {
                     log.flush().expect("flush");
                 }
@@ -65,8 +63,8 @@ fn read(c: &mut Criterion) {
     let mut log = Log::open(dir.path(), config()).expect("open");
     let total: u64 = 256 << 20;
     while log.size_bytes() < total {
-        let mut buf = template.clone();
-        log.append(&mut buf, 0, 0).expect("append");
+        let buf = template.clone();
+        log.append(&buf, 0, 0).expect("append");
     }
     let end = log.log_end_offset();
     let bytes = log.size_bytes();

@@ -4,6 +4,10 @@
 //! read-write; entries are written straight into the mapping. When the segment
 //! rolls or the log closes, the mapping is flushed and dropped, the file is trimmed
 //! to its entries, fsynced, and mapped read-only.
+//!
+//! No file descriptor is kept open: a mapping outlives the descriptor it was made
+//! from, and the file is reopened by path for the rare resize. With thousands of
+//! partitions the descriptors would otherwise be the first limit a broker hits.
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::PathBuf;
@@ -15,7 +19,7 @@ use crate::mmap;
 
 #[derive(Debug)]
 enum State {
-    Writable { file: File, map: MmapMut },
+    Writable { map: MmapMut },
     ReadOnly { map: Option<Mmap> },
 }
 
@@ -37,7 +41,7 @@ impl IndexFile {
         let len = capacity.max(1).saturating_mul(entry_size);
         file.set_len(len as u64)?;
         let map = mmap::map_write(&file, len)?;
-        Ok(IndexFile { path, entry_size, entries: 0, file_len: len as u64, state: State::Writable { file, map } })
+        Ok(IndexFile { path, entry_size, entries: 0, file_len: len as u64, state: State::Writable { map } })
     }
 
     /// Opens an existing file read-only. Every whole entry counts until the caller
@@ -140,8 +144,8 @@ impl IndexFile {
     /// Flushes, unmaps, trims the file to its entries, fsyncs it, maps it read-only.
     pub(crate) fn freeze(&mut self) -> io::Result<()> {
         self.flush()?;
-        let (file, map) = match std::mem::replace(&mut self.state, State::ReadOnly { map: None }) {
-            State::Writable { file, map } => (file, map),
+        let map = match std::mem::replace(&mut self.state, State::ReadOnly { map: None }) {
+            State::Writable { map } => map,
             read_only => {
                 self.state = read_only;
                 return Ok(());
@@ -149,6 +153,7 @@ impl IndexFile {
         };
         drop(map); // no mapping may exist while the file is shortened
         let len = self.entries * self.entry_size;
+        let file = OpenOptions::new().read(true).write(true).open(&self.path)?;
         file.set_len(len as u64)?;
         file.sync_all()?;
         self.file_len = len as u64;
@@ -171,7 +176,7 @@ impl IndexFile {
         file.set_len(len as u64)?;
         let map = mmap::map_write(&file, len)?;
         self.file_len = len as u64;
-        self.state = State::Writable { file, map };
+        self.state = State::Writable { map };
         Ok(())
     }
 

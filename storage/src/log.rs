@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use karst_batch::{set_base_offset, set_partition_leader_epoch, BatchError, BatchHeader};
+use karst_batch::{BatchError, BatchHeader};
 
 use crate::checkpoint;
 use crate::files::fsync_dir;
@@ -197,12 +197,13 @@ impl Log {
 
     /// Appends one or more v2 batches laid end to end.
     ///
-    /// Offsets and the partition leader epoch are written into `batches` in place.
+    /// Offsets and the partition leader epoch are assigned on the way to the file;
+    /// `batches` itself is left as it is (it may be a shared request buffer).
     /// Idempotent-producer sequences are checked for every batch before anything is
     /// written; if any batch is a duplicate of one in the log, nothing is written and
     /// the original offsets of that batch are returned with `duplicate: true`
     /// (Kafka treats the whole append as the retry).
-    pub fn append(&mut self, batches: &mut [u8], leader_epoch: i32, now_ms: i64) -> StorageResult<AppendInfo> {
+    pub fn append(&mut self, batches: &[u8], leader_epoch: i32, now_ms: i64) -> StorageResult<AppendInfo> {
         if batches.is_empty() {
             return Err(StorageError::Batch(BatchError::Invalid("no record batch to append")));
         }
@@ -237,10 +238,6 @@ impl Log {
         }
         let changes = pending.into_changes();
 
-        for (pos, h) in &headers {
-            set_base_offset(&mut batches[*pos..], h.base_offset);
-            set_partition_leader_epoch(&mut batches[*pos..], leader_epoch);
-        }
         if self.should_roll(batches.len() as u64, next_offset, now_ms) {
             self.roll()?;
         }
@@ -278,7 +275,7 @@ impl Log {
     fn roll(&mut self) -> StorageResult<()> {
         // The old segment's bytes are durable before the new segment exists, so a crash
         // never leaves an unsynced tail anywhere but in the last segment.
-        self.active.file().sync_data()?;
+        self.active.file()?.sync_data()?;
         let new = Segment::create(&self.dir, self.log_end_offset, &self.config)?;
         fsync_dir(&self.dir)?;
         let mut old = std::mem::replace(&mut self.active, new);
@@ -339,8 +336,8 @@ impl Log {
         Ok(None)
     }
 
-    pub fn flush_target(&self) -> FlushTarget {
-        FlushTarget { file: Arc::clone(self.active.file()), log_end_offset: self.log_end_offset }
+    pub fn flush_target(&self) -> StorageResult<FlushTarget> {
+        Ok(FlushTarget { file: Arc::clone(self.active.file()?), log_end_offset: self.log_end_offset })
     }
 
     pub fn flush(&mut self) -> StorageResult<()> {

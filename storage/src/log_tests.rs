@@ -30,8 +30,10 @@ fn pbatch(count: i32, pid: i64, epoch: i16, seq: i32) -> Vec<u8> {
 
 /// Appends and returns the batch as written (offset and epoch assigned).
 fn append(log: &mut Log, mut b: Vec<u8>) -> Vec<u8> {
-    let info = log.append(&mut b, 3, 0).expect("append");
+    let info = log.append(&b, 3, 0).expect("append");
     assert!(!info.duplicate);
+    karst_batch::set_base_offset(&mut b, info.base_offset);
+    karst_batch::set_partition_leader_epoch(&mut b, 3);
     b
 }
 
@@ -109,11 +111,22 @@ fn append_info_and_multi_batch_append() {
     let mut log = Log::open(dir.path(), tiny()).expect("open");
     let mut two = batch(3, 50, 10, 1);
     two.extend(batch(2, 70, 10, 2));
-    let info = log.append(&mut two, 9, 0).expect("append");
+    let sent = two.clone();
+    let info = log.append(&two, 9, 0).expect("append");
+    assert_eq!(two, sent, "the caller's buffer is not modified");
     assert_eq!((info.base_offset, info.last_offset, info.max_timestamp, info.duplicate), (0, 4, 70, false));
     assert_eq!(log.log_end_offset(), 5);
-    let second = header(&two[header(&two).total_len()..]);
+    let stored = log.read(0, 1 << 20, i64::MAX, false).expect("read").bytes;
+    assert_eq!(stored.len(), two.len());
+    let second = header(&stored[header(&stored).total_len()..]);
     assert_eq!((second.base_offset, second.partition_leader_epoch), (3, 9));
+    // Only the base offsets and leader epochs differ; every CRC still holds.
+    let first_len = header(&two).total_len();
+    for (at, len) in [(0, first_len), (first_len, two.len() - first_len)] {
+        assert_eq!(stored[at + 8..at + 12], two[at + 8..at + 12]);
+        assert_eq!(stored[at + 16..at + len], two[at + 16..at + len]);
+        BatchHeader::parse_checked(&stored[at..at + len]).expect("crc");
+    }
     let s = log.read(4, 1 << 20, i64::MAX, false).expect("read");
     assert_eq!(s.first_offset, 3);
 }
@@ -122,14 +135,14 @@ fn append_info_and_multi_batch_append() {
 fn malformed_appends_write_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = Log::open(dir.path(), tiny()).expect("open");
-    assert!(matches!(log.append(&mut [], 0, 0), Err(StorageError::Batch(_))));
+    assert!(matches!(log.append(&[], 0, 0), Err(StorageError::Batch(_))));
     let mut good_then_torn = batch(1, 0, 10, 1);
     let torn = batch(1, 0, 10, 2);
     good_then_torn.extend_from_slice(&torn[..30]);
-    assert!(matches!(log.append(&mut good_then_torn, 0, 0), Err(StorageError::Batch(_))));
+    assert!(matches!(log.append(&good_then_torn, 0, 0), Err(StorageError::Batch(_))));
     let mut legacy = batch(1, 0, 10, 1);
     legacy[16] = 1;
-    assert!(matches!(log.append(&mut legacy, 0, 0), Err(StorageError::Batch(_))));
+    assert!(matches!(log.append(&legacy, 0, 0), Err(StorageError::Batch(_))));
     assert_eq!(log.log_end_offset(), 0);
     assert_eq!(log.size_bytes(), 0);
 }
@@ -532,13 +545,13 @@ fn segment_ms_rolls_by_time() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = LogConfig { segment_bytes: 1 << 20, segment_ms: Some(100), ..tiny() };
     let mut log = Log::open(dir.path(), cfg).expect("open");
-    let mut b = batch(1, 0, 10, 1);
-    log.append(&mut b, 0, 1_000).expect("append");
-    let mut b = batch(1, 0, 10, 2);
-    log.append(&mut b, 0, 1_100).expect("append");
+    let b = batch(1, 0, 10, 1);
+    log.append(&b, 0, 1_000).expect("append");
+    let b = batch(1, 0, 10, 2);
+    log.append(&b, 0, 1_100).expect("append");
     assert_eq!(files(dir.path(), "log").len(), 1);
-    let mut b = batch(1, 0, 10, 3);
-    log.append(&mut b, 0, 1_101).expect("append");
+    let b = batch(1, 0, 10, 3);
+    log.append(&b, 0, 1_101).expect("append");
     assert_eq!(files(dir.path(), "log").len(), 2);
 }
 
@@ -548,7 +561,7 @@ fn flush_target_flush_and_delete() {
     let path = dir.path().join("topic-0");
     let mut log = Log::open(&path, tiny()).expect("open");
     fill(&mut log, 3);
-    let t = log.flush_target();
+    let t = log.flush_target().expect("active segment is open");
     assert_eq!(t.log_end_offset, log.log_end_offset());
     t.file.sync_data().expect("sync outside the lock");
     log.flush().expect("flush");
@@ -576,24 +589,21 @@ fn producer_duplicates_gaps_and_fencing() {
     append(&mut log, pbatch(2, 7, 0, 3));
     let end = log.log_end_offset();
     // Retry of the first batch: nothing written, original offsets.
-    let info = log.append(&mut pbatch(3, 7, 0, 0), 0, 0).expect("dup");
+    let info = log.append(&pbatch(3, 7, 0, 0), 0, 0).expect("dup");
     assert!(info.duplicate);
     assert_eq!((info.base_offset, info.last_offset), (0, 2));
     assert_eq!(log.log_end_offset(), end);
     // Gap.
-    assert!(matches!(
-        log.append(&mut pbatch(1, 7, 0, 6), 0, 0),
-        Err(StorageError::OutOfOrderSequence { producer_id: 7, expected: 5, got: 6 })
-    ));
+    assert!(matches!(log.append(&pbatch(1, 7, 0, 6), 0, 0), Err(StorageError::OutOfOrderSequence { producer_id: 7, expected: 5, got: 6 })));
     // Fenced epoch.
     assert!(matches!(
-        log.append(&mut pbatch(1, 7, -1, 5), 0, 0),
+        log.append(&pbatch(1, 7, -1, 5), 0, 0),
         Err(StorageError::InvalidProducerEpoch { producer_id: 7, current: 0, got: -1 })
     ));
     // New epoch must start at 0.
-    assert!(matches!(log.append(&mut pbatch(1, 7, 1, 5), 0, 0), Err(StorageError::OutOfOrderSequence { expected: 0, got: 5, .. })));
+    assert!(matches!(log.append(&pbatch(1, 7, 1, 5), 0, 0), Err(StorageError::OutOfOrderSequence { expected: 0, got: 5, .. })));
     append(&mut log, pbatch(1, 7, 1, 0));
-    assert!(matches!(log.append(&mut pbatch(1, 7, 0, 5), 0, 0), Err(StorageError::InvalidProducerEpoch { .. })));
+    assert!(matches!(log.append(&pbatch(1, 7, 0, 5), 0, 0), Err(StorageError::InvalidProducerEpoch { .. })));
     // Unknown producer: any sequence.
     append(&mut log, pbatch(1, 8, 0, 42));
     assert_eq!(log.log_end_offset(), end + 2);
@@ -606,10 +616,10 @@ fn producer_checks_are_all_or_nothing_per_call() {
     let mut log = Log::open(dir.path(), tiny()).expect("open");
     let mut call = pbatch(2, 5, 0, 0);
     call.extend(pbatch(2, 5, 0, 2)); // in order with the first batch of the same call
-    log.append(&mut call, 0, 0).expect("append");
+    log.append(&call, 0, 0).expect("append");
     let mut bad = pbatch(1, 5, 0, 4);
     bad.extend(pbatch(1, 5, 0, 9));
-    assert!(log.append(&mut bad, 0, 0).is_err());
+    assert!(log.append(&bad, 0, 0).is_err());
     assert_eq!(log.log_end_offset(), 4, "the valid first batch was not written either");
     append(&mut log, pbatch(1, 5, 0, 4));
 }
@@ -624,13 +634,13 @@ fn producer_state_survives_clean_and_crash_restarts() {
         append(&mut log, batch(1, 0, 50, seq as u64));
     }
     let check = |log: &mut Log, next: i32| {
-        let info = log.append(&mut pbatch(1, 11, 2, next - 1), 0, 0).expect("dup");
+        let info = log.append(&pbatch(1, 11, 2, next - 1), 0, 0).expect("dup");
         assert!(info.duplicate);
         assert!(matches!(
-            log.append(&mut pbatch(1, 11, 2, next + 1), 0, 0),
+            log.append(&pbatch(1, 11, 2, next + 1), 0, 0),
             Err(StorageError::OutOfOrderSequence { expected, .. }) if expected == next
         ));
-        assert!(matches!(log.append(&mut pbatch(1, 11, 1, 0), 0, 0), Err(StorageError::InvalidProducerEpoch { .. })));
+        assert!(matches!(log.append(&pbatch(1, 11, 1, 0), 0, 0), Err(StorageError::InvalidProducerEpoch { .. })));
     };
     check(&mut log, 40);
     log.close().expect("close");
@@ -785,4 +795,22 @@ proptest! {
 fn log_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Log>();
+}
+
+#[test]
+fn closed_segments_keep_no_descriptor_and_still_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("topic-0");
+    let written = {
+        let mut log = Log::open(&path, tiny()).expect("open");
+        let written = fill(&mut log, 40);
+        assert!(log.closed.len() >= 3, "the fill crosses several segments");
+        assert!(log.closed.values().all(|s| s.file().is_err()), "a rolled segment holds no descriptor");
+        assert!(log.active.file().is_ok());
+        log.close().expect("close");
+        written
+    };
+    let log = Log::open(&path, tiny()).expect("reopen");
+    assert!(log.closed.values().all(|s| s.file().is_err()), "a reopened closed segment holds no descriptor");
+    assert_eq!(read_all(&log), written);
 }

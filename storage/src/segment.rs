@@ -5,13 +5,13 @@
 //! served zero-copy from a read-only mapping of the bytes written so far, handed out
 //! as [`Bytes`] that keep the mapping alive.
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
-use karst_batch::BatchHeader;
+use karst_batch::{set_base_offset, set_partition_leader_epoch, BatchHeader};
 use memmap2::Mmap;
 
 use crate::files::{offset_path, remove_if_exists, to_usize, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
@@ -24,6 +24,35 @@ use crate::{LogConfig, StorageError, StorageResult};
 
 /// Kafka's "no timestamp".
 const NO_TIMESTAMP: i64 = -1;
+
+/// Bytes at the start of a batch that an append rewrites: base offset, batch
+/// length and partition leader epoch (all outside the CRC).
+const REWRITTEN: usize = 16;
+
+/// The first [`REWRITTEN`] bytes of the batch at `pos`, with `h`'s base offset and epoch.
+fn rewritten_head(bytes: &[u8], pos: usize, h: &BatchHeader) -> [u8; REWRITTEN] {
+    let mut head = [0u8; REWRITTEN];
+    if let Some(src) = bytes.get(pos..pos + REWRITTEN) {
+        head.copy_from_slice(src);
+    }
+    set_base_offset(&mut head, h.base_offset);
+    set_partition_leader_epoch(&mut head, h.partition_leader_epoch);
+    head
+}
+
+/// `write_all` over several buffers (the standard one is not stable yet).
+fn write_all_vectored(file: &File, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    let mut file = file;
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "failed to write whole batches")),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
 
 /// Keeps a mapping alive for as long as any `Bytes` cut from it.
 struct SharedMap(Arc<Mmap>);
@@ -38,7 +67,10 @@ impl AsRef<[u8]> for SharedMap {
 pub(crate) struct Segment {
     base_offset: i64,
     log_path: PathBuf,
-    file: Arc<File>,
+    /// The open `.log` file while the segment is active. A closed segment keeps no
+    /// descriptor (its file is reopened by path to map it), so a broker holds one
+    /// descriptor per partition rather than one per segment.
+    file: Option<Arc<File>>,
     /// Bytes of whole batches in the file.
     size: u64,
     index: OffsetIndex,
@@ -59,7 +91,7 @@ impl Segment {
         Segment {
             base_offset,
             log_path,
-            file,
+            file: Some(file),
             size: 0,
             index,
             time_index,
@@ -102,7 +134,7 @@ impl Segment {
         if size == 0 {
             return Ok((seg, Scan { valid_len: 0, next_offset: base_offset, stopped: None }));
         }
-        let map = mmap::map_read(&seg.file, to_usize(size)?)?;
+        let map = seg.map_file(to_usize(size)?)?;
         let interval = u64::from(config.index_interval_bytes);
         let mut first_timestamp = None;
         let scan = scan_batches(&map, base_offset, trust, |pos, h| {
@@ -130,6 +162,7 @@ impl Segment {
         match opened {
             (Some((index, true)), Some((time_index, true))) => {
                 let mut seg = Self::assemble(base_offset, log_path, file, index, time_index);
+                seg.file = None;
                 seg.size = size;
                 if let Some((ts, offset)) = seg.time_index.last() {
                     seg.max_timestamp = ts;
@@ -180,8 +213,9 @@ impl Segment {
                 "truncating torn or corrupt tail of the active segment"
             );
             // No mapping of this file exists: `build` dropped its own.
-            seg.file.set_len(valid)?;
-            seg.file.sync_all()?;
+            let file = seg.open_file()?;
+            file.set_len(valid)?;
+            file.sync_all()?;
         }
         Ok((seg, scan.next_offset))
     }
@@ -245,13 +279,24 @@ impl Segment {
         self.bytes_since_index += h.total_len() as u64;
     }
 
-    /// Appends `bytes` (whole batches, offsets already assigned; `batches` holds each
-    /// one's position within `bytes` and header). No fsync.
+    /// Appends the whole batches in `bytes`; `batches` holds each one's position within
+    /// `bytes` and its header with the offset and leader epoch to store, which replace
+    /// those in `bytes` on the way to the file. No fsync.
     pub(crate) fn append(&mut self, bytes: &[u8], batches: &[(usize, BatchHeader)], interval: u32, now_ms: i64) -> io::Result<()> {
         let start = self.size;
-        if let Err(e) = (&*self.file).write_all(bytes) {
+        let file = self.open_file()?;
+        // Each batch is written as its rewritten first bytes followed by the rest as
+        // received, in one writev: the request buffer is never copied.
+        let heads: Vec<[u8; REWRITTEN]> = batches.iter().map(|(pos, h)| rewritten_head(bytes, *pos, h)).collect();
+        let mut slices = Vec::with_capacity(2 * batches.len());
+        for ((pos, h), head) in batches.iter().zip(&heads) {
+            slices.push(IoSlice::new(head));
+            slices.push(IoSlice::new(bytes.get(pos + REWRITTEN..pos + h.total_len()).unwrap_or_default()));
+        }
+        let written: usize = slices.iter().map(|s| s.len()).sum();
+        if let Err(e) = write_all_vectored(file, &mut slices) {
             // Cut a partial write back so the file keeps ending at a batch boundary.
-            if let Err(undo) = self.file.set_len(start) {
+            if let Err(undo) = file.set_len(start) {
                 tracing::warn!(segment = %self.log_path.display(), error = %undo, "could not undo a partial append");
             }
             return Err(e);
@@ -259,7 +304,7 @@ impl Segment {
         for (rel, h) in batches {
             self.track_batch(start + *rel as u64, h, u64::from(interval));
         }
-        self.size = start + bytes.len() as u64;
+        self.size = start + written as u64;
         if self.rolling_base_ms.is_none() {
             self.rolling_base_ms = Some(now_ms);
         }
@@ -275,9 +320,22 @@ impl Segment {
         if let Some(map) = guard.as_ref().filter(|m| m.len() as u64 >= self.size) {
             return Ok(Some(Arc::clone(map)));
         }
-        let map = Arc::new(mmap::map_read(&self.file, to_usize(self.size)?)?);
+        let map = Arc::new(self.map_file(to_usize(self.size)?)?);
         *guard = Some(Arc::clone(&map));
         Ok(Some(map))
+    }
+
+    /// The segment's open file: an error for a closed segment, which is never written.
+    fn open_file(&self) -> io::Result<&Arc<File>> {
+        self.file.as_ref().ok_or_else(|| io::Error::other(format!("segment {} is closed", self.log_path.display())))
+    }
+
+    /// Maps the first `len` bytes of the `.log`, opening it by path when closed.
+    fn map_file(&self, len: usize) -> io::Result<Mmap> {
+        match &self.file {
+            Some(file) => mmap::map_read(file, len),
+            None => mmap::map_read(&File::open(&self.log_path)?, len),
+        }
     }
 
     fn corrupt(&self, pos: usize, e: impl std::fmt::Display) -> StorageError {
@@ -396,14 +454,18 @@ impl Segment {
         if self.max_timestamp >= 0 {
             self.time_index.append_final(self.max_timestamp, self.offset_of_max_timestamp);
         }
-        self.file.sync_data()?;
+        if let Some(file) = self.file.take() {
+            file.sync_data()?;
+        }
         self.index.freeze()?;
         self.time_index.freeze()
     }
 
     /// fsync of the log and msync of the index mappings.
     pub(crate) fn flush(&self) -> io::Result<()> {
-        self.file.sync_data()?;
+        if let Some(file) = &self.file {
+            file.sync_data()?;
+        }
         self.index.flush()?;
         self.time_index.flush()
     }
@@ -426,8 +488,9 @@ impl Segment {
         self.size
     }
 
-    pub(crate) fn file(&self) -> &Arc<File> {
-        &self.file
+    /// The open file of an active segment (an error once closed).
+    pub(crate) fn file(&self) -> io::Result<&Arc<File>> {
+        self.open_file()
     }
 
     pub(crate) fn max_timestamp(&self) -> i64 {
@@ -440,7 +503,7 @@ impl Segment {
         if self.max_timestamp >= 0 {
             return Some(self.max_timestamp);
         }
-        let modified = self.file.metadata().and_then(|m| m.modified()).ok()?;
+        let modified = std::fs::metadata(&self.log_path).and_then(|m| m.modified()).ok()?;
         let ms = modified.duration_since(UNIX_EPOCH).ok()?.as_millis();
         i64::try_from(ms).ok()
     }

@@ -173,8 +173,8 @@ impl GroupCoordinator {
     pub(crate) fn persist(&self, b: &Broker, group: &str, records: &[(Bytes, Option<Bytes>)]) -> Result<Pending, i16> {
         let index = records::partition_for(group, self.partitions);
         let partition = b.partitions.get(OFFSETS_TOPIC, index).ok_or(ec::COORDINATOR_NOT_AVAILABLE)?;
-        let mut batch = encode_batch(records, now_ms()).map_err(|_| ec::KAFKA_STORAGE_ERROR)?;
-        let info = partition.append(&mut batch, now_ms()).map_err(|e| {
+        let batch = encode_batch(records, now_ms()).map_err(|_| ec::KAFKA_STORAGE_ERROR)?;
+        let info = partition.append(&batch, now_ms()).map_err(|e| {
             warn!(group, "writing {OFFSETS_TOPIC} failed: {e}");
             ec::KAFKA_STORAGE_ERROR
         })?;

@@ -63,9 +63,8 @@ fn append(b: &Arc<Broker>, topic: &str, index: i32, records: Option<Bytes>, tran
     if transactional || summary.transactional {
         return Err(Failure::with(ec::INVALID_RECORD, "transactions are not supported by this broker yet".into()));
     }
-    // The one copy on the produce path: offsets are assigned in place.
-    let mut owned = records.to_vec();
-    let info = partition.append(&mut owned, now).map_err(storage_failure)?;
+    // No copy: offsets are assigned as the batches are written to the segment.
+    let info = partition.append(&records, now).map_err(storage_failure)?;
     if !info.duplicate {
         b.after_append(&partition);
     }
