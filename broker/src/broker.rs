@@ -16,7 +16,7 @@ use crate::errors::BrokerError;
 use crate::flusher::Flusher;
 use crate::group::{GroupCoordinator, Timing};
 use crate::metadata::{write_atomically, BrokerId, MetadataStore, TopicMeta};
-use crate::partition::Partition;
+use crate::partition::{Partition, PartitionError};
 use crate::partitions::Partitions;
 use crate::topic_config::{self, TopicConfig};
 
@@ -308,7 +308,7 @@ impl Broker {
         let now = now_ms();
         for p in self.partitions.all() {
             match p.enforce_retention(now) {
-                Ok(0) => {}
+                Ok(0) | Err(PartitionError::Closed) => {}
                 Ok(n) => {
                     info!(topic = %p.topic, partition = p.index, segments = n, "retention deleted segments")
                 }

@@ -8,6 +8,7 @@ pub mod errors;
 mod flusher;
 pub mod group;
 mod handlers;
+pub mod limits;
 pub mod metadata;
 pub mod partition;
 pub mod partitions;

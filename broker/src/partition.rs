@@ -1,6 +1,7 @@
 //! One partition replica: its log behind a lock, its high watermark, and the
 //! notification that wakes long-polling fetches and waiting producers.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -28,6 +29,9 @@ pub struct Partition {
     /// Set while the partition sits in the flusher's queue.
     pub(crate) flush_queued: AtomicBool,
     pub(crate) flushed: AtomicI64,
+    /// File system (st_dev) of the partition directory: the flusher syncs partitions
+    /// that share one together.
+    pub(crate) device: u64,
 }
 
 /// Why a partition operation failed.
@@ -45,6 +49,7 @@ impl Partition {
         let end = log.log_end_offset();
         let start = log.log_start_offset();
         let (hw, _) = watch::channel(end);
+        let device = std::fs::metadata(&dir).map(|m| m.dev())?;
         Ok(Arc::new(Partition {
             topic,
             index,
@@ -56,6 +61,7 @@ impl Partition {
             log_start: AtomicI64::new(start),
             flush_queued: AtomicBool::new(false),
             flushed: AtomicI64::new(end),
+            device,
         }))
     }
 
@@ -98,7 +104,7 @@ impl Partition {
     }
 
     /// Appends validated batches; offsets are assigned in place.
-    pub fn append(&self, batches: &mut [u8], now_ms: i64) -> Result<AppendInfo, PartitionError> {
+    pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, PartitionError> {
         let mut guard = self.log.write();
         let log = guard.as_mut().ok_or(PartitionError::Closed)?;
         let info = log.append(batches, 0, now_ms)?;
@@ -149,9 +155,16 @@ impl Partition {
         self.log.read().as_ref().map_or(0, |l| l.size_bytes())
     }
 
-    /// What the flusher syncs outside the lock.
+    /// What the flusher syncs outside the lock (None once the log is closed).
     pub(crate) fn flush_target(&self) -> Option<FlushTarget> {
-        self.log.read().as_ref().map(|l| l.flush_target())
+        let guard = self.log.read();
+        match guard.as_ref()?.flush_target() {
+            Ok(target) => Some(target),
+            Err(e) => {
+                tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "no file to flush");
+                None
+            }
+        }
     }
 
     /// Closes the log cleanly (final fsync, clean-shutdown marker).

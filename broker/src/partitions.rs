@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -11,6 +12,9 @@ use tracing::{info, warn};
 use crate::metadata::TopicMeta;
 use crate::partition::{Partition, PartitionError};
 use crate::topic_config::TopicConfig;
+
+/// Threads closing logs at shutdown.
+const CLOSE_THREADS: usize = 16;
 
 /// One topic's partitions, replaced whole when partitions are added.
 type TopicPartitions = Arc<Vec<Arc<Partition>>>;
@@ -75,14 +79,23 @@ impl Partitions {
         }
     }
 
-    /// Clean shutdown of every log.
+    /// Clean shutdown of every log. A close costs a few fsyncs; run side by side they
+    /// share journal commits, so thousands of partitions close in seconds, not minutes.
     pub fn close_all(&self) {
         let all = self.all();
-        for p in &all {
-            if let Err(e) = p.close() {
-                warn!(topic = %p.topic, partition = p.index, "closing log failed: {e}");
+        let next = AtomicUsize::new(0);
+        let workers = CLOSE_THREADS.min(all.len());
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| {
+                    while let Some(p) = all.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        if let Err(e) = p.close() {
+                            warn!(topic = %p.topic, partition = p.index, "closing log failed: {e}");
+                        }
+                    }
+                });
             }
-        }
+        });
         info!(partitions = all.len(), "closed all logs");
     }
 }

@@ -97,6 +97,10 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
     for (k, v) in config.describe() {
         info!("config {k} = {v}");
     }
+    match karst_broker::limits::raise_open_file_limit() {
+        Some(n) => info!("open-file limit {n}"),
+        None => info!("open-file limit: unlimited"),
+    }
     let listener = TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let bound = listener.local_addr()?;
     let broker = tokio::task::spawn_blocking({

@@ -274,6 +274,16 @@ impl Harness {
                     self.run_load(&r, &Load::base(w, size));
                 }
             }
+            // The same with producers only, for the Kafka-protocol brokers: the null
+            // broker serves no records, so in (a) and (b) its consumers leave the
+            // load generator more CPU than a real broker's do.
+            if kafka.contains(&kind) {
+                for (w, base, size) in [("ap", 'a', 1024), ("bp", 'b', 100)] {
+                    if !skip.contains(base) {
+                        self.run_load(&r, &Load { consumers: 0, ..Load::base(w, size) });
+                    }
+                }
+            }
             if i + 1 == order.len() && kind != Kind::Null {
                 kept = Some(r);
             } else {
