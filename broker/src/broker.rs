@@ -71,38 +71,46 @@ fn voters_cluster_id(voters: &str) -> String {
     format!("karst-{h:016x}")
 }
 
+/// Locks the data directory (creating it on first start) and returns the lock and
+/// the cluster id from `meta.properties`, refusing a directory of another node.
+fn open_data_dir(config: &BrokerConfig) -> Result<(File, String), BrokerError> {
+    let dir = config.data_dir.clone();
+    fs::create_dir_all(&dir)?;
+    let lock = File::create(dir.join(".lock"))?;
+    if lock.try_lock().is_err() {
+        return Err(BrokerError::Startup(format!("data directory {} is in use by another karst process", dir.display())));
+    }
+    let props_path = dir.join("meta.properties");
+    let cluster_id = if props_path.exists() {
+        let props = read_properties(&props_path)?;
+        let node: Option<i32> = props.get("node.id").and_then(|v| v.parse().ok());
+        if node != Some(config.node_id) {
+            return Err(BrokerError::Startup(format!(
+                "{} belongs to node.id {:?}, but this broker is configured as node.id {}",
+                props_path.display(),
+                props.get("node.id"),
+                config.node_id
+            )));
+        }
+        props.get("cluster.id").cloned().ok_or_else(|| BrokerError::Corrupt(format!("{} has no cluster.id", props_path.display())))?
+    } else {
+        let id = match (&config.cluster_id, &config.controller_quorum_voters) {
+            (Some(id), _) => id.clone(),
+            (None, Some(voters)) => voters_cluster_id(voters),
+            (None, None) => Uuid::new_v4().simple().to_string(),
+        };
+        let text = format!("# Karst data directory\nversion=1\ncluster.id={id}\nnode.id={}\n", config.node_id);
+        write_atomically(&props_path, text.as_bytes())?;
+        id
+    };
+    Ok((lock, cluster_id))
+}
+
 impl Broker {
     /// Opens the data directory (creating it on first start) and recovers every partition.
     pub fn open(config: BrokerConfig) -> Result<Arc<Broker>, BrokerError> {
+        let (lock, cluster_id) = open_data_dir(&config)?;
         let dir = config.data_dir.clone();
-        fs::create_dir_all(&dir)?;
-        let lock = File::create(dir.join(".lock"))?;
-        if lock.try_lock().is_err() {
-            return Err(BrokerError::Startup(format!("data directory {} is in use by another karst process", dir.display())));
-        }
-        let props_path = dir.join("meta.properties");
-        let cluster_id = if props_path.exists() {
-            let props = read_properties(&props_path)?;
-            let node: Option<i32> = props.get("node.id").and_then(|v| v.parse().ok());
-            if node != Some(config.node_id) {
-                return Err(BrokerError::Startup(format!(
-                    "{} belongs to node.id {:?}, but this broker is configured as node.id {}",
-                    props_path.display(),
-                    props.get("node.id"),
-                    config.node_id
-                )));
-            }
-            props.get("cluster.id").cloned().ok_or_else(|| BrokerError::Corrupt(format!("{} has no cluster.id", props_path.display())))?
-        } else {
-            let id = match (&config.cluster_id, &config.controller_quorum_voters) {
-                (Some(id), _) => id.clone(),
-                (None, Some(voters)) => voters_cluster_id(voters),
-                (None, None) => Uuid::new_v4().simple().to_string(),
-            };
-            let text = format!("# Karst data directory\nversion=1\ncluster.id={id}\nnode.id={}\n", config.node_id);
-            write_atomically(&props_path, text.as_bytes())?;
-            id
-        };
         let metadata = MetadataStore::open(&config, &dir, &cluster_id)?;
         let partitions = Partitions::new(&dir);
         let advertised = Mutex::new(("127.0.0.1".to_string(), 9092));
@@ -321,6 +329,31 @@ impl Broker {
     pub fn shutdown(&self) {
         self.flusher.stop();
         self.partitions.close_all();
+        self.metadata.shutdown();
+        self.lock.lock().take();
+    }
+}
+
+/// A node with `process.roles=controller`: a voter of the controller quorum that
+/// serves no Kafka clients and hosts no partitions.
+pub struct ControllerNode {
+    pub metadata: MetadataStore,
+    lock: Mutex<Option<File>>,
+}
+
+impl ControllerNode {
+    pub fn open(config: &BrokerConfig) -> Result<ControllerNode, BrokerError> {
+        let (lock, cluster_id) = open_data_dir(config)?;
+        let metadata = MetadataStore::open(config, &config.data_dir, &cluster_id)?;
+        Ok(ControllerNode { metadata, lock: Mutex::new(Some(lock)) })
+    }
+
+    /// The address the controller listens on for its peers.
+    pub fn controller_addr(&self) -> std::net::SocketAddr {
+        self.metadata.controller().local_addr()
+    }
+
+    pub fn shutdown(&self) {
         self.metadata.shutdown();
         self.lock.lock().take();
     }

@@ -83,6 +83,10 @@ pub struct BrokerConfig {
     /// `controller.quorum.voters`: `1@host:port,2@host:port,...`. Unset: this
     /// node is the only voter.
     pub controller_quorum_voters: Option<String>,
+    /// `process.roles`: what this node runs. `broker,controller` (the default,
+    /// KRaft's combined mode), `broker` (serves clients, follows the metadata log
+    /// without voting) or `controller` (votes, serves no clients).
+    pub roles: Roles,
     /// `cluster.id`: written to a fresh data dir. Unset: derived from
     /// `controller.quorum.voters` (so the voters of one quorum agree), or random
     /// for a single node.
@@ -124,6 +128,7 @@ impl Default for BrokerConfig {
             group_max_session_timeout_ms: 1_800_000,
             controller_listener: None,
             controller_quorum_voters: None,
+            roles: Roles { broker: true, controller: true },
             cluster_id: None,
             broker_session_timeout_ms: 9000,
             broker_heartbeat_interval_ms: 500,
@@ -199,6 +204,7 @@ impl BrokerConfig {
         "group.max.session.timeout.ms",
         "controller.listener",
         "controller.quorum.voters",
+        "process.roles",
         "cluster.id",
         "broker.session.timeout.ms",
         "broker.heartbeat.interval.ms",
@@ -253,6 +259,9 @@ impl BrokerConfig {
             }
             "controller.quorum.voters" => self.controller_quorum_voters = if v.is_empty() { None } else { Some(v.to_string()) },
             "cluster.id" => self.cluster_id = if v.is_empty() { None } else { Some(v.to_string()) },
+            "process.roles" => {
+                self.roles = Roles::parse(v).ok_or_else(|| invalid(key, v, "must be broker, controller or broker,controller"))?
+            }
             "broker.session.timeout.ms" => self.broker_session_timeout_ms = positive(key, v, parse(key, v)?)?,
             "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms = positive(key, v, parse(key, v)?)?,
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
@@ -314,6 +323,7 @@ impl BrokerConfig {
             ("log.retention.check.interval.ms", self.log_retention_check_interval_ms.to_string()),
             ("controller.listener", self.controller_listener.clone().unwrap_or_else(|| "(own voter address or ephemeral)".into())),
             ("controller.quorum.voters", self.controller_quorum_voters.clone().unwrap_or_else(|| "(this node alone)".into())),
+            ("process.roles", self.roles.to_string()),
             ("broker.session.timeout.ms", self.broker_session_timeout_ms.to_string()),
         ]
     }
@@ -335,6 +345,39 @@ fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>
             other => {
                 out.insert(key, other.to_string());
             }
+        }
+    }
+}
+
+/// What a node runs (`process.roles`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// Serves Kafka clients and hosts partitions.
+    pub broker: bool,
+    /// Votes in the controller quorum (a node without it follows the metadata log as a learner).
+    pub controller: bool,
+}
+
+impl Roles {
+    fn parse(text: &str) -> Option<Roles> {
+        let mut roles = Roles { broker: false, controller: false };
+        for part in text.split(',').map(str::trim) {
+            match part {
+                "broker" => roles.broker = true,
+                "controller" => roles.controller = true,
+                _ => return None,
+            }
+        }
+        (roles.broker || roles.controller).then_some(roles)
+    }
+}
+
+impl std::fmt::Display for Roles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.broker, self.controller) {
+            (true, true) => f.write_str("broker,controller"),
+            (true, false) => f.write_str("broker"),
+            (false, _) => f.write_str("controller"),
         }
     }
 }
@@ -366,5 +409,19 @@ mod tests {
         assert!(c.set("log.retention.ms", "-5").is_err());
         c.set("log.retention.ms", "-1").expect("-1 is forever");
         assert_eq!(c.log_retention_ms, None);
+    }
+
+    #[test]
+    fn process_roles() {
+        let mut c = BrokerConfig::default();
+        assert_eq!(c.roles.to_string(), "broker,controller");
+        c.set("process.roles", "broker").expect("broker");
+        assert_eq!((c.roles.broker, c.roles.controller), (true, false));
+        c.set("process.roles", "controller").expect("controller");
+        assert_eq!((c.roles.broker, c.roles.controller), (false, true));
+        c.set("process.roles", " controller , broker").expect("both");
+        assert_eq!(c.roles.to_string(), "broker,controller");
+        assert!(c.set("process.roles", "zookeeper").is_err());
+        assert!(c.set("process.roles", "").is_err());
     }
 }

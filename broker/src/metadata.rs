@@ -169,7 +169,23 @@ impl MetadataStore {
             Some(text) => {
                 let voters = parse_voters(text).map_err(|e| BrokerError::Startup(format!("controller.quorum.voters: {e}")))?;
                 let own = voters.iter().find(|v| v.id == node_id as u64).map(|v| v.addr.clone());
-                let listen = config.controller_listener.clone().or(own).unwrap_or_else(|| "127.0.0.1:9093".into());
+                if own.is_some() && !config.roles.controller {
+                    return Err(BrokerError::Startup(format!(
+                        "node {node_id} is one of controller.quorum.voters but process.roles={} has no controller",
+                        config.roles
+                    )));
+                }
+                // A node outside the static voters joins as a learner: the leader must
+                // be able to reach it, so its address cannot be left to chance.
+                let listen = match (config.controller_listener.clone(), own) {
+                    (Some(l), _) | (None, Some(l)) => l,
+                    (None, None) => {
+                        return Err(BrokerError::Startup(format!(
+                            "node {node_id} is not among controller.quorum.voters: set controller.listener \
+                             (--controller-listen) to the address the controller leader can reach it on"
+                        )))
+                    }
+                };
                 (voters, listen)
             }
             None => {
@@ -177,6 +193,7 @@ impl MetadataStore {
                 (vec![Voter { id: node_id as u64, addr: listen.clone() }], listen)
             }
         };
+        let static_voter = voters.iter().any(|v| v.id == node_id as u64);
         let listen_addr = resolve(&listen)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -201,9 +218,23 @@ impl MetadataStore {
             epoch: Arc::new(AtomicI64::new(-1)),
             registered: Mutex::new(listener.clone()),
         };
+        if !static_voter {
+            // Outside the static voters: (re)join as a learner at this address. A node
+            // an operator has since made a voter is told so, and carries on as one.
+            let c = store.controller.clone();
+            match store.run(async move { c.join_as_learner(LEADER_WAIT).await })? {
+                Ok(q) => info!(node_id, leader = ?q.leader, voters = ?q.voters, "following the controller quorum as a learner"),
+                Err(ProposeError::Membership(why)) => info!(node_id, "not joining as a learner: {why}"),
+                Err(e) => return Err(propose_error(e)),
+            }
+        }
         let c = store.controller.clone();
         if store.run(async move { c.wait_for_leader(LEADER_WAIT).await })?.is_none() {
             return Err(BrokerError::Startup(format!("no controller leader elected within {LEADER_WAIT:?}")));
+        }
+        store.handle.spawn(fence_loop(store.controller.clone(), Duration::from_millis(config.broker_session_timeout_ms)));
+        if !config.roles.broker {
+            return Ok(store);
         }
         store.register(listener)?;
         store.import_legacy(&data_dir.join(LEGACY_DIR))?;
@@ -213,7 +244,6 @@ impl MetadataStore {
             store.epoch.clone(),
             Duration::from_millis(config.broker_heartbeat_interval_ms),
         ));
-        store.handle.spawn(fence_loop(store.controller.clone(), Duration::from_millis(config.broker_session_timeout_ms)));
         Ok(store)
     }
 

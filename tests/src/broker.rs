@@ -18,6 +18,8 @@ use crate::wait::wait_for;
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// The line prefix `karst serve` prints on stdout once its listener is bound.
 const LISTENING: &str = "Karst listening on ";
+/// What a controller-only node prints instead (its controller address).
+const CONTROLLER_LISTENING: &str = "Karst controller listening on ";
 
 /// The workspace root (the parent of this package's directory).
 pub fn workspace_root() -> PathBuf {
@@ -242,6 +244,16 @@ impl Broker {
         Ok(exit)
     }
 
+    /// Sends `signal` (a `kill` signal name such as STOP or CONT) to the broker.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let pid = self.pid().context("broker is not running")?;
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().context("running kill")?;
+        if !status.success() {
+            bail!("kill -{signal} {pid} failed");
+        }
+        Ok(())
+    }
+
     /// Starts a new broker process on the same data directory (killing the current
     /// one with SIGKILL first if it is still running). The port may change.
     pub fn restart(&mut self) -> Result<()> {
@@ -279,8 +291,9 @@ impl Drop for Broker {
 }
 
 fn parse_listening(line: &str) -> Option<SocketAddr> {
-    let at = line.find(LISTENING)?;
-    line[at + LISTENING.len()..].trim().parse().ok()
+    let marker = [LISTENING, CONTROLLER_LISTENING].into_iter().find(|m| line.contains(m))?;
+    let at = line.find(marker)?;
+    line[at + marker.len()..].trim().parse().ok()
 }
 
 #[cfg(test)]
@@ -291,6 +304,7 @@ mod tests {
     fn parses_the_listening_line() {
         assert_eq!(parse_listening("Karst listening on 127.0.0.1:40123"), Some(SocketAddr::from(([127, 0, 0, 1], 40123))));
         assert_eq!(parse_listening("Karst listening on nowhere"), None);
+        assert_eq!(parse_listening("Karst controller listening on 127.0.0.1:9"), Some(SocketAddr::from(([127, 0, 0, 1], 9))));
         assert_eq!(parse_listening("starting"), None);
     }
 }

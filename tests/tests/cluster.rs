@@ -3,7 +3,7 @@
 //! a new controller leader after the old one is killed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -143,6 +143,229 @@ fn three_brokers_share_metadata_and_survive_the_controller_leader() -> Result<()
     eprintln!("controller failover: CreateTopics succeeded {took:?} after kill -9 of node {leader} ({attempts} attempts)");
     ensure!(took < Duration::from_secs(10), "failover took {took:?}");
     for b in brokers.iter_mut().filter(|b| b.pid().is_some()) {
+        b.check_running()?;
+    }
+    Ok(())
+}
+
+/// `topic`'s config `key` as `broker` describes it.
+fn topic_config(broker: &Broker, topic: &str, key: &str) -> Result<Option<String>> {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::DescribeConfigsRequest;
+    let mut c = RawClient::connect(broker.addr())?;
+    let version = c.version_for(ApiKey::DescribeConfigs)?.min(4);
+    let resource = DescribeConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(StrBytes::from_string(topic.to_string()))
+        .with_configuration_keys(Some(vec![StrBytes::from_string(key.to_string())]));
+    let resp = c.send(&DescribeConfigsRequest::default().with_resources(vec![resource]), version)?;
+    let r = resp.results.first().ok_or_else(|| anyhow!("no result"))?;
+    ensure!(r.error_code == 0, "DescribeConfigs {topic}: error {}", r.error_code);
+    Ok(r.configs.iter().find(|c| c.name.as_str() == key).and_then(|c| c.value.as_ref().map(|v| v.to_string())))
+}
+
+/// Every `partition value` line kcat reads from the start of `topic`.
+fn consume_all(broker: &Broker, topic: &str) -> Result<BTreeSet<String>> {
+    let out = run_checked(
+        Command::new("kcat")
+            .args(["-b", &broker.bootstrap(), "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%p %s\n"])
+            .stdin(Stdio::null()),
+        TIMEOUT,
+    )?;
+    Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect())
+}
+
+/// One record per partition, acknowledged by all in-sync replicas.
+fn produce_each(broker: &Broker, topic: &str, partitions: i32) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", broker.bootstrap()).set("acks", "all").set("message.timeout.ms", "20000").create()?;
+    rt.block_on(async {
+        for p in 0..partitions {
+            let value = format!("value-{p}");
+            producer
+                .send(FutureRecord::<(), _>::to(topic).partition(p).payload(&value), TIMEOUT)
+                .await
+                .map_err(|(e, _)| anyhow!("producing to partition {p}: {e}"))?;
+        }
+        Ok(())
+    })
+}
+
+/// Waits until every broker reports `topic` with `partitions` partitions, each led.
+fn all_agree(brokers: &[Broker], topic: &str, partitions: i32) -> Result<BTreeMap<i32, i32>> {
+    wait_for("all brokers to agree on the leaders", TIMEOUT, || {
+        let views: Vec<BTreeMap<i32, i32>> = brokers.iter().filter_map(|b| leaders(b, topic).ok()).collect();
+        let complete = views.len() == brokers.len() && views[0].len() == partitions as usize && views[0].values().all(|l| *l > 0);
+        (complete && views.iter().all(|v| *v == views[0])).then(|| views[0].clone())
+    })
+}
+
+#[test]
+fn a_restarted_controller_leader_catches_up() -> Result<()> {
+    let mut brokers = start_cluster()?;
+    let before = unique_topic("before");
+    create(&brokers[0], &before, 3)?;
+    all_agree(&brokers, &before, 3)?;
+    let leader = metadata(brokers[0].addr(), None)?.controller_id.0;
+    let li = (leader - 1) as usize;
+    brokers[li].kill9()?;
+    // Changes it misses: a topic created and one deleted while it is down.
+    let other = (li + 1) % 3;
+    let during = unique_topic("during");
+    wait_for("CreateTopics without the old leader", TIMEOUT, || create(&brokers[other], &during, 4).ok())?;
+    brokers[li].restart()?;
+    let ids: BTreeSet<i32> = wait_for("the old leader to see the topic created while it was down", TIMEOUT, || {
+        leaders(&brokers[li], &during).ok().filter(|l| l.len() == 4 && l.values().all(|x| *x > 0))
+    })?
+    .into_values()
+    .collect();
+    ensure!(ids.iter().all(|id| (1..=3).contains(id)), "leaders {ids:?}");
+    all_agree(&brokers, &during, 4)?;
+    all_agree(&brokers, &before, 3)?;
+    Ok(())
+}
+
+#[test]
+fn a_full_restart_keeps_topics_partitions_configs_and_records() -> Result<()> {
+    let mut brokers = start_cluster()?;
+    let topic = unique_topic("restart");
+    RawClient::connect(brokers[1].addr())?.create_topic(&topic, 6, &[("retention.ms", "123456789")])?;
+    let leaders_before = all_agree(&brokers, &topic, 6)?;
+    produce_each(&brokers[0], &topic, 6)?;
+
+    std::thread::scope(|s| {
+        let stops: Vec<_> = brokers.iter_mut().map(|b| s.spawn(move || b.terminate(TIMEOUT))).collect();
+        stops.into_iter().map(|h| h.join().map_err(|_| anyhow!("stopping panicked"))?.map(|_| ())).collect::<Result<Vec<()>>>()
+    })?;
+    std::thread::scope(|s| {
+        let starts: Vec<_> = brokers.iter_mut().map(|b| s.spawn(move || b.restart())).collect();
+        starts.into_iter().map(|h| h.join().map_err(|_| anyhow!("starting panicked"))?).collect::<Result<Vec<()>>>()
+    })?;
+
+    let leaders_after = all_agree(&brokers, &topic, 6)?;
+    ensure!(leaders_after == leaders_before, "leaders changed across the restart: {leaders_before:?} -> {leaders_after:?}");
+    for b in &brokers {
+        ensure!(topic_config(b, &topic, "retention.ms")?.as_deref() == Some("123456789"), "retention.ms lost on broker");
+    }
+    let want: BTreeSet<String> = (0..6).map(|p| format!("{p} value-{p}")).collect();
+    let got = wait_for("every record to be readable again", TIMEOUT, || consume_all(&brokers[2], &topic).ok().filter(|g| *g == want))?;
+    ensure!(got == want);
+    Ok(())
+}
+
+#[test]
+fn a_paused_broker_is_fenced_and_its_partitions_return_after_it_resumes() -> Result<()> {
+    let brokers = start_cluster()?;
+    let topic = unique_topic("paused");
+    create(&brokers[0], &topic, PARTITIONS)?;
+    let before = all_agree(&brokers, &topic, PARTITIONS)?;
+    // Pause a broker that is not the controller leader, so the quorum keeps its leader.
+    let controller = metadata(brokers[0].addr(), None)?.controller_id.0;
+    let paused = (1..=3).find(|id| *id != controller).expect("three nodes");
+    let pi = (paused - 1) as usize;
+    let its: BTreeSet<i32> = before.iter().filter(|(_, l)| **l == paused).map(|(p, _)| *p).collect();
+    ensure!(!its.is_empty(), "broker {paused} leads nothing in {before:?}");
+    let watcher = &brokers[(pi + 1) % 3];
+
+    brokers[pi].signal("STOP")?;
+    let stopped = Instant::now();
+    let fenced = wait_for("the paused broker to be fenced", TIMEOUT, || {
+        let resp = metadata(watcher.addr(), Some(&topic)).ok()?;
+        let listed = resp.brokers.iter().any(|b| b.node_id.0 == paused);
+        let t = resp.topics.first()?;
+        let offline: BTreeSet<i32> = t.partitions.iter().filter(|p| p.leader_id.0 < 0).map(|p| p.partition_index).collect();
+        let others_led = t.partitions.iter().filter(|p| !its.contains(&p.partition_index)).all(|p| p.leader_id.0 > 0);
+        (!listed && offline == its && others_led)
+            .then_some(t.partitions.iter().filter(|p| p.leader_id.0 < 0).map(|p| p.error_code).collect::<Vec<_>>())
+    });
+    let resumed = brokers[pi].signal("CONT");
+    let codes = fenced?;
+    resumed?;
+    eprintln!("broker {paused} fenced {:?} after SIGSTOP; its partitions reported with errors {codes:?}", stopped.elapsed());
+    ensure!(codes.iter().all(|c| *c == 5), "offline partitions should report LEADER_NOT_AVAILABLE (5), got {codes:?}");
+
+    let after = all_agree(&brokers, &topic, PARTITIONS)?;
+    ensure!(after == before, "leaders after SIGCONT {after:?}, before {before:?}");
+    produce_each(&brokers[pi], &topic, PARTITIONS)?;
+    Ok(())
+}
+
+/// `karst voters <args>` against `controller` (`id@host:port`): its stdout lines.
+fn voters_cmd(controller: &str, args: &[&str]) -> Result<Vec<String>> {
+    let out = run_checked(
+        Command::new(karst_tests::karst_bin()?).args(["voters", "--bootstrap-controller", controller]).args(args).stdin(Stdio::null()),
+        TIMEOUT,
+    )?;
+    Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect())
+}
+
+#[test]
+fn broker_only_and_controller_only_nodes_and_runtime_voter_changes() -> Result<()> {
+    // Nodes 1 and 2 combined, node 3 controller-only: three voters, two brokers.
+    let ports = free_ports(5)?;
+    let voters = (0..3).map(|i| format!("{}@127.0.0.1:{}", i + 1, ports[i])).collect::<Vec<_>>().join(",");
+    let mut nodes: Vec<Broker> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|i| {
+                let voters = voters.clone();
+                let port = ports[i];
+                s.spawn(move || {
+                    let node = (i + 1).to_string();
+                    let controller = format!("127.0.0.1:{port}");
+                    let mut args = vec!["--node-id", &node, "--controller-listen", &controller, "--controller-quorum-voters", &voters];
+                    if i == 2 {
+                        args.push("--controller-only");
+                    }
+                    Broker::start(&args)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().map_err(|_| anyhow!("starting a node panicked"))?).collect::<Result<Vec<_>>>()
+    })?;
+    ensure!(nodes[2].addr().port() == ports[2], "the controller-only node reports its controller address");
+    ensure!(
+        RawClient::connect(SocketAddr::from(([127, 0, 0, 1], ports[2]))).and_then(|mut c| c.api_versions()).is_err(),
+        "no Kafka on a controller port"
+    );
+
+    // Node 4 broker-only, outside the voters: it follows the log as a learner.
+    let learner_addr = format!("127.0.0.1:{}", ports[3]);
+    let four =
+        Broker::start(&["--node-id", "4", "--controller-listen", &learner_addr, "--controller-quorum-voters", &voters, "--broker-only"])?;
+    let first = format!("1@127.0.0.1:{}", ports[0]);
+    let listed = voters_cmd(&first, &["list"])?;
+    ensure!(listed.iter().filter(|l| l.starts_with("voter ")).count() == 3, "three voters: {listed:?}");
+    ensure!(listed.contains(&format!("learner 4@{learner_addr}")), "node 4 is a learner: {listed:?}");
+
+    let brokers = wait_for("brokers 1, 2 and 4 in Metadata", TIMEOUT, || {
+        let ids: BTreeSet<i32> = metadata(nodes[0].addr(), None).ok()?.brokers.iter().map(|b| b.node_id.0).collect();
+        (ids == BTreeSet::from([1, 2, 4])).then_some(ids)
+    })?;
+    let topic = unique_topic("roles");
+    create(&four, &topic, 6).context("CreateTopics through the broker-only node")?;
+    let serving = [&nodes[0], &nodes[1], &four];
+    let agreed = wait_for("the brokers to agree on the leaders", TIMEOUT, || {
+        let views: Vec<BTreeMap<i32, i32>> = serving.iter().filter_map(|b| leaders(b, &topic).ok()).collect();
+        (views.len() == 3 && views[0].len() == 6 && views.iter().all(|v| *v == views[0])).then(|| views[0].clone())
+    })?;
+    let on: BTreeSet<i32> = agreed.values().copied().collect();
+    ensure!(on == brokers, "leaders {agreed:?} are not spread over the brokers {brokers:?} (never the controller-only node)");
+    produce_each(&four, &topic, 6)?;
+    let want: BTreeSet<String> = (0..6).map(|p| format!("{p} value-{p}")).collect();
+    ensure!(consume_all(&nodes[1], &topic)? == want, "records read back through broker 2");
+
+    // The operator promotes node 4 to a voter, then removes node 3 from the quorum.
+    let after_add = voters_cmd(&first, &["add", "--node-id", "4", "--address", &learner_addr])?;
+    ensure!(after_add.contains(&format!("voter 4@{learner_addr}")), "node 4 is a voter: {after_add:?}");
+    ensure!(after_add.iter().filter(|l| l.starts_with("voter ")).count() == 4, "{after_add:?}");
+    let after_remove = voters_cmd(&format!("4@{learner_addr}"), &["remove", "--node-id", "3"])?;
+    ensure!(!after_remove.iter().any(|l| l.starts_with("voter 3@")), "node 3 removed: {after_remove:?}");
+    ensure!(after_remove.iter().filter(|l| l.starts_with("voter ")).count() == 3, "{after_remove:?}");
+    nodes[2].kill9()?;
+    // Three voters remain (1, 2, 4): metadata changes still commit.
+    create(&nodes[1], &unique_topic("after-remove"), 2).context("CreateTopics after removing node 3")?;
+    for b in nodes.iter_mut().take(2) {
         b.check_running()?;
     }
     Ok(())

@@ -4,7 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use std::time::Duration;
+
+use karst_broker::broker::ControllerNode;
 use karst_broker::{serve, Broker, BrokerConfig};
+use karst_controller::{ask_quorum, parse_voters, MembershipChange};
 use tokio::net::TcpListener;
 use tracing::info;
 
@@ -19,6 +23,38 @@ struct Cli {
 enum Command {
     /// Start a broker (defaults: 127.0.0.1:9092, data in ./karst-data).
     Serve(ServeArgs),
+    /// Show or change the controller quorum of a running cluster.
+    Voters(VotersArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct VotersArgs {
+    /// Any controller of the cluster, as `id@host:port` (comma-separated for several);
+    /// requests are passed on to the quorum's leader.
+    #[arg(long, value_name = "ID@HOST:PORT")]
+    bootstrap_controller: String,
+    #[command(subcommand)]
+    action: VotersAction,
+}
+
+#[derive(Subcommand, Debug)]
+enum VotersAction {
+    /// Print the leader, the voters and the learners (broker-only nodes).
+    List,
+    /// Make node `--node-id`, whose controller listens on `--address`, a voter. A
+    /// node started outside `controller.quorum.voters` already follows the log as a
+    /// learner; it catches up before it votes.
+    Add {
+        #[arg(long)]
+        node_id: u64,
+        #[arg(long, value_name = "HOST:PORT")]
+        address: String,
+    },
+    /// Take node `--node-id` out of the quorum (voter or learner).
+    Remove {
+        #[arg(long)]
+        node_id: u64,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -47,6 +83,13 @@ struct ServeArgs {
     /// (`controller.quorum.voters`; default: this node alone).
     #[arg(long)]
     controller_quorum_voters: Option<String>,
+    /// Serve clients and host partitions, but do not vote in the controller quorum
+    /// (`process.roles=broker`): the node follows the metadata log as a learner.
+    #[arg(long, conflicts_with = "controller_only")]
+    broker_only: bool,
+    /// Vote in the controller quorum only; no Kafka listener (`process.roles=controller`).
+    #[arg(long)]
+    controller_only: bool,
     /// Any setting by its Kafka name, repeatable: --set num.partitions=3
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -77,6 +120,12 @@ fn load_config(args: &ServeArgs) -> Result<BrokerConfig> {
     if let Some(n) = args.node_id {
         c.node_id = n;
     }
+    if args.broker_only {
+        c.set("process.roles", "broker")?;
+    }
+    if args.controller_only {
+        c.set("process.roles", "controller")?;
+    }
     if let Some(l) = &args.controller_listen {
         c.set("controller.listener", l)?;
     }
@@ -101,6 +150,9 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
         Some(n) => info!("open-file limit {n}"),
         None => info!("open-file limit: unlimited"),
     }
+    if !config.roles.broker {
+        return run_controller_only(config).await;
+    }
     let listener = TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let bound = listener.local_addr()?;
     let broker = tokio::task::spawn_blocking({
@@ -118,6 +170,40 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
     serve(broker.clone(), listener, shutdown_signal()).await;
     tokio::task::spawn_blocking(move || broker.shutdown()).await?;
     info!("stopped");
+    Ok(())
+}
+
+/// `process.roles=controller`: a quorum voter without a Kafka listener.
+async fn run_controller_only(config: BrokerConfig) -> Result<()> {
+    let node = tokio::task::spawn_blocking({
+        let c = config.clone();
+        move || ControllerNode::open(&c)
+    })
+    .await??;
+    let addr = node.controller_addr();
+    println!("Karst controller listening on {addr}");
+    info!(%addr, node_id = config.node_id, data_dir = %config.data_dir.display(), "controller-only node started");
+    shutdown_signal().await;
+    tokio::task::spawn_blocking(move || node.shutdown()).await?;
+    info!("stopped");
+    Ok(())
+}
+
+async fn run_voters(args: VotersArgs) -> Result<()> {
+    let contacts = parse_voters(&args.bootstrap_controller).map_err(|e| anyhow::anyhow!("--bootstrap-controller: {e}"))?;
+    let change = match args.action {
+        VotersAction::List => None,
+        VotersAction::Add { node_id, address } => Some(MembershipChange::AddVoter { id: node_id, addr: address }),
+        VotersAction::Remove { node_id } => Some(MembershipChange::RemoveNode { id: node_id }),
+    };
+    let q = ask_quorum(&contacts, "", 0, change, Duration::from_secs(30)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("leader: {}", q.leader.map_or("none".to_string(), |l| l.to_string()));
+    for (id, addr) in &q.voters {
+        println!("voter {id}@{addr}");
+    }
+    for (id, addr) in &q.learners {
+        println!("learner {id}@{addr}");
+    }
     Ok(())
 }
 
@@ -153,5 +239,6 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("karst").build()?;
     match cli.command {
         Command::Serve(args) => rt.block_on(run_serve(args)),
+        Command::Voters(args) => rt.block_on(run_voters(args)),
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ChangeMembers, Config, Raft, RaftMetrics, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, Config, Raft, RaftMetrics, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Mutex};
@@ -17,6 +17,7 @@ use crate::commands::{CommandResult, MetadataCommand};
 use crate::errors::{ControllerError, ProposeError};
 use crate::fsutil::{read_json, write_json_atomic};
 use crate::log_store::LogStore;
+use crate::membership::{self, MembershipChange, Quorum};
 use crate::metadata::{BrokerId, ClusterMetadata};
 use crate::network::{call_once, NetworkFactory, RpcEnvelope, RpcReply, RpcRequest};
 use crate::server::RpcServer;
@@ -88,7 +89,7 @@ fn static_addr(voters: &[Voter], id: NodeId) -> Option<String> {
     voters.iter().find(|v| v.id == id).map(|v| v.addr.clone())
 }
 
-fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>, voters: &[Voter]) -> ProposeError {
+pub(crate) fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>, voters: &[Voter]) -> ProposeError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeError::NotLeader {
             leader_addr: f.leader_node.map(|n| n.addr).or_else(|| f.leader_id.and_then(|id| static_addr(voters, id))),
@@ -99,7 +100,7 @@ fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>, voters
     }
 }
 
-fn leader_of(raft: &Raft<TypeConfig>, voters: &[Voter]) -> (Option<NodeId>, Option<String>) {
+pub(crate) fn leader_of(raft: &Raft<TypeConfig>, voters: &[Voter]) -> (Option<NodeId>, Option<String>) {
     let m = raft.metrics();
     let m = m.borrow();
     let id = m.current_leader;
@@ -254,10 +255,6 @@ impl Controller {
         propose_on(&self.raft, cmd, &self.shared).await
     }
 
-    fn write_error(&self, e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ProposeError {
-        write_error(e, &self.voters)
-    }
-
     /// Send `request` to the current leader (when it is another node), retrying
     /// while no leader is known or it moves, for at most twice the propose timeout.
     async fn to_leader<T, F: std::future::Future<Output = Result<T, ProposeError>>>(
@@ -399,30 +396,31 @@ impl Controller {
     /// Add node `id` listening at `addr` as a voter (leader only): it first joins
     /// as a learner and catches up, then the membership change is committed.
     pub async fn add_voter(&self, id: NodeId, addr: &str) -> Result<(), ProposeError> {
-        let budget = self.config.propose_timeout * 4;
-        let node = BasicNode { addr: addr.to_string() };
-        let learner = tokio::time::timeout(budget, self.raft.add_learner(id, node, true)).await;
-        match learner {
-            Err(_) => return Err(ProposeError::Timeout(budget)),
-            Ok(Err(e)) => return Err(self.write_error(e)),
-            Ok(Ok(_)) => {}
-        }
-        self.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id]))).await
+        self.change_membership(MembershipChange::AddVoter { id, addr: addr.to_string() }).await.map(|_| ())
     }
 
     /// Remove voter `id` from the quorum (leader only). The node is dropped from
     /// the membership entirely; shut it down afterwards.
     pub async fn remove_voter(&self, id: NodeId) -> Result<(), ProposeError> {
-        self.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id]))).await
+        self.change_membership(MembershipChange::RemoveNode { id }).await.map(|_| ())
     }
 
-    async fn change_membership(&self, change: ChangeMembers<NodeId, BasicNode>) -> Result<(), ProposeError> {
-        let budget = self.config.propose_timeout * 2;
-        match tokio::time::timeout(budget, self.raft.change_membership(change, false)).await {
-            Err(_) => Err(ProposeError::Timeout(budget)),
-            Ok(Err(e)) => Err(self.write_error(e)),
-            Ok(Ok(_)) => Ok(()),
-        }
+    /// Carries out `change` here (leader only).
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<Quorum, ProposeError> {
+        membership::change_on(&self.raft, change, &self.shared).await
+    }
+
+    /// The membership and leader as this node sees them.
+    pub fn quorum(&self) -> Quorum {
+        membership::quorum_of(&self.raft)
+    }
+
+    /// For a node outside the voters (broker-only): asks the quorum, through
+    /// `voters`, to add this node as a learner at its own listener address, so it
+    /// receives the metadata log.
+    pub async fn join_as_learner(&self, timeout: Duration) -> Result<Quorum, ProposeError> {
+        let change = MembershipChange::AddLearner { id: self.node_id, addr: self.local_addr.to_string() };
+        membership::ask_quorum(&self.voters, &self.cluster_id, self.node_id, Some(change), timeout).await
     }
 
     /// Stop Raft and the RPC listener. Idempotent. The data dir can then be

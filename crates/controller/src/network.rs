@@ -23,6 +23,7 @@ use tokio::net::TcpStream;
 
 use crate::commands::{CommandResult, MetadataCommand};
 use crate::errors::ProposeError;
+use crate::membership::{MembershipChange, Quorum};
 use crate::metadata::BrokerId;
 use crate::{NodeId, TypeConfig};
 
@@ -49,6 +50,10 @@ pub(crate) enum RpcRequest {
         broker_id: BrokerId,
         broker_epoch: i64,
     },
+    /// A membership change for the leader (from an operator or a joining broker).
+    Membership(MembershipChange),
+    /// The membership and leader as the receiving node sees them.
+    DescribeQuorum,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -58,6 +63,8 @@ pub(crate) enum RpcReply {
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
     Propose(Result<CommandResult, ProposeError>),
     Heartbeat(Result<(), ProposeError>),
+    /// The quorum after a change (or as described).
+    Membership(Result<Quorum, ProposeError>),
     /// The envelope was refused (wrong cluster or node id); the reason is for logs.
     Refused(String),
 }

@@ -9,6 +9,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use std::sync::Arc;
 
 use crate::controller::{propose_on, record_heartbeat, Shared};
+use crate::membership;
 use crate::network::{read_frame, write_frame, RpcEnvelope, RpcReply, RpcRequest};
 use crate::{NodeId, TypeConfig};
 
@@ -101,7 +102,9 @@ async fn serve_conn(
                 }
             },
         };
-        let reply = if envelope.cluster_id != cluster_id {
+        // Operators' tools and joining brokers may not know the cluster id yet.
+        let membership = matches!(envelope.request, RpcRequest::Membership(_) | RpcRequest::DescribeQuorum);
+        let reply = if envelope.cluster_id != cluster_id && !(membership && envelope.cluster_id.is_empty()) {
             let why = format!(
                 "node {node_id} belongs to cluster `{cluster_id}`, node {} sent for cluster `{}`",
                 envelope.from, envelope.cluster_id
@@ -121,6 +124,8 @@ async fn serve_conn(
                 RpcRequest::Heartbeat { broker_id, broker_epoch } => {
                     RpcReply::Heartbeat(record_heartbeat(&raft, node_id, &shared, broker_id, broker_epoch))
                 }
+                RpcRequest::Membership(change) => RpcReply::Membership(membership::serve(&raft, &shared, Some(change)).await),
+                RpcRequest::DescribeQuorum => RpcReply::Membership(membership::serve(&raft, &shared, None).await),
             }
         };
         if let Err(e) = write_frame(&mut stream, &reply).await {
