@@ -370,3 +370,65 @@ fn broker_only_and_controller_only_nodes_and_runtime_voter_changes() -> Result<(
     }
     Ok(())
 }
+
+/// FindCoordinator for `group` asked of `broker`: (error code, node id, port).
+fn find_coordinator(broker: &Broker, group: &str) -> Result<(i16, i32, i32)> {
+    use kafka_protocol::messages::FindCoordinatorRequest;
+    let mut c = RawClient::connect(broker.addr())?;
+    let version = c.version_for(ApiKey::FindCoordinator)?.min(3);
+    let resp = c.send(&FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_string())), version)?;
+    Ok((resp.error_code, resp.node_id.0, resp.port))
+}
+
+#[test]
+fn consumer_groups_are_coordinated_by_the_leader_of_their_offsets_partition() -> Result<()> {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::Message;
+    let brokers = start_cluster()?;
+    let topic = unique_topic("groups");
+    create(&brokers[0], &topic, 3)?;
+    all_agree(&brokers, &topic, 3)?;
+    produce_each(&brokers[1], &topic, 3)?;
+
+    // Enough groups that their coordinators land on more than one broker.
+    let groups: Vec<String> = (0..6).map(|i| unique_topic(&format!("group{i}"))).collect();
+    let mut coordinators = BTreeSet::new();
+    for group in &groups {
+        let answers: Vec<(i16, i32, i32)> = wait_for("every broker to name the coordinator", TIMEOUT, || {
+            let a: Vec<(i16, i32, i32)> = brokers.iter().filter_map(|b| find_coordinator(b, group).ok()).collect();
+            (a.len() == 3 && a.iter().all(|x| x.0 == 0 && *x == a[0])).then_some(a)
+        })?;
+        let (_, node, port) = answers[0];
+        let coordinator = &brokers[(node - 1) as usize];
+        ensure!(i32::from(coordinator.addr().port()) == port, "coordinator {node} at port {port}");
+        coordinators.insert(node);
+
+        // A real consumer group through a bootstrap that is not the coordinator.
+        let bootstrap = &brokers[(node % 3) as usize];
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap.bootstrap())
+            .set("group.id", group)
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        consumer.subscribe(&[&topic])?;
+        let mut got = BTreeSet::new();
+        let deadline = Instant::now() + TIMEOUT;
+        while got.len() < 3 && Instant::now() < deadline {
+            if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+                let m = m?;
+                got.insert(format!("{} {}", m.partition(), String::from_utf8_lossy(m.payload().unwrap_or_default())));
+            }
+        }
+        ensure!(got.len() == 3, "group {group} read {got:?}");
+        consumer.commit_consumer_state(CommitMode::Sync)?;
+        let committed = RawClient::connect(coordinator.addr())?.committed_offsets(group, &topic, &[0, 1, 2])?;
+        ensure!(committed.values().all(|o| *o == 1), "committed {committed:?}");
+        // Any other broker sends the client on.
+        let other = &brokers[(node % 3) as usize];
+        let err = RawClient::connect(other.addr())?.committed_offsets(group, &topic, &[0]).expect_err("not the coordinator");
+        ensure!(format!("{err:#}").contains("error code 16"), "expected NOT_COORDINATOR from broker {}: {err:#}", node % 3 + 1);
+    }
+    ensure!(coordinators.len() > 1, "all six groups landed on broker(s) {coordinators:?}");
+    Ok(())
+}

@@ -131,6 +131,27 @@ impl GroupCoordinator {
         }
     }
 
+    /// Ok when this broker coordinates `group` (leads its `__consumer_offsets`
+    /// partition); else NOT_COORDINATOR, or COORDINATOR_NOT_AVAILABLE while that
+    /// partition has no leader.
+    pub(crate) fn coordinates(&self, b: &Broker, group: &str) -> Result<(), i16> {
+        self.ensure_topic(b).map_err(|_| ec::COORDINATOR_NOT_AVAILABLE)?;
+        match b.check_leader(OFFSETS_TOPIC, records::partition_for(group, self.partitions)) {
+            Ok(()) => Ok(()),
+            Err(ec::NOT_LEADER_OR_FOLLOWER) => Err(ec::NOT_COORDINATOR),
+            Err(_) => Err(ec::COORDINATOR_NOT_AVAILABLE),
+        }
+    }
+
+    /// The coordinator of `group` (node id, host, port): the leader of its partition.
+    pub(crate) fn coordinator_endpoint(&self, b: &Broker, group: &str) -> Option<(i32, String, i32)> {
+        let image = b.metadata.image();
+        let state = image.cluster.partition(OFFSETS_TOPIC, records::partition_for(group, self.partitions))?;
+        let broker = image.cluster.brokers.get(&state.leader).filter(|r| !r.fenced)?;
+        let l = broker.listeners.first()?;
+        Some((state.leader, l.host.clone(), i32::from(l.port)))
+    }
+
     /// Rebuilds groups and offsets by reading `__consumer_offsets` from the start.
     pub(crate) fn load(&self, b: &Broker) -> Result<(), BrokerError> {
         let Some(parts) = b.partitions.topic(OFFSETS_TOPIC) else { return Ok(()) };

@@ -33,6 +33,12 @@ fn group_id_error(id: &str) -> Option<i16> {
     (id.is_empty() || id.len() > i16::MAX as usize).then_some(ec::INVALID_GROUP_ID)
 }
 
+/// A bad group id, or a group this broker does not coordinate (NOT_COORDINATOR
+/// sends the client back to FindCoordinator).
+fn group_error(b: &Broker, id: &str) -> Option<i16> {
+    group_id_error(id).or_else(|| b.groups.coordinates(b, id).err())
+}
+
 const COORDINATOR_KEY_GROUP: i8 = 0;
 
 pub(crate) fn find_coordinator(b: &Arc<Broker>, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
@@ -49,6 +55,17 @@ pub(crate) fn find_coordinator(b: &Arc<Broker>, req: FindCoordinatorRequest, ver
             Err(e) => (ec::COORDINATOR_NOT_AVAILABLE, Some(e.to_string())),
         }
     };
+    // The coordinator is the leader of the group's __consumer_offsets partition.
+    let locate = |key: &str, code: i16, msg: Option<String>| -> (i16, Option<String>, i32, String, i32) {
+        if code != ec::NONE {
+            return (code, msg, -1, String::new(), -1);
+        }
+        match b.groups.coordinator_endpoint(b, key) {
+            Some((id, _, _)) if id == b.node_id => (ec::NONE, None, id, host.clone(), port),
+            Some((id, h, p)) => (ec::NONE, None, id, h, p),
+            None => (ec::COORDINATOR_NOT_AVAILABLE, Some("the group's partition has no leader".into()), -1, String::new(), -1),
+        }
+    };
     let resp = FindCoordinatorResponse::default();
     if version >= 4 {
         let coordinators = req
@@ -56,24 +73,23 @@ pub(crate) fn find_coordinator(b: &Arc<Broker>, req: FindCoordinatorRequest, ver
             .iter()
             .map(|k| {
                 let (code, msg) = answer(k.as_str());
-                let c = Coordinator::default().with_key(k.clone()).with_error_code(code).with_error_message(msg.map(str_bytes));
-                if code == ec::NONE {
-                    c.with_node_id(BrokerId(b.node_id)).with_host(str_bytes(host.clone())).with_port(port)
-                } else {
-                    c.with_node_id(BrokerId(-1)).with_port(-1)
-                }
+                let (code, msg, id, h, p) = locate(k.as_str(), code, msg);
+                Coordinator::default()
+                    .with_key(k.clone())
+                    .with_error_code(code)
+                    .with_error_message(msg.map(str_bytes))
+                    .with_node_id(BrokerId(id))
+                    .with_host(str_bytes(h))
+                    .with_port(p)
             })
             .collect();
         return resp.with_coordinators(coordinators);
     }
     let (code, msg) = answer(req.key.as_str());
+    let (code, msg, id, h, p) = locate(req.key.as_str(), code, msg);
     let resp = resp.with_error_code(code);
     let resp = if version >= 1 { resp.with_error_message(msg.map(str_bytes)) } else { resp };
-    if code == ec::NONE {
-        resp.with_node_id(BrokerId(b.node_id)).with_host(str_bytes(host)).with_port(port)
-    } else {
-        resp.with_node_id(BrokerId(-1)).with_port(-1)
-    }
+    resp.with_node_id(BrokerId(id)).with_host(str_bytes(h)).with_port(p)
 }
 
 fn join_response(r: JoinResult, version: i16) -> JoinGroupResponse {
@@ -110,7 +126,7 @@ pub(crate) async fn join_group(
     peer: SocketAddr,
 ) -> JoinGroupResponse {
     let group_id = req.group_id.to_string();
-    if let Some(code) = group_id_error(&group_id) {
+    if let Some(code) = group_error(&b, &group_id) {
         return join_response(
             JoinResult { error: code, generation: -1, member_id: req.member_id.to_string(), ..Default::default() },
             version,
@@ -163,7 +179,7 @@ fn sync_response(r: SyncResult, version: i16) -> SyncGroupResponse {
 
 pub(crate) async fn sync_group(b: Arc<Broker>, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
     let group_id = req.group_id.to_string();
-    if let Some(code) = group_id_error(&group_id) {
+    if let Some(code) = group_error(&b, &group_id) {
         return sync_response(SyncResult { error: code, ..Default::default() }, version);
     }
     let assignments: Vec<(String, Bytes)> = req.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect();
@@ -198,7 +214,7 @@ pub(crate) async fn sync_group(b: Arc<Broker>, req: SyncGroupRequest, version: i
 
 pub(crate) fn heartbeat(b: &Arc<Broker>, req: HeartbeatRequest) -> HeartbeatResponse {
     let group_id = req.group_id.to_string();
-    let code = group_id_error(&group_id).unwrap_or_else(|| {
+    let code = group_error(b, &group_id).unwrap_or_else(|| {
         let mut entries = b.groups.entries.lock();
         match entries.get_mut(&group_id) {
             None => ec::UNKNOWN_MEMBER_ID,
@@ -210,7 +226,7 @@ pub(crate) fn heartbeat(b: &Arc<Broker>, req: HeartbeatRequest) -> HeartbeatResp
 
 pub(crate) fn leave_group(b: &Arc<Broker>, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     let group_id = req.group_id.to_string();
-    if let Some(code) = group_id_error(&group_id) {
+    if let Some(code) = group_error(b, &group_id) {
         return LeaveGroupResponse::default().with_error_code(code);
     }
     let identities: Vec<(String, Option<String>)> = if version >= 3 {
@@ -259,7 +275,7 @@ pub(crate) async fn offset_commit(b: Arc<Broker>, req: OffsetCommitRequest, vers
             })
             .collect::<Vec<_>>()
     };
-    if let Some(code) = group_id_error(&group_id) {
+    if let Some(code) = group_error(&b, &group_id) {
         return OffsetCommitResponse::default().with_topics(topic_error(&req.topics, code));
     }
     if let Err(e) = b.groups.ensure_topic(&b) {
@@ -382,7 +398,7 @@ pub(crate) fn offset_fetch(b: &Arc<Broker>, req: OffsetFetchRequest, version: i1
             .map(|g| {
                 let id = g.group_id.to_string();
                 let r = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                if let Some(code) = group_id_error(&id) {
+                if let Some(code) = group_error(b, &id) {
                     return r.with_error_code(code);
                 }
                 let wanted = g.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect());
@@ -408,7 +424,7 @@ pub(crate) fn offset_fetch(b: &Arc<Broker>, req: OffsetFetchRequest, version: i1
         return OffsetFetchResponse::default().with_groups(groups);
     }
     let id = req.group_id.to_string();
-    if let Some(code) = group_id_error(&id) {
+    if let Some(code) = group_error(b, &id) {
         return if version >= 2 { OffsetFetchResponse::default().with_error_code(code) } else { OffsetFetchResponse::default() };
     }
     let wanted = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect());
@@ -465,7 +481,7 @@ pub(crate) fn describe_groups(b: &Arc<Broker>, req: DescribeGroupsRequest, versi
         .into_iter()
         .map(|id| {
             let d = DescribedGroup::default().with_group_id(id.clone());
-            if let Some(code) = group_id_error(id.as_str()) {
+            if let Some(code) = group_error(b, id.as_str()) {
                 return d.with_error_code(code);
             }
             let Some(e) = entries.get(id.as_str()) else {
@@ -507,7 +523,7 @@ pub(crate) async fn delete_groups(b: Arc<Broker>, req: DeleteGroupsRequest) -> D
     let mut results = Vec::new();
     for id in req.groups_names {
         let name = id.to_string();
-        let code = if let Some(code) = group_id_error(&name) {
+        let code = if let Some(code) = group_error(&b, &name) {
             code
         } else {
             let tombstones = {
@@ -548,7 +564,7 @@ pub(crate) async fn delete_groups(b: Arc<Broker>, req: DeleteGroupsRequest) -> D
 
 pub(crate) async fn offset_delete(b: Arc<Broker>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let group_id = req.group_id.to_string();
-    if let Some(code) = group_id_error(&group_id) {
+    if let Some(code) = group_error(&b, &group_id) {
         return OffsetDeleteResponse::default().with_error_code(code);
     }
     let mut tombstones = Vec::new();
