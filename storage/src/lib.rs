@@ -23,3 +23,5 @@ pub use log::{AppendInfo, FlushTarget, Log, ReadSlice};
 
 #[cfg(test)]
 mod log_tests;
+#[cfg(test)]
+mod replication_tests;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use karst_batch::{BatchError, BatchHeader};
 
 use crate::checkpoint;
-use crate::files::fsync_dir;
+use crate::files::{fsync_dir, offset_path, remove_if_exists, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
 use crate::producer_state::{ProducerState, Verdict};
 use crate::recovery;
 use crate::segment::Segment;
@@ -204,26 +204,7 @@ impl Log {
     /// the original offsets of that batch are returned with `duplicate: true`
     /// (Kafka treats the whole append as the retry).
     pub fn append(&mut self, batches: &[u8], leader_epoch: i32, now_ms: i64) -> StorageResult<AppendInfo> {
-        if batches.is_empty() {
-            return Err(StorageError::Batch(BatchError::Invalid("no record batch to append")));
-        }
-        let mut headers = Vec::new();
-        let mut pos = 0usize;
-        let mut next_offset = self.log_end_offset;
-        let mut max_timestamp = -1i64;
-        while pos < batches.len() {
-            let mut h = BatchHeader::parse(&batches[pos..])?;
-            h.base_offset = next_offset;
-            h.partition_leader_epoch = leader_epoch;
-            next_offset = h
-                .base_offset
-                .checked_add(i64::from(h.last_offset_delta) + 1)
-                .ok_or(StorageError::Batch(BatchError::Invalid("offset overflow")))?;
-            max_timestamp = max_timestamp.max(h.max_timestamp);
-            headers.push((pos, h));
-            pos += h.total_len();
-        }
-
+        let (headers, next_offset, max_timestamp) = self.headers(batches, Some(leader_epoch))?;
         let mut pending = self.producers.begin();
         for (_, h) in &headers {
             if let Verdict::Duplicate(original) = pending.check(h)? {
@@ -237,14 +218,80 @@ impl Log {
             }
         }
         let changes = pending.into_changes();
+        let info = self.write(batches, &headers, next_offset, max_timestamp, now_ms)?;
+        self.producers.commit(changes);
+        Ok(info)
+    }
 
+    /// Appends batches copied from the partition's leader, keeping their offsets and
+    /// leader epochs: the first must start at the log end and each must follow the
+    /// previous one. Their CRCs are checked, as they crossed the network; producer
+    /// state follows what the leader accepted, without re-validating sequences.
+    pub fn append_replicated(&mut self, batches: &[u8], now_ms: i64) -> StorageResult<AppendInfo> {
+        let (headers, next_offset, max_timestamp) = self.headers(batches, None)?;
+        for (pos, _) in &headers {
+            BatchHeader::parse_checked(&batches[*pos..])?;
+        }
+        let info = self.write(batches, &headers, next_offset, max_timestamp, now_ms)?;
+        for (_, h) in &headers {
+            self.producers.replay(h);
+        }
+        Ok(info)
+    }
+
+    /// Parses the batches of an append. With `assign`, offsets from the log end and
+    /// that leader epoch are given to them; without, their own offsets must continue
+    /// the log. Returns the headers by position, the next log end and the max timestamp.
+    #[allow(clippy::type_complexity)]
+    fn headers(&self, batches: &[u8], assign: Option<i32>) -> StorageResult<(Vec<(usize, BatchHeader)>, i64, i64)> {
+        if batches.is_empty() {
+            return Err(StorageError::Batch(BatchError::Invalid("no record batch to append")));
+        }
+        let mut headers = Vec::new();
+        let mut pos = 0usize;
+        let mut next_offset = self.log_end_offset;
+        let mut max_timestamp = -1i64;
+        while pos < batches.len() {
+            let mut h = BatchHeader::parse(&batches[pos..])?;
+            match assign {
+                Some(epoch) => {
+                    h.base_offset = next_offset;
+                    h.partition_leader_epoch = epoch;
+                }
+                None if h.base_offset != next_offset => {
+                    return Err(StorageError::Batch(BatchError::Invalid("replicated batch does not continue the log")));
+                }
+                None => {}
+            }
+            if h.last_offset_delta < 0 {
+                return Err(StorageError::Batch(BatchError::Invalid("negative last offset delta")));
+            }
+            next_offset = h
+                .base_offset
+                .checked_add(i64::from(h.last_offset_delta) + 1)
+                .ok_or(StorageError::Batch(BatchError::Invalid("offset overflow")))?;
+            max_timestamp = max_timestamp.max(h.max_timestamp);
+            headers.push((pos, h));
+            pos += h.total_len();
+        }
+        Ok((headers, next_offset, max_timestamp))
+    }
+
+    /// Writes parsed batches to the active segment (rolling first when due).
+    fn write(
+        &mut self,
+        batches: &[u8],
+        headers: &[(usize, BatchHeader)],
+        next_offset: i64,
+        max_timestamp: i64,
+        now_ms: i64,
+    ) -> StorageResult<AppendInfo> {
         if self.should_roll(batches.len() as u64, next_offset, now_ms) {
             self.roll()?;
         }
-        self.active.append(batches, &headers, self.config.index_interval_bytes, now_ms)?;
+        self.active.append(batches, headers, self.config.index_interval_bytes, now_ms)?;
         let base_offset = self.log_end_offset;
         self.log_end_offset = next_offset;
-        self.producers.commit(changes);
         Ok(AppendInfo {
             base_offset,
             last_offset: next_offset - 1,
@@ -252,6 +299,55 @@ impl Log {
             log_start_offset: self.log_start_offset,
             duplicate: false,
         })
+    }
+
+    /// Removes the batch holding `offset` and everything after it (a follower
+    /// cutting what its leader never committed) and returns the reopened log, which
+    /// ends at that batch's base offset. The files are cut while the log is closed
+    /// and the active segment is then recovered like after a crash: indexes rebuilt,
+    /// batches verified, producer snapshots past the new end dropped. At or below
+    /// the log start, the log restarts empty at `offset`.
+    pub fn truncate_to(mut self, offset: i64) -> StorageResult<Log> {
+        if offset >= self.log_end_offset {
+            return Ok(self);
+        }
+        let (dir, config) = (self.dir.clone(), self.config.clone());
+        if offset <= self.log_start_offset {
+            let bases: Vec<i64> = self.segments_from(i64::MIN).map(Segment::base_offset).collect();
+            let snapshots = std::mem::take(&mut self.snapshots);
+            drop(self);
+            for base in bases {
+                for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
+                    remove_if_exists(&offset_path(&dir, base, ext))?;
+                }
+            }
+            for s in snapshots {
+                snapshot::remove(&dir, s)?;
+            }
+            checkpoint::write_log_start_offset(&dir, offset.max(0))?;
+            checkpoint::remove_clean_shutdown_marker(&dir)?;
+            return Log::open(&dir, config);
+        }
+        let seg = self.segments_from(offset).next().unwrap_or(&self.active);
+        let cut_base = seg.base_offset();
+        let cut_pos = match seg.batch_at(offset)? {
+            Some((pos, _)) => pos as u64,
+            None => seg.size(),
+        };
+        let later: Vec<i64> = self.segments_from(offset).map(Segment::base_offset).filter(|b| *b > cut_base).collect();
+        drop(self); // unmaps every segment before its file is cut
+        for base in later {
+            for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
+                remove_if_exists(&offset_path(&dir, base, ext))?;
+            }
+        }
+        let log = fs::OpenOptions::new().write(true).open(offset_path(&dir, cut_base, LOG_EXT))?;
+        log.set_len(cut_pos)?;
+        log.sync_all()?;
+        drop(log);
+        checkpoint::remove_clean_shutdown_marker(&dir)?;
+        fsync_dir(&dir)?;
+        Log::open(&dir, config)
     }
 
     fn should_roll(&self, incoming_bytes: u64, next_offset: i64, now_ms: i64) -> bool {

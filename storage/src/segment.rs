@@ -347,6 +347,14 @@ impl Segment {
         BatchHeader::parse(rest).map_err(|e| self.corrupt(pos, e))
     }
 
+    /// Position and header of the batch holding `offset` (or the first after it).
+    pub(crate) fn batch_at(&self, offset: i64) -> StorageResult<Option<(usize, BatchHeader)>> {
+        let Some(map) = self.mapped()? else {
+            return Ok(None);
+        };
+        self.find_batch(&map[..self.data_len(&map)], offset)
+    }
+
     /// The batch whose last offset is the first >= `offset`, found through the index.
     fn find_batch(&self, data: &[u8], offset: i64) -> StorageResult<Option<(usize, BatchHeader)>> {
         let mut pos = to_usize(self.index.lookup(offset))?;

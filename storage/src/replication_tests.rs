@@ -1,0 +1,164 @@
+//! Follower-side log operations: appending a leader's batches as they are, and
+//! truncating what the leader never committed.
+
+use karst_batch::{build_batch, BatchHeader};
+use proptest::prelude::*;
+
+use crate::{Log, LogConfig, StorageError};
+
+fn tiny() -> LogConfig {
+    LogConfig { segment_bytes: 1024, segment_ms: None, index_interval_bytes: 128, segment_index_bytes: 4096, ..LogConfig::default() }
+}
+
+fn batch(count: i32, len: usize, seed: u64) -> Vec<u8> {
+    let value: Vec<u8> = (0..len).map(|i| (seed as usize * 31 + i) as u8).collect();
+    build_batch(0, count, 1_000 + seed as i64, &value)
+}
+
+/// Every batch of `log` from its start, as stored.
+fn stored(log: &Log) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    while offset < log.log_end_offset() {
+        let slice = log.read(offset, 1 << 20, i64::MAX, true).expect("read");
+        assert!(!slice.bytes.is_empty());
+        for item in karst_batch::batches(&slice.bytes) {
+            let (pos, h) = item.expect("valid batch");
+            out.push(slice.bytes[pos..pos + h.total_len()].to_vec());
+            offset = h.last_offset() + 1;
+        }
+    }
+    out
+}
+
+fn leader_with(n: u64, epoch: i32) -> (tempfile::TempDir, Log) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = Log::open(dir.path(), tiny()).expect("open");
+    for i in 0..n {
+        log.append(&batch(1 + (i % 3) as i32, 30 + (i as usize * 17) % 150, i), epoch, 0).expect("append");
+    }
+    (dir, log)
+}
+
+#[test]
+fn a_follower_copy_is_byte_identical_and_reopens() {
+    let (_ld, leader) = leader_with(40, 7);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut follower = Log::open(dir.path(), tiny()).expect("open");
+    // Fetch-sized chunks of whole batches, as a follower receives them.
+    let mut offset = 0;
+    while offset < leader.log_end_offset() {
+        let chunk = leader.read(offset, 300, i64::MAX, true).expect("read").bytes;
+        let info = follower.append_replicated(&chunk, 0).expect("replicated append");
+        assert_eq!(info.base_offset, offset);
+        offset = info.last_offset + 1;
+    }
+    assert_eq!(follower.log_end_offset(), leader.log_end_offset());
+    assert_eq!(stored(&follower), stored(&leader));
+    assert!(stored(&follower).iter().all(|b| BatchHeader::parse(b).expect("h").partition_leader_epoch == 7), "epochs kept");
+    follower.close().expect("close");
+    let follower = Log::open(dir.path(), tiny()).expect("reopen");
+    assert_eq!(stored(&follower), stored(&leader));
+}
+
+#[test]
+fn replicated_batches_that_do_not_continue_the_log_or_are_corrupt_write_nothing() {
+    let (_ld, leader) = leader_with(6, 1);
+    let all = leader.read(0, 1 << 20, i64::MAX, true).expect("read").bytes;
+    let first_len = BatchHeader::parse(&all).expect("h").total_len();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut f = Log::open(dir.path(), tiny()).expect("open");
+
+    // A gap: the second batch first.
+    assert!(matches!(f.append_replicated(&all[first_len..], 0), Err(StorageError::Batch(_))));
+    // A flipped bit in a record: CRC mismatch.
+    let mut flipped = all[..first_len].to_vec();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x10;
+    assert!(matches!(f.append_replicated(&flipped, 0), Err(StorageError::Batch(_))));
+    // A negative last offset delta (outside the CRC is the base offset only, so this one is caught by its shape).
+    let mut backwards = all[..first_len].to_vec();
+    backwards[23..27].copy_from_slice(&(-3i32).to_be_bytes());
+    assert!(matches!(f.append_replicated(&backwards, 0), Err(StorageError::Batch(_))));
+    // Torn: half a batch.
+    assert!(matches!(f.append_replicated(&all[..first_len / 2], 0), Err(StorageError::Batch(_))));
+    assert_eq!(f.log_end_offset(), 0);
+    assert_eq!(f.size_bytes(), 0, "nothing was written");
+    f.append_replicated(&all, 0).expect("the real thing");
+    assert_eq!(stored(&f), stored(&leader));
+}
+
+#[test]
+fn truncation_cuts_at_the_batch_holding_the_offset_and_appends_continue() {
+    let (dir, log) = leader_with(60, 2);
+    let before = stored(&log);
+    assert!(log.closed.len() >= 4, "several segments");
+    let end = log.log_end_offset();
+    // Past the end: nothing happens.
+    let log = log.truncate_to(end + 5).expect("no-op");
+    assert_eq!(log.log_end_offset(), end);
+    for target in [end - 1, end / 2 + 1, 7, 1] {
+        let (_d, fresh) = leader_with(60, 2);
+        let kept: Vec<Vec<u8>> = stored(&fresh)
+            .into_iter()
+            .take_while(|b| {
+                let h = BatchHeader::parse(b).expect("h");
+                h.last_offset() < target
+            })
+            .collect();
+        let new_end = kept.last().map_or(0, |b| BatchHeader::parse(b).expect("h").last_offset() + 1);
+        let mut cut = fresh.truncate_to(target).expect("truncate");
+        assert_eq!(cut.log_end_offset(), new_end, "truncating to {target}");
+        assert!(new_end <= target);
+        assert_eq!(stored(&cut), kept);
+        let info = cut.append(&batch(2, 40, 99), 3, 0).expect("append after truncation");
+        assert_eq!(info.base_offset, new_end);
+        let path = _d.path().to_path_buf();
+        cut.close().expect("close");
+        let reopened = Log::open(&path, tiny()).expect("reopen");
+        assert_eq!(reopened.log_end_offset(), new_end + 2);
+        assert_eq!(stored(&reopened)[..kept.len()], kept[..]);
+    }
+    drop(log);
+    drop(before);
+    drop(dir);
+}
+
+#[test]
+fn truncation_at_or_below_the_start_empties_the_log_at_that_offset() {
+    let (dir, log) = leader_with(20, 1);
+    let mut log = log.truncate_to(0).expect("truncate");
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 0));
+    assert!(stored(&log).is_empty());
+    log.append(&batch(1, 10, 1), 1, 0).expect("append");
+    log.close().expect("close");
+    let log = Log::open(dir.path(), tiny()).expect("reopen");
+    assert_eq!(log.log_end_offset(), 1);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+    /// A follower that copies, truncates to random points and copies again always
+    /// ends byte-identical to its leader, across reopens.
+    #[test]
+    fn copy_truncate_and_recopy_converge(n in 1u64..40, cuts in proptest::collection::vec(0i64..120, 1..4), chunk in 100usize..2000) {
+        let (_ld, leader) = leader_with(n, 5);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut follower = Log::open(dir.path(), tiny()).expect("open");
+        for cut in cuts {
+            while follower.log_end_offset() < leader.log_end_offset() {
+                let bytes = leader.read(follower.log_end_offset(), chunk, i64::MAX, true).expect("read").bytes;
+                follower.append_replicated(&bytes, 0).expect("append");
+            }
+            follower = follower.truncate_to(cut).expect("truncate");
+            prop_assert!(follower.log_end_offset() <= cut.max(0) || follower.log_end_offset() == leader.log_end_offset());
+            follower.close().expect("close");
+            follower = Log::open(dir.path(), tiny()).expect("reopen");
+        }
+        while follower.log_end_offset() < leader.log_end_offset() {
+            let bytes = leader.read(follower.log_end_offset(), chunk, i64::MAX, true).expect("read").bytes;
+            follower.append_replicated(&bytes, 0).expect("append");
+        }
+        prop_assert_eq!(stored(&follower), stored(&leader));
+    }
+}
