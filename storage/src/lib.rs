@@ -9,6 +9,7 @@ mod errors;
 mod files;
 mod index;
 mod index_file;
+mod leader_epochs;
 mod log;
 mod mmap;
 mod producer_state;
@@ -19,6 +20,7 @@ mod time_index;
 
 pub use config::LogConfig;
 pub use errors::{StorageError, StorageResult};
+pub use leader_epochs::LeaderEpochs;
 pub use log::{AppendInfo, FlushTarget, Log, ReadSlice};
 
 #[cfg(test)]

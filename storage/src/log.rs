@@ -10,6 +10,7 @@ use karst_batch::{BatchError, BatchHeader};
 
 use crate::checkpoint;
 use crate::files::{fsync_dir, offset_path, remove_if_exists, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
+use crate::leader_epochs::LeaderEpochs;
 use crate::producer_state::{ProducerState, Verdict};
 use crate::recovery;
 use crate::segment::Segment;
@@ -68,6 +69,8 @@ pub struct Log {
     producers: ProducerState,
     /// Offsets of the producer-state snapshot files on disk.
     snapshots: BTreeSet<i64>,
+    /// Where each leader epoch began (`leader-epoch-checkpoint`).
+    epochs: LeaderEpochs,
 }
 
 impl Log {
@@ -103,6 +106,7 @@ impl Log {
             log_end_offset,
             producers: ProducerState::default(),
             snapshots: listing.snapshots,
+            epochs: LeaderEpochs::default(),
         };
         if log_start_offset > log_end_offset {
             // Recovery lost data above a persisted log start (DeleteRecords/retention
@@ -113,6 +117,7 @@ impl Log {
         // Finish a DeleteRecords that persisted its checkpoint but crashed before deleting.
         log.delete_segments_below(log_start_offset)?;
         log.load_producer_state()?;
+        log.load_leader_epochs()?;
         if clean {
             checkpoint::remove_clean_shutdown_marker(dir)?;
         }
@@ -178,6 +183,69 @@ impl Log {
         Ok(())
     }
 
+    /// Reads the leader epoch cache, fitted to the recovered log; rebuilt from the
+    /// batches' epochs when missing, unreadable or behind the last batch.
+    fn load_leader_epochs(&mut self) -> StorageResult<()> {
+        let last_epoch = match self.log_end_offset > self.log_start_offset {
+            true => self.segments_from(self.log_end_offset - 1).next().and_then(|s| s.batch_at(self.log_end_offset - 1).ok().flatten()),
+            false => None,
+        }
+        .map(|(_, h)| h.partition_leader_epoch);
+        let mut epochs = match LeaderEpochs::read(&self.dir)? {
+            Some(c) if last_epoch.is_none_or(|e| c.latest_epoch().is_some_and(|l| l >= e)) => c,
+            _ => {
+                let mut c = LeaderEpochs::default();
+                for seg in self.segments_from(self.log_start_offset) {
+                    seg.for_each_batch(self.log_start_offset, |h| {
+                        c.assign(h.partition_leader_epoch, h.base_offset);
+                    })?;
+                }
+                c.write(&self.dir)?;
+                c
+            }
+        };
+        let cut = epochs.truncate_from_end(self.log_end_offset);
+        if epochs.truncate_from_start(self.log_start_offset) || cut {
+            epochs.write(&self.dir)?;
+        }
+        self.epochs = epochs;
+        Ok(())
+    }
+
+    /// Records the epochs of appended batches; the file is rewritten when one is new.
+    fn note_epochs(&mut self, headers: &[(usize, BatchHeader)]) {
+        let mut changed = false;
+        for (_, h) in headers {
+            changed |= self.epochs.assign(h.partition_leader_epoch, h.base_offset);
+        }
+        if changed {
+            // The batches are already written; a lost update is repaired on the
+            // next open, which rebuilds a cache that is behind the last batch.
+            if let Err(e) = self.epochs.write(&self.dir) {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "could not write leader-epoch-checkpoint");
+            }
+        }
+    }
+
+    /// After the log start moved: the epoch in force there starts there.
+    fn epochs_follow_start(&mut self) {
+        if self.epochs.truncate_from_start(self.log_start_offset) {
+            if let Err(e) = self.epochs.write(&self.dir) {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "could not write leader-epoch-checkpoint");
+            }
+        }
+    }
+
+    /// The leader epoch cache.
+    pub fn leader_epochs(&self) -> &LeaderEpochs {
+        &self.epochs
+    }
+
+    /// OffsetForLeaderEpoch: the largest epoch <= `epoch` this log knows and where it ended.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epochs.end_offset_for(epoch, self.log_end_offset)
+    }
+
     fn first_segment_base(&self) -> i64 {
         self.closed.keys().next().copied().unwrap_or(self.active.base_offset())
     }
@@ -220,6 +288,7 @@ impl Log {
         let changes = pending.into_changes();
         let info = self.write(batches, &headers, next_offset, max_timestamp, now_ms)?;
         self.producers.commit(changes);
+        self.note_epochs(&headers);
         Ok(info)
     }
 
@@ -236,6 +305,7 @@ impl Log {
         for (_, h) in &headers {
             self.producers.replay(h);
         }
+        self.note_epochs(&headers);
         Ok(info)
     }
 
@@ -450,6 +520,7 @@ impl Log {
         }
         checkpoint::write_log_start_offset(&self.dir, new_start)?;
         self.log_start_offset = new_start;
+        self.epochs_follow_start();
         self.delete_segments_below(new_start)?;
         Ok(self.log_start_offset)
     }
@@ -477,6 +548,7 @@ impl Log {
         seg.delete()?;
         let first_base = self.first_segment_base();
         self.log_start_offset = self.log_start_offset.max(first_base);
+        self.epochs_follow_start();
         let old: Vec<i64> = self.snapshots.range(..first_base).copied().collect();
         for offset in old {
             snapshot::remove(&self.dir, offset)?;

@@ -162,3 +162,55 @@ proptest! {
         prop_assert_eq!(stored(&follower), stored(&leader));
     }
 }
+
+#[test]
+fn leader_epochs_follow_appends_truncation_retention_and_survive_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = Log::open(dir.path(), tiny()).expect("open");
+    for (epoch, n) in [(1, 10u64), (3, 10), (4, 10)] {
+        for i in 0..n {
+            log.append(&batch(1, 40, i), epoch, 0).expect("append");
+        }
+    }
+    assert_eq!(log.leader_epochs().entries(), &[(1, 0), (3, 10), (4, 20)]);
+    assert_eq!(log.end_offset_for_epoch(3), (3, 20));
+    assert_eq!(log.end_offset_for_epoch(2), (1, 10));
+    assert_eq!(log.end_offset_for_epoch(4), (4, 30));
+    assert_eq!(log.end_offset_for_epoch(0), crate::leader_epochs::UNDEFINED);
+    let file = dir.path().join(crate::leader_epochs::FILE);
+    assert_eq!(std::fs::read_to_string(&file).expect("checkpoint"), "0\n3\n1 0\n3 10\n4 20\n");
+
+    // A follower copying this log learns the same epochs from the batches.
+    let fdir = tempfile::tempdir().expect("tempdir");
+    let mut follower = Log::open(fdir.path(), tiny()).expect("open");
+    let bytes = log.read(0, 1 << 20, i64::MAX, true).expect("read").bytes;
+    let mut at = 0;
+    while follower.log_end_offset() < log.log_end_offset() {
+        let chunk = log.read(follower.log_end_offset(), 1 << 20, i64::MAX, true).expect("read").bytes;
+        follower.append_replicated(&chunk, 0).expect("replicated");
+        at += 1;
+        assert!(at < 100);
+    }
+    drop(bytes);
+    assert_eq!(follower.leader_epochs(), log.leader_epochs());
+
+    // Truncating into epoch 3 drops epoch 4.
+    let mut log = log.truncate_to(15).expect("truncate");
+    assert_eq!(log.leader_epochs().entries(), &[(1, 0), (3, 10)]);
+    assert_eq!(log.end_offset_for_epoch(4), (3, 15));
+    // Moving the log start past epoch 1's segments moves epoch 1's start or drops it.
+    let start = log.delete_records(12).expect("delete records");
+    assert!(start == 12);
+    assert_eq!(log.leader_epochs().entries(), &[(3, 12)]);
+    log.close().expect("close");
+
+    // A missing or stale checkpoint is rebuilt from the batches.
+    std::fs::remove_file(&file).expect("remove");
+    let log = Log::open(dir.path(), tiny()).expect("reopen");
+    let rebuilt = log.leader_epochs().clone();
+    assert_eq!(rebuilt.latest_epoch(), Some(3));
+    drop(log);
+    std::fs::write(&file, "0\n1\n1 0\n").expect("stale");
+    let log = Log::open(dir.path(), tiny()).expect("reopen");
+    assert_eq!(log.leader_epochs(), &rebuilt, "a cache behind the last batch is rebuilt");
+}
