@@ -23,7 +23,7 @@ pub struct LeaderEpochs {
 }
 
 /// Kafka's answer for an epoch older than any known: UNDEFINED_EPOCH / UNDEFINED_OFFSET.
-pub const UNDEFINED: (i32, i64) = (-1, -1);
+pub const UNDEFINED_EPOCH_END: (i32, i64) = (-1, -1);
 
 impl LeaderEpochs {
     pub fn entries(&self) -> &[(i32, i64)] {
@@ -50,7 +50,7 @@ impl LeaderEpochs {
     /// it ended (the start of the next epoch, or `log_end` for the latest).
     pub fn end_offset_for(&self, epoch: i32, log_end: i64) -> (i32, i64) {
         match self.entries.iter().rposition(|(e, _)| *e <= epoch) {
-            None => UNDEFINED,
+            None => UNDEFINED_EPOCH_END,
             Some(i) => match self.entries.get(i + 1) {
                 Some((_, next_start)) => (self.entries[i].0, *next_start),
                 None => (self.entries[i].0, log_end),
@@ -153,13 +153,13 @@ mod tests {
     #[test]
     fn end_offsets_follow_kafka() {
         let c = cache(&[(1, 0), (3, 100), (4, 250)]);
-        assert_eq!(c.end_offset_for(0, 300), UNDEFINED);
+        assert_eq!(c.end_offset_for(0, 300), UNDEFINED_EPOCH_END);
         assert_eq!(c.end_offset_for(1, 300), (1, 100));
         assert_eq!(c.end_offset_for(2, 300), (1, 100), "an unknown epoch maps to the last one before it");
         assert_eq!(c.end_offset_for(3, 300), (3, 250));
         assert_eq!(c.end_offset_for(4, 300), (4, 300), "the latest epoch ends at the log end");
         assert_eq!(c.end_offset_for(9, 300), (4, 300));
-        assert_eq!(LeaderEpochs::default().end_offset_for(5, 0), UNDEFINED);
+        assert_eq!(LeaderEpochs::default().end_offset_for(5, 0), UNDEFINED_EPOCH_END);
     }
 
     #[test]

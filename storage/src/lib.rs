@@ -20,7 +20,7 @@ mod time_index;
 
 pub use config::LogConfig;
 pub use errors::{StorageError, StorageResult};
-pub use leader_epochs::LeaderEpochs;
+pub use leader_epochs::{LeaderEpochs, UNDEFINED_EPOCH_END};
 pub use log::{AppendInfo, FlushTarget, Log, ReadSlice};
 
 #[cfg(test)]

@@ -176,7 +176,7 @@ fn leader_epochs_follow_appends_truncation_retention_and_survive_reopen() {
     assert_eq!(log.end_offset_for_epoch(3), (3, 20));
     assert_eq!(log.end_offset_for_epoch(2), (1, 10));
     assert_eq!(log.end_offset_for_epoch(4), (4, 30));
-    assert_eq!(log.end_offset_for_epoch(0), crate::leader_epochs::UNDEFINED);
+    assert_eq!(log.end_offset_for_epoch(0), crate::leader_epochs::UNDEFINED_EPOCH_END);
     let file = dir.path().join(crate::leader_epochs::FILE);
     assert_eq!(std::fs::read_to_string(&file).expect("checkpoint"), "0\n3\n1 0\n3 10\n4 20\n");
 
