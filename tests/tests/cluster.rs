@@ -201,9 +201,26 @@ fn all_agree(brokers: &[Broker], topic: &str, partitions: i32) -> Result<BTreeMa
     })
 }
 
+/// CreateTopics with an explicit replication factor: the topic's error code.
+fn create_with_rf(broker: &Broker, topic: &str, rf: i16) -> Result<i16> {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::CreateTopicsRequest;
+    let mut c = RawClient::connect(broker.addr())?;
+    let version = c.version_for(ApiKey::CreateTopics)?.min(5);
+    let t = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+        .with_num_partitions(3)
+        .with_replication_factor(rf);
+    let resp = c.send(&CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(10_000), version)?;
+    Ok(resp.topics.first().map_or(-1, |r| r.error_code))
+}
+
 #[test]
 fn a_restarted_controller_leader_catches_up() -> Result<()> {
     let mut brokers = start_cluster()?;
+    // Three brokers, but no replication yet: a promise of copies is refused, not faked.
+    let code = create_with_rf(&brokers[0], &unique_topic("rf3"), 3)?;
+    ensure!(code == 38, "RF 3 must be refused with INVALID_REPLICATION_FACTOR (38), got {code}");
     let before = unique_topic("before");
     create(&brokers[0], &before, 3)?;
     all_agree(&brokers, &before, 3)?;
