@@ -112,7 +112,7 @@ impl Broker {
         let (lock, cluster_id) = open_data_dir(&config)?;
         let dir = config.data_dir.clone();
         let metadata = MetadataStore::open(&config, &dir, &cluster_id)?;
-        let partitions = Partitions::new(&dir);
+        let partitions = Partitions::new(&dir, config.node_id);
         let advertised = Mutex::new(("127.0.0.1".to_string(), 9092));
         let flusher = Flusher::start(4);
         let groups = GroupCoordinator::new(
@@ -229,6 +229,8 @@ impl Broker {
             }
             applied.insert(t.name.clone(), (t.id, t.configs.clone()));
         }
+        drop(applied);
+        crate::replication::apply_roles(self);
         Ok(())
     }
 
@@ -260,7 +262,7 @@ impl Broker {
         if self.config.fsync_before_ack() {
             self.flusher.enqueue(p);
         } else {
-            p.advance_hw(p.log_end_offset());
+            p.set_local_end(p.log_end_offset());
         }
     }
 
@@ -284,6 +286,17 @@ impl Broker {
             loop {
                 tick.tick().await;
                 me.groups.tick(&me);
+            }
+        });
+        let me = self.clone();
+        tokio::spawn(async move {
+            // Leaders shrink and expand their partitions' ISRs through the controller.
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let b = me.clone();
+                let _ = tokio::task::spawn_blocking(move || crate::replication::maintain_isr(&b)).await;
             }
         });
         let me = self.clone();

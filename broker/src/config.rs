@@ -96,6 +96,11 @@ pub struct BrokerConfig {
     pub broker_session_timeout_ms: u64,
     /// `broker.heartbeat.interval.ms`
     pub broker_heartbeat_interval_ms: u64,
+    /// `replica.lag.time.max.ms`: a follower that has not caught up for this long
+    /// leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
+    /// `min.insync.replicas` (topics may override it).
+    pub min_insync_replicas: i32,
 }
 
 impl Default for BrokerConfig {
@@ -132,6 +137,8 @@ impl Default for BrokerConfig {
             cluster_id: None,
             broker_session_timeout_ms: 9000,
             broker_heartbeat_interval_ms: 500,
+            replica_lag_time_max_ms: 30_000,
+            min_insync_replicas: 1,
         }
     }
 }
@@ -208,6 +215,8 @@ impl BrokerConfig {
         "cluster.id",
         "broker.session.timeout.ms",
         "broker.heartbeat.interval.ms",
+        "replica.lag.time.max.ms",
+        "min.insync.replicas",
     ];
 
     /// Sets one key from its text value.
@@ -264,6 +273,8 @@ impl BrokerConfig {
             }
             "broker.session.timeout.ms" => self.broker_session_timeout_ms = positive(key, v, parse(key, v)?)?,
             "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms = positive(key, v, parse(key, v)?)?,
+            "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = positive(key, v, parse(key, v)?)?,
+            "min.insync.replicas" => self.min_insync_replicas = positive(key, v, parse(key, v)?)?,
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
         Ok(())

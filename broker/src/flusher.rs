@@ -112,7 +112,7 @@ impl Flusher {
             Ok(()) => {
                 for (p, target) in group {
                     p.flushed.fetch_max(target.log_end_offset, Ordering::AcqRel);
-                    p.advance_hw(target.log_end_offset);
+                    p.set_local_end(target.log_end_offset);
                 }
             }
             Err(e) => {
@@ -154,7 +154,7 @@ mod tests {
         let config = topic_config::effective(&BrokerConfig::default(), &BTreeMap::new());
         (0..n)
             .map(|i| {
-                let p = Partition::open(Arc::from("t"), i, dir.join(format!("t-{i}")), config.clone()).expect("open");
+                let p = Partition::open(Arc::from("t"), i, 1, dir.join(format!("t-{i}")), config.clone()).expect("open");
                 for _ in 0..=i {
                     p.append(&karst_batch::build_batch(0, 2, 1_000, b"value"), 0).expect("append");
                 }

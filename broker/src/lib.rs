@@ -12,6 +12,8 @@ pub mod limits;
 pub mod metadata;
 pub mod partition;
 pub mod partitions;
+mod replica;
+mod replication;
 mod server;
 pub mod topic_config;
 mod topic_name;

@@ -11,6 +11,7 @@ use karst_storage::{AppendInfo, FlushTarget, Log, ReadSlice, StorageError};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
+use crate::replica::{ReplicaState, Role};
 use crate::topic_config::TopicConfig;
 
 /// A partition hosted by this broker.
@@ -18,6 +19,8 @@ use crate::topic_config::TopicConfig;
 pub struct Partition {
     pub topic: Arc<str>,
     pub index: i32,
+    /// This broker's id.
+    node_id: i32,
     pub dir: PathBuf,
     log: RwLock<Option<Log>>,
     config: Mutex<TopicConfig>,
@@ -32,6 +35,11 @@ pub struct Partition {
     /// File system (st_dev) of the partition directory: the flusher syncs partitions
     /// that share one together.
     pub(crate) device: u64,
+    /// Offsets below this are durable here (fsynced, or written when not fsyncing).
+    local_end: AtomicI64,
+    /// The log end, watched by followers' long polls.
+    leo: watch::Sender<i64>,
+    pub(crate) replica: Mutex<ReplicaState>,
 }
 
 /// Why a partition operation failed.
@@ -44,15 +52,23 @@ pub enum PartitionError {
 }
 
 impl Partition {
-    pub(crate) fn open(topic: Arc<str>, index: i32, dir: PathBuf, config: TopicConfig) -> Result<Arc<Partition>, StorageError> {
+    pub(crate) fn open(
+        topic: Arc<str>,
+        index: i32,
+        node_id: i32,
+        dir: PathBuf,
+        config: TopicConfig,
+    ) -> Result<Arc<Partition>, StorageError> {
         let log = Log::open(&dir, config.log.clone())?;
         let end = log.log_end_offset();
         let start = log.log_start_offset();
         let (hw, _) = watch::channel(end);
+        let (leo, _) = watch::channel(end);
         let device = std::fs::metadata(&dir).map(|m| m.dev())?;
         Ok(Arc::new(Partition {
             topic,
             index,
+            node_id,
             dir,
             log: RwLock::new(Some(log)),
             config: Mutex::new(config),
@@ -62,6 +78,9 @@ impl Partition {
             flush_queued: AtomicBool::new(false),
             flushed: AtomicI64::new(end),
             device,
+            local_end: AtomicI64::new(end),
+            leo,
+            replica: Mutex::new(ReplicaState::default()),
         }))
     }
 
@@ -103,14 +122,112 @@ impl Partition {
         });
     }
 
-    /// Appends validated batches; offsets are assigned in place.
+    /// Appends validated batches, stamped with the current leader epoch.
     pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, PartitionError> {
+        let epoch = self.replica.lock().leader_epoch;
         let mut guard = self.log.write();
         let log = guard.as_mut().ok_or(PartitionError::Closed)?;
-        let info = log.append(batches, 0, now_ms)?;
+        let info = log.append(batches, epoch, now_ms)?;
+        self.after_write(log);
+        Ok(info)
+    }
+
+    /// Appends batches copied from the leader (a follower's fetch), offsets kept.
+    pub fn append_replicated(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, PartitionError> {
+        let mut guard = self.log.write();
+        let log = guard.as_mut().ok_or(PartitionError::Closed)?;
+        let info = log.append_replicated(batches, now_ms)?;
+        self.after_write(log);
+        Ok(info)
+    }
+
+    fn after_write(&self, log: &Log) {
         self.log_end.store(log.log_end_offset(), Ordering::Release);
         self.log_start.store(log.log_start_offset(), Ordering::Release);
-        Ok(info)
+        self.leo.send_replace(log.log_end_offset());
+    }
+
+    /// A follower cuts what its leader does not have; the high watermark comes down with it.
+    pub fn truncate_to(&self, offset: i64) -> Result<i64, PartitionError> {
+        let mut guard = self.log.write();
+        let log = guard.take().ok_or(PartitionError::Closed)?;
+        // On failure the partition stays closed: its files are in doubt.
+        let log = log.truncate_to(offset)?;
+        let end = log.log_end_offset();
+        self.after_write(&log);
+        *guard = Some(log);
+        self.flushed.store(end.min(self.flushed.load(Ordering::Acquire)), Ordering::Release);
+        self.local_end.store(end.min(self.local_end.load(Ordering::Acquire)), Ordering::Release);
+        self.hw.send_if_modified(|hw| {
+            let lower = (*hw).min(end);
+            std::mem::replace(hw, lower) != lower
+        });
+        Ok(end)
+    }
+
+    /// Where the leader epoch this log knows best at or below `epoch` ended.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Result<(i32, i64), PartitionError> {
+        let guard = self.log.read();
+        Ok(guard.as_ref().ok_or(PartitionError::Closed)?.end_offset_for_epoch(epoch))
+    }
+
+    /// The newest leader epoch in this log, if any.
+    pub fn latest_epoch(&self) -> Result<Option<i32>, PartitionError> {
+        let guard = self.log.read();
+        Ok(guard.as_ref().ok_or(PartitionError::Closed)?.leader_epochs().latest_epoch())
+    }
+
+    /// A receiver of log-end changes (followers' long polls).
+    pub(crate) fn subscribe_leo(&self) -> watch::Receiver<i64> {
+        self.leo.subscribe()
+    }
+
+    /// Offsets below `end` are durable here; the high watermark may move.
+    pub(crate) fn set_local_end(&self, end: i64) {
+        self.local_end.fetch_max(end, Ordering::AcqRel);
+        self.recompute_hw();
+    }
+
+    /// A leader's high watermark: its durable end bounded by the ISR's log ends.
+    pub(crate) fn recompute_hw(&self) {
+        let local = self.local_end.load(Ordering::Acquire);
+        let hw = {
+            let r = self.replica.lock();
+            if r.role != Role::Leader {
+                return; // a follower's high watermark comes from its leader
+            }
+            r.leader_hw(self.node_id, local)
+        };
+        if let Some(hw) = hw {
+            self.advance_hw(hw);
+        }
+    }
+
+    /// A follower asked for records from `fetch_offset`: its log ends there.
+    pub(crate) fn follower_fetched(&self, replica: i32, fetch_offset: i64, now_ms: i64) {
+        let leo = self.log_end_offset();
+        self.replica.lock().record_fetch(replica, fetch_offset, leo, now_ms);
+        self.recompute_hw();
+    }
+
+    /// A follower takes its leader's high watermark, up to its own log end.
+    pub(crate) fn follow_hw(&self, leader_hw: i64) {
+        let end = self.log_end_offset().min(self.local_end.load(Ordering::Acquire));
+        self.advance_hw(leader_hw.min(end));
+    }
+
+    pub(crate) fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
+    /// Whole batches up to the log end, for a follower.
+    pub fn read_for_follower(&self, offset: i64, max_bytes: usize) -> Result<ReadSlice, PartitionError> {
+        let guard = self.log.read();
+        let log = guard.as_ref().ok_or(PartitionError::Closed)?;
+        if offset == log.log_end_offset() {
+            return Ok(ReadSlice { bytes: Bytes::new(), first_offset: offset });
+        }
+        Ok(log.read(offset, max_bytes, i64::MAX, true)?)
     }
 
     /// Reads whole batches visible below the high watermark.

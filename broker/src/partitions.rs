@@ -23,6 +23,7 @@ type TopicPartitions = Arc<Vec<Arc<Partition>>>;
 #[derive(Debug, Default)]
 pub struct Partitions {
     data_dir: PathBuf,
+    node_id: i32,
     by_topic: RwLock<HashMap<Arc<str>, TopicPartitions>>,
 }
 
@@ -32,8 +33,8 @@ pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
 }
 
 impl Partitions {
-    pub fn new(data_dir: &Path) -> Partitions {
-        Partitions { data_dir: data_dir.to_path_buf(), by_topic: RwLock::default() }
+    pub fn new(data_dir: &Path, node_id: i32) -> Partitions {
+        Partitions { data_dir: data_dir.to_path_buf(), node_id, by_topic: RwLock::default() }
     }
 
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
@@ -57,7 +58,7 @@ impl Partitions {
         let mut parts: Vec<Arc<Partition>> = existing.map(|v| v.as_ref().clone()).unwrap_or_default();
         for p in parts.len() as i32..topic.partitions {
             let dir = partition_dir(&self.data_dir, &topic.name, p);
-            parts.push(Partition::open(name.clone(), p, dir, config.clone())?);
+            parts.push(Partition::open(name.clone(), p, self.node_id, dir, config.clone())?);
         }
         self.by_topic.write().insert(name, Arc::new(parts));
         Ok(())

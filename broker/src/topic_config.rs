@@ -65,6 +65,8 @@ pub fn validate(key: &str, value: &str) -> Result<(), String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicConfig {
     pub max_message_bytes: usize,
+    /// acks=all needs at least this many in-sync replicas.
+    pub min_insync_replicas: i32,
     pub log: LogConfig,
 }
 
@@ -92,7 +94,11 @@ pub fn effective(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) ->
             None => broker.log_retention_bytes,
         },
     };
-    TopicConfig { max_message_bytes: get(overrides, "max.message.bytes").unwrap_or(broker.message_max_bytes), log }
+    TopicConfig {
+        max_message_bytes: get(overrides, "max.message.bytes").unwrap_or(broker.message_max_bytes),
+        min_insync_replicas: get(overrides, "min.insync.replicas").unwrap_or(broker.min_insync_replicas),
+        log,
+    }
 }
 
 /// Every topic config with its effective value and whether it is a default.
@@ -105,7 +111,7 @@ pub fn describe(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> 
         ("index.interval.bytes", e.log.index_interval_bytes.to_string()),
         ("max.message.bytes", e.max_message_bytes.to_string()),
         ("message.timestamp.type", "CreateTime".into()),
-        ("min.insync.replicas", "1".into()),
+        ("min.insync.replicas", e.min_insync_replicas.to_string()),
         ("retention.bytes", opt(e.log.retention_bytes.map(|v| v as i64))),
         ("retention.ms", opt(e.log.retention_ms)),
         ("segment.bytes", e.log.segment_bytes.to_string()),

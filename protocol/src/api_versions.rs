@@ -25,6 +25,7 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api(ApiKey::Produce, 3, 11),
     api(ApiKey::Fetch, 4, 15),
     api(ApiKey::ListOffsets, 1, 6),
+    api(ApiKey::OffsetForLeaderEpoch, 2, 4),
     api(ApiKey::Metadata, 0, 13),
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::CreateTopics, 2, 7),

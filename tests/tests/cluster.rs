@@ -218,9 +218,9 @@ fn create_with_rf(broker: &Broker, topic: &str, rf: i16) -> Result<i16> {
 #[test]
 fn a_restarted_controller_leader_catches_up() -> Result<()> {
     let mut brokers = start_cluster()?;
-    // Three brokers, but no replication yet: a promise of copies is refused, not faked.
-    let code = create_with_rf(&brokers[0], &unique_topic("rf3"), 3)?;
-    ensure!(code == 38, "RF 3 must be refused with INVALID_REPLICATION_FACTOR (38), got {code}");
+    // More copies than brokers cannot be placed.
+    let code = create_with_rf(&brokers[0], &unique_topic("rf4"), 4)?;
+    ensure!(code == 38, "RF 4 on three brokers must be refused with INVALID_REPLICATION_FACTOR (38), got {code}");
     let before = unique_topic("before");
     create(&brokers[0], &before, 3)?;
     all_agree(&brokers, &before, 3)?;

@@ -79,16 +79,6 @@ fn plan_topic(b: &Broker, t: &CreatableTopic) -> Result<Plan, Refusal> {
         assignments = Some(sorted.iter().map(|a| a.broker_ids.iter().map(|id| id.0).collect()).collect());
         (t.assignments.len() as i32, rf)
     };
-    if replication_factor > 1 {
-        // Accepting it would promise copies that do not exist yet.
-        return Err((
-            ec::INVALID_REPLICATION_FACTOR,
-            format!(
-                "replication factor {replication_factor}: replication between brokers is not built yet, so Karst keeps one copy \
-                 of each partition; create the topic with replication factor 1"
-            ),
-        ));
-    }
     if replication_factor > nodes {
         return Err((
             ec::INVALID_REPLICATION_FACTOR,

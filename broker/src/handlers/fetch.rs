@@ -59,8 +59,10 @@ fn read_all(
     wanted: &[Wanted],
     max_bytes: usize,
     version: i16,
+    replica: Option<i32>,
     mut watch: Option<&mut Vec<watch::Receiver<i64>>>,
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    let now = crate::broker::now_ms();
     let mut total = 0usize;
     let mut any_error = false;
     let mut topics = Vec::with_capacity(wanted.len());
@@ -81,11 +83,31 @@ fn read_all(
                         partition_data(None, fp.partition, code)
                     }
                     Ok(p) => {
-                        if let Some(w) = watch.as_deref_mut() {
-                            w.push(p.subscribe());
-                        }
                         let limit = (fp.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
-                        match p.read(fp.fetch_offset, limit, total == 0) {
+                        let read = match replica {
+                            // A follower: its fetch offset is its log end; it may read up to ours.
+                            Some(r) => match epoch_error(&p, fp.current_leader_epoch) {
+                                Some(code) => {
+                                    any_error = true;
+                                    parts.push(partition_data(Some(&p), fp.partition, code));
+                                    continue;
+                                }
+                                None => {
+                                    if let Some(w) = watch.as_deref_mut() {
+                                        w.push(p.subscribe_leo());
+                                    }
+                                    p.follower_fetched(r, fp.fetch_offset, now);
+                                    p.read_for_follower(fp.fetch_offset, limit)
+                                }
+                            },
+                            None => {
+                                if let Some(w) = watch.as_deref_mut() {
+                                    w.push(p.subscribe());
+                                }
+                                p.read(fp.fetch_offset, limit, total == 0)
+                            }
+                        };
+                        match read {
                             Ok(slice) => {
                                 total += slice.bytes.len();
                                 partition_data(Some(&p), fp.partition, ec::NONE).with_records(Some(slice.bytes))
@@ -120,14 +142,27 @@ fn read_all(
     (topics, total, any_error)
 }
 
+/// A follower's view of the leader epoch against ours: FENCED_LEADER_EPOCH when it
+/// is behind (it must find the new leader), UNKNOWN_LEADER_EPOCH when it is ahead.
+fn epoch_error(p: &Partition, theirs: i32) -> Option<i16> {
+    let ours = p.replica.lock().leader_epoch;
+    match theirs {
+        t if t < 0 || t == ours => None,
+        t if t < ours => Some(ec::FENCED_LEADER_EPOCH),
+        _ => Some(ec::UNKNOWN_LEADER_EPOCH),
+    }
+}
+
 pub(crate) async fn handle(b: &Arc<Broker>, mut req: FetchRequest, version: i16) -> FetchResponse {
     let wanted = resolve(b, &mut req, version);
+    let replica_id = if version >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
+    let replica = (replica_id >= 0).then_some(replica_id);
     let max_bytes = if req.max_bytes <= 0 { usize::MAX } else { req.max_bytes as usize };
     let min_bytes = req.min_bytes.max(0) as usize;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     loop {
         let mut receivers = Vec::new();
-        let (topics, total, any_error) = read_all(b, &wanted, max_bytes, version, Some(&mut receivers));
+        let (topics, total, any_error) = read_all(b, &wanted, max_bytes, version, replica, Some(&mut receivers));
         let done = total >= min_bytes || any_error || receivers.is_empty() || tokio::time::Instant::now() >= deadline;
         if done {
             return FetchResponse::default().with_responses(topics);
@@ -135,7 +170,7 @@ pub(crate) async fn handle(b: &Arc<Broker>, mut req: FetchRequest, version: i16)
         // Long poll: wait for any of these partitions to advance, or the deadline.
         let changes = select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
         if tokio::time::timeout_at(deadline, changes).await.is_err() {
-            let (topics, _, _) = read_all(b, &wanted, max_bytes, version, None);
+            let (topics, _, _) = read_all(b, &wanted, max_bytes, version, replica, None);
             return FetchResponse::default().with_responses(topics);
         }
     }

@@ -6,6 +6,7 @@ mod api_versions;
 mod describe;
 mod fetch;
 mod groups;
+mod leader_epoch;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -117,6 +118,7 @@ pub(crate) fn dispatch(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Resul
         RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(alter_configs::replace(b, r)),
         RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(alter_configs::incremental(b, r)),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(b, r, version)),
+        RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(leader_epoch::handle(b, r)),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(admin::create_topics(b, r, version)),
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(admin::delete_topics(b, r, version)),
         RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(admin::create_partitions(b, r)),

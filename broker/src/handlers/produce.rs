@@ -51,14 +51,32 @@ fn storage_failure(e: PartitionError) -> Failure {
     }
 }
 
-fn append(b: &Arc<Broker>, topic: &str, index: i32, records: Option<Bytes>, transactional: bool, now: i64) -> Result<Appended, Failure> {
+fn append(
+    b: &Arc<Broker>,
+    topic: &str,
+    index: i32,
+    records: Option<Bytes>,
+    transactional: bool,
+    now: i64,
+    acks_all: bool,
+) -> Result<Appended, Failure> {
     if topic == OFFSETS_TOPIC {
         return Err(Failure::with(ec::INVALID_TOPIC_EXCEPTION, format!("{OFFSETS_TOPIC} is internal: clients cannot write to it")));
     }
     b.check_leader(topic, index).map_err(Failure::code)?;
     let partition = b.partitions.get(topic, index).ok_or(Failure::code(ec::UNKNOWN_TOPIC_OR_PARTITION))?;
     let records = records.unwrap_or_default();
-    let max = partition.config().max_message_bytes;
+    let config = partition.config();
+    let max = config.max_message_bytes;
+    if acks_all {
+        let isr = partition.replica.lock().isr.len().max(1);
+        if (isr as i32) < config.min_insync_replicas {
+            return Err(Failure::with(
+                ec::NOT_ENOUGH_REPLICAS,
+                format!("{isr} in-sync replica(s), min.insync.replicas is {}", config.min_insync_replicas),
+            ));
+        }
+    }
     let summary = validate_produce(&records, max).map_err(|e| Failure::with(e.error_code(), e.message()))?;
     if transactional || summary.transactional {
         return Err(Failure::with(ec::INVALID_RECORD, "transactions are not supported by this broker yet".into()));
@@ -90,7 +108,7 @@ pub(crate) fn start(b: &Arc<Broker>, req: ProduceRequest, version: i16) -> InFli
         let mut parts = Vec::with_capacity(topic.partition_data.len());
         for pd in topic.partition_data {
             let r = if matches!(acks, -1..=1) {
-                append(b, topic.name.as_str(), pd.index, pd.records, transactional, now)
+                append(b, topic.name.as_str(), pd.index, pd.records, transactional, now, acks == -1)
             } else {
                 Err(Failure::code(ec::INVALID_REQUIRED_ACKS))
             };

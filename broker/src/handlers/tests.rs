@@ -14,6 +14,7 @@ fn empty_responses_encode_at_every_advertised_version() {
                 ApiKey::Produce => ResponseKind::Produce(ProduceResponse::default()),
                 ApiKey::Fetch => ResponseKind::Fetch(FetchResponse::default()),
                 ApiKey::ListOffsets => ResponseKind::ListOffsets(ListOffsetsResponse::default()),
+                ApiKey::OffsetForLeaderEpoch => ResponseKind::OffsetForLeaderEpoch(OffsetForLeaderEpochResponse::default()),
                 ApiKey::Metadata => ResponseKind::Metadata(MetadataResponse::default()),
                 ApiKey::ApiVersions => ResponseKind::ApiVersions(ApiVersionsResponse::default()),
                 ApiKey::CreateTopics => ResponseKind::CreateTopics(CreateTopicsResponse::default()),

@@ -1,0 +1,162 @@
+//! A partition's replication state on this broker, as plain data: its role, the
+//! ISR the controller committed, and (when leading) how far each follower has
+//! fetched. The high watermark and ISR changes are computed here, without I/O.
+
+use std::collections::HashMap;
+
+/// What this broker is for one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Leader,
+    Follower {
+        leader: i32,
+    },
+    /// No leader, or not a replica here.
+    Offline,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    /// The follower's log end: the offset it asked for last.
+    leo: i64,
+    /// When it last fetched from at or past the leader's log end.
+    caught_up_ms: i64,
+}
+
+#[derive(Debug)]
+pub(crate) struct ReplicaState {
+    pub(crate) role: Role,
+    pub(crate) leader_epoch: i32,
+    pub(crate) isr: Vec<i32>,
+    followers: HashMap<i32, Progress>,
+}
+
+impl Default for ReplicaState {
+    fn default() -> Self {
+        // A single-node partition: this broker leads until the image says otherwise.
+        ReplicaState { role: Role::Leader, leader_epoch: 0, isr: Vec::new(), followers: HashMap::new() }
+    }
+}
+
+impl ReplicaState {
+    /// Takes the role the image gives. A new leadership starts every follower's
+    /// lag clock now, so none is dropped from the ISR before it could fetch.
+    /// Returns true when the role or epoch changed.
+    pub(crate) fn apply(&mut self, role: Role, leader_epoch: i32, isr: &[i32], replicas: &[i32], now_ms: i64) -> bool {
+        let changed = self.role != role || self.leader_epoch != leader_epoch;
+        if changed {
+            self.followers.clear();
+            if role == Role::Leader {
+                for r in replicas {
+                    self.followers.insert(*r, Progress { leo: -1, caught_up_ms: now_ms });
+                }
+            }
+        }
+        self.role = role;
+        self.leader_epoch = leader_epoch;
+        self.isr = isr.to_vec();
+        changed
+    }
+
+    /// A follower fetched from `fetch_offset` while this leader's log ended at `leader_leo`.
+    pub(crate) fn record_fetch(&mut self, replica: i32, fetch_offset: i64, leader_leo: i64, now_ms: i64) {
+        let p = self.followers.entry(replica).or_insert(Progress { leo: -1, caught_up_ms: now_ms });
+        p.leo = fetch_offset;
+        if fetch_offset >= leader_leo {
+            p.caught_up_ms = now_ms;
+        }
+    }
+
+    /// The high watermark a leader may expose: its own durable end, bounded by every
+    /// other ISR member's log end (an ISR member that has not fetched yet holds it
+    /// where it is: None).
+    pub(crate) fn leader_hw(&self, me: i32, local_end: i64) -> Option<i64> {
+        let mut hw = local_end;
+        for r in self.isr.iter().filter(|r| **r != me) {
+            let leo = self.followers.get(r).map_or(-1, |p| p.leo);
+            if leo < 0 {
+                return None;
+            }
+            hw = hw.min(leo);
+        }
+        Some(hw)
+    }
+
+    /// The ISR this leader should ask the controller for, if it differs from the
+    /// committed one: members that have not caught up for `lag_ms` leave; replicas
+    /// that have reached the high watermark (re)join.
+    pub(crate) fn wanted_isr(&self, me: i32, replicas: &[i32], hw: i64, now_ms: i64, lag_ms: i64) -> Option<Vec<i32>> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        let wanted: Vec<i32> = replicas
+            .iter()
+            .copied()
+            .filter(|r| {
+                if *r == me {
+                    return true;
+                }
+                let p = self.followers.get(r);
+                if self.isr.contains(r) {
+                    p.is_none_or(|p| now_ms - p.caught_up_ms <= lag_ms)
+                } else {
+                    p.is_some_and(|p| p.leo >= hw && p.leo >= 0 && now_ms - p.caught_up_ms <= lag_ms)
+                }
+            })
+            .collect();
+        let mut a = wanted.clone();
+        let mut b = self.isr.clone();
+        a.sort_unstable();
+        b.sort_unstable();
+        (a != b).then_some(wanted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leader(isr: &[i32]) -> ReplicaState {
+        let mut s = ReplicaState::default();
+        s.apply(Role::Leader, 3, isr, &[1, 2, 3], 1_000);
+        s
+    }
+
+    #[test]
+    fn hw_waits_for_every_isr_follower() {
+        let mut s = leader(&[1, 2, 3]);
+        assert_eq!(s.leader_hw(1, 10), None, "followers have not fetched");
+        s.record_fetch(2, 7, 10, 1_100);
+        assert_eq!(s.leader_hw(1, 10), None);
+        s.record_fetch(3, 9, 10, 1_100);
+        assert_eq!(s.leader_hw(1, 10), Some(7));
+        s.record_fetch(2, 10, 10, 1_200);
+        assert_eq!(s.leader_hw(1, 10), Some(9));
+        assert_eq!(s.leader_hw(1, 8), Some(8), "never past the leader's own durable end");
+        s.apply(Role::Leader, 3, &[1, 2], &[1, 2, 3], 1_300);
+        assert_eq!(s.leader_hw(1, 10), Some(10), "a follower out of the ISR no longer holds it");
+    }
+
+    #[test]
+    fn lagging_followers_leave_and_caught_up_ones_return() {
+        let mut s = leader(&[1, 2, 3]);
+        // Within the grace period nobody leaves.
+        assert_eq!(s.wanted_isr(1, &[1, 2, 3], 0, 2_000, 5_000), None);
+        s.record_fetch(2, 50, 50, 4_000);
+        s.record_fetch(3, 10, 50, 4_000);
+        assert_eq!(s.wanted_isr(1, &[1, 2, 3], 10, 7_000, 5_000), Some(vec![1, 2]), "3 has not caught up since 1 000");
+        s.apply(Role::Leader, 3, &[1, 2], &[1, 2, 3], 7_000);
+        assert_eq!(s.wanted_isr(1, &[1, 2, 3], 50, 7_100, 5_000), None);
+        s.record_fetch(3, 50, 50, 7_200);
+        assert_eq!(s.wanted_isr(1, &[1, 2, 3], 50, 7_300, 5_000), Some(vec![1, 2, 3]));
+    }
+
+    #[test]
+    fn a_follower_or_offline_replica_asks_nothing() {
+        let mut s = ReplicaState::default();
+        assert!(s.apply(Role::Follower { leader: 2 }, 4, &[1, 2], &[1, 2], 0));
+        assert_eq!(s.wanted_isr(1, &[1, 2], 0, 100_000, 10), None);
+        assert!(!s.apply(Role::Follower { leader: 2 }, 4, &[1, 2], &[1, 2], 0));
+        assert!(s.apply(Role::Offline, 5, &[1], &[1, 2], 0));
+    }
+}

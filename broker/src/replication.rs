@@ -1,0 +1,248 @@
+//! Kafka's replication, follower side and leader bookkeeping.
+//!
+//! A follower fetches from its partition's leader with ordinary Fetch requests
+//! carrying its broker id as replica id, appends what it gets with the leader's
+//! offsets, and takes the leader's high watermark. Before fetching from a new
+//! leader it asks, with OffsetForLeaderEpoch, where its own latest epoch ended on
+//! the leader and truncates there (KIP-101), so a returning old leader drops
+//! exactly what was never committed. The leader learns each follower's log end
+//! from its fetch offset, holds the high watermark at the lowest log end in the
+//! ISR, and asks the controller to shrink or expand the ISR.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, OffsetForLeaderEpochRequest, RequestKind, ResponseKind, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use karst_controller::MetadataCommand;
+use karst_protocol::codec::{decode_response, encode_request};
+use karst_protocol::error_codes as ec;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::{debug, info, warn};
+
+use crate::broker::{now_ms, Broker};
+use crate::partition::Partition;
+use crate::replica::Role;
+
+const FETCH_VERSION: i16 = 12;
+const EPOCH_VERSION: i16 = 3;
+/// Bounds every exchange with a leader, so a paused leader cannot hang a follower.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const RETRY: Duration = Duration::from_millis(200);
+
+/// Brings each hosted partition's role in line with the image; starts a fetcher
+/// for every partition this broker newly follows.
+pub(crate) fn apply_roles(b: &Broker) {
+    let image = b.metadata.image();
+    let now = now_ms();
+    for p in b.partitions.all() {
+        let Some(state) = image.cluster.partition(&p.topic, p.index) else { continue };
+        let role = if state.leader == b.node_id {
+            Role::Leader
+        } else if state.leader >= 0 && state.replicas.contains(&b.node_id) {
+            Role::Follower { leader: state.leader }
+        } else {
+            Role::Offline
+        };
+        let changed = p.replica.lock().apply(role, state.leader_epoch, &state.isr, &state.replicas, now);
+        match role {
+            Role::Leader => p.recompute_hw(),
+            Role::Follower { leader } if changed => {
+                let addr = image.cluster.broker(leader).and_then(|r| r.listeners.first()).map(|l| format!("{}:{}", l.host, l.port));
+                let Some(addr) = addr else {
+                    warn!(topic = %p.topic, partition = p.index, leader, "leader has no listener; not following yet");
+                    continue;
+                };
+                match tokio::runtime::Handle::try_current() {
+                    Ok(h) => {
+                        info!(topic = %p.topic, partition = p.index, leader, epoch = state.leader_epoch, "following");
+                        h.spawn(follow(p.clone(), leader, state.leader_epoch, addr, b.config.fsync_before_ack()));
+                    }
+                    Err(_) => warn!(topic = %p.topic, partition = p.index, "no runtime to follow the leader on"),
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The ISR changes this broker's led partitions need (called periodically).
+pub(crate) fn maintain_isr(b: &Broker) {
+    let image = b.metadata.image();
+    let now = now_ms();
+    let lag = i64::try_from(b.config.replica_lag_time_max_ms).unwrap_or(i64::MAX);
+    for p in b.partitions.all() {
+        let Some(state) = image.cluster.partition(&p.topic, p.index) else { continue };
+        if state.leader != b.node_id || state.replicas.len() < 2 {
+            continue;
+        }
+        let wanted = p.replica.lock().wanted_isr(b.node_id, &state.replicas, p.high_watermark(), now, lag);
+        let Some(isr) = wanted else { continue };
+        info!(topic = %p.topic, partition = p.index, from = ?state.isr, to = ?isr, "changing ISR");
+        let cmd = MetadataCommand::ChangePartitionIsr {
+            topic: p.topic.to_string(),
+            partition: p.index,
+            partition_epoch: state.partition_epoch,
+            isr,
+        };
+        if let Err(e) = b.metadata.propose(cmd) {
+            debug!(topic = %p.topic, partition = p.index, "ISR change not made: {e}");
+        }
+    }
+}
+
+fn following(p: &Partition, leader: i32, epoch: i32) -> bool {
+    let r = p.replica.lock();
+    r.role == (Role::Follower { leader }) && r.leader_epoch == epoch
+}
+
+/// Why a round with the leader ended.
+#[derive(Debug)]
+enum Stop {
+    /// Reconnect after a pause (connection trouble, leader not ready).
+    Retry(String),
+}
+
+async fn follow(p: Arc<Partition>, leader: i32, epoch: i32, addr: String, fsync: bool) {
+    let mut truncated = false;
+    while following(&p, leader, epoch) {
+        let round = async {
+            let mut conn = Conn::connect(&addr, p.node_id()).await?;
+            if !truncated {
+                truncate_for(&p, &mut conn, epoch).await?;
+                truncated = true;
+            }
+            while following(&p, leader, epoch) {
+                fetch_once(&p, &mut conn, epoch, fsync).await?;
+            }
+            Ok::<(), Stop>(())
+        };
+        if let Err(Stop::Retry(why)) = round.await {
+            debug!(topic = %p.topic, partition = p.index, leader, "follower round ended: {why}");
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+    debug!(topic = %p.topic, partition = p.index, leader, epoch, "stopped following");
+}
+
+/// KIP-101: cut this log where the leader says this replica's latest epoch ended.
+async fn truncate_for(p: &Arc<Partition>, conn: &mut Conn, epoch: i32) -> Result<(), Stop> {
+    let retry = |e: crate::partition::PartitionError| Stop::Retry(e.to_string());
+    let Some(mine) = p.latest_epoch().map_err(retry)? else {
+        return Ok(()); // nothing written under any epoch: nothing to cut
+    };
+    let req =
+        OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(p.node_id())).with_topics(vec![OffsetForLeaderTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(p.topic.to_string())))
+            .with_partitions(vec![OffsetForLeaderPartition::default()
+                .with_partition(p.index)
+                .with_current_leader_epoch(epoch)
+                .with_leader_epoch(mine)])]);
+    let ResponseKind::OffsetForLeaderEpoch(resp) =
+        conn.call(ApiKey::OffsetForLeaderEpoch, EPOCH_VERSION, RequestKind::OffsetForLeaderEpoch(req)).await?
+    else {
+        return Err(Stop::Retry("unexpected response".into()));
+    };
+    let answer = resp.topics.first().and_then(|t| t.partitions.first()).ok_or_else(|| Stop::Retry("empty answer".into()))?;
+    if answer.error_code != ec::NONE {
+        return Err(Stop::Retry(format!("OffsetForLeaderEpoch error {}", answer.error_code)));
+    }
+    let cut = if answer.end_offset < 0 { p.high_watermark() } else { answer.end_offset };
+    if cut < p.log_end_offset() {
+        let p2 = p.clone();
+        let end = tokio::task::spawn_blocking(move || p2.truncate_to(cut)).await.map_err(|e| Stop::Retry(e.to_string()))?.map_err(retry)?;
+        info!(topic = %p.topic, partition = p.index, epoch = mine, leader_epoch = answer.leader_epoch, cut, end, "truncated to the leader's end of our epoch");
+    }
+    Ok(())
+}
+
+async fn fetch_once(p: &Arc<Partition>, conn: &mut Conn, epoch: i32, fsync: bool) -> Result<(), Stop> {
+    let offset = p.log_end_offset();
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(p.node_id()))
+        .with_max_wait_ms(500)
+        .with_min_bytes(1)
+        .with_max_bytes(16 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default().with_topic(TopicName(StrBytes::from_string(p.topic.to_string()))).with_partitions(vec![
+            FetchPartition::default()
+                .with_partition(p.index)
+                .with_current_leader_epoch(epoch)
+                .with_fetch_offset(offset)
+                .with_log_start_offset(p.log_start_offset())
+                .with_partition_max_bytes(4 << 20),
+        ])]);
+    let ResponseKind::Fetch(resp) = conn.call(ApiKey::Fetch, FETCH_VERSION, RequestKind::Fetch(req)).await? else {
+        return Err(Stop::Retry("unexpected response".into()));
+    };
+    let data = resp.responses.into_iter().flat_map(|t| t.partitions).next().ok_or_else(|| Stop::Retry("empty fetch".into()))?;
+    if data.error_code != ec::NONE {
+        return Err(Stop::Retry(format!("fetch error {}", data.error_code)));
+    }
+    let records = data.records.unwrap_or_default();
+    if !records.is_empty() {
+        let p2 = p.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            p2.append_replicated(&records, now_ms()).map_err(|e| e.to_string())?;
+            if fsync {
+                if let Some(t) = p2.flush_target() {
+                    t.file.sync_data().map_err(|e| e.to_string())?;
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Stop::Retry(e.to_string()))?
+        .map_err(|e| Stop::Retry(format!("appending replicated batches: {e}")))?;
+    }
+    p.set_local_end(p.log_end_offset());
+    p.follow_hw(data.high_watermark);
+    Ok(())
+}
+
+/// One connection to a leader, one request at a time.
+struct Conn {
+    stream: TcpStream,
+    correlation: i32,
+    client_id: String,
+}
+
+impl Conn {
+    async fn connect(addr: &str, me: i32) -> Result<Conn, Stop> {
+        let stream = tokio::time::timeout(CALL_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| Stop::Retry(format!("connecting to {addr} timed out")))?
+            .map_err(|e| Stop::Retry(format!("connecting to {addr}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        Ok(Conn { stream, correlation: 0, client_id: format!("karst-replica-{me}") })
+    }
+
+    async fn call(&mut self, key: ApiKey, version: i16, body: RequestKind) -> Result<ResponseKind, Stop> {
+        self.correlation = self.correlation.wrapping_add(1);
+        let frame = encode_request(key, version, self.correlation, &self.client_id, &body).map_err(Stop::Retry)?;
+        let exchange = async {
+            self.stream.write_all(&frame).await?;
+            let size = self.stream.read_i32().await?;
+            let size = usize::try_from(size).map_err(|_| std::io::Error::other("negative frame size"))?;
+            if size > 64 << 20 {
+                return Err(std::io::Error::other(format!("response of {size} bytes")));
+            }
+            let mut buf = BytesMut::zeroed(size);
+            self.stream.read_exact(&mut buf).await?;
+            Ok::<Bytes, std::io::Error>(buf.freeze())
+        };
+        let frame = tokio::time::timeout(CALL_TIMEOUT, exchange)
+            .await
+            .map_err(|_| Stop::Retry(format!("{key:?} timed out")))?
+            .map_err(|e| Stop::Retry(format!("{key:?}: {e}")))?;
+        let (correlation, body) = decode_response(key, version, frame).map_err(Stop::Retry)?;
+        if correlation != self.correlation {
+            return Err(Stop::Retry(format!("correlation id {correlation}, expected {}", self.correlation)));
+        }
+        Ok(body)
+    }
+}

@@ -1,0 +1,323 @@
+//! Replication factor 3 across three `karst` processes: acks=all writes survive
+//! kill -9 and SIGSTOP of leaders, and a checker proves every acknowledged record
+//! is still there, at its offset, once; replicas end byte-identical.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, ensure, Context, Result};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use karst_tests::raw::RawClient;
+use karst_tests::{unique_topic, wait_for, Broker};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+const PARTITIONS: i32 = 6;
+
+fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<_>>()?;
+    Ok(listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<std::io::Result<_>>()?)
+}
+
+fn start_cluster() -> Result<Vec<Broker>> {
+    let ports = free_ports(3)?;
+    let voters = ports.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect::<Vec<_>>().join(",");
+    std::thread::scope(|s| {
+        let handles: Vec<_> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let voters = voters.clone();
+                s.spawn(move || {
+                    let node = (i + 1).to_string();
+                    let controller = format!("127.0.0.1:{port}");
+                    Broker::start(&[
+                        "--node-id",
+                        &node,
+                        "--controller-listen",
+                        &controller,
+                        "--controller-quorum-voters",
+                        &voters,
+                        "--set",
+                        "broker.session.timeout.ms=3000",
+                        "--set",
+                        "replica.lag.time.max.ms=3000",
+                    ])
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().map_err(|_| anyhow!("starting a broker panicked"))?).collect()
+    })
+}
+
+fn metadata(broker: &Broker, topic: &str) -> Result<MetadataResponse> {
+    let mut c = RawClient::connect(broker.addr())?;
+    let version = c.version_for(ApiKey::Metadata)?.min(9);
+    let t = MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.to_string()))));
+    c.send(&MetadataRequest::default().with_topics(Some(vec![t])).with_allow_auto_topic_creation(false), version)
+}
+
+/// partition → (leader, ISR size), as `broker` reports it.
+fn layout(broker: &Broker, topic: &str) -> Result<BTreeMap<i32, (i32, usize)>> {
+    let resp = metadata(broker, topic)?;
+    let t = resp.topics.first().ok_or_else(|| anyhow!("no topic"))?;
+    Ok(t.partitions.iter().map(|p| (p.partition_index, (p.leader_id.0, p.isr_nodes.len()))).collect())
+}
+
+fn create_rf3(broker: &Broker, topic: &str) -> Result<()> {
+    let mut c = RawClient::connect(broker.addr())?;
+    let version = c.version_for(ApiKey::CreateTopics)?.min(5);
+    let t = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+        .with_num_partitions(PARTITIONS)
+        .with_replication_factor(3)
+        .with_configs(vec![CreatableTopicConfig::default()
+            .with_name(StrBytes::from_static_str("min.insync.replicas"))
+            .with_value(Some(StrBytes::from_static_str("2")))]);
+    let resp = c.send(&CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(10_000), version)?;
+    let code = resp.topics.first().map_or(-1, |r| r.error_code);
+    ensure!(code == 0, "CreateTopics RF 3: error {code}");
+    Ok(())
+}
+
+fn live(brokers: &[Broker]) -> impl Iterator<Item = &Broker> {
+    brokers.iter().filter(|b| b.pid().is_some())
+}
+
+/// Waits until every live broker sees all partitions led with a full ISR of `isr`.
+fn settled(brokers: &[Broker], topic: &str, isr: usize) -> Result<BTreeMap<i32, (i32, usize)>> {
+    wait_for("partitions led with a full ISR", TIMEOUT, || {
+        let views: Vec<_> = live(brokers).filter_map(|b| layout(b, topic).ok()).collect();
+        let ok = !views.is_empty()
+            && views.iter().all(|v| v == &views[0])
+            && views[0].len() == PARTITIONS as usize
+            && views[0].values().all(|(l, n)| *l > 0 && *n == isr);
+        ok.then(|| views[0].clone())
+    })
+}
+
+/// What the producers had acknowledged: (partition, offset) → value.
+type Acked = Arc<Mutex<BTreeMap<(i32, i64), String>>>;
+
+fn produce_until(bootstrap: String, topic: String, stop: Arc<AtomicBool>, acked: Acked, errors: Arc<Mutex<Vec<String>>>) -> Result<u64> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "30000")
+        .set("linger.ms", "2")
+        .set("topic.metadata.refresh.interval.ms", "500")
+        .create()?;
+    let mut sent = 0u64;
+    rt.block_on(async {
+        let mut pending = futures::stream::FuturesUnordered::new();
+        use futures::StreamExt;
+        while !stop.load(Ordering::SeqCst) {
+            while pending.len() < 64 && !stop.load(Ordering::SeqCst) {
+                let value = format!("v-{sent}");
+                let partition = (sent % PARTITIONS as u64) as i32;
+                match producer.send_result(FutureRecord::<(), _>::to(&topic).partition(partition).payload(&value)) {
+                    Ok(f) => {
+                        pending.push(async move {
+                            let r = match f.await {
+                                Ok(Ok(d)) => Ok(d),
+                                Ok(Err((e, _))) => Err(e.to_string()),
+                                Err(_) => Err("delivery future cancelled".to_string()),
+                            };
+                            (value, r)
+                        });
+                        sent += 1;
+                    }
+                    Err(_) => break, // queue full: wait for acknowledgements first
+                }
+            }
+            if let Some((value, r)) = pending.next().await {
+                match r {
+                    Ok(d) => {
+                        acked.lock().unwrap().insert((d.partition, d.offset), value);
+                    }
+                    Err(e) => errors.lock().unwrap().push(format!("{value}: {e}")),
+                }
+            }
+        }
+        while let Some((value, r)) = pending.next().await {
+            match r {
+                Ok(d) => {
+                    acked.lock().unwrap().insert((d.partition, d.offset), value);
+                }
+                Err(e) => errors.lock().unwrap().push(format!("{value}: {e}")),
+            }
+        }
+    });
+    Ok(sent)
+}
+
+/// Every record of every partition, read from the leaders: (partition, offset) → value.
+fn read_back(brokers: &[Broker], topic: &str) -> Result<BTreeMap<(i32, i64), Vec<String>>> {
+    let bootstrap = live(brokers).map(|b| b.bootstrap()).collect::<Vec<_>>().join(",");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", unique_topic("checker"))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut ends = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        ends.insert(p, high);
+    }
+    let mut got: BTreeMap<(i32, i64), Vec<String>> = BTreeMap::new();
+    let mut next: BTreeMap<i32, i64> = (0..PARTITIONS).map(|p| (p, 0)).collect();
+    let deadline = Instant::now() + TIMEOUT;
+    while next.iter().any(|(p, n)| *n < ends[p]) && Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m?;
+            let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
+            got.entry((m.partition(), m.offset())).or_default().push(value);
+            next.insert(m.partition(), m.offset() + 1);
+        }
+    }
+    ensure!(next.iter().all(|(p, n)| *n >= ends[p]), "read up to {next:?}, high watermarks {ends:?}");
+    Ok(got)
+}
+
+/// A partition's `.log` bytes on one broker, segments in order.
+fn log_bytes(data_dir: &Path, topic: &str, partition: i32) -> Result<Vec<u8>> {
+    let dir = data_dir.join(format!("{topic}-{partition}"));
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| dir.display().to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        out.extend(std::fs::read(f)?);
+    }
+    Ok(out)
+}
+
+#[test]
+fn acknowledged_writes_survive_leader_kills_and_pauses() -> Result<()> {
+    let mut brokers = start_cluster()?;
+    let topic = unique_topic("replicated");
+    create_rf3(&brokers[0], &topic)?;
+    settled(&brokers, &topic, 3)?;
+
+    let acked: Acked = Arc::default();
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let bootstrap = brokers.iter().map(|b| b.bootstrap()).collect::<Vec<_>>().join(",");
+    let producer = {
+        let (t, s, a, e) = (topic.clone(), stop.clone(), acked.clone(), errors.clone());
+        std::thread::spawn(move || produce_until(bootstrap, t, s, a, e))
+    };
+    let acked_at_least = |n: usize| {
+        wait_for("acknowledgements", TIMEOUT, || (acked.lock().unwrap().len() >= n).then_some(())).with_context(|| {
+            let errs = errors.lock().unwrap();
+            format!("{} producer errors, the first: {:?}", errs.len(), errs.iter().take(3).collect::<Vec<_>>())
+        })
+    };
+    acked_at_least(500)?;
+
+    // Nemesis 1: freeze both followers of partition 2's leader for a second (a
+    // cut-off leader), kill -9 that leader, thaw the followers. A leader that acked
+    // what its followers never fetched would lose those records here.
+    let lead = settled(&brokers, &topic, 3)?;
+    let cut_off = (lead[&2].0 - 1) as usize;
+    let others: Vec<usize> = (0..3).filter(|i| *i != cut_off).collect();
+    for i in &others {
+        brokers[*i].signal("STOP")?;
+    }
+    std::thread::sleep(Duration::from_secs(1)); // the fault's duration, not a wait for a condition
+    brokers[cut_off].kill9()?;
+    for i in &others {
+        brokers[*i].signal("CONT")?;
+    }
+    settled(&brokers, &topic, 2).context("new leaders after the cut-off leader died")?;
+    let before = acked.lock().unwrap().len();
+    acked_at_least(before + 300)?;
+    brokers[cut_off].restart()?;
+    settled(&brokers, &topic, 3).context("the cut-off broker back in every ISR")?;
+
+    // Nemesis 2: kill -9 the leader of partition 0 and bring it back; then pause the
+    // leader of partition 1 past its session, and resume it.
+    let lead = settled(&brokers, &topic, 3)?;
+    let victim = (lead[&0].0 - 1) as usize;
+    brokers[victim].kill9()?;
+    let before = acked.lock().unwrap().len();
+    acked_at_least(before + 500).context("producing on after kill -9 of a leader")?;
+    brokers[victim].restart()?;
+    settled(&brokers, &topic, 3).context("the killed broker back in every ISR")?;
+
+    let lead = settled(&brokers, &topic, 3)?;
+    let paused = (lead[&1].0 - 1) as usize;
+    brokers[paused].signal("STOP")?;
+    let before = acked.lock().unwrap().len();
+    let during = acked_at_least(before + 500).context("producing on while a leader is paused");
+    brokers[paused].signal("CONT")?;
+    during?;
+    settled(&brokers, &topic, 3).context("the paused broker back in every ISR")?;
+    let before = acked.lock().unwrap().len();
+    acked_at_least(before + 300)?;
+    stop.store(true, Ordering::SeqCst);
+    let sent = producer.join().map_err(|_| anyhow!("producer panicked"))??;
+
+    // Checker.
+    let acked = acked.lock().unwrap().clone();
+    let got = read_back(&brokers, &topic)?;
+    let mut lost = 0;
+    let mut moved = 0;
+    for ((p, off), value) in &acked {
+        match got.get(&(*p, *off)) {
+            Some(vs) if vs.len() == 1 && vs[0] == *value => {}
+            Some(_) => moved += 1,
+            None => lost += 1,
+        }
+    }
+    let mut seen = BTreeMap::<&str, usize>::new();
+    for vs in got.values() {
+        for v in vs {
+            *seen.entry(v.as_str()).or_default() += 1;
+        }
+    }
+    let duplicated = seen.values().filter(|n| **n > 1).count();
+    let errs = errors.lock().unwrap().clone();
+    println!(
+        "checker: sent {sent}, acked {}, read {}, lost {lost}, wrong value {moved}, duplicated {duplicated}, producer errors {}",
+        acked.len(),
+        got.len(),
+        errs.len()
+    );
+    ensure!(lost == 0 && moved == 0 && duplicated == 0, "lost {lost}, wrong {moved}, duplicated {duplicated}");
+
+    // Replicas agree byte for byte once every broker has stopped cleanly.
+    for b in brokers.iter_mut() {
+        b.terminate(TIMEOUT)?;
+    }
+    let mut divergent = BTreeSet::new();
+    for p in 0..PARTITIONS {
+        let copies: Vec<Vec<u8>> = brokers.iter().map(|b| log_bytes(b.data_dir(), &topic, p)).collect::<Result<_>>()?;
+        if copies.iter().any(|c| *c != copies[0]) {
+            divergent.insert(p);
+        }
+    }
+    println!("checker: divergent partitions {divergent:?}");
+    ensure!(divergent.is_empty(), "replicas differ for partitions {divergent:?}");
+    Ok(())
+}
