@@ -340,6 +340,13 @@ impl Broker {
 
     /// Flushes and closes every log; the next start finds a clean shutdown.
     pub fn shutdown(&self) {
+        let leading = self.partitions.all().iter().filter(|p| p.replica.lock().role == crate::replica::Role::Leader).count();
+        if self.metadata.image().cluster.brokers.len() > 1 {
+            match self.metadata.fence_self() {
+                Ok(()) => info!(leading, "controlled shutdown: fenced, leadership moved to other in-sync replicas"),
+                Err(e) => warn!("controlled shutdown: could not fence this broker: {e}"),
+            }
+        }
         self.flusher.stop();
         self.partitions.close_all();
         self.metadata.shutdown();

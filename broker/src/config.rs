@@ -101,6 +101,8 @@ pub struct BrokerConfig {
     pub replica_lag_time_max_ms: u64,
     /// `min.insync.replicas` (topics may override it).
     pub min_insync_replicas: i32,
+    /// `broker.rack`: replicas of a partition are spread over racks when set.
+    pub broker_rack: Option<String>,
 }
 
 impl Default for BrokerConfig {
@@ -139,6 +141,7 @@ impl Default for BrokerConfig {
             broker_heartbeat_interval_ms: 500,
             replica_lag_time_max_ms: 30_000,
             min_insync_replicas: 1,
+            broker_rack: None,
         }
     }
 }
@@ -217,6 +220,7 @@ impl BrokerConfig {
         "broker.heartbeat.interval.ms",
         "replica.lag.time.max.ms",
         "min.insync.replicas",
+        "broker.rack",
     ];
 
     /// Sets one key from its text value.
@@ -275,6 +279,7 @@ impl BrokerConfig {
             "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms = positive(key, v, parse(key, v)?)?,
             "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = positive(key, v, parse(key, v)?)?,
             "min.insync.replicas" => self.min_insync_replicas = positive(key, v, parse(key, v)?)?,
+            "broker.rack" => self.broker_rack = if v.is_empty() { None } else { Some(v.to_string()) },
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
         Ok(())
@@ -336,6 +341,9 @@ impl BrokerConfig {
             ("controller.quorum.voters", self.controller_quorum_voters.clone().unwrap_or_else(|| "(this node alone)".into())),
             ("process.roles", self.roles.to_string()),
             ("broker.session.timeout.ms", self.broker_session_timeout_ms.to_string()),
+            ("replica.lag.time.max.ms", self.replica_lag_time_max_ms.to_string()),
+            ("min.insync.replicas", self.min_insync_replicas.to_string()),
+            ("broker.rack", self.broker_rack.clone().unwrap_or_else(|| "(none)".into())),
         ]
     }
 

@@ -112,6 +112,8 @@ pub struct MetadataStore {
     epoch: Arc<AtomicI64>,
     /// The listener this broker registered with.
     registered: Mutex<Listener>,
+    /// `broker.rack`, registered with the controller for rack-aware placement.
+    rack: Option<String>,
 }
 
 impl std::fmt::Debug for MetadataStore {
@@ -217,6 +219,7 @@ impl MetadataStore {
             handle,
             epoch: Arc::new(AtomicI64::new(-1)),
             registered: Mutex::new(listener.clone()),
+            rack: config.broker_rack.clone(),
         };
         if !static_voter {
             // Outside the static voters: (re)join as a learner at this address. A node
@@ -264,7 +267,7 @@ impl MetadataStore {
             broker_id: self.node_id,
             incarnation_id: Uuid::new_v4(),
             listeners: vec![listener.clone()],
-            rack: None,
+            rack: self.rack.clone(),
         })?;
         let CommandOutcome::BrokerRegistered { broker_epoch } = outcome else {
             return Err(BrokerError::Startup(format!("unexpected registration outcome {outcome:?}")));
@@ -349,6 +352,17 @@ impl MetadataStore {
 
     pub fn broker_epoch(&self) -> i64 {
         self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Controlled shutdown: stop heartbeating and fence this broker, which takes it
+    /// out of every ISR and moves its leaderships to other in-sync replicas, so
+    /// clients move on at once instead of after the session timeout.
+    pub fn fence_self(&self) -> Result<(), BrokerError> {
+        let broker_epoch = self.epoch.swap(-1, Ordering::SeqCst);
+        if broker_epoch < 0 {
+            return Ok(());
+        }
+        self.propose(MetadataCommand::FenceBroker { broker_id: self.node_id, broker_epoch }).map(|_| ())
     }
 
     pub fn controller(&self) -> &Arc<Controller> {
@@ -459,6 +473,9 @@ async fn heartbeat_loop(controller: Arc<Controller>, broker_id: BrokerId, epoch:
     loop {
         tick.tick().await;
         let e = epoch.load(Ordering::SeqCst);
+        if e < 0 {
+            continue; // not registered, or shutting down
+        }
         if let Err(err) = controller.heartbeat(broker_id, e).await {
             tracing::debug!(broker_id, "heartbeat not delivered: {err}");
         }

@@ -70,7 +70,8 @@ pub(crate) fn apply_roles(b: &Broker) {
     }
 }
 
-/// The ISR changes this broker's led partitions need (called periodically).
+/// The ISR changes this broker's led partitions need, and the return of leadership
+/// to preferred replicas (called periodically on every broker).
 pub(crate) fn maintain_isr(b: &Broker) {
     let image = b.metadata.image();
     let now = now_ms();
@@ -81,7 +82,24 @@ pub(crate) fn maintain_isr(b: &Broker) {
             continue;
         }
         let wanted = p.replica.lock().wanted_isr(b.node_id, &state.replicas, p.high_watermark(), now, lag);
-        let Some(isr) = wanted else { continue };
+        let Some(isr) = wanted else {
+            // Preferred-leader election: hand the partition back to its first replica
+            // once that one is in sync again (after a restart moved leadership here).
+            let preferred = state.replicas[0];
+            if preferred != b.node_id && state.isr.contains(&preferred) && image.cluster.is_unfenced(preferred) {
+                info!(topic = %p.topic, partition = p.index, to = preferred, "moving leadership back to the preferred replica");
+                let cmd = MetadataCommand::ChangePartitionLeader {
+                    topic: p.topic.to_string(),
+                    partition: p.index,
+                    partition_epoch: state.partition_epoch,
+                    leader: preferred,
+                };
+                if let Err(e) = b.metadata.propose(cmd) {
+                    debug!(topic = %p.topic, partition = p.index, "preferred leader not restored: {e}");
+                }
+            }
+            continue;
+        };
         info!(topic = %p.topic, partition = p.index, from = ?state.isr, to = ?isr, "changing ISR");
         let cmd = MetadataCommand::ChangePartitionIsr {
             topic: p.topic.to_string(),

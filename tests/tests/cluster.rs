@@ -117,6 +117,15 @@ fn three_brokers_share_metadata_and_survive_the_controller_leader() -> Result<()
     let want: BTreeSet<String> = (0..PARTITIONS).map(|p| format!("{p} value-{p}")).collect();
     ensure!(got == want, "kcat consumed {got:?}, expected {want:?}");
 
+    // confluent-kafka (Python) creates an RF 3 topic through broker 3 and round-trips every partition.
+    let script = karst_tests::python_script("cluster_roundtrip.py");
+    let out = karst_tests::run_command(
+        Command::new("python3").arg(&script).arg(brokers[2].bootstrap()).env("PYTHONDONTWRITEBYTECODE", "1").stdin(Stdio::null()),
+        Duration::from_secs(120),
+    )?;
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    ensure!(out.status.success(), "{} failed\n{}", script.display(), karst_tests::show_output(&out));
+
     // kill -9 the controller leader; CreateTopics through another broker works again.
     let leader = metadata(brokers[0].addr(), None)?.controller_id.0;
     ensure!((1..=3).contains(&leader), "controller id {leader}");
