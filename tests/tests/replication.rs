@@ -163,6 +163,29 @@ fn produce_until(bootstrap: String, topic: String, stop: Arc<AtomicBool>, acked:
     Ok(sent)
 }
 
+/// A consumer reading every partition while the nemesis runs: (partition, offset) →
+/// value of everything it was ever given.
+fn read_during(bootstrap: String, topic: String, stop: Arc<AtomicBool>) -> Result<BTreeMap<(i32, i64), String>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", unique_topic("reader"))
+        .set("enable.auto.commit", "false")
+        .set("topic.metadata.refresh.interval.ms", "500")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut seen = BTreeMap::new();
+    while !stop.load(Ordering::SeqCst) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            seen.insert((m.partition(), m.offset()), String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string());
+        }
+    }
+    Ok(seen)
+}
+
 /// Every record of every partition, read from the leaders: (partition, offset) → value.
 fn read_back(brokers: &[Broker], topic: &str) -> Result<BTreeMap<(i32, i64), Vec<String>>> {
     let bootstrap = live(brokers).map(|b| b.bootstrap()).collect::<Vec<_>>().join(",");
@@ -224,8 +247,12 @@ fn acknowledged_writes_survive_leader_kills_and_pauses() -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let bootstrap = brokers.iter().map(|b| b.bootstrap()).collect::<Vec<_>>().join(",");
     let producer = {
-        let (t, s, a, e) = (topic.clone(), stop.clone(), acked.clone(), errors.clone());
-        std::thread::spawn(move || produce_until(bootstrap, t, s, a, e))
+        let (t, s, a, e, bs) = (topic.clone(), stop.clone(), acked.clone(), errors.clone(), bootstrap.clone());
+        std::thread::spawn(move || produce_until(bs, t, s, a, e))
+    };
+    let reader = {
+        let (t, s) = (topic.clone(), stop.clone());
+        std::thread::spawn(move || read_during(bootstrap, t, s))
     };
     let acked_at_least = |n: usize| {
         wait_for("acknowledgements", TIMEOUT, || (acked.lock().unwrap().len() >= n).then_some(())).with_context(|| {
@@ -278,8 +305,14 @@ fn acknowledged_writes_survive_leader_kills_and_pauses() -> Result<()> {
     stop.store(true, Ordering::SeqCst);
     let sent = producer.join().map_err(|_| anyhow!("producer panicked"))??;
 
+    let read_live = reader.join().map_err(|_| anyhow!("reader panicked"))??;
     let acked = acked.lock().unwrap().clone();
-    check(&brokers, &topic, sent, &acked, &errors.lock().unwrap())?;
+    let got = check(&brokers, &topic, sent, &acked, &errors.lock().unwrap())?;
+    // Nothing a consumer was given may vanish or change afterwards.
+    let vanished = read_live.iter().filter(|(at, v)| got.get(at).is_none_or(|vs| vs.len() != 1 || vs[0] != **v)).count();
+    println!("checker: read during the faults {}, vanished since {vanished}", read_live.len());
+    ensure!(!read_live.is_empty(), "the reader saw nothing");
+    ensure!(vanished == 0, "{vanished} records a consumer read were later gone or different");
 
     // Replicas agree byte for byte once every broker has stopped cleanly.
     for b in brokers.iter_mut() {
@@ -299,7 +332,13 @@ fn acknowledged_writes_survive_leader_kills_and_pauses() -> Result<()> {
 
 /// The checker: every acknowledged record is read back at its offset, once, with its
 /// value; no value appears twice. Prints the counts.
-fn check(brokers: &[Broker], topic: &str, sent: u64, acked: &BTreeMap<(i32, i64), String>, errs: &[String]) -> Result<()> {
+fn check(
+    brokers: &[Broker],
+    topic: &str,
+    sent: u64,
+    acked: &BTreeMap<(i32, i64), String>,
+    errs: &[String],
+) -> Result<BTreeMap<(i32, i64), Vec<String>>> {
     let got = read_back(brokers, topic)?;
     let mut lost = 0;
     let mut moved = 0;
@@ -324,7 +363,7 @@ fn check(brokers: &[Broker], topic: &str, sent: u64, acked: &BTreeMap<(i32, i64)
         errs.len()
     );
     ensure!(lost == 0 && moved == 0 && duplicated == 0, "lost {lost}, wrong {moved}, duplicated {duplicated}");
-    Ok(())
+    Ok(got)
 }
 
 #[test]
