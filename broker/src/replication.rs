@@ -25,6 +25,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
 use crate::broker::{now_ms, Broker};
+use crate::group::OFFSETS_TOPIC;
 use crate::partition::Partition;
 use crate::replica::Role;
 
@@ -48,7 +49,16 @@ pub(crate) fn apply_roles(b: &Broker) {
         } else {
             Role::Offline
         };
+        let was_leader = p.replica.lock().role == Role::Leader;
         let changed = p.replica.lock().apply(role, state.leader_epoch, &state.isr, &state.replicas, now);
+        if changed && &*p.topic == OFFSETS_TOPIC {
+            // Group coordination moves with the leadership of the group's partition.
+            match role {
+                Role::Leader => b.groups.take_over(&p),
+                _ if was_leader => b.groups.hand_over(&p),
+                _ => {}
+            }
+        }
         match role {
             Role::Leader => p.recompute_hw(),
             Role::Follower { leader } if changed => {

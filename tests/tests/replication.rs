@@ -403,3 +403,78 @@ fn a_rolling_restart_under_load_loses_nothing_and_raises_no_error() -> Result<()
     ensure!(errs.is_empty(), "the producer saw errors it could not retry: {:?}", &errs[..errs.len().min(5)]);
     Ok(())
 }
+
+/// FindCoordinator for `group` through `broker`: the coordinator's node id, once there is one.
+fn coordinator_of(broker: &Broker, group: &str) -> Option<i32> {
+    use kafka_protocol::messages::FindCoordinatorRequest;
+    let mut c = RawClient::connect(broker.addr()).ok()?;
+    let version = c.version_for(ApiKey::FindCoordinator).ok()?.min(3);
+    let resp = c.send(&FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_string())), version).ok()?;
+    (resp.error_code == 0 && resp.node_id.0 > 0).then_some(resp.node_id.0)
+}
+
+/// Reads `group`'s records of `topic` until `want` arrived, committing after each poll batch.
+fn consume_in_group(bootstrap: &str, group: &str, topic: &str, want: usize) -> Result<Vec<(i32, i64)>> {
+    use rdkafka::consumer::CommitMode;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let mut got = Vec::new();
+    let deadline = Instant::now() + TIMEOUT;
+    while got.len() < want && Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m?;
+            got.push((m.partition(), m.offset()));
+            if got.len() == want {
+                consumer.commit_message(&m, CommitMode::Sync)?;
+            }
+        }
+    }
+    ensure!(got.len() == want, "group {group} read {} of {want}", got.len());
+    // Commit every partition's position, not only the last message's.
+    consumer.commit_consumer_state(CommitMode::Sync)?;
+    consumer.unsubscribe();
+    Ok(got)
+}
+
+#[test]
+fn a_consumer_group_survives_its_coordinators_broker_being_killed() -> Result<()> {
+    let mut brokers = start_cluster()?;
+    let topic = unique_topic("grouped");
+    create_rf3(&brokers[0], &topic)?;
+    settled(&brokers, &topic, 3)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let bootstrap = brokers.iter().map(|b| b.bootstrap()).collect::<Vec<_>>().join(",");
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).set("acks", "all").create()?;
+    rt.block_on(async {
+        for i in 0..120 {
+            let v = format!("g-{i}");
+            let rec = FutureRecord::<(), _>::to(&topic).partition(i % PARTITIONS).payload(&v);
+            producer.send(rec, Duration::from_secs(30)).await.map_err(|(e, _)| anyhow!("produce: {e}"))?;
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    let group = unique_topic("survivor");
+    let first = consume_in_group(&bootstrap, &group, &topic, 60)?;
+    let coordinator = wait_for("a coordinator", TIMEOUT, || coordinator_of(&brokers[0], &group))?;
+    let ci = (coordinator - 1) as usize;
+    brokers[ci].kill9()?;
+    let other = (ci + 1) % 3;
+    let next = wait_for("another broker to coordinate the group", TIMEOUT, || {
+        coordinator_of(&brokers[other], &group).filter(|c| *c != coordinator)
+    })?;
+    println!("group coordinator {coordinator} killed; broker {next} coordinates the group now");
+    let bootstrap_live = live(&brokers).map(|b| b.bootstrap()).collect::<Vec<_>>().join(",");
+    let rest = consume_in_group(&bootstrap_live, &group, &topic, 60)?;
+    let firsts: BTreeSet<_> = first.iter().collect();
+    let again: Vec<_> = rest.iter().filter(|r| firsts.contains(r)).collect();
+    ensure!(again.is_empty(), "records committed before the kill were read again: {again:?}");
+    let all: BTreeSet<_> = first.iter().chain(rest.iter()).collect();
+    ensure!(all.len() == 120, "the group read {} distinct records of 120", all.len());
+    Ok(())
+}

@@ -120,8 +120,10 @@ impl GroupCoordinator {
         // lose offsets committed long ago by groups that are still idle.
         configs.insert("retention.ms".to_string(), "-1".to_string());
         configs.insert("segment.bytes".to_string(), (100 * 1024 * 1024).to_string());
-        let meta =
-            TopicMeta { name: OFFSETS_TOPIC.into(), id: Uuid::new_v4(), partitions: self.partitions, replication_factor: 1, configs };
+        // Like Kafka's offsets.topic.replication.factor (3), bounded by the brokers there are.
+        let brokers = b.metadata.image().cluster.unfenced_brokers().count();
+        let replication_factor = i16::try_from(brokers.clamp(1, 3)).unwrap_or(1);
+        let meta = TopicMeta { name: OFFSETS_TOPIC.into(), id: Uuid::new_v4(), partitions: self.partitions, replication_factor, configs };
         match b.create_topic(meta) {
             Ok(()) | Err(BrokerError::TopicExists(_)) => {
                 info!(partitions = self.partitions, "created {OFFSETS_TOPIC}");
@@ -159,35 +161,63 @@ impl GroupCoordinator {
         let now = now_ms();
         let mut records = 0usize;
         for p in parts.iter() {
-            let mut offset = p.log_start_offset();
-            while offset < p.high_watermark() {
-                let slice = p.read(offset, 1 << 20, true).map_err(|e| BrokerError::Startup(format!("reading {OFFSETS_TOPIC}: {e}")))?;
-                if slice.bytes.is_empty() {
-                    break;
-                }
-                let mut buf = slice.bytes.clone();
-                let sets = RecordBatchDecoder::decode_all(&mut buf)
-                    .map_err(|e| BrokerError::Corrupt(format!("{OFFSETS_TOPIC}-{}: {e}", p.index)))?;
-                let mut next = offset;
-                for r in sets.into_iter().flat_map(|s| s.records) {
-                    next = next.max(r.offset + 1);
-                    if r.control {
-                        continue;
-                    }
-                    records += 1;
-                    let Some(key) = r.key.and_then(records::decode_key) else { continue };
-                    apply(&mut entries, key, r.value, now);
-                }
-                if next <= offset {
-                    break;
-                }
-                offset = next;
-            }
+            records += self.replay(p, &mut entries, now)?;
         }
         if records > 0 {
             info!(groups = entries.len(), records, "loaded consumer groups");
         }
         Ok(())
+    }
+
+    /// This broker now leads `p` (a `__consumer_offsets` partition): its groups are
+    /// read again from the log, which followed the old coordinator's.
+    pub(crate) fn take_over(&self, p: &Partition) {
+        let mut entries = self.entries.lock();
+        self.forget(&mut entries, p.index);
+        match self.replay(p, &mut entries, now_ms()) {
+            Ok(records) => info!(partition = p.index, records, "became coordinator of the groups of {OFFSETS_TOPIC}-{}", p.index),
+            Err(e) => warn!(partition = p.index, "loading groups failed: {e}"),
+        }
+    }
+
+    /// This broker no longer leads `p`: its groups are another coordinator's now.
+    pub(crate) fn hand_over(&self, p: &Partition) {
+        let mut entries = self.entries.lock();
+        self.forget(&mut entries, p.index);
+    }
+
+    fn forget(&self, entries: &mut HashMap<String, GroupEntry>, partition: i32) {
+        entries.retain(|group, _| records::partition_for(group, self.partitions) != partition);
+    }
+
+    /// Replays one `__consumer_offsets` partition up to its log end; returns the records read.
+    fn replay(&self, p: &Partition, entries: &mut HashMap<String, GroupEntry>, now: i64) -> Result<usize, BrokerError> {
+        let mut records = 0usize;
+        let mut offset = p.log_start_offset();
+        while offset < p.log_end_offset() {
+            let slice = p.read_for_follower(offset, 1 << 20).map_err(|e| BrokerError::Startup(format!("reading {OFFSETS_TOPIC}: {e}")))?;
+            if slice.bytes.is_empty() {
+                break;
+            }
+            let mut buf = slice.bytes.clone();
+            let sets =
+                RecordBatchDecoder::decode_all(&mut buf).map_err(|e| BrokerError::Corrupt(format!("{OFFSETS_TOPIC}-{}: {e}", p.index)))?;
+            let mut next = offset;
+            for r in sets.into_iter().flat_map(|s| s.records) {
+                next = next.max(r.offset + 1);
+                if r.control {
+                    continue;
+                }
+                records += 1;
+                let Some(key) = r.key.and_then(records::decode_key) else { continue };
+                apply(entries, key, r.value, now);
+            }
+            if next <= offset {
+                break;
+            }
+            offset = next;
+        }
+        Ok(records)
     }
 
     /// Appends records for `group` to its `__consumer_offsets` partition.
