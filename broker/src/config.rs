@@ -103,6 +103,9 @@ pub struct BrokerConfig {
     pub min_insync_replicas: i32,
     /// `broker.rack`: replicas of a partition are spread over racks when set.
     pub broker_rack: Option<String>,
+    /// `replica.listener`: host:port followers fetch from, when replication should
+    /// use another address (network) than clients. Unset: the client listener.
+    pub replica_listener: Option<String>,
 }
 
 impl Default for BrokerConfig {
@@ -142,6 +145,7 @@ impl Default for BrokerConfig {
             replica_lag_time_max_ms: 30_000,
             min_insync_replicas: 1,
             broker_rack: None,
+            replica_listener: None,
         }
     }
 }
@@ -221,6 +225,7 @@ impl BrokerConfig {
         "replica.lag.time.max.ms",
         "min.insync.replicas",
         "broker.rack",
+        "replica.listener",
     ];
 
     /// Sets one key from its text value.
@@ -280,6 +285,7 @@ impl BrokerConfig {
             "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = positive(key, v, parse(key, v)?)?,
             "min.insync.replicas" => self.min_insync_replicas = positive(key, v, parse(key, v)?)?,
             "broker.rack" => self.broker_rack = if v.is_empty() { None } else { Some(v.to_string()) },
+            "replica.listener" => self.replica_listener = if v.is_empty() { None } else { Some(listener_address(v).to_string()) },
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
         Ok(())
@@ -344,6 +350,7 @@ impl BrokerConfig {
             ("replica.lag.time.max.ms", self.replica_lag_time_max_ms.to_string()),
             ("min.insync.replicas", self.min_insync_replicas.to_string()),
             ("broker.rack", self.broker_rack.clone().unwrap_or_else(|| "(none)".into())),
+            ("replica.listener", self.replica_listener.clone().unwrap_or_else(|| "(the client listener)".into())),
         ]
     }
 

@@ -114,6 +114,8 @@ pub struct MetadataStore {
     registered: Mutex<Listener>,
     /// `broker.rack`, registered with the controller for rack-aware placement.
     rack: Option<String>,
+    /// `replica.listener`: where followers fetch from this broker, when not the client listener.
+    replica_listener: Option<Listener>,
 }
 
 impl std::fmt::Debug for MetadataStore {
@@ -153,6 +155,9 @@ fn resolve(addr: &str) -> Result<SocketAddr, BrokerError> {
 
 /// host:port → a registration listener (port 0 when unparsable: replaced by
 /// [`MetadataStore::set_listener`] once the Kafka listener is bound).
+/// Name of the listener followers use when a broker registers one apart from its clients'.
+pub const REPLICA_LISTENER: &str = "REPLICATION";
+
 fn listener_of(addr: &str) -> Listener {
     let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "0"));
     Listener { name: "PLAINTEXT".into(), host: host.trim_matches(|c| c == '[' || c == ']').to_string(), port: port.parse().unwrap_or(0) }
@@ -220,6 +225,7 @@ impl MetadataStore {
             epoch: Arc::new(AtomicI64::new(-1)),
             registered: Mutex::new(listener.clone()),
             rack: config.broker_rack.clone(),
+            replica_listener: config.replica_listener.as_deref().map(|a| Listener { name: REPLICA_LISTENER.into(), ..listener_of(a) }),
         };
         if !static_voter {
             // Outside the static voters: (re)join as a learner at this address. A node
@@ -266,7 +272,7 @@ impl MetadataStore {
         let outcome = self.propose(MetadataCommand::RegisterBroker {
             broker_id: self.node_id,
             incarnation_id: Uuid::new_v4(),
-            listeners: vec![listener.clone()],
+            listeners: std::iter::once(listener.clone()).chain(self.replica_listener.clone()).collect(),
             rack: self.rack.clone(),
         })?;
         let CommandOutcome::BrokerRegistered { broker_epoch } = outcome else {

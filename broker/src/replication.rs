@@ -26,6 +26,7 @@ use tracing::{debug, info, warn};
 
 use crate::broker::{now_ms, Broker};
 use crate::group::OFFSETS_TOPIC;
+use crate::metadata::REPLICA_LISTENER;
 use crate::partition::Partition;
 use crate::replica::Role;
 
@@ -62,7 +63,11 @@ pub(crate) fn apply_roles(b: &Broker) {
         match role {
             Role::Leader => p.recompute_hw(),
             Role::Follower { leader } if changed => {
-                let addr = image.cluster.broker(leader).and_then(|r| r.listeners.first()).map(|l| format!("{}:{}", l.host, l.port));
+                let addr = image
+                    .cluster
+                    .broker(leader)
+                    .and_then(|r| r.listeners.iter().find(|l| l.name == REPLICA_LISTENER).or(r.listeners.first()))
+                    .map(|l| format!("{}:{}", l.host, l.port));
                 let Some(addr) = addr else {
                     warn!(topic = %p.topic, partition = p.index, leader, "leader has no listener; not following yet");
                     continue;

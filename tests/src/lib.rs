@@ -8,6 +8,7 @@
 pub mod broker;
 pub mod clients;
 pub mod group;
+pub mod proxy;
 pub mod raw;
 pub mod wait;
 

@@ -14,6 +14,7 @@ use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableT
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use karst_tests::proxy::Proxy;
 use karst_tests::raw::RawClient;
 use karst_tests::{unique_topic, wait_for, Broker};
 use rdkafka::config::ClientConfig;
@@ -23,6 +24,9 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const PARTITIONS: i32 = 6;
+/// Records in flight per producer: enough that partitions refusing acks=all for a
+/// while (an isolated leader) do not stall the others behind them.
+const MAX_PENDING: usize = 20_000;
 
 fn free_ports(n: usize) -> Result<Vec<u16>> {
     let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<_>>()?;
@@ -30,6 +34,21 @@ fn free_ports(n: usize) -> Result<Vec<u16>> {
 }
 
 fn start_cluster() -> Result<Vec<Broker>> {
+    start_nodes(&[None, None, None])
+}
+
+/// Three brokers whose followers fetch through a proxy in front of each leader, so
+/// a test can cut replication links while clients and the controllers still reach it.
+fn start_cluster_with_proxies() -> Result<(Vec<Broker>, Vec<Proxy>)> {
+    let proxies: Vec<Proxy> = (0..3).map(|_| Proxy::start()).collect::<Result<_>>()?;
+    let brokers = start_nodes(&proxies.iter().map(|p| Some(p.addr())).collect::<Vec<_>>())?;
+    for (b, p) in brokers.iter().zip(&proxies) {
+        p.set_target(b.addr());
+    }
+    Ok((brokers, proxies))
+}
+
+fn start_nodes(replica_listeners: &[Option<std::net::SocketAddr>]) -> Result<Vec<Broker>> {
     let ports = free_ports(3)?;
     let voters = ports.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect::<Vec<_>>().join(",");
     std::thread::scope(|s| {
@@ -38,10 +57,11 @@ fn start_cluster() -> Result<Vec<Broker>> {
             .enumerate()
             .map(|(i, port)| {
                 let voters = voters.clone();
+                let replica = replica_listeners[i].map(|a| format!("replica.listener={a}"));
                 s.spawn(move || {
                     let node = (i + 1).to_string();
                     let controller = format!("127.0.0.1:{port}");
-                    Broker::start(&[
+                    let mut args = vec![
                         "--node-id",
                         &node,
                         "--controller-listen",
@@ -52,7 +72,11 @@ fn start_cluster() -> Result<Vec<Broker>> {
                         "broker.session.timeout.ms=3000",
                         "--set",
                         "replica.lag.time.max.ms=3000",
-                    ])
+                    ];
+                    if let Some(r) = replica.as_deref() {
+                        args.extend(["--set", r]);
+                    }
+                    Broker::start(&args)
                 })
             })
             .collect();
@@ -124,7 +148,7 @@ fn produce_until(bootstrap: String, topic: String, stop: Arc<AtomicBool>, acked:
         let mut pending = futures::stream::FuturesUnordered::new();
         use futures::StreamExt;
         while !stop.load(Ordering::SeqCst) {
-            while pending.len() < 64 && !stop.load(Ordering::SeqCst) {
+            while pending.len() < MAX_PENDING && !stop.load(Ordering::SeqCst) {
                 let value = format!("v-{sent}");
                 let partition = (sent % PARTITIONS as u64) as i32;
                 match producer.send_result(FutureRecord::<(), _>::to(&topic).partition(partition).payload(&value)) {
@@ -236,8 +260,8 @@ fn log_bytes(data_dir: &Path, topic: &str, partition: i32) -> Result<Vec<u8>> {
 }
 
 #[test]
-fn acknowledged_writes_survive_leader_kills_and_pauses() -> Result<()> {
-    let mut brokers = start_cluster()?;
+fn acknowledged_writes_survive_leader_kills_pauses_and_cut_links() -> Result<()> {
+    let (mut brokers, proxies) = start_cluster_with_proxies()?;
     let topic = unique_topic("replicated");
     create_rf3(&brokers[0], &topic)?;
     settled(&brokers, &topic, 3)?;
@@ -280,7 +304,23 @@ fn acknowledged_writes_survive_leader_kills_and_pauses() -> Result<()> {
     let before = acked.lock().unwrap().len();
     acked_at_least(before + 300)?;
     brokers[cut_off].restart()?;
+    proxies[cut_off].set_target(brokers[cut_off].addr());
     settled(&brokers, &topic, 3).context("the cut-off broker back in every ISR")?;
+
+    // Nemesis 1b: cut the replication links into partition 3's leader for longer
+    // than replica.lag.time.max.ms. Its followers fall out of the ISR; below
+    // min.insync.replicas its partitions refuse acks=all until the link heals.
+    let lead = settled(&brokers, &topic, 3)?;
+    let isolated = (lead[&3].0 - 1) as usize;
+    proxies[isolated].cut();
+    wait_for("the isolated leader's ISRs to shrink", TIMEOUT, || {
+        let view = layout(&brokers[isolated], &topic).ok()?;
+        view.values().any(|(l, n)| *l == isolated as i32 + 1 && *n < 3).then_some(())
+    })?;
+    let before = acked.lock().unwrap().len();
+    acked_at_least(before + 300).context("producing on to the other leaders while links are cut")?;
+    proxies[isolated].heal();
+    settled(&brokers, &topic, 3).context("ISRs whole again after the link healed")?;
 
     // Nemesis 2: kill -9 the leader of partition 0 and bring it back; then pause the
     // leader of partition 1 past its session, and resume it.
@@ -290,6 +330,7 @@ fn acknowledged_writes_survive_leader_kills_and_pauses() -> Result<()> {
     let before = acked.lock().unwrap().len();
     acked_at_least(before + 500).context("producing on after kill -9 of a leader")?;
     brokers[victim].restart()?;
+    proxies[victim].set_target(brokers[victim].addr());
     settled(&brokers, &topic, 3).context("the killed broker back in every ISR")?;
 
     let lead = settled(&brokers, &topic, 3)?;
