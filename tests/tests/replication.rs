@@ -286,61 +286,66 @@ fn acknowledged_writes_survive_leader_kills_pauses_and_cut_links() -> Result<()>
     };
     acked_at_least(500)?;
 
-    // Nemesis 1: freeze both followers of partition 2's leader for a second (a
-    // cut-off leader), kill -9 that leader, thaw the followers. A leader that acked
-    // what its followers never fetched would lose those records here.
-    let lead = settled(&brokers, &topic, 3)?;
-    let cut_off = (lead[&2].0 - 1) as usize;
-    let others: Vec<usize> = (0..3).filter(|i| *i != cut_off).collect();
-    for i in &others {
-        brokers[*i].signal("STOP")?;
+    // KARST_NEMESIS_ROUNDS repeats the whole sequence (default once, about half a minute).
+    let rounds: usize = std::env::var("KARST_NEMESIS_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    for round in 0..rounds {
+        println!("nemesis round {} of {rounds}", round + 1);
+        // Nemesis 1: freeze both followers of partition 2's leader for a second (a
+        // cut-off leader), kill -9 that leader, thaw the followers. A leader that acked
+        // what its followers never fetched would lose those records here.
+        let lead = settled(&brokers, &topic, 3)?;
+        let cut_off = (lead[&2].0 - 1) as usize;
+        let others: Vec<usize> = (0..3).filter(|i| *i != cut_off).collect();
+        for i in &others {
+            brokers[*i].signal("STOP")?;
+        }
+        std::thread::sleep(Duration::from_secs(1)); // the fault's duration, not a wait for a condition
+        brokers[cut_off].kill9()?;
+        for i in &others {
+            brokers[*i].signal("CONT")?;
+        }
+        settled(&brokers, &topic, 2).context("new leaders after the cut-off leader died")?;
+        let before = acked.lock().unwrap().len();
+        acked_at_least(before + 300)?;
+        brokers[cut_off].restart()?;
+        proxies[cut_off].set_target(brokers[cut_off].addr());
+        settled(&brokers, &topic, 3).context("the cut-off broker back in every ISR")?;
+
+        // Nemesis 1b: cut the replication links into partition 3's leader for longer
+        // than replica.lag.time.max.ms. Its followers fall out of the ISR; below
+        // min.insync.replicas its partitions refuse acks=all until the link heals.
+        let lead = settled(&brokers, &topic, 3)?;
+        let isolated = (lead[&3].0 - 1) as usize;
+        proxies[isolated].cut();
+        wait_for("the isolated leader's ISRs to shrink", TIMEOUT, || {
+            let view = layout(&brokers[isolated], &topic).ok()?;
+            view.values().any(|(l, n)| *l == isolated as i32 + 1 && *n < 3).then_some(())
+        })?;
+        let before = acked.lock().unwrap().len();
+        acked_at_least(before + 300).context("producing on to the other leaders while links are cut")?;
+        proxies[isolated].heal();
+        settled(&brokers, &topic, 3).context("ISRs whole again after the link healed")?;
+
+        // Nemesis 2: kill -9 the leader of partition 0 and bring it back; then pause the
+        // leader of partition 1 past its session, and resume it.
+        let lead = settled(&brokers, &topic, 3)?;
+        let victim = (lead[&0].0 - 1) as usize;
+        brokers[victim].kill9()?;
+        let before = acked.lock().unwrap().len();
+        acked_at_least(before + 500).context("producing on after kill -9 of a leader")?;
+        brokers[victim].restart()?;
+        proxies[victim].set_target(brokers[victim].addr());
+        settled(&brokers, &topic, 3).context("the killed broker back in every ISR")?;
+
+        let lead = settled(&brokers, &topic, 3)?;
+        let paused = (lead[&1].0 - 1) as usize;
+        brokers[paused].signal("STOP")?;
+        let before = acked.lock().unwrap().len();
+        let during = acked_at_least(before + 500).context("producing on while a leader is paused");
+        brokers[paused].signal("CONT")?;
+        during?;
+        settled(&brokers, &topic, 3).context("the paused broker back in every ISR")?;
     }
-    std::thread::sleep(Duration::from_secs(1)); // the fault's duration, not a wait for a condition
-    brokers[cut_off].kill9()?;
-    for i in &others {
-        brokers[*i].signal("CONT")?;
-    }
-    settled(&brokers, &topic, 2).context("new leaders after the cut-off leader died")?;
-    let before = acked.lock().unwrap().len();
-    acked_at_least(before + 300)?;
-    brokers[cut_off].restart()?;
-    proxies[cut_off].set_target(brokers[cut_off].addr());
-    settled(&brokers, &topic, 3).context("the cut-off broker back in every ISR")?;
-
-    // Nemesis 1b: cut the replication links into partition 3's leader for longer
-    // than replica.lag.time.max.ms. Its followers fall out of the ISR; below
-    // min.insync.replicas its partitions refuse acks=all until the link heals.
-    let lead = settled(&brokers, &topic, 3)?;
-    let isolated = (lead[&3].0 - 1) as usize;
-    proxies[isolated].cut();
-    wait_for("the isolated leader's ISRs to shrink", TIMEOUT, || {
-        let view = layout(&brokers[isolated], &topic).ok()?;
-        view.values().any(|(l, n)| *l == isolated as i32 + 1 && *n < 3).then_some(())
-    })?;
-    let before = acked.lock().unwrap().len();
-    acked_at_least(before + 300).context("producing on to the other leaders while links are cut")?;
-    proxies[isolated].heal();
-    settled(&brokers, &topic, 3).context("ISRs whole again after the link healed")?;
-
-    // Nemesis 2: kill -9 the leader of partition 0 and bring it back; then pause the
-    // leader of partition 1 past its session, and resume it.
-    let lead = settled(&brokers, &topic, 3)?;
-    let victim = (lead[&0].0 - 1) as usize;
-    brokers[victim].kill9()?;
-    let before = acked.lock().unwrap().len();
-    acked_at_least(before + 500).context("producing on after kill -9 of a leader")?;
-    brokers[victim].restart()?;
-    proxies[victim].set_target(brokers[victim].addr());
-    settled(&brokers, &topic, 3).context("the killed broker back in every ISR")?;
-
-    let lead = settled(&brokers, &topic, 3)?;
-    let paused = (lead[&1].0 - 1) as usize;
-    brokers[paused].signal("STOP")?;
-    let before = acked.lock().unwrap().len();
-    let during = acked_at_least(before + 500).context("producing on while a leader is paused");
-    brokers[paused].signal("CONT")?;
-    during?;
-    settled(&brokers, &topic, 3).context("the paused broker back in every ISR")?;
     let before = acked.lock().unwrap().len();
     acked_at_least(before + 300)?;
     stop.store(true, Ordering::SeqCst);
