@@ -7,6 +7,7 @@
 
 pub mod broker;
 pub mod clients;
+pub mod cluster;
 pub mod group;
 pub mod proxy;
 pub mod raw;

@@ -3,7 +3,7 @@
 //! a new controller leader after the old one is killed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,40 +19,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 const TIMEOUT: Duration = Duration::from_secs(30);
 const PARTITIONS: i32 = 12;
 
-/// Ports the OS considers free right now (bound, then released).
-fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<_>>()?;
-    Ok(listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<std::io::Result<_>>()?)
-}
-
-/// Starts nodes 1..=3 concurrently (each waits for a quorum before it listens).
+/// Nodes 1..=3, brokers fenced after 4 s without heartbeats.
 fn start_cluster() -> Result<Vec<Broker>> {
-    let ports = free_ports(3)?;
-    let voters = ports.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect::<Vec<_>>().join(",");
-    std::thread::scope(|s| {
-        let handles: Vec<_> = ports
-            .iter()
-            .enumerate()
-            .map(|(i, port)| {
-                let voters = voters.clone();
-                s.spawn(move || {
-                    let node = (i + 1).to_string();
-                    let controller = format!("127.0.0.1:{port}");
-                    Broker::start(&[
-                        "--node-id",
-                        &node,
-                        "--controller-listen",
-                        &controller,
-                        "--controller-quorum-voters",
-                        &voters,
-                        "--set",
-                        "broker.session.timeout.ms=4000",
-                    ])
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().map_err(|_| anyhow!("starting a broker panicked"))?).collect()
-    })
+    karst_tests::cluster::start_cluster(3, |_| vec!["--set".into(), "broker.session.timeout.ms=4000".into()])
 }
 
 fn metadata(addr: std::net::SocketAddr, topic: Option<&str>) -> Result<MetadataResponse> {
@@ -329,7 +298,7 @@ fn voters_cmd(controller: &str, args: &[&str]) -> Result<Vec<String>> {
 #[test]
 fn broker_only_and_controller_only_nodes_and_runtime_voter_changes() -> Result<()> {
     // Nodes 1 and 2 combined, node 3 controller-only: three voters, two brokers.
-    let ports = free_ports(5)?;
+    let ports = karst_tests::cluster::free_ports(5)?;
     let voters = (0..3).map(|i| format!("{}@127.0.0.1:{}", i + 1, ports[i])).collect::<Vec<_>>().join(",");
     let mut nodes: Vec<Broker> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..3)

@@ -3,7 +3,6 @@
 //! is still there, at its offset, once; replicas end byte-identical.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,14 +23,12 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const PARTITIONS: i32 = 6;
+/// Records sent per second: a steady load that leaves the machine's two cores room
+/// for three brokers, their failovers and the other tests.
+const RATE: f64 = 8_000.0;
 /// Records in flight per producer: enough that partitions refusing acks=all for a
 /// while (an isolated leader) do not stall the others behind them.
 const MAX_PENDING: usize = 20_000;
-
-fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<_>>()?;
-    Ok(listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<std::io::Result<_>>()?)
-}
 
 fn start_cluster() -> Result<Vec<Broker>> {
     start_nodes(&[None, None, None])
@@ -49,38 +46,13 @@ fn start_cluster_with_proxies() -> Result<(Vec<Broker>, Vec<Proxy>)> {
 }
 
 fn start_nodes(replica_listeners: &[Option<std::net::SocketAddr>]) -> Result<Vec<Broker>> {
-    let ports = free_ports(3)?;
-    let voters = ports.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect::<Vec<_>>().join(",");
-    std::thread::scope(|s| {
-        let handles: Vec<_> = ports
-            .iter()
-            .enumerate()
-            .map(|(i, port)| {
-                let voters = voters.clone();
-                let replica = replica_listeners[i].map(|a| format!("replica.listener={a}"));
-                s.spawn(move || {
-                    let node = (i + 1).to_string();
-                    let controller = format!("127.0.0.1:{port}");
-                    let mut args = vec![
-                        "--node-id",
-                        &node,
-                        "--controller-listen",
-                        &controller,
-                        "--controller-quorum-voters",
-                        &voters,
-                        "--set",
-                        "broker.session.timeout.ms=3000",
-                        "--set",
-                        "replica.lag.time.max.ms=3000",
-                    ];
-                    if let Some(r) = replica.as_deref() {
-                        args.extend(["--set", r]);
-                    }
-                    Broker::start(&args)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().map_err(|_| anyhow!("starting a broker panicked"))?).collect()
+    karst_tests::cluster::start_cluster(replica_listeners.len(), |i| {
+        let mut args: Vec<String> =
+            ["--set", "broker.session.timeout.ms=3000", "--set", "replica.lag.time.max.ms=3000"].map(String::from).to_vec();
+        if let Some(r) = replica_listeners[i] {
+            args.extend(["--set".to_string(), format!("replica.listener={r}")]);
+        }
+        args
     })
 }
 
@@ -130,6 +102,50 @@ fn settled(brokers: &[Broker], topic: &str, isr: usize) -> Result<BTreeMap<i32, 
     })
 }
 
+fn bootstrap_of(brokers: &[Broker]) -> String {
+    brokers.iter().map(|b| b.bootstrap()).collect::<Vec<_>>().join(",")
+}
+
+/// An acks=all producer running until finished, recording what was acknowledged.
+struct Load {
+    acked: Acked,
+    errors: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    producer: std::thread::JoinHandle<Result<u64>>,
+}
+
+impl Load {
+    fn start(brokers: &[Broker], topic: &str) -> Load {
+        let acked: Acked = Arc::default();
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let producer = {
+            let (t, s, a, e, bs) = (topic.to_string(), stop.clone(), acked.clone(), errors.clone(), bootstrap_of(brokers));
+            std::thread::spawn(move || produce_until(bs, t, s, a, e))
+        };
+        Load { acked, errors, stop, producer }
+    }
+
+    fn acked_at_least(&self, n: usize) -> Result<()> {
+        wait_for("acknowledgements", TIMEOUT, || (self.acked.lock().unwrap().len() >= n).then_some(())).with_context(|| {
+            let errs = self.errors.lock().unwrap();
+            format!("{} producer errors, the first: {:?}", errs.len(), errs.iter().take(3).collect::<Vec<_>>())
+        })
+    }
+
+    /// Stops producing; returns what was sent, acknowledged and refused.
+    fn finish(self) -> Result<(u64, AckedRecords, Vec<String>)> {
+        self.stop.store(true, Ordering::SeqCst);
+        let sent = self.producer.join().map_err(|_| anyhow!("producer panicked"))??;
+        let acked = self.acked.lock().unwrap().clone();
+        let errs = self.errors.lock().unwrap().clone();
+        Ok((sent, acked, errs))
+    }
+}
+
+/// Acknowledged records: (partition, offset) → value.
+type AckedRecords = BTreeMap<(i32, i64), String>;
+
 /// What the producers had acknowledged: (partition, offset) → value.
 type Acked = Arc<Mutex<BTreeMap<(i32, i64), String>>>;
 
@@ -139,16 +155,18 @@ fn produce_until(bootstrap: String, topic: String, stop: Arc<AtomicBool>, acked:
         .set("bootstrap.servers", &bootstrap)
         .set("acks", "all")
         .set("enable.idempotence", "true")
-        .set("message.timeout.ms", "30000")
+        .set("message.timeout.ms", "120000")
         .set("linger.ms", "2")
         .set("topic.metadata.refresh.interval.ms", "500")
         .create()?;
     let mut sent = 0u64;
+    let started = Instant::now();
     rt.block_on(async {
         let mut pending = futures::stream::FuturesUnordered::new();
         use futures::StreamExt;
         while !stop.load(Ordering::SeqCst) {
-            while pending.len() < MAX_PENDING && !stop.load(Ordering::SeqCst) {
+            let due = (RATE * started.elapsed().as_secs_f64()) as u64 + 1;
+            while pending.len() < MAX_PENDING && sent < due && !stop.load(Ordering::SeqCst) {
                 let value = format!("v-{sent}");
                 let partition = (sent % PARTITIONS as u64) as i32;
                 match producer.send_result(FutureRecord::<(), _>::to(&topic).partition(partition).payload(&value)) {
@@ -166,7 +184,8 @@ fn produce_until(bootstrap: String, topic: String, stop: Arc<AtomicBool>, acked:
                     Err(_) => break, // queue full: wait for acknowledgements first
                 }
             }
-            if let Some((value, r)) = pending.next().await {
+            let next = tokio::time::timeout(Duration::from_millis(2), pending.next());
+            if let Ok(Some((value, r))) = next.await {
                 match r {
                     Ok(d) => {
                         acked.lock().unwrap().insert((d.partition, d.offset), value);
@@ -211,7 +230,7 @@ fn read_during(bootstrap: String, topic: String, stop: Arc<AtomicBool>) -> Resul
 }
 
 /// Every record of every partition, read from the leaders: (partition, offset) → value.
-fn read_back(brokers: &[Broker], topic: &str) -> Result<BTreeMap<(i32, i64), Vec<String>>> {
+fn read_back(brokers: &[Broker], topic: &str, acked: &AckedRecords) -> Result<BTreeMap<(i32, i64), Vec<String>>> {
     let bootstrap = live(brokers).map(|b| b.bootstrap()).collect::<Vec<_>>().join(",");
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
@@ -223,9 +242,14 @@ fn read_back(brokers: &[Broker], topic: &str) -> Result<BTreeMap<(i32, i64), Vec
         tpl.add_partition_offset(topic, p, Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
+    // A new leader learns the high watermark from its followers' next fetches: wait
+    // until each partition's covers what was acknowledged on it.
     let mut ends = BTreeMap::new();
     for p in 0..PARTITIONS {
-        let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        let want = acked.range((p, i64::MIN)..=(p, i64::MAX)).next_back().map_or(0, |((_, o), _)| o + 1);
+        let high = wait_for("the high watermark to cover the acknowledged records", TIMEOUT, || {
+            consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).ok().map(|(_, h)| h).filter(|h| *h >= want)
+        })?;
         ends.insert(p, high);
     }
     let mut got: BTreeMap<(i32, i64), Vec<String>> = BTreeMap::new();
@@ -266,24 +290,13 @@ fn acknowledged_writes_survive_leader_kills_pauses_and_cut_links() -> Result<()>
     create_rf3(&brokers[0], &topic)?;
     settled(&brokers, &topic, 3)?;
 
-    let acked: Acked = Arc::default();
-    let errors = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let bootstrap = brokers.iter().map(|b| b.bootstrap()).collect::<Vec<_>>().join(",");
-    let producer = {
-        let (t, s, a, e, bs) = (topic.clone(), stop.clone(), acked.clone(), errors.clone(), bootstrap.clone());
-        std::thread::spawn(move || produce_until(bs, t, s, a, e))
-    };
+    let load = Load::start(&brokers, &topic);
     let reader = {
-        let (t, s) = (topic.clone(), stop.clone());
-        std::thread::spawn(move || read_during(bootstrap, t, s))
+        let (t, s, bs) = (topic.clone(), load.stop.clone(), bootstrap_of(&brokers));
+        std::thread::spawn(move || read_during(bs, t, s))
     };
-    let acked_at_least = |n: usize| {
-        wait_for("acknowledgements", TIMEOUT, || (acked.lock().unwrap().len() >= n).then_some(())).with_context(|| {
-            let errs = errors.lock().unwrap();
-            format!("{} producer errors, the first: {:?}", errs.len(), errs.iter().take(3).collect::<Vec<_>>())
-        })
-    };
+    let acked = &load.acked;
+    let acked_at_least = |n: usize| load.acked_at_least(n);
     acked_at_least(500)?;
 
     // KARST_NEMESIS_ROUNDS repeats the whole sequence (default once, about half a minute).
@@ -348,12 +361,9 @@ fn acknowledged_writes_survive_leader_kills_pauses_and_cut_links() -> Result<()>
     }
     let before = acked.lock().unwrap().len();
     acked_at_least(before + 300)?;
-    stop.store(true, Ordering::SeqCst);
-    let sent = producer.join().map_err(|_| anyhow!("producer panicked"))??;
-
+    let (sent, acked, errs) = load.finish()?;
     let read_live = reader.join().map_err(|_| anyhow!("reader panicked"))??;
-    let acked = acked.lock().unwrap().clone();
-    let got = check(&brokers, &topic, sent, &acked, &errors.lock().unwrap())?;
+    let got = check(&brokers, &topic, sent, &acked, &errs)?;
     // Nothing a consumer was given may vanish or change afterwards.
     let vanished = read_live.iter().filter(|(at, v)| got.get(at).is_none_or(|vs| vs.len() != 1 || vs[0] != **v)).count();
     println!("checker: read during the faults {}, vanished since {vanished}", read_live.len());
@@ -385,15 +395,30 @@ fn check(
     acked: &BTreeMap<(i32, i64), String>,
     errs: &[String],
 ) -> Result<BTreeMap<(i32, i64), Vec<String>>> {
-    let got = read_back(brokers, topic)?;
+    let got = read_back(brokers, topic, acked)?;
     let mut lost = 0;
     let mut moved = 0;
+    let mut samples = Vec::new();
     for ((p, off), value) in acked {
         match got.get(&(*p, *off)) {
             Some(vs) if vs.len() == 1 && vs[0] == *value => {}
-            Some(_) => moved += 1,
-            None => lost += 1,
+            other => {
+                if other.is_some() {
+                    moved += 1
+                } else {
+                    lost += 1
+                }
+                if samples.len() < 8 {
+                    samples.push(format!("{p}/{off} acked {value:?} read {other:?}"));
+                }
+            }
         }
+    }
+    if !samples.is_empty() {
+        println!("checker: first differences: {samples:?}");
+    }
+    if !errs.is_empty() {
+        println!("checker: first producer errors: {:?}", &errs[..errs.len().min(5)]);
     }
     let mut seen = BTreeMap::<&str, usize>::new();
     for vs in got.values() {
@@ -418,15 +443,9 @@ fn a_rolling_restart_under_load_loses_nothing_and_raises_no_error() -> Result<()
     let topic = unique_topic("rolling");
     create_rf3(&brokers[0], &topic)?;
     settled(&brokers, &topic, 3)?;
-    let acked: Acked = Arc::default();
-    let errors = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let bootstrap = brokers.iter().map(|b| b.bootstrap()).collect::<Vec<_>>().join(",");
-    let producer = {
-        let (t, s, a, e) = (topic.clone(), stop.clone(), acked.clone(), errors.clone());
-        std::thread::spawn(move || produce_until(bootstrap, t, s, a, e))
-    };
-    let acked_at_least = |n: usize| wait_for("acknowledgements", TIMEOUT, || (acked.lock().unwrap().len() >= n).then_some(()));
+    let load = Load::start(&brokers, &topic);
+    let acked = &load.acked;
+    let acked_at_least = |n: usize| load.acked_at_least(n);
     acked_at_least(300)?;
     for i in 0..brokers.len() {
         // SIGTERM: a controlled shutdown hands leadership to the other in-sync replicas.
@@ -441,10 +460,7 @@ fn a_rolling_restart_under_load_loses_nothing_and_raises_no_error() -> Result<()
     }
     let before = acked.lock().unwrap().len();
     acked_at_least(before + 200)?;
-    stop.store(true, Ordering::SeqCst);
-    let sent = producer.join().map_err(|_| anyhow!("producer panicked"))??;
-    let acked = acked.lock().unwrap().clone();
-    let errs = errors.lock().unwrap().clone();
+    let (sent, acked, errs) = load.finish()?;
     check(&brokers, &topic, sent, &acked, &errs)?;
     ensure!(errs.is_empty(), "the producer saw errors it could not retry: {:?}", &errs[..errs.len().min(5)]);
     Ok(())

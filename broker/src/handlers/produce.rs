@@ -36,6 +36,8 @@ struct Appended {
     base_offset: i64,
     last_offset: i64,
     log_start_offset: i64,
+    /// acks=all: the in-sync replicas the answer needs when the batch is committed.
+    min_insync: Option<i32>,
 }
 
 fn storage_failure(e: PartitionError) -> Failure {
@@ -86,7 +88,13 @@ fn append(
     if !info.duplicate {
         b.after_append(&partition);
     }
-    Ok(Appended { partition, base_offset: info.base_offset, last_offset: info.last_offset, log_start_offset: info.log_start_offset })
+    Ok(Appended {
+        partition,
+        base_offset: info.base_offset,
+        last_offset: info.last_offset,
+        log_start_offset: info.log_start_offset,
+        min_insync: acks_all.then_some(config.min_insync_replicas),
+    })
 }
 
 /// The synchronous half of a Produce: validate and append every partition, in
@@ -137,7 +145,13 @@ impl InFlight {
                     Ok(a) => {
                         let mut rx = a.partition.subscribe();
                         let durable = tokio::time::timeout_at(deadline, rx.wait_for(|hw| *hw > a.last_offset)).await;
+                        // The ISR may have shrunk below min.insync.replicas while this
+                        // batch waited: then fewer copies exist than were promised.
+                        let isr = a.partition.replica.lock().isr.len().max(1) as i32;
                         match durable {
+                            Ok(Ok(_)) if a.min_insync.is_some_and(|m| isr < m) => {
+                                pr.with_error_code(ec::NOT_ENOUGH_REPLICAS_AFTER_APPEND).with_base_offset(-1)
+                            }
                             Ok(Ok(_)) => {
                                 let pr = pr.with_base_offset(a.base_offset);
                                 if version >= 5 {
