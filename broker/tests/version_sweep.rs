@@ -111,6 +111,25 @@ async fn every_advertised_version_round_trips() {
         assert!(sets.iter().map(|s| s.records.len()).sum::<usize>() >= 3);
     }
 
+    // The single node leads at the epoch its image gives; everything so far was written in it.
+    let epoch = broker.metadata.image().cluster.partition("t2", 0).expect("t2-0").leader_epoch;
+    for v in versions(ApiKey::OffsetForLeaderEpoch) {
+        use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+        let parts = [epoch, epoch + 5, epoch - 1]
+            .iter()
+            .map(|e| OffsetForLeaderPartition::default().with_partition(0).with_current_leader_epoch(-1).with_leader_epoch(*e))
+            .collect();
+        let req = OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![OffsetForLeaderTopic::default().with_topic(name("t2")).with_partitions(parts)]);
+        let ResponseKind::OffsetForLeaderEpoch(r) = c.call(ApiKey::OffsetForLeaderEpoch, v, RequestKind::OffsetForLeaderEpoch(req)).await
+        else {
+            panic!()
+        };
+        let got: Vec<(i16, i32, i64)> = r.topics[0].partitions.iter().map(|p| (p.error_code, p.leader_epoch, p.end_offset)).collect();
+        assert_eq!(got, vec![(0, epoch, offset), (0, epoch, offset), (0, -1, -1)], "OffsetForLeaderEpoch v{v}");
+    }
+
     for v in versions(ApiKey::ListOffsets) {
         let parts = [-2i64, -1, 1_700_000_000_000]
             .iter()
