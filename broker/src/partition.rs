@@ -165,6 +165,19 @@ impl Partition {
         Ok(end)
     }
 
+    /// A follower below its leader's log start starts over, empty, at `offset`.
+    pub fn restart_at(&self, offset: i64) -> Result<(), PartitionError> {
+        let mut guard = self.log.write();
+        let log = guard.take().ok_or(PartitionError::Closed)?;
+        let log = log.restart_at(offset)?;
+        self.after_write(&log);
+        *guard = Some(log);
+        self.flushed.store(offset, Ordering::Release);
+        self.local_end.store(offset, Ordering::Release);
+        self.hw.send_replace(offset);
+        Ok(())
+    }
+
     /// Where the leader epoch this log knows best at or below `epoch` ended.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> Result<(i32, i64), PartitionError> {
         let guard = self.log.read();

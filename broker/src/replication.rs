@@ -213,6 +213,16 @@ async fn fetch_once(p: &Arc<Partition>, conn: &mut Conn, epoch: i32, fsync: bool
         return Err(Stop::Retry("unexpected response".into()));
     };
     let data = resp.responses.into_iter().flat_map(|t| t.partitions).next().ok_or_else(|| Stop::Retry("empty fetch".into()))?;
+    if data.error_code == ec::OFFSET_OUT_OF_RANGE && data.log_start_offset > offset {
+        // The leader no longer has what comes next here (retention, DeleteRecords).
+        let (p2, start) = (p.clone(), data.log_start_offset);
+        tokio::task::spawn_blocking(move || p2.restart_at(start))
+            .await
+            .map_err(|e| Stop::Retry(e.to_string()))?
+            .map_err(|e| Stop::Retry(e.to_string()))?;
+        warn!(topic = %p.topic, partition = p.index, from = offset, to = start, "below the leader's log start: starting over there");
+        return Ok(());
+    }
     if data.error_code != ec::NONE {
         return Err(Stop::Retry(format!("fetch error {}", data.error_code)));
     }

@@ -371,33 +371,44 @@ impl Log {
         })
     }
 
+    /// Deletes every batch and starts the log empty at `offset`, which may be past
+    /// its end: a follower whose leader has deleted (retention, DeleteRecords) what
+    /// it would need next starts again at the leader's log start.
+    pub fn restart_at(mut self, offset: i64) -> StorageResult<Log> {
+        let (dir, config) = (self.dir.clone(), self.config.clone());
+        let bases: Vec<i64> = self.segments_from(i64::MIN).map(Segment::base_offset).collect();
+        let snapshots = std::mem::take(&mut self.snapshots);
+        drop(self); // unmaps every segment before its files go
+                    // The new start is recorded first: a crash in between leaves segments below
+                    // it, which the next open deletes.
+        checkpoint::write_log_start_offset(&dir, offset.max(0))?;
+        for base in bases {
+            for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
+                remove_if_exists(&offset_path(&dir, base, ext))?;
+            }
+        }
+        for s in snapshots {
+            snapshot::remove(&dir, s)?;
+        }
+        remove_if_exists(&dir.join(crate::leader_epochs::FILE))?;
+        checkpoint::remove_clean_shutdown_marker(&dir)?;
+        Log::open(&dir, config)
+    }
+
     /// Removes the batch holding `offset` and everything after it (a follower
     /// cutting what its leader never committed) and returns the reopened log, which
     /// ends at that batch's base offset. The files are cut while the log is closed
     /// and the active segment is then recovered like after a crash: indexes rebuilt,
     /// batches verified, producer snapshots past the new end dropped. At or below
     /// the log start, the log restarts empty at `offset`.
-    pub fn truncate_to(mut self, offset: i64) -> StorageResult<Log> {
+    pub fn truncate_to(self, offset: i64) -> StorageResult<Log> {
         if offset >= self.log_end_offset {
             return Ok(self);
         }
-        let (dir, config) = (self.dir.clone(), self.config.clone());
         if offset <= self.log_start_offset {
-            let bases: Vec<i64> = self.segments_from(i64::MIN).map(Segment::base_offset).collect();
-            let snapshots = std::mem::take(&mut self.snapshots);
-            drop(self);
-            for base in bases {
-                for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
-                    remove_if_exists(&offset_path(&dir, base, ext))?;
-                }
-            }
-            for s in snapshots {
-                snapshot::remove(&dir, s)?;
-            }
-            checkpoint::write_log_start_offset(&dir, offset.max(0))?;
-            checkpoint::remove_clean_shutdown_marker(&dir)?;
-            return Log::open(&dir, config);
+            return self.restart_at(offset.max(0));
         }
+        let (dir, config) = (self.dir.clone(), self.config.clone());
         let seg = self.segments_from(offset).next().unwrap_or(&self.active);
         let cut_base = seg.base_offset();
         let cut_pos = match seg.batch_at(offset)? {

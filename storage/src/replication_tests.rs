@@ -214,3 +214,20 @@ fn leader_epochs_follow_appends_truncation_retention_and_survive_reopen() {
     let log = Log::open(dir.path(), tiny()).expect("reopen");
     assert_eq!(log.leader_epochs(), &rebuilt, "a cache behind the last batch is rebuilt");
 }
+
+#[test]
+fn restart_at_empties_the_log_at_any_offset_and_survives_reopen() {
+    let (dir, log) = leader_with(30, 2);
+    assert!(!log.leader_epochs().entries().is_empty());
+    let far = log.log_end_offset() + 1_000;
+    let mut log = log.restart_at(far).expect("restart past the end");
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (far, far));
+    assert!(stored(&log).is_empty());
+    assert!(log.leader_epochs().entries().is_empty(), "no epoch is known for an empty log");
+    let info = log.append(&batch(2, 10, 1), 4, 0).expect("append");
+    assert_eq!(info.base_offset, far);
+    log.close().expect("close");
+    let log = Log::open(dir.path(), tiny()).expect("reopen");
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (far, far + 2));
+    assert_eq!(log.leader_epochs().entries(), &[(4, far)]);
+}

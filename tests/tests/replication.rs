@@ -540,3 +540,47 @@ fn a_consumer_group_survives_its_coordinators_broker_being_killed() -> Result<()
     ensure!(all.len() == 120, "the group read {} distinct records of 120", all.len());
     Ok(())
 }
+
+#[test]
+fn a_follower_behind_the_leaders_log_start_starts_over_there() -> Result<()> {
+    use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+    use kafka_protocol::messages::DeleteRecordsRequest;
+    let mut brokers = start_cluster()?;
+    let topic = unique_topic("behind");
+    create_rf3(&brokers[0], &topic)?;
+    let lead = settled(&brokers, &topic, 3)?;
+    let leader = (lead[&0].0 - 1) as usize;
+    let follower = (leader + 1) % 3;
+    brokers[follower].terminate(TIMEOUT)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", bootstrap_of(&brokers)).set("acks", "all").create()?;
+    rt.block_on(async {
+        for i in 0..50 {
+            let v = format!("b-{i}");
+            producer
+                .send(FutureRecord::<(), _>::to(&topic).partition(0).payload(&v), Duration::from_secs(30))
+                .await
+                .map_err(|(e, _)| anyhow!("produce: {e}"))?;
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    // The leader forgets everything below offset 40; the stopped follower has none of it.
+    let mut c = RawClient::connect(brokers[leader].addr())?;
+    let version = c.version_for(ApiKey::DeleteRecords)?.min(2);
+    let req = DeleteRecordsRequest::default().with_timeout_ms(10_000).with_topics(vec![DeleteRecordsTopic::default()
+        .with_name(TopicName(StrBytes::from_string(topic.clone())))
+        .with_partitions(vec![DeleteRecordsPartition::default().with_partition_index(0).with_offset(40)])]);
+    let resp = c.send(&req, version)?;
+    let low = resp.topics[0].partitions[0].low_watermark;
+    ensure!(low == 40, "DeleteRecords left the log start at {low}");
+    brokers[follower].restart()?;
+    settled(&brokers, &topic, 3).context("the follower back in the ISR after starting over at the leader's log start")?;
+    // Its copy now holds exactly the leader's records from offset 40.
+    for b in brokers.iter_mut() {
+        b.terminate(TIMEOUT)?;
+    }
+    let dir = brokers[follower].data_dir().join(format!("{topic}-0"));
+    let start = std::fs::read_to_string(dir.join("log-start-offset")).context("log-start-offset")?;
+    ensure!(start.lines().nth(1) == Some("40"), "follower's log start {start:?}");
+    Ok(())
+}
