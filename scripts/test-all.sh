@@ -67,6 +67,19 @@ target_dir=$(cargo metadata --format-version 1 --no-deps |
 export KARST_BIN="$target_dir/debug/karst"
 log "KARST_BIN=$KARST_BIN"
 
+# The container image for tests/tests/docker.rs, where a Docker engine and
+# docker-compose are present (the test says why it skips otherwise).
+if command -v docker-compose >/dev/null && docker info >/dev/null 2>&1; then
+    log "docker/build-image.sh karst:local (static binary, image FROM scratch)"
+    if CARGO_TARGET_DIR="$target_dir" docker/build-image.sh karst:local; then
+        export KARST_IMAGE=karst:local
+    else
+        log "building the image failed: the Docker test will skip"
+    fi
+else
+    log "no Docker engine or docker-compose: the Docker test will skip"
+fi
+
 # anyhow errors returned by tests: no backtrace noise (panics keep RUST_BACKTRACE).
 export RUST_LIB_BACKTRACE="${RUST_LIB_BACKTRACE:-0}"
 
