@@ -11,44 +11,72 @@ use karst_tests::{run_checked, run_command, unique_topic, wait_for, workspace_ro
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Takes the compose project down (with its volume) however the test ends.
+/// Takes the compose project down (with its volumes) however the test ends.
 struct Project {
     name: String,
-    port: u16,
+    file: &'static str,
+    ports: Vec<u16>,
 }
 
 impl Project {
     fn compose(&self) -> Command {
         let mut c = Command::new("docker-compose");
-        c.arg("-p")
-            .arg(&self.name)
-            .arg("-f")
-            .arg(workspace_root().join("docker/compose.yml"))
-            .env("KARST_PORT", self.port.to_string())
-            .stdin(Stdio::null());
+        c.arg("-p").arg(&self.name).arg("-f").arg(workspace_root().join(self.file)).stdin(Stdio::null());
+        c.env("KARST_PORT", self.ports[0].to_string());
+        for (i, p) in self.ports.iter().enumerate() {
+            c.env(format!("KARST_PORT{}", i + 1), p.to_string());
+        }
         c
     }
 }
 
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = run_command(self.compose().args(["down", "-v", "--timeout", "20"]), TIMEOUT);
+/// Where Docker and the image are present: the image; otherwise why not.
+fn image() -> Result<String, &'static str> {
+    let engine = Command::new("docker").arg("info").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    if !engine.is_ok_and(|s| s.success()) {
+        return Err("no Docker engine answers `docker info` here");
     }
+    std::env::var("KARST_IMAGE").map_err(|_| "KARST_IMAGE is not set (scripts/test-all.sh builds it with docker/build-image.sh)")
+}
+
+fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let l: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<_>>()?;
+    Ok(l.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<std::io::Result<_>>()?)
+}
+
+/// kcat sends `lines` to `topic` with acks=all.
+fn kcat_produce(bootstrap: &str, topic: &str, lines: &[String]) -> Result<()> {
+    use std::io::Write;
+    let mut child = Command::new("kcat").args(["-b", bootstrap, "-t", topic, "-P", "-X", "acks=all"]).stdin(Stdio::piped()).spawn()?;
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        for l in lines {
+            writeln!(stdin, "{l}")?;
+        }
+    }
+    ensure!(child.wait()?.success(), "kcat producer failed");
+    Ok(())
+}
+
+fn kcat_consume(bootstrap: &str, topic: &str) -> Result<Vec<String>> {
+    let out = run_checked(
+        Command::new("kcat").args(["-b", bootstrap, "-t", topic, "-C", "-o", "beginning", "-e", "-q"]).stdin(Stdio::null()),
+        TIMEOUT,
+    )?;
+    Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect())
 }
 
 #[test]
 fn compose_runs_one_broker_that_host_clients_reach() -> Result<()> {
-    let engine = Command::new("docker").arg("info").stdout(Stdio::null()).stderr(Stdio::null()).status();
-    if !engine.is_ok_and(|s| s.success()) {
-        println!("skipped: no Docker engine answers `docker info` here");
-        return Ok(());
-    }
-    let Ok(image) = std::env::var("KARST_IMAGE") else {
-        println!("skipped: KARST_IMAGE is not set (scripts/test-all.sh builds it with docker/build-image.sh)");
-        return Ok(());
+    let image = match image() {
+        Ok(i) => i,
+        Err(why) => {
+            println!("skipped: {why}");
+            return Ok(());
+        }
     };
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let project = Project { name: unique_topic("karstci").replace('-', ""), port };
+    let project = Project { name: unique_topic("karstci").replace('-', ""), file: "docker/compose.yml", ports: vec![port] };
     run_checked(project.compose().env("KARST_IMAGE", &image).args(["up", "-d"]), TIMEOUT)?;
     let bootstrap = format!("localhost:{port}");
     wait_for("the broker in the container to answer", TIMEOUT, || {
@@ -57,24 +85,60 @@ fn compose_runs_one_broker_that_host_clients_reach() -> Result<()> {
             .filter(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(&format!("at localhost:{port}")))
     })?;
     let topic = unique_topic("docker");
-    let mut produce = Command::new("kcat");
-    produce.args(["-b", &bootstrap, "-t", &topic, "-P", "-X", "acks=all"]).stdin(Stdio::piped());
-    let mut child = produce.spawn()?;
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        for i in 0..100 {
-            writeln!(stdin, "message-{i}")?;
-        }
-    }
-    ensure!(child.wait()?.success(), "kcat producer failed");
-    let out = run_checked(
-        Command::new("kcat").args(["-b", &bootstrap, "-t", &topic, "-C", "-o", "beginning", "-e", "-q"]).stdin(Stdio::null()),
-        TIMEOUT,
-    )?;
-    let got: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
     let want: Vec<String> = (0..100).map(|i| format!("message-{i}")).collect();
+    kcat_produce(&bootstrap, &topic, &want)?;
+    let got = kcat_consume(&bootstrap, &topic)?;
     ensure!(got == want, "consumed {} lines, first {:?}", got.len(), got.first());
     println!("compose: {image} on localhost:{port} served 100 messages from kcat on the host");
+    Ok(())
+}
+
+#[test]
+fn compose_cluster_keeps_a_replicated_topic_through_a_docker_kill() -> Result<()> {
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let image = match image() {
+        Ok(i) => i,
+        Err(why) => {
+            println!("skipped: {why}");
+            return Ok(());
+        }
+    };
+    let ports = free_ports(3)?;
+    let project = Project { name: unique_topic("karstcl").replace('-', ""), file: "docker/compose.cluster.yml", ports: ports.clone() };
+    run_checked(project.compose().env("KARST_IMAGE", &image).args(["up", "-d"]), TIMEOUT)?;
+    let bootstrap = ports.iter().map(|p| format!("localhost:{p}")).collect::<Vec<_>>().join(",");
+    wait_for("three brokers in Metadata", TIMEOUT, || {
+        run_command(Command::new("kcat").args(["-b", &bootstrap, "-L", "-m", "2"]).stdin(Stdio::null()), TIMEOUT)
+            .ok()
+            .filter(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(" 3 brokers:"))
+    })?;
+    let topic = unique_topic("replicated");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", ports[0]).parse()?;
+    let mut c = karst_tests::raw::RawClient::connect(addr)?;
+    let version = c.version_for(ApiKey::CreateTopics)?.min(5);
+    let t = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(topic.clone())))
+        .with_num_partitions(3)
+        .with_replication_factor(3)
+        .with_configs(vec![CreatableTopicConfig::default()
+            .with_name(StrBytes::from_static_str("min.insync.replicas"))
+            .with_value(Some(StrBytes::from_static_str("2")))]);
+    let resp = c.send(&CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(10_000), version)?;
+    ensure!(resp.topics[0].error_code == 0, "CreateTopics RF 3: {}", resp.topics[0].error_code);
+    let first: Vec<String> = (0..100).map(|i| format!("before-{i}")).collect();
+    kcat_produce(&bootstrap, &topic, &first)?;
+    // docker kill: SIGKILL, no controlled shutdown.
+    run_checked(Command::new("docker").args(["kill", &format!("{}_karst1_1", project.name)]).stdin(Stdio::null()), TIMEOUT)?;
+    let rest = ports[1..].iter().map(|p| format!("localhost:{p}")).collect::<Vec<_>>().join(",");
+    let second: Vec<String> = (0..100).map(|i| format!("after-{i}")).collect();
+    kcat_produce(&rest, &topic, &second)?;
+    let mut got = kcat_consume(&rest, &topic)?;
+    got.sort();
+    let mut want: Vec<String> = first.iter().chain(second.iter()).cloned().collect();
+    want.sort();
+    ensure!(got == want, "after docker kill of node 1: consumed {} of {} records", got.len(), want.len());
+    println!("compose cluster: {image}, 200 records on a replication-factor-3 topic, 100 of them after docker kill of node 1");
     Ok(())
 }
