@@ -30,6 +30,16 @@ impl Project {
     }
 }
 
+impl Drop for Project {
+    fn drop(&mut self) {
+        match run_command(self.compose().args(["down", "-v", "--timeout", "20"]), TIMEOUT) {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!("docker-compose down failed:\n{}", karst_tests::show_output(&out)),
+            Err(e) => eprintln!("docker-compose down failed: {e:#}"),
+        }
+    }
+}
+
 /// Where Docker and the image are present: the image; otherwise why not.
 fn image() -> Result<String, &'static str> {
     let engine = Command::new("docker").arg("info").stdout(Stdio::null()).stderr(Stdio::null()).status();
