@@ -112,7 +112,13 @@ impl Log {
             // Recovery lost data above a persisted log start (DeleteRecords/retention
             // moved it into a tail that was never synced). As Kafka does, start over
             // empty at the log start rather than hand out offsets below it again.
-            log.truncate_fully_and_start_at(log_start_offset)?;
+            tracing::warn!(
+                dir = %dir.display(),
+                log_end_offset,
+                log_start_offset,
+                "log ends below its start offset; starting over empty at the start offset"
+            );
+            return log.restart_at(log_start_offset);
         }
         // Finish a DeleteRecords that persisted its checkpoint but crashed before deleting.
         log.delete_segments_below(log_start_offset)?;
@@ -122,32 +128,6 @@ impl Log {
             checkpoint::remove_clean_shutdown_marker(dir)?;
         }
         Ok(log)
-    }
-
-    /// Deletes every segment and snapshot and starts an empty log at `offset`.
-    fn truncate_fully_and_start_at(&mut self, offset: i64) -> StorageResult<()> {
-        tracing::warn!(
-            dir = %self.dir.display(),
-            log_end_offset = self.log_end_offset,
-            log_start_offset = offset,
-            "log ends below its start offset; starting over empty at the start offset"
-        );
-        // The new segment exists before the old ones go, so a crash in between leaves
-        // a directory that the next open finishes cleaning (segments below the start).
-        let new = Segment::create(&self.dir, offset, &self.config)?;
-        fsync_dir(&self.dir)?;
-        let old = std::mem::replace(&mut self.active, new);
-        old.delete()?;
-        while let Some((_, seg)) = self.closed.pop_first() {
-            seg.delete()?;
-        }
-        for snapshot in std::mem::take(&mut self.snapshots) {
-            snapshot::remove(&self.dir, snapshot)?;
-        }
-        self.producers = ProducerState::default();
-        self.log_start_offset = offset;
-        self.log_end_offset = offset;
-        Ok(())
     }
 
     /// Loads the newest valid snapshot at or below the log end and replays the batch
