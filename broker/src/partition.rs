@@ -133,8 +133,16 @@ impl Partition {
     }
 
     /// Appends batches copied from the leader (a follower's fetch), offsets kept.
-    pub fn append_replicated(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, PartitionError> {
+    /// Refused (Closed) unless this broker still follows `leader` at `epoch`: a fetch
+    /// answered by a former leader must not land after a newer fetcher truncated.
+    pub fn append_replicated(&self, batches: &[u8], leader: i32, epoch: i32, now_ms: i64) -> Result<AppendInfo, PartitionError> {
         let mut guard = self.log.write();
+        {
+            let r = self.replica.lock();
+            if r.role != (Role::Follower { leader }) || r.leader_epoch != epoch {
+                return Err(PartitionError::Closed);
+            }
+        }
         let log = guard.as_mut().ok_or(PartitionError::Closed)?;
         let info = log.append_replicated(batches, now_ms)?;
         self.after_write(log);

@@ -150,7 +150,7 @@ async fn follow(p: Arc<Partition>, leader: i32, epoch: i32, addr: String, fsync:
                 truncated = true;
             }
             while following(&p, leader, epoch) {
-                fetch_once(&p, &mut conn, epoch, fsync).await?;
+                fetch_once(&p, &mut conn, leader, epoch, fsync).await?;
             }
             Ok::<(), Stop>(())
         };
@@ -193,7 +193,7 @@ async fn truncate_for(p: &Arc<Partition>, conn: &mut Conn, epoch: i32) -> Result
     Ok(())
 }
 
-async fn fetch_once(p: &Arc<Partition>, conn: &mut Conn, epoch: i32, fsync: bool) -> Result<(), Stop> {
+async fn fetch_once(p: &Arc<Partition>, conn: &mut Conn, leader: i32, epoch: i32, fsync: bool) -> Result<(), Stop> {
     let offset = p.log_end_offset();
     let req = FetchRequest::default()
         .with_replica_id(BrokerId(p.node_id()))
@@ -230,7 +230,7 @@ async fn fetch_once(p: &Arc<Partition>, conn: &mut Conn, epoch: i32, fsync: bool
     if !records.is_empty() {
         let p2 = p.clone();
         tokio::task::spawn_blocking(move || -> Result<(), String> {
-            p2.append_replicated(&records, now_ms()).map_err(|e| e.to_string())?;
+            p2.append_replicated(&records, leader, epoch, now_ms()).map_err(|e| e.to_string())?;
             if fsync {
                 if let Some(t) = p2.flush_target() {
                     t.file.sync_data().map_err(|e| e.to_string())?;
