@@ -91,7 +91,6 @@ struct LegacyImage {
 
 /// Kafka error codes not (yet) in `karst_protocol::error_codes`.
 const NOT_CONTROLLER: i16 = 41;
-const UNKNOWN_SERVER_ERROR: i16 = -1;
 
 const LEGACY_DIR: &str = "metadata";
 const LEGACY_FILE: &str = "metadata.json";
@@ -141,7 +140,7 @@ fn propose_error(e: ProposeError) -> BrokerError {
     let code = match &e {
         ProposeError::NotLeader { .. } => NOT_CONTROLLER,
         ProposeError::Timeout(_) => karst_protocol::error_codes::REQUEST_TIMED_OUT,
-        _ => UNKNOWN_SERVER_ERROR,
+        _ => karst_protocol::error_codes::UNKNOWN_SERVER_ERROR,
     };
     BrokerError::Metadata { code, message: e.to_string() }
 }

@@ -60,6 +60,14 @@ pub(crate) fn apply_roles(b: &Broker) {
                 _ => {}
             }
         }
+        if changed && !state.replicas.contains(&b.node_id) && p.log_end_offset() > 0 {
+            // Moved off this broker by a reassignment: the data now lives on the new
+            // replicas (the controller completes a move only once they are in sync).
+            info!(topic = %p.topic, partition = p.index, "no longer a replica; dropping the local copy");
+            if let Err(e) = p.restart_at(0) {
+                warn!(topic = %p.topic, partition = p.index, "dropping the local copy failed: {e}");
+            }
+        }
         match role {
             Role::Leader => p.recompute_hw(),
             Role::Follower { leader } if changed => {

@@ -48,6 +48,8 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api(ApiKey::OffsetDelete, 0, 0),
     api(ApiKey::AlterConfigs, 0, 2),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
+    api(ApiKey::AlterPartitionReassignments, 0, 1),
+    api(ApiKey::ListPartitionReassignments, 0, 0),
 ];
 
 /// The supported range for `key`, if Karst implements it at all.

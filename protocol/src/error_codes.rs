@@ -1,6 +1,7 @@
 //! Kafka error codes Karst returns, by their protocol names.
 #![allow(missing_docs)]
 
+pub const UNKNOWN_SERVER_ERROR: i16 = -1;
 pub const NONE: i16 = 0;
 pub const OFFSET_OUT_OF_RANGE: i16 = 1;
 pub const CORRUPT_MESSAGE: i16 = 2;

@@ -584,3 +584,144 @@ fn a_follower_behind_the_leaders_log_start_starts_over_there() -> Result<()> {
     ensure!(start.lines().nth(1) == Some("40"), "follower's log start {start:?}");
     Ok(())
 }
+
+/// AlterPartitionReassignments through `broker`: partition → error code.
+fn reassign(broker: &Broker, topic: &str, moves: &[(i32, Option<Vec<i32>>)]) -> Result<BTreeMap<i32, i16>> {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+    use kafka_protocol::messages::{AlterPartitionReassignmentsRequest, BrokerId};
+    let mut c = RawClient::connect(broker.addr())?;
+    let version = c.version_for(ApiKey::AlterPartitionReassignments)?;
+    let partitions = moves
+        .iter()
+        .map(|(p, target)| {
+            ReassignablePartition::default()
+                .with_partition_index(*p)
+                .with_replicas(target.as_ref().map(|t| t.iter().map(|b| BrokerId(*b)).collect()))
+        })
+        .collect();
+    let req = AlterPartitionReassignmentsRequest::default().with_timeout_ms(10_000).with_topics(vec![ReassignableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+        .with_partitions(partitions)]);
+    let resp = c.send(&req, version)?;
+    ensure!(resp.error_code == 0, "AlterPartitionReassignments: error {}", resp.error_code);
+    Ok(resp.responses.iter().flat_map(|t| &t.partitions).map(|p| (p.partition_index, p.error_code)).collect())
+}
+
+/// ListPartitionReassignments for every partition: partition → (replicas, adding, removing).
+type Ongoing = BTreeMap<i32, (Vec<i32>, Vec<i32>, Vec<i32>)>;
+
+fn reassignments(broker: &Broker, topic: &str) -> Result<Ongoing> {
+    use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
+    use kafka_protocol::messages::ListPartitionReassignmentsRequest;
+    let mut c = RawClient::connect(broker.addr())?;
+    let req = ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000).with_topics(Some(vec![
+        ListPartitionReassignmentsTopics::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_indexes((0..PARTITIONS).collect()),
+    ]));
+    let resp = c.send(&req, 0)?;
+    ensure!(resp.error_code == 0, "ListPartitionReassignments: error {}", resp.error_code);
+    let ids = |v: &[kafka_protocol::messages::BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+    Ok(resp
+        .topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| (p.partition_index, (ids(&p.replicas), ids(&p.adding_replicas), ids(&p.removing_replicas))))
+        .collect())
+}
+
+/// partition → replicas, as `broker`'s Metadata reports them.
+fn replicas(broker: &Broker, topic: &str) -> Result<BTreeMap<i32, Vec<i32>>> {
+    let resp = metadata(broker, topic)?;
+    let t = resp.topics.first().ok_or_else(|| anyhow!("no topic"))?;
+    Ok(t.partitions.iter().map(|p| (p.partition_index, p.replica_nodes.iter().map(|b| b.0).collect())).collect())
+}
+
+#[test]
+fn reassignment_moves_replicas_to_a_new_broker_under_load() -> Result<()> {
+    use kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment;
+    let mut brokers = start_nodes(&[None, None, None, None])?;
+    let topic = unique_topic("moved");
+    // Every partition on brokers 1-3; broker 4 is the new machine.
+    let original: BTreeMap<i32, Vec<i32>> = (0..PARTITIONS).map(|p| (p, (0..3).map(|i| (p + i) % 3 + 1).collect())).collect();
+    {
+        let mut c = RawClient::connect(brokers[0].addr())?;
+        let version = c.version_for(ApiKey::CreateTopics)?.min(5);
+        let t = CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.clone())))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(
+                original
+                    .iter()
+                    .map(|(p, rs)| {
+                        CreatableReplicaAssignment::default()
+                            .with_partition_index(*p)
+                            .with_broker_ids(rs.iter().map(|b| kafka_protocol::messages::BrokerId(*b)).collect())
+                    })
+                    .collect(),
+            )
+            .with_configs(vec![CreatableTopicConfig::default()
+                .with_name(StrBytes::from_static_str("min.insync.replicas"))
+                .with_value(Some(StrBytes::from_static_str("2")))]);
+        let resp = c.send(&CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(10_000), version)?;
+        ensure!(resp.topics[0].error_code == 0, "CreateTopics with assignments: error {}", resp.topics[0].error_code);
+    }
+    settled(&brokers, &topic, 3)?;
+    ensure!(replicas(&brokers[3], &topic)? == original);
+
+    // Refusals carry Kafka's codes and change nothing.
+    let codes = reassign(&brokers[1], &topic, &[(0, Some(vec![1, 2, 9])), (1, None), (99, Some(vec![1, 2, 3]))])?;
+    ensure!(codes == BTreeMap::from([(0, 39), (1, 85), (99, 3)]), "refusals answered {codes:?}");
+    ensure!(reassignments(&brokers[1], &topic)?.is_empty(), "a refused move is listed");
+
+    let load = Load::start(&brokers, &topic);
+    load.acked_at_least(500)?;
+
+    // A move to a broker that cannot catch up (paused) stays in progress and can be cancelled.
+    brokers[3].signal("STOP")?;
+    let target0 = vec![4, 2, 3];
+    let codes = wait_for("the move of partition 0 accepted", TIMEOUT, || {
+        reassign(&brokers[1], &topic, &[(0, Some(target0.clone()))]).ok().filter(|c| c[&0] == 0)
+    })?;
+    ensure!(codes[&0] == 0);
+    // Every broker's view of the metadata catches up on its own; wait for the one asked.
+    let in_progress = (vec![4, 2, 3, 1], vec![4], vec![1]);
+    wait_for("the move listed as in progress", TIMEOUT, || {
+        (reassignments(&brokers[2], &topic).ok()?.get(&0) == Some(&in_progress)).then_some(())
+    })?;
+    ensure!(reassign(&brokers[1], &topic, &[(0, None)])?[&0] == 0, "cancel refused");
+    // Kafka's order after a cancel: the replicas the move kept, then the ones it would have dropped.
+    wait_for("the cancelled move gone, the replicas restored", TIMEOUT, || {
+        (reassignments(&brokers[0], &topic).ok()?.is_empty() && replicas(&brokers[0], &topic).ok()?[&0] == vec![2, 3, 1]).then_some(())
+    })?;
+    brokers[3].signal("CONT")?;
+
+    // Move every replica off broker 1 onto broker 4, under load.
+    let moved: BTreeMap<i32, Vec<i32>> =
+        original.iter().map(|(p, rs)| (*p, rs.iter().map(|b| if *b == 1 { 4 } else { *b }).collect())).collect();
+    let moves: Vec<(i32, Option<Vec<i32>>)> = moved.iter().map(|(p, rs)| (*p, Some(rs.clone()))).collect();
+    let started = Instant::now();
+    wait_for("the moves accepted", TIMEOUT, || reassign(&brokers[2], &topic, &moves).ok().filter(|c| c.values().all(|c| *c == 0)))?;
+    wait_for("the moves to complete", TIMEOUT, || {
+        (reassignments(&brokers[0], &topic).ok()?.is_empty() && replicas(&brokers[3], &topic).ok()? == moved).then_some(())
+    })?;
+    println!("reassignment: 6 partitions moved from broker 1 to broker 4 in {:?}", started.elapsed());
+    settled(&brokers, &topic, 3).context("every partition led, ISR of 3, after the move")?;
+    let before = load.acked.lock().unwrap().len();
+    load.acked_at_least(before + 500)?;
+    let (sent, acked, errs) = load.finish()?;
+    check(&brokers, &topic, sent, &acked, &errs)?;
+
+    for b in brokers.iter_mut() {
+        b.terminate(TIMEOUT)?;
+    }
+    for p in 0..PARTITIONS {
+        let dropped = log_bytes(brokers[0].data_dir(), &topic, p)?;
+        ensure!(dropped.is_empty(), "broker 1 still holds {} bytes of partition {p}", dropped.len());
+        let copies: Vec<Vec<u8>> =
+            moved[&p].iter().map(|b| log_bytes(brokers[(*b - 1) as usize].data_dir(), &topic, p)).collect::<Result<_>>()?;
+        ensure!(!copies[0].is_empty() && copies.iter().all(|c| *c == copies[0]), "partition {p}: the new replicas differ");
+    }
+    Ok(())
+}

@@ -83,23 +83,23 @@ fn read_all(
                         partition_data(None, fp.partition, code)
                     }
                     Ok(p) => {
+                        // KIP-320: a client (or follower) whose metadata names another
+                        // leader epoch refreshes it before reading here.
+                        if let Some(code) = epoch_error(&p, fp.current_leader_epoch) {
+                            any_error = true;
+                            parts.push(partition_data(Some(&p), fp.partition, code));
+                            continue;
+                        }
                         let limit = (fp.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
                         let read = match replica {
                             // A follower: its fetch offset is its log end; it may read up to ours.
-                            Some(r) => match epoch_error(&p, fp.current_leader_epoch) {
-                                Some(code) => {
-                                    any_error = true;
-                                    parts.push(partition_data(Some(&p), fp.partition, code));
-                                    continue;
+                            Some(r) => {
+                                if let Some(w) = watch.as_deref_mut() {
+                                    w.push(p.subscribe_leo());
                                 }
-                                None => {
-                                    if let Some(w) = watch.as_deref_mut() {
-                                        w.push(p.subscribe_leo());
-                                    }
-                                    p.follower_fetched(r, fp.fetch_offset, now);
-                                    p.read_for_follower(fp.fetch_offset, limit)
-                                }
-                            },
+                                p.follower_fetched(r, fp.fetch_offset, now);
+                                p.read_for_follower(fp.fetch_offset, limit)
+                            }
                             None => {
                                 if let Some(w) = watch.as_deref_mut() {
                                     w.push(p.subscribe());
@@ -142,9 +142,9 @@ fn read_all(
     (topics, total, any_error)
 }
 
-/// A follower's view of the leader epoch against ours: FENCED_LEADER_EPOCH when it
-/// is behind (it must find the new leader), UNKNOWN_LEADER_EPOCH when it is ahead.
-fn epoch_error(p: &Partition, theirs: i32) -> Option<i16> {
+/// KIP-320: FENCED_LEADER_EPOCH for an epoch older than this leader's, UNKNOWN_LEADER_EPOCH
+/// for a newer one (this broker has not seen it yet); -1 skips the check.
+pub(super) fn epoch_error(p: &Partition, theirs: i32) -> Option<i16> {
     let ours = p.replica.lock().leader_epoch;
     match theirs {
         t if t < 0 || t == ours => None,

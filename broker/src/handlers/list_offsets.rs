@@ -5,6 +5,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::records::RecordBatchDecoder;
 use karst_protocol::error_codes as ec;
 
+use super::fetch::epoch_error;
 use crate::broker::Broker;
 use crate::partition::Partition;
 
@@ -44,9 +45,18 @@ pub(crate) fn handle(b: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> 
                 .into_iter()
                 .map(|lp| {
                     let r = ListOffsetsPartitionResponse::default().with_partition_index(lp.partition_index);
-                    let Some(p) = b.partitions.get(t.name.as_str(), lp.partition_index) else {
-                        return r.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION);
+                    // Only the leader knows the high watermark; a follower's may lag.
+                    let p = match b
+                        .check_leader(t.name.as_str(), lp.partition_index)
+                        .and_then(|()| b.partitions.get(t.name.as_str(), lp.partition_index).ok_or(ec::UNKNOWN_TOPIC_OR_PARTITION))
+                    {
+                        Ok(p) => p,
+                        Err(code) => return r.with_error_code(code),
                     };
+                    if let Some(code) = epoch_error(&p, lp.current_leader_epoch) {
+                        return r.with_error_code(code);
+                    }
+                    let leader_epoch = if version >= 4 { p.replica.lock().leader_epoch } else { -1 };
                     let found = match lp.timestamp {
                         LATEST => Ok(Some((p.high_watermark(), -1))),
                         EARLIEST => Ok(Some((p.log_start_offset(), -1))),
@@ -54,9 +64,7 @@ pub(crate) fn handle(b: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> 
                         _ => Err(ec::INVALID_REQUEST),
                     };
                     match found {
-                        Ok(Some((offset, ts))) => {
-                            r.with_offset(offset).with_timestamp(ts).with_leader_epoch(if version >= 4 { 0 } else { -1 })
-                        }
+                        Ok(Some((offset, ts))) => r.with_offset(offset).with_timestamp(ts).with_leader_epoch(leader_epoch),
                         // Kafka answers "no such record" with offset -1, no error.
                         Ok(None) => r.with_offset(-1).with_timestamp(-1),
                         Err(code) => r.with_error_code(code),

@@ -11,6 +11,7 @@ mod list_offsets;
 mod metadata;
 mod produce;
 mod producer_id;
+mod reassign;
 #[cfg(test)]
 mod tests;
 
@@ -125,6 +126,8 @@ pub(crate) fn dispatch(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Resul
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(admin::delete_records(b, r)),
         RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe::describe_configs(b, r, version)),
         RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(describe::describe_cluster(b, r)),
+        RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(reassign::alter(b, r)),
+        RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(reassign::list(b, r)),
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(producer_id::handle(b, r)),
         other => return Err(format!("no handler for {other:?}")),
     };

@@ -80,6 +80,14 @@ pub enum MetadataCommand {
         broker_epoch: i64,
         count: i32,
     },
+    /// Move a partition to the replica set `target` (AlterPartitionReassignments), or
+    /// cancel the move in progress (`None`). The added replicas join `replicas` at once
+    /// and catch up as followers; the move completes when they are all in the ISR.
+    ReassignPartition {
+        topic: String,
+        partition: i32,
+        target: Option<Vec<BrokerId>>,
+    },
 }
 
 /// What an accepted command did.
@@ -166,6 +174,7 @@ impl ClusterMetadata {
                 self.next_producer_id = next;
                 Ok(CommandOutcome::ProducerIdsAllocated { first, count: *count })
             }
+            MetadataCommand::ReassignPartition { topic, partition, target } => self.reassign(topic, *partition, target.as_deref()),
         }
     }
 
@@ -211,7 +220,10 @@ impl ClusterMetadata {
             b.fenced = true;
         }
         let unfenced: BTreeSet<BrokerId> = self.unfenced_brokers().map(|b| b.id).collect();
-        for p in self.topics.values_mut().flat_map(|t| t.partitions.iter_mut()) {
+        for (unclean, p) in self.topics.values_mut().flat_map(|t| {
+            let unclean = allows_unclean_election(&t.configs);
+            t.partitions.iter_mut().map(move |p| (unclean, p))
+        }) {
             if p.leader != id && !p.isr.contains(&id) {
                 continue;
             }
@@ -222,6 +234,12 @@ impl ClusterMetadata {
             }
             if p.leader == id {
                 p.leader = p.replicas.iter().copied().find(|r| p.isr.contains(r) && unfenced.contains(r)).unwrap_or(NO_LEADER);
+                if p.leader == NO_LEADER && unclean {
+                    elect_unclean(p, &unfenced);
+                }
+                p.leader_epoch += 1;
+                changed = true;
+            } else if p.leader == NO_LEADER && unclean && elect_unclean(p, &unfenced) {
                 p.leader_epoch += 1;
                 changed = true;
             }
@@ -237,12 +255,18 @@ impl ClusterMetadata {
             b.fenced = false;
         }
         let unfenced: BTreeSet<BrokerId> = self.unfenced_brokers().map(|b| b.id).collect();
-        for p in self.topics.values_mut().flat_map(|t| t.partitions.iter_mut()) {
-            if p.leader != NO_LEADER || !p.isr.contains(&id) {
+        for (unclean, p) in self.topics.values_mut().flat_map(|t| {
+            let unclean = allows_unclean_election(&t.configs);
+            t.partitions.iter_mut().map(move |p| (unclean, p))
+        }) {
+            if p.leader != NO_LEADER || !p.replicas.contains(&id) {
                 continue;
             }
             if let Some(l) = p.replicas.iter().copied().find(|r| p.isr.contains(r) && unfenced.contains(r)) {
                 p.leader = l;
+                p.leader_epoch += 1;
+                p.partition_epoch += 1;
+            } else if unclean && elect_unclean(p, &unfenced) {
                 p.leader_epoch += 1;
                 p.partition_epoch += 1;
             }
@@ -318,7 +342,15 @@ impl ClusterMetadata {
             let Some(&leader) = isr.first() else {
                 return Err(bad(format!("no unfenced broker among {replicas:?}")));
             };
-            out.push(PartitionState { replicas: replicas.clone(), leader, leader_epoch: 0, isr, partition_epoch: 0 });
+            out.push(PartitionState {
+                replicas: replicas.clone(),
+                leader,
+                leader_epoch: 0,
+                isr,
+                partition_epoch: 0,
+                adding_replicas: vec![],
+                removing_replicas: vec![],
+            });
         }
         Ok(out)
     }
@@ -357,6 +389,7 @@ impl ClusterMetadata {
 
     fn change_isr(&mut self, topic: &str, partition: i32, epoch: i32, isr: &[BrokerId]) -> CommandResult {
         let ineligible = isr.iter().copied().find(|r| !self.is_unfenced(*r));
+        let unfenced: BTreeSet<BrokerId> = self.unfenced_brokers().map(|b| b.id).collect();
         let p = self.partition_mut(topic, partition, epoch)?;
         if isr.is_empty() {
             return Err(CommandError::InvalidIsr("ISR must not be empty".into()));
@@ -374,12 +407,108 @@ impl ClusterMetadata {
         if let Some(r) = ineligible {
             return Err(CommandError::IneligibleReplica(r, "fenced or not registered".into()));
         }
-        if p.isr != isr {
-            p.isr = isr.to_vec();
+        let before = p.clone();
+        p.isr = isr.to_vec();
+        complete_reassignment(p, &unfenced);
+        if *p != before {
             p.partition_epoch += 1;
         }
         Ok(CommandOutcome::PartitionChanged { state: p.clone() })
     }
+
+    /// Starts, replaces or (with `None`) cancels a partition's reassignment.
+    fn reassign(&mut self, topic: &str, partition: i32, target: Option<&[BrokerId]>) -> CommandResult {
+        if let Some(target) = target {
+            let bad = |why: String| CommandError::InvalidReplicaAssignment(format!("{topic}-{partition}: {why}"));
+            if target.is_empty() {
+                return Err(bad("the new replica list is empty".into()));
+            }
+            if target.len() > i16::MAX as usize {
+                return Err(bad(format!("{} replicas", target.len())));
+            }
+            let distinct: BTreeSet<_> = target.iter().collect();
+            if distinct.len() != target.len() {
+                return Err(bad(format!("duplicate broker in {target:?}")));
+            }
+            if let Some(unknown) = target.iter().find(|r| !self.brokers.contains_key(r)) {
+                return Err(bad(format!("broker {unknown} is not registered")));
+            }
+        }
+        let unfenced: BTreeSet<BrokerId> = self.unfenced_brokers().map(|b| b.id).collect();
+        let t = self.topics.get_mut(topic).ok_or_else(|| CommandError::UnknownTopic(topic.to_string()))?;
+        let p = usize::try_from(partition)
+            .ok()
+            .and_then(|i| t.partitions.get_mut(i))
+            .ok_or_else(|| CommandError::UnknownPartition { topic: topic.to_string(), partition })?;
+        // The replicas before any move in progress: a new target replaces that move.
+        let original: Vec<BrokerId> = p.replicas.iter().copied().filter(|r| !p.adding_replicas.contains(r)).collect();
+        let target = match target {
+            Some(t) => t.to_vec(),
+            None if p.is_reassigning() => original.clone(),
+            None => return Err(CommandError::NoReassignmentInProgress { topic: topic.to_string(), partition }),
+        };
+        let mut next = p.clone();
+        next.adding_replicas = target.iter().copied().filter(|r| !original.contains(r)).collect();
+        next.removing_replicas = original.iter().copied().filter(|r| !target.contains(r)).collect();
+        next.replicas = target.iter().chain(&next.removing_replicas).copied().collect();
+        // A cancelled move drops replicas that were being added from the ISR too.
+        next.isr.retain(|r| next.replicas.contains(r));
+        if next.isr.is_empty() {
+            return Err(CommandError::InvalidReplicaAssignment(format!(
+                "{topic}-{partition}: none of {:?} is in sync; the move cannot be undone",
+                next.replicas
+            )));
+        }
+        if !next.replicas.contains(&next.leader) {
+            next.leader = next.replicas.iter().copied().find(|r| next.isr.contains(r) && unfenced.contains(r)).unwrap_or(NO_LEADER);
+            next.leader_epoch += 1;
+        }
+        complete_reassignment(&mut next, &unfenced);
+        if next != *p {
+            next.partition_epoch = p.partition_epoch + 1;
+            *p = next;
+        }
+        Ok(CommandOutcome::PartitionChanged { state: p.clone() })
+    }
+}
+
+/// Finishes a reassignment once every added replica is in the ISR: the replicas
+/// become the target, the removed ones leave the ISR, and leadership moves into the
+/// target if it was outside. The partition epoch is the caller's to bump.
+fn complete_reassignment(p: &mut PartitionState, unfenced: &BTreeSet<BrokerId>) {
+    if !p.is_reassigning() || !p.adding_replicas.iter().all(|r| p.isr.contains(r)) {
+        return;
+    }
+    let target = p.target_replicas();
+    let isr: Vec<BrokerId> = p.isr.iter().copied().filter(|r| target.contains(r)).collect();
+    if isr.is_empty() {
+        // Nothing in the target is in sync (the move only drops replicas, and the
+        // remaining ones lag): finishing now would lose the committed data.
+        return;
+    }
+    p.replicas = target;
+    p.isr = isr;
+    p.adding_replicas.clear();
+    p.removing_replicas.clear();
+    if !p.replicas.contains(&p.leader) {
+        p.leader = p.replicas.iter().copied().find(|r| p.isr.contains(r) && unfenced.contains(r)).unwrap_or(NO_LEADER);
+        p.leader_epoch += 1;
+    }
+}
+
+/// The topic config `unclean.leader.election.enable` (Kafka's default: false).
+fn allows_unclean_election(configs: &BTreeMap<String, String>) -> bool {
+    configs.get("unclean.leader.election.enable").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// A leaderless partition whose ISR is all gone takes the first live replica as
+/// leader, with an ISR of just that replica: availability over the records only
+/// the lost ISR held, which is what the topic asked for. The caller bumps the epochs.
+fn elect_unclean(p: &mut PartitionState, unfenced: &BTreeSet<BrokerId>) -> bool {
+    let Some(l) = p.replicas.iter().copied().find(|r| unfenced.contains(r)) else { return false };
+    p.leader = l;
+    p.isr = vec![l];
+    true
 }
 
 fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), CommandError> {

@@ -39,6 +39,8 @@ pub enum CommandError {
     InvalidIsr(String),
     #[error("broker {0} is not eligible: {1}")]
     IneligibleReplica(BrokerId, String),
+    #[error("no reassignment of {topic}-{partition} is in progress")]
+    NoReassignmentInProgress { topic: String, partition: i32 },
     #[error("producer ids exhausted")]
     ProducerIdsExhausted,
     #[error("invalid request: {0}")]
@@ -49,22 +51,23 @@ impl CommandError {
     /// The Kafka protocol error code a broker should answer with.
     pub fn kafka_error_code(&self) -> i16 {
         match self {
-            CommandError::TopicExists(_) => 36,              // TOPIC_ALREADY_EXISTS
-            CommandError::DuplicateTopicId(..) => 42,        // INVALID_REQUEST
-            CommandError::UnknownTopic(_) => 3,              // UNKNOWN_TOPIC_OR_PARTITION
-            CommandError::UnknownPartition { .. } => 3,      // UNKNOWN_TOPIC_OR_PARTITION
-            CommandError::InvalidTopicName(_) => 17,         // INVALID_TOPIC_EXCEPTION
-            CommandError::InvalidPartitions(_) => 37,        // INVALID_PARTITIONS
-            CommandError::InvalidReplicationFactor(_) => 38, // INVALID_REPLICATION_FACTOR
-            CommandError::InvalidReplicaAssignment(_) => 39, // INVALID_REPLICA_ASSIGNMENT
-            CommandError::InvalidConfig(_) => 40,            // INVALID_CONFIG
-            CommandError::UnknownBroker(_) => 102,           // BROKER_ID_NOT_REGISTERED
-            CommandError::StaleBrokerEpoch { .. } => 77,     // STALE_BROKER_EPOCH
-            CommandError::StalePartitionEpoch { .. } => 95,  // INVALID_UPDATE_VERSION
-            CommandError::InvalidIsr(_) => 42,               // INVALID_REQUEST
-            CommandError::IneligibleReplica(..) => 107,      // INELIGIBLE_REPLICA
-            CommandError::ProducerIdsExhausted => -1,        // UNKNOWN_SERVER_ERROR
-            CommandError::InvalidRequest(_) => 42,           // INVALID_REQUEST
+            CommandError::TopicExists(_) => 36,                  // TOPIC_ALREADY_EXISTS
+            CommandError::DuplicateTopicId(..) => 42,            // INVALID_REQUEST
+            CommandError::UnknownTopic(_) => 3,                  // UNKNOWN_TOPIC_OR_PARTITION
+            CommandError::UnknownPartition { .. } => 3,          // UNKNOWN_TOPIC_OR_PARTITION
+            CommandError::InvalidTopicName(_) => 17,             // INVALID_TOPIC_EXCEPTION
+            CommandError::InvalidPartitions(_) => 37,            // INVALID_PARTITIONS
+            CommandError::InvalidReplicationFactor(_) => 38,     // INVALID_REPLICATION_FACTOR
+            CommandError::InvalidReplicaAssignment(_) => 39,     // INVALID_REPLICA_ASSIGNMENT
+            CommandError::InvalidConfig(_) => 40,                // INVALID_CONFIG
+            CommandError::UnknownBroker(_) => 102,               // BROKER_ID_NOT_REGISTERED
+            CommandError::StaleBrokerEpoch { .. } => 77,         // STALE_BROKER_EPOCH
+            CommandError::StalePartitionEpoch { .. } => 95,      // INVALID_UPDATE_VERSION
+            CommandError::InvalidIsr(_) => 42,                   // INVALID_REQUEST
+            CommandError::IneligibleReplica(..) => 107,          // INELIGIBLE_REPLICA
+            CommandError::NoReassignmentInProgress { .. } => 85, // NO_REASSIGNMENT_IN_PROGRESS
+            CommandError::ProducerIdsExhausted => -1,            // UNKNOWN_SERVER_ERROR
+            CommandError::InvalidRequest(_) => 42,               // INVALID_REQUEST
         }
     }
 }

@@ -50,6 +50,23 @@ pub struct PartitionState {
     pub isr: Vec<BrokerId>,
     /// Bumped on every change of this partition; changes must name the current one.
     pub partition_epoch: i32,
+    /// A reassignment in progress: replicas being added (they are already in
+    /// `replicas`, catching up) and replicas to drop once every added one is in the ISR.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<BrokerId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<BrokerId>,
+}
+
+impl PartitionState {
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The replica set a reassignment in progress moves to (the replicas when none is).
+    pub fn target_replicas(&self) -> Vec<BrokerId> {
+        self.replicas.iter().copied().filter(|r| !self.removing_replicas.contains(r)).collect()
+    }
 }
 
 /// One topic; `partitions[i]` is partition `i`.
@@ -168,7 +185,15 @@ mod tests {
                 name: "t".into(),
                 topic_id: Uuid::from_u128(9),
                 configs: [("retention.ms".to_string(), "1".to_string())].into(),
-                partitions: vec![PartitionState { replicas: vec![1], leader: 1, leader_epoch: 0, isr: vec![1], partition_epoch: 0 }],
+                partitions: vec![PartitionState {
+                    replicas: vec![1],
+                    leader: 1,
+                    leader_epoch: 0,
+                    isr: vec![1],
+                    partition_epoch: 0,
+                    adding_replicas: vec![],
+                    removing_replicas: vec![],
+                }],
             },
         );
         let json = serde_json::to_vec(&md).unwrap();

@@ -184,6 +184,111 @@ fn fencing_moves_leaders_and_rf1_goes_offline_then_returns() {
 }
 
 #[test]
+fn reassignment_adds_catches_up_then_drops() {
+    let (mut md, _) = three_brokers();
+    register(&mut md, 4);
+    create(&mut md, "t", 1, vec![vec![1, 2, 3]]).unwrap();
+    let move_to = |target: Option<Vec<BrokerId>>| MetadataCommand::ReassignPartition { topic: "t".into(), partition: 0, target };
+    let Ok(CommandOutcome::PartitionChanged { state }) = md.apply(&move_to(Some(vec![4, 2, 3]))) else { panic!() };
+    assert_eq!(state.replicas, vec![4, 2, 3, 1], "the target first, then the replicas to drop");
+    assert_eq!((state.adding_replicas.clone(), state.removing_replicas.clone()), (vec![4], vec![1]));
+    assert_eq!((state.leader, state.isr.clone(), state.partition_epoch), (1, vec![1, 2, 3], 1), "nothing moves yet");
+    // Broker 4 catches up: the leader asks for it in the ISR, which completes the move.
+    let isr = |epoch, isr| MetadataCommand::ChangePartitionIsr { topic: "t".into(), partition: 0, partition_epoch: epoch, isr };
+    let Ok(CommandOutcome::PartitionChanged { state }) = md.apply(&isr(1, vec![1, 2, 3, 4])) else { panic!() };
+    assert_eq!(state.replicas, vec![4, 2, 3]);
+    assert_eq!(state.isr, vec![2, 3, 4]);
+    assert!(!state.is_reassigning());
+    assert_eq!((state.leader, state.leader_epoch, state.partition_epoch), (4, 1, 2), "leadership moved into the target");
+    assert!(matches!(md.apply(&move_to(None)), Err(CommandError::NoReassignmentInProgress { .. })));
+    assert_eq!(CommandError::NoReassignmentInProgress { topic: "t".into(), partition: 0 }.kafka_error_code(), 85);
+}
+
+#[test]
+fn reassignment_cancel_replace_and_bad_targets() {
+    let (mut md, _) = three_brokers();
+    register(&mut md, 4);
+    register(&mut md, 5);
+    create(&mut md, "t", 1, vec![vec![1, 2]]).unwrap();
+    let move_to = |target: Option<Vec<BrokerId>>| MetadataCommand::ReassignPartition { topic: "t".into(), partition: 0, target };
+    for bad in [vec![], vec![1, 1], vec![1, 9]] {
+        let before = md.clone();
+        assert!(matches!(md.apply(&move_to(Some(bad))), Err(CommandError::InvalidReplicaAssignment(_))));
+        assert_eq!(md, before);
+    }
+    assert!(matches!(
+        md.apply(&MetadataCommand::ReassignPartition { topic: "t".into(), partition: 3, target: Some(vec![1]) }),
+        Err(CommandError::UnknownPartition { .. })
+    ));
+    md.apply(&move_to(Some(vec![3, 4]))).unwrap();
+    let p = md.partition("t", 0).unwrap();
+    assert_eq!((p.replicas.clone(), p.adding_replicas.clone(), p.removing_replicas.clone()), (vec![3, 4, 1, 2], vec![3, 4], vec![1, 2]));
+    // 3 catches up, then the operator changes their mind: the move to [5, 2] replaces
+    // the one in progress, and 3 (now neither original nor target) leaves the ISR.
+    let epoch = p.partition_epoch;
+    md.apply(&MetadataCommand::ChangePartitionIsr { topic: "t".into(), partition: 0, partition_epoch: epoch, isr: vec![1, 2, 3] }).unwrap();
+    assert!(md.partition("t", 0).unwrap().is_reassigning(), "4 has not caught up");
+    md.apply(&move_to(Some(vec![5, 2]))).unwrap();
+    let p = md.partition("t", 0).unwrap();
+    assert_eq!((p.replicas.clone(), p.adding_replicas.clone(), p.removing_replicas.clone()), (vec![5, 2, 1], vec![5], vec![1]));
+    assert_eq!(p.isr, vec![1, 2]);
+    // Cancelling goes back to the original replicas (Kafka's order: kept ones first).
+    md.apply(&move_to(None)).unwrap();
+    let p = md.partition("t", 0).unwrap();
+    assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader, p.is_reassigning()), (vec![2, 1], vec![1, 2], 1, false));
+    // A move that only drops replicas completes at once when the rest are in sync.
+    md.apply(&move_to(Some(vec![2]))).unwrap();
+    let p = md.partition("t", 0).unwrap();
+    assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader, p.is_reassigning()), (vec![2], vec![2], 2, false));
+}
+
+#[test]
+fn reassignment_waits_while_the_target_is_out_of_sync() {
+    let (mut md, _) = three_brokers();
+    create(&mut md, "t", 1, vec![vec![1, 2, 3]]).unwrap();
+    md.apply(&MetadataCommand::ChangePartitionIsr { topic: "t".into(), partition: 0, partition_epoch: 0, isr: vec![1] }).unwrap();
+    md.apply(&MetadataCommand::ReassignPartition { topic: "t".into(), partition: 0, target: Some(vec![2, 3]) }).unwrap();
+    let p = md.partition("t", 0).unwrap().clone();
+    assert!(p.is_reassigning(), "only the replica being dropped holds the data");
+    assert_eq!((p.leader, p.isr.clone()), (1, vec![1]));
+    md.apply(&MetadataCommand::ChangePartitionIsr { topic: "t".into(), partition: 0, partition_epoch: p.partition_epoch, isr: vec![1, 2] })
+        .unwrap();
+    let p = md.partition("t", 0).unwrap();
+    assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader, p.is_reassigning()), (vec![2, 3], vec![2], 2, false));
+}
+
+#[test]
+fn unclean_election_only_when_the_topic_allows_it() {
+    let (mut md, epochs) = three_brokers();
+    create(&mut md, "clean", 1, vec![vec![1, 2, 3]]).unwrap();
+    create(&mut md, "unclean", 2, vec![vec![1, 2, 3]]).unwrap();
+    md.apply(&MetadataCommand::AlterTopicConfig {
+        name: "unclean".into(),
+        set: BTreeMap::from([("unclean.leader.election.enable".to_string(), "true".to_string())]),
+        remove: vec![],
+    })
+    .unwrap();
+    for t in ["clean", "unclean"] {
+        md.apply(&MetadataCommand::ChangePartitionIsr { topic: t.into(), partition: 0, partition_epoch: 0, isr: vec![1] }).unwrap();
+    }
+    md.apply(&MetadataCommand::FenceBroker { broker_id: 1, broker_epoch: epochs[0] }).unwrap();
+    let p = md.partition("clean", 0).unwrap();
+    assert_eq!((p.leader, p.isr.clone()), (NO_LEADER, vec![1]), "waits for its only in-sync replica");
+    let p = md.partition("unclean", 0).unwrap();
+    assert_eq!((p.leader, p.isr.clone(), p.leader_epoch), (2, vec![2], 1), "takes a live out-of-sync replica");
+    md.apply(&MetadataCommand::UnfenceBroker { broker_id: 1, broker_epoch: epochs[0] }).unwrap();
+    assert_eq!(md.partition("clean", 0).unwrap().leader, 1);
+}
+
+#[test]
+fn image_without_reassignment_fields_still_reads() {
+    let json = r#"{"replicas":[1,2],"leader":1,"leader_epoch":3,"isr":[1,2],"partition_epoch":4}"#;
+    let p: PartitionState = serde_json::from_str(json).unwrap();
+    assert!(!p.is_reassigning());
+    assert_eq!(serde_json::to_string(&p).unwrap(), json, "and is written the same way");
+}
+
+#[test]
 fn producer_id_blocks() {
     let (mut md, epochs) = three_brokers();
     let alloc = |broker_id, broker_epoch, count| MetadataCommand::AllocateProducerIds { broker_id, broker_epoch, count };
@@ -225,11 +330,11 @@ fn arb_command() -> impl Strategy<Value = MetadataCommand> {
         names.clone().prop_map(|n| MetadataCommand::DeleteTopic { name: n.into() }),
         (names.clone(), prop::collection::vec(replicas.clone(), 0..3))
             .prop_map(|(n, assignments)| MetadataCommand::CreatePartitions { name: n.into(), assignments }),
-        (names.clone(), "[a-c]{0,2}", "[0-9]").prop_map(|(n, k, v)| MetadataCommand::AlterTopicConfig {
-            name: n.into(),
-            set: BTreeMap::from([(k, v)]),
-            remove: vec!["a".into()],
+        (names.clone(), prop::sample::select(vec!["a", "unclean.leader.election.enable"]), "true|[0-9]").prop_map(|(n, k, v)| {
+            MetadataCommand::AlterTopicConfig { name: n.into(), set: BTreeMap::from([(k.to_string(), v)]), remove: vec!["a".into()] }
         }),
+        (names.clone(), 0..3i32, prop::option::of(replicas.clone()))
+            .prop_map(|(n, partition, target)| { MetadataCommand::ReassignPartition { topic: n.into(), partition, target } }),
         (names.clone(), 0..3i32, 0..4i32, -1..5i32).prop_map(|(n, partition, partition_epoch, leader)| {
             MetadataCommand::ChangePartitionLeader { topic: n.into(), partition, partition_epoch, leader }
         }),
@@ -266,6 +371,9 @@ proptest! {
                 prop_assert!(!p.isr.is_empty());
                 prop_assert!(p.isr.iter().all(|r| p.replicas.contains(r)));
                 prop_assert!(p.leader == NO_LEADER || p.isr.contains(&p.leader));
+                prop_assert!(p.adding_replicas.iter().chain(&p.removing_replicas).all(|r| p.replicas.contains(r)));
+                prop_assert!(p.adding_replicas.iter().all(|r| !p.removing_replicas.contains(r)));
+                prop_assert!(!p.target_replicas().is_empty());
             }
         }
         prop_assert_eq!(&a, &b);
