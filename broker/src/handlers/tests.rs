@@ -37,6 +37,12 @@ fn empty_responses_encode_at_every_advertised_version() {
                 ApiKey::OffsetDelete => ResponseKind::OffsetDelete(OffsetDeleteResponse::default()),
                 ApiKey::AlterConfigs => ResponseKind::AlterConfigs(AlterConfigsResponse::default()),
                 ApiKey::IncrementalAlterConfigs => ResponseKind::IncrementalAlterConfigs(IncrementalAlterConfigsResponse::default()),
+                ApiKey::AlterPartitionReassignments => {
+                    ResponseKind::AlterPartitionReassignments(AlterPartitionReassignmentsResponse::default())
+                }
+                ApiKey::ListPartitionReassignments => {
+                    ResponseKind::ListPartitionReassignments(ListPartitionReassignmentsResponse::default())
+                }
                 other => panic!("add {other:?} to this test"),
             };
             encode_response(1, s.key, v, &body).unwrap_or_else(|e| panic!("{:?} v{v}: {e}", s.key));
