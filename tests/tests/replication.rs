@@ -26,9 +26,9 @@ const PARTITIONS: i32 = 6;
 /// Records sent per second: a steady load that leaves the machine's two cores room
 /// for three brokers, their failovers and the other tests.
 const RATE: f64 = 8_000.0;
-/// Records in flight per producer: enough that partitions refusing acks=all for a
-/// while (an isolated leader) do not stall the others behind them.
-const MAX_PENDING: usize = 20_000;
+/// Records in flight per partition: a partition refusing acks=all for a while (an
+/// isolated leader) holds back only its own records, not the others'.
+const MAX_PENDING_PER_PARTITION: usize = 4_000;
 
 fn start_cluster() -> Result<Vec<Broker>> {
     start_nodes(&[None, None, None])
@@ -163,44 +163,53 @@ fn produce_until(bootstrap: String, topic: String, stop: Arc<AtomicBool>, acked:
     let started = Instant::now();
     rt.block_on(async {
         let mut pending = futures::stream::FuturesUnordered::new();
+        let mut in_flight = [0usize; PARTITIONS as usize];
+        let mut next_partition = 0usize;
         use futures::StreamExt;
+        let record = |in_flight: &mut [usize], (partition, value, r): (usize, String, Result<_, String>)| {
+            in_flight[partition] -= 1;
+            match r {
+                Ok((p, offset)) => {
+                    acked.lock().unwrap().insert((p, offset), value);
+                }
+                Err(e) => errors.lock().unwrap().push(format!("{value}: {e}")),
+            }
+        };
         while !stop.load(Ordering::SeqCst) {
             let due = (RATE * started.elapsed().as_secs_f64()) as u64 + 1;
-            while pending.len() < MAX_PENDING && sent < due && !stop.load(Ordering::SeqCst) {
+            while sent < due && !stop.load(Ordering::SeqCst) {
+                // Round robin over the partitions that have room.
+                let Some(partition) = (0..in_flight.len())
+                    .map(|i| (next_partition + i) % in_flight.len())
+                    .find(|p| in_flight[*p] < MAX_PENDING_PER_PARTITION)
+                else {
+                    break;
+                };
                 let value = format!("v-{sent}");
-                let partition = (sent % PARTITIONS as u64) as i32;
-                match producer.send_result(FutureRecord::<(), _>::to(&topic).partition(partition).payload(&value)) {
+                match producer.send_result(FutureRecord::<(), _>::to(&topic).partition(partition as i32).payload(&value)) {
                     Ok(f) => {
                         pending.push(async move {
                             let r = match f.await {
-                                Ok(Ok(d)) => Ok(d),
+                                Ok(Ok(d)) => Ok((d.partition, d.offset)),
                                 Ok(Err((e, _))) => Err(e.to_string()),
                                 Err(_) => Err("delivery future cancelled".to_string()),
                             };
-                            (value, r)
+                            (partition, value, r)
                         });
+                        in_flight[partition] += 1;
+                        next_partition = partition + 1;
                         sent += 1;
                     }
                     Err(_) => break, // queue full: wait for acknowledgements first
                 }
             }
             let next = tokio::time::timeout(Duration::from_millis(2), pending.next());
-            if let Ok(Some((value, r))) = next.await {
-                match r {
-                    Ok(d) => {
-                        acked.lock().unwrap().insert((d.partition, d.offset), value);
-                    }
-                    Err(e) => errors.lock().unwrap().push(format!("{value}: {e}")),
-                }
+            if let Ok(Some(done)) = next.await {
+                record(&mut in_flight, done);
             }
         }
-        while let Some((value, r)) = pending.next().await {
-            match r {
-                Ok(d) => {
-                    acked.lock().unwrap().insert((d.partition, d.offset), value);
-                }
-                Err(e) => errors.lock().unwrap().push(format!("{value}: {e}")),
-            }
+        while let Some(done) = pending.next().await {
+            record(&mut in_flight, done);
         }
     });
     Ok(sent)
@@ -327,7 +336,12 @@ fn acknowledged_writes_survive_leader_kills_pauses_and_cut_links() -> Result<()>
         // Nemesis 1b: cut the replication links into partition 3's leader for longer
         // than replica.lag.time.max.ms. Its followers fall out of the ISR; below
         // min.insync.replicas its partitions refuse acks=all until the link heals.
-        let lead = settled(&brokers, &topic, 3)?;
+        // With every leadership on the isolated broker nothing could be acknowledged
+        // while it is cut off: wait for preferred-leader election to spread them.
+        let lead = wait_for("leaders on every broker", TIMEOUT, || {
+            let lead = settled(&brokers, &topic, 3).ok()?;
+            (lead.values().map(|(l, _)| *l).collect::<BTreeSet<_>>().len() == 3).then_some(lead)
+        })?;
         let isolated = (lead[&3].0 - 1) as usize;
         proxies[isolated].cut();
         wait_for("the isolated leader's ISRs to shrink", TIMEOUT, || {
