@@ -143,11 +143,34 @@ impl Load {
     }
 }
 
-/// Acknowledged records: (partition, offset) → value.
-type AckedRecords = BTreeMap<(i32, i64), String>;
+/// Acknowledged records.
+#[derive(Debug, Clone, Default)]
+struct AckedRecords {
+    /// (partition, offset) → value.
+    at: BTreeMap<(i32, i64), String>,
+    /// (partition, value) acknowledged without an offset: an idempotent producer whose
+    /// response to a request was lost learns that request was stored when a later one
+    /// is acknowledged, and reports its records with offset -1001 (librdkafka's
+    /// "persisted, offset unknown").
+    unknown_offset: Vec<(i32, String)>,
+}
 
-/// What the producers had acknowledged: (partition, offset) → value.
-type Acked = Arc<Mutex<BTreeMap<(i32, i64), String>>>;
+impl AckedRecords {
+    fn len(&self) -> usize {
+        self.at.len() + self.unknown_offset.len()
+    }
+
+    fn insert(&mut self, partition: i32, offset: i64, value: String) {
+        if offset < 0 {
+            self.unknown_offset.push((partition, value));
+        } else {
+            self.at.insert((partition, offset), value);
+        }
+    }
+}
+
+/// What the producers had acknowledged.
+type Acked = Arc<Mutex<AckedRecords>>;
 
 fn produce_until(bootstrap: String, topic: String, stop: Arc<AtomicBool>, acked: Acked, errors: Arc<Mutex<Vec<String>>>) -> Result<u64> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -170,7 +193,7 @@ fn produce_until(bootstrap: String, topic: String, stop: Arc<AtomicBool>, acked:
             in_flight[partition] -= 1;
             match r {
                 Ok((p, offset)) => {
-                    acked.lock().unwrap().insert((p, offset), value);
+                    acked.lock().unwrap().insert(p, offset, value);
                 }
                 Err(e) => errors.lock().unwrap().push(format!("{value}: {e}")),
             }
@@ -255,7 +278,7 @@ fn read_back(brokers: &[Broker], topic: &str, acked: &AckedRecords) -> Result<BT
     // until each partition's covers what was acknowledged on it.
     let mut ends = BTreeMap::new();
     for p in 0..PARTITIONS {
-        let want = acked.range((p, i64::MIN)..=(p, i64::MAX)).next_back().map_or(0, |((_, o), _)| o + 1);
+        let want = acked.at.range((p, i64::MIN)..=(p, i64::MAX)).next_back().map_or(0, |((_, o), _)| o + 1);
         let high = wait_for("the high watermark to cover the acknowledged records", TIMEOUT, || {
             consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).ok().map(|(_, h)| h).filter(|h| *h >= want)
         })?;
@@ -402,18 +425,12 @@ fn acknowledged_writes_survive_leader_kills_pauses_and_cut_links() -> Result<()>
 
 /// The checker: every acknowledged record is read back at its offset, once, with its
 /// value; no value appears twice. Prints the counts.
-fn check(
-    brokers: &[Broker],
-    topic: &str,
-    sent: u64,
-    acked: &BTreeMap<(i32, i64), String>,
-    errs: &[String],
-) -> Result<BTreeMap<(i32, i64), Vec<String>>> {
+fn check(brokers: &[Broker], topic: &str, sent: u64, acked: &AckedRecords, errs: &[String]) -> Result<BTreeMap<(i32, i64), Vec<String>>> {
     let got = read_back(brokers, topic, acked)?;
     let mut lost = 0;
     let mut moved = 0;
     let mut samples = Vec::new();
-    for ((p, off), value) in acked {
+    for ((p, off), value) in &acked.at {
         match got.get(&(*p, *off)) {
             Some(vs) if vs.len() == 1 && vs[0] == *value => {}
             other => {
@@ -428,9 +445,6 @@ fn check(
             }
         }
     }
-    if !samples.is_empty() {
-        println!("checker: first differences: {samples:?}");
-    }
     if !errs.is_empty() {
         println!("checker: first producer errors: {:?}", &errs[..errs.len().min(5)]);
     }
@@ -441,9 +455,24 @@ fn check(
         }
     }
     let duplicated = seen.values().filter(|n| **n > 1).count();
+    // Records acknowledged without an offset must be in their partition, once (a value
+    // read twice is counted by `duplicated` already).
+    let in_partition: BTreeSet<(i32, &str)> = got.iter().flat_map(|((p, _), vs)| vs.iter().map(move |v| (*p, v.as_str()))).collect();
+    for (p, value) in &acked.unknown_offset {
+        if !in_partition.contains(&(*p, value.as_str())) {
+            lost += 1;
+            if samples.len() < 8 {
+                samples.push(format!("{p}/? acked {value:?} without an offset, not read"));
+            }
+        }
+    }
+    if !samples.is_empty() {
+        println!("checker: first differences: {samples:?}");
+    }
     println!(
-        "checker: sent {sent}, acked {}, read {}, lost {lost}, wrong value {moved}, duplicated {duplicated}, producer errors {}",
+        "checker: sent {sent}, acked {} ({} without an offset), read {}, lost {lost}, wrong value {moved}, duplicated {duplicated}, producer errors {}",
         acked.len(),
+        acked.unknown_offset.len(),
         got.len(),
         errs.len()
     );
