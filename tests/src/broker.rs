@@ -131,6 +131,9 @@ impl Broker {
                 cmd.env_remove(&name);
             }
         }
+        // An error at start-up is printed by anyhow; without its backtrace the message
+        // stays inside the stderr tail that failures show.
+        cmd.env("RUST_LIB_BACKTRACE", "0");
         let mut child = cmd.spawn().with_context(|| format!("spawning {}", bin.display()))?;
         let stdout = child.stdout.take().context("broker stdout")?;
         let stdout_path = self.log_path("stdout");

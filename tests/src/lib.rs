@@ -8,6 +8,7 @@
 pub mod broker;
 pub mod clients;
 pub mod cluster;
+pub mod garbage;
 pub mod group;
 pub mod proxy;
 pub mod raw;

@@ -768,3 +768,78 @@ fn reassignment_moves_replicas_to_a_new_broker_under_load() -> Result<()> {
     }
     Ok(())
 }
+
+/// Sends `per_partition` records to every partition with acks=all and records where
+/// each landed.
+fn produce_acked(brokers: &[Broker], topic: &str, prefix: &str, per_partition: usize, acked: &mut AckedRecords) -> Result<u64> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap_of(brokers))
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .create()?;
+    rt.block_on(async {
+        let mut sends = Vec::new();
+        for i in 0..per_partition {
+            for p in 0..PARTITIONS {
+                let value = format!("{prefix}-{p}-{i}");
+                let producer = &producer;
+                sends.push(async move {
+                    let r = producer.send(FutureRecord::<(), _>::to(topic).partition(p).payload(&value), Duration::from_secs(60)).await;
+                    (value, r)
+                });
+            }
+        }
+        for (value, r) in futures::future::join_all(sends).await {
+            let d = r.map_err(|(e, _)| anyhow!("producing {value}: {e}"))?;
+            acked.insert(d.partition, d.offset, value);
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok((per_partition * PARTITIONS as usize) as u64)
+}
+
+/// Followers whose leader answers with broken responses (random bytes, absurd or
+/// negative sizes, wrong correlation ids, undecodable bodies, silence) neither crash
+/// nor store anything from them; once the leader answers properly again they catch
+/// up, rejoin the ISR and end byte-identical to it.
+#[test]
+fn followers_survive_garbage_from_their_leader() -> Result<()> {
+    use karst_tests::garbage::{GarbageServer, KINDS};
+    let (mut brokers, proxies) = start_cluster_with_proxies()?;
+    let topic = unique_topic("garbage");
+    create_rf3(&brokers[0], &topic)?;
+    let lead = settled(&brokers, &topic, 3)?;
+    let mut acked = AckedRecords::default();
+    let mut sent = produce_acked(&brokers, &topic, "before", 200, &mut acked)?;
+
+    // Followers reach a leader through its proxy: point the proxy of partition 0's
+    // leader at the hostile server and drop the followers' live connections.
+    let leader = (lead[&0].0 - 1) as usize;
+    let garbage = GarbageServer::start()?;
+    proxies[leader].set_target(garbage.addr());
+    proxies[leader].cut();
+    proxies[leader].heal();
+    let rounds = 2 * KINDS.len();
+    wait_for("every kind of broken answer served twice", TIMEOUT, || (garbage.served() >= rounds).then_some(()))?;
+    for b in brokers.iter_mut() {
+        b.check_running().context("a broker died of its leader's garbage")?;
+    }
+    println!("garbage: {} broken answers served to the followers of broker {}", garbage.served(), leader + 1);
+
+    proxies[leader].set_target(brokers[leader].addr());
+    proxies[leader].cut();
+    proxies[leader].heal();
+    drop(garbage);
+    settled(&brokers, &topic, 3).context("the followers back in the ISR once the leader answers properly")?;
+    sent += produce_acked(&brokers, &topic, "after", 200, &mut acked)?;
+    check(&brokers, &topic, sent, &acked, &[])?;
+    for b in brokers.iter_mut() {
+        b.terminate(TIMEOUT)?;
+    }
+    for p in 0..PARTITIONS {
+        let copies: Vec<Vec<u8>> = brokers.iter().map(|b| log_bytes(b.data_dir(), &topic, p)).collect::<Result<_>>()?;
+        ensure!(copies.iter().all(|c| *c == copies[0]), "replicas of partition {p} differ");
+    }
+    Ok(())
+}
