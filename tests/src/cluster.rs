@@ -1,15 +1,40 @@
 //! Several `karst` processes forming one cluster on loopback.
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
+use std::sync::Mutex;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 
 use crate::Broker;
 
-/// Ports the OS considers free right now (bound, then released).
+/// Ports free right now (bound, then released) for servers that must keep their port
+/// across restarts. They come from below the kernel's ephemeral range: a port from
+/// inside it, once its server is killed, can be taken as the local port of any
+/// outgoing connection on the machine, and the restarted server cannot bind it.
 pub fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<_>>()?;
-    Ok(listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<std::io::Result<_>>()?)
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.max(10_100));
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut seed = uuid::Uuid::new_v4().as_u128();
+    let mut ports = Vec::new();
+    for _ in 0..10_000 {
+        if ports.len() == n {
+            return Ok(ports);
+        }
+        let port = low + (seed % u128::from(high - low)) as u16;
+        seed = seed.rotate_left(17) ^ 0x9E37_79B9;
+        if given.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        given.insert(port);
+        ports.push(port);
+    }
+    bail!("no {n} free ports between {low} and {high}")
 }
 
 /// Starts nodes 1..=n concurrently as one controller quorum (each waits for the
