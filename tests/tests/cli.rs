@@ -435,3 +435,63 @@ fn reassign_on_one_broker_refuses_and_lists() -> Result<()> {
     ensure!(d["partitions"][0]["replicas"] == serde_json::json!([1]), "{d}");
     Ok(())
 }
+
+#[test]
+fn three_brokers_route_to_leaders_and_coordinators_and_move_replicas() -> Result<()> {
+    let brokers = karst_tests::cluster::start_cluster(3, |_| vec!["--set".into(), "group.initial.rebalance.delay.ms=0".into()])?;
+    let dir = tempfile::tempdir()?;
+    let all = brokers.iter().map(Broker::bootstrap).collect::<Vec<_>>().join(",");
+    let via = &brokers[1];
+    let with_all = |args: &[&str]| -> Result<Command> {
+        let mut cmd = Command::new(karst_bin()?);
+        cmd.args(args).args(["--bootstrap-server", &all]).stdin(Stdio::null());
+        scrub_env(&mut cmd);
+        Ok(cmd)
+    };
+
+    let info = json(via, &["cluster", "info"])?;
+    let ids: Vec<i64> = info["brokers"].as_array().context("brokers")?.iter().filter_map(|b| b["id"].as_i64()).collect();
+    ensure!(ids == [1, 2, 3], "{info}");
+
+    let topic = unique_topic("cli-cluster");
+    ok(via, &["topic", "create", &topic, "--partitions", "6", "--replication-factor", "3"])?;
+    let d = wait_for("every partition to have three in-sync replicas", TIMEOUT, || {
+        json(via, &["topic", "describe", &topic])
+            .ok()
+            .filter(|d| d["partitions"].as_array().is_some_and(|ps| ps.iter().all(|p| p["isr"].as_array().is_some_and(|i| i.len() == 3))))
+    })?;
+    let leaders: BTreeSet<i64> = d["partitions"].as_array().context("partitions")?.iter().filter_map(|p| p["leader"].as_i64()).collect();
+    ensure!(leaders.len() == 3, "leaders should be spread over the brokers: {d}");
+
+    // Produce through a comma list; every partition's leader gets its share.
+    let input: Vec<String> = (0..600).map(|i| format!("k{i}:v{i}")).collect();
+    let mut cmd = with_all(&["produce", &topic, "--key-separator", ":"])?;
+    cmd.stdin(write_file(dir.path(), "in", &input)?);
+    run_checked(&mut cmd, TIMEOUT)?;
+    let got = run_checked(kcat(&brokers[2]).args(["-C", "-t", &topic, "-o", "beginning", "-e", "-q", "-f", "%s\n"]), TIMEOUT)?;
+    let read: BTreeSet<String> = lines(&String::from_utf8_lossy(&got.stdout)).into_iter().collect();
+    let want: BTreeSet<String> = (0..600).map(|i| format!("v{i}")).collect();
+    ensure!(read == want, "kcat read {} distinct values", read.len());
+
+    // A group member reads from all leaders and commits to its coordinator.
+    let group = unique_topic("cli-cg");
+    let out = run_checked(
+        &mut with_all(&["consume", &topic, "--group", &group, "--from", "beginning", "--max-messages", "600", "--timeout-ms", "20000"])?,
+        TIMEOUT,
+    )?;
+    let read: BTreeSet<String> = lines(&String::from_utf8_lossy(&out.stdout)).into_iter().collect();
+    ensure!(read == want, "the group member read {} distinct values", read.len());
+    let d = json(&brokers[0], &["group", "describe", &group])?;
+    let committed: i64 = d["offsets"].as_array().context("offsets")?.iter().filter_map(|o| o["committed_offset"].as_i64()).sum();
+    ensure!(committed == 600 && d["state"] == "Empty", "{d}");
+
+    // Move partition 0 to brokers 2 and 3 and watch it complete.
+    ok(via, &["topic", "reassign", &topic, "--partition", "0", "--replicas", "2,3"])?;
+    wait_until("the move to complete", TIMEOUT, || {
+        json(via, &["topic", "describe", &topic]).is_ok_and(|d| d["partitions"][0]["replicas"] == serde_json::json!([2, 3]))
+            && ok(via, &["topic", "reassign", "--list"]).is_ok_and(|t| t.contains("No reassignments in progress"))
+    })?;
+    let out = ok(via, &["consume", &topic, "--partition", "0", "--from", "beginning", "--timeout-ms", "2000", "--format", "json"])?;
+    ensure!(out.lines().count() as i64 > 0, "partition 0 is readable after the move");
+    Ok(())
+}

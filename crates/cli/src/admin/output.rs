@@ -21,7 +21,7 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> Result<()> {
         for (i, c) in cells.into_iter().enumerate() {
             s.push_str(c);
             if i + 1 < n {
-                let pad = widths[i].saturating_sub(c.chars().count()) + 2;
+                let pad = widths.get(i).copied().unwrap_or(0).saturating_sub(c.chars().count()) + 2;
                 s.extend(std::iter::repeat_n(' ', pad));
             }
         }
