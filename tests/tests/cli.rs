@@ -258,6 +258,10 @@ fn kcat_produces_and_cli_consumes() -> Result<()> {
     // Exactly the form the Docker test uses.
     let out = ok(&broker, &["consume", &topic, "--from", "beginning", "--max-messages", "500", "--timeout-ms", "10000"])?;
     ensure!(lines(&out) == input, "consumed {} lines, first {:?}", out.lines().count(), out.lines().next());
+    // The idle timeout starts after the group join (3 s: group.initial.rebalance.delay.ms).
+    let group = unique_topic("cli-g");
+    let out = ok(&broker, &["consume", &topic, "--group", &group, "--from", "beginning", "--max-messages", "500", "--timeout-ms", "2000"])?;
+    ensure!(lines(&out) == input, "the group member read {} lines", out.lines().count());
     let out = ok(&broker, &["consume", &topic, "--from", "offset:490", "--max-messages", "10", "--timeout-ms", "10000"])?;
     ensure!(lines(&out) == input[490..], "{out}");
     let out =

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::client::{BrokerInfo, Client};
 use super::errors::check;
-use super::output;
+use super::output::{self, outln};
 use super::Format;
 
 pub(crate) async fn info(client: &mut Client, out: Format) -> Result<()> {
@@ -40,8 +40,8 @@ pub(crate) async fn info(client: &mut Client, out: Format) -> Result<()> {
             "source": source,
         })),
         Format::Text => {
-            println!("Cluster id: {}", cluster_id.as_deref().unwrap_or("(none)"));
-            println!("Controller: {}", if controller < 0 { "none".to_string() } else { controller.to_string() });
+            outln!("Cluster id: {}", cluster_id.as_deref().unwrap_or("(none)"))?;
+            outln!("Controller: {}", if controller < 0 { "none".to_string() } else { controller.to_string() })?;
             let rows: Vec<Vec<String>> = brokers
                 .iter()
                 .map(|(b, fenced)| {

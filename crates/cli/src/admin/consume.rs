@@ -27,7 +27,6 @@ type Positions = BTreeMap<i32, i64>;
 
 pub(crate) async fn run(client: &mut Client, cmd: &ConsumeCmd) -> Result<()> {
     let format = cmd.format.unwrap_or(cmd.conn.output);
-    let started = Instant::now();
     let timeout = cmd.timeout_ms.map(Duration::from_millis);
     let mut topic = wait_for_topic(client, &cmd.topic, timeout).await?;
     if let Some(p) = cmd.partition {
@@ -45,7 +44,8 @@ pub(crate) async fn run(client: &mut Client, cmd: &ConsumeCmd) -> Result<()> {
     let mut positions = start_positions(client, &mut topic, cmd, member.as_ref()).await?;
     let mut printer = Printer { format, out: std::io::BufWriter::new(std::io::stdout()), topic: cmd.topic.clone() };
     let mut count: u64 = 0;
-    let mut last_record = started;
+    // Joining a group may take a while; the idle timeout starts once reading does.
+    let mut last_record = Instant::now();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     let outcome: Result<()> = loop {
@@ -76,6 +76,7 @@ pub(crate) async fn run(client: &mut Client, cmd: &ConsumeCmd) -> Result<()> {
                         Ok(p) => positions = p,
                         Err(e) => break Err(e),
                     }
+                    last_record = Instant::now();
                 }
                 Err(e) => break Err(e),
             }

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::client::{group_id, Client, EARLIEST, LATEST};
 use super::errors::check;
 use super::membership::{commit_offsets, decode_assignment, fetch_offsets, Offsets};
-use super::output;
+use super::output::{self, outln};
 use super::topic::report;
 use super::{Format, GroupAction, ResetOffsetsArgs};
 
@@ -127,12 +127,12 @@ async fn describe(client: &mut Client, out: Format, group: &str) -> Result<()> {
         })),
         Format::Text => {
             let proto = if g.protocol_data.is_empty() { String::new() } else { format!("/{}", g.protocol_data.as_str()) };
-            println!(
+            outln!(
                 "Group: {group}  State: {}  Protocol: {}{proto}  Coordinator: {coordinator}  Members: {}",
                 g.group_state.as_str(),
                 g.protocol_type.as_str(),
                 members.len()
-            );
+            )?;
             if !members.is_empty() {
                 let mrows: Vec<Vec<String>> = members
                     .iter()
@@ -149,7 +149,7 @@ async fn describe(client: &mut Client, out: Format, group: &str) -> Result<()> {
                 .map(|(t, p, c, e, lag, m)| vec![t.clone(), p.to_string(), dash(*c), dash(*e), dash(*lag), m.clone().unwrap_or("-".into())])
                 .collect();
             if orows.is_empty() {
-                println!("No committed offsets.");
+                outln!("No committed offsets.")?;
                 Ok(())
             } else {
                 output::table(&["TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "MEMBER-ID"], &orows)
@@ -226,9 +226,9 @@ async fn reset_offsets(client: &mut Client, out: Format, a: &ResetOffsetsArgs) -
                 .collect();
             output::table(&["TOPIC", "PARTITION", "CURRENT-OFFSET", "NEW-OFFSET"], &rows)?;
             if a.execute {
-                println!("Committed the new offsets of group {group}.");
+                outln!("Committed the new offsets of group {group}.")?;
             } else {
-                println!("Dry run: nothing was changed. Add --execute to commit these offsets.");
+                outln!("Dry run: nothing was changed. Add --execute to commit these offsets.")?;
             }
             Ok(())
         }

@@ -16,7 +16,7 @@ use serde_json::json;
 use super::args::parse_replicas;
 use super::client::{str_bytes, topic_name, Client};
 use super::errors::check;
-use super::output::{self, ids};
+use super::output::{self, ids, outln};
 use super::{Format, TopicAction};
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -163,14 +163,14 @@ async fn describe(client: &mut Client, out: Format, name: &str) -> Result<()> {
         Format::Text => {
             let overrides: Vec<String> =
                 configs.iter().filter(|c| c.2 == 1).map(|(k, v, _, _)| format!("{k}={}", v.as_deref().unwrap_or(""))).collect();
-            println!(
+            outln!(
                 "Topic: {}\tTopicId: {}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {}",
                 topic.name,
                 if topic.id.is_empty() { "-" } else { &topic.id },
                 topic.partitions.len(),
                 topic.partitions.first().map_or(0, |p| p.replicas.len()),
                 overrides.join(",")
-            );
+            )?;
             let rows: Vec<Vec<String>> = topic
                 .partitions
                 .iter()
@@ -185,10 +185,10 @@ async fn describe(client: &mut Client, out: Format, name: &str) -> Result<()> {
                 })
                 .collect();
             output::table(&["PARTITION", "LEADER", "REPLICAS", "ISR", "OFFLINE"], &rows)?;
-            println!("Configs:");
+            outln!("Configs:")?;
             for (k, v, source, sensitive) in &configs {
                 let v = if *sensitive { "(sensitive)" } else { v.as_deref().unwrap_or("") };
-                println!("  {k}={v}  ({})", config_source(*source));
+                outln!("  {k}={v}  ({})", config_source(*source))?;
             }
             Ok(())
         }
@@ -354,7 +354,7 @@ async fn list_reassignments(client: &mut Client, out: Format, name: Option<&str>
             .collect::<Vec<_>>())),
         Format::Text => {
             if rows.is_empty() {
-                println!("No reassignments in progress.");
+                outln!("No reassignments in progress.")?;
                 return Ok(());
             }
             let rows: Vec<Vec<String>> =
@@ -369,7 +369,7 @@ pub(crate) fn report(out: Format, value: serde_json::Value, text: &str) -> Resul
     match out {
         Format::Json => output::json(&value),
         Format::Text => {
-            println!("{text}");
+            outln!("{text}")?;
             Ok(())
         }
     }
