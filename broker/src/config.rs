@@ -310,8 +310,9 @@ impl BrokerConfig {
             let Some(rest) = name.strip_prefix("KARST_") else {
                 continue;
             };
-            if matches!(rest, "BIN" | "LOG") {
-                // Reserved for tooling and log filters, not broker settings.
+            if matches!(rest, "BIN" | "LOG" | "BOOTSTRAP_SERVER") {
+                // Reserved for tooling, log filters and the admin CLI's
+                // `--bootstrap-server`, not broker settings.
                 continue;
             }
             let key = rest.to_ascii_lowercase().replace('_', ".");
@@ -423,6 +424,16 @@ mod tests {
         c.apply_env(vec![("KARST_NUM_PARTITIONS".to_string(), "6".to_string()), ("PATH".to_string(), "/bin".to_string())])
             .expect("valid env");
         assert_eq!(c.num_partitions, 6);
+    }
+
+    #[test]
+    fn env_ignores_the_admin_cli_bootstrap_server() {
+        let mut c = BrokerConfig::default();
+        let before = c.describe();
+        c.apply_env(vec![("KARST_BOOTSTRAP_SERVER".to_string(), "10.0.0.1:9092".to_string())])
+            .expect("KARST_BOOTSTRAP_SERVER is the admin CLI's, not a broker setting");
+        assert_eq!(c.describe(), before);
+        assert!(c.apply_env(vec![("KARST_NO_SUCH_KEY".to_string(), "1".to_string())]).is_err(), "other unknown keys still refused");
     }
 
     #[test]

@@ -1,4 +1,7 @@
-//! `karst`: the broker binary.
+//! `karst`: the broker binary, and admin commands that speak the Kafka protocol
+//! to any broker.
+
+mod admin;
 
 use std::path::PathBuf;
 
@@ -25,6 +28,16 @@ enum Command {
     Serve(ServeArgs),
     /// Show or change the controller quorum of a running cluster.
     Voters(VotersArgs),
+    /// Create, list, describe, delete, configure and move topics.
+    Topic(admin::TopicCmd),
+    /// Write stdin lines to a topic, one record per line.
+    Produce(admin::ProduceCmd),
+    /// Print a topic's records, alone or as a consumer-group member.
+    Consume(admin::ConsumeCmd),
+    /// List, describe, reset and delete consumer groups.
+    Group(admin::GroupCmd),
+    /// Show the cluster: id, controller, brokers.
+    Cluster(admin::ClusterCmd),
 }
 
 #[derive(clap::Args, Debug)]
@@ -229,6 +242,19 @@ async fn shutdown_signal() {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => broker_runtime()?.block_on(run_serve(args)),
+        Command::Voters(args) => broker_runtime()?.block_on(run_voters(args)),
+        Command::Topic(c) => admin::main(admin::AdminCommand::Topic(c)),
+        Command::Produce(c) => admin::main(admin::AdminCommand::Produce(c)),
+        Command::Consume(c) => admin::main(admin::AdminCommand::Consume(c)),
+        Command::Group(c) => admin::main(admin::AdminCommand::Group(c)),
+        Command::Cluster(c) => admin::main(admin::AdminCommand::Cluster(c)),
+    }
+}
+
+/// Logging and the runtime of `serve` and `voters`.
+fn broker_runtime() -> Result<tokio::runtime::Runtime> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KARST_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -236,9 +262,5 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("karst").build()?;
-    match cli.command {
-        Command::Serve(args) => rt.block_on(run_serve(args)),
-        Command::Voters(args) => rt.block_on(run_voters(args)),
-    }
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("karst").build()?)
 }
