@@ -9,6 +9,7 @@ pub mod broker;
 pub mod clients;
 pub mod cluster;
 pub mod group;
+pub mod metrics;
 pub mod proxy;
 pub mod raw;
 pub mod wait;
