@@ -12,7 +12,7 @@ use karst_tests::metrics::{exchange, http_get, parse_exposition, Exposition};
 use karst_tests::raw::RawClient;
 use karst_tests::{unique_topic, wait_for, Broker};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
@@ -151,6 +151,17 @@ fn topic_counters_move_by_exactly_what_clients_produced_and_consumed() -> Result
     ensure!(resp.error_code != 0, "produce to a missing partition succeeded");
     let errs = scrape(admin)?;
     ensure!(errs.value_or_zero("karst_request_errors_total", &[("api", "Produce")]) >= 1.0, "produce error not counted");
+
+    // Group lag: the high watermark minus what the group committed.
+    let group = unique_topic("metrics-group");
+    let committer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", broker.bootstrap()).set("group.id", &group).create()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, 0, Offset::Offset((N - 100) as i64))?;
+    committer.commit(&tpl, CommitMode::Sync)?;
+    let lag = wait_for("the group's lag", TIMEOUT, || {
+        scrape(admin).ok()?.value("karst_consumer_group_lag", &[("group", &group), ("topic", &topic), ("partition", "0")]).ok()
+    })?;
+    ensure!(lag == 100.0, "lag {lag}, expected 100");
 
     // OpenMetrics when asked for it.
     let om = http_get(admin, "/metrics", &[("Accept", "application/openmetrics-text;version=1.0.0,text/plain;q=0.5")])?;
