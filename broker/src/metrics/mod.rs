@@ -50,6 +50,15 @@ pub(crate) fn consumed(topic: &Arc<str>, batches: &[u8]) {
     f.bytes_out.get_or_create(&label).inc_by(batches.len() as u64);
 }
 
+/// A deleted topic's series go with it, as Kafka drops its per-topic metrics.
+pub(crate) fn topic_deleted(topic: &str) {
+    let f = families();
+    let label = TopicLabel { topic: Arc::from(topic) };
+    for family in [&f.messages_in, &f.bytes_in, &f.messages_out, &f.bytes_out] {
+        family.remove(&label);
+    }
+}
+
 /// Counts the errors a response carries (request and partition level).
 pub(crate) fn count_errors(api: ApiKey, response: &ResponseKind) {
     inspect::for_each_error(response, |code| {
@@ -129,4 +138,18 @@ pub(crate) fn fetch_waiting() -> GaugeGuard {
 pub(crate) async fn fetch_wait<F: Future>(fut: F) -> F::Output {
     let _waiting = fetch_waiting();
     fut.await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_deleted_topic_loses_its_series() {
+        let topic: std::sync::Arc<str> = std::sync::Arc::from("metrics-unit-deleted");
+        super::produced(&topic, 3, 300);
+        let label = super::TopicLabel { topic: topic.clone() };
+        assert_eq!(super::families().messages_in.get_or_create(&label).get(), 3);
+        super::topic_deleted(&topic);
+        assert!(super::families().messages_in.get(&label).is_none());
+        assert!(super::families().bytes_in.get(&label).is_none());
+    }
 }
