@@ -207,6 +207,7 @@ impl Broker {
             .collect();
         for name in gone {
             self.partitions.delete_topic(&name);
+            crate::metrics::topic_deleted(&name);
             applied.remove(&name);
             info!(topic = %name, "removed deleted topic's partitions");
         }

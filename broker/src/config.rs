@@ -106,6 +106,9 @@ pub struct BrokerConfig {
     /// `replica.listener`: host:port followers fetch from, when replication should
     /// use another address (network) than clients. Unset: the client listener.
     pub replica_listener: Option<String>,
+    /// `admin.listener`: host:port of the HTTP endpoint for `/metrics` and
+    /// `/health/*` (port 0 picks a free one). `None` (an empty value): no endpoint.
+    pub admin_listener: Option<String>,
 }
 
 impl Default for BrokerConfig {
@@ -146,6 +149,7 @@ impl Default for BrokerConfig {
             min_insync_replicas: 1,
             broker_rack: None,
             replica_listener: None,
+            admin_listener: Some("127.0.0.1:9644".to_string()),
         }
     }
 }
@@ -226,6 +230,7 @@ impl BrokerConfig {
         "min.insync.replicas",
         "broker.rack",
         "replica.listener",
+        "admin.listener",
     ];
 
     /// Sets one key from its text value.
@@ -286,6 +291,7 @@ impl BrokerConfig {
             "min.insync.replicas" => self.min_insync_replicas = positive(key, v, parse(key, v)?)?,
             "broker.rack" => self.broker_rack = if v.is_empty() { None } else { Some(v.to_string()) },
             "replica.listener" => self.replica_listener = if v.is_empty() { None } else { Some(listener_address(v).to_string()) },
+            "admin.listener" => self.admin_listener = if v.is_empty() { None } else { Some(listener_address(v).to_string()) },
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
         Ok(())
@@ -352,6 +358,7 @@ impl BrokerConfig {
             ("min.insync.replicas", self.min_insync_replicas.to_string()),
             ("broker.rack", self.broker_rack.clone().unwrap_or_else(|| "(none)".into())),
             ("replica.listener", self.replica_listener.clone().unwrap_or_else(|| "(the client listener)".into())),
+            ("admin.listener", self.admin_listener.clone().unwrap_or_else(|| "(disabled)".into())),
         ]
     }
 
@@ -446,6 +453,18 @@ mod tests {
         assert!(c.set("log.retention.ms", "-5").is_err());
         c.set("log.retention.ms", "-1").expect("-1 is forever");
         assert_eq!(c.log_retention_ms, None);
+    }
+
+    #[test]
+    fn admin_listener_defaults_and_disables() {
+        let mut c = BrokerConfig::default();
+        assert_eq!(c.admin_listener.as_deref(), Some("127.0.0.1:9644"));
+        c.apply_env(vec![("KARST_ADMIN_LISTENER".to_string(), "127.0.0.1:0".to_string())]).expect("env");
+        assert_eq!(c.admin_listener.as_deref(), Some("127.0.0.1:0"));
+        c.apply_env(vec![("KARST_ADMIN_LISTENER".to_string(), String::new())]).expect("empty disables");
+        assert_eq!(c.admin_listener, None);
+        c.apply_toml("[admin]\nlistener = \"0.0.0.0:9700\"\n", "x").expect("toml");
+        assert_eq!(c.admin_listener.as_deref(), Some("0.0.0.0:9700"));
     }
 
     #[test]

@@ -107,7 +107,7 @@ impl Flusher {
 
     /// Makes every target of one file system durable, then raises their high watermarks.
     fn sync_group(&self, group: Vec<(Arc<Partition>, FlushTarget)>) {
-        let synced = sync_targets(&group);
+        let synced = crate::metrics::time_flush(|| sync_targets(&group));
         match synced {
             Ok(()) => {
                 for (p, target) in group {

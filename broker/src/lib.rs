@@ -10,6 +10,7 @@ pub mod group;
 mod handlers;
 pub mod limits;
 pub mod metadata;
+pub mod metrics;
 pub mod partition;
 pub mod partitions;
 mod replica;

@@ -124,14 +124,16 @@ pub(crate) fn maintain_isr(b: &Broker) {
             continue;
         };
         info!(topic = %p.topic, partition = p.index, from = ?state.isr, to = ?isr, "changing ISR");
+        let grew = isr.len() > state.isr.len();
         let cmd = MetadataCommand::ChangePartitionIsr {
             topic: p.topic.to_string(),
             partition: p.index,
             partition_epoch: state.partition_epoch,
             isr,
         };
-        if let Err(e) = b.metadata.propose(cmd) {
-            debug!(topic = %p.topic, partition = p.index, "ISR change not made: {e}");
+        match b.metadata.propose(cmd) {
+            Ok(_) => crate::metrics::isr_changed(grew),
+            Err(e) => debug!(topic = %p.topic, partition = p.index, "ISR change not made: {e}"),
         }
     }
 }

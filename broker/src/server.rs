@@ -54,6 +54,7 @@ const MAX_IN_FLIGHT: usize = 16;
 type ReplyFuture = Pin<Box<dyn Future<Output = Result<Option<Frames>, String>> + Send>>;
 
 async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
+    let _counted = crate::metrics::connection();
     let _ = stream.set_nodelay(true);
     let (mut rd, wr) = stream.into_split();
     // Small frames are gathered; large ones (record batches) bypass the buffer.

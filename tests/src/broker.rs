@@ -20,6 +20,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const LISTENING: &str = "Karst listening on ";
 /// What a controller-only node prints instead (its controller address).
 const CONTROLLER_LISTENING: &str = "Karst controller listening on ";
+/// The line `karst serve` prints, before the Kafka one, once its admin HTTP endpoint is bound.
+const ADMIN_LISTENING: &str = "Karst admin listening on ";
 
 /// The workspace root (the parent of this package's directory).
 pub fn workspace_root() -> PathBuf {
@@ -84,6 +86,7 @@ fn find_or_build_karst() -> Result<PathBuf> {
 pub struct Broker {
     child: Option<Child>,
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     data_dir: Option<TempDir>,
     log_dir: Option<TempDir>,
     extra_args: Vec<String>,
@@ -91,13 +94,16 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Starts a broker: `karst serve --listen 127.0.0.1:0 --data-dir <tmp> <extra_args>`.
+    /// Starts a broker: `karst serve --listen 127.0.0.1:0 --data-dir <tmp> <extra_args>`,
+    /// with `--admin-listen 127.0.0.1:0` unless `extra_args` names one (brokers of
+    /// parallel tests must not race for the default admin port).
     pub fn start(extra_args: &[&str]) -> Result<Broker> {
         let data_dir = tempfile::Builder::new().prefix("karst-data-").tempdir().context("creating data dir")?;
         let log_dir = tempfile::Builder::new().prefix("karst-logs-").tempdir().context("creating log dir")?;
         let mut broker = Broker {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_addr: None,
             data_dir: Some(data_dir),
             log_dir: Some(log_dir),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
@@ -122,6 +128,9 @@ impl Broker {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr);
+        if !self.extra_args.iter().any(|a| a.starts_with("--admin-listen")) {
+            cmd.arg("--admin-listen").arg("127.0.0.1:0");
+        }
         // Hermetic: `KARST_*` variables are broker settings (KARST_NUM_PARTITIONS=3),
         // so none of the caller's leak in (KARST_BIN, KARST_TEST_KEEP, ...), except
         // the log filter KARST_LOG.
@@ -137,28 +146,31 @@ impl Broker {
         let mut child = cmd.spawn().with_context(|| format!("spawning {}", bin.display()))?;
         let stdout = child.stdout.take().context("broker stdout")?;
         let stdout_path = self.log_path("stdout");
-        let (tx, rx) = mpsc::channel::<SocketAddr>();
+        let (tx, rx) = mpsc::channel::<(SocketAddr, Option<SocketAddr>)>();
         // Reads the "listening" line, then keeps draining stdout into a file so the
         // broker never blocks on a full pipe.
         std::thread::spawn(move || {
             let mut copy = File::create(stdout_path).ok();
             let mut sent = false;
+            let mut admin = None;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if let Some(f) = copy.as_mut() {
                     let _ = writeln!(f, "{line}");
                 }
                 if !sent {
-                    if let Some(addr) = parse_listening(&line) {
+                    if let Some(addr) = parse_admin_listening(&line) {
+                        admin = Some(addr);
+                    } else if let Some(addr) = parse_listening(&line) {
                         sent = true;
-                        let _ = tx.send(addr);
+                        let _ = tx.send((addr, admin));
                     }
                 }
             }
         });
         self.child = Some(child);
-        let addr = wait_for("the broker's listening line", START_TIMEOUT, || match rx.try_recv() {
-            Ok(addr) => Some(Ok(addr)),
+        let (addr, admin) = wait_for("the broker's listening line", START_TIMEOUT, || match rx.try_recv() {
+            Ok(addrs) => Some(Ok(addrs)),
             Err(mpsc::TryRecvError::Empty) => self
                 .exit_status()
                 .map(|status| Err(anyhow!("karst exited with {status} before listening; stderr:\n{}", self.stderr_tail(40)))),
@@ -171,7 +183,14 @@ impl Broker {
             bail!("broker reported a strange listening address {addr}");
         }
         self.addr = addr;
+        self.admin_addr = admin;
         Ok(())
+    }
+
+    /// The bound address of the admin HTTP endpoint (`/metrics`, `/health/*`);
+    /// `None` for a controller-only node or when it is disabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// The bound address.
@@ -299,9 +318,21 @@ fn parse_listening(line: &str) -> Option<SocketAddr> {
     line[at + marker.len()..].trim().parse().ok()
 }
 
+fn parse_admin_listening(line: &str) -> Option<SocketAddr> {
+    let at = line.find(ADMIN_LISTENING)?;
+    line[at + ADMIN_LISTENING.len()..].trim().parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_the_admin_listening_line() {
+        assert_eq!(parse_admin_listening("Karst admin listening on 127.0.0.1:9644"), Some(SocketAddr::from(([127, 0, 0, 1], 9644))));
+        assert_eq!(parse_listening("Karst admin listening on 127.0.0.1:9644"), None, "not taken for the Kafka listener");
+        assert_eq!(parse_admin_listening("Karst listening on 127.0.0.1:1"), None);
+    }
 
     #[test]
     fn parses_the_listening_line() {

@@ -10,6 +10,7 @@ pub mod clients;
 pub mod cluster;
 pub mod garbage;
 pub mod group;
+pub mod metrics;
 pub mod proxy;
 pub mod raw;
 pub mod wait;

@@ -153,6 +153,18 @@ pub(super) fn epoch_error(p: &Partition, theirs: i32) -> Option<i16> {
     }
 }
 
+/// The response; a consumer's (not a follower's) records are counted as read.
+fn respond(replica: Option<i32>, wanted: &[Wanted], topics: Vec<FetchableTopicResponse>) -> FetchResponse {
+    if replica.is_none() {
+        for (w, t) in wanted.iter().zip(&topics) {
+            let Ok(name) = &w.resolved else { continue };
+            let topic: Arc<str> = Arc::from(name.as_str());
+            t.partitions.iter().filter_map(|p| p.records.as_ref()).for_each(|r| crate::metrics::consumed(&topic, r));
+        }
+    }
+    FetchResponse::default().with_responses(topics)
+}
+
 pub(crate) async fn handle(b: &Arc<Broker>, mut req: FetchRequest, version: i16) -> FetchResponse {
     let wanted = resolve(b, &mut req, version);
     let replica_id = if version >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
@@ -165,13 +177,13 @@ pub(crate) async fn handle(b: &Arc<Broker>, mut req: FetchRequest, version: i16)
         let (topics, total, any_error) = read_all(b, &wanted, max_bytes, version, replica, Some(&mut receivers));
         let done = total >= min_bytes || any_error || receivers.is_empty() || tokio::time::Instant::now() >= deadline;
         if done {
-            return FetchResponse::default().with_responses(topics);
+            return respond(replica, &wanted, topics);
         }
         // Long poll: wait for any of these partitions to advance, or the deadline.
         let changes = select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
-        if tokio::time::timeout_at(deadline, changes).await.is_err() {
+        if crate::metrics::fetch_wait(tokio::time::timeout_at(deadline, changes)).await.is_err() {
             let (topics, _, _) = read_all(b, &wanted, max_bytes, version, replica, None);
-            return FetchResponse::default().with_responses(topics);
+            return respond(replica, &wanted, topics);
         }
     }
 }

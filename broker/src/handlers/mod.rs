@@ -41,6 +41,7 @@ pub(crate) enum Reply {
 pub(crate) type Frames = Vec<Bytes>;
 
 fn encode(correlation_id: i32, api_key: ApiKey, version: i16, r: &ResponseKind) -> Result<Option<Frames>, String> {
+    crate::metrics::count_errors(api_key, r);
     let encoded = match r {
         ResponseKind::Fetch(f) => encode_fetch_frames(correlation_id, version, f),
         other => encode_response(correlation_id, api_key, version, other).map(|b| vec![b]),
@@ -51,10 +52,16 @@ fn encode(correlation_id: i32, api_key: ApiKey, version: i16, r: &ResponseKind) 
     })
 }
 
+/// Handles one request, counted and timed by the metrics.
+pub(crate) fn dispatch(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<Reply, String> {
+    let (api_key, started) = (req.api_key, std::time::Instant::now());
+    crate::metrics::track_request(api_key, dispatch_request(b, req, peer), started)
+}
+
 /// Handles one request. Everything that must happen in request order (appends)
 /// happens before this returns; waiting (fsync, long poll) is left in `Later`.
 /// `Err` means the connection must close.
-pub(crate) fn dispatch(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<Reply, String> {
+fn dispatch_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<Reply, String> {
     let Request { api_key, version, correlation_id, body, client_id } = req;
     let client_id = client_id.map(|c| c.to_string()).unwrap_or_default();
     let span = debug_span!("request", api = ?api_key, version, correlation_id);

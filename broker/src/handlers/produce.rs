@@ -86,6 +86,7 @@ fn append(
     // No copy: offsets are assigned as the batches are written to the segment.
     let info = partition.append(&records, now).map_err(storage_failure)?;
     if !info.duplicate {
+        crate::metrics::produced(&partition.topic, summary.record_count, records.len());
         b.after_append(&partition);
     }
     Ok(Appended {
@@ -134,6 +135,7 @@ impl InFlight {
 
     /// The asynchronous half: wait until each append is durable (and so visible).
     pub(crate) async fn finish(self) -> ProduceResponse {
+        let _waiting = (self.acks == -1).then(crate::metrics::produce_waiting);
         let version = self.version;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.timeout_ms.max(0) as u64);
         let mut responses = Vec::with_capacity(self.results.len());

@@ -103,6 +103,10 @@ struct ServeArgs {
     /// Vote in the controller quorum only; no Kafka listener (`process.roles=controller`).
     #[arg(long)]
     controller_only: bool,
+    /// Address of the HTTP endpoint for /metrics and /health (`admin.listener`,
+    /// default 127.0.0.1:9644; port 0 picks a free one; empty disables it).
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<String>,
     /// Any setting by its Kafka name, repeatable: --set num.partitions=3
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -145,6 +149,9 @@ fn load_config(args: &ServeArgs) -> Result<BrokerConfig> {
     if let Some(v) = &args.controller_quorum_voters {
         c.set("controller.quorum.voters", v)?;
     }
+    if let Some(a) = &args.admin_listen {
+        c.set("admin.listener", a)?;
+    }
     Ok(c)
 }
 
@@ -168,6 +175,14 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
     }
     let listener = TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let bound = listener.local_addr()?;
+    let admin = match &config.admin_listener {
+        Some(addr) => {
+            let listener = karst_broker::metrics::bind_admin(addr).await.map_err(anyhow::Error::msg)?;
+            let bound = listener.local_addr()?;
+            Some((karst_broker::metrics::Admin::start(listener), bound))
+        }
+        None => None,
+    };
     let broker = tokio::task::spawn_blocking({
         let c = config.clone();
         move || Broker::open(c)
@@ -178,6 +193,10 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
         None => (bound.ip().to_string(), bound.port() as i32),
     };
     broker.set_advertised(host.clone(), port);
+    if let Some((admin, addr)) = admin {
+        admin.set_broker(broker.clone());
+        println!("Karst admin listening on {addr}");
+    }
     println!("Karst listening on {bound}");
     info!(%bound, advertised = %format!("{host}:{port}"), data_dir = %config.data_dir.display(), cluster_id = %broker.cluster_id, "broker started");
     serve(broker.clone(), listener, shutdown_signal()).await;

@@ -265,6 +265,8 @@ pub(crate) fn start(kind: Kind, progs: &Programs, opts: &StartOpts<'_>) -> Resul
         Kind::KarstFsync | Kind::KarstNoFsync => {
             let mut c = Command::new(&progs.karst);
             c.arg("serve").arg("--listen").arg(addr.to_string()).arg("--data-dir").arg(&data_dir).env("KARST_LOG", "warn");
+            // A free admin port: side-by-side runs must not race for the default 9644.
+            c.arg("--admin-listen").arg("127.0.0.1:0");
             if kind == Kind::KarstNoFsync {
                 c.arg("--set").arg("log.flush.interval.messages=9223372036854775807");
             }

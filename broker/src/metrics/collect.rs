@@ -1,0 +1,88 @@
+//! Gauges of state, computed from the broker's structures when scraped, and the
+//! readiness check behind `/health/ready`.
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue};
+use prometheus_client::metrics::MetricType;
+
+use crate::broker::Broker;
+
+/// Reads the broker at each scrape; registered in a per-scrape registry.
+#[derive(Debug)]
+pub(super) struct StateCollector {
+    pub(super) broker: Arc<Broker>,
+}
+
+fn gauge(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: impl EncodeGaugeValue) -> Result<(), std::fmt::Error> {
+    encoder.encode_descriptor(name, help, None, MetricType::Gauge)?.encode_gauge(&v)
+}
+
+impl Collector for StateCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let b = &self.broker;
+        let image = b.metadata.image();
+        let me = b.node_id;
+        let (mut led, mut under, mut offline) = (0i64, 0i64, 0i64);
+        for t in image.cluster.topics.values() {
+            for p in &t.partitions {
+                if p.leader < 0 {
+                    offline += 1;
+                } else if p.leader == me {
+                    led += 1;
+                    if p.isr.len() < p.replicas.len() {
+                        under += 1;
+                    }
+                }
+            }
+        }
+        gauge(&mut encoder, "karst_partitions_led", "Partitions this broker leads", led)?;
+        gauge(&mut encoder, "karst_under_replicated_partitions", "Partitions led here whose ISR is smaller than their replica set", under)?;
+        gauge(&mut encoder, "karst_offline_partitions", "Partitions without a leader, in the controller's view", offline)?;
+        let is_leader = i64::from(b.metadata.controller_leader() == Some(me));
+        gauge(&mut encoder, "karst_controller_is_leader", "1 if this node leads the controller quorum", is_leader)?;
+        let active = i64::try_from(image.cluster.unfenced_brokers().count()).unwrap_or(i64::MAX);
+        gauge(&mut encoder, "karst_controller_active_brokers", "Registered, unfenced brokers", active)?;
+
+        let mut lag = encoder.encode_descriptor(
+            "karst_consumer_group_lag",
+            "High watermark minus committed offset, for groups coordinated and partitions hosted here",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (group, offsets) in b.groups.entries_snapshot() {
+            for (topic, partition, committed) in offsets {
+                let Some(p) = b.partitions.get(&topic, partition) else { continue };
+                let v = (p.high_watermark() - committed).max(0);
+                let labels = vec![("group", group.clone()), ("topic", topic), ("partition", partition.to_string())];
+                lag.encode_family(&labels)?.encode_gauge(&v)?;
+            }
+        }
+        let mut sizes =
+            encoder.encode_descriptor("karst_log_size_bytes", "Bytes of a hosted partition's log segments", None, MetricType::Gauge)?;
+        let mut parts = b.partitions.all();
+        parts.sort_by(|x, y| (&x.topic, x.index).cmp(&(&y.topic, y.index)));
+        for p in parts {
+            let v = i64::try_from(p.size_bytes()).unwrap_or(i64::MAX);
+            let labels = vec![("topic", p.topic.to_string()), ("partition", p.index.to_string())];
+            sizes.encode_family(&labels)?.encode_gauge(&v)?;
+        }
+        Ok(())
+    }
+}
+
+/// `Ok` once the broker is registered and unfenced with a controller quorum that
+/// has a leader (so it can serve metadata); else why not.
+pub fn readiness(b: &Broker) -> Result<(), String> {
+    if b.metadata.broker_epoch() <= 0 {
+        return Err("not registered with the controller".into());
+    }
+    if b.metadata.controller_leader().is_none() {
+        return Err("the controller quorum has no leader".into());
+    }
+    if !b.metadata.image().cluster.is_unfenced(b.node_id) {
+        return Err("fenced by the controller".into());
+    }
+    Ok(())
+}

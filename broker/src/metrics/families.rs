@@ -1,0 +1,198 @@
+//! The registry and the metric families updated on the hot path. Counters are
+//! registered without `_total`: prometheus-client adds it in both formats.
+
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, OnceLock};
+
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::ResponseError;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::histogram::{AtomicHistogram, FLUSH_BUCKETS, LATENCY_BUCKETS};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct TopicLabel {
+    pub(crate) topic: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ApiLabel {
+    pub(crate) api: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ApiErrorLabels {
+    pub(crate) api: &'static str,
+    pub(crate) error: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, AtomicHistogram, fn() -> AtomicHistogram>;
+
+/// One API's request count and latency, cloned out of the families once so a
+/// request touches only atomics.
+#[derive(Debug)]
+pub(crate) struct ApiHandles {
+    pub(crate) requests: Counter,
+    pub(crate) latency: AtomicHistogram,
+}
+
+/// Every metric updated as requests flow; the state gauges are read at scrape time
+/// (see `collect`).
+#[derive(Debug)]
+pub(crate) struct Families {
+    pub(crate) registry: Registry,
+    pub(crate) messages_in: Family<TopicLabel, Counter>,
+    pub(crate) bytes_in: Family<TopicLabel, Counter>,
+    pub(crate) messages_out: Family<TopicLabel, Counter>,
+    pub(crate) bytes_out: Family<TopicLabel, Counter>,
+    requests: Family<ApiLabel, Counter>,
+    latency: HistogramFamily<ApiLabel>,
+    pub(crate) errors: Family<ApiErrorLabels, Counter>,
+    pub(crate) isr_shrinks: Counter,
+    pub(crate) isr_expands: Counter,
+    pub(crate) flush_latency: AtomicHistogram,
+    pub(crate) produce_purgatory: Gauge<i64, AtomicI64>,
+    pub(crate) fetch_purgatory: Gauge<i64, AtomicI64>,
+    pub(crate) connections: Gauge<i64, AtomicI64>,
+    /// Indexed by API key number.
+    apis: Box<[OnceLock<ApiHandles>]>,
+}
+
+fn latency_histogram() -> AtomicHistogram {
+    AtomicHistogram::new(LATENCY_BUCKETS)
+}
+
+/// Highest API key number with its own slot; later ones share the last slot's
+/// lookup through the family (never on any current client's hot path).
+const API_SLOTS: usize = 128;
+
+impl Families {
+    pub(crate) fn new() -> Families {
+        let mut registry = Registry::default();
+        let f = Families {
+            registry: Registry::default(),
+            messages_in: Family::default(),
+            bytes_in: Family::default(),
+            messages_out: Family::default(),
+            bytes_out: Family::default(),
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram as fn() -> AtomicHistogram),
+            errors: Family::default(),
+            isr_shrinks: Counter::default(),
+            isr_expands: Counter::default(),
+            flush_latency: AtomicHistogram::new(FLUSH_BUCKETS),
+            produce_purgatory: Gauge::default(),
+            fetch_purgatory: Gauge::default(),
+            connections: Gauge::default(),
+            apis: (0..API_SLOTS).map(|_| OnceLock::new()).collect(),
+        };
+        registry.register("karst_topic_messages_in", "Records appended by Produce", f.messages_in.clone());
+        registry.register("karst_topic_bytes_in", "Record-batch bytes appended by Produce", f.bytes_in.clone());
+        registry.register("karst_topic_messages_out", "Records returned by consumer Fetch", f.messages_out.clone());
+        registry.register("karst_topic_bytes_out", "Record-batch bytes returned by consumer Fetch", f.bytes_out.clone());
+        registry.register("karst_requests", "Requests handled, by Kafka API", f.requests.clone());
+        registry.register("karst_request_errors", "Request and partition level errors, by Kafka API and error name", f.errors.clone());
+        registry.register("karst_isr_shrinks", "ISR shrinks proposed by this broker as leader and accepted", f.isr_shrinks.clone());
+        registry.register("karst_isr_expands", "ISR expansions proposed by this broker as leader and accepted", f.isr_expands.clone());
+        registry.register("karst_request_latency_seconds", "Time from a request's dispatch to its response", f.latency.clone());
+        registry.register("karst_log_flush_latency_seconds", "Duration of one fdatasync or syncfs of the logs", f.flush_latency.clone());
+        registry.register(
+            "karst_produce_purgatory_size",
+            "acks=all Produce requests waiting for replication or fsync",
+            f.produce_purgatory.clone(),
+        );
+        registry.register("karst_fetch_purgatory_size", "Long-poll Fetch requests waiting for data", f.fetch_purgatory.clone());
+        registry.register("karst_connections", "Open Kafka client connections", f.connections.clone());
+        Families { registry, ..f }
+    }
+
+    /// The request counter and latency histogram of `api`.
+    pub(crate) fn api(&self, api: ApiKey) -> ApiHandles {
+        let make = || {
+            let label = ApiLabel { api: api_name(api) };
+            ApiHandles { requests: self.requests.get_or_create_owned(&label), latency: self.latency.get_or_create_owned(&label) }
+        };
+        match self.apis.get(api as i16 as usize) {
+            Some(slot) => {
+                let h = slot.get_or_init(make);
+                ApiHandles { requests: h.requests.clone(), latency: h.latency.clone() }
+            }
+            None => make(),
+        }
+    }
+}
+
+/// Kafka's name of an API ("Produce", "Fetch", ...), as in its documentation.
+pub(crate) fn api_name(api: ApiKey) -> &'static str {
+    // ApiKey's Debug names are Kafka's (`Produce`, `OffsetCommit`); leak-free
+    // because the table is built once per key.
+    static NAMES: OnceLock<Vec<(ApiKey, &'static str)>> = OnceLock::new();
+    let names = NAMES.get_or_init(|| ApiKey::iter().map(|k| (k, &*Box::leak(format!("{k:?}").into_boxed_str()))).collect());
+    names.iter().find(|(k, _)| *k == api).map_or("Unknown", |(_, n)| n)
+}
+
+/// Kafka's name of an error code (`NOT_LEADER_OR_FOLLOWER`), or `UNKNOWN_<code>`.
+pub(crate) fn error_name(code: i16) -> &'static str {
+    static NAMES: OnceLock<std::collections::HashMap<i16, &'static str>> = OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        (-1..=200)
+            .filter_map(|c| ResponseError::try_from_code(c).map(|e| (c, &*Box::leak(screaming_snake(&format!("{e:?}")).into_boxed_str()))))
+            .collect()
+    });
+    names.get(&code).copied().unwrap_or("UNKNOWN_ERROR_CODE")
+}
+
+/// `NotLeaderOrFollower` → `NOT_LEADER_OR_FOLLOWER`.
+pub(crate) fn screaming_snake(camel: &str) -> String {
+    let mut out = String::with_capacity(camel.len() + 8);
+    for (i, ch) in camel.chars().enumerate() {
+        if ch.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(ch.to_ascii_uppercase());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_names_are_kafkas() {
+        assert_eq!(screaming_snake("NotLeaderOrFollower"), "NOT_LEADER_OR_FOLLOWER");
+        assert_eq!(error_name(6), "NOT_LEADER_OR_FOLLOWER");
+        assert_eq!(error_name(3), "UNKNOWN_TOPIC_OR_PARTITION");
+        assert_eq!(error_name(10), "MESSAGE_TOO_LARGE");
+        assert_eq!(error_name(-1), "UNKNOWN_SERVER_ERROR");
+        assert_eq!(error_name(i16::MAX), "UNKNOWN_ERROR_CODE");
+    }
+
+    #[test]
+    fn api_names_are_kafkas() {
+        assert_eq!(api_name(ApiKey::Produce), "Produce");
+        assert_eq!(api_name(ApiKey::Fetch), "Fetch");
+        assert_eq!(api_name(ApiKey::OffsetCommit), "OffsetCommit");
+    }
+
+    #[test]
+    fn api_handles_share_the_registered_series() {
+        let f = Families::new();
+        f.api(ApiKey::Produce).requests.inc();
+        f.api(ApiKey::Produce).latency.observe(0.001);
+        assert_eq!(f.api(ApiKey::Produce).requests.get(), 1);
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &f.registry).expect("encodes");
+        assert!(text.contains("karst_requests_total{api=\"Produce\"} 1\n"), "{text}");
+        assert!(text.contains("karst_request_latency_seconds_count{api=\"Produce\"} 1\n"), "{text}");
+        assert!(
+            text.contains("karst_request_latency_seconds_bucket{le=\"0.001\",api=\"Produce\"} 1\n")
+                || text.contains("karst_request_latency_seconds_bucket{api=\"Produce\",le=\"0.001\"} 1\n"),
+            "{text}"
+        );
+    }
+}

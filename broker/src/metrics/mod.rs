@@ -1,0 +1,155 @@
+//! Prometheus metrics and the admin HTTP endpoint (`/metrics`, `/health/*`).
+//!
+//! Counters and histograms live in one process-wide set of families updated
+//! from one-line hooks on the request path (per batch or per request, atomics
+//! only); gauges that describe state (partitions led, ISR, log sizes, lag,
+//! controller) are computed when scraped.
+
+mod collect;
+mod families;
+mod histogram;
+mod http;
+mod inspect;
+
+use std::future::Future;
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, LazyLock};
+use std::time::Instant;
+
+use kafka_protocol::messages::{ApiKey, ResponseKind};
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::handlers::Reply;
+use families::{ApiErrorLabels, Families, TopicLabel};
+
+pub use collect::readiness;
+pub use http::{bind_admin, Admin};
+
+static FAMILIES: LazyLock<Families> = LazyLock::new(Families::new);
+
+fn families() -> &'static Families {
+    &FAMILIES
+}
+
+/// Produce appended `records` records in `bytes` bytes of batches to `topic`.
+pub(crate) fn produced(topic: &Arc<str>, records: i64, bytes: usize) {
+    let f = families();
+    let label = TopicLabel { topic: topic.clone() };
+    f.messages_in.get_or_create(&label).inc_by(u64::try_from(records).unwrap_or(0));
+    f.bytes_in.get_or_create(&label).inc_by(bytes as u64);
+}
+
+/// A consumer Fetch returned `batches` (whole record batches) of `topic`.
+pub(crate) fn consumed(topic: &Arc<str>, batches: &[u8]) {
+    if batches.is_empty() {
+        return;
+    }
+    let f = families();
+    let label = TopicLabel { topic: topic.clone() };
+    f.messages_out.get_or_create(&label).inc_by(inspect::record_count(batches));
+    f.bytes_out.get_or_create(&label).inc_by(batches.len() as u64);
+}
+
+/// A deleted topic's series go with it, as Kafka drops its per-topic metrics.
+pub(crate) fn topic_deleted(topic: &str) {
+    let f = families();
+    let label = TopicLabel { topic: Arc::from(topic) };
+    for family in [&f.messages_in, &f.bytes_in, &f.messages_out, &f.bytes_out] {
+        family.remove(&label);
+    }
+}
+
+/// Counts the errors a response carries (request and partition level).
+pub(crate) fn count_errors(api: ApiKey, response: &ResponseKind) {
+    inspect::for_each_error(response, |code| {
+        let labels = ApiErrorLabels { api: families::api_name(api), error: families::error_name(code) };
+        families().errors.get_or_create(&labels).inc();
+    });
+}
+
+/// Counts a request and times it until its response is ready.
+pub(crate) fn track_request(api: ApiKey, reply: Result<Reply, String>, started: Instant) -> Result<Reply, String> {
+    let handles = families().api(api);
+    handles.requests.inc();
+    match reply {
+        Ok(Reply::Later(fut)) => Ok(Reply::Later(Box::pin(async move {
+            let r = fut.await;
+            handles.latency.observe(started.elapsed().as_secs_f64());
+            r
+        }))),
+        other => {
+            handles.latency.observe(started.elapsed().as_secs_f64());
+            other
+        }
+    }
+}
+
+/// The leader's ISR change for a partition was accepted by the controller.
+pub(crate) fn isr_changed(grew: bool) {
+    let f = families();
+    if grew {
+        f.isr_expands.inc();
+    } else {
+        f.isr_shrinks.inc();
+    }
+}
+
+/// Runs one fsync (`fdatasync`/`syncfs`) and records its duration.
+pub(crate) fn time_flush<T>(sync: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let r = sync();
+    families().flush_latency.observe(started.elapsed().as_secs_f64());
+    r
+}
+
+/// Holds a gauge up by one while alive.
+#[must_use]
+pub(crate) struct GaugeGuard(&'static Gauge<i64, AtomicI64>);
+
+impl GaugeGuard {
+    fn enter(g: &'static Gauge<i64, AtomicI64>) -> GaugeGuard {
+        g.inc();
+        GaugeGuard(g)
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// An open client connection, counted until dropped.
+pub(crate) fn connection() -> GaugeGuard {
+    GaugeGuard::enter(&families().connections)
+}
+
+/// An acks=all Produce waiting in purgatory, counted until dropped.
+pub(crate) fn produce_waiting() -> GaugeGuard {
+    GaugeGuard::enter(&families().produce_purgatory)
+}
+
+/// A long-poll Fetch waiting for data, counted until dropped.
+pub(crate) fn fetch_waiting() -> GaugeGuard {
+    GaugeGuard::enter(&families().fetch_purgatory)
+}
+
+/// Awaits `fut` while counted as a waiting long-poll Fetch.
+pub(crate) async fn fetch_wait<F: Future>(fut: F) -> F::Output {
+    let _waiting = fetch_waiting();
+    fut.await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_deleted_topic_loses_its_series() {
+        let topic: std::sync::Arc<str> = std::sync::Arc::from("metrics-unit-deleted");
+        super::produced(&topic, 3, 300);
+        let label = super::TopicLabel { topic: topic.clone() };
+        assert_eq!(super::families().messages_in.get_or_create(&label).get(), 3);
+        super::topic_deleted(&topic);
+        assert!(super::families().messages_in.get(&label).is_none());
+        assert!(super::families().bytes_in.get(&label).is_none());
+    }
+}
