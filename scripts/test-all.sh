@@ -41,6 +41,13 @@ if ! python3 -c 'import confluent_kafka' 2>/dev/null; then
         python3 -m pip install -q --disable-pip-version-check --break-system-packages confluent-kafka
 fi
 
+# ---- PyYAML (scripts/check-deploy.py, tests/tests/deploy_files.rs) ---------------------------
+if ! python3 -c 'import yaml' 2>/dev/null; then
+    log "pip install PyYAML"
+    python3 -m pip install -q --disable-pip-version-check PyYAML 2>/dev/null ||
+        python3 -m pip install -q --disable-pip-version-check --break-system-packages PyYAML
+fi
+
 # ---- Rust toolchain bits ------------------------------------------------------------------
 if ! command -v cargo >/dev/null; then
     if [ -x "$HOME/.cargo/bin/cargo" ]; then

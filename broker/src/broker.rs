@@ -15,7 +15,7 @@ use crate::config::BrokerConfig;
 use crate::errors::BrokerError;
 use crate::flusher::Flusher;
 use crate::group::{GroupCoordinator, Timing};
-use crate::metadata::{write_atomically, BrokerId, MetadataStore, TopicMeta};
+use crate::metadata::{write_atomically, BrokerId, Listener, MetadataStore, TopicMeta};
 use crate::partition::{Partition, PartitionError};
 use crate::partitions::Partitions;
 use crate::topic_config::{self, TopicConfig};
@@ -32,8 +32,8 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub cluster_id: String,
     pub node_id: i32,
-    /// Host and port clients are told to connect to.
-    advertised: Mutex<(String, i32)>,
+    /// What clients are told to connect to, per listener (in `listeners` order).
+    advertised: Mutex<Vec<Listener>>,
     pub metadata: MetadataStore,
     pub partitions: Partitions,
     pub groups: GroupCoordinator,
@@ -113,7 +113,7 @@ impl Broker {
         let dir = config.data_dir.clone();
         let metadata = MetadataStore::open(&config, &dir, &cluster_id)?;
         let partitions = Partitions::new(&dir, config.node_id);
-        let advertised = Mutex::new(("127.0.0.1".to_string(), 9092));
+        let advertised = Mutex::new(metadata.registered_listeners());
         let flusher = Flusher::start(4);
         let groups = GroupCoordinator::new(
             config.offsets_topic_num_partitions,
@@ -142,16 +142,34 @@ impl Broker {
         Ok(broker)
     }
 
-    /// Sets the address advertised in Metadata (the bound one unless configured).
+    /// Sets the address the first listener advertises (the bound one unless configured).
     pub fn set_advertised(&self, host: String, port: i32) {
-        if let Err(e) = self.metadata.set_listener(&host, port) {
-            warn!("registering listener {host}:{port} with the controller failed: {e}");
+        let mut all = self.advertised.lock().clone();
+        let port = u16::try_from(port).unwrap_or(0);
+        match all.first_mut() {
+            Some(first) => (first.host, first.port) = (host, port),
+            None => all.push(Listener { name: crate::config::DEFAULT_LISTENER.into(), host, port }),
         }
-        *self.advertised.lock() = (host, port);
+        self.set_advertised_listeners(all);
     }
 
-    pub fn advertised(&self) -> (String, i32) {
-        self.advertised.lock().clone()
+    /// Sets what every listener advertises (registered with the controller, so
+    /// other brokers name this one the same way).
+    pub fn set_advertised_listeners(&self, listeners: Vec<Listener>) {
+        if let Err(e) = self.metadata.set_listeners(&listeners) {
+            warn!(?listeners, "registering listeners with the controller failed: {e}");
+        }
+        *self.advertised.lock() = listeners;
+    }
+
+    /// Host and port this broker advertises on `listener` (None: the first listener).
+    pub fn advertised_on(&self, listener: Option<&str>) -> Option<(String, i32)> {
+        let all = self.advertised.lock();
+        let l = match listener {
+            Some(name) => all.iter().find(|l| l.name == name),
+            None => all.first(),
+        }?;
+        Some((l.host.clone(), i32::from(l.port)))
     }
 
     pub fn topic_config(&self, topic: &TopicMeta) -> TopicConfig {

@@ -26,10 +26,25 @@ pub enum ConfigError {
 pub struct BrokerConfig {
     /// `node.id`
     pub node_id: i32,
-    /// `listeners`: where to accept Kafka clients (port 0 picks a free port).
+    /// `listeners`: where to accept Kafka clients (port 0 picks a free port), as
+    /// `NAME://host:port,...`; a lone `PLAINTEXT` listener is kept as its bare
+    /// `host:port`. [`BrokerConfig::listeners`] gives them parsed and checked.
     pub listen: String,
-    /// `advertised.listeners`: host:port given to clients in Metadata; defaults to the bound address.
+    /// `advertised.listeners`: `NAME://host:port,...` given to clients in Metadata
+    /// (a bare host:port for a single listener); a listener not named here
+    /// advertises its bound address.
     pub advertised_listener: Option<String>,
+    /// `listener.security.protocol.map`: `NAME:PROTOCOL,...`. Unset: Kafka's
+    /// default, where a listener named PLAINTEXT (or SSL, ...) is that protocol.
+    /// Only PLAINTEXT is supported.
+    pub listener_security_protocol_map: Option<String>,
+    /// `inter.broker.listener.name`: the listener other brokers (replication
+    /// followers) use to reach this one. Unset: `replica.listener` if set, else
+    /// the first listener.
+    pub inter_broker_listener_name: Option<String>,
+    /// `node.id.from.hostname`: take `node.id` from the trailing number of the
+    /// host name (`karst-2` → 2), for StatefulSets and compose replicas.
+    pub node_id_from_hostname: bool,
     /// `log.dirs`: where partitions and metadata live.
     pub data_dir: PathBuf,
     /// `socket.request.max.bytes`
@@ -117,6 +132,9 @@ impl Default for BrokerConfig {
             node_id: 1,
             listen: "127.0.0.1:9092".to_string(),
             advertised_listener: None,
+            listener_security_protocol_map: None,
+            inter_broker_listener_name: None,
+            node_id_from_hostname: false,
             data_dir: PathBuf::from("karst-data"),
             socket_request_max_bytes: 100 * 1024 * 1024,
             auto_create_topics_enable: true,
@@ -191,12 +209,140 @@ fn listener_address(value: &str) -> &str {
     value.split_once("://").map_or(value, |(_, rest)| rest)
 }
 
+/// The listener name of a bare `host:port` (Kafka's default listener).
+pub const DEFAULT_LISTENER: &str = "PLAINTEXT";
+
+/// The security protocols Kafka knows; Karst speaks only the first.
+const PROTOCOLS: [&str; 4] = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
+
+/// One entry of `listeners` or `advertised.listeners`: `NAME://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedAddress {
+    /// Upper-cased, as Kafka normalises listener names.
+    pub name: String,
+    /// `host:port` (an IPv6 host in brackets).
+    pub host: String,
+    pub port: u16,
+}
+
+impl NamedAddress {
+    /// `host:port`, ready for binding or connecting (an empty host is every interface).
+    pub fn address(&self) -> String {
+        let host = if self.host.is_empty() { "0.0.0.0" } else { &self.host };
+        format!("{host}:{}", self.port)
+    }
+
+    /// The host without IPv6 brackets, as registered and advertised.
+    pub fn bare_host(&self) -> &str {
+        self.host.trim_matches(|c| c == '[' || c == ']')
+    }
+}
+
+impl fmt::Display for NamedAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}:{}", self.name, self.host, self.port)
+    }
+}
+
+/// A listener name Kafka accepts: letters, digits, `_` and `-`.
+fn valid_listener_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Parses `NAME://host:port,...` (a bare `host:port` is named PLAINTEXT); every
+/// error names `key`. Names must be unique.
+pub fn parse_named_addresses(key: &str, value: &str) -> Result<Vec<NamedAddress>, ConfigError> {
+    let mut out: Vec<NamedAddress> = Vec::new();
+    for entry in value.split(',').map(str::trim) {
+        if entry.is_empty() {
+            return Err(invalid(key, value, "empty entry"));
+        }
+        let (name, addr) = match entry.split_once("://") {
+            Some((n, a)) => (n.trim().to_ascii_uppercase(), a.trim()),
+            None => (DEFAULT_LISTENER.to_string(), entry),
+        };
+        if !valid_listener_name(&name) {
+            return Err(invalid(key, value, &format!("`{name}` is not a listener name (letters, digits, `_` and `-`)")));
+        }
+        let Some((host, port)) = addr.rsplit_once(':') else {
+            return Err(invalid(key, value, &format!("`{entry}` is not NAME://host:port")));
+        };
+        if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+            return Err(invalid(key, value, &format!("IPv6 host in `{entry}` must be in brackets")));
+        }
+        let port: u16 = port.parse().map_err(|_| invalid(key, value, &format!("bad port in `{entry}`")))?;
+        if out.iter().any(|o| o.name == name) {
+            return Err(invalid(key, value, &format!("listener name `{name}` appears twice")));
+        }
+        out.push(NamedAddress { name, host: host.to_string(), port });
+    }
+    Ok(out)
+}
+
+/// The text `listeners` / `advertised.listeners` keep: a lone PLAINTEXT entry
+/// as its bare `host:port` (what it has always been), otherwise `NAME://host:port,...`.
+fn canonical(list: &[NamedAddress]) -> String {
+    match list {
+        [only] if only.name == DEFAULT_LISTENER => format!("{}:{}", only.host, only.port),
+        _ => list.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+    }
+}
+
+/// Parses `NAME:PROTOCOL,...` of `listener.security.protocol.map`.
+fn parse_protocol_map(key: &str, value: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut map = BTreeMap::new();
+    for entry in value.split(',').map(str::trim) {
+        let Some((name, protocol)) = entry.split_once(':') else {
+            return Err(invalid(key, value, &format!("`{entry}` is not NAME:PROTOCOL")));
+        };
+        let (name, protocol) = (name.trim().to_ascii_uppercase(), protocol.trim().to_ascii_uppercase());
+        if !valid_listener_name(&name) {
+            return Err(invalid(key, value, &format!("`{name}` is not a listener name")));
+        }
+        if !PROTOCOLS.contains(&protocol.as_str()) {
+            return Err(invalid(key, value, &format!("unknown security protocol `{protocol}` (Kafka's: {})", PROTOCOLS.join(", "))));
+        }
+        if protocol != "PLAINTEXT" {
+            return Err(invalid(key, value, &format!("listener `{name}`: security protocol {protocol} is not supported, only PLAINTEXT")));
+        }
+        if map.insert(name.clone(), protocol).is_some() {
+            return Err(invalid(key, value, &format!("listener name `{name}` appears twice")));
+        }
+    }
+    Ok(map)
+}
+
+/// The node id a host name ends with: `karst-2` → 2, `broker7` → 7.
+pub fn node_id_from_hostname(hostname: &str) -> Option<i32> {
+    let host = hostname.trim().split('.').next().unwrap_or("");
+    let digits = host.len() - host.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    if digits == 0 {
+        return None;
+    }
+    host[host.len() - digits..].parse().ok()
+}
+
+/// The listeners of a configuration, parsed and checked against each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listeners {
+    /// What to bind, in the order given.
+    pub bind: Vec<NamedAddress>,
+    /// `advertised.listeners` by listener name; a listener without an entry
+    /// advertises its bound address.
+    pub advertised: BTreeMap<String, NamedAddress>,
+    /// `inter.broker.listener.name`, when set.
+    pub inter_broker: Option<String>,
+}
+
 impl BrokerConfig {
     /// Every key `set` understands, for help texts.
     pub const KEYS: &'static [&'static str] = &[
         "node.id",
         "listeners",
         "advertised.listeners",
+        "listener.security.protocol.map",
+        "inter.broker.listener.name",
+        "node.id.from.hostname",
         "log.dirs",
         "socket.request.max.bytes",
         "auto.create.topics.enable",
@@ -238,10 +384,29 @@ impl BrokerConfig {
         let v = value.trim();
         match key {
             "node.id" => self.node_id = parse(key, v)?,
-            "listeners" | "listen" => self.listen = listener_address(v).to_string(),
+            "listeners" | "listen" => self.listen = canonical(&parse_named_addresses("listeners", v)?),
             "advertised.listeners" | "advertised.listener" => {
-                self.advertised_listener = if v.is_empty() { None } else { Some(listener_address(v).to_string()) }
+                self.advertised_listener =
+                    if v.is_empty() { None } else { Some(canonical(&parse_named_addresses("advertised.listeners", v)?)) }
             }
+            "listener.security.protocol.map" => {
+                self.listener_security_protocol_map = if v.is_empty() {
+                    None
+                } else {
+                    parse_protocol_map(key, v)?;
+                    Some(v.to_string())
+                }
+            }
+            "inter.broker.listener.name" => {
+                self.inter_broker_listener_name = if v.is_empty() {
+                    None
+                } else if valid_listener_name(v) {
+                    Some(v.to_ascii_uppercase())
+                } else {
+                    return Err(invalid(key, v, "not a listener name"));
+                }
+            }
+            "node.id.from.hostname" => self.node_id_from_hostname = parse(key, v)?,
             "log.dirs" | "log.dir" | "data.dir" => self.data_dir = PathBuf::from(v),
             "socket.request.max.bytes" => self.socket_request_max_bytes = positive(key, v, parse(key, v)?)?,
             "auto.create.topics.enable" => self.auto_create_topics_enable = parse(key, v)?,
@@ -321,6 +486,10 @@ impl BrokerConfig {
                 // `--bootstrap-server`, not broker settings.
                 continue;
             }
+            if value.trim().is_empty() {
+                // `KARST_X=` (e.g. compose's `${X:-}`) counts as unset.
+                continue;
+            }
             let key = rest.to_ascii_lowercase().replace('_', ".");
             self.set(&key, &value)?;
         }
@@ -334,6 +503,15 @@ impl BrokerConfig {
             ("node.id", self.node_id.to_string()),
             ("listeners", self.listen.clone()),
             ("advertised.listeners", self.advertised_listener.clone().unwrap_or_else(|| "(bound address)".into())),
+            (
+                "listener.security.protocol.map",
+                self.listener_security_protocol_map.clone().unwrap_or_else(|| "(PLAINTEXT:PLAINTEXT)".into()),
+            ),
+            (
+                "inter.broker.listener.name",
+                self.inter_broker_listener_name.clone().unwrap_or_else(|| "(replica.listener or the first)".into()),
+            ),
+            ("node.id.from.hostname", self.node_id_from_hostname.to_string()),
             ("log.dirs", self.data_dir.display().to_string()),
             ("socket.request.max.bytes", self.socket_request_max_bytes.to_string()),
             ("auto.create.topics.enable", self.auto_create_topics_enable.to_string()),
@@ -360,6 +538,84 @@ impl BrokerConfig {
             ("replica.listener", self.replica_listener.clone().unwrap_or_else(|| "(the client listener)".into())),
             ("admin.listener", self.admin_listener.clone().unwrap_or_else(|| "(disabled)".into())),
         ]
+    }
+
+    /// The listeners, checked against each other: unique names, a PLAINTEXT
+    /// protocol mapping for each, advertised names that are listeners, an
+    /// inter-broker listener that exists. Every error names its key.
+    pub fn listeners(&self) -> Result<Listeners, ConfigError> {
+        let bind = parse_named_addresses("listeners", &self.listen)?;
+        let map = match &self.listener_security_protocol_map {
+            Some(text) => Some(parse_protocol_map("listener.security.protocol.map", text)?),
+            None => None,
+        };
+        for l in &bind {
+            let protocol = match &map {
+                Some(m) => m.get(&l.name).cloned(),
+                // Kafka's default map names each protocol after itself.
+                None => PROTOCOLS.contains(&l.name.as_str()).then(|| l.name.clone()),
+            };
+            match protocol.as_deref() {
+                Some("PLAINTEXT") => {}
+                Some(other) => {
+                    return Err(invalid(
+                        "listeners",
+                        &self.listen,
+                        &format!("listener `{}` is {other}; only PLAINTEXT is supported", l.name),
+                    ))
+                }
+                None => {
+                    return Err(invalid(
+                        "listener.security.protocol.map",
+                        self.listener_security_protocol_map.as_deref().unwrap_or(""),
+                        &format!("listener `{}` has no security protocol mapping (add `{}:PLAINTEXT`)", l.name, l.name),
+                    ))
+                }
+            }
+        }
+        let mut advertised = BTreeMap::new();
+        if let Some(text) = &self.advertised_listener {
+            let list = parse_named_addresses("advertised.listeners", text)?;
+            let lone_bare = list.len() == 1 && list[0].name == DEFAULT_LISTENER && !text.contains("://");
+            for mut a in list {
+                if lone_bare && bind.len() == 1 {
+                    // A bare host:port advertises the one listener, whatever its name.
+                    a.name = bind[0].name.clone();
+                }
+                if !bind.iter().any(|l| l.name == a.name) {
+                    return Err(invalid("advertised.listeners", text, &format!("`{}` is not one of the listeners", a.name)));
+                }
+                if a.host.is_empty() {
+                    return Err(invalid("advertised.listeners", text, &format!("listener `{}` advertises no host", a.name)));
+                }
+                advertised.insert(a.name.clone(), a);
+            }
+        }
+        if let Some(name) = &self.inter_broker_listener_name {
+            if !bind.iter().any(|l| &l.name == name) {
+                return Err(invalid("inter.broker.listener.name", name, "not one of the listeners"));
+            }
+            if self.replica_listener.is_some() {
+                return Err(invalid(
+                    "inter.broker.listener.name",
+                    name,
+                    "set either inter.broker.listener.name or replica.listener, not both",
+                ));
+            }
+        }
+        Ok(Listeners { bind, advertised, inter_broker: self.inter_broker_listener_name.clone() })
+    }
+
+    /// Cross-key checks and derived settings before start-up: the listeners, and
+    /// `node.id` from `hostname` when `node.id.from.hostname` is set.
+    pub fn finish(&mut self, hostname: impl FnOnce() -> Option<String>) -> Result<(), ConfigError> {
+        if self.node_id_from_hostname {
+            let host = hostname().unwrap_or_default();
+            self.node_id = node_id_from_hostname(&host)
+                .ok_or_else(|| invalid("node.id.from.hostname", "true", &format!("host name `{host}` does not end with a number")))?;
+        }
+        self.listeners()?;
+        Ok(())
     }
 
     /// True when a produce is acknowledged only after its data is fsynced.
@@ -479,5 +735,118 @@ mod tests {
         assert_eq!(c.roles.to_string(), "broker,controller");
         assert!(c.set("process.roles", "zookeeper").is_err());
         assert!(c.set("process.roles", "").is_err());
+    }
+
+    fn listeners_of(pairs: &[(&str, &str)]) -> Result<Listeners, ConfigError> {
+        let mut c = BrokerConfig::default();
+        for (k, v) in pairs {
+            c.set(k, v)?;
+        }
+        c.listeners()
+    }
+
+    fn refused_naming(pairs: &[(&str, &str)], key: &str) {
+        let e = listeners_of(pairs).expect_err("refused");
+        assert!(e.to_string().contains(&format!("`{key}`")), "{pairs:?}: `{e}` does not name {key}");
+    }
+
+    #[test]
+    fn a_bare_listener_is_plaintext_and_keeps_its_old_form() {
+        let l = listeners_of(&[("listeners", "127.0.0.1:0"), ("advertised.listeners", "localhost:9092")]).expect("valid");
+        assert_eq!(l.bind, vec![NamedAddress { name: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 0 }]);
+        assert_eq!(l.advertised["PLAINTEXT"].address(), "localhost:9092");
+        let mut c = BrokerConfig::default();
+        c.set("listeners", "PLAINTEXT://0.0.0.0:9092").expect("valid");
+        assert_eq!(c.listen, "0.0.0.0:9092");
+        // A bare advertised address goes with the one listener, whatever its name.
+        let l = listeners_of(&[
+            ("listeners", "CLIENT://0.0.0.0:9092"),
+            ("listener.security.protocol.map", "CLIENT:PLAINTEXT"),
+            ("advertised.listeners", "localhost:9092"),
+        ])
+        .expect("valid");
+        assert_eq!(l.advertised["CLIENT"].port, 9092);
+    }
+
+    #[test]
+    fn named_listeners_parse() {
+        let l = listeners_of(&[
+            ("listeners", "CLIENT://0.0.0.0:9092, internal://:19092,IPV6://[::1]:29092"),
+            ("advertised.listeners", "CLIENT://localhost:9092,INTERNAL://karst-1:19092"),
+            ("listener.security.protocol.map", "CLIENT:PLAINTEXT,INTERNAL:PLAINTEXT,ipv6:plaintext"),
+            ("inter.broker.listener.name", "INTERNAL"),
+        ])
+        .expect("valid");
+        let names: Vec<&str> = l.bind.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["CLIENT", "INTERNAL", "IPV6"]);
+        assert_eq!(l.bind[1].address(), "0.0.0.0:19092", "an empty host binds every interface");
+        assert_eq!(l.bind[2].address(), "[::1]:29092");
+        assert_eq!(l.bind[2].bare_host(), "::1");
+        assert_eq!(l.advertised["INTERNAL"].address(), "karst-1:19092");
+        assert!(!l.advertised.contains_key("IPV6"), "not advertised: its bound address is");
+        assert_eq!(l.inter_broker.as_deref(), Some("INTERNAL"));
+    }
+
+    #[test]
+    fn bad_listener_configs_name_their_key() {
+        refused_naming(&[("listeners", "A://127.0.0.1:1,A://127.0.0.1:2")], "listeners");
+        refused_naming(&[("listeners", "CLIENT://127.0.0.1:1")], "listener.security.protocol.map");
+        refused_naming(
+            &[("listeners", "CLIENT://127.0.0.1:1,INTERNAL://127.0.0.1:2"), ("listener.security.protocol.map", "CLIENT:PLAINTEXT")],
+            "listener.security.protocol.map",
+        );
+        refused_naming(&[("listener.security.protocol.map", "CLIENT:SSL")], "listener.security.protocol.map");
+        refused_naming(&[("listener.security.protocol.map", "CLIENT:SASL_SSL")], "listener.security.protocol.map");
+        refused_naming(&[("listener.security.protocol.map", "CLIENT:GOPHER")], "listener.security.protocol.map");
+        refused_naming(&[("listener.security.protocol.map", "CLIENT")], "listener.security.protocol.map");
+        refused_naming(&[("listeners", "SSL://127.0.0.1:1")], "listeners");
+        refused_naming(
+            &[
+                ("listeners", "CLIENT://127.0.0.1:1"),
+                ("listener.security.protocol.map", "CLIENT:PLAINTEXT"),
+                ("advertised.listeners", "CLIENT://localhost:1,OTHER://localhost:2"),
+            ],
+            "advertised.listeners",
+        );
+        refused_naming(&[("advertised.listeners", "A://h:1,A://h:2")], "advertised.listeners");
+        refused_naming(&[("advertised.listeners", ":9092")], "advertised.listeners");
+        refused_naming(&[("inter.broker.listener.name", "INTERNAL")], "inter.broker.listener.name");
+        refused_naming(&[("inter.broker.listener.name", "PLAINTEXT"), ("replica.listener", "127.0.0.1:1")], "inter.broker.listener.name");
+        refused_naming(&[("listeners", "127.0.0.1")], "listeners");
+        refused_naming(&[("listeners", "127.0.0.1:99999")], "listeners");
+        refused_naming(&[("listeners", "::1:9092")], "listeners");
+        refused_naming(&[("listeners", "A B://127.0.0.1:1")], "listeners");
+        refused_naming(&[("listeners", "127.0.0.1:1,,127.0.0.1:2")], "listeners");
+        refused_naming(&[("listeners", "")], "listeners");
+    }
+
+    #[test]
+    fn node_id_from_the_host_name() {
+        assert_eq!(node_id_from_hostname("karst-2"), Some(2));
+        assert_eq!(node_id_from_hostname("karst-0.karst-headless.default.svc.cluster.local"), Some(0));
+        assert_eq!(node_id_from_hostname("broker17"), Some(17));
+        assert_eq!(node_id_from_hostname("karst"), None);
+        assert_eq!(node_id_from_hostname(""), None);
+        assert_eq!(node_id_from_hostname("n-99999999999999"), None, "too large for an i32");
+        let mut c = BrokerConfig::default();
+        c.set("node.id.from.hostname", "true").expect("bool");
+        c.finish(|| Some("karst-3".into())).expect("numbered");
+        assert_eq!(c.node_id, 3);
+        let e = c.finish(|| Some("karst".into())).expect_err("no number");
+        assert!(e.to_string().contains("node.id.from.hostname"), "{e}");
+        let mut plain = BrokerConfig::default();
+        plain.finish(|| panic!("not asked")).expect("no hostname needed");
+    }
+
+    #[test]
+    fn empty_environment_variables_count_as_unset() {
+        let mut c = BrokerConfig::default();
+        c.apply_env(vec![
+            ("KARST_NUM_PARTITIONS".to_string(), String::new()),
+            ("KARST_ADVERTISED_LISTENERS".to_string(), "  ".to_string()),
+            ("KARST_NODE_ID".to_string(), "4".to_string()),
+        ])
+        .expect("empty values are skipped");
+        assert_eq!((c.num_partitions, c.advertised_listener.clone(), c.node_id), (1, None, 4));
     }
 }

@@ -22,4 +22,4 @@ mod topic_name;
 pub use broker::Broker;
 pub use config::{BrokerConfig, ConfigError};
 pub use errors::BrokerError;
-pub use server::serve;
+pub use server::{serve, serve_listeners};

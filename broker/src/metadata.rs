@@ -19,9 +19,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use karst_controller::{
-    parse_voters, ClusterMetadata, CommandError, CommandOutcome, Controller, Listener, MetadataCommand, ProposeError, Voter,
-};
+use karst_controller::{parse_voters, ClusterMetadata, CommandError, CommandOutcome, Controller, MetadataCommand, ProposeError, Voter};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -31,7 +29,7 @@ use uuid::Uuid;
 use crate::config::BrokerConfig;
 use crate::errors::BrokerError;
 
-pub use karst_controller::{BrokerId, PartitionState, NO_LEADER};
+pub use karst_controller::{BrokerId, Listener, PartitionState, NO_LEADER};
 
 /// One topic as the cluster knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,8 +107,8 @@ pub struct MetadataStore {
     cache: RwLock<Arc<ClusterImage>>,
     /// This broker's registration epoch.
     epoch: Arc<AtomicI64>,
-    /// The listener this broker registered with.
-    registered: Mutex<Listener>,
+    /// The advertised listeners this broker registered with.
+    registered: Mutex<Vec<Listener>>,
     /// `broker.rack`, registered with the controller for rack-aware placement.
     rack: Option<String>,
     /// `replica.listener`: where followers fetch from this broker, when not the client listener.
@@ -152,14 +150,32 @@ fn resolve(addr: &str) -> Result<SocketAddr, BrokerError> {
         .ok_or_else(|| BrokerError::Startup(format!("controller listener `{addr}` resolves to no address")))
 }
 
-/// host:port → a registration listener (port 0 when unparsable: replaced by
-/// [`MetadataStore::set_listener`] once the Kafka listener is bound).
-/// Name of the listener followers use when a broker registers one apart from its clients'.
+/// Name of the listener followers use when a broker registers one apart from its clients'
+/// (`replica.listener`).
 pub const REPLICA_LISTENER: &str = "REPLICATION";
 
+/// host:port → a registration listener (port 0 when unparsable).
 fn listener_of(addr: &str) -> Listener {
     let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "0"));
-    Listener { name: "PLAINTEXT".into(), host: host.trim_matches(|c| c == '[' || c == ']').to_string(), port: port.parse().unwrap_or(0) }
+    Listener {
+        name: REPLICA_LISTENER.into(),
+        host: host.trim_matches(|c| c == '[' || c == ']').to_string(),
+        port: port.parse().unwrap_or(0),
+    }
+}
+
+/// What each listener advertises before binding: its `advertised.listeners`
+/// entry, else its configured address (a port 0 is replaced by
+/// [`MetadataStore::set_listeners`] once bound).
+fn advertised_listeners(config: &BrokerConfig) -> Result<Vec<Listener>, BrokerError> {
+    let l = config.listeners().map_err(|e| BrokerError::Startup(e.to_string()))?;
+    Ok(l.bind
+        .iter()
+        .map(|b| {
+            let a = l.advertised.get(&b.name).unwrap_or(b);
+            Listener { name: b.name.clone(), host: a.bare_host().to_string(), port: a.port }
+        })
+        .collect())
 }
 
 impl MetadataStore {
@@ -214,7 +230,7 @@ impl MetadataStore {
             .map_err(controller_error)?;
         let controller = Arc::new(started);
         info!(node_id, controller = %controller.local_addr(), "controller started");
-        let listener = listener_of(config.advertised_listener.as_deref().unwrap_or(&config.listen));
+        let listeners = advertised_listeners(config)?;
         let store = MetadataStore {
             node_id,
             cache: RwLock::new(Arc::new(ClusterImage::derive(controller.metadata()))),
@@ -222,9 +238,9 @@ impl MetadataStore {
             runtime: Mutex::new(Some(runtime)),
             handle,
             epoch: Arc::new(AtomicI64::new(-1)),
-            registered: Mutex::new(listener.clone()),
+            registered: Mutex::new(listeners.clone()),
             rack: config.broker_rack.clone(),
-            replica_listener: config.replica_listener.as_deref().map(|a| Listener { name: REPLICA_LISTENER.into(), ..listener_of(a) }),
+            replica_listener: config.replica_listener.as_deref().map(listener_of),
         };
         if !static_voter {
             // Outside the static voters: (re)join as a learner at this address. A node
@@ -244,7 +260,7 @@ impl MetadataStore {
         if !config.roles.broker {
             return Ok(store);
         }
-        store.register(listener)?;
+        store.register(listeners)?;
         store.import_legacy(&data_dir.join(LEGACY_DIR))?;
         store.handle.spawn(heartbeat_loop(
             store.controller.clone(),
@@ -267,30 +283,34 @@ impl MetadataStore {
         result.map_err(propose_error)?.map_err(command_error)
     }
 
-    fn register(&self, listener: Listener) -> Result<(), BrokerError> {
+    fn register(&self, listeners: Vec<Listener>) -> Result<(), BrokerError> {
         let outcome = self.propose(MetadataCommand::RegisterBroker {
             broker_id: self.node_id,
             incarnation_id: Uuid::new_v4(),
-            listeners: std::iter::once(listener.clone()).chain(self.replica_listener.clone()).collect(),
+            listeners: listeners.iter().cloned().chain(self.replica_listener.clone()).collect(),
             rack: self.rack.clone(),
         })?;
         let CommandOutcome::BrokerRegistered { broker_epoch } = outcome else {
             return Err(BrokerError::Startup(format!("unexpected registration outcome {outcome:?}")));
         };
         self.epoch.store(broker_epoch, Ordering::SeqCst);
-        *self.registered.lock() = listener;
+        *self.registered.lock() = listeners;
         self.propose(MetadataCommand::UnfenceBroker { broker_id: self.node_id, broker_epoch })?;
         info!(node_id = self.node_id, broker_epoch, "registered with the controller");
         Ok(())
     }
 
-    /// Re-registers when the advertised Kafka listener differs from the registered one.
-    pub fn set_listener(&self, host: &str, port: i32) -> Result<(), BrokerError> {
-        let listener = Listener { name: "PLAINTEXT".into(), host: host.to_string(), port: u16::try_from(port).unwrap_or(0) };
-        if *self.registered.lock() == listener {
+    /// The advertised listeners this broker registered (or will register) with.
+    pub fn registered_listeners(&self) -> Vec<Listener> {
+        self.registered.lock().clone()
+    }
+
+    /// Re-registers when the advertised listeners differ from the registered ones.
+    pub fn set_listeners(&self, listeners: &[Listener]) -> Result<(), BrokerError> {
+        if self.registered.lock().as_slice() == listeners {
             return Ok(());
         }
-        self.register(listener)
+        self.register(listeners.to_vec())
     }
 
     fn import_legacy(&self, dir: &Path) -> Result<(), BrokerError> {

@@ -74,7 +74,11 @@ pub(crate) fn apply_roles(b: &Broker) {
                 let addr = image
                     .cluster
                     .broker(leader)
-                    .and_then(|r| r.listeners.iter().find(|l| l.name == REPLICA_LISTENER).or(r.listeners.first()))
+                    .and_then(|r| match &b.config.inter_broker_listener_name {
+                        // Every broker names the same inter-broker listener, as in Kafka.
+                        Some(name) => r.listeners.iter().find(|l| &l.name == name),
+                        None => r.listeners.iter().find(|l| l.name == REPLICA_LISTENER).or(r.listeners.first()),
+                    })
                     .map(|l| format!("{}:{}", l.host, l.port));
                 let Some(addr) = addr else {
                     warn!(topic = %p.topic, partition = p.index, leader, "leader has no listener; not following yet");

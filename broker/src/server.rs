@@ -20,21 +20,48 @@ use tracing::{debug, info, warn, Instrument};
 use crate::broker::Broker;
 use crate::handlers::{self, Frames, Reply};
 
-/// Accepts connections until `shutdown` resolves.
+tokio::task_local! {
+    /// The name of the listener the current connection arrived on: Metadata,
+    /// FindCoordinator and DescribeCluster answer with that listener's addresses,
+    /// as Kafka does. Task-local so the request path keeps its signatures.
+    static LISTENER: Arc<str>;
+}
+
+/// The listener the request being handled arrived on (None outside a connection).
+pub(crate) fn current_listener() -> Option<Arc<str>> {
+    LISTENER.try_with(Arc::clone).ok()
+}
+
+/// Accepts connections on one listener (the first configured one's name) until
+/// `shutdown` resolves.
 pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) {
+    let name = broker.config.listeners().ok().and_then(|l| l.bind.into_iter().next()).map_or_else(|| "PLAINTEXT".to_string(), |l| l.name);
+    serve_listeners(broker, vec![(name, listener)], shutdown).await
+}
+
+/// Accepts connections on every named listener until `shutdown` resolves.
+pub async fn serve_listeners(broker: Arc<Broker>, listeners: Vec<(String, TcpListener)>, shutdown: impl std::future::Future<Output = ()>) {
     broker.start_background();
     tokio::pin!(shutdown);
+    let names: Vec<Arc<str>> = listeners.iter().map(|(n, _)| Arc::from(n.as_str())).collect();
+    if listeners.is_empty() {
+        shutdown.await;
+        return;
+    }
     loop {
+        // Accepting is cancel-safe: the losers' futures are dropped without losing a connection.
+        let accepts = futures::future::select_all(listeners.iter().map(|(_, l)| Box::pin(l.accept())));
         tokio::select! {
             _ = &mut shutdown => {
                 info!("shutting down: no longer accepting connections");
                 return;
             }
-            accepted = listener.accept() => match accepted {
+            (accepted, index, _) = accepts => match accepted {
                 Ok((stream, peer)) => {
                     let b = broker.clone();
-                    let span = tracing::info_span!("conn", %peer);
-                    tokio::spawn(async move { connection(b, stream, peer).await }.instrument(span));
+                    let name = names[index].clone();
+                    let span = tracing::info_span!("conn", %peer, listener = %name);
+                    tokio::spawn(LISTENER.scope(name, async move { connection(b, stream, peer).await }).instrument(span));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off briefly, keep serving.

@@ -103,6 +103,62 @@ fn compose_runs_one_broker_that_host_clients_reach() -> Result<()> {
     Ok(())
 }
 
+/// The compose network's name and a `docker run` on it with the image's `karst`.
+fn karst_on_network(project: &Project, image: &str) -> Command {
+    let mut c = Command::new("docker");
+    c.args(["run", "--rm", "-i", "--network", &format!("{}_default", project.name), "--entrypoint", "/karst", image]);
+    c
+}
+
+/// Whether the image's `karst` has the `produce` subcommand (the CLI clients); if
+/// not, why not.
+fn has_cli_clients(project: &Project, image: &str) -> Result<(), String> {
+    let out = run_command(karst_on_network(project, image).args(["produce", "--help"]).stdin(Stdio::null()), TIMEOUT)
+        .map_err(|e| format!("running karst produce --help in {image}: {e:#}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("the karst in {image} has no `produce` subcommand: {}", String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// `karst produce` in a container on the compose network, one value per line on stdin.
+fn container_produce(project: &Project, image: &str, bootstrap: &str, topic: &str, lines: &[String]) -> Result<()> {
+    use std::io::Write;
+    let mut child = karst_on_network(project, image)
+        .args(["produce", "--bootstrap-server", bootstrap, topic])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        for l in lines {
+            writeln!(stdin, "{l}")?;
+        }
+    }
+    let out = child.wait_with_output()?;
+    ensure!(out.status.success(), "karst produce via {bootstrap} in a container failed:\n{}", karst_tests::show_output(&out));
+    Ok(())
+}
+
+/// `karst consume` in a container on the compose network: `n` values from the beginning.
+fn container_consume(project: &Project, image: &str, bootstrap: &str, topic: &str, n: usize) -> Result<Vec<String>> {
+    let out = run_checked(
+        karst_on_network(project, image)
+            .args(["consume", "--bootstrap-server", bootstrap, topic, "--from", "beginning"])
+            .args(["--max-messages", &n.to_string(), "--timeout-ms", "30000"])
+            .stdin(Stdio::null()),
+        TIMEOUT,
+    )?;
+    Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect())
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
 #[test]
 fn compose_cluster_keeps_a_replicated_topic_through_a_docker_kill() -> Result<()> {
     use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
@@ -119,11 +175,17 @@ fn compose_cluster_keeps_a_replicated_topic_through_a_docker_kill() -> Result<()
     let project = Project { name: unique_topic("karstcl").replace('-', ""), file: "docker/compose.cluster.yml", ports: ports.clone() };
     run_checked(project.compose().env("KARST_IMAGE", &image).args(["up", "-d"]), TIMEOUT)?;
     let bootstrap = ports.iter().map(|p| format!("localhost:{p}")).collect::<Vec<_>>().join(",");
-    wait_for("three brokers in Metadata", TIMEOUT, || {
+    // Node ids come from the host names (karst-1..3); each CLIENT listener is
+    // advertised as the port published on the host.
+    let listed = wait_for("three brokers in Metadata", TIMEOUT, || {
         run_command(Command::new("kcat").args(["-b", &bootstrap, "-L", "-m", "2"]).stdin(Stdio::null()), TIMEOUT)
             .ok()
             .filter(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(" 3 brokers:"))
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
     })?;
+    for (i, p) in ports.iter().enumerate() {
+        ensure!(listed.contains(&format!("broker {} at localhost:{p}", i + 1)), "broker {} not at localhost:{p}:\n{listed}", i + 1);
+    }
     let topic = unique_topic("replicated");
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", ports[0]).parse()?;
     let mut c = karst_tests::raw::RawClient::connect(addr)?;
@@ -137,18 +199,50 @@ fn compose_cluster_keeps_a_replicated_topic_through_a_docker_kill() -> Result<()
             .with_value(Some(StrBytes::from_static_str("2")))]);
     let resp = c.send(&CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(10_000), version)?;
     ensure!(resp.topics[0].error_code == 0, "CreateTopics RF 3: {}", resp.topics[0].error_code);
-    let first: Vec<String> = (0..100).map(|i| format!("before-{i}")).collect();
-    kcat_produce(&bootstrap, &topic, &first)?;
+    let mut want: Vec<String> = (0..100).map(|i| format!("before-{i}")).collect();
+    kcat_produce(&bootstrap, &topic, &want)?;
+
+    // Clients inside the compose network bootstrap from the INTERNAL listeners by
+    // service name, with the image's own `karst produce` / `karst consume`.
+    let cli = has_cli_clients(&project, &image);
+    match &cli {
+        Ok(()) => {
+            let inside: Vec<String> = (0..50).map(|i| format!("inside-{i}")).collect();
+            container_produce(&project, &image, "karst-1:19092", &topic, &inside)?;
+            want.extend(inside);
+            let got = container_consume(&project, &image, "karst-2:19092", &topic, want.len())?;
+            ensure!(
+                sorted(got.clone()) == sorted(want.clone()),
+                "consumed in a container via karst-2:19092: {} of {}",
+                got.len(),
+                want.len()
+            );
+        }
+        Err(why) => println!("skipped producing and consuming from a container on the compose network: {why}"),
+    }
+
     // docker kill: SIGKILL, no controlled shutdown.
-    run_checked(Command::new("docker").args(["kill", &format!("{}_karst1_1", project.name)]).stdin(Stdio::null()), TIMEOUT)?;
+    let id = run_checked(project.compose().env("KARST_IMAGE", &image).args(["ps", "-q", "karst-1"]), TIMEOUT)?;
+    let id = String::from_utf8_lossy(&id.stdout).trim().to_string();
+    ensure!(!id.is_empty(), "no container for karst-1");
+    run_checked(Command::new("docker").args(["kill", &id]).stdin(Stdio::null()), TIMEOUT)?;
     let rest = ports[1..].iter().map(|p| format!("localhost:{p}")).collect::<Vec<_>>().join(",");
-    let second: Vec<String> = (0..100).map(|i| format!("after-{i}")).collect();
-    kcat_produce(&rest, &topic, &second)?;
-    let mut got = kcat_consume(&rest, &topic)?;
-    got.sort();
-    let mut want: Vec<String> = first.iter().chain(second.iter()).cloned().collect();
-    want.sort();
-    ensure!(got == want, "after docker kill of node 1: consumed {} of {} records", got.len(), want.len());
-    println!("compose cluster: {image}, 200 records on a replication-factor-3 topic, 100 of them after docker kill of node 1");
+    let after: Vec<String> = (0..100).map(|i| format!("after-{i}")).collect();
+    kcat_produce(&rest, &topic, &after)?;
+    want.extend(after);
+    if cli.is_ok() {
+        let inside: Vec<String> = (0..50).map(|i| format!("inside-after-{i}")).collect();
+        container_produce(&project, &image, "karst-2:19092,karst-3:19092", &topic, &inside)?;
+        want.extend(inside);
+        let got = container_consume(&project, &image, "karst-3:19092", &topic, want.len())?;
+        ensure!(sorted(got.clone()) == sorted(want.clone()), "after docker kill, in a container: {} of {}", got.len(), want.len());
+    }
+    let got = kcat_consume(&rest, &topic)?;
+    ensure!(sorted(got.clone()) == sorted(want.clone()), "after docker kill of node 1: consumed {} of {} records", got.len(), want.len());
+    println!(
+        "compose cluster: {image}, {} records on a replication-factor-3 topic (min.insync.replicas 2), some after docker kill of node 1{}",
+        want.len(),
+        if cli.is_ok() { ", produced and consumed from the host and from containers on the compose network" } else { "" }
+    );
     Ok(())
 }

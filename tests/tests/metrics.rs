@@ -168,6 +168,21 @@ fn topic_counters_move_by_exactly_what_clients_produced_and_consumed() -> Result
     ensure!(om.status == 200 && om.header("content-type").is_some_and(|c| c.starts_with("application/openmetrics-text")));
     ensure!(om.body.ends_with("# EOF\n"), "OpenMetrics exposition must end with # EOF");
     ensure!(om.body.contains(&format!("karst_topic_messages_in_total{{topic=\"{topic}\"}} {N}")), "OpenMetrics counter sample");
+
+    // The Grafana dashboard that compose provisions queries only what a broker exports.
+    let path = karst_tests::workspace_root().join("docker/grafana/dashboards/karst.json");
+    let dashboard = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    let exported = scrape(admin)?;
+    let mut queried = std::collections::BTreeSet::new();
+    for (at, _) in dashboard.match_indices("karst_") {
+        let name: String = dashboard[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        queried.insert(name);
+    }
+    ensure!(queried.len() >= 10, "the dashboard queries only {queried:?}");
+    for name in &queried {
+        let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+        ensure!(exported.types.contains_key(family), "the dashboard queries {name}, which the broker does not export");
+    }
     Ok(())
 }
 

@@ -145,12 +145,13 @@ impl GroupCoordinator {
         }
     }
 
-    /// The coordinator of `group` (node id, host, port): the leader of its partition.
-    pub(crate) fn coordinator_endpoint(&self, b: &Broker, group: &str) -> Option<(i32, String, i32)> {
+    /// The coordinator of `group` (node id, host, port on `listener`, None: the
+    /// first): the leader of its partition.
+    pub(crate) fn coordinator_endpoint(&self, b: &Broker, group: &str, listener: Option<&str>) -> Option<(i32, String, i32)> {
         let image = b.metadata.image();
         let state = image.cluster.partition(OFFSETS_TOPIC, records::partition_for(group, self.partitions))?;
         let broker = image.cluster.brokers.get(&state.leader).filter(|r| !r.fenced)?;
-        let l = broker.listeners.first()?;
+        let l = crate::handlers::endpoint(&broker.listeners, listener)?;
         Some((state.leader, l.host.clone(), i32::from(l.port)))
     }
 

@@ -42,7 +42,8 @@ fn group_error(b: &Broker, id: &str) -> Option<i16> {
 const COORDINATOR_KEY_GROUP: i8 = 0;
 
 pub(crate) fn find_coordinator(b: &Arc<Broker>, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
-    let (host, port) = b.advertised();
+    let listener = super::metadata::request_listener();
+    let (host, port) = b.advertised_on(listener.as_deref()).unwrap_or_default();
     let answer = |key: &str| -> (i16, Option<String>) {
         if req.key_type != COORDINATOR_KEY_GROUP {
             return (ec::COORDINATOR_NOT_AVAILABLE, Some("transactions are not supported yet".into()));
@@ -60,7 +61,7 @@ pub(crate) fn find_coordinator(b: &Arc<Broker>, req: FindCoordinatorRequest, ver
         if code != ec::NONE {
             return (code, msg, -1, String::new(), -1);
         }
-        match b.groups.coordinator_endpoint(b, key) {
+        match b.groups.coordinator_endpoint(b, key, listener.as_deref()) {
             Some((id, _, _)) if id == b.node_id => (ec::NONE, None, id, host.clone(), port),
             Some((id, h, p)) => (ec::NONE, None, id, h, p),
             None => (ec::COORDINATOR_NOT_AVAILABLE, Some("the group's partition has no leader".into()), -1, String::new(), -1),

@@ -11,17 +11,36 @@ use super::{str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::errors::BrokerError;
 use crate::group::OFFSETS_TOPIC;
-use crate::metadata::{TopicMeta, NO_LEADER};
+use crate::metadata::{Listener, TopicMeta, NO_LEADER};
 use crate::topic_name::invalid_reason;
 
+/// The listener the current request arrived on (None outside a connection: the first).
+pub(crate) fn request_listener() -> Option<Arc<str>> {
+    crate::server::current_listener()
+}
+
+/// A broker's registered endpoint on listener `name` (None: its first). A broker
+/// without that listener has no address for this client, as in Kafka.
+pub(crate) fn endpoint<'a>(listeners: &'a [Listener], name: Option<&str>) -> Option<&'a Listener> {
+    match name {
+        Some(n) => listeners.iter().find(|l| l.name == n),
+        None => listeners.first(),
+    }
+}
+
 /// The brokers clients may connect to: every unfenced registered broker (and
-/// this one, whatever its state), with this broker's own advertised address.
+/// this one, whatever its state), each with its address on the listener the
+/// request arrived on.
 pub(crate) fn live_brokers(b: &Broker) -> Vec<(i32, String, i32, Option<String>)> {
     let image = b.metadata.image();
-    let (host, port) = b.advertised();
-    let mut out = vec![(b.node_id, host, port, image.cluster.broker(b.node_id).and_then(|r| r.rack.clone()))];
+    let listener = request_listener();
+    let name = listener.as_deref();
+    let mut out = Vec::new();
+    if let Some((host, port)) = b.advertised_on(name) {
+        out.push((b.node_id, host, port, image.cluster.broker(b.node_id).and_then(|r| r.rack.clone())));
+    }
     for r in image.cluster.unfenced_brokers().filter(|r| r.id != b.node_id) {
-        if let Some(l) = r.listeners.first() {
+        if let Some(l) = endpoint(&r.listeners, name) {
             out.push((r.id, l.host.clone(), i32::from(l.port), r.rack.clone()));
         }
     }

@@ -28,6 +28,7 @@ use karst_protocol::fetch_frames::encode_fetch_frames;
 use tracing::{debug_span, error, Instrument};
 
 use crate::broker::Broker;
+pub(crate) use metadata::endpoint;
 
 /// What a request turned into: a response now, or one to await. Responses on a
 /// connection are written in request order either way.

@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand};
 use std::time::Duration;
 
 use karst_broker::broker::ControllerNode;
-use karst_broker::{serve, Broker, BrokerConfig};
+use karst_broker::metadata::Listener;
+use karst_broker::{serve_listeners, Broker, BrokerConfig};
 use karst_controller::{ask_quorum, parse_voters, MembershipChange};
 use tokio::net::TcpListener;
 use tracing::info;
@@ -72,11 +73,15 @@ enum VotersAction {
 
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
-    /// Address to accept Kafka clients on (port 0 picks a free one).
-    #[arg(long)]
+    /// Address to accept Kafka clients on (port 0 picks a free one), or named
+    /// listeners `CLIENT://0.0.0.0:9092,INTERNAL://0.0.0.0:19092` (`listeners`).
+    /// Given twice, the last one counts.
+    #[arg(long, overrides_with = "listen")]
     listen: Option<String>,
-    /// host:port clients are told to connect to (default: the bound address).
-    #[arg(long)]
+    /// host:port clients are told to connect to (default: the bound address), or
+    /// one per named listener `CLIENT://localhost:9092,INTERNAL://karst-1:19092`
+    /// (`advertised.listeners`).
+    #[arg(long, overrides_with = "advertised_listener")]
     advertised_listener: Option<String>,
     /// Directory for partitions and metadata.
     #[arg(long)]
@@ -152,13 +157,15 @@ fn load_config(args: &ServeArgs) -> Result<BrokerConfig> {
     if let Some(a) = &args.admin_listen {
         c.set("admin.listener", a)?;
     }
+    c.finish(hostname)?;
     Ok(c)
 }
 
-fn split_host_port(s: &str) -> Result<(String, i32)> {
-    let (host, port) = s.rsplit_once(':').with_context(|| format!("`{s}` is not host:port"))?;
-    let port: u16 = port.parse().with_context(|| format!("bad port in `{s}`"))?;
-    Ok((host.trim_matches(|c| c == '[' || c == ']').to_string(), port as i32))
+/// This machine's host name (a container's or pod's own).
+fn hostname() -> Option<String> {
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_str().ok()?.to_string();
+    (!name.is_empty()).then_some(name)
 }
 
 async fn run_serve(args: ServeArgs) -> Result<()> {
@@ -173,8 +180,19 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
     if !config.roles.broker {
         return run_controller_only(config).await;
     }
-    let listener = TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-    let bound = listener.local_addr()?;
+    let listeners = config.listeners()?;
+    let mut bound = Vec::new();
+    for l in &listeners.bind {
+        let addr = l.address();
+        let listener = TcpListener::bind(&addr).await.with_context(|| format!("binding listener {} ({addr})", l.name))?;
+        bound.push((l.name.clone(), listener.local_addr()?, listener));
+    }
+    // Port 0 becomes the bound port, so the broker registers where it really listens.
+    let mut config = config;
+    let bound_text = bound.iter().map(|(name, addr, _)| format!("{name}://{addr}")).collect::<Vec<_>>().join(",");
+    config.set("listeners", &bound_text)?;
+    // The admin endpoint starts before the logs are recovered, so /health/live answers
+    // (and /health/ready says why not) during a long start-up.
     let admin = match &config.admin_listener {
         Some(addr) => {
             let listener = karst_broker::metrics::bind_admin(addr).await.map_err(anyhow::Error::msg)?;
@@ -188,18 +206,26 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
         move || Broker::open(c)
     })
     .await??;
-    let (host, port) = match &config.advertised_listener {
-        Some(a) => split_host_port(a)?,
-        None => (bound.ip().to_string(), bound.port() as i32),
-    };
-    broker.set_advertised(host.clone(), port);
+    let advertised: Vec<Listener> = bound
+        .iter()
+        .map(|(name, addr, _)| match listeners.advertised.get(name) {
+            Some(a) => Listener { name: name.clone(), host: a.bare_host().to_string(), port: a.port },
+            None => Listener { name: name.clone(), host: addr.ip().to_string(), port: addr.port() },
+        })
+        .collect();
+    broker.set_advertised_listeners(advertised.clone());
     if let Some((admin, addr)) = admin {
         admin.set_broker(broker.clone());
         println!("Karst admin listening on {addr}");
     }
-    println!("Karst listening on {bound}");
-    info!(%bound, advertised = %format!("{host}:{port}"), data_dir = %config.data_dir.display(), cluster_id = %broker.cluster_id, "broker started");
-    serve(broker.clone(), listener, shutdown_signal()).await;
+    for ((name, addr, _), a) in bound.iter().zip(&advertised) {
+        println!("Karst listener {name} on {addr} advertised as {}:{}", a.host, a.port);
+    }
+    let first = bound.first().map(|b| b.1).context("no listeners")?;
+    println!("Karst listening on {first}");
+    info!(bound = %bound_text, advertised = ?advertised, data_dir = %config.data_dir.display(), cluster_id = %broker.cluster_id, "broker started");
+    let sockets = bound.into_iter().map(|(name, _, l)| (name, l)).collect();
+    serve_listeners(broker.clone(), sockets, shutdown_signal()).await;
     tokio::task::spawn_blocking(move || broker.shutdown()).await?;
     info!("stopped");
     Ok(())
