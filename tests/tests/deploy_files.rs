@@ -59,7 +59,7 @@ fn the_checker_catches_broken_files() -> Result<()> {
     let cases = [
         ("docker/grafana/dashboards/karst.json", "karst_requests_total", "karst_request_total", "not an agreed metric name"),
         ("docker/compose.cluster.yml", "KARST_INTER_BROKER_LISTENER_NAME", "KARST_INTER_BROKER_LISTENER", "not a Karst config key"),
-        ("docker/compose.yml", "KARST_LOG_DIRS", "KARST_ADMIN_LISTENER", "`admin.listener` is not a Karst config key"),
+        ("docker/compose.yml", "KARST_LOG_DIRS", "KARST_LOG_DIRECTORY", "`log.directory` is not a Karst config key"),
         ("docker/compose.yml", "INTERNAL://karst:19092", "INTERNAL://karst:29092", "INTERNAL advertised as karst:29092"),
         ("docker/compose.cluster.yml", "CLIENT://localhost:${KARST_PORT2:-9093}", "CLIENT://localhost:9093", "CLIENT advertised as"),
         ("docker/compose.cluster.yml", "CLIENT:PLAINTEXT,INTERNAL:PLAINTEXT", "CLIENT:PLAINTEXT", "listener INTERNAL: security protocol"),

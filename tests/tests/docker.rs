@@ -110,18 +110,6 @@ fn karst_on_network(project: &Project, image: &str) -> Command {
     c
 }
 
-/// Whether the image's `karst` has the `produce` subcommand (the CLI clients); if
-/// not, why not.
-fn has_cli_clients(project: &Project, image: &str) -> Result<(), String> {
-    let out = run_command(karst_on_network(project, image).args(["produce", "--help"]).stdin(Stdio::null()), TIMEOUT)
-        .map_err(|e| format!("running karst produce --help in {image}: {e:#}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("the karst in {image} has no `produce` subcommand: {}", String::from_utf8_lossy(&out.stderr).trim()))
-    }
-}
-
 /// `karst produce` in a container on the compose network, one value per line on stdin.
 fn container_produce(project: &Project, image: &str, bootstrap: &str, topic: &str, lines: &[String]) -> Result<()> {
     use std::io::Write;
@@ -204,22 +192,11 @@ fn compose_cluster_keeps_a_replicated_topic_through_a_docker_kill() -> Result<()
 
     // Clients inside the compose network bootstrap from the INTERNAL listeners by
     // service name, with the image's own `karst produce` / `karst consume`.
-    let cli = has_cli_clients(&project, &image);
-    match &cli {
-        Ok(()) => {
-            let inside: Vec<String> = (0..50).map(|i| format!("inside-{i}")).collect();
-            container_produce(&project, &image, "karst-1:19092", &topic, &inside)?;
-            want.extend(inside);
-            let got = container_consume(&project, &image, "karst-2:19092", &topic, want.len())?;
-            ensure!(
-                sorted(got.clone()) == sorted(want.clone()),
-                "consumed in a container via karst-2:19092: {} of {}",
-                got.len(),
-                want.len()
-            );
-        }
-        Err(why) => println!("skipped producing and consuming from a container on the compose network: {why}"),
-    }
+    let inside: Vec<String> = (0..50).map(|i| format!("inside-{i}")).collect();
+    container_produce(&project, &image, "karst-1:19092", &topic, &inside)?;
+    want.extend(inside);
+    let got = container_consume(&project, &image, "karst-2:19092", &topic, want.len())?;
+    ensure!(sorted(got.clone()) == sorted(want.clone()), "consumed in a container via karst-2:19092: {} of {}", got.len(), want.len());
 
     // docker kill: SIGKILL, no controlled shutdown.
     let id = run_checked(project.compose().env("KARST_IMAGE", &image).args(["ps", "-q", "karst-1"]), TIMEOUT)?;
@@ -230,19 +207,16 @@ fn compose_cluster_keeps_a_replicated_topic_through_a_docker_kill() -> Result<()
     let after: Vec<String> = (0..100).map(|i| format!("after-{i}")).collect();
     kcat_produce(&rest, &topic, &after)?;
     want.extend(after);
-    if cli.is_ok() {
-        let inside: Vec<String> = (0..50).map(|i| format!("inside-after-{i}")).collect();
-        container_produce(&project, &image, "karst-2:19092,karst-3:19092", &topic, &inside)?;
-        want.extend(inside);
-        let got = container_consume(&project, &image, "karst-3:19092", &topic, want.len())?;
-        ensure!(sorted(got.clone()) == sorted(want.clone()), "after docker kill, in a container: {} of {}", got.len(), want.len());
-    }
+    let inside: Vec<String> = (0..50).map(|i| format!("inside-after-{i}")).collect();
+    container_produce(&project, &image, "karst-2:19092,karst-3:19092", &topic, &inside)?;
+    want.extend(inside);
+    let got = container_consume(&project, &image, "karst-3:19092", &topic, want.len())?;
+    ensure!(sorted(got.clone()) == sorted(want.clone()), "after docker kill, in a container: {} of {}", got.len(), want.len());
     let got = kcat_consume(&rest, &topic)?;
     ensure!(sorted(got.clone()) == sorted(want.clone()), "after docker kill of node 1: consumed {} of {} records", got.len(), want.len());
     println!(
-        "compose cluster: {image}, {} records on a replication-factor-3 topic (min.insync.replicas 2), some after docker kill of node 1{}",
-        want.len(),
-        if cli.is_ok() { ", produced and consumed from the host and from containers on the compose network" } else { "" }
+        "compose cluster: {image}, {} records on a replication-factor-3 topic (min.insync.replicas 2), some after docker kill of node 1, produced and consumed from the host and from containers on the compose network",
+        want.len()
     );
     Ok(())
 }
