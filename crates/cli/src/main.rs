@@ -14,7 +14,7 @@ use karst_broker::metadata::Listener;
 use karst_broker::{serve_listeners, Broker, BrokerConfig};
 use karst_controller::{ask_quorum, parse_voters, MembershipChange};
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 
 #[derive(Parser, Debug)]
 #[command(name = "karst", version, about = "Karst: a Kafka-compatible commit-log broker")]
@@ -210,6 +210,12 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
         .iter()
         .map(|(name, addr, _)| match listeners.advertised.get(name) {
             Some(a) => Listener { name: name.clone(), host: a.bare_host().to_string(), port: a.port },
+            // 0.0.0.0 is no address a client can connect to; an image started with
+            // `docker run -p 9092:9092` is reached from its host as localhost.
+            None if addr.ip().is_unspecified() => {
+                warn!(listener = %name, "{addr} is advertised as localhost:{}; set advertised.listeners for other clients", addr.port());
+                Listener { name: name.clone(), host: "localhost".to_string(), port: addr.port() }
+            }
             None => Listener { name: name.clone(), host: addr.ip().to_string(), port: addr.port() },
         })
         .collect();
