@@ -456,7 +456,11 @@ impl BrokerConfig {
             "min.insync.replicas" => self.min_insync_replicas = positive(key, v, parse(key, v)?)?,
             "broker.rack" => self.broker_rack = if v.is_empty() { None } else { Some(v.to_string()) },
             "replica.listener" => self.replica_listener = if v.is_empty() { None } else { Some(listener_address(v).to_string()) },
-            "admin.listener" => self.admin_listener = if v.is_empty() { None } else { Some(listener_address(v).to_string()) },
+            // `off` too, since an empty KARST_* variable counts as unset.
+            "admin.listener" => {
+                self.admin_listener =
+                    if v.is_empty() || v.eq_ignore_ascii_case("off") { None } else { Some(listener_address(v).to_string()) }
+            }
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
         Ok(())
@@ -717,7 +721,12 @@ mod tests {
         assert_eq!(c.admin_listener.as_deref(), Some("127.0.0.1:9644"));
         c.apply_env(vec![("KARST_ADMIN_LISTENER".to_string(), "127.0.0.1:0".to_string())]).expect("env");
         assert_eq!(c.admin_listener.as_deref(), Some("127.0.0.1:0"));
-        c.apply_env(vec![("KARST_ADMIN_LISTENER".to_string(), String::new())]).expect("empty disables");
+        c.apply_env(vec![("KARST_ADMIN_LISTENER".to_string(), String::new())]).expect("empty is unset");
+        assert_eq!(c.admin_listener.as_deref(), Some("127.0.0.1:0"));
+        c.apply_env(vec![("KARST_ADMIN_LISTENER".to_string(), "off".to_string())]).expect("off disables");
+        assert_eq!(c.admin_listener, None);
+        c.set("admin.listener", "127.0.0.1:0").expect("set");
+        c.set("admin.listener", "").expect("an empty flag disables");
         assert_eq!(c.admin_listener, None);
         c.apply_toml("[admin]\nlistener = \"0.0.0.0:9700\"\n", "x").expect("toml");
         assert_eq!(c.admin_listener.as_deref(), Some("0.0.0.0:9700"));

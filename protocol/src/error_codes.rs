@@ -47,3 +47,50 @@ pub const NOT_ENOUGH_REPLICAS: i16 = 19;
 pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
 pub const FENCED_LEADER_EPOCH: i16 = 74;
 pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
+
+/// Kafka's name of an error code (`NOT_LEADER_OR_FOLLOWER`, `NONE` for 0), or
+/// `UNKNOWN_ERROR_CODE` for a code Kafka does not define.
+pub fn error_name(code: i16) -> &'static str {
+    use kafka_protocol::error::ResponseError;
+    static NAMES: std::sync::OnceLock<std::collections::HashMap<i16, String>> = std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        let mut names: std::collections::HashMap<i16, String> = (-1..=200)
+            .filter_map(|c| match ResponseError::try_from_code(c) {
+                Some(ResponseError::Unknown(_)) | None => None,
+                Some(e) => Some((c, screaming_snake(&format!("{e:?}")))),
+            })
+            .collect();
+        names.insert(NONE, "NONE".to_string());
+        names
+    });
+    names.get(&code).map_or("UNKNOWN_ERROR_CODE", String::as_str)
+}
+
+/// `NotLeaderOrFollower` → `NOT_LEADER_OR_FOLLOWER`.
+fn screaming_snake(camel: &str) -> String {
+    let mut out = String::with_capacity(camel.len() + 8);
+    for (i, ch) in camel.chars().enumerate() {
+        if ch.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(ch.to_ascii_uppercase());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_names_are_kafkas() {
+        assert_eq!(error_name(NONE), "NONE");
+        assert_eq!(error_name(NOT_LEADER_OR_FOLLOWER), "NOT_LEADER_OR_FOLLOWER");
+        assert_eq!(error_name(UNKNOWN_TOPIC_OR_PARTITION), "UNKNOWN_TOPIC_OR_PARTITION");
+        assert_eq!(error_name(TOPIC_ALREADY_EXISTS), "TOPIC_ALREADY_EXISTS");
+        assert_eq!(error_name(INVALID_TOPIC_EXCEPTION), "INVALID_TOPIC_EXCEPTION");
+        assert_eq!(error_name(UNKNOWN_SERVER_ERROR), "UNKNOWN_SERVER_ERROR");
+        assert_eq!(error_name(9999), "UNKNOWN_ERROR_CODE");
+        assert_eq!(error_name(i16::MAX), "UNKNOWN_ERROR_CODE");
+    }
+}

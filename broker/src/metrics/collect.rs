@@ -75,7 +75,7 @@ impl Collector for StateCollector {
 /// `Ok` once the broker is registered and unfenced with a controller quorum that
 /// has a leader (so it can serve metadata); else why not.
 pub fn readiness(b: &Broker) -> Result<(), String> {
-    if b.metadata.broker_epoch() <= 0 {
+    if b.metadata.broker_epoch() < 0 {
         return Err("not registered with the controller".into());
     }
     if b.metadata.controller_leader().is_none() {

@@ -5,7 +5,6 @@ use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, OnceLock};
 
 use kafka_protocol::messages::ApiKey;
-use kafka_protocol::ResponseError;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -135,42 +134,11 @@ pub(crate) fn api_name(api: ApiKey) -> &'static str {
     names.iter().find(|(k, _)| *k == api).map_or("Unknown", |(_, n)| n)
 }
 
-/// Kafka's name of an error code (`NOT_LEADER_OR_FOLLOWER`), or `UNKNOWN_<code>`.
-pub(crate) fn error_name(code: i16) -> &'static str {
-    static NAMES: OnceLock<std::collections::HashMap<i16, &'static str>> = OnceLock::new();
-    let names = NAMES.get_or_init(|| {
-        (-1..=200)
-            .filter_map(|c| ResponseError::try_from_code(c).map(|e| (c, &*Box::leak(screaming_snake(&format!("{e:?}")).into_boxed_str()))))
-            .collect()
-    });
-    names.get(&code).copied().unwrap_or("UNKNOWN_ERROR_CODE")
-}
-
-/// `NotLeaderOrFollower` → `NOT_LEADER_OR_FOLLOWER`.
-pub(crate) fn screaming_snake(camel: &str) -> String {
-    let mut out = String::with_capacity(camel.len() + 8);
-    for (i, ch) in camel.chars().enumerate() {
-        if ch.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(ch.to_ascii_uppercase());
-    }
-    out
-}
+pub(crate) use karst_protocol::error_codes::error_name;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_names_are_kafkas() {
-        assert_eq!(screaming_snake("NotLeaderOrFollower"), "NOT_LEADER_OR_FOLLOWER");
-        assert_eq!(error_name(6), "NOT_LEADER_OR_FOLLOWER");
-        assert_eq!(error_name(3), "UNKNOWN_TOPIC_OR_PARTITION");
-        assert_eq!(error_name(10), "MESSAGE_TOO_LARGE");
-        assert_eq!(error_name(-1), "UNKNOWN_SERVER_ERROR");
-        assert_eq!(error_name(i16::MAX), "UNKNOWN_ERROR_CODE");
-    }
 
     #[test]
     fn api_names_are_kafkas() {

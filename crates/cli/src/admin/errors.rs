@@ -78,24 +78,12 @@ pub(crate) fn check(code: i16, message: Option<&str>) -> Result<(), KafkaError> 
     }
 }
 
-/// Kafka's SCREAMING_SNAKE name of an error code.
+/// Kafka's SCREAMING_SNAKE name of an error code (with the number where Kafka has no name).
 pub(crate) fn error_name(code: i16) -> String {
-    match ResponseError::try_from_code(code) {
-        None => "NONE".to_string(),
-        Some(ResponseError::Unknown(c)) => format!("UNKNOWN_ERROR_CODE_{c}"),
-        Some(e) => screaming_snake(&format!("{e}")),
+    match karst_protocol::error_codes::error_name(code) {
+        "UNKNOWN_ERROR_CODE" => format!("UNKNOWN_ERROR_CODE_{code}"),
+        name => name.to_string(),
     }
-}
-
-fn screaming_snake(camel: &str) -> String {
-    let mut out = String::with_capacity(camel.len() + 8);
-    for (i, ch) in camel.chars().enumerate() {
-        if ch.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(ch.to_ascii_uppercase());
-    }
-    out
 }
 
 #[cfg(test)]
