@@ -134,3 +134,30 @@ pub fn go_binary(name: &str) -> Result<PathBuf> {
     std::fs::rename(&partial, &bin)?;
     Ok(bin)
 }
+
+/// kcat sends each of `lines` as one record to `topic` with the given `acks`.
+pub fn kcat_produce(bootstrap: &str, topic: &str, lines: &[String], acks: &str) -> Result<()> {
+    use std::io::Write;
+    let mut child = Command::new("kcat")
+        .args(["-b", bootstrap, "-t", topic, "-P", "-X", &format!("acks={acks}"), "-X", "message.timeout.ms=30000"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .context("spawning kcat")?;
+    {
+        let mut stdin = child.stdin.take().context("kcat stdin")?;
+        for l in lines {
+            writeln!(stdin, "{l}")?;
+        }
+    }
+    anyhow::ensure!(child.wait()?.success(), "kcat producer via {bootstrap} failed");
+    Ok(())
+}
+
+/// kcat reads `topic` from the beginning to its end: one value per record.
+pub fn kcat_consume(bootstrap: &str, topic: &str) -> Result<Vec<String>> {
+    let out = run_checked(
+        Command::new("kcat").args(["-b", bootstrap, "-t", topic, "-C", "-o", "beginning", "-e", "-q"]).stdin(Stdio::null()),
+        Duration::from_secs(60),
+    )?;
+    Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect())
+}

@@ -16,7 +16,7 @@ pub mod raw;
 pub mod wait;
 
 pub use broker::{karst_bin, workspace_root, Broker};
-pub use clients::{go_binary, python_script, run_checked, run_command, show_output};
+pub use clients::{go_binary, kcat_consume, kcat_produce, python_script, run_checked, run_command, show_output};
 pub use wait::{wait_for, wait_until};
 
 /// A topic name that no other test (or earlier run on the same data dir) uses.

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use karst_tests::{run_checked, run_command, unique_topic, wait_for, workspace_root};
+use karst_tests::{kcat_consume, kcat_produce, run_checked, run_command, unique_topic, wait_for, workspace_root};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -54,28 +54,6 @@ fn free_ports(n: usize) -> Result<Vec<u16>> {
     Ok(l.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<std::io::Result<_>>()?)
 }
 
-/// kcat sends `lines` to `topic` with acks=all.
-fn kcat_produce(bootstrap: &str, topic: &str, lines: &[String]) -> Result<()> {
-    use std::io::Write;
-    let mut child = Command::new("kcat").args(["-b", bootstrap, "-t", topic, "-P", "-X", "acks=all"]).stdin(Stdio::piped()).spawn()?;
-    {
-        let mut stdin = child.stdin.take().expect("stdin");
-        for l in lines {
-            writeln!(stdin, "{l}")?;
-        }
-    }
-    ensure!(child.wait()?.success(), "kcat producer failed");
-    Ok(())
-}
-
-fn kcat_consume(bootstrap: &str, topic: &str) -> Result<Vec<String>> {
-    let out = run_checked(
-        Command::new("kcat").args(["-b", bootstrap, "-t", topic, "-C", "-o", "beginning", "-e", "-q"]).stdin(Stdio::null()),
-        TIMEOUT,
-    )?;
-    Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect())
-}
-
 #[test]
 fn compose_runs_one_broker_that_host_clients_reach() -> Result<()> {
     let image = match image() {
@@ -96,7 +74,7 @@ fn compose_runs_one_broker_that_host_clients_reach() -> Result<()> {
     })?;
     let topic = unique_topic("docker");
     let want: Vec<String> = (0..100).map(|i| format!("message-{i}")).collect();
-    kcat_produce(&bootstrap, &topic, &want)?;
+    kcat_produce(&bootstrap, &topic, &want, "all")?;
     let got = kcat_consume(&bootstrap, &topic)?;
     ensure!(got == want, "consumed {} lines, first {:?}", got.len(), got.first());
     println!("compose: {image} on localhost:{port} served 100 messages from kcat on the host");
@@ -188,7 +166,7 @@ fn compose_cluster_keeps_a_replicated_topic_through_a_docker_kill() -> Result<()
     let resp = c.send(&CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(10_000), version)?;
     ensure!(resp.topics[0].error_code == 0, "CreateTopics RF 3: {}", resp.topics[0].error_code);
     let mut want: Vec<String> = (0..100).map(|i| format!("before-{i}")).collect();
-    kcat_produce(&bootstrap, &topic, &want)?;
+    kcat_produce(&bootstrap, &topic, &want, "all")?;
 
     // Clients inside the compose network bootstrap from the INTERNAL listeners by
     // service name, with the image's own `karst produce` / `karst consume`.
@@ -205,7 +183,7 @@ fn compose_cluster_keeps_a_replicated_topic_through_a_docker_kill() -> Result<()
     run_checked(Command::new("docker").args(["kill", &id]).stdin(Stdio::null()), TIMEOUT)?;
     let rest = ports[1..].iter().map(|p| format!("localhost:{p}")).collect::<Vec<_>>().join(",");
     let after: Vec<String> = (0..100).map(|i| format!("after-{i}")).collect();
-    kcat_produce(&rest, &topic, &after)?;
+    kcat_produce(&rest, &topic, &after, "all")?;
     want.extend(after);
     let inside: Vec<String> = (0..50).map(|i| format!("inside-after-{i}")).collect();
     container_produce(&project, &image, "karst-2:19092,karst-3:19092", &topic, &inside)?;

@@ -6,10 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{anyhow, ensure, Context, Result};
+use anyhow::{anyhow, ensure, Result};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
@@ -19,7 +18,7 @@ use kafka_protocol::protocol::StrBytes;
 use karst_tests::cluster::free_ports;
 use karst_tests::proxy::Proxy;
 use karst_tests::raw::RawClient;
-use karst_tests::{run_checked, unique_topic, wait_for, Broker};
+use karst_tests::{kcat_consume, kcat_produce, unique_topic, wait_for, Broker};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const MAP: &str = "listener.security.protocol.map=CLIENT:PLAINTEXT,INTERNAL:PLAINTEXT";
@@ -56,35 +55,6 @@ fn described_cluster_at(addr: SocketAddr) -> Result<BTreeMap<i32, String>> {
     Ok(resp.brokers.iter().map(|b| (b.broker_id.0, format!("{}:{}", b.host.as_str(), b.port))).collect())
 }
 
-fn kcat_produce(bootstrap: &str, topic: &str, lines: &[String]) -> Result<()> {
-    kcat_produce_acks(bootstrap, topic, lines, "all")
-}
-
-fn kcat_produce_acks(bootstrap: &str, topic: &str, lines: &[String], acks: &str) -> Result<()> {
-    use std::io::Write;
-    let mut child = Command::new("kcat")
-        .args(["-b", bootstrap, "-t", topic, "-P", "-X", &format!("acks={acks}"), "-X", "message.timeout.ms=30000"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .context("spawning kcat")?;
-    {
-        let mut stdin = child.stdin.take().context("kcat stdin")?;
-        for l in lines {
-            writeln!(stdin, "{l}")?;
-        }
-    }
-    ensure!(child.wait()?.success(), "kcat producer via {bootstrap} failed");
-    Ok(())
-}
-
-fn kcat_consume(bootstrap: &str, topic: &str) -> Result<Vec<String>> {
-    let out = run_checked(
-        Command::new("kcat").args(["-b", bootstrap, "-t", topic, "-C", "-o", "beginning", "-e", "-q"]).stdin(Stdio::null()),
-        TIMEOUT,
-    )?;
-    Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect())
-}
-
 #[test]
 fn each_listener_answers_with_its_own_advertised_address() -> Result<()> {
     let ports = free_ports(2)?;
@@ -115,7 +85,7 @@ fn each_listener_answers_with_its_own_advertised_address() -> Result<()> {
     // told, and reaches, only the addresses of the listener it bootstrapped from.
     let topic = unique_topic("listeners");
     let want: Vec<String> = (0..50).map(|i| format!("record-{i}")).collect();
-    kcat_produce(&format!("localhost:{client}"), &topic, &want)?;
+    kcat_produce(&format!("localhost:{client}"), &topic, &want, "all")?;
     let got = kcat_consume(&format!("127.0.0.2:{internal}"), &topic)?;
     ensure!(got == want, "consumed via INTERNAL {} lines, first {:?}", got.len(), got.first());
     println!("one broker: Metadata, DescribeCluster and FindCoordinator answer per listener; kcat across listeners");
@@ -226,7 +196,7 @@ fn replication_uses_the_inter_broker_listener() -> Result<()> {
     create_rf3(client_addrs[0], &topic)?;
     let bootstrap = client_addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
     let first: Vec<String> = (0..100).map(|i| format!("before-{i}")).collect();
-    kcat_produce(&bootstrap, &topic, &first)?;
+    kcat_produce(&bootstrap, &topic, &first, "all")?;
     let isr_sizes = |t: &str| -> Option<Vec<usize>> {
         let resp = metadata(client_addrs[0], Some(t)).ok()?;
         let parts = &resp.topics.first()?.partitions;
@@ -244,7 +214,7 @@ fn replication_uses_the_inter_broker_listener() -> Result<()> {
     let mut during = Vec::new();
     wait_for("the ISRs to shrink to their leaders with INTERNAL cut", TIMEOUT, || {
         let batch: Vec<String> = (0..3).map(|i| format!("cut-{}", during.len() + i)).collect();
-        if kcat_produce_acks(&bootstrap, &topic, &batch, "1").is_ok() {
+        if kcat_produce(&bootstrap, &topic, &batch, "1").is_ok() {
             during.extend(batch);
         }
         isr_sizes(&topic).filter(|s| s.iter().all(|n| *n == 1))
@@ -254,7 +224,7 @@ fn replication_uses_the_inter_broker_listener() -> Result<()> {
     }
     wait_for("the followers back in the ISR once INTERNAL is healed", TIMEOUT, || isr_sizes(&topic).filter(|s| s.iter().all(|n| *n == 3)))?;
     let second: Vec<String> = (0..100).map(|i| format!("after-{i}")).collect();
-    kcat_produce(&bootstrap, &topic, &second)?;
+    kcat_produce(&bootstrap, &topic, &second, "all")?;
     let mut got = kcat_consume(&bootstrap, &topic)?;
     got.sort();
     let mut want: Vec<String> = first.into_iter().chain(during).chain(second).collect();
