@@ -2,11 +2,11 @@
 //! under docker/compose.yml: a client on the host produces and consumes through the
 //! published port. Skipped, saying why, where no Docker engine or image is present.
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
+use karst_tests::cluster::free_ports;
 use karst_tests::{kcat_consume, kcat_produce, run_checked, run_command, unique_topic, wait_for, workspace_root};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -49,11 +49,6 @@ fn image() -> Result<String, &'static str> {
     std::env::var("KARST_IMAGE").map_err(|_| "KARST_IMAGE is not set (scripts/test-all.sh builds it with docker/build-image.sh)")
 }
 
-fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let l: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<_>>()?;
-    Ok(l.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<std::io::Result<_>>()?)
-}
-
 #[test]
 fn compose_runs_one_broker_that_host_clients_reach() -> Result<()> {
     let image = match image() {
@@ -63,7 +58,7 @@ fn compose_runs_one_broker_that_host_clients_reach() -> Result<()> {
             return Ok(());
         }
     };
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = free_ports(1)?[0];
     let project = Project { name: unique_topic("karstci").replace('-', ""), file: "docker/compose.yml", ports: vec![port] };
     run_checked(project.compose().env("KARST_IMAGE", &image).args(["up", "-d"]), TIMEOUT)?;
     let bootstrap = format!("localhost:{port}");
