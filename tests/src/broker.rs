@@ -131,15 +131,7 @@ impl Broker {
         if !self.extra_args.iter().any(|a| a.starts_with("--admin-listen")) {
             cmd.arg("--admin-listen").arg("127.0.0.1:0");
         }
-        // Hermetic: `KARST_*` variables are broker settings (KARST_NUM_PARTITIONS=3),
-        // so none of the caller's leak in (KARST_BIN, KARST_TEST_KEEP, ...), except
-        // the log filter KARST_LOG.
-        for (name, _) in std::env::vars_os() {
-            let name_str = name.to_string_lossy();
-            if name_str.starts_with("KARST_") && name_str != "KARST_LOG" {
-                cmd.env_remove(&name);
-            }
-        }
+        scrub_karst_env(&mut cmd);
         // An error at start-up is printed by anyhow; without its backtrace the message
         // stays inside the stderr tail that failures show.
         cmd.env("RUST_LIB_BACKTRACE", "0");
@@ -281,6 +273,18 @@ impl Broker {
     pub fn restart(&mut self) -> Result<()> {
         self.kill9()?;
         self.spawn()
+    }
+}
+
+/// Hermetic: `KARST_*` variables are broker settings (KARST_NUM_PARTITIONS=3), so none
+/// of the caller's (KARST_BIN, KARST_IMAGE, KARST_TEST_KEEP, ...) may leak into a `karst`
+/// a test starts, except the log filter KARST_LOG.
+pub fn scrub_karst_env(cmd: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        let name_str = name.to_string_lossy();
+        if name_str.starts_with("KARST_") && name_str != "KARST_LOG" {
+            cmd.env_remove(&name);
+        }
     }
 }
 

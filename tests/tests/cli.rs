@@ -24,11 +24,7 @@ fn karst(broker: &Broker, args: &[&str]) -> Result<Command> {
 }
 
 fn scrub_env(cmd: &mut Command) {
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("KARST_") {
-            cmd.env_remove(&name);
-        }
-    }
+    karst_tests::broker::scrub_karst_env(cmd);
 }
 
 /// Runs `karst ARGS` and requires exit status 0; returns stdout.

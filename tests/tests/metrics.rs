@@ -203,10 +203,11 @@ fn an_admin_bind_failure_names_the_key() -> Result<()> {
     let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = taken.local_addr()?.to_string();
     let data = tempfile::tempdir()?;
-    let out = std::process::Command::new(karst_tests::karst_bin()?)
+    let mut cmd = std::process::Command::new(karst_tests::karst_bin()?);
+    karst_tests::broker::scrub_karst_env(&mut cmd);
+    let out = cmd
         .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", &addr, "--data-dir"])
         .arg(data.path())
-        .env_remove("KARST_ADMIN_LISTENER")
         .stdin(std::process::Stdio::null())
         .output()?;
     let stderr = String::from_utf8_lossy(&out.stderr);
