@@ -194,8 +194,22 @@ impl RawClient {
     /// Creates a topic (CreateTopics at the highest common version) and returns the
     /// per-topic result without judging its error code.
     pub fn create_topic_result(&mut self, name: &str, partitions: i32, configs: &[(&str, &str)]) -> Result<CreatableTopicResult> {
-        let topic =
-            CreatableTopic::default().with_name(topic_name(name)).with_num_partitions(partitions).with_replication_factor(1).with_configs(
+        self.create_replicated_result(name, partitions, 1, configs)
+    }
+
+    /// CreateTopics with a replication factor; the broker's result for the topic.
+    pub fn create_replicated_result(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &[(&str, &str)],
+    ) -> Result<CreatableTopicResult> {
+        let topic = CreatableTopic::default()
+            .with_name(topic_name(name))
+            .with_num_partitions(partitions)
+            .with_replication_factor(replication_factor)
+            .with_configs(
                 configs
                     .iter()
                     .map(|(k, v)| {
@@ -219,6 +233,19 @@ impl RawClient {
         let result = self.create_topic_result(name, partitions, configs)?;
         if result.error_code != 0 {
             bail!("CreateTopics {name:?} failed: error {} {:?}", result.error_code, result.error_message);
+        }
+        Ok(())
+    }
+
+    /// Creates a replicated topic and fails unless the broker reports success.
+    pub fn create_replicated(&mut self, name: &str, partitions: i32, replication_factor: i16, configs: &[(&str, &str)]) -> Result<()> {
+        let result = self.create_replicated_result(name, partitions, replication_factor, configs)?;
+        if result.error_code != 0 {
+            bail!(
+                "CreateTopics {name:?} (replication factor {replication_factor}) failed: error {} {:?}",
+                result.error_code,
+                result.error_message
+            );
         }
         Ok(())
     }

@@ -122,9 +122,6 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 
 #[test]
 fn compose_cluster_keeps_a_replicated_topic_through_a_docker_kill() -> Result<()> {
-    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-    use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, TopicName};
-    use kafka_protocol::protocol::StrBytes;
     let image = match image() {
         Ok(i) => i,
         Err(why) => {
@@ -149,17 +146,7 @@ fn compose_cluster_keeps_a_replicated_topic_through_a_docker_kill() -> Result<()
     }
     let topic = unique_topic("replicated");
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", ports[0]).parse()?;
-    let mut c = karst_tests::raw::RawClient::connect(addr)?;
-    let version = c.version_for(ApiKey::CreateTopics)?.min(5);
-    let t = CreatableTopic::default()
-        .with_name(TopicName(StrBytes::from_string(topic.clone())))
-        .with_num_partitions(3)
-        .with_replication_factor(3)
-        .with_configs(vec![CreatableTopicConfig::default()
-            .with_name(StrBytes::from_static_str("min.insync.replicas"))
-            .with_value(Some(StrBytes::from_static_str("2")))]);
-    let resp = c.send(&CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(10_000), version)?;
-    ensure!(resp.topics[0].error_code == 0, "CreateTopics RF 3: {}", resp.topics[0].error_code);
+    karst_tests::raw::RawClient::connect(addr)?.create_replicated(&topic, 3, 3, &[("min.insync.replicas", "2")])?;
     let mut want: Vec<String> = (0..100).map(|i| format!("before-{i}")).collect();
     kcat_produce(&bootstrap, &topic, &want, "all")?;
 

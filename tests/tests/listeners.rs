@@ -9,11 +9,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{anyhow, ensure, Result};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, DescribeClusterRequest, FindCoordinatorRequest, MetadataRequest, MetadataResponse, TopicName,
-};
+use kafka_protocol::messages::{ApiKey, DescribeClusterRequest, FindCoordinatorRequest, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use karst_tests::cluster::free_ports;
 use karst_tests::proxy::Proxy;
@@ -135,19 +132,7 @@ fn bad_listener_configs_are_refused_naming_the_key() -> Result<()> {
 }
 
 fn create_rf3(addr: SocketAddr, topic: &str) -> Result<()> {
-    let mut c = RawClient::connect(addr)?;
-    let version = c.version_for(ApiKey::CreateTopics)?.min(5);
-    let t = CreatableTopic::default()
-        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-        .with_num_partitions(3)
-        .with_replication_factor(3)
-        .with_configs(vec![CreatableTopicConfig::default()
-            .with_name(StrBytes::from_static_str("min.insync.replicas"))
-            .with_value(Some(StrBytes::from_static_str("2")))]);
-    let resp = c.send(&CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(10_000), version)?;
-    let code = resp.topics.first().map_or(-1, |r| r.error_code);
-    ensure!(code == 0, "CreateTopics RF 3: error {code}");
-    Ok(())
+    RawClient::connect(addr)?.create_replicated(topic, 3, 3, &[("min.insync.replicas", "2")])
 }
 
 #[test]

@@ -257,17 +257,7 @@ fn hostile_admin_clients_do_not_disturb_kafka_clients() -> Result<()> {
 
 /// CreateTopics of one partition with three replicas: the topic's error code.
 fn create_rf3(broker: &Broker, topic: &str) -> Result<i16> {
-    use kafka_protocol::messages::create_topics_request::CreatableTopic;
-    use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, TopicName};
-    use kafka_protocol::protocol::StrBytes;
-    let mut c = RawClient::connect(broker.addr())?;
-    let version = c.version_for(ApiKey::CreateTopics)?.min(5);
-    let t = CreatableTopic::default()
-        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-        .with_num_partitions(1)
-        .with_replication_factor(3);
-    let resp = c.send(&CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(10_000), version)?;
-    Ok(resp.topics.first().map_or(-1, |r| r.error_code))
+    Ok(RawClient::connect(broker.addr())?.create_replicated_result(topic, 1, 3, &[])?.error_code)
 }
 
 /// Node id of partition 0's leader, as `b` reports it.

@@ -71,19 +71,7 @@ fn layout(broker: &Broker, topic: &str) -> Result<BTreeMap<i32, (i32, usize)>> {
 }
 
 fn create_rf3(broker: &Broker, topic: &str) -> Result<()> {
-    let mut c = RawClient::connect(broker.addr())?;
-    let version = c.version_for(ApiKey::CreateTopics)?.min(5);
-    let t = CreatableTopic::default()
-        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-        .with_num_partitions(PARTITIONS)
-        .with_replication_factor(3)
-        .with_configs(vec![CreatableTopicConfig::default()
-            .with_name(StrBytes::from_static_str("min.insync.replicas"))
-            .with_value(Some(StrBytes::from_static_str("2")))]);
-    let resp = c.send(&CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(10_000), version)?;
-    let code = resp.topics.first().map_or(-1, |r| r.error_code);
-    ensure!(code == 0, "CreateTopics RF 3: error {code}");
-    Ok(())
+    RawClient::connect(broker.addr())?.create_replicated(topic, PARTITIONS, 3, &[("min.insync.replicas", "2")])
 }
 
 fn live(brokers: &[Broker]) -> impl Iterator<Item = &Broker> {
