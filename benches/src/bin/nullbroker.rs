@@ -1,30 +1,41 @@
-//! `nullbroker`: the smallest Kafka broker librdkafka producers accept. It answers
-//! ApiVersions, Metadata (itself as the one broker, any topic with `--partitions`
-//! partitions), CreateTopics (success) and Produce (success with incrementing
-//! offsets, nothing stored). With the same client as the real brokers it measures
-//! the machine's and the client's limit. Codecs are Karst's protocol crate.
+//! `nullbroker`: the smallest Kafka broker librdkafka producers and consumers
+//! accept. It answers ApiVersions, Metadata (itself as the one broker, any topic
+//! with `--partitions` partitions), CreateTopics (success), Produce (success with
+//! incrementing offsets, nothing stored), FindCoordinator (itself), ListOffsets
+//! and Fetch. It keeps only the last record batch produced to each partition and
+//! serves every fetched offset below the partition's end from copies of it (base
+//! offset rewritten, which is outside the batch's CRC), so consumers do the same
+//! work as against a real broker while nothing is stored. With the same client as
+//! the real brokers it measures the machine's and the client's limit. Codecs are
+//! Karst's protocol crate.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bytes::{Bytes, BytesMut};
 use clap::Parser;
 use karst_protocol::codec::{decode_request, encode_api_versions_fallback, encode_response, DecodeError};
+use karst_protocol::fetch_frames::encode_fetch_frames;
 use karst_protocol::framing::{take_frame, DEFAULT_MAX_FRAME};
 use karst_protocol::kafka_protocol::messages::api_versions_response::ApiVersion;
 use karst_protocol::kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use karst_protocol::kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use karst_protocol::kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use karst_protocol::kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use karst_protocol::kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use karst_protocol::kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsResponse, MetadataResponse, ProduceResponse, RequestKind, ResponseKind,
+    ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsResponse, FetchRequest, FetchResponse, FindCoordinatorResponse, ListOffsetsResponse,
+    MetadataResponse, ProduceResponse, RequestKind, ResponseKind,
 };
 use karst_protocol::kafka_protocol::protocol::StrBytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 
 #[derive(Parser, Debug)]
 #[command(name = "nullbroker", about = "A Kafka broker that acknowledges every Produce and stores nothing")]
@@ -40,8 +51,41 @@ struct Args {
 struct State {
     addr: SocketAddr,
     partitions: i32,
-    /// Next offset per (topic, partition).
-    offsets: Mutex<HashMap<(StrBytes, i32), i64>>,
+    parts: Mutex<HashMap<(StrBytes, i32), Part>>,
+    /// Woken on every Produce, so a Fetch at the end of a partition waits like a long poll.
+    produced: Notify,
+}
+
+#[derive(Default)]
+struct Part {
+    /// Next offset (the end of the partition).
+    next: i64,
+    /// The first batch of the last Produce, and its record count.
+    last: Option<(Bytes, i64)>,
+}
+
+/// The first v2 record batch of `data` and its record count.
+fn first_batch(data: &Bytes) -> Option<(Bytes, i64)> {
+    if data.len() < 61 || data[16] != 2 {
+        return None;
+    }
+    let len = i32::from_be_bytes([data[8], data[9], data[10], data[11]]);
+    let last_delta = i32::from_be_bytes([data[23], data[24], data[25], data[26]]);
+    let total = 12usize.checked_add(usize::try_from(len).ok()?)?;
+    (total <= data.len() && last_delta >= 0).then(|| (data.slice(..total), i64::from(last_delta) + 1))
+}
+
+/// Copies of `batch` from `offset` on, each with its base offset rewritten, while
+/// below `end` and within `max_bytes` (at least one).
+fn copies(batch: &[u8], count: i64, mut offset: i64, end: i64, max_bytes: usize) -> Bytes {
+    let mut out = BytesMut::new();
+    while offset < end && (out.is_empty() || out.len() + batch.len() <= max_bytes) {
+        let at = out.len();
+        out.extend_from_slice(batch);
+        out[at..at + 8].copy_from_slice(&offset.to_be_bytes());
+        offset += count;
+    }
+    out.freeze()
 }
 
 /// Records in a concatenation of v2 record batches (last offset delta + 1 each).
@@ -71,6 +115,9 @@ fn handle(state: &State, body: RequestKind, version: i16) -> Option<ResponseKind
             api(ApiKey::Metadata, 0, 12),
             api(ApiKey::ApiVersions, 0, 3),
             api(ApiKey::CreateTopics, 2, 7),
+            api(ApiKey::FindCoordinator, 0, 3),
+            api(ApiKey::ListOffsets, 1, 6),
+            api(ApiKey::Fetch, 4, 12),
         ])),
         RequestKind::Metadata(req) => {
             let node = BrokerId(1);
@@ -109,8 +156,38 @@ fn handle(state: &State, body: RequestKind, version: i16) -> Option<ResponseKind
             CreateTopicsResponse::default()
                 .with_topics(req.topics.into_iter().map(|t| CreatableTopicResult::default().with_name(t.name)).collect()),
         ),
+        RequestKind::FindCoordinator(_) => ResponseKind::FindCoordinator(
+            FindCoordinatorResponse::default()
+                .with_node_id(BrokerId(1))
+                .with_host(StrBytes::from_string(state.addr.ip().to_string()))
+                .with_port(i32::from(state.addr.port())),
+        ),
+        RequestKind::ListOffsets(req) => {
+            let parts = state.parts.lock().ok()?;
+            let topics = req
+                .topics
+                .into_iter()
+                .map(|t| {
+                    let partitions = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            let end = parts.get(&(t.name.0.clone(), p.partition_index)).map_or(0, |x| x.next);
+                            // -2 is the earliest offset (0 here); anything else the end.
+                            let offset = if p.timestamp == -2 { 0 } else { end };
+                            ListOffsetsPartitionResponse::default()
+                                .with_partition_index(p.partition_index)
+                                .with_timestamp(-1)
+                                .with_offset(offset)
+                        })
+                        .collect();
+                    ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
+                })
+                .collect();
+            ResponseKind::ListOffsets(ListOffsetsResponse::default().with_topics(topics))
+        }
         RequestKind::Produce(req) => {
-            let mut offsets = state.offsets.lock().ok()?;
+            let mut offsets = state.parts.lock().ok()?;
             let responses = req
                 .topic_data
                 .into_iter()
@@ -120,15 +197,20 @@ fn handle(state: &State, body: RequestKind, version: i16) -> Option<ResponseKind
                         .iter()
                         .map(|pd| {
                             let n = pd.records.as_deref().map(count_records).unwrap_or(0);
-                            let next = offsets.entry((t.name.0.clone(), pd.index)).or_insert(0);
-                            let base = *next;
-                            *next += n;
+                            let part = offsets.entry((t.name.0.clone(), pd.index)).or_default();
+                            let base = part.next;
+                            part.next += n;
+                            if let Some(b) = pd.records.as_ref().and_then(first_batch) {
+                                part.last = Some(b);
+                            }
                             PartitionProduceResponse::default().with_index(pd.index).with_base_offset(base)
                         })
                         .collect();
                     TopicProduceResponse::default().with_name(t.name).with_partition_responses(parts)
                 })
                 .collect();
+            drop(offsets);
+            state.produced.notify_waiters();
             if req.acks == 0 {
                 return None;
             }
@@ -136,6 +218,45 @@ fn handle(state: &State, body: RequestKind, version: i16) -> Option<ResponseKind
         }
         _ => return None,
     })
+}
+
+/// A Fetch answer: every requested partition from its offset on, copies of its
+/// last batch. Returns the response and the record bytes in it.
+fn fetch(state: &State, req: &FetchRequest) -> (FetchResponse, usize) {
+    let parts = match state.parts.lock() {
+        Ok(p) => p,
+        Err(_) => return (FetchResponse::default(), 0),
+    };
+    let mut total = 0usize;
+    let max_bytes = usize::try_from(req.max_bytes).unwrap_or(0).max(1);
+    let responses = req
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let part = parts.get(&(t.topic.0.clone(), p.partition));
+                    let end = part.map_or(0, |x| x.next);
+                    let room = usize::try_from(p.partition_max_bytes).unwrap_or(0).min(max_bytes.saturating_sub(total));
+                    let records = match part.and_then(|x| x.last.as_ref()) {
+                        Some((batch, count)) if room > 0 && p.fetch_offset < end => copies(batch, *count, p.fetch_offset, end, room),
+                        _ => Bytes::new(),
+                    };
+                    total += records.len();
+                    PartitionData::default()
+                        .with_partition_index(p.partition)
+                        .with_high_watermark(end)
+                        .with_last_stable_offset(end)
+                        .with_log_start_offset(0)
+                        .with_records(Some(records))
+                })
+                .collect();
+            FetchableTopicResponse::default().with_topic(t.topic.clone()).with_partitions(partitions)
+        })
+        .collect();
+    (FetchResponse::default().with_responses(responses), total)
 }
 
 async fn serve_conn(state: Arc<State>, mut sock: TcpStream) -> Result<()> {
@@ -148,6 +269,26 @@ async fn serve_conn(state: Arc<State>, mut sock: TcpStream) -> Result<()> {
                 Ok(req) => {
                     let (api_key, version, cid) = (req.api_key, req.version, req.correlation_id);
                     let produce_acks0 = matches!(&req.body, RequestKind::Produce(p) if p.acks == 0);
+                    if let RequestKind::Fetch(f) = &req.body {
+                        // Written now: a long poll below must not hold earlier answers back.
+                        for b in out.drain(..) {
+                            sock.write_all(&b).await?;
+                        }
+                        let wait = Duration::from_millis(u64::try_from(f.max_wait_ms).unwrap_or(0).min(1000));
+                        let deadline = tokio::time::Instant::now() + wait;
+                        let resp = loop {
+                            let woken = state.produced.notified();
+                            let (resp, bytes) = fetch(&state, f);
+                            if bytes > 0 || tokio::time::Instant::now() >= deadline {
+                                break resp;
+                            }
+                            let _ = tokio::time::timeout_at(deadline, woken).await;
+                        };
+                        for b in encode_fetch_frames(cid, version, &resp).map_err(anyhow::Error::msg)? {
+                            sock.write_all(&b).await?;
+                        }
+                        continue;
+                    }
                     match handle(&state, req.body, version) {
                         Some(resp) => out.push(encode_response(cid, api_key, version, &resp).map_err(anyhow::Error::msg)?),
                         None if produce_acks0 => {}
@@ -174,7 +315,7 @@ async fn main() -> Result<()> {
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     println!("nullbroker listening on {addr}");
-    let state = Arc::new(State { addr, partitions: args.partitions.max(1), offsets: Mutex::new(HashMap::new()) });
+    let state = Arc::new(State { addr, partitions: args.partitions.max(1), parts: Mutex::new(HashMap::new()), produced: Notify::new() });
     loop {
         let (sock, _) = listener.accept().await?;
         let state = state.clone();
@@ -198,5 +339,22 @@ mod tests {
         let two = [batch.clone(), batch].concat();
         assert_eq!(count_records(&two), 10);
         assert_eq!(count_records(&[]), 0);
+    }
+
+    #[test]
+    fn copies_rewrite_base_offsets_and_stop_at_the_end() {
+        let mut batch = vec![0u8; 70];
+        batch[8..12].copy_from_slice(&58i32.to_be_bytes());
+        batch[16] = 2;
+        batch[23..27].copy_from_slice(&4i32.to_be_bytes());
+        let (b, n) = first_batch(&Bytes::from(batch)).expect("a v2 batch");
+        assert_eq!(n, 5);
+        let out = copies(&b, n, 10, 22, 1 << 20);
+        assert_eq!(out.len(), 3 * 70, "10, 15 and 20 are below 22");
+        let bases: Vec<i64> = out.chunks(70).map(|c| i64::from_be_bytes(c[..8].try_into().unwrap())).collect();
+        assert_eq!(bases, [10, 15, 20]);
+        assert_eq!(copies(&b, n, 10, 22, 100).len(), 70, "at least one batch, then within the limit");
+        assert!(copies(&b, n, 22, 22, 1 << 20).is_empty());
+        assert!(first_batch(&Bytes::from_static(&[0u8; 10])).is_none());
     }
 }

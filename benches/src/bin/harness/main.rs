@@ -2,6 +2,7 @@
 //! machine and writes `benches/results/<UTC date>.md` with tables and PNG plots.
 //! `benches/run.sh` installs the peers, builds everything and calls this.
 
+mod memory;
 mod plots;
 mod report;
 mod systems;
@@ -51,11 +52,14 @@ struct Args {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Plan {
     pub(crate) warmup: f64,
+    pub(crate) latency_warmup: f64,
     pub(crate) duration: f64,
     pub(crate) drain: f64,
     pub(crate) backlog: u64,
     pub(crate) scale_partitions: usize,
     pub(crate) scale_duration: f64,
+    /// Memory to touch before the first broker (see `memory.rs`).
+    pub(crate) touch: u64,
 }
 
 /// What one system did at start-up.
@@ -79,6 +83,8 @@ pub(crate) struct Outcome {
     pub(crate) elapsed_s: f64,
     /// /proc/loadavg (1, 5, 15 min) when the harness started.
     pub(crate) load_start: String,
+    /// What was done about the machine's memory before the runs (a paragraph).
+    pub(crate) memory_note: String,
 }
 
 /// Workload (f): 10,000 partitions on one broker.
@@ -160,7 +166,7 @@ impl Harness {
     /// Runs one load against a running system; the result is recorded.
     fn run_load(&mut self, r: &Running, load: &Load) -> Option<RunResult> {
         let kind = r.kind;
-        let consumers = if kind == Kind::Null { 0 } else { load.consumers };
+        let consumers = load.consumers;
         let out_file = self.scratch.join(format!("{}-{}-{}.json", load.workload, kind.name().replace(' ', "-"), r.addr.port()));
         let (bin, mut cmd) = match kind.driver() {
             Driver::Kafka => {
@@ -187,7 +193,13 @@ impl Harness {
                 (bin, c)
             }
         };
-        let warmup = if load.backlog.is_some() { 0.0 } else { self.plan.warmup };
+        let warmup = match (load.backlog, load.rate) {
+            (Some(_), _) => 0.0,
+            // Latency is measured once every consumer is reading: records sent before
+            // would wait for a consumer's start-up and show that, not the broker.
+            (None, Some(_)) => self.plan.latency_warmup,
+            (None, None) => self.plan.warmup,
+        };
         let duration = if load.workload == "f" { self.plan.scale_duration } else { self.plan.duration };
         cmd.arg("--system")
             .arg(kind.name())
@@ -220,6 +232,8 @@ impl Harness {
             cmd.arg("--backlog-bytes").arg(b.to_string()).arg("--drop-caches");
         }
         let limit = Duration::from_secs_f64(warmup + duration + self.plan.drain + 180.0);
+        // Nobody's writeback is left for the next run to wait behind.
+        let _ = Command::new("sync").status();
         eprintln!("[harness] workload ({}) {} B on {}", load.workload, load.size, kind.name());
         let res = run_bounded(&mut cmd, limit, &self.scratch.join(format!("{}-{}.stderr", load.workload, r.addr.port())))
             .with_context(|| format!("running {}", bin.display()))
@@ -264,25 +278,28 @@ impl Harness {
         // (RabbitMQ, slow to start) goes on to its phase-2 runs without a restart.
         let order = self.kinds(&everything);
         let mut kept: Option<Running> = None;
-        for (i, &kind) in order.iter().enumerate() {
+        'systems: for (i, &kind) in order.iter().enumerate() {
             if skip.contains('a') && skip.contains('b') {
                 break;
             }
-            let Some(r) = self.start(kind, 6) else { continue };
-            for (w, size) in [("a", 1024), ("b", 100)] {
-                if !skip.contains(w) {
-                    self.run_load(&r, &Load::base(w, size));
-                }
-            }
-            // The same with producers only, for the Kafka-protocol brokers: the null
-            // broker serves no records, so in (a) and (b) its consumers leave the
-            // load generator more CPU than a real broker's do.
+            // (a) and (b); then the same with producers only for the Kafka-protocol
+            // brokers: the broker's cost of taking records in, without the consumers'.
+            let mut loads: Vec<Load> = [("a", 1024), ("b", 100)].iter().map(|&(w, size)| Load::base(w, size)).collect();
             if kafka.contains(&kind) {
-                for (w, base, size) in [("ap", 'a', 1024), ("bp", 'b', 100)] {
-                    if !skip.contains(base) {
-                        self.run_load(&r, &Load { consumers: 0, ..Load::base(w, size) });
-                    }
+                loads.extend([("ap", 1024), ("bp", 100)].iter().map(|&(w, size)| Load { consumers: 0, ..Load::base(w, size) }));
+            }
+            loads.retain(|l| !skip.contains(&l.workload[..1]));
+            let Some(mut r) = self.start(kind, 6) else { continue };
+            for (j, load) in loads.iter().enumerate() {
+                // Every workload starts on an empty Kafka-protocol broker (they start in
+                // milliseconds): no run reads or holds what an earlier one wrote, and a
+                // memory-only broker does not carry every earlier run in memory.
+                if j > 0 && kafka.contains(&kind) {
+                    self.stop(r);
+                    let Some(again) = self.start(kind, 6) else { continue 'systems };
+                    r = again;
                 }
+                self.run_load(&r, load);
             }
             if i + 1 == order.len() && kind != Kind::Null {
                 kept = Some(r);
@@ -308,7 +325,7 @@ impl Harness {
             order2.retain(|x| *x != k);
             order2.insert(0, k);
         }
-        for kind in order2 {
+        'phase2: for kind in order2 {
             if kind == Kind::Null {
                 continue;
             }
@@ -318,7 +335,17 @@ impl Harness {
             if !want_c && !want_de {
                 continue;
             }
-            let r = match kept.take() {
+            let mut loads = Vec::new();
+            if want_c {
+                loads.push(Load { rate: Some(rate), ..Load::base("c", 1024) });
+            }
+            if want_de && !skip.contains('d') {
+                loads.push(Load { groups: 4, consumers: 1, subscribe: true, ..Load::base("d", 1024) });
+            }
+            if want_de && !skip.contains('e') {
+                loads.push(Load { backlog: Some(self.plan.backlog), ..Load::base("e", 1024) });
+            }
+            let mut r = match kept.take() {
                 Some(r) if r.kind == kind => r,
                 other => {
                     if let Some(o) = other {
@@ -328,16 +355,14 @@ impl Harness {
                     r
                 }
             };
-            if want_c {
-                self.run_load(&r, &Load { rate: Some(rate), ..Load::base("c", 1024) });
-            }
-            if want_de {
-                if !skip.contains('d') {
-                    self.run_load(&r, &Load { groups: 4, consumers: 1, subscribe: true, ..Load::base("d", 1024) });
+            for (j, load) in loads.iter().enumerate() {
+                // As in phase 1: each workload on an empty Kafka-protocol broker.
+                if j > 0 && kafka.contains(&kind) {
+                    self.stop(r);
+                    let Some(again) = self.start(kind, 6) else { continue 'phase2 };
+                    r = again;
                 }
-                if !skip.contains('e') {
-                    self.run_load(&r, &Load { backlog: Some(self.plan.backlog), ..Load::base("e", 1024) });
-                }
+                self.run_load(&r, load);
             }
             self.stop(r);
         }
@@ -428,9 +453,27 @@ fn utc_date() -> String {
 fn main() -> Result<()> {
     let args = Args::parse();
     let plan = if args.quick {
-        Plan { warmup: 0.5, duration: 3.0, drain: 6.0, backlog: 256 << 20, scale_partitions: 10_000, scale_duration: 3.0 }
+        Plan {
+            warmup: 0.5,
+            latency_warmup: 2.0,
+            duration: 3.0,
+            drain: 6.0,
+            backlog: 256 << 20,
+            scale_partitions: 10_000,
+            scale_duration: 3.0,
+            touch: 6 << 30,
+        }
     } else {
-        Plan { warmup: 5.0, duration: 30.0, drain: 30.0, backlog: 4 << 30, scale_partitions: 10_000, scale_duration: 20.0 }
+        Plan {
+            warmup: 5.0,
+            latency_warmup: 5.0,
+            duration: 20.0,
+            drain: 20.0,
+            backlog: 4 << 30,
+            scale_partitions: 10_000,
+            scale_duration: 20.0,
+            touch: 20 << 30,
+        }
     };
     let plan = Plan { backlog: args.backlog_bytes.unwrap_or(plan.backlog), ..plan };
     let scratch = match &args.scratch {
@@ -459,7 +502,10 @@ fn main() -> Result<()> {
             h.out.skipped.push(format!("{what}: not installed"));
         }
     }
+    let memory = memory::prepare(h.plan.touch);
+    h.out.memory_note = memory.note();
     let result = h.run();
+    drop(memory);
     let date = utc_date();
     std::fs::create_dir_all(&h.args.results)?;
     let md = report::write(&h.args.results, &date, h.args.quick, &h.plan, &h.out)?;
