@@ -172,7 +172,9 @@ pub(crate) fn write(dir: &Path, date: &str, quick: bool, plan: &Plan, out: &Outc
         let _ = writeln!(md, "| {} | {:.1} | {} |", s.kind.name(), s.startup_ms, mb(s.idle_rss));
     }
 
-    let date_png = |name: &str| format!("{date}-{name}.png");
+    // A quick run and a full run on the same day do not overwrite each other.
+    let stem = if quick { format!("{date}-quick") } else { date.to_string() };
+    let date_png = |name: &str| format!("{stem}-{name}.png");
     let font = plots::init_font();
     if let Err(e) = &font {
         md.push_str(&format!("\nPlots were not drawn: {e:#}.\n"));
@@ -382,9 +384,9 @@ pub(crate) fn write(dir: &Path, date: &str, quick: bool, plan: &Plan, out: &Outc
             let _ = writeln!(md, "- {n}");
         }
     }
-    let path = dir.join(format!("{date}.md"));
+    let path = dir.join(format!("{stem}.md"));
     std::fs::write(&path, md)?;
-    let json = dir.join(format!("{date}.json"));
+    let json = dir.join(format!("{stem}.json"));
     std::fs::write(&json, serde_json::to_string_pretty(runs)?)?;
     Ok(path)
 }
