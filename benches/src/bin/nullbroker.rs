@@ -17,6 +17,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bytes::{Bytes, BytesMut};
 use clap::Parser;
+use karst_batch::{count_records, set_base_offset, BatchHeader};
 use karst_protocol::codec::{decode_request, encode_api_versions_fallback, encode_response, DecodeError};
 use karst_protocol::fetch_frames::encode_fetch_frames;
 use karst_protocol::framing::{take_frame, DEFAULT_MAX_FRAME};
@@ -64,15 +65,10 @@ struct Part {
     last: Option<(Bytes, i64)>,
 }
 
-/// The first v2 record batch of `data` and its record count.
+/// The first record batch of `data` and the offsets it takes.
 fn first_batch(data: &Bytes) -> Option<(Bytes, i64)> {
-    if data.len() < 61 || data[16] != 2 {
-        return None;
-    }
-    let len = i32::from_be_bytes([data[8], data[9], data[10], data[11]]);
-    let last_delta = i32::from_be_bytes([data[23], data[24], data[25], data[26]]);
-    let total = 12usize.checked_add(usize::try_from(len).ok()?)?;
-    (total <= data.len() && last_delta >= 0).then(|| (data.slice(..total), i64::from(last_delta) + 1))
+    let h = BatchHeader::parse(data).ok()?;
+    Some((data.slice(..h.total_len()), i64::from(h.last_offset_delta) + 1))
 }
 
 /// Copies of `batch` from `offset` on, each with its base offset rewritten, while
@@ -82,26 +78,10 @@ fn copies(batch: &[u8], count: i64, mut offset: i64, end: i64, max_bytes: usize)
     while offset < end && (out.is_empty() || out.len() + batch.len() <= max_bytes) {
         let at = out.len();
         out.extend_from_slice(batch);
-        out[at..at + 8].copy_from_slice(&offset.to_be_bytes());
+        set_base_offset(&mut out[at..], offset);
         offset += count;
     }
     out.freeze()
-}
-
-/// Records in a concatenation of v2 record batches (last offset delta + 1 each).
-fn count_records(mut data: &[u8]) -> i64 {
-    let mut n = 0i64;
-    while data.len() >= 61 {
-        let len = i32::from_be_bytes([data[8], data[9], data[10], data[11]]);
-        let last_delta = i32::from_be_bytes([data[23], data[24], data[25], data[26]]);
-        n += i64::from(last_delta.max(0)) + 1;
-        let total = 12 + len.max(0) as usize;
-        if total > data.len() {
-            break;
-        }
-        data = &data[total..];
-    }
-    n
 }
 
 fn api(key: ApiKey, min: i16, max: i16) -> ApiVersion {
@@ -196,7 +176,7 @@ fn handle(state: &State, body: RequestKind, version: i16) -> Option<ResponseKind
                         .partition_data
                         .iter()
                         .map(|pd| {
-                            let n = pd.records.as_deref().map(count_records).unwrap_or(0);
+                            let n = pd.records.as_deref().map_or(0, |r| count_records(r) as i64);
                             let part = offsets.entry((t.name.0.clone(), pd.index)).or_default();
                             let base = part.next;
                             part.next += n;
@@ -330,24 +310,13 @@ async fn main() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn counts_records_of_concatenated_batches() {
-        let mut batch = vec![0u8; 70];
-        batch[8..12].copy_from_slice(&58i32.to_be_bytes());
-        batch[23..27].copy_from_slice(&4i32.to_be_bytes());
-        let two = [batch.clone(), batch].concat();
-        assert_eq!(count_records(&two), 10);
-        assert_eq!(count_records(&[]), 0);
-    }
+    use karst_batch::build_batch;
 
     #[test]
     fn copies_rewrite_base_offsets_and_stop_at_the_end() {
-        let mut batch = vec![0u8; 70];
-        batch[8..12].copy_from_slice(&58i32.to_be_bytes());
-        batch[16] = 2;
-        batch[23..27].copy_from_slice(&4i32.to_be_bytes());
-        let (b, n) = first_batch(&Bytes::from(batch)).expect("a v2 batch");
+        let batch = build_batch(0, 5, 0, &[0u8; 9]);
+        assert_eq!(batch.len(), 70);
+        let (b, n) = first_batch(&Bytes::from([batch.clone(), batch].concat())).expect("a v2 batch");
         assert_eq!(n, 5);
         let out = copies(&b, n, 10, 22, 1 << 20);
         assert_eq!(out.len(), 3 * 70, "10, 15 and 20 are below 22");

@@ -158,9 +158,15 @@ impl Harness {
         }
     }
 
+    /// Stops a system and deletes its data: a full run writes more than the disk
+    /// holds if every run's data is kept until the end.
     fn stop(&self, r: Running) {
         eprintln!("[harness] stopping {}", r.kind.name());
+        let dir = r.data_dir.clone();
         r.stop();
+        if dir.starts_with(&self.scratch) {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 
     /// Runs one load against a running system; the result is recorded.
@@ -394,7 +400,7 @@ impl Harness {
             }
             s.create_s = s.run.as_ref().and_then(|r| r.create_topic_s).unwrap_or(0.0);
             let dir = r.data_dir.clone();
-            self.stop(r);
+            r.stop(); // keeping its data for the restart
             let opts = StartOpts { data_dir: Some(&dir), partitions: n, scratch: &self.scratch };
             match systems::start(Kind::KarstFsync, &self.progs, &opts) {
                 Ok(mut r2) => {
@@ -407,7 +413,7 @@ impl Harness {
                         self.out.skipped.push(format!("(f) restart with {n} partitions exited: {}", r2.log_tail().replace('\n', " | ")));
                         s.restart_ms = 0.0;
                     }
-                    r2.stop();
+                    self.stop(r2);
                 }
                 Err(e) => self.out.skipped.push(format!("(f) restart with {n} partitions: {e:#}")),
             }
