@@ -30,7 +30,7 @@
 use std::fs::File;
 use std::io;
 
-use memmap2::{Mmap, MmapMut, MmapOptions};
+use memmap2::{Advice, Mmap, MmapMut, MmapOptions};
 
 fn check_len(file: &File, len: usize) -> io::Result<()> {
     let file_len = file.metadata()?.len();
@@ -55,5 +55,11 @@ pub(crate) fn map_write(file: &File, len: usize) -> io::Result<MmapMut> {
     // SAFETY: used only for an active segment's index file, which this process owns
     // and writes only through this mapping; the file is trimmed only after the
     // mapping has been flushed and dropped (see `IndexFile::freeze`).
-    unsafe { MmapOptions::new().len(len).map_mut(file) }
+    let map = unsafe { MmapOptions::new().len(len).map_mut(file)? };
+    // Index entries are written one page at a time, far apart in thousands of
+    // files: without this each first touch of a page reads ahead (allocates and
+    // zeroes) a window of the preallocated file's holes, which made closing
+    // 10,000 partitions take 13 s of kernel time.
+    map.advise(Advice::Random)?;
+    Ok(map)
 }
