@@ -46,7 +46,7 @@ pub(crate) fn consumed(topic: &Arc<str>, batches: &[u8]) {
     }
     let f = families();
     let label = TopicLabel { topic: topic.clone() };
-    f.messages_out.get_or_create(&label).inc_by(inspect::record_count(batches));
+    f.messages_out.get_or_create(&label).inc_by(karst_batch::count_records(batches));
     f.bytes_out.get_or_create(&label).inc_by(batches.len() as u64);
 }
 

@@ -201,6 +201,24 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     batch[PARTITION_LEADER_EPOCH..PARTITION_LEADER_EPOCH + 4].copy_from_slice(&epoch.to_be_bytes());
 }
 
+/// Records in the whole batches laid end to end in `buf`, read from their
+/// `records_count` fields without checking magic or CRC: for counting what
+/// passes by (metrics), not for deciding what to store. A batch with a negative
+/// count counts nothing; the walk ends at a partial batch or a length that
+/// cannot hold a header.
+pub fn count_records(mut buf: &[u8]) -> u64 {
+    let mut total = 0u64;
+    while buf.len() >= HEADER_LEN {
+        let Some(size) = usize::try_from(i32_at(buf, BATCH_LENGTH)).ok().and_then(|l| l.checked_add(LOG_OVERHEAD)) else { break };
+        if size > buf.len() || size < HEADER_LEN {
+            break;
+        }
+        total += u64::try_from(i32_at(buf, RECORD_COUNT)).unwrap_or(0);
+        buf = &buf[size..];
+    }
+    total
+}
+
 /// Iterates over the batches laid end to end in `buf`, verifying each CRC.
 ///
 /// Yields `(position, header)`; stops at the first error, which it yields once.
@@ -277,6 +295,36 @@ pub fn build_batch_with_producer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn header_only(records: i32, body: usize) -> Vec<u8> {
+        let mut b = vec![0u8; HEADER_LEN + body];
+        let len = i32::try_from(b.len() - LOG_OVERHEAD).expect("small");
+        b[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&len.to_be_bytes());
+        b[RECORD_COUNT..RECORD_COUNT + 4].copy_from_slice(&records.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn counts_records_of_whole_batches_only() {
+        let mut run = header_only(3, 20);
+        run.extend(header_only(5, 0));
+        assert_eq!(count_records(&run), 8);
+        let partial = header_only(7, 30);
+        run.extend(&partial[..40]);
+        assert_eq!(count_records(&run), 8, "a cut batch is not counted");
+        assert_eq!(count_records(&[]), 0);
+        let mut hostile = header_only(-4, 0);
+        hostile.extend(header_only(2, 1));
+        assert_eq!(count_records(&hostile), 2, "a negative count counts nothing and the walk goes on");
+        let mut bad_len = header_only(9, 0);
+        bad_len[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&(-1i32).to_be_bytes());
+        assert_eq!(count_records(&bad_len), 0);
+        let mut short_len = header_only(9, 0);
+        short_len[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&10i32.to_be_bytes());
+        assert_eq!(count_records(&short_len), 0, "a length shorter than a header ends the walk");
+        let real = build_batch(0, 4, 0, b"abcd");
+        assert_eq!(count_records(&[real.clone(), real].concat()), 8);
+    }
     use proptest::prelude::*;
 
     #[test]
