@@ -495,3 +495,45 @@ fn three_brokers_route_to_leaders_and_coordinators_and_move_replicas() -> Result
     ensure!(out.lines().count() as i64 > 0, "partition 0 is readable after the move");
     Ok(())
 }
+
+/// A broker that answers ApiVersions properly and then garbage (random bytes, a
+/// 2 GiB or negative size prefix, a wrong correlation id, undecodable or zeroed
+/// bodies, silence): every command ends with exit 1 and a one-line error naming
+/// the broker (a zeroed body may decode as an empty answer), never a panic or a
+/// hang past its request timeout.
+#[test]
+fn garbage_from_a_broker_ends_the_command_with_an_error() -> Result<()> {
+    use karst_tests::garbage::{GarbageServer, KINDS};
+    let server = GarbageServer::start_after_handshake()?;
+    let addr = server.addr().to_string();
+    let bin = karst_bin()?;
+    let commands: [&[&str]; 2] = [&["topic", "list"], &["cluster", "info"]];
+    // In parallel, so the silent answers cost one request timeout in all; each
+    // command meets whichever kind its connection is given, every kind twice.
+    let runs: Vec<_> = (0..2 * KINDS.len())
+        .map(|i| {
+            let args = commands[i % 2];
+            let mut cmd = Command::new(&bin);
+            cmd.args(args).arg("--bootstrap-server").arg(&addr).stdin(Stdio::null());
+            scrub_env(&mut cmd);
+            std::thread::spawn(move || (args, run_command(&mut cmd, TIMEOUT)))
+        })
+        .collect();
+    let mut failed = 0;
+    for run in runs {
+        let (args, out) = run.join().map_err(|_| anyhow::anyhow!("a command thread panicked"))?;
+        let out = out?;
+        // A zeroed body can decode as a valid empty answer (no topics, no brokers):
+        // that one may succeed; it must not panic.
+        if out.status.success() {
+            ensure!(!String::from_utf8_lossy(&out.stderr).contains("panicked"), "{}", show_output(&out));
+            continue;
+        }
+        let stderr = friendly_failure(args, &out)?;
+        ensure!(stderr.contains(&addr), "karst {args:?}: the error does not name {addr}:\n{stderr}");
+        failed += 1;
+    }
+    ensure!(failed >= 2 * (KINDS.len() - 1), "only {failed} of {} commands failed on garbage", 2 * KINDS.len());
+    ensure!(server.served() >= 2 * KINDS.len(), "only {} connections were answered", server.served());
+    Ok(())
+}
