@@ -46,6 +46,32 @@ struct Args {
     /// Total backlog for workload (e), bytes (default: 256 MiB quick, 4 GiB full).
     #[arg(long)]
     backlog_bytes: Option<u64>,
+    /// Appended to the report's name: `<date>[-quick]-<tag>.md`.
+    #[arg(long)]
+    tag: Option<String>,
+}
+
+impl Args {
+    /// The options of this run as `benches/run.sh` takes them, for the report.
+    fn options(&self) -> String {
+        let mut o = String::new();
+        if self.quick {
+            o.push_str(" --quick");
+        }
+        if let Some(only) = &self.only {
+            o.push_str(&format!(" --only \"{only}\""));
+        }
+        if !self.skip.is_empty() {
+            o.push_str(&format!(" --skip {}", self.skip));
+        }
+        if let Some(b) = self.backlog_bytes {
+            o.push_str(&format!(" --backlog-bytes {b}"));
+        }
+        if let Some(t) = &self.tag {
+            o.push_str(&format!(" --tag {t}"));
+        }
+        o
+    }
 }
 
 /// Timings of one mode.
@@ -514,7 +540,12 @@ fn main() -> Result<()> {
     drop(memory);
     let date = utc_date();
     std::fs::create_dir_all(&h.args.results)?;
-    let md = report::write(&h.args.results, &date, h.args.quick, &h.plan, &h.out)?;
+    let stem = [Some(date.clone()), h.args.quick.then(|| "quick".to_string()), h.args.tag.clone()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("-");
+    let md = report::write(&h.args.results, &date, &stem, &h.args.options(), h.args.quick, &h.plan, &h.out)?;
     eprintln!("[harness] report: {}", md.display());
     if h.args.scratch.is_none() {
         let _ = std::fs::remove_dir_all(&scratch);

@@ -128,7 +128,8 @@ fn check_also(md: &mut String, what: &str, value: Option<f64>, target: f64, high
     md.push_str(&line);
 }
 
-pub(crate) fn write(dir: &Path, date: &str, quick: bool, plan: &Plan, out: &Outcome) -> Result<PathBuf> {
+/// Writes `<stem>.md`, `<stem>.json` and the plots; `options` are the run's options as `benches/run.sh` takes them.
+pub(crate) fn write(dir: &Path, date: &str, stem: &str, options: &str, quick: bool, plan: &Plan, out: &Outcome) -> Result<PathBuf> {
     let runs = &out.runs;
     let mut md = String::new();
     let _ = writeln!(md, "# Karst benchmarks, {date} ({})\n", if quick { "quick" } else { "full" });
@@ -138,7 +139,7 @@ pub(crate) fn write(dir: &Path, date: &str, quick: bool, plan: &Plan, out: &Outc
          Everything ran on this one machine over loopback, load generator and broker sharing the cores; \
          load average at the start {} and at the end {} (other work on the machine makes runs noisy: compare within one report). \
          Harness time: {:.0} s.\n",
-        if quick { " --quick" } else { "" },
+        options,
         sh("nproc"),
         sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"),
         sh("free -h | awk '/Mem:/{print $2}'"),
@@ -172,8 +173,6 @@ pub(crate) fn write(dir: &Path, date: &str, quick: bool, plan: &Plan, out: &Outc
         let _ = writeln!(md, "| {} | {:.1} | {} |", s.kind.name(), s.startup_ms, mb(s.idle_rss));
     }
 
-    // A quick run and a full run on the same day do not overwrite each other.
-    let stem = if quick { format!("{date}-quick") } else { date.to_string() };
     let date_png = |name: &str| format!("{stem}-{name}.png");
     let font = plots::init_font();
     if let Err(e) = &font {

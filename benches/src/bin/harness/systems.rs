@@ -123,14 +123,16 @@ impl Running {
         pids.iter().filter_map(|&p| vm_rss(p)).sum()
     }
 
-    /// Stops the server (TERM, then KILL after 5 s) and everything it started.
+    /// Stops the server (TERM, then KILL after 30 s) and everything it started.
     pub(crate) fn stop(mut self) {
         let mut pids = descendants(self.pid());
         pids.push(self.pid());
         for p in &pids {
             let _ = Command::new("kill").arg("-TERM").arg(p.to_string()).stderr(Stdio::null()).status();
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
+        // As long as an operator would wait (Kubernetes' default grace period): a
+        // broker killed mid-shutdown would restart through crash recovery.
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 break;
