@@ -292,6 +292,23 @@ impl Harness {
         }
     }
 
+    /// Runs `loads` in turn on `r`; with `fresh`, each after the first on a new
+    /// instance with an empty data directory (Kafka-protocol brokers start in
+    /// milliseconds): no run reads or holds what an earlier one wrote, and a
+    /// memory-only broker does not carry every earlier run in memory. Returns the
+    /// instance still running, or `None` when a restart failed.
+    fn run_loads(&mut self, mut r: Running, loads: &[Load], fresh: bool) -> Option<Running> {
+        for (j, load) in loads.iter().enumerate() {
+            if j > 0 && fresh {
+                let kind = r.kind;
+                self.stop(r);
+                r = self.start(kind, 6)?;
+            }
+            self.run_load(&r, load);
+        }
+        Some(r)
+    }
+
     fn kinds(&self, all: &[Kind]) -> Vec<Kind> {
         all.iter().copied().filter(|k| self.wanted(*k)).collect()
     }
@@ -310,7 +327,7 @@ impl Harness {
         // (RabbitMQ, slow to start) goes on to its phase-2 runs without a restart.
         let order = self.kinds(&everything);
         let mut kept: Option<Running> = None;
-        'systems: for (i, &kind) in order.iter().enumerate() {
+        for (i, &kind) in order.iter().enumerate() {
             if skip.contains('a') && skip.contains('b') {
                 break;
             }
@@ -321,18 +338,8 @@ impl Harness {
                 loads.extend([("ap", 1024), ("bp", 100)].iter().map(|&(w, size)| Load { consumers: 0, ..Load::base(w, size) }));
             }
             loads.retain(|l| !skip.contains(&l.workload[..1]));
-            let Some(mut r) = self.start(kind, 6) else { continue };
-            for (j, load) in loads.iter().enumerate() {
-                // Every workload starts on an empty Kafka-protocol broker (they start in
-                // milliseconds): no run reads or holds what an earlier one wrote, and a
-                // memory-only broker does not carry every earlier run in memory.
-                if j > 0 && kafka.contains(&kind) {
-                    self.stop(r);
-                    let Some(again) = self.start(kind, 6) else { continue 'systems };
-                    r = again;
-                }
-                self.run_load(&r, load);
-            }
+            let Some(r) = self.start(kind, 6) else { continue };
+            let Some(r) = self.run_loads(r, &loads, kafka.contains(&kind)) else { continue };
             if i + 1 == order.len() && kind != Kind::Null {
                 kept = Some(r);
             } else {
@@ -357,7 +364,7 @@ impl Harness {
             order2.retain(|x| *x != k);
             order2.insert(0, k);
         }
-        'phase2: for kind in order2 {
+        for kind in order2 {
             if kind == Kind::Null {
                 continue;
             }
@@ -377,7 +384,7 @@ impl Harness {
             if want_de && !skip.contains('e') {
                 loads.push(Load { backlog: Some(self.plan.backlog), ..Load::base("e", 1024) });
             }
-            let mut r = match kept.take() {
+            let r = match kept.take() {
                 Some(r) if r.kind == kind => r,
                 other => {
                     if let Some(o) = other {
@@ -387,16 +394,9 @@ impl Harness {
                     r
                 }
             };
-            for (j, load) in loads.iter().enumerate() {
-                // As in phase 1: each workload on an empty Kafka-protocol broker.
-                if j > 0 && kafka.contains(&kind) {
-                    self.stop(r);
-                    let Some(again) = self.start(kind, 6) else { continue 'phase2 };
-                    r = again;
-                }
-                self.run_load(&r, load);
+            if let Some(r) = self.run_loads(r, &loads, kafka.contains(&kind)) {
+                self.stop(r);
             }
-            self.stop(r);
         }
 
         if let Some(r) = kept.take() {
