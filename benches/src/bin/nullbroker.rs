@@ -202,26 +202,39 @@ fn handle(state: &State, body: RequestKind, version: i16) -> Option<ResponseKind
 
 /// A Fetch answer: every requested partition from its offset on, copies of its
 /// last batch. Returns the response and the record bytes in it.
+/// A partition's end and its last batch with the offsets it takes, as a fetch saw them.
+type Seen = (i64, Option<(Bytes, i64)>);
+
 fn fetch(state: &State, req: &FetchRequest) -> (FetchResponse, usize) {
-    let parts = match state.parts.lock() {
-        Ok(p) => p,
-        Err(_) => return (FetchResponse::default(), 0),
-    };
+    // Each partition's end and last batch (a reference count), read under the lock;
+    // the copies are made after it, so producers are not held up by them.
+    let Ok(parts) = state.parts.lock() else { return (FetchResponse::default(), 0) };
+    let seen: Vec<Vec<Seen>> = req
+        .topics
+        .iter()
+        .map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| parts.get(&(t.topic.0.clone(), p.partition)).map_or((0, None), |x| (x.next, x.last.clone())))
+                .collect()
+        })
+        .collect();
+    drop(parts);
     let mut total = 0usize;
     let max_bytes = usize::try_from(req.max_bytes).unwrap_or(0).max(1);
     let responses = req
         .topics
         .iter()
-        .map(|t| {
+        .zip(seen)
+        .map(|(t, seen)| {
             let partitions = t
                 .partitions
                 .iter()
-                .map(|p| {
-                    let part = parts.get(&(t.topic.0.clone(), p.partition));
-                    let end = part.map_or(0, |x| x.next);
+                .zip(seen)
+                .map(|(p, (end, last))| {
                     let room = usize::try_from(p.partition_max_bytes).unwrap_or(0).min(max_bytes.saturating_sub(total));
-                    let records = match part.and_then(|x| x.last.as_ref()) {
-                        Some((batch, count)) if room > 0 && p.fetch_offset < end => copies(batch, *count, p.fetch_offset, end, room),
+                    let records = match last {
+                        Some((batch, count)) if room > 0 && p.fetch_offset < end => copies(&batch, count, p.fetch_offset, end, room),
                         _ => Bytes::new(),
                     };
                     total += records.len();
