@@ -123,9 +123,22 @@ impl Partition {
     }
 
     /// Appends validated batches, stamped with the current leader epoch.
+    ///
+    /// Refused (Closed) unless this replica has taken up its leadership: between a
+    /// metadata image naming this broker leader and `apply_roles` acting on it, the
+    /// replica is still a follower of the old leader at the old epoch. An append then
+    /// would be stamped with the old epoch, so a former leader holding other batches
+    /// at those offsets under that epoch would keep them when it truncates (KIP-101
+    /// compares epochs), and the replicas would diverge.
     pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, PartitionError> {
-        let epoch = self.replica.lock().leader_epoch;
         let mut guard = self.log.write();
+        let epoch = {
+            let r = self.replica.lock();
+            if r.role != Role::Leader {
+                return Err(PartitionError::Closed);
+            }
+            r.leader_epoch
+        };
         let log = guard.as_mut().ok_or(PartitionError::Closed)?;
         let info = log.append(batches, epoch, now_ms)?;
         self.after_write(log);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, OffsetForLeaderEpochRequest, RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -30,7 +30,9 @@ use crate::metadata::REPLICA_LISTENER;
 use crate::partition::Partition;
 use crate::replica::Role;
 
-const FETCH_VERSION: i16 = 12;
+/// v15: the follower names itself with its broker epoch (KIP-903), which the
+/// leader checks against the registration before serving it as a follower.
+const FETCH_VERSION: i16 = 15;
 const EPOCH_VERSION: i16 = 3;
 /// Bounds every exchange with a leader, so a paused leader cannot hang a follower.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,10 +86,12 @@ pub(crate) fn apply_roles(b: &Broker) {
                     warn!(topic = %p.topic, partition = p.index, leader, "leader has no listener; not following yet");
                     continue;
                 };
+                let Some(topic_id) = image.cluster.topic(&p.topic).map(|t| t.topic_id) else { continue };
+                let me = Me { id: b.node_id, broker_epoch: b.metadata.broker_epoch(), topic_id };
                 match tokio::runtime::Handle::try_current() {
                     Ok(h) => {
                         info!(topic = %p.topic, partition = p.index, leader, epoch = state.leader_epoch, "following");
-                        h.spawn(follow(p.clone(), leader, state.leader_epoch, addr, b.config.fsync_before_ack()));
+                        h.spawn(follow(p.clone(), me, leader, state.leader_epoch, addr, b.config.fsync_before_ack()));
                     }
                     Err(_) => warn!(topic = %p.topic, partition = p.index, "no runtime to follow the leader on"),
                 }
@@ -154,7 +158,15 @@ enum Stop {
     Retry(String),
 }
 
-async fn follow(p: Arc<Partition>, leader: i32, epoch: i32, addr: String, fsync: bool) {
+/// What a follower says about itself in its fetches.
+#[derive(Debug, Clone, Copy)]
+struct Me {
+    id: i32,
+    broker_epoch: i64,
+    topic_id: uuid::Uuid,
+}
+
+async fn follow(p: Arc<Partition>, me: Me, leader: i32, epoch: i32, addr: String, fsync: bool) {
     let mut truncated = false;
     while following(&p, leader, epoch) {
         let round = async {
@@ -164,7 +176,7 @@ async fn follow(p: Arc<Partition>, leader: i32, epoch: i32, addr: String, fsync:
                 truncated = true;
             }
             while following(&p, leader, epoch) {
-                fetch_once(&p, &mut conn, leader, epoch, fsync).await?;
+                fetch_once(&p, &mut conn, me, leader, epoch, fsync).await?;
             }
             Ok::<(), Stop>(())
         };
@@ -176,12 +188,55 @@ async fn follow(p: Arc<Partition>, leader: i32, epoch: i32, addr: String, fsync:
     debug!(topic = %p.topic, partition = p.index, leader, epoch, "stopped following");
 }
 
-/// KIP-101: cut this log where the leader says this replica's latest epoch ended.
+/// KIP-101/KIP-279: cut this log where it stops agreeing with the leader's.
+///
+/// The follower asks where its latest epoch ended on the leader. The leader answers
+/// with the largest epoch it knows at or below that one and where that epoch ended
+/// there. If this log knows that epoch too, it keeps the shorter of the two ends for
+/// it; if not, it cuts to where its own epochs below it end and asks again (each round
+/// drops an epoch). Taking the leader's end offset alone would keep batches of an epoch
+/// the leader never saw whenever the leader's older epoch ran longer than ours did.
 async fn truncate_for(p: &Arc<Partition>, conn: &mut Conn, epoch: i32) -> Result<(), Stop> {
     let retry = |e: crate::partition::PartitionError| Stop::Retry(e.to_string());
-    let Some(mine) = p.latest_epoch().map_err(retry)? else {
-        return Ok(()); // nothing written under any epoch: nothing to cut
-    };
+    loop {
+        let Some(mine) = p.latest_epoch().map_err(retry)? else {
+            return Ok(()); // nothing written under any epoch: nothing to cut
+        };
+        let (their_epoch, their_end) = leader_end_for(p, conn, epoch, mine).await?;
+        let end = p.log_end_offset();
+        let ours = if their_epoch >= 0 { p.end_offset_for_epoch(their_epoch).map_err(retry)? } else { (-1, -1) };
+        let (cut, done) = truncation_point((their_epoch, their_end), ours, p.high_watermark());
+        if cut < end {
+            let p2 = p.clone();
+            let after =
+                tokio::task::spawn_blocking(move || p2.truncate_to(cut)).await.map_err(|e| Stop::Retry(e.to_string()))?.map_err(retry)?;
+            info!(topic = %p.topic, partition = p.index, epoch = mine, leader_epoch = their_epoch, their_end, cut, end = after, "truncated to where the leader's log agrees");
+        }
+        if done || cut >= end {
+            return Ok(());
+        }
+    }
+}
+
+/// Where a follower cuts, and whether that settles it, from the leader's answer
+/// `(epoch, end)` and this log's own `(epoch, end)` for that epoch (Kafka's fetcher
+/// rule). The caller bounds the cut by its log end.
+fn truncation_point(theirs: (i32, i64), ours: (i32, i64), high_watermark: i64) -> (i64, bool) {
+    let (their_epoch, their_end) = theirs;
+    if their_epoch < 0 || their_end < 0 {
+        return (high_watermark, true);
+    }
+    match ours {
+        // No epoch of ours that old: the leader's end is all there is to go by.
+        (e, _) if e < 0 => (their_end, true),
+        (e, my_end) if e == their_epoch => (my_end.min(their_end), true),
+        // The leader's epoch is unknown here: cut to where our older epochs end, ask again.
+        (_, my_end) => (my_end, false),
+    }
+}
+
+/// OffsetForLeaderEpoch: the leader's largest epoch at or below `mine`, and its end there.
+async fn leader_end_for(p: &Partition, conn: &mut Conn, epoch: i32, mine: i32) -> Result<(i32, i64), Stop> {
     let req =
         OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(p.node_id())).with_topics(vec![OffsetForLeaderTopic::default()
             .with_topic(TopicName(StrBytes::from_string(p.topic.to_string())))
@@ -198,31 +253,23 @@ async fn truncate_for(p: &Arc<Partition>, conn: &mut Conn, epoch: i32) -> Result
     if answer.error_code != ec::NONE {
         return Err(Stop::Retry(format!("OffsetForLeaderEpoch error {}", answer.error_code)));
     }
-    let cut = if answer.end_offset < 0 { p.high_watermark() } else { answer.end_offset };
-    if cut < p.log_end_offset() {
-        let p2 = p.clone();
-        let end = tokio::task::spawn_blocking(move || p2.truncate_to(cut)).await.map_err(|e| Stop::Retry(e.to_string()))?.map_err(retry)?;
-        info!(topic = %p.topic, partition = p.index, epoch = mine, leader_epoch = answer.leader_epoch, cut, end, "truncated to the leader's end of our epoch");
-    }
-    Ok(())
+    Ok((answer.leader_epoch, answer.end_offset))
 }
 
-async fn fetch_once(p: &Arc<Partition>, conn: &mut Conn, leader: i32, epoch: i32, fsync: bool) -> Result<(), Stop> {
+async fn fetch_once(p: &Arc<Partition>, conn: &mut Conn, me: Me, leader: i32, epoch: i32, fsync: bool) -> Result<(), Stop> {
     let offset = p.log_end_offset();
     let req = FetchRequest::default()
-        .with_replica_id(BrokerId(p.node_id()))
+        .with_replica_state(ReplicaState::default().with_replica_id(BrokerId(me.id)).with_replica_epoch(me.broker_epoch))
         .with_max_wait_ms(500)
         .with_min_bytes(1)
         .with_max_bytes(16 << 20)
         .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default().with_topic(TopicName(StrBytes::from_string(p.topic.to_string()))).with_partitions(vec![
-            FetchPartition::default()
-                .with_partition(p.index)
-                .with_current_leader_epoch(epoch)
-                .with_fetch_offset(offset)
-                .with_log_start_offset(p.log_start_offset())
-                .with_partition_max_bytes(4 << 20),
-        ])]);
+        .with_topics(vec![FetchTopic::default().with_topic_id(me.topic_id).with_partitions(vec![FetchPartition::default()
+            .with_partition(p.index)
+            .with_current_leader_epoch(epoch)
+            .with_fetch_offset(offset)
+            .with_log_start_offset(p.log_start_offset())
+            .with_partition_max_bytes(4 << 20)])]);
     let ResponseKind::Fetch(resp) = conn.call(ApiKey::Fetch, FETCH_VERSION, RequestKind::Fetch(req)).await? else {
         return Err(Stop::Retry("unexpected response".into()));
     };
@@ -301,5 +348,26 @@ impl Conn {
             return Err(Stop::Retry(format!("correlation id {correlation}, expected {}", self.correlation)));
         }
         Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncation_point;
+
+    #[test]
+    fn a_follower_keeps_only_what_the_leaders_epochs_agree_with() {
+        // Same epoch on both sides: the shorter end wins.
+        assert_eq!(truncation_point((3, 130), (3, 100), 50), (100, true));
+        assert_eq!(truncation_point((3, 90), (3, 100), 50), (90, true));
+        // The leader answers epoch 3 (it never saw our epoch 5) and its epoch 3 ran to
+        // 130, ours to 100 where our epoch 5 began: our epoch-5 batches at 100..130 are
+        // not the leader's, so the cut is at 100, not 130.
+        assert_eq!(truncation_point((3, 130), (3, 100), 50).0, 100);
+        // We do not know the leader's epoch 4: cut to the end of our epoch 3, ask again.
+        assert_eq!(truncation_point((4, 130), (3, 100), 50), (100, false));
+        // No epoch of ours that old: the leader's end; no answer at all: the high watermark.
+        assert_eq!(truncation_point((2, 70), (-1, -1), 50), (70, true));
+        assert_eq!(truncation_point((-1, -1), (3, 100), 50), (50, true));
     }
 }

@@ -82,7 +82,7 @@ fn find_or_build_karst() -> Result<PathBuf> {
 ///
 /// Killed (SIGKILL) on drop, printing the tail of its stderr (shown by the test
 /// harness only if the test fails). Logs are kept if the test panics, logs and data
-/// if `KARST_TEST_KEEP` is set.
+/// if `KARST_TEST_KEEP` is set or the test asked for it.
 pub struct Broker {
     child: Option<Child>,
     addr: SocketAddr,
@@ -91,6 +91,8 @@ pub struct Broker {
     log_dir: Option<TempDir>,
     extra_args: Vec<String>,
     generation: u32,
+    /// Keep logs and data whatever happens ([`Broker::keep_files`]).
+    keep: bool,
 }
 
 impl Broker {
@@ -108,6 +110,7 @@ impl Broker {
             log_dir: Some(log_dir),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             generation: 0,
+            keep: false,
         };
         broker.spawn()?;
         Ok(broker)
@@ -198,6 +201,12 @@ impl Broker {
     /// The data directory (kept across [`Broker::restart`]).
     pub fn data_dir(&self) -> &Path {
         self.data_dir.as_ref().map_or(Path::new("/nonexistent"), |d| d.path())
+    }
+
+    /// Keeps this broker's logs (every generation's) and data directory after the test,
+    /// printing where: for a failure found by a checker rather than a panic.
+    pub fn keep_files(&mut self) {
+        self.keep = true;
     }
 
     /// The stderr log of the current (or last) broker process.
@@ -302,7 +311,7 @@ impl Drop for Broker {
             self.stderr_log().display(),
             self.stderr_tail(60)
         );
-        let keep = std::env::var_os("KARST_TEST_KEEP").is_some();
+        let keep = self.keep || std::env::var_os("KARST_TEST_KEEP").is_some();
         if std::thread::panicking() || keep {
             if let Some(dir) = self.log_dir.take() {
                 eprintln!("karst logs kept in {}", dir.keep().display());

@@ -388,7 +388,7 @@ fn acknowledged_writes_survive_leader_kills_pauses_and_cut_links() -> Result<()>
     acked_at_least(before + 300)?;
     let (sent, acked, errs) = load.finish()?;
     let read_live = reader.join().map_err(|_| anyhow!("reader panicked"))??;
-    let got = check(&brokers, &topic, sent, &acked, &errs)?;
+    let got = check(&mut brokers, &topic, sent, &acked, &errs)?;
     // Nothing a consumer was given may vanish or change afterwards.
     let vanished = read_live.iter().filter(|(at, v)| got.get(at).is_none_or(|vs| vs.len() != 1 || vs[0] != **v)).count();
     println!("checker: read during the faults {}, vanished since {vanished}", read_live.len());
@@ -413,7 +413,15 @@ fn acknowledged_writes_survive_leader_kills_pauses_and_cut_links() -> Result<()>
 
 /// The checker: every acknowledged record is read back at its offset, once, with its
 /// value; no value appears twice. Prints the counts.
-fn check(brokers: &[Broker], topic: &str, sent: u64, acked: &AckedRecords, errs: &[String]) -> Result<BTreeMap<(i32, i64), Vec<String>>> {
+/// On failure the brokers' whole logs and data are kept, and each duplicated value's
+/// copies are described by the batches holding them.
+fn check(
+    brokers: &mut [Broker],
+    topic: &str,
+    sent: u64,
+    acked: &AckedRecords,
+    errs: &[String],
+) -> Result<BTreeMap<(i32, i64), Vec<String>>> {
     let got = read_back(brokers, topic, acked)?;
     let mut lost = 0;
     let mut moved = 0;
@@ -464,8 +472,56 @@ fn check(brokers: &[Broker], topic: &str, sent: u64, acked: &AckedRecords, errs:
         got.len(),
         errs.len()
     );
-    ensure!(lost == 0 && moved == 0 && duplicated == 0, "lost {lost}, wrong {moved}, duplicated {duplicated}");
-    Ok(got)
+    if lost == 0 && moved == 0 && duplicated == 0 {
+        return Ok(got);
+    }
+    if duplicated > 0 {
+        let mut at = BTreeMap::<&str, Vec<(i32, i64)>>::new();
+        for (pos, vs) in &got {
+            for v in vs {
+                at.entry(v.as_str()).or_default().push(*pos);
+            }
+        }
+        for (value, positions) in at.iter().filter(|(_, ps)| ps.len() > 1).take(12) {
+            println!("checker: {value} stored at {positions:?}");
+            for (p, off) in positions {
+                println!("    {p}/{off}: {}", batch_holding(brokers, topic, *p, *off));
+            }
+        }
+    }
+    for b in brokers.iter_mut() {
+        b.keep_files();
+    }
+    Err(anyhow!("lost {lost}, wrong {moved}, duplicated {duplicated}"))
+}
+
+/// The header of the batch holding `offset` on each broker: who appended it, under
+/// which leader epoch, for which producer id, epoch and sequences.
+fn batch_holding(brokers: &[Broker], topic: &str, partition: i32, offset: i64) -> String {
+    let mut out = Vec::new();
+    for (i, b) in brokers.iter().enumerate() {
+        let Ok(bytes) = log_bytes(b.data_dir(), topic, partition) else { continue };
+        let mut rest = &bytes[..];
+        while let Ok(h) = karst_batch::BatchHeader::parse(rest) {
+            if (h.base_offset..=h.last_offset()).contains(&offset) {
+                out.push(format!(
+                    "broker {}: batch {}..{} leader epoch {} producer {} epoch {} seq {}..{}",
+                    i + 1,
+                    h.base_offset,
+                    h.last_offset(),
+                    h.partition_leader_epoch,
+                    h.producer_id,
+                    h.producer_epoch,
+                    h.base_sequence,
+                    h.last_sequence()
+                ));
+                break;
+            }
+            let Some(next) = rest.get(h.total_len()..) else { break };
+            rest = next;
+        }
+    }
+    out.join("; ")
 }
 
 #[test]
@@ -492,7 +548,7 @@ fn a_rolling_restart_under_load_loses_nothing_and_raises_no_error() -> Result<()
     let before = acked.lock().unwrap().len();
     acked_at_least(before + 200)?;
     let (sent, acked, errs) = load.finish()?;
-    check(&brokers, &topic, sent, &acked, &errs)?;
+    check(&mut brokers, &topic, sent, &acked, &errs)?;
     ensure!(errs.is_empty(), "the producer saw errors it could not retry: {:?}", &errs[..errs.len().min(5)]);
     Ok(())
 }
@@ -742,7 +798,7 @@ fn reassignment_moves_replicas_to_a_new_broker_under_load() -> Result<()> {
     let before = load.acked.lock().unwrap().len();
     load.acked_at_least(before + 500)?;
     let (sent, acked, errs) = load.finish()?;
-    check(&brokers, &topic, sent, &acked, &errs)?;
+    check(&mut brokers, &topic, sent, &acked, &errs)?;
 
     for b in brokers.iter_mut() {
         b.terminate(TIMEOUT)?;
@@ -821,7 +877,7 @@ fn followers_survive_garbage_from_their_leader() -> Result<()> {
     drop(garbage);
     settled(&brokers, &topic, 3).context("the followers back in the ISR once the leader answers properly")?;
     sent += produce_acked(&brokers, &topic, "after", 200, &mut acked)?;
-    check(&brokers, &topic, sent, &acked, &[])?;
+    check(&mut brokers, &topic, sent, &acked, &[])?;
     for b in brokers.iter_mut() {
         b.terminate(TIMEOUT)?;
     }

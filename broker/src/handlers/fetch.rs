@@ -12,7 +12,40 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::broker::Broker;
+use crate::metadata::ClusterImage;
 use crate::partition::{Partition, PartitionError};
+
+/// Who claims to fetch as a follower: a broker id and the broker epoch it registered
+/// with (Fetch v15+ `ReplicaState`, KIP-903; -1 on older versions, which carry none).
+#[derive(Debug, Clone, Copy)]
+struct Follower {
+    id: i32,
+    epoch: i64,
+}
+
+/// Kafka serves a follower fetch only to a replica in the partition's current
+/// assignment that fetches with the broker epoch it registered (KIP-903); anyone else
+/// claiming a replica id gets NOT_LEADER_OR_FOLLOWER and never reads above the high
+/// watermark nor moves it. Without this check any client could read uncommitted data
+/// and, claiming an ISR member's id, answer `acks=all` before the real followers have
+/// the data.
+fn follower_refused(b: &Broker, image: &ClusterImage, topic: &str, partition: i32, f: Follower, listener_ok: bool) -> bool {
+    if !listener_ok || f.id == b.node_id {
+        return true;
+    }
+    let assigned = image.cluster.partition(topic, partition).is_some_and(|s| s.replicas.contains(&f.id));
+    let registered = image.cluster.broker(f.id).is_some_and(|r| r.epoch == f.epoch);
+    !(assigned && registered)
+}
+
+/// Where listeners are split (`inter.broker.listener.name`), follower fetches are
+/// accepted only on the inter-broker listener, as in Kafka.
+fn on_inter_broker_listener(b: &Broker) -> bool {
+    match &b.config.inter_broker_listener_name {
+        Some(name) => crate::server::current_listener().is_some_and(|l| *l == **name),
+        None => true,
+    }
+}
 
 /// A requested topic resolved against metadata once per request.
 struct Wanted {
@@ -59,10 +92,12 @@ fn read_all(
     wanted: &[Wanted],
     max_bytes: usize,
     version: i16,
-    replica: Option<i32>,
+    replica: Option<Follower>,
     mut watch: Option<&mut Vec<watch::Receiver<i64>>>,
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
     let now = crate::broker::now_ms();
+    let image = replica.map(|_| b.metadata.image());
+    let listener_ok = replica.is_some() && on_inter_broker_listener(b);
     let mut total = 0usize;
     let mut any_error = false;
     let mut topics = Vec::with_capacity(wanted.len());
@@ -82,6 +117,15 @@ fn read_all(
                         any_error = true;
                         partition_data(None, fp.partition, code)
                     }
+                    Ok(_)
+                        if replica
+                            .zip(image.as_deref())
+                            .is_some_and(|(f, image)| follower_refused(b, image, name, fp.partition, f, listener_ok)) =>
+                    {
+                        tracing::debug!(topic = %name, partition = fp.partition, ?replica, "follower fetch refused: not a current replica with its registered epoch");
+                        any_error = true;
+                        partition_data(None, fp.partition, ec::NOT_LEADER_OR_FOLLOWER)
+                    }
                     Ok(p) => {
                         // KIP-320: a client (or follower) whose metadata names another
                         // leader epoch refreshes it before reading here.
@@ -93,11 +137,11 @@ fn read_all(
                         let limit = (fp.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
                         let read = match replica {
                             // A follower: its fetch offset is its log end; it may read up to ours.
-                            Some(r) => {
+                            Some(f) => {
                                 if let Some(w) = watch.as_deref_mut() {
                                     w.push(p.subscribe_leo());
                                 }
-                                p.follower_fetched(r, fp.fetch_offset, now);
+                                p.follower_fetched(f.id, fp.fetch_offset, now);
                                 p.read_for_follower(fp.fetch_offset, limit)
                             }
                             None => {
@@ -154,7 +198,7 @@ pub(super) fn epoch_error(p: &Partition, theirs: i32) -> Option<i16> {
 }
 
 /// The response; a consumer's (not a follower's) records are counted as read.
-fn respond(replica: Option<i32>, wanted: &[Wanted], topics: Vec<FetchableTopicResponse>) -> FetchResponse {
+fn respond(replica: Option<Follower>, wanted: &[Wanted], topics: Vec<FetchableTopicResponse>) -> FetchResponse {
     if replica.is_none() {
         for (w, t) in wanted.iter().zip(&topics) {
             let Ok(name) = &w.resolved else { continue };
@@ -167,8 +211,9 @@ fn respond(replica: Option<i32>, wanted: &[Wanted], topics: Vec<FetchableTopicRe
 
 pub(crate) async fn handle(b: &Arc<Broker>, mut req: FetchRequest, version: i16) -> FetchResponse {
     let wanted = resolve(b, &mut req, version);
-    let replica_id = if version >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
-    let replica = (replica_id >= 0).then_some(replica_id);
+    let (replica_id, epoch) =
+        if version >= 15 { (req.replica_state.replica_id.0, req.replica_state.replica_epoch) } else { (req.replica_id.0, -1) };
+    let replica = (replica_id >= 0).then_some(Follower { id: replica_id, epoch });
     let max_bytes = if req.max_bytes <= 0 { usize::MAX } else { req.max_bytes as usize };
     let min_bytes = req.min_bytes.max(0) as usize;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);

@@ -84,8 +84,19 @@ fn append(
         return Err(Failure::with(ec::INVALID_RECORD, "transactions are not supported by this broker yet".into()));
     }
     // No copy: offsets are assigned as the batches are written to the segment.
-    let info = partition.append(&records, now).map_err(storage_failure)?;
-    if !info.duplicate {
+    let info = partition.append(&records, now).map_err(|e| {
+        debug!(topic, partition = index, "append refused: {e}");
+        storage_failure(e)
+    })?;
+    if info.duplicate {
+        debug!(
+            topic,
+            partition = index,
+            base_offset = info.base_offset,
+            last_offset = info.last_offset,
+            "retried batch: answered with the original's offsets"
+        );
+    } else {
         crate::metrics::produced(&partition.topic, summary.record_count, records.len());
         b.after_append(&partition);
     }
