@@ -110,6 +110,23 @@ impl Partition {
         self.hw.subscribe()
     }
 
+    /// Wakes everyone waiting on the high watermark without moving it: a leadership
+    /// that ended here ends their wait.
+    pub(crate) fn wake_waiters(&self) {
+        self.hw.send_modify(|_| {});
+    }
+
+    /// Whether this replica still leads at `epoch`.
+    pub(crate) fn leads_at(&self, epoch: i32) -> bool {
+        let r = self.replica.lock();
+        r.role == Role::Leader && r.leader_epoch == epoch
+    }
+
+    /// The leader epoch this replica is at.
+    pub(crate) fn leader_epoch(&self) -> i32 {
+        self.replica.lock().leader_epoch
+    }
+
     /// Raises the high watermark, never lowering it.
     pub(crate) fn advance_hw(&self, to: i64) {
         self.hw.send_if_modified(|hw| {

@@ -54,6 +54,10 @@ pub(crate) fn apply_roles(b: &Broker) {
         };
         let was_leader = p.replica.lock().role == Role::Leader;
         let changed = p.replica.lock().apply(role, state.leader_epoch, &state.isr, &state.replicas, now);
+        if changed && was_leader {
+            // Producers waiting here for their batches to commit get their answer now.
+            p.wake_waiters();
+        }
         if changed && &*p.topic == OFFSETS_TOPIC {
             // Group coordination moves with the leadership of the group's partition.
             match role {

@@ -157,19 +157,35 @@ impl AckedRecords {
     }
 }
 
+/// librdkafka's log lines, timestamped, on stderr.
+struct StderrLog;
+
+impl rdkafka::ClientContext for StderrLog {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        eprintln!("{}.{:03} librdkafka {level:?} {fac}: {message}", now.as_secs(), now.subsec_millis());
+    }
+}
+
 /// What the producers had acknowledged.
 type Acked = Arc<Mutex<AckedRecords>>;
 
 fn produce_until(bootstrap: String, topic: String, stop: Arc<AtomicBool>, acked: Acked, errors: Arc<Mutex<Vec<String>>>) -> Result<u64> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let producer: FutureProducer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", &bootstrap)
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("message.timeout.ms", "120000")
         .set("linger.ms", "2")
-        .set("topic.metadata.refresh.interval.ms", "500")
-        .create()?;
+        .set("topic.metadata.refresh.interval.ms", "500");
+    // KARST_CHECKER_DEBUG=eos (librdkafka's debug contexts) prints the producer's own
+    // account of its idempotence state (epoch bumps and why) to the test's stderr.
+    if let Ok(contexts) = std::env::var("KARST_CHECKER_DEBUG") {
+        config.set("debug", contexts).set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+    }
+    let producer: FutureProducer<StderrLog> = config.create_with_context(StderrLog)?;
     let mut sent = 0u64;
     let started = Instant::now();
     rt.block_on(async {
@@ -885,5 +901,52 @@ fn followers_survive_garbage_from_their_leader() -> Result<()> {
         let copies: Vec<Vec<u8>> = brokers.iter().map(|b| log_bytes(b.data_dir(), &topic, p)).collect::<Result<_>>()?;
         ensure!(copies.iter().all(|c| *c == copies[0]), "replicas of partition {p} differ");
     }
+    Ok(())
+}
+
+#[test]
+fn a_produce_waiting_on_a_leadership_that_moves_is_answered_not_leader_at_once() -> Result<()> {
+    // A batch appended by a leader waits for its followers; the leadership then moves
+    // while the broker lives on. As Kafka's produce purgatory does, the waiting request
+    // is answered NOT_LEADER_OR_FOLLOWER when the leadership ends, not left to time out
+    // (an idempotent producer must count a timeout as "possibly stored", skips past it
+    // and is driven into renumbering batches that were stored: duplicates).
+    use karst_tests::raw::{produce_request, record_batch};
+    let brokers = karst_tests::cluster::start_cluster(3, |_| {
+        ["--set", "broker.session.timeout.ms=60000", "--set", "replica.lag.time.max.ms=60000"].map(String::from).to_vec()
+    })?;
+    let topic = unique_topic("moved");
+    RawClient::connect(brokers[0].addr())?.create_replicated(&topic, 1, 3, &[])?;
+    let (leader, replicas) = wait_for("a leader with a full ISR", TIMEOUT, || {
+        let t = metadata(&brokers[0], &topic).ok()?;
+        let p = t.topics.first()?.partitions.first()?.clone();
+        (p.leader_id.0 > 0 && p.isr_nodes.len() == 3).then(|| (p.leader_id.0, p.replica_nodes.iter().map(|r| r.0).collect::<Vec<_>>()))
+    })?;
+    let others: Vec<i32> = replicas.iter().copied().filter(|r| *r != leader).collect();
+    // One follower frozen: the batch below cannot commit while it stays in the ISR.
+    let frozen = (others[1] - 1) as usize;
+    brokers[frozen].signal("STOP")?;
+    let outcome = (|| -> Result<i16> {
+        let lead_addr = brokers[(leader - 1) as usize].addr();
+        let mut c = RawClient::connect(lead_addr)?;
+        let (topic2, batch) = (topic.clone(), record_batch(&[(None, Some(b"waits"))], 1_000));
+        let sender = std::thread::spawn(move || -> Result<i16> {
+            let req = produce_request(&topic2, 0, batch).with_timeout_ms(120_000);
+            Ok(c.send(&req, 9)?.responses[0].partition_responses[0].error_code)
+        });
+        let leader_dir = brokers[(leader - 1) as usize].data_dir().to_path_buf();
+        wait_for("the batch in the leader's log", TIMEOUT, || log_bytes(&leader_dir, &topic, 0).ok().filter(|b| !b.is_empty()))?;
+        // Move the partition off its leader (onto the other two): the controller hands
+        // the leadership to the live follower while the batch waits.
+        let moved = wait_for("the reassignment to be accepted", TIMEOUT, || {
+            reassign(&brokers[(others[0] - 1) as usize], &topic, &[(0, Some(others.clone()))]).ok().filter(|r| r.get(&0) == Some(&0))
+        });
+        let code = sender.join().map_err(|_| anyhow!("producer thread panicked"))??;
+        moved?;
+        Ok(code)
+    })();
+    brokers[frozen].signal("CONT")?;
+    let code = outcome?;
+    ensure!(code == 6, "the waiting produce was answered with error {code}, not NOT_LEADER_OR_FOLLOWER (6)");
     Ok(())
 }

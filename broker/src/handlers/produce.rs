@@ -38,6 +38,8 @@ struct Appended {
     log_start_offset: i64,
     /// acks=all: the in-sync replicas the answer needs when the batch is committed.
     min_insync: Option<i32>,
+    /// The leadership the batch was appended under.
+    leader_epoch: i32,
 }
 
 fn storage_failure(e: PartitionError) -> Failure {
@@ -100,12 +102,14 @@ fn append(
         crate::metrics::produced(&partition.topic, summary.record_count, records.len());
         b.after_append(&partition);
     }
+    let leader_epoch = partition.leader_epoch();
     Ok(Appended {
         partition,
         base_offset: info.base_offset,
         last_offset: info.last_offset,
         log_start_offset: info.log_start_offset,
         min_insync: acks_all.then_some(config.min_insync_replicas),
+        leader_epoch,
     })
 }
 
@@ -157,11 +161,25 @@ impl InFlight {
                 let pr = match r {
                     Ok(a) => {
                         let mut rx = a.partition.subscribe();
-                        let durable = tokio::time::timeout_at(deadline, rx.wait_for(|hw| *hw > a.last_offset)).await;
+                        // As Kafka's produce purgatory: a batch waits for the high watermark
+                        // only while this broker still leads at the epoch it was appended
+                        // under. A leadership that moved on answers NOT_LEADER_OR_FOLLOWER at
+                        // once: the batch was not committed, and the new leader may not have
+                        // it (the former leader truncates it). Left waiting, the request
+                        // outlives the leadership and ends in a timeout or a lost connection,
+                        // which an idempotent producer must count as possibly stored; it then
+                        // sends its next batch to the new leader past the gap, gets
+                        // OUT_OF_ORDER_SEQUENCE_NUMBER, and librdkafka answers that by bumping
+                        // its epoch and renumbering every batch it has not had acknowledged,
+                        // on every partition: batches that were stored are stored again.
+                        let (partition, last, epoch) = (&a.partition, a.last_offset, a.leader_epoch);
+                        let durable = tokio::time::timeout_at(deadline, rx.wait_for(|hw| *hw > last || !partition.leads_at(epoch))).await;
+                        let committed = a.partition.high_watermark() > a.last_offset;
                         // The ISR may have shrunk below min.insync.replicas while this
                         // batch waited: then fewer copies exist than were promised.
                         let isr = a.partition.replica.lock().isr.len().max(1) as i32;
                         match durable {
+                            Ok(Ok(_)) if !committed => pr.with_error_code(ec::NOT_LEADER_OR_FOLLOWER).with_base_offset(-1),
                             Ok(Ok(_)) if a.min_insync.is_some_and(|m| isr < m) => {
                                 pr.with_error_code(ec::NOT_ENOUGH_REPLICAS_AFTER_APPEND).with_base_offset(-1)
                             }
