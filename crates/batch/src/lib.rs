@@ -1,8 +1,11 @@
 //! The Kafka record batch (magic 2) as it travels on the wire and lies on disk.
 //!
-//! Karst never decodes records on the produce or fetch path: it checks the batch
+//! Karst does not decode records on the produce or fetch path: it checks the batch
 //! header and CRC, then rewrites the two fields the CRC does not cover (base offset
-//! and partition leader epoch) in place. Both the protocol crate (validating what a
+//! and partition leader epoch) in place. The one exception is a batch whose max
+//! timestamp cannot be right (below its base timestamp, as sarama's -1): its
+//! records' timestamps are read ([`record_timestamps`]) and the max timestamp and
+//! CRC rewritten ([`set_max_timestamp`]), as Kafka's log validator does. Both the protocol crate (validating what a
 //! producer sent) and the storage crate (re-validating a segment tail at recovery)
 //! read batches through this one module.
 
