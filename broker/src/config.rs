@@ -57,6 +57,12 @@ pub struct BrokerConfig {
     pub default_replication_factor: i16,
     /// `message.max.bytes`: default for topics' `max.message.bytes`.
     pub message_max_bytes: usize,
+    /// `log.message.timestamp.before.max.ms`: default of topics'
+    /// `message.timestamp.before.max.ms` (KIP-937; Kafka's default, no limit).
+    pub log_message_timestamp_before_max_ms: i64,
+    /// `log.message.timestamp.after.max.ms`: default of topics'
+    /// `message.timestamp.after.max.ms` (one hour, as in Kafka 4).
+    pub log_message_timestamp_after_max_ms: i64,
     /// `fetch.max.bytes`: cap on one fetch response, whatever the client asks.
     pub fetch_max_bytes: usize,
     /// `log.segment.bytes`
@@ -141,6 +147,8 @@ impl Default for BrokerConfig {
             num_partitions: 1,
             default_replication_factor: 1,
             message_max_bytes: 1_048_588,
+            log_message_timestamp_before_max_ms: i64::MAX,
+            log_message_timestamp_after_max_ms: 3_600_000,
             fetch_max_bytes: 55 * 1024 * 1024,
             log_segment_bytes: 1 << 30,
             log_roll_ms: Some(7 * 24 * 3600 * 1000),
@@ -192,6 +200,13 @@ fn positive<T: PartialOrd + Default>(key: &str, value: &str, v: T) -> Result<T, 
         Ok(v)
     } else {
         Err(invalid(key, value, "must be positive"))
+    }
+}
+
+fn non_negative(key: &str, value: &str) -> Result<i64, ConfigError> {
+    match parse::<i64>(key, value)? {
+        v if v >= 0 => Ok(v),
+        _ => Err(invalid(key, value, "must not be negative")),
     }
 }
 
@@ -349,6 +364,8 @@ impl BrokerConfig {
         "num.partitions",
         "default.replication.factor",
         "message.max.bytes",
+        "log.message.timestamp.before.max.ms",
+        "log.message.timestamp.after.max.ms",
         "fetch.max.bytes",
         "log.segment.bytes",
         "log.roll.ms",
@@ -413,6 +430,8 @@ impl BrokerConfig {
             "num.partitions" => self.num_partitions = positive(key, v, parse(key, v)?)?,
             "default.replication.factor" => self.default_replication_factor = positive(key, v, parse(key, v)?)?,
             "message.max.bytes" => self.message_max_bytes = positive(key, v, parse(key, v)?)?,
+            "log.message.timestamp.before.max.ms" => self.log_message_timestamp_before_max_ms = non_negative(key, v)?,
+            "log.message.timestamp.after.max.ms" => self.log_message_timestamp_after_max_ms = non_negative(key, v)?,
             "fetch.max.bytes" => self.fetch_max_bytes = positive(key, v, parse(key, v)?)?,
             "log.segment.bytes" => self.log_segment_bytes = positive(key, v, parse(key, v)?)?,
             "log.roll.ms" => self.log_roll_ms = optional_i64(key, v)?.map(|x| x as u64),
@@ -522,6 +541,8 @@ impl BrokerConfig {
             ("num.partitions", self.num_partitions.to_string()),
             ("default.replication.factor", self.default_replication_factor.to_string()),
             ("message.max.bytes", self.message_max_bytes.to_string()),
+            ("log.message.timestamp.before.max.ms", self.log_message_timestamp_before_max_ms.to_string()),
+            ("log.message.timestamp.after.max.ms", self.log_message_timestamp_after_max_ms.to_string()),
             ("fetch.max.bytes", self.fetch_max_bytes.to_string()),
             ("log.segment.bytes", self.log_segment_bytes.to_string()),
             ("log.roll.ms", opt(self.log_roll_ms.map(|v| v as i64))),
@@ -713,6 +734,9 @@ mod tests {
         assert!(c.set("log.retention.ms", "-5").is_err());
         c.set("log.retention.ms", "-1").expect("-1 is forever");
         assert_eq!(c.log_retention_ms, None);
+        assert!(c.set("log.message.timestamp.after.max.ms", "-1").is_err());
+        c.set("log.message.timestamp.before.max.ms", "60000").expect("valid");
+        assert_eq!(c.log_message_timestamp_before_max_ms, 60_000);
     }
 
     #[test]

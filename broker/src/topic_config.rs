@@ -13,6 +13,8 @@ pub const KEYS: &[&str] = &[
     "compression.type",
     "index.interval.bytes",
     "max.message.bytes",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
     "message.timestamp.type",
     "min.insync.replicas",
     "retention.bytes",
@@ -51,6 +53,7 @@ pub fn validate(key: &str, value: &str) -> Result<(), String> {
         "unclean.leader.election.enable" => value.parse::<bool>().map(|_| ()).map_err(|_| format!("`{value}` is not a boolean")),
         "index.interval.bytes" => int_in(value, 0, i32::MAX as i64).map(|_| ()),
         "max.message.bytes" => int_in(value, 0, i32::MAX as i64).map(|_| ()),
+        "message.timestamp.after.max.ms" | "message.timestamp.before.max.ms" => int_in(value, 0, i64::MAX).map(|_| ()),
         "min.insync.replicas" => int_in(value, 1, i32::MAX as i64).map(|_| ()),
         "retention.bytes" | "retention.ms" => int_in(value, -1, i64::MAX).map(|_| ()),
         "segment.bytes" => int_in(value, 14, i32::MAX as i64).map(|_| ()),
@@ -67,6 +70,11 @@ pub struct TopicConfig {
     pub max_message_bytes: usize,
     /// acks=all needs at least this many in-sync replicas.
     pub min_insync_replicas: i32,
+    /// `message.timestamp.before.max.ms`: how far behind the broker's clock a
+    /// record's CreateTime may be.
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: how far ahead of it.
+    pub timestamp_after_max_ms: i64,
     pub log: LogConfig,
 }
 
@@ -97,6 +105,8 @@ pub fn effective(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) ->
     TopicConfig {
         max_message_bytes: get(overrides, "max.message.bytes").unwrap_or(broker.message_max_bytes),
         min_insync_replicas: get(overrides, "min.insync.replicas").unwrap_or(broker.min_insync_replicas),
+        timestamp_before_max_ms: get(overrides, "message.timestamp.before.max.ms").unwrap_or(broker.log_message_timestamp_before_max_ms),
+        timestamp_after_max_ms: get(overrides, "message.timestamp.after.max.ms").unwrap_or(broker.log_message_timestamp_after_max_ms),
         log,
     }
 }
@@ -110,6 +120,8 @@ pub fn describe(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> 
         ("compression.type", "producer".into()),
         ("index.interval.bytes", e.log.index_interval_bytes.to_string()),
         ("max.message.bytes", e.max_message_bytes.to_string()),
+        ("message.timestamp.after.max.ms", e.timestamp_after_max_ms.to_string()),
+        ("message.timestamp.before.max.ms", e.timestamp_before_max_ms.to_string()),
         ("message.timestamp.type", "CreateTime".into()),
         ("min.insync.replicas", e.min_insync_replicas.to_string()),
         ("retention.bytes", opt(e.log.retention_bytes.map(|v| v as i64))),
@@ -141,6 +153,11 @@ mod tests {
         let e = effective(&b, &o);
         assert_eq!(e.max_message_bytes, 1000);
         assert_eq!(e.log.retention_ms, None);
+        assert_eq!((e.timestamp_before_max_ms, e.timestamp_after_max_ms), (i64::MAX, 3_600_000), "Kafka 4's defaults");
+        o.insert("message.timestamp.after.max.ms".to_string(), "5".to_string());
+        assert_eq!(effective(&b, &o).timestamp_after_max_ms, 5);
+        assert!(validate("message.timestamp.before.max.ms", "-1").is_err());
+        assert!(validate("message.timestamp.after.max.ms", "9223372036854775807").is_ok());
         assert!(validate("max.message.bytes", "abc").is_err());
         assert!(validate("retention.ms", "-2").is_err());
         assert!(validate("no.such", "1").is_err());

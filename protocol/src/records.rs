@@ -9,16 +9,25 @@ use crate::error_codes;
 pub enum RecordsError {
     Corrupt(BatchError),
     Legacy(i8),
-    TooLarge { size: usize, max: usize },
+    TooLarge {
+        size: usize,
+        max: usize,
+    },
     Control,
     Empty,
+    /// A record timestamp outside the topic's window (KIP-937), or a
+    /// LogAppendTime batch from a producer.
+    InvalidTimestamp(String),
+    /// A compressed payload that cannot be read back (when its records must be).
+    Decompress(String),
 }
 
 impl RecordsError {
     /// The Kafka error code for the partition response.
     pub fn error_code(&self) -> i16 {
         match self {
-            RecordsError::Corrupt(_) | RecordsError::Empty => error_codes::CORRUPT_MESSAGE,
+            RecordsError::Corrupt(_) | RecordsError::Empty | RecordsError::Decompress(_) => error_codes::CORRUPT_MESSAGE,
+            RecordsError::InvalidTimestamp(_) => error_codes::INVALID_TIMESTAMP,
             RecordsError::Legacy(_) | RecordsError::Control => error_codes::INVALID_RECORD,
             RecordsError::TooLarge { .. } => error_codes::MESSAGE_TOO_LARGE,
         }
@@ -34,6 +43,7 @@ impl RecordsError {
             RecordsError::TooLarge { size, max } => format!("record batch of {size} bytes exceeds max.message.bytes {max}"),
             RecordsError::Control => "producers may not write control batches".to_string(),
             RecordsError::Empty => "produce request carries no record batch".to_string(),
+            RecordsError::InvalidTimestamp(m) | RecordsError::Decompress(m) => m.clone(),
         }
     }
 }

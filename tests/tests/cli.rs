@@ -197,6 +197,34 @@ fn cluster_info_shows_the_broker() -> Result<()> {
     Ok(())
 }
 
+/// `karst ARGS` with the broker given as kcat users type it: `-b HOST:PORT`.
+fn ok_dash_b(broker: &Broker, args: &[&str], stdin: Stdio) -> Result<String> {
+    let mut cmd = Command::new(karst_bin()?);
+    cmd.args(args).arg("-b").arg(broker.bootstrap()).stdin(stdin);
+    scrub_env(&mut cmd);
+    let out = run_checked(&mut cmd, TIMEOUT)?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn dash_b_is_the_bootstrap_server_of_every_client_command() -> Result<()> {
+    let broker = Broker::start(&[])?;
+    let dir = tempfile::tempdir()?;
+    let topic = unique_topic("dash-b");
+    ok_dash_b(&broker, &["topic", "create", &topic, "--partitions", "1"], Stdio::null())?;
+    ensure!(ok_dash_b(&broker, &["topic", "list"], Stdio::null())?.contains(&topic), "topic list");
+    ensure!(ok_dash_b(&broker, &["topic", "describe", &topic], Stdio::null())?.contains(&topic), "topic describe");
+    let input = vec!["one".to_string(), "two".to_string()];
+    ok_dash_b(&broker, &["produce", &topic], Stdio::from(write_file(dir.path(), "in", &input)?))?;
+    let got = ok_dash_b(&broker, &["consume", &topic, "--from", "beginning", "--max-messages", "2"], Stdio::null())?;
+    ensure!(lines(&got) == input, "consume read {got:?}");
+    ok_dash_b(&broker, &["group", "list"], Stdio::null())?;
+    ensure!(ok_dash_b(&broker, &["cluster", "info"], Stdio::null())?.contains(&broker.bootstrap()), "cluster info");
+    // Before the subcommand's own arguments too.
+    ensure!(ok_dash_b(&broker, &["topic", "-b", &broker.bootstrap(), "list"], Stdio::null())?.contains(&topic));
+    Ok(())
+}
+
 #[test]
 fn cli_produces_and_kcat_reads_the_same_lines() -> Result<()> {
     let broker = Broker::start(&[])?;

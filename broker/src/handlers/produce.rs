@@ -6,6 +6,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use karst_protocol::error_codes as ec;
 use karst_protocol::records::validate_produce;
+use karst_protocol::timestamps::{settle_timestamps, TimestampLimits};
 use karst_storage::StorageError;
 use tracing::{debug, warn};
 
@@ -85,6 +86,15 @@ fn append(
     if transactional || summary.transactional {
         return Err(Failure::with(ec::INVALID_RECORD, "transactions are not supported by this broker yet".into()));
     }
+    // Every topic is CreateTime (LogAppendTime is refused at creation), so the
+    // KIP-937 window always applies.
+    let limits = TimestampLimits {
+        now,
+        before_max_ms: config.timestamp_before_max_ms,
+        after_max_ms: config.timestamp_after_max_ms,
+        max_decompressed: b.config.socket_request_max_bytes,
+    };
+    let records = settle_timestamps(records, &limits).map_err(|e| Failure::with(e.error_code(), e.message()))?;
     // No copy: offsets are assigned as the batches are written to the segment.
     let info = partition.append(&records, now).map_err(|e| {
         debug!(topic, partition = index, "append refused: {e}");

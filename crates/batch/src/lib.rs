@@ -1,8 +1,11 @@
 //! The Kafka record batch (magic 2) as it travels on the wire and lies on disk.
 //!
-//! Karst never decodes records on the produce or fetch path: it checks the batch
+//! Karst does not decode records on the produce or fetch path: it checks the batch
 //! header and CRC, then rewrites the two fields the CRC does not cover (base offset
-//! and partition leader epoch) in place. Both the protocol crate (validating what a
+//! and partition leader epoch) in place. The one exception is a batch whose max
+//! timestamp cannot be right (below its base timestamp, as sarama's -1): its
+//! records' timestamps are read ([`record_timestamps`]) and the max timestamp and
+//! CRC rewritten ([`set_max_timestamp`]), as Kafka's log validator does. Both the protocol crate (validating what a
 //! producer sent) and the storage crate (re-validating a segment tail at recovery)
 //! read batches through this one module.
 
@@ -201,6 +204,75 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     batch[PARTITION_LEADER_EPOCH..PARTITION_LEADER_EPOCH + 4].copy_from_slice(&epoch.to_be_bytes());
 }
 
+/// A record or batch timestamp that was never set.
+pub const NO_TIMESTAMP: i64 = -1;
+
+/// Rewrites the max timestamp of the batch at the start of `batch`, marks its
+/// timestamps as CreateTime (as Kafka's `setMaxTimestamp(CREATE_TIME, ..)`) and
+/// recomputes the CRC, which covers both fields.
+pub fn set_max_timestamp(batch: &mut [u8], max_timestamp: i64) -> Result<(), BatchError> {
+    let h = BatchHeader::parse(batch)?;
+    let attributes = h.attributes & !TIMESTAMP_TYPE_BIT;
+    batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&max_timestamp.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES..h.total_len()]);
+    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(())
+}
+
+/// The timestamps of a batch's records, as Kafka's log validator sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordTimestamps {
+    /// Largest record timestamp, [`NO_TIMESTAMP`] when no record has a larger one:
+    /// what Kafka writes into the batch's max timestamp.
+    pub max: i64,
+    /// Smallest record timestamp other than [`NO_TIMESTAMP`], if any.
+    pub min: Option<i64>,
+}
+
+/// Reads a zigzag varint of at most `max_bytes` bytes at `*at`.
+fn varlong(b: &[u8], at: &mut usize, max_bytes: usize) -> Option<i64> {
+    let mut raw = 0u64;
+    for i in 0..max_bytes {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        raw |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((raw >> 1) as i64 ^ -((raw & 1) as i64));
+        }
+    }
+    None
+}
+
+/// Walks the uncompressed records of a v2 batch (the bytes after the header, or
+/// the decompressed payload) and collects their timestamps, reading only each
+/// record's length, attributes and timestamp delta.
+///
+/// `count` is the batch's record count; the records must fill `records` exactly,
+/// as Kafka requires.
+pub fn record_timestamps(records: &[u8], base_timestamp: i64, count: i32) -> Result<RecordTimestamps, BatchError> {
+    let mut out = RecordTimestamps { max: NO_TIMESTAMP, min: None };
+    let mut at = 0usize;
+    for _ in 0..count.max(0) {
+        let len = varlong(records, &mut at, 5).ok_or(BatchError::Invalid("record length is not a varint"))?;
+        let len = usize::try_from(len).map_err(|_| BatchError::Invalid("negative record length"))?;
+        let end = at.checked_add(len).filter(|e| *e <= records.len()).ok_or(BatchError::Invalid("record runs past the batch"))?;
+        let body = &records[at..end];
+        let mut p = 1; // attributes, unused since magic 2
+        let delta = varlong(body, &mut p, 10).ok_or(BatchError::Invalid("record timestamp delta is not a varlong"))?;
+        let ts = base_timestamp.saturating_add(delta);
+        out.max = out.max.max(ts);
+        if ts != NO_TIMESTAMP {
+            out.min = Some(out.min.map_or(ts, |m| m.min(ts)));
+        }
+        at = end;
+    }
+    if at != records.len() {
+        return Err(BatchError::Invalid("bytes left after the batch's declared record count"));
+    }
+    Ok(out)
+}
+
 /// Records in the whole batches laid end to end in `buf`, read from their
 /// `records_count` fields without checking magic or CRC: for counting what
 /// passes by (metrics), not for deciding what to store. A batch with a negative
@@ -292,6 +364,46 @@ pub fn build_batch_with_producer(
     b
 }
 
+fn put_varlong(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+/// Encodes one v2 record (no key, no headers): test and bench support.
+pub fn encode_record(timestamp_delta: i64, offset_delta: i32, value: &[u8]) -> Vec<u8> {
+    let mut body = vec![0u8]; // attributes
+    put_varlong(&mut body, timestamp_delta);
+    put_varlong(&mut body, i64::from(offset_delta));
+    put_varlong(&mut body, -1); // null key
+    put_varlong(&mut body, value.len() as i64);
+    body.extend_from_slice(value);
+    put_varlong(&mut body, 0); // no headers
+    let mut out = Vec::with_capacity(body.len() + 5);
+    put_varlong(&mut out, body.len() as i64);
+    out.extend(body);
+    out
+}
+
+/// A valid batch whose records carry `timestamps` (relative to the first) and
+/// whose header says `max_timestamp`, right or wrong: test support, e.g. for
+/// sarama's batches with a max timestamp of -1.
+pub fn build_batch_with_timestamps(base_offset: i64, timestamps: &[i64], max_timestamp: i64) -> Vec<u8> {
+    let base = timestamps.first().copied().unwrap_or(NO_TIMESTAMP);
+    let mut records = Vec::new();
+    for (i, ts) in timestamps.iter().enumerate() {
+        records.extend(encode_record(ts - base, i as i32, format!("v{i}").as_bytes()));
+    }
+    let mut b = build_batch(base_offset, timestamps.len() as i32, base, &records);
+    b[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&max_timestamp.to_be_bytes());
+    let crc = crc32c::crc32c(&b[ATTRIBUTES..]);
+    b[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,6 +488,41 @@ mod tests {
         assert!(got[2].as_ref().err().is_some_and(BatchError::is_truncation));
         let (pos, h) = *got[1].as_ref().expect("ok");
         assert_eq!(pos + h.total_len(), full);
+    }
+
+    #[test]
+    fn record_timestamps_come_from_the_records() {
+        let b = build_batch_with_timestamps(0, &[1000, 1500, 900], NO_TIMESTAMP);
+        let h = BatchHeader::parse_checked(&b).expect("valid");
+        assert_eq!((h.base_timestamp, h.max_timestamp), (1000, NO_TIMESTAMP));
+        let ts = record_timestamps(&b[HEADER_LEN..], h.base_timestamp, h.record_count).expect("records");
+        assert_eq!(ts, RecordTimestamps { max: 1500, min: Some(900) });
+        assert!(record_timestamps(&b[HEADER_LEN..], 1000, 2).is_err(), "bytes left over");
+        assert!(record_timestamps(&b[HEADER_LEN..], 1000, 4).is_err(), "a record missing");
+        assert!(record_timestamps(&b[HEADER_LEN..b.len() - 1], 1000, 3).is_err(), "a cut record");
+        assert_eq!(record_timestamps(&[], 5, 0).expect("empty"), RecordTimestamps { max: NO_TIMESTAMP, min: None });
+        assert!(record_timestamps(&[0x80; 20], 0, 1).is_err(), "an endless varint");
+        assert!(record_timestamps(&[0], 0, 1).is_err(), "a record without attributes");
+    }
+
+    #[test]
+    fn max_timestamp_rewrite_recomputes_the_crc_and_keeps_the_records() {
+        let mut b = build_batch_with_timestamps(0, &[1000, 1500], NO_TIMESTAMP);
+        b[ATTRIBUTES + 1] |= TIMESTAMP_TYPE_BIT as u8;
+        let records = b[HEADER_LEN..].to_vec();
+        set_max_timestamp(&mut b, 1500).expect("whole batch");
+        let h = BatchHeader::parse_checked(&b).expect("crc valid after the rewrite");
+        assert_eq!(h.max_timestamp, 1500);
+        assert!(!h.is_log_append_time(), "CreateTime, as Kafka writes it");
+        assert_eq!(&b[HEADER_LEN..], &records[..]);
+        assert!(set_max_timestamp(&mut b[..30], 1).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn record_walk_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300), count in -2i32..50, base in any::<i64>()) {
+            let _ = record_timestamps(&bytes, base, count);
+        }
     }
 
     proptest! {

@@ -304,12 +304,21 @@ fn main() -> Result<()> {
     }
 }
 
+/// The log filter without `KARST_LOG` or `RUST_LOG`: Karst's own crates at info,
+/// dependencies at warn (openraft prints whole state structs at info).
+const DEFAULT_LOG_FILTER: &str = "warn,karst=info,karst_broker=info,karst_controller=info,karst_storage=info,karst_protocol=info";
+
+/// `KARST_LOG`, else `RUST_LOG`, else [`DEFAULT_LOG_FILTER`].
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_env("KARST_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER))
+}
+
 /// Logging and the runtime of `serve` and `voters`.
 fn broker_runtime() -> Result<tokio::runtime::Runtime> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KARST_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

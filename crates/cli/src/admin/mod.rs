@@ -32,8 +32,9 @@ pub(crate) enum Format {
 /// Where to connect and how to print: accepted before or after the subcommand.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct Conn {
-    /// Broker(s) to bootstrap from: HOST:PORT, comma-separated for several.
-    #[arg(long, global = true, env = "KARST_BOOTSTRAP_SERVER", default_value = "127.0.0.1:9092", value_name = "HOST:PORT")]
+    /// Broker(s) to bootstrap from: HOST:PORT, comma-separated for several
+    /// (`-b` as in kcat).
+    #[arg(short = 'b', long, global = true, env = "KARST_BOOTSTRAP_SERVER", default_value = "127.0.0.1:9092", value_name = "HOST:PORT")]
     pub(crate) bootstrap_server: String,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]

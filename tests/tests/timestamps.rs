@@ -1,0 +1,102 @@
+//! Batch timestamps over the raw protocol: a batch whose header max timestamp
+//! is -1 (as sarama writes them) is found by ListOffsets by time, because the
+//! broker recomputes the max from the records as Kafka does; records outside
+//! `message.timestamp.before.max.ms` / `after.max.ms` (KIP-937) are refused
+//! with INVALID_TIMESTAMP.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{ensure, Context, Result};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest};
+use karst_batch::{build_batch_with_timestamps, BatchHeader, NO_TIMESTAMP};
+use karst_tests::raw::{topic_name, RawClient};
+use karst_tests::{unique_topic, Broker};
+
+const INVALID_TIMESTAMP: i16 = 32;
+
+fn now_ms() -> Result<i64> {
+    Ok(i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())?)
+}
+
+/// ListOffsets v6 for one timestamp: (error code, offset).
+fn offset_for_time(c: &mut RawClient, topic: &str, timestamp: i64) -> Result<(i16, i64)> {
+    let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
+        .with_name(topic_name(topic))
+        .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(timestamp)])]);
+    let resp = c.send(&req, 6)?;
+    let p = resp.topics.first().and_then(|t| t.partitions.first()).context("no partition in the ListOffsets response")?;
+    Ok((p.error_code, p.offset))
+}
+
+/// The whole log of partition 0, as stored.
+fn fetch_all(c: &mut RawClient, topic: &str) -> Result<Vec<u8>> {
+    let req = FetchRequest::default().with_replica_id(BrokerId(-1)).with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![
+        FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(vec![FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20)]),
+    ]);
+    let resp = c.send(&req, 12)?;
+    let p = resp.responses.first().and_then(|t| t.partitions.first()).context("no partition in the Fetch response")?;
+    ensure!(p.error_code == 0, "fetch: error {}", p.error_code);
+    Ok(p.records.clone().unwrap_or_default().to_vec())
+}
+
+#[test]
+fn list_offsets_by_time_finds_batches_whose_max_timestamp_is_minus_one() -> Result<()> {
+    let broker = Broker::start(&[])?;
+    let topic = unique_topic("ts-minus-one");
+    let mut c = RawClient::connect(broker.addr())?;
+    c.create_topic(&topic, 1, &[])?;
+    let t0 = now_ms()? - 60_000;
+    // Offsets 0..=2 (max t0+10, not first), then 3..=4 (max t0+30).
+    let first = build_batch_with_timestamps(0, &[t0, t0 + 10, t0 + 5], NO_TIMESTAMP);
+    let second = build_batch_with_timestamps(0, &[t0 + 20, t0 + 30], NO_TIMESTAMP);
+    for (batch, base) in [(first.clone(), 0), (second, 3)] {
+        let r = c.produce(&topic, 0, batch, 9)?;
+        ensure!((r.error_code, r.base_offset) == (0, base), "produce: error {} at {}", r.error_code, r.base_offset);
+    }
+
+    ensure!(offset_for_time(&mut c, &topic, t0 - 1000)? == (0, 0), "a time before every record finds the first offset");
+    ensure!(offset_for_time(&mut c, &topic, t0 + 7)? == (0, 1), "inside the first batch: its first record at or after the time");
+    ensure!(offset_for_time(&mut c, &topic, t0 + 15)? == (0, 3), "after the first batch's max: the second batch");
+    ensure!(offset_for_time(&mut c, &topic, t0 + 31)? == (0, -1), "after every record: none");
+
+    let stored = fetch_all(&mut c, &topic)?;
+    let h = BatchHeader::parse_checked(&stored).context("the stored batch has a valid CRC")?;
+    ensure!(h.max_timestamp == t0 + 10, "stored max timestamp {} is the records' max", h.max_timestamp);
+    ensure!(stored[61..h.total_len()] == first[61..], "records unchanged");
+    let h2 = BatchHeader::parse_checked(&stored[h.total_len()..]).context("second batch")?;
+    ensure!(h2.max_timestamp == t0 + 30);
+    Ok(())
+}
+
+#[test]
+fn records_outside_the_timestamp_window_get_invalid_timestamp() -> Result<()> {
+    let broker = Broker::start(&["--set", "log.message.timestamp.before.max.ms=86400000"])?;
+    let mut c = RawClient::connect(broker.addr())?;
+    let windowed = unique_topic("ts-window");
+    c.create_topic(&windowed, 1, &[("message.timestamp.before.max.ms", "60000"), ("message.timestamp.after.max.ms", "60000")])?;
+    let defaults = unique_topic("ts-defaults");
+    c.create_topic(&defaults, 1, &[])?;
+    let hour = 3_600_000;
+    let now = now_ms()?;
+
+    let mut code = |topic: &str, timestamps: &[i64], max: i64| -> Result<i16> {
+        Ok(c.produce(topic, 0, build_batch_with_timestamps(0, timestamps, max), 9)?.error_code)
+    };
+    ensure!(code(&windowed, &[now], now)? == 0, "now is inside the window");
+    ensure!(code(&windowed, &[now - hour], now - hour)? == INVALID_TIMESTAMP, "an hour in the past, 60 s allowed");
+    ensure!(code(&windowed, &[now + hour], now + hour)? == INVALID_TIMESTAMP, "an hour in the future, 60 s allowed");
+    ensure!(code(&windowed, &[now, now + hour], NO_TIMESTAMP)? == INVALID_TIMESTAMP, "a future record behind a -1 header");
+
+    // Broker defaults: after.max.ms one hour (Kafka 4), before.max.ms as set above.
+    ensure!(code(&defaults, &[now + 2 * hour], now + 2 * hour)? == INVALID_TIMESTAMP, "two hours ahead, default one hour");
+    ensure!(code(&defaults, &[now - 2 * 86_400_000], now - 2 * 86_400_000)? == INVALID_TIMESTAMP, "two days behind, broker says one");
+    ensure!(code(&defaults, &[now - hour], now - hour)? == 0);
+    ensure!(code(&defaults, &[NO_TIMESTAMP], NO_TIMESTAMP)? == 0, "a record without a timestamp is not checked");
+
+    ensure!(fetch_all(&mut c, &windowed)?.len() > 61, "the accepted batch is stored");
+    Ok(())
+}
