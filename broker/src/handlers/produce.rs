@@ -98,6 +98,22 @@ fn append(
     })
 }
 
+/// Waits until the batch ending at `last_offset` is below the high watermark.
+/// `Err(Some(why))` when the replica went offline first: its high watermark never
+/// moves again, so the batch is never acknowledged. `Err(None)`: the partition is gone.
+async fn acknowledged(p: &Partition, last_offset: i64) -> Result<(), Option<Arc<str>>> {
+    let (mut hw, mut offline) = (p.subscribe(), p.subscribe_offline());
+    tokio::select! {
+        r = hw.wait_for(|hw| *hw > last_offset) => r.map(drop).map_err(|_| None)?,
+        r = offline.wait_for(Option::is_some) => r.map(drop).map_err(|_| None)?,
+    }
+    // What was durable before the failure stays acknowledged.
+    match p.offline_reason() {
+        Some(why) if p.high_watermark() <= last_offset => Err(Some(why)),
+        _ => Ok(()),
+    }
+}
+
 /// The synchronous half of a Produce: validate and append every partition, in
 /// request order, before the next request on the connection is looked at (so an
 /// idempotent producer's pipelined batches land in sequence order).
@@ -145,8 +161,7 @@ impl InFlight {
                 let pr = PartitionProduceResponse::default().with_index(index);
                 let pr = match r {
                     Ok(a) => {
-                        let mut rx = a.partition.subscribe();
-                        let durable = tokio::time::timeout_at(deadline, rx.wait_for(|hw| *hw > a.last_offset)).await;
+                        let durable = tokio::time::timeout_at(deadline, acknowledged(&a.partition, a.last_offset)).await;
                         // The ISR may have shrunk below min.insync.replicas while this
                         // batch waited: then fewer copies exist than were promised.
                         let isr = a.partition.replica.lock().isr.len().max(1) as i32;
@@ -158,6 +173,14 @@ impl InFlight {
                                 let pr = pr.with_base_offset(a.base_offset);
                                 if version >= 5 {
                                     pr.with_log_start_offset(a.log_start_offset)
+                                } else {
+                                    pr
+                                }
+                            }
+                            Ok(Err(Some(why))) => {
+                                let pr = pr.with_error_code(ec::KAFKA_STORAGE_ERROR).with_base_offset(-1);
+                                if version >= 8 {
+                                    pr.with_error_message(Some(str_bytes(format!("partition offline on this broker: {why}"))))
                                 } else {
                                     pr
                                 }
@@ -182,5 +205,67 @@ impl InFlight {
             responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(prs));
         }
         ProduceResponse::default().with_responses(responses)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use kafka_protocol::protocol::StrBytes;
+
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::flusher::Flusher;
+    use crate::topic_config;
+
+    fn appended(p: &Arc<Partition>, info: karst_storage::AppendInfo) -> Appended {
+        Appended {
+            partition: p.clone(),
+            base_offset: info.base_offset,
+            last_offset: info.last_offset,
+            log_start_offset: info.log_start_offset,
+            min_insync: Some(1),
+        }
+    }
+
+    /// acks=all producers wait on the high watermark; an fsync fails under them.
+    #[test]
+    fn a_failed_fsync_answers_waiting_producers_kafka_storage_error_and_the_high_watermark_stays_below_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = topic_config::effective(&BrokerConfig::default(), &BTreeMap::new());
+        let p = Partition::open(Arc::from("t"), 0, 1, dir.path().join("t-0"), config).expect("open");
+        let batch = karst_batch::build_batch(0, 2, 1_000, b"value");
+        let flusher = Flusher::start(1);
+        let durable = appended(&p, p.append(&batch, 0).expect("append"));
+        let spec = dir.path().to_string_lossy();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
+        rt.block_on(async {
+            flusher.enqueue(&p);
+            tokio::time::timeout(Duration::from_secs(30), p.subscribe().wait_for(|hw| *hw == 2)).await.expect("in time").expect("open");
+        });
+        let lost = appended(&p, p.append(&batch, 0).expect("append"));
+        karst_storage::faults::configure(&format!("fsync=eio@{spec}")).expect("fault on");
+        let in_flight = InFlight {
+            acks: -1,
+            version: 9,
+            timeout_ms: 60_000,
+            results: vec![(TopicName(StrBytes::from_static_str("t")), vec![(0, Ok(durable)), (0, Ok(lost))])],
+        };
+        flusher.enqueue(&p);
+        let response = rt.block_on(in_flight.finish());
+        let answers = &response.responses[0].partition_responses;
+        assert_eq!((answers[0].error_code, answers[0].base_offset), (ec::NONE, 0), "synced before the failure: acknowledged");
+        assert_eq!((answers[1].error_code, answers[1].base_offset), (ec::KAFKA_STORAGE_ERROR, -1), "never acknowledged");
+        assert!(answers[1].error_message.as_ref().is_some_and(|m| m.contains("fsync failed")), "{:?}", answers[1].error_message);
+        assert!(p.offline_reason().is_some());
+
+        // The disk answers again; a retried fsync could now claim the lost pages durable.
+        karst_storage::faults::configure(&format!("fsync=off@{spec}")).expect("fault off");
+        flusher.sync_batch(vec![p.clone()]);
+        assert_eq!(p.high_watermark(), 2, "the high watermark never passes the failed data");
+        assert!(matches!(p.append(&batch, 0), Err(PartitionError::Offline(_))), "no more appends");
+        assert!(matches!(p.read(0, 1 << 20, true), Err(PartitionError::Offline(_))), "fetches answer KAFKA_STORAGE_ERROR");
+        flusher.stop();
     }
 }
