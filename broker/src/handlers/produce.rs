@@ -268,4 +268,25 @@ mod tests {
         assert!(matches!(p.read(0, 1 << 20, true), Err(PartitionError::Offline(_))), "fetches answer KAFKA_STORAGE_ERROR");
         flusher.stop();
     }
+
+    /// A full disk refuses the append with a clear error, and only that append.
+    #[test]
+    fn enospc_answers_kafka_storage_error_and_the_partition_stays_writable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = topic_config::effective(&BrokerConfig::default(), &BTreeMap::new());
+        let p = Partition::open(Arc::from("t"), 0, 1, dir.path().join("t-0"), config).expect("open");
+        let batch = karst_batch::build_batch(0, 2, 1_000, b"value");
+        p.append(&batch, 0).expect("append");
+        p.set_local_end(p.log_end_offset());
+        let spec = dir.path().to_string_lossy();
+        karst_storage::faults::configure(&format!("write=enospc@{spec}")).expect("fault on");
+        let failure = storage_failure(p.append(&batch, 0).expect_err("disk full"));
+        assert_eq!(failure.code, ec::KAFKA_STORAGE_ERROR);
+        assert!(failure.message.as_ref().is_some_and(|m| m.contains("No space left")), "{:?}", failure.message);
+        assert!(p.offline_reason().is_none(), "still online");
+        assert_eq!((p.log_end_offset(), p.high_watermark()), (2, 2));
+        assert!(!p.read(0, 1 << 20, true).expect("reads served").bytes.is_empty());
+        karst_storage::faults::configure(&format!("write=off@{spec}")).expect("fault off");
+        assert_eq!(p.append(&batch, 0).expect("space returned").base_offset, 2);
+    }
 }
