@@ -269,6 +269,25 @@ mod tests {
         flusher.stop();
     }
 
+    /// EIO on a write: that append fails and the partition goes offline with it.
+    #[test]
+    fn eio_on_a_write_answers_kafka_storage_error_and_takes_the_partition_offline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = topic_config::effective(&BrokerConfig::default(), &BTreeMap::new());
+        let p = Partition::open(Arc::from("t"), 0, 1, dir.path().join("t-0"), config).expect("open");
+        let batch = karst_batch::build_batch(0, 2, 1_000, b"value");
+        p.append(&batch, 0).expect("append");
+        let spec = dir.path().to_string_lossy();
+        karst_storage::faults::configure(&format!("write=eio@{spec}")).expect("fault on");
+        let failure = storage_failure(p.append(&batch, 0).expect_err("write fails"));
+        karst_storage::faults::configure(&format!("write=off@{spec}")).expect("fault off");
+        assert_eq!(failure.code, ec::KAFKA_STORAGE_ERROR);
+        assert!(p.offline_reason().is_some_and(|why| why.contains("write failed")));
+        assert_eq!(p.log_end_offset(), 2, "log end unchanged");
+        assert_eq!(storage_failure(p.append(&batch, 0).expect_err("offline")).code, ec::KAFKA_STORAGE_ERROR);
+        assert!(p.flush_target().is_none(), "nothing left to sync");
+    }
+
     /// A full disk refuses the append with a clear error, and only that append.
     #[test]
     fn enospc_answers_kafka_storage_error_and_the_partition_stays_writable() {
