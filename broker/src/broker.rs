@@ -348,7 +348,7 @@ impl Broker {
         let now = now_ms();
         for p in self.partitions.all() {
             match p.enforce_retention(now) {
-                Ok(0) | Err(PartitionError::Closed) => {}
+                Ok(0) | Err(PartitionError::Closed | PartitionError::Offline(_)) => {}
                 Ok(n) => {
                     info!(topic = %p.topic, partition = p.index, segments = n, "retention deleted segments")
                 }

@@ -7,12 +7,16 @@
 //! acks=all), one `syncfs(2)` per file system replaces a `fdatasync` per partition:
 //! it makes every file of that file system durable with a single journal commit and
 //! cache flush, so the cost stops growing with the partition count.
+//!
+//! A failed fsync is never retried: the kernel may have dropped the pages it could
+//! not write, and a second fsync can report success for them. Every partition the
+//! failed call covered (with syncfs, the whole group) goes offline instead, and its
+//! high watermark never passes what was durable before.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 use tracing::error;
@@ -90,7 +94,7 @@ impl Flusher {
     }
 
     /// Syncs each partition of `batch` (one syncfs per file system when there are several).
-    fn sync_batch(&self, batch: Vec<Arc<Partition>>) {
+    pub(crate) fn sync_batch(&self, batch: Vec<Arc<Partition>>) {
         let mut by_device: HashMap<u64, Vec<(Arc<Partition>, FlushTarget)>> = HashMap::new();
         for p in batch {
             // Cleared before taking the target: an append after this point
@@ -105,22 +109,23 @@ impl Flusher {
         }
     }
 
-    /// Makes every target of one file system durable, then raises their high watermarks.
+    /// Makes every target of one file system durable, then raises their high
+    /// watermarks; on failure takes the partitions whose logs failed offline.
     fn sync_group(&self, group: Vec<(Arc<Partition>, FlushTarget)>) {
         let synced = crate::metrics::time_flush(|| sync_targets(&group));
-        match synced {
-            Ok(()) => {
-                for (p, target) in group {
+        if let Err(e) = &synced {
+            error!(partitions = group.len(), "fsync failed; taking the partitions it covered offline: {e}");
+        }
+        for (p, target) in group {
+            match (&synced, target.failure()) {
+                (_, Some(why)) => p.go_offline(&why),
+                (Ok(()), None) => {
                     p.flushed.fetch_max(target.log_end_offset, Ordering::AcqRel);
                     p.set_local_end(target.log_end_offset);
                 }
-            }
-            Err(e) => {
-                error!(partitions = group.len(), "fsync failed, will retry: {e}");
-                thread::sleep(Duration::from_millis(100));
-                for (p, _) in group {
-                    self.enqueue(&p);
-                }
+                // Refused unsynced because another log of the group had failed
+                // before: this one is healthy and gets its own fsync later.
+                (Err(_), None) => self.enqueue(&p),
             }
         }
     }
@@ -132,19 +137,23 @@ impl Flusher {
 fn sync_targets(group: &[(Arc<Partition>, FlushTarget)]) -> std::io::Result<()> {
     match group {
         [] => Ok(()),
-        [(_, target)] => target.file.sync_data(),
-        [(_, target), ..] => rustix::fs::syncfs(&*target.file).map_err(std::io::Error::from),
+        [(_, target)] => target.sync(),
+        _ => {
+            let targets: Vec<&FlushTarget> = group.iter().map(|(_, t)| t).collect();
+            karst_storage::sync_together(&targets, |file| rustix::fs::syncfs(file).map_err(std::io::Error::from))
+        }
     }
 }
 
 #[cfg(not(target_os = "linux"))]
 fn sync_targets(group: &[(Arc<Partition>, FlushTarget)]) -> std::io::Result<()> {
-    group.iter().try_for_each(|(_, target)| target.file.sync_data())
+    group.iter().try_for_each(|(_, target)| target.sync())
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::time::Duration;
 
     use super::*;
     use crate::config::BrokerConfig;
@@ -178,6 +187,24 @@ mod tests {
             assert_eq!((p.log_end_offset(), p.high_watermark()), (end, end));
             assert_eq!(p.flushed.load(Ordering::Acquire), end);
             assert!(!p.flush_queued.load(Ordering::Acquire), "dequeued");
+        }
+    }
+
+    #[test]
+    fn a_failed_syncfs_takes_every_partition_of_its_group_offline_for_good() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let parts = partitions(dir.path(), SYNCFS_BATCH as i32);
+        let flusher = Flusher { queue: Mutex::new(Queue::default()), ready: Condvar::new() };
+        // The fault hits one partition's file; the one syncfs covered them all.
+        let one = format!("{}/", dir.path().join("t-3").display());
+        karst_storage::faults::configure(&format!("fsync=eio@{one}")).expect("fault on");
+        flusher.sync_batch(parts.clone());
+        karst_storage::faults::configure(&format!("fsync=off@{one}")).expect("fault off");
+        flusher.sync_batch(parts.clone());
+        for p in &parts {
+            assert!(p.offline_reason().is_some_and(|why| why.contains("fsync failed")), "{}-{} offline", p.topic, p.index);
+            assert_eq!(p.high_watermark(), 0, "nothing acknowledged, not even after a retry");
+            assert!(!p.flush_queued.load(Ordering::Acquire), "never queued again");
         }
     }
 

@@ -40,6 +40,10 @@ pub struct Partition {
     /// The log end, watched by followers' long polls.
     leo: watch::Sender<i64>,
     pub(crate) replica: Mutex<ReplicaState>,
+    /// Why this replica went offline (a failed write or fsync), once it has: from
+    /// then on it appends, serves and acknowledges nothing, and its high watermark
+    /// stays where it was (Kafka's offline replica in a failed log directory).
+    offline: watch::Sender<Option<Arc<str>>>,
 }
 
 /// Why a partition operation failed.
@@ -49,6 +53,9 @@ pub enum PartitionError {
     Storage(#[from] StorageError),
     #[error("partition is closed")]
     Closed,
+    /// A write or fsync failed here earlier (KAFKA_STORAGE_ERROR).
+    #[error("partition is offline on this broker after a storage failure: {0}")]
+    Offline(Arc<str>),
 }
 
 impl Partition {
@@ -81,7 +88,48 @@ impl Partition {
             local_end: AtomicI64::new(end),
             leo,
             replica: Mutex::new(ReplicaState::default()),
+            offline: watch::channel(None).0,
         }))
+    }
+
+    /// Why this replica is offline, if it is.
+    pub fn offline_reason(&self) -> Option<Arc<str>> {
+        self.offline.borrow().clone()
+    }
+
+    /// A receiver that sees the replica go offline (waiting producers give up on it).
+    pub(crate) fn subscribe_offline(&self) -> watch::Receiver<Option<Arc<str>>> {
+        self.offline.subscribe()
+    }
+
+    fn check_online(&self) -> Result<(), PartitionError> {
+        match self.offline_reason() {
+            Some(why) => Err(PartitionError::Offline(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes the replica offline for good (until the broker restarts): a write or
+    /// fsync of its log failed, so the kernel may have dropped pages a retried fsync
+    /// would report durable.
+    pub(crate) fn go_offline(&self, why: &str) {
+        let went = self.offline.send_if_modified(|o| match o {
+            Some(_) => false,
+            None => {
+                *o = Some(Arc::from(why));
+                true
+            }
+        });
+        if went {
+            tracing::error!(topic = %self.topic, partition = self.index, reason = why, "replica offline after a storage failure");
+        }
+    }
+
+    /// After a log operation failed: offline if the log itself failed.
+    fn note_failure(&self, log: &Log) {
+        if let Some(why) = log.failure() {
+            self.go_offline(why);
+        }
     }
 
     pub fn config(&self) -> TopicConfig {
@@ -127,8 +175,11 @@ impl Partition {
         self.replica.lock().leader_epoch
     }
 
-    /// Raises the high watermark, never lowering it.
+    /// Raises the high watermark, never lowering it; an offline replica's stays put.
     pub(crate) fn advance_hw(&self, to: i64) {
+        if self.offline.borrow().is_some() {
+            return;
+        }
         self.hw.send_if_modified(|hw| {
             if to > *hw {
                 *hw = to;
@@ -157,7 +208,8 @@ impl Partition {
             r.leader_epoch
         };
         let log = guard.as_mut().ok_or(PartitionError::Closed)?;
-        let info = log.append(batches, epoch, now_ms)?;
+        self.check_online()?;
+        let info = log.append(batches, epoch, now_ms).inspect_err(|_| self.note_failure(log))?;
         self.after_write(log);
         Ok(info)
     }
@@ -174,7 +226,8 @@ impl Partition {
             }
         }
         let log = guard.as_mut().ok_or(PartitionError::Closed)?;
-        let info = log.append_replicated(batches, now_ms)?;
+        self.check_online()?;
+        let info = log.append_replicated(batches, now_ms).inspect_err(|_| self.note_failure(log))?;
         self.after_write(log);
         Ok(info)
     }
@@ -187,6 +240,7 @@ impl Partition {
 
     /// A follower cuts what its leader does not have; the high watermark comes down with it.
     pub fn truncate_to(&self, offset: i64) -> Result<i64, PartitionError> {
+        self.check_online()?;
         let mut guard = self.log.write();
         let log = guard.take().ok_or(PartitionError::Closed)?;
         // On failure the partition stays closed: its files are in doubt.
@@ -205,6 +259,7 @@ impl Partition {
 
     /// A follower below its leader's log start starts over, empty, at `offset`.
     pub fn restart_at(&self, offset: i64) -> Result<(), PartitionError> {
+        self.check_online()?;
         let mut guard = self.log.write();
         let log = guard.take().ok_or(PartitionError::Closed)?;
         let log = log.restart_at(offset)?;
@@ -273,6 +328,7 @@ impl Partition {
 
     /// Whole batches up to the log end, for a follower.
     pub fn read_for_follower(&self, offset: i64, max_bytes: usize) -> Result<ReadSlice, PartitionError> {
+        self.check_online()?;
         let guard = self.log.read();
         let log = guard.as_ref().ok_or(PartitionError::Closed)?;
         if offset == log.log_end_offset() {
@@ -283,6 +339,7 @@ impl Partition {
 
     /// Reads whole batches visible below the high watermark.
     pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadSlice, PartitionError> {
+        self.check_online()?;
         let hw = self.high_watermark();
         let guard = self.log.read();
         let log = guard.as_ref().ok_or(PartitionError::Closed)?;
@@ -306,7 +363,8 @@ impl Partition {
     pub fn delete_records(&self, before: i64) -> Result<i64, PartitionError> {
         let mut guard = self.log.write();
         let log = guard.as_mut().ok_or(PartitionError::Closed)?;
-        let start = log.delete_records(before)?;
+        self.check_online()?;
+        let start = log.delete_records(before).inspect_err(|_| self.note_failure(log))?;
         self.log_start.store(start, Ordering::Release);
         Ok(start)
     }
@@ -314,7 +372,8 @@ impl Partition {
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, PartitionError> {
         let mut guard = self.log.write();
         let log = guard.as_mut().ok_or(PartitionError::Closed)?;
-        let n = log.enforce_retention(now_ms)?;
+        self.check_online()?;
+        let n = log.enforce_retention(now_ms).inspect_err(|_| self.note_failure(log))?;
         self.log_start.store(log.log_start_offset(), Ordering::Release);
         Ok(n)
     }
@@ -323,11 +382,16 @@ impl Partition {
         self.log.read().as_ref().map_or(0, |l| l.size_bytes())
     }
 
-    /// What the flusher syncs outside the lock (None once the log is closed).
+    /// What the flusher syncs outside the lock (None once the log is closed or failed).
     pub(crate) fn flush_target(&self) -> Option<FlushTarget> {
         let guard = self.log.read();
-        match guard.as_ref()?.flush_target() {
+        let log = guard.as_ref()?;
+        match log.flush_target() {
             Ok(target) => Some(target),
+            Err(_) if log.failure().is_some() => {
+                self.note_failure(log);
+                None
+            }
             Err(e) => {
                 tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "no file to flush");
                 None

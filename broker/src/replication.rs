@@ -111,8 +111,17 @@ pub(crate) fn maintain_isr(b: &Broker) {
     let image = b.metadata.image();
     let now = now_ms();
     let lag = i64::try_from(b.config.replica_lag_time_max_ms).unwrap_or(i64::MAX);
+    let mut offline = Vec::new();
     for p in b.partitions.all() {
         let Some(state) = image.cluster.partition(&p.topic, p.index) else { continue };
+        if p.offline_reason().is_some() {
+            // Until the image shows it gone from leadership and (where others
+            // remain) from the ISR; a lost proposal is repeated next round.
+            if state.leader == b.node_id || (state.isr.len() > 1 && state.isr.contains(&b.node_id)) {
+                offline.push((p.topic.to_string(), p.index));
+            }
+            continue;
+        }
         if state.leader != b.node_id || state.replicas.len() < 2 {
             continue;
         }
@@ -148,9 +157,31 @@ pub(crate) fn maintain_isr(b: &Broker) {
             Err(e) => debug!(topic = %p.topic, partition = p.index, "ISR change not made: {e}"),
         }
     }
+    if !offline.is_empty() {
+        report_offline(b, offline);
+    }
 }
 
+/// Asks the controller to move leadership of this broker's offline replicas to
+/// other in-sync replicas and take this broker out of their ISRs.
+fn report_offline(b: &Broker, partitions: Vec<(String, i32)>) {
+    let broker_epoch = b.metadata.broker_epoch();
+    if broker_epoch < 0 {
+        return; // not registered (or shutting down): fencing moves everything anyway
+    }
+    let count = partitions.len();
+    let cmd = MetadataCommand::MarkReplicasOffline { broker_id: b.node_id, broker_epoch, partitions };
+    match b.metadata.propose(cmd) {
+        Ok(_) => warn!(partitions = count, "offline replicas reported to the controller: leadership moves to other in-sync replicas"),
+        Err(e) => warn!(partitions = count, "could not report offline replicas to the controller (retrying): {e}"),
+    }
+}
+
+/// Whether to keep fetching: an offline replica stops, so it never looks caught up.
 fn following(p: &Partition, leader: i32, epoch: i32) -> bool {
+    if p.offline_reason().is_some() {
+        return false;
+    }
     let r = p.replica.lock();
     r.role == (Role::Follower { leader }) && r.leader_epoch == epoch
 }
@@ -298,7 +329,10 @@ async fn fetch_once(p: &Arc<Partition>, conn: &mut Conn, me: Me, leader: i32, ep
             p2.append_replicated(&records, leader, epoch, now_ms()).map_err(|e| e.to_string())?;
             if fsync {
                 if let Some(t) = p2.flush_target() {
-                    t.file.sync_data().map_err(|e| e.to_string())?;
+                    if let Err(e) = t.sync() {
+                        p2.go_offline(&t.failure().unwrap_or_else(|| e.to_string()));
+                        return Err(e.to_string());
+                    }
                 }
             }
             Ok(())

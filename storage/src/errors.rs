@@ -20,6 +20,10 @@ pub enum StorageError {
     /// A file on disk is not what the log expects and cannot be repaired.
     #[error("corrupt log file {path}: {reason}")]
     Corrupt { path: String, reason: String },
+    /// An earlier write or fsync failed: the log takes no more writes and reports
+    /// nothing more durable until it is reopened (KAFKA_STORAGE_ERROR).
+    #[error("log failed earlier: {0}")]
+    Failed(String),
 }
 
 pub type StorageResult<T> = Result<T, StorageError>;

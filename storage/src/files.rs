@@ -13,6 +13,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::faults::{self, Point};
+
 pub(crate) const LOG_EXT: &str = "log";
 pub(crate) const INDEX_EXT: &str = "index";
 pub(crate) const TIME_INDEX_EXT: &str = "timeindex";
@@ -40,6 +42,7 @@ pub(crate) fn parse_offset_file_name(name: &str) -> Option<(i64, &str)> {
 
 /// Makes renames, creations and deletions in `dir` durable.
 pub(crate) fn fsync_dir(dir: &Path) -> io::Result<()> {
+    faults::check(Point::FsyncDir, dir)?;
     File::open(dir)?.sync_all()
 }
 
@@ -48,9 +51,12 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> io::Resul
     let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
     {
         let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        faults::check(Point::Write, &tmp)?;
         f.write_all(contents)?;
+        faults::check(Point::Fsync, &tmp)?;
         f.sync_all()?;
     }
+    faults::check(Point::Rename, &tmp)?;
     fs::rename(&tmp, dir.join(name))?;
     fsync_dir(dir)
 }

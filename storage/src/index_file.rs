@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 use memmap2::{Mmap, MmapMut};
 
+use crate::faults::{self, Point};
 use crate::files::{remove_if_exists, to_usize};
 use crate::mmap;
 
@@ -136,7 +137,10 @@ impl IndexFile {
     /// Writes dirty pages of a writable mapping to disk (msync).
     pub(crate) fn flush(&self) -> io::Result<()> {
         match &self.state {
-            State::Writable { map, .. } => map.flush(),
+            State::Writable { map, .. } => {
+                faults::check(Point::Fsync, &self.path)?;
+                map.flush()
+            }
             State::ReadOnly { .. } => Ok(()),
         }
     }
@@ -155,6 +159,7 @@ impl IndexFile {
         let len = self.entries * self.entry_size;
         let file = OpenOptions::new().read(true).write(true).open(&self.path)?;
         file.set_len(len as u64)?;
+        faults::check(Point::Fsync, &self.path)?;
         file.sync_all()?;
         self.file_len = len as u64;
         let map = if len == 0 { None } else { Some(mmap::map_read(&file, len)?) };

@@ -6,7 +6,9 @@
 mod checkpoint;
 mod config;
 mod errors;
+pub mod faults;
 mod files;
+mod health;
 mod index;
 mod index_file;
 mod leader_epochs;
@@ -20,9 +22,12 @@ mod time_index;
 
 pub use config::LogConfig;
 pub use errors::{StorageError, StorageResult};
+pub use health::{sync_together, FlushTarget};
 pub use leader_epochs::{LeaderEpochs, UNDEFINED_EPOCH_END};
-pub use log::{AppendInfo, FlushTarget, Log, ReadSlice};
+pub use log::{AppendInfo, Log, ReadSlice};
 
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod log_tests;
 #[cfg(test)]

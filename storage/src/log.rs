@@ -1,6 +1,6 @@
 //! The partition log: a directory of segments, the last of which is active.
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File};
+use std::fs;
 use std::ops::Bound::{Excluded, Unbounded};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,7 +9,9 @@ use bytes::Bytes;
 use karst_batch::{BatchError, BatchHeader};
 
 use crate::checkpoint;
+use crate::faults::is_no_space;
 use crate::files::{fsync_dir, offset_path, remove_if_exists, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
+use crate::health::{FlushTarget, Health};
 use crate::leader_epochs::LeaderEpochs;
 use crate::producer_state::{ProducerState, Verdict};
 use crate::recovery;
@@ -42,16 +44,6 @@ pub struct ReadSlice {
     pub first_offset: i64,
 }
 
-/// What a group-commit flusher syncs outside the log's lock.
-#[derive(Debug, Clone)]
-pub struct FlushTarget {
-    /// The active segment file.
-    pub file: Arc<File>,
-    /// Log end offset at the moment the target was taken: once `file` is synced,
-    /// every offset below this is durable.
-    pub log_end_offset: i64,
-}
-
 /// One partition's log: a directory of segments.
 ///
 /// Layout and formats: see the `files`, `index`, `time_index` and `snapshot` modules.
@@ -71,6 +63,8 @@ pub struct Log {
     snapshots: BTreeSet<i64>,
     /// Where each leader epoch began (`leader-epoch-checkpoint`).
     epochs: LeaderEpochs,
+    /// Set for good by the first failed write or fsync (see `health`).
+    health: Arc<Health>,
 }
 
 impl Log {
@@ -107,6 +101,7 @@ impl Log {
             producers: ProducerState::default(),
             snapshots: listing.snapshots,
             epochs: LeaderEpochs::default(),
+            health: Arc::default(),
         };
         if log_start_offset > log_end_offset {
             // Recovery lost data above a persisted log start (DeleteRecords/retention
@@ -252,6 +247,7 @@ impl Log {
     /// the original offsets of that batch are returned with `duplicate: true`
     /// (Kafka treats the whole append as the retry).
     pub fn append(&mut self, batches: &[u8], leader_epoch: i32, now_ms: i64) -> StorageResult<AppendInfo> {
+        self.health.check()?;
         let (headers, next_offset, max_timestamp) = self.headers(batches, Some(leader_epoch))?;
         let mut pending = self.producers.begin();
         for (_, h) in &headers {
@@ -277,6 +273,7 @@ impl Log {
     /// previous one. Their CRCs are checked, as they crossed the network; producer
     /// state follows what the leader accepted, without re-validating sequences.
     pub fn append_replicated(&mut self, batches: &[u8], now_ms: i64) -> StorageResult<AppendInfo> {
+        self.health.check()?;
         let (headers, next_offset, max_timestamp) = self.headers(batches, None)?;
         for (pos, _) in &headers {
             BatchHeader::parse_checked(&batches[*pos..])?;
@@ -339,7 +336,14 @@ impl Log {
         if self.should_roll(batches.len() as u64, next_offset, now_ms) {
             self.roll()?;
         }
-        self.active.append(batches, headers, self.config.index_interval_bytes, now_ms)?;
+        if let Err(e) = self.active.append(batches, headers, self.config.index_interval_bytes, now_ms) {
+            // A full file system, with the partial write cut back, leaves the log as it
+            // was; anything else (EIO, a cut that failed) leaves it in doubt.
+            if !is_no_space(&e) {
+                self.health.fail(format_args!("write failed: {e}"));
+            }
+            return Err(e.into());
+        }
         let base_offset = self.log_end_offset;
         self.log_end_offset = next_offset;
         Ok(AppendInfo {
@@ -355,6 +359,7 @@ impl Log {
     /// its end: a follower whose leader has deleted (retention, DeleteRecords) what
     /// it would need next starts again at the leader's log start.
     pub fn restart_at(mut self, offset: i64) -> StorageResult<Log> {
+        self.health.check()?;
         let (dir, config) = (self.dir.clone(), self.config.clone());
         let bases: Vec<i64> = self.segments_from(i64::MIN).map(Segment::base_offset).collect();
         let snapshots = std::mem::take(&mut self.snapshots);
@@ -382,6 +387,7 @@ impl Log {
     /// batches verified, producer snapshots past the new end dropped. At or below
     /// the log start, the log restarts empty at `offset`.
     pub fn truncate_to(self, offset: i64) -> StorageResult<Log> {
+        self.health.check()?;
         if offset >= self.log_end_offset {
             return Ok(self);
         }
@@ -404,6 +410,7 @@ impl Log {
         }
         let log = fs::OpenOptions::new().write(true).open(offset_path(&dir, cut_base, LOG_EXT))?;
         log.set_len(cut_pos)?;
+        crate::faults::check(crate::faults::Point::Fsync, &offset_path(&dir, cut_base, LOG_EXT))?;
         log.sync_all()?;
         drop(log);
         checkpoint::remove_clean_shutdown_marker(&dir)?;
@@ -428,10 +435,21 @@ impl Log {
         too_big || too_old || offsets_overflow || seg.indexes_full()
     }
 
-    /// Closes the active segment and starts a new one at the log end.
+    /// Closes the active segment and starts a new one at the log end. Any failure
+    /// fails the log: the old segment may be neither synced nor the last one.
     fn roll(&mut self) -> StorageResult<()> {
+        self.health.check()?;
+        let rolled = self.roll_segment();
+        if let Err(e) = &rolled {
+            self.health.fail(format_args!("segment roll failed: {e}"));
+        }
+        rolled
+    }
+
+    fn roll_segment(&mut self) -> StorageResult<()> {
         // The old segment's bytes are durable before the new segment exists, so a crash
         // never leaves an unsynced tail anywhere but in the last segment.
+        crate::faults::check(crate::faults::Point::Fsync, self.active.log_path())?;
         self.active.file()?.sync_data()?;
         let new = Segment::create(&self.dir, self.log_end_offset, &self.config)?;
         fsync_dir(&self.dir)?;
@@ -493,18 +511,50 @@ impl Log {
         Ok(None)
     }
 
+    /// What to fsync outside the log's lock; refused once the log has failed.
     pub fn flush_target(&self) -> StorageResult<FlushTarget> {
-        Ok(FlushTarget { file: Arc::clone(self.active.file()?), log_end_offset: self.log_end_offset })
+        self.health.check()?;
+        Ok(FlushTarget {
+            file: Arc::clone(self.active.file()?),
+            log_end_offset: self.log_end_offset,
+            path: self.active.log_path().to_path_buf(),
+            health: Arc::clone(&self.health),
+        })
     }
 
+    /// Syncs the active segment and its indexes; a failure fails the log.
     pub fn flush(&mut self) -> StorageResult<()> {
-        self.active.flush()?;
+        self.health.check()?;
+        if let Err(e) = self.active.flush() {
+            self.health.fail(format_args!("fsync failed: {e}"));
+            return Err(e.into());
+        }
         Ok(())
+    }
+
+    /// Why the log failed (a write or fsync error), if it did: it then refuses every
+    /// append, flush and truncation, and never again reports anything durable.
+    pub fn failure(&self) -> Option<&str> {
+        self.health.failure()
+    }
+
+    /// Runs a change of files; an I/O error in it fails the log.
+    fn guarded<T>(&mut self, change: impl FnOnce(&mut Log) -> StorageResult<T>) -> StorageResult<T> {
+        self.health.check()?;
+        let r = change(self);
+        if let Err(StorageError::Io(e)) = &r {
+            self.health.fail(e);
+        }
+        r
     }
 
     /// Kafka DeleteRecords: raises the log start offset to `before_offset` (clamped to
     /// the log end), deletes the segments entirely below it and persists it.
     pub fn delete_records(&mut self, before_offset: i64) -> StorageResult<i64> {
+        self.guarded(|log| log.delete_records_below(before_offset))
+    }
+
+    fn delete_records_below(&mut self, before_offset: i64) -> StorageResult<i64> {
         let new_start = before_offset.min(self.log_end_offset);
         if new_start <= self.log_start_offset {
             return Ok(self.log_start_offset);
@@ -553,6 +603,10 @@ impl Log {
     /// removal keeps it at or above that size (Kafka's rule). An expired active
     /// segment is rolled first so it can go too. Returns the number deleted.
     pub fn enforce_retention(&mut self, now_ms: i64) -> StorageResult<usize> {
+        self.guarded(|log| log.delete_expired(now_ms))
+    }
+
+    fn delete_expired(&mut self, now_ms: i64) -> StorageResult<usize> {
         let mut deleted = 0;
         if let Some(retention_ms) = self.config.retention_ms.filter(|ms| *ms >= 0) {
             let expired = |seg: &Segment| seg.largest_timestamp_for_retention().is_some_and(|ts| now_ms.saturating_sub(ts) > retention_ms);
@@ -594,7 +648,10 @@ impl Log {
 
     /// Flushes, trims the active indexes, writes a producer snapshot and the
     /// clean-shutdown marker.
+    /// A failed log is left as it is, without the marker, so the next open
+    /// recovers it from what the disk really holds.
     pub fn close(mut self) -> StorageResult<()> {
+        self.health.check()?;
         self.active.freeze()?;
         self.write_snapshot()?;
         checkpoint::write_log_start_offset(&self.dir, self.log_start_offset)?;

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use karst_batch::{set_base_offset, set_partition_leader_epoch, BatchHeader};
 use memmap2::Mmap;
 
+use crate::faults::{self, Point};
 use crate::files::{offset_path, remove_if_exists, to_usize, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
 use crate::index::OffsetIndex;
 use crate::log::ReadSlice;
@@ -215,6 +216,7 @@ impl Segment {
             // No mapping of this file exists: `build` dropped its own.
             let file = seg.open_file()?;
             file.set_len(valid)?;
+            faults::check(Point::Fsync, &seg.log_path)?;
             file.sync_all()?;
         }
         Ok((seg, scan.next_offset))
@@ -294,10 +296,19 @@ impl Segment {
             slices.push(IoSlice::new(bytes.get(pos + REWRITTEN..pos + h.total_len()).unwrap_or_default()));
         }
         let written: usize = slices.iter().map(|s| s.len()).sum();
-        if let Err(e) = write_all_vectored(file, &mut slices) {
+        let wrote = match faults::check(Point::Write, &self.log_path) {
+            // An injected failure tears the write like a real one: the first bytes land.
+            Err(e) => {
+                let torn = slices.len().min(1);
+                write_all_vectored(file, &mut slices[..torn]).and(Err(e))
+            }
+            Ok(()) => write_all_vectored(file, &mut slices),
+        };
+        if let Err(e) = wrote {
             // Cut a partial write back so the file keeps ending at a batch boundary.
             if let Err(undo) = file.set_len(start) {
                 tracing::warn!(segment = %self.log_path.display(), error = %undo, "could not undo a partial append");
+                return Err(io::Error::other(format!("{e}; cutting the partial write back failed too: {undo}")));
             }
             return Err(e);
         }
@@ -323,6 +334,10 @@ impl Segment {
         let map = Arc::new(self.map_file(to_usize(self.size)?)?);
         *guard = Some(Arc::clone(&map));
         Ok(Some(map))
+    }
+
+    pub(crate) fn log_path(&self) -> &Path {
+        &self.log_path
     }
 
     /// The segment's open file: an error for a closed segment, which is never written.
@@ -463,6 +478,7 @@ impl Segment {
             self.time_index.append_final(self.max_timestamp, self.offset_of_max_timestamp);
         }
         if let Some(file) = self.file.take() {
+            faults::check(Point::Fsync, &self.log_path)?;
             file.sync_data()?;
         }
         self.index.freeze()?;
@@ -472,6 +488,7 @@ impl Segment {
     /// fsync of the log and msync of the index mappings.
     pub(crate) fn flush(&self) -> io::Result<()> {
         if let Some(file) = &self.file {
+            faults::check(Point::Fsync, &self.log_path)?;
             file.sync_data()?;
         }
         self.index.flush()?;

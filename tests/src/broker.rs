@@ -32,7 +32,8 @@ pub fn workspace_root() -> PathBuf {
 /// Path of the `karst` binary under test.
 ///
 /// `KARST_BIN` if set; else `<workspace>/target/debug/karst` if it exists; else the
-/// binary is built once with `cargo build -p karst` (cargo's own build-directory lock
+/// binary is built once with `cargo build -p karst --features failpoints` (storage
+/// fault injection for `durability.rs`; cargo's own build-directory lock
 /// serialises parallel test processes; a `OnceLock` serialises threads of this one)
 /// and taken from the target directory cargo reports.
 pub fn karst_bin() -> Result<PathBuf> {
@@ -55,13 +56,13 @@ fn find_or_build_karst() -> Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let root = workspace_root();
     let status = Command::new(&cargo)
-        .args(["build", "-p", "karst"])
+        .args(["build", "-p", "karst", "--features", "failpoints"])
         .current_dir(&root)
         .stdout(Stdio::null())
         .status()
         .context("running cargo build -p karst")?;
     if !status.success() {
-        bail!("cargo build -p karst failed: {status}");
+        bail!("cargo build -p karst --features failpoints failed: {status}");
     }
     let meta = Command::new(&cargo)
         .args(["metadata", "--format-version", "1", "--no-deps"])
@@ -73,7 +74,7 @@ fn find_or_build_karst() -> Result<PathBuf> {
     let target = meta["target_directory"].as_str().ok_or_else(|| anyhow!("cargo metadata has no target_directory"))?;
     let bin = Path::new(target).join("debug/karst");
     if !bin.is_file() {
-        bail!("cargo build -p karst succeeded but {} is missing", bin.display());
+        bail!("cargo build -p karst --features failpoints succeeded but {} is missing", bin.display());
     }
     Ok(bin)
 }

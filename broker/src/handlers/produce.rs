@@ -123,6 +123,48 @@ fn append(
     })
 }
 
+/// How a wait for a batch to commit ended.
+enum Waited {
+    Committed,
+    /// The replica went offline first: its high watermark never moves again, so the
+    /// batch is never acknowledged.
+    Offline(Arc<str>),
+    /// The leadership it was appended under ended before it committed.
+    NotLeader,
+    /// The partition is gone.
+    Gone,
+}
+
+/// Waits until the batch ending at `last_offset` is below the high watermark.
+///
+/// As Kafka's produce purgatory: a batch waits only while this broker still leads at
+/// the epoch it was appended under. A leadership that moved on answers
+/// NOT_LEADER_OR_FOLLOWER at once: the batch was not committed, and the new leader may
+/// not have it (the former leader truncates it). Left waiting, the request outlives the
+/// leadership and ends in a timeout or a lost connection, which an idempotent producer
+/// must count as possibly stored; it then sends its next batch to the new leader past
+/// the gap, gets OUT_OF_ORDER_SEQUENCE_NUMBER, and librdkafka answers that by bumping its
+/// epoch and renumbering every batch it has not had acknowledged, on every partition:
+/// batches that were stored are stored again.
+async fn acknowledged(p: &Partition, last_offset: i64, epoch: i32) -> Waited {
+    let (mut hw, mut offline) = (p.subscribe(), p.subscribe_offline());
+    let ended = tokio::select! {
+        r = hw.wait_for(|hw| *hw > last_offset || !p.leads_at(epoch)) => r.is_err(),
+        r = offline.wait_for(Option::is_some) => r.is_err(),
+    };
+    if ended {
+        return Waited::Gone;
+    }
+    // What was durable before the failure stays acknowledged.
+    if p.high_watermark() > last_offset {
+        return Waited::Committed;
+    }
+    match p.offline_reason() {
+        Some(why) => Waited::Offline(why),
+        None => Waited::NotLeader,
+    }
+}
+
 /// The synchronous half of a Produce: validate and append every partition, in
 /// request order, before the next request on the connection is looked at (so an
 /// idempotent producer's pipelined batches land in sequence order).
@@ -170,33 +212,27 @@ impl InFlight {
                 let pr = PartitionProduceResponse::default().with_index(index);
                 let pr = match r {
                     Ok(a) => {
-                        let mut rx = a.partition.subscribe();
-                        // As Kafka's produce purgatory: a batch waits for the high watermark
-                        // only while this broker still leads at the epoch it was appended
-                        // under. A leadership that moved on answers NOT_LEADER_OR_FOLLOWER at
-                        // once: the batch was not committed, and the new leader may not have
-                        // it (the former leader truncates it). Left waiting, the request
-                        // outlives the leadership and ends in a timeout or a lost connection,
-                        // which an idempotent producer must count as possibly stored; it then
-                        // sends its next batch to the new leader past the gap, gets
-                        // OUT_OF_ORDER_SEQUENCE_NUMBER, and librdkafka answers that by bumping
-                        // its epoch and renumbering every batch it has not had acknowledged,
-                        // on every partition: batches that were stored are stored again.
-                        let (partition, last, epoch) = (&a.partition, a.last_offset, a.leader_epoch);
-                        let durable = tokio::time::timeout_at(deadline, rx.wait_for(|hw| *hw > last || !partition.leads_at(epoch))).await;
-                        let committed = a.partition.high_watermark() > a.last_offset;
+                        let durable = tokio::time::timeout_at(deadline, acknowledged(&a.partition, a.last_offset, a.leader_epoch)).await;
                         // The ISR may have shrunk below min.insync.replicas while this
                         // batch waited: then fewer copies exist than were promised.
                         let isr = a.partition.replica.lock().isr.len().max(1) as i32;
                         match durable {
-                            Ok(Ok(_)) if !committed => pr.with_error_code(ec::NOT_LEADER_OR_FOLLOWER).with_base_offset(-1),
-                            Ok(Ok(_)) if a.min_insync.is_some_and(|m| isr < m) => {
+                            Ok(Waited::NotLeader) => pr.with_error_code(ec::NOT_LEADER_OR_FOLLOWER).with_base_offset(-1),
+                            Ok(Waited::Committed) if a.min_insync.is_some_and(|m| isr < m) => {
                                 pr.with_error_code(ec::NOT_ENOUGH_REPLICAS_AFTER_APPEND).with_base_offset(-1)
                             }
-                            Ok(Ok(_)) => {
+                            Ok(Waited::Committed) => {
                                 let pr = pr.with_base_offset(a.base_offset);
                                 if version >= 5 {
                                     pr.with_log_start_offset(a.log_start_offset)
+                                } else {
+                                    pr
+                                }
+                            }
+                            Ok(Waited::Offline(why)) => {
+                                let pr = pr.with_error_code(ec::KAFKA_STORAGE_ERROR).with_base_offset(-1);
+                                if version >= 8 {
+                                    pr.with_error_message(Some(str_bytes(format!("partition offline on this broker: {why}"))))
                                 } else {
                                     pr
                                 }
@@ -221,5 +257,107 @@ impl InFlight {
             responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(prs));
         }
         ProduceResponse::default().with_responses(responses)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use kafka_protocol::protocol::StrBytes;
+
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::flusher::Flusher;
+    use crate::topic_config;
+
+    fn appended(p: &Arc<Partition>, info: karst_storage::AppendInfo) -> Appended {
+        Appended {
+            partition: p.clone(),
+            base_offset: info.base_offset,
+            last_offset: info.last_offset,
+            log_start_offset: info.log_start_offset,
+            min_insync: Some(1),
+        }
+    }
+
+    /// acks=all producers wait on the high watermark; an fsync fails under them.
+    #[test]
+    fn a_failed_fsync_answers_waiting_producers_kafka_storage_error_and_the_high_watermark_stays_below_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = topic_config::effective(&BrokerConfig::default(), &BTreeMap::new());
+        let p = Partition::open(Arc::from("t"), 0, 1, dir.path().join("t-0"), config).expect("open");
+        let batch = karst_batch::build_batch(0, 2, 1_000, b"value");
+        let flusher = Flusher::start(1);
+        let durable = appended(&p, p.append(&batch, 0).expect("append"));
+        let spec = dir.path().to_string_lossy();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
+        rt.block_on(async {
+            flusher.enqueue(&p);
+            tokio::time::timeout(Duration::from_secs(30), p.subscribe().wait_for(|hw| *hw == 2)).await.expect("in time").expect("open");
+        });
+        let lost = appended(&p, p.append(&batch, 0).expect("append"));
+        karst_storage::faults::configure(&format!("fsync=eio@{spec}")).expect("fault on");
+        let in_flight = InFlight {
+            acks: -1,
+            version: 9,
+            timeout_ms: 60_000,
+            results: vec![(TopicName(StrBytes::from_static_str("t")), vec![(0, Ok(durable)), (0, Ok(lost))])],
+        };
+        flusher.enqueue(&p);
+        let response = rt.block_on(in_flight.finish());
+        let answers = &response.responses[0].partition_responses;
+        assert_eq!((answers[0].error_code, answers[0].base_offset), (ec::NONE, 0), "synced before the failure: acknowledged");
+        assert_eq!((answers[1].error_code, answers[1].base_offset), (ec::KAFKA_STORAGE_ERROR, -1), "never acknowledged");
+        assert!(answers[1].error_message.as_ref().is_some_and(|m| m.contains("fsync failed")), "{:?}", answers[1].error_message);
+        assert!(p.offline_reason().is_some());
+
+        // The disk answers again; a retried fsync could now claim the lost pages durable.
+        karst_storage::faults::configure(&format!("fsync=off@{spec}")).expect("fault off");
+        flusher.sync_batch(vec![p.clone()]);
+        assert_eq!(p.high_watermark(), 2, "the high watermark never passes the failed data");
+        assert!(matches!(p.append(&batch, 0), Err(PartitionError::Offline(_))), "no more appends");
+        assert!(matches!(p.read(0, 1 << 20, true), Err(PartitionError::Offline(_))), "fetches answer KAFKA_STORAGE_ERROR");
+        flusher.stop();
+    }
+
+    /// EIO on a write: that append fails and the partition goes offline with it.
+    #[test]
+    fn eio_on_a_write_answers_kafka_storage_error_and_takes_the_partition_offline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = topic_config::effective(&BrokerConfig::default(), &BTreeMap::new());
+        let p = Partition::open(Arc::from("t"), 0, 1, dir.path().join("t-0"), config).expect("open");
+        let batch = karst_batch::build_batch(0, 2, 1_000, b"value");
+        p.append(&batch, 0).expect("append");
+        let spec = dir.path().to_string_lossy();
+        karst_storage::faults::configure(&format!("write=eio@{spec}")).expect("fault on");
+        let failure = storage_failure(p.append(&batch, 0).expect_err("write fails"));
+        karst_storage::faults::configure(&format!("write=off@{spec}")).expect("fault off");
+        assert_eq!(failure.code, ec::KAFKA_STORAGE_ERROR);
+        assert!(p.offline_reason().is_some_and(|why| why.contains("write failed")));
+        assert_eq!(p.log_end_offset(), 2, "log end unchanged");
+        assert_eq!(storage_failure(p.append(&batch, 0).expect_err("offline")).code, ec::KAFKA_STORAGE_ERROR);
+        assert!(p.flush_target().is_none(), "nothing left to sync");
+    }
+
+    /// A full disk refuses the append with a clear error, and only that append.
+    #[test]
+    fn enospc_answers_kafka_storage_error_and_the_partition_stays_writable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = topic_config::effective(&BrokerConfig::default(), &BTreeMap::new());
+        let p = Partition::open(Arc::from("t"), 0, 1, dir.path().join("t-0"), config).expect("open");
+        let batch = karst_batch::build_batch(0, 2, 1_000, b"value");
+        p.append(&batch, 0).expect("append");
+        p.set_local_end(p.log_end_offset());
+        let spec = dir.path().to_string_lossy();
+        karst_storage::faults::configure(&format!("write=enospc@{spec}")).expect("fault on");
+        let failure = storage_failure(p.append(&batch, 0).expect_err("disk full"));
+        assert_eq!(failure.code, ec::KAFKA_STORAGE_ERROR);
+        assert!(failure.message.as_ref().is_some_and(|m| m.contains("No space left")), "{:?}", failure.message);
+        assert!(p.offline_reason().is_none(), "still online");
+        assert_eq!((p.log_end_offset(), p.high_watermark()), (2, 2));
+        assert!(!p.read(0, 1 << 20, true).expect("reads served").bytes.is_empty());
+        karst_storage::faults::configure(&format!("write=off@{spec}")).expect("fault off");
+        assert_eq!(p.append(&batch, 0).expect("space returned").base_offset, 2);
     }
 }

@@ -40,6 +40,13 @@ impl Collector for StateCollector {
         gauge(&mut encoder, "karst_partitions_led", "Partitions this broker leads", led)?;
         gauge(&mut encoder, "karst_under_replicated_partitions", "Partitions led here whose ISR is smaller than their replica set", under)?;
         gauge(&mut encoder, "karst_offline_partitions", "Partitions without a leader, in the controller's view", offline)?;
+        let offline_here = i64::try_from(b.partitions.all().iter().filter(|p| p.offline_reason().is_some()).count()).unwrap_or(i64::MAX);
+        gauge(
+            &mut encoder,
+            "karst_offline_replicas",
+            "Partition replicas hosted here that went offline after a failed write or fsync (Kafka's OfflineReplicaCount)",
+            offline_here,
+        )?;
         let is_leader = i64::from(b.metadata.controller_leader() == Some(me));
         gauge(&mut encoder, "karst_controller_is_leader", "1 if this node leads the controller quorum", is_leader)?;
         let active = i64::try_from(image.cluster.unfenced_brokers().count()).unwrap_or(i64::MAX);
@@ -83,6 +90,18 @@ pub fn readiness(b: &Broker) -> Result<(), String> {
     }
     if !b.metadata.image().cluster.is_unfenced(b.node_id) {
         return Err("fenced by the controller".into());
+    }
+    let mut offline: Vec<(String, Arc<str>)> =
+        b.partitions.all().iter().filter_map(|p| Some((format!("{}-{}", p.topic, p.index), p.offline_reason()?))).collect();
+    offline.sort();
+    if let Some((_, why)) = offline.first() {
+        let names: Vec<&str> = offline.iter().take(10).map(|(n, _)| n.as_str()).collect();
+        return Err(format!(
+            "{} partition replica(s) offline after a storage failure ({}{}): {why}",
+            offline.len(),
+            names.join(", "),
+            if offline.len() > 10 { ", ..." } else { "" },
+        ));
     }
     Ok(())
 }

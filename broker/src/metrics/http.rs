@@ -109,6 +109,9 @@ fn plain(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
 }
 
 async fn route(b: Admin, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if karst_storage::faults::ENABLED && req.uri().path() == "/failpoints" {
+        return Ok(failpoints(&req));
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Ok(plain(StatusCode::METHOD_NOT_ALLOWED, "only GET\n"));
     }
@@ -140,6 +143,40 @@ async fn route(b: Admin, req: Request<Incoming>) -> Result<Response<Full<Bytes>>
 }
 
 /// The exposition: the hot-path families, then the state read now.
+/// `PUT /failpoints?<specification>`, in test builds only (cargo feature
+/// `failpoints`): switches storage fault injection in the running broker (see
+/// `karst_storage::faults` for the percent-encoded specification).
+fn failpoints(req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::PUT {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "only PUT\n");
+    }
+    let Some(spec) = percent_decode(req.uri().query().unwrap_or_default()) else {
+        return plain(StatusCode::BAD_REQUEST, "bad percent-encoding\n");
+    };
+    match karst_storage::faults::configure(&spec) {
+        Ok(()) => {
+            warn!(spec, "fault injection changed through the admin endpoint");
+            plain(StatusCode::OK, "ok\n")
+        }
+        Err(e) => plain(StatusCode::BAD_REQUEST, format!("{e}\n")),
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(c) = bytes.next() {
+        match c {
+            b'%' => {
+                let hex = [bytes.next()?, bytes.next()?];
+                out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+            }
+            c => out.push(c),
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 fn render(b: Admin, openmetrics: bool) -> Result<String, std::fmt::Error> {
     let mut state = Registry::default();
     if let Some(broker) = b.broker.get() {

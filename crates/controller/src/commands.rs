@@ -88,6 +88,17 @@ pub enum MetadataCommand {
         partition: i32,
         target: Option<Vec<BrokerId>>,
     },
+    /// The broker's copies of `partitions` failed on its disk (a write or fsync
+    /// error): it leaves their ISRs wherever another member remains and leads none of
+    /// them, leadership passing to another unfenced ISR member (or to no leader), as
+    /// Kafka's controller treats replicas in an offline log directory. Checked
+    /// against the broker's registered epoch; partitions it does not hold (or that
+    /// no longer exist) are left alone.
+    MarkReplicasOffline {
+        broker_id: BrokerId,
+        broker_epoch: i64,
+        partitions: Vec<(String, i32)>,
+    },
 }
 
 /// What an accepted command did.
@@ -116,6 +127,10 @@ pub enum CommandOutcome {
     ProducerIdsAllocated {
         first: i64,
         count: i32,
+    },
+    /// How many of the named partitions changed ISR or leader.
+    ReplicasMarkedOffline {
+        changed: u32,
     },
 }
 
@@ -175,6 +190,10 @@ impl ClusterMetadata {
                 Ok(CommandOutcome::ProducerIdsAllocated { first, count: *count })
             }
             MetadataCommand::ReassignPartition { topic, partition, target } => self.reassign(topic, *partition, target.as_deref()),
+            MetadataCommand::MarkReplicasOffline { broker_id, broker_epoch, partitions } => {
+                self.check_broker_epoch(*broker_id, *broker_epoch)?;
+                Ok(CommandOutcome::ReplicasMarkedOffline { changed: self.mark_offline(*broker_id, partitions) })
+            }
         }
     }
 
@@ -247,6 +266,34 @@ impl ClusterMetadata {
                 p.partition_epoch += 1;
             }
         }
+    }
+
+    /// Takes broker `id` out of the ISRs of `partitions` (unless it is the last
+    /// member) and out of their leadership; returns how many changed.
+    fn mark_offline(&mut self, id: BrokerId, partitions: &[(String, i32)]) -> u32 {
+        let unfenced: BTreeSet<BrokerId> = self.unfenced_brokers().map(|b| b.id).collect();
+        let mut changed = 0;
+        for (topic, partition) in partitions {
+            let Some(t) = self.topics.get_mut(topic) else { continue };
+            let Some(p) = usize::try_from(*partition).ok().and_then(|i| t.partitions.get_mut(i)) else { continue };
+            if !p.replicas.contains(&id) {
+                continue;
+            }
+            let before = p.clone();
+            if p.isr.len() > 1 {
+                p.isr.retain(|r| *r != id);
+            }
+            if p.leader == id {
+                // Never unclean: the other replicas' data is behind what was acknowledged.
+                p.leader = p.replicas.iter().copied().find(|r| *r != id && p.isr.contains(r) && unfenced.contains(r)).unwrap_or(NO_LEADER);
+                p.leader_epoch += 1;
+            }
+            if *p != before {
+                p.partition_epoch += 1;
+                changed += 1;
+            }
+        }
+        changed
     }
 
     /// Mark unfenced; leaderless partitions with this broker in their ISR get a leader.

@@ -184,6 +184,32 @@ fn fencing_moves_leaders_and_rf1_goes_offline_then_returns() {
 }
 
 #[test]
+fn offline_replicas_leave_isr_and_leadership_checked_against_the_broker_epoch() {
+    let (mut md, epochs) = three_brokers();
+    create(&mut md, "r3", 1, vec![vec![1, 2, 3], vec![2, 1, 3], vec![2, 3, 1]]).unwrap();
+    create(&mut md, "r1", 2, vec![vec![1]]).unwrap();
+    let offline = |epoch, partitions: &[(&str, i32)]| MetadataCommand::MarkReplicasOffline {
+        broker_id: 1,
+        broker_epoch: epoch,
+        partitions: partitions.iter().map(|(t, p)| (t.to_string(), *p)).collect(),
+    };
+    let all = [("r3", 0), ("r3", 1), ("r1", 0), ("gone", 0), ("r3", 7)];
+    let stale = md.apply(&offline(epochs[0] + 1, &all));
+    assert!(matches!(stale, Err(CommandError::StaleBrokerEpoch { .. })), "{stale:?}");
+    assert_eq!(md.partition("r3", 0).unwrap().leader, 1, "a stale report changes nothing");
+    assert_eq!(md.apply(&offline(epochs[0], &all)), Ok(CommandOutcome::ReplicasMarkedOffline { changed: 3 }));
+    let p = md.partition("r3", 0).unwrap();
+    assert_eq!((p.leader, p.isr.clone(), p.leader_epoch, p.partition_epoch), (2, vec![2, 3], 1, 1), "led: moved");
+    let p = md.partition("r3", 1).unwrap();
+    assert_eq!((p.leader, p.isr.clone(), p.leader_epoch, p.partition_epoch), (2, vec![2, 3], 0, 1), "followed: out of the ISR");
+    let p = md.partition("r1", 0).unwrap();
+    assert_eq!((p.leader, p.isr.clone(), p.leader_epoch), (NO_LEADER, vec![1], 1), "sole copy: no leader, still the ISR");
+    assert_eq!(md.partition("r3", 2).unwrap().isr, vec![2, 3, 1], "not named: untouched");
+    assert!(md.broker(1).is_some_and(|b| !b.fenced), "the broker still serves its healthy partitions");
+    assert_eq!(md.apply(&offline(epochs[0], &all)), Ok(CommandOutcome::ReplicasMarkedOffline { changed: 0 }), "idempotent");
+}
+
+#[test]
 fn reassignment_adds_catches_up_then_drops() {
     let (mut md, _) = three_brokers();
     register(&mut md, 4);
@@ -341,11 +367,18 @@ fn arb_command() -> impl Strategy<Value = MetadataCommand> {
         (names, 0..3i32, 0..4i32, replicas).prop_map(|(n, partition, partition_epoch, isr)| {
             MetadataCommand::ChangePartitionIsr { topic: n.into(), partition, partition_epoch, isr }
         }),
-        (broker, 0..6i64, -1..2000i32).prop_map(|(broker_id, broker_epoch, count)| MetadataCommand::AllocateProducerIds {
+        (broker.clone(), 0..6i64, -1..2000i32).prop_map(|(broker_id, broker_epoch, count)| MetadataCommand::AllocateProducerIds {
             broker_id,
             broker_epoch,
             count
         }),
+        (broker, 0..6i64, prop::collection::vec((prop::sample::select(vec!["a", "b"]), 0..3i32), 0..3)).prop_map(
+            |(broker_id, broker_epoch, parts)| MetadataCommand::MarkReplicasOffline {
+                broker_id,
+                broker_epoch,
+                partitions: parts.into_iter().map(|(t, p)| (t.to_string(), p)).collect(),
+            }
+        ),
     ]
 }
 
