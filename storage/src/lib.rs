@@ -27,3 +27,5 @@ pub use log::{AppendInfo, FlushTarget, Log, ReadSlice};
 mod log_tests;
 #[cfg(test)]
 mod replication_tests;
+#[cfg(test)]
+mod truncation_tests;
