@@ -203,7 +203,7 @@ fn produce_seeds() {
         v
     };
     let plain = build_batch(0, 3, 1_000, b"abc");
-    save(&dir, "one", &with(0, &[plain.clone()]));
+    save(&dir, "one", &with(0, std::slice::from_ref(&plain)));
     save(&dir, "two", &with(0, &[plain.clone(), build_batch(0, 1, 2_000, b"z")]));
     save(&dir, "idempotent", &with(0, &[build_batch_with_producer(0, 2, 1_000, 7, 0, 0, b"ab")]));
     save(
