@@ -2,7 +2,8 @@
 # The whole Karst test suite, from a fresh Debian 12 machine (run as root, or as a user
 # with sudo): installs the external clients the end-to-end tests drive (kcat, Go +
 # Debian's sarama, confluent-kafka for Python) and the toolchain bits librdkafka needs
-# to build from source, then builds the broker and runs every test with nextest.
+# to build from source, checks formatting and clippy, then builds the broker, runs every
+# test with nextest and runs each fuzz target for a bounded time (scripts/fuzz.sh).
 # Idempotent: anything already present is skipped. Exits non-zero if any test fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,10 +58,24 @@ if ! command -v cargo >/dev/null; then
         exit 1
     fi
 fi
+if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 2>&1; then
+    log "rustup component add clippy rustfmt"
+    rustup component add clippy rustfmt
+fi
 if ! cargo nextest --version >/dev/null 2>&1; then
     log "cargo install cargo-nextest"
     cargo install -q cargo-nextest --locked
 fi
+
+# ---- format and lints ------------------------------------------------------------------------
+# Checked first (cheap), recorded, and the tests still run so one run shows everything.
+status=0
+log "cargo fmt --all --check"
+cargo fmt --all --check || status=$?
+log "cargo fmt --check (fuzz/)"
+cargo fmt --manifest-path fuzz/Cargo.toml --check || status=$?
+log "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings || status=$?
 
 # ---- build and test -------------------------------------------------------------------------
 # One build of every binary and test target, so features unify once and nothing is
@@ -90,11 +105,19 @@ fi
 # anyhow errors returned by tests: no backtrace noise (panics keep RUST_BACKTRACE).
 export RUST_LIB_BACKTRACE="${RUST_LIB_BACKTRACE:-0}"
 
-status=0
 log "cargo nextest run --workspace --no-fail-fast"
 cargo nextest run --workspace "${exclude[@]}" --no-fail-fast || status=$?
 log "cargo test --doc --workspace"
 cargo test --doc --workspace "${exclude[@]}" || status=$?
+
+# Every decoder of outside bytes, fuzzed for a bounded time from the committed corpus
+# (KARST_FUZZ_SECONDS per target; 0 skips). Fails on any crash, leaving the input in
+# fuzz/artifacts/.
+fuzz_seconds="${KARST_FUZZ_SECONDS:-15}"
+if [ "$fuzz_seconds" -gt 0 ]; then
+    log "scripts/fuzz.sh $fuzz_seconds"
+    bash scripts/fuzz.sh "$fuzz_seconds" || status=$?
+fi
 
 if [ "$status" -ne 0 ]; then
     log "FAILED (exit $status)"

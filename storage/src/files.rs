@@ -10,7 +10,7 @@
 //! *.tmp                           half-written files; removed on open
 //! ```
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::faults::{self, Point};
@@ -58,6 +58,34 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> io::Resul
     }
     faults::check(Point::Rename, &tmp)?;
     fs::rename(&tmp, dir.join(name))?;
+    fsync_dir(dir)
+}
+
+/// Cuts `path` to its first `len` bytes without touching its inode: the prefix is
+/// copied to a temp file, fsynced and renamed over `path`, then the directory is
+/// fsynced. Mappings of the old file (zero-copy reads still in flight) keep the old
+/// inode and its bytes as they were; shortening it in place would make them fault
+/// (SIGBUS) past the new end, and later appends would rewrite bytes they hold.
+pub(crate) fn replace_with_prefix(path: &Path, len: u64) -> io::Result<()> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{} is not a file in a directory", path.display())));
+    };
+    let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
+    {
+        let src = File::open(path)?;
+        let mut dst = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        let copied = io::copy(&mut (&src).take(len), &mut dst)?;
+        if copied != len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{} has {copied} of the {len} bytes to keep", path.display()),
+            ));
+        }
+        crate::faults::check(crate::faults::Point::Fsync, path)?;
+        dst.sync_all()?;
+    }
+    crate::faults::check(crate::faults::Point::Rename, path)?;
+    fs::rename(&tmp, path)?;
     fsync_dir(dir)
 }
 

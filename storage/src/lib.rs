@@ -32,3 +32,5 @@ mod fault_tests;
 mod log_tests;
 #[cfg(test)]
 mod replication_tests;
+#[cfg(test)]
+mod truncation_tests;

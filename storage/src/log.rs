@@ -10,7 +10,7 @@ use karst_batch::{BatchError, BatchHeader};
 
 use crate::checkpoint;
 use crate::faults::is_no_space;
-use crate::files::{fsync_dir, offset_path, remove_if_exists, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
+use crate::files::{fsync_dir, offset_path, remove_if_exists, replace_with_prefix, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
 use crate::health::{FlushTarget, Health};
 use crate::leader_epochs::LeaderEpochs;
 use crate::producer_state::{ProducerState, Verdict};
@@ -383,7 +383,8 @@ impl Log {
     /// Removes the batch holding `offset` and everything after it (a follower
     /// cutting what its leader never committed) and returns the reopened log, which
     /// ends at that batch's base offset. The files are cut while the log is closed
-    /// and the active segment is then recovered like after a crash: indexes rebuilt,
+    /// (the cut segment by a copy of its prefix renamed over it, since `Bytes` of
+    /// earlier reads may still map it) and the active segment is then recovered like after a crash: indexes rebuilt,
     /// batches verified, producer snapshots past the new end dropped. At or below
     /// the log start, the log restarts empty at `offset`.
     pub fn truncate_to(self, offset: i64) -> StorageResult<Log> {
@@ -408,11 +409,8 @@ impl Log {
                 remove_if_exists(&offset_path(&dir, base, ext))?;
             }
         }
-        let log = fs::OpenOptions::new().write(true).open(offset_path(&dir, cut_base, LOG_EXT))?;
-        log.set_len(cut_pos)?;
-        crate::faults::check(crate::faults::Point::Fsync, &offset_path(&dir, cut_base, LOG_EXT))?;
-        log.sync_all()?;
-        drop(log);
+        // Readers may still hold bytes of the cut file: it is replaced, not shortened.
+        replace_with_prefix(&offset_path(&dir, cut_base, LOG_EXT), cut_pos)?;
         checkpoint::remove_clean_shutdown_marker(&dir)?;
         fsync_dir(&dir)?;
         Log::open(&dir, config)

@@ -13,18 +13,21 @@
 //!   directory); other processes are not expected to write or truncate them;
 //! - bytes of a `.log` file are never rewritten once written: appends go past the
 //!   end, and mappings cover only bytes already written;
-//! - the only truncations are (a) crash recovery of the active segment and (b) index
-//!   trimming on roll/close, and both happen while no mapping of that file exists
-//!   (the recovery mapping and the writable index mapping are dropped first), plus
-//!   (c) undoing a failed append, which cuts back to the logical size, never below a
+//! - a `.log` file that may be mapped is never shortened or rewritten in place:
+//!   follower truncation and the recovery of a torn tail copy the kept prefix to a
+//!   new file and rename it over the old one (`files::replace_with_prefix`), and a
+//!   new segment unlinks a stale file of its name, so every mapping (including
+//!   those owned by `Bytes` handed out earlier) keeps the old inode unchanged;
+//! - the only in-place truncations are index trimming on roll/close, while no
+//!   mapping of that index exists (the writable mapping is dropped first), and
+//!   undoing a failed append, which cuts back to the logical size, never below a
 //!   mapped length;
 //! - a mapped file may be unlinked (retention, `delete`): the mapping keeps the inode
 //!   alive, so `Bytes` handed to readers stay valid.
 //!
-//! Whoever adds a truncation of a segment file (e.g. follower truncation) must not
-//! `set_len` a `.log` file below the length of any mapping of it, including mappings
-//! still owned by `Bytes` handed out earlier: write the kept prefix to a new file and
-//! rename it over the old one instead, or delete whole segments.
+//! Whoever adds another way to shrink or rewrite a segment file (e.g. compaction)
+//! must keep to this: write the new contents to a new file and rename it over the
+//! old one, or delete whole segments.
 #![allow(unsafe_code)]
 
 use std::fs::File;

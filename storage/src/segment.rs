@@ -15,7 +15,7 @@ use karst_batch::{set_base_offset, set_partition_leader_epoch, BatchHeader};
 use memmap2::Mmap;
 
 use crate::faults::{self, Point};
-use crate::files::{offset_path, remove_if_exists, to_usize, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
+use crate::files::{offset_path, remove_if_exists, replace_with_prefix, to_usize, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
 use crate::index::OffsetIndex;
 use crate::log::ReadSlice;
 use crate::mmap;
@@ -111,8 +111,10 @@ impl Segment {
     /// Creates a new, empty active segment (replacing stale files of that name).
     pub(crate) fn create(dir: &Path, base_offset: i64, config: &LogConfig) -> io::Result<Segment> {
         let log_path = offset_path(dir, base_offset, LOG_EXT);
+        // A stale file of that name may still be mapped by readers: unlink it rather
+        // than shorten it.
+        remove_if_exists(&log_path)?;
         let file = Self::open_log_for_append(&log_path, true)?;
-        file.set_len(0)?;
         let index = OffsetIndex::create(offset_path(dir, base_offset, INDEX_EXT), base_offset, config.segment_index_bytes)?;
         let time_index = TimeIndex::create(offset_path(dir, base_offset, TIME_INDEX_EXT), base_offset, config.segment_index_bytes)?;
         Ok(Self::assemble(base_offset, log_path, Arc::new(file), index, time_index))
@@ -203,7 +205,7 @@ impl Segment {
             }
             tracing::warn!(segment = %log_path.display(), "clean shutdown marker present but the active segment does not check out; recovering it");
         }
-        let (seg, scan) = Self::build(dir, base_offset, log_path, file, size, config, Trust::Verify)?;
+        let (mut seg, scan) = Self::build(dir, base_offset, log_path, file, size, config, Trust::Verify)?;
         let valid = scan.valid_len as u64;
         if valid < size {
             tracing::warn!(
@@ -213,11 +215,10 @@ impl Segment {
                 reason = scan.stopped.as_deref().unwrap_or("unknown"),
                 "truncating torn or corrupt tail of the active segment"
             );
-            // No mapping of this file exists: `build` dropped its own.
-            let file = seg.open_file()?;
-            file.set_len(valid)?;
-            faults::check(Point::Fsync, &seg.log_path)?;
-            file.sync_all()?;
+            // Not cut in place: a log reopened in a running broker (after a follower
+            // truncation) may still have readers mapping the file.
+            replace_with_prefix(&seg.log_path, valid)?;
+            seg.file = Some(Arc::new(Self::open_log_for_append(&seg.log_path, false)?));
         }
         Ok((seg, scan.next_offset))
     }

@@ -110,6 +110,24 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(r: &mu
     serde_json::from_slice(&body).map(Some).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
+/// Reads frames from `bytes` as a server reads envelopes and, separately, as a
+/// client reads replies, each until the bytes end or a frame is refused. Returns
+/// how many frames decoded. For the transport's fuzz target (`fuzz/`): the frame
+/// reader is private and async, the target is neither.
+#[doc(hidden)]
+pub async fn read_frames_for_fuzzing(bytes: &[u8]) -> usize {
+    let mut decoded = 0;
+    let mut r = bytes;
+    while let Ok(Some(_)) = read_frame::<_, RpcEnvelope>(&mut r).await {
+        decoded += 1;
+    }
+    let mut r = bytes;
+    while let Ok(Some(_)) = read_frame::<_, RpcReply>(&mut r).await {
+        decoded += 1;
+    }
+    decoded
+}
+
 /// Creates one [`PeerClient`] per target; openraft calls it per replication stream.
 pub(crate) struct NetworkFactory {
     pub(crate) cluster_id: String,
