@@ -278,6 +278,7 @@ mod tests {
             last_offset: info.last_offset,
             log_start_offset: info.log_start_offset,
             min_insync: Some(1),
+            leader_epoch: p.leader_epoch(),
         }
     }
 
