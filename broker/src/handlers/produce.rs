@@ -84,7 +84,7 @@ fn append(
         return Err(Failure::with(ec::INVALID_RECORD, "transactions are not supported by this broker yet".into()));
     }
     // No copy: offsets are assigned as the batches are written to the segment.
-    let info = partition.append(&records, now).map_err(storage_failure)?;
+    let info = partition.append_on_runtime(&records, now).map_err(storage_failure)?;
     if !info.duplicate {
         crate::metrics::produced(&partition.topic, summary.record_count, records.len());
         b.after_append(&partition);
