@@ -94,7 +94,8 @@ pub async fn serve_listeners(broker: Arc<Broker>, listeners: Vec<(String, TcpLis
 /// that never reads its responses cannot make the broker buffer without limit.
 const MAX_IN_FLIGHT: usize = 16;
 
-type ReplyFuture = Pin<Box<dyn Future<Output = Result<Option<Frames>, String>> + Send>>;
+/// A response to come, and whether it was an exclusive one.
+type Pending = Pin<Box<dyn Future<Output = (bool, Result<Option<Frames>, String>)> + Send>>;
 
 async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, _slot: Slot) {
     let _counted = crate::metrics::connection();
@@ -109,11 +110,13 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, _s
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
     let max = broker.config.socket_request_max_bytes;
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    let mut inflight: FuturesOrdered<ReplyFuture> = FuturesOrdered::new();
+    let mut inflight: FuturesOrdered<Pending> = FuturesOrdered::new();
+    // Exclusive replies in flight: while any is, no further request is dispatched.
+    let mut exclusive = 0usize;
     let mut eof = false;
     loop {
         // Dispatch every complete request already buffered, in order.
-        while inflight.len() < MAX_IN_FLIGHT {
+        while inflight.len() < MAX_IN_FLIGHT && exclusive == 0 {
             let frame = match take_frame(&mut buf, max) {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
@@ -140,8 +143,12 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, _s
                 }
             };
             match reply {
-                Reply::Now(r) => inflight.push_back(Box::pin(std::future::ready(Ok(r)))),
-                Reply::Later(f) => inflight.push_back(f),
+                Reply::Now(r) => inflight.push_back(Box::pin(std::future::ready((false, Ok(r))))),
+                Reply::Later(f) => inflight.push_back(Box::pin(async move { (false, f.await) })),
+                Reply::Exclusive(f) => {
+                    exclusive += 1;
+                    inflight.push_back(Box::pin(async move { (true, f.await) }));
+                }
             }
         }
         if eof && inflight.is_empty() {
@@ -152,21 +159,23 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, _s
         }
         tokio::select! {
             biased;
-            Some(done) = inflight.next(), if !inflight.is_empty() => match done {
+            Some((was_exclusive, done)) = inflight.next(), if !inflight.is_empty() => match done {
                 Ok(Some(frames)) => {
                     if let Err(e) = write_frames(&mut wr, &frames).await {
                         debug!(%peer, "write failed: {e}");
                         return;
                     }
                     idle.as_mut().reset(tokio::time::Instant::now() + max_idle);
+                    exclusive -= usize::from(was_exclusive);
                 }
+                Ok(None) if was_exclusive => exclusive -= 1,
                 Ok(None) => {}
                 Err(e) => {
                     warn!(%peer, "closing connection: {e}");
                     return;
                 }
             },
-            read = rd.read_buf(&mut buf), if !eof && inflight.len() < MAX_IN_FLIGHT => match read {
+            read = rd.read_buf(&mut buf), if !eof && inflight.len() < MAX_IN_FLIGHT && exclusive == 0 => match read {
                 Ok(0) => eof = true,
                 Ok(_) => idle.as_mut().reset(tokio::time::Instant::now() + max_idle),
                 Err(e) => {

@@ -35,8 +35,16 @@ pub(crate) use metadata::endpoint;
 pub(crate) enum Reply {
     /// `None`: no response is due (Produce with acks=0).
     Now(Option<Frames>),
-    Later(Pin<Box<dyn Future<Output = Result<Option<Frames>, String>> + Send>>),
+    Later(ReplyFuture),
+    /// A metadata change (or a read that may make one, like Metadata with
+    /// auto-creation): no further request of the connection is handled until it
+    /// is answered, so later requests see the change, as with Kafka's
+    /// one-request-at-a-time connections.
+    Exclusive(ReplyFuture),
 }
+
+/// A response still to come.
+pub(crate) type ReplyFuture = Pin<Box<dyn Future<Output = Result<Option<Frames>, String>> + Send>>;
 
 /// A response frame as buffers to write in order (record batches stay in the log's maps).
 pub(crate) type Frames = Vec<Bytes>;
@@ -82,7 +90,7 @@ macro_rules! later {
     ($span:expr, $correlation_id:expr, $api_key:expr, $version:expr, $kind:ident, $fut:expr) => {{
         let pending = $fut;
         let fut = async move { encode($correlation_id, $api_key, $version, &ResponseKind::$kind(pending.await)) };
-        return Ok(Reply::Later(Box::pin(fut.instrument($span.clone()))));
+        return Ok(Reply::Exclusive(Box::pin(fut.instrument($span.clone()))));
     }};
 }
 
@@ -99,10 +107,10 @@ fn dispatch_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<R
             }
             match handle_request(&b, req, peer)? {
                 Reply::Now(r) => Ok(r),
-                Reply::Later(f) => f.await,
+                Reply::Later(f) | Reply::Exclusive(f) => f.await,
             }
         };
-        return Ok(Reply::Later(Box::pin(fut)));
+        return Ok(Reply::Exclusive(Box::pin(fut)));
     }
     handle_request(b, req, peer)
 }
