@@ -63,7 +63,7 @@ pub struct Broker {
     applied: Mutex<HashMap<String, AppliedTopic>>,
     /// Topics whose partitions failed to open, with the id and partition count
     /// that failed: not retried until one of them changes.
-    open_failed: Mutex<HashMap<String, (Uuid, i32)>>,
+    open_failed: Mutex<HashMap<String, (Uuid, i32, String)>>,
     /// Held until shutdown: one broker per data directory.
     lock: Mutex<Option<File>>,
 }
@@ -293,7 +293,7 @@ impl Broker {
             applied.remove(&name);
             info!(topic = %name, "removed deleted topic's partitions");
         }
-        failed.retain(|name, (id, _)| image.topics.get(name.as_str()).is_some_and(|t| t.id == *id));
+        failed.retain(|name, (id, _, _)| image.topics.get(name.as_str()).is_some_and(|t| t.id == *id));
         for t in image.topics.values() {
             let hosted = image.cluster.topic(&t.name).is_some_and(|ct| ct.partitions.iter().any(|p| p.replicas.contains(&self.node_id)));
             if !hosted {
@@ -302,13 +302,16 @@ impl Broker {
             let tc = self.topic_config(t);
             let open = self.partitions.topic(&t.name).map_or(0, |v| v.len());
             if open < usize::try_from(t.partitions).unwrap_or(0) {
-                if failed.get(&t.name).is_some_and(|(id, count)| *id == t.id && *count == t.partitions) {
+                // Reported again, without retrying: the pass that failed may have been
+                // another caller's (the change watcher's), not this one's.
+                if let Some((_, _, why)) = failed.get(&t.name).filter(|(id, count, _)| *id == t.id && *count == t.partitions) {
+                    out.failed.push((t.name.clone(), why.clone()));
                     continue;
                 }
                 if let Err(e) = self.partitions.open_topic(t, &tc) {
                     let why = format!("opening partitions of topic {}: {e}", t.name);
                     warn!(topic = %t.name, partitions = t.partitions, "{why}; its partitions stay offline on this broker");
-                    failed.insert(t.name.clone(), (t.id, t.partitions));
+                    failed.insert(t.name.clone(), (t.id, t.partitions, why.clone()));
                     out.failed.push((t.name.clone(), why));
                     continue;
                 }
