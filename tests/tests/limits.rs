@@ -194,6 +194,7 @@ fn produce_and_fetch_go_on_while_controller_commits_cannot_happen() -> Result<()
     producer.api_versions()?;
     consumer.api_versions()?;
 
+    let version = c.version_for(ApiKey::CreateTopics)?;
     nodes[1].signal("STOP")?;
     nodes[2].signal("STOP")?;
     // Four requests (twice the workers), of ten topics each: no commit can happen,
@@ -208,7 +209,6 @@ fn produce_and_fetch_go_on_while_controller_commits_cannot_happen() -> Result<()
                 .map(|n| CreatableTopic::default().with_name(topic_name(n)).with_num_partitions(1).with_replication_factor(1))
                 .collect(),
         );
-        let version = a.version_for(ApiKey::CreateTopics)?;
         let correlation_id = a.correlation_id();
         let frame = a.encode(&req, version, correlation_id)?;
         a.write_raw(&frame)?;
