@@ -26,6 +26,24 @@ const PRODUCER_ID_BLOCK: i32 = 1000;
 /// What this broker last applied of a topic: its id and config overrides.
 type AppliedTopic = (Uuid, BTreeMap<String, String>);
 
+/// What one pass of [`Broker::apply_image`] could not do.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Topics whose partitions failed to open in this pass, with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+impl Applied {
+    /// Err when `topic` failed to open in this pass (a failure of another topic
+    /// is that topic's, not the caller's).
+    pub fn opened(self, topic: &str) -> Result<(), BrokerError> {
+        match self.failed.into_iter().find(|(t, _)| t == topic || t.is_empty()) {
+            Some((_, why)) => Err(BrokerError::Offline(why)),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Everything request handlers share.
 #[derive(Debug)]
 pub struct Broker {
@@ -38,9 +56,14 @@ pub struct Broker {
     pub partitions: Partitions,
     pub groups: GroupCoordinator,
     pub(crate) flusher: Arc<Flusher>,
-    producer_ids: Mutex<(i64, i64)>,
+    /// The block of producer ids this broker hands out; a tokio lock because a
+    /// refill awaits a controller commit while holding it.
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Topics whose partitions this broker opened from the metadata image.
     applied: Mutex<HashMap<String, AppliedTopic>>,
+    /// Topics whose partitions failed to open, with the id and partition count
+    /// that failed: not retried until one of them changes.
+    open_failed: Mutex<HashMap<String, (Uuid, i32, String)>>,
     /// Held until shutdown: one broker per data directory.
     lock: Mutex<Option<File>>,
 }
@@ -117,7 +140,7 @@ impl Broker {
         let flusher = Flusher::start(4);
         let groups = GroupCoordinator::new(
             config.offsets_topic_num_partitions,
-            Timing { initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms },
+            Timing { initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms, max_size: config.group_max_size },
             config.offsets_retention_minutes.saturating_mul(60_000),
         );
         let broker = Arc::new(Broker {
@@ -128,14 +151,16 @@ impl Broker {
             metadata,
             partitions,
             flusher,
-            producer_ids: Mutex::new((0, 0)),
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
             applied: Mutex::new(HashMap::new()),
+            open_failed: Mutex::new(HashMap::new()),
             groups,
             lock: Mutex::new(Some(lock)),
         });
-        if let Err(e) = broker.apply_image() {
+        // At start-up a partition that cannot be opened stops the broker, as before.
+        if let Some((_, why)) = broker.apply_image().failed.into_iter().next() {
             broker.metadata.shutdown();
-            return Err(e);
+            return Err(BrokerError::Startup(why));
         }
         info!(topics = broker.applied.lock().len(), partitions = broker.partitions.all().len(), cluster_id = %broker.cluster_id, "recovered logs");
         broker.groups.load(&broker)?;
@@ -178,46 +203,85 @@ impl Broker {
 
     /// Creates a topic through the controller, placing its partitions over the
     /// unfenced brokers, and opens the partitions hosted here.
-    pub fn create_topic(&self, topic: TopicMeta) -> Result<(), BrokerError> {
-        self.create_topic_assigned(topic, None)
+    pub async fn create_topic(self: &Arc<Self>, topic: TopicMeta) -> Result<(), BrokerError> {
+        self.create_topic_assigned(topic, None).await
     }
 
     /// Creates a topic with explicit replica assignments (`None`: placed by the controller).
-    pub fn create_topic_assigned(&self, topic: TopicMeta, assignments: Option<Vec<Vec<BrokerId>>>) -> Result<(), BrokerError> {
-        self.metadata.create_topic(&topic, assignments)?;
-        self.apply_image()
+    pub async fn create_topic_assigned(
+        self: &Arc<Self>,
+        topic: TopicMeta,
+        assignments: Option<Vec<Vec<BrokerId>>>,
+    ) -> Result<(), BrokerError> {
+        let placed = match assignments {
+            Some(a) => a,
+            None => self.metadata.place(topic.partitions, topic.replication_factor)?,
+        };
+        crate::limits::check_hosted_partitions(&self.metadata.image().cluster, &placed, self.config.max_broker_partitions)?;
+        self.metadata.create_topic(&topic, Some(placed)).await?;
+        self.apply_image_async().await.opened(&topic.name)
     }
 
-    pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, BrokerError> {
-        let meta = self.metadata.delete_topic(name)?;
-        self.apply_image()?;
+    pub async fn delete_topic(self: &Arc<Self>, name: &str) -> Result<TopicMeta, BrokerError> {
+        let meta = self.metadata.delete_topic(name).await?;
+        self.apply_image_async().await.opened(name)?;
         Ok(meta)
     }
 
     /// Grows a topic to `count` partitions.
-    pub fn create_partitions(&self, name: &str, count: i32) -> Result<(), BrokerError> {
-        self.create_partitions_assigned(name, count, None)
+    pub async fn create_partitions(self: &Arc<Self>, name: &str, count: i32) -> Result<(), BrokerError> {
+        self.create_partitions_assigned(name, count, None).await
     }
 
     /// Grows a topic to `count` partitions with explicit assignments for the new ones.
-    pub fn create_partitions_assigned(&self, name: &str, count: i32, assignments: Option<Vec<Vec<BrokerId>>>) -> Result<(), BrokerError> {
-        self.metadata.set_partition_count(name, count, assignments)?;
-        self.apply_image()
+    pub async fn create_partitions_assigned(
+        self: &Arc<Self>,
+        name: &str,
+        count: i32,
+        assignments: Option<Vec<Vec<BrokerId>>>,
+    ) -> Result<(), BrokerError> {
+        let placed = match assignments {
+            Some(a) => a,
+            None => {
+                let image = self.metadata.image();
+                let t = image.topics.get(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+                self.metadata.place(count - t.partitions, t.replication_factor.max(1))?
+            }
+        };
+        crate::limits::check_hosted_partitions(&self.metadata.image().cluster, &placed, self.config.max_broker_partitions)?;
+        self.metadata.set_partition_count(name, count, Some(placed)).await?;
+        self.apply_image_async().await.opened(name)
     }
 
     /// Replaces a topic's config overrides and applies them to its partitions.
-    pub fn alter_topic_configs(&self, name: &str, configs: BTreeMap<String, String>) -> Result<(), BrokerError> {
-        self.metadata.set_topic_configs(name, configs)?;
-        self.apply_image()
+    pub async fn alter_topic_configs(self: &Arc<Self>, name: &str, configs: BTreeMap<String, String>) -> Result<(), BrokerError> {
+        self.metadata.set_topic_configs(name, configs).await?;
+        self.apply_image_async().await.opened(name)
+    }
+
+    /// [`Broker::apply_image`] on the blocking pool: opening, closing and deleting
+    /// logs is file work (fsyncs) that must not hold a runtime worker.
+    pub async fn apply_image_async(self: &Arc<Self>) -> Applied {
+        let me = self.clone();
+        match tokio::task::spawn_blocking(move || me.apply_image()).await {
+            Ok(applied) => applied,
+            Err(e) => Applied { failed: vec![(String::new(), format!("applying the metadata image stopped: {e}"))] },
+        }
     }
 
     /// Brings the hosted partitions in line with the committed metadata image:
     /// opens partitions of topics with a replica here, applies changed configs,
     /// deletes topics that are gone. Idempotent; called after every change made
     /// here and whenever the controller applies changes made elsewhere.
-    pub fn apply_image(&self) -> Result<(), BrokerError> {
+    ///
+    /// A topic whose partitions fail to open (no descriptors left, a bad disk)
+    /// is reported and left offline here, and not retried until its metadata
+    /// changes: one such topic must never stop the others from being applied.
+    pub fn apply_image(&self) -> Applied {
         let image = self.metadata.image();
+        let mut out = Applied::default();
         let mut applied = self.applied.lock();
+        let mut failed = self.open_failed.lock();
         let gone: Vec<String> = applied
             .iter()
             .filter(|(name, (id, _))| image.topics.get(name.as_str()).is_none_or(|t| t.id != *id))
@@ -229,6 +293,7 @@ impl Broker {
             applied.remove(&name);
             info!(topic = %name, "removed deleted topic's partitions");
         }
+        failed.retain(|name, (id, _, _)| image.topics.get(name.as_str()).is_some_and(|t| t.id == *id));
         for t in image.topics.values() {
             let hosted = image.cluster.topic(&t.name).is_some_and(|ct| ct.partitions.iter().any(|p| p.replicas.contains(&self.node_id)));
             if !hosted {
@@ -237,9 +302,20 @@ impl Broker {
             let tc = self.topic_config(t);
             let open = self.partitions.topic(&t.name).map_or(0, |v| v.len());
             if open < usize::try_from(t.partitions).unwrap_or(0) {
-                self.partitions
-                    .open_topic(t, &tc)
-                    .map_err(|e| BrokerError::Startup(format!("opening partitions of topic {}: {e}", t.name)))?;
+                // Reported again, without retrying: the pass that failed may have been
+                // another caller's (the change watcher's), not this one's.
+                if let Some((_, _, why)) = failed.get(&t.name).filter(|(id, count, _)| *id == t.id && *count == t.partitions) {
+                    out.failed.push((t.name.clone(), why.clone()));
+                    continue;
+                }
+                if let Err(e) = self.partitions.open_topic(t, &tc) {
+                    let why = format!("opening partitions of topic {}: {e}", t.name);
+                    warn!(topic = %t.name, partitions = t.partitions, "{why}; its partitions stay offline on this broker");
+                    failed.insert(t.name.clone(), (t.id, t.partitions, why.clone()));
+                    out.failed.push((t.name.clone(), why));
+                    continue;
+                }
+                failed.remove(&t.name);
             }
             match applied.get(&t.name) {
                 Some((_, configs)) if *configs == t.configs => continue,
@@ -248,9 +324,10 @@ impl Broker {
             }
             applied.insert(t.name.clone(), (t.id, t.configs.clone()));
         }
+        drop(failed);
         drop(applied);
         crate::replication::apply_roles(self);
-        Ok(())
+        out
     }
 
     /// Whether this broker leads `topic`/`partition`: produce and fetch are served
@@ -265,10 +342,10 @@ impl Broker {
     }
 
     /// A fresh producer id for an idempotent producer.
-    pub fn next_producer_id(&self) -> Result<i64, BrokerError> {
-        let mut ids = self.producer_ids.lock();
+    pub async fn next_producer_id(&self) -> Result<i64, BrokerError> {
+        let mut ids = self.producer_ids.lock().await;
         if ids.0 >= ids.1 {
-            let first = self.metadata.allocate_producer_ids(PRODUCER_ID_BLOCK)?;
+            let first = self.metadata.allocate_producer_ids(PRODUCER_ID_BLOCK).await?;
             *ids = (first, first + i64::from(PRODUCER_ID_BLOCK));
         }
         let id = ids.0;
@@ -292,10 +369,8 @@ impl Broker {
         tokio::spawn(async move {
             // Changes committed through other brokers reach the partitions here.
             while changes.changed().await.is_ok() {
-                let b = me.clone();
-                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || b.apply_image()).await {
-                    warn!("applying the metadata image failed: {e}");
-                }
+                // Failures are logged by apply_image and leave only that topic offline.
+                let _ = me.apply_image_async().await;
             }
         });
         let me = self.clone();

@@ -130,6 +130,21 @@ pub struct BrokerConfig {
     /// `admin.listener`: host:port of the HTTP endpoint for `/metrics` and
     /// `/health/*` (port 0 picks a free one). `None` (an empty value): no endpoint.
     pub admin_listener: Option<String>,
+    /// `max.broker.partitions` (KIP-578's name): partition replicas one broker
+    /// may host; CreateTopics/CreatePartitions beyond it get POLICY_VIOLATION.
+    pub max_broker_partitions: usize,
+    /// `group.max.size`: members of one consumer group; a JoinGroup beyond it
+    /// gets GROUP_MAX_SIZE_REACHED.
+    pub group_max_size: usize,
+    /// `max.connections`: open client connections; at the limit the broker
+    /// stops accepting until one closes, as Kafka does.
+    pub max_connections: usize,
+    /// `max.connections.per.ip`: open connections from one address; a new one
+    /// beyond it is closed at once, as Kafka does.
+    pub max_connections_per_ip: usize,
+    /// `connections.max.idle.ms`: a connection with no request in flight and no
+    /// traffic for this long is closed.
+    pub connections_max_idle_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -176,6 +191,11 @@ impl Default for BrokerConfig {
             broker_rack: None,
             replica_listener: None,
             admin_listener: Some("127.0.0.1:9644".to_string()),
+            max_broker_partitions: 50_000,
+            group_max_size: 1000,
+            max_connections: 10_000,
+            max_connections_per_ip: 10_000,
+            connections_max_idle_ms: 600_000,
         }
     }
 }
@@ -394,6 +414,11 @@ impl BrokerConfig {
         "broker.rack",
         "replica.listener",
         "admin.listener",
+        "max.broker.partitions",
+        "group.max.size",
+        "max.connections",
+        "max.connections.per.ip",
+        "connections.max.idle.ms",
     ];
 
     /// Sets one key from its text value.
@@ -480,6 +505,11 @@ impl BrokerConfig {
                 self.admin_listener =
                     if v.is_empty() || v.eq_ignore_ascii_case("off") { None } else { Some(listener_address(v).to_string()) }
             }
+            "max.broker.partitions" => self.max_broker_partitions = positive(key, v, parse(key, v)?)?,
+            "group.max.size" => self.group_max_size = positive(key, v, parse(key, v)?)?,
+            "max.connections" => self.max_connections = positive(key, v, parse(key, v)?)?,
+            "max.connections.per.ip" => self.max_connections_per_ip = positive(key, v, parse(key, v)?)?,
+            "connections.max.idle.ms" => self.connections_max_idle_ms = positive(key, v, parse(key, v)?)?,
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
         Ok(())
@@ -562,6 +592,11 @@ impl BrokerConfig {
             ("broker.rack", self.broker_rack.clone().unwrap_or_else(|| "(none)".into())),
             ("replica.listener", self.replica_listener.clone().unwrap_or_else(|| "(the client listener)".into())),
             ("admin.listener", self.admin_listener.clone().unwrap_or_else(|| "(disabled)".into())),
+            ("max.broker.partitions", self.max_broker_partitions.to_string()),
+            ("group.max.size", self.group_max_size.to_string()),
+            ("max.connections", self.max_connections.to_string()),
+            ("max.connections.per.ip", self.max_connections_per_ip.to_string()),
+            ("connections.max.idle.ms", self.connections_max_idle_ms.to_string()),
         ]
     }
 

@@ -15,6 +15,9 @@ pub enum BrokerError {
     UnknownTopic(String),
     #[error("{0} exhausted")]
     Exhausted(&'static str),
+    /// A committed topic's partitions could not be opened here; they stay offline.
+    #[error("{0}")]
+    Offline(String),
     #[error("{0}")]
     Startup(String),
     /// The controller refused or could not commit a metadata change; `code` is

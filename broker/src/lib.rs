@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod config;
+mod connections;
 pub mod errors;
 mod flusher;
 pub mod group;

@@ -5,9 +5,10 @@
 //! from the locally applied [`ClusterMetadata`].
 //!
 //! A single-node broker runs a one-voter quorum in its own process. The
-//! controller runs on a small runtime of its own, so the synchronous methods
-//! here can wait for a commit from any thread (a request handler, start-up, a
-//! test) without deadlocking the caller's runtime.
+//! controller runs on a small runtime of its own. Request handlers await a
+//! commit (the `async` methods), so a commit that cannot happen (no quorum)
+//! holds only the requests that wait for it, never a runtime worker; the
+//! `_blocking` forms are for plain threads (start-up, shutdown, the ISR loop).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -276,15 +277,28 @@ impl MetadataStore {
         run_on(&self.handle, fut)
     }
 
-    /// Proposes `cmd` and waits for its commit; the command's own rejection is an error too.
-    pub fn propose(&self, cmd: MetadataCommand) -> Result<CommandOutcome, BrokerError> {
+    /// Proposes `cmd` and awaits its commit on the controller's runtime; the
+    /// command's own rejection is an error too.
+    pub async fn propose(&self, cmd: MetadataCommand) -> Result<CommandOutcome, BrokerError> {
+        let c = self.controller.clone();
+        let result = self
+            .handle
+            .spawn(async move { c.propose_anywhere(cmd).await })
+            .await
+            .map_err(|_| BrokerError::Startup("the controller runtime is stopped".into()))?;
+        result.map_err(propose_error)?.map_err(command_error)
+    }
+
+    /// [`MetadataStore::propose`] for a plain thread: blocks it until the commit.
+    /// Never call it on a runtime worker.
+    pub fn propose_blocking(&self, cmd: MetadataCommand) -> Result<CommandOutcome, BrokerError> {
         let c = self.controller.clone();
         let result = self.run(async move { c.propose_anywhere(cmd).await })?;
         result.map_err(propose_error)?.map_err(command_error)
     }
 
     fn register(&self, listeners: Vec<Listener>) -> Result<(), BrokerError> {
-        let outcome = self.propose(MetadataCommand::RegisterBroker {
+        let outcome = self.propose_blocking(MetadataCommand::RegisterBroker {
             broker_id: self.node_id,
             incarnation_id: Uuid::new_v4(),
             listeners: listeners.iter().cloned().chain(self.replica_listener.clone()).collect(),
@@ -295,7 +309,7 @@ impl MetadataStore {
         };
         self.epoch.store(broker_epoch, Ordering::SeqCst);
         *self.registered.lock() = listeners;
-        self.propose(MetadataCommand::UnfenceBroker { broker_id: self.node_id, broker_epoch })?;
+        self.propose_blocking(MetadataCommand::UnfenceBroker { broker_id: self.node_id, broker_epoch })?;
         info!(node_id = self.node_id, broker_epoch, "registered with the controller");
         Ok(())
     }
@@ -333,7 +347,7 @@ impl MetadataStore {
                 configs: t.configs.clone(),
                 assignments: vec![vec![self.node_id]; count],
             };
-            match self.propose(cmd) {
+            match self.propose_blocking(cmd) {
                 Ok(_) | Err(BrokerError::TopicExists(_)) => {}
                 Err(e) => return Err(BrokerError::Startup(format!("importing topic {}: {e}", t.name))),
             }
@@ -341,7 +355,7 @@ impl MetadataStore {
         while self.image().next_producer_id < legacy.next_producer_id {
             let missing = legacy.next_producer_id - self.image().next_producer_id;
             let count = i32::try_from(missing.min(i64::from(karst_controller::commands::MAX_PRODUCER_ID_BLOCK))).unwrap_or(1);
-            self.propose(MetadataCommand::AllocateProducerIds {
+            self.propose_blocking(MetadataCommand::AllocateProducerIds {
                 broker_id: self.node_id,
                 broker_epoch: self.epoch.load(Ordering::SeqCst),
                 count,
@@ -387,7 +401,7 @@ impl MetadataStore {
         if broker_epoch < 0 {
             return Ok(());
         }
-        self.propose(MetadataCommand::FenceBroker { broker_id: self.node_id, broker_epoch }).map(|_| ())
+        self.propose_blocking(MetadataCommand::FenceBroker { broker_id: self.node_id, broker_epoch }).map(|_| ())
     }
 
     pub fn controller(&self) -> &Arc<Controller> {
@@ -401,7 +415,7 @@ impl MetadataStore {
 
     /// Creates a topic; `assignments[p]` lists partition p's replicas, or the
     /// controller image places them over the unfenced brokers when `None`.
-    pub fn create_topic(&self, topic: &TopicMeta, assignments: Option<Vec<Vec<BrokerId>>>) -> Result<(), BrokerError> {
+    pub async fn create_topic(&self, topic: &TopicMeta, assignments: Option<Vec<Vec<BrokerId>>>) -> Result<(), BrokerError> {
         let assignments = match assignments {
             Some(a) => a,
             None => self.place(topic.partitions, topic.replication_factor)?,
@@ -412,10 +426,12 @@ impl MetadataStore {
             configs: topic.configs.clone(),
             assignments,
         })
+        .await
         .map(drop)
     }
 
-    fn place(&self, count: i32, replication_factor: i16) -> Result<Vec<Vec<BrokerId>>, BrokerError> {
+    /// Places `count` new partitions of `replication_factor` replicas over the unfenced brokers.
+    pub(crate) fn place(&self, count: i32, replication_factor: i16) -> Result<Vec<Vec<BrokerId>>, BrokerError> {
         let count = u32::try_from(count).map_err(|_| BrokerError::Metadata {
             code: karst_protocol::error_codes::INVALID_PARTITIONS,
             message: format!("partition count {count}"),
@@ -427,39 +443,45 @@ impl MetadataStore {
         self.image().cluster.assign_partitions(count, rf).map_err(command_error)
     }
 
-    pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, BrokerError> {
+    pub async fn delete_topic(&self, name: &str) -> Result<TopicMeta, BrokerError> {
         let meta = self.image().topics.get(name).cloned().ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
-        self.propose(MetadataCommand::DeleteTopic { name: name.to_string() })?;
+        self.propose(MetadataCommand::DeleteTopic { name: name.to_string() }).await?;
         Ok(meta)
     }
 
     /// Grows a topic to `count` partitions, placing the new ones unless `assignments` are given.
-    pub fn set_partition_count(&self, name: &str, count: i32, assignments: Option<Vec<Vec<BrokerId>>>) -> Result<(), BrokerError> {
-        let image = self.image();
-        let t = image.topics.get(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
-        let assignments = match assignments {
-            Some(a) => a,
-            None => self.place(count - t.partitions, t.replication_factor.max(1))?,
+    pub async fn set_partition_count(&self, name: &str, count: i32, assignments: Option<Vec<Vec<BrokerId>>>) -> Result<(), BrokerError> {
+        let assignments = {
+            let image = self.image();
+            let t = image.topics.get(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+            match assignments {
+                Some(a) => a,
+                None => self.place(count - t.partitions, t.replication_factor.max(1))?,
+            }
         };
-        self.propose(MetadataCommand::CreatePartitions { name: name.to_string(), assignments }).map(drop)
+        self.propose(MetadataCommand::CreatePartitions { name: name.to_string(), assignments }).await.map(drop)
     }
 
     /// Replaces a topic's config overrides.
-    pub fn set_topic_configs(&self, name: &str, configs: BTreeMap<String, String>) -> Result<(), BrokerError> {
-        let image = self.image();
-        let t = image.topics.get(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
-        let remove = t.configs.keys().filter(|k| !configs.contains_key(*k)).cloned().collect();
-        self.propose(MetadataCommand::AlterTopicConfig { name: name.to_string(), set: configs, remove }).map(drop)
+    pub async fn set_topic_configs(&self, name: &str, configs: BTreeMap<String, String>) -> Result<(), BrokerError> {
+        let remove = {
+            let image = self.image();
+            let t = image.topics.get(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+            t.configs.keys().filter(|k| !configs.contains_key(*k)).cloned().collect()
+        };
+        self.propose(MetadataCommand::AlterTopicConfig { name: name.to_string(), set: configs, remove }).await.map(drop)
     }
 
     /// Reserves `count` producer ids; returns the first. Committed by the quorum
     /// before use, so an id is never handed out twice, even across a crash.
-    pub fn allocate_producer_ids(&self, count: i32) -> Result<i64, BrokerError> {
-        let outcome = self.propose(MetadataCommand::AllocateProducerIds {
-            broker_id: self.node_id,
-            broker_epoch: self.epoch.load(Ordering::SeqCst),
-            count,
-        })?;
+    pub async fn allocate_producer_ids(&self, count: i32) -> Result<i64, BrokerError> {
+        let outcome = self
+            .propose(MetadataCommand::AllocateProducerIds {
+                broker_id: self.node_id,
+                broker_epoch: self.epoch.load(Ordering::SeqCst),
+                count,
+            })
+            .await?;
         match outcome {
             CommandOutcome::ProducerIdsAllocated { first, .. } => Ok(first),
             other => Err(BrokerError::Startup(format!("unexpected producer-id outcome {other:?}"))),
@@ -576,6 +598,8 @@ pub fn legacy_path(data_dir: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
+    use futures::executor::block_on;
+
     fn config(dir: &Path) -> BrokerConfig {
         BrokerConfig { data_dir: dir.to_path_buf(), ..Default::default() }
     }
@@ -585,18 +609,18 @@ mod tests {
         let d = tempfile::tempdir().expect("tempdir");
         let s = MetadataStore::open(&config(d.path()), d.path(), "c1").expect("open");
         let t = TopicMeta { name: "a".into(), id: Uuid::new_v4(), partitions: 3, replication_factor: 1, configs: BTreeMap::new() };
-        s.create_topic(&t, None).expect("create");
-        assert!(matches!(s.create_topic(&t, None), Err(BrokerError::TopicExists(_))));
-        s.set_partition_count("a", 5, None).expect("grow");
-        assert_eq!(s.allocate_producer_ids(10).expect("ids"), 0);
+        block_on(s.create_topic(&t, None)).expect("create");
+        assert!(matches!(block_on(s.create_topic(&t, None)), Err(BrokerError::TopicExists(_))));
+        block_on(s.set_partition_count("a", 5, None)).expect("grow");
+        assert_eq!(block_on(s.allocate_producer_ids(10)).expect("ids"), 0);
         assert_eq!(s.image().cluster.partition("a", 4).expect("p4").leader, 1);
         s.shutdown();
         drop(s);
         let s = MetadataStore::open(&config(d.path()), d.path(), "c1").expect("reopen");
         assert_eq!(s.image().topics["a"].partitions, 5);
         assert_eq!(s.image().topics["a"].id, t.id);
-        assert_eq!(s.allocate_producer_ids(10).expect("ids"), 10);
-        s.delete_topic("a").expect("delete");
+        assert_eq!(block_on(s.allocate_producer_ids(10)).expect("ids"), 10);
+        block_on(s.delete_topic("a")).expect("delete");
         assert!(s.image().topics.is_empty());
         s.shutdown();
     }
@@ -618,12 +642,12 @@ mod tests {
         assert_eq!((t.id, t.partitions, t.configs.get("retention.ms").map(String::as_str)), (id, 4, Some("1000")));
         assert!(image.next_producer_id >= 2500);
         assert!(!legacy_path(d.path()).exists(), "imported file is renamed");
-        s.delete_topic("old").expect("delete");
+        block_on(s.delete_topic("old")).expect("delete");
         s.shutdown();
         drop(s);
         let s = MetadataStore::open(&config(d.path()), d.path(), "c1").expect("reopen");
         assert!(s.image().topics.is_empty(), "not imported a second time");
-        assert!(s.allocate_producer_ids(1).expect("id") >= 2500);
+        assert!(block_on(s.allocate_producer_ids(1)).expect("id") >= 2500);
         s.shutdown();
     }
 }

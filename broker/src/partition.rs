@@ -214,6 +214,19 @@ impl Partition {
         Ok(info)
     }
 
+    /// [`Partition::append`] from a runtime worker: an append that rolls the
+    /// segment (fsyncs, file creation) runs in `block_in_place`, so the worker's
+    /// other tasks move to another thread meanwhile, and order is kept.
+    pub fn append_on_runtime(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, PartitionError> {
+        let rolls = self.log.read().as_ref().is_some_and(|l| l.would_roll(batches.len() as u64, now_ms));
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if rolls && h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| self.append(batches, now_ms))
+            }
+            _ => self.append(batches, now_ms),
+        }
+    }
+
     /// Appends batches copied from the leader (a follower's fetch), offsets kept.
     /// Refused (Closed) unless this broker still follows `leader` at `epoch`: a fetch
     /// answered by a former leader must not land after a newer fetcher truncated.

@@ -80,9 +80,27 @@ impl Partitions {
         let opened = on_threads(&missing, |&p| {
             Partition::open(name.clone(), p, self.node_id, partition_dir(&self.data_dir, &topic.name, p), config.clone())
         });
+        let mut fresh = Vec::with_capacity(opened.len());
+        let mut first_error = None;
         for p in opened {
-            parts.push(p?);
+            match p {
+                Ok(p) => fresh.push(p),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
         }
+        if let Some(e) = first_error {
+            // All or none: the ones that did open give their descriptors back,
+            // or one failed topic would starve every topic created after it.
+            on_threads(&fresh, |p| {
+                if let Err(e) = p.close() {
+                    warn!(topic = %p.topic, partition = p.index, "closing log failed: {e}");
+                }
+            });
+            return Err(e.into());
+        }
+        parts.extend(fresh);
         self.by_topic.write().insert(name, Arc::new(parts));
         Ok(())
     }

@@ -138,7 +138,7 @@ pub(crate) fn maintain_isr(b: &Broker) {
                     partition_epoch: state.partition_epoch,
                     leader: preferred,
                 };
-                if let Err(e) = b.metadata.propose(cmd) {
+                if let Err(e) = b.metadata.propose_blocking(cmd) {
                     debug!(topic = %p.topic, partition = p.index, "preferred leader not restored: {e}");
                 }
             }
@@ -152,7 +152,7 @@ pub(crate) fn maintain_isr(b: &Broker) {
             partition_epoch: state.partition_epoch,
             isr,
         };
-        match b.metadata.propose(cmd) {
+        match b.metadata.propose_blocking(cmd) {
             Ok(_) => crate::metrics::isr_changed(grew),
             Err(e) => debug!(topic = %p.topic, partition = p.index, "ISR change not made: {e}"),
         }

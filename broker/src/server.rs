@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn, Instrument};
 
 use crate::broker::Broker;
+use crate::connections::{ConnectionLimits, Slot};
 use crate::handlers::{self, Frames, Reply};
 
 tokio::task_local! {
@@ -48,7 +49,16 @@ pub async fn serve_listeners(broker: Arc<Broker>, listeners: Vec<(String, TcpLis
         shutdown.await;
         return;
     }
+    let limits = ConnectionLimits::new(broker.config.max_connections, broker.config.max_connections_per_ip);
     loop {
+        // At max.connections nothing is accepted until a connection closes, as in Kafka.
+        let place = tokio::select! {
+            _ = &mut shutdown => {
+                info!("shutting down: no longer accepting connections");
+                return;
+            }
+            place = limits.place() => place,
+        };
         // Accepting is cancel-safe: the losers' futures are dropped without losing a connection.
         let accepts = futures::future::select_all(listeners.iter().map(|(_, l)| Box::pin(l.accept())));
         tokio::select! {
@@ -58,10 +68,16 @@ pub async fn serve_listeners(broker: Arc<Broker>, listeners: Vec<(String, TcpLis
             }
             (accepted, index, _) = accepts => match accepted {
                 Ok((stream, peer)) => {
+                    let Some(slot) = limits.admit(place, peer.ip()) else {
+                        // Kafka closes a connection over max.connections.per.ip at once.
+                        info!(%peer, max = broker.config.max_connections_per_ip, "closing connection: max.connections.per.ip reached");
+                        drop(stream);
+                        continue;
+                    };
                     let b = broker.clone();
                     let name = names[index].clone();
                     let span = tracing::info_span!("conn", %peer, listener = %name);
-                    tokio::spawn(LISTENER.scope(name, async move { connection(b, stream, peer).await }).instrument(span));
+                    tokio::spawn(LISTENER.scope(name, async move { connection(b, stream, peer, slot).await }).instrument(span));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off briefly, keep serving.
@@ -78,21 +94,29 @@ pub async fn serve_listeners(broker: Arc<Broker>, listeners: Vec<(String, TcpLis
 /// that never reads its responses cannot make the broker buffer without limit.
 const MAX_IN_FLIGHT: usize = 16;
 
-type ReplyFuture = Pin<Box<dyn Future<Output = Result<Option<Frames>, String>> + Send>>;
+/// A response to come, and whether it was an exclusive one.
+type Pending = Pin<Box<dyn Future<Output = (bool, Result<Option<Frames>, String>)> + Send>>;
 
-async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
+async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, _slot: Slot) {
     let _counted = crate::metrics::connection();
+    // connections.max.idle.ms: counted from the last byte in or out while no
+    // request is in flight (a long-poll fetch is not idleness).
+    let max_idle = std::time::Duration::from_millis(broker.config.connections_max_idle_ms);
+    let idle = tokio::time::sleep(max_idle);
+    tokio::pin!(idle);
     let _ = stream.set_nodelay(true);
     let (mut rd, wr) = stream.into_split();
     // Small frames are gathered; large ones (record batches) bypass the buffer.
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
     let max = broker.config.socket_request_max_bytes;
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    let mut inflight: FuturesOrdered<ReplyFuture> = FuturesOrdered::new();
+    let mut inflight: FuturesOrdered<Pending> = FuturesOrdered::new();
+    // Exclusive replies in flight: while any is, no further request is dispatched.
+    let mut exclusive = 0usize;
     let mut eof = false;
     loop {
         // Dispatch every complete request already buffered, in order.
-        while inflight.len() < MAX_IN_FLIGHT {
+        while inflight.len() < MAX_IN_FLIGHT && exclusive == 0 {
             let frame = match take_frame(&mut buf, max) {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
@@ -119,8 +143,12 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
                 }
             };
             match reply {
-                Reply::Now(r) => inflight.push_back(Box::pin(std::future::ready(Ok(r)))),
-                Reply::Later(f) => inflight.push_back(f),
+                Reply::Now(r) => inflight.push_back(Box::pin(std::future::ready((false, Ok(r))))),
+                Reply::Later(f) => inflight.push_back(Box::pin(async move { (false, f.await) })),
+                Reply::Exclusive(f) => {
+                    exclusive += 1;
+                    inflight.push_back(Box::pin(async move { (true, f.await) }));
+                }
             }
         }
         if eof && inflight.is_empty() {
@@ -131,27 +159,34 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
         }
         tokio::select! {
             biased;
-            Some(done) = inflight.next(), if !inflight.is_empty() => match done {
+            Some((was_exclusive, done)) = inflight.next(), if !inflight.is_empty() => match done {
                 Ok(Some(frames)) => {
                     if let Err(e) = write_frames(&mut wr, &frames).await {
                         debug!(%peer, "write failed: {e}");
                         return;
                     }
+                    idle.as_mut().reset(tokio::time::Instant::now() + max_idle);
+                    exclusive -= usize::from(was_exclusive);
                 }
+                Ok(None) if was_exclusive => exclusive -= 1,
                 Ok(None) => {}
                 Err(e) => {
                     warn!(%peer, "closing connection: {e}");
                     return;
                 }
             },
-            read = rd.read_buf(&mut buf), if !eof && inflight.len() < MAX_IN_FLIGHT => match read {
+            read = rd.read_buf(&mut buf), if !eof && inflight.len() < MAX_IN_FLIGHT && exclusive == 0 => match read {
                 Ok(0) => eof = true,
-                Ok(_) => {}
+                Ok(_) => idle.as_mut().reset(tokio::time::Instant::now() + max_idle),
                 Err(e) => {
                     debug!(%peer, "read failed: {e}");
                     return;
                 }
             },
+            _ = &mut idle, if inflight.is_empty() => {
+                info!(%peer, idle_ms = max_idle.as_millis() as u64, "closing idle connection (connections.max.idle.ms)");
+                return;
+            }
         }
     }
 }

@@ -416,6 +416,13 @@ impl Log {
         Log::open(&dir, config)
     }
 
+    /// Whether appending `incoming_bytes` now would roll the active segment first
+    /// (fsyncs and a new file), so a caller on an async runtime can move that
+    /// append off its worker. Ignores the rare roll for relative-offset overflow.
+    pub fn would_roll(&self, incoming_bytes: u64, now_ms: i64) -> bool {
+        self.should_roll(incoming_bytes, self.log_end_offset + 1, now_ms)
+    }
+
     fn should_roll(&self, incoming_bytes: u64, next_offset: i64, now_ms: i64) -> bool {
         let seg = &self.active;
         if seg.size() == 0 {

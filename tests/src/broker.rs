@@ -91,9 +91,19 @@ pub struct Broker {
     data_dir: Option<TempDir>,
     log_dir: Option<TempDir>,
     extra_args: Vec<String>,
+    launch: Launch,
     generation: u32,
     /// Keep logs and data whatever happens ([`Broker::keep_files`]).
     keep: bool,
+}
+
+/// How the broker process is started beyond its arguments.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// Extra environment variables (e.g. `TOKIO_WORKER_THREADS`).
+    pub env: Vec<(String, String)>,
+    /// Soft and hard RLIMIT_NOFILE for the process (set by `sh -c 'ulimit -n N'`).
+    pub nofile: Option<u64>,
 }
 
 impl Broker {
@@ -101,6 +111,11 @@ impl Broker {
     /// with `--admin-listen 127.0.0.1:0` unless `extra_args` names one (brokers of
     /// parallel tests must not race for the default admin port).
     pub fn start(extra_args: &[&str]) -> Result<Broker> {
+        Broker::start_with(extra_args, Launch::default())
+    }
+
+    /// [`Broker::start`] with process settings: environment, open-file limit.
+    pub fn start_with(extra_args: &[&str], launch: Launch) -> Result<Broker> {
         let data_dir = tempfile::Builder::new().prefix("karst-data-").tempdir().context("creating data dir")?;
         let log_dir = tempfile::Builder::new().prefix("karst-logs-").tempdir().context("creating log dir")?;
         let mut broker = Broker {
@@ -110,6 +125,7 @@ impl Broker {
             data_dir: Some(data_dir),
             log_dir: Some(log_dir),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            launch,
             generation: 0,
             keep: false,
         };
@@ -122,7 +138,16 @@ impl Broker {
         let bin = karst_bin()?;
         let stderr_path = self.stderr_log();
         let stderr = File::create(&stderr_path).with_context(|| format!("creating {}", stderr_path.display()))?;
-        let mut cmd = Command::new(&bin);
+        let mut cmd = match self.launch.nofile {
+            // Both limits, so the broker's raise of the soft limit to the hard one
+            // cannot undo it.
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c").arg(format!("ulimit -n {n} && exec \"$0\" \"$@\"")).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
         cmd.arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -139,6 +164,7 @@ impl Broker {
         // An error at start-up is printed by anyhow; without its backtrace the message
         // stays inside the stderr tail that failures show.
         cmd.env("RUST_LIB_BACKTRACE", "0");
+        cmd.envs(self.launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let mut child = cmd.spawn().with_context(|| format!("spawning {}", bin.display()))?;
         let stdout = child.stdout.take().context("broker stdout")?;
         let stdout_path = self.log_path("stdout");

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Result};
 
+use crate::broker::Launch;
 use crate::Broker;
 
 /// Ports free right now (bound, then released) for servers that must keep their port
@@ -40,6 +41,11 @@ pub fn free_ports(n: usize) -> Result<Vec<u16>> {
 /// Starts nodes 1..=n concurrently as one controller quorum (each waits for the
 /// quorum before it listens); `extra(i)` gives node i+1's own further arguments.
 pub fn start_cluster(n: usize, extra: impl Fn(usize) -> Vec<String> + Sync) -> Result<Vec<Broker>> {
+    start_cluster_with(n, extra, &Launch::default())
+}
+
+/// [`start_cluster`] with process settings for every node.
+pub fn start_cluster_with(n: usize, extra: impl Fn(usize) -> Vec<String> + Sync, launch: &Launch) -> Result<Vec<Broker>> {
     let ports = free_ports(n)?;
     let voters = ports.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect::<Vec<_>>().join(",");
     std::thread::scope(|s| {
@@ -56,7 +62,7 @@ pub fn start_cluster(n: usize, extra: impl Fn(usize) -> Vec<String> + Sync) -> R
                     voters.clone(),
                 ];
                 args.extend(extra(i));
-                s.spawn(move || Broker::start(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+                s.spawn(move || Broker::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>(), launch.clone()))
             })
             .collect();
         handles.into_iter().map(|h| h.join().map_err(|_| anyhow!("starting a broker panicked"))?).collect()

@@ -15,7 +15,7 @@ pub mod proxy;
 pub mod raw;
 pub mod wait;
 
-pub use broker::{karst_bin, workspace_root, Broker};
+pub use broker::{karst_bin, workspace_root, Broker, Launch};
 pub use clients::{go_binary, kcat_consume, kcat_produce, python_script, run_checked, run_command, show_output};
 pub use wait::{wait_for, wait_until};
 

@@ -47,7 +47,7 @@ pub struct GroupCoordinator {
     pub(crate) partitions: i32,
     pub(crate) offsets_retention_ms: i64,
     /// Serialises creation of the offsets topic.
-    create_lock: Mutex<()>,
+    create_lock: tokio::sync::Mutex<()>,
 }
 
 /// A write to `__consumer_offsets` to await before answering.
@@ -94,7 +94,13 @@ fn encode_batch(records: &[(Bytes, Option<Bytes>)], now: i64) -> Result<BytesMut
 
 impl GroupCoordinator {
     pub(crate) fn new(partitions: i32, timing: Timing, offsets_retention_ms: i64) -> GroupCoordinator {
-        GroupCoordinator { entries: Mutex::new(HashMap::new()), timing, partitions, offsets_retention_ms, create_lock: Mutex::new(()) }
+        GroupCoordinator {
+            entries: Mutex::new(HashMap::new()),
+            timing,
+            partitions,
+            offsets_retention_ms,
+            create_lock: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// Every group with its committed offsets as (topic, partition, offset).
@@ -106,12 +112,18 @@ impl GroupCoordinator {
         out
     }
 
-    /// Creates `__consumer_offsets` on first use, as Kafka does.
-    pub(crate) fn ensure_topic(&self, b: &Broker) -> Result<(), BrokerError> {
-        if b.metadata.image().topics.contains_key(OFFSETS_TOPIC) {
+    /// Whether `__consumer_offsets` exists (every group API needs it).
+    pub(crate) fn has_topic(&self, b: &Broker) -> bool {
+        b.metadata.image().topics.contains_key(OFFSETS_TOPIC)
+    }
+
+    /// Creates `__consumer_offsets` on first use, as Kafka does. The requests of
+    /// the first groups wait here for the commit, each on its own task.
+    pub(crate) async fn ensure_topic(&self, b: &Arc<Broker>) -> Result<(), BrokerError> {
+        if self.has_topic(b) {
             return Ok(());
         }
-        let _g = self.create_lock.lock();
+        let _g = self.create_lock.lock().await;
         if b.metadata.image().topics.contains_key(OFFSETS_TOPIC) {
             return Ok(());
         }
@@ -124,7 +136,7 @@ impl GroupCoordinator {
         let brokers = b.metadata.image().cluster.unfenced_brokers().count();
         let replication_factor = i16::try_from(brokers.clamp(1, 3)).unwrap_or(1);
         let meta = TopicMeta { name: OFFSETS_TOPIC.into(), id: Uuid::new_v4(), partitions: self.partitions, replication_factor, configs };
-        match b.create_topic(meta) {
+        match b.create_topic(meta).await {
             Ok(()) | Err(BrokerError::TopicExists(_)) => {
                 info!(partitions = self.partitions, "created {OFFSETS_TOPIC}");
                 Ok(())
@@ -135,9 +147,12 @@ impl GroupCoordinator {
 
     /// Ok when this broker coordinates `group` (leads its `__consumer_offsets`
     /// partition); else NOT_COORDINATOR, or COORDINATOR_NOT_AVAILABLE while that
-    /// partition has no leader.
+    /// partition has no leader or the topic does not exist yet (the request
+    /// path creates it first: [`GroupCoordinator::ensure_topic`]).
     pub(crate) fn coordinates(&self, b: &Broker, group: &str) -> Result<(), i16> {
-        self.ensure_topic(b).map_err(|_| ec::COORDINATOR_NOT_AVAILABLE)?;
+        if !self.has_topic(b) {
+            return Err(ec::COORDINATOR_NOT_AVAILABLE);
+        }
         match b.check_leader(OFFSETS_TOPIC, records::partition_for(group, self.partitions)) {
             Ok(()) => Ok(()),
             Err(ec::NOT_LEADER_OR_FOLLOWER) => Err(ec::NOT_COORDINATOR),

@@ -117,11 +117,13 @@ impl Member {
     }
 }
 
-/// Timing knobs from the broker config.
+/// Knobs from the broker config.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timing {
     /// `group.initial.rebalance.delay.ms`
     pub(crate) initial_rebalance_delay_ms: i64,
+    /// `group.max.size`: members a group may have.
+    pub(crate) max_size: usize,
 }
 
 #[derive(Debug)]
@@ -190,6 +192,12 @@ impl Group {
         protocols.iter().any(|(name, _)| self.members.values().all(|m| m.protocols.iter().any(|(n, _)| n == name)))
     }
 
+    /// Whether a new member would exceed `group.max.size` (Kafka refuses it
+    /// with GROUP_MAX_SIZE_REACHED; members already in stay).
+    fn is_full(&self, timing: Timing) -> bool {
+        self.members.len() >= timing.max_size
+    }
+
     /// Handles JoinGroup.
     pub(crate) fn join(&mut self, req: JoinRequest, now: i64, timing: Timing) -> Outcome<JoinResult> {
         if self.state == GroupState::Dead {
@@ -202,6 +210,9 @@ impl Group {
             if let Some(instance) = req.instance_id.clone() {
                 return self.join_static_unknown(instance, req, now, timing);
             }
+            if self.is_full(timing) {
+                return Outcome::Now(JoinResult::error(ec::GROUP_MAX_SIZE_REACHED, &req.member_id));
+            }
             self.member_counter += 1;
             let id = new_member_id(&req.client_id, self.member_counter);
             if req.require_known_member_id {
@@ -211,6 +222,9 @@ impl Group {
             return self.add_and_rebalance(id, req, now, timing);
         }
         if self.pending.remove(&req.member_id).is_some() {
+            if self.is_full(timing) {
+                return Outcome::Now(JoinResult::error(ec::GROUP_MAX_SIZE_REACHED, &req.member_id));
+            }
             let id = req.member_id.clone();
             return self.add_and_rebalance(id, req, now, timing);
         }
@@ -243,6 +257,9 @@ impl Group {
         self.member_counter += 1;
         let new_id = new_member_id(&req.client_id, self.member_counter);
         let Some(old_id) = self.static_members.get(&instance).cloned() else {
+            if self.is_full(timing) {
+                return Outcome::Now(JoinResult::error(ec::GROUP_MAX_SIZE_REACHED, &req.member_id));
+            }
             return self.add_and_rebalance(new_id, req, now, timing);
         };
         // The same instance is back (a restart within the session timeout): it
@@ -627,7 +644,7 @@ impl Group {
 mod tests {
     use super::*;
 
-    const T: Timing = Timing { initial_rebalance_delay_ms: 0 };
+    const T: Timing = Timing { initial_rebalance_delay_ms: 0, max_size: 1000 };
 
     fn req(member: &str, instance: Option<&str>) -> JoinRequest {
         JoinRequest {
@@ -658,6 +675,33 @@ mod tests {
             Outcome::Wait(rx) => (first.member_id, rx),
             Outcome::Now(r) => panic!("expected to wait: {r:?}"),
         }
+    }
+
+    #[test]
+    fn a_full_group_refuses_new_members_with_group_max_size_reached() {
+        let t = Timing { initial_rebalance_delay_ms: 0, max_size: 2 };
+        let mut g = Group::new("g", 0);
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let first = now_value(g.join(req("", None), 0, t));
+            assert_eq!(first.error, ec::MEMBER_ID_REQUIRED);
+            let _ = g.join(req(&first.member_id, None), 0, t);
+            ids.push(first.member_id);
+        }
+        assert_eq!(g.members.len(), 2);
+        assert_eq!(now_value(g.join(req("", None), 0, t)).error, ec::GROUP_MAX_SIZE_REACHED, "a new member");
+        assert_eq!(now_value(g.join(req("", Some("static-1")), 0, t)).error, ec::GROUP_MAX_SIZE_REACHED, "a new static member");
+        // A member id handed out before the group filled up is refused too.
+        let mut h = Group::new("h", 0);
+        let early = now_value(h.join(req("", None), 0, t)).member_id;
+        for _ in 0..2 {
+            let first = now_value(h.join(req("", None), 0, t));
+            let _ = h.join(req(&first.member_id, None), 0, t);
+        }
+        assert_eq!(now_value(h.join(req(&early, None), 0, t)).error, ec::GROUP_MAX_SIZE_REACHED);
+        // Members already in may rejoin.
+        assert!(matches!(g.join(req(&ids[0], None), 0, t), Outcome::Wait(_) | Outcome::Now(JoinResult { error: 0, .. })));
+        assert_eq!(g.members.len(), 2);
     }
 
     #[test]
@@ -793,7 +837,7 @@ mod tests {
 
     #[test]
     fn initial_delay_gathers_joiners_into_one_generation() {
-        let timing = Timing { initial_rebalance_delay_ms: 3_000 };
+        let timing = Timing { initial_rebalance_delay_ms: 3_000, max_size: 1000 };
         let mut g = Group::new("g", 0);
         let mut rxs = Vec::new();
         for t in [0, 500, 1_000] {

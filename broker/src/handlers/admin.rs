@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
@@ -21,7 +22,7 @@ use super::{str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::errors::BrokerError;
 use crate::group::OFFSETS_TOPIC;
-use crate::metadata::{BrokerId, TopicMeta};
+use crate::metadata::{BrokerId, ClusterImage, TopicMeta};
 use crate::partition::PartitionError;
 use crate::topic_config;
 use crate::topic_name::invalid_reason;
@@ -96,33 +97,41 @@ fn plan_topic(b: &Broker, t: &CreatableTopic) -> Result<Plan, Refusal> {
     Ok((TopicMeta { name: name.to_string(), id: Uuid::new_v4(), partitions, replication_factor, configs }, assignments))
 }
 
-pub(crate) fn create_topics(b: &Arc<Broker>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub(crate) async fn create_topics(b: Arc<Broker>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
     let mut names: Vec<String> = Vec::new();
+    let mut plans = Vec::with_capacity(req.topics.len());
     for t in &req.topics {
-        let mut r = CreatableTopicResult::default().with_name(t.name.clone());
         let duplicate = names.iter().any(|n| n == t.name.as_str());
         names.push(t.name.to_string());
-        let outcome = if duplicate {
+        plans.push(if duplicate {
             Err((ec::INVALID_REQUEST, format!("topic `{}` appears more than once in the request", t.name.as_str())))
         } else {
-            plan_topic(b, t).and_then(|(meta, assignments)| {
-                if req.validate_only {
-                    return Ok(meta);
+            plan_topic(&b, t)
+        });
+    }
+    // Kafka's controller counts the records of the whole request before it
+    // places a single replica, and refuses all of it when they are too many.
+    let records = plans.iter().flatten().map(|(m, _)| crate::limits::topic_records(m.partitions, m.configs.len())).sum();
+    let too_large = crate::limits::check_records(records).err();
+    for (t, plan) in req.topics.iter().zip(plans) {
+        let mut r = CreatableTopicResult::default().with_name(t.name.clone());
+        let outcome = match (plan, &too_large) {
+            (Err(refusal), _) => Err(refusal),
+            (Ok(_), Some(refusal)) => Err(refusal.clone()),
+            (Ok((meta, _)), None) if req.validate_only => Ok(meta),
+            (Ok((meta, assignments)), None) => match b.create_topic_assigned(meta.clone(), assignments).await {
+                Ok(()) => {
+                    info!(topic = %meta.name, partitions = meta.partitions, "created topic");
+                    Ok(meta)
                 }
-                match b.create_topic_assigned(meta.clone(), assignments) {
-                    Ok(()) => {
-                        info!(topic = %meta.name, partitions = meta.partitions, "created topic");
-                        Ok(meta)
-                    }
-                    Err(BrokerError::TopicExists(n)) => Err((ec::TOPIC_ALREADY_EXISTS, format!("topic `{n}` already exists"))),
-                    Err(BrokerError::Metadata { code, message }) => Err((code, message)),
-                    Err(e) => {
-                        warn!(topic = %meta.name, "creating topic failed: {e}");
-                        Err((ec::KAFKA_STORAGE_ERROR, e.to_string()))
-                    }
+                Err(BrokerError::TopicExists(n)) => Err((ec::TOPIC_ALREADY_EXISTS, format!("topic `{n}` already exists"))),
+                Err(BrokerError::Metadata { code, message }) => Err((code, message)),
+                Err(e) => {
+                    warn!(topic = %meta.name, "creating topic failed: {e}");
+                    Err((ec::KAFKA_STORAGE_ERROR, e.to_string()))
                 }
-            })
+            },
         };
         match outcome {
             Ok(meta) => {
@@ -157,111 +166,133 @@ pub(crate) fn create_topics(b: &Arc<Broker>, req: CreateTopicsRequest, version: 
     CreateTopicsResponse::default().with_topics(results)
 }
 
-pub(crate) fn delete_topics(b: &Arc<Broker>, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub(crate) async fn delete_topics(b: Arc<Broker>, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
     let image = b.metadata.image();
     let targets: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
         req.topics.into_iter().map(|t| (t.name, t.topic_id)).collect()
     } else {
         req.topic_names.into_iter().map(|n| (Some(n), Uuid::nil())).collect()
     };
-    let responses = targets
-        .into_iter()
-        .map(|(name, id)| {
-            let local = match &name {
-                Some(n) => image.topics.get(n.as_str()).map(|t| t.name.clone()),
-                None => image.topic_by_id(id).map(|t| t.name.clone()),
-            };
-            let mut r = DeletableTopicResult::default().with_name(name.clone().or_else(|| local.as_deref().map(topic_name)));
-            if version >= 6 {
-                r = r.with_topic_id(id);
-            }
-            let Some(local) = local else {
-                let code = if name.is_some() { ec::UNKNOWN_TOPIC_OR_PARTITION } else { ec::UNKNOWN_TOPIC_ID };
-                return r.with_error_code(code);
-            };
-            if local == OFFSETS_TOPIC {
-                let r = r.with_error_code(ec::INVALID_REQUEST);
-                return if version >= 5 {
-                    r.with_error_message(Some(str_bytes(format!("{OFFSETS_TOPIC} is internal and cannot be deleted"))))
-                } else {
-                    r
-                };
-            }
-            match b.delete_topic(&local) {
-                Ok(meta) => {
-                    info!(topic = %local, "deleted topic");
-                    if version >= 6 {
-                        r = r.with_topic_id(meta.id);
-                    }
-                    r
-                }
-                Err(BrokerError::UnknownTopic(_)) => r.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION),
-                Err(BrokerError::Metadata { code, message }) => {
-                    let r = r.with_error_code(code);
-                    if version >= 5 {
-                        r.with_error_message(Some(str_bytes(message)))
-                    } else {
-                        r
-                    }
-                }
-                Err(e) => {
-                    warn!(topic = %local, "deleting topic failed: {e}");
-                    let r = r.with_error_code(ec::KAFKA_STORAGE_ERROR);
-                    if version >= 5 {
-                        r.with_error_message(Some(str_bytes(e.to_string())))
-                    } else {
-                        r
-                    }
-                }
-            }
-        })
-        .collect();
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        responses.push(delete_one(&b, &image, name, id, version).await);
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-pub(crate) fn create_partitions(b: &Arc<Broker>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
-    let results = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-            let fail = |code: i16, msg: String| r.clone().with_error_code(code).with_error_message(Some(str_bytes(msg)));
-            let image = b.metadata.image();
-            let Some(meta) = image.topics.get(t.name.as_str()) else {
-                return fail(ec::UNKNOWN_TOPIC_OR_PARTITION, format!("topic `{}` does not exist", t.name.as_str()));
-            };
-            if t.count <= meta.partitions {
-                return fail(
-                    ec::INVALID_PARTITIONS,
-                    format!("topic has {} partitions; the new count {} must be larger", meta.partitions, t.count),
-                );
+async fn delete_one(b: &Arc<Broker>, image: &ClusterImage, name: Option<TopicName>, id: Uuid, version: i16) -> DeletableTopicResult {
+    let local = match &name {
+        Some(n) => image.topics.get(n.as_str()).map(|t| t.name.clone()),
+        None => image.topic_by_id(id).map(|t| t.name.clone()),
+    };
+    let mut r = DeletableTopicResult::default().with_name(name.clone().or_else(|| local.as_deref().map(topic_name)));
+    if version >= 6 {
+        r = r.with_topic_id(id);
+    }
+    let Some(local) = local else {
+        let code = if name.is_some() { ec::UNKNOWN_TOPIC_OR_PARTITION } else { ec::UNKNOWN_TOPIC_ID };
+        return r.with_error_code(code);
+    };
+    if local == OFFSETS_TOPIC {
+        let r = r.with_error_code(ec::INVALID_REQUEST);
+        return if version >= 5 {
+            r.with_error_message(Some(str_bytes(format!("{OFFSETS_TOPIC} is internal and cannot be deleted"))))
+        } else {
+            r
+        };
+    }
+    match b.delete_topic(&local).await {
+        Ok(meta) => {
+            info!(topic = %local, "deleted topic");
+            if version >= 6 {
+                r = r.with_topic_id(meta.id);
             }
-            let mut assignments = None;
-            if let Some(a) = t.assignments.as_ref().filter(|a| !a.is_empty()) {
-                let added = (t.count - meta.partitions) as usize;
-                if a.len() != added || a.iter().any(|x| x.broker_ids.iter().any(|id| image.cluster.broker(id.0).is_none())) {
-                    return fail(ec::INVALID_REPLICA_ASSIGNMENT, format!("need {added} assignments, all on registered brokers"));
-                }
-                assignments = Some(a.iter().map(|x| x.broker_ids.iter().map(|id| id.0).collect()).collect());
-            } else if i32::from(meta.replication_factor) > image.cluster.unfenced_brokers().count() as i32 {
-                return fail(
-                    ec::INVALID_REPLICATION_FACTOR,
-                    format!("replication factor {} is larger than the available brokers", meta.replication_factor),
-                );
+            r
+        }
+        Err(BrokerError::UnknownTopic(_)) => r.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION),
+        Err(BrokerError::Metadata { code, message }) => {
+            let r = r.with_error_code(code);
+            if version >= 5 {
+                r.with_error_message(Some(str_bytes(message)))
+            } else {
+                r
             }
-            if req.validate_only {
-                return r;
+        }
+        Err(e) => {
+            warn!(topic = %local, "deleting topic failed: {e}");
+            let r = r.with_error_code(ec::KAFKA_STORAGE_ERROR);
+            if version >= 5 {
+                r.with_error_message(Some(str_bytes(e.to_string())))
+            } else {
+                r
             }
-            match b.create_partitions_assigned(t.name.as_str(), t.count, assignments) {
+        }
+    }
+}
+
+/// A checked CreatePartitions entry: topic, new count, explicit assignments.
+type Growth = (String, i32, Option<Vec<Vec<BrokerId>>>);
+
+/// Checks one CreatePartitions entry against the current image.
+fn plan_partitions(b: &Broker, t: &CreatePartitionsTopic) -> Result<Growth, Refusal> {
+    let image = b.metadata.image();
+    let Some(meta) = image.topics.get(t.name.as_str()) else {
+        return Err((ec::UNKNOWN_TOPIC_OR_PARTITION, format!("topic `{}` does not exist", t.name.as_str())));
+    };
+    if t.count <= meta.partitions {
+        return Err((
+            ec::INVALID_PARTITIONS,
+            format!("topic has {} partitions; the new count {} must be larger", meta.partitions, t.count),
+        ));
+    }
+    let mut assignments = None;
+    if let Some(a) = t.assignments.as_ref().filter(|a| !a.is_empty()) {
+        let added = (t.count - meta.partitions) as usize;
+        if a.len() != added || a.iter().any(|x| x.broker_ids.iter().any(|id| image.cluster.broker(id.0).is_none())) {
+            return Err((ec::INVALID_REPLICA_ASSIGNMENT, format!("need {added} assignments, all on registered brokers")));
+        }
+        assignments = Some(a.iter().map(|x| x.broker_ids.iter().map(|id| id.0).collect()).collect());
+    } else if i32::from(meta.replication_factor) > image.cluster.unfenced_brokers().count() as i32 {
+        return Err((
+            ec::INVALID_REPLICATION_FACTOR,
+            format!("replication factor {} is larger than the available brokers", meta.replication_factor),
+        ));
+    }
+    Ok((t.name.to_string(), t.count, assignments))
+}
+
+pub(crate) async fn create_partitions(b: Arc<Broker>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let image = b.metadata.image();
+    let plans: Vec<Result<Growth, Refusal>> = req.topics.iter().map(|t| plan_partitions(&b, t)).collect();
+    // One record per new partition, counted over the whole request before any is placed.
+    let records = plans
+        .iter()
+        .flatten()
+        .map(|(name, count, _)| usize::try_from(count - image.topics.get(name).map_or(0, |m| m.partitions)).unwrap_or(0))
+        .sum();
+    let too_large = crate::limits::check_records(records).err();
+    let mut results = Vec::with_capacity(plans.len());
+    for (t, plan) in req.topics.iter().zip(plans) {
+        let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        let outcome = match (plan, &too_large) {
+            (Err(refusal), _) => Err(refusal),
+            (Ok(_), Some(refusal)) => Err(refusal.clone()),
+            (Ok(_), None) if req.validate_only => Ok(()),
+            (Ok((name, count, assignments)), None) => match b.create_partitions_assigned(&name, count, assignments).await {
                 Ok(()) => {
-                    info!(topic = t.name.as_str(), count = t.count, "added partitions");
-                    r
+                    info!(topic = %name, count, "added partitions");
+                    Ok(())
                 }
-                Err(BrokerError::Metadata { code, message }) => fail(code, message),
-                Err(e) => fail(ec::KAFKA_STORAGE_ERROR, e.to_string()),
-            }
-        })
-        .collect();
+                Err(BrokerError::Metadata { code, message }) => Err((code, message)),
+                Err(BrokerError::UnknownTopic(n)) => Err((ec::UNKNOWN_TOPIC_OR_PARTITION, format!("topic `{n}` does not exist"))),
+                Err(e) => Err((ec::KAFKA_STORAGE_ERROR, e.to_string())),
+            },
+        };
+        results.push(match outcome {
+            Ok(()) => r,
+            Err((code, message)) => r.with_error_code(code).with_error_message(Some(str_bytes(message))),
+        });
+    }
     CreatePartitionsResponse::default().with_results(results)
 }
 

@@ -22,8 +22,8 @@ const OP_DELETE: i8 = 1;
 type Outcome = Result<(), (i16, String)>;
 
 /// Applies `change` to a topic's current overrides, validating the result.
-fn alter_topic(
-    b: &Broker,
+async fn alter_topic(
+    b: &Arc<Broker>,
     resource_type: i8,
     name: &str,
     validate_only: bool,
@@ -46,7 +46,7 @@ fn alter_topic(
     if validate_only {
         return Ok(());
     }
-    b.alter_topic_configs(name, configs).map_err(|e| match e {
+    b.alter_topic_configs(name, configs).await.map_err(|e| match e {
         crate::errors::BrokerError::Metadata { code, message } => (code, message),
         crate::errors::BrokerError::UnknownTopic(n) => (ec::UNKNOWN_TOPIC_OR_PARTITION, format!("topic `{n}` does not exist")),
         other => (ec::KAFKA_STORAGE_ERROR, other.to_string()),
@@ -55,63 +55,59 @@ fn alter_topic(
     Ok(())
 }
 
-pub(crate) fn incremental(b: &Arc<Broker>, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+pub(crate) async fn incremental(b: Arc<Broker>, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
     use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
-    let responses = req
-        .resources
-        .into_iter()
-        .map(|res| {
-            let outcome = alter_topic(b, res.resource_type, &res.resource_name, req.validate_only, |configs| {
-                for c in &res.configs {
-                    match (c.config_operation, &c.value) {
-                        (OP_SET, Some(v)) => {
-                            configs.insert(c.name.to_string(), v.to_string());
-                        }
-                        (OP_DELETE, _) => {
-                            configs.remove(c.name.as_str());
-                        }
-                        (OP_SET, None) => return Err((ec::INVALID_CONFIG, format!("no value to set for {}", c.name.as_str()))),
-                        (op, _) => {
-                            return Err((
-                                ec::INVALID_REQUEST,
-                                format!("operation {op} on {} is not supported (only SET and DELETE)", c.name.as_str()),
-                            ))
-                        }
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for res in req.resources {
+        let outcome = alter_topic(&b, res.resource_type, &res.resource_name, req.validate_only, |configs| {
+            for c in &res.configs {
+                match (c.config_operation, &c.value) {
+                    (OP_SET, Some(v)) => {
+                        configs.insert(c.name.to_string(), v.to_string());
+                    }
+                    (OP_DELETE, _) => {
+                        configs.remove(c.name.as_str());
+                    }
+                    (OP_SET, None) => return Err((ec::INVALID_CONFIG, format!("no value to set for {}", c.name.as_str()))),
+                    (op, _) => {
+                        return Err((
+                            ec::INVALID_REQUEST,
+                            format!("operation {op} on {} is not supported (only SET and DELETE)", c.name.as_str()),
+                        ))
                     }
                 }
-                Ok(())
-            });
-            let r = AlterConfigsResourceResponse::default().with_resource_type(res.resource_type).with_resource_name(res.resource_name);
-            match outcome {
-                Ok(()) => r.with_error_message(None),
-                Err((code, msg)) => r.with_error_code(code).with_error_message(Some(str_bytes(msg))),
             }
+            Ok(())
         })
-        .collect();
+        .await;
+        let r = AlterConfigsResourceResponse::default().with_resource_type(res.resource_type).with_resource_name(res.resource_name);
+        responses.push(match outcome {
+            Ok(()) => r.with_error_message(None),
+            Err((code, msg)) => r.with_error_code(code).with_error_message(Some(str_bytes(msg))),
+        });
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
-pub(crate) fn replace(b: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+pub(crate) async fn replace(b: Arc<Broker>, req: AlterConfigsRequest) -> AlterConfigsResponse {
     use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
-    let responses = req
-        .resources
-        .into_iter()
-        .map(|res| {
-            let outcome = alter_topic(b, res.resource_type, &res.resource_name, req.validate_only, |configs| {
-                configs.clear();
-                for c in &res.configs {
-                    if let Some(v) = &c.value {
-                        configs.insert(c.name.to_string(), v.to_string());
-                    }
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for res in req.resources {
+        let outcome = alter_topic(&b, res.resource_type, &res.resource_name, req.validate_only, |configs| {
+            configs.clear();
+            for c in &res.configs {
+                if let Some(v) = &c.value {
+                    configs.insert(c.name.to_string(), v.to_string());
                 }
-                Ok(())
-            });
-            let r = AlterConfigsResourceResponse::default().with_resource_type(res.resource_type).with_resource_name(res.resource_name);
-            match outcome {
-                Ok(()) => r.with_error_message(None),
-                Err((code, msg)) => r.with_error_code(code).with_error_message(Some(str_bytes(msg))),
             }
+            Ok(())
         })
-        .collect();
+        .await;
+        let r = AlterConfigsResourceResponse::default().with_resource_type(res.resource_type).with_resource_name(res.resource_name);
+        responses.push(match outcome {
+            Ok(()) => r.with_error_message(None),
+            Err((code, msg)) => r.with_error_code(code).with_error_message(Some(str_bytes(msg))),
+        });
+    }
     AlterConfigsResponse::default().with_responses(responses)
 }

@@ -51,9 +51,11 @@ pub(crate) fn find_coordinator(b: &Arc<Broker>, req: FindCoordinatorRequest, ver
         if let Some(code) = group_id_error(key) {
             return (code, Some("group id must be non-empty and at most 32767 bytes".into()));
         }
-        match b.groups.ensure_topic(b) {
-            Ok(()) => (ec::NONE, None),
-            Err(e) => (ec::COORDINATOR_NOT_AVAILABLE, Some(e.to_string())),
+        // The request path has tried to create the topic before this runs.
+        if b.groups.has_topic(b) {
+            (ec::NONE, None)
+        } else {
+            (ec::COORDINATOR_NOT_AVAILABLE, Some(format!("{} could not be created yet", crate::group::OFFSETS_TOPIC)))
         }
     };
     // The coordinator is the leader of the group's __consumer_offsets partition.
@@ -140,7 +142,7 @@ pub(crate) async fn join_group(
             version,
         );
     }
-    if let Err(e) = b.groups.ensure_topic(&b) {
+    if let Err(e) = b.groups.ensure_topic(&b).await {
         tracing::warn!("{e}");
         return join_response(JoinResult { error: ec::COORDINATOR_NOT_AVAILABLE, generation: -1, ..Default::default() }, version);
     }
@@ -279,7 +281,7 @@ pub(crate) async fn offset_commit(b: Arc<Broker>, req: OffsetCommitRequest, vers
     if let Some(code) = group_error(&b, &group_id) {
         return OffsetCommitResponse::default().with_topics(topic_error(&req.topics, code));
     }
-    if let Err(e) = b.groups.ensure_topic(&b) {
+    if let Err(e) = b.groups.ensure_topic(&b).await {
         tracing::warn!("{e}");
         return OffsetCommitResponse::default().with_topics(topic_error(&req.topics, ec::COORDINATOR_NOT_AVAILABLE));
     }

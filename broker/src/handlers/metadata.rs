@@ -55,7 +55,8 @@ pub(crate) fn controller_id(b: &Broker) -> i32 {
     b.metadata.controller_leader().filter(|id| image.cluster.is_unfenced(*id)).unwrap_or(b.node_id)
 }
 
-pub(crate) fn handle(b: &Arc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
+pub(crate) async fn handle(b: Arc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let b = &b;
     let brokers = live_brokers(b)
         .into_iter()
         .map(|(id, host, port, rack)| {
@@ -79,7 +80,7 @@ pub(crate) fn handle(b: &Arc<Broker>, req: MetadataRequest, version: i16) -> Met
     } else {
         for requested in req.topics.unwrap_or_default() {
             let response = match requested.name {
-                Some(name) => topic_by_name(b, name.as_str(), auto_create, version),
+                Some(name) => topic_by_name(b, name.as_str(), auto_create, version).await,
                 None => {
                     let image = b.metadata.image();
                     match image.topic_by_id(requested.topic_id) {
@@ -101,7 +102,7 @@ pub(crate) fn handle(b: &Arc<Broker>, req: MetadataRequest, version: i16) -> Met
     resp
 }
 
-fn topic_by_name(b: &Arc<Broker>, name: &str, auto_create: bool, version: i16) -> MetadataResponseTopic {
+async fn topic_by_name(b: &Arc<Broker>, name: &str, auto_create: bool, version: i16) -> MetadataResponseTopic {
     let error = |code| MetadataResponseTopic::default().with_error_code(code).with_name(Some(topic_name(name)));
     if let Some(t) = b.metadata.image().topics.get(name) {
         return describe_topic(b, t, version);
@@ -119,9 +120,13 @@ fn topic_by_name(b: &Arc<Broker>, name: &str, auto_create: bool, version: i16) -
         replication_factor: 1,
         configs: BTreeMap::new(),
     };
-    match b.create_topic(meta) {
+    match b.create_topic(meta).await {
         Ok(()) => info!(topic = name, "auto-created topic"),
         Err(BrokerError::TopicExists(_)) => {}
+        Err(BrokerError::Metadata { code, message }) => {
+            warn!(topic = name, "auto-creating topic refused: {message}");
+            return error(code);
+        }
         Err(e) => {
             warn!(topic = name, "auto-creating topic failed: {e}");
             return error(ec::KAFKA_STORAGE_ERROR);

@@ -35,8 +35,16 @@ pub(crate) use metadata::endpoint;
 pub(crate) enum Reply {
     /// `None`: no response is due (Produce with acks=0).
     Now(Option<Frames>),
-    Later(Pin<Box<dyn Future<Output = Result<Option<Frames>, String>> + Send>>),
+    Later(ReplyFuture),
+    /// A metadata change (or a read that may make one, like Metadata with
+    /// auto-creation): no further request of the connection is handled until it
+    /// is answered, so later requests see the change, as with Kafka's
+    /// one-request-at-a-time connections.
+    Exclusive(ReplyFuture),
 }
+
+/// A response still to come.
+pub(crate) type ReplyFuture = Pin<Box<dyn Future<Output = Result<Option<Frames>, String>> + Send>>;
 
 /// A response frame as buffers to write in order (record batches stay in the log's maps).
 pub(crate) type Frames = Vec<Bytes>;
@@ -59,17 +67,62 @@ pub(crate) fn dispatch(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Resul
     crate::metrics::track_request(api_key, dispatch_request(b, req, peer), started)
 }
 
+/// The group APIs: they need `__consumer_offsets`, created on first use.
+fn needs_offsets_topic(body: &RequestKind) -> bool {
+    matches!(
+        body,
+        RequestKind::FindCoordinator(_)
+            | RequestKind::JoinGroup(_)
+            | RequestKind::SyncGroup(_)
+            | RequestKind::Heartbeat(_)
+            | RequestKind::LeaveGroup(_)
+            | RequestKind::OffsetCommit(_)
+            | RequestKind::OffsetFetch(_)
+            | RequestKind::DescribeGroups(_)
+            | RequestKind::DeleteGroups(_)
+            | RequestKind::OffsetDelete(_)
+    )
+}
+
+/// A handler that awaits a controller commit, as a `Later` reply: the commit
+/// holds this request only, never the runtime worker or the connection's reads.
+macro_rules! later {
+    ($span:expr, $correlation_id:expr, $api_key:expr, $version:expr, $kind:ident, $fut:expr) => {{
+        let pending = $fut;
+        let fut = async move { encode($correlation_id, $api_key, $version, &ResponseKind::$kind(pending.await)) };
+        return Ok(Reply::Exclusive(Box::pin(fut.instrument($span.clone()))));
+    }};
+}
+
 /// Handles one request. Everything that must happen in request order (appends)
-/// happens before this returns; waiting (fsync, long poll) is left in `Later`.
-/// `Err` means the connection must close.
+/// happens before this returns; waiting (fsync, long poll, a controller commit)
+/// is left in `Later`. `Err` means the connection must close.
 fn dispatch_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<Reply, String> {
+    if needs_offsets_topic(&req.body) && !b.groups.has_topic(b) {
+        // First use of groups: create the offsets topic, then handle the request.
+        let b = b.clone();
+        let fut = async move {
+            if let Err(e) = b.groups.ensure_topic(&b).await {
+                tracing::warn!("creating {} failed: {e}", crate::group::OFFSETS_TOPIC);
+            }
+            match handle_request(&b, req, peer)? {
+                Reply::Now(r) => Ok(r),
+                Reply::Later(f) | Reply::Exclusive(f) => f.await,
+            }
+        };
+        return Ok(Reply::Exclusive(Box::pin(fut)));
+    }
+    handle_request(b, req, peer)
+}
+
+fn handle_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<Reply, String> {
     let Request { api_key, version, correlation_id, body, client_id } = req;
     let client_id = client_id.map(|c| c.to_string()).unwrap_or_default();
     let span = debug_span!("request", api = ?api_key, version, correlation_id);
     let _enter = span.enter();
     let response = match body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r, version)),
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(b, r, version)),
+        RequestKind::Metadata(r) => later!(span, correlation_id, api_key, version, Metadata, metadata::handle(b.clone(), r, version)),
         RequestKind::Produce(r) => {
             let inflight = produce::start(b, r, version);
             if !inflight.wants_response() {
@@ -124,19 +177,29 @@ fn dispatch_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<R
         RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(groups::offset_fetch(b, r, version)),
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list_groups(b, r, version)),
         RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(groups::describe_groups(b, r, version)),
-        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(alter_configs::replace(b, r)),
-        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(alter_configs::incremental(b, r)),
+        RequestKind::AlterConfigs(r) => later!(span, correlation_id, api_key, version, AlterConfigs, alter_configs::replace(b.clone(), r)),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            later!(span, correlation_id, api_key, version, IncrementalAlterConfigs, alter_configs::incremental(b.clone(), r))
+        }
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(b, r, version)),
         RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(leader_epoch::handle(b, r)),
-        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(admin::create_topics(b, r, version)),
-        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(admin::delete_topics(b, r, version)),
-        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(admin::create_partitions(b, r)),
+        RequestKind::CreateTopics(r) => {
+            later!(span, correlation_id, api_key, version, CreateTopics, admin::create_topics(b.clone(), r, version))
+        }
+        RequestKind::DeleteTopics(r) => {
+            later!(span, correlation_id, api_key, version, DeleteTopics, admin::delete_topics(b.clone(), r, version))
+        }
+        RequestKind::CreatePartitions(r) => {
+            later!(span, correlation_id, api_key, version, CreatePartitions, admin::create_partitions(b.clone(), r))
+        }
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(admin::delete_records(b, r)),
         RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe::describe_configs(b, r, version)),
         RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(describe::describe_cluster(b, r)),
-        RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(reassign::alter(b, r)),
+        RequestKind::AlterPartitionReassignments(r) => {
+            later!(span, correlation_id, api_key, version, AlterPartitionReassignments, reassign::alter(b.clone(), r))
+        }
         RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(reassign::list(b, r)),
-        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(producer_id::handle(b, r)),
+        RequestKind::InitProducerId(r) => later!(span, correlation_id, api_key, version, InitProducerId, producer_id::handle(b.clone(), r)),
         other => return Err(format!("no handler for {other:?}")),
     };
     encode(correlation_id, api_key, version, &response).map(Reply::Now)

@@ -96,7 +96,7 @@ fn append(
     };
     let records = settle_timestamps(records, &limits).map_err(|e| Failure::with(e.error_code(), e.message()))?;
     // No copy: offsets are assigned as the batches are written to the segment.
-    let info = partition.append(&records, now).map_err(|e| {
+    let info = partition.append_on_runtime(&records, now).map_err(|e| {
         debug!(topic, partition = index, "append refused: {e}");
         storage_failure(e)
     })?;

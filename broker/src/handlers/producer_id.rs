@@ -8,12 +8,12 @@ use crate::broker::Broker;
 
 /// Idempotent producers get a fresh id at epoch 0; transactional ids need the
 /// transaction coordinator, which this broker does not have yet.
-pub(crate) fn handle(b: &Arc<Broker>, req: InitProducerIdRequest) -> InitProducerIdResponse {
+pub(crate) async fn handle(b: Arc<Broker>, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let resp = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
     if req.transactional_id.is_some() {
         return resp.with_error_code(ec::TRANSACTIONAL_ID_NOT_FOUND);
     }
-    match b.next_producer_id() {
+    match b.next_producer_id().await {
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {
             warn!("allocating a producer id failed: {e}");

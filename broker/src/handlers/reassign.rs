@@ -19,33 +19,27 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::errors::BrokerError;
 
-pub(crate) fn alter(b: &Arc<Broker>, req: AlterPartitionReassignmentsRequest) -> AlterPartitionReassignmentsResponse {
-    let responses = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let topic = t.name.to_string();
-            let partitions = t
-                .partitions
-                .into_iter()
-                .map(|p| {
-                    let r = ReassignablePartitionResponse::default().with_partition_index(p.partition_index);
-                    let target: Option<Vec<i32>> = p.replicas.map(|rs| rs.into_iter().map(|r| r.0).collect());
-                    match reassign(b, &topic, p.partition_index, target, req.allow_replication_factor_change) {
-                        Ok(()) => r,
-                        Err((code, message)) => r.with_error_code(code).with_error_message(Some(str_bytes(message))),
-                    }
-                })
-                .collect();
-            ReassignableTopicResponse::default().with_name(t.name).with_partitions(partitions)
-        })
-        .collect();
+pub(crate) async fn alter(b: Arc<Broker>, req: AlterPartitionReassignmentsRequest) -> AlterPartitionReassignmentsResponse {
+    let mut responses = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let topic = t.name.to_string();
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let r = ReassignablePartitionResponse::default().with_partition_index(p.partition_index);
+            let target: Option<Vec<i32>> = p.replicas.map(|rs| rs.into_iter().map(|r| r.0).collect());
+            partitions.push(match reassign(&b, &topic, p.partition_index, target, req.allow_replication_factor_change).await {
+                Ok(()) => r,
+                Err((code, message)) => r.with_error_code(code).with_error_message(Some(str_bytes(message))),
+            });
+        }
+        responses.push(ReassignableTopicResponse::default().with_name(t.name).with_partitions(partitions));
+    }
     AlterPartitionReassignmentsResponse::default()
         .with_allow_replication_factor_change(req.allow_replication_factor_change)
         .with_responses(responses)
 }
 
-fn reassign(b: &Broker, topic: &str, partition: i32, target: Option<Vec<i32>>, rf_change: bool) -> Result<(), (i16, String)> {
+async fn reassign(b: &Broker, topic: &str, partition: i32, target: Option<Vec<i32>>, rf_change: bool) -> Result<(), (i16, String)> {
     if let Some(target) = &target {
         let image = b.metadata.image();
         let Some(state) = image.cluster.partition(topic, partition) else {
@@ -60,9 +54,14 @@ fn reassign(b: &Broker, topic: &str, partition: i32, target: Option<Vec<i32>>, r
                 format!("{topic}-{partition} has {original} replicas; the new list has {}", target.len()),
             ));
         }
+        let added: Vec<i32> = target.iter().filter(|id| !state.replicas.contains(id)).copied().collect();
+        crate::limits::check_hosted_partitions(&image.cluster, &[added], b.config.max_broker_partitions).map_err(|e| match e {
+            BrokerError::Metadata { code, message } => (code, message),
+            other => (ec::UNKNOWN_SERVER_ERROR, other.to_string()),
+        })?;
     }
     let cmd = MetadataCommand::ReassignPartition { topic: topic.to_string(), partition, target: target.clone() };
-    match b.metadata.propose(cmd) {
+    match b.metadata.propose(cmd).await {
         Ok(_) => {
             match target {
                 Some(t) => info!(topic, partition, target = ?t, "reassigning partition"),

@@ -77,6 +77,11 @@ pub(crate) fn track_request(api: ApiKey, reply: Result<Reply, String>, started: 
             handles.latency.observe(started.elapsed().as_secs_f64());
             r
         }))),
+        Ok(Reply::Exclusive(fut)) => Ok(Reply::Exclusive(Box::pin(async move {
+            let r = fut.await;
+            handles.latency.observe(started.elapsed().as_secs_f64());
+            r
+        }))),
         other => {
             handles.latency.observe(started.elapsed().as_secs_f64());
             other

@@ -219,7 +219,12 @@ async fn run_serve(args: ServeArgs) -> Result<()> {
             None => Listener { name: name.clone(), host: addr.ip().to_string(), port: addr.port() },
         })
         .collect();
-    broker.set_advertised_listeners(advertised.clone());
+    // Re-registering waits for a controller commit: a plain thread's job.
+    tokio::task::spawn_blocking({
+        let (b, a) = (broker.clone(), advertised.clone());
+        move || b.set_advertised_listeners(a)
+    })
+    .await?;
     if let Some((admin, addr)) = admin {
         admin.set_broker(broker.clone());
         println!("Karst admin listening on {addr}");
