@@ -171,7 +171,8 @@ fn report_offline(b: &Broker, partitions: Vec<(String, i32)>) {
     }
     let count = partitions.len();
     let cmd = MetadataCommand::MarkReplicasOffline { broker_id: b.node_id, broker_epoch, partitions };
-    match b.metadata.propose(cmd) {
+    // maintain_isr runs on a blocking thread, like the ISR changes above.
+    match b.metadata.propose_blocking(cmd) {
         Ok(_) => warn!(partitions = count, "offline replicas reported to the controller: leadership moves to other in-sync replicas"),
         Err(e) => warn!(partitions = count, "could not report offline replicas to the controller (retrying): {e}"),
     }
