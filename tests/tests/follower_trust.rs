@@ -61,10 +61,13 @@ fn a_client_claiming_a_replica_id_neither_reads_nor_moves_the_high_watermark() -
     let lead = &brokers[(leader - 1) as usize];
 
     // One committed record (acks=all): the real followers fetch with their epochs.
+    // The leader may not have applied the new topic yet (UNKNOWN_TOPIC_OR_PARTITION).
     let mut c = RawClient::connect(lead.addr())?;
-    let r = c.send(&produce_request(&topic, 0, record_batch(&[(None, Some(b"committed"))], 1_000)), 9)?;
-    let code = r.responses[0].partition_responses[0].error_code;
-    ensure!(code == 0, "acks=all produce failed: {code}");
+    let batch = record_batch(&[(None, Some(b"committed"))], 1_000);
+    wait_for("the acks=all produce of the first record", TIMEOUT, || {
+        let r = c.send(&produce_request(&topic, 0, batch.clone()), 9).ok()?;
+        (r.responses[0].partition_responses[0].error_code == 0).then_some(())
+    })?;
 
     // Freeze both followers, then append one record with acks=1: above the high watermark.
     for f in &followers {
@@ -131,6 +134,10 @@ fn follower_fetches_are_refused_off_the_inter_broker_listener() -> Result<()> {
     RawClient::connect(brokers[0].addr())?.create_replicated(&topic, 1, 2, &[])?;
     let (leader, replicas, id) = wait_for("a leader", TIMEOUT, || partition0(&brokers[0], &topic).ok().filter(|(l, _, _)| *l > 0))?;
     let follower = replicas.iter().copied().find(|r| *r != leader).ok_or_else(|| anyhow!("replicas {replicas:?}"))?;
+    // The leader serves the topic once it has applied it.
+    let lead = &brokers[(leader - 1) as usize];
+    let mut consumer = RawClient::connect(lead.addr())?;
+    wait_for("the leader to serve the topic", TIMEOUT, || fetch(&mut consumer, &topic, id, 15, -1, -1, 0).ok().filter(|r| r.0 == 0))?;
     let at = |port: u16| -> Result<RawClient> { RawClient::connect(format!("127.0.0.1:{port}").parse()?) };
     let (mut on_client, mut on_internal) = (at(client[(leader - 1) as usize])?, at(internal[(leader - 1) as usize])?);
     let mut served = Vec::new();

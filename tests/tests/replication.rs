@@ -923,9 +923,17 @@ fn a_produce_waiting_on_a_leadership_that_moves_is_answered_not_leader_at_once()
         (p.leader_id.0 > 0 && p.isr_nodes.len() == 3).then(|| (p.leader_id.0, p.replica_nodes.iter().map(|r| r.0).collect::<Vec<_>>()))
     })?;
     let others: Vec<i32> = replicas.iter().copied().filter(|r| *r != leader).collect();
+    // A first record, committed, shows the leader has taken up its leadership.
+    let mut warm = RawClient::connect(brokers[(leader - 1) as usize].addr())?;
+    wait_for("a first committed record", TIMEOUT, || {
+        let r = warm.send(&produce_request(&topic, 0, record_batch(&[(None, Some(b"first"))], 1_000)), 9).ok()?;
+        (r.responses[0].partition_responses[0].error_code == 0).then_some(())
+    })?;
     // One follower frozen: the batch below cannot commit while it stays in the ISR.
     let frozen = (others[1] - 1) as usize;
     brokers[frozen].signal("STOP")?;
+    let leader_dir = brokers[(leader - 1) as usize].data_dir().to_path_buf();
+    let before = log_bytes(&leader_dir, &topic, 0)?.len();
     let outcome = (|| -> Result<i16> {
         let lead_addr = brokers[(leader - 1) as usize].addr();
         let mut c = RawClient::connect(lead_addr)?;
@@ -934,8 +942,7 @@ fn a_produce_waiting_on_a_leadership_that_moves_is_answered_not_leader_at_once()
             let req = produce_request(&topic2, 0, batch).with_timeout_ms(120_000);
             Ok(c.send(&req, 9)?.responses[0].partition_responses[0].error_code)
         });
-        let leader_dir = brokers[(leader - 1) as usize].data_dir().to_path_buf();
-        wait_for("the batch in the leader's log", TIMEOUT, || log_bytes(&leader_dir, &topic, 0).ok().filter(|b| !b.is_empty()))?;
+        wait_for("the batch in the leader's log", TIMEOUT, || log_bytes(&leader_dir, &topic, 0).ok().filter(|b| b.len() > before))?;
         // Move the partition off its leader (onto the other two): the controller hands
         // the leadership to the live follower while the batch waits.
         let moved = wait_for("the reassignment to be accepted", TIMEOUT, || {
