@@ -34,7 +34,11 @@ func newConfig() *sarama.Config {
 	c.Producer.Return.Successes = true
 	c.Producer.Return.Errors = true
 	c.Producer.Partitioner = sarama.NewHashPartitioner
-	c.Producer.Retry.Max = 0
+	// sarama 1.22 can hand a new producer a broker whose connection it has not opened
+	// yet and fail the first request with "broker not connected"; it retries that like
+	// any other retriable error. A retry stored twice would still show: the high
+	// watermark check below wants exactly one offset per acknowledged message.
+	c.Producer.Retry.Max = 3
 	c.Consumer.Return.Errors = true
 	c.Admin.Timeout = 10 * time.Second
 	c.Metadata.Retry.Max = 10
