@@ -14,6 +14,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod partition;
 pub mod partitions;
+mod refused_batches;
 mod replica;
 mod replication;
 mod server;

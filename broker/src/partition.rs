@@ -11,6 +11,7 @@ use karst_storage::{AppendInfo, FlushTarget, Log, ReadSlice, StorageError};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
+use crate::refused_batches::RefusedBatches;
 use crate::replica::{ReplicaState, Role};
 use crate::topic_config::TopicConfig;
 
@@ -35,8 +36,9 @@ pub struct Partition {
     /// File system (st_dev) of the partition directory: the flusher syncs partitions
     /// that share one together.
     pub(crate) device: u64,
-    /// Offsets below this are durable here (fsynced, or written when not fsyncing).
-    local_end: AtomicI64,
+    /// Offsets below this are durable here (fsynced, or written when not fsyncing);
+    /// acks=1 producers wait on it.
+    local_end: watch::Sender<i64>,
     /// The log end, watched by followers' long polls.
     leo: watch::Sender<i64>,
     pub(crate) replica: Mutex<ReplicaState>,
@@ -44,6 +46,8 @@ pub struct Partition {
     /// then on it appends, serves and acknowledges nothing, and its high watermark
     /// stays where it was (Kafka's offline replica in a failed log directory).
     offline: watch::Sender<Option<Arc<str>>>,
+    /// Idempotent batches refused here before they were stored.
+    pub(crate) refused: Mutex<RefusedBatches>,
 }
 
 /// Why a partition operation failed.
@@ -85,10 +89,11 @@ impl Partition {
             flush_queued: AtomicBool::new(false),
             flushed: AtomicI64::new(end),
             device,
-            local_end: AtomicI64::new(end),
+            local_end: watch::channel(end).0,
             leo,
             replica: Mutex::new(ReplicaState::default()),
             offline: watch::channel(None).0,
+            refused: Mutex::default(),
         }))
     }
 
@@ -168,6 +173,27 @@ impl Partition {
     pub(crate) fn leads_at(&self, epoch: i32) -> bool {
         let r = self.replica.lock();
         r.role == Role::Leader && r.leader_epoch == epoch
+    }
+
+    /// Whether a producer whose last batch here ends at `last_offset` has not written
+    /// since this broker took up its leadership, less than `window_ms` ago: batches it
+    /// sent meanwhile may still be in flight to the previous leader.
+    pub(crate) fn predates_new_leadership(&self, last_offset: i64, now_ms: i64, window_ms: i64) -> bool {
+        let (epoch, since) = {
+            let r = self.replica.lock();
+            if r.role != Role::Leader {
+                return false;
+            }
+            (r.leader_epoch, r.since_ms)
+        };
+        if now_ms.saturating_sub(since) > window_ms {
+            return false;
+        }
+        let guard = self.log.read();
+        let Some(log) = guard.as_ref() else { return false };
+        // This leadership's first batch starts its epoch; before one, the log end.
+        let start = log.leader_epochs().entries().iter().find(|(e, _)| *e == epoch).map_or(log.log_end_offset(), |(_, s)| *s);
+        last_offset < start
     }
 
     /// The leader epoch this replica is at.
@@ -262,7 +288,10 @@ impl Partition {
         self.after_write(&log);
         *guard = Some(log);
         self.flushed.store(end.min(self.flushed.load(Ordering::Acquire)), Ordering::Release);
-        self.local_end.store(end.min(self.local_end.load(Ordering::Acquire)), Ordering::Release);
+        self.local_end.send_if_modified(|e| {
+            let lower = (*e).min(end);
+            std::mem::replace(e, lower) != lower
+        });
         self.hw.send_if_modified(|hw| {
             let lower = (*hw).min(end);
             std::mem::replace(hw, lower) != lower
@@ -279,7 +308,7 @@ impl Partition {
         self.after_write(&log);
         *guard = Some(log);
         self.flushed.store(offset, Ordering::Release);
-        self.local_end.store(offset, Ordering::Release);
+        self.local_end.send_replace(offset);
         self.hw.send_replace(offset);
         Ok(())
     }
@@ -303,19 +332,37 @@ impl Partition {
 
     /// Offsets below `end` are durable here; the high watermark may move.
     pub(crate) fn set_local_end(&self, end: i64) {
-        self.local_end.fetch_max(end, Ordering::AcqRel);
+        self.local_end.send_if_modified(|e| {
+            let raised = end > *e;
+            if raised {
+                *e = end;
+            }
+            raised
+        });
         self.recompute_hw();
     }
 
-    /// A leader's high watermark: its durable end bounded by the ISR's log ends.
+    /// Where this replica's durable log ends.
+    pub(crate) fn local_end(&self) -> i64 {
+        *self.local_end.borrow()
+    }
+
+    /// A receiver of durable-end changes (acks=1 producers).
+    pub(crate) fn subscribe_local_end(&self) -> watch::Receiver<i64> {
+        self.local_end.subscribe()
+    }
+
+    /// A leader's high watermark: its durable end bounded by the ISR's log ends, and
+    /// held while the ISR is below min.insync.replicas.
     pub(crate) fn recompute_hw(&self) {
-        let local = self.local_end.load(Ordering::Acquire);
+        let local = self.local_end();
+        let min_insync = self.config.lock().min_insync_replicas;
         let hw = {
             let r = self.replica.lock();
             if r.role != Role::Leader {
                 return; // a follower's high watermark comes from its leader
             }
-            r.leader_hw(self.node_id, local)
+            r.leader_hw(self.node_id, local, min_insync)
         };
         if let Some(hw) = hw {
             self.advance_hw(hw);
@@ -331,7 +378,7 @@ impl Partition {
 
     /// A follower takes its leader's high watermark, up to its own log end.
     pub(crate) fn follow_hw(&self, leader_hw: i64) {
-        let end = self.log_end_offset().min(self.local_end.load(Ordering::Acquire));
+        let end = self.log_end_offset().min(self.local_end());
         self.advance_hw(leader_hw.min(end));
     }
 

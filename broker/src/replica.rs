@@ -27,14 +27,18 @@ struct Progress {
 pub(crate) struct ReplicaState {
     pub(crate) role: Role,
     pub(crate) leader_epoch: i32,
+    /// When this broker took up its current role at its current epoch.
+    pub(crate) since_ms: i64,
     pub(crate) isr: Vec<i32>,
+    /// How many replicas the partition is assigned (0 until the image says).
+    replicas: usize,
     followers: HashMap<i32, Progress>,
 }
 
 impl Default for ReplicaState {
     fn default() -> Self {
         // A single-node partition: this broker leads until the image says otherwise.
-        ReplicaState { role: Role::Leader, leader_epoch: 0, isr: Vec::new(), followers: HashMap::new() }
+        ReplicaState { role: Role::Leader, leader_epoch: 0, since_ms: 0, isr: Vec::new(), replicas: 0, followers: HashMap::new() }
     }
 }
 
@@ -45,6 +49,7 @@ impl ReplicaState {
     pub(crate) fn apply(&mut self, role: Role, leader_epoch: i32, isr: &[i32], replicas: &[i32], now_ms: i64) -> bool {
         let changed = self.role != role || self.leader_epoch != leader_epoch;
         if changed {
+            self.since_ms = now_ms;
             self.followers.clear();
             if role == Role::Leader {
                 for r in replicas {
@@ -55,7 +60,19 @@ impl ReplicaState {
         self.role = role;
         self.leader_epoch = leader_epoch;
         self.isr = isr.to_vec();
+        self.replicas = replicas.len();
         changed
+    }
+
+    /// Whether the ISR is smaller than min.insync.replicas, capped at the replica
+    /// count as Kafka caps it (a single-node partition is never below it).
+    pub(crate) fn below_min_isr(&self, min_insync: i32) -> bool {
+        self.isr_size() < min_insync.min(self.replicas.max(1) as i32)
+    }
+
+    /// The ISR's size; a single-node partition's ISR (empty before any image) is itself.
+    pub(crate) fn isr_size(&self) -> i32 {
+        self.isr.len().max(1) as i32
     }
 
     /// A follower fetched from `fetch_offset` while this leader's log ended at `leader_leo`.
@@ -70,7 +87,16 @@ impl ReplicaState {
     /// The high watermark a leader may expose: its own durable end, bounded by every
     /// other ISR member's log end (an ISR member that has not fetched yet holds it
     /// where it is: None).
-    pub(crate) fn leader_hw(&self, me: i32, local_end: i64) -> Option<i64> {
+    ///
+    /// As Kafka (KIP-966): below min.insync.replicas (capped at the replica count) it
+    /// holds too. A batch appended just before the ISR shrank then waits for the ISR
+    /// to heal and is acknowledged, instead of being committed by the leader alone and
+    /// answered NOT_ENOUGH_REPLICAS_AFTER_APPEND: a stored batch answered with an
+    /// error is one an idempotent producer may send again under a new epoch.
+    pub(crate) fn leader_hw(&self, me: i32, local_end: i64, min_insync: i32) -> Option<i64> {
+        if self.below_min_isr(min_insync) {
+            return None;
+        }
         let mut hw = local_end;
         for r in self.isr.iter().filter(|r| **r != me) {
             let leo = self.followers.get(r).map_or(-1, |p| p.leo);
@@ -125,16 +151,34 @@ mod tests {
     #[test]
     fn hw_waits_for_every_isr_follower() {
         let mut s = leader(&[1, 2, 3]);
-        assert_eq!(s.leader_hw(1, 10), None, "followers have not fetched");
+        assert_eq!(s.leader_hw(1, 10, 1), None, "followers have not fetched");
         s.record_fetch(2, 7, 10, 1_100);
-        assert_eq!(s.leader_hw(1, 10), None);
+        assert_eq!(s.leader_hw(1, 10, 1), None);
         s.record_fetch(3, 9, 10, 1_100);
-        assert_eq!(s.leader_hw(1, 10), Some(7));
+        assert_eq!(s.leader_hw(1, 10, 1), Some(7));
         s.record_fetch(2, 10, 10, 1_200);
-        assert_eq!(s.leader_hw(1, 10), Some(9));
-        assert_eq!(s.leader_hw(1, 8), Some(8), "never past the leader's own durable end");
+        assert_eq!(s.leader_hw(1, 10, 1), Some(9));
+        assert_eq!(s.leader_hw(1, 8, 1), Some(8), "never past the leader's own durable end");
         s.apply(Role::Leader, 3, &[1, 2], &[1, 2, 3], 1_300);
-        assert_eq!(s.leader_hw(1, 10), Some(10), "a follower out of the ISR no longer holds it");
+        assert_eq!(s.leader_hw(1, 10, 1), Some(10), "a follower out of the ISR no longer holds it");
+    }
+
+    #[test]
+    fn hw_holds_while_the_isr_is_below_min_insync_replicas() {
+        let mut s = leader(&[1, 2, 3]);
+        s.record_fetch(2, 10, 10, 1_100);
+        s.record_fetch(3, 10, 10, 1_100);
+        assert_eq!(s.leader_hw(1, 12, 2), Some(10));
+        s.apply(Role::Leader, 3, &[1], &[1, 2, 3], 1_200);
+        assert_eq!(s.leader_hw(1, 12, 2), None, "the leader alone commits nothing with min.insync.replicas=2");
+        assert_eq!(s.leader_hw(1, 12, 1), Some(12));
+        s.apply(Role::Leader, 3, &[1, 2], &[1, 2, 3], 1_300);
+        assert_eq!(s.leader_hw(1, 12, 2), Some(10), "healed: follower 2 bounds it again");
+        // A setting above the replica count is capped at it, as in Kafka.
+        let mut single = ReplicaState::default();
+        assert_eq!(single.leader_hw(1, 5, 3), Some(5), "a single-node partition before any image");
+        single.apply(Role::Leader, 1, &[1], &[1], 0);
+        assert_eq!(single.leader_hw(1, 5, 3), Some(5));
     }
 
     #[test]

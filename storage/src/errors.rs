@@ -12,8 +12,9 @@ pub enum StorageError {
     #[error("offset {offset} out of range [{log_start}, {log_end}]")]
     OffsetOutOfRange { offset: i64, log_start: i64, log_end: i64 },
     /// Idempotent producer sent a gap or a reordering (OUT_OF_ORDER_SEQUENCE_NUMBER).
+    /// `last_offset` is where the producer's last batch in this log ends (-1: none).
     #[error("out of order sequence for producer {producer_id}: expected {expected}, got {got}")]
-    OutOfOrderSequence { producer_id: i64, expected: i32, got: i32 },
+    OutOfOrderSequence { producer_id: i64, expected: i32, got: i32, last_offset: i64 },
     /// Producer epoch older than the one the log has seen (INVALID_PRODUCER_EPOCH).
     #[error("producer {producer_id} epoch {got} is older than {current}")]
     InvalidProducerEpoch { producer_id: i64, current: i16, got: i16 },

@@ -594,7 +594,10 @@ fn producer_duplicates_gaps_and_fencing() {
     assert_eq!((info.base_offset, info.last_offset), (0, 2));
     assert_eq!(log.log_end_offset(), end);
     // Gap.
-    assert!(matches!(log.append(&pbatch(1, 7, 0, 6), 0, 0), Err(StorageError::OutOfOrderSequence { producer_id: 7, expected: 5, got: 6 })));
+    assert!(matches!(
+        log.append(&pbatch(1, 7, 0, 6), 0, 0),
+        Err(StorageError::OutOfOrderSequence { producer_id: 7, expected: 5, got: 6, .. })
+    ));
     // Fenced epoch.
     assert!(matches!(
         log.append(&pbatch(1, 7, -1, 5), 0, 0),

@@ -137,16 +137,17 @@ impl PendingAppend<'_> {
                     return Err(StorageError::InvalidProducerEpoch { producer_id: pid, current: e.epoch, got: h.producer_epoch });
                 }
                 let mut e = e.clone();
+                let last_offset = e.batches.back().map_or(-1, |b| b.last_offset);
                 if h.is_control() {
                     // Transaction markers move the epoch but carry no sequence.
                 } else if h.producer_epoch > e.epoch {
                     if h.base_sequence != 0 {
-                        return Err(StorageError::OutOfOrderSequence { producer_id: pid, expected: 0, got: h.base_sequence });
+                        return Err(StorageError::OutOfOrderSequence { producer_id: pid, expected: 0, got: h.base_sequence, last_offset });
                     }
                 } else {
                     let expected = e.batches.back().map_or(0, |b| next_sequence(b.last_seq));
                     if h.base_sequence != expected {
-                        return Err(StorageError::OutOfOrderSequence { producer_id: pid, expected, got: h.base_sequence });
+                        return Err(StorageError::OutOfOrderSequence { producer_id: pid, expected, got: h.base_sequence, last_offset });
                     }
                 }
                 e.set_epoch(h.producer_epoch);

@@ -337,69 +337,79 @@ fn acknowledged_writes_survive_leader_kills_pauses_and_cut_links() -> Result<()>
 
     // KARST_NEMESIS_ROUNDS repeats the whole sequence (default once, about half a minute).
     let rounds: usize = std::env::var("KARST_NEMESIS_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
-    for round in 0..rounds {
-        println!("nemesis round {} of {rounds}", round + 1);
-        // Nemesis 1: freeze both followers of partition 2's leader for a second (a
-        // cut-off leader), kill -9 that leader, thaw the followers. A leader that acked
-        // what its followers never fetched would lose those records here.
-        let lead = settled(&brokers, &topic, 3)?;
-        let cut_off = (lead[&2].0 - 1) as usize;
-        let others: Vec<usize> = (0..3).filter(|i| *i != cut_off).collect();
-        for i in &others {
-            brokers[*i].signal("STOP")?;
+    let nemesis = (|| -> Result<()> {
+        for round in 0..rounds {
+            println!("nemesis round {} of {rounds}", round + 1);
+            // Nemesis 1: freeze both followers of partition 2's leader for a second (a
+            // cut-off leader), kill -9 that leader, thaw the followers. A leader that acked
+            // what its followers never fetched would lose those records here.
+            let lead = settled(&brokers, &topic, 3)?;
+            let cut_off = (lead[&2].0 - 1) as usize;
+            let others: Vec<usize> = (0..3).filter(|i| *i != cut_off).collect();
+            for i in &others {
+                brokers[*i].signal("STOP")?;
+            }
+            std::thread::sleep(Duration::from_secs(1)); // the fault's duration, not a wait for a condition
+            brokers[cut_off].kill9()?;
+            for i in &others {
+                brokers[*i].signal("CONT")?;
+            }
+            settled(&brokers, &topic, 2).context("new leaders after the cut-off leader died")?;
+            let before = acked.lock().unwrap().len();
+            acked_at_least(before + 300)?;
+            brokers[cut_off].restart()?;
+            proxies[cut_off].set_target(brokers[cut_off].addr());
+            settled(&brokers, &topic, 3).context("the cut-off broker back in every ISR")?;
+
+            // Nemesis 1b: cut the replication links into partition 3's leader for longer
+            // than replica.lag.time.max.ms. Its followers fall out of the ISR; below
+            // min.insync.replicas its partitions refuse acks=all until the link heals.
+            // With every leadership on the isolated broker nothing could be acknowledged
+            // while it is cut off: wait for preferred-leader election to spread them.
+            let lead = wait_for("leaders on every broker", TIMEOUT, || {
+                let lead = settled(&brokers, &topic, 3).ok()?;
+                (lead.values().map(|(l, _)| *l).collect::<BTreeSet<_>>().len() == 3).then_some(lead)
+            })?;
+            let isolated = (lead[&3].0 - 1) as usize;
+            proxies[isolated].cut();
+            wait_for("the isolated leader's ISRs to shrink", TIMEOUT, || {
+                let view = layout(&brokers[isolated], &topic).ok()?;
+                view.values().any(|(l, n)| *l == isolated as i32 + 1 && *n < 3).then_some(())
+            })?;
+            let before = acked.lock().unwrap().len();
+            acked_at_least(before + 300).context("producing on to the other leaders while links are cut")?;
+            proxies[isolated].heal();
+            settled(&brokers, &topic, 3).context("ISRs whole again after the link healed")?;
+
+            // Nemesis 2: kill -9 the leader of partition 0 and bring it back; then pause the
+            // leader of partition 1 past its session, and resume it.
+            let lead = settled(&brokers, &topic, 3)?;
+            let victim = (lead[&0].0 - 1) as usize;
+            brokers[victim].kill9()?;
+            let before = acked.lock().unwrap().len();
+            acked_at_least(before + 500).context("producing on after kill -9 of a leader")?;
+            brokers[victim].restart()?;
+            proxies[victim].set_target(brokers[victim].addr());
+            settled(&brokers, &topic, 3).context("the killed broker back in every ISR")?;
+
+            let lead = settled(&brokers, &topic, 3)?;
+            let paused = (lead[&1].0 - 1) as usize;
+            brokers[paused].signal("STOP")?;
+            let before = acked.lock().unwrap().len();
+            let during = acked_at_least(before + 500).context("producing on while a leader is paused");
+            brokers[paused].signal("CONT")?;
+            during?;
+            settled(&brokers, &topic, 3).context("the paused broker back in every ISR")?;
         }
-        std::thread::sleep(Duration::from_secs(1)); // the fault's duration, not a wait for a condition
-        brokers[cut_off].kill9()?;
-        for i in &others {
-            brokers[*i].signal("CONT")?;
+        Ok(())
+    })();
+    if nemesis.is_err() {
+        // A cluster that never settled is a finding too: keep what the brokers logged.
+        for b in brokers.iter_mut() {
+            b.keep_files();
         }
-        settled(&brokers, &topic, 2).context("new leaders after the cut-off leader died")?;
-        let before = acked.lock().unwrap().len();
-        acked_at_least(before + 300)?;
-        brokers[cut_off].restart()?;
-        proxies[cut_off].set_target(brokers[cut_off].addr());
-        settled(&brokers, &topic, 3).context("the cut-off broker back in every ISR")?;
-
-        // Nemesis 1b: cut the replication links into partition 3's leader for longer
-        // than replica.lag.time.max.ms. Its followers fall out of the ISR; below
-        // min.insync.replicas its partitions refuse acks=all until the link heals.
-        // With every leadership on the isolated broker nothing could be acknowledged
-        // while it is cut off: wait for preferred-leader election to spread them.
-        let lead = wait_for("leaders on every broker", TIMEOUT, || {
-            let lead = settled(&brokers, &topic, 3).ok()?;
-            (lead.values().map(|(l, _)| *l).collect::<BTreeSet<_>>().len() == 3).then_some(lead)
-        })?;
-        let isolated = (lead[&3].0 - 1) as usize;
-        proxies[isolated].cut();
-        wait_for("the isolated leader's ISRs to shrink", TIMEOUT, || {
-            let view = layout(&brokers[isolated], &topic).ok()?;
-            view.values().any(|(l, n)| *l == isolated as i32 + 1 && *n < 3).then_some(())
-        })?;
-        let before = acked.lock().unwrap().len();
-        acked_at_least(before + 300).context("producing on to the other leaders while links are cut")?;
-        proxies[isolated].heal();
-        settled(&brokers, &topic, 3).context("ISRs whole again after the link healed")?;
-
-        // Nemesis 2: kill -9 the leader of partition 0 and bring it back; then pause the
-        // leader of partition 1 past its session, and resume it.
-        let lead = settled(&brokers, &topic, 3)?;
-        let victim = (lead[&0].0 - 1) as usize;
-        brokers[victim].kill9()?;
-        let before = acked.lock().unwrap().len();
-        acked_at_least(before + 500).context("producing on after kill -9 of a leader")?;
-        brokers[victim].restart()?;
-        proxies[victim].set_target(brokers[victim].addr());
-        settled(&brokers, &topic, 3).context("the killed broker back in every ISR")?;
-
-        let lead = settled(&brokers, &topic, 3)?;
-        let paused = (lead[&1].0 - 1) as usize;
-        brokers[paused].signal("STOP")?;
-        let before = acked.lock().unwrap().len();
-        let during = acked_at_least(before + 500).context("producing on while a leader is paused");
-        brokers[paused].signal("CONT")?;
-        during?;
-        settled(&brokers, &topic, 3).context("the paused broker back in every ISR")?;
     }
+    nemesis?;
     let before = acked.lock().unwrap().len();
     acked_at_least(before + 300)?;
     let (sent, acked, errs) = load.finish()?;
@@ -955,5 +965,154 @@ fn a_produce_waiting_on_a_leadership_that_moves_is_answered_not_leader_at_once()
     brokers[frozen].signal("CONT")?;
     let code = outcome?;
     ensure!(code == 6, "the waiting produce was answered with error {code}, not NOT_LEADER_OR_FOLLOWER (6)");
+    Ok(())
+}
+
+#[test]
+fn a_batch_appended_before_the_isr_fell_below_min_insync_is_acknowledged_once_it_heals() -> Result<()> {
+    // As Kafka (KIP-966): a leader left alone below min.insync.replicas commits
+    // nothing. A batch it appended just before its followers dropped out waits for
+    // them and is acknowledged when they are back. Before, the leader committed it
+    // alone and answered NOT_ENOUGH_REPLICAS_AFTER_APPEND: stored, yet an error to the
+    // producer, which an idempotent producer that bumps its epoch sends again.
+    use karst_tests::raw::{produce_request, record_batch};
+    let (brokers, proxies) = start_cluster_with_proxies()?;
+    let topic = unique_topic("minisr");
+    RawClient::connect(brokers[0].addr())?.create_replicated(&topic, 1, 3, &[("min.insync.replicas", "2")])?;
+    let leader = wait_for("a leader with a full ISR", TIMEOUT, || {
+        let t = metadata(&brokers[0], &topic).ok()?;
+        let p = t.topics.first()?.partitions.first()?.clone();
+        (p.leader_id.0 > 0 && p.isr_nodes.len() == 3).then_some((p.leader_id.0 - 1) as usize)
+    })?;
+    let mut warm = RawClient::connect(brokers[leader].addr())?;
+    wait_for("a first committed record", TIMEOUT, || {
+        let r = warm.send(&produce_request(&topic, 0, record_batch(&[(None, Some(b"first"))], 1_000)), 9).ok()?;
+        (r.responses[0].partition_responses[0].error_code == 0).then_some(())
+    })?;
+    let before = log_bytes(brokers[leader].data_dir(), &topic, 0)?.len();
+    proxies[leader].cut();
+    let outcome = (|| -> Result<(i16, i64)> {
+        let mut c = RawClient::connect(brokers[leader].addr())?;
+        let (topic2, batch) = (topic.clone(), record_batch(&[(None, Some(b"waits"))], 1_000));
+        let sender = std::thread::spawn(move || -> Result<(i16, i64)> {
+            let r = c.send(&produce_request(&topic2, 0, batch).with_timeout_ms(120_000), 9)?;
+            let p = &r.responses[0].partition_responses[0];
+            Ok((p.error_code, p.base_offset))
+        });
+        let dir = brokers[leader].data_dir();
+        wait_for("the batch in the leader's log", TIMEOUT, || log_bytes(dir, &topic, 0).ok().filter(|b| b.len() > before))?;
+        wait_for("the cut-off leader's ISR to shrink to itself", TIMEOUT, || {
+            (layout(&brokers[leader], &topic).ok()?.get(&0)?.1 == 1).then_some(())
+        })?;
+        proxies[leader].heal();
+        sender.join().map_err(|_| anyhow!("producer thread panicked"))?
+    })();
+    proxies[leader].heal();
+    let (code, offset) = outcome?;
+    ensure!(code == 0 && offset == 1, "the batch was answered error {code} at offset {offset}, not acknowledged at 1");
+    Ok(())
+}
+
+#[test]
+fn a_batch_pipelined_behind_a_refused_one_gets_its_retriable_error_not_out_of_order() -> Result<()> {
+    // An idempotent producer's first batch is refused before it is stored
+    // (NOT_ENOUGH_REPLICAS: the leader is cut off from its followers); the condition
+    // clears before the batch pipelined behind it arrives, with a gap in its sequence.
+    // Kafka answers OUT_OF_ORDER_SEQUENCE_NUMBER, which makes librdkafka bump its epoch
+    // and store again every batch it had not had acknowledged. Karst answers the first
+    // batch's own retriable error, and the producer retries both in order.
+    use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
+    use karst_tests::raw::{encode_record, produce_request};
+    let (brokers, proxies) = start_cluster_with_proxies()?;
+    let topic = unique_topic("gap");
+    RawClient::connect(brokers[0].addr())?.create_replicated(&topic, 1, 3, &[("min.insync.replicas", "2")])?;
+    let leader = wait_for("a leader with a full ISR", TIMEOUT, || {
+        let t = metadata(&brokers[0], &topic).ok()?;
+        let p = t.topics.first()?.partitions.first()?.clone();
+        (p.leader_id.0 > 0 && p.isr_nodes.len() == 3).then_some((p.leader_id.0 - 1) as usize)
+    })?;
+    let mut c = RawClient::connect(brokers[leader].addr())?;
+    let init = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let pid = wait_for("a producer id", TIMEOUT, || c.send(&init, 4).ok().filter(|r| r.error_code == 0))?;
+    let batch = |seq: i32, n: i32| {
+        let records: Vec<u8> = (0..n).flat_map(|i| encode_record(i64::from(i), None, Some(format!("v{}", seq + i).as_bytes()))).collect();
+        karst_batch::build_batch_with_producer(0, n, 1_000, pid.producer_id.0, pid.producer_epoch, seq, &records)
+    };
+    let mut send = |seq: i32, n: i32| -> Result<i16> {
+        let r = c.send(&produce_request(&topic, 0, batch(seq, n)), 9)?;
+        Ok(r.responses[0].partition_responses[0].error_code)
+    };
+    wait_for("the first batch acknowledged", TIMEOUT, || (send(0, 5).ok()? == 0).then_some(()))?;
+
+    proxies[leader].cut();
+    let refused = wait_for("the cut-off leader's ISR to shrink to itself", TIMEOUT, || {
+        (layout(&brokers[leader], &topic).ok()?.get(&0)?.1 == 1).then_some(())
+    })
+    .and_then(|()| send(5, 3));
+    proxies[leader].heal();
+    ensure!(refused? == 19, "batch 5..7 with the ISR below min.insync.replicas: expected NOT_ENOUGH_REPLICAS (19)");
+    wait_for("the ISR whole again", TIMEOUT, || (layout(&brokers[leader], &topic).ok()?.get(&0)?.1 == 3).then_some(()))?;
+    let gap = send(8, 2)?;
+    ensure!(gap == 19, "batch 8..9 behind the refused 5..7 was answered {gap}, not NOT_ENOUGH_REPLICAS (19)");
+    ensure!(send(5, 3)? == 0 && send(8, 2)? == 0, "the retries in order are stored");
+    ensure!(send(11, 1)? == 45, "a gap no refusal explains is still OUT_OF_ORDER_SEQUENCE_NUMBER");
+    Ok(())
+}
+
+#[test]
+fn a_gap_at_a_new_leader_from_a_producer_that_has_not_written_there_is_retriable() -> Result<()> {
+    // The leadership moves while an idempotent producer has batches in flight to the
+    // old leader; the first of them is refused there (NOT_LEADER_OR_FOLLOWER) and the
+    // next one reaches the new leader first, with a gap. Kafka answers
+    // OUT_OF_ORDER_SEQUENCE_NUMBER (librdkafka then bumps its epoch and stores its
+    // unacknowledged batches again); Karst answers NOT_LEADER_OR_FOLLOWER, and the
+    // producer retries both, in order.
+    use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
+    use karst_tests::raw::{encode_record, produce_request};
+    let mut brokers = karst_tests::cluster::start_cluster(3, |_| Vec::new())?;
+    let topic = unique_topic("newleader");
+    RawClient::connect(brokers[0].addr())?.create_replicated(&topic, 1, 3, &[("min.insync.replicas", "2")])?;
+    let leader_of = |brokers: &[Broker], not: i32| {
+        wait_for("a leader with a full ISR", TIMEOUT, || {
+            let t = live(brokers).find_map(|b| metadata(b, &topic).ok())?;
+            let p = t.topics.first()?.partitions.first()?.clone();
+            (p.leader_id.0 > 0 && p.leader_id.0 != not && p.isr_nodes.len() >= 2).then_some((p.leader_id.0 - 1) as usize)
+        })
+    };
+    let first = leader_of(&brokers, -1)?;
+    let mut c = RawClient::connect(brokers[first].addr())?;
+    let init = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let pid = wait_for("a producer id", TIMEOUT, || c.send(&init, 4).ok().filter(|r| r.error_code == 0))?;
+    let batch = |seq: i32, n: i32| {
+        let records: Vec<u8> = (0..n).flat_map(|i| encode_record(i64::from(i), None, Some(format!("v{}", seq + i).as_bytes()))).collect();
+        karst_batch::build_batch_with_producer(0, n, 1_000, pid.producer_id.0, pid.producer_epoch, seq, &records)
+    };
+    let send = |c: &mut RawClient, seq: i32, n: i32| -> Result<i16> {
+        let r = c.send(&produce_request(&topic, 0, batch(seq, n)), 9)?;
+        Ok(r.responses[0].partition_responses[0].error_code)
+    };
+    wait_for("the first batch acknowledged", TIMEOUT, || (send(&mut c, 0, 5).ok()? == 0).then_some(()))?;
+
+    // A controlled shutdown hands the leadership to another in-sync replica.
+    brokers[first].terminate(TIMEOUT)?;
+    let second = leader_of(&brokers, first as i32 + 1)?;
+    let mut c = RawClient::connect(brokers[second].addr())?;
+    // Another client's record shows the new leader has taken up its leadership.
+    wait_for("a record from another client on the new leader", TIMEOUT, || {
+        let r = c.send(&produce_request(&topic, 0, karst_tests::raw::record_batch(&[(None, Some(b"other"))], 1_000)), 9).ok()?;
+        (r.responses[0].partition_responses[0].error_code == 0).then_some(())
+    })?;
+    let gap = send(&mut c, 8, 2)?;
+    ensure!(gap == 6, "batch 8..9, after 0..4 acknowledged by the previous leader, was answered {gap}, not NOT_LEADER_OR_FOLLOWER (6)");
+    ensure!(send(&mut c, 5, 3)? == 0 && send(&mut c, 8, 2)? == 0, "the retries in order are stored");
+    ensure!(send(&mut c, 11, 1)? == 45, "once the producer has written under this leadership a gap is OUT_OF_ORDER_SEQUENCE_NUMBER");
     Ok(())
 }

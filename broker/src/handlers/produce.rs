@@ -1,5 +1,5 @@
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -56,6 +56,8 @@ fn storage_failure(e: PartitionError) -> Failure {
     }
 }
 
+/// Appends one partition's records; on a retriable refusal of an idempotent batch,
+/// remembers it (see [`crate::refused_batches`]).
 fn append(
     b: &Arc<Broker>,
     topic: &str,
@@ -68,17 +70,61 @@ fn append(
     if topic == OFFSETS_TOPIC {
         return Err(Failure::with(ec::INVALID_TOPIC_EXCEPTION, format!("{OFFSETS_TOPIC} is internal: clients cannot write to it")));
     }
-    b.check_leader(topic, index).map_err(Failure::code)?;
-    let partition = b.partitions.get(topic, index).ok_or(Failure::code(ec::UNKNOWN_TOPIC_OR_PARTITION))?;
     let records = records.unwrap_or_default();
+    let partition = b.partitions.get(topic, index);
+    let r = append_to(b, topic, index, partition.as_ref(), records.clone(), transactional, now, acks_all);
+    if let (Err(f), Some(p)) = (&r, &partition) {
+        if RETRIABLE_REFUSALS.contains(&f.code) {
+            if let Some((pid, epoch, seq)) = producer_of(&records) {
+                p.refused.lock().note(pid, epoch, seq, f.code, Instant::now());
+            }
+        }
+    }
+    r
+}
+
+/// How long after taking up a leadership a sequence gap from a producer that has not
+/// written under it is put down to batches in flight to the previous leader
+/// (answered NOT_LEADER_OR_FOLLOWER, retriable) rather than OUT_OF_ORDER_SEQUENCE_NUMBER,
+/// which librdkafka meets by bumping its epoch and storing unacknowledged batches again.
+const NEW_LEADERSHIP_MS: i64 = 30_000;
+
+/// Refusals after which a producer sends the same batch again, in the same epoch.
+const RETRIABLE_REFUSALS: [i16; 5] = [
+    ec::NOT_LEADER_OR_FOLLOWER,
+    ec::LEADER_NOT_AVAILABLE,
+    ec::NOT_ENOUGH_REPLICAS,
+    ec::KAFKA_STORAGE_ERROR,
+    ec::UNKNOWN_TOPIC_OR_PARTITION,
+];
+
+/// The idempotent producer of the first batch: (producer id, epoch, first sequence).
+fn producer_of(records: &[u8]) -> Option<(i64, i16, i32)> {
+    let h = karst_batch::BatchHeader::parse(records).ok()?;
+    h.has_producer_id().then_some((h.producer_id, h.producer_epoch, h.base_sequence))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn append_to(
+    b: &Arc<Broker>,
+    topic: &str,
+    index: i32,
+    partition: Option<&Arc<Partition>>,
+    records: Bytes,
+    transactional: bool,
+    now: i64,
+    acks_all: bool,
+) -> Result<Appended, Failure> {
+    b.check_leader(topic, index).map_err(Failure::code)?;
+    let partition = partition.ok_or(Failure::code(ec::UNKNOWN_TOPIC_OR_PARTITION))?.clone();
     let config = partition.config();
     let max = config.max_message_bytes;
     if acks_all {
-        let isr = partition.replica.lock().isr.len().max(1);
-        if (isr as i32) < config.min_insync_replicas {
+        let r = partition.replica.lock();
+        if r.below_min_isr(config.min_insync_replicas) {
             return Err(Failure::with(
                 ec::NOT_ENOUGH_REPLICAS,
-                format!("{isr} in-sync replica(s), min.insync.replicas is {}", config.min_insync_replicas),
+                format!("{} in-sync replica(s), min.insync.replicas is {}", r.isr_size(), config.min_insync_replicas),
             ));
         }
     }
@@ -98,6 +144,27 @@ fn append(
     // No copy: offsets are assigned as the batches are written to the segment.
     let info = partition.append_on_runtime(&records, now).map_err(|e| {
         debug!(topic, partition = index, "append refused: {e}");
+        if let PartitionError::Storage(StorageError::OutOfOrderSequence { producer_id, expected, got, last_offset }) = &e {
+            let (producer_id, expected, got) = (*producer_id, *expected, *got);
+            // A batch pipelined behind one refused here: answer as that one was.
+            let explained = producer_of(&records)
+                .filter(|(pid, _, _)| *pid == producer_id)
+                .and_then(|(pid, epoch, _)| partition.refused.lock().explain(pid, epoch, expected, Instant::now()));
+            if let Some(code) = explained {
+                return Failure::with(
+                    code,
+                    format!("sequence {got} follows the batch at {expected}, refused with error {code}: retry that one first"),
+                );
+            }
+            // The batch at `expected` may have gone to the previous leader and be
+            // refused there: the producer retries it here, then this one.
+            if partition.predates_new_leadership(*last_offset, now, NEW_LEADERSHIP_MS) {
+                return Failure::with(
+                    ec::NOT_LEADER_OR_FOLLOWER,
+                    format!("sequence {got} skips {expected}, and this producer has not written here since the leadership moved: retry what went to the previous leader first"),
+                );
+            }
+        }
         storage_failure(e)
     })?;
     if info.duplicate {
@@ -135,7 +202,9 @@ enum Waited {
     Gone,
 }
 
-/// Waits until the batch ending at `last_offset` is below the high watermark.
+/// Waits until the batch ending at `last_offset` is acknowledged: for acks=all below
+/// the high watermark, for acks=1 durable on this broker (Kafka's acks=1 is the
+/// leader's own append; Karst adds the fsync when it fsyncs before acknowledging).
 ///
 /// As Kafka's produce purgatory: a batch waits only while this broker still leads at
 /// the epoch it was appended under. A leadership that moved on answers
@@ -146,17 +215,20 @@ enum Waited {
 /// the gap, gets OUT_OF_ORDER_SEQUENCE_NUMBER, and librdkafka answers that by bumping its
 /// epoch and renumbering every batch it has not had acknowledged, on every partition:
 /// batches that were stored are stored again.
-async fn acknowledged(p: &Partition, last_offset: i64, epoch: i32) -> Waited {
-    let (mut hw, mut offline) = (p.subscribe(), p.subscribe_offline());
+async fn acknowledged(p: &Partition, last_offset: i64, epoch: i32, acks_all: bool) -> Waited {
+    let (mut hw, mut local, mut offline) = (p.subscribe(), p.subscribe_local_end(), p.subscribe_offline());
+    let reached = |p: &Partition| if acks_all { p.high_watermark() > last_offset } else { p.local_end() > last_offset };
     let ended = tokio::select! {
-        r = hw.wait_for(|hw| *hw > last_offset || !p.leads_at(epoch)) => r.is_err(),
+        // A leadership change wakes the high watermark's waiters (`wake_waiters`).
+        r = hw.wait_for(|hw| (acks_all && *hw > last_offset) || !p.leads_at(epoch)) => r.is_err(),
+        r = local.wait_for(|end| !acks_all && *end > last_offset) => r.is_err(),
         r = offline.wait_for(Option::is_some) => r.is_err(),
     };
     if ended {
         return Waited::Gone;
     }
     // What was durable before the failure stays acknowledged.
-    if p.high_watermark() > last_offset {
+    if reached(p) {
         return Waited::Committed;
     }
     match p.offline_reason() {
@@ -188,6 +260,9 @@ pub(crate) fn start(b: &Arc<Broker>, req: ProduceRequest, version: i16) -> InFli
             } else {
                 Err(Failure::code(ec::INVALID_REQUIRED_ACKS))
             };
+            if let Err(f) = &r {
+                debug!(topic = topic.name.as_str(), partition = pd.index, code = f.code, message = ?f.message, "produce refused");
+            }
             parts.push((pd.index, r));
         }
         results.push((topic.name, parts));
@@ -212,13 +287,17 @@ impl InFlight {
                 let pr = PartitionProduceResponse::default().with_index(index);
                 let pr = match r {
                     Ok(a) => {
-                        let durable = tokio::time::timeout_at(deadline, acknowledged(&a.partition, a.last_offset, a.leader_epoch)).await;
+                        let durable = tokio::time::timeout_at(
+                            deadline,
+                            acknowledged(&a.partition, a.last_offset, a.leader_epoch, a.min_insync.is_some()),
+                        )
+                        .await;
                         // The ISR may have shrunk below min.insync.replicas while this
                         // batch waited: then fewer copies exist than were promised.
-                        let isr = a.partition.replica.lock().isr.len().max(1) as i32;
+                        let below_min = a.min_insync.is_some_and(|m| a.partition.replica.lock().below_min_isr(m));
                         match durable {
                             Ok(Waited::NotLeader) => pr.with_error_code(ec::NOT_LEADER_OR_FOLLOWER).with_base_offset(-1),
-                            Ok(Waited::Committed) if a.min_insync.is_some_and(|m| isr < m) => {
+                            Ok(Waited::Committed) if below_min => {
                                 pr.with_error_code(ec::NOT_ENOUGH_REPLICAS_AFTER_APPEND).with_base_offset(-1)
                             }
                             Ok(Waited::Committed) => {
