@@ -48,6 +48,7 @@ pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
 pub const NOT_ENOUGH_REPLICAS: i16 = 19;
 pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
 pub const FENCED_LEADER_EPOCH: i16 = 74;
+pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
 pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
 
 /// Kafka's name of an error code (`NOT_LEADER_OR_FOLLOWER`, `NONE` for 0), or

@@ -7,6 +7,7 @@ pub mod error_codes;
 pub mod fetch_frames;
 pub mod framing;
 pub mod legacy;
+pub mod message_set;
 pub mod records;
 pub mod timestamps;
 

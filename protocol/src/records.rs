@@ -20,15 +20,27 @@ pub enum RecordsError {
     InvalidTimestamp(String),
     /// A compressed payload that cannot be read back (when its records must be).
     Decompress(String),
+    /// A v0/v1 message (or set) that is malformed: bad CRC, bad length, truncated
+    /// inside a compressed wrapper (see [`crate::message_set`]).
+    CorruptMessage(String),
+    /// A v0/v1 message set that is well formed but refused as Kafka refuses it
+    /// (nested compression, mixed magic, several compressed wrappers, ...).
+    InvalidRecord(String),
+    /// Stored records in a codec the requested format cannot carry (zstd for a
+    /// pre-0.11 consumer).
+    UnsupportedCompression(String),
 }
 
 impl RecordsError {
     /// The Kafka error code for the partition response.
     pub fn error_code(&self) -> i16 {
         match self {
-            RecordsError::Corrupt(_) | RecordsError::Empty | RecordsError::Decompress(_) => error_codes::CORRUPT_MESSAGE,
+            RecordsError::Corrupt(_) | RecordsError::Empty | RecordsError::Decompress(_) | RecordsError::CorruptMessage(_) => {
+                error_codes::CORRUPT_MESSAGE
+            }
             RecordsError::InvalidTimestamp(_) => error_codes::INVALID_TIMESTAMP,
-            RecordsError::Legacy(_) | RecordsError::Control => error_codes::INVALID_RECORD,
+            RecordsError::Legacy(_) | RecordsError::Control | RecordsError::InvalidRecord(_) => error_codes::INVALID_RECORD,
+            RecordsError::UnsupportedCompression(_) => error_codes::UNSUPPORTED_COMPRESSION_TYPE,
             RecordsError::TooLarge { .. } => error_codes::MESSAGE_TOO_LARGE,
         }
     }
@@ -43,7 +55,11 @@ impl RecordsError {
             RecordsError::TooLarge { size, max } => format!("record batch of {size} bytes exceeds max.message.bytes {max}"),
             RecordsError::Control => "producers may not write control batches".to_string(),
             RecordsError::Empty => "produce request carries no record batch".to_string(),
-            RecordsError::InvalidTimestamp(m) | RecordsError::Decompress(m) => m.clone(),
+            RecordsError::InvalidTimestamp(m)
+            | RecordsError::Decompress(m)
+            | RecordsError::CorruptMessage(m)
+            | RecordsError::InvalidRecord(m)
+            | RecordsError::UnsupportedCompression(m) => m.clone(),
         }
     }
 }
