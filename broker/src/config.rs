@@ -63,6 +63,9 @@ pub struct BrokerConfig {
     /// `log.message.timestamp.after.max.ms`: default of topics'
     /// `message.timestamp.after.max.ms` (one hour, as in Kafka 4).
     pub log_message_timestamp_after_max_ms: i64,
+    /// `log.message.downconversion.enable`: default of topics'
+    /// `message.downconversion.enable` (Fetch v0-v3 consumers served by conversion).
+    pub log_message_downconversion_enable: bool,
     /// `fetch.max.bytes`: cap on one fetch response, whatever the client asks.
     pub fetch_max_bytes: usize,
     /// `log.segment.bytes`
@@ -164,6 +167,7 @@ impl Default for BrokerConfig {
             message_max_bytes: 1_048_588,
             log_message_timestamp_before_max_ms: i64::MAX,
             log_message_timestamp_after_max_ms: 3_600_000,
+            log_message_downconversion_enable: true,
             fetch_max_bytes: 55 * 1024 * 1024,
             log_segment_bytes: 1 << 30,
             log_roll_ms: Some(7 * 24 * 3600 * 1000),
@@ -386,6 +390,7 @@ impl BrokerConfig {
         "message.max.bytes",
         "log.message.timestamp.before.max.ms",
         "log.message.timestamp.after.max.ms",
+        "log.message.downconversion.enable",
         "fetch.max.bytes",
         "log.segment.bytes",
         "log.roll.ms",
@@ -457,6 +462,7 @@ impl BrokerConfig {
             "message.max.bytes" => self.message_max_bytes = positive(key, v, parse(key, v)?)?,
             "log.message.timestamp.before.max.ms" => self.log_message_timestamp_before_max_ms = non_negative(key, v)?,
             "log.message.timestamp.after.max.ms" => self.log_message_timestamp_after_max_ms = non_negative(key, v)?,
+            "log.message.downconversion.enable" => self.log_message_downconversion_enable = parse(key, v)?,
             "fetch.max.bytes" => self.fetch_max_bytes = positive(key, v, parse(key, v)?)?,
             "log.segment.bytes" => self.log_segment_bytes = positive(key, v, parse(key, v)?)?,
             "log.roll.ms" => self.log_roll_ms = optional_i64(key, v)?.map(|x| x as u64),
@@ -573,6 +579,7 @@ impl BrokerConfig {
             ("message.max.bytes", self.message_max_bytes.to_string()),
             ("log.message.timestamp.before.max.ms", self.log_message_timestamp_before_max_ms.to_string()),
             ("log.message.timestamp.after.max.ms", self.log_message_timestamp_after_max_ms.to_string()),
+            ("log.message.downconversion.enable", self.log_message_downconversion_enable.to_string()),
             ("fetch.max.bytes", self.fetch_max_bytes.to_string()),
             ("log.segment.bytes", self.log_segment_bytes.to_string()),
             ("log.roll.ms", opt(self.log_roll_ms.map(|v| v as i64))),

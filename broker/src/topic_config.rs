@@ -50,7 +50,9 @@ pub fn validate(key: &str, value: &str) -> Result<(), String> {
             "LogAppendTime" => Err("LogAppendTime is not supported yet".into()),
             _ => Err(format!("`{value}` is not a timestamp type")),
         },
-        "unclean.leader.election.enable" => value.parse::<bool>().map(|_| ()).map_err(|_| format!("`{value}` is not a boolean")),
+        "message.downconversion.enable" | "unclean.leader.election.enable" => {
+            value.parse::<bool>().map(|_| ()).map_err(|_| format!("`{value}` is not a boolean"))
+        }
         "index.interval.bytes" => int_in(value, 0, i32::MAX as i64).map(|_| ()),
         "max.message.bytes" => int_in(value, 0, i32::MAX as i64).map(|_| ()),
         "message.timestamp.after.max.ms" | "message.timestamp.before.max.ms" => int_in(value, 0, i64::MAX).map(|_| ()),
@@ -75,6 +77,9 @@ pub struct TopicConfig {
     pub timestamp_before_max_ms: i64,
     /// `message.timestamp.after.max.ms`: how far ahead of it.
     pub timestamp_after_max_ms: i64,
+    /// `message.downconversion.enable`: Fetch v0-v3 consumers are served by
+    /// converting to message format v0/v1; off, they get UNSUPPORTED_VERSION.
+    pub downconversion_enable: bool,
     pub log: LogConfig,
 }
 
@@ -107,6 +112,7 @@ pub fn effective(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) ->
         min_insync_replicas: get(overrides, "min.insync.replicas").unwrap_or(broker.min_insync_replicas),
         timestamp_before_max_ms: get(overrides, "message.timestamp.before.max.ms").unwrap_or(broker.log_message_timestamp_before_max_ms),
         timestamp_after_max_ms: get(overrides, "message.timestamp.after.max.ms").unwrap_or(broker.log_message_timestamp_after_max_ms),
+        downconversion_enable: get(overrides, "message.downconversion.enable").unwrap_or(broker.log_message_downconversion_enable),
         log,
     }
 }
@@ -120,6 +126,7 @@ pub fn describe(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> 
         ("compression.type", "producer".into()),
         ("index.interval.bytes", e.log.index_interval_bytes.to_string()),
         ("max.message.bytes", e.max_message_bytes.to_string()),
+        ("message.downconversion.enable", e.downconversion_enable.to_string()),
         ("message.timestamp.after.max.ms", e.timestamp_after_max_ms.to_string()),
         ("message.timestamp.before.max.ms", e.timestamp_before_max_ms.to_string()),
         ("message.timestamp.type", "CreateTime".into()),

@@ -22,14 +22,14 @@ const fn api(key: ApiKey, min: i16, max: i16) -> ApiSupport {
 /// versions of the same APIs (Produce by topic id, ListOffsets max-timestamp) are
 /// left out until they are.
 pub const SUPPORTED: &[ApiSupport] = &[
-    api(ApiKey::Produce, 3, 11),
-    api(ApiKey::Fetch, 4, 15),
-    api(ApiKey::ListOffsets, 1, 6),
+    api(ApiKey::Produce, 0, 11),
+    api(ApiKey::Fetch, 0, 15),
+    api(ApiKey::ListOffsets, 0, 6),
     api(ApiKey::OffsetForLeaderEpoch, 2, 4),
     api(ApiKey::Metadata, 0, 13),
     api(ApiKey::ApiVersions, 0, 4),
-    api(ApiKey::CreateTopics, 2, 7),
-    api(ApiKey::DeleteTopics, 1, 6),
+    api(ApiKey::CreateTopics, 0, 7),
+    api(ApiKey::DeleteTopics, 0, 6),
     api(ApiKey::DeleteRecords, 0, 2),
     api(ApiKey::InitProducerId, 0, 4),
     api(ApiKey::DescribeConfigs, 0, 4),
@@ -41,7 +41,7 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api(ApiKey::Heartbeat, 0, 4),
     api(ApiKey::LeaveGroup, 0, 5),
     api(ApiKey::OffsetCommit, 0, 8),
-    api(ApiKey::OffsetFetch, 1, 8),
+    api(ApiKey::OffsetFetch, 0, 8),
     api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::DescribeGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),

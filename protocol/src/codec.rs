@@ -188,7 +188,8 @@ mod tests {
         let mut v = f.to_vec();
         v[0] = 0;
         v[1] = 0; // Produce
-        v[3] = 0; // v0
+        v[2] = 0;
+        v[3] = 99; // v99
         assert!(matches!(decode_request(Bytes::from(v)), Err(DecodeError::UnsupportedVersion { .. })));
     }
 

@@ -36,7 +36,8 @@ fn put_array_len(out: &mut BytesMut, n: usize, flexible: bool) {
 pub fn encode_fetch_frames(correlation_id: i32, version: i16, resp: &FetchResponse) -> Result<Vec<Bytes>, String> {
     let large = resp.responses.iter().flat_map(|t| &t.partitions).any(|p| p.records.as_ref().is_some_and(|r| r.len() >= SPLICE_MIN));
     let simple = !large
-        || version > MAX_VERSION
+        // Fetch v0-v3 records are down-converted copies, encoded by the legacy codec.
+        || !(4..=MAX_VERSION).contains(&version)
         || !resp.node_endpoints.is_empty()
         || !resp.unknown_tagged_fields.is_empty()
         || resp.responses.iter().any(|t| !t.unknown_tagged_fields.is_empty());

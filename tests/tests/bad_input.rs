@@ -244,9 +244,10 @@ fn e_api_versions_v99_answers_v0_unsupported_version() -> Result<()> {
 }
 
 #[test]
-fn e_produce_v0_closes_the_connection() -> Result<()> {
+fn e_produce_v0_with_a_message_set_is_stored_and_answered_in_v0_layout() -> Result<()> {
     let mut case = Case::start(&[])?;
     let mut c = case.connect()?;
+    c.create_topic("t", 1, &[])?;
     let set = legacy_message_set_v1(None, Some(b"v0"), 1);
     let mut body = Vec::new();
     body.extend_from_slice(&1i16.to_be_bytes()); // acks
@@ -259,7 +260,17 @@ fn e_produce_v0_closes_the_connection() -> Result<()> {
     body.extend_from_slice(&(set.len() as i32).to_be_bytes());
     body.extend_from_slice(&set);
     c.write_raw(&frame_v1(0, 0, 9, &body))?;
-    c.expect_closed(CLOSE_WITHIN)?;
+    let ReadOutcome::Frame(r) = c.read_frame()? else { bail!("connection closed on Produce v0") };
+    // correlation id; [topic: name, [partition, error, base offset]]; nothing else in v0.
+    let mut expect = 9i32.to_be_bytes().to_vec();
+    expect.extend_from_slice(&1i32.to_be_bytes());
+    expect.extend_from_slice(&1i16.to_be_bytes());
+    expect.extend_from_slice(b"t");
+    expect.extend_from_slice(&1i32.to_be_bytes());
+    expect.extend_from_slice(&0i32.to_be_bytes());
+    expect.extend_from_slice(&0i16.to_be_bytes());
+    expect.extend_from_slice(&0i64.to_be_bytes());
+    ensure!(r[..] == expect[..], "Produce v0 answer {:?}, want {expect:?} (stored at offset 0, no error)", &r[..]);
     case.check_still_serving()
 }
 

@@ -7,6 +7,7 @@ use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use karst_protocol::error_codes as ec;
+use karst_protocol::message_set::{down_convert, fetch_magic, DownConvertOptions};
 use karst_storage::StorageError;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -151,24 +152,34 @@ fn read_all(
                                 p.read(fp.fetch_offset, limit, total == 0)
                             }
                         };
+                        let read = match (read, replica.is_none().then(|| fetch_magic(version)).flatten()) {
+                            (Ok(slice), Some(magic)) => down_convert_for(b, &p, magic, fp.fetch_offset, limit, &slice.bytes),
+                            (read, _) => read.map(|slice| slice.bytes).map_err(Refused::from),
+                        };
                         match read {
-                            Ok(slice) => {
-                                total += slice.bytes.len();
-                                partition_data(Some(&p), fp.partition, ec::NONE).with_records(Some(slice.bytes))
+                            Ok(bytes) => {
+                                total += bytes.len();
+                                partition_data(Some(&p), fp.partition, ec::NONE).with_records(Some(bytes))
                             }
-                            Err(PartitionError::Storage(StorageError::OffsetOutOfRange { .. })) => {
+                            Err(Refused::Code(code)) => {
                                 any_error = true;
-                                partition_data(Some(&p), fp.partition, ec::OFFSET_OUT_OF_RANGE)
+                                partition_data(Some(&p), fp.partition, code)
                             }
-                            Err(PartitionError::Closed) => {
-                                any_error = true;
-                                partition_data(None, fp.partition, ec::NOT_LEADER_OR_FOLLOWER)
-                            }
-                            Err(e) => {
-                                tracing::warn!(topic = %name, partition = fp.partition, "fetch read failed: {e}");
-                                any_error = true;
-                                partition_data(Some(&p), fp.partition, ec::KAFKA_STORAGE_ERROR)
-                            }
+                            Err(Refused::Read(e)) => match e {
+                                PartitionError::Storage(StorageError::OffsetOutOfRange { .. }) => {
+                                    any_error = true;
+                                    partition_data(Some(&p), fp.partition, ec::OFFSET_OUT_OF_RANGE)
+                                }
+                                PartitionError::Closed => {
+                                    any_error = true;
+                                    partition_data(None, fp.partition, ec::NOT_LEADER_OR_FOLLOWER)
+                                }
+                                e => {
+                                    tracing::warn!(topic = %name, partition = fp.partition, "fetch read failed: {e}");
+                                    any_error = true;
+                                    partition_data(Some(&p), fp.partition, ec::KAFKA_STORAGE_ERROR)
+                                }
+                            },
                         }
                     }
                 },
@@ -197,9 +208,44 @@ pub(super) fn epoch_error(p: &Partition, theirs: i32) -> Option<i16> {
     }
 }
 
-/// The response; a consumer's (not a follower's) records are counted as read.
-fn respond(replica: Option<Follower>, wanted: &[Wanted], topics: Vec<FetchableTopicResponse>) -> FetchResponse {
-    if replica.is_none() {
+/// Why a partition's read gave no records.
+enum Refused {
+    Read(PartitionError),
+    Code(i16),
+}
+
+impl From<PartitionError> for Refused {
+    fn from(e: PartitionError) -> Refused {
+        Refused::Read(e)
+    }
+}
+
+/// A Fetch v0-v3 consumer's records: the stored v2 batches converted to message
+/// format `magic` (0 or 1), as Kafka down-converts for clients older than 0.11.
+/// Counted here, as the response's bytes are no longer v2 batches.
+fn down_convert_for(b: &Broker, p: &Partition, magic: i8, fetch_offset: i64, max_bytes: usize, batches: &[u8]) -> Result<Bytes, Refused> {
+    if !p.config().downconversion_enable {
+        return Err(Refused::Code(ec::UNSUPPORTED_VERSION));
+    }
+    let opts = DownConvertOptions { magic, fetch_offset, max_bytes, max_decompressed: b.config.socket_request_max_bytes };
+    match down_convert(batches, &opts) {
+        Ok(d) => {
+            let records = u64::try_from(d.record_count).unwrap_or(0);
+            crate::metrics::down_converted(&p.topic, records);
+            crate::metrics::consumed_records(&p.topic, records, d.records.len());
+            Ok(Bytes::from(d.records))
+        }
+        Err(e) => {
+            tracing::debug!(topic = %p.topic, partition = p.index, "down-conversion refused: {}", e.message());
+            Err(Refused::Code(e.error_code()))
+        }
+    }
+}
+
+/// The response; a consumer's (not a follower's) v2 records are counted as read
+/// (down-converted ones were counted as they were converted).
+fn respond(replica: Option<Follower>, wanted: &[Wanted], topics: Vec<FetchableTopicResponse>, version: i16) -> FetchResponse {
+    if replica.is_none() && fetch_magic(version).is_none() {
         for (w, t) in wanted.iter().zip(&topics) {
             let Ok(name) = &w.resolved else { continue };
             let topic: Arc<str> = Arc::from(name.as_str());
@@ -222,13 +268,13 @@ pub(crate) async fn handle(b: &Arc<Broker>, mut req: FetchRequest, version: i16)
         let (topics, total, any_error) = read_all(b, &wanted, max_bytes, version, replica, Some(&mut receivers));
         let done = total >= min_bytes || any_error || receivers.is_empty() || tokio::time::Instant::now() >= deadline;
         if done {
-            return respond(replica, &wanted, topics);
+            return respond(replica, &wanted, topics, version);
         }
         // Long poll: wait for any of these partitions to advance, or the deadline.
         let changes = select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
         if crate::metrics::fetch_wait(tokio::time::timeout_at(deadline, changes)).await.is_err() {
             let (topics, _, _) = read_all(b, &wanted, max_bytes, version, replica, None);
-            return respond(replica, &wanted, topics);
+            return respond(replica, &wanted, topics, version);
         }
     }
 }

@@ -61,6 +61,8 @@ pub(crate) fn handle(b: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> 
                         LATEST => Ok(Some((p.high_watermark(), -1))),
                         EARLIEST => Ok(Some((p.log_start_offset(), -1))),
                         ts if ts >= 0 => offset_for_time(&p, ts),
+                        // v0 knew only -1 and -2 (Kafka: UNSUPPORTED_VERSION).
+                        _ if version == 0 => Err(ec::UNSUPPORTED_VERSION),
                         _ => Err(ec::INVALID_REQUEST),
                     };
                     match found {

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use karst_protocol::error_codes as ec;
+use karst_protocol::message_set::{legacy_magic, up_convert, UpConvertLimits, MAGIC_V0};
 use karst_protocol::records::validate_produce;
 use karst_protocol::timestamps::{settle_timestamps, TimestampLimits};
 use karst_storage::StorageError;
@@ -27,6 +28,15 @@ impl Failure {
     fn with(code: i16, message: String) -> Failure {
         Failure { code, message: Some(message) }
     }
+}
+
+/// What one Produce request says of all its partitions.
+#[derive(Debug, Clone, Copy)]
+struct Request {
+    version: i16,
+    transactional: bool,
+    now: i64,
+    acks_all: bool,
 }
 
 /// A partition index and what its append did.
@@ -58,21 +68,13 @@ fn storage_failure(e: PartitionError) -> Failure {
 
 /// Appends one partition's records; on a retriable refusal of an idempotent batch,
 /// remembers it (see [`crate::refused_batches`]).
-fn append(
-    b: &Arc<Broker>,
-    topic: &str,
-    index: i32,
-    records: Option<Bytes>,
-    transactional: bool,
-    now: i64,
-    acks_all: bool,
-) -> Result<Appended, Failure> {
+fn append(b: &Arc<Broker>, topic: &str, index: i32, records: Option<Bytes>, req: Request) -> Result<Appended, Failure> {
     if topic == OFFSETS_TOPIC {
         return Err(Failure::with(ec::INVALID_TOPIC_EXCEPTION, format!("{OFFSETS_TOPIC} is internal: clients cannot write to it")));
     }
     let records = records.unwrap_or_default();
     let partition = b.partitions.get(topic, index);
-    let r = append_to(b, topic, index, partition.as_ref(), records.clone(), transactional, now, acks_all);
+    let r = append_to(b, topic, index, partition.as_ref(), records.clone(), req);
     if let (Err(f), Some(p)) = (&r, &partition) {
         if RETRIABLE_REFUSALS.contains(&f.code) {
             if let Some((pid, epoch, seq)) = producer_of(&records) {
@@ -104,17 +106,15 @@ fn producer_of(records: &[u8]) -> Option<(i64, i16, i32)> {
     h.has_producer_id().then_some((h.producer_id, h.producer_epoch, h.base_sequence))
 }
 
-#[allow(clippy::too_many_arguments)]
 fn append_to(
     b: &Arc<Broker>,
     topic: &str,
     index: i32,
     partition: Option<&Arc<Partition>>,
     records: Bytes,
-    transactional: bool,
-    now: i64,
-    acks_all: bool,
+    req: Request,
 ) -> Result<Appended, Failure> {
+    let Request { version, transactional, now, acks_all } = req;
     b.check_leader(topic, index).map_err(Failure::code)?;
     let partition = partition.ok_or(Failure::code(ec::UNKNOWN_TOPIC_OR_PARTITION))?.clone();
     let config = partition.config();
@@ -128,6 +128,31 @@ fn append_to(
             ));
         }
     }
+    // Produce v0-v2 may carry message format v0/v1: one v2 batch is stored instead,
+    // as Kafka's log validator converts it. Magic 0 has no timestamps to check.
+    let (records, timestamps_checked) = match legacy_magic(&records).filter(|_| version <= 2) {
+        None => (records, true),
+        Some(_) => {
+            let limits = UpConvertLimits { max_message_bytes: max, max_decompressed: b.config.socket_request_max_bytes };
+            let up = up_convert(&records, &limits).map_err(|e| Failure::with(e.error_code(), e.message()))?;
+            if up.dropped_trailing_bytes > 0 {
+                debug!(
+                    topic,
+                    partition = index,
+                    bytes = up.dropped_trailing_bytes,
+                    "dropped a partial message at the end of a message set"
+                );
+            }
+            if up.batch.is_empty() {
+                // No whole message: Kafka appends nothing and answers NONE, offset -1.
+                let leader_epoch = partition.leader_epoch();
+                let log_start_offset = partition.log_start_offset();
+                return Ok(Appended { partition, base_offset: -1, last_offset: -1, log_start_offset, min_insync: None, leader_epoch });
+            }
+            crate::metrics::up_converted(&partition.topic, u64::try_from(up.record_count).unwrap_or(0));
+            (Bytes::from(up.batch), up.magic != Some(MAGIC_V0))
+        }
+    };
     let summary = validate_produce(&records, max).map_err(|e| Failure::with(e.error_code(), e.message()))?;
     if transactional || summary.transactional {
         return Err(Failure::with(ec::INVALID_RECORD, "transactions are not supported by this broker yet".into()));
@@ -136,8 +161,8 @@ fn append_to(
     // KIP-937 window always applies.
     let limits = TimestampLimits {
         now,
-        before_max_ms: config.timestamp_before_max_ms,
-        after_max_ms: config.timestamp_after_max_ms,
+        before_max_ms: if timestamps_checked { config.timestamp_before_max_ms } else { i64::MAX },
+        after_max_ms: if timestamps_checked { config.timestamp_after_max_ms } else { i64::MAX },
         max_decompressed: b.config.socket_request_max_bytes,
     };
     let records = settle_timestamps(records, &limits).map_err(|e| Failure::with(e.error_code(), e.message()))?;
@@ -249,14 +274,13 @@ pub(crate) struct InFlight {
 
 pub(crate) fn start(b: &Arc<Broker>, req: ProduceRequest, version: i16) -> InFlight {
     let acks = req.acks;
-    let now = now_ms();
-    let transactional = req.transactional_id.is_some();
+    let request = Request { version, transactional: req.transactional_id.is_some(), now: now_ms(), acks_all: acks == -1 };
     let mut results = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let mut parts = Vec::with_capacity(topic.partition_data.len());
         for pd in topic.partition_data {
             let r = if matches!(acks, -1..=1) {
-                append(b, topic.name.as_str(), pd.index, pd.records, transactional, now, acks == -1)
+                append(b, topic.name.as_str(), pd.index, pd.records, request)
             } else {
                 Err(Failure::code(ec::INVALID_REQUIRED_ACKS))
             };

@@ -48,6 +48,8 @@ pub(crate) struct Families {
     pub(crate) bytes_in: Family<TopicLabel, Counter>,
     pub(crate) messages_out: Family<TopicLabel, Counter>,
     pub(crate) bytes_out: Family<TopicLabel, Counter>,
+    pub(crate) up_converted: Family<TopicLabel, Counter>,
+    pub(crate) down_converted: Family<TopicLabel, Counter>,
     requests: Family<ApiLabel, Counter>,
     latency: HistogramFamily<ApiLabel>,
     pub(crate) errors: Family<ApiErrorLabels, Counter>,
@@ -78,6 +80,8 @@ impl Families {
             bytes_in: Family::default(),
             messages_out: Family::default(),
             bytes_out: Family::default(),
+            up_converted: Family::default(),
+            down_converted: Family::default(),
             requests: Family::default(),
             latency: Family::new_with_constructor(latency_histogram as fn() -> AtomicHistogram),
             errors: Family::default(),
@@ -93,6 +97,16 @@ impl Families {
         registry.register("karst_topic_bytes_in", "Record-batch bytes appended by Produce", f.bytes_in.clone());
         registry.register("karst_topic_messages_out", "Records returned by consumer Fetch", f.messages_out.clone());
         registry.register("karst_topic_bytes_out", "Record-batch bytes returned by consumer Fetch", f.bytes_out.clone());
+        registry.register(
+            "karst_up_converted_records",
+            "Records produced in message format v0/v1 (Produce v0-v2 clients) and converted to v2 batches",
+            f.up_converted.clone(),
+        );
+        registry.register(
+            "karst_down_converted_records",
+            "Records converted to message format v0/v1 for Fetch v0-v3 consumers",
+            f.down_converted.clone(),
+        );
         registry.register("karst_requests", "Requests handled, by Kafka API", f.requests.clone());
         registry.register("karst_request_errors", "Request and partition level errors, by Kafka API and error name", f.errors.clone());
         registry.register("karst_isr_shrinks", "ISR shrinks proposed by this broker as leader and accepted", f.isr_shrinks.clone());

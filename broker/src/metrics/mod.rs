@@ -44,17 +44,32 @@ pub(crate) fn consumed(topic: &Arc<str>, batches: &[u8]) {
     if batches.is_empty() {
         return;
     }
+    consumed_records(topic, karst_batch::count_records(batches), batches.len());
+}
+
+/// A consumer Fetch returned `records` records of `topic` in `bytes` bytes.
+pub(crate) fn consumed_records(topic: &Arc<str>, records: u64, bytes: usize) {
     let f = families();
     let label = TopicLabel { topic: topic.clone() };
-    f.messages_out.get_or_create(&label).inc_by(karst_batch::count_records(batches));
-    f.bytes_out.get_or_create(&label).inc_by(batches.len() as u64);
+    f.messages_out.get_or_create(&label).inc_by(records);
+    f.bytes_out.get_or_create(&label).inc_by(bytes as u64);
+}
+
+/// A Produce v0-v2 client's `records` records of `topic` were converted to a v2 batch.
+pub(crate) fn up_converted(topic: &Arc<str>, records: u64) {
+    families().up_converted.get_or_create(&TopicLabel { topic: topic.clone() }).inc_by(records);
+}
+
+/// `records` records of `topic` were converted for a Fetch v0-v3 consumer.
+pub(crate) fn down_converted(topic: &Arc<str>, records: u64) {
+    families().down_converted.get_or_create(&TopicLabel { topic: topic.clone() }).inc_by(records);
 }
 
 /// A deleted topic's series go with it, as Kafka drops its per-topic metrics.
 pub(crate) fn topic_deleted(topic: &str) {
     let f = families();
     let label = TopicLabel { topic: Arc::from(topic) };
-    for family in [&f.messages_in, &f.bytes_in, &f.messages_out, &f.bytes_out] {
+    for family in [&f.messages_in, &f.bytes_in, &f.messages_out, &f.bytes_out, &f.up_converted, &f.down_converted] {
         family.remove(&label);
     }
 }
