@@ -32,6 +32,12 @@ fn sarama(version: &str, codecs: &[&str]) -> Result<()> {
         println!("{stdout}");
         ensure!(out.status.success() && stdout.trim_end().ends_with("OK"), "sarama {version:?} with {codec} failed\n{}", show_output(&out));
         ensure!(stored_codecs(&broker, &topic)? == [codec_id(codec)], "{codec}: the stored batches do not carry the producer's codec");
+        // Operators see who still needs the conversion.
+        let admin = broker.admin_addr().context("no admin address")?;
+        let metrics = karst_tests::metrics::parse_exposition(&karst_tests::metrics::http_get(admin, "/metrics", &[])?.body)?;
+        let up = metrics.value_or_zero("karst_up_converted_records_total", &[("topic", &topic)]);
+        let down = metrics.value_or_zero("karst_down_converted_records_total", &[("topic", &topic)]);
+        ensure!(up == 10_000.0 && down >= 10_000.0, "{codec}: up-converted {up}, down-converted {down} records");
     }
     broker.check_running()
 }
@@ -173,5 +179,231 @@ fn rdkafka_produce(broker: &Broker, topic: &str, codec: &str) -> Result<()> {
 }
 
 fn broker_alive(mut broker: Broker) -> Result<()> {
+    broker.check_running()
+}
+
+/// Sends Produce `version` with `set` as partition 0's records; returns (error, base offset).
+fn produce_set(c: &mut RawClient, topic: &str, version: i16, set: Vec<u8>) -> Result<(i16, i64)> {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestKind, ResponseKind};
+    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![TopicProduceData::default()
+        .with_name(karst_tests::raw::topic_name(topic))
+        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(set.into()))])]);
+    let id = c.correlation_id();
+    let frame = karst_protocol::codec::encode_request(ApiKey::Produce, version, id, "karst-tests", &RequestKind::Produce(req))
+        .map_err(anyhow::Error::msg)?;
+    c.write_raw(&frame)?;
+    let karst_tests::raw::ReadOutcome::Frame(body) = c.read_frame()? else { anyhow::bail!("connection closed on Produce v{version}") };
+    let (got_id, resp) = karst_protocol::codec::decode_response(ApiKey::Produce, version, body).map_err(anyhow::Error::msg)?;
+    ensure!(got_id == id, "correlation id {got_id}, sent {id}");
+    let ResponseKind::Produce(r) = resp else { anyhow::bail!("not a Produce response") };
+    let p = &r.responses[0].partition_responses[0];
+    Ok((p.error_code, p.base_offset))
+}
+
+fn message_set(magic: i8, codec: i16, values: &[&[u8]]) -> Result<Vec<u8>> {
+    use karst_protocol::message_set::{build_message_set, MessageRef};
+    let messages: Vec<MessageRef<'_>> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| MessageRef { offset: i as i64, timestamp: 1_700_000_000_000, key: Some(b"k"), value: Some(v) })
+        .collect();
+    build_message_set(magic, codec, None, &messages).map_err(|e| anyhow::anyhow!("{}", e.message()))
+}
+
+/// One uncompressed-looking message whose attributes say `codec` and whose value is
+/// `value` as given: a wrapper built by hand (CRC-32 over magic..end).
+fn wrapper(magic: i8, codec: u8, value: &[u8]) -> Vec<u8> {
+    let mut m = vec![magic as u8, codec];
+    if magic == 1 {
+        m.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
+    }
+    m.extend_from_slice(&(-1i32).to_be_bytes());
+    m.extend_from_slice(&(value.len() as i32).to_be_bytes());
+    m.extend_from_slice(value);
+    let mut entry = 0i64.to_be_bytes().to_vec();
+    entry.extend_from_slice(&((m.len() + 4) as i32).to_be_bytes());
+    entry.extend_from_slice(&karst_tests::raw::crc32_ieee(&m).to_be_bytes());
+    entry.extend_from_slice(&m);
+    entry
+}
+
+fn gzip(data: &[u8]) -> Result<Vec<u8>> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data)?;
+    Ok(e.finish()?)
+}
+
+#[test]
+fn bad_message_sets_get_kafkas_errors_and_nothing_of_them_is_stored() -> Result<()> {
+    const CORRUPT_MESSAGE: i16 = 2;
+    const MESSAGE_TOO_LARGE: i16 = 10;
+    const INVALID_RECORD: i16 = 87;
+    // Decompression is bounded by socket.request.max.bytes.
+    let mut broker = Broker::start(&["--set", "socket.request.max.bytes=1048576"])?;
+    let topic = unique_topic("bad-sets");
+    let mut c = RawClient::connect(broker.addr())?;
+    c.create_topic(&topic, 1, &[("max.message.bytes", "100000")])?;
+    let good = message_set(1, 0, &[b"one", b"two", b"three"])?;
+
+    // A wrong CRC anywhere in the set refuses the whole set.
+    let mut bad_crc = good.clone();
+    let last = bad_crc.len() - 1;
+    bad_crc[last] ^= 0x55;
+    // A set cut inside its only message holds no whole message: Kafka stores nothing
+    // and answers NONE with offset -1; cut inside the last one, it keeps the others.
+    let one = message_set(0, 0, &[b"only"])?;
+    // Compression inside compression.
+    let inner = message_set(1, 1, &[b"a", b"b"])?;
+    let nested = wrapper(1, 1, &gzip(&inner)?);
+    // A small wrapper expanding past what the broker decompresses.
+    let bomb = message_set(1, 1, &[&vec![b'x'; 2_000_000]])?;
+    // A wrapper with a null value... as Kafka: INVALID_RECORD; garbage inside a wrapper: CORRUPT_MESSAGE.
+    let garbage = wrapper(1, 1, &gzip(b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xffnot a message")?);
+    let cases: Vec<(&str, i16, Vec<u8>, i16)> = vec![
+        ("wrong CRC", 2, bad_crc, CORRUPT_MESSAGE),
+        ("nested compression", 2, nested, INVALID_RECORD),
+        ("expands past the decompression bound", 2, bomb, CORRUPT_MESSAGE),
+        ("garbage inside a wrapper", 1, garbage, CORRUPT_MESSAGE),
+    ];
+    for (what, version, set, want) in cases {
+        let (code, _) = produce_set(&mut c, &topic, version, set)?;
+        ensure!(code == want, "{what}: error {code}, Kafka answers {want}");
+    }
+    let (code, offset) = produce_set(&mut c, &topic, 0, one[..one.len() - 3].to_vec())?;
+    ensure!((code, offset) == (0, -1), "a set with no whole message: error {code} offset {offset}, Kafka answers 0 and -1");
+    ensure!(stored_codecs(&broker, &topic)?.is_empty(), "something of a refused set was stored");
+    // The broker keeps serving: the good set is stored whole, the cut one up to its cut.
+    ensure!(produce_set(&mut c, &topic, 2, good.clone())? == (0, 0), "the good set after the bad ones");
+    let (code, offset) = produce_set(&mut c, &topic, 1, good[..good.len() - 4].to_vec())?;
+    ensure!((code, offset) == (0, 3), "a set cut in its last message: error {code} offset {offset}");
+    let hw = karst_tests::raw::RawClient::connect(broker.addr())?.produce(
+        &topic,
+        0,
+        karst_tests::raw::record_batch(&[(None, Some(b"v2"))], 1_000),
+        9,
+    )?;
+    ensure!(hw.error_code == 0 && hw.base_offset == 5, "a v2 batch after them lands at 5: {hw:?}");
+    // max.message.bytes limits the stored (compressed) batch, as in Kafka: a record
+    // that is larger only once decompressed is stored; one stored larger is refused.
+    let big = message_set(1, 1, &[&vec![b'x'; 400_000]])?;
+    ensure!(produce_set(&mut c, &topic, 2, big)? == (0, 6), "a 400 KB record compressing well");
+    let incompressible: Vec<u8> = (0..150_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let (code, _) = produce_set(&mut c, &topic, 2, message_set(1, 0, &[&incompressible])?)?;
+    ensure!(code == MESSAGE_TOO_LARGE, "a 150 KB message with max.message.bytes 100000: error {code}");
+    broker.check_running()
+}
+
+/// (partition, offset, key, value) of every record, in partition and offset order.
+type Dump = Vec<(i32, i64, Option<Vec<u8>>, Option<Vec<u8>>)>;
+
+/// Every record of `topic` as sarama 1.22 reads it speaking `version` ("" = 0.8.2).
+fn sarama_dump(broker: &Broker, topic: &str, version: &str) -> Result<Dump> {
+    let bin = go_binary("legacy")?;
+    let mut cmd = Command::new(&bin);
+    cmd.args(["-bootstrap", &broker.bootstrap(), "-topic", topic, "-mode", "dump"]).stdin(Stdio::null());
+    if !version.is_empty() {
+        cmd.args(["-version", version]);
+    }
+    let out = run_command(&mut cmd, TIMEOUT)?;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    ensure!(out.status.success() && stdout.trim_end().ends_with("OK"), "sarama dump failed\n{}", show_output(&out));
+    let unhex = |s: &str| -> Result<Option<Vec<u8>>> {
+        if s == "-" {
+            return Ok(None);
+        }
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(anyhow::Error::from))
+            .collect::<Result<Vec<u8>>>()
+            .map(Some)
+    };
+    let mut dump = Dump::new();
+    for line in stdout.lines().filter(|l| *l != "OK") {
+        let f: Vec<&str> = line.split('\t').collect();
+        ensure!(f.len() == 4, "dump line {line:?}");
+        dump.push((f[0].parse()?, f[1].parse()?, unhex(f[2])?, unhex(f[3])?));
+    }
+    dump.sort_by_key(|r| (r.0, r.1));
+    Ok(dump)
+}
+
+/// Every record of `topic` as the rdkafka crate (Fetch v4+, v2 batches) reads it.
+fn rdkafka_dump(broker: &Broker, topic: &str, partitions: i32, expected: usize) -> Result<Dump> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", unique_topic("dump"))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut dump = Dump::new();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while dump.len() < expected {
+        ensure!(std::time::Instant::now() < deadline, "rdkafka read {} of {expected} records", dump.len());
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m?;
+            dump.push((m.partition(), m.offset(), m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec)));
+        }
+    }
+    dump.sort_by_key(|r| (r.0, r.1));
+    Ok(dump)
+}
+
+#[test]
+fn records_cross_message_format_generations_byte_identical_at_the_same_offsets() -> Result<()> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let mut broker = Broker::start(&[])?;
+
+    // v2 batches from an idempotent producer, with headers, read by a 0.8.2 consumer
+    // (Fetch v0, message format v0: headers dropped, as Kafka drops them).
+    let topic = unique_topic("v2-to-old");
+    RawClient::connect(broker.addr())?.create_topic(&topic, 3, &[])?;
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("enable.idempotence", "true")
+        // Not lz4: for message format v0 Kafka (and Karst) write the frame checksum
+        // pre-0.10 clients computed wrongly, which sarama 1.22 refuses from Kafka too.
+        .set("compression.type", "snappy")
+        .set("linger.ms", "10")
+        .create()?;
+    let n = 3_000;
+    for i in 0..n {
+        let key = format!("key-{}", i % 11);
+        let value = (i % 10 != 0).then(|| format!("value {i} {}", "ab".repeat(i % 9)));
+        let headers = OwnedHeaders::new().insert(Header { key: "h", value: Some(&format!("{i}")) });
+        let mut record = BaseRecord::<String, String>::to(&topic).partition((i % 3) as i32).key(&key).headers(headers);
+        if let Some(v) = &value {
+            record = record.payload(v);
+        }
+        producer.send(record).map_err(|(e, _)| anyhow::anyhow!("send {i}: {e}"))?;
+    }
+    producer.flush(Duration::from_secs(30))?;
+    let modern = rdkafka_dump(&broker, &topic, 3, n)?;
+    for version in ["", "0.10.0.0"] {
+        let old = sarama_dump(&broker, &topic, version)?;
+        ensure!(old == modern, "sarama {version:?} read {} records, rdkafka {}: they differ", old.len(), modern.len());
+    }
+
+    // Message format v0 from a 0.8.2 producer (gzip), read as v2 batches.
+    let topic = unique_topic("old-to-v2");
+    RawClient::connect(broker.addr())?.create_topic(&topic, 3, &[])?;
+    let bin = go_binary("legacy")?;
+    let out = run_command(
+        Command::new(&bin).args(["-bootstrap", &broker.bootstrap(), "-topic", &topic, "-codec", "gzip", "-n", "2000"]).stdin(Stdio::null()),
+        TIMEOUT,
+    )?;
+    ensure!(out.status.success(), "sarama 0.8.2 producer\n{}", show_output(&out));
+    let old = sarama_dump(&broker, &topic, "")?;
+    let modern = rdkafka_dump(&broker, &topic, 3, old.len())?;
+    ensure!(old.len() == 2000 && old == modern, "{} records read by sarama, {} by rdkafka: they differ", old.len(), modern.len());
     broker.check_running()
 }

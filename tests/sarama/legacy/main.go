@@ -5,11 +5,15 @@
 // PartitionConsumer per partition reads everything back from the oldest offset and
 // checks every key, value and offset, and that nothing is there twice.
 //
-// Usage: legacy -bootstrap HOST:PORT -topic T [-version 0.8.2|0.9.0|0.10.0] [-codec none|gzip|snappy|lz4] [-n N]
+// With -mode dump it only reads: every partition from the oldest offset to the high
+// watermark, one line per message: partition, offset, hex key, hex value ("-" for null).
+//
+// Usage: legacy -bootstrap HOST:PORT -topic T [-version 0.8.2|0.9.0|0.10.0] [-codec none|gzip|snappy|lz4] [-n N] [-mode roundtrip|dump]
 package main
 
 import (
 	"bytes"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"log"
@@ -41,6 +45,7 @@ func main() {
 	version := flag.String("version", "", "Kafka version to speak (default: sarama's, 0.8.2)")
 	codec := flag.String("codec", "none", "none, gzip, snappy or lz4")
 	n := flag.Int("n", 10000, "messages")
+	mode := flag.String("mode", "roundtrip", "roundtrip or dump")
 	flag.Parse()
 	sarama.Logger = log.New(os.Stderr, "[sarama] ", log.Lmicroseconds)
 
@@ -75,6 +80,10 @@ func main() {
 		fail("NewClient: %v", err)
 	}
 	defer client.Close()
+	if *mode == "dump" {
+		dump(client, *topic)
+		return
+	}
 
 	sent := map[position]int{}
 	record := func(m *sarama.ProducerMessage) {
@@ -191,4 +200,55 @@ func main() {
 		fail("verified %d messages, expected %d", total, *n)
 	}
 	fmt.Printf("sarama %s (%s): %d messages round-tripped with %s\nOK\n", config.Version, *version, *n, *codec)
+}
+
+func hexOrNull(b []byte) string {
+	if b == nil {
+		return "-"
+	}
+	return hex.EncodeToString(b)
+}
+
+// dump prints every message of every partition of topic, oldest first.
+func dump(client sarama.Client, topic string) {
+	partitions, err := client.Partitions(topic)
+	if err != nil {
+		fail("Partitions: %v", err)
+	}
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		fail("NewConsumer: %v", err)
+	}
+	defer consumer.Close()
+	for _, partition := range partitions {
+		newest, err := client.GetOffset(topic, partition, sarama.OffsetNewest)
+		if err != nil {
+			fail("GetOffset newest %d: %v", partition, err)
+		}
+		oldest, err := client.GetOffset(topic, partition, sarama.OffsetOldest)
+		if err != nil {
+			fail("GetOffset oldest %d: %v", partition, err)
+		}
+		if newest == oldest {
+			continue
+		}
+		pc, err := consumer.ConsumePartition(topic, partition, oldest)
+		if err != nil {
+			fail("ConsumePartition %d: %v", partition, err)
+		}
+		timer := time.After(timeout)
+		for done := false; !done; {
+			select {
+			case m := <-pc.Messages():
+				fmt.Printf("%d\t%d\t%s\t%s\n", partition, m.Offset, hexOrNull(m.Key), hexOrNull(m.Value))
+				done = m.Offset+1 >= newest
+			case e := <-pc.Errors():
+				fail("partition %d consumer error: %v", partition, e)
+			case <-timer:
+				fail("partition %d: not all of %d..%d consumed in %v", partition, oldest, newest, timeout)
+			}
+		}
+		pc.Close()
+	}
+	fmt.Println("OK")
 }
