@@ -86,6 +86,11 @@ struct Args {
     /// Write the JSON here instead of stdout.
     #[arg(long)]
     out: Option<std::path::PathBuf>,
+    /// Consumers skip ApiVersions and speak this Kafka version's protocol (librdkafka
+    /// `broker.version.fallback`), e.g. 0.10.0: Fetch v2, message format v1, which a
+    /// broker serves by down-converting its v2 batches.
+    #[arg(long)]
+    consumer_fallback: Option<String>,
 }
 
 /// The measured window in [`now_ns`] time, and run-wide flags.
@@ -161,6 +166,9 @@ fn consumer_config(a: &Args, group: &str) -> ClientConfig {
         .set("auto.offset.reset", "earliest")
         .set("queued.max.messages.kbytes", "65536")
         .set("session.timeout.ms", "10000");
+    if let Some(v) = &a.consumer_fallback {
+        c.set("api.version.request", "false").set("broker.version.fallback", v);
+    }
     c
 }
 

@@ -144,11 +144,24 @@ struct Load {
     subscribe: bool,
     rate: Option<f64>,
     backlog: Option<u64>,
+    /// Consumers speak this old Kafka version's protocol (no ApiVersions).
+    consumer_fallback: Option<&'static str>,
 }
 
 impl Load {
     fn base(workload: &'static str, size: usize) -> Load {
-        Load { workload, size, partitions: 6, producers: 2, consumers: 2, groups: 1, subscribe: false, rate: None, backlog: None }
+        Load {
+            workload,
+            size,
+            partitions: 6,
+            producers: 2,
+            consumers: 2,
+            groups: 1,
+            subscribe: false,
+            rate: None,
+            backlog: None,
+            consumer_fallback: None,
+        }
     }
 }
 
@@ -262,6 +275,9 @@ impl Harness {
         }
         if let Some(b) = load.backlog {
             cmd.arg("--backlog-bytes").arg(b.to_string()).arg("--drop-caches");
+        }
+        if let Some(v) = load.consumer_fallback {
+            cmd.arg("--consumer-fallback").arg(v);
         }
         let limit = Duration::from_secs_f64(warmup + duration + self.plan.drain + 180.0);
         // Nobody's writeback is left for the next run to wait behind.
@@ -383,6 +399,11 @@ impl Harness {
             }
             if want_de && !skip.contains('e') {
                 loads.push(Load { backlog: Some(self.plan.backlog), ..Load::base("e", 1024) });
+                if matches!(kind, Kind::KarstFsync | Kind::KarstNoFsync) {
+                    // The same catch-up read by pre-0.11 consumers (Fetch v2, message
+                    // format v1): Karst down-converts what the v4+ path sends as is.
+                    loads.push(Load { backlog: Some(self.plan.backlog), consumer_fallback: Some("0.10.0"), ..Load::base("e-old", 1024) });
+                }
             }
             let r = match kept.take() {
                 Some(r) if r.kind == kind => r,

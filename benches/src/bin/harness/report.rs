@@ -260,10 +260,11 @@ pub(crate) fn write(dir: &Path, date: &str, stem: &str, options: &str, quick: bo
         }
     ));
     md.push_str("| system | backlog MB | write msgs/s | read s | read msgs/s | read MB/s | page cache dropped |\n|---|---:|---:|---:|---:|---:|---|\n");
-    for r in runs.iter().filter(|r| r.workload == "e") {
+    for r in runs.iter().filter(|r| r.workload == "e" || r.workload == "e-old") {
+        let consumers = if r.workload == "e-old" { " (Fetch v2, down-converted)" } else { "" };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:.1} | {} | {} | {} |",
+            "| {}{consumers} | {} | {} | {:.1} | {} | {} | {} |",
             r.system,
             mb(r.backlog_bytes.unwrap_or(0)),
             k(r.acked_total as f64 / r.duration_s.max(1e-9)),
