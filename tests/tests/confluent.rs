@@ -60,3 +60,8 @@ fn offsets_for_times_finds_the_right_offsets() -> Result<()> {
 fn idempotent_producer_writes_exactly_once() -> Result<()> {
     run_script("idempotent.py")
 }
+
+#[test]
+fn producer_and_consumer_assuming_a_pre_0_11_broker_round_trip_every_codec() -> Result<()> {
+    run_script("legacy_fallback.py")
+}
