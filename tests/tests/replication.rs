@@ -979,11 +979,7 @@ fn a_batch_appended_before_the_isr_fell_below_min_insync_is_acknowledged_once_it
     let (brokers, proxies) = start_cluster_with_proxies()?;
     let topic = unique_topic("minisr");
     RawClient::connect(brokers[0].addr())?.create_replicated(&topic, 1, 3, &[("min.insync.replicas", "2")])?;
-    let leader = wait_for("a leader with a full ISR", TIMEOUT, || {
-        let t = metadata(&brokers[0], &topic).ok()?;
-        let p = t.topics.first()?.partitions.first()?.clone();
-        (p.leader_id.0 > 0 && p.isr_nodes.len() == 3).then_some((p.leader_id.0 - 1) as usize)
-    })?;
+    let leader = leader_with_full_isr(&brokers, &topic)?;
     let mut warm = RawClient::connect(brokers[leader].addr())?;
     wait_for("a first committed record", TIMEOUT, || {
         let r = warm.send(&produce_request(&topic, 0, record_batch(&[(None, Some(b"first"))], 1_000)), 9).ok()?;
@@ -1021,27 +1017,14 @@ fn a_batch_pipelined_behind_a_refused_one_gets_its_retriable_error_not_out_of_or
     // Kafka answers OUT_OF_ORDER_SEQUENCE_NUMBER, which makes librdkafka bump its epoch
     // and store again every batch it had not had acknowledged. Karst answers the first
     // batch's own retriable error, and the producer retries both in order.
-    use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
-    use karst_tests::raw::{encode_record, produce_request};
+    use karst_tests::raw::produce_request;
     let (brokers, proxies) = start_cluster_with_proxies()?;
     let topic = unique_topic("gap");
     RawClient::connect(brokers[0].addr())?.create_replicated(&topic, 1, 3, &[("min.insync.replicas", "2")])?;
-    let leader = wait_for("a leader with a full ISR", TIMEOUT, || {
-        let t = metadata(&brokers[0], &topic).ok()?;
-        let p = t.topics.first()?.partitions.first()?.clone();
-        (p.leader_id.0 > 0 && p.isr_nodes.len() == 3).then_some((p.leader_id.0 - 1) as usize)
-    })?;
+    let leader = leader_with_full_isr(&brokers, &topic)?;
     let mut c = RawClient::connect(brokers[leader].addr())?;
-    let init = InitProducerIdRequest::default()
-        .with_transactional_id(None)
-        .with_transaction_timeout_ms(60_000)
-        .with_producer_id(ProducerId(-1))
-        .with_producer_epoch(-1);
-    let pid = wait_for("a producer id", TIMEOUT, || c.send(&init, 4).ok().filter(|r| r.error_code == 0))?;
-    let batch = |seq: i32, n: i32| {
-        let records: Vec<u8> = (0..n).flat_map(|i| encode_record(i64::from(i), None, Some(format!("v{}", seq + i).as_bytes()))).collect();
-        karst_batch::build_batch_with_producer(0, n, 1_000, pid.producer_id.0, pid.producer_epoch, seq, &records)
-    };
+    let producer = IdempotentProducer::init(&mut c)?;
+    let batch = |seq: i32, n: i32| producer.batch(seq, n);
     let mut send = |seq: i32, n: i32| -> Result<i16> {
         let r = c.send(&produce_request(&topic, 0, batch(seq, n)), 9)?;
         Ok(r.responses[0].partition_responses[0].error_code)
@@ -1071,8 +1054,7 @@ fn a_gap_at_a_new_leader_from_a_producer_that_has_not_written_there_is_retriable
     // OUT_OF_ORDER_SEQUENCE_NUMBER (librdkafka then bumps its epoch and stores its
     // unacknowledged batches again); Karst answers NOT_LEADER_OR_FOLLOWER, and the
     // producer retries both, in order.
-    use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
-    use karst_tests::raw::{encode_record, produce_request};
+    use karst_tests::raw::produce_request;
     let mut brokers = karst_tests::cluster::start_cluster(3, |_| Vec::new())?;
     let topic = unique_topic("newleader");
     RawClient::connect(brokers[0].addr())?.create_replicated(&topic, 1, 3, &[("min.insync.replicas", "2")])?;
@@ -1085,16 +1067,8 @@ fn a_gap_at_a_new_leader_from_a_producer_that_has_not_written_there_is_retriable
     };
     let first = leader_of(&brokers, -1)?;
     let mut c = RawClient::connect(brokers[first].addr())?;
-    let init = InitProducerIdRequest::default()
-        .with_transactional_id(None)
-        .with_transaction_timeout_ms(60_000)
-        .with_producer_id(ProducerId(-1))
-        .with_producer_epoch(-1);
-    let pid = wait_for("a producer id", TIMEOUT, || c.send(&init, 4).ok().filter(|r| r.error_code == 0))?;
-    let batch = |seq: i32, n: i32| {
-        let records: Vec<u8> = (0..n).flat_map(|i| encode_record(i64::from(i), None, Some(format!("v{}", seq + i).as_bytes()))).collect();
-        karst_batch::build_batch_with_producer(0, n, 1_000, pid.producer_id.0, pid.producer_epoch, seq, &records)
-    };
+    let producer = IdempotentProducer::init(&mut c)?;
+    let batch = |seq: i32, n: i32| producer.batch(seq, n);
     let send = |c: &mut RawClient, seq: i32, n: i32| -> Result<i16> {
         let r = c.send(&produce_request(&topic, 0, batch(seq, n)), 9)?;
         Ok(r.responses[0].partition_responses[0].error_code)
@@ -1115,4 +1089,39 @@ fn a_gap_at_a_new_leader_from_a_producer_that_has_not_written_there_is_retriable
     ensure!(send(&mut c, 5, 3)? == 0 && send(&mut c, 8, 2)? == 0, "the retries in order are stored");
     ensure!(send(&mut c, 11, 1)? == 45, "once the producer has written under this leadership a gap is OUT_OF_ORDER_SEQUENCE_NUMBER");
     Ok(())
+}
+
+/// Partition 0's leader (an index into `brokers`) once all three replicas are in its ISR.
+fn leader_with_full_isr(brokers: &[Broker], topic: &str) -> Result<usize> {
+    wait_for("a leader with a full ISR", TIMEOUT, || {
+        let t = metadata(&brokers[0], topic).ok()?;
+        let p = t.topics.first()?.partitions.first()?.clone();
+        (p.leader_id.0 > 0 && p.isr_nodes.len() == 3).then_some((p.leader_id.0 - 1) as usize)
+    })
+}
+
+/// An idempotent producer's id and epoch (InitProducerId), and its batches.
+struct IdempotentProducer {
+    id: i64,
+    epoch: i16,
+}
+
+impl IdempotentProducer {
+    fn init(c: &mut RawClient) -> Result<IdempotentProducer> {
+        use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
+        let init = InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        let r = wait_for("a producer id", TIMEOUT, || c.send(&init, 4).ok().filter(|r| r.error_code == 0))?;
+        Ok(IdempotentProducer { id: r.producer_id.0, epoch: r.producer_epoch })
+    }
+
+    /// `n` records with sequences from `seq`.
+    fn batch(&self, seq: i32, n: i32) -> Vec<u8> {
+        use karst_tests::raw::encode_record;
+        let records: Vec<u8> = (0..n).flat_map(|i| encode_record(i64::from(i), None, Some(format!("v{}", seq + i).as_bytes()))).collect();
+        karst_batch::build_batch_with_producer(0, n, 1_000, self.id, self.epoch, seq, &records)
+    }
 }
