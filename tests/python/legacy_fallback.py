@@ -1,7 +1,7 @@
 """librdkafka told not to ask for API versions and to assume an old broker
-(api.version.request=false, broker.version.fallback 0.8.2, 0.9.0, 0.10.0): the
-message formats and request versions of Kafka before 0.11, every codec those
-formats have, produced and consumed back."""
+(api.version.request=false, broker.version.fallback 0.8.2 and 0.9.0: message
+format v0 and the request versions of those brokers; 0.10.0 and later make
+librdkafka ask after all, kept as a control): every codec, produced and consumed back."""
 
 from karst_common import Deliveries, bootstrap, check, consume_all, create_topic, producer, unique_topic
 

@@ -87,8 +87,9 @@ struct Args {
     #[arg(long)]
     out: Option<std::path::PathBuf>,
     /// Consumers skip ApiVersions and speak this Kafka version's protocol (librdkafka
-    /// `broker.version.fallback`), e.g. 0.10.0: Fetch v2, message format v1, which a
-    /// broker serves by down-converting its v2 batches.
+    /// `broker.version.fallback`: 0.8.x or 0.9.0; later versions make librdkafka ask
+    /// anyway), e.g. 0.9.0: Fetch v1, message format v0, which a broker serves by
+    /// down-converting its v2 batches.
     #[arg(long)]
     consumer_fallback: Option<String>,
 }

@@ -400,9 +400,10 @@ impl Harness {
             if want_de && !skip.contains('e') {
                 loads.push(Load { backlog: Some(self.plan.backlog), ..Load::base("e", 1024) });
                 if matches!(kind, Kind::KarstFsync | Kind::KarstNoFsync) {
-                    // The same catch-up read by pre-0.11 consumers (Fetch v2, message
-                    // format v1): Karst down-converts what the v4+ path sends as is.
-                    loads.push(Load { backlog: Some(self.plan.backlog), consumer_fallback: Some("0.10.0"), ..Load::base("e-old", 1024) });
+                    // The same catch-up read by pre-0.11 consumers (librdkafka assuming a
+                    // 0.9.0 broker: Fetch v1, message format v0): Karst down-converts what
+                    // the v4+ path sends as is.
+                    loads.push(Load { backlog: Some(self.plan.backlog), consumer_fallback: Some("0.9.0"), ..Load::base("e-old", 1024) });
                 }
             }
             let r = match kept.take() {

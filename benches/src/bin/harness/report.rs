@@ -261,7 +261,7 @@ pub(crate) fn write(dir: &Path, date: &str, stem: &str, options: &str, quick: bo
     ));
     md.push_str("| system | backlog MB | write msgs/s | read s | read msgs/s | read MB/s | page cache dropped |\n|---|---:|---:|---:|---:|---:|---|\n");
     for r in runs.iter().filter(|r| r.workload == "e" || r.workload == "e-old") {
-        let consumers = if r.workload == "e-old" { " (Fetch v2, down-converted)" } else { "" };
+        let consumers = if r.workload == "e-old" { " (0.9.0 consumers: Fetch v1, down-converted)" } else { "" };
         let _ = writeln!(
             md,
             "| {}{consumers} | {} | {} | {:.1} | {} | {} | {} |",
