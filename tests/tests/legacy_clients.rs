@@ -33,10 +33,7 @@ fn sarama(version: &str, codecs: &[&str]) -> Result<()> {
         ensure!(out.status.success() && stdout.trim_end().ends_with("OK"), "sarama {version:?} with {codec} failed\n{}", show_output(&out));
         ensure!(stored_codecs(&broker, &topic)? == [codec_id(codec)], "{codec}: the stored batches do not carry the producer's codec");
         // Operators see who still needs the conversion.
-        let admin = broker.admin_addr().context("no admin address")?;
-        let metrics = karst_tests::metrics::parse_exposition(&karst_tests::metrics::http_get(admin, "/metrics", &[])?.body)?;
-        let up = metrics.value_or_zero("karst_up_converted_records_total", &[("topic", &topic)]);
-        let down = metrics.value_or_zero("karst_down_converted_records_total", &[("topic", &topic)]);
+        let (up, down) = converted(&broker, &topic)?;
         ensure!(up == 10_000.0 && down >= 10_000.0, "{codec}: up-converted {up}, down-converted {down} records");
     }
     broker.check_running()
@@ -58,6 +55,15 @@ fn sarama_speaking_0_9_round_trips_with_every_codec_it_allows() -> Result<()> {
 fn sarama_speaking_0_10_round_trips_with_every_codec() -> Result<()> {
     // Produce v2 with message format v1 (timestamps), Fetch v2.
     sarama("0.10.0.0", &["none", "gzip", "snappy", "lz4"])
+}
+
+/// Records of `topic` converted (up, down), from the broker's metrics.
+fn converted(broker: &Broker, topic: &str) -> Result<(f64, f64)> {
+    let admin = broker.admin_addr().context("no admin address")?;
+    let metrics = karst_tests::metrics::parse_exposition(&karst_tests::metrics::http_get(admin, "/metrics", &[])?.body)?;
+    let up = metrics.value_or_zero("karst_up_converted_records_total", &[("topic", topic)]);
+    let down = metrics.value_or_zero("karst_down_converted_records_total", &[("topic", topic)]);
+    Ok((up, down))
 }
 
 fn codec_id(name: &str) -> i16 {
@@ -134,6 +140,12 @@ fn kcat_assuming_an_old_broker_round_trips_with_every_codec() -> Result<()> {
         for codec in ["none", "gzip", "snappy", "lz4"] {
             let topic = kcat_round_trip(&broker, codec, &extra).with_context(|| format!("fallback {fallback}"))?;
             ensure!(stored_codecs(&broker, &topic)? == [codec_id(codec)], "fallback {fallback}, {codec}: stored codecs differ");
+            let (up, down) = converted(&broker, &topic)?;
+            let old = fallback != "0.10.0";
+            ensure!(
+                (up == 5_000.0 && down >= 5_000.0) == old && (old || up + down == 0.0),
+                "fallback {fallback}, {codec}: {up} records up-converted, {down} down-converted"
+            );
         }
     }
     broker_alive(broker)
