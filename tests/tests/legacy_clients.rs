@@ -420,3 +420,35 @@ fn records_cross_message_format_generations_byte_identical_at_the_same_offsets()
     ensure!(old.len() == 2000 && old == modern, "{} records read by sarama, {} by rdkafka: they differ", old.len(), modern.len());
     broker.check_running()
 }
+
+/// tests/sarama/oldgroup: three members speaking the 0.9/0.10 group protocol through
+/// sarama's Broker API (JoinGroup v0, SyncGroup v0, Heartbeat v0, OffsetCommit v2,
+/// OffsetFetch v1): half the messages in one generation, the rest in a later one that
+/// resumes from the committed offsets; every message once.
+fn old_group(version: &str) -> Result<()> {
+    let bin = go_binary("oldgroup")?;
+    let mut broker = Broker::start(&[])?;
+    let topic = unique_topic("oldgroup");
+    RawClient::connect(broker.addr())?.create_topic(&topic, 6, &[])?;
+    let group = unique_topic("oldgroup-g");
+    let out = run_command(
+        Command::new(&bin)
+            .args(["-bootstrap", &broker.bootstrap(), "-topic", &topic, "-group", &group, "-version", version, "-n", "6000"])
+            .stdin(Stdio::null()),
+        TIMEOUT,
+    )?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    ensure!(out.status.success() && stdout.trim_end().ends_with("OK"), "sarama {version} group\n{}", show_output(&out));
+    broker.check_running()
+}
+
+#[test]
+fn a_sarama_0_9_consumer_group_of_three_consumes_every_message_once_and_resumes() -> Result<()> {
+    old_group("0.9.0.0")
+}
+
+#[test]
+fn a_sarama_0_10_consumer_group_of_three_consumes_every_message_once_and_resumes() -> Result<()> {
+    old_group("0.10.0.0")
+}
