@@ -2,7 +2,8 @@
 # The whole Karst test suite, from a fresh Debian 12 machine (run as root, or as a user
 # with sudo): installs the external clients the end-to-end tests drive (kcat, Go +
 # Debian's sarama, confluent-kafka for Python) and the toolchain bits librdkafka needs
-# to build from source, checks formatting and clippy, then builds the broker, runs every
+# to build from source, checks formatting and clippy, resolves Apache Kafka's jars (the
+# differential tests' reference broker) into a cache, then builds the broker, runs every
 # test with nextest and runs each fuzz target for a bounded time (scripts/fuzz.sh).
 # Idempotent: anything already present is skipped. Exits non-zero if any test fails.
 set -euo pipefail
@@ -76,6 +77,35 @@ log "cargo fmt --check (fuzz/)"
 cargo fmt --manifest-path fuzz/Cargo.toml --check || status=$?
 log "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings || status=$?
+
+# ---- Apache Kafka, the reference broker (tests/tests/differential.rs) ----------------------
+# Kafka 4 runs on Java 17+; Debian's JRE and Maven are installed where missing (best
+# effort: without a JVM the differential tests skip, saying why). Its jars are resolved
+# once into a cache (scripts/kafka-reference.sh, reused offline afterwards) and the
+# cache is named in KARST_KAFKA_CLASSPATH, so the tests never skip here: with that set,
+# a missing Kafka fails them.
+if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+    sudo=()
+    if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+    log "apt-get install openjdk-17-jre-headless maven (Apache Kafka for the differential tests)"
+    if ! { DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+            openjdk-17-jre-headless maven >/dev/null; }; then
+        log "installing a JVM and Maven failed"
+    fi
+fi
+if command -v java >/dev/null && command -v mvn >/dev/null; then
+    log "scripts/kafka-reference.sh (Apache Kafka ${KARST_KAFKA_VERSION:-4.4.0}: jars resolved once into a cache)"
+    if kafka_classpath=$(timeout 900 bash scripts/kafka-reference.sh); then
+        export KARST_KAFKA_CLASSPATH="$kafka_classpath"
+        log "KARST_KAFKA_CLASSPATH=$KARST_KAFKA_CLASSPATH"
+    else
+        log "resolving Apache Kafka failed: the differential tests will fail"
+        status=1
+    fi
+else
+    log "no java or mvn: the differential tests will skip"
+fi
 
 # ---- build and test -------------------------------------------------------------------------
 # One build of every binary and test target, so features unify once and nothing is

@@ -4,12 +4,14 @@
 //! temporary data directory and a port picked by the OS), drives it with a real client
 //! (kcat, confluent-kafka, rdkafka, sarama) or with the raw protocol client in [`raw`],
 //! and waits for conditions with [`wait_until`] / [`wait_for`] rather than sleeping.
+//! Differential tests also start Apache Kafka, the reference, with [`KafkaBroker::start`].
 
 pub mod broker;
 pub mod clients;
 pub mod cluster;
 pub mod garbage;
 pub mod group;
+pub mod kafka;
 pub mod metrics;
 pub mod proxy;
 pub mod raw;
@@ -17,6 +19,7 @@ pub mod wait;
 
 pub use broker::{karst_bin, workspace_root, Broker, Launch};
 pub use clients::{go_binary, kcat_consume, kcat_produce, python_script, run_checked, run_command, show_output};
+pub use kafka::{KafkaBroker, KafkaUnavailable};
 pub use wait::{wait_for, wait_until};
 
 /// A topic name that no other test (or earlier run on the same data dir) uses.

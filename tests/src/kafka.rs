@@ -1,0 +1,498 @@
+//! Apache Kafka as the reference broker: a single KRaft node (broker and controller in
+//! one JVM) on loopback, started from the jars `scripts/kafka-reference.sh` resolves
+//! with Maven into a cache, for differential tests that ask Kafka and Karst the same
+//! question.
+//!
+//! Where no Kafka can be had here (no cached jars and no Maven, or no `java`), the
+//! fixture fails with a [`KafkaUnavailable`] error, which tests turn into a skip that
+//! says why ([`KafkaUnavailable::of`]). `scripts/test-all.sh` fills the cache first
+//! and names it in `KARST_KAFKA_CLASSPATH`; with that set, a missing cache is an error,
+//! not a skip.
+
+use std::fmt;
+use std::fs::File;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use kafka_protocol::messages::MetadataRequest;
+use tempfile::TempDir;
+
+use crate::broker::workspace_root;
+use crate::clients::{run_command, show_output};
+use crate::cluster::free_ports;
+use crate::raw::RawClient;
+use crate::wait::wait_for;
+
+/// The Kafka version resolved when `KARST_KAFKA_VERSION` is unset (the same default as
+/// `scripts/kafka-reference.sh`).
+pub const DEFAULT_KAFKA_VERSION: &str = "4.4.0";
+/// From spawning the JVM to a listener that answers ApiVersions and Metadata.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// Formatting the storage directory (a short JVM run).
+const FORMAT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Resolving the jars with Maven when the cache is empty.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(600);
+/// The node id of the single node (broker and controller).
+const NODE_ID: i32 = 1;
+/// How often a start is retried when a port picked as free was taken meanwhile.
+const START_ATTEMPTS: usize = 3;
+
+/// JVM options: a small heap, the serial collector (one core's worth of GC threads on
+/// a 2-core machine) and the C1 compiler only, which halves start-up at the cost of
+/// peak speed that a functional test does not need.
+pub const JVM_OPTIONS: &[&str] = &[
+    "-Xmx512m",
+    "-Xms256m",
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
+    "-XX:+ExitOnOutOfMemoryError",
+    "-Djava.awt.headless=true",
+    // slf4j-simple (tests/kafka/pom.xml) writes to stderr; timestamps help to read it.
+    "-Dorg.slf4j.simpleLogger.showDateTime=true",
+    "-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
+];
+
+/// Why Apache Kafka cannot run here: tests print it and skip.
+#[derive(Debug, Clone)]
+pub struct KafkaUnavailable(pub String);
+
+impl fmt::Display for KafkaUnavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Apache Kafka is unavailable: {}", self.0)
+    }
+}
+
+impl std::error::Error for KafkaUnavailable {}
+
+impl KafkaUnavailable {
+    /// The reason, if `e` says that Kafka cannot run here (rather than that it failed).
+    pub fn of(e: &anyhow::Error) -> Option<&KafkaUnavailable> {
+        e.downcast_ref::<KafkaUnavailable>()
+    }
+}
+
+/// The Kafka version the fixture runs: `KARST_KAFKA_VERSION` or [`DEFAULT_KAFKA_VERSION`].
+pub fn kafka_version() -> String {
+    std::env::var("KARST_KAFKA_VERSION").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| DEFAULT_KAFKA_VERSION.to_string())
+}
+
+/// The classpath file of the default cache (as `scripts/kafka-reference.sh` computes it).
+fn default_classpath_file() -> Option<PathBuf> {
+    let cache = match std::env::var_os("KARST_KAFKA_CACHE") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+                Some(dir) => PathBuf::from(dir),
+                None => PathBuf::from(std::env::var_os("HOME")?).join(".cache"),
+            };
+            base.join("karst").join(format!("kafka-{}", kafka_version()))
+        }
+    };
+    Some(cache.join("classpath"))
+}
+
+/// The classpath in `file` if every jar it names exists.
+fn read_classpath(file: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let classpath = text.trim().to_string();
+    let complete = !classpath.is_empty() && classpath.split(':').all(|jar| Path::new(jar).is_file());
+    complete.then_some(classpath)
+}
+
+/// The Kafka broker's classpath.
+///
+/// `KARST_KAFKA_CLASSPATH` (a classpath file, set by `scripts/test-all.sh`) if set: it
+/// must be complete. Otherwise the default cache; if that is incomplete and Maven is
+/// installed, `scripts/kafka-reference.sh` fills it once per process. Without either,
+/// a [`KafkaUnavailable`] error.
+pub fn kafka_classpath() -> Result<String> {
+    static CLASSPATH: OnceLock<std::result::Result<String, ClasspathError>> = OnceLock::new();
+    let found = CLASSPATH.get_or_init(|| {
+        find_classpath().map_err(|e| match KafkaUnavailable::of(&e) {
+            Some(why) => ClasspathError::Unavailable(why.clone()),
+            None => ClasspathError::Failed(format!("{e:#}")),
+        })
+    });
+    match found {
+        Ok(cp) => Ok(cp.clone()),
+        Err(ClasspathError::Unavailable(why)) => Err(why.clone().into()),
+        Err(ClasspathError::Failed(why)) => Err(anyhow!("{why}")),
+    }
+}
+
+/// A remembered failure of [`find_classpath`] (anyhow errors are not `Clone`).
+#[derive(Debug)]
+enum ClasspathError {
+    Unavailable(KafkaUnavailable),
+    Failed(String),
+}
+
+fn find_classpath() -> Result<String> {
+    if let Some(file) = std::env::var_os("KARST_KAFKA_CLASSPATH").filter(|v| !v.is_empty()) {
+        let file = PathBuf::from(file);
+        return read_classpath(&file).ok_or_else(|| {
+            anyhow!(
+                "KARST_KAFKA_CLASSPATH={} is missing or names a jar that is not there (scripts/kafka-reference.sh fills it)",
+                file.display()
+            )
+        });
+    }
+    let default = default_classpath_file();
+    if let Some(cp) = default.as_deref().and_then(read_classpath) {
+        return Ok(cp);
+    }
+    let where_ = default.as_deref().map_or_else(|| "the cache (no HOME)".to_string(), |p| p.display().to_string());
+    let has_maven = Command::new("mvn").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    if !has_maven {
+        return Err(KafkaUnavailable(format!(
+            "no Kafka jars at {where_} and no Maven (mvn) to resolve them; run scripts/kafka-reference.sh where Maven can reach its registry"
+        ))
+        .into());
+    }
+    let script = workspace_root().join("scripts/kafka-reference.sh");
+    let out = run_command(Command::new("bash").arg(&script).stdin(Stdio::null()), RESOLVE_TIMEOUT)
+        .map_err(|e| KafkaUnavailable(format!("{} failed: {e:#}", script.display())))?;
+    if !out.status.success() {
+        return Err(KafkaUnavailable(format!("{} failed ({}):\n{}", script.display(), out.status, show_output(&out))).into());
+    }
+    let file = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    read_classpath(&file).ok_or_else(|| anyhow!("{} printed {}, which is not a complete classpath file", script.display(), file.display()))
+}
+
+/// The `java` to run Kafka with: `KARST_KAFKA_JAVA` or `java` on PATH.
+pub fn java_bin() -> Result<PathBuf> {
+    let java = std::env::var_os("KARST_KAFKA_JAVA").filter(|v| !v.is_empty()).map_or_else(|| PathBuf::from("java"), PathBuf::from);
+    match Command::new(&java).arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
+        Ok(s) if s.success() => Ok(java),
+        Ok(s) => Err(KafkaUnavailable(format!("`{} -version` exited with {s}", java.display())).into()),
+        Err(e) => Err(KafkaUnavailable(format!("no Java runtime (`{}`: {e}); Kafka 4 needs Java 17 or newer", java.display())).into()),
+    }
+}
+
+/// A random KRaft cluster id: 16 random bytes in unpadded URL-safe base64, as Kafka's
+/// `Uuid.randomUuid().toString()` (which also never starts with '-').
+pub fn random_cluster_id() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    loop {
+        let bytes = uuid::Uuid::new_v4().into_bytes();
+        let mut out = String::with_capacity(22);
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+            let chars = chunk.len() + 1;
+            for i in 0..chars {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        if !out.starts_with('-') {
+            return out;
+        }
+    }
+}
+
+/// A running Apache Kafka node (KRaft, `process.roles=broker,controller`) on 127.0.0.1
+/// with a fresh storage directory.
+///
+/// Killed (SIGKILL) on drop, printing the tail of its log (shown by the test harness
+/// only if the test fails). The log is kept if the test panics, the log and data if
+/// `KARST_TEST_KEEP` is set or [`KafkaBroker::keep_files`] was called. Where
+/// `setpriv` exists the JVM also gets SIGKILL when the thread that started it dies
+/// (a test process killed by its harness leaves no JVM behind), so start it from the
+/// thread that uses it.
+pub struct KafkaBroker {
+    child: Option<Child>,
+    addr: SocketAddr,
+    controller_addr: SocketAddr,
+    dir: Option<TempDir>,
+    cluster_id: String,
+    version: String,
+    started_in: Duration,
+    keep: bool,
+}
+
+impl KafkaBroker {
+    /// Starts a node with the fixture's defaults (see [`KafkaBroker::start_with`]).
+    pub fn start() -> Result<KafkaBroker> {
+        KafkaBroker::start_with(&[])
+    }
+
+    /// Starts a node: formats storage with a random cluster id, writes server.properties
+    /// (the defaults below, then `overrides` in order, a later key replacing an earlier
+    /// one), starts `java <JVM_OPTIONS> -cp <classpath> kafka.Kafka server.properties`
+    /// and waits until its listener answers ApiVersions and lists the node in Metadata.
+    ///
+    /// Defaults: a PLAINTEXT listener and a CONTROLLER listener on free loopback ports,
+    /// one partition per new topic, replication factor 1 for every internal topic,
+    /// `group.initial.rebalance.delay.ms=0`, topic auto-creation on (Karst's defaults).
+    pub fn start_with(overrides: &[(&str, &str)]) -> Result<KafkaBroker> {
+        let classpath = kafka_classpath()?;
+        let java = java_bin()?;
+        let mut last = None;
+        for _ in 0..START_ATTEMPTS {
+            match KafkaBroker::try_start(&java, &classpath, overrides)? {
+                Ok(broker) => return Ok(broker),
+                // A port picked as free was bound by someone else before the JVM got it.
+                Err(port_taken) => last = Some(port_taken),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow!("Kafka did not start")))
+    }
+
+    /// `Ok(Err(_))`: the JVM could not bind a port; worth another try.
+    fn try_start(java: &Path, classpath: &str, overrides: &[(&str, &str)]) -> Result<Result<KafkaBroker>> {
+        let dir = tempfile::Builder::new().prefix("kafka-ref-").tempdir().context("creating Kafka's temp dir")?;
+        let ports = free_ports(2)?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], ports[0]));
+        let controller_addr = SocketAddr::from(([127, 0, 0, 1], ports[1]));
+        let data = dir.path().join("data");
+        let mut props: Vec<(String, String)> = [
+            ("process.roles", "broker,controller".to_string()),
+            ("node.id", NODE_ID.to_string()),
+            ("controller.quorum.voters", format!("{NODE_ID}@{controller_addr}")),
+            ("listeners", format!("PLAINTEXT://{addr},CONTROLLER://{controller_addr}")),
+            ("advertised.listeners", format!("PLAINTEXT://{addr}")),
+            ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT".to_string()),
+            ("controller.listener.names", "CONTROLLER".to_string()),
+            ("inter.broker.listener.name", "PLAINTEXT".to_string()),
+            ("log.dirs", data.display().to_string()),
+            ("num.partitions", "1".to_string()),
+            ("default.replication.factor", "1".to_string()),
+            ("auto.create.topics.enable", "true".to_string()),
+            ("offsets.topic.replication.factor", "1".to_string()),
+            ("transaction.state.log.replication.factor", "1".to_string()),
+            ("transaction.state.log.min.isr", "1".to_string()),
+            ("share.coordinator.state.topic.replication.factor", "1".to_string()),
+            ("share.coordinator.state.topic.min.isr", "1".to_string()),
+            ("group.initial.rebalance.delay.ms", "0".to_string()),
+            // Fewer threads than Kafka's defaults: this is a 2-core test machine.
+            ("num.network.threads", "2".to_string()),
+            ("num.io.threads", "2".to_string()),
+            ("num.recovery.threads.per.data.dir", "1".to_string()),
+            ("background.threads", "2".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (k, v) in overrides {
+            props.retain(|(key, _)| key != k);
+            props.push((k.to_string(), v.to_string()));
+        }
+        let properties = dir.path().join("server.properties");
+        let mut f = File::create(&properties).with_context(|| format!("creating {}", properties.display()))?;
+        for (k, v) in &props {
+            writeln!(f, "{k}={v}")?;
+        }
+        drop(f);
+
+        let cluster_id = random_cluster_id();
+        let mut format = Command::new(java);
+        format
+            .args(JVM_OPTIONS)
+            .arg("-cp")
+            .arg(classpath)
+            .arg("kafka.tools.StorageTool")
+            .args(["format", "--cluster-id", &cluster_id, "--config"])
+            .arg(&properties)
+            .arg("--ignore-formatted")
+            .stdin(Stdio::null());
+        let out = run_command(&mut format, FORMAT_TIMEOUT).context("formatting Kafka's storage")?;
+        std::fs::write(dir.path().join("format.log"), [&out.stdout[..], &out.stderr[..]].concat())?;
+        if !out.status.success() {
+            bail!("kafka.tools.StorageTool format failed ({}):\n{}", out.status, tail(&String::from_utf8_lossy(&out.stderr), 40));
+        }
+
+        let log = dir.path().join("kafka.log");
+        let log_file = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let mut cmd = match which("setpriv") {
+            Some(setpriv) => {
+                let mut c = Command::new(setpriv);
+                c.args(["--pdeathsig", "KILL", "--"]).arg(java);
+                c
+            }
+            None => Command::new(java),
+        };
+        cmd.args(JVM_OPTIONS)
+            .arg(format!("-Dkafka.logs.dir={}", dir.path().join("logs").display()))
+            .arg("-cp")
+            .arg(classpath)
+            .arg("kafka.Kafka")
+            .arg(&properties)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        let spawned = Instant::now();
+        let child = cmd.spawn().with_context(|| format!("spawning {}", java.display()))?;
+        let mut broker = KafkaBroker {
+            child: Some(child),
+            addr,
+            controller_addr,
+            dir: Some(dir),
+            cluster_id,
+            version: kafka_version(),
+            started_in: Duration::ZERO,
+            keep: false,
+        };
+        match broker.wait_ready() {
+            Ok(()) => {
+                broker.started_in = spawned.elapsed();
+                Ok(Ok(broker))
+            }
+            Err(e) => {
+                let log = broker.log_tail(60);
+                let exited = broker.exit_status().is_some();
+                if exited && (log.contains("Address already in use") || log.contains("BindException")) {
+                    return Ok(Err(anyhow!("Kafka could not bind its ports: {e:#}\n{log}")));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Until the PLAINTEXT listener answers ApiVersions and Metadata lists this node
+    /// (the broker is registered and unfenced), or the JVM exits.
+    fn wait_ready(&mut self) -> Result<()> {
+        let addr = self.addr;
+        let ready = wait_for("Kafka's listener to answer ApiVersions and Metadata", START_TIMEOUT, || {
+            if let Some(status) = self.exit_status() {
+                return Some(Err(anyhow!("the Kafka JVM exited with {status} before it was ready")));
+            }
+            let mut client = RawClient::connect(addr).ok()?;
+            client.api_versions().ok()?;
+            let resp = client.send(&MetadataRequest::default().with_topics(Some(vec![])), 1).ok()?;
+            resp.brokers.iter().any(|b| b.node_id.0 == NODE_ID).then_some(Ok(()))
+        });
+        match ready {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) | Err(e) => Err(anyhow!("{e:#}; Kafka's log ({}):\n{}", self.log_path().display(), self.log_tail(40))),
+        }
+    }
+
+    /// The PLAINTEXT listener.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `host:port` for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The CONTROLLER listener (the KRaft quorum's).
+    pub fn controller_addr(&self) -> SocketAddr {
+        self.controller_addr
+    }
+
+    /// The cluster id the storage was formatted with.
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// The Kafka version running.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// From spawning the JVM to ready (storage formatting not included).
+    pub fn started_in(&self) -> Duration {
+        self.started_in
+    }
+
+    /// The node's directory: `server.properties`, `data/`, `kafka.log`, `format.log`.
+    pub fn dir(&self) -> &Path {
+        self.dir.as_ref().map_or(Path::new("/nonexistent"), |d| d.path())
+    }
+
+    /// The JVM's combined stdout and stderr (Kafka logs through slf4j-simple to stderr).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir().join("kafka.log")
+    }
+
+    /// The last `n` lines of the log.
+    pub fn log_tail(&self, n: usize) -> String {
+        tail(&std::fs::read_to_string(self.log_path()).unwrap_or_default(), n)
+    }
+
+    /// Keeps the node's directory (log and data) after the test, printing where.
+    pub fn keep_files(&mut self) {
+        self.keep = true;
+    }
+
+    /// The JVM's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `Some(status)` if the JVM has exited.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Fails (with the log's tail) unless the JVM is still running.
+    pub fn check_running(&mut self) -> Result<()> {
+        match (self.child.is_some(), self.exit_status()) {
+            (false, _) => bail!("Kafka is not running (killed by the test)"),
+            (true, Some(status)) => bail!("the Kafka JVM exited with {status}; log tail:\n{}", self.log_tail(40)),
+            (true, None) => Ok(()),
+        }
+    }
+
+    /// SIGKILL the JVM and reap it. The directory stays until drop.
+    pub fn kill9(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill().context("SIGKILL the Kafka JVM")?;
+            child.wait().context("reaping the Kafka JVM")?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for KafkaBroker {
+    fn drop(&mut self) {
+        let _ = self.kill9();
+        eprintln!("---- kafka log (last 40 lines of {}) ----\n{}\n---- end kafka log ----", self.log_path().display(), self.log_tail(40));
+        let keep = self.keep || std::env::var_os("KARST_TEST_KEEP").is_some() || std::thread::panicking();
+        if keep {
+            if let Some(dir) = self.dir.take() {
+                eprintln!("kafka directory (log, data, server.properties) kept in {}", dir.keep().display());
+            }
+        }
+    }
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// `name` found on PATH.
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_ids_are_22_url_safe_base64_chars() {
+        for _ in 0..200 {
+            let id = random_cluster_id();
+            assert_eq!(id.len(), 22, "{id}");
+            assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{id}");
+            assert!(!id.starts_with('-'), "{id}");
+        }
+    }
+
+    #[test]
+    fn unavailable_is_recognised_through_anyhow() {
+        let e = anyhow::Error::new(KafkaUnavailable("no java".into()));
+        assert_eq!(KafkaUnavailable::of(&e).map(|u| u.0.as_str()), Some("no java"));
+        assert!(KafkaUnavailable::of(&anyhow!("other")).is_none());
+    }
+}

@@ -1,0 +1,508 @@
+//! Apache Kafka is the reference: the same requests go to a Kafka 4.x node and to Karst,
+//! over the raw protocol client, and what a client can observe is compared.
+//!
+//! - ApiVersions: every API either broker advertises, with both version ranges, printed
+//!   as a table. An API Kafka advertises that Karst lacks fails the test unless it is in
+//!   [`KNOWN_GAPS`] (with its reason); a listed gap that Karst now serves, or that Kafka
+//!   no longer advertises, fails it too, so the list stays true.
+//! - Error codes of invalid requests (bad topic names, zero partitions, an unknown topic
+//!   config, Produce to a missing partition, Fetch past the log end, ListOffsets and
+//!   Metadata for an unknown topic), each at the lowest and the highest version both
+//!   brokers serve: any difference fails the test with both answers.
+//!
+//! One test, so one Kafka JVM serves every scenario (nextest runs each test in its own
+//! process). Skipped, saying why, where Kafka cannot run (no cached jars and no Maven,
+//! or no Java); `scripts/test-all.sh` resolves Kafka first, so it never skips there.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, CreateTopicsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, MetadataResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use karst_tests::kafka::KafkaBroker;
+use karst_tests::raw::{produce_request, record_batch, topic_name, RawClient};
+use karst_tests::{unique_topic, wait_for, Broker, KafkaUnavailable};
+
+/// API keys newer than the kafka-protocol crate's table, by their Kafka 4.4 names.
+const STREAMS_GROUP_HEARTBEAT: i16 = 88;
+const STREAMS_GROUP_DESCRIBE: i16 = 89;
+const STREAMS_GROUP_TOPOLOGY_DESCRIPTION_UPDATE: i16 = 93;
+const UNREGISTER_CONTROLLER: i16 = 94;
+const NEWER_KEYS: &[(i16, &str)] = &[
+    (STREAMS_GROUP_HEARTBEAT, "StreamsGroupHeartbeat"),
+    (STREAMS_GROUP_DESCRIBE, "StreamsGroupDescribe"),
+    (STREAMS_GROUP_TOPOLOGY_DESCRIPTION_UPDATE, "StreamsGroupTopologyDescriptionUpdate"),
+    (UNREGISTER_CONTROLLER, "UnregisterController"),
+];
+
+/// APIs Kafka 4.x advertises that Karst does not serve yet, each with its reason (and
+/// the issue that owns it, where one does). The test fails on any other missing API,
+/// and on an entry here that is no longer a gap.
+const KNOWN_GAPS: &[(i16, &str)] = &[
+    // Security (issue 21).
+    (ApiKey::SaslHandshake as i16, "no SASL yet (issue 21)"),
+    (ApiKey::SaslAuthenticate as i16, "no SASL yet (issue 21)"),
+    (ApiKey::DescribeAcls as i16, "no ACL authorizer yet (issue 21)"),
+    (ApiKey::CreateAcls as i16, "no ACL authorizer yet (issue 21)"),
+    (ApiKey::DeleteAcls as i16, "no ACL authorizer yet (issue 21)"),
+    (ApiKey::DescribeClientQuotas as i16, "no quotas yet (issue 21)"),
+    (ApiKey::AlterClientQuotas as i16, "no quotas yet (issue 21)"),
+    (ApiKey::DescribeUserScramCredentials as i16, "no SCRAM credentials yet (issue 21)"),
+    (ApiKey::AlterUserScramCredentials as i16, "no SCRAM credentials yet (issue 21)"),
+    (ApiKey::CreateDelegationToken as i16, "delegation tokens need SASL first (issue 21); not planned yet"),
+    (ApiKey::RenewDelegationToken as i16, "delegation tokens need SASL first (issue 21); not planned yet"),
+    (ApiKey::ExpireDelegationToken as i16, "delegation tokens need SASL first (issue 21); not planned yet"),
+    (ApiKey::DescribeDelegationToken as i16, "delegation tokens need SASL first (issue 21); not planned yet"),
+    // Transactions (issue 19).
+    (ApiKey::AddPartitionsToTxn as i16, "no transaction coordinator yet (issue 19)"),
+    (ApiKey::AddOffsetsToTxn as i16, "no transaction coordinator yet (issue 19)"),
+    (ApiKey::EndTxn as i16, "no transaction coordinator yet (issue 19)"),
+    (ApiKey::WriteTxnMarkers as i16, "no transaction markers yet (issue 19)"),
+    (ApiKey::TxnOffsetCommit as i16, "no transactional offset commits yet (issue 19)"),
+    (ApiKey::DescribeTransactions as i16, "no transaction coordinator yet (issue 19)"),
+    (ApiKey::ListTransactions as i16, "no transaction coordinator yet (issue 19)"),
+    (ApiKey::DescribeProducers as i16, "not implemented yet (named in issues 16 and 19)"),
+    // KIP-848 consumer groups and KIP-932 share groups (issue 22).
+    (ApiKey::ConsumerGroupHeartbeat as i16, "KIP-848 consumer groups not implemented yet (issue 22)"),
+    (ApiKey::ConsumerGroupDescribe as i16, "KIP-848 consumer groups not implemented yet (issue 22)"),
+    (ApiKey::ShareGroupHeartbeat as i16, "KIP-932 share groups not implemented yet (issue 22)"),
+    (ApiKey::ShareGroupDescribe as i16, "KIP-932 share groups not implemented yet (issue 22)"),
+    (ApiKey::ShareFetch as i16, "KIP-932 share groups not implemented yet (issue 22)"),
+    (ApiKey::ShareAcknowledge as i16, "KIP-932 share groups not implemented yet (issue 22)"),
+    (ApiKey::InitializeShareGroupState as i16, "share-group state (broker to share coordinator) not implemented yet (issue 22)"),
+    (ApiKey::ReadShareGroupState as i16, "share-group state (broker to share coordinator) not implemented yet (issue 22)"),
+    (ApiKey::WriteShareGroupState as i16, "share-group state (broker to share coordinator) not implemented yet (issue 22)"),
+    (ApiKey::DeleteShareGroupState as i16, "share-group state (broker to share coordinator) not implemented yet (issue 22)"),
+    (ApiKey::ReadShareGroupStateSummary as i16, "share-group state (broker to share coordinator) not implemented yet (issue 22)"),
+    (ApiKey::DescribeShareGroupOffsets as i16, "share-group offset admin not implemented yet (issue 22)"),
+    (ApiKey::AlterShareGroupOffsets as i16, "share-group offset admin not implemented yet (issue 22)"),
+    (ApiKey::DeleteShareGroupOffsets as i16, "share-group offset admin not implemented yet (issue 22)"),
+    // Admin APIs clients use, to be implemented and compared in issue 16's later part.
+    (ApiKey::DescribeLogDirs as i16, "not implemented yet (issue 16)"),
+    (ApiKey::ElectLeaders as i16, "not implemented yet (issue 16)"),
+    (ApiKey::DescribeTopicPartitions as i16, "not implemented yet (issue 16)"),
+    // No issue owns these yet.
+    (ApiKey::AlterReplicaLogDirs as i16, "one log directory per broker (no JBOD): nothing to move between directories"),
+    (ApiKey::ListConfigResources as i16, "listing config resources (and KIP-714 client metrics) not implemented; no issue yet"),
+    (ApiKey::DescribeQuorum as i16, "the controller quorum is openraft, not KRaft; its state is not mapped to DescribeQuorum yet"),
+    (ApiKey::AddRaftVoter as i16, "the controller quorum's voters are static (controller.quorum.voters); no KIP-853 changes"),
+    (ApiKey::RemoveRaftVoter as i16, "the controller quorum's voters are static (controller.quorum.voters); no KIP-853 changes"),
+    (UNREGISTER_CONTROLLER, "the controller quorum's voters are static (controller.quorum.voters); no controller removal"),
+    (ApiKey::UpdateFeatures as i16, "Karst finalizes no feature levels (ApiVersions lists none), so there is none to update"),
+    (ApiKey::UnregisterBroker as i16, "decommissioning a broker from the cluster metadata not implemented; no issue yet"),
+    (STREAMS_GROUP_HEARTBEAT, "KIP-1071 streams groups not implemented; no issue yet (Kafka Streams uses classic groups by default)"),
+    (STREAMS_GROUP_DESCRIBE, "KIP-1071 streams groups not implemented; no issue yet"),
+    (STREAMS_GROUP_TOPOLOGY_DESCRIPTION_UPDATE, "KIP-1071 streams groups not implemented; no issue yet"),
+];
+
+/// How long a freshly created topic may take to get a leader.
+const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[test]
+fn karst_answers_like_apache_kafka() -> Result<()> {
+    let started = Instant::now();
+    // Kafka first: where it cannot run, the test skips before starting anything else.
+    let kafka = match KafkaBroker::start() {
+        Ok(kafka) => kafka,
+        Err(e) => match KafkaUnavailable::of(&e) {
+            Some(why) => {
+                println!("skipped: {why}");
+                return Ok(());
+            }
+            None => return Err(e),
+        },
+    };
+    let karst = Broker::start(&[])?;
+    println!(
+        "Apache Kafka {} ready in {:.1?} (JVM spawn to ready; {:.1?} since the test started), Karst at {}",
+        kafka.version(),
+        kafka.started_in(),
+        started.elapsed(),
+        karst.addr()
+    );
+
+    let mut k = RawClient::connect(kafka.addr())?;
+    let mut r = RawClient::connect(karst.addr())?;
+    let kafka_versions = k.api_versions().context("Kafka's ApiVersions")?;
+    let karst_versions = r.api_versions().context("Karst's ApiVersions")?;
+
+    let mut failures = Vec::new();
+    if let Err(e) = compare_api_versions(&kafka_versions, &karst_versions) {
+        failures.push(format!("{e:#}"));
+    }
+
+    let mut pair = Pair { kafka: k, karst: r, kafka_versions, karst_versions };
+    let outcomes = run_scenarios(&mut pair)?;
+    let differences = print_outcomes(&outcomes);
+    if differences > 0 {
+        failures.push(format!(
+            "{differences} of {} answers differ from Kafka's (the lines marked DIFFERENT above; both answers printed)",
+            outcomes.len()
+        ));
+    }
+    println!("differential test took {:.1?}", started.elapsed());
+    if !failures.is_empty() {
+        bail!("Karst differs from Apache Kafka {}:\n- {}", kafka.version(), failures.join("\n- "));
+    }
+    Ok(())
+}
+
+// ---- ApiVersions -------------------------------------------------------------------------
+
+fn ranges(resp: &ApiVersionsResponse) -> BTreeMap<i16, (i16, i16)> {
+    resp.api_keys.iter().map(|k| (k.api_key, (k.min_version, k.max_version))).collect()
+}
+
+fn api_name(key: i16) -> String {
+    match ApiKey::try_from(key) {
+        Ok(k) => format!("{k:?}"),
+        Err(()) => NEWER_KEYS.iter().find(|(k, _)| *k == key).map_or_else(|| format!("key {key}"), |(_, name)| name.to_string()),
+    }
+}
+
+/// `v3` or `v3-v5`.
+fn versions_text(lo: i16, hi: i16) -> String {
+    if lo == hi {
+        format!("v{lo}")
+    } else {
+        format!("v{lo}-v{hi}")
+    }
+}
+
+fn show_range(r: Option<&(i16, i16)>) -> String {
+    r.map_or_else(|| "-".to_string(), |(lo, hi)| format!("{lo}-{hi}"))
+}
+
+/// Prints the comparison table; fails on an unlisted gap or a stale known gap.
+fn compare_api_versions(kafka: &ApiVersionsResponse, karst: &ApiVersionsResponse) -> Result<()> {
+    let (kafka, karst) = (ranges(kafka), ranges(karst));
+    let known: BTreeMap<i16, &str> = KNOWN_GAPS.iter().copied().collect();
+    let mut table = String::from("| key | API | Kafka 4.x | Karst | comparison |\n|---:|---|---|---|---|\n");
+    let mut unlisted = Vec::new();
+    let (mut same, mut gaps) = (0, 0);
+    for key in kafka.keys().chain(karst.keys()).copied().collect::<BTreeSet<i16>>() {
+        let (kr, rr) = (kafka.get(&key), karst.get(&key));
+        let note = match (kr, rr) {
+            (Some(a), Some(b)) if a == b => {
+                same += 1;
+                "same".to_string()
+            }
+            (Some(a), Some(b)) => {
+                let mut parts = Vec::new();
+                if b.0 < a.0 {
+                    parts.push(format!("Karst also serves older {}", versions_text(b.0, a.0 - 1)));
+                }
+                if b.0 > a.0 {
+                    parts.push(format!("Karst lacks {}", versions_text(a.0, b.0 - 1)));
+                }
+                if b.1 < a.1 {
+                    parts.push(format!("Karst lacks {}", versions_text(b.1 + 1, a.1)));
+                }
+                if b.1 > a.1 {
+                    parts.push(format!("Karst also serves {}", versions_text(a.1 + 1, b.1)));
+                }
+                parts.join("; ")
+            }
+            (Some(_), None) => {
+                gaps += 1;
+                match known.get(&key) {
+                    Some(why) => format!("known gap: {why}"),
+                    None => {
+                        unlisted.push(api_name(key));
+                        "MISSING in Karst (not a known gap)".to_string()
+                    }
+                }
+            }
+            (None, Some(_)) => "Karst only".to_string(),
+            (None, None) => unreachable!("key {key} came from one of the maps"),
+        };
+        let _ = writeln!(table, "| {key} | {} | {} | {} | {note} |", api_name(key), show_range(kr), show_range(rr));
+    }
+    println!("ApiVersions v3, Kafka vs Karst ({} APIs from Kafka, {} from Karst):\n{table}", kafka.len(), karst.len());
+    println!("{same} APIs with the same range, {gaps} APIs Kafka advertises and Karst lacks ({} known gaps)", known.len());
+
+    let mut problems = Vec::new();
+    if !unlisted.is_empty() {
+        problems.push(format!("Kafka advertises APIs Karst lacks that KNOWN_GAPS does not list: {}", unlisted.join(", ")));
+    }
+    if known.len() != KNOWN_GAPS.len() {
+        problems.push("KNOWN_GAPS lists an API twice".to_string());
+    }
+    for (key, why) in KNOWN_GAPS {
+        let name = api_name(*key);
+        if karst.contains_key(key) {
+            problems.push(format!("{name} is listed in KNOWN_GAPS ({why}) but Karst advertises it now: remove it from the list"));
+        } else if !kafka.contains_key(key) {
+            problems.push(format!("{name} is listed in KNOWN_GAPS but Kafka does not advertise it: remove it from the list"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!("{}", problems.join("\n- ")))
+    }
+}
+
+// ---- error codes of invalid requests ---------------------------------------------------------
+
+/// Both connections and what each broker advertised.
+struct Pair {
+    kafka: RawClient,
+    karst: RawClient,
+    kafka_versions: ApiVersionsResponse,
+    karst_versions: ApiVersionsResponse,
+}
+
+impl Pair {
+    /// The lowest and highest versions of `key` (not below `floor`) that Kafka, Karst
+    /// and the raw client's codecs all serve; one entry if they coincide.
+    fn versions(&self, key: ApiKey, floor: i16) -> Result<Vec<i16>> {
+        let find =
+            |resp: &ApiVersionsResponse| resp.api_keys.iter().find(|k| k.api_key == key as i16).map(|k| (k.min_version, k.max_version));
+        let kafka = find(&self.kafka_versions).ok_or_else(|| anyhow!("Kafka does not advertise {key:?}"))?;
+        let karst = find(&self.karst_versions).ok_or_else(|| anyhow!("Karst does not advertise {key:?}"))?;
+        let codec = key.valid_versions();
+        let lo = kafka.0.max(karst.0).max(codec.min).max(floor);
+        let hi = kafka.1.min(karst.1).min(codec.max);
+        if lo > hi {
+            bail!("no version of {key:?} from v{floor} that both serve: Kafka {kafka:?}, Karst {karst:?}");
+        }
+        Ok(if lo == hi { vec![lo] } else { vec![lo, hi] })
+    }
+}
+
+/// What one broker answered: an error code and, where the response has one, its message.
+#[derive(Debug, Clone)]
+struct Answer {
+    code: i16,
+    message: Option<String>,
+}
+
+impl Answer {
+    fn new(code: i16, message: Option<&StrBytes>) -> Answer {
+        Answer { code, message: message.map(|m| m.to_string()) }
+    }
+
+    fn show(&self) -> String {
+        let name = match ResponseError::try_from_code(self.code) {
+            None => "NONE".to_string(),
+            Some(e) => format!("{e:?}"),
+        };
+        match &self.message {
+            Some(m) => format!("{} {name} ({m:?})", self.code),
+            None => format!("{} {name}", self.code),
+        }
+    }
+}
+
+struct Outcome {
+    scenario: String,
+    kafka: Result<Answer, String>,
+    karst: Result<Answer, String>,
+}
+
+impl Outcome {
+    fn same(&self) -> bool {
+        matches!((&self.kafka, &self.karst), (Ok(a), Ok(b)) if a.code == b.code)
+    }
+}
+
+/// A topic prepared on both brokers for the scenarios that need an existing one: one
+/// partition holding one record, and its id on each side (Fetch v13+ names topics by id).
+struct Existing {
+    name: String,
+    kafka_id: uuid::Uuid,
+    karst_id: uuid::Uuid,
+}
+
+fn run_scenarios(pair: &mut Pair) -> Result<Vec<Outcome>> {
+    let mut out = Vec::new();
+    let mut run = |pair: &mut Pair,
+                   scenario: &str,
+                   key: ApiKey,
+                   floor: i16,
+                   ask: &dyn Fn(&mut RawClient, i16, Side) -> Result<Answer>|
+     -> Result<()> {
+        for version in pair.versions(key, floor)? {
+            let kafka = ask(&mut pair.kafka, version, Side::Kafka).map_err(|e| format!("{e:#}"));
+            let karst = ask(&mut pair.karst, version, Side::Karst).map_err(|e| format!("{e:#}"));
+            out.push(Outcome { scenario: format!("{scenario} ({key:?} v{version})"), kafka, karst });
+        }
+        Ok(())
+    };
+
+    // CreateTopics from v2 (the first with an error message; Kafka 4 serves v2 and up).
+    let long_name = "x".repeat(250);
+    for (what, name) in [("empty name", ""), ("name with '/'", "a/b"), ("250-character name", long_name.as_str())] {
+        run(pair, &format!("CreateTopics, {what}"), ApiKey::CreateTopics, 2, &|c, v, _| create_topics(c, v, name, 1, &[]))?;
+    }
+    run(pair, "CreateTopics, 0 partitions", ApiKey::CreateTopics, 2, &|c, v, _| create_topics(c, v, &unique_topic("diff-zero"), 0, &[]))?;
+    run(pair, "CreateTopics, unknown config key", ApiKey::CreateTopics, 2, &|c, v, _| {
+        create_topics(c, v, &unique_topic("diff-badcfg"), 1, &[("no.such.config", "1")])
+    })?;
+
+    let existing = prepare_topic(pair)?;
+    let topic = existing.name.as_str();
+    run(pair, "Produce to partition 5 of a 1-partition topic", ApiKey::Produce, 0, &|c, v, _| {
+        let resp = c.send(&produce_request(topic, 5, record_batch(&[(None, Some(b"x"))], now_ms())), v)?;
+        let p = resp
+            .responses
+            .iter()
+            .flat_map(|t| t.partition_responses.iter())
+            .find(|p| p.index == 5)
+            .ok_or_else(|| anyhow!("no result for partition 5 in {resp:?}"))?;
+        Ok(Answer::new(p.error_code, p.error_message.as_ref()))
+    })?;
+    run(pair, "Fetch at offset 100 of a 1-record log", ApiKey::Fetch, 0, &|c, v, side| {
+        let id = match side {
+            Side::Kafka => existing.kafka_id,
+            Side::Karst => existing.karst_id,
+        };
+        let req =
+            FetchRequest::default().with_max_wait_ms(100).with_min_bytes(1).with_max_bytes(1 << 20).with_topics(vec![FetchTopic::default(
+            )
+            .with_topic(topic_name(topic))
+            .with_topic_id(id)
+            .with_partitions(vec![FetchPartition::default().with_partition(0).with_fetch_offset(100).with_partition_max_bytes(1 << 20)])]);
+        let resp = c.send(&req, v)?;
+        if resp.error_code != 0 {
+            return Ok(Answer::new(resp.error_code, None));
+        }
+        let p = resp
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .find(|p| p.partition_index == 0)
+            .ok_or_else(|| anyhow!("no result for partition 0 in {resp:?}"))?;
+        Ok(Answer::new(p.error_code, None))
+    })?;
+    let unknown = unique_topic("diff-unknown");
+    run(pair, "ListOffsets (latest) for an unknown topic", ApiKey::ListOffsets, 1, &|c, v, _| {
+        let req = ListOffsetsRequest::default().with_replica_id((-1).into()).with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(&unknown))
+            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1)])]);
+        let resp = c.send(&req, v)?;
+        let p = resp
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .find(|p| p.partition_index == 0)
+            .ok_or_else(|| anyhow!("no result for partition 0 in {resp:?}"))?;
+        Ok(Answer::new(p.error_code, None))
+    })?;
+    // From v4, the first version where a client can ask not to auto-create.
+    run(pair, "Metadata for an unknown topic, allow_auto_topic_creation=false", ApiKey::Metadata, 4, &|c, v, _| {
+        let resp = metadata(c, v, &unknown, false)?;
+        let t = resp
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == unknown))
+            .ok_or_else(|| anyhow!("no entry for {unknown} in {resp:?}"))?;
+        Ok(Answer::new(t.error_code, None))
+    })?;
+    Ok(out)
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Kafka,
+    Karst,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn create_topics(c: &mut RawClient, version: i16, name: &str, partitions: i32, configs: &[(&str, &str)]) -> Result<Answer> {
+    let topic =
+        CreatableTopic::default().with_name(topic_name(name)).with_num_partitions(partitions).with_replication_factor(1).with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_string(k.to_string()))
+                        .with_value(Some(StrBytes::from_string(v.to_string())))
+                })
+                .collect(),
+        );
+    let req = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(10_000);
+    let resp = c.send(&req, version)?;
+    let t = resp
+        .topics
+        .iter()
+        .find(|t| t.name.0.as_str() == name)
+        .ok_or_else(|| anyhow!("CreateTopics v{version} has no result for {name:?}: {resp:?}"))?;
+    Ok(Answer::new(t.error_code, t.error_message.as_ref()))
+}
+
+fn metadata(c: &mut RawClient, version: i16, topic: &str, auto_create: bool) -> Result<MetadataResponse> {
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name(topic)))]))
+        .with_allow_auto_topic_creation(auto_create);
+    c.send(&req, version)
+}
+
+/// Creates a 1-partition topic on both brokers, waits for its leader, produces one
+/// record to it and takes its topic id from each.
+fn prepare_topic(pair: &mut Pair) -> Result<Existing> {
+    let name = unique_topic("diff-existing");
+    let mut ids = Vec::new();
+    for (side, c) in [("Kafka", &mut pair.kafka), ("Karst", &mut pair.karst)] {
+        c.create_topic(&name, 1, &[]).with_context(|| format!("creating {name} on {side}"))?;
+        let version = c.version_for(ApiKey::Metadata)?.min(12);
+        let id = wait_for(&format!("a leader for {name}-0 on {side}"), LEADER_TIMEOUT, || {
+            let resp = metadata(c, version, &name, false).ok()?;
+            let t = resp.topics.first()?;
+            let p = t.partitions.first()?;
+            (t.error_code == 0 && p.error_code == 0 && p.leader_id.0 >= 0).then_some(t.topic_id)
+        })?;
+        // Kafka's Metadata can name the leader a moment before its replica manager has
+        // become leader: NOT_LEADER_OR_FOLLOWER (and the like) are retried.
+        let version = c.version_for(ApiKey::Produce)?.min(11);
+        let mut last = 0;
+        wait_for(&format!("a produce to {name}-0 on {side} to succeed"), LEADER_TIMEOUT, || {
+            match c.produce(&name, 0, record_batch(&[(Some(b"k"), Some(b"v"))], now_ms()), version) {
+                Ok(p) if p.error_code == 0 => Some(Ok(())),
+                Ok(p) if ResponseError::try_from_code(p.error_code).is_some_and(|e| e.is_retriable()) => {
+                    last = p.error_code;
+                    None
+                }
+                Ok(p) => Some(Err(anyhow!("producing to {name}-0 on {side}: error {}", p.error_code))),
+                Err(e) => Some(Err(e)),
+            }
+        })
+        .with_context(|| format!("last error code {last}"))??;
+        ids.push(id);
+    }
+    Ok(Existing { name, kafka_id: ids[0], karst_id: ids[1] })
+}
+
+/// Prints one line per answer pair; returns how many differ.
+fn print_outcomes(outcomes: &[Outcome]) -> usize {
+    println!("\nerror codes of invalid requests, Kafka vs Karst:");
+    let mut differences = 0;
+    for o in outcomes {
+        let show = |r: &Result<Answer, String>| match r {
+            Ok(a) => a.show(),
+            Err(e) => format!("request failed: {e}"),
+        };
+        let verdict = if o.same() {
+            "same"
+        } else {
+            differences += 1;
+            "DIFFERENT"
+        };
+        println!("  {verdict:9} {}\n            Kafka: {}\n            Karst: {}", o.scenario, show(&o.kafka), show(&o.karst));
+    }
+    println!("{} answers compared, {differences} different", outcomes.len());
+    differences
+}
