@@ -452,3 +452,40 @@ fn a_sarama_0_9_consumer_group_of_three_consumes_every_message_once_and_resumes(
 fn a_sarama_0_10_consumer_group_of_three_consumes_every_message_once_and_resumes() -> Result<()> {
     old_group("0.10.0.0")
 }
+
+#[test]
+fn fetch_v0_to_v3_gets_unsupported_version_where_down_conversion_is_off() -> Result<()> {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{ApiKey, FetchRequest, RequestKind, ResponseKind};
+    let mut broker = Broker::start(&[])?;
+    let mut c = RawClient::connect(broker.addr())?;
+    let (on, off) = (unique_topic("down-on"), unique_topic("down-off"));
+    c.create_topic(&on, 1, &[])?;
+    c.create_topic(&off, 1, &[("message.downconversion.enable", "false")])?;
+    for t in [&on, &off] {
+        ensure!(produce_set(&mut c, t, 2, message_set(1, 0, &[b"one", b"two"])?)? == (0, 0), "{t}: produce");
+    }
+    for version in [0, 3, 4] {
+        for t in [&on, &off] {
+            let req = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![FetchTopic::default()
+                .with_topic(karst_tests::raw::topic_name(t))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(1 << 20)])]);
+            let id = c.correlation_id();
+            let frame = karst_protocol::codec::encode_request(ApiKey::Fetch, version, id, "karst-tests", &RequestKind::Fetch(req))
+                .map_err(anyhow::Error::msg)?;
+            c.write_raw(&frame)?;
+            let karst_tests::raw::ReadOutcome::Frame(body) = c.read_frame()? else { anyhow::bail!("closed on Fetch v{version}") };
+            let (_, resp) = karst_protocol::codec::decode_response(ApiKey::Fetch, version, body).map_err(anyhow::Error::msg)?;
+            let ResponseKind::Fetch(r) = resp else { anyhow::bail!("not a Fetch response") };
+            let p = &r.responses[0].partitions[0];
+            let records = p.records.as_ref().map_or(0, |r| r.len());
+            let want = if version < 4 && t == &off { 35 } else { 0 };
+            ensure!(p.error_code == want, "Fetch v{version} of {t}: error {}, want {want}", p.error_code);
+            ensure!((records > 0) == (want == 0), "Fetch v{version} of {t}: {records} record bytes");
+        }
+    }
+    broker.check_running()
+}
