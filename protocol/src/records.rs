@@ -50,7 +50,7 @@ impl RecordsError {
         match self {
             RecordsError::Corrupt(e) => e.to_string(),
             RecordsError::Legacy(m) => format!(
-                "legacy message format (magic {m}) is not supported: produce with message format v2 (Kafka 0.11+ clients; for sarama set config.Version >= V0_11_0_0)"
+                "a magic {m} message set in Produce v3 or later, which carry message format v2 only: old clients send message formats v0/v1 with Produce v0-v2"
             ),
             RecordsError::TooLarge { size, max } => format!("record batch of {size} bytes exceeds max.message.bytes {max}"),
             RecordsError::Control => "producers may not write control batches".to_string(),
