@@ -188,7 +188,9 @@ fn produce_and_fetch_go_on_while_controller_commits_cannot_happen() -> Result<()
         let resp = c.send(&req, 9).ok()?;
         resp.topics.first()?.partitions.iter().find(|p| p.leader_id.0 == 1 && p.error_code == 0).map(|p| p.partition_index)
     })?;
-    produce_one(&mut c, &topic, partition, b"before")?;
+    // Metadata may name the leader before that broker has opened the partition
+    // (UNKNOWN_TOPIC_OR_PARTITION meanwhile).
+    wait_for("the first record", Duration::from_secs(30), || produce_one(&mut c, &topic, partition, b"before").ok())?;
     let mut producer = RawClient::connect(nodes[0].addr())?;
     let mut consumer = RawClient::connect(nodes[0].addr())?;
     producer.api_versions()?;
