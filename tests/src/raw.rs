@@ -205,6 +205,19 @@ impl RawClient {
         replication_factor: i16,
         configs: &[(&str, &str)],
     ) -> Result<CreatableTopicResult> {
+        let version = self.version_for(ApiKey::CreateTopics)?;
+        self.create_topic_at(version, name, partitions, replication_factor, configs)
+    }
+
+    /// CreateTopics at `version`; the broker's result for the topic.
+    pub fn create_topic_at(
+        &mut self,
+        version: i16,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &[(&str, &str)],
+    ) -> Result<CreatableTopicResult> {
         let topic = CreatableTopic::default()
             .with_name(topic_name(name))
             .with_num_partitions(partitions)
@@ -220,7 +233,6 @@ impl RawClient {
                     .collect(),
             );
         let req = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(10_000);
-        let version = self.version_for(ApiKey::CreateTopics)?;
         let resp = self.send(&req, version)?;
         resp.topics
             .into_iter()

@@ -20,13 +20,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, CreateTopicsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, MetadataResponse,
-};
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, FetchRequest, ListOffsetsRequest, MetadataRequest, MetadataResponse};
 use kafka_protocol::protocol::StrBytes;
 use karst_tests::kafka::KafkaBroker;
 use karst_tests::raw::{produce_request, record_batch, topic_name, RawClient};
@@ -423,24 +420,7 @@ fn now_ms() -> i64 {
 }
 
 fn create_topics(c: &mut RawClient, version: i16, name: &str, partitions: i32, configs: &[(&str, &str)]) -> Result<Answer> {
-    let topic =
-        CreatableTopic::default().with_name(topic_name(name)).with_num_partitions(partitions).with_replication_factor(1).with_configs(
-            configs
-                .iter()
-                .map(|(k, v)| {
-                    CreatableTopicConfig::default()
-                        .with_name(StrBytes::from_string(k.to_string()))
-                        .with_value(Some(StrBytes::from_string(v.to_string())))
-                })
-                .collect(),
-        );
-    let req = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(10_000);
-    let resp = c.send(&req, version)?;
-    let t = resp
-        .topics
-        .iter()
-        .find(|t| t.name.0.as_str() == name)
-        .ok_or_else(|| anyhow!("CreateTopics v{version} has no result for {name:?}: {resp:?}"))?;
+    let t = c.create_topic_at(version, name, partitions, 1, configs)?;
     Ok(Answer::new(t.error_code, t.error_message.as_ref()))
 }
 
