@@ -50,6 +50,14 @@ pub struct Partition {
     pub(crate) refused: Mutex<RefusedBatches>,
 }
 
+/// Lowers a watched offset to at most `end`, waking its watchers only if it moved.
+fn lower_to(w: &watch::Sender<i64>, end: i64) {
+    w.send_if_modified(|v| {
+        let lower = (*v).min(end);
+        std::mem::replace(v, lower) != lower
+    });
+}
+
 /// Why a partition operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PartitionError {
@@ -288,14 +296,8 @@ impl Partition {
         self.after_write(&log);
         *guard = Some(log);
         self.flushed.store(end.min(self.flushed.load(Ordering::Acquire)), Ordering::Release);
-        self.local_end.send_if_modified(|e| {
-            let lower = (*e).min(end);
-            std::mem::replace(e, lower) != lower
-        });
-        self.hw.send_if_modified(|hw| {
-            let lower = (*hw).min(end);
-            std::mem::replace(hw, lower) != lower
-        });
+        lower_to(&self.local_end, end);
+        lower_to(&self.hw, end);
         Ok(end)
     }
 

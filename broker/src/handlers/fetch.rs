@@ -165,21 +165,19 @@ fn read_all(
                                 any_error = true;
                                 partition_data(Some(&p), fp.partition, code)
                             }
-                            Err(Refused::Read(e)) => match e {
-                                PartitionError::Storage(StorageError::OffsetOutOfRange { .. }) => {
-                                    any_error = true;
-                                    partition_data(Some(&p), fp.partition, ec::OFFSET_OUT_OF_RANGE)
-                                }
-                                PartitionError::Closed => {
-                                    any_error = true;
-                                    partition_data(None, fp.partition, ec::NOT_LEADER_OR_FOLLOWER)
-                                }
-                                e => {
-                                    tracing::warn!(topic = %name, partition = fp.partition, "fetch read failed: {e}");
-                                    any_error = true;
-                                    partition_data(Some(&p), fp.partition, ec::KAFKA_STORAGE_ERROR)
-                                }
-                            },
+                            Err(Refused::Read(PartitionError::Storage(StorageError::OffsetOutOfRange { .. }))) => {
+                                any_error = true;
+                                partition_data(Some(&p), fp.partition, ec::OFFSET_OUT_OF_RANGE)
+                            }
+                            Err(Refused::Read(PartitionError::Closed)) => {
+                                any_error = true;
+                                partition_data(None, fp.partition, ec::NOT_LEADER_OR_FOLLOWER)
+                            }
+                            Err(Refused::Read(e)) => {
+                                tracing::warn!(topic = %name, partition = fp.partition, "fetch read failed: {e}");
+                                any_error = true;
+                                partition_data(Some(&p), fp.partition, ec::KAFKA_STORAGE_ERROR)
+                            }
                         }
                     }
                 },
