@@ -51,10 +51,14 @@ impl ReplicaState {
         if changed {
             self.since_ms = now_ms;
             self.followers.clear();
-            if role == Role::Leader {
-                for r in replicas {
-                    self.followers.insert(*r, Progress { leo: -1, caught_up_ms: now_ms });
-                }
+        }
+        if role == Role::Leader {
+            // Also when nothing changed: a partition created here starts as the
+            // default state (leader, epoch 0), and a replica added by a reassignment
+            // joins an unchanged leadership. A replica with no clock would never be
+            // dropped from the ISR, however long it stays away.
+            for r in replicas {
+                self.followers.entry(*r).or_insert(Progress { leo: -1, caught_up_ms: now_ms });
             }
         }
         self.role = role;
@@ -146,6 +150,17 @@ mod tests {
         let mut s = ReplicaState::default();
         s.apply(Role::Leader, 3, isr, &[1, 2, 3], 1_000);
         s
+    }
+
+    #[test]
+    fn a_follower_that_never_fetches_leaves_the_isr_of_a_new_partition() {
+        // A partition created with this broker as leader at epoch 0: the same role
+        // and epoch as the default state.
+        let mut s = ReplicaState::default();
+        assert!(!s.apply(Role::Leader, 0, &[1, 2, 3], &[1, 2, 3], 1_000));
+        assert_eq!(s.wanted_isr(1, &[1, 2, 3], 0, 3_000, 5_000), None, "within the lag time");
+        s.record_fetch(2, 0, 0, 5_000);
+        assert_eq!(s.wanted_isr(1, &[1, 2, 3], 0, 6_500, 5_000), Some(vec![1, 2]), "3 never fetched");
     }
 
     #[test]
