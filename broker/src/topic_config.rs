@@ -117,32 +117,95 @@ pub fn effective(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) ->
     }
 }
 
-/// Every topic config with its effective value and whether it is a default.
-pub fn describe(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> Vec<(&'static str, String, bool)> {
-    let e = effective(broker, overrides);
-    let opt = |o: Option<i64>| o.map_or("-1".to_string(), |v| v.to_string());
-    let defaults: Vec<(&'static str, String)> = vec![
-        ("cleanup.policy", "delete".into()),
-        ("compression.type", "producer".into()),
-        ("index.interval.bytes", e.log.index_interval_bytes.to_string()),
-        ("max.message.bytes", e.max_message_bytes.to_string()),
-        ("message.downconversion.enable", e.downconversion_enable.to_string()),
-        ("message.timestamp.after.max.ms", e.timestamp_after_max_ms.to_string()),
-        ("message.timestamp.before.max.ms", e.timestamp_before_max_ms.to_string()),
-        ("message.timestamp.type", "CreateTime".into()),
-        ("min.insync.replicas", e.min_insync_replicas.to_string()),
-        ("retention.bytes", opt(e.log.retention_bytes.map(|v| v as i64))),
-        ("retention.ms", opt(e.log.retention_ms)),
-        ("segment.bytes", e.log.segment_bytes.to_string()),
-        ("segment.index.bytes", e.log.segment_index_bytes.to_string()),
-        ("segment.ms", opt(e.log.segment_ms.map(|v| v as i64))),
-        ("unclean.leader.election.enable", "false".into()),
-    ];
-    defaults
-        .into_iter()
-        .map(|(k, v)| match overrides.get(k) {
-            Some(o) => (k, o.clone(), false),
-            None => (k, v, true),
+/// Where a config's value comes from, as DescribeConfigs' `config_source` says it.
+pub const SOURCE_TOPIC: i8 = 1;
+pub const SOURCE_STATIC_BROKER: i8 = 4;
+pub const SOURCE_DEFAULT: i8 = 5;
+
+/// DescribeConfigs' `config_type` (v3+), Kafka's `ConfigDef.Type` numbering.
+pub const TYPE_BOOLEAN: i8 = 1;
+pub const TYPE_STRING: i8 = 2;
+pub const TYPE_INT: i8 = 3;
+pub const TYPE_LONG: i8 = 5;
+pub const TYPE_LIST: i8 = 7;
+
+/// Each topic config: the broker config that supplies its default (Kafka's synonym)
+/// and its type.
+const SYNONYMS: &[(&str, &str, i8)] = &[
+    ("cleanup.policy", "log.cleanup.policy", TYPE_LIST),
+    ("compression.type", "compression.type", TYPE_STRING),
+    ("index.interval.bytes", "log.index.interval.bytes", TYPE_INT),
+    ("max.message.bytes", "message.max.bytes", TYPE_INT),
+    ("message.downconversion.enable", "log.message.downconversion.enable", TYPE_BOOLEAN),
+    ("message.timestamp.after.max.ms", "log.message.timestamp.after.max.ms", TYPE_LONG),
+    ("message.timestamp.before.max.ms", "log.message.timestamp.before.max.ms", TYPE_LONG),
+    ("message.timestamp.type", "log.message.timestamp.type", TYPE_STRING),
+    ("min.insync.replicas", "min.insync.replicas", TYPE_INT),
+    ("retention.bytes", "log.retention.bytes", TYPE_LONG),
+    ("retention.ms", "log.retention.ms", TYPE_LONG),
+    ("segment.bytes", "log.segment.bytes", TYPE_INT),
+    ("segment.index.bytes", "log.index.size.max.bytes", TYPE_INT),
+    ("segment.ms", "log.roll.ms", TYPE_LONG),
+    ("unclean.leader.election.enable", "unclean.leader.election.enable", TYPE_BOOLEAN),
+];
+
+/// Broker configs whose default Kafka derives from another key (`log.retention.hours`,
+/// `log.roll.hours`): Kafka lists them as synonyms only once set, so Karst does too.
+const SYNONYM_ONLY_WHEN_SET: &[&str] = &["log.retention.ms", "log.roll.ms"];
+
+/// One topic config as DescribeConfigs (and CreateTopics v5+) report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Described {
+    pub name: &'static str,
+    pub value: String,
+    pub source: i8,
+    pub config_type: i8,
+    /// The topic's override (if any), then the broker's setting: (name, value, source).
+    pub synonyms: Vec<(&'static str, String, i8)>,
+}
+
+/// Every topic config with its effective value, where it comes from and its synonyms.
+pub fn describe(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> Vec<Described> {
+    let at_broker = effective(broker, &BTreeMap::new());
+    let defaults = effective(&BrokerConfig::default(), &BTreeMap::new());
+    let row = |e: &TopicConfig| -> Vec<String> {
+        let opt = |o: Option<i64>| o.map_or("-1".to_string(), |v| v.to_string());
+        vec![
+            "delete".into(),
+            "producer".into(),
+            e.log.index_interval_bytes.to_string(),
+            e.max_message_bytes.to_string(),
+            e.downconversion_enable.to_string(),
+            e.timestamp_after_max_ms.to_string(),
+            e.timestamp_before_max_ms.to_string(),
+            "CreateTime".into(),
+            e.min_insync_replicas.to_string(),
+            opt(e.log.retention_bytes.map(|v| v as i64)),
+            opt(e.log.retention_ms),
+            e.log.segment_bytes.to_string(),
+            e.log.segment_index_bytes.to_string(),
+            opt(e.log.segment_ms.map(|v| v as i64)),
+            "false".into(),
+        ]
+    };
+    SYNONYMS
+        .iter()
+        .zip(row(&at_broker).into_iter().zip(row(&defaults)))
+        .map(|(&(name, broker_key, config_type), (value, default))| {
+            // A broker value other than the built-in default was configured: Kafka's
+            // STATIC_BROKER_CONFIG. (A value set to the default itself reads as default.)
+            let broker_source = if value == default { SOURCE_DEFAULT } else { SOURCE_STATIC_BROKER };
+            let mut synonyms = Vec::new();
+            if let Some(o) = overrides.get(name) {
+                synonyms.push((name, o.clone(), SOURCE_TOPIC));
+            }
+            if broker_source == SOURCE_STATIC_BROKER || !SYNONYM_ONLY_WHEN_SET.contains(&broker_key) {
+                synonyms.push((broker_key, value.clone(), broker_source));
+            }
+            match overrides.get(name) {
+                Some(o) => Described { name, value: o.clone(), source: SOURCE_TOPIC, config_type, synonyms },
+                None => Described { name, value, source: broker_source, config_type, synonyms },
+            }
         })
         .collect()
 }
@@ -150,6 +213,26 @@ pub fn describe(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn described_configs_carry_their_source_and_synonyms_as_kafka_does() {
+        let mut b = BrokerConfig::default();
+        b.message_max_bytes = 2_000_000;
+        let mut o = BTreeMap::new();
+        o.insert("segment.bytes".to_string(), "4096".to_string());
+        let d = describe(&b, &o);
+        let find = |n: &str| d.iter().find(|x| x.name == n).unwrap().clone();
+        let seg = find("segment.bytes");
+        assert_eq!((seg.value.as_str(), seg.source, seg.config_type), ("4096", SOURCE_TOPIC, TYPE_INT));
+        assert_eq!(seg.synonyms[0], ("segment.bytes", "4096".to_string(), SOURCE_TOPIC));
+        assert_eq!(seg.synonyms[1].0, "log.segment.bytes");
+        assert_eq!(seg.synonyms[1].2, SOURCE_DEFAULT);
+        let max = find("max.message.bytes");
+        assert_eq!((max.value.as_str(), max.source), ("2000000", SOURCE_STATIC_BROKER));
+        assert_eq!(max.synonyms, vec![("message.max.bytes", "2000000".to_string(), SOURCE_STATIC_BROKER)]);
+        assert!(find("retention.ms").synonyms.is_empty(), "Kafka lists log.retention.ms only once set");
+        assert_eq!(find("cleanup.policy").config_type, TYPE_LIST);
+    }
 
     #[test]
     fn overrides_win_and_are_validated() {
@@ -169,6 +252,7 @@ mod tests {
         assert!(validate("retention.ms", "-2").is_err());
         assert!(validate("no.such", "1").is_err());
         assert!(validate("cleanup.policy", "delete").is_ok());
-        assert!(KEYS.iter().all(|k| describe(&b, &o).iter().any(|(d, _, _)| d == k)));
+        assert!(KEYS.iter().all(|k| describe(&b, &o).iter().any(|d| d.name == *k)));
+        assert_eq!(describe(&b, &o).len(), SYNONYMS.len());
     }
 }

@@ -190,7 +190,10 @@ async fn every_advertised_version_round_trips() {
     for v in versions(ApiKey::CreatePartitions) {
         let t = format!("t{}", 2 + v);
         let req = CreatePartitionsRequest::default().with_timeout_ms(1000).with_topics(vec![
-            kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic::default().with_name(name(&t)).with_count(4),
+            kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic::default()
+                .with_name(name(&t))
+                .with_count(4)
+                .with_assignments(None),
         ]);
         let ResponseKind::CreatePartitions(r) = c.call(ApiKey::CreatePartitions, v, RequestKind::CreatePartitions(req)).await else {
             panic!()

@@ -9,6 +9,7 @@
 pub mod broker;
 pub mod clients;
 pub mod cluster;
+pub mod fields;
 pub mod garbage;
 pub mod group;
 pub mod kafka;

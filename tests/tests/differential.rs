@@ -29,6 +29,9 @@ use karst_tests::kafka::KafkaBroker;
 use karst_tests::raw::{produce_request, record_batch, topic_name, RawClient};
 use karst_tests::{unique_topic, wait_for, Broker, KafkaUnavailable};
 
+#[path = "differential/responses.rs"]
+mod responses;
+
 /// API keys newer than the kafka-protocol crate's table, by their Kafka 4.4 names.
 const STREAMS_GROUP_HEARTBEAT: i16 = 88;
 const STREAMS_GROUP_DESCRIBE: i16 = 89;
@@ -145,6 +148,15 @@ fn karst_answers_like_apache_kafka() -> Result<()> {
             "{differences} of {} answers differ from Kafka's (the lines marked DIFFERENT above; both answers printed)",
             outcomes.len()
         ));
+    }
+    let fixture = responses::prepare(&mut pair)?;
+    let compared = responses::run(&mut pair, &fixture)?;
+    match responses::report(&compared) {
+        Ok((_, 0, _, 0)) => {}
+        Ok((total, unlisted, _, failed)) => failures.push(format!(
+            "responses: {unlisted} unlisted field differences and {failed} failed requests in {total} comparisons (marked DIFFERENT/FAILED above)"
+        )),
+        Err(e) => failures.push(format!("{e:#}")),
     }
     println!("differential test took {:.1?}", started.elapsed());
     if !failures.is_empty() {
@@ -438,32 +450,48 @@ fn prepare_topic(pair: &mut Pair) -> Result<Existing> {
     let mut ids = Vec::new();
     for (side, c) in [("Kafka", &mut pair.kafka), ("Karst", &mut pair.karst)] {
         c.create_topic(&name, 1, &[]).with_context(|| format!("creating {name} on {side}"))?;
-        let version = c.version_for(ApiKey::Metadata)?.min(12);
-        let id = wait_for(&format!("a leader for {name}-0 on {side}"), LEADER_TIMEOUT, || {
-            let resp = metadata(c, version, &name, false).ok()?;
-            let t = resp.topics.first()?;
-            let p = t.partitions.first()?;
-            (t.error_code == 0 && p.error_code == 0 && p.leader_id.0 >= 0).then_some(t.topic_id)
-        })?;
-        // Kafka's Metadata can name the leader a moment before its replica manager has
-        // become leader: NOT_LEADER_OR_FOLLOWER (and the like) are retried.
-        let version = c.version_for(ApiKey::Produce)?.min(11);
-        let mut last = 0;
-        wait_for(&format!("a produce to {name}-0 on {side} to succeed"), LEADER_TIMEOUT, || {
-            match c.produce(&name, 0, record_batch(&[(Some(b"k"), Some(b"v"))], now_ms()), version) {
-                Ok(p) if p.error_code == 0 => Some(Ok(())),
-                Ok(p) if ResponseError::try_from_code(p.error_code).is_some_and(|e| e.is_retriable()) => {
-                    last = p.error_code;
-                    None
-                }
-                Ok(p) => Some(Err(anyhow!("producing to {name}-0 on {side}: error {}", p.error_code))),
-                Err(e) => Some(Err(e)),
-            }
-        })
-        .with_context(|| format!("last error code {last}"))??;
-        ids.push(id);
+        ids.push(wait_leaders(c, &name, 1, side)?);
+        produce_until_accepted(c, &name, 0, &[(Some(b"k"), Some(b"v"))], now_ms(), side)?;
     }
     Ok(Existing { name, kafka_id: ids[0], karst_id: ids[1] })
+}
+
+/// Waits until every one of `partitions` partitions of `topic` has a leader; returns
+/// the topic's id.
+fn wait_leaders(c: &mut RawClient, topic: &str, partitions: usize, side: &str) -> Result<uuid::Uuid> {
+    let version = c.version_for(ApiKey::Metadata)?.min(12);
+    wait_for(&format!("leaders for {topic} on {side}"), LEADER_TIMEOUT, || {
+        let resp = metadata(c, version, topic, false).ok()?;
+        let t = resp.topics.first()?;
+        let led = t.partitions.iter().filter(|p| p.error_code == 0 && p.leader_id.0 >= 0).count();
+        (t.error_code == 0 && led == partitions).then_some(t.topic_id)
+    })
+}
+
+/// Produces one batch (acks=all), retrying retriable errors: Kafka's Metadata can name
+/// the leader a moment before its replica manager has become leader.
+fn produce_until_accepted(
+    c: &mut RawClient,
+    topic: &str,
+    partition: i32,
+    records: &[(Option<&[u8]>, Option<&[u8]>)],
+    timestamp: i64,
+    side: &str,
+) -> Result<()> {
+    let version = c.version_for(ApiKey::Produce)?.min(11);
+    let mut last = 0;
+    wait_for(&format!("a produce to {topic}-{partition} on {side} to succeed"), LEADER_TIMEOUT, || {
+        match c.produce(topic, partition, record_batch(records, timestamp), version) {
+            Ok(p) if p.error_code == 0 => Some(Ok(())),
+            Ok(p) if ResponseError::try_from_code(p.error_code).is_some_and(|e| e.is_retriable()) => {
+                last = p.error_code;
+                None
+            }
+            Ok(p) => Some(Err(anyhow!("producing to {topic}-{partition} on {side}: error {}", p.error_code))),
+            Err(e) => Some(Err(e)),
+        }
+    })
+    .with_context(|| format!("last error code {last}"))?
 }
 
 /// Prints one line per answer pair; returns how many differ.

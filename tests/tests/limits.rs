@@ -42,7 +42,7 @@ fn topic_error(c: &mut RawClient, topic: &str) -> Result<i16> {
 fn create_partitions(c: &mut RawClient, topic: &str, count: i32) -> Result<(i16, Option<String>)> {
     let req = CreatePartitionsRequest::default()
         .with_timeout_ms(30_000)
-        .with_topics(vec![CreatePartitionsTopic::default().with_name(topic_name(topic)).with_count(count)]);
+        .with_topics(vec![CreatePartitionsTopic::default().with_name(topic_name(topic)).with_count(count).with_assignments(None)]);
     let r = c.send(&req, 1)?.results.into_iter().next().context("no CreatePartitions result")?;
     Ok((r.error_code, r.error_message.map(|m| m.to_string())))
 }

@@ -115,7 +115,7 @@ pub(crate) async fn create_topics(b: Arc<Broker>, req: CreateTopicsRequest, vers
     let records = plans.iter().flatten().map(|(m, _)| crate::limits::topic_records(m.partitions, m.configs.len())).sum();
     let too_large = crate::limits::check_records(records).err();
     for (t, plan) in req.topics.iter().zip(plans) {
-        let mut r = CreatableTopicResult::default().with_name(t.name.clone());
+        let mut r = CreatableTopicResult::default().with_name(t.name.clone()).with_error_message(None);
         let outcome = match (plan, &too_large) {
             (Err(refusal), _) => Err(refusal),
             (Ok(_), Some(refusal)) => Err(refusal.clone()),
@@ -138,11 +138,11 @@ pub(crate) async fn create_topics(b: Arc<Broker>, req: CreateTopicsRequest, vers
                 if version >= 5 {
                     let configs = topic_config::describe(&b.config, &meta.configs)
                         .into_iter()
-                        .map(|(k, v, is_default)| {
+                        .map(|d| {
                             CreatableTopicConfigs::default()
-                                .with_name(str_bytes(k))
-                                .with_value(Some(str_bytes(v)))
-                                .with_config_source(if is_default { 5 } else { 1 })
+                                .with_name(str_bytes(d.name))
+                                .with_value(Some(str_bytes(d.value)))
+                                .with_config_source(d.source)
                         })
                         .collect();
                     r = r.with_num_partitions(meta.partitions).with_replication_factor(meta.replication_factor).with_configs(Some(configs));
@@ -190,8 +190,14 @@ async fn delete_one(b: &Arc<Broker>, image: &ClusterImage, name: Option<TopicNam
         r = r.with_topic_id(id);
     }
     let Some(local) = local else {
-        let code = if name.is_some() { ec::UNKNOWN_TOPIC_OR_PARTITION } else { ec::UNKNOWN_TOPIC_ID };
-        return r.with_error_code(code);
+        // With Kafka's default messages of these errors (v5+ carry a message).
+        let (code, message) = if name.is_some() {
+            (ec::UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
+        } else {
+            (ec::UNKNOWN_TOPIC_ID, "This server does not host this topic ID.")
+        };
+        let r = r.with_error_code(code);
+        return if version >= 5 { r.with_error_message(Some(str_bytes(message))) } else { r };
     };
     if local == OFFSETS_TOPIC {
         let r = r.with_error_code(ec::INVALID_REQUEST);
@@ -246,10 +252,18 @@ fn plan_partitions(b: &Broker, t: &CreatePartitionsTopic) -> Result<Growth, Refu
         ));
     }
     let mut assignments = None;
-    if let Some(a) = t.assignments.as_ref().filter(|a| !a.is_empty()) {
+    // As Kafka: a null list lets the broker place the new partitions; an empty one
+    // assigns none of them.
+    if let Some(a) = t.assignments.as_ref() {
         let added = (t.count - meta.partitions) as usize;
-        if a.len() != added || a.iter().any(|x| x.broker_ids.iter().any(|id| image.cluster.broker(id.0).is_none())) {
-            return Err((ec::INVALID_REPLICA_ASSIGNMENT, format!("need {added} assignments, all on registered brokers")));
+        if a.len() != added {
+            return Err((
+                ec::INVALID_REPLICA_ASSIGNMENT,
+                format!("Attempted to add {added} additional partition(s), but only {} assignment(s) were specified.", a.len()),
+            ));
+        }
+        if a.iter().any(|x| x.broker_ids.iter().any(|id| image.cluster.broker(id.0).is_none())) {
+            return Err((ec::INVALID_REPLICA_ASSIGNMENT, "every assignment must name registered brokers".into()));
         }
         assignments = Some(a.iter().map(|x| x.broker_ids.iter().map(|id| id.0).collect()).collect());
     } else if i32::from(meta.replication_factor) > image.cluster.unfenced_brokers().count() as i32 {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym};
 use kafka_protocol::messages::{
     BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest, DescribeConfigsResponse,
 };
@@ -16,15 +16,18 @@ use crate::topic_config;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
-const SOURCE_TOPIC: i8 = 1;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
 
+/// Documentation is None: Karst carries no config documentation yet (Kafka's is
+/// None too unless asked for).
 fn entry(name: &str, value: String, source: i8) -> DescribeConfigsResourceResult {
-    DescribeConfigsResourceResult::default().with_name(str_bytes(name)).with_value(Some(str_bytes(value))).with_config_source(source)
+    DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(name))
+        .with_value(Some(str_bytes(value)))
+        .with_config_source(source)
+        .with_documentation(None)
 }
 
-pub(crate) fn describe_configs(b: &Arc<Broker>, req: DescribeConfigsRequest, _version: i16) -> DescribeConfigsResponse {
+pub(crate) fn describe_configs(b: &Arc<Broker>, req: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
     let image = b.metadata.image();
     let results = req
         .resources
@@ -41,8 +44,27 @@ pub(crate) fn describe_configs(b: &Arc<Broker>, req: DescribeConfigsRequest, _ve
                     Some(t) => {
                         let configs = topic_config::describe(&b.config, &t.configs)
                             .into_iter()
-                            .filter(|(k, _, _)| wanted(k))
-                            .map(|(k, v, is_default)| entry(k, v, if is_default { SOURCE_DEFAULT } else { SOURCE_TOPIC }))
+                            .filter(|d| wanted(d.name))
+                            .map(|d| {
+                                let mut e = entry(d.name, d.value, d.source);
+                                if version >= 1 && req.include_synonyms {
+                                    e = e.with_synonyms(
+                                        d.synonyms
+                                            .into_iter()
+                                            .map(|(name, value, source)| {
+                                                DescribeConfigsSynonym::default()
+                                                    .with_name(str_bytes(name))
+                                                    .with_value(Some(str_bytes(value)))
+                                                    .with_source(source)
+                                            })
+                                            .collect(),
+                                    );
+                                }
+                                if version >= 3 {
+                                    e = e.with_config_type(d.config_type);
+                                }
+                                e
+                            })
                             .collect();
                         r.with_configs(configs)
                     }
@@ -59,7 +81,7 @@ pub(crate) fn describe_configs(b: &Arc<Broker>, req: DescribeConfigsRequest, _ve
                         .describe()
                         .into_iter()
                         .filter(|(k, _)| wanted(k))
-                        .map(|(k, v)| entry(k, v, SOURCE_STATIC_BROKER))
+                        .map(|(k, v)| entry(k, v, topic_config::SOURCE_STATIC_BROKER))
                         .collect();
                     r.with_configs(configs)
                 }
@@ -72,7 +94,7 @@ pub(crate) fn describe_configs(b: &Arc<Broker>, req: DescribeConfigsRequest, _ve
     DescribeConfigsResponse::default().with_results(results)
 }
 
-pub(crate) fn describe_cluster(b: &Arc<Broker>, _req: DescribeClusterRequest) -> DescribeClusterResponse {
+pub(crate) fn describe_cluster(b: &Arc<Broker>, req: DescribeClusterRequest) -> DescribeClusterResponse {
     let brokers = super::metadata::live_brokers(b)
         .into_iter()
         .map(|(id, host, port, rack)| {
@@ -84,8 +106,13 @@ pub(crate) fn describe_cluster(b: &Arc<Broker>, _req: DescribeClusterRequest) ->
         })
         .collect();
     // Every broker takes admin requests and routes them to the controller quorum.
-    DescribeClusterResponse::default()
+    let resp = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(b.cluster_id.clone()))
         .with_controller_id(BrokerId(super::metadata::controller_id(b)))
-        .with_brokers(brokers)
+        .with_brokers(brokers);
+    if req.include_cluster_authorized_operations {
+        resp.with_cluster_authorized_operations(super::authorized::CLUSTER)
+    } else {
+        resp
+    }
 }

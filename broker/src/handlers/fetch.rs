@@ -242,7 +242,18 @@ fn down_convert_for(b: &Broker, p: &Partition, magic: i8, fetch_offset: i64, max
 
 /// The response; a consumer's (not a follower's) v2 records are counted as read
 /// (down-converted ones were counted as they were converted).
-fn respond(replica: Option<Follower>, wanted: &[Wanted], topics: Vec<FetchableTopicResponse>, version: i16) -> FetchResponse {
+fn respond(
+    replica: Option<Follower>,
+    wanted: &[Wanted],
+    mut topics: Vec<FetchableTopicResponse>,
+    version: i16,
+    read_committed: bool,
+) -> FetchResponse {
+    // As Kafka: null for read_uncommitted, a list (empty: Karst has no transactions
+    // yet) for read_committed.
+    for p in topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+        p.aborted_transactions = read_committed.then(Vec::new);
+    }
     if replica.is_none() && fetch_magic(version).is_none() {
         for (w, t) in wanted.iter().zip(&topics) {
             let Ok(name) = &w.resolved else { continue };
@@ -261,18 +272,19 @@ pub(crate) async fn handle(b: &Arc<Broker>, mut req: FetchRequest, version: i16)
     let max_bytes = if req.max_bytes <= 0 { usize::MAX } else { req.max_bytes as usize };
     let min_bytes = req.min_bytes.max(0) as usize;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let read_committed = version >= 4 && req.isolation_level == 1;
     loop {
         let mut receivers = Vec::new();
         let (topics, total, any_error) = read_all(b, &wanted, max_bytes, version, replica, Some(&mut receivers));
         let done = total >= min_bytes || any_error || receivers.is_empty() || tokio::time::Instant::now() >= deadline;
         if done {
-            return respond(replica, &wanted, topics, version);
+            return respond(replica, &wanted, topics, version, read_committed);
         }
         // Long poll: wait for any of these partitions to advance, or the deadline.
         let changes = select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
         if crate::metrics::fetch_wait(tokio::time::timeout_at(deadline, changes)).await.is_err() {
             let (topics, _, _) = read_all(b, &wanted, max_bytes, version, replica, None);
-            return respond(replica, &wanted, topics, version);
+            return respond(replica, &wanted, topics, version, read_committed);
         }
     }
 }

@@ -77,10 +77,11 @@ pub(crate) fn find_coordinator(b: &Arc<Broker>, req: FindCoordinatorRequest, ver
             .map(|k| {
                 let (code, msg) = answer(k.as_str());
                 let (code, msg, id, h, p) = locate(k.as_str(), code, msg);
+                // Kafka's success message is "" in v4+ and "NONE" before.
                 Coordinator::default()
                     .with_key(k.clone())
                     .with_error_code(code)
-                    .with_error_message(msg.map(str_bytes))
+                    .with_error_message(Some(str_bytes(msg.unwrap_or_default())))
                     .with_node_id(BrokerId(id))
                     .with_host(str_bytes(h))
                     .with_port(p)
@@ -91,7 +92,8 @@ pub(crate) fn find_coordinator(b: &Arc<Broker>, req: FindCoordinatorRequest, ver
     let (code, msg) = answer(req.key.as_str());
     let (code, msg, id, h, p) = locate(req.key.as_str(), code, msg);
     let resp = resp.with_error_code(code);
-    let resp = if version >= 1 { resp.with_error_message(msg.map(str_bytes)) } else { resp };
+    let msg = msg.unwrap_or_else(|| "NONE".to_string());
+    let resp = if version >= 1 { resp.with_error_message(Some(str_bytes(msg))) } else { resp };
     resp.with_node_id(BrokerId(id)).with_host(str_bytes(h)).with_port(p)
 }
 
@@ -513,10 +515,16 @@ pub(crate) fn describe_groups(b: &Arc<Broker>, req: DescribeGroupsRequest, versi
                     }
                 })
                 .collect();
-            d.with_group_state(str_bytes(g.state.name()))
+            let d = d
+                .with_group_state(str_bytes(g.state.name()))
                 .with_protocol_type(str_bytes(g.protocol_type.clone().unwrap_or_default()))
                 .with_protocol_data(str_bytes(protocol))
-                .with_members(members)
+                .with_members(members);
+            if version >= 3 && req.include_authorized_operations {
+                d.with_authorized_operations(super::authorized::GROUP)
+            } else {
+                d
+            }
         })
         .collect();
     DescribeGroupsResponse::default().with_groups(groups)

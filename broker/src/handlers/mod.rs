@@ -3,6 +3,7 @@
 mod admin;
 mod alter_configs;
 mod api_versions;
+mod authorized;
 mod describe;
 mod fetch;
 mod groups;

@@ -1,0 +1,481 @@
+//! Responses compared field by field: the same well-formed request goes to Kafka and to
+//! Karst at every version of its API that both advertise (and the protocol crate
+//! encodes), both responses are flattened into `path = value` pairs
+//! ([`karst_tests::fields`]) and compared. Instance-specific values (node ids, cluster
+//! and topic ids, hosts and ports, generated member and producer ids) are not
+//! compared; differences Karst keeps on purpose are listed in [`kept`] with their
+//! reasons. Anything else that differs fails the test, with both values printed.
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+
+use anyhow::{anyhow, Context, Result};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+use kafka_protocol::messages::{
+    ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, GroupId, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest,
+    OffsetForLeaderEpochRequest,
+};
+use kafka_protocol::protocol::StrBytes;
+use karst_tests::fields::{compare, flatten, rekey, Difference, Kept, Rules};
+use karst_tests::raw::{topic_name, RawClient};
+use karst_tests::unique_topic;
+
+use super::{Pair, Side, LEADER_TIMEOUT};
+
+/// What the scenarios share: a topic of three partitions on each broker (same name),
+/// with known records in partition 0, and its id on each side.
+pub(super) struct Fixture {
+    topic: String,
+    kafka_id: uuid::Uuid,
+    karst_id: uuid::Uuid,
+    /// A group with committed offsets (and no members) on both.
+    group: String,
+}
+
+impl Fixture {
+    fn id(&self, side: Side) -> uuid::Uuid {
+        match side {
+            Side::Kafka => self.kafka_id,
+            Side::Karst => self.karst_id,
+        }
+    }
+}
+
+/// Fixed timestamps, so both logs hold the same bytes.
+const T0: i64 = 1_700_000_000_000;
+
+/// Paths whose values belong to one instance: never compared.
+fn ignored() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("throttle_time_ms", "time a broker throttled the client"),
+        ("*node_id", "broker ids"),
+        ("*leader_id", "broker ids"),
+        ("*controller_id", "broker ids"),
+        ("host", "listener addresses"),
+        ("*.host", "listener addresses"),
+        ("port", "listener addresses"),
+        ("*.port", "listener addresses"),
+        ("*cluster_id", "generated per cluster"),
+        ("*topic_id", "generated per topic"),
+        ("*replica_nodes*", "broker ids"),
+        ("*isr_nodes*", "broker ids"),
+        ("*offline_replicas*", "broker ids"),
+        ("producer_id", "allocated per cluster"),
+        ("*member_id", "generated per member"),
+    ]
+}
+
+/// Differences Karst keeps on purpose, each with its reason. The test fails on a kept
+/// difference that no scenario shows any more, so the list stays true.
+fn kept() -> Vec<Kept> {
+    const FEWER_CONFIGS: &str =
+        "Karst describes the topic configs it implements, Kafka every one it has (issue 20: configuration completeness)";
+    vec![
+        Kept { scenario: "DescribeConfigs*", path: "results[0].configs[*", karst_lacks: true, why: FEWER_CONFIGS },
+        Kept { scenario: "CreateTopics, validate only*", path: "topics[0].configs[*", karst_lacks: true, why: FEWER_CONFIGS },
+        Kept {
+            scenario: "DescribeConfigs*",
+            path: "results[0].configs[message.downconversion.enable]*",
+            karst_lacks: false,
+            why: "Kafka 4 removed message formats v0/v1 and this config with them; Karst serves old clients (issue 15)",
+        },
+        Kept {
+            scenario: "CreateTopics, validate only*",
+            path: "topics[0].configs[message.downconversion.enable]*",
+            karst_lacks: false,
+            why: "Kafka 4 removed message formats v0/v1 and this config with them; Karst serves old clients (issue 15)",
+        },
+        Kept {
+            scenario: "*",
+            path: "*configs[min.insync.replicas]*source",
+            karst_lacks: false,
+            why: "Kafka 4 writes a cluster-wide min.insync.replicas (DYNAMIC_DEFAULT_BROKER_CONFIG) when it enables eligible leader \
+                  replicas (KIP-966); Karst has no dynamic broker configs yet (issue 20), so its default is DEFAULT_CONFIG",
+        },
+    ]
+}
+
+/// One comparison: a scenario at one version.
+pub(super) struct Compared {
+    pub scenario: String,
+    pub differences: Vec<Difference>,
+    /// A request that failed on one side (or both): no comparison.
+    pub failed: Option<String>,
+}
+
+type Ask<'a> = dyn Fn(&mut RawClient, i16, Side) -> Result<Box<dyn Debug>> + 'a;
+
+struct Runner<'p> {
+    pair: &'p mut Pair,
+    rules: Rules,
+    out: Vec<Compared>,
+}
+
+impl Runner<'_> {
+    /// Asks both brokers at every version of `key` from `floor` that both serve.
+    fn run(&mut self, scenario: &str, key: ApiKey, floor: i16, ask: &Ask<'_>) -> Result<()> {
+        self.run_keyed(scenario, key, floor, &[], ask)
+    }
+
+    /// [`Runner::run`] up to `ceiling` (for a field later versions dropped).
+    fn run_upto(&mut self, scenario: &str, key: ApiKey, floor: i16, ceiling: i16, ask: &Ask<'_>) -> Result<()> {
+        self.run_inner(scenario, key, floor, ceiling, &[], ask)
+    }
+
+    /// [`Runner::run`], with the lists matching each `(list glob, key field)` compared
+    /// element by element by that field ([`rekey`]), not by position.
+    fn run_keyed(&mut self, scenario: &str, key: ApiKey, floor: i16, keyed: &[(&str, &str)], ask: &Ask<'_>) -> Result<()> {
+        self.run_inner(scenario, key, floor, i16::MAX, keyed, ask)
+    }
+
+    fn run_inner(&mut self, scenario: &str, key: ApiKey, floor: i16, ceiling: i16, keyed: &[(&str, &str)], ask: &Ask<'_>) -> Result<()> {
+        let versions = self.pair.versions(key, floor)?;
+        let (lo, hi) = (versions[0], (*versions.last().unwrap_or(&versions[0])).min(ceiling));
+        let flat = |r: Box<dyn Debug>| keyed.iter().fold(flatten(&r), |f, (list, field)| rekey(f, list, field));
+        for v in lo..=hi {
+            let name = format!("{scenario} ({key:?} v{v})");
+            let kafka = ask(&mut self.pair.kafka, v, Side::Kafka).map(flat);
+            let karst = ask(&mut self.pair.karst, v, Side::Karst).map(flat);
+            let compared = match (kafka, karst) {
+                (Ok(a), Ok(b)) => Compared { differences: compare(&name, &a, &b, &self.rules), scenario: name, failed: None },
+                (a, b) => {
+                    let why = [("Kafka", a.err()), ("Karst", b.err())]
+                        .into_iter()
+                        .filter_map(|(side, e)| e.map(|e| format!("{side}: {e:#}")))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    Compared { scenario: name, differences: Vec::new(), failed: Some(why) }
+                }
+            };
+            self.out.push(compared);
+        }
+        Ok(())
+    }
+}
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn boxed<T: Debug + 'static>(r: T) -> Result<Box<dyn Debug>> {
+    Ok(Box::new(r))
+}
+
+/// Creates the shared topic and group on both brokers.
+pub(super) fn prepare(pair: &mut Pair) -> Result<Fixture> {
+    let topic = unique_topic("diff-fields");
+    let group = unique_topic("diff-group");
+    let mut ids = Vec::new();
+    for (side, c) in [("Kafka", &mut pair.kafka), ("Karst", &mut pair.karst)] {
+        c.create_topic(&topic, 3, &[]).with_context(|| format!("creating {topic} on {side}"))?;
+        let id = super::wait_leaders(c, &topic, 3, side)?;
+        // Two batches in partition 0, one in partition 2 (for DeleteRecords).
+        for (partition, records, ts) in [
+            (0, vec![(Some(&b"k0"[..]), Some(&b"v0"[..])), (Some(b"k1"), None)], T0),
+            (0, vec![(None, Some(&b"v2"[..]))], T0 + 1_000),
+            (2, vec![(Some(&b"a"[..]), Some(&b"1"[..])), (Some(b"b"), Some(b"2")), (Some(b"c"), Some(b"3"))], T0),
+        ] {
+            super::produce_until_accepted(c, &topic, partition, &records, ts, side)?;
+        }
+        let version = c.version_for(ApiKey::OffsetCommit)?.min(7);
+        let req =
+            OffsetCommitRequest::default().with_group_id(GroupId(s(&group))).with_generation_id_or_member_epoch(-1).with_topics(vec![
+                OffsetCommitRequestTopic::default()
+                    .with_name(topic_name(&topic))
+                    .with_partitions(vec![OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(2)]),
+            ]);
+        // Kafka creates its offsets topic on the first FindCoordinator (answering
+        // COORDINATOR_NOT_AVAILABLE meanwhile); until then commits get NOT_COORDINATOR.
+        let find = FindCoordinatorRequest::default().with_key(s(&group));
+        karst_tests::wait_for(&format!("a group coordinator on {side}"), LEADER_TIMEOUT, || {
+            c.send(&find, 3).ok().filter(|r| r.error_code == 0).map(|_| ())
+        })?;
+        let mut last = String::new();
+        let committed = karst_tests::wait_for(&format!("an offset commit on {side}"), LEADER_TIMEOUT, || {
+            let resp = match c.send(&req, version) {
+                Ok(r) => r,
+                Err(e) => {
+                    last = format!("{e:#}");
+                    return None;
+                }
+            };
+            let code = resp.topics.first().and_then(|t| t.partitions.first()).map(|p| p.error_code);
+            last = format!("error code {code:?}");
+            (code == Some(0)).then_some(())
+        });
+        committed.with_context(|| format!("committing offsets for {group} on {side} (last: {last})"))?;
+        ids.push(id);
+    }
+    Ok(Fixture { topic, kafka_id: ids[0], karst_id: ids[1], group })
+}
+
+pub(super) fn run(pair: &mut Pair, f: &Fixture) -> Result<Vec<Compared>> {
+    let mut r = Runner { pair, rules: Rules { ignore: ignored(), kept: kept() }, out: Vec::new() };
+    let topic = f.topic.as_str();
+
+    r.run("Metadata for the topic", ApiKey::Metadata, 0, &|c, v, _| {
+        let mut req =
+            MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name(topic)))]));
+        if v >= 4 {
+            req = req.with_allow_auto_topic_creation(false);
+        }
+        boxed(c.send(&req, v)?)
+    })?;
+    r.run("Metadata for the topic with authorized operations", ApiKey::Metadata, 8, &|c, v, _| {
+        let req = MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name(topic)))]))
+            .with_allow_auto_topic_creation(false)
+            .with_include_topic_authorized_operations(true);
+        boxed(c.send(&req, v)?)
+    })?;
+
+    r.run("Fetch partition 0 from offset 0", ApiKey::Fetch, 4, &|c, v, side| {
+        let req =
+            FetchRequest::default().with_replica_id((-1).into()).with_max_wait_ms(0).with_min_bytes(1).with_max_bytes(1 << 20).with_topics(
+                vec![FetchTopic::default().with_topic(topic_name(topic)).with_topic_id(f.id(side)).with_partitions(vec![
+                    FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20),
+                ])],
+            );
+        boxed(c.send(&req, v)?)
+    })?;
+    r.run("Fetch partition 0 from offset 2 (the second batch)", ApiKey::Fetch, 4, &|c, v, side| {
+        let req =
+            FetchRequest::default().with_replica_id((-1).into()).with_max_wait_ms(0).with_min_bytes(1).with_max_bytes(1 << 20).with_topics(
+                vec![FetchTopic::default().with_topic(topic_name(topic)).with_topic_id(f.id(side)).with_partitions(vec![
+                    FetchPartition::default().with_partition(0).with_fetch_offset(2).with_partition_max_bytes(1 << 20),
+                ])],
+            );
+        boxed(c.send(&req, v)?)
+    })?;
+
+    for (what, ts) in
+        [("earliest", -2), ("latest", -1), ("the second batch's timestamp", T0 + 1_000), ("a timestamp past the end", T0 + 5_000)]
+    {
+        r.run(&format!("ListOffsets {what}"), ApiKey::ListOffsets, 1, &|c, v, _| {
+            let req = ListOffsetsRequest::default().with_replica_id((-1).into()).with_topics(vec![ListOffsetsTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(ts)])]);
+            boxed(c.send(&req, v)?)
+        })?;
+    }
+
+    r.run("OffsetForLeaderEpoch, epoch 0 of partition 0", ApiKey::OffsetForLeaderEpoch, 0, &|c, v, _| {
+        let mut p = OffsetForLeaderPartition::default().with_partition(0).with_leader_epoch(0);
+        if v >= 2 {
+            p = p.with_current_leader_epoch(-1);
+        }
+        let mut req = OffsetForLeaderEpochRequest::default()
+            .with_topics(vec![OffsetForLeaderTopic::default().with_topic(topic_name(topic)).with_partitions(vec![p])]);
+        if v >= 3 {
+            req = req.with_replica_id((-1).into());
+        }
+        boxed(c.send(&req, v)?)
+    })?;
+
+    r.run_keyed("DescribeConfigs of the topic, all keys", ApiKey::DescribeConfigs, 0, &[("results[*].configs", "name")], &|c, v, _| {
+        let mut req = DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s(topic))
+            .with_configuration_keys(None)]);
+        if v >= 1 {
+            req = req.with_include_synonyms(true);
+        }
+        if v >= 3 {
+            req = req.with_include_documentation(false);
+        }
+        boxed(c.send(&req, v)?)
+    })?;
+
+    let created = unique_topic("diff-validate");
+    let keyed = [("topics[*].configs", "name")];
+    r.run_keyed("CreateTopics, validate only, 3 partitions and retention.ms", ApiKey::CreateTopics, 2, &keyed, &|c, v, _| {
+        let t = CreatableTopic::default()
+            .with_name(topic_name(&created))
+            .with_num_partitions(3)
+            .with_replication_factor(1)
+            .with_configs(vec![CreatableTopicConfig::default().with_name(s("retention.ms")).with_value(Some(s("60000")))]);
+        let req = CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(10_000).with_validate_only(true);
+        boxed(c.send(&req, v)?)
+    })?;
+
+    for (what, assignments) in [("placed by the broker", None), ("with an empty assignment list", Some(Vec::new()))] {
+        r.run(&format!("CreatePartitions, validate only, 3 to 4, {what}"), ApiKey::CreatePartitions, 0, &|c, v, _| {
+            let t = CreatePartitionsTopic::default().with_name(topic_name(topic)).with_count(4).with_assignments(assignments.clone());
+            let req = CreatePartitionsRequest::default().with_topics(vec![t]).with_timeout_ms(10_000).with_validate_only(true);
+            boxed(c.send(&req, v)?)
+        })?;
+    }
+
+    r.run("IncrementalAlterConfigs, validate only, SET retention.ms", ApiKey::IncrementalAlterConfigs, 0, &|c, v, _| {
+        let req = IncrementalAlterConfigsRequest::default()
+            .with_resources(vec![AlterConfigsResource::default().with_resource_type(2).with_resource_name(s(topic)).with_configs(vec![
+                AlterableConfig::default().with_name(s("retention.ms")).with_config_operation(0).with_value(Some(s("60000"))),
+            ])])
+            .with_validate_only(true);
+        boxed(c.send(&req, v)?)
+    })?;
+
+    r.run("InitProducerId, idempotent", ApiKey::InitProducerId, 0, &|c, v, _| {
+        let req = InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(-1);
+        // Kafka answers COORDINATOR_LOAD_IN_PROGRESS until its first block of producer
+        // ids arrives from the controller; a client retries it.
+        let mut resp = c.send(&req, v)?;
+        let until = std::time::Instant::now() + LEADER_TIMEOUT;
+        while resp.error_code == 14 && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            resp = c.send(&req, v)?;
+        }
+        boxed(resp)
+    })?;
+
+    let group = f.group.as_str();
+    r.run("FindCoordinator for the group", ApiKey::FindCoordinator, 0, &|c, v, _| {
+        let req = if v >= 4 {
+            FindCoordinatorRequest::default().with_coordinator_keys(vec![s(group)])
+        } else {
+            FindCoordinatorRequest::default().with_key(s(group))
+        };
+        boxed(c.send(&req, v)?)
+    })?;
+    r.run("OffsetFetch for the group", ApiKey::OffsetFetch, 1, &|c, v, _| {
+        let req = if v >= 8 {
+            OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(s(group)))
+                .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                    .with_name(topic_name(topic))
+                    .with_partition_indexes(vec![0, 1])]))])
+        } else {
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(s(group)))
+                .with_topics(Some(vec![OffsetFetchRequestTopic::default().with_name(topic_name(topic)).with_partition_indexes(vec![0, 1])]))
+        };
+        boxed(c.send(&req, v)?)
+    })?;
+    r.run("DescribeGroups for the group (no members)", ApiKey::DescribeGroups, 0, &|c, v, _| {
+        boxed(c.send(&DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]), v)?)
+    })?;
+    r.run("DescribeGroups with authorized operations", ApiKey::DescribeGroups, 3, &|c, v, _| {
+        let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]).with_include_authorized_operations(true);
+        boxed(c.send(&req, v)?)
+    })?;
+    // v11 dropped the field.
+    r.run_upto("Metadata with cluster authorized operations", ApiKey::Metadata, 8, 10, &|c, v, _| {
+        let req = MetadataRequest::default().with_topics(Some(vec![])).with_include_cluster_authorized_operations(true);
+        boxed(c.send(&req, v)?)
+    })?;
+    r.run("Fetch, read_committed", ApiKey::Fetch, 4, &|c, v, side| {
+        let req = FetchRequest::default()
+            .with_replica_id((-1).into())
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_isolation_level(1)
+            .with_topics(vec![FetchTopic::default().with_topic(topic_name(topic)).with_topic_id(f.id(side)).with_partitions(vec![
+                FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20),
+            ])]);
+        boxed(c.send(&req, v)?)
+    })?;
+    r.run("ListGroups", ApiKey::ListGroups, 0, &|c, v, _| {
+        // Only the groups of this test: each broker serves this test alone.
+        let mut resp = c.send(&ListGroupsRequest::default(), v)?;
+        resp.groups.retain(|g| g.group_id.0.as_str() == group);
+        boxed(resp)
+    })?;
+
+    r.run("DescribeCluster", ApiKey::DescribeCluster, 0, &|c, v, _| boxed(c.send(&DescribeClusterRequest::default(), v)?))?;
+    r.run("DescribeCluster with authorized operations", ApiKey::DescribeCluster, 0, &|c, v, _| {
+        boxed(c.send(&DescribeClusterRequest::default().with_include_cluster_authorized_operations(true), v)?)
+    })?;
+
+    r.run("DeleteRecords of partition 2 before offset 1", ApiKey::DeleteRecords, 0, &|c, v, _| {
+        let req = DeleteRecordsRequest::default()
+            .with_topics(vec![DeleteRecordsTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(vec![DeleteRecordsPartition::default().with_partition_index(2).with_offset(1)])])
+            .with_timeout_ms(10_000);
+        boxed(c.send(&req, v)?)
+    })?;
+
+    let unknown = unique_topic("diff-unknown");
+    r.run("DeleteTopics of an unknown topic", ApiKey::DeleteTopics, 1, &|c, v, _| {
+        let name = &unknown;
+        let req = if v >= 6 {
+            DeleteTopicsRequest::default().with_topics(vec![DeleteTopicState::default().with_name(Some(topic_name(name)))])
+        } else {
+            DeleteTopicsRequest::default().with_topic_names(vec![topic_name(name)])
+        }
+        .with_timeout_ms(10_000);
+        boxed(c.send(&req, v)?)
+    })?;
+
+    Ok(r.out)
+}
+
+/// Prints every comparison; returns (pairs compared, unlisted differences, kept
+/// differences seen, failures) and fails on a kept difference no comparison showed.
+pub(super) fn report(compared: &[Compared]) -> Result<(usize, usize, usize, usize)> {
+    println!("\nresponses field by field, Kafka vs Karst:");
+    // KARST_DIFF_VERBOSE=1 prints the kept differences too.
+    let verbose = std::env::var_os("KARST_DIFF_VERBOSE").is_some();
+    let (mut unlisted, mut kept_seen, mut failed) = (0, 0, 0);
+    let mut used = BTreeSet::new();
+    let scenarios: BTreeSet<&str> = compared.iter().map(|c| c.scenario.split(" (").next().unwrap_or("")).collect();
+    for c in compared {
+        if let Some(why) = &c.failed {
+            failed += 1;
+            println!("  FAILED    {}: {why}", c.scenario);
+            continue;
+        }
+        let open: Vec<&Difference> = c.differences.iter().filter(|d| d.kept.is_none()).collect();
+        let verdict = if open.is_empty() { "same" } else { "DIFFERENT" };
+        let kept_here: Vec<&Difference> = c.differences.iter().filter(|d| d.kept.is_some()).collect();
+        let suffix = if kept_here.is_empty() { String::new() } else { format!(" ({} kept differences)", kept_here.len()) };
+        println!("  {verdict:9} {}{suffix}", c.scenario);
+        for d in &open {
+            println!("              {}", d.show());
+        }
+        if verbose {
+            for d in &kept_here {
+                println!("              kept: {}", d.show());
+            }
+        }
+        unlisted += open.len();
+        kept_seen += kept_here.len();
+        for d in kept_here {
+            if let Some(k) = d.kept {
+                used.insert((k.scenario, k.path));
+            }
+        }
+    }
+    println!(
+        "{} scenarios, {} scenario × version pairs compared: {unlisted} unlisted differences, {kept_seen} kept differences, {failed} failed requests",
+        scenarios.len(),
+        compared.len()
+    );
+    let kept = kept();
+    if !kept.is_empty() {
+        println!("kept differences (on purpose):");
+        for k in &kept {
+            println!("  {} / {}: {}", k.scenario, k.path, k.why);
+        }
+    }
+    let stale: Vec<String> =
+        kept.iter().filter(|k| !used.contains(&(k.scenario, k.path))).map(|k| format!("{} / {}", k.scenario, k.path)).collect();
+    if !stale.is_empty() {
+        return Err(anyhow!("kept differences that no comparison shows any more (remove them): {}", stale.join(", ")));
+    }
+    Ok((compared.len(), unlisted, kept_seen, failed))
+}
