@@ -29,6 +29,8 @@ use karst_tests::kafka::KafkaBroker;
 use karst_tests::raw::{produce_request, record_batch, topic_name, RawClient};
 use karst_tests::{unique_topic, wait_for, Broker, KafkaUnavailable};
 
+#[path = "differential/rebalance.rs"]
+mod rebalance;
 #[path = "differential/responses.rs"]
 mod responses;
 
@@ -121,7 +123,8 @@ fn karst_answers_like_apache_kafka() -> Result<()> {
             None => return Err(e),
         },
     };
-    let karst = Broker::start(&[])?;
+    // Kafka's fixture starts groups without the initial rebalance delay; so does Karst here.
+    let karst = Broker::start(&["--set", "group.initial.rebalance.delay.ms=0"])?;
     println!(
         "Apache Kafka {} ready in {:.1?} (JVM spawn to ready; {:.1?} since the test started), Karst at {}",
         kafka.version(),
@@ -157,6 +160,11 @@ fn karst_answers_like_apache_kafka() -> Result<()> {
             "responses: {unlisted} unlisted field differences and {failed} failed requests in {total} comparisons (marked DIFFERENT/FAILED above)"
         )),
         Err(e) => failures.push(format!("{e:#}")),
+    }
+    match rebalance::compare(&pair, kafka.addr(), karst.addr(), fixture.topic()) {
+        Ok(0) => {}
+        Ok(n) => failures.push(format!("a group through a rebalance: {n} steps differ (marked DIFFERENT above)")),
+        Err(e) => failures.push(format!("a group through a rebalance: {e:#}")),
     }
     println!("differential test took {:.1?}", started.elapsed());
     if !failures.is_empty() {

@@ -504,10 +504,12 @@ pub(crate) fn describe_groups(b: &Arc<Broker>, req: DescribeGroupsRequest, versi
                         .with_member_id(str_bytes(m.id.clone()))
                         .with_client_id(str_bytes(m.client_id.clone()))
                         .with_client_host(str_bytes(m.client_host.clone()))
-                        .with_member_metadata(
-                            m.protocols.iter().find(|(n, _)| *n == protocol).map(|(_, md)| md.clone()).unwrap_or_default(),
-                        )
-                        .with_member_assignment(if stable { m.assignment.clone() } else { Bytes::new() });
+                        .with_member_metadata(if stable {
+                            m.protocols.iter().find(|(n, _)| *n == protocol).map(|(_, md)| md.clone()).unwrap_or_default()
+                        } else {
+                            Bytes::new()
+                        })
+                        .with_member_assignment(m.assignment.clone());
                     if version >= 4 {
                         dm.with_group_instance_id(m.instance_id.clone().map(str_bytes))
                     } else {
@@ -515,10 +517,12 @@ pub(crate) fn describe_groups(b: &Arc<Broker>, req: DescribeGroupsRequest, versi
                     }
                 })
                 .collect();
+            // As Kafka: outside Stable, no protocol and no member metadata (but each
+            // member's last assignment).
             let d = d
                 .with_group_state(str_bytes(g.state.name()))
                 .with_protocol_type(str_bytes(g.protocol_type.clone().unwrap_or_default()))
-                .with_protocol_data(str_bytes(protocol))
+                .with_protocol_data(str_bytes(if stable { protocol } else { String::new() }))
                 .with_members(members);
             if version >= 3 && req.include_authorized_operations {
                 d.with_authorized_operations(super::authorized::GROUP)

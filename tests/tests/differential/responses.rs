@@ -46,6 +46,10 @@ pub(super) struct Fixture {
 }
 
 impl Fixture {
+    pub(super) fn topic(&self) -> &str {
+        &self.topic
+    }
+
     fn id(&self, side: Side) -> uuid::Uuid {
         match side {
             Side::Kafka => self.kafka_id,
