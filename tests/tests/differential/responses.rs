@@ -30,7 +30,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use karst_tests::fields::{compare, flatten, rekey, Difference, Kept, Rules};
-use karst_tests::raw::{topic_name, RawClient};
+use karst_tests::raw::{produce_request, record_batch, topic_name, RawClient};
 use karst_tests::unique_topic;
 
 use super::{Pair, Side, LEADER_TIMEOUT};
@@ -39,6 +39,8 @@ use super::{Pair, Side, LEADER_TIMEOUT};
 /// with known records in partition 0, and its id on each side.
 pub(super) struct Fixture {
     topic: String,
+    /// A one-partition topic with max.message.bytes=200.
+    small: String,
     kafka_id: uuid::Uuid,
     karst_id: uuid::Uuid,
     /// A group with committed offsets (and no members) on both.
@@ -101,6 +103,12 @@ fn kept() -> Vec<Kept> {
             path: "topics[0].configs[message.downconversion.enable]*",
             karst_lacks: false,
             why: "Kafka 4 removed message formats v0/v1 and this config with them; Karst serves old clients (issue 15)",
+        },
+        Kept {
+            scenario: "*refused*",
+            path: "*error_message",
+            karst_lacks: false,
+            why: "error texts are Karst's own (the codes are compared); Kafka's default texts are used where a client shows them",
         },
         Kept {
             scenario: "*",
@@ -181,11 +189,14 @@ fn boxed<T: Debug + 'static>(r: T) -> Result<Box<dyn Debug>> {
 /// Creates the shared topic and group on both brokers.
 pub(super) fn prepare(pair: &mut Pair) -> Result<Fixture> {
     let topic = unique_topic("diff-fields");
+    let small = unique_topic("diff-small");
     let group = unique_topic("diff-group");
     let mut ids = Vec::new();
     for (side, c) in [("Kafka", &mut pair.kafka), ("Karst", &mut pair.karst)] {
         c.create_topic(&topic, 3, &[]).with_context(|| format!("creating {topic} on {side}"))?;
         let id = super::wait_leaders(c, &topic, 3, side)?;
+        c.create_topic(&small, 1, &[("max.message.bytes", "200")]).with_context(|| format!("creating {small} on {side}"))?;
+        super::wait_leaders(c, &small, 1, side)?;
         // Two batches in partition 0, one in partition 2 (for DeleteRecords).
         for (partition, records, ts) in [
             (0, vec![(Some(&b"k0"[..]), Some(&b"v0"[..])), (Some(b"k1"), None)], T0),
@@ -223,7 +234,7 @@ pub(super) fn prepare(pair: &mut Pair) -> Result<Fixture> {
         committed.with_context(|| format!("committing offsets for {group} on {side} (last: {last})"))?;
         ids.push(id);
     }
-    Ok(Fixture { topic, kafka_id: ids[0], karst_id: ids[1], group })
+    Ok(Fixture { topic, small, kafka_id: ids[0], karst_id: ids[1], group })
 }
 
 pub(super) fn run(pair: &mut Pair, f: &Fixture) -> Result<Vec<Compared>> {
@@ -262,6 +273,43 @@ pub(super) fn run(pair: &mut Pair, f: &Fixture) -> Result<Vec<Compared>> {
                     FetchPartition::default().with_partition(0).with_fetch_offset(2).with_partition_max_bytes(1 << 20),
                 ])],
             );
+        boxed(c.send(&req, v)?)
+    })?;
+
+    r.run("Produce one batch to partition 1 (acks=all)", ApiKey::Produce, 3, &|c, v, _| {
+        let req = produce_request(topic, 1, record_batch(&[(Some(b"p"), Some(b"produced"))], T0 + 2_000));
+        boxed(c.send(&req, v)?)
+    })?;
+    let small = f.small.as_str();
+    r.run("Produce refused: a record above max.message.bytes=200", ApiKey::Produce, 3, &|c, v, _| {
+        let req = produce_request(small, 0, record_batch(&[(None, Some(&[7u8; 1000][..]))], T0));
+        boxed(c.send(&req, v)?)
+    })?;
+    r.run("Produce refused: a corrupt batch (CRC)", ApiKey::Produce, 3, &|c, v, _| {
+        let mut batch = record_batch(&[(None, Some(b"x"))], T0);
+        let last = batch.len() - 1;
+        batch[last] ^= 0xff;
+        boxed(c.send(&produce_request(small, 0, batch), v)?)
+    })?;
+    r.run("CreateTopics refused: retention.ms=abc (validate only)", ApiKey::CreateTopics, 2, &|c, v, _| {
+        let t = CreatableTopic::default()
+            .with_name(topic_name(&unique_topic("diff-badvalue")))
+            .with_num_partitions(1)
+            .with_replication_factor(1)
+            .with_configs(vec![CreatableTopicConfig::default().with_name(s("retention.ms")).with_value(Some(s("abc")))]);
+        let mut resp = c.send(&CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(10_000).with_validate_only(true), v)?;
+        // The name is unique per side.
+        resp.topics.iter_mut().for_each(|t| t.name = topic_name("(unique)"));
+        boxed(resp)
+    })?;
+    r.run("IncrementalAlterConfigs refused: retention.ms=abc", ApiKey::IncrementalAlterConfigs, 0, &|c, v, _| {
+        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s(topic))
+            .with_configs(vec![AlterableConfig::default()
+                .with_name(s("retention.ms"))
+                .with_config_operation(0)
+                .with_value(Some(s("abc")))])]);
         boxed(c.send(&req, v)?)
     })?;
 
