@@ -20,13 +20,14 @@ use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsRe
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_delete_request::{OffsetDeleteRequestPartition, OffsetDeleteRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
 use kafka_protocol::messages::{
-    ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, GroupId, IncrementalAlterConfigsRequest,
-    InitProducerIdRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest,
-    OffsetForLeaderEpochRequest,
+    AlterConfigsRequest, ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
+    GroupId, IncrementalAlterConfigsRequest, InitProducerIdRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use karst_tests::fields::{compare, flatten, rekey, Difference, Kept, Rules};
@@ -459,6 +460,27 @@ pub(super) fn run(pair: &mut Pair, f: &Fixture) -> Result<Vec<Compared>> {
                 .with_partitions(vec![DeleteRecordsPartition::default().with_partition_index(2).with_offset(1)])])
             .with_timeout_ms(10_000);
         boxed(c.send(&req, v)?)
+    })?;
+
+    r.run("AlterConfigs, validate only, retention.ms", ApiKey::AlterConfigs, 0, &|c, v, _| {
+        use kafka_protocol::messages::alter_configs_request as ac;
+        let req = AlterConfigsRequest::default()
+            .with_resources(vec![ac::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(s(topic))
+                .with_configs(vec![ac::AlterableConfig::default().with_name(s("retention.ms")).with_value(Some(s("60000")))])])
+            .with_validate_only(true);
+        boxed(c.send(&req, v)?)
+    })?;
+    r.run("OffsetDelete of the group's partition 0 (no members)", ApiKey::OffsetDelete, 0, &|c, v, _| {
+        let req = OffsetDeleteRequest::default().with_group_id(GroupId(s(group))).with_topics(vec![OffsetDeleteRequestTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![OffsetDeleteRequestPartition::default().with_partition_index(0)])]);
+        boxed(c.send(&req, v)?)
+    })?;
+    // The first version deletes the group; the later ones find it gone.
+    r.run("DeleteGroups of the group, then of a deleted group", ApiKey::DeleteGroups, 0, &|c, v, _| {
+        boxed(c.send(&DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(group))]), v)?)
     })?;
 
     let unknown = unique_topic("diff-unknown");
