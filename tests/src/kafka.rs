@@ -205,13 +205,98 @@ pub fn random_cluster_id() -> String {
 /// thread that uses it.
 pub struct KafkaBroker {
     child: Option<Child>,
+    node_id: i32,
     addr: SocketAddr,
     controller_addr: SocketAddr,
     dir: Option<TempDir>,
     cluster_id: String,
     version: String,
+    spawned: Instant,
     started_in: Duration,
     keep: bool,
+}
+
+/// Where one node listens.
+struct Node {
+    id: i32,
+    addr: SocketAddr,
+    controller_addr: SocketAddr,
+}
+
+/// Apache Kafka nodes 1..=n on loopback, each broker and controller, one KRaft quorum
+/// of all of them (static voters), internal topics and new topics replicated to
+/// min(n, 3) nodes with min.insync.replicas for the internal ones of 2.
+pub struct KafkaCluster {
+    pub nodes: Vec<KafkaBroker>,
+    started_in: Duration,
+}
+
+impl KafkaCluster {
+    /// Starts `n` nodes; each gets `overrides(node index)` over the defaults of
+    /// [`KafkaBroker::start_with`]. Ready when every node's Metadata lists all `n`.
+    pub fn start(n: usize, overrides: impl Fn(usize) -> Vec<(String, String)>) -> Result<KafkaCluster> {
+        let classpath = kafka_classpath()?;
+        let java = java_bin()?;
+        let mut last = None;
+        for _ in 0..START_ATTEMPTS {
+            let ports = free_ports(2 * n)?;
+            let nodes: Vec<Node> = (0..n)
+                .map(|i| Node {
+                    id: i as i32 + 1,
+                    addr: SocketAddr::from(([127, 0, 0, 1], ports[2 * i])),
+                    controller_addr: SocketAddr::from(([127, 0, 0, 1], ports[2 * i + 1])),
+                })
+                .collect();
+            let voters = nodes.iter().map(|nd| format!("{}@{}", nd.id, nd.controller_addr)).collect::<Vec<_>>().join(",");
+            let cluster_id = random_cluster_id();
+            let started = Instant::now();
+            let mut running = Vec::new();
+            for (i, node) in nodes.iter().enumerate() {
+                let own = overrides(i);
+                let own: Vec<(&str, &str)> = own.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                running.push(KafkaBroker::spawn(&java, &classpath, node, &voters, &cluster_id, n.min(3), &own)?);
+            }
+            let mut failed = None;
+            for b in &mut running {
+                if let Err(e) = b.wait_ready(n) {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            match failed {
+                None => {
+                    let started_in = started.elapsed();
+                    for b in &mut running {
+                        b.started_in = b.spawned.elapsed();
+                    }
+                    return Ok(KafkaCluster { nodes: running, started_in });
+                }
+                Some(e) => {
+                    let mut retry = None;
+                    for b in &mut running {
+                        if let Ok(port_error) = b.port_taken(anyhow!("{e:#}")) {
+                            retry = Some(port_error);
+                        }
+                    }
+                    match retry {
+                        Some(port_error) => last = Some(port_error),
+                        None => return Err(e),
+                    }
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow!("the Kafka cluster did not start")))
+    }
+
+    /// From spawning the first JVM to every node ready.
+    pub fn started_in(&self) -> Duration {
+        self.started_in
+    }
+
+    /// Every node's PLAINTEXT listener, comma-separated.
+    pub fn bootstrap(&self) -> String {
+        self.nodes.iter().map(KafkaBroker::bootstrap).collect::<Vec<_>>().join(",")
+    }
 }
 
 impl KafkaBroker {
@@ -244,15 +329,56 @@ impl KafkaBroker {
 
     /// `Ok(Err(_))`: the JVM could not bind a port; worth another try.
     fn try_start(java: &Path, classpath: &str, overrides: &[(&str, &str)]) -> Result<Result<KafkaBroker>> {
-        let dir = tempfile::Builder::new().prefix("kafka-ref-").tempdir().context("creating Kafka's temp dir")?;
         let ports = free_ports(2)?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], ports[0]));
-        let controller_addr = SocketAddr::from(([127, 0, 0, 1], ports[1]));
+        let node = Node {
+            id: NODE_ID,
+            addr: SocketAddr::from(([127, 0, 0, 1], ports[0])),
+            controller_addr: SocketAddr::from(([127, 0, 0, 1], ports[1])),
+        };
+        let voters = format!("{NODE_ID}@{}", node.controller_addr);
+        let mut broker = KafkaBroker::spawn(java, classpath, &node, &voters, &random_cluster_id(), 1, overrides)?;
+        match broker.wait_ready(1) {
+            Ok(()) => {
+                broker.started_in = broker.spawned.elapsed();
+                Ok(Ok(broker))
+            }
+            Err(e) => Ok(Err(broker.port_taken(e)?)),
+        }
+    }
+
+    /// A start that failed: `Ok(e)` if the JVM died binding a port (worth another
+    /// try), else the error itself.
+    fn port_taken(&mut self, e: anyhow::Error) -> Result<anyhow::Error> {
+        let log = self.log_tail(60);
+        let exited = self.exit_status().is_some();
+        if exited && (log.contains("Address already in use") || log.contains("BindException")) {
+            return Ok(anyhow!("Kafka could not bind its ports: {e:#}\n{log}"));
+        }
+        Err(e)
+    }
+
+    /// Writes a node's server.properties (the defaults, then `overrides` in order, a
+    /// later key replacing an earlier one), formats its storage and spawns its JVM,
+    /// without waiting for it. `replication` is the replication factor of the internal
+    /// topics and of new topics.
+    fn spawn(
+        java: &Path,
+        classpath: &str,
+        node: &Node,
+        voters: &str,
+        cluster_id: &str,
+        replication: usize,
+        overrides: &[(&str, &str)],
+    ) -> Result<KafkaBroker> {
+        let dir = tempfile::Builder::new().prefix("kafka-ref-").tempdir().context("creating Kafka's temp dir")?;
+        let (addr, controller_addr) = (node.addr, node.controller_addr);
         let data = dir.path().join("data");
+        let rf = replication.to_string();
+        let min_isr = if replication > 1 { "2" } else { "1" }.to_string();
         let mut props: Vec<(String, String)> = [
             ("process.roles", "broker,controller".to_string()),
-            ("node.id", NODE_ID.to_string()),
-            ("controller.quorum.voters", format!("{NODE_ID}@{controller_addr}")),
+            ("node.id", node.id.to_string()),
+            ("controller.quorum.voters", voters.to_string()),
             ("listeners", format!("PLAINTEXT://{addr},CONTROLLER://{controller_addr}")),
             ("advertised.listeners", format!("PLAINTEXT://{addr}")),
             ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT".to_string()),
@@ -260,13 +386,13 @@ impl KafkaBroker {
             ("inter.broker.listener.name", "PLAINTEXT".to_string()),
             ("log.dirs", data.display().to_string()),
             ("num.partitions", "1".to_string()),
-            ("default.replication.factor", "1".to_string()),
+            ("default.replication.factor", rf.clone()),
             ("auto.create.topics.enable", "true".to_string()),
-            ("offsets.topic.replication.factor", "1".to_string()),
-            ("transaction.state.log.replication.factor", "1".to_string()),
-            ("transaction.state.log.min.isr", "1".to_string()),
-            ("share.coordinator.state.topic.replication.factor", "1".to_string()),
-            ("share.coordinator.state.topic.min.isr", "1".to_string()),
+            ("offsets.topic.replication.factor", rf.clone()),
+            ("transaction.state.log.replication.factor", rf.clone()),
+            ("transaction.state.log.min.isr", min_isr.clone()),
+            ("share.coordinator.state.topic.replication.factor", rf),
+            ("share.coordinator.state.topic.min.isr", min_isr),
             ("group.initial.rebalance.delay.ms", "0".to_string()),
             // Fewer threads than Kafka's defaults: this is a 2-core test machine.
             ("num.network.threads", "2".to_string()),
@@ -288,14 +414,13 @@ impl KafkaBroker {
         }
         drop(f);
 
-        let cluster_id = random_cluster_id();
         let mut format = Command::new(java);
         format
             .args(JVM_OPTIONS)
             .arg("-cp")
             .arg(classpath)
             .arg("kafka.tools.StorageTool")
-            .args(["format", "--cluster-id", &cluster_id, "--config"])
+            .args(["format", "--cluster-id", cluster_id, "--config"])
             .arg(&properties)
             .arg("--ignore-formatted")
             .stdin(Stdio::null());
@@ -327,36 +452,24 @@ impl KafkaBroker {
             .stderr(log_file);
         let spawned = Instant::now();
         let child = cmd.spawn().with_context(|| format!("spawning {}", java.display()))?;
-        let mut broker = KafkaBroker {
+        Ok(KafkaBroker {
             child: Some(child),
+            node_id: node.id,
             addr,
             controller_addr,
             dir: Some(dir),
-            cluster_id,
+            cluster_id: cluster_id.to_string(),
             version: kafka_version(),
+            spawned,
             started_in: Duration::ZERO,
             keep: false,
-        };
-        match broker.wait_ready() {
-            Ok(()) => {
-                broker.started_in = spawned.elapsed();
-                Ok(Ok(broker))
-            }
-            Err(e) => {
-                let log = broker.log_tail(60);
-                let exited = broker.exit_status().is_some();
-                if exited && (log.contains("Address already in use") || log.contains("BindException")) {
-                    return Ok(Err(anyhow!("Kafka could not bind its ports: {e:#}\n{log}")));
-                }
-                Err(e)
-            }
-        }
+        })
     }
 
     /// Until the PLAINTEXT listener answers ApiVersions and Metadata lists this node
-    /// (the broker is registered and unfenced), or the JVM exits.
-    fn wait_ready(&mut self) -> Result<()> {
-        let addr = self.addr;
+    /// and `brokers` brokers in all (registered and unfenced), or the JVM exits.
+    fn wait_ready(&mut self, brokers: usize) -> Result<()> {
+        let (addr, id) = (self.addr, self.node_id);
         let ready = wait_for("Kafka's listener to answer ApiVersions and Metadata", START_TIMEOUT, || {
             if let Some(status) = self.exit_status() {
                 return Some(Err(anyhow!("the Kafka JVM exited with {status} before it was ready")));
@@ -364,12 +477,17 @@ impl KafkaBroker {
             let mut client = RawClient::connect(addr).ok()?;
             client.api_versions().ok()?;
             let resp = client.send(&MetadataRequest::default().with_topics(Some(vec![])), 1).ok()?;
-            resp.brokers.iter().any(|b| b.node_id.0 == NODE_ID).then_some(Ok(()))
+            (resp.brokers.iter().any(|b| b.node_id.0 == id) && resp.brokers.len() >= brokers).then_some(Ok(()))
         });
         match ready {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) | Err(e) => Err(anyhow!("{e:#}; Kafka's log ({}):\n{}", self.log_path().display(), self.log_tail(40))),
         }
+    }
+
+    /// The node's id.
+    pub fn node_id(&self) -> i32 {
+        self.node_id
     }
 
     /// The PLAINTEXT listener.

@@ -29,6 +29,8 @@ use karst_tests::kafka::KafkaBroker;
 use karst_tests::raw::{produce_request, record_batch, topic_name, RawClient};
 use karst_tests::{unique_topic, wait_for, Broker, KafkaUnavailable};
 
+#[path = "differential/cluster.rs"]
+mod cluster;
 #[path = "differential/rebalance.rs"]
 mod rebalance;
 #[path = "differential/responses.rs"]
@@ -171,6 +173,16 @@ fn karst_answers_like_apache_kafka() -> Result<()> {
         bail!("Karst differs from Apache Kafka {}:\n- {}", kafka.version(), failures.join("\n- "));
     }
     Ok(())
+}
+
+/// Three Kafka nodes and three Karst nodes: replication as a client sees it, before and
+/// after a node dies (a test of its own: nextest runs it beside the single-node one).
+#[test]
+fn a_karst_cluster_answers_like_a_kafka_cluster() -> Result<()> {
+    match cluster::compare()? {
+        None | Some(0) => Ok(()),
+        Some(n) => bail!("three nodes: {n} observations differ from Kafka's (marked DIFFERENT above)"),
+    }
 }
 
 // ---- ApiVersions -------------------------------------------------------------------------

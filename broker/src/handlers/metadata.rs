@@ -157,6 +157,11 @@ fn describe_topic(b: &Broker, t: &TopicMeta, version: i16) -> MetadataResponseTo
                 Some(state) => {
                     epoch = state.leader_epoch;
                     mp = mp.with_leader_id(BrokerId(state.leader)).with_replica_nodes(ids(&state.replicas)).with_isr_nodes(ids(&state.isr));
+                    if version >= 5 {
+                        // As Kafka: replicas on brokers that are fenced or gone.
+                        let offline: Vec<i32> = state.replicas.iter().copied().filter(|r| !image.cluster.is_unfenced(*r)).collect();
+                        mp = mp.with_offline_replicas(ids(&offline));
+                    }
                     if state.leader == NO_LEADER {
                         mp = mp.with_error_code(ec::LEADER_NOT_AVAILABLE);
                     }
