@@ -167,7 +167,13 @@ fn kcat_and_rdkafka_keep_the_codec_they_were_asked_for() -> Result<()> {
         RawClient::connect(broker.addr())?.create_topic(&topic, 1, &[])?;
         rdkafka_produce(&broker, &topic, codec)?;
         let stored = stored_codecs(&broker, &topic)?;
-        ensure!(stored == [codec_id(codec)], "rdkafka compression.type={codec}: stored batches carry codecs {stored:?}");
+        // librdkafka sends a batch uncompressed when compressing it would not make it
+        // smaller (rdkafka_msgset_writer.c): under load a batch of one short record
+        // can be that. Never another codec, and the one asked for at least once.
+        ensure!(
+            stored.contains(&codec_id(codec)) && stored.iter().all(|c| *c == codec_id(codec) || *c == 0),
+            "rdkafka compression.type={codec}: stored batches carry codecs {stored:?}"
+        );
     }
     broker_alive(broker)
 }
