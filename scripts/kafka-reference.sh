@@ -6,23 +6,36 @@
 # complete is reused without running Maven, so it works offline after the first run.
 #
 #   scripts/kafka-reference.sh            # prints e.g. ~/.cache/karst/kafka-4.4.0/classpath
+#   scripts/kafka-reference.sh clients    # the Java client, tools, Streams and Connect
+#                                         # (tests/java/pom.xml): .../kafka-4.4.0-clients/classpath
 #
 # Settings (environment):
 #   KARST_KAFKA_VERSION   Kafka version (default 4.4.0; tests/src/kafka.rs has the same default)
-#   KARST_KAFKA_CACHE     cache directory (default ${XDG_CACHE_HOME:-$HOME/.cache}/karst/kafka-<version>)
+#   KARST_KAFKA_CACHE     cache directory (default ${XDG_CACHE_HOME:-$HOME/.cache}/karst/kafka-<version>;
+#                         "-clients" is appended for the clients)
 #
 # Nothing here is committed: the jars live only in the cache (and Maven's local repository).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
-version="${KARST_KAFKA_VERSION:-4.4.0}"
-cache="${KARST_KAFKA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/karst/kafka-$version}"
-classpath_file="$cache/classpath"
-
 log() { printf 'kafka-reference: %s\n' "$*" >&2; }
 
-# Complete when the classpath file exists and names only jars that are there.
+case "${1:-broker}" in
+    broker) pom="$root/tests/kafka/pom.xml" suffix="" ;;
+    clients) pom="$root/tests/java/pom.xml" suffix="-clients" ;;
+    *)
+        log "usage: $0 [broker|clients]"
+        exit 2
+        ;;
+esac
+version="${KARST_KAFKA_VERSION:-4.4.0}"
+cache="${KARST_KAFKA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/karst/kafka-$version}$suffix"
+classpath_file="$cache/classpath"
+
+# Complete when it was resolved from this very pom and the classpath file names only
+# jars that are there.
 complete() {
+    cmp -s "$pom" "$cache/pom.xml" || return 1
     [ -s "$classpath_file" ] || return 1
     local jar
     IFS=: read -r -a jars <"$classpath_file"
@@ -57,10 +70,10 @@ fi
 # never leaves a half-filled cache that looks complete.
 staging="$(mktemp -d "$(dirname "$cache")/.kafka-$version.XXXXXX")"
 trap 'rm -rf "$staging"' EXIT
-log "resolving org.apache.kafka:kafka_2.13:$version with Maven into $cache"
+log "resolving $(basename "$(dirname "$pom")")/pom.xml (Kafka $version) with Maven into $cache"
 # Maven's output goes to stderr (stdout is the path), without the colour codes that
 # Debian's Maven prints even in batch mode.
-mvn -q -B -Dstyle.color=never -f "$root/tests/kafka/pom.xml" \
+mvn -q -B -Dstyle.color=never -f "$pom" \
     -Dkafka.version="$version" \
     dependency:copy-dependencies \
     -DincludeScope=runtime \
@@ -81,6 +94,7 @@ done
     printf '%s\n' "${names[*]}"
 ) >"$staging/classpath"
 printf '%s\n' "$version" >"$staging/version"
+cp "$pom" "$staging/pom.xml"
 
 rm -rf "$cache"
 mv "$staging" "$cache"

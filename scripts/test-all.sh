@@ -103,8 +103,16 @@ if command -v java >/dev/null && command -v mvn >/dev/null; then
         log "resolving Apache Kafka failed: the differential tests will fail"
         status=1
     fi
+    log "scripts/kafka-reference.sh clients (the Java client, Kafka's tools, Streams and Connect)"
+    if clients_classpath=$(timeout 900 bash scripts/kafka-reference.sh clients); then
+        export KARST_KAFKA_CLIENTS_CLASSPATH="$clients_classpath"
+        log "KARST_KAFKA_CLIENTS_CLASSPATH=$KARST_KAFKA_CLIENTS_CLASSPATH"
+    else
+        log "resolving the Java clients failed: their tests will fail"
+        status=1
+    fi
 else
-    log "no java or mvn: the differential tests will skip"
+    log "no java or mvn: the differential and Java client tests will skip"
 fi
 
 # ---- build and test -------------------------------------------------------------------------

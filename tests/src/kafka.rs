@@ -81,16 +81,48 @@ pub fn kafka_version() -> String {
     std::env::var("KARST_KAFKA_VERSION").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| DEFAULT_KAFKA_VERSION.to_string())
 }
 
+/// Which jars: the broker's, or the clients' (Java client, tools, Streams, Connect).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Jars {
+    Broker,
+    Clients,
+}
+
+impl Jars {
+    /// `scripts/kafka-reference.sh`'s argument, and the cache directory's suffix.
+    fn arg(self) -> &'static str {
+        match self {
+            Jars::Broker => "broker",
+            Jars::Clients => "clients",
+        }
+    }
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Jars::Broker => "",
+            Jars::Clients => "-clients",
+        }
+    }
+
+    /// The variable `scripts/test-all.sh` names the resolved classpath file in.
+    fn env(self) -> &'static str {
+        match self {
+            Jars::Broker => "KARST_KAFKA_CLASSPATH",
+            Jars::Clients => "KARST_KAFKA_CLIENTS_CLASSPATH",
+        }
+    }
+}
+
 /// The classpath file of the default cache (as `scripts/kafka-reference.sh` computes it).
-fn default_classpath_file() -> Option<PathBuf> {
+fn default_classpath_file(jars: Jars) -> Option<PathBuf> {
     let cache = match std::env::var_os("KARST_KAFKA_CACHE") {
-        Some(dir) => PathBuf::from(dir),
+        Some(dir) => PathBuf::from(format!("{}{}", PathBuf::from(dir).display(), jars.suffix())),
         None => {
             let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
                 Some(dir) => PathBuf::from(dir),
                 None => PathBuf::from(std::env::var_os("HOME")?).join(".cache"),
             };
-            base.join("karst").join(format!("kafka-{}", kafka_version()))
+            base.join("karst").join(format!("kafka-{}{}", kafka_version(), jars.suffix()))
         }
     };
     Some(cache.join("classpath"))
@@ -112,8 +144,20 @@ fn read_classpath(file: &Path) -> Option<String> {
 /// a [`KafkaUnavailable`] error.
 pub fn kafka_classpath() -> Result<String> {
     static CLASSPATH: OnceLock<std::result::Result<String, ClasspathError>> = OnceLock::new();
-    let found = CLASSPATH.get_or_init(|| {
-        find_classpath().map_err(|e| match KafkaUnavailable::of(&e) {
+    classpath_of(Jars::Broker, &CLASSPATH)
+}
+
+/// The classpath of the Java client, Kafka's tools, Streams and Connect
+/// (`tests/java/pom.xml`), found as [`kafka_classpath`] finds the broker's
+/// (`KARST_KAFKA_CLIENTS_CLASSPATH`, else the default cache, else Maven).
+pub fn clients_classpath() -> Result<String> {
+    static CLASSPATH: OnceLock<std::result::Result<String, ClasspathError>> = OnceLock::new();
+    classpath_of(Jars::Clients, &CLASSPATH)
+}
+
+fn classpath_of(jars: Jars, cell: &OnceLock<std::result::Result<String, ClasspathError>>) -> Result<String> {
+    let found = cell.get_or_init(|| {
+        find_classpath(jars).map_err(|e| match KafkaUnavailable::of(&e) {
             Some(why) => ClasspathError::Unavailable(why.clone()),
             None => ClasspathError::Failed(format!("{e:#}")),
         })
@@ -132,17 +176,14 @@ enum ClasspathError {
     Failed(String),
 }
 
-fn find_classpath() -> Result<String> {
-    if let Some(file) = std::env::var_os("KARST_KAFKA_CLASSPATH").filter(|v| !v.is_empty()) {
+fn find_classpath(jars: Jars) -> Result<String> {
+    if let Some(file) = std::env::var_os(jars.env()).filter(|v| !v.is_empty()) {
         let file = PathBuf::from(file);
         return read_classpath(&file).ok_or_else(|| {
-            anyhow!(
-                "KARST_KAFKA_CLASSPATH={} is missing or names a jar that is not there (scripts/kafka-reference.sh fills it)",
-                file.display()
-            )
+            anyhow!("{}={} is missing or names a jar that is not there (scripts/kafka-reference.sh fills it)", jars.env(), file.display())
         });
     }
-    let default = default_classpath_file();
+    let default = default_classpath_file(jars);
     if let Some(cp) = default.as_deref().and_then(read_classpath) {
         return Ok(cp);
     }
@@ -155,7 +196,7 @@ fn find_classpath() -> Result<String> {
         .into());
     }
     let script = workspace_root().join("scripts/kafka-reference.sh");
-    let out = run_command(Command::new("bash").arg(&script).stdin(Stdio::null()), RESOLVE_TIMEOUT)
+    let out = run_command(Command::new("bash").arg(&script).arg(jars.arg()).stdin(Stdio::null()), RESOLVE_TIMEOUT)
         .map_err(|e| KafkaUnavailable(format!("{} failed: {e:#}", script.display())))?;
     if !out.status.success() {
         return Err(KafkaUnavailable(format!("{} failed ({}):\n{}", script.display(), out.status, show_output(&out))).into());
