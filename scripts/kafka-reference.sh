@@ -6,13 +6,15 @@
 # complete is reused without running Maven, so it works offline after the first run.
 #
 #   scripts/kafka-reference.sh            # prints e.g. ~/.cache/karst/kafka-4.4.0/classpath
-#   scripts/kafka-reference.sh clients    # the Java client, tools, Streams and Connect
+#   scripts/kafka-reference.sh clients    # the Java client, tools and Streams
 #                                         # (tests/java/pom.xml): .../kafka-4.4.0-clients/classpath
+#   scripts/kafka-reference.sh connect    # Kafka Connect and the file connectors
+#                                         # (tests/connect/pom.xml): .../kafka-4.4.0-connect/classpath
 #
 # Settings (environment):
 #   KARST_KAFKA_VERSION   Kafka version (default 4.4.0; tests/src/kafka.rs has the same default)
 #   KARST_KAFKA_CACHE     cache directory (default ${XDG_CACHE_HOME:-$HOME/.cache}/karst/kafka-<version>;
-#                         "-clients" is appended for the clients)
+#                         "-clients" or "-connect" is appended for those)
 #
 # Nothing here is committed: the jars live only in the cache (and Maven's local repository).
 set -euo pipefail
@@ -23,6 +25,8 @@ log() { printf 'kafka-reference: %s\n' "$*" >&2; }
 case "${1:-broker}" in
     broker) pom="$root/tests/kafka/pom.xml" suffix="" ;;
     clients) pom="$root/tests/java/pom.xml" suffix="-clients" ;;
+    # Its own Kafka version, set in that pom (see there why).
+    connect) pom="$root/tests/connect/pom.xml" suffix="-connect" ;;
     *)
         log "usage: $0 [broker|clients]"
         exit 2

@@ -111,6 +111,14 @@ if command -v java >/dev/null && command -v mvn >/dev/null; then
         log "resolving the Java clients failed: their tests will fail"
         status=1
     fi
+    log "scripts/kafka-reference.sh connect (Kafka Connect and the file connectors)"
+    if connect_classpath=$(timeout 900 bash scripts/kafka-reference.sh connect); then
+        export KARST_KAFKA_CONNECT_CLASSPATH="$connect_classpath"
+        log "KARST_KAFKA_CONNECT_CLASSPATH=$KARST_KAFKA_CONNECT_CLASSPATH"
+    else
+        log "resolving Kafka Connect failed: its test will fail"
+        status=1
+    fi
 else
     log "no java or mvn: the differential and Java client tests will skip"
 fi

@@ -12,7 +12,7 @@ use anyhow::{bail, Result};
 
 use crate::broker::workspace_root;
 use crate::clients::{run_command, show_output};
-use crate::kafka::{clients_classpath, java_bin};
+use crate::kafka::{clients_classpath, java_bin, Jars};
 
 /// A client JVM: small heap, serial collector, C1 only (quick to start; these programs
 /// measure nothing), slf4j-simple at WARN.
@@ -26,7 +26,12 @@ pub const CLIENT_JVM_OPTIONS: &[&str] = &[
 
 /// `java <options> -cp <clients classpath> <main>`; add the arguments.
 pub fn java_command(main: &str) -> Result<Command> {
-    let classpath = clients_classpath()?;
+    java_command_on(Jars::Clients, main)
+}
+
+/// [`java_command`] on the classpath of `jars`.
+pub fn java_command_on(jars: Jars, main: &str) -> Result<Command> {
+    let classpath = clients_classpath(jars)?;
     let mut cmd = Command::new(java_bin()?);
     cmd.args(CLIENT_JVM_OPTIONS).arg("-cp").arg(classpath).arg(main).stdin(Stdio::null());
     Ok(cmd)

@@ -81,11 +81,12 @@ pub fn kafka_version() -> String {
     std::env::var("KARST_KAFKA_VERSION").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| DEFAULT_KAFKA_VERSION.to_string())
 }
 
-/// Which jars: the broker's, or the clients' (Java client, tools, Streams, Connect).
+/// Which jars: the broker's, the clients' (Java client, tools, Streams) or Connect's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Jars {
+pub enum Jars {
     Broker,
     Clients,
+    Connect,
 }
 
 impl Jars {
@@ -94,6 +95,7 @@ impl Jars {
         match self {
             Jars::Broker => "broker",
             Jars::Clients => "clients",
+            Jars::Connect => "connect",
         }
     }
 
@@ -101,6 +103,7 @@ impl Jars {
         match self {
             Jars::Broker => "",
             Jars::Clients => "-clients",
+            Jars::Connect => "-connect",
         }
     }
 
@@ -109,6 +112,7 @@ impl Jars {
         match self {
             Jars::Broker => "KARST_KAFKA_CLASSPATH",
             Jars::Clients => "KARST_KAFKA_CLIENTS_CLASSPATH",
+            Jars::Connect => "KARST_KAFKA_CONNECT_CLASSPATH",
         }
     }
 }
@@ -147,12 +151,18 @@ pub fn kafka_classpath() -> Result<String> {
     classpath_of(Jars::Broker, &CLASSPATH)
 }
 
-/// The classpath of the Java client, Kafka's tools, Streams and Connect
-/// (`tests/java/pom.xml`), found as [`kafka_classpath`] finds the broker's
-/// (`KARST_KAFKA_CLIENTS_CLASSPATH`, else the default cache, else Maven).
-pub fn clients_classpath() -> Result<String> {
-    static CLASSPATH: OnceLock<std::result::Result<String, ClasspathError>> = OnceLock::new();
-    classpath_of(Jars::Clients, &CLASSPATH)
+/// The classpath of the Java client, Kafka's tools and Streams (`tests/java/pom.xml`)
+/// or of Connect (`tests/connect/pom.xml`), found as [`kafka_classpath`] finds the
+/// broker's (`KARST_KAFKA_CLIENTS_CLASSPATH` / `KARST_KAFKA_CONNECT_CLASSPATH`, else
+/// the default cache, else Maven).
+pub fn clients_classpath(jars: Jars) -> Result<String> {
+    static CLIENTS: OnceLock<std::result::Result<String, ClasspathError>> = OnceLock::new();
+    static CONNECT: OnceLock<std::result::Result<String, ClasspathError>> = OnceLock::new();
+    match jars {
+        Jars::Broker => kafka_classpath(),
+        Jars::Clients => classpath_of(Jars::Clients, &CLIENTS),
+        Jars::Connect => classpath_of(Jars::Connect, &CONNECT),
+    }
 }
 
 fn classpath_of(jars: Jars, cell: &OnceLock<std::result::Result<String, ClasspathError>>) -> Result<String> {

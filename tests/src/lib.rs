@@ -21,7 +21,7 @@ pub mod wait;
 
 pub use broker::{karst_bin, workspace_root, Broker, Launch};
 pub use clients::{go_binary, kcat_consume, kcat_produce, python_script, run_checked, run_command, show_output};
-pub use kafka::{clients_classpath, KafkaBroker, KafkaCluster, KafkaUnavailable};
+pub use kafka::{clients_classpath, Jars, KafkaBroker, KafkaCluster, KafkaUnavailable};
 pub use wait::{wait_for, wait_until};
 
 /// A topic name that no other test (or earlier run on the same data dir) uses.
