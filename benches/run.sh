@@ -78,14 +78,12 @@ tansu=()
 
 # Apache Kafka's jars: a cache that is complete is reused without Maven (offline).
 kafka=()
-if [ -z "${KARST_KAFKA_CLASSPATH:-}" ]; then
-    if cp_file=$(timeout 900 bash "$root/scripts/kafka-reference.sh"); then
-        export KARST_KAFKA_CLASSPATH="$cp_file"
-    else
-        log "no Apache Kafka jars: the report will say Kafka did not run"
-    fi
+cp_file="${KARST_KAFKA_CLASSPATH:-}"
+if [ -z "$cp_file" ] && ! cp_file=$(timeout 900 bash "$root/scripts/kafka-reference.sh"); then
+    log "no Apache Kafka jars: the report will say Kafka did not run"
+    cp_file=""
 fi
-[ -n "${KARST_KAFKA_CLASSPATH:-}" ] && kafka=(--kafka-classpath "$KARST_KAFKA_CLASSPATH")
+[ -n "$cp_file" ] && kafka=(--kafka-classpath "$cp_file")
 
 mkdir -p "$here/results"
 exec "$CARGO_TARGET_DIR/release/harness" $quick \

@@ -358,6 +358,13 @@ pub(crate) fn start(kind: Kind, progs: &Programs, opts: &StartOpts<'_>) -> Resul
         }
         Kind::KarstFsync | Kind::KarstNoFsync => {
             let mut c = Command::new(&progs.karst);
+            // Karst reads KARST_* variables as settings (KARST_KAFKA_CLASSPATH, say, from
+            // scripts/test-all.sh, is an unknown key): it runs on its defaults here.
+            for (k, _) in std::env::vars_os() {
+                if k.to_str().is_some_and(|k| k.starts_with("KARST_")) {
+                    c.env_remove(k);
+                }
+            }
             c.arg("serve").arg("--listen").arg(addr.to_string()).arg("--data-dir").arg(&data_dir).env("KARST_LOG", "warn");
             // A free admin port: side-by-side runs must not race for the default 9644.
             c.arg("--admin-listen").arg("127.0.0.1:0");
