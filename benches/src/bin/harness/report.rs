@@ -361,8 +361,10 @@ pub(crate) fn write(dir: &Path, date: &str, stem: &str, options: &str, quick: bo
                 s.restart_ms,
                 mb(s.idle_rss)
             );
+        }
+        for (kind, s) in &scales {
             if let Some(r) = s.run.as_ref().filter(|r| !r.error_samples.is_empty()) {
-                md.push_str(&format!("\n{} errors seen: {}\n\n", kind.name(), r.error_samples.join("; ")));
+                md.push_str(&format!("\n{} errors seen: {}\n", kind.name(), r.error_samples.join("; ")));
             }
         }
         if scales.iter().any(|(_, s)| s.partitions < plan.scale_partitions) {
