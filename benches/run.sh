@@ -6,9 +6,10 @@
 #
 # Installs what it needs from the package registries when missing (Debian:
 # redis-server, nats-server, rabbitmq-server, fonts-dejavu-core; cargo install: tansu
-# with its memory and SQLite storage engines, cached in ~/.cargo/bin), builds
-# `karst` and the bench binaries in release, then runs the harness. Every server
-# listens on 127.0.0.1 only and is stopped by the harness.
+# with its memory and SQLite storage engines, cached in ~/.cargo/bin; a JRE and
+# Maven for Apache Kafka, whose jars scripts/kafka-reference.sh resolves once into a
+# cache), builds `karst` and the bench binaries in release, then runs the harness.
+# Every server listens on 127.0.0.1 only and is stopped by the harness.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -39,6 +40,9 @@ if [ "$install" = 1 ]; then
     command -v nats-server >/dev/null || want+=(nats-server)
     [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null || want+=(rabbitmq-server)
     [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || want+=(fonts-dejavu-core)
+    # Apache Kafka 4 needs Java 17+; Maven resolves its jars (scripts/kafka-reference.sh).
+    command -v java >/dev/null || want+=(openjdk-17-jre-headless)
+    command -v mvn >/dev/null || want+=(maven)
     if [ ${#want[@]} -gt 0 ]; then
         log "installing ${want[*]}"
         # Keep the packages' services from starting (they would listen on
@@ -72,9 +76,18 @@ cargo build --release -p karst -p karst-benches
 tansu=()
 [ -x "$HOME/.cargo/bin/tansu" ] && tansu=(--tansu "$HOME/.cargo/bin/tansu")
 
+# Apache Kafka's jars: a cache that is complete is reused without Maven (offline).
+kafka=()
+cp_file="${KARST_KAFKA_CLASSPATH:-}"
+if [ -z "$cp_file" ] && ! cp_file=$(timeout 900 bash "$root/scripts/kafka-reference.sh"); then
+    log "no Apache Kafka jars: the report will say Kafka did not run"
+    cp_file=""
+fi
+[ -n "$cp_file" ] && kafka=(--kafka-classpath "$cp_file")
+
 mkdir -p "$here/results"
 exec "$CARGO_TARGET_DIR/release/harness" $quick \
     --bin-dir "$CARGO_TARGET_DIR/release" \
     --karst "$CARGO_TARGET_DIR/release/karst" \
     --results "$here/results" \
-    "${tansu[@]}" "${pass[@]}"
+    "${tansu[@]}" "${kafka[@]}" "${pass[@]}"

@@ -121,7 +121,15 @@ pub struct RunResult {
     pub page_cache_dropped: Option<bool>,
     /// Seconds CreateTopics took (until metadata showed every partition).
     pub create_topic_s: Option<f64>,
+    /// Seconds from CreateTopics until every partition had acknowledged a record (`--ready-probe`).
+    #[serde(default)]
+    pub ready_s: Option<f64>,
     pub notes: Vec<String>,
+    /// Peak VmRSS and RssAnon of the server while this run's load ran (filled in by the harness).
+    #[serde(default)]
+    pub server_rss_peak: Option<u64>,
+    #[serde(default)]
+    pub server_anon_peak: Option<u64>,
 }
 
 impl RunResult {

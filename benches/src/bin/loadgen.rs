@@ -19,12 +19,12 @@ use hdrhistogram::Histogram;
 use karst_benches::payload::{self, now_ns};
 use karst_benches::result::{histogram, record};
 use karst_benches::{Latency, RunResult, Spread};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
@@ -92,6 +92,11 @@ struct Args {
     /// down-converting its v2 batches.
     #[arg(long)]
     consumer_fallback: Option<String>,
+    /// Before the run, send one empty record to every partition and wait until all
+    /// are acknowledged: a broker may list a partition in Metadata before it can
+    /// take writes (Apache Kafka creates the logs after publishing the metadata).
+    #[arg(long)]
+    ready_probe: bool,
 }
 
 /// The measured window in [`now_ns`] time, and run-wide flags.
@@ -318,6 +323,10 @@ fn run_consumer(
                     let now = now_ns();
                     unpublished += 1;
                     wait = Duration::ZERO;
+                    // A readiness probe's record (`--ready-probe`): counted toward the target only.
+                    if m.payload().is_none_or(<[u8]>::is_empty) {
+                        continue;
+                    }
                     if shared.in_window(now) {
                         out.window_count += 1;
                         if let Some(c) = out.per_partition.get_mut(m.partition() as usize) {
@@ -347,20 +356,63 @@ fn run_consumer(
     Ok(out)
 }
 
-fn create_topic(a: &Args, topic: &str) -> Result<()> {
+/// Creates the topic; a note if it took more than one request.
+fn create_topic(a: &Args, topic: &str) -> Result<Option<String>> {
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", &a.brokers).create().context("creating admin client")?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let new = NewTopic::new(topic, a.partitions as i32, TopicReplication::Fixed(1));
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(60))).request_timeout(Some(Duration::from_secs(120)));
-    let res = rt.block_on(admin.create_topics(&[new], &opts)).context("CreateTopics")?;
-    for r in res {
-        match r {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((t, e)) => bail!("creating topic {t}: {e}"),
+    let create = |n: usize| -> Result<Option<RDKafkaErrorCode>> {
+        let new = NewTopic::new(topic, n as i32, TopicReplication::Fixed(1));
+        let res = rt.block_on(admin.create_topics(&[new], &opts)).context("CreateTopics")?;
+        for r in res {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, e)) => return Ok(Some(e)),
+            }
+        }
+        Ok(None)
+    };
+    match create(a.partitions)? {
+        None => Ok(None),
+        // Apache Kafka's controller refuses an operation of more than 10,000 metadata
+        // records (a record per partition): half the partitions, then CreatePartitions.
+        Some(RDKafkaErrorCode::PolicyViolation) if a.partitions >= 2000 => {
+            let half = a.partitions / 2;
+            if let Some(e) = create(half)? {
+                bail!("creating topic {topic} with {half} partitions: {e}");
+            }
+            let more = NewPartitions::new(topic, a.partitions);
+            for r in rt.block_on(admin.create_partitions(&[more], &opts)).context("CreatePartitions")? {
+                if let Err((t, e)) = r {
+                    bail!("CreatePartitions {t} to {}: {e}", a.partitions);
+                }
+            }
+            Ok(Some(format!(
+                "CreateTopics with {} partitions was refused (policy violation); created with {half}, then CreatePartitions to {}",
+                a.partitions, a.partitions
+            )))
+        }
+        Some(e) => bail!("creating topic {topic}: {e}"),
+    }
+}
+
+/// Sends one empty record to every partition and waits until each is acknowledged
+/// (librdkafka retries those a broker is not ready to take yet); returns the count.
+fn ready_probe(a: &Args, topic: &str) -> Result<u64> {
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        producer_config(a).set("message.timeout.ms", "300000").create().context("creating probe producer")?;
+    for p in 0..a.partitions {
+        loop {
+            match producer.send(BaseRecord::<(), [u8]>::to(topic).payload(&[][..]).partition(p as i32)) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => thread::sleep(Duration::from_millis(1)),
+                Err((e, _)) => bail!("probe record to partition {p}: {e}"),
+            }
         }
     }
-    Ok(())
+    producer.flush(Timeout::After(Duration::from_secs(300))).context("waiting for every partition to take a record")?;
+    Ok(a.partitions as u64)
 }
 
 /// Waits until metadata shows the topic with all its partitions.
@@ -483,11 +535,10 @@ fn run(a: Args) -> Result<RunResult> {
     let run_id = format!("bench-{}-{}", std::process::id(), now_ns() % 1_000_000);
     let topic = a.topic.clone().unwrap_or_else(|| format!("{run_id}-{}", a.workload));
     let t_create = Instant::now();
-    if !a.skip_create {
-        create_topic(&a, &topic)?;
-    }
+    let create_note = if a.skip_create { None } else { create_topic(&a, &topic)? };
     wait_for_topic(&a, &topic)?;
     let create_topic_s = Some(t_create.elapsed().as_secs_f64());
+    let (probed, ready_s) = if a.ready_probe { (ready_probe(&a, &topic)?, Some(t_create.elapsed().as_secs_f64())) } else { (0, None) };
     let mut res = RunResult {
         system: a.system.clone(),
         workload: a.workload.clone(),
@@ -500,8 +551,10 @@ fn run(a: Args) -> Result<RunResult> {
         duration_s: a.duration,
         target_rate: a.rate,
         create_topic_s,
+        ready_s,
         ..Default::default()
     };
+    res.notes.extend(create_note);
     let shared = Arc::new(Shared { start_ns: AtomicU64::new(0), end_ns: AtomicU64::new(u64::MAX), stop_producers: AtomicBool::new(false) });
     let drain = Duration::from_secs_f64(a.drain_timeout);
 
@@ -559,7 +612,7 @@ fn run(a: Args) -> Result<RunResult> {
         })
         .collect();
     let ack_hist = collect_producers(handles, &mut res);
-    consumers.target.store(res.acked_total, Ordering::SeqCst);
+    consumers.target.store(res.acked_total + probed, Ordering::SeqCst);
     consumers.done_by.store(now_ns() + drain.as_nanos() as u64, Ordering::SeqCst);
     let groups = a.groups as u64;
     let e2e = collect_consumers(consumers, &mut res, a.partitions);

@@ -31,6 +31,12 @@ struct Args {
     karst: PathBuf,
     #[arg(long)]
     tansu: Option<PathBuf>,
+    /// Apache Kafka's classpath file, as `scripts/kafka-reference.sh` prints it.
+    #[arg(long, env = "KARST_KAFKA_CLASSPATH")]
+    kafka_classpath: Option<PathBuf>,
+    /// The `java` that runs Kafka (default: on PATH).
+    #[arg(long)]
+    java: Option<PathBuf>,
     /// Where the report and plots go.
     #[arg(long, default_value = "benches/results")]
     results: PathBuf,
@@ -86,6 +92,9 @@ pub(crate) struct Plan {
     pub(crate) scale_duration: f64,
     /// Memory to touch before the first broker (see `memory.rs`).
     pub(crate) touch: u64,
+    /// Seconds of unrecorded load a fresh Kafka JVM gets before its first measured
+    /// run, so that its hot paths run compiled by C2 rather than interpreted.
+    pub(crate) jvm_warmup: f64,
 }
 
 /// What one system did at start-up.
@@ -93,7 +102,19 @@ pub(crate) struct Plan {
 pub(crate) struct StartInfo {
     pub(crate) kind: Kind,
     pub(crate) startup_ms: f64,
+    /// Kafka: until Metadata lists the broker; others: `startup_ms`.
+    pub(crate) ready_ms: f64,
     pub(crate) idle_rss: u64,
+    pub(crate) idle_anon: u64,
+}
+
+/// How Apache Kafka ran, for the report.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KafkaSetup {
+    pub(crate) version: String,
+    pub(crate) java: String,
+    /// JIT warm-ups run: (JVM, seconds of load, throughput it reached).
+    pub(crate) warmups: Vec<String>,
 }
 
 /// Everything the report is made of.
@@ -105,6 +126,8 @@ pub(crate) struct Outcome {
     pub(crate) skipped: Vec<String>,
     pub(crate) fixed_rate: Option<f64>,
     pub(crate) scale: Option<Scale>,
+    pub(crate) kafka_scale: Option<Scale>,
+    pub(crate) kafka: Option<KafkaSetup>,
     pub(crate) drop_caches_possible: bool,
     pub(crate) elapsed_s: f64,
     /// /proc/loadavg (1, 5, 15 min) when the harness started.
@@ -117,6 +140,8 @@ pub(crate) struct Outcome {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Scale {
     pub(crate) partitions: usize,
+    /// The broker stopped within its 30 s grace before the restart (else it was killed).
+    pub(crate) clean_stop: bool,
     pub(crate) empty_startup_ms: f64,
     pub(crate) create_s: f64,
     pub(crate) restart_ms: f64,
@@ -146,6 +171,8 @@ struct Load {
     backlog: Option<u64>,
     /// Consumers speak this old Kafka version's protocol (no ApiVersions).
     consumer_fallback: Option<&'static str>,
+    /// A JIT warm-up: run, but not recorded as a result.
+    discard: bool,
 }
 
 impl Load {
@@ -161,6 +188,7 @@ impl Load {
             rate: None,
             backlog: None,
             consumer_fallback: None,
+            discard: false,
         }
     }
 }
@@ -178,12 +206,35 @@ impl Harness {
         match systems::start(kind, &self.progs, &opts) {
             Ok(r) => {
                 // Let it settle before reading its idle footprint.
-                thread::sleep(Duration::from_millis(if kind == Kind::RabbitQuorum { 2000 } else { 500 }));
-                let rss = r.rss_bytes();
+                let settle = if kind == Kind::RabbitQuorum || kind.is_kafka() { 2000 } else { 500 };
+                thread::sleep(Duration::from_millis(settle));
+                let (rss, anon) = r.rss();
                 if !self.out.starts.iter().any(|s| s.kind == kind) {
-                    self.out.starts.push(StartInfo { kind, startup_ms: r.startup_ms, idle_rss: rss });
+                    self.out.starts.push(StartInfo {
+                        kind,
+                        startup_ms: r.startup_ms,
+                        ready_ms: r.ready_ms,
+                        idle_rss: rss,
+                        idle_anon: anon,
+                    });
                 }
-                eprintln!("[harness] started {} on {} in {:.1} ms, idle RSS {:.1} MB", kind.name(), r.addr, r.startup_ms, rss as f64 / 1e6);
+                eprintln!(
+                    "[harness] started {} on {} in {:.1} ms (ready {:.1} ms), idle RSS {:.1} MB",
+                    kind.name(),
+                    r.addr,
+                    r.startup_ms,
+                    r.ready_ms,
+                    rss as f64 / 1e6
+                );
+                if kind.is_kafka() && partitions == 6 && self.plan.jvm_warmup > 0.0 {
+                    let warm = Load { discard: true, ..Load::base("jit-warmup", 1024) };
+                    let got = self.run_load(&r, &warm);
+                    let note = match got {
+                        Some(w) => format!("{}: {:.0} s, {:.0} msgs/s", kind.name(), self.plan.jvm_warmup, w.produce_msgs_per_s),
+                        None => format!("{}: {:.0} s, failed", kind.name(), self.plan.jvm_warmup),
+                    };
+                    self.out.kafka.get_or_insert_with(Default::default).warmups.push(note);
+                }
                 Some(r)
             }
             Err(e) => {
@@ -202,7 +253,9 @@ impl Harness {
     fn stop(&self, r: Running) {
         eprintln!("[harness] stopping {}", r.kind.name());
         let dir = r.data_dir.clone();
-        r.stop();
+        if !r.stop() {
+            eprintln!("[harness] (killed after 30 s)");
+        }
         if dir.starts_with(&self.scratch) {
             let _ = std::fs::remove_dir_all(&dir);
         }
@@ -245,7 +298,12 @@ impl Harness {
             (None, Some(_)) => self.plan.latency_warmup,
             (None, None) => self.plan.warmup,
         };
-        let duration = if load.workload == "f" { self.plan.scale_duration } else { self.plan.duration };
+        let duration = match load.workload {
+            "f" => self.plan.scale_duration,
+            _ if load.discard => self.plan.jvm_warmup,
+            _ => self.plan.duration,
+        };
+        let warmup = if load.discard { 0.0 } else { warmup };
         cmd.arg("--system")
             .arg(kind.name())
             .arg("--workload")
@@ -279,11 +337,24 @@ impl Harness {
         if let Some(v) = load.consumer_fallback {
             cmd.arg("--consumer-fallback").arg(v);
         }
+        if load.workload == "f" {
+            cmd.arg("--ready-probe");
+        }
         let limit = Duration::from_secs_f64(warmup + duration + self.plan.drain + 180.0);
         // Nobody's writeback is left for the next run to wait behind.
         let _ = Command::new("sync").status();
         eprintln!("[harness] workload ({}) {} B on {}", load.workload, load.size, kind.name());
-        let res = run_bounded(&mut cmd, limit, &self.scratch.join(format!("{}-{}.stderr", load.workload, r.addr.port())))
+        // The server's peak footprint while the load runs, sampled every 250 ms.
+        let (mut peak, mut peak_anon, mut ticks) = (0u64, 0u64, 0u32);
+        let sample = || {
+            ticks += 1;
+            if ticks % 5 == 1 {
+                let (rss, anon) = r.rss();
+                peak = peak.max(rss);
+                peak_anon = peak_anon.max(anon);
+            }
+        };
+        let res = run_bounded(&mut cmd, limit, &self.scratch.join(format!("{}-{}.stderr", load.workload, r.addr.port())), sample)
             .with_context(|| format!("running {}", bin.display()))
             .and_then(|()| {
                 let text = std::fs::read_to_string(&out_file).context("reading the load generator's JSON")?;
@@ -292,11 +363,19 @@ impl Harness {
         match res {
             Ok(mut rr) => {
                 rr.system = kind.name().to_string();
+                rr.server_rss_peak = Some(peak);
+                rr.server_anon_peak = Some(peak_anon);
                 eprintln!(
-                    "[harness]   -> {:.0} msgs/s produced, {:.0} msgs/s consumed, e2e p99 {} us, errors {}",
-                    rr.produce_msgs_per_s, rr.consume_msgs_per_s, rr.e2e_latency.p99_us, rr.errors
+                    "[harness]   -> {:.0} msgs/s produced, {:.0} msgs/s consumed, e2e p99 {} us, errors {}, peak RSS {:.1} MB",
+                    rr.produce_msgs_per_s,
+                    rr.consume_msgs_per_s,
+                    rr.e2e_latency.p99_us,
+                    rr.errors,
+                    peak as f64 / 1e6
                 );
-                self.out.runs.push(rr.clone());
+                if !load.discard {
+                    self.out.runs.push(rr.clone());
+                }
                 Some(rr)
             }
             Err(e) => {
@@ -333,7 +412,7 @@ impl Harness {
         let t0 = Instant::now();
         self.out.load_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split(' ').take(3).collect::<Vec<_>>().join(" ");
         let skip = self.args.skip.clone();
-        let kafka = [Kind::Null, Kind::KarstFsync, Kind::KarstNoFsync, Kind::TansuMemory, Kind::TansuSqlite];
+        let kafka = [Kind::Null, Kind::KarstFsync, Kind::KarstNoFsync, Kind::TansuMemory, Kind::TansuSqlite, Kind::Kafka, Kind::KafkaFsync];
         let peers = [Kind::RedisAlways, Kind::RedisEverysec, Kind::NatsFile, Kind::RabbitQuorum];
         let everything: Vec<Kind> = kafka.iter().chain(peers.iter()).copied().collect();
         self.out.drop_caches_possible = std::fs::OpenOptions::new().write(true).open("/proc/sys/vm/drop_caches").is_ok()
@@ -355,7 +434,8 @@ impl Harness {
             }
             loads.retain(|l| !skip.contains(&l.workload[..1]));
             let Some(r) = self.start(kind, 6) else { continue };
-            let Some(r) = self.run_loads(r, &loads, kafka.contains(&kind)) else { continue };
+            // Kafka keeps its warmed JVM from one run to the next (each run has its own topic).
+            let Some(r) = self.run_loads(r, &loads, kafka.contains(&kind) && !kind.is_kafka()) else { continue };
             if i + 1 == order.len() && kind != Kind::Null {
                 kept = Some(r);
             } else {
@@ -385,8 +465,8 @@ impl Harness {
                 continue;
             }
             let want_c = !skip.contains('c');
-            let want_de =
-                matches!(kind, Kind::KarstFsync | Kind::KarstNoFsync | Kind::TansuMemory) && !(skip.contains('d') && skip.contains('e'));
+            let want_de = matches!(kind, Kind::KarstFsync | Kind::KarstNoFsync | Kind::TansuMemory | Kind::Kafka | Kind::KafkaFsync)
+                && !(skip.contains('d') && skip.contains('e'));
             if !want_c && !want_de {
                 continue;
             }
@@ -416,7 +496,7 @@ impl Harness {
                     r
                 }
             };
-            if let Some(r) = self.run_loads(r, &loads, kafka.contains(&kind)) {
+            if let Some(r) = self.run_loads(r, &loads, kafka.contains(&kind) && !kind.is_kafka()) {
                 self.stop(r);
             }
         }
@@ -425,55 +505,72 @@ impl Harness {
             self.stop(r);
         }
 
-        // (f) 10,000 partitions on one Karst broker.
+        // (f) 10,000 partitions on one Karst broker, and on Kafka with its default durability.
         if !skip.contains('f') && self.wanted(Kind::KarstFsync) {
-            self.scale()?;
+            self.out.scale = self.scale(Kind::KarstFsync);
+        }
+        if !skip.contains('f') && self.wanted(Kind::Kafka) {
+            self.out.kafka_scale = self.scale(Kind::Kafka);
         }
         self.out.elapsed_s = t0.elapsed().as_secs_f64();
         Ok(())
     }
 
-    fn scale(&mut self) -> Result<()> {
+    fn scale(&mut self, kind: Kind) -> Option<Scale> {
         // 10,000 first; if the broker cannot hold that many here, half as many, so
         // the report still shows how it scales (and says why the first failed).
         for n in [self.plan.scale_partitions, self.plan.scale_partitions / 2] {
-            let Some(r) = self.start(Kind::KarstFsync, n) else { return Ok(()) };
-            let mut s = Scale { partitions: n, empty_startup_ms: r.startup_ms, ..Default::default() };
+            let r = self.start(kind, n)?;
+            let mut s = Scale { partitions: n, empty_startup_ms: r.ready_ms, ..Default::default() };
             let load = Load { partitions: n, ..Load::base("f", 1024) };
             s.run = self.run_load(&r, &load);
             if s.run.is_none() {
-                self.out.skipped.push(format!("(f) {n} partitions failed; broker log: {}", r.log_tail().replace('\n', " | ")));
+                self.out.skipped.push(format!(
+                    "(f) {} {n} partitions failed; broker log: {}",
+                    kind.name(),
+                    r.log_tail().replace('\n', " | ")
+                ));
                 self.stop(r);
                 continue;
             }
             s.create_s = s.run.as_ref().and_then(|r| r.create_topic_s).unwrap_or(0.0);
             let dir = r.data_dir.clone();
-            r.stop(); // keeping its data for the restart
+            eprintln!("[harness] stopping {} with {n} partitions", kind.name());
+            s.clean_stop = r.stop(); // keeping its data for the restart
             let opts = StartOpts { data_dir: Some(&dir), partitions: n, scratch: &self.scratch };
-            match systems::start(Kind::KarstFsync, &self.progs, &opts) {
+            match systems::start(kind, &self.progs, &opts) {
                 Ok(mut r2) => {
-                    s.restart_ms = r2.startup_ms;
+                    s.restart_ms = r2.ready_ms;
                     thread::sleep(Duration::from_millis(1000));
                     if r2.alive() {
                         s.idle_rss = r2.rss_bytes();
-                        eprintln!("[harness] restart with {n} partitions: {:.0} ms, RSS {:.1} MB", s.restart_ms, s.idle_rss as f64 / 1e6);
+                        eprintln!(
+                            "[harness] {} restart with {n} partitions: {:.0} ms, RSS {:.1} MB",
+                            kind.name(),
+                            s.restart_ms,
+                            s.idle_rss as f64 / 1e6
+                        );
                     } else {
-                        self.out.skipped.push(format!("(f) restart with {n} partitions exited: {}", r2.log_tail().replace('\n', " | ")));
+                        self.out.skipped.push(format!(
+                            "(f) {} restart with {n} partitions exited: {}",
+                            kind.name(),
+                            r2.log_tail().replace('\n', " | ")
+                        ));
                         s.restart_ms = 0.0;
                     }
                     self.stop(r2);
                 }
-                Err(e) => self.out.skipped.push(format!("(f) restart with {n} partitions: {e:#}")),
+                Err(e) => self.out.skipped.push(format!("(f) {} restart with {n} partitions: {e:#}", kind.name())),
             }
-            self.out.scale = Some(s);
-            break;
+            return Some(s);
         }
-        Ok(())
+        None
     }
 }
 
 /// Runs `cmd` to completion within `limit`, stderr to `log`; killed past the limit.
-fn run_bounded(cmd: &mut Command, limit: Duration, log: &Path) -> Result<()> {
+/// `tick` is called every 50 ms while it runs.
+fn run_bounded(cmd: &mut Command, limit: Duration, log: &Path, mut tick: impl FnMut()) -> Result<()> {
     let logf = std::fs::File::create(log)?;
     let mut child =
         cmd.env("RUST_BACKTRACE", "0").env("RUST_LIB_BACKTRACE", "0").stdout(Stdio::null()).stderr(logf).stdin(Stdio::null()).spawn()?;
@@ -495,6 +592,7 @@ fn run_bounded(cmd: &mut Command, limit: Duration, log: &Path) -> Result<()> {
             let _ = child.wait();
             anyhow::bail!("killed after {limit:?}");
         }
+        tick();
         thread::sleep(Duration::from_millis(50));
     }
 }
@@ -516,6 +614,7 @@ fn main() -> Result<()> {
             scale_partitions: 10_000,
             scale_duration: 3.0,
             touch: 6 << 30,
+            jvm_warmup: 10.0,
         }
     } else {
         Plan {
@@ -527,6 +626,7 @@ fn main() -> Result<()> {
             scale_partitions: 10_000,
             scale_duration: 20.0,
             touch: 20 << 30,
+            jvm_warmup: 30.0,
         }
     };
     let plan = Plan { backlog: args.backlog_bytes.unwrap_or(plan.backlog), ..plan };
@@ -547,6 +647,7 @@ fn main() -> Result<()> {
             .filter(|p| p.is_file())
             .or_else(|| systems::which("rabbitmq-server", &extra)),
         epmd: systems::which("epmd", &extra),
+        kafka: None,
     };
     let mut h = Harness { args, progs, plan, scratch: scratch.clone(), out: Outcome::default() };
     for (what, p) in
@@ -555,6 +656,18 @@ fn main() -> Result<()> {
         if p.is_none() {
             h.out.skipped.push(format!("{what}: not installed"));
         }
+    }
+    let java = h.args.java.clone().or_else(|| systems::which("java", &[]));
+    match (&h.args.kafka_classpath, java) {
+        (Some(cp), Some(java)) => match systems::KafkaJars::load(cp, &java) {
+            Ok(jars) => {
+                h.out.kafka = Some(KafkaSetup { version: jars.version.clone(), java: jars.java_version(), warmups: Vec::new() });
+                h.progs.kafka = Some(jars);
+            }
+            Err(e) => h.out.skipped.push(format!("Apache Kafka: {e:#}")),
+        },
+        (None, _) => h.out.skipped.push("Apache Kafka: no --kafka-classpath (scripts/kafka-reference.sh prints it)".into()),
+        (_, None) => h.out.skipped.push("Apache Kafka: no java".into()),
     }
     let memory = memory::prepare(h.plan.touch);
     h.out.memory_note = memory.note();

@@ -34,6 +34,8 @@ const COLORS: &[RGBColor] = &[
     RGBColor(0x7f, 0x7f, 0x7f),
     RGBColor(0xbc, 0xbd, 0x22),
     RGBColor(0x17, 0xbe, 0xcf),
+    RGBColor(0x39, 0x3b, 0x79),
+    RGBColor(0xad, 0x49, 0x4a),
 ];
 
 /// One colour per system, the same in every plot.
@@ -48,6 +50,8 @@ fn color_for(system: &str) -> RGBColor {
         "Redis Streams everysec",
         "NATS JetStream",
         "RabbitMQ quorum",
+        "Kafka",
+        "Kafka fsync",
     ];
     let i = ORDER.iter().position(|s| *s == system).unwrap_or(ORDER.len());
     COLORS[i % COLORS.len()]

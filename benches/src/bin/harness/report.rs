@@ -8,7 +8,7 @@ use anyhow::Result;
 use karst_benches::RunResult;
 
 use crate::systems::Kind;
-use crate::{plots, Outcome, Plan};
+use crate::{plots, Outcome, Plan, Scale};
 
 fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
@@ -63,10 +63,12 @@ fn delivered(r: &RunResult) -> f64 {
 fn throughput_table(md: &mut String, runs: &[RunResult], workload: &str) {
     let null = find(runs, workload, Kind::Null).map(delivered);
     let tansu = find(runs, workload, Kind::TansuMemory).map(delivered);
+    let kafka = find(runs, workload, Kind::Kafka).map(delivered);
+    let kafka_fsync = find(runs, workload, Kind::KafkaFsync).map(delivered);
     md.push_str(
-        "| system | durability | produce msgs/s | produce MB/s | consume msgs/s | throughput msgs/s | ack p99 ms | e2e p50 ms | e2e p99 ms | e2e p99.9 ms | e2e max ms | errors | missing | × null | × Tansu memory |\n",
+        "| system | durability | produce msgs/s | produce MB/s | consume msgs/s | throughput msgs/s | ack p99 ms | e2e p50 ms | e2e p99 ms | e2e p99.9 ms | e2e max ms | errors | missing | × null | × Tansu memory | × Kafka | × Kafka fsync |\n",
     );
-    md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in runs.iter().filter(|r| r.workload == workload) {
         let consumer = r.consumers > 0;
         let dash = |s: String| if consumer { s } else { "–".into() };
@@ -74,7 +76,7 @@ fn throughput_table(md: &mut String, runs: &[RunResult], workload: &str) {
         let e2e = |s: String| if consumer && r.system != Kind::Null.name() { s } else { "–".into() };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.system,
             r.durability,
             k(r.produce_msgs_per_s),
@@ -90,6 +92,8 @@ fn throughput_table(md: &mut String, runs: &[RunResult], workload: &str) {
             r.missing,
             ratio(delivered(r), null),
             ratio(delivered(r), tansu),
+            ratio(delivered(r), kafka),
+            ratio(delivered(r), kafka_fsync),
         );
     }
     let errs: Vec<String> = runs
@@ -164,13 +168,50 @@ pub(crate) fn write(dir: &Path, date: &str, stem: &str, options: &str, quick: bo
          copies of the last batch produced to it, so its consumers do the same client work as a real broker's. It is the \
          limit of this client on this machine: a broker at 1.0× costs nothing.\n\n",
     );
+    if let Some(k) = &out.kafka {
+        let _ = writeln!(
+            md,
+            "Apache Kafka {} runs as one KRaft node (broker and controller in one JVM) on loopback with a fresh data directory, \
+             from the jars `scripts/kafka-reference.sh` resolves. Java: {}. JVM options: `{}` (the heap and G1 settings of \
+             Kafka's `kafka-server-start.sh` and `kafka-run-class.sh`, full tiered JIT). Broker settings are Kafka's defaults \
+             (num.network.threads=3, num.io.threads=8, 1 GiB segments) plus what one node needs: replication factor 1 for the \
+             internal topics and `group.initial.rebalance.delay.ms=0`, as in Kafka's shipped `server.properties`. \
+             \"Kafka\" acknowledges from the page cache (its default: no fsync per acknowledgement, flushing left to the OS); \
+             \"Kafka fsync\" sets `log.flush.interval.messages=1`, so every append is fsynced before it is acknowledged: \
+             Karst's default durability. \
+             JIT warm-up: Karst and the other peers start afresh for every workload, with nothing to warm; a fresh Kafka JVM \
+             instead gets {:.0} s of unrecorded load shaped like (a) (1 KiB records, 2 producers, 2 consumers, maximum rate, \
+             its own topic) before its first measured run, and then keeps running from one workload to the next, each on a new \
+             topic: one JVM for (a), (b), (a′), (b′), another for (c), (d), (e), each warmed. Warm-ups in this run: {}. \
+             Kafka's start-up is timed to its first ApiVersions answer, like the other brokers'; \"ready\" is until Metadata \
+             lists the broker (registered with its controller and unfenced; CreateTopics fails before), and runs start only then. \
+             Formatting its storage (`kafka.tools.StorageTool`, a separate JVM run before the broker's) is not timed.\n",
+            k.version,
+            k.java,
+            crate::systems::KAFKA_JVM_OPTIONS.join(" "),
+            plan.jvm_warmup,
+            if k.warmups.is_empty() { "none".to_string() } else { k.warmups.join("; ") }
+        );
+    }
     md.push_str(&out.memory_note);
     md.push('\n');
 
-    md.push_str("## Start-up and idle memory\n\nStart-up is from spawning the process to the first answer on a new connection (Kafka: ApiVersions; Redis: PING; NATS: INFO; RabbitMQ: the AMQP handshake), empty data directory. Idle RSS is VmRSS of the server and its child processes shortly after start.\n\n");
-    md.push_str("| system | start-up ms | idle RSS MB |\n|---|---:|---:|\n");
+    md.push_str("## Start-up and memory\n\nStart-up is from spawning the process to the first answer on a new connection (Kafka protocol: ApiVersions; Redis: PING; NATS: INFO; RabbitMQ: the AMQP handshake), empty data directory; ready is the same for all but Apache Kafka (see above). Idle RSS is VmRSS of the server and its child processes shortly after start (2 s for RabbitMQ and Kafka, 0.5 s for the others); under load is the highest VmRSS sampled every 250 ms during (a). Anon is RssAnon, which leaves out file pages mapped into the process (Karst reads its log through mappings, which VmRSS counts; Kafka reads with read and sendfile, which it does not).\n\n");
+    md.push_str("| system | start-up ms | ready ms | idle RSS MB | idle anon MB | RSS under load (a) MB | anon under load (a) MB |\n|---|---:|---:|---:|---:|---:|---:|\n");
     for s in &out.starts {
-        let _ = writeln!(md, "| {} | {:.1} | {} |", s.kind.name(), s.startup_ms, mb(s.idle_rss));
+        let a = find(runs, "a", s.kind);
+        let peak = |f: fn(&RunResult) -> Option<u64>| a.and_then(f).map(mb).unwrap_or_else(|| "–".into());
+        let _ = writeln!(
+            md,
+            "| {} | {:.1} | {:.1} | {} | {} | {} | {} |",
+            s.kind.name(),
+            s.startup_ms,
+            s.ready_ms,
+            mb(s.idle_rss),
+            mb(s.idle_anon),
+            peak(|r| r.server_rss_peak),
+            peak(|r| r.server_anon_peak)
+        );
     }
 
     let date_png = |name: &str| format!("{stem}-{name}.png");
@@ -206,13 +247,14 @@ pub(crate) fn write(dir: &Path, date: &str, stem: &str, options: &str, quick: bo
     md.push_str(&format!(
         "\n## (c) latency at a fixed rate\n\n{rate:.0} msgs/s of 1 KiB records (half the lowest peer maximum in (a)), 6 partitions, 2 producers, 2 consumers.\n\n"
     ));
-    md.push_str("| system | durability | achieved msgs/s | e2e p50 ms | e2e p99 ms | e2e p99.9 ms | e2e max ms | ack p99 ms | missing | p99 × Karst |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    md.push_str("| system | durability | achieved msgs/s | e2e p50 ms | e2e p99 ms | e2e p99.9 ms | e2e max ms | ack p99 ms | missing | p99 × Karst | p99 × Kafka |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let karst_p99 = find(runs, "c", Kind::KarstFsync).map(|r| r.e2e_latency.p99_us as f64);
+    let kafka_p99 = find(runs, "c", Kind::Kafka).map(|r| r.e2e_latency.p99_us as f64);
     let c_runs: Vec<&RunResult> = runs.iter().filter(|r| r.workload == "c").collect();
     for r in &c_runs {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.system,
             r.durability,
             k(r.produce_msgs_per_s),
@@ -222,7 +264,8 @@ pub(crate) fn write(dir: &Path, date: &str, stem: &str, options: &str, quick: bo
             ms(r.e2e_latency.max_us),
             ms(r.ack_latency.p99_us),
             r.missing,
-            ratio(r.e2e_latency.p99_us as f64, karst_p99)
+            ratio(r.e2e_latency.p99_us as f64, karst_p99),
+            ratio(r.e2e_latency.p99_us as f64, kafka_p99)
         );
     }
     if font.is_ok() && !c_runs.is_empty() {
@@ -232,7 +275,7 @@ pub(crate) fn write(dir: &Path, date: &str, stem: &str, options: &str, quick: bo
         }
     }
 
-    md.push_str("\n## (d) fan-out: 4 consumer groups\n\n1 KiB records at maximum rate, 6 partitions, 2 producers, 4 groups of 1 member each (subscribe), every group reads every record (Karst and Tansu memory).\n\n");
+    md.push_str("\n## (d) fan-out: 4 consumer groups\n\n1 KiB records at maximum rate, 6 partitions, 2 producers, 4 groups of 1 member each (subscribe), every group reads every record (Karst, Tansu memory, Kafka).\n\n");
     md.push_str("| system | produce msgs/s | consume msgs/s per group | e2e p50 ms | e2e p99 ms | e2e max ms | missing | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in runs.iter().filter(|r| r.workload == "d") {
         let _ = writeln!(
@@ -250,7 +293,7 @@ pub(crate) fn write(dir: &Path, date: &str, stem: &str, options: &str, quick: bo
     }
 
     md.push_str(&format!(
-        "\n## (e) catch-up read of a backlog\n\n{} MB of 1 KiB records written first (Karst and Tansu memory), then read from the beginning by 2 consumers. \
+        "\n## (e) catch-up read of a backlog\n\n{} MB of 1 KiB records written first (Karst, Tansu memory, Kafka), then read from the beginning by 2 consumers. \
          Dropping the page cache (`echo 3 > /proc/sys/vm/drop_caches`) {}.\n\n",
         mb(plan.backlog),
         if out.drop_caches_possible {
@@ -275,39 +318,61 @@ pub(crate) fn write(dir: &Path, date: &str, stem: &str, options: &str, quick: bo
         );
     }
 
-    if let Some(s) = &out.scale {
+    let scales: Vec<(Kind, &Scale)> = [(Kind::KarstFsync, out.scale.as_ref()), (Kind::Kafka, out.kafka_scale.as_ref())]
+        .into_iter()
+        .filter_map(|(k, s)| Some((k, s?)))
+        .collect();
+    if !scales.is_empty() {
         md.push_str(&format!(
-            "\n## (f) {} partitions on one Karst broker (default durability)\n\n1 KiB records at maximum rate from 2 producers, round-robin \
+            "\n## (f) {} partitions on one broker (Karst with fsync before every ack; Kafka with its default, no fsync)\n\n1 KiB records at maximum rate from 2 producers, round-robin \
              over every partition, so each produce request carries thousands of one-record batches; 2 consumers assigned half the \
-             partitions each. Errors are records the producers still held when the run ended, purged by the load generator after its \
-             drain timeout (librdkafka batches per partition, so at this spread most records wait in the client).\n\n",
-            s.partitions
+             partitions each. Consume msgs/s counts records received within the measured window; the e2e percentiles cover every \
+             record sent in it, however late it arrived. Errors are records the producers still held when the run ended, purged by the load generator after its \
+             drain timeout (librdkafka batches per partition, so at this spread most records wait in the client). Start-up and restart \
+             are to ready (Kafka: Metadata lists the broker). Before the restart the broker is stopped with SIGTERM and 30 s to finish; \
+             one that takes longer is killed and restarts through recovery. No JIT warm-up for Kafka here. Before the measured run one \
+             empty record goes to every partition and the run starts once all are acknowledged (Kafka lists a new partition in \
+             Metadata before it has created its log); those records are not counted.\n\n",
+            plan.scale_partitions
         ));
-        if s.partitions < 10_000 {
-            md.push_str("10,000 partitions could not be created here (see *Not run*); these are the numbers at half as many.\n\n");
+        md.push_str("| system | partitions | start-up, empty ms | CreateTopics until all partitions in metadata s | until every partition took a record s | stopped within 30 s | restart with the partitions ms | idle RSS after restart MB | produce msgs/s | consume msgs/s | e2e p50 ms | e2e p99 ms | per-partition msgs min / median / max | CV | partitions with none | errors |\n|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|\n");
+        for (kind, s) in &scales {
+            let (p, c, spread, errors) = match &s.run {
+                Some(r) => (k(r.produce_msgs_per_s), k(r.consume_msgs_per_s), r.spread.clone(), r.errors),
+                None => ("–".into(), "–".into(), None, 0),
+            };
+            let (p50, p99) = match &s.run {
+                Some(r) => (ms(r.e2e_latency.p50_us), ms(r.e2e_latency.p99_us)),
+                None => ("–".into(), "–".into()),
+            };
+            let (mmm, cv, empty) = match spread {
+                Some(sp) => (format!("{} / {} / {}", sp.min, sp.median, sp.max), format!("{:.2}", sp.cv), sp.empty.to_string()),
+                None => ("–".into(), "–".into(), "–".into()),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.1} | {:.1} | {} | {} | {:.0} | {} | {p} | {c} | {p50} | {p99} | {mmm} | {cv} | {empty} | {errors} |",
+                kind.name(),
+                s.partitions,
+                s.empty_startup_ms,
+                s.create_s,
+                s.run.as_ref().and_then(|r| r.ready_s).map_or("–".into(), |v| format!("{v:.1}")),
+                if s.clean_stop { "yes" } else { "no (killed)" },
+                s.restart_ms,
+                mb(s.idle_rss)
+            );
         }
-        md.push_str("| start-up, empty ms | CreateTopics until all partitions in metadata s | restart with the partitions ms | idle RSS after restart MB | produce msgs/s | consume msgs/s | per-partition msgs min / median / max | CV | partitions with none | errors |\n|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|\n");
-        let (p, c, spread, errors) = match &s.run {
-            Some(r) => (k(r.produce_msgs_per_s), k(r.consume_msgs_per_s), r.spread.clone(), r.errors),
-            None => ("–".into(), "–".into(), None, 0),
-        };
-        let (mmm, cv, empty) = match spread {
-            Some(sp) => (format!("{} / {} / {}", sp.min, sp.median, sp.max), format!("{:.2}", sp.cv), sp.empty.to_string()),
-            None => ("–".into(), "–".into(), "–".into()),
-        };
-        let _ = writeln!(
-            md,
-            "| {:.1} | {:.1} | {:.0} | {} | {p} | {c} | {mmm} | {cv} | {empty} | {errors} |",
-            s.empty_startup_ms,
-            s.create_s,
-            s.restart_ms,
-            mb(s.idle_rss)
-        );
+        for (kind, s) in &scales {
+            if let Some(r) = s.run.as_ref().filter(|r| !r.error_samples.is_empty()) {
+                md.push_str(&format!("\n{} errors seen: {}\n", kind.name(), r.error_samples.join("; ")));
+            }
+        }
+        if scales.iter().any(|(_, s)| s.partitions < plan.scale_partitions) {
+            md.push_str("\nA row with fewer partitions: the full count could not be created there (see *Not run*).\n");
+        }
     }
 
-    if let Some(r) = out.scale.as_ref().and_then(|s| s.run.as_ref()).filter(|r| !r.error_samples.is_empty()) {
-        md.push_str(&format!("\nErrors seen: {}\n", r.error_samples.join("; ")));
-    }
+    kafka_section(&mut md, out);
     md.push_str("\n## Acceptance targets of issue 4, checked against this run\n\n");
     md.push_str(
         "Throughput ratios are of what reached the consumers (see (a)); where consumers ran, the ratio of produce rates alone follows it.\n\n",
@@ -389,4 +454,131 @@ pub(crate) fn write(dir: &Path, date: &str, stem: &str, options: &str, quick: bo
     let json = dir.join(format!("{stem}.json"));
     std::fs::write(&json, serde_json::to_string_pretty(runs)?)?;
     Ok(path)
+}
+
+/// One figure of the Karst–Kafka comparison: its value for a system, if measured.
+type Metric<'a> = Box<dyn Fn(Kind) -> Option<f64> + 'a>;
+
+/// Karst against Apache Kafka, workload by workload, and the goal check of issue 16.
+fn kafka_section(md: &mut String, out: &Outcome) {
+    let runs = &out.runs;
+    if !runs.iter().any(|r| r.system == Kind::Kafka.name() || r.system == Kind::KafkaFsync.name()) {
+        return;
+    }
+    let run = |w: &'static str, f: fn(&RunResult) -> f64| -> Metric<'_> { Box::new(move |kind| find(runs, w, kind).map(f)) };
+    let start = |f: fn(&crate::StartInfo) -> f64| -> Metric<'_> {
+        Box::new(move |kind| out.starts.iter().find(|s| s.kind == kind).map(f).filter(|v| *v > 0.0))
+    };
+    let scale = |f: fn(&Scale) -> Option<f64>| -> Metric<'_> {
+        Box::new(move |kind| match kind {
+            Kind::KarstFsync => out.scale.as_ref().and_then(f),
+            Kind::Kafka => out.kafka_scale.as_ref().and_then(f),
+            _ => None,
+        })
+    };
+    let us_ms = |us: u64| us as f64 / 1000.0;
+    let rows: Vec<(&str, Metric<'_>)> = vec![
+        ("(a) throughput msgs/s, 1 KiB", run("a", delivered)),
+        ("(a) produce MB/s", run("a", |r| r.produce_mb_per_s)),
+        ("(b) throughput msgs/s, 100 B", run("b", delivered)),
+        ("(b) produce MB/s", run("b", |r| r.produce_mb_per_s)),
+        ("(a′) producers only msgs/s, 1 KiB", run("ap", delivered)),
+        ("(b′) producers only msgs/s, 100 B", run("bp", delivered)),
+        ("(c) e2e p50 ms at the fixed rate", Box::new(move |kind| find(runs, "c", kind).map(|r| us_ms(r.e2e_latency.p50_us)))),
+        ("(c) e2e p99 ms", Box::new(move |kind| find(runs, "c", kind).map(|r| us_ms(r.e2e_latency.p99_us)))),
+        ("(c) e2e p99.9 ms", Box::new(move |kind| find(runs, "c", kind).map(|r| us_ms(r.e2e_latency.p999_us)))),
+        ("(d) produce msgs/s, 4 groups", run("d", |r| r.produce_msgs_per_s)),
+        ("(d) consume msgs/s per group", run("d", |r| r.consume_msgs_per_s)),
+        ("(e) catch-up read MB/s", run("e", |r| r.consume_mb_per_s)),
+        ("start-up ms (first ApiVersions answer)", start(|s| s.startup_ms)),
+        ("ready ms", start(|s| s.ready_ms)),
+        ("idle RSS MB", start(|s| s.idle_rss as f64 / 1e6)),
+        ("idle anon MB", start(|s| s.idle_anon as f64 / 1e6)),
+        ("RSS under load (a) MB", Box::new(move |kind| find(runs, "a", kind).and_then(|r| r.server_rss_peak).map(|b| b as f64 / 1e6))),
+        ("anon under load (a) MB", Box::new(move |kind| find(runs, "a", kind).and_then(|r| r.server_anon_peak).map(|b| b as f64 / 1e6))),
+        ("(f) CreateTopics s", scale(|s| Some(s.create_s).filter(|v| *v > 0.0))),
+        ("(f) until every partition took a record s", scale(|s| s.run.as_ref().and_then(|r| r.ready_s))),
+        ("(f) produce msgs/s", scale(|s| s.run.as_ref().map(|r| r.produce_msgs_per_s))),
+        ("(f) restart ms", scale(|s| Some(s.restart_ms).filter(|v| *v > 0.0))),
+        ("(f) RSS after restart MB", scale(|s| Some(s.idle_rss as f64 / 1e6).filter(|v| *v > 0.0))),
+    ];
+    md.push_str(
+        "\n## Karst against Apache Kafka\n\nThe figures above side by side. Ratios are Karst's figure divided by Kafka's: above 1 is \
+         better for throughput, below 1 for latency, time and memory. Throughput ratios hold for MB/s as well (the same record sizes). \
+         (f) ran Kafka with its default durability only.\n\n",
+    );
+    md.push_str("| | Karst | Karst no-fsync | Kafka | Kafka fsync | Karst / Kafka | Karst / Kafka fsync | Karst no-fsync / Kafka |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    let show = |v: Option<f64>| v.map(|v| if v >= 100.0 { format!("{v:.0}") } else { format!("{v:.2}") }).unwrap_or_else(|| "–".into());
+    for (what, f) in &rows {
+        let (karst, nofsync, kafka, kafka_fsync) = (f(Kind::KarstFsync), f(Kind::KarstNoFsync), f(Kind::Kafka), f(Kind::KafkaFsync));
+        if kafka.is_none() && kafka_fsync.is_none() {
+            continue;
+        }
+        let _ = writeln!(
+            md,
+            "| {what} | {} | {} | {} | {} | {} | {} | {} |",
+            show(karst),
+            show(nofsync),
+            show(kafka),
+            show(kafka_fsync),
+            karst.map_or("–".into(), |a| ratio(a, kafka)),
+            karst.map_or("–".into(), |a| ratio(a, kafka_fsync)),
+            nofsync.map_or("–".into(), |a| ratio(a, kafka)),
+        );
+    }
+
+    md.push_str(
+        "\n## Goal check (issue 16)\n\nKarst with fsync before every acknowledgement at least as fast as Kafka without fsync; \
+         Karst's p99 at most a third of Kafka's; Karst's RSS at most a twentieth of Kafka's. Kafka here is its default \
+         configuration (no fsync), one run each on this shared 2-core machine.\n\n",
+    );
+    let verdict = |ok: bool| if ok { "**met**" } else { "**not met**" };
+    for (w, what) in [("a", "(a) 1 KiB"), ("b", "(b) 100 B"), ("ap", "(a′) producers only, 1 KiB"), ("bp", "(b′) producers only, 100 B")]
+    {
+        let (Some(a), Some(b)) = (find(runs, w, Kind::KarstFsync), find(runs, w, Kind::Kafka)) else {
+            let _ = writeln!(md, "- Throughput, {what}: not measured in this run");
+            continue;
+        };
+        let (x, y) = (delivered(a), delivered(b));
+        let _ = writeln!(
+            md,
+            "- Throughput, {what}: Karst with fsync before every ack {} msgs/s vs Kafka without fsync {} msgs/s = {:.2}× (goal ≥ 1×): {}",
+            k(x),
+            k(y),
+            x / y.max(1e-9),
+            verdict(x >= y)
+        );
+    }
+    if let (Some(a), Some(b)) = (find(runs, "c", Kind::KarstFsync), find(runs, "c", Kind::Kafka)) {
+        let (x, y) = (us_ms(a.e2e_latency.p99_us), us_ms(b.e2e_latency.p99_us));
+        let also = find(runs, "c", Kind::KafkaFsync)
+            .map(|f| format!(" (Kafka fsync p99 {:.2} ms)", us_ms(f.e2e_latency.p99_us)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            md,
+            "- Latency, (c): Karst e2e p99 {x:.2} ms vs a third of Kafka's {y:.2} ms = {:.2} ms{also}: {}",
+            y / 3.0,
+            verdict(x <= y / 3.0)
+        );
+    }
+    let rss = |kind: Kind| out.starts.iter().find(|s| s.kind == kind).map(|s| s.idle_rss as f64 / 1e6);
+    if let (Some(x), Some(y)) = (rss(Kind::KarstFsync), rss(Kind::Kafka)) {
+        let _ = writeln!(
+            md,
+            "- Memory, idle: Karst RSS {x:.1} MB vs a twentieth of Kafka's {y:.1} MB = {:.1} MB: {}",
+            y / 20.0,
+            verdict(x <= y / 20.0)
+        );
+    }
+    let loaded = |kind: Kind| find(runs, "a", kind).and_then(|r| Some((r.server_rss_peak? as f64 / 1e6, r.server_anon_peak? as f64 / 1e6)));
+    if let (Some((x, xa)), Some((y, ya))) = (loaded(Kind::KarstFsync), loaded(Kind::Kafka)) {
+        let _ = writeln!(
+            md,
+            "- Memory, under load (a): Karst RSS {x:.1} MB vs a twentieth of Kafka's {y:.1} MB = {:.1} MB: {}; anonymous memory only (without mapped log pages): {xa:.1} MB vs {ya:.1} / 20 = {:.1} MB: {}",
+            y / 20.0,
+            verdict(x <= y / 20.0),
+            ya / 20.0,
+            verdict(xa <= ya / 20.0)
+        );
+    }
 }

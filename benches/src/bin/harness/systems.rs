@@ -30,6 +30,8 @@ pub(crate) enum Kind {
     RedisEverysec,
     NatsFile,
     RabbitQuorum,
+    Kafka,
+    KafkaFsync,
 }
 
 impl Kind {
@@ -44,6 +46,8 @@ impl Kind {
             Kind::RedisEverysec => "Redis Streams everysec",
             Kind::NatsFile => "NATS JetStream",
             Kind::RabbitQuorum => "RabbitMQ quorum",
+            Kind::Kafka => "Kafka",
+            Kind::KafkaFsync => "Kafka fsync",
         }
     }
 
@@ -58,16 +62,73 @@ impl Kind {
             Kind::RedisEverysec => "AOF appendfsync everysec",
             Kind::NatsFile => "file store, server-default sync (2.9: periodic, not per message)",
             Kind::RabbitQuorum => "quorum queues, publisher confirms (fsynced WAL)",
+            Kind::Kafka => "page cache, no fsync per ack (Kafka's default)",
+            Kind::KafkaFsync => "fsync before ack (log.flush.interval.messages=1)",
         }
     }
 
     pub(crate) fn driver(self) -> Driver {
         match self {
-            Kind::Null | Kind::KarstFsync | Kind::KarstNoFsync | Kind::TansuMemory | Kind::TansuSqlite => Driver::Kafka,
+            Kind::Null | Kind::KarstFsync | Kind::KarstNoFsync | Kind::TansuMemory | Kind::TansuSqlite | Kind::Kafka | Kind::KafkaFsync => {
+                Driver::Kafka
+            }
             Kind::RedisAlways | Kind::RedisEverysec => Driver::Redis,
             Kind::NatsFile => Driver::Nats,
             Kind::RabbitQuorum => Driver::Rabbit,
         }
+    }
+
+    /// Apache Kafka: a JVM, so it needs its JIT warmed before it is measured.
+    pub(crate) fn is_kafka(self) -> bool {
+        matches!(self, Kind::Kafka | Kind::KafkaFsync)
+    }
+}
+
+/// Kafka's own heap and GC settings for a broker (`kafka-server-start.sh` and
+/// `kafka-run-class.sh`), with the full tiered JIT: not the test fixture's small,
+/// C1-only JVM, which starts faster but never reaches peak speed.
+pub(crate) const KAFKA_JVM_OPTIONS: &[&str] = &[
+    "-Xmx1G",
+    "-Xms1G",
+    "-server",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent",
+    "-Djava.awt.headless=true",
+    // slf4j-simple (the binding in the jar cache) logs to stderr; INFO would write a
+    // line per partition in (f).
+    "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+];
+
+/// Apache Kafka's jars and the `java` to run them.
+#[derive(Debug, Clone)]
+pub(crate) struct KafkaJars {
+    pub(crate) java: PathBuf,
+    pub(crate) classpath: String,
+    pub(crate) version: String,
+}
+
+impl KafkaJars {
+    /// From the classpath file `scripts/kafka-reference.sh` prints (a `version` file beside it).
+    pub(crate) fn load(classpath_file: &Path, java: &Path) -> Result<KafkaJars> {
+        let text = std::fs::read_to_string(classpath_file).with_context(|| format!("reading {}", classpath_file.display()))?;
+        let classpath = text.trim().to_string();
+        if classpath.is_empty() || !classpath.split(':').all(|j| Path::new(j).is_file()) {
+            bail!("{} names a jar that is not there (scripts/kafka-reference.sh fills the cache)", classpath_file.display());
+        }
+        let version = std::fs::read_to_string(classpath_file.with_file_name("version")).map(|v| v.trim().to_string()).unwrap_or_default();
+        Ok(KafkaJars { java: java.to_path_buf(), classpath, version })
+    }
+
+    /// `java -version`'s first line.
+    pub(crate) fn java_version(&self) -> String {
+        Command::new(&self.java)
+            .arg("-version")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stderr).lines().next().map(str::to_string))
+            .unwrap_or_else(|| "unknown".into())
     }
 }
 
@@ -81,6 +142,7 @@ pub(crate) struct Programs {
     pub(crate) nats: Option<PathBuf>,
     pub(crate) rabbit: Option<PathBuf>,
     pub(crate) epmd: Option<PathBuf>,
+    pub(crate) kafka: Option<KafkaJars>,
 }
 
 /// Finds `name` on PATH (or in the extra directories).
@@ -99,6 +161,9 @@ pub(crate) struct Running {
     pub(crate) kind: Kind,
     pub(crate) addr: SocketAddr,
     pub(crate) startup_ms: f64,
+    /// Kafka: until Metadata lists the broker (registered and unfenced), which comes
+    /// after its first ApiVersions answer; others: `startup_ms`.
+    pub(crate) ready_ms: f64,
     child: Child,
     /// A helper started for this system (RabbitMQ's epmd), stopped with it.
     helper: Option<Child>,
@@ -118,13 +183,20 @@ impl Running {
 
     /// Resident set size of the server and every process it started, in bytes.
     pub(crate) fn rss_bytes(&self) -> u64 {
-        let mut pids = descendants(self.pid());
-        pids.push(self.pid());
-        pids.iter().filter_map(|&p| vm_rss(p)).sum()
+        self.rss().0
     }
 
-    /// Stops the server (TERM, then KILL after 30 s) and everything it started.
-    pub(crate) fn stop(mut self) {
+    /// (VmRSS, RssAnon) of the server and every process it started, in bytes.
+    /// RssAnon leaves out file pages mapped into it (Karst's mapped log segments).
+    pub(crate) fn rss(&self) -> (u64, u64) {
+        let mut pids = descendants(self.pid());
+        pids.push(self.pid());
+        pids.iter().filter_map(|&p| rss_of(p)).fold((0, 0), |(a, b), (x, y)| (a + x, b + y))
+    }
+
+    /// Stops the server (TERM, then KILL after 30 s) and everything it started;
+    /// false if it had to be killed.
+    pub(crate) fn stop(mut self) -> bool {
         let mut pids = descendants(self.pid());
         pids.push(self.pid());
         for p in &pids {
@@ -133,8 +205,10 @@ impl Running {
         // As long as an operator would wait (Kubernetes' default grace period): a
         // broker killed mid-shutdown would restart through crash recovery.
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut clean = false;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
+                clean = true;
                 break;
             }
             thread::sleep(Duration::from_millis(20));
@@ -150,6 +224,7 @@ impl Running {
             let _ = h.kill();
             let _ = h.wait();
         }
+        clean
     }
 
     pub(crate) fn log_tail(&self) -> String {
@@ -159,12 +234,14 @@ impl Running {
     }
 }
 
-/// VmRSS of one process, in bytes.
-pub(crate) fn vm_rss(pid: u32) -> Option<u64> {
+/// (VmRSS, RssAnon) of one process, in bytes.
+fn rss_of(pid: u32) -> Option<(u64, u64)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    let field = |name: &str| -> Option<u64> {
+        let line = s.lines().find(|l| l.starts_with(name))?;
+        Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+    };
+    Some((field("VmRSS:")?, field("RssAnon:").unwrap_or(0)))
 }
 
 /// All processes below `root` in the process tree.
@@ -219,6 +296,21 @@ fn answers(addr: SocketAddr, kind: Kind) -> bool {
     matches!(s.read(&mut b), Ok(n) if n > 0)
 }
 
+/// Whether a Metadata v0 answer (all topics) lists at least one broker: Kafka leaves
+/// its broker out until it has registered with its controller and been unfenced, and
+/// CreateTopics fails before that.
+fn lists_a_broker(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(1000)));
+    // Metadata v0, correlation id 2, null client id, an empty topic array (v0: all).
+    if s.write_all(&[0, 0, 0, 14, 0, 3, 0, 0, 0, 0, 0, 2, 0xff, 0xff, 0, 0, 0, 0]).is_err() {
+        return false;
+    }
+    // Length, correlation id, then the broker array's count.
+    let mut b = [0u8; 12];
+    s.read_exact(&mut b).is_ok() && i32::from_be_bytes([b[8], b[9], b[10], b[11]]) > 0
+}
+
 fn wait_for_port(addr: SocketAddr, kind: Kind, child: &mut Child, t0: Instant, timeout: Duration) -> Result<f64> {
     loop {
         if answers(addr, kind) {
@@ -266,6 +358,13 @@ pub(crate) fn start(kind: Kind, progs: &Programs, opts: &StartOpts<'_>) -> Resul
         }
         Kind::KarstFsync | Kind::KarstNoFsync => {
             let mut c = Command::new(&progs.karst);
+            // Karst reads KARST_* variables as settings (KARST_KAFKA_CLASSPATH, say, from
+            // scripts/test-all.sh, is an unknown key): it runs on its defaults here.
+            for (k, _) in std::env::vars_os() {
+                if k.to_str().is_some_and(|k| k.starts_with("KARST_")) {
+                    c.env_remove(k);
+                }
+            }
             c.arg("serve").arg("--listen").arg(addr.to_string()).arg("--data-dir").arg(&data_dir).env("KARST_LOG", "warn");
             // A free admin port: side-by-side runs must not race for the default 9644.
             c.arg("--admin-listen").arg("127.0.0.1:0");
@@ -355,18 +454,119 @@ pub(crate) fn start(kind: Kind, progs: &Programs, opts: &StartOpts<'_>) -> Resul
                 .env("HOME", &data_dir);
             c
         }
+        Kind::Kafka | Kind::KafkaFsync => {
+            let jars = progs.kafka.as_ref().ok_or_else(|| missing("Apache Kafka (java and scripts/kafka-reference.sh's jars)"))?;
+            kafka_command(kind, jars, addr, &data_dir)?
+        }
     };
     cmd.stdout(logf.try_clone()?).stderr(logf).stdin(Stdio::null());
     let t0 = Instant::now();
     let mut child = cmd.spawn().with_context(|| format!("starting {}", kind.name()))?;
-    let timeout = if kind == Kind::RabbitQuorum { Duration::from_secs(60) } else { Duration::from_secs(30) };
-    match wait_for_port(addr, kind, &mut child, t0, timeout) {
-        Ok(startup_ms) => Ok(Running { kind, addr, startup_ms, child, helper, data_dir, log }),
+    let timeout = match kind {
+        Kind::RabbitQuorum => Duration::from_secs(60),
+        // A JVM, and a restart in (f) loads every partition's log first.
+        Kind::Kafka | Kind::KafkaFsync => Duration::from_secs(300),
+        _ => Duration::from_secs(30),
+    };
+    let ready = wait_for_port(addr, kind, &mut child, t0, timeout).and_then(|startup_ms| {
+        if !kind.is_kafka() {
+            return Ok((startup_ms, startup_ms));
+        }
+        loop {
+            if lists_a_broker(addr) {
+                return Ok((startup_ms, t0.elapsed().as_secs_f64() * 1000.0));
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                bail!("exited with {status} before Metadata listed the broker");
+            }
+            if t0.elapsed() > timeout {
+                bail!("Metadata did not list the broker within {timeout:?}");
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    });
+    match ready {
+        Ok((startup_ms, ready_ms)) => Ok(Running { kind, addr, startup_ms, ready_ms, child, helper, data_dir, log }),
         Err(e) => {
-            let r = Running { kind, addr, startup_ms: 0.0, child, helper, data_dir, log };
+            let r = Running { kind, addr, startup_ms: 0.0, ready_ms: 0.0, child, helper, data_dir, log };
             let tail = r.log_tail();
             r.stop();
             Err(e.context(format!("{} did not start; log tail:\n{tail}", kind.name())))
+        }
+    }
+}
+
+/// A single KRaft node (broker and controller in one JVM) as `tests/src/kafka.rs`
+/// starts it, with Kafka's broker defaults otherwise: server.properties in the data
+/// directory, the log under `log/`, storage formatted once (a restart keeps it).
+fn kafka_command(kind: Kind, jars: &KafkaJars, addr: SocketAddr, data_dir: &Path) -> Result<Command> {
+    let controller = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let log_dir = data_dir.join("log");
+    let mut props = format!(
+        "process.roles=broker,controller\nnode.id=1\ncontroller.quorum.voters=1@{controller}\n\
+         listeners=PLAINTEXT://{addr},CONTROLLER://{controller}\nadvertised.listeners=PLAINTEXT://{addr}\n\
+         listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\ncontroller.listener.names=CONTROLLER\n\
+         inter.broker.listener.name=PLAINTEXT\nlog.dirs={}\n\
+         offsets.topic.replication.factor=1\ntransaction.state.log.replication.factor=1\ntransaction.state.log.min.isr=1\n\
+         share.coordinator.state.topic.replication.factor=1\nshare.coordinator.state.topic.min.isr=1\n\
+         group.initial.rebalance.delay.ms=0\n",
+        log_dir.display()
+    );
+    if kind == Kind::KafkaFsync {
+        props.push_str("log.flush.interval.messages=1\n");
+    }
+    let properties = data_dir.join("server.properties");
+    std::fs::write(&properties, props)?;
+    if !log_dir.join("meta.properties").exists() {
+        // A short tool run, not timed: a small C1-only JVM is enough.
+        let out = Command::new(&jars.java)
+            .args(["-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", &jars.classpath, "kafka.tools.StorageTool", "format", "--cluster-id"])
+            .arg(cluster_id()?)
+            .arg("--config")
+            .arg(&properties)
+            .arg("--ignore-formatted")
+            .stdin(Stdio::null())
+            .output()
+            .context("running kafka.tools.StorageTool")?;
+        if !out.status.success() {
+            bail!("kafka.tools.StorageTool format failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    // setpriv: the JVM is killed if the harness dies, so no broker outlives a run.
+    let mut c = match which("setpriv", &[]) {
+        Some(setpriv) => {
+            let mut c = Command::new(setpriv);
+            c.args(["--pdeathsig", "KILL", "--"]).arg(&jars.java);
+            c
+        }
+        None => Command::new(&jars.java),
+    };
+    c.args(KAFKA_JVM_OPTIONS)
+        .arg(format!("-Dkafka.logs.dir={}", data_dir.join("logs").display()))
+        .arg("-cp")
+        .arg(&jars.classpath)
+        .arg("kafka.Kafka")
+        .arg(&properties)
+        .current_dir(data_dir);
+    Ok(c)
+}
+
+/// A KRaft cluster id: 16 random bytes in unpadded URL-safe base64, not starting with '-'.
+fn cluster_id() -> Result<String> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut f = std::fs::File::open("/dev/urandom")?;
+    loop {
+        let mut bytes = [0u8; 16];
+        f.read_exact(&mut bytes)?;
+        let mut out = String::with_capacity(22);
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+            for i in 0..=chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        if !out.starts_with('-') {
+            return Ok(out);
         }
     }
 }
