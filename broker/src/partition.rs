@@ -440,6 +440,11 @@ impl Partition {
         Ok(n)
     }
 
+    /// The idempotent producers the log remembers (None once it is closed).
+    pub fn active_producers(&self) -> Option<Vec<karst_storage::ActiveProducer>> {
+        self.log.read().as_ref().map(|l| l.active_producers())
+    }
+
     pub fn size_bytes(&self) -> u64 {
         self.log.read().as_ref().map_or(0, |l| l.size_bytes())
     }

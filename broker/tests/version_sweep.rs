@@ -254,6 +254,55 @@ async fn every_advertised_version_round_trips() {
         assert_eq!(broker.partitions.get("t2", 0).expect("partition").config().max_message_bytes, 2000, "applied to the live partition");
     }
 
+    for v in versions(ApiKey::DescribeLogDirs) {
+        let req = DescribeLogDirsRequest::default().with_topics(None);
+        let ResponseKind::DescribeLogDirs(r) = c.call(ApiKey::DescribeLogDirs, v, RequestKind::DescribeLogDirs(req)).await else {
+            panic!()
+        };
+        let dir = &r.results[0];
+        assert_eq!((r.results.len(), dir.error_code), (1, 0), "DescribeLogDirs v{v}");
+        assert!(dir.topics.iter().any(|t| t.name.as_str() == "t2"), "DescribeLogDirs v{v}: {dir:?}");
+        if v >= 4 {
+            assert!(dir.total_bytes > 0 && dir.usable_bytes >= 0, "DescribeLogDirs v{v}: {dir:?}");
+        }
+    }
+
+    for v in versions(ApiKey::DescribeTopicPartitions) {
+        use kafka_protocol::messages::describe_topic_partitions_request::TopicRequest;
+        let req = DescribeTopicPartitionsRequest::default()
+            .with_topics(vec![TopicRequest::default().with_name(name("t2")), TopicRequest::default().with_name(name("nope"))])
+            .with_response_partition_limit(2000);
+        let ResponseKind::DescribeTopicPartitions(r) =
+            c.call(ApiKey::DescribeTopicPartitions, v, RequestKind::DescribeTopicPartitions(req)).await
+        else {
+            panic!()
+        };
+        let codes: Vec<i16> = r.topics.iter().map(|t| t.error_code).collect();
+        assert_eq!(codes, vec![3, 0], "DescribeTopicPartitions v{v}: topics in name order");
+        let count = usize::try_from(broker.metadata.image().topics["t2"].partitions).expect("count");
+        assert_eq!(r.topics[1].partitions.len(), count, "DescribeTopicPartitions v{v}");
+    }
+
+    for v in versions(ApiKey::ElectLeaders) {
+        use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+        let req = ElectLeadersRequest::default()
+            .with_topic_partitions(Some(vec![TopicPartitions::default().with_topic(name("t2")).with_partitions(vec![0, 9])]));
+        let ResponseKind::ElectLeaders(r) = c.call(ApiKey::ElectLeaders, v, RequestKind::ElectLeaders(req)).await else { panic!() };
+        let codes: Vec<i16> = r.replica_election_results[0].partition_result.iter().map(|p| p.error_code).collect();
+        assert_eq!(codes, vec![84, 3], "ElectLeaders v{v}: ELECTION_NOT_NEEDED, UNKNOWN_TOPIC_OR_PARTITION");
+    }
+
+    for v in versions(ApiKey::DescribeProducers) {
+        use kafka_protocol::messages::describe_producers_request::TopicRequest;
+        let req = DescribeProducersRequest::default()
+            .with_topics(vec![TopicRequest::default().with_name(name("t2")).with_partition_indexes(vec![0, 9])]);
+        let ResponseKind::DescribeProducers(r) = c.call(ApiKey::DescribeProducers, v, RequestKind::DescribeProducers(req)).await else {
+            panic!()
+        };
+        let codes: Vec<i16> = r.topics[0].partitions.iter().map(|p| p.error_code).collect();
+        assert_eq!(codes, vec![0, 3], "DescribeProducers v{v}");
+    }
+
     for v in versions(ApiKey::DeleteTopics) {
         let t = format!("t{}", 2 + v - 1);
         let req = if v >= 6 {

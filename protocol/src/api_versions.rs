@@ -50,6 +50,11 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::AlterPartitionReassignments, 0, 1),
     api(ApiKey::ListPartitionReassignments, 0, 0),
+    // Kafka 4 removed DescribeLogDirs v0; v5 (KIP-1066 cordoned directories) is beyond the codec.
+    api(ApiKey::DescribeLogDirs, 1, 4),
+    api(ApiKey::DescribeTopicPartitions, 0, 0),
+    api(ApiKey::ElectLeaders, 0, 2),
+    api(ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// The supported range for `key`, if Karst implements it at all.

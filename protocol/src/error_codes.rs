@@ -50,6 +50,9 @@ pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
 pub const FENCED_LEADER_EPOCH: i16 = 74;
 pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
 pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
+pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
+pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
+pub const ELECTION_NOT_NEEDED: i16 = 84;
 
 /// Kafka's name of an error code (`NOT_LEADER_OR_FOLLOWER`, `NONE` for 0), or
 /// `UNKNOWN_ERROR_CODE` for a code Kafka does not define.

@@ -25,6 +25,7 @@ pub use errors::{StorageError, StorageResult};
 pub use health::{sync_together, FlushTarget};
 pub use leader_epochs::{LeaderEpochs, UNDEFINED_EPOCH_END};
 pub use log::{AppendInfo, Log, ReadSlice};
+pub use producer_state::ActiveProducer;
 
 #[cfg(test)]
 mod fault_tests;

@@ -495,6 +495,11 @@ impl Log {
         Ok(empty)
     }
 
+    /// The idempotent producers this log remembers (DescribeProducers).
+    pub fn active_producers(&self) -> Vec<crate::producer_state::ActiveProducer> {
+        self.producers.active()
+    }
+
     pub fn log_start_offset(&self) -> i64 {
         self.log_start_offset
     }

@@ -105,6 +105,35 @@ impl ProducerState {
     }
 }
 
+/// One idempotent producer as DescribeProducers reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveProducer {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// -1 while the producer has no batch here in its current epoch.
+    pub last_sequence: i32,
+    /// The max timestamp of its last batch; -1 as `last_sequence`.
+    pub last_timestamp: i64,
+}
+
+impl ProducerState {
+    /// Every producer the log remembers, by producer id.
+    pub(crate) fn active(&self) -> Vec<ActiveProducer> {
+        let mut out: Vec<ActiveProducer> = self
+            .producers
+            .iter()
+            .map(|(id, e)| ActiveProducer {
+                producer_id: *id,
+                epoch: e.epoch,
+                last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp: e.batches.back().map_or(-1, |b| b.max_timestamp),
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
+    }
+}
+
 /// The evolving state of the producers touched by one append call.
 #[derive(Debug)]
 pub(crate) struct PendingAppend<'a> {
@@ -182,6 +211,19 @@ mod tests {
         let changes = p.into_changes();
         state.commit(changes);
         Ok(v)
+    }
+
+    #[test]
+    fn active_producers_report_their_last_batch() {
+        let mut s = ProducerState::default();
+        apply(&mut s, &header(0, 2, 9, 1, 0)).expect("ok");
+        apply(&mut s, &header(2, 3, 9, 1, 2)).expect("ok");
+        apply(&mut s, &header(5, 1, 4, 0, 0)).expect("ok");
+        let active = s.active();
+        assert_eq!(active.iter().map(|p| (p.producer_id, p.epoch, p.last_sequence)).collect::<Vec<_>>(), [(4, 0, 0), (9, 1, 4)]);
+        // A producer known only from a marker has no batch to report.
+        s.producers.insert(11, ProducerEntry::new(3));
+        assert_eq!(s.active().last().map(|p| (p.last_sequence, p.last_timestamp)), Some((-1, -1)));
     }
 
     #[test]

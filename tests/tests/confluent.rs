@@ -65,3 +65,8 @@ fn idempotent_producer_writes_exactly_once() -> Result<()> {
 fn producer_and_consumer_assuming_a_pre_0_11_broker_round_trip_every_codec() -> Result<()> {
     run_script("legacy_fallback.py")
 }
+
+#[test]
+fn admin_client_describes_topics_and_elects_leaders() -> Result<()> {
+    run_script("admin_describe_elect.py")
+}

@@ -29,6 +29,8 @@ use karst_tests::kafka::KafkaBroker;
 use karst_tests::raw::{produce_request, record_batch, topic_name, RawClient};
 use karst_tests::{unique_topic, wait_for, Broker, KafkaUnavailable};
 
+#[path = "differential/admin_apis.rs"]
+mod admin_apis;
 #[path = "differential/cluster.rs"]
 mod cluster;
 #[path = "differential/rebalance.rs"]
@@ -74,7 +76,6 @@ const KNOWN_GAPS: &[(i16, &str)] = &[
     (ApiKey::TxnOffsetCommit as i16, "no transactional offset commits yet (issue 19)"),
     (ApiKey::DescribeTransactions as i16, "no transaction coordinator yet (issue 19)"),
     (ApiKey::ListTransactions as i16, "no transaction coordinator yet (issue 19)"),
-    (ApiKey::DescribeProducers as i16, "not implemented yet (named in issues 16 and 19)"),
     // KIP-848 consumer groups and KIP-932 share groups (issue 22).
     (ApiKey::ConsumerGroupHeartbeat as i16, "KIP-848 consumer groups not implemented yet (issue 22)"),
     (ApiKey::ConsumerGroupDescribe as i16, "KIP-848 consumer groups not implemented yet (issue 22)"),
@@ -90,10 +91,6 @@ const KNOWN_GAPS: &[(i16, &str)] = &[
     (ApiKey::DescribeShareGroupOffsets as i16, "share-group offset admin not implemented yet (issue 22)"),
     (ApiKey::AlterShareGroupOffsets as i16, "share-group offset admin not implemented yet (issue 22)"),
     (ApiKey::DeleteShareGroupOffsets as i16, "share-group offset admin not implemented yet (issue 22)"),
-    // Admin APIs clients use, to be implemented and compared in issue 16's later part.
-    (ApiKey::DescribeLogDirs as i16, "not implemented yet (issue 16)"),
-    (ApiKey::ElectLeaders as i16, "not implemented yet (issue 16)"),
-    (ApiKey::DescribeTopicPartitions as i16, "not implemented yet (issue 16)"),
     // No issue owns these yet.
     (ApiKey::AlterReplicaLogDirs as i16, "one log directory per broker (no JBOD): nothing to move between directories"),
     (ApiKey::ListConfigResources as i16, "listing config resources (and KIP-714 client metrics) not implemented; no issue yet"),
@@ -168,6 +165,9 @@ fn karst_answers_like_apache_kafka() -> Result<()> {
         Ok(n) => failures.push(format!("a group through a rebalance: {n} steps differ (marked DIFFERENT above)")),
         Err(e) => failures.push(format!("a group through a rebalance: {e:#}")),
     }
+    if let Err(e) = compare_admin_apis(&mut pair) {
+        failures.push(format!("admin APIs: {e:#}"));
+    }
     println!("differential test took {:.1?}", started.elapsed());
     if !failures.is_empty() {
         bail!("Karst differs from Apache Kafka {}:\n- {}", kafka.version(), failures.join("\n- "));
@@ -182,6 +182,17 @@ fn a_karst_cluster_answers_like_a_kafka_cluster() -> Result<()> {
     match cluster::compare()? {
         None | Some(0) => Ok(()),
         Some(n) => bail!("three nodes: {n} observations differ from Kafka's (marked DIFFERENT above)"),
+    }
+}
+
+/// DescribeLogDirs, DescribeTopicPartitions, ElectLeaders and DescribeProducers
+/// (`differential/admin_apis.rs`); fails on any unlisted difference.
+fn compare_admin_apis(pair: &mut Pair) -> Result<()> {
+    let fixture = admin_apis::prepare(pair)?;
+    let compared = admin_apis::run(pair, &fixture)?;
+    match admin_apis::report(&compared)? {
+        0 => Ok(()),
+        n => bail!("{n} comparisons differ or failed (marked DIFFERENT/FAILED above)"),
     }
 }
 

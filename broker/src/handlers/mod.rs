@@ -5,16 +5,20 @@ mod alter_configs;
 mod api_versions;
 mod authorized;
 mod describe;
+mod describe_producers;
+mod elect_leaders;
 mod fetch;
 mod groups;
 mod leader_epoch;
 mod list_offsets;
+mod log_dirs;
 mod metadata;
 mod produce;
 mod producer_id;
 mod reassign;
 #[cfg(test)]
 mod tests;
+mod topic_partitions;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -200,6 +204,12 @@ fn handle_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<Rep
             later!(span, correlation_id, api_key, version, AlterPartitionReassignments, reassign::alter(b.clone(), r))
         }
         RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(reassign::list(b, r)),
+        RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(log_dirs::handle(b, r)),
+        RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(topic_partitions::handle(b, r)),
+        RequestKind::ElectLeaders(r) => {
+            later!(span, correlation_id, api_key, version, ElectLeaders, elect_leaders::handle(b.clone(), r, version))
+        }
+        RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(describe_producers::handle(b, r)),
         RequestKind::InitProducerId(r) => later!(span, correlation_id, api_key, version, InitProducerId, producer_id::handle(b.clone(), r)),
         other => return Err(format!("no handler for {other:?}")),
     };

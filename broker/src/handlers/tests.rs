@@ -43,6 +43,10 @@ fn empty_responses_encode_at_every_advertised_version() {
                 ApiKey::ListPartitionReassignments => {
                     ResponseKind::ListPartitionReassignments(ListPartitionReassignmentsResponse::default())
                 }
+                ApiKey::DescribeLogDirs => ResponseKind::DescribeLogDirs(DescribeLogDirsResponse::default()),
+                ApiKey::DescribeTopicPartitions => ResponseKind::DescribeTopicPartitions(DescribeTopicPartitionsResponse::default()),
+                ApiKey::ElectLeaders => ResponseKind::ElectLeaders(ElectLeadersResponse::default()),
+                ApiKey::DescribeProducers => ResponseKind::DescribeProducers(DescribeProducersResponse::default()),
                 other => panic!("add {other:?} to this test"),
             };
             encode_response(1, s.key, v, &body).unwrap_or_else(|e| panic!("{:?} v{v}: {e}", s.key));

@@ -1,0 +1,304 @@
+//! The admin APIs DescribeLogDirs, DescribeTopicPartitions, ElectLeaders and
+//! DescribeProducers, compared field by field with Kafka at the lowest and the highest
+//! version both serve. Both brokers get the same topic (three partitions: a plain
+//! batch in partition 0, an idempotent producer's batch in partition 1); ids, sizes
+//! of file systems and directory paths belong to one instance and are not compared.
+//! Lists whose order Kafka leaves to a hash map are compared by their keys.
+
+use std::fmt::Debug;
+
+use anyhow::{anyhow, Context, Result};
+use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+use kafka_protocol::messages::describe_producers_request::TopicRequest as ProducersTopic;
+use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+use kafka_protocol::messages::{
+    ApiKey, DescribeLogDirsRequest, DescribeProducersRequest, DescribeTopicPartitionsRequest, ElectLeadersRequest, InitProducerIdRequest,
+};
+use karst_tests::fields::{compare, flatten, rekey, Difference, Kept, Rules};
+use karst_tests::raw::{encode_record, topic_name, RawClient};
+use karst_tests::unique_topic;
+
+use super::{Pair, Side, LEADER_TIMEOUT};
+
+/// Fixed timestamps, so both logs hold batches of the same size.
+const T0: i64 = 1_700_000_000_000;
+
+/// What both brokers were given: a topic of three partitions and a one-partition one.
+pub(super) struct AdminFixture {
+    topic: String,
+    single: String,
+}
+
+fn ignored() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("throttle_time_ms", "time a broker throttled the client"),
+        ("*leader_id", "broker ids"),
+        ("*replica_nodes*", "broker ids"),
+        ("*isr_nodes*", "broker ids"),
+        ("*topic_id", "generated per topic"),
+        ("*producer_id", "allocated per cluster"),
+        ("results[*].log_dir", "the directory each broker was started with"),
+        ("results[*].total_bytes", "the size of the file system each broker's directory is on"),
+        ("results[*].usable_bytes", "the free space of the file system each broker's directory is on"),
+    ]
+}
+
+fn kept() -> Vec<Kept> {
+    vec![Kept {
+        scenario: "DescribeProducers*",
+        path: "topics[*].partitions[*].error_message",
+        karst_lacks: false,
+        why: "the text of an invalid topic name is Karst's own (the code is the same)",
+    }]
+}
+
+/// Both brokers get the two topics; partition 0 of the first holds a plain batch,
+/// partition 1 two records of an idempotent producer.
+pub(super) fn prepare(pair: &mut Pair) -> Result<AdminFixture> {
+    let topic = unique_topic("diff-admin");
+    let single = unique_topic("diff-admin-single");
+    for (side, c) in [("Kafka", &mut pair.kafka), ("Karst", &mut pair.karst)] {
+        c.create_topic(&topic, 3, &[]).with_context(|| format!("creating {topic} on {side}"))?;
+        super::wait_leaders(c, &topic, 3, side)?;
+        c.create_topic(&single, 1, &[]).with_context(|| format!("creating {single} on {side}"))?;
+        super::wait_leaders(c, &single, 1, side)?;
+        super::produce_until_accepted(c, &topic, 0, &[(Some(b"k"), Some(b"plain"))], T0, side)?;
+        let (producer_id, epoch) = init_producer_id(c, side)?;
+        let mut body = encode_record(0, Some(b"a"), Some(b"1"));
+        body.extend(encode_record(1, Some(b"b"), Some(b"2")));
+        let batch = karst_batch::build_batch_with_producer(0, 2, T0 + 1_000, producer_id, epoch, 0, &body);
+        let version = c.version_for(ApiKey::Produce)?.min(11);
+        let p = c.produce(&topic, 1, batch, version)?;
+        if p.error_code != 0 {
+            return Err(anyhow!("idempotent produce to {topic}-1 on {side}: error {}", p.error_code));
+        }
+    }
+    Ok(AdminFixture { topic, single })
+}
+
+fn init_producer_id(c: &mut RawClient, side: &str) -> Result<(i64, i16)> {
+    let version = c.version_for(ApiKey::InitProducerId)?.min(4);
+    let req = InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(-1);
+    // Kafka answers COORDINATOR_LOAD_IN_PROGRESS until its first block of ids arrives.
+    karst_tests::wait_for(&format!("a producer id from {side}"), LEADER_TIMEOUT, || {
+        let r = c.send(&req, version).ok()?;
+        (r.error_code == 0).then_some((r.producer_id.0, r.producer_epoch))
+    })
+}
+
+/// One scenario at one version.
+pub(super) struct AdminCompared {
+    scenario: String,
+    /// Paths both answers held together: a comparison of nothing would show 0.
+    fields: usize,
+    differences: Vec<Difference>,
+    failed: Option<String>,
+}
+
+type Ask<'a> = dyn Fn(&mut RawClient, i16, Side) -> Result<Box<dyn Debug>> + 'a;
+
+struct Runner<'p> {
+    pair: &'p mut Pair,
+    rules: Rules,
+    out: Vec<AdminCompared>,
+}
+
+impl Runner<'_> {
+    /// Asks both at the lowest and highest version of `key` from `floor` both serve;
+    /// lists matching `(glob, key field)` are compared by that field.
+    fn run(&mut self, scenario: &str, key: ApiKey, floor: i16, keyed: &[(&str, &str)], ask: &Ask<'_>) -> Result<()> {
+        for v in self.pair.versions(key, floor)? {
+            let flat = |r: Box<dyn Debug>| keyed.iter().fold(flatten(&r), |f, (list, field)| rekey(f, list, field));
+            let name = format!("{scenario} ({key:?} v{v})");
+            let kafka = ask(&mut self.pair.kafka, v, Side::Kafka).map(flat);
+            let karst = ask(&mut self.pair.karst, v, Side::Karst).map(flat);
+            self.out.push(match (kafka, karst) {
+                (Ok(a), Ok(b)) => {
+                    let fields = a.keys().chain(b.keys()).collect::<std::collections::BTreeSet<_>>().len();
+                    AdminCompared { differences: compare(&name, &a, &b, &self.rules), scenario: name, fields, failed: None }
+                }
+                (a, b) => {
+                    let why = [("Kafka", a.err()), ("Karst", b.err())]
+                        .into_iter()
+                        .filter_map(|(side, e)| e.map(|e| format!("{side}: {e:#}")))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    AdminCompared { scenario: name, fields: 0, differences: Vec::new(), failed: Some(why) }
+                }
+            });
+        }
+        Ok(())
+    }
+}
+
+fn boxed<T: Debug + 'static>(r: T) -> Result<Box<dyn Debug>> {
+    Ok(Box::new(r))
+}
+
+fn log_dir_topic(name: &str, partitions: &[i32]) -> DescribableLogDirTopic {
+    DescribableLogDirTopic::default().with_topic(topic_name(name)).with_partitions(partitions.to_vec())
+}
+
+fn elect(topic: &str, partitions: &[i32]) -> TopicPartitions {
+    TopicPartitions::default().with_topic(topic_name(topic)).with_partitions(partitions.to_vec())
+}
+
+fn dtp(names: &[&str], limit: i32, cursor: Option<(&str, i32)>) -> DescribeTopicPartitionsRequest {
+    DescribeTopicPartitionsRequest::default()
+        .with_topics(names.iter().map(|n| TopicRequest::default().with_name(topic_name(n))).collect())
+        .with_response_partition_limit(limit)
+        .with_cursor(cursor.map(|(t, p)| Cursor::default().with_topic_name(topic_name(t)).with_partition_index(p)))
+}
+
+pub(super) fn run(pair: &mut Pair, f: &AdminFixture) -> Result<Vec<AdminCompared>> {
+    let mut r = Runner { pair, rules: Rules { ignore: ignored(), kept: kept() }, out: Vec::new() };
+    let (topic, single) = (f.topic.as_str(), f.single.as_str());
+    let unknown = unique_topic("diff-admin-unknown");
+    let unknown = unknown.as_str();
+
+    // DescribeLogDirs: partitions are listed in Kafka's hash order.
+    let by_partition = [("results[*].topics[*].partitions", "partition_index"), ("results[*].topics", "name")];
+    r.run(
+        "DescribeLogDirs, three partitions, one past the end and an unknown topic",
+        ApiKey::DescribeLogDirs,
+        0,
+        &by_partition,
+        &|c, v, _| {
+            let req = DescribeLogDirsRequest::default()
+                .with_topics(Some(vec![log_dir_topic(topic, &[0, 1, 2, 7]), log_dir_topic(unknown, &[0])]));
+            boxed(c.send(&req, v)?)
+        },
+    )?;
+    r.run("DescribeLogDirs, all partitions (null), the test's topics kept", ApiKey::DescribeLogDirs, 0, &by_partition, &|c, v, _| {
+        let mut resp = c.send(&DescribeLogDirsRequest::default().with_topics(None), v)?;
+        for result in &mut resp.results {
+            result.topics.retain(|t| [topic, single].contains(&t.name.as_str()));
+        }
+        boxed(resp)
+    })?;
+    r.run("DescribeLogDirs, no topics (empty list)", ApiKey::DescribeLogDirs, 0, &[], &|c, v, _| {
+        boxed(c.send(&DescribeLogDirsRequest::default().with_topics(Some(Vec::new())), v)?)
+    })?;
+
+    // DescribeTopicPartitions.
+    r.run("DescribeTopicPartitions, two topics and an unknown one", ApiKey::DescribeTopicPartitions, 0, &[], &|c, v, _| {
+        boxed(c.send(&dtp(&[topic, unknown, single], 2000, None), v)?)
+    })?;
+    r.run("DescribeTopicPartitions, an invalid topic name", ApiKey::DescribeTopicPartitions, 0, &[], &|c, v, _| {
+        boxed(c.send(&dtp(&["a/b"], 2000, None), v)?)
+    })?;
+    // Pages of two partitions through 3 + 1 partitions: (0,1), (2; then the cursor
+    // names the next topic), (single 0).
+    for (page, cursor) in [("first page", None), ("second page", Some((topic, 2))), ("third page", Some((single, 0)))] {
+        r.run(&format!("DescribeTopicPartitions, limit 2, {page}"), ApiKey::DescribeTopicPartitions, 0, &[], &|c, v, _| {
+            boxed(c.send(&dtp(&[topic, single], 2, cursor), v)?)
+        })?;
+    }
+    r.run("DescribeTopicPartitions, limit 3 fills the page exactly", ApiKey::DescribeTopicPartitions, 0, &[], &|c, v, _| {
+        boxed(c.send(&dtp(&[topic, single], 3, None), v)?)
+    })?;
+    r.run("DescribeTopicPartitions, cursor past the last partition", ApiKey::DescribeTopicPartitions, 0, &[], &|c, v, _| {
+        boxed(c.send(&dtp(&[topic], 10, Some((topic, 9))), v)?)
+    })?;
+    r.run("DescribeTopicPartitions refused: the cursor's topic not asked for", ApiKey::DescribeTopicPartitions, 0, &[], &|c, v, _| {
+        boxed(c.send(&dtp(&[topic], 10, Some((unknown, 0))), v)?)
+    })?;
+    r.run("DescribeTopicPartitions refused: a negative cursor partition", ApiKey::DescribeTopicPartitions, 0, &[], &|c, v, _| {
+        boxed(c.send(&dtp(&[topic], 10, Some((topic, -1))), v)?)
+    })?;
+    r.run(
+        "DescribeTopicPartitions, all topics from a cursor, the test's topics kept",
+        ApiKey::DescribeTopicPartitions,
+        0,
+        &[],
+        &|c, v, _| {
+            let mut resp = c.send(&dtp(&[], 2000, Some((topic, 1))), v)?;
+            resp.topics.retain(|t| t.name.as_ref().is_some_and(|n| [topic, single].contains(&n.as_str())));
+            boxed(resp)
+        },
+    )?;
+
+    // ElectLeaders: one broker each, so every partition already has its preferred leader.
+    r.run("ElectLeaders preferred, three partitions, one past the end, an unknown topic", ApiKey::ElectLeaders, 0, &[], &|c, v, _| {
+        let req = ElectLeadersRequest::default()
+            .with_election_type(0)
+            .with_topic_partitions(Some(vec![elect(topic, &[0, 1, 2, 5]), elect(unknown, &[0])]));
+        boxed(c.send(&req, v)?)
+    })?;
+    r.run("ElectLeaders unclean of a led partition", ApiKey::ElectLeaders, 1, &[], &|c, v, _| {
+        let req = ElectLeadersRequest::default().with_election_type(1).with_topic_partitions(Some(vec![elect(topic, &[0])]));
+        boxed(c.send(&req, v)?)
+    })?;
+    r.run("ElectLeaders refused: election type 5", ApiKey::ElectLeaders, 1, &[], &|c, v, _| {
+        let req = ElectLeadersRequest::default().with_election_type(5).with_topic_partitions(Some(vec![elect(topic, &[0])]));
+        boxed(c.send(&req, v)?)
+    })?;
+    r.run("ElectLeaders, an empty list", ApiKey::ElectLeaders, 0, &[], &|c, v, _| {
+        boxed(c.send(&ElectLeadersRequest::default().with_topic_partitions(Some(Vec::new())), v)?)
+    })?;
+    r.run(
+        "ElectLeaders, all partitions (null), the test's topics kept",
+        ApiKey::ElectLeaders,
+        0,
+        &[("replica_election_results", "topic")],
+        &|c, v, _| {
+            let mut resp = c.send(&ElectLeadersRequest::default().with_topic_partitions(None), v)?;
+            resp.replica_election_results.retain(|t| [topic, single].contains(&t.topic.as_str()));
+            boxed(resp)
+        },
+    )?;
+
+    // DescribeProducers.
+    r.run("DescribeProducers, an idempotent producer's partition and others", ApiKey::DescribeProducers, 0, &[], &|c, v, _| {
+        let req = DescribeProducersRequest::default().with_topics(vec![
+            ProducersTopic::default().with_name(topic_name(topic)).with_partition_indexes(vec![1, 0, 4]),
+            ProducersTopic::default().with_name(topic_name(unknown)).with_partition_indexes(vec![0]),
+            ProducersTopic::default().with_name(topic_name("a/b")).with_partition_indexes(vec![0]),
+        ]);
+        boxed(c.send(&req, v)?)
+    })?;
+    Ok(r.out)
+}
+
+/// Prints every comparison; returns how many differ (unlisted) or failed. Fails on a
+/// kept difference no comparison showed.
+pub(super) fn report(compared: &[AdminCompared]) -> Result<usize> {
+    println!("\nadmin APIs field by field, Kafka vs Karst:");
+    let verbose = std::env::var_os("KARST_DIFF_VERBOSE").is_some();
+    let mut bad = 0;
+    let mut used = std::collections::BTreeSet::new();
+    for c in compared {
+        if let Some(why) = &c.failed {
+            bad += 1;
+            println!("  FAILED    {}: {why}", c.scenario);
+            continue;
+        }
+        let open: Vec<&Difference> = c.differences.iter().filter(|d| d.kept.is_none()).collect();
+        let kept_here: Vec<&Difference> = c.differences.iter().filter(|d| d.kept.is_some()).collect();
+        let verdict = if open.is_empty() { "same" } else { "DIFFERENT" };
+        let suffix = if kept_here.is_empty() { String::new() } else { format!(" ({} kept differences)", kept_here.len()) };
+        println!("  {verdict:9} {} ({} fields){suffix}", c.scenario, c.fields);
+        for d in &open {
+            println!("              {}", d.show());
+        }
+        for d in &kept_here {
+            if verbose {
+                println!("              kept: {}", d.show());
+            }
+            if let Some(k) = d.kept {
+                used.insert((k.scenario, k.path));
+            }
+        }
+        if !open.is_empty() {
+            bad += 1;
+        }
+    }
+    let stale: Vec<String> =
+        kept().iter().filter(|k| !used.contains(&(k.scenario, k.path))).map(|k| format!("{} / {}", k.scenario, k.path)).collect();
+    if !stale.is_empty() {
+        return Err(anyhow!("admin APIs: kept differences that no comparison shows any more (remove them): {}", stale.join(", ")));
+    }
+    println!("{} admin API comparisons, {bad} different or failed", compared.len());
+    Ok(bad)
+}
