@@ -216,8 +216,7 @@ mod tests {
 
     #[test]
     fn described_configs_carry_their_source_and_synonyms_as_kafka_does() {
-        let mut b = BrokerConfig::default();
-        b.message_max_bytes = 2_000_000;
+        let b = BrokerConfig { message_max_bytes: 2_000_000, ..BrokerConfig::default() };
         let mut o = BTreeMap::new();
         o.insert("segment.bytes".to_string(), "4096".to_string());
         let d = describe(&b, &o);

@@ -26,7 +26,7 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, FetchRequest, ListOffsetsRequest, MetadataRequest, MetadataResponse};
 use kafka_protocol::protocol::StrBytes;
 use karst_tests::kafka::KafkaBroker;
-use karst_tests::raw::{produce_request, record_batch, topic_name, RawClient};
+use karst_tests::raw::{produce_request, record_batch, topic_name, KeyValue, RawClient};
 use karst_tests::{unique_topic, wait_for, Broker, KafkaUnavailable};
 
 #[path = "differential/admin_apis.rs"]
@@ -505,7 +505,7 @@ fn produce_until_accepted(
     c: &mut RawClient,
     topic: &str,
     partition: i32,
-    records: &[(Option<&[u8]>, Option<&[u8]>)],
+    records: &[KeyValue<'_>],
     timestamp: i64,
     side: &str,
 ) -> Result<()> {

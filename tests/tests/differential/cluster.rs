@@ -36,7 +36,7 @@ fn partitions_summary(resp: &MetadataResponse, topic: &str) -> Result<Vec<String
         .partitions
         .iter()
         .map(|p| {
-            let leader_listed = p.replica_nodes.iter().any(|r| *r == p.leader_id);
+            let leader_listed = p.replica_nodes.contains(&p.leader_id);
             format!(
                 "{topic_kind} partition: error {} replicas {} isr {} offline {} leader among replicas {leader_listed} leader epoch {}",
                 p.error_code,
@@ -173,7 +173,7 @@ pub(super) fn compare() -> Result<Option<usize>> {
         },
     };
     println!("three Kafka nodes ready in {:.1?}", kafka.started_in());
-    let mut karst = karst_tests::cluster::start_cluster(3, |_| {
+    let mut karst: Vec<Broker> = karst_tests::cluster::start_cluster(3, |_| {
         ["--set", &format!("replica.lag.time.max.ms={LAG_MS}"), "--set", &format!("broker.session.timeout.ms={SESSION_MS}")]
             .map(String::from)
             .to_vec()
@@ -193,6 +193,6 @@ pub(super) fn compare() -> Result<Option<usize>> {
             println!("  DIFFERENT Kafka: {x}\n            Karst: {y}");
         }
     }
-    drop(karst.drain(..).collect::<Vec<Broker>>());
+    drop(karst);
     Ok(Some(differing))
 }
