@@ -1,5 +1,8 @@
 //! AlterConfigs (replace a topic's overrides) and IncrementalAlterConfigs
-//! (set or delete single keys). Broker configs are static: set at start-up.
+//! (set or delete single keys). Broker configs are static: set at start-up. There
+//! are no dynamic broker overrides, so removing them (DELETE, or AlterConfigs with
+//! none) succeeds with nothing to do, as Kafka answers for an override that is not
+//! set: kafka-reassign-partitions --verify clears its throttles that way.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +24,20 @@ const OP_DELETE: i8 = 1;
 
 type Outcome = Result<(), (i16, String)>;
 
+const STATIC: &str = "broker configs are static: set them in karst.toml, KARST_* or --set and restart";
+
+/// A change to broker resource `name` ("" for the cluster-wide default, or a broker
+/// id) that only removes overrides: there are none to remove.
+fn remove_broker_overrides(b: &Broker, name: &str) -> Outcome {
+    if name.is_empty() {
+        return Ok(());
+    }
+    match name.parse::<i32>() {
+        Ok(id) if id == b.node_id || b.metadata.image().cluster.broker(id).is_some() => Ok(()),
+        _ => Err((ec::INVALID_REQUEST, format!("`{name}` is not the id of a registered broker"))),
+    }
+}
+
 /// Applies `change` to a topic's current overrides, validating the result.
 async fn alter_topic(
     b: &Arc<Broker>,
@@ -31,9 +48,7 @@ async fn alter_topic(
 ) -> Outcome {
     match resource_type {
         TOPIC => {}
-        BROKER => {
-            return Err((ec::INVALID_REQUEST, "broker configs are static: set them in karst.toml, KARST_* or --set and restart".into()))
-        }
+        BROKER => return Err((ec::INVALID_REQUEST, STATIC.into())),
         other => return Err((ec::INVALID_REQUEST, format!("resource type {other} is not supported"))),
     }
     let image = b.metadata.image();
@@ -59,27 +74,32 @@ pub(crate) async fn incremental(b: Arc<Broker>, req: IncrementalAlterConfigsRequ
     use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
     let mut responses = Vec::with_capacity(req.resources.len());
     for res in req.resources {
-        let outcome = alter_topic(&b, res.resource_type, &res.resource_name, req.validate_only, |configs| {
-            for c in &res.configs {
-                match (c.config_operation, &c.value) {
-                    (OP_SET, Some(v)) => {
-                        configs.insert(c.name.to_string(), v.to_string());
-                    }
-                    (OP_DELETE, _) => {
-                        configs.remove(c.name.as_str());
-                    }
-                    (OP_SET, None) => return Err((ec::INVALID_CONFIG, format!("no value to set for {}", c.name.as_str()))),
-                    (op, _) => {
-                        return Err((
-                            ec::INVALID_REQUEST,
-                            format!("operation {op} on {} is not supported (only SET and DELETE)", c.name.as_str()),
-                        ))
+        let only_deletes = res.configs.iter().all(|c| c.config_operation == OP_DELETE);
+        let outcome = if res.resource_type == BROKER && only_deletes {
+            remove_broker_overrides(&b, &res.resource_name)
+        } else {
+            alter_topic(&b, res.resource_type, &res.resource_name, req.validate_only, |configs| {
+                for c in &res.configs {
+                    match (c.config_operation, &c.value) {
+                        (OP_SET, Some(v)) => {
+                            configs.insert(c.name.to_string(), v.to_string());
+                        }
+                        (OP_DELETE, _) => {
+                            configs.remove(c.name.as_str());
+                        }
+                        (OP_SET, None) => return Err((ec::INVALID_CONFIG, format!("no value to set for {}", c.name.as_str()))),
+                        (op, _) => {
+                            return Err((
+                                ec::INVALID_REQUEST,
+                                format!("operation {op} on {} is not supported (only SET and DELETE)", c.name.as_str()),
+                            ))
+                        }
                     }
                 }
-            }
-            Ok(())
-        })
-        .await;
+                Ok(())
+            })
+            .await
+        };
         let r = AlterConfigsResourceResponse::default().with_resource_type(res.resource_type).with_resource_name(res.resource_name);
         responses.push(match outcome {
             Ok(()) => r.with_error_message(None),
@@ -93,16 +113,20 @@ pub(crate) async fn replace(b: Arc<Broker>, req: AlterConfigsRequest) -> AlterCo
     use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
     let mut responses = Vec::with_capacity(req.resources.len());
     for res in req.resources {
-        let outcome = alter_topic(&b, res.resource_type, &res.resource_name, req.validate_only, |configs| {
-            configs.clear();
-            for c in &res.configs {
-                if let Some(v) = &c.value {
-                    configs.insert(c.name.to_string(), v.to_string());
+        let outcome = if res.resource_type == BROKER && res.configs.is_empty() {
+            remove_broker_overrides(&b, &res.resource_name)
+        } else {
+            alter_topic(&b, res.resource_type, &res.resource_name, req.validate_only, |configs| {
+                configs.clear();
+                for c in &res.configs {
+                    if let Some(v) = &c.value {
+                        configs.insert(c.name.to_string(), v.to_string());
+                    }
                 }
-            }
-            Ok(())
-        })
-        .await;
+                Ok(())
+            })
+            .await
+        };
         let r = AlterConfigsResourceResponse::default().with_resource_type(res.resource_type).with_resource_name(res.resource_name);
         responses.push(match outcome {
             Ok(()) => r.with_error_message(None),

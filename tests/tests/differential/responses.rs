@@ -303,6 +303,15 @@ pub(super) fn run(pair: &mut Pair, f: &Fixture) -> Result<Vec<Compared>> {
         resp.topics.iter_mut().for_each(|t| t.name = topic_name("(unique)"));
         boxed(resp)
     })?;
+    // kafka-reassign-partitions --verify clears throttles so, on every broker.
+    r.run("IncrementalAlterConfigs, DELETE of broker 1's unset throttle rates", ApiKey::IncrementalAlterConfigs, 0, &|c, v, _| {
+        let deletes = ["leader.replication.throttled.rate", "follower.replication.throttled.rate"]
+            .map(|k| AlterableConfig::default().with_name(s(k)).with_config_operation(1).with_value(None))
+            .to_vec();
+        let req = IncrementalAlterConfigsRequest::default()
+            .with_resources(vec![AlterConfigsResource::default().with_resource_type(4).with_resource_name(s("1")).with_configs(deletes)]);
+        boxed(c.send(&req, v)?)
+    })?;
     r.run("IncrementalAlterConfigs refused: retention.ms=abc", ApiKey::IncrementalAlterConfigs, 0, &|c, v, _| {
         let req = IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
             .with_resource_type(2)
