@@ -227,7 +227,17 @@ async fn every_advertised_version_round_trips() {
                     .with_config_operation(0)
                     .with_value(Some(StrBytes::from_static_str("soon"))),
             ]),
+            // No change to broker 1: nothing to do (as Kafka).
             AlterConfigsResource::default().with_resource_type(4).with_resource_name(StrBytes::from_static_str("1")),
+            // A broker setting: refused, broker configs are static.
+            AlterConfigsResource::default().with_resource_type(4).with_resource_name(StrBytes::from_static_str("1")).with_configs(vec![
+                AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("log.retention.ms"))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_static_str("1000"))),
+            ]),
+            // Removing an override of a broker that does not exist.
+            AlterConfigsResource::default().with_resource_type(4).with_resource_name(StrBytes::from_static_str("77")),
         ]);
         let ResponseKind::IncrementalAlterConfigs(r) =
             c.call(ApiKey::IncrementalAlterConfigs, v, RequestKind::IncrementalAlterConfigs(req)).await
@@ -235,7 +245,7 @@ async fn every_advertised_version_round_trips() {
             panic!()
         };
         let codes: Vec<i16> = r.responses.iter().map(|x| x.error_code).collect();
-        assert_eq!(codes, vec![0, 40, 42], "IncrementalAlterConfigs v{v}");
+        assert_eq!(codes, vec![0, 40, 0, 42, 42], "IncrementalAlterConfigs v{v}");
         assert_eq!(broker.metadata.image().topics["t2"].configs.get("retention.ms"), Some(&value));
     }
     for v in versions(ApiKey::AlterConfigs) {
