@@ -103,7 +103,7 @@ if command -v java >/dev/null && command -v mvn >/dev/null; then
         log "resolving Apache Kafka failed: the differential tests will fail"
         status=1
     fi
-    log "scripts/kafka-reference.sh clients (the Java client, Kafka's tools, Streams and Connect)"
+    log "scripts/kafka-reference.sh clients (the Java client, Kafka's tools and Streams)"
     if clients_classpath=$(timeout 900 bash scripts/kafka-reference.sh clients); then
         export KARST_KAFKA_CLIENTS_CLASSPATH="$clients_classpath"
         log "KARST_KAFKA_CLIENTS_CLASSPATH=$KARST_KAFKA_CLIENTS_CLASSPATH"

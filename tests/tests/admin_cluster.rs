@@ -149,14 +149,25 @@ fn log_dirs_and_producers_are_each_replicas_own() -> Result<()> {
         let node = i32::try_from(i + 1)?;
         let mut c = RawClient::connect(b.addr())?;
         let version = c.version_for(ApiKey::DescribeLogDirs)?;
-        let resp = c.send(&DescribeLogDirsRequest::default().with_topics(None), version)?;
-        let dir = resp.results.first().ok_or_else(|| anyhow!("no log directory"))?;
-        let mut listed: Vec<i32> =
-            dir.topics.iter().filter(|t| t.name.as_str() == single).flat_map(|t| t.partitions.iter().map(|p| p.partition_index)).collect();
-        listed.sort_unstable();
         let hosted: Vec<i32> = (0..4).filter(|p| placed.0[*p as usize].contains(&node)).collect();
+        // Metadata names the replicas before each broker has opened its own: wait for them.
+        let mut last = String::new();
+        let listed = wait_for(&format!("node {node} to list the replicas it holds"), TIMEOUT, || {
+            let resp = c.send(&DescribeLogDirsRequest::default().with_topics(None), version).ok()?;
+            let dir = resp.results.first()?;
+            let mut listed: Vec<i32> = dir
+                .topics
+                .iter()
+                .filter(|t| t.name.as_str() == single)
+                .flat_map(|t| t.partitions.iter().map(|p| p.partition_index))
+                .collect();
+            listed.sort_unstable();
+            let holds_both = dir.topics.iter().any(|t| t.name.as_str() == both);
+            last = format!("{single}: {listed:?}, {both}: {holds_both}");
+            (listed == hosted && holds_both).then_some(listed)
+        })
+        .map_err(|e| anyhow!("{e:#}; last: {last}"))?;
         assert_eq!(listed, hosted, "node {node} lists the partitions it holds");
-        assert!(dir.topics.iter().any(|t| t.name.as_str() == both), "node {node} holds {both}");
         // Producers: the partitions it does not hold are NOT_LEADER_OR_FOLLOWER.
         for (p, code, _) in producers(b, &single, &[0, 1, 2, 3])? {
             let want = if hosted.contains(&p) { 0 } else { NOT_LEADER_OR_FOLLOWER };
