@@ -1,0 +1,291 @@
+// KafkaJS against a broker: run by tests/tests/kafkajs.rs against Karst and against
+// Apache Kafka:
+//
+//   node tests/node/kafkajs_check.js <produce-consume|group|admin> <bootstrap> <topic>
+//
+// Modes:
+//   produce-consume  an idempotent producer (acks=all; uncompressed and gzip, the codecs
+//                    KafkaJS has built in), a consumer group member reading every record
+//                    back in per-key order and committing, a new member resuming after
+//                    the commit
+//   group            two consumers in one group (KafkaJS's round-robin assigner, eager):
+//                    the first alone is assigned all four partitions and commits, the
+//                    second joining rebalances to 2 + 2 (GROUP_JOIN events), every
+//                    record is read once across the group, commits reach the log end
+//   admin            createTopics (with a config; again: false), listTopics,
+//                    fetchTopicMetadata, describeConfigs, fetchTopicOffsets,
+//                    listGroups, describeGroups, fetchOffsets, deleteGroups,
+//                    deleteTopics, describeCluster
+//
+// Prints "OK <step>" per step and exits 0, or "FAIL <why>" and exits 1. Every wait is
+// bounded, and the whole run too.
+'use strict'
+
+const { Kafka, logLevel, CompressionTypes, ConfigResourceTypes } = require('kafkajs')
+
+const TIMEOUT_MS = 60000
+
+function ok(line) {
+  process.stdout.write(`OK ${line}\n`)
+}
+
+function fail(why) {
+  process.stdout.write(`FAIL ${why}\n`)
+  process.exit(1)
+}
+
+function check(cond, why) {
+  if (!cond) fail(typeof why === 'function' ? why() : why)
+}
+
+const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
+
+// Polls cond (async) until it is true, or fails with what() after TIMEOUT_MS.
+async function waitUntil(cond, what) {
+  const deadline = Date.now() + TIMEOUT_MS
+  for (;;) {
+    if (await cond()) return
+    check(Date.now() < deadline, () => `timed out waiting: ${what()}`)
+    await sleep(50)
+  }
+}
+
+function client(bootstrap, clientId) {
+  return new Kafka({
+    clientId,
+    brokers: [bootstrap],
+    logLevel: process.env.KAFKAJS_LOG ? logLevel.DEBUG : logLevel.NOTHING,
+    retry: { retries: 10, initialRetryTime: 100, maxRetryTime: 2000 },
+    connectionTimeout: 10000,
+    requestTimeout: 30000,
+  })
+}
+
+async function createTopic(admin, topic, numPartitions, configEntries = []) {
+  const created = await admin.createTopics({
+    topics: [{ topic, numPartitions, replicationFactor: 1, configEntries }],
+    waitForLeaders: true,
+    timeout: TIMEOUT_MS,
+  })
+  check(created === true, `createTopics(${topic}) answered ${created}`)
+  // Metadata can lag CreateTopics by a moment, on any broker.
+  await waitUntil(async () => {
+    try {
+      const md = await admin.fetchTopicMetadata({ topics: [topic] })
+      const ps = md.topics[0].partitions
+      return ps.length === numPartitions && ps.every(p => p.leader >= 0)
+    } catch (e) {
+      return false
+    }
+  }, () => `leaders for ${topic}`)
+}
+
+// Sends n records keyed "key-<i mod 7>" valued "<prefix>-<i>"; returns the values.
+async function send(producer, topic, n, prefix, compression = CompressionTypes.None) {
+  const values = []
+  const messages = []
+  for (let i = 0; i < n; i++) {
+    values.push(`${prefix}-${i}`)
+    messages.push({ key: `key-${i % 7}`, value: `${prefix}-${i}` })
+  }
+  const meta = await producer.send({ topic, acks: -1, compression, messages, timeout: TIMEOUT_MS })
+  check(meta.length > 0 && meta.every(m => m.errorCode === 0 && Number(m.baseOffset) >= 0), `send: ${JSON.stringify(meta)}`)
+  return values
+}
+
+function sameSet(got, want) {
+  if (got.length !== want.length) return false
+  const seen = new Set(got.map(g => g.value))
+  return want.every(w => seen.has(w))
+}
+
+async function endOffsets(admin, topic) {
+  const out = {}
+  for (const p of await admin.fetchTopicOffsets(topic)) out[p.partition] = Number(p.high)
+  return out
+}
+
+async function committed(admin, groupId, topic) {
+  const out = {}
+  const res = await admin.fetchOffsets({ groupId, topics: [topic] })
+  for (const p of res[0].partitions) out[p.partition] = Number(p.offset)
+  return out
+}
+
+// A group member: what it read, and its assignment from its GROUP_JOIN events.
+async function startMember(kafka, groupId, topic, name) {
+  const consumer = kafka.consumer({
+    groupId,
+    sessionTimeout: 10000,
+    rebalanceTimeout: 10000,
+    heartbeatInterval: 500,
+    maxWaitTimeInMs: 200,
+    retry: { retries: 10 },
+  })
+  const m = { name, consumer, read: [], assigned: [], joins: 0 }
+  consumer.on(consumer.events.GROUP_JOIN, e => {
+    m.assigned = (e.payload.memberAssignment[topic] || []).slice().sort((a, b) => a - b)
+    m.joins++
+  })
+  consumer.on(consumer.events.CRASH, e => fail(`${name} crashed: ${e.payload.error}`))
+  await consumer.connect()
+  await consumer.subscribe({ topics: [topic], fromBeginning: true })
+  await consumer.run({
+    autoCommit: false,
+    eachMessage: async ({ partition, message }) => {
+      m.read.push({ partition, offset: Number(message.offset), key: message.key.toString(), value: message.value.toString() })
+      // Committed before the next record: nothing read is left uncommitted when a
+      // rebalance moves its partition.
+      await consumer.commitOffsets([{ topic, partition, offset: String(Number(message.offset) + 1) }])
+    },
+  })
+  return m
+}
+
+async function produceConsume(bootstrap, topic) {
+  const kafka = client(bootstrap, 'karst-tests-kafkajs')
+  const admin = kafka.admin()
+  await admin.connect()
+  await createTopic(admin, topic, 3)
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 })
+  await producer.connect()
+  let sent = await send(producer, topic, 150, 'plain')
+  sent = sent.concat(await send(producer, topic, 150, 'gzip', CompressionTypes.GZIP))
+  await producer.disconnect()
+  ok('idempotent producer, acks=all: 300 records acknowledged (uncompressed and gzip)')
+
+  const groupId = `${topic}-group`
+  const m = await startMember(kafka, groupId, topic, 'member')
+  await waitUntil(async () => m.read.length >= sent.length, () => `read ${m.read.length} of ${sent.length}`)
+  check(sameSet(m.read, sent), `the member read ${m.read.length} records, not the ${sent.length} sent once each`)
+  const byKey = {}
+  for (const g of m.read) (byKey[g.key] = byKey[g.key] || []).push(g)
+  for (const [k, gs] of Object.entries(byKey)) {
+    for (let i = 1; i < gs.length; i++) {
+      check(gs[i].partition === gs[0].partition && gs[i].offset > gs[i - 1].offset, `key ${k}: out of order or spread over partitions`)
+    }
+  }
+  await m.consumer.disconnect()
+  ok(`group member read all ${sent.length} in per-key order and committed`)
+
+  const p2 = kafka.producer({ idempotent: true, maxInFlightRequests: 1 })
+  await p2.connect()
+  const second = await send(p2, topic, 50, 'second')
+  await p2.disconnect()
+  const m2 = await startMember(kafka, groupId, topic, 'member-2')
+  await waitUntil(async () => m2.read.length >= second.length, () => `the new member read ${m2.read.length} of ${second.length}`)
+  check(sameSet(m2.read, second), `a new member resumed elsewhere than the commit: first ${JSON.stringify(m2.read[0])}`)
+  await m2.consumer.disconnect()
+  await admin.disconnect()
+  ok('a new member resumed after the committed offsets: 50 new records')
+}
+
+async function group(bootstrap, topic) {
+  const kafka = client(bootstrap, 'karst-tests-kafkajs')
+  const admin = kafka.admin()
+  await admin.connect()
+  await createTopic(admin, topic, 4)
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 })
+  await producer.connect()
+  let sent = await send(producer, topic, 200, 'g1')
+  const groupId = `${topic}-group`
+
+  const a = await startMember(client(bootstrap, 'member-a'), groupId, topic, 'member-a')
+  await waitUntil(async () => a.assigned.length === 4 && a.read.length >= sent.length, () => `the first member: ${a.assigned}, ${a.read.length} of ${sent.length} read`)
+  ok(`first member alone: 4 partitions, ${a.read.length} records read and committed`)
+
+  const b = await startMember(client(bootstrap, 'member-b'), groupId, topic, 'member-b')
+  await waitUntil(async () => a.assigned.length === 2 && b.assigned.length === 2, () => `after the second member joined: A ${a.assigned}, B ${b.assigned}`)
+  ok(`second member joined: A ${a.assigned}, B ${b.assigned} (A joined ${a.joins} times)`)
+
+  sent = sent.concat(await send(producer, topic, 200, 'g2'))
+  await waitUntil(async () => a.read.length + b.read.length >= sent.length, () => `after the rebalance: ${a.read.length + b.read.length} of ${sent.length} read`)
+  let ends, offsets
+  await waitUntil(async () => {
+    ends = await endOffsets(admin, topic)
+    offsets = await committed(admin, groupId, topic)
+    return [0, 1, 2, 3].every(p => offsets[p] === ends[p])
+  }, () => `committed ${JSON.stringify(offsets)}, log ends ${JSON.stringify(ends)}`)
+  for (const m of [a, b]) {
+    const after = m.read.filter(g => g.value.startsWith('g2-'))
+    check(after.length > 0, `${m.name} read nothing after the rebalance`)
+    for (const g of after) check(m.assigned.includes(g.partition), `${m.name} read ${g.value} from partition ${g.partition}, not its own ${m.assigned}`)
+  }
+  const all = a.read.concat(b.read)
+  check(sameSet(all, sent), `the group read ${all.length} records, not the ${sent.length} sent once each`)
+  ok(`all ${sent.length} read once across the group, each member from its own partitions, commits at the log end`)
+  await b.consumer.disconnect()
+  await a.consumer.disconnect()
+  await producer.disconnect()
+  await admin.disconnect()
+}
+
+async function adminMode(bootstrap, topic) {
+  const kafka = client(bootstrap, 'karst-tests-kafkajs')
+  const admin = kafka.admin()
+  await admin.connect()
+  await createTopic(admin, topic, 2, [{ name: 'retention.ms', value: '3600000' }])
+  const again = await admin.createTopics({ topics: [{ topic, numPartitions: 2, replicationFactor: 1 }], timeout: TIMEOUT_MS })
+  check(again === false, `createTopics of an existing topic answered ${again}`)
+  check((await admin.listTopics()).includes(topic), `listTopics misses ${topic}`)
+  const md = await admin.fetchTopicMetadata({ topics: [topic] })
+  check(md.topics.length === 1 && md.topics[0].partitions.length === 2, `fetchTopicMetadata: ${JSON.stringify(md)}`)
+  ok('createTopics with a config (again: false), listTopics, fetchTopicMetadata')
+
+  const dc = await admin.describeConfigs({
+    resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: ['retention.ms'] }],
+    includeSynonyms: false,
+  })
+  const entries = dc.resources[0].configEntries
+  check(dc.resources[0].errorCode === 0 && entries.length === 1 && entries[0].configValue === '3600000', `describeConfigs: ${JSON.stringify(dc.resources)}`)
+  ok('describeConfigs')
+
+  const producer = kafka.producer()
+  await producer.connect()
+  await send(producer, topic, 30, 'admin')
+  await producer.disconnect()
+  const ends = await endOffsets(admin, topic)
+  check(ends[0] + ends[1] === 30, `fetchTopicOffsets: ${JSON.stringify(ends)}`)
+  ok('fetchTopicOffsets (30 records over 2 partitions)')
+
+  const groupId = `${topic}-admin-group`
+  const m = await startMember(kafka, groupId, topic, 'admin-member')
+  await waitUntil(async () => m.read.length >= 30, () => `the member read ${m.read.length} of 30`)
+  const groups = await admin.listGroups()
+  check(groups.groups.some(g => g.groupId === groupId && g.protocolType === 'consumer'), `listGroups: ${JSON.stringify(groups)}`)
+  const desc = await admin.describeGroups([groupId])
+  const g = desc.groups[0]
+  check(g.errorCode === 0 && g.state === 'Stable' && g.members.length === 1 && g.protocolType === 'consumer' && g.protocol === 'RoundRobinAssigner', `describeGroups: ${JSON.stringify(g)}`)
+  ok(`listGroups, describeGroups (Stable, one member, ${g.protocol})`)
+  let offsets
+  await waitUntil(async () => {
+    offsets = await committed(admin, groupId, topic)
+    return offsets[0] === ends[0] && offsets[1] === ends[1]
+  }, () => `fetchOffsets: ${JSON.stringify(offsets)}, log ends ${JSON.stringify(ends)}`)
+  await m.consumer.disconnect()
+  const empty = (await admin.describeGroups([groupId])).groups[0]
+  check(empty.state === 'Empty', `after the member left: ${empty.state}`)
+  await admin.deleteGroups([groupId])
+  check(!(await admin.listGroups()).groups.some(g => g.groupId === groupId), 'deleteGroups: still listed')
+  ok('fetchOffsets at the log end, the group Empty after disconnect, deleteGroups')
+
+  await admin.deleteTopics({ topics: [topic], timeout: TIMEOUT_MS })
+  await waitUntil(async () => !(await admin.listTopics()).includes(topic), () => `deleteTopics: ${topic} still listed`)
+  const cluster = await admin.describeCluster()
+  check(cluster.brokers.length >= 1 && cluster.controller !== null && cluster.clusterId, `describeCluster: ${JSON.stringify(cluster)}`)
+  ok('deleteTopics, describeCluster')
+  await admin.disconnect()
+}
+
+async function main() {
+  const [mode, bootstrap, topic] = process.argv.slice(2)
+  if (!topic) fail('usage: kafkajs_check.js <produce-consume|group|admin> <bootstrap> <topic>')
+  // The whole run is bounded even if a client call never settles.
+  setTimeout(() => fail('the run took longer than 200 s'), 200000).unref()
+  const modes = { 'produce-consume': produceConsume, group, admin: adminMode }
+  check(modes[mode], `unknown mode ${mode}`)
+  await modes[mode](bootstrap, topic)
+  process.exit(0)
+}
+
+main().catch(e => fail(e && e.stack ? e.stack.split('\n').slice(0, 4).join(' | ') : String(e)))
