@@ -14,8 +14,11 @@
 //	                 the second joining rebalances to 2 + 2, every record is read once
 //	                 across the group and the committed offsets reach the log end
 //	admin            kadm: create topic, list topics, metadata, describe configs, list
-//	                 start/end offsets, list and describe groups, fetch offsets, delete
-//	                 topic
+//	                 start/end offsets, list and describe groups, fetch offsets, lag,
+//	                 alter configs, brokers and their configs, create partitions,
+//	                 offsets by time and max timestamp (records with headers and set
+//	                 timestamps), delete records, commit and delete offsets, delete
+//	                 group, delete topic
 //
 // Prints "OK <step>" per step and exits 0, or "FAIL <why>" and exits 1. Every wait is
 // bounded.
@@ -469,6 +472,8 @@ func adminMode(bootstrap, topic string) {
 	check(described[group].State == "Empty", "after the member left: %s", described[group].State)
 	ok("FetchOffsets at the log end; the group Empty after its member left")
 
+	adminMore(bootstrap, adm, topic, group)
+
 	del, err := adm.DeleteTopic(ctxFor(timeout), topic)
 	must(err, "DeleteTopic")
 	must(del.Err, "DeleteTopic "+topic)
@@ -482,6 +487,126 @@ func adminMode(bootstrap, topic string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	ok("DeleteTopic")
+}
+
+// adminMore: the kadm calls beyond the basics, on topic (2 partitions, 30 records,
+// group's commits at the log end, the group Empty).
+func adminMore(bootstrap string, adm *kadm.Client, topic, group string) {
+	lags, err := adm.Lag(ctxFor(timeout), group)
+	must(err, "Lag")
+	lag := lags[group]
+	must(lag.DescribeErr, "Lag describe")
+	must(lag.FetchErr, "Lag fetch")
+	check(lag.Lag.Total() == 0 && lag.State == "Empty", "Lag: total %d, state %s", lag.Lag.Total(), lag.State)
+
+	seg := "20971520"
+	alt, err := adm.AlterTopicConfigs(ctxFor(timeout), []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "segment.bytes", Value: &seg}}, topic)
+	must(err, "AlterTopicConfigs")
+	for _, r := range alt {
+		must(r.Err, "AlterTopicConfigs "+r.Name)
+	}
+	configs, err := adm.DescribeTopicConfigs(ctxFor(timeout), topic)
+	must(err, "DescribeTopicConfigs")
+	rc, _ := configs.On(topic, nil)
+	values := map[string]string{}
+	for _, c := range rc.Configs {
+		values[c.Key] = c.MaybeValue()
+	}
+	check(values["segment.bytes"] == seg && values["retention.ms"] == "3600000", "after an incremental SET: segment.bytes %q, retention.ms %q", values["segment.bytes"], values["retention.ms"])
+	brokers, err := adm.ListBrokers(ctxFor(timeout))
+	must(err, "ListBrokers")
+	check(len(brokers) >= 1, "ListBrokers: %v", brokers)
+	bc, err := adm.DescribeBrokerConfigs(ctxFor(timeout), brokers[0].NodeID)
+	must(err, "DescribeBrokerConfigs")
+	check(len(bc) == 1 && bc[0].Err == nil && len(bc[0].Configs) > 0, "DescribeBrokerConfigs: %v", bc)
+	ok("Lag (0, Empty), AlterTopicConfigs SET keeps the other keys, ListBrokers, DescribeBrokerConfigs (%d keys)", len(bc[0].Configs))
+
+	cp, err := adm.CreatePartitions(ctxFor(timeout), 1, topic)
+	must(err, "CreatePartitions")
+	must(cp[topic].Err, "CreatePartitions "+topic)
+	deadline := time.Now().Add(timeout)
+	for {
+		md, err := adm.Metadata(ctxFor(10*time.Second), topic)
+		if err == nil && len(md.Topics[topic].Partitions) == 3 {
+			break
+		}
+		check(time.Now().Before(deadline), "CreatePartitions: still not 3 partitions")
+		time.Sleep(100 * time.Millisecond)
+	}
+	ok("CreatePartitions +1")
+
+	// Records with headers and chosen timestamps, to partition 2 (the new one).
+	prod := client(bootstrap, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	var recs []*kgo.Record
+	for i := range 10 {
+		recs = append(recs, &kgo.Record{Topic: topic, Partition: 2, Value: []byte(fmt.Sprint(i)), Timestamp: base.Add(time.Duration(i) * time.Minute),
+			Headers: []kgo.RecordHeader{{Key: "i", Value: []byte(fmt.Sprint(i))}, {Key: "empty", Value: nil}}})
+	}
+	must(prod.ProduceSync(ctxFor(timeout), recs...).FirstErr(), "ProduceSync to partition 2")
+	prod.Close()
+	after, err := adm.ListOffsetsAfterMilli(ctxFor(timeout), base.Add(5*time.Minute-time.Millisecond).UnixMilli(), topic)
+	must(err, "ListOffsetsAfterMilli")
+	o, _ := after.Lookup(topic, 2)
+	must(o.Err, "ListOffsetsAfterMilli partition 2")
+	check(o.Offset == 5 && o.Timestamp == base.Add(5*time.Minute).UnixMilli(), "ListOffsetsAfterMilli: offset %d timestamp %d", o.Offset, o.Timestamp)
+	maxTs, err := adm.ListMaxTimestampOffsets(ctxFor(timeout), topic)
+	must(err, "ListMaxTimestampOffsets")
+	mo, _ := maxTs.Lookup(topic, 2)
+	check(mo.Err == nil && mo.Offset == 9, "ListMaxTimestampOffsets: %+v", mo)
+	cons := client(bootstrap, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {2: kgo.NewOffset().AfterMilli(base.Add(7 * time.Minute).UnixMilli())}}))
+	var first *kgo.Record
+	deadline = time.Now().Add(timeout)
+	for first == nil {
+		check(time.Now().Before(deadline), "a consumer starting at a time read nothing")
+		fs := cons.PollFetches(ctxFor(time.Second))
+		fs.EachRecord(func(r *kgo.Record) {
+			if first == nil {
+				first = r
+			}
+		})
+	}
+	cons.Close()
+	check(first.Offset == 7 && string(first.Value) == "7" && first.Timestamp.Equal(base.Add(7*time.Minute)), "a consumer starting at a time began at %d %q %v", first.Offset, first.Value, first.Timestamp)
+	check(len(first.Headers) == 2 && first.Headers[0].Key == "i" && string(first.Headers[0].Value) == "7" && first.Headers[1].Key == "empty" && len(first.Headers[1].Value) == 0,
+		"headers read back: %+v", first.Headers)
+	ok("headers and timestamps; ListOffsetsAfterMilli, ListMaxTimestampOffsets, a consumer starting at a time")
+
+	del, err := adm.DeleteRecords(ctxFor(timeout), kadm.Offsets{topic: {2: {Topic: topic, Partition: 2, At: 4}}})
+	must(err, "DeleteRecords")
+	dr := del[topic][2]
+	must(dr.Err, "DeleteRecords partition 2")
+	check(dr.LowWatermark == 4, "DeleteRecords low watermark %d", dr.LowWatermark)
+	starts, err := adm.ListStartOffsets(ctxFor(timeout), topic)
+	must(err, "ListStartOffsets")
+	so, _ := starts.Lookup(topic, 2)
+	check(so.Offset == 4, "start offset after DeleteRecords: %d", so.Offset)
+	ok("DeleteRecords, ListStartOffsets after it")
+
+	// Offsets set and deleted by an admin, for a group with no members.
+	other := group + "-admin-set"
+	os := kadm.Offsets{}
+	os.Add(kadm.Offset{Topic: topic, Partition: 0, At: 1, LeaderEpoch: -1, Metadata: "set by kadm"})
+	must(adm.CommitAllOffsets(ctxFor(timeout), other, os), "CommitAllOffsets")
+	fetched, err := adm.FetchOffsets(ctxFor(timeout), other)
+	must(err, "FetchOffsets")
+	fo, exists := fetched.Lookup(topic, 0)
+	check(exists && fo.At == 1 && fo.Metadata == "set by kadm", "FetchOffsets after CommitAllOffsets: %+v", fo)
+	dor, err := adm.DeleteOffsets(ctxFor(timeout), other, kadm.TopicsSet{topic: {0: {}}})
+	must(err, "DeleteOffsets")
+	must(dor.Error(), "DeleteOffsets")
+	fetched, err = adm.FetchOffsets(ctxFor(timeout), other)
+	must(err, "FetchOffsets")
+	fo, exists = fetched.Lookup(topic, 0)
+	check(!exists || fo.At == -1, "FetchOffsets after DeleteOffsets: %+v", fo)
+	dg, err := adm.DeleteGroup(ctxFor(timeout), group)
+	must(err, "DeleteGroup")
+	must(dg.Err, "DeleteGroup "+group)
+	listed, err := adm.ListGroups(ctxFor(timeout))
+	must(err, "ListGroups")
+	_, still := listed[group]
+	check(!still, "DeleteGroup: %s still listed", group)
+	ok("CommitAllOffsets with metadata, DeleteOffsets, DeleteGroup")
 }
 
 func main() {
