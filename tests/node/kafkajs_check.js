@@ -15,7 +15,10 @@
 //   admin            createTopics (with a config; again: false), listTopics,
 //                    fetchTopicMetadata, describeConfigs, fetchTopicOffsets,
 //                    listGroups, describeGroups, fetchOffsets, deleteGroups,
-//                    deleteTopics, describeCluster
+//                    alterConfigs, createPartitions, fetchTopicOffsetsByTimestamp,
+//                    deleteTopicRecords, setOffsets and resetOffsets (with a consumer
+//                    starting at the set offsets, pausing and seeking, reading back
+//                    headers and timestamps), deleteTopics, describeCluster
 //
 // Prints "OK <step>" per step and exits 0, or "FAIL <why>" and exits 1. Every wait is
 // bounded, and the whole run too.
@@ -269,12 +272,105 @@ async function adminMode(bootstrap, topic) {
   check(!(await admin.listGroups()).groups.some(g => g.groupId === groupId), 'deleteGroups: still listed')
   ok('fetchOffsets at the log end, the group Empty after disconnect, deleteGroups')
 
+  await adminMore(kafka, admin, topic, groupId, ends)
+
   await admin.deleteTopics({ topics: [topic], timeout: TIMEOUT_MS })
   await waitUntil(async () => !(await admin.listTopics()).includes(topic), () => `deleteTopics: ${topic} still listed`)
   const cluster = await admin.describeCluster()
   check(cluster.brokers.length >= 1 && cluster.controller !== null && cluster.clusterId, `describeCluster: ${JSON.stringify(cluster)}`)
   ok('deleteTopics, describeCluster')
   await admin.disconnect()
+}
+
+// The admin calls beyond the basics, on topic (2 partitions, 30 records, groupId
+// deleted): configs, partitions, offsets by time, records, group offsets set and
+// reset by an admin; a consumer honouring them, with headers, seek and pause.
+async function adminMore(kafka, admin, topic, groupId, ends) {
+  await admin.alterConfigs({
+    validateOnly: false,
+    resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configEntries: [{ name: 'segment.bytes', value: '20971520' }] }],
+  })
+  const dc = await admin.describeConfigs({
+    resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: ['segment.bytes', 'retention.ms'] }],
+    includeSynonyms: false,
+  })
+  const values = Object.fromEntries(dc.resources[0].configEntries.map(e => [e.configName, e.configValue]))
+  // AlterConfigs replaces the topic's whole set of configs, on Kafka as on Karst.
+  check(values['segment.bytes'] === '20971520' && values['retention.ms'] === '604800000', `after alterConfigs: ${JSON.stringify(values)}`)
+  await admin.createPartitions({ topicPartitions: [{ topic, count: 3 }], timeout: TIMEOUT_MS })
+  await waitUntil(async () => (await admin.fetchTopicMetadata({ topics: [topic] })).topics[0].partitions.length === 3, () => 'createPartitions: still not 3 partitions')
+  ok('alterConfigs (replaces the set), createPartitions 2 -> 3')
+
+  // Ten records with headers and timestamps a minute apart, to the new partition 2.
+  const base = Date.now() - 3600000
+  const producer = kafka.producer()
+  await producer.connect()
+  await producer.send({
+    topic,
+    acks: -1,
+    messages: Array.from({ length: 10 }, (_, i) => ({
+      partition: 2,
+      value: `t${i}`,
+      timestamp: String(base + i * 60000),
+      headers: { i: String(i), empty: '' },
+    })),
+  })
+  await producer.disconnect()
+  const byTime = await admin.fetchTopicOffsetsByTimestamp(topic, base + 5 * 60000 - 1)
+  const p2 = byTime.find(p => p.partition === 2)
+  check(p2 && Number(p2.offset) === 5, `fetchTopicOffsetsByTimestamp: ${JSON.stringify(byTime)}`)
+  await admin.deleteTopicRecords({ topic, partitions: [{ partition: 2, offset: '3' }] })
+  const after = (await admin.fetchTopicOffsets(topic)).find(p => p.partition === 2)
+  check(Number(after.low) === 3 && Number(after.high) === 10, `after deleteTopicRecords: ${JSON.stringify(after)}`)
+  ok('headers and timestamps; fetchTopicOffsetsByTimestamp, deleteTopicRecords')
+
+  const other = `${groupId}-set`
+  await admin.setOffsets({ groupId: other, topic, partitions: [{ partition: 2, offset: '7' }, { partition: 0, offset: '1' }] })
+  let committedNow = await committed(admin, other, topic)
+  check(committedNow[2] === 7 && committedNow[0] === 1, `fetchOffsets after setOffsets: ${JSON.stringify(committedNow)}`)
+  const consumer = kafka.consumer({ groupId: other, sessionTimeout: 10000, heartbeatInterval: 500, maxWaitTimeInMs: 200 })
+  const read = []
+  let paused = false
+  await consumer.connect()
+  await consumer.subscribe({ topics: [topic], fromBeginning: true })
+  await consumer.run({
+    autoCommit: false,
+    eachMessage: async ({ partition, message }) => {
+      read.push({ partition, offset: Number(message.offset), headers: message.headers, timestamp: Number(message.timestamp) })
+      if (partition === 0 && !paused) {
+        // Partition 0 pauses after its first record: nothing more comes from it.
+        paused = true
+        consumer.pause([{ topic, partitions: [0] }])
+      }
+    },
+  })
+  await waitUntil(async () => read.some(r => r.partition === 2 && r.offset === 9) && paused, () => `the consumer of the set offsets read ${JSON.stringify(read.map(r => [r.partition, r.offset]))}`)
+  const fromTwo = read.filter(r => r.partition === 2)
+  check(fromTwo[0].offset === 7, `partition 2 began at ${fromTwo[0].offset}, not the set 7`)
+  const h = fromTwo[0].headers
+  check(h.i.toString() === '7' && h.empty.toString() === '' && fromTwo[0].timestamp === base + 7 * 60000, `headers and timestamp read back: ${JSON.stringify(fromTwo[0])}`)
+  check(read.filter(r => r.partition === 0).length === 1 && read.find(r => r.partition === 0).offset === 1, `partition 0 (set to 1, paused): ${JSON.stringify(read.filter(r => r.partition === 0))}`)
+  // seek to the start of partition 2 (the log start after deleteTopicRecords).
+  const before = read.length
+  consumer.seek({ topic, partition: 2, offset: '3' })
+  await waitUntil(async () => read.slice(before).some(r => r.partition === 2 && r.offset === 9), () => 'nothing read again after seek')
+  const again = read.slice(before).filter(r => r.partition === 2)
+  check(again[0].offset === 3, `after seek to 3, partition 2 read from ${again[0].offset}`)
+  await consumer.disconnect()
+  ok('setOffsets, a member starting at them, pause, seek; headers and timestamps read back')
+
+  // resetOffsets commits -2 (earliest) as the offset itself; fetchOffsets with
+  // resolveOffsets replaces it with each partition's log start and commits that.
+  await admin.resetOffsets({ groupId: other, topic, earliest: true })
+  committedNow = await committed(admin, other, topic)
+  check([0, 1, 2].every(p => committedNow[p] === -2), `fetchOffsets after resetOffsets earliest: ${JSON.stringify(committedNow)}`)
+  await admin.fetchOffsets({ groupId: other, topics: [topic], resolveOffsets: true })
+  committedNow = await committed(admin, other, topic)
+  check(committedNow[0] === 0 && committedNow[1] === 0 && committedNow[2] === 3, `fetchOffsets after resolving: ${JSON.stringify(committedNow)}`)
+  const resolved = await admin.fetchOffsets({ groupId: `${groupId}-never`, topics: [topic], resolveOffsets: false })
+  check(resolved[0].partitions.every(p => Number(p.offset) === -1), `fetchOffsets of a group that never committed: ${JSON.stringify(resolved)}`)
+  await admin.deleteGroups([other])
+  ok('resetOffsets earliest (-2 committed), fetchOffsets resolving it to the log starts, fetchOffsets of an unknown group (-1), deleteGroups')
 }
 
 async function main() {
