@@ -21,8 +21,17 @@ fn kafka_go_group_readers_rebalance() -> Result<()> {
 }
 
 /// Client: CreateTopics, Metadata, DescribeConfigs, ListOffsets, ListGroups,
-/// DescribeGroups, OffsetFetch, DeleteTopics.
+/// DescribeGroups, OffsetFetch, IncrementalAlterConfigs, CreatePartitions,
+/// OffsetCommit, OffsetDelete, DeleteGroups, DeleteTopics.
 #[test]
 fn kafka_go_client_admin() -> Result<()> {
     go_scenario_on_both("kafkago", "admin")
+}
+
+/// The low-level Conn (kafka-go's own API versions): writes with headers and times,
+/// offsets by time, Seek, ReadBatch across a plain and a snappy batch; a Reader set at
+/// a time.
+#[test]
+fn kafka_go_conn_and_reader_at_a_time() -> Result<()> {
+    go_scenario_on_both("kafkago", "conn")
 }

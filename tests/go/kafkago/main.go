@@ -1,7 +1,7 @@
 // kafkago: segmentio/kafka-go (v0.4.51) against a broker, run by
 // tests/tests/kafka_go.rs against Karst and against Apache Kafka.
 //
-//	kafkago <produce-consume|group|admin> <bootstrap> <topic>
+//	kafkago <produce-consume|group|admin|conn> <bootstrap> <topic>
 //
 // Modes:
 //
@@ -14,7 +14,13 @@
 //	                 the log end (ListOffsets)
 //	admin            Client: CreateTopics (with a config; again: TOPIC_ALREADY_EXISTS),
 //	                 Metadata, DescribeConfigs, ListOffsets, ListGroups, DescribeGroups,
-//	                 OffsetFetch, DeleteTopics
+//	                 OffsetFetch, IncrementalAlterConfigs, CreatePartitions,
+//	                 OffsetCommit without a member, OffsetDelete, DeleteGroups,
+//	                 DeleteTopics
+//	conn             the low-level Conn to a partition leader (its own, older API
+//	                 versions): writes with headers and times (plain and snappy),
+//	                 offsets first, last and by time, Seek, ReadBatch, ReadMessage,
+//	                 partitions, brokers, controller; a Reader set at a time
 //
 // Prints "OK <step>" per step and exits 0, or "FAIL <why>" and exits 1. Every wait is
 // bounded.
@@ -445,6 +451,8 @@ func adminMode(bootstrap, topic string) {
 	m.close()
 	ok("OffsetFetch at the log end")
 
+	adminMore(c, topic, group, ends)
+
 	del, err := c.DeleteTopics(ctxFor(timeout), &kafka.DeleteTopicsRequest{Topics: []string{topic}})
 	must(err, "DeleteTopics")
 	must(del.Errors[topic], "DeleteTopics "+topic)
@@ -466,9 +474,137 @@ func adminMode(bootstrap, topic string) {
 	ok("DeleteTopics")
 }
 
+// adminMore: the Client calls beyond the basics, on topic (2 partitions whose log
+// ends are ends; group committed at them, its member gone).
+func adminMore(c *kafka.Client, topic, group string, ends map[int]int64) {
+	ia, err := c.IncrementalAlterConfigs(ctxFor(timeout), &kafka.IncrementalAlterConfigsRequest{Resources: []kafka.IncrementalAlterConfigsRequestResource{{
+		ResourceType: kafka.ResourceTypeTopic, ResourceName: topic,
+		Configs: []kafka.IncrementalAlterConfigsRequestConfig{{Name: "segment.bytes", Value: "20971520", ConfigOperation: kafka.ConfigOperationSet}},
+	}}})
+	must(err, "IncrementalAlterConfigs")
+	check(len(ia.Resources) == 1 && ia.Resources[0].Error == nil, "IncrementalAlterConfigs: %+v", ia.Resources)
+	cp, err := c.CreatePartitions(ctxFor(timeout), &kafka.CreatePartitionsRequest{Topics: []kafka.TopicPartitionsConfig{{Name: topic, Count: 3}}})
+	must(err, "CreatePartitions")
+	must(cp.Errors[topic], "CreatePartitions "+topic)
+	deadline := time.Now().Add(timeout)
+	for {
+		md, err := c.Metadata(ctxFor(10*time.Second), &kafka.MetadataRequest{Topics: []string{topic}})
+		if err == nil && len(md.Topics) == 1 && len(md.Topics[0].Partitions) == 3 {
+			break
+		}
+		check(time.Now().Before(deadline), "CreatePartitions: still not 3 partitions")
+		time.Sleep(100 * time.Millisecond)
+	}
+	ok("IncrementalAlterConfigs SET, CreatePartitions 2 -> 3")
+
+	other := group + "-set"
+	oc, err := c.OffsetCommit(ctxFor(timeout), &kafka.OffsetCommitRequest{GroupID: other, GenerationID: -1, Topics: map[string][]kafka.OffsetCommit{
+		topic: {{Partition: 0, Offset: 1, Metadata: "set by kafka-go"}, {Partition: 1, Offset: 2}},
+	}})
+	must(err, "OffsetCommit")
+	for _, p := range oc.Topics[topic] {
+		must(p.Error, "OffsetCommit partition")
+	}
+	got := committed(c, other, topic, 3)
+	check(got[0] == 1 && got[1] == 2 && got[2] == -1, "OffsetFetch after a commit without a member: %v", got)
+	od, err := c.OffsetDelete(ctxFor(timeout), &kafka.OffsetDeleteRequest{GroupID: other, Topics: map[string][]int{topic: {0}}})
+	must(err, "OffsetDelete")
+	must(od.Error, "OffsetDelete")
+	for _, p := range od.Topics[topic] {
+		must(p.Error, "OffsetDelete partition")
+	}
+	got = committed(c, other, topic, 3)
+	check(got[0] == -1 && got[1] == 2, "OffsetFetch after OffsetDelete: %v", got)
+	dg, err := c.DeleteGroups(ctxFor(timeout), &kafka.DeleteGroupsRequest{GroupIDs: []string{other, group}})
+	must(err, "DeleteGroups")
+	must(dg.Errors[other], "DeleteGroups "+other)
+	must(dg.Errors[group], "DeleteGroups "+group)
+	lg, err := c.ListGroups(ctxFor(timeout), &kafka.ListGroupsRequest{})
+	must(err, "ListGroups")
+	for _, g := range lg.Groups {
+		check(g.GroupID != other && g.GroupID != group, "DeleteGroups: %s still listed", g.GroupID)
+	}
+	ok("OffsetCommit without a member, OffsetDelete, DeleteGroups")
+}
+
+// connMode: the low-level Conn to a partition leader, which speaks its own (older)
+// API versions: write with headers and times, read offsets first, last and by time,
+// seek, read a batch, partitions and brokers.
+func connMode(bootstrap, topic string) {
+	c := client(bootstrap)
+	createTopic(c, topic, 2)
+	conn, err := kafka.DialLeader(ctxFor(timeout), "tcp", bootstrap, topic, 1)
+	must(err, "DialLeader")
+	defer conn.Close()
+	must(conn.SetDeadline(time.Now().Add(timeout)), "SetDeadline")
+	versions, err := conn.ApiVersions()
+	must(err, "ApiVersions")
+	check(len(versions) > 10, "ApiVersions: %d APIs", len(versions))
+	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	var msgs []kafka.Message
+	for i := range 20 {
+		msgs = append(msgs, kafka.Message{Value: []byte(fmt.Sprint(i)), Time: base.Add(time.Duration(i) * time.Minute),
+			Headers: []kafka.Header{{Key: "i", Value: []byte(fmt.Sprint(i))}}})
+	}
+	_, err = conn.WriteMessages(msgs[:10]...)
+	must(err, "Conn.WriteMessages")
+	_, err = conn.WriteCompressedMessages(kafka.Snappy.Codec(), msgs[10:]...)
+	must(err, "Conn.WriteCompressedMessages")
+	first, last, err := conn.ReadOffsets()
+	must(err, "ReadOffsets")
+	check(first == 0 && last == 20, "ReadOffsets: %d..%d", first, last)
+	at, err := conn.ReadOffset(base.Add(12*time.Minute - time.Millisecond))
+	must(err, "ReadOffset")
+	check(at == 12, "ReadOffset by time: %d", at)
+	ok("DialLeader, ApiVersions, WriteMessages and WriteCompressedMessages (snappy) with headers and times, ReadOffsets, ReadOffset by time")
+
+	_, err = conn.Seek(5, kafka.SeekAbsolute)
+	must(err, "Seek")
+	batch := conn.ReadBatch(1, 1<<20)
+	var read []kafka.Message
+	for {
+		m, err := batch.ReadMessage()
+		if err != nil {
+			break
+		}
+		read = append(read, m)
+	}
+	must(batch.Close(), "Batch.Close")
+	check(len(read) > 0 && read[0].Offset == 5 && string(read[0].Value) == "5", "ReadBatch after Seek(5): %d messages, first %+v", len(read), read)
+	m := read[0]
+	check(m.Time.Equal(base.Add(5*time.Minute)) && len(m.Headers) == 1 && string(m.Headers[0].Value) == "5", "message 5 read back: time %v, headers %v", m.Time, m.Headers)
+	for len(read) < 15 {
+		m, err := conn.ReadMessage(1 << 20)
+		must(err, "ReadMessage")
+		read = append(read, m)
+	}
+	for i, m := range read {
+		check(m.Offset == int64(5+i) && string(m.Value) == fmt.Sprint(5+i), "message %d read back as offset %d value %q", 5+i, m.Offset, m.Value)
+	}
+	ok("Seek, ReadBatch and ReadMessage across the uncompressed and the snappy batch, times and headers kept")
+
+	parts, err := conn.ReadPartitions(topic)
+	must(err, "ReadPartitions")
+	check(len(parts) == 2, "ReadPartitions: %v", parts)
+	brokers, err := conn.Brokers()
+	must(err, "Brokers")
+	controller, err := conn.Controller()
+	must(err, "Controller")
+	check(len(brokers) >= 1 && controller.ID == brokers[0].ID, "Brokers %v, Controller %v", brokers, controller)
+	ok("ReadPartitions, Brokers, Controller")
+
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{bootstrap}, Topic: topic, Partition: 1, MaxWait: 200 * time.Millisecond})
+	defer r.Close()
+	must(r.SetOffsetAt(ctxFor(timeout), base.Add(17*time.Minute)), "Reader.SetOffsetAt")
+	rm, err := r.ReadMessage(ctxFor(timeout))
+	must(err, "Reader.ReadMessage")
+	check(rm.Offset == 17, "a Reader set at a time read offset %d first", rm.Offset)
+	ok("Reader.SetOffsetAt")
+}
+
 func main() {
 	if len(os.Args) != 4 {
-		fail("usage: kafkago <produce-consume|group|admin> <bootstrap> <topic>")
+		fail("usage: kafkago <produce-consume|group|admin|conn> <bootstrap> <topic>")
 	}
 	mode, bootstrap, topic := os.Args[1], os.Args[2], os.Args[3]
 	switch mode {
@@ -478,6 +614,8 @@ func main() {
 		groupMode(bootstrap, topic)
 	case "admin":
 		adminMode(bootstrap, topic)
+	case "conn":
+		connMode(bootstrap, topic)
 	default:
 		fail("unknown mode %s", mode)
 	}
