@@ -28,3 +28,11 @@ fn sarama_current_consumer_group_rebalances() -> Result<()> {
 fn sarama_current_cluster_admin() -> Result<()> {
     go_scenario_on_both("sarama", "admin")
 }
+
+/// AsyncProducer with headers and set timestamps, GetOffset by time, a
+/// PartitionConsumer from the middle, an OffsetManager with metadata, and a static
+/// member (Consumer.Group.InstanceId) whose successor gets its partitions back.
+#[test]
+fn sarama_current_offsets_and_static_member() -> Result<()> {
+    go_scenario_on_both("sarama", "offsets")
+}

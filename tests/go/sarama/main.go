@@ -2,7 +2,7 @@
 // tests/tests/sarama_current.rs against Karst and against Apache Kafka. Debian's
 // sarama 1.22 programs under tests/sarama/ stay as they are; this one is a Go module.
 //
-//	sarama <produce-consume|group|admin> <bootstrap> <topic>
+//	sarama <produce-consume|group|admin|offsets> <bootstrap> <topic>
 //
 // Modes:
 //
@@ -12,11 +12,15 @@
 //	group            two ConsumerGroup members (range, eager): the first alone takes
 //	                 all four partitions and commits, the second joining rebalances to
 //	                 2 + 2, every record is read once across the group and the committed
-//	                 offsets reach the log end; then the same with cooperative-sticky
+//	                 offsets reach the log end, and the second leaving gives the first
+//	                 all four back; then the same with cooperative-sticky
 //	admin            ClusterAdmin: create topic, list and describe topics, describe
 //	                 cluster, describe and alter configs, create partitions, list and
 //	                 describe groups, list group offsets, delete records, delete group,
 //	                 delete topic
+//	offsets          an AsyncProducer with headers and set timestamps, GetOffset by
+//	                 time, a PartitionConsumer from the middle, an OffsetManager
+//	                 committing with metadata, a static member (InstanceId)
 //
 // Prints "OK <step>" per step and exits 0, or "FAIL <why>" and exits 1. Every wait is
 // bounded.
@@ -397,7 +401,25 @@ func groupScenario(bootstrap, topic string, strategy sarama.BalanceStrategy) {
 	mb.mu.Unlock()
 	check(sameSet(all, sent), "%s: the group read %d records, not the %d sent once each", name, len(all), len(sent))
 	ok("%s: all %d read once across the group, each member from its own partitions, commits at the log end", name, len(sent))
+
+	// The second member leaves (LeaveGroup on Close): the first takes all four back.
 	mb.stop()
+	sent = append(sent, send(bootstrap, c, topic, 100, "g3")...)
+	deadline = time.Now().Add(timeout)
+	for {
+		claims, na, _ := ma.state()
+		_, nb, _ := mb.state()
+		if len(claims) == 4 && na+nb >= len(sent) {
+			break
+		}
+		check(time.Now().Before(deadline), "%s: after the second member left: A %v, %d of %d read", name, claims, na+nb, len(sent))
+		time.Sleep(50 * time.Millisecond)
+	}
+	ma.mu.Lock()
+	all = append(append([]got(nil), ma.read...), mb.read...)
+	ma.mu.Unlock()
+	check(sameSet(all, sent), "%s: after the second member left, the group read %d records, not the %d sent once each", name, len(all), len(sent))
+	ok("%s: second member left: the first has all 4 partitions again and read the next 100, each record once", name)
 	ma.stop()
 }
 
@@ -562,9 +584,140 @@ func adminMode(bootstrap, topic string) {
 	ok("DeleteTopic")
 }
 
+// offsetsMode: an AsyncProducer writing records with headers and set timestamps,
+// GetOffset by time, a PartitionConsumer from the middle reading them back, an
+// OffsetManager committing and reading offsets with metadata, and a static group
+// member (Consumer.Group.InstanceId) coming back to the same partitions.
+func offsetsMode(bootstrap, topic string) {
+	recent := sarama.MaxVersion
+	a := admin(bootstrap, &recent)
+	defer a.Close()
+	createTopic(a, topic, 2)
+
+	c := config(&recent)
+	c.Producer.Partitioner = sarama.NewManualPartitioner
+	c.Producer.Return.Errors = true
+	p, err := sarama.NewAsyncProducer([]string{bootstrap}, c)
+	must(err, "NewAsyncProducer")
+	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	for i := range 20 {
+		p.Input() <- &sarama.ProducerMessage{Topic: topic, Partition: 0, Value: sarama.StringEncoder(fmt.Sprint(i)), Timestamp: base.Add(time.Duration(i) * time.Minute),
+			Headers: []sarama.RecordHeader{{Key: []byte("i"), Value: []byte(fmt.Sprint(i))}}}
+	}
+	for range 20 {
+		select {
+		case <-p.Successes():
+		case e := <-p.Errors():
+			fail("AsyncProducer: %v", e.Err)
+		case <-time.After(timeout):
+			fail("AsyncProducer: no acknowledgement")
+		}
+	}
+	must(p.Close(), "AsyncProducer.Close")
+	client, err := sarama.NewClient([]string{bootstrap}, config(&recent))
+	must(err, "NewClient")
+	defer client.Close()
+	at, err := client.GetOffset(topic, 0, base.Add(12*time.Minute-time.Millisecond).UnixMilli())
+	must(err, "GetOffset by time")
+	check(at == 12, "GetOffset by time: %d", at)
+	ok("AsyncProducer with headers and set timestamps, GetOffset by time")
+
+	consumer, err := sarama.NewConsumerFromClient(client)
+	must(err, "NewConsumerFromClient")
+	pc, err := consumer.ConsumePartition(topic, 0, 12)
+	must(err, "ConsumePartition")
+	select {
+	case m := <-pc.Messages():
+		check(m.Offset == 12 && string(m.Value) == "12" && m.Timestamp.Equal(base.Add(12*time.Minute)) && len(m.Headers) == 1 && string(m.Headers[0].Value) == "12",
+			"message 12 read back as offset %d value %q time %v headers %v", m.Offset, m.Value, m.Timestamp, m.Headers)
+	case <-time.After(timeout):
+		fail("PartitionConsumer from 12: nothing")
+	}
+	must(pc.Close(), "PartitionConsumer.Close")
+	must(consumer.Close(), "Consumer.Close")
+	ok("PartitionConsumer from the middle: offset, value, timestamp and headers kept")
+
+	group := topic + "-offsets"
+	om, err := sarama.NewOffsetManagerFromClient(group, client)
+	must(err, "NewOffsetManagerFromClient")
+	pom, err := om.ManagePartition(topic, 0)
+	must(err, "ManagePartition")
+	next, _ := pom.NextOffset()
+	check(next == sarama.OffsetOldest, "NextOffset of a group without commits: %d", next)
+	pom.MarkOffset(7, "seven")
+	om.Commit()
+	must(pom.Close(), "PartitionOffsetManager.Close")
+	must(om.Close(), "OffsetManager.Close")
+	offsets, err := a.ListConsumerGroupOffsets(group, map[string][]int32{topic: {0, 1}})
+	must(err, "ListConsumerGroupOffsets")
+	b0, b1 := offsets.GetBlock(topic, 0), offsets.GetBlock(topic, 1)
+	check(b0 != nil && b0.Offset == 7 && b0.Metadata == "seven" && b1 != nil && b1.Offset == -1, "ListConsumerGroupOffsets: %+v %+v", b0, b1)
+	om, err = sarama.NewOffsetManagerFromClient(group, client)
+	must(err, "NewOffsetManagerFromClient")
+	pom, err = om.ManagePartition(topic, 0)
+	must(err, "ManagePartition")
+	next, meta := pom.NextOffset()
+	check(next == 7 && meta == "seven", "NextOffset after the commit: %d %q", next, meta)
+	must(pom.Close(), "PartitionOffsetManager.Close")
+	must(om.Close(), "OffsetManager.Close")
+	ok("OffsetManager: MarkOffset with metadata, Commit, NextOffset in a new manager")
+
+	// A static member leaves no gap: its successor with the same instance id gets the
+	// same partitions back.
+	static := func() *member {
+		sc := config(&recent)
+		sc.ClientID = "static"
+		sc.Consumer.Offsets.AutoCommit.Enable = false
+		sc.Consumer.Group.InstanceId = "static-1"
+		sc.Consumer.Group.Session.Timeout = 30 * time.Second
+		g, err := sarama.NewConsumerGroup([]string{bootstrap}, group+"-static", sc)
+		must(err, "NewConsumerGroup (static)")
+		ctx, cancel := context.WithCancel(context.Background())
+		m := &member{name: "static", topic: topic, group: g, cancel: cancel, done: make(chan struct{})}
+		go func() {
+			defer close(m.done)
+			for ctx.Err() == nil {
+				if err := g.Consume(ctx, []string{topic}, m); err != nil && ctx.Err() == nil {
+					fmt.Printf("static: Consume: %v\n", err)
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+		}()
+		return m
+	}
+	waitClaims := func(m *member, what string) {
+		deadline := time.Now().Add(timeout)
+		for {
+			claims, _, _ := m.state()
+			if len(claims) == 2 {
+				return
+			}
+			check(time.Now().Before(deadline), "%s: claims %v", what, claims)
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	first := static()
+	waitClaims(first, "the static member")
+	desc, err := a.DescribeConsumerGroups([]string{group + "-static"})
+	must(err, "DescribeConsumerGroups")
+	check(len(desc) == 1 && len(desc[0].Members) == 1, "DescribeConsumerGroups: %+v", desc)
+	var instance string
+	for _, m := range desc[0].Members {
+		if m.GroupInstanceId != nil {
+			instance = *m.GroupInstanceId
+		}
+	}
+	check(instance == "static-1", "DescribeConsumerGroups: the member's instance id is %q", instance)
+	first.stop()
+	second := static()
+	waitClaims(second, "the static member's successor")
+	second.stop()
+	ok("a static member (InstanceId) described with its instance id; its successor gets both partitions")
+}
+
 func main() {
 	if len(os.Args) != 4 {
-		fail("usage: sarama <produce-consume|group|admin> <bootstrap> <topic>")
+		fail("usage: sarama <produce-consume|group|admin|offsets> <bootstrap> <topic>")
 	}
 	if os.Getenv("SARAMA_LOG") != "" {
 		sarama.Logger = log.New(os.Stderr, "[sarama] ", log.Lmicroseconds)
@@ -578,6 +731,8 @@ func main() {
 		groupScenario(bootstrap, topic+"-coop", sarama.NewBalanceStrategyCooperativeSticky())
 	case "admin":
 		adminMode(bootstrap, topic)
+	case "offsets":
+		offsetsMode(bootstrap, topic)
 	default:
 		fail("unknown mode %s", mode)
 	}
