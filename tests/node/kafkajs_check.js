@@ -11,7 +11,8 @@
 //   group            two consumers in one group (KafkaJS's round-robin assigner, eager):
 //                    the first alone is assigned all four partitions and commits, the
 //                    second joining rebalances to 2 + 2 (GROUP_JOIN events), every
-//                    record is read once across the group, commits reach the log end
+//                    record is read once across the group, commits reach the log end;
+//                    the second leaving gives the first all four back
 //   admin            createTopics (with a config; again: false), listTopics,
 //                    fetchTopicMetadata, describeConfigs, fetchTopicOffsets,
 //                    listGroups, describeGroups, fetchOffsets, deleteGroups,
@@ -217,7 +218,14 @@ async function group(bootstrap, topic) {
   const all = a.read.concat(b.read)
   check(sameSet(all, sent), `the group read ${all.length} records, not the ${sent.length} sent once each`)
   ok(`all ${sent.length} read once across the group, each member from its own partitions, commits at the log end`)
+
+  // The second member leaves (LeaveGroup on disconnect): the first takes all four back.
   await b.consumer.disconnect()
+  sent = sent.concat(await send(producer, topic, 100, 'g3'))
+  await waitUntil(async () => a.assigned.length === 4 && a.read.length + b.read.length >= sent.length, () => `after the second member left: A ${a.assigned}, ${a.read.length + b.read.length} of ${sent.length} read`)
+  const total = a.read.concat(b.read)
+  check(sameSet(total, sent), `after the second member left, the group read ${total.length} records, not the ${sent.length} sent once each`)
+  ok('second member left: the first has all 4 partitions again and read the next 100, each record once')
   await a.consumer.disconnect()
   await producer.disconnect()
   await admin.disconnect()

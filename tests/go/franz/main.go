@@ -12,7 +12,8 @@
 //	group            two members of one group (kgo's default cooperative-sticky
 //	                 balancer): the first alone takes all four partitions and commits,
 //	                 the second joining rebalances to 2 + 2, every record is read once
-//	                 across the group and the committed offsets reach the log end
+//	                 across the group and the committed offsets reach the log end;
+//	                 the second leaving gives the first all four back
 //	admin            kadm: create topic, list topics, metadata, describe configs, list
 //	                 start/end offsets, list and describe groups, fetch offsets, lag,
 //	                 alter configs, brokers and their configs, create partitions,
@@ -378,8 +379,20 @@ func groupMode(bootstrap, topic string) {
 		check(exists && c.Err == nil && c.At == end.Offset, "partition %d: committed %v, log end %d", p, c, end.Offset)
 	}
 	ok("committed offsets at the log end of every partition")
-	a.cl.Close()
+
+	// The second member leaves (LeaveGroup on Close): the first takes all four back.
 	b.cl.Close()
+	more = send(prod, topic, 100, "g3")
+	sent = append(sent, more...)
+	deadline = time.Now().Add(timeout)
+	for len(a.parts()) != 4 || len(a.read)+len(b.read) < len(sent) {
+		check(time.Now().Before(deadline), "after the second member left: A %v, %d of %d read", a.parts(), len(a.read)+len(b.read), len(sent))
+		a.poll()
+	}
+	all = append(append([]got(nil), a.read...), b.read...)
+	check(sameSet(all, sent), "after the second member left, the group read %d records, not the %d sent once each", len(all), len(sent))
+	ok("second member left: the first has all 4 partitions again and read the next 100, each record once")
+	a.cl.Close()
 	prod.Close()
 }
 

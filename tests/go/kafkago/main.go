@@ -11,7 +11,8 @@
 //	                 all four partitions and commits what it read, the second joining
 //	                 rebalances to 2 + 2 (seen with DescribeGroups), every record is read
 //	                 once across the group and the committed offsets (OffsetFetch) reach
-//	                 the log end (ListOffsets)
+//	                 the log end (ListOffsets); the second leaving gives the first all
+//	                 four back
 //	admin            Client: CreateTopics (with a config; again: TOPIC_ALREADY_EXISTS),
 //	                 Metadata, DescribeConfigs, ListOffsets, ListGroups, DescribeGroups,
 //	                 OffsetFetch, IncrementalAlterConfigs, CreatePartitions,
@@ -391,7 +392,29 @@ func groupMode(bootstrap, topic string) {
 	b.mu.Unlock()
 	check(sameSet(all, sent), "the group read %d records, not the %d written once each", len(all), len(sent))
 	ok("all %d read once across the group, each member from its own partitions, commits at the log end", len(sent))
+
+	// The second member leaves (LeaveGroup on Close): the first takes all four back.
 	b.close()
+	deadline = time.Now().Add(timeout)
+	for {
+		as, state = assignments(c, group, topic)
+		if state == "Stable" && len(as) == 1 && len(as["member-a"]) == 4 {
+			break
+		}
+		check(time.Now().Before(deadline), "after the second member left: %s %v", state, as)
+		time.Sleep(100 * time.Millisecond)
+	}
+	sent = append(sent, send(w, 100, "g3")...)
+	deadline = time.Now().Add(timeout)
+	for a.count()+b.count() < len(sent) {
+		check(time.Now().Before(deadline), "after the second member left: %d of %d read", a.count()+b.count(), len(sent))
+		time.Sleep(50 * time.Millisecond)
+	}
+	a.mu.Lock()
+	all = append(append([]got(nil), a.read...), b.read...)
+	a.mu.Unlock()
+	check(sameSet(all, sent), "after the second member left, the group read %d records, not the %d written once each", len(all), len(sent))
+	ok("second member left: the first has all 4 partitions again and read the next 100, each record once")
 	a.close()
 }
 
