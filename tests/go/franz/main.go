@@ -8,7 +8,9 @@
 //	produce-consume  kgo's default producer (idempotent, acks=all) and one with acks=1
 //	                 and no idempotence, each codec; a direct consumer reads every record
 //	                 back in per-key order; a group member reads and commits, and a new
-//	                 member of the group resumes after the commit
+//	                 member of the group resumes after the commit; then 20000 records
+//	                 in small idempotent batches five in flight, acks=0, a 900 kB
+//	                 record, and a consumer whose fetch limit is below its size
 //	group            two members of one group (kgo's default cooperative-sticky
 //	                 balancer): the first alone takes all four partitions and commits,
 //	                 the second joining rebalances to 2 + 2, every record is read once
@@ -214,6 +216,90 @@ func produceConsume(bootstrap, topic string) {
 	check(sameSet(read, second), "a new member resumed elsewhere than the commit: first %v", read[0])
 	m.Close()
 	ok("a new member resumed after the committed offsets: 50 new records")
+
+	edges(bootstrap, topic+"-edges")
+}
+
+// edges: many pipelined idempotent batches, acks=0, a record near the size limit,
+// and a consumer whose per-partition fetch limit is below one record's size.
+func edges(bootstrap, topic string) {
+	adm := kadm.NewClient(client(bootstrap))
+	defer adm.Close()
+	createTopic(adm, topic, 3)
+
+	// Small batches, up to five in flight per broker (kgo with idempotence, Kafka 1.0+):
+	// the broker sees sequence numbers of several batches of one partition at once.
+	prod := client(bootstrap, kgo.ProducerBatchMaxBytes(2048), kgo.ProducerLinger(0))
+	var wg sync.WaitGroup
+	var errMu sync.Mutex
+	var firstErr error
+	const n = 20000
+	values := make([]string, n)
+	for i := range n {
+		values[i] = fmt.Sprintf("pipelined-%05d", i)
+		wg.Add(1)
+		prod.Produce(context.Background(), &kgo.Record{Topic: topic, Key: []byte(fmt.Sprintf("k%d", i%11)), Value: []byte(values[i])}, func(_ *kgo.Record, err error) {
+			defer wg.Done()
+			if err != nil {
+				errMu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				errMu.Unlock()
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * timeout):
+		fail("20000 pipelined records not all acknowledged")
+	}
+	must(firstErr, "pipelined produce")
+	prod.Close()
+	ends, err := adm.ListEndOffsets(ctxFor(timeout), topic)
+	must(err, "ListEndOffsets")
+	total := int64(0)
+	ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
+	check(total == n, "%d records in the log after %d acknowledged, idempotently", total, n)
+	ok("20000 records in 2 KiB batches, 5 in flight per broker, idempotent: exactly 20000 in the log")
+
+	noAck := client(bootstrap, kgo.RequiredAcks(kgo.NoAck()), kgo.DisableIdempotentWrite())
+	sent := send(noAck, topic, 30, "noack")
+	noAck.Close()
+	big := client(bootstrap, kgo.ProducerBatchMaxBytes(1000000), kgo.ProducerBatchCompression(kgo.NoCompression()))
+	large := make([]byte, 900000)
+	for i := range large {
+		large[i] = byte('a' + i%26)
+	}
+	res := big.ProduceSync(ctxFor(timeout), &kgo.Record{Topic: topic, Partition: 0, Key: []byte("large"), Value: large})
+	must(res.FirstErr(), "a 900 kB record")
+	big.Close()
+	ok("acks=0 (30 records) and a 900 kB record accepted")
+
+	// A 1 kB per-partition fetch limit, below the large record: the broker still hands
+	// out the first batch whole, so the consumer makes progress (KIP-74).
+	cons := client(bootstrap, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxPartitionBytes(1024), kgo.FetchMaxBytes(1024), kgo.BrokerMaxReadBytes(4<<20))
+	want := n + len(sent) + 1
+	all := pollUntil(cons, want, "a consumer with a 1 kB fetch limit")
+	cons.Close()
+	check(len(all) == want, "read %d records, not %d", len(all), want)
+	seen := map[string]bool{}
+	gotLarge := false
+	for _, g := range all {
+		if g.key == "large" {
+			gotLarge = len(g.value) == len(large) && g.value == string(large)
+		} else {
+			seen[g.value] = true
+		}
+	}
+	for _, v := range append(values, sent...) {
+		check(seen[v], "record %s never read", v)
+	}
+	check(gotLarge, "the 900 kB record did not come back intact")
+	ok("a consumer with 1 kB fetch limits read all %d, the 900 kB record intact", want)
 }
 
 // tracked is one group member: its assignment (from the callbacks) and its records.
