@@ -6,7 +6,8 @@
 // Modes:
 //
 //	produce-consume  a Writer (acks=all, hash balancer by key, each codec) and a Reader
-//	                 per partition reading every record back in per-key order
+//	                 per partition reading every record back in per-key order; a
+//	                 Writer creating its topic (AllowAutoTopicCreation)
 //	group            two Readers with one GroupID (range): the first alone is assigned
 //	                 all four partitions and commits what it read, the second joining
 //	                 rebalances to 2 + 2 (seen with DescribeGroups), every record is read
@@ -222,6 +223,36 @@ func produceConsume(bootstrap, topic string) {
 		}
 	}
 	ok("a Reader per partition read all %d, per-key order kept", len(sent))
+
+	// A Writer allowed to create its topic: the broker creates it on the Metadata
+	// request, with its default partition count.
+	auto := topic + "-auto"
+	w := writer(bootstrap, auto, 0)
+	w.AllowAutoTopicCreation = true
+	var autoSent []string
+	deadline := time.Now().Add(timeout)
+	for {
+		// The first write may find the new topic without a leader yet, as on Kafka.
+		msgs := []kafka.Message{{Value: []byte("auto-0")}, {Value: []byte("auto-1")}}
+		err := w.WriteMessages(ctxFor(timeout), msgs...)
+		if err == nil {
+			autoSent = []string{"auto-0", "auto-1"}
+			break
+		}
+		check(time.Now().Before(deadline), "writing to a topic the Writer may create: %v", err)
+		time.Sleep(200 * time.Millisecond)
+	}
+	must(w.Close(), "Writer.Close")
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{bootstrap}, Topic: auto, Partition: 0, MaxWait: 200 * time.Millisecond})
+	defer r.Close()
+	var autoRead []got
+	for len(autoRead) < len(autoSent) {
+		m, err := r.ReadMessage(ctxFor(timeout))
+		must(err, "ReadMessage of the created topic")
+		autoRead = append(autoRead, got{m.Partition, m.Offset, string(m.Key), string(m.Value)})
+	}
+	check(sameSet(autoRead, autoSent), "the created topic holds %v", autoRead)
+	ok("a Writer with AllowAutoTopicCreation created its topic and wrote to it")
 }
 
 // member is one group Reader and what it read.
