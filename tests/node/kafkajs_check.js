@@ -298,13 +298,19 @@ async function adminMore(kafka, admin, topic, groupId, ends) {
     validateOnly: false,
     resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configEntries: [{ name: 'segment.bytes', value: '20971520' }] }],
   })
-  const dc = await admin.describeConfigs({
-    resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: ['segment.bytes', 'retention.ms'] }],
-    includeSynonyms: false,
-  })
-  const values = Object.fromEntries(dc.resources[0].configEntries.map(e => [e.configName, e.configValue]))
+  // A broker applies a config change once the controller's record reaches it (Kafka
+  // too): describeConfigs may show the old values for a moment.
+  let values
+  await waitUntil(async () => {
+    const dc = await admin.describeConfigs({
+      resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: ['segment.bytes', 'retention.ms'] }],
+      includeSynonyms: false,
+    })
+    values = Object.fromEntries(dc.resources[0].configEntries.map(e => [e.configName, e.configValue]))
+    return values['segment.bytes'] === '20971520'
+  }, () => `after alterConfigs: ${JSON.stringify(values)}`)
   // AlterConfigs replaces the topic's whole set of configs, on Kafka as on Karst.
-  check(values['segment.bytes'] === '20971520' && values['retention.ms'] === '604800000', `after alterConfigs: ${JSON.stringify(values)}`)
+  check(values['retention.ms'] === '604800000', `after alterConfigs, retention.ms: ${JSON.stringify(values)}`)
   await admin.createPartitions({ topicPartitions: [{ topic, count: 3 }], timeout: TIMEOUT_MS })
   await waitUntil(async () => (await admin.fetchTopicMetadata({ topics: [topic] })).topics[0].partitions.length === 3, () => 'createPartitions: still not 3 partitions')
   ok('alterConfigs (replaces the set), createPartitions 2 -> 3')

@@ -604,14 +604,24 @@ func adminMore(bootstrap string, adm *kadm.Client, topic, group string) {
 	for _, r := range alt {
 		must(r.Err, "AlterTopicConfigs "+r.Name)
 	}
-	configs, err := adm.DescribeTopicConfigs(ctxFor(timeout), topic)
-	must(err, "DescribeTopicConfigs")
-	rc, _ := configs.On(topic, nil)
-	values := map[string]string{}
-	for _, c := range rc.Configs {
-		values[c.Key] = c.MaybeValue()
+	// A broker applies a config change once the controller's record reaches it (Kafka
+	// too): DescribeTopicConfigs may show the old value for a moment.
+	deadline := time.Now().Add(timeout)
+	for {
+		configs, err := adm.DescribeTopicConfigs(ctxFor(timeout), topic)
+		must(err, "DescribeTopicConfigs")
+		rc, _ := configs.On(topic, nil)
+		values := map[string]string{}
+		for _, c := range rc.Configs {
+			values[c.Key] = c.MaybeValue()
+		}
+		if values["segment.bytes"] == seg {
+			check(values["retention.ms"] == "3600000", "retention.ms lost by an incremental SET of another key: %q", values["retention.ms"])
+			break
+		}
+		check(time.Now().Before(deadline), "after an incremental SET: segment.bytes %q", values["segment.bytes"])
+		time.Sleep(100 * time.Millisecond)
 	}
-	check(values["segment.bytes"] == seg && values["retention.ms"] == "3600000", "after an incremental SET: segment.bytes %q, retention.ms %q", values["segment.bytes"], values["retention.ms"])
 	brokers, err := adm.ListBrokers(ctxFor(timeout))
 	must(err, "ListBrokers")
 	check(len(brokers) >= 1, "ListBrokers: %v", brokers)
@@ -623,7 +633,7 @@ func adminMore(bootstrap string, adm *kadm.Client, topic, group string) {
 	cp, err := adm.CreatePartitions(ctxFor(timeout), 1, topic)
 	must(err, "CreatePartitions")
 	must(cp[topic].Err, "CreatePartitions "+topic)
-	deadline := time.Now().Add(timeout)
+	deadline = time.Now().Add(timeout)
 	for {
 		md, err := adm.Metadata(ctxFor(10*time.Second), topic)
 		if err == nil && len(md.Topics[topic].Partitions) == 3 {

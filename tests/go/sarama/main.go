@@ -495,15 +495,22 @@ func adminMode(bootstrap, topic string) {
 	must(a.IncrementalAlterConfig(sarama.TopicResource, topic, map[string]sarama.IncrementalAlterConfigsEntry{
 		"segment.bytes": {Operation: sarama.IncrementalAlterConfigsOperationSet, Value: &seg},
 	}, false), "IncrementalAlterConfig")
-	entries, err = a.DescribeConfig(res)
-	must(err, "DescribeConfig")
-	for _, e := range entries {
-		if e.Name == "segment.bytes" {
-			check(e.Value == seg, "segment.bytes after SET: %q", e.Value)
+	// A broker applies a config change once the controller's record reaches it (Kafka
+	// too): DescribeConfig may show the old value for a moment.
+	deadline = time.Now().Add(timeout)
+	for {
+		entries, err = a.DescribeConfig(res)
+		must(err, "DescribeConfig")
+		values := map[string]string{}
+		for _, e := range entries {
+			values[e.Name] = e.Value
 		}
-		if e.Name == "retention.ms" {
-			check(e.Value == retention, "retention.ms lost by an incremental SET of another key: %q", e.Value)
+		if values["segment.bytes"] == seg {
+			check(values["retention.ms"] == retention, "retention.ms lost by an incremental SET of another key: %q", values["retention.ms"])
+			break
 		}
+		check(time.Now().Before(deadline), "segment.bytes after SET: %q", values["segment.bytes"])
+		time.Sleep(100 * time.Millisecond)
 	}
 	ok("DescribeConfig (value and source), IncrementalAlterConfig SET")
 
