@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole Karst test suite, from a fresh Debian 12 machine (run as root, or as a user
 # with sudo): installs the external clients the end-to-end tests drive (kcat, Go +
-# Debian's sarama, confluent-kafka for Python) and the toolchain bits librdkafka needs
+# Debian's sarama, confluent-kafka for Python, the Go modules of franz-go, sarama and
+# kafka-go, KafkaJS) and the toolchain bits librdkafka needs
 # to build from source, checks formatting and clippy, resolves Apache Kafka's jars (the
 # differential tests' reference broker) into a cache, then builds the broker, runs every
 # test with nextest and runs each fuzz target for a bounded time (scripts/fuzz.sh).
@@ -34,6 +35,31 @@ if ((${#missing[@]})); then
     "${sudo[@]}" apt-get update -qq
     "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# ---- current Go and Node.js clients (tests/go/*, tests/node) -----------------------------
+# franz-go, the current sarama and kafka-go are Go modules with go.sum committed: their
+# dependencies are downloaded into the module cache here and the tests build from it
+# with -mod=readonly. KafkaJS is installed exactly as tests/node/package-lock.json says.
+# Debian's Go (1.19) is older than these modules need; a Go or Node.js that is missing
+# or too old makes those tests skip, saying why, rather than fail.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    sudo=()
+    if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+    log "apt-get install nodejs npm (tests/tests/kafkajs.rs)"
+    if ! { DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }; then
+        log "installing Node.js failed: the KafkaJS tests will skip"
+    fi
+fi
+if command -v npm >/dev/null; then
+    log "npm ci (tests/node: KafkaJS)"
+    (cd tests/node && npm ci --no-audit --no-fund --loglevel=error) || log "npm ci failed: the KafkaJS tests will skip"
+fi
+for module in tests/go/*/; do
+    log "go mod download (${module%/})"
+    (cd "$module" && GOFLAGS=-mod=readonly GOTOOLCHAIN=local go mod download) ||
+        log "go mod download failed in ${module%/} (no Go, or one too old): its tests will skip or fail, saying why"
+done
 
 # ---- confluent-kafka (Python) -----------------------------------------------------------
 if ! python3 -c 'import confluent_kafka' 2>/dev/null; then

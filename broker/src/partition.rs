@@ -416,6 +416,12 @@ impl Partition {
         Ok(log.read(offset, max_bytes, hw, min_one)?)
     }
 
+    pub fn max_timestamp(&self) -> Result<i64, PartitionError> {
+        let guard = self.log.read();
+        let log = guard.as_ref().ok_or(PartitionError::Closed)?;
+        Ok(log.max_timestamp())
+    }
+
     pub fn find_batch_by_timestamp(&self, timestamp: i64) -> Result<Option<Bytes>, PartitionError> {
         let guard = self.log.read();
         let log = guard.as_ref().ok_or(PartitionError::Closed)?;

@@ -325,3 +325,62 @@ async fn every_advertised_version_round_trips() {
         assert!(!broker.metadata.image().topics.contains_key(&t));
     }
 }
+
+/// (error code, offset, timestamp) ListOffsets at `v` answers for `ts` on ts-0.
+async fn list(c: &mut support::Client, v: i16, ts: i64) -> (i16, i64, i64) {
+    let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
+        .with_name(name("ts"))
+        .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(ts)])]);
+    let ResponseKind::ListOffsets(r) = c.call(ApiKey::ListOffsets, v, RequestKind::ListOffsets(req)).await else { panic!() };
+    let p = &r.topics[0].partitions[0];
+    (p.error_code, p.offset, p.timestamp)
+}
+
+/// ListOffsets' special timestamps, each from the version that introduced it, as
+/// Kafka answers them: -3 the first record with the largest timestamp (not the last
+/// record: producers may set timestamps out of order), -4 the log start (no tiered
+/// storage, so the local log is the log), -5 no offset (nothing tiered); older
+/// versions, and negative timestamps no version knows, get UNSUPPORTED_VERSION.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_offsets_special_timestamps_as_kafka() {
+    let (_dir, _broker, mut c) = start(|_| {}).await;
+    let req = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default().with_name(name("ts")).with_num_partitions(1).with_replication_factor(1)]);
+    let ResponseKind::CreateTopics(r) = c.call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(req)).await else { panic!() };
+    assert_eq!(r.topics[0].error_code, 0);
+
+    // An empty log has no record with a largest timestamp.
+    assert_eq!(list(&mut c, 7, -3).await, (0, -1, -1));
+
+    let t0 = 1_700_000_000_000i64;
+    // Offsets 0..=2, then 3..=4: the largest timestamp is at offset 1, and again at 4.
+    for (base, timestamps) in [(0, vec![t0, t0 + 50, t0 + 20]), (3, vec![t0 + 10, t0 + 50])] {
+        let max = *timestamps.iter().max().expect("records");
+        let records = Bytes::from(karst_batch::build_batch_with_timestamps(base, &timestamps, max));
+        let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![TopicProduceData::default()
+            .with_name(name("ts"))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))])]);
+        let ResponseKind::Produce(r) = c.call(ApiKey::Produce, 9, RequestKind::Produce(req)).await else { panic!() };
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    }
+
+    for v in 7..=10 {
+        assert_eq!(list(&mut c, v, -3).await, (0, 1, t0 + 50), "MAX_TIMESTAMP at v{v}");
+    }
+    assert_eq!(list(&mut c, 6, -3).await.0, karst_protocol::error_codes::UNSUPPORTED_VERSION, "MAX_TIMESTAMP before v7");
+    for v in 8..=10 {
+        assert_eq!(list(&mut c, v, -4).await, (0, 0, -1), "EARLIEST_LOCAL at v{v}");
+    }
+    assert_eq!(list(&mut c, 7, -4).await.0, karst_protocol::error_codes::UNSUPPORTED_VERSION, "EARLIEST_LOCAL before v8");
+    for v in 9..=10 {
+        assert_eq!(list(&mut c, v, -5).await, (0, -1, -1), "LATEST_TIERED at v{v}");
+    }
+    assert_eq!(list(&mut c, 8, -5).await.0, karst_protocol::error_codes::UNSUPPORTED_VERSION, "LATEST_TIERED before v9");
+    for v in [1, 6, 10] {
+        assert_eq!(list(&mut c, v, -7).await.0, karst_protocol::error_codes::UNSUPPORTED_VERSION, "an unknown negative timestamp at v{v}");
+    }
+    // Timestamps and the classic pair are unchanged at the new versions.
+    assert_eq!(list(&mut c, 10, t0 + 15).await, (0, 1, t0 + 50));
+    assert_eq!(list(&mut c, 10, -1).await.1, 5);
+    assert_eq!(list(&mut c, 10, -2).await.1, 0);
+}

@@ -19,12 +19,12 @@ const fn api(key: ApiKey, min: i16, max: i16) -> ApiSupport {
 }
 
 /// Versions chosen where the message shape is implemented end to end; newer
-/// versions of the same APIs (Produce by topic id, ListOffsets max-timestamp) are
+/// versions of the same APIs (Produce by topic id) are
 /// left out until they are.
 pub const SUPPORTED: &[ApiSupport] = &[
     api(ApiKey::Produce, 0, 11),
     api(ApiKey::Fetch, 0, 15),
-    api(ApiKey::ListOffsets, 0, 6),
+    api(ApiKey::ListOffsets, 0, 10),
     api(ApiKey::OffsetForLeaderEpoch, 2, 4),
     api(ApiKey::Metadata, 0, 13),
     api(ApiKey::ApiVersions, 0, 4),

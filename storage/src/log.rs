@@ -508,6 +508,12 @@ impl Log {
         self.log_end_offset
     }
 
+    /// The largest record timestamp of the segments holding the log from its start
+    /// (-1 when no record carries one): Kafka's max timestamp "so far" (KIP-734).
+    pub fn max_timestamp(&self) -> i64 {
+        self.segments_from(self.log_start_offset).map(Segment::max_timestamp).max().unwrap_or(-1).max(-1)
+    }
+
     /// The first batch whose max timestamp is >= `timestamp`, whole.
     pub fn find_batch_by_timestamp(&self, timestamp: i64) -> StorageResult<Option<Bytes>> {
         for seg in self.segments_from(self.log_start_offset) {

@@ -2,7 +2,7 @@
 //!
 //! Every test in `tests/tests/` starts its own broker with [`Broker::start`] (a fresh
 //! temporary data directory and a port picked by the OS), drives it with a real client
-//! (kcat, confluent-kafka, rdkafka, sarama) or with the raw protocol client in [`raw`],
+//! (kcat, confluent-kafka, rdkafka, sarama, franz-go, kafka-go, KafkaJS, the Java client) or with the raw protocol client in [`raw`],
 //! and waits for conditions with [`wait_until`] / [`wait_for`] rather than sleeping.
 //! Differential tests also start Apache Kafka, the reference, with [`KafkaBroker::start`].
 
@@ -15,6 +15,7 @@ pub mod group;
 pub mod java;
 pub mod kafka;
 pub mod metrics;
+pub mod modern;
 pub mod proxy;
 pub mod raw;
 pub mod wait;
@@ -22,6 +23,7 @@ pub mod wait;
 pub use broker::{karst_bin, workspace_root, Broker, Launch};
 pub use clients::{go_binary, kcat_consume, kcat_produce, python_script, run_checked, run_command, show_output};
 pub use kafka::{clients_classpath, Jars, KafkaBroker, KafkaCluster, KafkaUnavailable};
+pub use modern::{against_karst_and_kafka, go_module_binary, go_scenario_on_both, node_program, ClientUnavailable};
 pub use wait::{wait_for, wait_until};
 
 /// A topic name that no other test (or earlier run on the same data dir) uses.

@@ -11,6 +11,34 @@ use crate::partition::Partition;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+/// The record with the largest timestamp (KIP-734, v7+).
+const MAX_TIMESTAMP: i64 = -3;
+/// The start of the local log (KIP-405, v8+): with no tiered storage, the log start.
+const EARLIEST_LOCAL: i64 = -4;
+/// The last offset in tiered storage (KIP-1005, v9+): with none, no offset.
+const LATEST_TIERED: i64 = -5;
+
+/// The first version that knows a special timestamp, as Kafka's ReplicaManager
+/// tabulates them; None for a negative timestamp no version knows.
+fn min_version(timestamp: i64) -> Option<i16> {
+    match timestamp {
+        LATEST | EARLIEST => Some(0),
+        MAX_TIMESTAMP => Some(7),
+        EARLIEST_LOCAL => Some(8),
+        LATEST_TIERED => Some(9),
+        _ => None,
+    }
+}
+
+/// Offset and timestamp of the first record carrying the log's largest timestamp,
+/// below the high watermark; None for an empty log (Kafka: offset -1).
+fn offset_of_max_timestamp(p: &Partition) -> Result<Option<(i64, i64)>, i16> {
+    let max = p.max_timestamp().map_err(|_| ec::KAFKA_STORAGE_ERROR)?;
+    if max < 0 {
+        return Ok(None);
+    }
+    offset_for_time(p, max)
+}
 
 /// First offset at or after `timestamp`, with that record's timestamp.
 ///
@@ -58,12 +86,14 @@ pub(crate) fn handle(b: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> 
                     }
                     let leader_epoch = if version >= 4 { p.replica.lock().leader_epoch } else { -1 };
                     let found = match lp.timestamp {
+                        // A special timestamp this version does not know, or none does:
+                        // UNSUPPORTED_VERSION, as Kafka answers.
+                        ts if ts < 0 && min_version(ts).is_none_or(|min| version < min) => Err(ec::UNSUPPORTED_VERSION),
                         LATEST => Ok(Some((p.high_watermark(), -1))),
-                        EARLIEST => Ok(Some((p.log_start_offset(), -1))),
-                        ts if ts >= 0 => offset_for_time(&p, ts),
-                        // v0 knew only -1 and -2 (Kafka: UNSUPPORTED_VERSION).
-                        _ if version == 0 => Err(ec::UNSUPPORTED_VERSION),
-                        _ => Err(ec::INVALID_REQUEST),
+                        EARLIEST | EARLIEST_LOCAL => Ok(Some((p.log_start_offset(), -1))),
+                        MAX_TIMESTAMP => offset_of_max_timestamp(&p),
+                        LATEST_TIERED => Ok(None),
+                        ts => offset_for_time(&p, ts),
                     };
                     match found {
                         Ok(Some((offset, ts))) => r.with_offset(offset).with_timestamp(ts).with_leader_epoch(leader_epoch),
