@@ -121,30 +121,21 @@ if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
     fi
 fi
 if command -v java >/dev/null && command -v mvn >/dev/null; then
-    log "scripts/kafka-reference.sh (Apache Kafka ${KARST_KAFKA_VERSION:-4.4.0}: jars resolved once into a cache)"
-    if kafka_classpath=$(timeout 900 bash scripts/kafka-reference.sh); then
-        export KARST_KAFKA_CLASSPATH="$kafka_classpath"
-        log "KARST_KAFKA_CLASSPATH=$KARST_KAFKA_CLASSPATH"
-    else
-        log "resolving Apache Kafka failed: the differential tests will fail"
-        status=1
-    fi
-    log "scripts/kafka-reference.sh clients (the Java client, Kafka's tools and Streams)"
-    if clients_classpath=$(timeout 900 bash scripts/kafka-reference.sh clients); then
-        export KARST_KAFKA_CLIENTS_CLASSPATH="$clients_classpath"
-        log "KARST_KAFKA_CLIENTS_CLASSPATH=$KARST_KAFKA_CLIENTS_CLASSPATH"
-    else
-        log "resolving the Java clients failed: their tests will fail"
-        status=1
-    fi
-    log "scripts/kafka-reference.sh connect (Kafka Connect and the file connectors)"
-    if connect_classpath=$(timeout 900 bash scripts/kafka-reference.sh connect); then
-        export KARST_KAFKA_CONNECT_CLASSPATH="$connect_classpath"
-        log "KARST_KAFKA_CONNECT_CLASSPATH=$KARST_KAFKA_CONNECT_CLASSPATH"
-    else
-        log "resolving Kafka Connect failed: its test will fail"
-        status=1
-    fi
+    # resolve <kafka-reference.sh argument> <variable> <what it is for>
+    resolve() {
+        log "scripts/kafka-reference.sh $1 ($3: jars resolved once into a cache)"
+        local file
+        if file=$(timeout 900 bash scripts/kafka-reference.sh "$1"); then
+            export "$2=$file"
+            log "$2=$file"
+        else
+            log "resolving $3 failed: its tests will fail"
+            status=1
+        fi
+    }
+    resolve broker KARST_KAFKA_CLASSPATH "Apache Kafka ${KARST_KAFKA_VERSION:-4.4.0}, the reference broker"
+    resolve clients KARST_KAFKA_CLIENTS_CLASSPATH "the Java client, Kafka's tools and Streams"
+    resolve connect KARST_KAFKA_CONNECT_CLASSPATH "Kafka Connect and the file connectors"
 else
     log "no java or mvn: the differential and Java client tests will skip"
 fi

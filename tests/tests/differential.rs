@@ -525,6 +525,22 @@ fn produce_until_accepted(
     .with_context(|| format!("last error code {last}"))?
 }
 
+/// Prints two step-by-step observation lists side by side (Kafka's, Karst's); returns
+/// how many lines differ.
+fn print_steps(kafka: &[String], karst: &[String]) -> usize {
+    let mut differing = 0;
+    for i in 0..kafka.len().max(karst.len()) {
+        let (x, y) = (kafka.get(i).map_or("(none)", String::as_str), karst.get(i).map_or("(none)", String::as_str));
+        if x == y {
+            println!("  same      {x}");
+        } else {
+            differing += 1;
+            println!("  DIFFERENT Kafka: {x}\n            Karst: {y}");
+        }
+    }
+    differing
+}
+
 /// Prints one line per answer pair; returns how many differ.
 fn print_outcomes(outcomes: &[Outcome]) -> usize {
     println!("\nerror codes of invalid requests, Kafka vs Karst:");

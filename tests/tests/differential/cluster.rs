@@ -183,16 +183,7 @@ pub(super) fn compare() -> Result<Option<usize>> {
     let a = steps(&kafka_addrs, &mut || kafka.nodes[2].kill9()).context("the steps on Kafka")?;
     let b = steps(&karst_addrs, &mut || karst[2].kill9()).context("the steps on Karst")?;
     println!("\nthree nodes, Kafka vs Karst:");
-    let mut differing = 0;
-    for i in 0..a.len().max(b.len()) {
-        let (x, y) = (a.get(i).map_or("(none)", String::as_str), b.get(i).map_or("(none)", String::as_str));
-        if x == y {
-            println!("  same      {x}");
-        } else {
-            differing += 1;
-            println!("  DIFFERENT Kafka: {x}\n            Karst: {y}");
-        }
-    }
+    let differing = super::print_steps(&a, &b);
     drop(karst);
     Ok(Some(differing))
 }

@@ -243,15 +243,7 @@ pub(super) fn compare(pair: &super::Pair, kafka: SocketAddr, karst: SocketAddr, 
         );
         let a = steps(kafka, topic, &v).context("the rebalance on Kafka")?;
         let b = steps(karst, topic, &v).context("the rebalance on Karst")?;
-        for i in 0..a.len().max(b.len()) {
-            let (x, y) = (a.get(i).map_or("(none)", String::as_str), b.get(i).map_or("(none)", String::as_str));
-            if x == y {
-                println!("  same      {x}");
-            } else {
-                differing += 1;
-                println!("  DIFFERENT Kafka: {x}\n            Karst: {y}");
-            }
-        }
+        differing += super::print_steps(&a, &b);
     }
     Ok(differing)
 }
