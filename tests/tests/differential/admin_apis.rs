@@ -15,11 +15,12 @@ use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::{
     ApiKey, DescribeLogDirsRequest, DescribeProducersRequest, DescribeTopicPartitionsRequest, ElectLeadersRequest, InitProducerIdRequest,
 };
-use karst_tests::fields::{compare, flatten, rekey, Difference, Kept, Rules};
+use karst_tests::fields::{Kept, Rules};
 use karst_tests::raw::{encode_record, topic_name, RawClient};
 use karst_tests::unique_topic;
 
-use super::{Pair, Side, LEADER_TIMEOUT};
+use super::responses::{Compared, Runner};
+use super::{Pair, LEADER_TIMEOUT};
 
 /// Fixed timestamps, so both logs hold batches of the same size.
 const T0: i64 = 1_700_000_000_000;
@@ -87,51 +88,6 @@ fn init_producer_id(c: &mut RawClient, side: &str) -> Result<(i64, i16)> {
     })
 }
 
-/// One scenario at one version.
-pub(super) struct AdminCompared {
-    scenario: String,
-    /// Paths both answers held together: a comparison of nothing would show 0.
-    fields: usize,
-    differences: Vec<Difference>,
-    failed: Option<String>,
-}
-
-type Ask<'a> = dyn Fn(&mut RawClient, i16, Side) -> Result<Box<dyn Debug>> + 'a;
-
-struct Runner<'p> {
-    pair: &'p mut Pair,
-    rules: Rules,
-    out: Vec<AdminCompared>,
-}
-
-impl Runner<'_> {
-    /// Asks both at the lowest and highest version of `key` from `floor` both serve;
-    /// lists matching `(glob, key field)` are compared by that field.
-    fn run(&mut self, scenario: &str, key: ApiKey, floor: i16, keyed: &[(&str, &str)], ask: &Ask<'_>) -> Result<()> {
-        for v in self.pair.versions(key, floor)? {
-            let flat = |r: Box<dyn Debug>| keyed.iter().fold(flatten(&r), |f, (list, field)| rekey(f, list, field));
-            let name = format!("{scenario} ({key:?} v{v})");
-            let kafka = ask(&mut self.pair.kafka, v, Side::Kafka).map(flat);
-            let karst = ask(&mut self.pair.karst, v, Side::Karst).map(flat);
-            self.out.push(match (kafka, karst) {
-                (Ok(a), Ok(b)) => {
-                    let fields = a.keys().chain(b.keys()).collect::<std::collections::BTreeSet<_>>().len();
-                    AdminCompared { differences: compare(&name, &a, &b, &self.rules), scenario: name, fields, failed: None }
-                }
-                (a, b) => {
-                    let why = [("Kafka", a.err()), ("Karst", b.err())]
-                        .into_iter()
-                        .filter_map(|(side, e)| e.map(|e| format!("{side}: {e:#}")))
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    AdminCompared { scenario: name, fields: 0, differences: Vec::new(), failed: Some(why) }
-                }
-            });
-        }
-        Ok(())
-    }
-}
-
 fn boxed<T: Debug + 'static>(r: T) -> Result<Box<dyn Debug>> {
     Ok(Box::new(r))
 }
@@ -151,15 +107,15 @@ fn dtp(names: &[&str], limit: i32, cursor: Option<(&str, i32)>) -> DescribeTopic
         .with_cursor(cursor.map(|(t, p)| Cursor::default().with_topic_name(topic_name(t)).with_partition_index(p)))
 }
 
-pub(super) fn run(pair: &mut Pair, f: &AdminFixture) -> Result<Vec<AdminCompared>> {
-    let mut r = Runner { pair, rules: Rules { ignore: ignored(), kept: kept() }, out: Vec::new() };
+pub(super) fn run(pair: &mut Pair, f: &AdminFixture) -> Result<Vec<Compared>> {
+    let mut r = Runner::new(pair, Rules { ignore: ignored(), kept: kept() });
     let (topic, single) = (f.topic.as_str(), f.single.as_str());
     let unknown = unique_topic("diff-admin-unknown");
     let unknown = unknown.as_str();
 
     // DescribeLogDirs: partitions are listed in Kafka's hash order.
     let by_partition = [("results[*].topics[*].partitions", "partition_index"), ("results[*].topics", "name")];
-    r.run(
+    r.run_ends(
         "DescribeLogDirs, three partitions, one past the end and an unknown topic",
         ApiKey::DescribeLogDirs,
         0,
@@ -170,44 +126,48 @@ pub(super) fn run(pair: &mut Pair, f: &AdminFixture) -> Result<Vec<AdminCompared
             boxed(c.send(&req, v)?)
         },
     )?;
-    r.run("DescribeLogDirs, all partitions (null), the test's topics kept", ApiKey::DescribeLogDirs, 0, &by_partition, &|c, v, _| {
+    r.run_ends("DescribeLogDirs, all partitions (null), the test's topics kept", ApiKey::DescribeLogDirs, 0, &by_partition, &|c, v, _| {
         let mut resp = c.send(&DescribeLogDirsRequest::default().with_topics(None), v)?;
         for result in &mut resp.results {
             result.topics.retain(|t| [topic, single].contains(&t.name.as_str()));
         }
         boxed(resp)
     })?;
-    r.run("DescribeLogDirs, no topics (empty list)", ApiKey::DescribeLogDirs, 0, &[], &|c, v, _| {
+    r.run_ends("DescribeLogDirs, no topics (empty list)", ApiKey::DescribeLogDirs, 0, &[], &|c, v, _| {
         boxed(c.send(&DescribeLogDirsRequest::default().with_topics(Some(Vec::new())), v)?)
     })?;
 
     // DescribeTopicPartitions.
-    r.run("DescribeTopicPartitions, two topics and an unknown one", ApiKey::DescribeTopicPartitions, 0, &[], &|c, v, _| {
+    r.run_ends("DescribeTopicPartitions, two topics and an unknown one", ApiKey::DescribeTopicPartitions, 0, &[], &|c, v, _| {
         boxed(c.send(&dtp(&[topic, unknown, single], 2000, None), v)?)
     })?;
-    r.run("DescribeTopicPartitions, an invalid topic name", ApiKey::DescribeTopicPartitions, 0, &[], &|c, v, _| {
+    r.run_ends("DescribeTopicPartitions, an invalid topic name", ApiKey::DescribeTopicPartitions, 0, &[], &|c, v, _| {
         boxed(c.send(&dtp(&["a/b"], 2000, None), v)?)
     })?;
     // Pages of two partitions through 3 + 1 partitions: (0,1), (2; then the cursor
     // names the next topic), (single 0).
     for (page, cursor) in [("first page", None), ("second page", Some((topic, 2))), ("third page", Some((single, 0)))] {
-        r.run(&format!("DescribeTopicPartitions, limit 2, {page}"), ApiKey::DescribeTopicPartitions, 0, &[], &|c, v, _| {
+        r.run_ends(&format!("DescribeTopicPartitions, limit 2, {page}"), ApiKey::DescribeTopicPartitions, 0, &[], &|c, v, _| {
             boxed(c.send(&dtp(&[topic, single], 2, cursor), v)?)
         })?;
     }
-    r.run("DescribeTopicPartitions, limit 3 fills the page exactly", ApiKey::DescribeTopicPartitions, 0, &[], &|c, v, _| {
+    r.run_ends("DescribeTopicPartitions, limit 3 fills the page exactly", ApiKey::DescribeTopicPartitions, 0, &[], &|c, v, _| {
         boxed(c.send(&dtp(&[topic, single], 3, None), v)?)
     })?;
-    r.run("DescribeTopicPartitions, cursor past the last partition", ApiKey::DescribeTopicPartitions, 0, &[], &|c, v, _| {
+    r.run_ends("DescribeTopicPartitions, cursor past the last partition", ApiKey::DescribeTopicPartitions, 0, &[], &|c, v, _| {
         boxed(c.send(&dtp(&[topic], 10, Some((topic, 9))), v)?)
     })?;
-    r.run("DescribeTopicPartitions refused: the cursor's topic not asked for", ApiKey::DescribeTopicPartitions, 0, &[], &|c, v, _| {
-        boxed(c.send(&dtp(&[topic], 10, Some((unknown, 0))), v)?)
-    })?;
-    r.run("DescribeTopicPartitions refused: a negative cursor partition", ApiKey::DescribeTopicPartitions, 0, &[], &|c, v, _| {
+    r.run_ends(
+        "DescribeTopicPartitions refused: the cursor's topic not asked for",
+        ApiKey::DescribeTopicPartitions,
+        0,
+        &[],
+        &|c, v, _| boxed(c.send(&dtp(&[topic], 10, Some((unknown, 0))), v)?),
+    )?;
+    r.run_ends("DescribeTopicPartitions refused: a negative cursor partition", ApiKey::DescribeTopicPartitions, 0, &[], &|c, v, _| {
         boxed(c.send(&dtp(&[topic], 10, Some((topic, -1))), v)?)
     })?;
-    r.run(
+    r.run_ends(
         "DescribeTopicPartitions, all topics from a cursor, the test's topics kept",
         ApiKey::DescribeTopicPartitions,
         0,
@@ -220,24 +180,30 @@ pub(super) fn run(pair: &mut Pair, f: &AdminFixture) -> Result<Vec<AdminCompared
     )?;
 
     // ElectLeaders: one broker each, so every partition already has its preferred leader.
-    r.run("ElectLeaders preferred, three partitions, one past the end, an unknown topic", ApiKey::ElectLeaders, 0, &[], &|c, v, _| {
-        let req = ElectLeadersRequest::default()
-            .with_election_type(0)
-            .with_topic_partitions(Some(vec![elect(topic, &[0, 1, 2, 5]), elect(unknown, &[0])]));
-        boxed(c.send(&req, v)?)
-    })?;
-    r.run("ElectLeaders unclean of a led partition", ApiKey::ElectLeaders, 1, &[], &|c, v, _| {
+    r.run_ends(
+        "ElectLeaders preferred, three partitions, one past the end, an unknown topic",
+        ApiKey::ElectLeaders,
+        0,
+        &[],
+        &|c, v, _| {
+            let req = ElectLeadersRequest::default()
+                .with_election_type(0)
+                .with_topic_partitions(Some(vec![elect(topic, &[0, 1, 2, 5]), elect(unknown, &[0])]));
+            boxed(c.send(&req, v)?)
+        },
+    )?;
+    r.run_ends("ElectLeaders unclean of a led partition", ApiKey::ElectLeaders, 1, &[], &|c, v, _| {
         let req = ElectLeadersRequest::default().with_election_type(1).with_topic_partitions(Some(vec![elect(topic, &[0])]));
         boxed(c.send(&req, v)?)
     })?;
-    r.run("ElectLeaders refused: election type 5", ApiKey::ElectLeaders, 1, &[], &|c, v, _| {
+    r.run_ends("ElectLeaders refused: election type 5", ApiKey::ElectLeaders, 1, &[], &|c, v, _| {
         let req = ElectLeadersRequest::default().with_election_type(5).with_topic_partitions(Some(vec![elect(topic, &[0])]));
         boxed(c.send(&req, v)?)
     })?;
-    r.run("ElectLeaders, an empty list", ApiKey::ElectLeaders, 0, &[], &|c, v, _| {
+    r.run_ends("ElectLeaders, an empty list", ApiKey::ElectLeaders, 0, &[], &|c, v, _| {
         boxed(c.send(&ElectLeadersRequest::default().with_topic_partitions(Some(Vec::new())), v)?)
     })?;
-    r.run(
+    r.run_ends(
         "ElectLeaders, all partitions (null), the test's topics kept",
         ApiKey::ElectLeaders,
         0,
@@ -250,7 +216,7 @@ pub(super) fn run(pair: &mut Pair, f: &AdminFixture) -> Result<Vec<AdminCompared
     )?;
 
     // DescribeProducers.
-    r.run("DescribeProducers, an idempotent producer's partition and others", ApiKey::DescribeProducers, 0, &[], &|c, v, _| {
+    r.run_ends("DescribeProducers, an idempotent producer's partition and others", ApiKey::DescribeProducers, 0, &[], &|c, v, _| {
         let req = DescribeProducersRequest::default().with_topics(vec![
             ProducersTopic::default().with_name(topic_name(topic)).with_partition_indexes(vec![1, 0, 4]),
             ProducersTopic::default().with_name(topic_name(unknown)).with_partition_indexes(vec![0]),
@@ -263,42 +229,7 @@ pub(super) fn run(pair: &mut Pair, f: &AdminFixture) -> Result<Vec<AdminCompared
 
 /// Prints every comparison; returns how many differ (unlisted) or failed. Fails on a
 /// kept difference no comparison showed.
-pub(super) fn report(compared: &[AdminCompared]) -> Result<usize> {
-    println!("\nadmin APIs field by field, Kafka vs Karst:");
-    let verbose = std::env::var_os("KARST_DIFF_VERBOSE").is_some();
-    let mut bad = 0;
-    let mut used = std::collections::BTreeSet::new();
-    for c in compared {
-        if let Some(why) = &c.failed {
-            bad += 1;
-            println!("  FAILED    {}: {why}", c.scenario);
-            continue;
-        }
-        let open: Vec<&Difference> = c.differences.iter().filter(|d| d.kept.is_none()).collect();
-        let kept_here: Vec<&Difference> = c.differences.iter().filter(|d| d.kept.is_some()).collect();
-        let verdict = if open.is_empty() { "same" } else { "DIFFERENT" };
-        let suffix = if kept_here.is_empty() { String::new() } else { format!(" ({} kept differences)", kept_here.len()) };
-        println!("  {verdict:9} {} ({} fields){suffix}", c.scenario, c.fields);
-        for d in &open {
-            println!("              {}", d.show());
-        }
-        for d in &kept_here {
-            if verbose {
-                println!("              kept: {}", d.show());
-            }
-            if let Some(k) = d.kept {
-                used.insert((k.scenario, k.path));
-            }
-        }
-        if !open.is_empty() {
-            bad += 1;
-        }
-    }
-    let stale: Vec<String> =
-        kept().iter().filter(|k| !used.contains(&(k.scenario, k.path))).map(|k| format!("{} / {}", k.scenario, k.path)).collect();
-    if !stale.is_empty() {
-        return Err(anyhow!("admin APIs: kept differences that no comparison shows any more (remove them): {}", stale.join(", ")));
-    }
-    println!("{} admin API comparisons, {bad} different or failed", compared.len());
-    Ok(bad)
+pub(super) fn report(compared: &[Compared]) -> Result<usize> {
+    let (_, unlisted, _, failed) = super::responses::report_as("admin APIs field by field", compared, &kept())?;
+    Ok(unlisted + failed)
 }

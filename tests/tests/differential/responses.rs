@@ -124,20 +124,36 @@ fn kept() -> Vec<Kept> {
 /// One comparison: a scenario at one version.
 pub(super) struct Compared {
     pub scenario: String,
+    /// Paths either answer held: a comparison of nothing would show 0.
+    pub fields: usize,
     pub differences: Vec<Difference>,
     /// A request that failed on one side (or both): no comparison.
     pub failed: Option<String>,
 }
 
-type Ask<'a> = dyn Fn(&mut RawClient, i16, Side) -> Result<Box<dyn Debug>> + 'a;
+pub(super) type Ask<'a> = dyn Fn(&mut RawClient, i16, Side) -> Result<Box<dyn Debug>> + 'a;
 
-struct Runner<'p> {
+/// Sends each scenario's request to both brokers and keeps the comparisons.
+pub(super) struct Runner<'p> {
     pair: &'p mut Pair,
     rules: Rules,
-    out: Vec<Compared>,
+    pub out: Vec<Compared>,
 }
 
-impl Runner<'_> {
+impl<'p> Runner<'p> {
+    pub(super) fn new(pair: &'p mut Pair, rules: Rules) -> Runner<'p> {
+        Runner { pair, rules, out: Vec::new() }
+    }
+
+    /// Asks both at only the lowest and the highest version of `key` from `floor` that
+    /// both serve; lists matching `(glob, key field)` are compared by that field.
+    pub(super) fn run_ends(&mut self, scenario: &str, key: ApiKey, floor: i16, keyed: &[(&str, &str)], ask: &Ask<'_>) -> Result<()> {
+        for v in self.pair.versions(key, floor)? {
+            self.compare_at(scenario, key, v, keyed, ask);
+        }
+        Ok(())
+    }
+
     /// Asks both brokers at every version of `key` from `floor` that both serve.
     fn run(&mut self, scenario: &str, key: ApiKey, floor: i16, ask: &Ask<'_>) -> Result<()> {
         self.run_keyed(scenario, key, floor, &[], ask)
@@ -157,25 +173,32 @@ impl Runner<'_> {
     fn run_inner(&mut self, scenario: &str, key: ApiKey, floor: i16, ceiling: i16, keyed: &[(&str, &str)], ask: &Ask<'_>) -> Result<()> {
         let versions = self.pair.versions(key, floor)?;
         let (lo, hi) = (versions[0], (*versions.last().unwrap_or(&versions[0])).min(ceiling));
-        let flat = |r: Box<dyn Debug>| keyed.iter().fold(flatten(&r), |f, (list, field)| rekey(f, list, field));
         for v in lo..=hi {
-            let name = format!("{scenario} ({key:?} v{v})");
-            let kafka = ask(&mut self.pair.kafka, v, Side::Kafka).map(flat);
-            let karst = ask(&mut self.pair.karst, v, Side::Karst).map(flat);
-            let compared = match (kafka, karst) {
-                (Ok(a), Ok(b)) => Compared { differences: compare(&name, &a, &b, &self.rules), scenario: name, failed: None },
-                (a, b) => {
-                    let why = [("Kafka", a.err()), ("Karst", b.err())]
-                        .into_iter()
-                        .filter_map(|(side, e)| e.map(|e| format!("{side}: {e:#}")))
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    Compared { scenario: name, differences: Vec::new(), failed: Some(why) }
-                }
-            };
-            self.out.push(compared);
+            self.compare_at(scenario, key, v, keyed, ask);
         }
         Ok(())
+    }
+
+    fn compare_at(&mut self, scenario: &str, key: ApiKey, v: i16, keyed: &[(&str, &str)], ask: &Ask<'_>) {
+        let flat = |r: Box<dyn Debug>| keyed.iter().fold(flatten(&r), |f, (list, field)| rekey(f, list, field));
+        let name = format!("{scenario} ({key:?} v{v})");
+        let kafka = ask(&mut self.pair.kafka, v, Side::Kafka).map(flat);
+        let karst = ask(&mut self.pair.karst, v, Side::Karst).map(flat);
+        let compared = match (kafka, karst) {
+            (Ok(a), Ok(b)) => {
+                let fields = a.keys().chain(b.keys()).collect::<BTreeSet<_>>().len();
+                Compared { differences: compare(&name, &a, &b, &self.rules), scenario: name, fields, failed: None }
+            }
+            (a, b) => {
+                let why = [("Kafka", a.err()), ("Karst", b.err())]
+                    .into_iter()
+                    .filter_map(|(side, e)| e.map(|e| format!("{side}: {e:#}")))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                Compared { scenario: name, fields: 0, differences: Vec::new(), failed: Some(why) }
+            }
+        };
+        self.out.push(compared);
     }
 }
 
@@ -239,7 +262,7 @@ pub(super) fn prepare(pair: &mut Pair) -> Result<Fixture> {
 }
 
 pub(super) fn run(pair: &mut Pair, f: &Fixture) -> Result<Vec<Compared>> {
-    let mut r = Runner { pair, rules: Rules { ignore: ignored(), kept: kept() }, out: Vec::new() };
+    let mut r = Runner::new(pair, Rules { ignore: ignored(), kept: kept() });
     let topic = f.topic.as_str();
 
     r.run("Metadata for the topic", ApiKey::Metadata, 0, &|c, v, _| {
@@ -510,7 +533,12 @@ pub(super) fn run(pair: &mut Pair, f: &Fixture) -> Result<Vec<Compared>> {
 /// Prints every comparison; returns (pairs compared, unlisted differences, kept
 /// differences seen, failures) and fails on a kept difference no comparison showed.
 pub(super) fn report(compared: &[Compared]) -> Result<(usize, usize, usize, usize)> {
-    println!("\nresponses field by field, Kafka vs Karst:");
+    report_as("responses field by field", compared, &kept())
+}
+
+/// [`report`] for a set of comparisons under its own title and kept differences.
+pub(super) fn report_as(title: &str, compared: &[Compared], kept: &[Kept]) -> Result<(usize, usize, usize, usize)> {
+    println!("\n{title}, Kafka vs Karst:");
     // KARST_DIFF_VERBOSE=1 prints the kept differences too.
     let verbose = std::env::var_os("KARST_DIFF_VERBOSE").is_some();
     let (mut unlisted, mut kept_seen, mut failed) = (0, 0, 0);
@@ -526,7 +554,7 @@ pub(super) fn report(compared: &[Compared]) -> Result<(usize, usize, usize, usiz
         let verdict = if open.is_empty() { "same" } else { "DIFFERENT" };
         let kept_here: Vec<&Difference> = c.differences.iter().filter(|d| d.kept.is_some()).collect();
         let suffix = if kept_here.is_empty() { String::new() } else { format!(" ({} kept differences)", kept_here.len()) };
-        println!("  {verdict:9} {}{suffix}", c.scenario);
+        println!("  {verdict:9} {} ({} fields){suffix}", c.scenario, c.fields);
         for d in &open {
             println!("              {}", d.show());
         }
@@ -548,10 +576,9 @@ pub(super) fn report(compared: &[Compared]) -> Result<(usize, usize, usize, usiz
         scenarios.len(),
         compared.len()
     );
-    let kept = kept();
     if !kept.is_empty() {
         println!("kept differences (on purpose):");
-        for k in &kept {
+        for k in kept {
             println!("  {} / {}: {}", k.scenario, k.path, k.why);
         }
     }
