@@ -589,7 +589,7 @@ func connMode(bootstrap, topic string) {
 	createTopic(c, topic, 2)
 	conn, err := kafka.DialLeader(ctxFor(timeout), "tcp", bootstrap, topic, 1)
 	must(err, "DialLeader")
-	defer conn.Close()
+	defer func() { conn.Close() }()
 	must(conn.SetDeadline(time.Now().Add(timeout)), "SetDeadline")
 	versions, err := conn.ApiVersions()
 	must(err, "ApiVersions")
@@ -600,7 +600,20 @@ func connMode(bootstrap, topic string) {
 		msgs = append(msgs, kafka.Message{Value: []byte(fmt.Sprint(i)), Time: base.Add(time.Duration(i) * time.Minute),
 			Headers: []kafka.Header{{Key: "i", Value: []byte(fmt.Sprint(i))}}})
 	}
-	_, err = conn.WriteMessages(msgs[:10]...)
+	// Just after CreateTopics a broker may name a leader in Metadata before that
+	// replica has taken over (Kafka does): retriable errors are retried, redialing.
+	for deadline := time.Now().Add(timeout); ; {
+		_, err = conn.WriteMessages(msgs[:10]...)
+		var kerr kafka.Error
+		if err == nil || !errors.As(err, &kerr) || !kerr.Temporary() || time.Now().After(deadline) {
+			break
+		}
+		conn.Close()
+		time.Sleep(100 * time.Millisecond)
+		conn, err = kafka.DialLeader(ctxFor(timeout), "tcp", bootstrap, topic, 1)
+		must(err, "DialLeader")
+		must(conn.SetDeadline(time.Now().Add(timeout)), "SetDeadline")
+	}
 	must(err, "Conn.WriteMessages")
 	_, err = conn.WriteCompressedMessages(kafka.Snappy.Codec(), msgs[10:]...)
 	must(err, "Conn.WriteCompressedMessages")
