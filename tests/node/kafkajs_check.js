@@ -131,7 +131,12 @@ async function startMember(kafka, groupId, topic, name) {
     m.assigned = (e.payload.memberAssignment[topic] || []).slice().sort((a, b) => a - b)
     m.joins++
   })
-  consumer.on(consumer.events.CRASH, e => fail(`${name} crashed: ${e.payload.error}`))
+  // KafkaJS reports a retriable error (COORDINATOR_LOAD_IN_PROGRESS while a fresh
+  // broker loads its offsets topic) as a crash it restarts from (restart: true);
+  // only a crash it gives up on fails the scenario.
+  consumer.on(consumer.events.CRASH, e => {
+    if (e.payload.restart === false) fail(`${name} crashed: ${e.payload.error}`)
+  })
   await consumer.connect()
   await consumer.subscribe({ topics: [topic], fromBeginning: true })
   await consumer.run({
