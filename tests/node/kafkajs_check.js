@@ -2,6 +2,7 @@
 // Apache Kafka:
 //
 //   node tests/node/kafkajs_check.js <produce-consume|group|admin> <bootstrap> <topic>
+//   node tests/node/kafkajs_check.js bench <bootstrap> <topic> <records> <bytes>
 //
 // Modes:
 //   produce-consume  an idempotent producer (acks=all; uncompressed and gzip, the codecs
@@ -20,6 +21,13 @@
 //                    deleteTopicRecords, setOffsets and resetOffsets (with a consumer
 //                    starting at the set offsets, pausing and seeking, reading back
 //                    headers and timestamps), deleteTopics, describeCluster
+//   bench            benches/clients.sh's rate check: creates topic (one partition), a
+//                    producer at KafkaJS's defaults (not idempotent) sends the records
+//                    with acks=-1 in send() calls of BENCH_CHUNK records, one awaited
+//                    after the other (KafkaJS does not batch across calls: a batch is
+//                    what the caller hands it), then a fresh consumer group reads them
+//                    from the beginning (eachMessage, default auto-commit); prints one
+//                    "BENCH ..." line of key=value pairs
 //
 // Prints "OK <step>" per step and exits 0, or "FAIL <why>" and exits 1. Every wait is
 // bounded, and the whole run too.
@@ -392,9 +400,62 @@ async function adminMore(kafka, admin, topic, groupId, ends) {
   ok('resetOffsets earliest (-2 committed), fetchOffsets resolving it to the log starts, fetchOffsets of an unknown group (-1), deleteGroups')
 }
 
+const BENCH_CHUNK = 1000
+
+// The one line benches/clients.sh reads: produce_s from the first send until the last
+// acknowledgement; consume_s from creating the group consumer (so the group join
+// counts) until the last record arrived; first_s until the first record arrived.
+async function bench(bootstrap, topic, records, bytes) {
+  const n = Number(records)
+  const size = Number(bytes)
+  check(Number.isInteger(n) && n > 0 && Number.isInteger(size) && size > 0, `bad record count or size: ${records} ${bytes}`)
+  const kafka = client(bootstrap, 'karst-bench-kafkajs')
+  const admin = kafka.admin()
+  await admin.connect()
+  await createTopic(admin, topic, 1)
+  await admin.disconnect()
+
+  const value = Buffer.alloc(size, 'x')
+  const producer = kafka.producer()
+  await producer.connect()
+  let start = process.hrtime.bigint()
+  for (let sent = 0; sent < n; sent += BENCH_CHUNK) {
+    const messages = []
+    for (let i = sent; i < Math.min(n, sent + BENCH_CHUNK); i++) messages.push({ value })
+    await producer.send({ topic, acks: -1, messages, timeout: TIMEOUT_MS })
+  }
+  const produceS = Number(process.hrtime.bigint() - start) / 1e9
+  await producer.disconnect()
+
+  start = process.hrtime.bigint()
+  const consumer = kafka.consumer({ groupId: `bench-${topic}` })
+  await consumer.connect()
+  await consumer.subscribe({ topic, fromBeginning: true })
+  let got = 0
+  let firstS = 0
+  const consumeS = await new Promise(resolve => {
+    consumer.run({
+      eachMessage: async () => {
+        if (got === 0) firstS = Number(process.hrtime.bigint() - start) / 1e9
+        got += 1
+        if (got === n) resolve(Number(process.hrtime.bigint() - start) / 1e9)
+      },
+    })
+  })
+  await consumer.disconnect()
+  process.stdout.write(
+    `BENCH client=kafkajs records=${n} bytes=${size} produce_s=${produceS.toFixed(4)} first_s=${firstS.toFixed(4)} consume_s=${consumeS.toFixed(4)}\n`
+  )
+}
+
 async function main() {
   const [mode, bootstrap, topic] = process.argv.slice(2)
-  if (!topic) fail('usage: kafkajs_check.js <produce-consume|group|admin> <bootstrap> <topic>')
+  if (mode === 'bench') {
+    setTimeout(() => fail('the bench took longer than 300 s'), 300000).unref()
+    await bench(bootstrap, topic, process.argv[5], process.argv[6])
+    process.exit(0)
+  }
+  if (!topic) fail('usage: kafkajs_check.js <produce-consume|group|admin> <bootstrap> <topic> | kafkajs_check.js bench <bootstrap> <topic> <records> <bytes>')
   // The whole run is bounded even if a client call never settles.
   setTimeout(() => fail('the run took longer than 200 s'), 200000).unref()
   const modes = { 'produce-consume': produceConsume, group, admin: adminMode }

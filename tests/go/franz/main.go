@@ -2,6 +2,7 @@
 // tests/tests/go_clients.rs against Karst and against Apache Kafka:
 //
 //	franz <produce-consume|group|admin> <bootstrap> <topic>
+//	franz bench <bootstrap> <topic> <records> <bytes>
 //
 // Modes:
 //
@@ -22,6 +23,10 @@
 //	                 offsets by time and max timestamp (records with headers and set
 //	                 timestamps), delete records, commit and delete offsets, delete
 //	                 group, delete topic
+//	bench            benches/clients.sh's rate check: creates topic (one partition), kgo's
+//	                 default producer (idempotent, acks=all, 10 ms linger) sends the
+//	                 records, then a fresh consumer group reads them from the start;
+//	                 prints one "BENCH ..." line of key=value pairs (benchLine)
 //
 // Prints "OK <step>" per step and exits 0, or "FAIL <why>" and exits 1. Every wait is
 // bounded.
@@ -33,7 +38,9 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -718,9 +725,87 @@ func adminMore(bootstrap string, adm *kadm.Client, topic, group string) {
 	ok("CommitAllOffsets with metadata, DeleteOffsets, DeleteGroup")
 }
 
+// benchArgs parses bench's <records> <bytes>.
+func benchArgs(args []string) (int, int) {
+	check(len(args) == 2, "usage: franz bench <bootstrap> <topic> <records> <bytes>")
+	n, err := strconv.Atoi(args[0])
+	check(err == nil && n > 0, "bad record count %q", args[0])
+	size, err := strconv.Atoi(args[1])
+	check(err == nil && size > 0, "bad record size %q", args[1])
+	return n, size
+}
+
+// benchLine is the one line benches/clients.sh reads: produce_s from the first record
+// handed to the client until the last acknowledgement; consume_s from creating the
+// group consumer (so the group join counts) until the last record arrived; first_s
+// until the first record arrived.
+func benchLine(client string, n, size int, produce, first, consume time.Duration) {
+	fmt.Printf("BENCH client=%s records=%d bytes=%d produce_s=%.4f first_s=%.4f consume_s=%.4f\n",
+		client, n, size, produce.Seconds(), first.Seconds(), consume.Seconds())
+}
+
+// bench: everything at the client's defaults except what the check fixes (acks=all,
+// one partition, reading from the start); the record values are all 'x'.
+func bench(bootstrap, topic string, n, size int) {
+	adm := kadm.NewClient(client(bootstrap))
+	createTopic(adm, topic, 1)
+	adm.Close()
+
+	value := make([]byte, size)
+	for i := range value {
+		value[i] = 'x'
+	}
+	cl := client(bootstrap)
+	var failed atomic.Value
+	ctx := ctxFor(5 * timeout)
+	start := time.Now()
+	for range n {
+		// Produce blocks while MaxBufferedRecords are in flight: kgo's own back-pressure.
+		cl.Produce(ctx, &kgo.Record{Topic: topic, Value: value}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.Store(err)
+			}
+		})
+	}
+	must(cl.Flush(ctx), "Flush")
+	produced := time.Since(start)
+	if err, bad := failed.Load().(error); bad {
+		fail("Produce: %v", err)
+	}
+	cl.Close()
+
+	start = time.Now()
+	cons := client(bootstrap, kgo.ConsumerGroup("bench-"+topic), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	defer cons.Close()
+	var first time.Duration
+	got := 0
+	deadline := time.Now().Add(5 * timeout)
+	for got < n {
+		check(time.Now().Before(deadline), "consumed %d of %d records", got, n)
+		fs := cons.PollFetches(ctxFor(10 * time.Second))
+		fs.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) {
+				fail("fetch %s/%d: %v", t, p, err)
+			}
+		})
+		if c := fs.NumRecords(); c > 0 {
+			if got == 0 {
+				first = time.Since(start)
+			}
+			got += c
+		}
+	}
+	benchLine("franz-go", n, size, produced, first, time.Since(start))
+}
+
 func main() {
+	if len(os.Args) == 6 && os.Args[1] == "bench" {
+		n, size := benchArgs(os.Args[4:])
+		bench(os.Args[2], os.Args[3], n, size)
+		return
+	}
 	if len(os.Args) != 4 {
-		fail("usage: franz <produce-consume|group|admin> <bootstrap> <topic>")
+		fail("usage: franz <produce-consume|group|admin> <bootstrap> <topic> | franz bench <bootstrap> <topic> <records> <bytes>")
 	}
 	mode, bootstrap, topic := os.Args[1], os.Args[2], os.Args[3]
 	switch mode {

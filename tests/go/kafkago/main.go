@@ -2,6 +2,7 @@
 // tests/tests/kafka_go.rs against Karst and against Apache Kafka.
 //
 //	kafkago <produce-consume|group|admin|conn> <bootstrap> <topic>
+//	kafkago bench <bootstrap> <topic> <records> <bytes>
 //
 // Modes:
 //
@@ -23,6 +24,13 @@
 //	                 versions): writes with headers and times (plain and snappy),
 //	                 offsets first, last and by time, Seek, ReadBatch, ReadMessage,
 //	                 partitions, brokers, controller; a Reader set at a time
+//	bench            benches/clients.sh's rate check: creates topic (one partition), a
+//	                 Writer at kafka-go's defaults but acks=all (its zero value is
+//	                 acks=0; batches of 100 records, one request in flight per
+//	                 partition, not idempotent) writes the records in one WriteMessages
+//	                 call, then a fresh group Reader reads them from the first offset
+//	                 (FetchMessage, one commit at the end: ReadMessage would commit every
+//	                 record synchronously); prints one "BENCH ..." line
 //
 // Prints "OK <step>" per step and exits 0, or "FAIL <why>" and exits 1. Every wait is
 // bounded.
@@ -34,6 +42,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -669,9 +678,71 @@ func connMode(bootstrap, topic string) {
 	ok("Reader.SetOffsetAt")
 }
 
+// benchArgs parses bench's <records> <bytes>.
+func benchArgs(args []string) (int, int) {
+	check(len(args) == 2, "usage: kafkago bench <bootstrap> <topic> <records> <bytes>")
+	n, err := strconv.Atoi(args[0])
+	check(err == nil && n > 0, "bad record count %q", args[0])
+	size, err := strconv.Atoi(args[1])
+	check(err == nil && size > 0, "bad record size %q", args[1])
+	return n, size
+}
+
+// benchLine is the one line benches/clients.sh reads: produce_s from the first record
+// handed to the client until the last acknowledgement; consume_s from creating the
+// group consumer (so the group join counts) until the last record arrived; first_s
+// until the first record arrived.
+func benchLine(client string, n, size int, produce, first, consume time.Duration) {
+	fmt.Printf("BENCH client=%s records=%d bytes=%d produce_s=%.4f first_s=%.4f consume_s=%.4f\n",
+		client, n, size, produce.Seconds(), first.Seconds(), consume.Seconds())
+}
+
+// bench: kafka-go's defaults except what the check fixes (acks=all, one partition,
+// reading from the first offset); the record values are all 'x'.
+func bench(bootstrap, topic string, n, size int) {
+	createTopic(client(bootstrap), topic, 1)
+
+	value := make([]byte, size)
+	for i := range value {
+		value[i] = 'x'
+	}
+	msgs := make([]kafka.Message, n)
+	for i := range msgs {
+		msgs[i] = kafka.Message{Value: value}
+	}
+	w := &kafka.Writer{Addr: kafka.TCP(bootstrap), Topic: topic, RequiredAcks: kafka.RequireAll}
+	start := time.Now()
+	must(w.WriteMessages(ctxFor(5*timeout), msgs...), "WriteMessages")
+	produced := time.Since(start)
+	must(w.Close(), "Writer.Close")
+
+	start = time.Now()
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{bootstrap}, GroupID: "bench-" + topic, Topic: topic, StartOffset: kafka.FirstOffset})
+	ctx := ctxFor(5 * timeout)
+	var first time.Duration
+	var last kafka.Message
+	for got := 0; got < n; got++ {
+		m, err := r.FetchMessage(ctx)
+		must(err, fmt.Sprintf("FetchMessage after %d of %d records", got, n))
+		if got == 0 {
+			first = time.Since(start)
+		}
+		last = m
+	}
+	must(r.CommitMessages(ctx, last), "CommitMessages")
+	consumed := time.Since(start)
+	must(r.Close(), "Reader.Close")
+	benchLine("kafka-go", n, size, produced, first, consumed)
+}
+
 func main() {
+	if len(os.Args) == 6 && os.Args[1] == "bench" {
+		n, size := benchArgs(os.Args[4:])
+		bench(os.Args[2], os.Args[3], n, size)
+		return
+	}
 	if len(os.Args) != 4 {
-		fail("usage: kafkago <produce-consume|group|admin|conn> <bootstrap> <topic>")
+		fail("usage: kafkago <produce-consume|group|admin|conn> <bootstrap> <topic> | kafkago bench <bootstrap> <topic> <records> <bytes>")
 	}
 	mode, bootstrap, topic := os.Args[1], os.Args[2], os.Args[3]
 	switch mode {

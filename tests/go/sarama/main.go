@@ -3,6 +3,7 @@
 // sarama 1.22 programs under tests/sarama/ stay as they are; this one is a Go module.
 //
 //	sarama <produce-consume|group|admin|offsets> <bootstrap> <topic>
+//	sarama bench <bootstrap> <topic> <records> <bytes>
 //
 // Modes:
 //
@@ -21,6 +22,11 @@
 //	offsets          an AsyncProducer with headers and set timestamps, GetOffset by
 //	                 time, a PartitionConsumer from the middle, an OffsetManager
 //	                 committing with metadata, a static member (InstanceId)
+//	bench            benches/clients.sh's rate check: creates topic (one partition), an
+//	                 AsyncProducer at sarama's defaults but acks=all (sarama's default
+//	                 is the leader only; not idempotent, no flush thresholds, 5
+//	                 requests in flight) sends the records, then a fresh ConsumerGroup
+//	                 reads them from the oldest offset; prints one "BENCH ..." line
 //
 // Prints "OK <step>" per step and exits 0, or "FAIL <why>" and exits 1. Every wait is
 // bounded.
@@ -33,6 +39,7 @@ import (
 	"log"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -722,9 +729,121 @@ func offsetsMode(bootstrap, topic string) {
 	ok("a static member (InstanceId) described with its instance id; its successor gets both partitions")
 }
 
+// benchArgs parses bench's <records> <bytes>.
+func benchArgs(args []string) (int, int) {
+	check(len(args) == 2, "usage: sarama bench <bootstrap> <topic> <records> <bytes>")
+	n, err := strconv.Atoi(args[0])
+	check(err == nil && n > 0, "bad record count %q", args[0])
+	size, err := strconv.Atoi(args[1])
+	check(err == nil && size > 0, "bad record size %q", args[1])
+	return n, size
+}
+
+// benchLine is the one line benches/clients.sh reads: produce_s from the first record
+// handed to the client until the last acknowledgement; consume_s from creating the
+// group consumer (so the group join counts) until the last record arrived; first_s
+// until the first record arrived.
+func benchLine(client string, n, size int, produce, first, consume time.Duration) {
+	fmt.Printf("BENCH client=%s records=%d bytes=%d produce_s=%.4f first_s=%.4f consume_s=%.4f\n",
+		client, n, size, produce.Seconds(), first.Seconds(), consume.Seconds())
+}
+
+// benchCounter counts what a ConsumerGroup session delivers and marks it consumed.
+type benchCounter struct {
+	got  chan int
+	done context.Context
+}
+
+func (b *benchCounter) Setup(sarama.ConsumerGroupSession) error   { return nil }
+func (b *benchCounter) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+func (b *benchCounter) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	for {
+		select {
+		case m, open := <-claim.Messages():
+			if !open {
+				return nil
+			}
+			s.MarkMessage(m, "")
+			b.got <- 1
+		case <-b.done.Done():
+			return nil
+		}
+	}
+}
+
+// bench: sarama's defaults except what the check fixes (acks=all, one partition,
+// reading from the oldest offset); the record values are all 'x'.
+func bench(bootstrap, topic string, n, size int) {
+	a := admin(bootstrap, nil)
+	createTopic(a, topic, 1)
+	must(a.Close(), "ClusterAdmin.Close")
+
+	value := make([]byte, size)
+	for i := range value {
+		value[i] = 'x'
+	}
+	p, err := sarama.NewAsyncProducer([]string{bootstrap}, config(nil))
+	must(err, "NewAsyncProducer")
+	start := time.Now()
+	go func() {
+		for range n {
+			p.Input() <- &sarama.ProducerMessage{Topic: topic, Value: sarama.ByteEncoder(value)}
+		}
+	}()
+	deadline := time.After(5 * timeout)
+	for acked := 0; acked < n; {
+		select {
+		case <-p.Successes():
+			acked++
+		case e := <-p.Errors():
+			fail("AsyncProducer: %v", e.Err)
+		case <-deadline:
+			fail("acknowledged %d of %d records", acked, n)
+		}
+	}
+	produced := time.Since(start)
+	must(p.Close(), "AsyncProducer.Close")
+
+	start = time.Now()
+	g, err := sarama.NewConsumerGroup([]string{bootstrap}, "bench-"+topic, config(nil))
+	must(err, "NewConsumerGroup")
+	ctx, stop := context.WithCancel(context.Background())
+	counter := &benchCounter{got: make(chan int, 1024), done: ctx}
+	go func() {
+		for ctx.Err() == nil {
+			if err := g.Consume(ctx, []string{topic}, counter); err != nil && ctx.Err() == nil {
+				fail("ConsumerGroup.Consume: %v", err)
+			}
+		}
+	}()
+	var first time.Duration
+	for got := 0; got < n; {
+		select {
+		case <-counter.got:
+			if got == 0 {
+				first = time.Since(start)
+			}
+			got++
+		case err := <-g.Errors():
+			fail("ConsumerGroup: %v", err)
+		case <-deadline:
+			fail("consumed %d of %d records", got, n)
+		}
+	}
+	consumed := time.Since(start)
+	stop()
+	must(g.Close(), "ConsumerGroup.Close")
+	benchLine("sarama", n, size, produced, first, consumed)
+}
+
 func main() {
+	if len(os.Args) == 6 && os.Args[1] == "bench" {
+		n, size := benchArgs(os.Args[4:])
+		bench(os.Args[2], os.Args[3], n, size)
+		return
+	}
 	if len(os.Args) != 4 {
-		fail("usage: sarama <produce-consume|group|admin|offsets> <bootstrap> <topic>")
+		fail("usage: sarama <produce-consume|group|admin|offsets> <bootstrap> <topic> | sarama bench <bootstrap> <topic> <records> <bytes>")
 	}
 	if os.Getenv("SARAMA_LOG") != "" {
 		sarama.Logger = log.New(os.Stderr, "[sarama] ", log.Lmicroseconds)
