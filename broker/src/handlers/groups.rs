@@ -491,7 +491,13 @@ pub(crate) fn describe_groups(b: &Arc<Broker>, req: DescribeGroupsRequest, versi
             }
             let Some(e) = entries.get(id.as_str()) else {
                 let d = d.with_group_state(str_bytes("Dead"));
-                return if version >= 6 { d.with_error_code(ec::GROUP_ID_NOT_FOUND) } else { d };
+                return if version >= 6 {
+                    // v6 carries a message; Kafka's words.
+                    d.with_error_code(ec::GROUP_ID_NOT_FOUND)
+                        .with_error_message(Some(str_bytes(format!("Group {} not found.", id.as_str()))))
+                } else {
+                    d
+                };
             };
             let g = &e.group;
             let stable = matches!(g.state, GroupState::Stable);

@@ -452,6 +452,10 @@ pub(super) fn run(pair: &mut Pair, f: &Fixture) -> Result<Vec<Compared>> {
     r.run("DescribeGroups for the group (no members)", ApiKey::DescribeGroups, 0, &|c, v, _| {
         boxed(c.send(&DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]), v)?)
     })?;
+    let no_group = unique_topic("diff-no-group");
+    r.run("DescribeGroups of an unknown group", ApiKey::DescribeGroups, 0, &|c, v, _| {
+        boxed(c.send(&DescribeGroupsRequest::default().with_groups(vec![GroupId(s(&no_group))]), v)?)
+    })?;
     r.run("DescribeGroups with authorized operations", ApiKey::DescribeGroups, 3, &|c, v, _| {
         let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]).with_include_authorized_operations(true);
         boxed(c.send(&req, v)?)
