@@ -129,24 +129,80 @@ pub const TYPE_INT: i8 = 3;
 pub const TYPE_LONG: i8 = 5;
 pub const TYPE_LIST: i8 = 7;
 
-/// Each topic config: the broker config that supplies its default (Kafka's synonym)
-/// and its type.
-const SYNONYMS: &[(&str, &str, i8)] = &[
-    ("cleanup.policy", "log.cleanup.policy", TYPE_LIST),
-    ("compression.type", "compression.type", TYPE_STRING),
-    ("index.interval.bytes", "log.index.interval.bytes", TYPE_INT),
-    ("max.message.bytes", "message.max.bytes", TYPE_INT),
-    ("message.downconversion.enable", "log.message.downconversion.enable", TYPE_BOOLEAN),
-    ("message.timestamp.after.max.ms", "log.message.timestamp.after.max.ms", TYPE_LONG),
-    ("message.timestamp.before.max.ms", "log.message.timestamp.before.max.ms", TYPE_LONG),
-    ("message.timestamp.type", "log.message.timestamp.type", TYPE_STRING),
-    ("min.insync.replicas", "min.insync.replicas", TYPE_INT),
-    ("retention.bytes", "log.retention.bytes", TYPE_LONG),
-    ("retention.ms", "log.retention.ms", TYPE_LONG),
-    ("segment.bytes", "log.segment.bytes", TYPE_INT),
-    ("segment.index.bytes", "log.index.size.max.bytes", TYPE_INT),
-    ("segment.ms", "log.roll.ms", TYPE_LONG),
-    ("unclean.leader.election.enable", "unclean.leader.election.enable", TYPE_BOOLEAN),
+fn opt(o: Option<i64>) -> String {
+    o.map_or("-1".to_string(), |v| v.to_string())
+}
+
+/// One topic config: the broker config that supplies its default (Kafka's synonym),
+/// its type, and how to read its value from an effective configuration.
+struct Spec {
+    name: &'static str,
+    broker_key: &'static str,
+    config_type: i8,
+    value: fn(&TopicConfig) -> String,
+}
+
+const SYNONYMS: &[Spec] = &[
+    Spec { name: "cleanup.policy", broker_key: "log.cleanup.policy", config_type: TYPE_LIST, value: |_| "delete".into() },
+    Spec { name: "compression.type", broker_key: "compression.type", config_type: TYPE_STRING, value: |_| "producer".into() },
+    Spec {
+        name: "index.interval.bytes",
+        broker_key: "log.index.interval.bytes",
+        config_type: TYPE_INT,
+        value: |e| e.log.index_interval_bytes.to_string(),
+    },
+    Spec { name: "max.message.bytes", broker_key: "message.max.bytes", config_type: TYPE_INT, value: |e| e.max_message_bytes.to_string() },
+    Spec {
+        name: "message.downconversion.enable",
+        broker_key: "log.message.downconversion.enable",
+        config_type: TYPE_BOOLEAN,
+        value: |e| e.downconversion_enable.to_string(),
+    },
+    Spec {
+        name: "message.timestamp.after.max.ms",
+        broker_key: "log.message.timestamp.after.max.ms",
+        config_type: TYPE_LONG,
+        value: |e| e.timestamp_after_max_ms.to_string(),
+    },
+    Spec {
+        name: "message.timestamp.before.max.ms",
+        broker_key: "log.message.timestamp.before.max.ms",
+        config_type: TYPE_LONG,
+        value: |e| e.timestamp_before_max_ms.to_string(),
+    },
+    Spec {
+        name: "message.timestamp.type",
+        broker_key: "log.message.timestamp.type",
+        config_type: TYPE_STRING,
+        value: |_| "CreateTime".into(),
+    },
+    Spec {
+        name: "min.insync.replicas",
+        broker_key: "min.insync.replicas",
+        config_type: TYPE_INT,
+        value: |e| e.min_insync_replicas.to_string(),
+    },
+    Spec {
+        name: "retention.bytes",
+        broker_key: "log.retention.bytes",
+        config_type: TYPE_LONG,
+        value: |e| opt(e.log.retention_bytes.map(|v| v as i64)),
+    },
+    Spec { name: "retention.ms", broker_key: "log.retention.ms", config_type: TYPE_LONG, value: |e| opt(e.log.retention_ms) },
+    Spec { name: "segment.bytes", broker_key: "log.segment.bytes", config_type: TYPE_INT, value: |e| e.log.segment_bytes.to_string() },
+    Spec {
+        name: "segment.index.bytes",
+        broker_key: "log.index.size.max.bytes",
+        config_type: TYPE_INT,
+        value: |e| e.log.segment_index_bytes.to_string(),
+    },
+    Spec { name: "segment.ms", broker_key: "log.roll.ms", config_type: TYPE_LONG, value: |e| opt(e.log.segment_ms.map(|v| v as i64)) },
+    Spec {
+        name: "unclean.leader.election.enable",
+        broker_key: "unclean.leader.election.enable",
+        config_type: TYPE_BOOLEAN,
+        value: |_| "false".into(),
+    },
 ];
 
 /// Broker configs whose default Kafka derives from another key (`log.retention.hours`,
@@ -168,33 +224,14 @@ pub struct Described {
 pub fn describe(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> Vec<Described> {
     let at_broker = effective(broker, &BTreeMap::new());
     let defaults = effective(&BrokerConfig::default(), &BTreeMap::new());
-    let row = |e: &TopicConfig| -> Vec<String> {
-        let opt = |o: Option<i64>| o.map_or("-1".to_string(), |v| v.to_string());
-        vec![
-            "delete".into(),
-            "producer".into(),
-            e.log.index_interval_bytes.to_string(),
-            e.max_message_bytes.to_string(),
-            e.downconversion_enable.to_string(),
-            e.timestamp_after_max_ms.to_string(),
-            e.timestamp_before_max_ms.to_string(),
-            "CreateTime".into(),
-            e.min_insync_replicas.to_string(),
-            opt(e.log.retention_bytes.map(|v| v as i64)),
-            opt(e.log.retention_ms),
-            e.log.segment_bytes.to_string(),
-            e.log.segment_index_bytes.to_string(),
-            opt(e.log.segment_ms.map(|v| v as i64)),
-            "false".into(),
-        ]
-    };
     SYNONYMS
         .iter()
-        .zip(row(&at_broker).into_iter().zip(row(&defaults)))
-        .map(|(&(name, broker_key, config_type), (value, default))| {
+        .map(|spec| {
+            let (name, broker_key, config_type) = (spec.name, spec.broker_key, spec.config_type);
+            let value = (spec.value)(&at_broker);
             // A broker value other than the built-in default was configured: Kafka's
             // STATIC_BROKER_CONFIG. (A value set to the default itself reads as default.)
-            let broker_source = if value == default { SOURCE_DEFAULT } else { SOURCE_STATIC_BROKER };
+            let broker_source = if value == (spec.value)(&defaults) { SOURCE_DEFAULT } else { SOURCE_STATIC_BROKER };
             let mut synonyms = Vec::new();
             if let Some(o) = overrides.get(name) {
                 synonyms.push((name, o.clone(), SOURCE_TOPIC));

@@ -3,6 +3,12 @@
 /// Longest topic name Kafka accepts.
 pub(crate) const MAX_LEN: usize = 249;
 
+/// Kafka's internal topics (`Topic.isInternal`), as Metadata and
+/// DescribeTopicPartitions flag them.
+pub(crate) fn is_internal(name: &str) -> bool {
+    matches!(name, "__consumer_offsets" | "__transaction_state" | "__share_group_state")
+}
+
 /// Why `name` is not a legal topic name, if it is not.
 pub(crate) fn invalid_reason(name: &str) -> Option<String> {
     if name.is_empty() {

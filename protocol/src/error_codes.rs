@@ -72,6 +72,20 @@ pub fn error_name(code: i16) -> &'static str {
     names.get(&code).map_or("UNKNOWN_ERROR_CODE", String::as_str)
 }
 
+/// The default message Kafka sends with `code` where a response carries one and no
+/// more specific text applies (the `Errors` enum's description), for the codes
+/// Karst answers that way.
+pub fn default_message(code: i16) -> Option<&'static str> {
+    match code {
+        UNKNOWN_TOPIC_OR_PARTITION => Some("This server does not host this topic-partition."),
+        UNKNOWN_TOPIC_ID => Some("This server does not host this topic ID."),
+        ELECTION_NOT_NEEDED => Some("Leader election not needed for topic partition."),
+        PREFERRED_LEADER_NOT_AVAILABLE => Some("The preferred leader was not available."),
+        ELIGIBLE_LEADERS_NOT_AVAILABLE => Some("Eligible topic partition leaders are not available."),
+        _ => None,
+    }
+}
+
 /// `NotLeaderOrFollower` → `NOT_LEADER_OR_FOLLOWER`.
 fn screaming_snake(camel: &str) -> String {
     let mut out = String::with_capacity(camel.len() + 8);

@@ -190,14 +190,10 @@ async fn delete_one(b: &Arc<Broker>, image: &ClusterImage, name: Option<TopicNam
         r = r.with_topic_id(id);
     }
     let Some(local) = local else {
-        // With Kafka's default messages of these errors (v5+ carry a message).
-        let (code, message) = if name.is_some() {
-            (ec::UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
-        } else {
-            (ec::UNKNOWN_TOPIC_ID, "This server does not host this topic ID.")
-        };
+        let code = if name.is_some() { ec::UNKNOWN_TOPIC_OR_PARTITION } else { ec::UNKNOWN_TOPIC_ID };
         let r = r.with_error_code(code);
-        return if version >= 5 { r.with_error_message(Some(str_bytes(message))) } else { r };
+        // v5+ carry a message: Kafka's default one.
+        return if version >= 5 { r.with_error_message(ec::default_message(code).map(str_bytes)) } else { r };
     };
     if local == OFFSETS_TOPIC {
         let r = r.with_error_code(ec::INVALID_REQUEST);

@@ -23,7 +23,8 @@ pub(crate) fn handle(b: &Broker, req: DescribeProducersRequest) -> DescribeProdu
             let topic_error = if let Some(why) = invalid_reason(&name) {
                 Some((ec::INVALID_TOPIC_EXCEPTION, why))
             } else if image.cluster.topic(&name).is_none() {
-                Some((ec::UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.".to_string()))
+                let code = ec::UNKNOWN_TOPIC_OR_PARTITION;
+                Some((code, ec::default_message(code).unwrap_or_default().to_string()))
             } else {
                 None
             };

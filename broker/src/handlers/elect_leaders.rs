@@ -21,16 +21,6 @@ enum Election {
     Unclean,
 }
 
-/// Kafka's texts for the codes it answers with its default message.
-fn default_message(code: i16) -> Option<&'static str> {
-    match code {
-        ec::ELECTION_NOT_NEEDED => Some("Leader election not needed for topic partition."),
-        ec::PREFERRED_LEADER_NOT_AVAILABLE => Some("The preferred leader was not available."),
-        ec::ELIGIBLE_LEADERS_NOT_AVAILABLE => Some("Eligible topic partition leaders are not available."),
-        _ => None,
-    }
-}
-
 /// The leader an election would choose for `p`, or the error Kafka answers.
 /// `alive`: whether a broker may lead (registered and unfenced).
 fn choose(p: &PartitionState, election: Election, alive: impl Fn(i32) -> bool) -> Result<i32, i16> {
@@ -107,7 +97,7 @@ fn invalid(req: &ElectLeadersRequest, message: &str) -> ElectLeadersResponse {
 }
 
 fn result(partition: i32, code: i16, message: Option<String>) -> PartitionResult {
-    let message = message.or_else(|| default_message(code).map(str::to_string));
+    let message = message.or_else(|| ec::default_message(code).map(str::to_string));
     PartitionResult::default().with_partition_id(partition).with_error_code(code).with_error_message(message.map(str_bytes))
 }
 

@@ -10,7 +10,6 @@ use uuid::Uuid;
 use super::{str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::errors::BrokerError;
-use crate::group::OFFSETS_TOPIC;
 use crate::metadata::{Listener, TopicMeta, NO_LEADER};
 use crate::topic_name::invalid_reason;
 
@@ -179,7 +178,7 @@ fn describe_topic(b: &Broker, t: &TopicMeta, version: i16) -> MetadataResponseTo
         topic = topic.with_topic_id(t.id);
     }
     if version >= 1 {
-        topic = topic.with_is_internal(t.name == OFFSETS_TOPIC);
+        topic = topic.with_is_internal(crate::topic_name::is_internal(&t.name));
     }
     topic
 }

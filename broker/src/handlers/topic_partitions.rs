@@ -13,16 +13,11 @@ use super::metadata::{endpoint, request_listener};
 use super::topic_name;
 use crate::broker::Broker;
 use crate::metadata::{ClusterImage, NO_LEADER};
-use crate::topic_name::invalid_reason;
+use crate::topic_name::{invalid_reason, is_internal};
 
 /// Kafka's `max.request.partition.size.limit` default: the most partitions one
 /// response holds, whatever the client asks for.
 const MAX_PARTITIONS_PER_RESPONSE: i32 = 2000;
-
-/// Kafka's internal topics (`Topic.isInternal`).
-fn is_internal(name: &str) -> bool {
-    matches!(name, "__consumer_offsets" | "__transaction_state" | "__share_group_state")
-}
 
 /// One topic of a page.
 #[derive(Debug, PartialEq, Eq)]
