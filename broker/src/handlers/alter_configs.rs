@@ -26,9 +26,8 @@ type Outcome = Result<(), (i16, String)>;
 
 const STATIC: &str = "broker configs are static: set them in karst.toml, KARST_* or --set and restart";
 
-/// A change to broker resource `name` ("" for the cluster-wide default, or a broker
-/// id) that only removes overrides: there are none to remove.
-fn remove_broker_overrides(b: &Broker, name: &str) -> Outcome {
+/// Broker resource `name` must be "" (the cluster-wide default) or a registered broker.
+fn check_broker(b: &Broker, name: &str) -> Outcome {
     if name.is_empty() {
         return Ok(());
     }
@@ -38,8 +37,10 @@ fn remove_broker_overrides(b: &Broker, name: &str) -> Outcome {
     }
 }
 
-/// Applies `change` to a topic's current overrides, validating the result.
-async fn alter_topic(
+/// Applies `change` to a resource's current overrides: a topic's, validating the
+/// result; a broker's, which are always none, so a change that leaves none succeeds
+/// with nothing to do and one that sets any is refused.
+async fn alter(
     b: &Arc<Broker>,
     resource_type: i8,
     name: &str,
@@ -48,7 +49,12 @@ async fn alter_topic(
 ) -> Outcome {
     match resource_type {
         TOPIC => {}
-        BROKER => return Err((ec::INVALID_REQUEST, STATIC.into())),
+        BROKER => {
+            check_broker(b, name)?;
+            let mut overrides = BTreeMap::new();
+            change(&mut overrides)?;
+            return if overrides.is_empty() { Ok(()) } else { Err((ec::INVALID_REQUEST, STATIC.into())) };
+        }
         other => return Err((ec::INVALID_REQUEST, format!("resource type {other} is not supported"))),
     }
     let image = b.metadata.image();
@@ -74,32 +80,27 @@ pub(crate) async fn incremental(b: Arc<Broker>, req: IncrementalAlterConfigsRequ
     use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
     let mut responses = Vec::with_capacity(req.resources.len());
     for res in req.resources {
-        let only_deletes = res.configs.iter().all(|c| c.config_operation == OP_DELETE);
-        let outcome = if res.resource_type == BROKER && only_deletes {
-            remove_broker_overrides(&b, &res.resource_name)
-        } else {
-            alter_topic(&b, res.resource_type, &res.resource_name, req.validate_only, |configs| {
-                for c in &res.configs {
-                    match (c.config_operation, &c.value) {
-                        (OP_SET, Some(v)) => {
-                            configs.insert(c.name.to_string(), v.to_string());
-                        }
-                        (OP_DELETE, _) => {
-                            configs.remove(c.name.as_str());
-                        }
-                        (OP_SET, None) => return Err((ec::INVALID_CONFIG, format!("no value to set for {}", c.name.as_str()))),
-                        (op, _) => {
-                            return Err((
-                                ec::INVALID_REQUEST,
-                                format!("operation {op} on {} is not supported (only SET and DELETE)", c.name.as_str()),
-                            ))
-                        }
+        let outcome = alter(&b, res.resource_type, &res.resource_name, req.validate_only, |configs| {
+            for c in &res.configs {
+                match (c.config_operation, &c.value) {
+                    (OP_SET, Some(v)) => {
+                        configs.insert(c.name.to_string(), v.to_string());
+                    }
+                    (OP_DELETE, _) => {
+                        configs.remove(c.name.as_str());
+                    }
+                    (OP_SET, None) => return Err((ec::INVALID_CONFIG, format!("no value to set for {}", c.name.as_str()))),
+                    (op, _) => {
+                        return Err((
+                            ec::INVALID_REQUEST,
+                            format!("operation {op} on {} is not supported (only SET and DELETE)", c.name.as_str()),
+                        ))
                     }
                 }
-                Ok(())
-            })
-            .await
-        };
+            }
+            Ok(())
+        })
+        .await;
         let r = AlterConfigsResourceResponse::default().with_resource_type(res.resource_type).with_resource_name(res.resource_name);
         responses.push(match outcome {
             Ok(()) => r.with_error_message(None),
@@ -113,20 +114,16 @@ pub(crate) async fn replace(b: Arc<Broker>, req: AlterConfigsRequest) -> AlterCo
     use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
     let mut responses = Vec::with_capacity(req.resources.len());
     for res in req.resources {
-        let outcome = if res.resource_type == BROKER && res.configs.is_empty() {
-            remove_broker_overrides(&b, &res.resource_name)
-        } else {
-            alter_topic(&b, res.resource_type, &res.resource_name, req.validate_only, |configs| {
-                configs.clear();
-                for c in &res.configs {
-                    if let Some(v) = &c.value {
-                        configs.insert(c.name.to_string(), v.to_string());
-                    }
+        let outcome = alter(&b, res.resource_type, &res.resource_name, req.validate_only, |configs| {
+            configs.clear();
+            for c in &res.configs {
+                if let Some(v) = &c.value {
+                    configs.insert(c.name.to_string(), v.to_string());
                 }
-                Ok(())
-            })
-            .await
-        };
+            }
+            Ok(())
+        })
+        .await;
         let r = AlterConfigsResourceResponse::default().with_resource_type(res.resource_type).with_resource_name(res.resource_name);
         responses.push(match outcome {
             Ok(()) => r.with_error_message(None),
