@@ -109,6 +109,40 @@ fn a_failed_fsync_on_a_single_broker_fails_the_produce_and_takes_the_partition_o
     Ok(())
 }
 
+#[test]
+fn describe_log_dirs_and_producers_answer_kafka_storage_error_for_a_replica_a_failed_fsync_took_offline() -> Result<()> {
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeProducersRequest};
+    let broker = Broker::start(&[])?;
+    let topic = unique_topic("fsync-describe");
+    let mut c = RawClient::connect(broker.addr())?;
+    c.create_topic(&topic, 1, &[])?;
+    let version = c.version_for(ApiKey::Produce)?.min(9);
+    let describe_dirs = |c: &mut RawClient| -> Result<i16> {
+        let v = c.version_for(ApiKey::DescribeLogDirs)?;
+        let resp = c.send(&DescribeLogDirsRequest::default().with_topics(None), v)?;
+        Ok(resp.results.first().ok_or_else(|| anyhow!("no log directory"))?.error_code)
+    };
+    let describe_producers = |c: &mut RawClient| -> Result<i16> {
+        let req = DescribeProducersRequest::default()
+            .with_topics(vec![TopicRequest::default().with_name(topic_name(&topic)).with_partition_indexes(vec![0])]);
+        let resp = c.send(&req, 0)?;
+        Ok(resp.topics.first().and_then(|t| t.partitions.first()).ok_or_else(|| anyhow!("no partition 0"))?.error_code)
+    };
+    let first = c.produce(&topic, 0, record_batch(&[(None, Some(b"durable"))], 1_000), version)?;
+    ensure!(first.error_code == 0, "{first:?}");
+    assert_eq!((describe_dirs(&mut c)?, describe_producers(&mut c)?), (0, 0), "healthy before the fault");
+
+    failpoints(admin(&broker)?, &format!("fsync=eio@{topic}-0"))?;
+    let failed = c.produce(&topic, 0, record_batch(&[(None, Some(b"lost"))], 1_000), version)?;
+    assert_eq!(failed.error_code, KAFKA_STORAGE_ERROR, "{failed:?}");
+    // As Kafka: the directory holding an offline replica is offline as a whole, and
+    // the replica's producer state is not described.
+    assert_eq!(describe_dirs(&mut c)?, KAFKA_STORAGE_ERROR, "DescribeLogDirs");
+    assert_eq!(describe_producers(&mut c)?, KAFKA_STORAGE_ERROR, "DescribeProducers");
+    Ok(())
+}
+
 /// partition 0 of `topic` as `b` reports it: (leader, ISR).
 fn leader_and_isr(b: &Broker, topic: &str) -> Result<(i32, Vec<i32>)> {
     let mut c = RawClient::connect(b.addr())?;
