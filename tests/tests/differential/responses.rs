@@ -202,6 +202,19 @@ impl<'p> Runner<'p> {
     }
 }
 
+/// A consumer's Fetch of partition 0 of `topic` (by name and id) from `offset`.
+fn fetch_request(topic: &str, id: uuid::Uuid, offset: i64, isolation_level: i8) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_isolation_level(isolation_level)
+        .with_topics(vec![FetchTopic::default().with_topic(topic_name(topic)).with_topic_id(id).with_partitions(vec![
+            FetchPartition::default().with_partition(0).with_fetch_offset(offset).with_partition_max_bytes(1 << 20),
+        ])])
+}
+
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
@@ -281,23 +294,9 @@ pub(super) fn run(pair: &mut Pair, f: &Fixture) -> Result<Vec<Compared>> {
         boxed(c.send(&req, v)?)
     })?;
 
-    r.run("Fetch partition 0 from offset 0", ApiKey::Fetch, 4, &|c, v, side| {
-        let req =
-            FetchRequest::default().with_replica_id((-1).into()).with_max_wait_ms(0).with_min_bytes(1).with_max_bytes(1 << 20).with_topics(
-                vec![FetchTopic::default().with_topic(topic_name(topic)).with_topic_id(f.id(side)).with_partitions(vec![
-                    FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20),
-                ])],
-            );
-        boxed(c.send(&req, v)?)
-    })?;
+    r.run("Fetch partition 0 from offset 0", ApiKey::Fetch, 4, &|c, v, side| boxed(c.send(&fetch_request(topic, f.id(side), 0, 0), v)?))?;
     r.run("Fetch partition 0 from offset 2 (the second batch)", ApiKey::Fetch, 4, &|c, v, side| {
-        let req =
-            FetchRequest::default().with_replica_id((-1).into()).with_max_wait_ms(0).with_min_bytes(1).with_max_bytes(1 << 20).with_topics(
-                vec![FetchTopic::default().with_topic(topic_name(topic)).with_topic_id(f.id(side)).with_partitions(vec![
-                    FetchPartition::default().with_partition(0).with_fetch_offset(2).with_partition_max_bytes(1 << 20),
-                ])],
-            );
-        boxed(c.send(&req, v)?)
+        boxed(c.send(&fetch_request(topic, f.id(side), 2, 0), v)?)
     })?;
 
     r.run("Produce one batch to partition 1 (acks=all)", ApiKey::Produce, 3, &|c, v, _| {
@@ -465,18 +464,7 @@ pub(super) fn run(pair: &mut Pair, f: &Fixture) -> Result<Vec<Compared>> {
         let req = MetadataRequest::default().with_topics(Some(vec![])).with_include_cluster_authorized_operations(true);
         boxed(c.send(&req, v)?)
     })?;
-    r.run("Fetch, read_committed", ApiKey::Fetch, 4, &|c, v, side| {
-        let req = FetchRequest::default()
-            .with_replica_id((-1).into())
-            .with_max_wait_ms(0)
-            .with_min_bytes(1)
-            .with_max_bytes(1 << 20)
-            .with_isolation_level(1)
-            .with_topics(vec![FetchTopic::default().with_topic(topic_name(topic)).with_topic_id(f.id(side)).with_partitions(vec![
-                FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20),
-            ])]);
-        boxed(c.send(&req, v)?)
-    })?;
+    r.run("Fetch, read_committed", ApiKey::Fetch, 4, &|c, v, side| boxed(c.send(&fetch_request(topic, f.id(side), 0, 1), v)?))?;
     r.run("ListGroups", ApiKey::ListGroups, 0, &|c, v, _| {
         // Only the groups of this test: each broker serves this test alone.
         let mut resp = c.send(&ListGroupsRequest::default(), v)?;
