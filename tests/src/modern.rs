@@ -91,7 +91,11 @@ pub fn go_module_binary(name: &str) -> Result<PathBuf> {
         .into());
     }
 
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&src_dir)?
+    // The program's sources and the shared module it replaces in (tests/go/common).
+    let mut files: Vec<PathBuf> = [src_dir.clone(), src_dir.with_file_name("common")]
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flatten()
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "go") || p.file_name().is_some_and(|n| n == "go.mod" || n == "go.sum"))
         .collect();

@@ -40,6 +40,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"karsttests/common"
 	"os"
 	"sort"
 	"strconv"
@@ -51,32 +52,17 @@ import (
 	"github.com/segmentio/kafka-go/compress"
 )
 
+// The shared line protocol and helpers (tests/go/common).
+var (
+	fail      = common.Fail
+	ok        = common.OK
+	check     = common.Check
+	must      = common.Must
+	ctxFor    = common.CtxFor
+	benchLine = common.BenchLine
+)
+
 const timeout = 60 * time.Second
-
-func ok(format string, args ...any) { fmt.Printf("OK "+format+"\n", args...) }
-
-func fail(format string, args ...any) {
-	fmt.Printf("FAIL "+format+"\n", args...)
-	os.Exit(1)
-}
-
-func check(cond bool, format string, args ...any) {
-	if !cond {
-		fail(format, args...)
-	}
-}
-
-func must(err error, what string) {
-	if err != nil {
-		fail("%s: %v", what, err)
-	}
-}
-
-func ctxFor(d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	_ = cancel // released at the deadline; the program is short-lived
-	return ctx
-}
 
 func client(bootstrap string) *kafka.Client {
 	return &kafka.Client{Addr: kafka.TCP(bootstrap), Timeout: timeout}
@@ -692,10 +678,6 @@ func benchArgs(args []string) (int, int) {
 // handed to the client until the last acknowledgement; consume_s from creating the
 // group consumer (so the group join counts) until the last record arrived; first_s
 // until the first record arrived.
-func benchLine(client string, n, size int, produce, first, consume time.Duration) {
-	fmt.Printf("BENCH client=%s records=%d bytes=%d produce_s=%.4f first_s=%.4f consume_s=%.4f\n",
-		client, n, size, produce.Seconds(), first.Seconds(), consume.Seconds())
-}
 
 // bench: kafka-go's defaults except what the check fixes (acks=all, one partition,
 // reading from the first offset); the record values are all 'x'.

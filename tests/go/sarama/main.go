@@ -36,6 +36,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"karsttests/common"
 	"log"
 	"os"
 	"sort"
@@ -47,26 +48,16 @@ import (
 	"github.com/IBM/sarama"
 )
 
+// The shared line protocol and helpers (tests/go/common).
+var (
+	fail      = common.Fail
+	ok        = common.OK
+	check     = common.Check
+	must      = common.Must
+	benchLine = common.BenchLine
+)
+
 const timeout = 60 * time.Second
-
-func ok(format string, args ...any) { fmt.Printf("OK "+format+"\n", args...) }
-
-func fail(format string, args ...any) {
-	fmt.Printf("FAIL "+format+"\n", args...)
-	os.Exit(1)
-}
-
-func check(cond bool, format string, args ...any) {
-	if !cond {
-		fail(format, args...)
-	}
-}
-
-func must(err error, what string) {
-	if err != nil {
-		fail("%s: %v", what, err)
-	}
-}
 
 // config is sarama's defaults with version (nil: sarama's default Version).
 func config(version *sarama.KafkaVersion) *sarama.Config {
@@ -743,10 +734,6 @@ func benchArgs(args []string) (int, int) {
 // handed to the client until the last acknowledgement; consume_s from creating the
 // group consumer (so the group join counts) until the last record arrived; first_s
 // until the first record arrived.
-func benchLine(client string, n, size int, produce, first, consume time.Duration) {
-	fmt.Printf("BENCH client=%s records=%d bytes=%d produce_s=%.4f first_s=%.4f consume_s=%.4f\n",
-		client, n, size, produce.Seconds(), first.Seconds(), consume.Seconds())
-}
 
 // benchCounter counts what a ConsumerGroup session delivers and marks it consumed.
 type benchCounter struct {

@@ -1,0 +1,3 @@
+module karsttests/common
+
+go 1.26.0
