@@ -531,16 +531,26 @@ async fn heartbeat_loop(controller: Arc<Controller>, broker_id: BrokerId, epoch:
 
 /// On the controller leader: fence brokers whose heartbeats stopped for
 /// `session_timeout`, unfence fenced ones that heartbeat again. A new leader
-/// gives every broker a full session before fencing it.
+/// gives every broker a full session before fencing it, and so does a leader that
+/// was itself not running (a paused or starved process): heartbeats that arrived
+/// meanwhile are still queued unread, so their absence says nothing of the brokers.
 async fn fence_loop(controller: Arc<Controller>, session_timeout: Duration) {
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    const TICK: Duration = Duration::from_millis(200);
+    let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut leading_since: Option<std::time::Instant> = None;
+    let mut last_tick = std::time::Instant::now();
     loop {
         tick.tick().await;
+        let stalled = last_tick.elapsed() > stall_after(session_timeout);
+        last_tick = std::time::Instant::now();
         if !controller.is_leader() {
             leading_since = None;
             continue;
+        }
+        if stalled {
+            info!("this controller was not running for a while: every broker gets a full session before fencing");
+            leading_since = None;
         }
         let since = *leading_since.get_or_insert_with(std::time::Instant::now);
         let beats = controller.broker_heartbeats();
@@ -564,6 +574,12 @@ async fn fence_loop(controller: Arc<Controller>, session_timeout: Duration) {
             }
         }
     }
+}
+
+/// A gap between the fence loop's 200 ms ticks after which the controller itself
+/// counts as having stalled: a third of the session, at least a second.
+fn stall_after(session_timeout: Duration) -> Duration {
+    (session_timeout / 3).max(Duration::from_secs(1))
 }
 
 fn run_on<T: Send + 'static>(handle: &tokio::runtime::Handle, fut: impl Future<Output = T> + Send + 'static) -> Result<T, BrokerError> {

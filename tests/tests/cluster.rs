@@ -286,6 +286,26 @@ fn a_paused_broker_is_fenced_and_its_partitions_return_after_it_resumes() -> Res
     Ok(())
 }
 
+/// A controller that was itself not running (paused, starved of CPU) cannot tell a
+/// dead broker from one whose heartbeats wait unread in its sockets: it gives every
+/// broker a full session again instead of fencing them all, itself included.
+#[test]
+fn a_controller_that_was_paused_fences_no_broker_for_missed_heartbeats() -> Result<()> {
+    let broker = Broker::start(&["--set", "broker.session.timeout.ms=2000"])?;
+    let topic = unique_topic("paused-controller");
+    create(&broker, &topic, 3)?;
+    wait_for("the topic led by broker 1", TIMEOUT, || leaders(&broker, &topic).ok().filter(|l| l.values().all(|l| *l == 1)))?;
+    broker.signal("STOP")?;
+    std::thread::sleep(Duration::from_secs(3)); // the fault: longer than the broker session
+    broker.signal("CONT")?;
+    let log = || std::fs::read_to_string(broker.stderr_log()).unwrap_or_default();
+    wait_for("the controller to notice it was not running", TIMEOUT, || log().contains("this controller was not running").then_some(()))?;
+    produce_each(&broker, &topic, 3)?;
+    let fenced: Vec<String> = log().lines().filter(|l| l.contains("fencing broker")).map(String::from).collect();
+    ensure!(fenced.is_empty(), "the resumed controller fenced brokers: {fenced:?}");
+    Ok(())
+}
+
 /// `karst voters <args>` against `controller` (`id@host:port`): its stdout lines.
 fn voters_cmd(controller: &str, args: &[&str]) -> Result<Vec<String>> {
     let out = run_checked(
