@@ -155,9 +155,9 @@ fn kcat_assuming_an_old_broker_round_trips_with_every_codec() -> Result<()> {
 fn kcat_and_rdkafka_keep_the_codec_they_were_asked_for() -> Result<()> {
     // librdkafka before its fix for KAFKA-18659 (Debian's kcat has 2.0.2) turns gzip,
     // snappy and lz4 off when a broker's Produce versions start above 0: the data
-    // round-trips, uncompressed. Debian's kcat is built without zstd.
+    // round-trips, uncompressed.
     let broker = Broker::start(&[])?;
-    for codec in ["gzip", "snappy", "lz4"] {
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
         let topic = kcat_round_trip(&broker, codec, &[])?;
         let stored = stored_codecs(&broker, &topic)?;
         ensure!(stored == [codec_id(codec)], "kcat -z {codec}: stored batches carry codecs {stored:?}");
@@ -233,6 +233,11 @@ fn message_set(magic: i8, codec: i16, values: &[&[u8]]) -> Result<Vec<u8>> {
 /// One uncompressed-looking message whose attributes say `codec` and whose value is
 /// `value` as given: a wrapper built by hand (CRC-32 over magic..end).
 fn wrapper(magic: i8, codec: u8, value: &[u8]) -> Vec<u8> {
+    wrapper_at(0, magic, codec, value)
+}
+
+/// [`wrapper`] at message offset `offset` (a magic 1 wrapper's offset is its last inner one's).
+fn wrapper_at(offset: i64, magic: i8, codec: u8, value: &[u8]) -> Vec<u8> {
     let mut m = vec![magic as u8, codec];
     if magic == 1 {
         m.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
@@ -240,7 +245,7 @@ fn wrapper(magic: i8, codec: u8, value: &[u8]) -> Vec<u8> {
     m.extend_from_slice(&(-1i32).to_be_bytes());
     m.extend_from_slice(&(value.len() as i32).to_be_bytes());
     m.extend_from_slice(value);
-    let mut entry = 0i64.to_be_bytes().to_vec();
+    let mut entry = offset.to_be_bytes().to_vec();
     entry.extend_from_slice(&((m.len() + 4) as i32).to_be_bytes());
     entry.extend_from_slice(&karst_tests::raw::crc32_ieee(&m).to_be_bytes());
     entry.extend_from_slice(&m);
@@ -277,13 +282,17 @@ fn bad_message_sets_get_kafkas_errors_and_nothing_of_them_is_stored() -> Result<
     let nested = wrapper(1, 1, &gzip(&inner)?);
     // A small wrapper expanding past what the broker decompresses.
     let bomb = message_set(1, 1, &[&vec![b'x'; 2_000_000]])?;
-    // A wrapper with a null value... as Kafka: INVALID_RECORD; garbage inside a wrapper: CORRUPT_MESSAGE.
+    // Garbage inside a wrapper: CORRUPT_MESSAGE.
     let garbage = wrapper(1, 1, &gzip(b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xffnot a message")?);
+    // Inner offsets 0..2 under a wrapper at offset 1: the absolute offsets it implies go
+    // backwards (Kafka: "wrapper offset is less than the last inner message offset").
+    let backwards = wrapper_at(1, 1, 1, &gzip(&message_set(1, 0, &[b"a", b"b", b"c"])?)?);
     let cases: Vec<(&str, i16, Vec<u8>, i16)> = vec![
         ("wrong CRC", 2, bad_crc, CORRUPT_MESSAGE),
         ("nested compression", 2, nested, INVALID_RECORD),
         ("expands past the decompression bound", 2, bomb, CORRUPT_MESSAGE),
         ("garbage inside a wrapper", 1, garbage, CORRUPT_MESSAGE),
+        ("inner offsets going backwards", 2, backwards, INVALID_RECORD),
     ];
     for (what, version, set, want) in cases {
         let (code, _) = produce_set(&mut c, &topic, version, set)?;
@@ -459,39 +468,84 @@ fn a_sarama_0_10_consumer_group_of_three_consumes_every_message_once_and_resumes
     old_group("0.10.0.0")
 }
 
-#[test]
-fn fetch_v0_to_v3_gets_unsupported_version_where_down_conversion_is_off() -> Result<()> {
+/// Fetch `version` of partition 0 of `topic` from offset 0: (error code, record bytes).
+fn fetch_partition_0(c: &mut RawClient, topic: &str, version: i16) -> Result<(i16, usize)> {
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
     use kafka_protocol::messages::{ApiKey, FetchRequest, RequestKind, ResponseKind};
+    let req = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![FetchTopic::default()
+        .with_topic(karst_tests::raw::topic_name(topic))
+        .with_partitions(vec![FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20)])]);
+    let id = c.correlation_id();
+    let frame = karst_protocol::codec::encode_request(ApiKey::Fetch, version, id, "karst-tests", &RequestKind::Fetch(req))
+        .map_err(anyhow::Error::msg)?;
+    c.write_raw(&frame)?;
+    let karst_tests::raw::ReadOutcome::Frame(body) = c.read_frame()? else { anyhow::bail!("closed on Fetch v{version}") };
+    let (_, resp) = karst_protocol::codec::decode_response(ApiKey::Fetch, version, body).map_err(anyhow::Error::msg)?;
+    let ResponseKind::Fetch(r) = resp else { anyhow::bail!("not a Fetch response") };
+    let p = &r.responses[0].partitions[0];
+    Ok((p.error_code, p.records.as_ref().map_or(0, |r| r.len())))
+}
+
+/// Fetch v0, v3 and v4 of each (topic, down-conversion on?): v0-v3 get
+/// UNSUPPORTED_VERSION (35) where it is off, v4+ are never affected.
+fn check_down_conversion_switch(c: &mut RawClient, topics: &[(&str, bool)]) -> Result<()> {
+    for (t, _) in topics {
+        ensure!(produce_set(c, t, 2, message_set(1, 0, &[b"one", b"two"])?)? == (0, 0), "{t}: produce");
+    }
+    for version in [0, 3, 4] {
+        for (t, on) in topics {
+            let (code, records) = fetch_partition_0(c, t, version)?;
+            let want = if version < 4 && !on { 35 } else { 0 };
+            ensure!(code == want, "Fetch v{version} of {t}: error {code}, want {want}");
+            ensure!((records > 0) == (want == 0), "Fetch v{version} of {t}: {records} record bytes");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn fetch_v0_to_v3_gets_unsupported_version_where_down_conversion_is_off() -> Result<()> {
+    // Per topic: message.downconversion.enable.
     let mut broker = Broker::start(&[])?;
     let mut c = RawClient::connect(broker.addr())?;
     let (on, off) = (unique_topic("down-on"), unique_topic("down-off"));
     c.create_topic(&on, 1, &[])?;
     c.create_topic(&off, 1, &[("message.downconversion.enable", "false")])?;
-    for t in [&on, &off] {
-        ensure!(produce_set(&mut c, t, 2, message_set(1, 0, &[b"one", b"two"])?)? == (0, 0), "{t}: produce");
-    }
-    for version in [0, 3, 4] {
-        for t in [&on, &off] {
-            let req = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![FetchTopic::default()
-                .with_topic(karst_tests::raw::topic_name(t))
-                .with_partitions(vec![FetchPartition::default()
-                    .with_partition(0)
-                    .with_fetch_offset(0)
-                    .with_partition_max_bytes(1 << 20)])]);
-            let id = c.correlation_id();
-            let frame = karst_protocol::codec::encode_request(ApiKey::Fetch, version, id, "karst-tests", &RequestKind::Fetch(req))
-                .map_err(anyhow::Error::msg)?;
-            c.write_raw(&frame)?;
-            let karst_tests::raw::ReadOutcome::Frame(body) = c.read_frame()? else { anyhow::bail!("closed on Fetch v{version}") };
-            let (_, resp) = karst_protocol::codec::decode_response(ApiKey::Fetch, version, body).map_err(anyhow::Error::msg)?;
-            let ResponseKind::Fetch(r) = resp else { anyhow::bail!("not a Fetch response") };
-            let p = &r.responses[0].partitions[0];
-            let records = p.records.as_ref().map_or(0, |r| r.len());
-            let want = if version < 4 && t == &off { 35 } else { 0 };
-            ensure!(p.error_code == want, "Fetch v{version} of {t}: error {}, want {want}", p.error_code);
-            ensure!((records > 0) == (want == 0), "Fetch v{version} of {t}: {records} record bytes");
-        }
-    }
+    check_down_conversion_switch(&mut c, &[(&on, true), (&off, false)])?;
+    broker.check_running()?;
+    // Broker-wide: log.message.downconversion.enable is the topics' default.
+    let mut broker = Broker::start(&["--set", "log.message.downconversion.enable=false"])?;
+    let mut c = RawClient::connect(broker.addr())?;
+    let (default, on) = (unique_topic("down-default"), unique_topic("down-on"));
+    c.create_topic(&default, 1, &[])?;
+    c.create_topic(&on, 1, &[("message.downconversion.enable", "true")])?;
+    check_down_conversion_switch(&mut c, &[(&default, false), (&on, true)])?;
+    broker.check_running()
+}
+
+#[test]
+fn the_admin_cli_shows_who_still_needs_the_old_protocol() -> Result<()> {
+    let mut broker = Broker::start(&[])?;
+    let admin = broker.admin_addr().context("no admin address")?.to_string();
+    let cli = |args: &[&str]| -> Result<String> {
+        let mut cmd = Command::new(karst_tests::karst_bin()?);
+        cmd.args(["cluster", "legacy-clients", "--admin", &admin]).args(args).stdin(Stdio::null());
+        karst_tests::broker::scrub_karst_env(&mut cmd);
+        Ok(String::from_utf8_lossy(&run_checked(&mut cmd, TIMEOUT)?.stdout).into_owned())
+    };
+    let quiet = cli(&[])?;
+    ensure!(quiet.contains("No pre-0.11 requests"), "before any old client:\n{quiet}");
+    let topic = unique_topic("cli-legacy");
+    let mut c = RawClient::connect(broker.addr())?;
+    c.create_topic(&topic, 1, &[])?;
+    ensure!(produce_set(&mut c, &topic, 0, message_set(0, 0, &[b"one", b"two", b"three"])?)? == (0, 0), "Produce v0");
+    ensure!(fetch_partition_0(&mut c, &topic, 1)?.0 == 0, "Fetch v1");
+    let text = cli(&[])?;
+    ensure!(text.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Produce", "v0", "1"]), "Produce v0 not listed:\n{text}");
+    ensure!(text.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == [topic.as_str(), "3", "3"]), "{topic} not listed:\n{text}");
+    let json: serde_json::Value = serde_json::from_str(&cli(&["--output", "json"])?)?;
+    let fetch_v1 =
+        json["requests"].as_array().into_iter().flatten().any(|r| r["api"] == "Fetch" && r["version"] == 1 && r["requests"] == 1.0);
+    ensure!(fetch_v1, "Fetch v1 not in the JSON: {json}");
     broker.check_running()
 }

@@ -69,6 +69,9 @@ fn encode(correlation_id: i32, api_key: ApiKey, version: i16, r: &ResponseKind) 
 /// Handles one request, counted and timed by the metrics.
 pub(crate) fn dispatch(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<Reply, String> {
     let (api_key, started) = (req.api_key, std::time::Instant::now());
+    if karst_protocol::legacy::handles(api_key, req.version) {
+        crate::metrics::legacy_request(api_key, req.version);
+    }
     crate::metrics::track_request(api_key, dispatch_request(b, req, peer), started)
 }
 

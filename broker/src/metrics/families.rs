@@ -24,6 +24,12 @@ pub(crate) struct ApiLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ApiVersionLabels {
+    pub(crate) api: &'static str,
+    pub(crate) version: i32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ApiErrorLabels {
     pub(crate) api: &'static str,
     pub(crate) error: &'static str,
@@ -51,6 +57,8 @@ pub(crate) struct Families {
     pub(crate) up_converted: Family<TopicLabel, Counter>,
     pub(crate) down_converted: Family<TopicLabel, Counter>,
     requests: Family<ApiLabel, Counter>,
+    /// Requests in the pre-0.11 versions only Karst's legacy codecs serve.
+    pub(crate) legacy_requests: Family<ApiVersionLabels, Counter>,
     latency: HistogramFamily<ApiLabel>,
     pub(crate) errors: Family<ApiErrorLabels, Counter>,
     pub(crate) isr_shrinks: Counter,
@@ -83,6 +91,7 @@ impl Families {
             up_converted: Family::default(),
             down_converted: Family::default(),
             requests: Family::default(),
+            legacy_requests: Family::default(),
             latency: Family::new_with_constructor(latency_histogram as fn() -> AtomicHistogram),
             errors: Family::default(),
             isr_shrinks: Counter::default(),
@@ -108,6 +117,11 @@ impl Families {
             f.down_converted.clone(),
         );
         registry.register("karst_requests", "Requests handled, by Kafka API", f.requests.clone());
+        registry.register(
+            "karst_legacy_requests",
+            "Requests in pre-0.11 versions (Kafka 4 refuses them; Karst serves them), by Kafka API and version",
+            f.legacy_requests.clone(),
+        );
         registry.register("karst_request_errors", "Request and partition level errors, by Kafka API and error name", f.errors.clone());
         registry.register("karst_isr_shrinks", "ISR shrinks proposed by this broker as leader and accepted", f.isr_shrinks.clone());
         registry.register("karst_isr_expands", "ISR expansions proposed by this broker as leader and accepted", f.isr_expands.clone());

@@ -65,6 +65,13 @@ pub(crate) fn down_converted(topic: &Arc<str>, records: u64) {
     families().down_converted.get_or_create(&TopicLabel { topic: topic.clone() }).inc_by(records);
 }
 
+/// A request of `api` in `version`, one of the pre-0.11 versions: operators see which
+/// old clients still need them (and the conversion counters, how much data).
+pub(crate) fn legacy_request(api: ApiKey, version: i16) {
+    let labels = families::ApiVersionLabels { api: families::api_name(api), version: i32::from(version) };
+    families().legacy_requests.get_or_create(&labels).inc();
+}
+
 /// A deleted topic's series go with it, as Kafka drops its per-topic metrics.
 pub(crate) fn topic_deleted(topic: &str) {
     let f = families();

@@ -3,7 +3,10 @@
 // DescribeConfigs v0 in sarama 1.22) or, with -look describe, DescribeTopics
 // (Metadata v5).
 //
-// Usage: admin -bootstrap HOST:PORT [-look list|describe]
+// With -version 0.10.1.0 sarama sends CreateTopics v0 and DeleteTopics v0, with
+// 0.11.0.0 v1 of both (the default, 2.1.0, sends CreateTopics v2 and DeleteTopics v1).
+//
+// Usage: admin -bootstrap HOST:PORT [-look list|describe] [-version V]
 package main
 
 import (
@@ -60,11 +63,16 @@ func describeTopics(admin sarama.ClusterAdmin, topic string) (int32, int16, bool
 func main() {
 	bootstrap := flag.String("bootstrap", "", "broker address")
 	look := flag.String("look", "list", "list (ListTopics) or describe (DescribeTopics)")
+	version := flag.String("version", "2.1.0", "the Kafka version sarama speaks")
 	flag.Parse()
 	// Shown by the test harness when the test fails.
 	sarama.Logger = log.New(os.Stderr, "[sarama] ", log.Lmicroseconds)
 	config := sarama.NewConfig()
-	config.Version = sarama.V2_1_0_0
+	v, err := sarama.ParseKafkaVersion(*version)
+	if err != nil {
+		fail("-version %s: %v", *version, err)
+	}
+	config.Version = v
 	config.ClientID = "karst-tests-sarama-admin"
 	config.Admin.Timeout = 10 * time.Second
 	admin, err := sarama.NewClusterAdmin([]string{*bootstrap}, config)

@@ -8,6 +8,7 @@ pub(crate) mod connection;
 pub(crate) mod consume;
 pub(crate) mod errors;
 pub(crate) mod group;
+pub(crate) mod legacy;
 pub(crate) mod membership;
 pub(crate) mod murmur2;
 pub(crate) mod output;
@@ -209,6 +210,13 @@ pub(crate) struct ClusterCmd {
 pub(crate) enum ClusterAction {
     /// Cluster id, controller and brokers.
     Info,
+    /// Requests in pre-0.11 protocol versions and records converted between message
+    /// formats, from a broker's admin listener: which old clients still need them.
+    LegacyClients {
+        /// The broker's admin listener (`admin.listener`), HOST:PORT.
+        #[arg(long, value_name = "HOST:PORT")]
+        admin: String,
+    },
 }
 
 /// An admin command, ready to run.
@@ -239,12 +247,13 @@ async fn run(cmd: AdminCommand) -> Result<()> {
             let mut client = Client::connect(&c.conn.bootstrap_server).await?;
             group::run(&mut client, c.conn.output, c.action).await
         }
-        AdminCommand::Cluster(c) => {
-            let mut client = Client::connect(&c.conn.bootstrap_server).await?;
-            match c.action {
-                ClusterAction::Info => cluster::info(&mut client, c.conn.output).await,
+        AdminCommand::Cluster(c) => match c.action {
+            ClusterAction::Info => {
+                let mut client = Client::connect(&c.conn.bootstrap_server).await?;
+                cluster::info(&mut client, c.conn.output).await
             }
-        }
+            ClusterAction::LegacyClients { admin } => legacy::run(&admin, c.conn.output).await,
+        },
     }
 }
 
