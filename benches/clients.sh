@@ -3,7 +3,11 @@
 # same machine, same run (issue 17: "no client is slow on Karst"). One sample each,
 # not a harness: benches/run.sh is the careful comparison.
 #
-#   benches/clients.sh [--records N] [--bytes S] [--out FILE]
+#   benches/clients.sh [--records N] [--bytes S] [--out FILE] [--only TEXT] [--karst-set KEY=VALUE]...
+#
+# --only keeps the clients whose name contains TEXT (e.g. kafka-go); --karst-set passes a
+# setting to Karst (e.g. log.flush.interval.messages=9223372036854775807: acknowledge
+# from the page cache and fsync in the background, as Kafka does).
 #
 # Starts a fresh Karst (release build, default settings: fsync before every
 # acknowledgement) and a single-node Apache Kafka 4.4 (KRaft, Kafka's broker JVM
@@ -26,12 +30,16 @@ cd "$root"
 records=200000
 bytes=512
 out="$here/results/$(date -u +%F)-clients.md"
+only=""
+karst_sets=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --records) records="$2"; shift 2 ;;
         --bytes) bytes="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
-        *) echo "usage: $0 [--records N] [--bytes S] [--out FILE]" >&2; exit 2 ;;
+        --only) only="$2"; shift 2 ;;
+        --karst-set) karst_sets+=(--set "$2"); shift 2 ;;
+        *) echo "usage: $0 [--records N] [--bytes S] [--out FILE] [--only TEXT] [--karst-set KEY=VALUE]..." >&2; exit 2 ;;
     esac
 done
 client_timeout=300
@@ -99,7 +107,7 @@ mkdir -p "$work/karst-data"
 # dwarf reading 100 MB.
 env $(env | sed -n 's/^\(KARST_[A-Za-z0-9_]*\)=.*/-u \1/p') KARST_LOG=warn \
     "$karst_bin" serve --listen "$karst_addr" --data-dir "$work/karst-data" --admin-listen 127.0.0.1:0 \
-    --set group.initial.rebalance.delay.ms=0 >"$work/karst.log" 2>&1 &
+    --set group.initial.rebalance.delay.ms=0 "${karst_sets[@]}" >"$work/karst.log" 2>&1 &
 pids+=($!)
 karst_pid=$!
 
@@ -208,7 +216,12 @@ done
 declare -A rate
 started=$(date -u +%FT%TZ)
 t_start=$(date +%s)
+measured=()
 for i in "${!clients[@]}"; do
+    [[ "${clients[$i]}" == *"$only"* ]] && measured+=("$i")
+done
+[ ${#measured[@]} -gt 0 ] || { log "no client matches --only $only"; exit 2; }
+for i in "${measured[@]}"; do
     for sys in karst kafka; do
         addr=$karst_addr
         [ $sys = kafka ] && addr=$kafka_addr
@@ -241,7 +254,7 @@ mkdir -p "$(dirname "$out")"
     echo
     echo "| client | produce Karst msgs/s (MB/s) | produce Kafka msgs/s (MB/s) | Karst/Kafka | consume Karst msgs/s | consume Kafka msgs/s | Karst/Kafka |"
     echo "|---|---:|---:|---:|---:|---:|---:|"
-    for i in "${!clients[@]}"; do
+    for i in "${measured[@]}"; do
         echo "| ${clients[$i]} | $(fmt "${rate[$i,karst,p]}") ($(mbs "${rate[$i,karst,p]}")) | $(fmt "${rate[$i,kafka,p]}") ($(mbs "${rate[$i,kafka,p]}")) | $(ratio "${rate[$i,karst,p]}" "${rate[$i,kafka,p]}") | $(fmt "${rate[$i,karst,c]}") | $(fmt "${rate[$i,kafka,c]}") | $(ratio "${rate[$i,karst,c]}" "${rate[$i,kafka,c]}") |"
     done
     cat <<EOF
@@ -249,7 +262,7 @@ mkdir -p "$(dirname "$out")"
 Brokers, both running throughout, each client measured on Karst and then right away on Kafka:
 
 - Karst $(git -C "$root" rev-parse --short HEAD) (release), default settings (**fsync before every acknowledgement**)
-  but \`group.initial.rebalance.delay.ms=0\`, as for Kafka.
+  but \`group.initial.rebalance.delay.ms=0\`, as for Kafka$([ ${#karst_sets[@]} -gt 0 ] && printf '; and %s' "${karst_sets[*]}").
 - Apache Kafka 4.4.0, one KRaft node, \`-Xmx1G -Xms1G\` G1 as its start script, broker defaults
   (acknowledged from the page cache, **no fsync**) plus replication factor 1 for internal
   topics and \`group.initial.rebalance.delay.ms=0\`; $(java -version 2>&1 | head -1).
