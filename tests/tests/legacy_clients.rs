@@ -201,6 +201,23 @@ fn broker_alive(mut broker: Broker) -> Result<()> {
     broker.check_running()
 }
 
+/// Sends `body` as `api` `version` through Karst's own codec (which speaks the pre-0.11
+/// versions kafka-protocol dropped) and decodes the answer.
+fn call_at(
+    c: &mut RawClient,
+    api: kafka_protocol::messages::ApiKey,
+    version: i16,
+    body: kafka_protocol::messages::RequestKind,
+) -> Result<kafka_protocol::messages::ResponseKind> {
+    let id = c.correlation_id();
+    let frame = karst_protocol::codec::encode_request(api, version, id, "karst-tests", &body).map_err(anyhow::Error::msg)?;
+    c.write_raw(&frame)?;
+    let karst_tests::raw::ReadOutcome::Frame(frame) = c.read_frame()? else { anyhow::bail!("connection closed on {api:?} v{version}") };
+    let (got_id, resp) = karst_protocol::codec::decode_response(api, version, frame).map_err(anyhow::Error::msg)?;
+    ensure!(got_id == id, "correlation id {got_id}, sent {id}");
+    Ok(resp)
+}
+
 /// Sends Produce `version` with `set` as partition 0's records; returns (error, base offset).
 fn produce_set(c: &mut RawClient, topic: &str, version: i16, set: Vec<u8>) -> Result<(i16, i64)> {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -208,14 +225,9 @@ fn produce_set(c: &mut RawClient, topic: &str, version: i16, set: Vec<u8>) -> Re
     let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![TopicProduceData::default()
         .with_name(karst_tests::raw::topic_name(topic))
         .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(set.into()))])]);
-    let id = c.correlation_id();
-    let frame = karst_protocol::codec::encode_request(ApiKey::Produce, version, id, "karst-tests", &RequestKind::Produce(req))
-        .map_err(anyhow::Error::msg)?;
-    c.write_raw(&frame)?;
-    let karst_tests::raw::ReadOutcome::Frame(body) = c.read_frame()? else { anyhow::bail!("connection closed on Produce v{version}") };
-    let (got_id, resp) = karst_protocol::codec::decode_response(ApiKey::Produce, version, body).map_err(anyhow::Error::msg)?;
-    ensure!(got_id == id, "correlation id {got_id}, sent {id}");
-    let ResponseKind::Produce(r) = resp else { anyhow::bail!("not a Produce response") };
+    let ResponseKind::Produce(r) = call_at(c, ApiKey::Produce, version, RequestKind::Produce(req))? else {
+        anyhow::bail!("not a Produce response")
+    };
     let p = &r.responses[0].partition_responses[0];
     Ok((p.error_code, p.base_offset))
 }
@@ -475,13 +487,9 @@ fn fetch_partition_0(c: &mut RawClient, topic: &str, version: i16) -> Result<(i1
     let req = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![FetchTopic::default()
         .with_topic(karst_tests::raw::topic_name(topic))
         .with_partitions(vec![FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20)])]);
-    let id = c.correlation_id();
-    let frame = karst_protocol::codec::encode_request(ApiKey::Fetch, version, id, "karst-tests", &RequestKind::Fetch(req))
-        .map_err(anyhow::Error::msg)?;
-    c.write_raw(&frame)?;
-    let karst_tests::raw::ReadOutcome::Frame(body) = c.read_frame()? else { anyhow::bail!("closed on Fetch v{version}") };
-    let (_, resp) = karst_protocol::codec::decode_response(ApiKey::Fetch, version, body).map_err(anyhow::Error::msg)?;
-    let ResponseKind::Fetch(r) = resp else { anyhow::bail!("not a Fetch response") };
+    let ResponseKind::Fetch(r) = call_at(c, ApiKey::Fetch, version, RequestKind::Fetch(req))? else {
+        anyhow::bail!("not a Fetch response")
+    };
     let p = &r.responses[0].partitions[0];
     Ok((p.error_code, p.records.as_ref().map_or(0, |r| r.len())))
 }
