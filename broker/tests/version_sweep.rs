@@ -95,18 +95,34 @@ async fn every_advertised_version_round_trips() {
     }
 
     let mut offset = 0;
+    let topic_id = broker.metadata.image().topics["t2"].id;
     for v in versions(ApiKey::Produce) {
-        let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![TopicProduceData::default()
-            .with_name(name("t2"))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch(3)))])]);
+        // v13+ names the topic by id (KIP-516).
+        let t =
+            if v >= 13 { TopicProduceData::default().with_topic_id(topic_id) } else { TopicProduceData::default().with_name(name("t2")) };
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![t.with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch(3)))])]);
         let ResponseKind::Produce(r) = c.call(ApiKey::Produce, v, RequestKind::Produce(req)).await else { panic!() };
         let p = &r.responses[0].partition_responses[0];
         assert_eq!(p.error_code, 0, "Produce v{v}: {:?}", p.error_message);
         assert_eq!(p.base_offset, offset, "Produce v{v}");
+        if v >= 13 {
+            assert_eq!(r.responses[0].topic_id, topic_id, "Produce v{v} answers by topic id");
+        }
         offset += 3;
     }
+    // An id no topic has: UNKNOWN_TOPIC_ID, answered under that id, as Kafka.
+    let unknown = uuid::Uuid::from_u128(0x1234);
+    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![TopicProduceData::default()
+        .with_topic_id(unknown)
+        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch(1)))])]);
+    let ResponseKind::Produce(r) = c.call(ApiKey::Produce, 13, RequestKind::Produce(req)).await else { panic!() };
+    assert_eq!(r.responses[0].topic_id, unknown);
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!((p.error_code, p.base_offset), (karst_protocol::error_codes::UNKNOWN_TOPIC_ID, -1), "Produce v13 to an unknown topic id");
 
-    let topic_id = broker.metadata.image().topics["t2"].id;
     for v in versions(ApiKey::Fetch) {
         let mut t = FetchTopic::default()
             .with_partitions(vec![FetchPartition::default().with_partition(0).with_fetch_offset(4).with_partition_max_bytes(1 << 20)]);

@@ -23,7 +23,7 @@ const fn api(key: ApiKey, min: i16, max: i16) -> ApiSupport {
 /// DescribeLogDirs v5 and ApiVersions v5 are beyond kafka-protocol 0.18: the vendored
 /// copy adds them (see the workspace `Cargo.toml`).
 pub const SUPPORTED: &[ApiSupport] = &[
-    api(ApiKey::Produce, 0, 11),
+    api(ApiKey::Produce, 0, 13),
     api(ApiKey::Fetch, 0, 15),
     api(ApiKey::ListOffsets, 0, 11),
     api(ApiKey::OffsetForLeaderEpoch, 2, 4),

@@ -10,6 +10,7 @@ use karst_protocol::records::validate_produce;
 use karst_protocol::timestamps::{settle_timestamps, TimestampLimits};
 use karst_storage::StorageError;
 use tracing::{debug, warn};
+use uuid::Uuid;
 
 use super::str_bytes;
 use crate::broker::{now_ms, Broker};
@@ -262,6 +263,13 @@ async fn acknowledged(p: &Partition, last_offset: i64, epoch: i32, acks_all: boo
     }
 }
 
+/// A topic of the request as the response names it (by name before v13, by id from
+/// v13, KIP-516).
+struct TopicRef {
+    name: TopicName,
+    id: Uuid,
+}
+
 /// The synchronous half of a Produce: validate and append every partition, in
 /// request order, before the next request on the connection is looked at (so an
 /// idempotent producer's pipelined batches land in sequence order).
@@ -269,7 +277,17 @@ pub(crate) struct InFlight {
     acks: i16,
     version: i16,
     timeout_ms: i32,
-    results: Vec<(TopicName, Vec<PartitionOutcome>)>,
+    results: Vec<(TopicRef, Vec<PartitionOutcome>)>,
+}
+
+/// The local name of a requested topic: v13+ names it by id (UNKNOWN_TOPIC_ID for an
+/// id the metadata does not have, as Kafka answers), older versions by name.
+fn resolve(b: &Broker, name: &TopicName, id: Uuid, version: i16) -> Result<String, i16> {
+    if version >= 13 {
+        b.metadata.image().topic_by_id(id).map(|t| t.name.clone()).ok_or(ec::UNKNOWN_TOPIC_ID)
+    } else {
+        Ok(name.to_string())
+    }
 }
 
 pub(crate) fn start(b: &Arc<Broker>, req: ProduceRequest, version: i16) -> InFlight {
@@ -277,19 +295,20 @@ pub(crate) fn start(b: &Arc<Broker>, req: ProduceRequest, version: i16) -> InFli
     let request = Request { version, transactional: req.transactional_id.is_some(), now: now_ms(), acks_all: acks == -1 };
     let mut results = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
+        let local = resolve(b, &topic.name, topic.topic_id, version);
         let mut parts = Vec::with_capacity(topic.partition_data.len());
         for pd in topic.partition_data {
-            let r = if matches!(acks, -1..=1) {
-                append(b, topic.name.as_str(), pd.index, pd.records, request)
-            } else {
-                Err(Failure::code(ec::INVALID_REQUIRED_ACKS))
+            let r = match &local {
+                _ if !matches!(acks, -1..=1) => Err(Failure::code(ec::INVALID_REQUIRED_ACKS)),
+                Err(code) => Err(Failure::code(*code)),
+                Ok(name) => append(b, name, pd.index, pd.records, request),
             };
             if let Err(f) = &r {
-                debug!(topic = topic.name.as_str(), partition = pd.index, code = f.code, message = ?f.message, "produce refused");
+                debug!(topic = topic.name.as_str(), topic_id = %topic.topic_id, partition = pd.index, code = f.code, message = ?f.message, "produce refused");
             }
             parts.push((pd.index, r));
         }
-        results.push((topic.name, parts));
+        results.push((TopicRef { name: topic.name, id: topic.topic_id }, parts));
     }
     InFlight { acks, version, timeout_ms: req.timeout_ms, results }
 }
@@ -305,7 +324,8 @@ impl InFlight {
         let version = self.version;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.timeout_ms.max(0) as u64);
         let mut responses = Vec::with_capacity(self.results.len());
-        for (name, parts) in self.results {
+        for (topic, parts) in self.results {
+            let name = &topic.name;
             let mut prs = Vec::with_capacity(parts.len());
             for (index, r) in parts {
                 let pr = PartitionProduceResponse::default().with_index(index);
@@ -357,7 +377,7 @@ impl InFlight {
                 };
                 prs.push(pr);
             }
-            responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(prs));
+            responses.push(TopicProduceResponse::default().with_name(topic.name).with_topic_id(topic.id).with_partition_responses(prs));
         }
         ProduceResponse::default().with_responses(responses)
     }
@@ -406,7 +426,10 @@ mod tests {
             acks: -1,
             version: 9,
             timeout_ms: 60_000,
-            results: vec![(TopicName(StrBytes::from_static_str("t")), vec![(0, Ok(durable)), (0, Ok(lost))])],
+            results: vec![(
+                TopicRef { name: TopicName(StrBytes::from_static_str("t")), id: Uuid::nil() },
+                vec![(0, Ok(durable)), (0, Ok(lost))],
+            )],
         };
         flusher.enqueue(&p);
         let response = rt.block_on(in_flight.finish());
