@@ -10,6 +10,7 @@ mod elect_leaders;
 mod fetch;
 mod groups;
 mod leader_epoch;
+mod leader_hint;
 mod list_offsets;
 mod log_dirs;
 mod metadata;
