@@ -10,7 +10,7 @@
 //! holds only the requests that wait for it, never a runtime worker; the
 //! `_blocking` forms are for plain threads (start-up, shutdown, the ISR loop).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::future::Future;
 use std::io::Write;
@@ -52,11 +52,13 @@ pub struct ClusterImage {
     /// The replicated image this view was derived from: brokers, partition
     /// leaders, replicas and ISRs.
     pub cluster: Arc<ClusterMetadata>,
+    /// Topic names by id: Produce v13+ and Fetch v13+ name every topic by id.
+    names_by_id: HashMap<Uuid, String>,
 }
 
 impl ClusterImage {
     pub fn topic_by_id(&self, id: Uuid) -> Option<&TopicMeta> {
-        self.topics.values().find(|t| t.id == id)
+        self.topics.get(self.names_by_id.get(&id)?)
     }
 
     fn derive(cluster: Arc<ClusterMetadata>) -> ClusterImage {
@@ -74,7 +76,8 @@ impl ClusterImage {
                 (t.name.clone(), meta)
             })
             .collect();
-        ClusterImage { topics, next_producer_id: cluster.next_producer_id, cluster }
+        let names_by_id = cluster.topics.values().map(|t| (t.topic_id, t.name.clone())).collect();
+        ClusterImage { topics, next_producer_id: cluster.next_producer_id, cluster, names_by_id }
     }
 }
 

@@ -53,6 +53,19 @@ async fn every_advertised_version_round_trips() {
         assert_eq!(r.error_code, 0);
         assert_eq!(r.api_keys.len(), SUPPORTED.len());
     }
+    // v5 (KIP-1242): the cluster and node the client means to reach, checked.
+    let cluster = StrBytes::from_string(broker.cluster_id.clone());
+    for (cluster_id, node_id, expected) in [
+        (Some(cluster.clone()), broker.node_id, 0),
+        (Some(cluster.clone()), broker.node_id + 1, karst_protocol::error_codes::REBOOTSTRAP_REQUIRED),
+        (Some(StrBytes::from_static_str("another-cluster")), broker.node_id, karst_protocol::error_codes::REBOOTSTRAP_REQUIRED),
+        (None, broker.node_id, karst_protocol::error_codes::INVALID_REQUEST),
+    ] {
+        let req = ApiVersionsRequest::default().with_cluster_id(cluster_id.clone()).with_node_id(node_id);
+        let ResponseKind::ApiVersions(r) = c.call(ApiKey::ApiVersions, 5, RequestKind::ApiVersions(req)).await else { panic!() };
+        assert_eq!(r.error_code, expected, "ApiVersions v5 for cluster {cluster_id:?} node {node_id}");
+        assert_eq!(r.api_keys.is_empty(), expected != 0, "ApiVersions v5: the API list only with no error");
+    }
 
     for v in versions(ApiKey::CreateTopics) {
         let t = format!("t{v}");
@@ -82,18 +95,34 @@ async fn every_advertised_version_round_trips() {
     }
 
     let mut offset = 0;
+    let topic_id = broker.metadata.image().topics["t2"].id;
     for v in versions(ApiKey::Produce) {
-        let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![TopicProduceData::default()
-            .with_name(name("t2"))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch(3)))])]);
+        // v13+ names the topic by id (KIP-516).
+        let t =
+            if v >= 13 { TopicProduceData::default().with_topic_id(topic_id) } else { TopicProduceData::default().with_name(name("t2")) };
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![t.with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch(3)))])]);
         let ResponseKind::Produce(r) = c.call(ApiKey::Produce, v, RequestKind::Produce(req)).await else { panic!() };
         let p = &r.responses[0].partition_responses[0];
         assert_eq!(p.error_code, 0, "Produce v{v}: {:?}", p.error_message);
         assert_eq!(p.base_offset, offset, "Produce v{v}");
+        if v >= 13 {
+            assert_eq!(r.responses[0].topic_id, topic_id, "Produce v{v} answers by topic id");
+        }
         offset += 3;
     }
+    // An id no topic has: UNKNOWN_TOPIC_ID, answered under that id, as Kafka.
+    let unknown = uuid::Uuid::from_u128(0x1234);
+    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![TopicProduceData::default()
+        .with_topic_id(unknown)
+        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch(1)))])]);
+    let ResponseKind::Produce(r) = c.call(ApiKey::Produce, 13, RequestKind::Produce(req)).await else { panic!() };
+    assert_eq!(r.responses[0].topic_id, unknown);
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!((p.error_code, p.base_offset), (karst_protocol::error_codes::UNKNOWN_TOPIC_ID, -1), "Produce v13 to an unknown topic id");
 
-    let topic_id = broker.metadata.image().topics["t2"].id;
     for v in versions(ApiKey::Fetch) {
         let mut t = FetchTopic::default()
             .with_partitions(vec![FetchPartition::default().with_partition(0).with_fetch_offset(4).with_partition_max_bytes(1 << 20)]);
@@ -174,7 +203,12 @@ async fn every_advertised_version_round_trips() {
         };
         assert_eq!(r.brokers.len(), 1);
         assert_eq!(r.cluster_id.as_str(), broker.cluster_id);
+        assert!(!r.brokers[0].is_fenced, "DescribeCluster v{v}");
     }
+    // v2 (KIP-1073): fenced brokers on request; a lone live broker has none.
+    let req = DescribeClusterRequest::default().with_include_fenced_brokers(true);
+    let ResponseKind::DescribeCluster(r) = c.call(ApiKey::DescribeCluster, 2, RequestKind::DescribeCluster(req)).await else { panic!() };
+    assert_eq!((r.error_code, r.brokers.len(), r.brokers[0].is_fenced), (0, 1, false));
 
     for v in versions(ApiKey::InitProducerId) {
         let req = InitProducerIdRequest::default()
@@ -275,6 +309,7 @@ async fn every_advertised_version_round_trips() {
         if v >= 4 {
             assert!(dir.total_bytes > 0 && dir.usable_bytes >= 0, "DescribeLogDirs v{v}: {dir:?}");
         }
+        assert!(!dir.is_cordoned, "DescribeLogDirs v{v}: Karst cordons no directory");
     }
 
     for v in versions(ApiKey::DescribeTopicPartitions) {
@@ -339,7 +374,8 @@ async fn list(c: &mut support::Client, v: i16, ts: i64) -> (i16, i64, i64) {
 /// ListOffsets' special timestamps, each from the version that introduced it, as
 /// Kafka answers them: -3 the first record with the largest timestamp (not the last
 /// record: producers may set timestamps out of order), -4 the log start (no tiered
-/// storage, so the local log is the log), -5 no offset (nothing tiered); older
+/// storage, so the local log is the log), -5 and -6 no offset (nothing tiered, nothing
+/// waiting to be); older
 /// versions, and negative timestamps no version knows, get UNSUPPORTED_VERSION.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_offsets_special_timestamps_as_kafka() {
@@ -364,23 +400,25 @@ async fn list_offsets_special_timestamps_as_kafka() {
         assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
     }
 
-    for v in 7..=10 {
+    for v in 7..=11 {
         assert_eq!(list(&mut c, v, -3).await, (0, 1, t0 + 50), "MAX_TIMESTAMP at v{v}");
     }
     assert_eq!(list(&mut c, 6, -3).await.0, karst_protocol::error_codes::UNSUPPORTED_VERSION, "MAX_TIMESTAMP before v7");
-    for v in 8..=10 {
+    for v in 8..=11 {
         assert_eq!(list(&mut c, v, -4).await, (0, 0, -1), "EARLIEST_LOCAL at v{v}");
     }
     assert_eq!(list(&mut c, 7, -4).await.0, karst_protocol::error_codes::UNSUPPORTED_VERSION, "EARLIEST_LOCAL before v8");
-    for v in 9..=10 {
+    for v in 9..=11 {
         assert_eq!(list(&mut c, v, -5).await, (0, -1, -1), "LATEST_TIERED at v{v}");
     }
     assert_eq!(list(&mut c, 8, -5).await.0, karst_protocol::error_codes::UNSUPPORTED_VERSION, "LATEST_TIERED before v9");
-    for v in [1, 6, 10] {
+    assert_eq!(list(&mut c, 11, -6).await, (0, -1, -1), "EARLIEST_PENDING_UPLOAD at v11");
+    assert_eq!(list(&mut c, 10, -6).await.0, karst_protocol::error_codes::UNSUPPORTED_VERSION, "EARLIEST_PENDING_UPLOAD before v11");
+    for v in [1, 6, 10, 11] {
         assert_eq!(list(&mut c, v, -7).await.0, karst_protocol::error_codes::UNSUPPORTED_VERSION, "an unknown negative timestamp at v{v}");
     }
     // Timestamps and the classic pair are unchanged at the new versions.
-    assert_eq!(list(&mut c, 10, t0 + 15).await, (0, 1, t0 + 50));
-    assert_eq!(list(&mut c, 10, -1).await.1, 5);
-    assert_eq!(list(&mut c, 10, -2).await.1, 0);
+    assert_eq!(list(&mut c, 11, t0 + 15).await, (0, 1, t0 + 50));
+    assert_eq!(list(&mut c, 11, -1).await.1, 5);
+    assert_eq!(list(&mut c, 11, -2).await.1, 0);
 }

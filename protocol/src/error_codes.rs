@@ -53,6 +53,8 @@ pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
 pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
 pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
 pub const ELECTION_NOT_NEEDED: i16 = 84;
+/// KIP-1242 (ApiVersions v5): the client's cluster or node id is not this broker's.
+pub const REBOOTSTRAP_REQUIRED: i16 = 129;
 
 /// Kafka's name of an error code (`NOT_LEADER_OR_FOLLOWER`, `NONE` for 0), or
 /// `UNKNOWN_ERROR_CODE` for a code Kafka does not define.

@@ -11,14 +11,16 @@ use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, ConsumerProtocolAssignment, CreateTopicsRequest, DescribeGroupsRequest, GroupId,
-    OffsetFetchRequest, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    MetadataRequest, OffsetFetchRequest, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use uuid::Uuid;
 
 /// Default read/write timeout of a raw connection.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(15);
@@ -263,11 +265,46 @@ impl RawClient {
     }
 
     /// Produces `records` (a record batch or message set, as raw bytes) to one
-    /// partition with acks=all at `version`, returning that partition's response.
+    /// partition with acks=all at `version`, returning that partition's response. From
+    /// v13 Produce names topics by id (KIP-516): the id is looked up in Metadata first.
     pub fn produce(&mut self, topic: &str, partition: i32, records: Vec<u8>, version: i16) -> Result<PartitionProduceResponse> {
-        let req = produce_request(topic, partition, records);
+        let mut req = produce_request(topic, partition, records);
+        if version < 13 {
+            let resp = self.send(&req, version)?;
+            return partition_response(&resp, topic, partition);
+        }
+        let id = self.topic_id(topic)?;
+        req.topic_data.iter_mut().for_each(|t| t.topic_id = id);
         let resp = self.send(&req, version)?;
-        partition_response(&resp, topic, partition)
+        resp.responses
+            .iter()
+            .filter(|t| t.topic_id == id)
+            .flat_map(|t| t.partition_responses.iter())
+            .find(|p| p.index == partition)
+            .cloned()
+            .ok_or_else(|| anyhow!("no response for {topic} ({id})-{partition} in {resp:?}"))
+    }
+
+    /// The id of `topic` (Metadata v12, without creating it); fails where the broker
+    /// does not know the topic.
+    pub fn topic_id(&mut self, topic: &str) -> Result<Uuid> {
+        let version = self.version_for(ApiKey::Metadata)?.min(12);
+        if version < 10 {
+            bail!("Metadata v{version} carries no topic ids");
+        }
+        let req = MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name(topic)))]))
+            .with_allow_auto_topic_creation(false);
+        let resp = self.send(&req, version)?;
+        let t = resp
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
+            .ok_or_else(|| anyhow!("no entry for {topic} in Metadata: {resp:?}"))?;
+        if t.error_code != 0 || t.topic_id.is_nil() {
+            bail!("Metadata for {topic}: error code {}, topic id {}", t.error_code, t.topic_id);
+        }
+        Ok(t.topic_id)
     }
     /// The offsets `group` has committed for `partitions` of `topic` (OffsetFetch at the
     /// highest common version up to v7, the last with a single group per request), as

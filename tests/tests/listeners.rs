@@ -218,3 +218,54 @@ fn replication_uses_the_inter_broker_listener() -> Result<()> {
     println!("three nodes: replication over INTERNAL (ISR 3 → 1 when cut → 3 when healed), clients over CLIENT");
     Ok(())
 }
+
+/// One Produce to a follower of `partition` of `topic` at `version`, over `addr`:
+/// (error code, hinted leader and epoch, the endpoints listed as id → host:port).
+fn produce_to_follower(addr: SocketAddr, topic: &str, partition: i32, version: i16) -> Result<(i16, i32, i32, BTreeMap<i32, String>)> {
+    let mut c = RawClient::connect(addr)?;
+    let mut req = karst_tests::raw::produce_request(topic, partition, karst_tests::raw::record_batch(&[(None, Some(b"x"))], 1));
+    req.topic_data[0].topic_id = c.topic_id(topic)?;
+    let resp = c.send(&req, version)?;
+    let p = resp.responses.first().and_then(|t| t.partition_responses.first()).ok_or_else(|| anyhow!("empty response: {resp:?}"))?;
+    let endpoints = resp.node_endpoints.iter().map(|e| (e.node_id.0, format!("{}:{}", e.host.as_str(), e.port))).collect();
+    Ok((p.error_code, p.current_leader.leader_id.0, p.current_leader.leader_epoch, endpoints))
+}
+
+/// KIP-951: Produce v10+ sent to a follower is refused NOT_LEADER_OR_FOLLOWER with the
+/// partition's leader and epoch, and the response lists that leader's endpoint on the
+/// listener the request arrived on, so the client can go there without a Metadata
+/// round trip. v9 has neither field.
+#[test]
+fn produce_to_a_follower_names_the_leader_on_the_requests_listener() -> Result<()> {
+    let client_ports = free_ports(3)?;
+    let internal_ports = free_ports(3)?;
+    let brokers = karst_tests::cluster::start_cluster(3, |i| {
+        let listen = format!("CLIENT://127.0.0.1:{},INTERNAL://127.0.0.2:{}", client_ports[i], internal_ports[i]);
+        ["--listen", &listen, "--set", MAP, "--set", "inter.broker.listener.name=INTERNAL"].map(String::from).to_vec()
+    })?;
+    let client: Vec<SocketAddr> = brokers.iter().map(Broker::addr).collect();
+    let internal: Vec<SocketAddr> = internal_ports.iter().map(|p| format!("127.0.0.2:{p}").parse()).collect::<Result<_, _>>()?;
+    let topic = unique_topic("hints");
+    create_rf3(client[0], &topic)?;
+    let leaders = wait_for("a leader for every partition", TIMEOUT, || {
+        let resp = metadata(client[0], Some(&topic)).ok()?;
+        let parts = &resp.topics.first()?.partitions;
+        let led: BTreeMap<i32, (i32, i32)> =
+            parts.iter().filter(|p| p.leader_id.0 > 0).map(|p| (p.partition_index, (p.leader_id.0, p.leader_epoch))).collect();
+        (led.len() == 3).then_some(led)
+    })?;
+    for (partition, (leader, epoch)) in &leaders {
+        let follower = (1..=3).find(|id| id != leader).ok_or_else(|| anyhow!("no follower"))? as usize - 1;
+        let at = |addrs: &[SocketAddr]| BTreeMap::from([(*leader, addrs[*leader as usize - 1].to_string())]);
+        for version in [10, 12, 13] {
+            let got = produce_to_follower(client[follower], &topic, *partition, version)?;
+            ensure!(got == (6, *leader, *epoch, at(&client)), "Produce v{version} via CLIENT to a follower of {partition}: {got:?}");
+        }
+        let got = produce_to_follower(internal[follower], &topic, *partition, 13)?;
+        ensure!(got == (6, *leader, *epoch, at(&internal)), "Produce v13 via INTERNAL to a follower of {partition}: {got:?}");
+        let got = produce_to_follower(client[follower], &topic, *partition, 9)?;
+        ensure!(got == (6, -1, -1, BTreeMap::new()), "Produce v9 has no hint fields: {got:?}");
+    }
+    println!("three nodes: Produce to a follower names the leader, its epoch and its address on the request's listener");
+    Ok(())
+}

@@ -619,9 +619,14 @@ impl Group {
         if self.state == GroupState::Dead {
             return ec::COORDINATOR_NOT_AVAILABLE;
         }
-        if generation < 0 && member_id.is_empty() {
-            // A consumer using assign() commits outside any membership.
-            return if self.state == GroupState::Empty { ec::NONE } else { ec::ILLEGAL_GENERATION };
+        // As Kafka's ClassicGroup.validateOffsetCommit: a commit outside any
+        // membership (an admin client's, or a consumer using assign()) is taken while
+        // the group is empty, and refused as from an unknown member while it is not.
+        if generation < 0 && self.state == GroupState::Empty {
+            return ec::NONE;
+        }
+        if generation < 0 && member_id.is_empty() && instance_id.is_none() {
+            return ec::UNKNOWN_MEMBER_ID;
         }
         if let Err(e) = self.check_member(member_id, instance_id, generation) {
             return e;
@@ -832,7 +837,7 @@ mod tests {
         assert_eq!(g.check_commit(&a, None, 1), 0);
         assert_eq!(g.check_commit(&a, None, 7), ec::ILLEGAL_GENERATION);
         assert_eq!(g.check_commit("ghost", None, 1), ec::UNKNOWN_MEMBER_ID);
-        assert_eq!(g.check_commit("", None, -1), ec::ILLEGAL_GENERATION, "group has members");
+        assert_eq!(g.check_commit("", None, -1), ec::UNKNOWN_MEMBER_ID, "group has members: Kafka's answer to an admin commit");
     }
 
     #[test]

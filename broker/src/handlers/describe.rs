@@ -94,17 +94,32 @@ pub(crate) fn describe_configs(b: &Arc<Broker>, req: DescribeConfigsRequest, ver
     DescribeConfigsResponse::default().with_results(results)
 }
 
-pub(crate) fn describe_cluster(b: &Arc<Broker>, req: DescribeClusterRequest) -> DescribeClusterResponse {
-    let brokers = super::metadata::live_brokers(b)
-        .into_iter()
-        .map(|(id, host, port, rack)| {
-            DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(id))
-                .with_host(str_bytes(host))
-                .with_port(port)
-                .with_rack(rack.map(str_bytes))
-        })
-        .collect();
+/// DescribeCluster: the live brokers on the request's listener; from v2 (KIP-1073)
+/// each says whether it is fenced, and `include_fenced_brokers` adds the registered
+/// brokers that are, as Kafka answers.
+pub(crate) fn describe_cluster(b: &Arc<Broker>, req: DescribeClusterRequest, version: i16) -> DescribeClusterResponse {
+    let image = b.metadata.image();
+    let fenced = |id: i32| image.cluster.broker(id).is_some_and(|r| r.fenced);
+    let describe = |id: i32, host: String, port: i32, rack: Option<String>| {
+        DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(id))
+            .with_host(str_bytes(host))
+            .with_port(port)
+            .with_rack(rack.map(str_bytes))
+            .with_is_fenced(version >= 2 && fenced(id))
+    };
+    let mut brokers: Vec<DescribeClusterBroker> =
+        super::metadata::live_brokers(b).into_iter().map(|(id, host, port, rack)| describe(id, host, port, rack)).collect();
+    if version >= 2 && req.include_fenced_brokers {
+        let listener = super::metadata::request_listener();
+        let listed: Vec<i32> = brokers.iter().map(|x| x.broker_id.0).collect();
+        for r in image.cluster.brokers.values().filter(|r| r.fenced && !listed.contains(&r.id)) {
+            if let Some(l) = super::endpoint(&r.listeners, listener.as_deref()) {
+                brokers.push(describe(r.id, l.host.clone(), i32::from(l.port), r.rack.clone()));
+            }
+        }
+        brokers.sort_by_key(|x| x.broker_id.0);
+    }
     // Every broker takes admin requests and routes them to the controller quorum.
     let resp = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(b.cluster_id.clone()))

@@ -17,6 +17,9 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 /// The last offset in tiered storage (KIP-1005, v9+): with none, no offset.
 const LATEST_TIERED: i64 = -5;
+/// The first offset not yet uploaded to tiered storage (KIP-1023, v11+): with none,
+/// no offset, as Kafka answers for a topic without remote storage.
+const EARLIEST_PENDING_UPLOAD: i64 = -6;
 
 /// The first version that knows a special timestamp, as Kafka's ReplicaManager
 /// tabulates them; None for a negative timestamp no version knows.
@@ -26,6 +29,7 @@ fn min_version(timestamp: i64) -> Option<i16> {
         MAX_TIMESTAMP => Some(7),
         EARLIEST_LOCAL => Some(8),
         LATEST_TIERED => Some(9),
+        EARLIEST_PENDING_UPLOAD => Some(11),
         _ => None,
     }
 }
@@ -92,7 +96,7 @@ pub(crate) fn handle(b: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> 
                         LATEST => Ok(Some((p.high_watermark(), -1))),
                         EARLIEST | EARLIEST_LOCAL => Ok(Some((p.log_start_offset(), -1))),
                         MAX_TIMESTAMP => offset_of_max_timestamp(&p),
-                        LATEST_TIERED => Ok(None),
+                        LATEST_TIERED | EARLIEST_PENDING_UPLOAD => Ok(None),
                         ts => offset_for_time(&p, ts),
                     };
                     match found {

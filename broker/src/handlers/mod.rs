@@ -10,6 +10,7 @@ mod elect_leaders;
 mod fetch;
 mod groups;
 mod leader_epoch;
+mod leader_hint;
 mod list_offsets;
 mod log_dirs;
 mod metadata;
@@ -129,7 +130,7 @@ fn handle_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<Rep
     let span = debug_span!("request", api = ?api_key, version, correlation_id);
     let _enter = span.enter();
     let response = match body {
-        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r, version)),
+        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r, version, &b.cluster_id, b.node_id)),
         RequestKind::Metadata(r) => later!(span, correlation_id, api_key, version, Metadata, metadata::handle(b.clone(), r, version)),
         RequestKind::Produce(r) => {
             let inflight = produce::start(b, r, version);
@@ -202,7 +203,7 @@ fn handle_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<Rep
         }
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(admin::delete_records(b, r)),
         RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe::describe_configs(b, r, version)),
-        RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(describe::describe_cluster(b, r)),
+        RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(describe::describe_cluster(b, r, version)),
         RequestKind::AlterPartitionReassignments(r) => {
             later!(span, correlation_id, api_key, version, AlterPartitionReassignments, reassign::alter(b.clone(), r))
         }

@@ -2,15 +2,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::produce_response::{LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicName};
 use karst_protocol::error_codes as ec;
 use karst_protocol::message_set::{legacy_magic, up_convert, UpConvertLimits, MAGIC_V0};
 use karst_protocol::records::validate_produce;
 use karst_protocol::timestamps::{settle_timestamps, TimestampLimits};
 use karst_storage::StorageError;
 use tracing::{debug, warn};
+use uuid::Uuid;
 
+use super::leader_hint::{wants_hint, LeaderHints};
 use super::str_bytes;
 use crate::broker::{now_ms, Broker};
 use crate::group::OFFSETS_TOPIC;
@@ -262,6 +264,21 @@ async fn acknowledged(p: &Partition, last_offset: i64, epoch: i32, acks_all: boo
     }
 }
 
+/// A topic of the request as the response names it (by name before v13, by id from
+/// v13, KIP-516), and its local name where the broker knows it.
+struct TopicRef {
+    name: TopicName,
+    id: Uuid,
+    local: Option<String>,
+}
+
+/// Where a response's KIP-951 leader hints come from (Produce v10+).
+struct HintSource {
+    broker: Arc<Broker>,
+    /// The listener the request arrived on: the hints' endpoints are on it.
+    listener: Option<Arc<str>>,
+}
+
 /// The synchronous half of a Produce: validate and append every partition, in
 /// request order, before the next request on the connection is looked at (so an
 /// idempotent producer's pipelined batches land in sequence order).
@@ -269,7 +286,18 @@ pub(crate) struct InFlight {
     acks: i16,
     version: i16,
     timeout_ms: i32,
-    results: Vec<(TopicName, Vec<PartitionOutcome>)>,
+    results: Vec<(TopicRef, Vec<PartitionOutcome>)>,
+    hints: Option<HintSource>,
+}
+
+/// The local name of a requested topic: v13+ names it by id (UNKNOWN_TOPIC_ID for an
+/// id the metadata does not have, as Kafka answers), older versions by name.
+fn resolve(b: &Broker, name: &TopicName, id: Uuid, version: i16) -> Result<String, i16> {
+    if version >= 13 {
+        b.metadata.image().topic_by_id(id).map(|t| t.name.clone()).ok_or(ec::UNKNOWN_TOPIC_ID)
+    } else {
+        Ok(name.to_string())
+    }
 }
 
 pub(crate) fn start(b: &Arc<Broker>, req: ProduceRequest, version: i16) -> InFlight {
@@ -277,21 +305,48 @@ pub(crate) fn start(b: &Arc<Broker>, req: ProduceRequest, version: i16) -> InFli
     let request = Request { version, transactional: req.transactional_id.is_some(), now: now_ms(), acks_all: acks == -1 };
     let mut results = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
+        let local = resolve(b, &topic.name, topic.topic_id, version);
         let mut parts = Vec::with_capacity(topic.partition_data.len());
         for pd in topic.partition_data {
-            let r = if matches!(acks, -1..=1) {
-                append(b, topic.name.as_str(), pd.index, pd.records, request)
-            } else {
-                Err(Failure::code(ec::INVALID_REQUIRED_ACKS))
+            let r = match &local {
+                _ if !matches!(acks, -1..=1) => Err(Failure::code(ec::INVALID_REQUIRED_ACKS)),
+                Err(code) => Err(Failure::code(*code)),
+                Ok(name) => append(b, name, pd.index, pd.records, request),
             };
             if let Err(f) = &r {
-                debug!(topic = topic.name.as_str(), partition = pd.index, code = f.code, message = ?f.message, "produce refused");
+                debug!(topic = topic.name.as_str(), topic_id = %topic.topic_id, partition = pd.index, code = f.code, message = ?f.message, "produce refused");
             }
             parts.push((pd.index, r));
         }
-        results.push((topic.name, parts));
+        results.push((TopicRef { name: topic.name, id: topic.topic_id, local: local.ok() }, parts));
     }
-    InFlight { acks, version, timeout_ms: req.timeout_ms, results }
+    let hints = (version >= 10 && !cfg!(feature = "bench-no-leader-hints"))
+        .then(|| HintSource { broker: b.clone(), listener: crate::server::current_listener() });
+    InFlight { acks, version, timeout_ms: req.timeout_ms, results, hints }
+}
+
+/// KIP-951: a partition refused with NOT_LEADER_OR_FOLLOWER names the leader this
+/// broker knows, and the response carries that leader's endpoint.
+fn add_leader_hints(source: &HintSource, responses: &mut [TopicProduceResponse], topics: &[Option<String>]) -> Vec<NodeEndpoint> {
+    let mut hints = LeaderHints::new(&source.broker, source.listener.clone());
+    for (t, local) in responses.iter_mut().zip(topics) {
+        let Some(name) = local else { continue };
+        for p in t.partition_responses.iter_mut().filter(|p| wants_hint(p.error_code)) {
+            let leader = hints.leader(name, p.index);
+            p.current_leader =
+                LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader.leader_id)).with_leader_epoch(leader.leader_epoch);
+        }
+    }
+    hints
+        .endpoints()
+        .map(|e| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(e.node_id))
+                .with_host(str_bytes(e.host.clone()))
+                .with_port(e.port)
+                .with_rack(e.rack.clone().map(str_bytes))
+        })
+        .collect()
 }
 
 impl InFlight {
@@ -305,7 +360,9 @@ impl InFlight {
         let version = self.version;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.timeout_ms.max(0) as u64);
         let mut responses = Vec::with_capacity(self.results.len());
-        for (name, parts) in self.results {
+        let mut locals = Vec::with_capacity(self.results.len());
+        for (topic, parts) in self.results {
+            let name = &topic.name;
             let mut prs = Vec::with_capacity(parts.len());
             for (index, r) in parts {
                 let pr = PartitionProduceResponse::default().with_index(index);
@@ -357,9 +414,14 @@ impl InFlight {
                 };
                 prs.push(pr);
             }
-            responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(prs));
+            responses.push(TopicProduceResponse::default().with_name(topic.name).with_topic_id(topic.id).with_partition_responses(prs));
+            locals.push(topic.local);
         }
-        ProduceResponse::default().with_responses(responses)
+        let node_endpoints = match &self.hints {
+            Some(source) => add_leader_hints(source, &mut responses, &locals),
+            None => Vec::new(),
+        };
+        ProduceResponse::default().with_responses(responses).with_node_endpoints(node_endpoints)
     }
 }
 
@@ -406,7 +468,11 @@ mod tests {
             acks: -1,
             version: 9,
             timeout_ms: 60_000,
-            results: vec![(TopicName(StrBytes::from_static_str("t")), vec![(0, Ok(durable)), (0, Ok(lost))])],
+            results: vec![(
+                TopicRef { name: TopicName(StrBytes::from_static_str("t")), id: Uuid::nil(), local: Some("t".into()) },
+                vec![(0, Ok(durable)), (0, Ok(lost))],
+            )],
+            hints: None,
         };
         flusher.enqueue(&p);
         let response = rt.block_on(in_flight.finish());

@@ -6,7 +6,9 @@
 //! each partition's replica, ISR and offline counts and leader epochs in Metadata (which
 //! node leads is each broker's own choice, so ids are compared only as counts), and
 //! Produce with acks=all and acks=1 to both topics (NOT_ENOUGH_REPLICAS once the ISR is
-//! below min.insync.replicas).
+//! below min.insync.replicas). Before the kill, a Produce sent to a follower of each
+//! partition is refused NOT_LEADER_OR_FOLLOWER with KIP-951's hint: the leader and its
+//! epoch as Metadata shows them, and that leader's endpoint in the response.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -88,6 +90,37 @@ fn produce_all(addrs: &[(i32, SocketAddr)], topic: &str, acks: i16) -> Result<Ve
     Ok(out)
 }
 
+/// Produces to a follower of each partition of `topic` at the highest Produce version
+/// (v13: by topic id); one line per partition on the KIP-951 leader hint it gets.
+fn produce_to_followers(addrs: &[(i32, SocketAddr)], topic: &str) -> Result<Vec<String>> {
+    let meta = metadata(addrs[0].1, &[topic])?;
+    let t = meta.topics.first().ok_or_else(|| anyhow!("no topic"))?;
+    let mut parts: Vec<_> = t.partitions.iter().map(|p| (p.partition_index, p.leader_id.0, p.leader_epoch)).collect();
+    parts.sort();
+    let mut out = Vec::new();
+    for (partition, leader, epoch) in parts {
+        let leader_at = meta.brokers.iter().find(|b| b.node_id.0 == leader).map(|b| (b.host.to_string(), b.port));
+        let follower = addrs.iter().find(|(id, _)| *id != leader).map(|(_, a)| *a).ok_or_else(|| anyhow!("no follower"))?;
+        let mut c = RawClient::connect(follower)?;
+        let v = c.version_for(ApiKey::Produce)?;
+        let mut req = produce_request(topic, partition, record_batch(&[(None, Some(b"to a follower"))], super::now_ms()));
+        req.topic_data[0].topic_id = c.topic_id(topic)?;
+        let resp = c.send(&req, v)?;
+        let p = resp.responses.first().and_then(|t| t.partition_responses.first()).ok_or_else(|| anyhow!("empty produce response"))?;
+        let hint = &p.current_leader;
+        let endpoint = resp.node_endpoints.iter().find(|e| e.node_id == hint.leader_id).map(|e| (e.host.to_string(), e.port));
+        out.push(format!(
+            "Produce v{v} to a follower: error {}, hint names the leader {}, at its epoch {}, with its endpoint {}, endpoints listed {}",
+            p.error_code,
+            hint.leader_id.0 == leader,
+            hint.leader_epoch == epoch,
+            endpoint.is_some() && endpoint == leader_at,
+            resp.node_endpoints.len()
+        ));
+    }
+    Ok(out)
+}
+
 /// The steps on one cluster: `addrs` are its nodes' client listeners (id, address);
 /// `kill3` kills node 3.
 fn steps(addrs: &[(i32, SocketAddr)], kill3: &mut dyn FnMut() -> Result<()>) -> Result<Vec<String>> {
@@ -121,6 +154,7 @@ fn steps(addrs: &[(i32, SocketAddr)], kill3: &mut dyn FnMut() -> Result<()>) -> 
         log.extend(line);
     }
     log.extend(partitions_summary(&metadata(first, &topics)?, &min3)?);
+    log.extend(produce_to_followers(addrs, &min2)?);
 
     kill3()?;
     let alive: Vec<(i32, SocketAddr)> = addrs.iter().copied().filter(|(id, _)| *id != 3).collect();

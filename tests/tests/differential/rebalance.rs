@@ -7,7 +7,9 @@
 //!    leads generation 1 alone, syncs its assignment: Stable.
 //! 2. B joins (its JoinGroup waits): PreparingRebalance; A's heartbeat is told
 //!    REBALANCE_IN_PROGRESS, A rejoins; both get generation 2 (CompletingRebalance).
-//! 3. Both sync: Stable with two members. A heartbeat with generation 1 is refused.
+//! 3. Both sync: Stable with two members. A heartbeat with generation 1 is refused; so
+//!    is an admin client's commit (AlterConsumerGroupOffsets: no member id, generation
+//!    -1), which Kafka takes only while the group is empty (UNKNOWN_MEMBER_ID).
 //! 4. B leaves: PreparingRebalance; A rejoins alone and syncs: Stable, generation 3.
 //! 5. A commits with generation 3, then with generation 2 (ILLEGAL_GENERATION).
 
@@ -183,6 +185,10 @@ pub(super) fn steps(addr: SocketAddr, topic: &str, v: &Versions) -> Result<Vec<S
     log.push(format!("after both synced: {}", state(&mut c, &group, v.describe)?));
     log.push(format!("A heartbeat with the old generation: error {}", heartbeat(&mut c, &group, &a, a1.generation_id, v.heartbeat)?));
     log.push(format!("B heartbeat: error {}", heartbeat(&mut c, &group, &b, b2.generation_id, v.heartbeat)?));
+    log.push(format!(
+        "admin commit (no member, generation -1) to the Stable group: error {}",
+        commit(&mut c, &group, "", -1, topic, v.commit)?
+    ));
 
     // 4. B leaves.
     let leave = if v.leave >= 3 {

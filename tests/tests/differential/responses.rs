@@ -44,6 +44,8 @@ pub(super) struct Fixture {
     small: String,
     kafka_id: uuid::Uuid,
     karst_id: uuid::Uuid,
+    /// `small`'s id on Kafka and on Karst.
+    small_ids: (uuid::Uuid, uuid::Uuid),
     /// A group with committed offsets (and no members) on both.
     group: String,
 }
@@ -59,6 +61,20 @@ impl Fixture {
             Side::Karst => self.karst_id,
         }
     }
+
+    fn small_id(&self, side: Side) -> uuid::Uuid {
+        match side {
+            Side::Kafka => self.small_ids.0,
+            Side::Karst => self.small_ids.1,
+        }
+    }
+}
+
+/// A Produce request for one partition, naming the topic both ways (v13+ reads the id).
+fn produce_to(topic: &str, id: uuid::Uuid, partition: i32, records: Vec<u8>) -> kafka_protocol::messages::ProduceRequest {
+    let mut req = produce_request(topic, partition, records);
+    req.topic_data[0].topic_id = id;
+    req
 }
 
 /// Fixed timestamps, so both logs hold the same bytes.
@@ -229,11 +245,12 @@ pub(super) fn prepare(pair: &mut Pair) -> Result<Fixture> {
     let small = unique_topic("diff-small");
     let group = unique_topic("diff-group");
     let mut ids = Vec::new();
+    let mut small_ids = Vec::new();
     for (side, c) in [("Kafka", &mut pair.kafka), ("Karst", &mut pair.karst)] {
         c.create_topic(&topic, 3, &[]).with_context(|| format!("creating {topic} on {side}"))?;
         let id = super::wait_leaders(c, &topic, 3, side)?;
         c.create_topic(&small, 1, &[("max.message.bytes", "200")]).with_context(|| format!("creating {small} on {side}"))?;
-        super::wait_leaders(c, &small, 1, side)?;
+        small_ids.push(super::wait_leaders(c, &small, 1, side)?);
         // Two batches in partition 0, one in partition 2 (for DeleteRecords).
         for (partition, records, ts) in [
             (0, vec![(Some(&b"k0"[..]), Some(&b"v0"[..])), (Some(b"k1"), None)], T0),
@@ -271,7 +288,7 @@ pub(super) fn prepare(pair: &mut Pair) -> Result<Fixture> {
         committed.with_context(|| format!("committing offsets for {group} on {side} (last: {last})"))?;
         ids.push(id);
     }
-    Ok(Fixture { topic, small, kafka_id: ids[0], karst_id: ids[1], group })
+    Ok(Fixture { topic, small, kafka_id: ids[0], karst_id: ids[1], small_ids: (small_ids[0], small_ids[1]), group })
 }
 
 pub(super) fn run(pair: &mut Pair, f: &Fixture) -> Result<Vec<Compared>> {
@@ -299,20 +316,20 @@ pub(super) fn run(pair: &mut Pair, f: &Fixture) -> Result<Vec<Compared>> {
         boxed(c.send(&fetch_request(topic, f.id(side), 2, 0), v)?)
     })?;
 
-    r.run("Produce one batch to partition 1 (acks=all)", ApiKey::Produce, 3, &|c, v, _| {
-        let req = produce_request(topic, 1, record_batch(&[(Some(b"p"), Some(b"produced"))], T0 + 2_000));
+    r.run("Produce one batch to partition 1 (acks=all)", ApiKey::Produce, 3, &|c, v, side| {
+        let req = produce_to(topic, f.id(side), 1, record_batch(&[(Some(b"p"), Some(b"produced"))], T0 + 2_000));
         boxed(c.send(&req, v)?)
     })?;
     let small = f.small.as_str();
-    r.run("Produce refused: a record above max.message.bytes=200", ApiKey::Produce, 3, &|c, v, _| {
-        let req = produce_request(small, 0, record_batch(&[(None, Some(&[7u8; 1000][..]))], T0));
+    r.run("Produce refused: a record above max.message.bytes=200", ApiKey::Produce, 3, &|c, v, side| {
+        let req = produce_to(small, f.small_id(side), 0, record_batch(&[(None, Some(&[7u8; 1000][..]))], T0));
         boxed(c.send(&req, v)?)
     })?;
-    r.run("Produce refused: a corrupt batch (CRC)", ApiKey::Produce, 3, &|c, v, _| {
+    r.run("Produce refused: a corrupt batch (CRC)", ApiKey::Produce, 3, &|c, v, side| {
         let mut batch = record_batch(&[(None, Some(b"x"))], T0);
         let last = batch.len() - 1;
         batch[last] ^= 0xff;
-        boxed(c.send(&produce_request(small, 0, batch), v)?)
+        boxed(c.send(&produce_to(small, f.small_id(side), 0, batch), v)?)
     })?;
     r.run("CreateTopics refused: retention.ms=abc (validate only)", ApiKey::CreateTopics, 2, &|c, v, _| {
         let t = CreatableTopic::default()
@@ -345,9 +362,19 @@ pub(super) fn run(pair: &mut Pair, f: &Fixture) -> Result<Vec<Compared>> {
         boxed(c.send(&req, v)?)
     })?;
 
-    for (what, ts) in
-        [("earliest", -2), ("latest", -1), ("the second batch's timestamp", T0 + 1_000), ("a timestamp past the end", T0 + 5_000)]
-    {
+    // The special timestamps from -3 on, at every version: the versions before the one
+    // that introduced each answer UNSUPPORTED_VERSION; without tiered storage -4 is the
+    // log start and -5 and -6 find no offset.
+    for (what, ts) in [
+        ("earliest", -2),
+        ("latest", -1),
+        ("the second batch's timestamp", T0 + 1_000),
+        ("a timestamp past the end", T0 + 5_000),
+        ("the max timestamp (-3)", -3),
+        ("the earliest local offset (-4)", -4),
+        ("the latest tiered offset (-5)", -5),
+        ("the earliest pending upload (-6)", -6),
+    ] {
         r.run(&format!("ListOffsets {what}"), ApiKey::ListOffsets, 1, &|c, v, _| {
             let req = ListOffsetsRequest::default().with_replica_id((-1).into()).with_topics(vec![ListOffsetsTopic::default()
                 .with_name(topic_name(topic))
@@ -475,6 +502,9 @@ pub(super) fn run(pair: &mut Pair, f: &Fixture) -> Result<Vec<Compared>> {
     r.run("DescribeCluster", ApiKey::DescribeCluster, 0, &|c, v, _| boxed(c.send(&DescribeClusterRequest::default(), v)?))?;
     r.run("DescribeCluster with authorized operations", ApiKey::DescribeCluster, 0, &|c, v, _| {
         boxed(c.send(&DescribeClusterRequest::default().with_include_cluster_authorized_operations(true), v)?)
+    })?;
+    r.run("DescribeCluster including fenced brokers", ApiKey::DescribeCluster, 2, &|c, v, _| {
+        boxed(c.send(&DescribeClusterRequest::default().with_include_fenced_brokers(true), v)?)
     })?;
 
     r.run("DeleteRecords of partition 2 before offset 1", ApiKey::DeleteRecords, 0, &|c, v, _| {
