@@ -20,7 +20,7 @@ mod segment;
 mod snapshot;
 mod time_index;
 
-pub use config::LogConfig;
+pub use config::{CleanupPolicy, DirtyRatio, LogConfig};
 pub use errors::{StorageError, StorageResult};
 pub use health::{sync_together, FlushTarget};
 pub use leader_epochs::{LeaderEpochs, UNDEFINED_EPOCH_END};

@@ -431,7 +431,7 @@ impl Log {
         // Index positions are u32: never let a segment grow past i32::MAX bytes.
         let max_bytes = self.config.segment_bytes.min(i32::MAX as u64);
         let too_big = seg.size().saturating_add(incoming_bytes) > max_bytes;
-        let too_old = match (self.config.segment_ms, seg.rolling_base_ms()) {
+        let too_old = match (self.config.roll_ms(), seg.rolling_base_ms()) {
             (Some(ms), Some(base)) => now_ms.saturating_sub(base) > i64::try_from(ms).unwrap_or(i64::MAX),
             _ => false,
         };
@@ -618,12 +618,17 @@ impl Log {
     /// while the log exceeds `retention.bytes`, the oldest closed segments whose
     /// removal keeps it at or above that size (Kafka's rule). An expired active
     /// segment is rolled first so it can go too. Returns the number deleted.
+    /// Nothing is deleted unless `cleanup.policy` includes delete (a `compact` log
+    /// keeps everything its cleaner keeps; DeleteRecords still applies to it).
     pub fn enforce_retention(&mut self, now_ms: i64) -> StorageResult<usize> {
         self.guarded(|log| log.delete_expired(now_ms))
     }
 
     fn delete_expired(&mut self, now_ms: i64) -> StorageResult<usize> {
         let mut deleted = 0;
+        if !self.config.cleanup_policy.delete {
+            return Ok(0);
+        }
         if let Some(retention_ms) = self.config.retention_ms.filter(|ms| *ms >= 0) {
             let expired = |seg: &Segment| seg.largest_timestamp_for_retention().is_some_and(|ts| now_ms.saturating_sub(ts) > retention_ms);
             if self.closed.values().all(expired) && self.active.size() > 0 && expired(&self.active) {
