@@ -269,9 +269,11 @@ impl Log {
     }
 
     /// Appends batches copied from the partition's leader, keeping their offsets and
-    /// leader epochs: the first must start at the log end and each must follow the
-    /// previous one. Their CRCs are checked, as they crossed the network; producer
-    /// state follows what the leader accepted, without re-validating sequences.
+    /// leader epochs: the first must start at or after the log end and each after
+    /// the previous one (a compacted leader log has gaps where the cleaner removed
+    /// whole batches, as Kafka's follower append allows). Their CRCs are checked, as
+    /// they crossed the network; producer state follows what the leader accepted,
+    /// without re-validating sequences.
     pub fn append_replicated(&mut self, batches: &[u8], now_ms: i64) -> StorageResult<AppendInfo> {
         self.health.check()?;
         let (headers, next_offset, max_timestamp) = self.headers(batches, None)?;
@@ -287,8 +289,9 @@ impl Log {
     }
 
     /// Parses the batches of an append. With `assign`, offsets from the log end and
-    /// that leader epoch are given to them; without, their own offsets must continue
-    /// the log. Returns the headers by position, the next log end and the max timestamp.
+    /// that leader epoch are given to them; without, their own offsets must be at or
+    /// past the log end and increase. Returns the headers by position, the next log
+    /// end and the max timestamp.
     #[allow(clippy::type_complexity)]
     fn headers(&self, batches: &[u8], assign: Option<i32>) -> StorageResult<(Vec<(usize, BatchHeader)>, i64, i64)> {
         if batches.is_empty() {
@@ -305,8 +308,8 @@ impl Log {
                     h.base_offset = next_offset;
                     h.partition_leader_epoch = epoch;
                 }
-                None if h.base_offset != next_offset => {
-                    return Err(StorageError::Batch(BatchError::Invalid("replicated batch does not continue the log")));
+                None if h.base_offset < next_offset => {
+                    return Err(StorageError::Batch(BatchError::Invalid("replicated batch overlaps the log")));
                 }
                 None => {}
             }
@@ -333,8 +336,11 @@ impl Log {
         max_timestamp: i64,
         now_ms: i64,
     ) -> StorageResult<AppendInfo> {
+        let base_offset = headers.first().map_or(self.log_end_offset, |(_, h)| h.base_offset);
         if self.should_roll(batches.len() as u64, next_offset, now_ms) {
-            self.roll()?;
+            // At the first batch's offset: after a gap (replicated from a compacted
+            // log) the relative offsets of the new segment start at 0.
+            self.roll(base_offset)?;
         }
         if let Err(e) = self.active.append(batches, headers, self.config.index_interval_bytes, now_ms) {
             // A full file system, with the partial write cut back, leaves the log as it
@@ -344,7 +350,6 @@ impl Log {
             }
             return Err(e.into());
         }
-        let base_offset = self.log_end_offset;
         self.log_end_offset = next_offset;
         Ok(AppendInfo {
             base_offset,
@@ -440,23 +445,24 @@ impl Log {
         too_big || too_old || offsets_overflow || seg.indexes_full()
     }
 
-    /// Closes the active segment and starts a new one at the log end. Any failure
-    /// fails the log: the old segment may be neither synced nor the last one.
-    fn roll(&mut self) -> StorageResult<()> {
+    /// Closes the active segment and starts a new one at `base` (the log end, or
+    /// past it for a replicated batch after a gap). Any failure fails the log: the
+    /// old segment may be neither synced nor the last one.
+    pub(crate) fn roll(&mut self, base: i64) -> StorageResult<()> {
         self.health.check()?;
-        let rolled = self.roll_segment();
+        let rolled = self.roll_segment(base.max(self.log_end_offset));
         if let Err(e) = &rolled {
             self.health.fail(format_args!("segment roll failed: {e}"));
         }
         rolled
     }
 
-    fn roll_segment(&mut self) -> StorageResult<()> {
+    fn roll_segment(&mut self, base: i64) -> StorageResult<()> {
         // The old segment's bytes are durable before the new segment exists, so a crash
         // never leaves an unsynced tail anywhere but in the last segment.
         crate::faults::check(crate::faults::Point::Fsync, self.active.log_path())?;
         self.active.file()?.sync_data()?;
-        let new = Segment::create(&self.dir, self.log_end_offset, &self.config)?;
+        let new = Segment::create(&self.dir, base, &self.config)?;
         fsync_dir(&self.dir)?;
         let mut old = std::mem::replace(&mut self.active, new);
         let frozen = old.freeze();
@@ -632,7 +638,7 @@ impl Log {
         if let Some(retention_ms) = self.config.retention_ms.filter(|ms| *ms >= 0) {
             let expired = |seg: &Segment| seg.largest_timestamp_for_retention().is_some_and(|ts| now_ms.saturating_sub(ts) > retention_ms);
             if self.closed.values().all(expired) && self.active.size() > 0 && expired(&self.active) {
-                self.roll()?;
+                self.roll(self.log_end_offset)?;
             }
             while self.closed.first_key_value().is_some_and(|(_, s)| expired(s)) {
                 self.delete_oldest_segment()?;

@@ -192,7 +192,8 @@ impl Segment {
 
     /// Opens the active (last) segment. After a clean shutdown its indexes are trusted
     /// and only the bytes after the last index entry are checked; otherwise (or if that
-    /// check fails) every batch is verified (CRC, contiguous offsets), the file is
+    /// check fails) every batch is verified (CRC, contiguous offsets, or increasing
+    /// ones for a compacted log, which has gaps), the file is
     /// truncated at the first bad one and the indexes are rebuilt.
     /// Returns the segment and the offset after its last batch.
     pub(crate) fn open_active(dir: &Path, base_offset: i64, config: &LogConfig, clean: bool) -> StorageResult<(Segment, i64)> {
@@ -205,7 +206,7 @@ impl Segment {
             }
             tracing::warn!(segment = %log_path.display(), "clean shutdown marker present but the active segment does not check out; recovering it");
         }
-        let (mut seg, scan) = Self::build(dir, base_offset, log_path, file, size, config, Trust::Verify)?;
+        let (mut seg, scan) = Self::build(dir, base_offset, log_path, file, size, config, Self::verify(config))?;
         let valid = scan.valid_len as u64;
         if valid < size {
             tracing::warn!(
@@ -252,7 +253,7 @@ impl Segment {
             let Some(tail) = map.get(to_usize(start_pos)?..) else {
                 return Ok(None);
             };
-            let scan = scan_batches(tail, start_offset, Trust::Verify, |_, h| seg.observe_timestamp(h));
+            let scan = scan_batches(tail, start_offset, Self::verify(config), |_, h| seg.observe_timestamp(h));
             if scan.stopped.is_some() {
                 return Ok(None);
             }
@@ -262,6 +263,11 @@ impl Segment {
         seg.index.make_writable(config.segment_index_bytes)?;
         seg.time_index.make_writable(config.segment_index_bytes)?;
         Ok(Some((seg, next_offset)))
+    }
+
+    /// How an unsynced tail is verified: a compacted log may have gaps.
+    fn verify(config: &LogConfig) -> Trust {
+        Trust::Verify { gaps: config.cleanup_policy.compact }
     }
 
     fn observe_timestamp(&mut self, h: &BatchHeader) {
