@@ -17,6 +17,7 @@ use crate::producer_state::{ProducerState, Verdict};
 use crate::recovery;
 use crate::segment::Segment;
 use crate::snapshot;
+use crate::swap;
 use crate::{LogConfig, StorageError, StorageResult};
 
 /// What `append` did.
@@ -51,26 +52,30 @@ pub struct ReadSlice {
 /// and its indexes before anything is written to the new one.
 #[derive(Debug)]
 pub struct Log {
-    dir: PathBuf,
-    config: LogConfig,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
     /// Segments before the active one, by base offset.
     pub(crate) closed: BTreeMap<i64, Segment>,
     pub(crate) active: Segment,
     log_start_offset: i64,
     log_end_offset: i64,
-    producers: ProducerState,
+    pub(crate) producers: ProducerState,
     /// Offsets of the producer-state snapshot files on disk.
     snapshots: BTreeSet<i64>,
     /// Where each leader epoch began (`leader-epoch-checkpoint`).
     epochs: LeaderEpochs,
     /// Set for good by the first failed write or fsync (see `health`).
-    health: Arc<Health>,
+    pub(crate) health: Arc<Health>,
+    /// Where the log cleaner's next dirty section starts (`cleaner-offset-checkpoint`).
+    pub(crate) cleaner_checkpoint: Option<i64>,
 }
 
 impl Log {
     /// Opens (creating if missing) the log in `dir`, recovering an unclean tail.
     pub fn open(dir: &Path, config: LogConfig) -> StorageResult<Log> {
         fs::create_dir_all(dir)?;
+        // A clean interrupted by a crash: finish its committed swaps, drop the rest.
+        swap::recover(dir)?;
         let listing = recovery::list_dir(dir)?;
         let clean = checkpoint::has_clean_shutdown_marker(dir);
         let checkpointed_start = checkpoint::read_log_start_offset(dir)?;
@@ -102,6 +107,7 @@ impl Log {
             snapshots: listing.snapshots,
             epochs: LeaderEpochs::default(),
             health: Arc::default(),
+            cleaner_checkpoint: checkpoint::read_cleaner_offset(dir)?,
         };
         if log_start_offset > log_end_offset {
             // Recovery lost data above a persisted log start (DeleteRecords/retention
@@ -381,6 +387,7 @@ impl Log {
             snapshot::remove(&dir, s)?;
         }
         remove_if_exists(&dir.join(crate::leader_epochs::FILE))?;
+        remove_if_exists(&dir.join(checkpoint::CLEANER_OFFSET_FILE))?;
         checkpoint::remove_clean_shutdown_marker(&dir)?;
         Log::open(&dir, config)
     }
@@ -408,7 +415,12 @@ impl Log {
             None => seg.size(),
         };
         let later: Vec<i64> = self.segments_from(offset).map(Segment::base_offset).filter(|b| *b > cut_base).collect();
+        let cleaned_past_cut = self.cleaner_checkpoint.is_some_and(|c| c > offset);
         drop(self); // unmaps every segment before its file is cut
+        if cleaned_past_cut {
+            // What gets appended after the cut is dirty (Kafka's maybeTruncateCheckpoint).
+            checkpoint::write_cleaner_offset(&dir, offset)?;
+        }
         for base in later {
             for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
                 remove_if_exists(&offset_path(&dir, base, ext))?;
