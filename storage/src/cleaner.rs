@@ -260,6 +260,19 @@ impl Cleaned {
     pub fn stats(&self) -> &CleanStats {
         &self.stats
     }
+
+    /// For crash tests: leaves the files for the test to swap step by step, and
+    /// returns each group's base and the bases of the segments it replaces.
+    #[cfg(test)]
+    pub(crate) fn leave_files(mut self) -> Vec<(i64, Vec<i64>)> {
+        self.groups
+            .iter_mut()
+            .map(|g| {
+                g.settled = true;
+                (g.base, g.sources.iter().map(|s| s.0).collect())
+            })
+            .collect()
+    }
 }
 
 impl Drop for Cleaned {

@@ -32,6 +32,8 @@ pub use log::{AppendInfo, Log, ReadSlice};
 pub use producer_state::ActiveProducer;
 
 #[cfg(test)]
+mod cleaner_crash_tests;
+#[cfg(test)]
 mod cleaner_tests;
 #[cfg(test)]
 mod fault_tests;
