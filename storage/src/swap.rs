@@ -10,9 +10,14 @@
 //! 2. fsync the directory
 //! 3. remove the group's other segments (<b>.log, .index, .timeindex, b > B)
 //! 4. rename <B>.index.cleaned -> <B>.index, <B>.timeindex.cleaned -> <B>.timeindex
-//! 5. rename <B>.log.swap -> <B>.log            replaces the old first segment
-//! 6. fsync the directory
+//! 5. fsync the directory
+//! 6. rename <B>.log.swap -> <B>.log            replaces the old first segment
+//! 7. fsync the directory
 //! ```
+//!
+//! The fsync before step 6 makes sure that, whatever order a power failure keeps
+//! directory changes in, `<B>.log` is never the new segment while an old segment
+//! of the group or an old index of `<B>` is still there.
 //!
 //! Every rename and removal leaves the inodes that readers map untouched (see
 //! `mmap`): `Bytes` of a replaced segment keep its old bytes.
@@ -67,6 +72,7 @@ pub(crate) fn swap_ops(base: i64, replaced: &[i64]) -> Vec<SwapOp> {
     for ext in [INDEX_EXT, TIME_INDEX_EXT] {
         ops.push(SwapOp::Rename { from: cleaned_name(base, ext), to: offset_file_name(base, ext) });
     }
+    ops.push(SwapOp::SyncDir);
     ops.push(SwapOp::Rename { from: swap_name(base), to: offset_file_name(base, LOG_EXT) });
     ops.push(SwapOp::SyncDir);
     ops
@@ -154,6 +160,7 @@ pub(crate) fn recover(dir: &Path) -> io::Result<()> {
                 remove_if_exists(&dir.join(name))?;
             }
         }
+        fsync_dir(dir)?;
         rename(dir, &swap_name(base), &offset_file_name(base, LOG_EXT))?;
     }
     for name in cleaned {
@@ -191,6 +198,7 @@ mod tests {
             SwapOp::Rename { from: "00000000000000000000.log.swap".into(), to: "00000000000000000000.log".into() }
         );
         assert_eq!(ops.last(), Some(&SwapOp::SyncDir));
-        assert_eq!(swap_ops(5, &[5]).len(), 6, "a group of one segment removes nothing");
+        assert_eq!(ops[ops.len() - 3], SwapOp::SyncDir, "the renames before the last are durable first");
+        assert_eq!(swap_ops(5, &[5]).len(), 7, "a group of one segment removes nothing");
     }
 }
