@@ -106,6 +106,8 @@ pub fn effective(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) ->
             Some(v) => non_negative(v).map(|v| v as u64),
             None => broker.log_retention_bytes,
         },
+        // cleanup.policy=delete until the broker runs the log cleaner (issue 20).
+        ..LogConfig::default()
     };
     TopicConfig {
         max_message_bytes: get(overrides, "max.message.bytes").unwrap_or(broker.message_max_bytes),

@@ -1,4 +1,5 @@
-//! Small checkpoint files: the log start offset and the clean-shutdown marker.
+//! Small checkpoint files: the log start offset, the cleaner's first dirty offset
+//! and the clean-shutdown marker.
 use std::fs;
 use std::io;
 use std::path::Path;
@@ -7,11 +8,32 @@ use crate::files::{fsync_dir, remove_if_exists, write_atomic};
 
 pub(crate) const LOG_START_OFFSET_FILE: &str = "log-start-offset";
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+/// Kafka keeps one such file per log directory; Karst one per partition.
+pub(crate) const CLEANER_OFFSET_FILE: &str = "cleaner-offset-checkpoint";
 const VERSION: &str = "0";
 
 /// Reads the persisted log start offset; `None` when absent or unreadable (logged).
 pub(crate) fn read_log_start_offset(dir: &Path) -> io::Result<Option<i64>> {
-    let path = dir.join(LOG_START_OFFSET_FILE);
+    read_offset(dir, LOG_START_OFFSET_FILE)
+}
+
+/// Persists the log start offset atomically (temp file, fsync, rename, fsync dir).
+pub(crate) fn write_log_start_offset(dir: &Path, offset: i64) -> io::Result<()> {
+    write_offset(dir, LOG_START_OFFSET_FILE, offset)
+}
+
+/// Reads where the cleaner's dirty section starts; `None` when absent or unreadable.
+pub(crate) fn read_cleaner_offset(dir: &Path) -> io::Result<Option<i64>> {
+    read_offset(dir, CLEANER_OFFSET_FILE)
+}
+
+/// Persists where the cleaner's dirty section starts, atomically.
+pub(crate) fn write_cleaner_offset(dir: &Path, offset: i64) -> io::Result<()> {
+    write_offset(dir, CLEANER_OFFSET_FILE, offset)
+}
+
+fn read_offset(dir: &Path, name: &str) -> io::Result<Option<i64>> {
+    let path = dir.join(name);
     let bytes = match fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -26,14 +48,13 @@ pub(crate) fn read_log_start_offset(dir: &Path) -> io::Result<Option<i64>> {
         (offset >= 0).then_some(offset)
     });
     if parsed.is_none() {
-        tracing::warn!(path = %path.display(), "ignoring unreadable log start offset checkpoint");
+        tracing::warn!(path = %path.display(), "ignoring unreadable offset checkpoint");
     }
     Ok(parsed)
 }
 
-/// Persists the log start offset atomically (temp file, fsync, rename, fsync dir).
-pub(crate) fn write_log_start_offset(dir: &Path, offset: i64) -> io::Result<()> {
-    write_atomic(dir, LOG_START_OFFSET_FILE, format!("{VERSION}\n{offset}\n").as_bytes())
+fn write_offset(dir: &Path, name: &str, offset: i64) -> io::Result<()> {
+    write_atomic(dir, name, format!("{VERSION}\n{offset}\n").as_bytes())
 }
 
 pub(crate) fn has_clean_shutdown_marker(dir: &Path) -> bool {
@@ -64,6 +85,16 @@ mod tests {
         assert_eq!(read_log_start_offset(dir.path()).expect("read"), None);
         fs::write(dir.path().join(LOG_START_OFFSET_FILE), b"0\n-5\n").expect("write");
         assert_eq!(read_log_start_offset(dir.path()).expect("read"), None);
+    }
+
+    #[test]
+    fn cleaner_offset_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(read_cleaner_offset(dir.path()).expect("read"), None);
+        write_cleaner_offset(dir.path(), 77).expect("write");
+        write_log_start_offset(dir.path(), 5).expect("write");
+        assert_eq!(read_cleaner_offset(dir.path()).expect("read"), Some(77));
+        assert_eq!(read_log_start_offset(dir.path()).expect("read"), Some(5));
     }
 
     #[test]

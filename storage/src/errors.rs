@@ -25,6 +25,9 @@ pub enum StorageError {
     /// nothing more durable until it is reopened (KAFKA_STORAGE_ERROR).
     #[error("log failed earlier: {0}")]
     Failed(String),
+    /// The log cleaner's I/O callback asked it to stop; the log is unchanged.
+    #[error("log cleaning aborted")]
+    CleaningAborted,
 }
 
 pub type StorageResult<T> = Result<T, StorageError>;

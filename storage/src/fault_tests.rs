@@ -17,6 +17,7 @@ fn config() -> LogConfig {
         segment_index_bytes: 4096,
         retention_ms: None,
         retention_bytes: None,
+        ..LogConfig::default()
     }
 }
 

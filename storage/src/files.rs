@@ -7,7 +7,12 @@
 //! 00000000000000000042.snapshot   producer state as of offset 42
 //! log-start-offset                checkpoint written by DeleteRecords / retention
 //! clean-shutdown                  present only between a clean close and the next open
+//! cleaner-offset-checkpoint       where the log cleaner's next dirty section starts
 //! *.tmp                           half-written files; removed on open
+//! <base>.log.cleaned, .index.cleaned, .timeindex.cleaned
+//!                                 a segment the cleaner is writing; removed on open
+//! <base>.log.swap                 a cleaned segment committed to replace the segments
+//!                                 it covers; the swap is completed on open (`swap`)
 //! ```
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -20,6 +25,8 @@ pub(crate) const INDEX_EXT: &str = "index";
 pub(crate) const TIME_INDEX_EXT: &str = "timeindex";
 pub(crate) const SNAPSHOT_EXT: &str = "snapshot";
 pub(crate) const TMP_SUFFIX: &str = ".tmp";
+pub(crate) const CLEANED_SUFFIX: &str = ".cleaned";
+pub(crate) const SWAP_SUFFIX: &str = ".swap";
 
 /// `<offset, 20 digits>.<ext>`.
 pub(crate) fn offset_file_name(offset: i64, ext: &str) -> String {

@@ -4,6 +4,7 @@
 //! threads and locking; this crate owns the files.
 
 mod checkpoint;
+mod cleaner;
 mod config;
 mod errors;
 pub mod faults;
@@ -14,19 +15,26 @@ mod index_file;
 mod leader_epochs;
 mod log;
 mod mmap;
+mod offset_map;
 mod producer_state;
 mod recovery;
 mod segment;
 mod snapshot;
+mod swap;
 mod time_index;
 
-pub use config::LogConfig;
+pub use cleaner::{CleanStats, CleanTask, Cleanable, Cleaned, CleanerConfig, CleanerIo, Throttler};
+pub use config::{CleanupPolicy, DirtyRatio, LogConfig};
 pub use errors::{StorageError, StorageResult};
 pub use health::{sync_together, FlushTarget};
 pub use leader_epochs::{LeaderEpochs, UNDEFINED_EPOCH_END};
 pub use log::{AppendInfo, Log, ReadSlice};
 pub use producer_state::ActiveProducer;
 
+#[cfg(test)]
+mod cleaner_crash_tests;
+#[cfg(test)]
+mod cleaner_tests;
 #[cfg(test)]
 mod fault_tests;
 #[cfg(test)]

@@ -17,6 +17,7 @@ use crate::producer_state::{ProducerState, Verdict};
 use crate::recovery;
 use crate::segment::Segment;
 use crate::snapshot;
+use crate::swap;
 use crate::{LogConfig, StorageError, StorageResult};
 
 /// What `append` did.
@@ -51,26 +52,30 @@ pub struct ReadSlice {
 /// and its indexes before anything is written to the new one.
 #[derive(Debug)]
 pub struct Log {
-    dir: PathBuf,
-    config: LogConfig,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
     /// Segments before the active one, by base offset.
     pub(crate) closed: BTreeMap<i64, Segment>,
     pub(crate) active: Segment,
     log_start_offset: i64,
     log_end_offset: i64,
-    producers: ProducerState,
+    pub(crate) producers: ProducerState,
     /// Offsets of the producer-state snapshot files on disk.
     snapshots: BTreeSet<i64>,
     /// Where each leader epoch began (`leader-epoch-checkpoint`).
     epochs: LeaderEpochs,
     /// Set for good by the first failed write or fsync (see `health`).
-    health: Arc<Health>,
+    pub(crate) health: Arc<Health>,
+    /// Where the log cleaner's next dirty section starts (`cleaner-offset-checkpoint`).
+    pub(crate) cleaner_checkpoint: Option<i64>,
 }
 
 impl Log {
     /// Opens (creating if missing) the log in `dir`, recovering an unclean tail.
     pub fn open(dir: &Path, config: LogConfig) -> StorageResult<Log> {
         fs::create_dir_all(dir)?;
+        // A clean interrupted by a crash: finish its committed swaps, drop the rest.
+        swap::recover(dir)?;
         let listing = recovery::list_dir(dir)?;
         let clean = checkpoint::has_clean_shutdown_marker(dir);
         let checkpointed_start = checkpoint::read_log_start_offset(dir)?;
@@ -102,6 +107,7 @@ impl Log {
             snapshots: listing.snapshots,
             epochs: LeaderEpochs::default(),
             health: Arc::default(),
+            cleaner_checkpoint: checkpoint::read_cleaner_offset(dir)?,
         };
         if log_start_offset > log_end_offset {
             // Recovery lost data above a persisted log start (DeleteRecords/retention
@@ -269,9 +275,11 @@ impl Log {
     }
 
     /// Appends batches copied from the partition's leader, keeping their offsets and
-    /// leader epochs: the first must start at the log end and each must follow the
-    /// previous one. Their CRCs are checked, as they crossed the network; producer
-    /// state follows what the leader accepted, without re-validating sequences.
+    /// leader epochs: the first must start at or after the log end and each after
+    /// the previous one (a compacted leader log has gaps where the cleaner removed
+    /// whole batches, as Kafka's follower append allows). Their CRCs are checked, as
+    /// they crossed the network; producer state follows what the leader accepted,
+    /// without re-validating sequences.
     pub fn append_replicated(&mut self, batches: &[u8], now_ms: i64) -> StorageResult<AppendInfo> {
         self.health.check()?;
         let (headers, next_offset, max_timestamp) = self.headers(batches, None)?;
@@ -287,8 +295,9 @@ impl Log {
     }
 
     /// Parses the batches of an append. With `assign`, offsets from the log end and
-    /// that leader epoch are given to them; without, their own offsets must continue
-    /// the log. Returns the headers by position, the next log end and the max timestamp.
+    /// that leader epoch are given to them; without, their own offsets must be at or
+    /// past the log end and increase. Returns the headers by position, the next log
+    /// end and the max timestamp.
     #[allow(clippy::type_complexity)]
     fn headers(&self, batches: &[u8], assign: Option<i32>) -> StorageResult<(Vec<(usize, BatchHeader)>, i64, i64)> {
         if batches.is_empty() {
@@ -305,8 +314,8 @@ impl Log {
                     h.base_offset = next_offset;
                     h.partition_leader_epoch = epoch;
                 }
-                None if h.base_offset != next_offset => {
-                    return Err(StorageError::Batch(BatchError::Invalid("replicated batch does not continue the log")));
+                None if h.base_offset < next_offset => {
+                    return Err(StorageError::Batch(BatchError::Invalid("replicated batch overlaps the log")));
                 }
                 None => {}
             }
@@ -333,8 +342,11 @@ impl Log {
         max_timestamp: i64,
         now_ms: i64,
     ) -> StorageResult<AppendInfo> {
+        let base_offset = headers.first().map_or(self.log_end_offset, |(_, h)| h.base_offset);
         if self.should_roll(batches.len() as u64, next_offset, now_ms) {
-            self.roll()?;
+            // At the first batch's offset: after a gap (replicated from a compacted
+            // log) the relative offsets of the new segment start at 0.
+            self.roll(base_offset)?;
         }
         if let Err(e) = self.active.append(batches, headers, self.config.index_interval_bytes, now_ms) {
             // A full file system, with the partial write cut back, leaves the log as it
@@ -344,7 +356,6 @@ impl Log {
             }
             return Err(e.into());
         }
-        let base_offset = self.log_end_offset;
         self.log_end_offset = next_offset;
         Ok(AppendInfo {
             base_offset,
@@ -376,6 +387,7 @@ impl Log {
             snapshot::remove(&dir, s)?;
         }
         remove_if_exists(&dir.join(crate::leader_epochs::FILE))?;
+        remove_if_exists(&dir.join(checkpoint::CLEANER_OFFSET_FILE))?;
         checkpoint::remove_clean_shutdown_marker(&dir)?;
         Log::open(&dir, config)
     }
@@ -403,7 +415,12 @@ impl Log {
             None => seg.size(),
         };
         let later: Vec<i64> = self.segments_from(offset).map(Segment::base_offset).filter(|b| *b > cut_base).collect();
+        let cleaned_past_cut = self.cleaner_checkpoint.is_some_and(|c| c > offset);
         drop(self); // unmaps every segment before its file is cut
+        if cleaned_past_cut {
+            // What gets appended after the cut is dirty (Kafka's maybeTruncateCheckpoint).
+            checkpoint::write_cleaner_offset(&dir, offset)?;
+        }
         for base in later {
             for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
                 remove_if_exists(&offset_path(&dir, base, ext))?;
@@ -431,7 +448,7 @@ impl Log {
         // Index positions are u32: never let a segment grow past i32::MAX bytes.
         let max_bytes = self.config.segment_bytes.min(i32::MAX as u64);
         let too_big = seg.size().saturating_add(incoming_bytes) > max_bytes;
-        let too_old = match (self.config.segment_ms, seg.rolling_base_ms()) {
+        let too_old = match (self.config.roll_ms(), seg.rolling_base_ms()) {
             (Some(ms), Some(base)) => now_ms.saturating_sub(base) > i64::try_from(ms).unwrap_or(i64::MAX),
             _ => false,
         };
@@ -440,23 +457,24 @@ impl Log {
         too_big || too_old || offsets_overflow || seg.indexes_full()
     }
 
-    /// Closes the active segment and starts a new one at the log end. Any failure
-    /// fails the log: the old segment may be neither synced nor the last one.
-    fn roll(&mut self) -> StorageResult<()> {
+    /// Closes the active segment and starts a new one at `base` (the log end, or
+    /// past it for a replicated batch after a gap). Any failure fails the log: the
+    /// old segment may be neither synced nor the last one.
+    pub(crate) fn roll(&mut self, base: i64) -> StorageResult<()> {
         self.health.check()?;
-        let rolled = self.roll_segment();
+        let rolled = self.roll_segment(base.max(self.log_end_offset));
         if let Err(e) = &rolled {
             self.health.fail(format_args!("segment roll failed: {e}"));
         }
         rolled
     }
 
-    fn roll_segment(&mut self) -> StorageResult<()> {
+    fn roll_segment(&mut self, base: i64) -> StorageResult<()> {
         // The old segment's bytes are durable before the new segment exists, so a crash
         // never leaves an unsynced tail anywhere but in the last segment.
         crate::faults::check(crate::faults::Point::Fsync, self.active.log_path())?;
         self.active.file()?.sync_data()?;
-        let new = Segment::create(&self.dir, self.log_end_offset, &self.config)?;
+        let new = Segment::create(&self.dir, base, &self.config)?;
         fsync_dir(&self.dir)?;
         let mut old = std::mem::replace(&mut self.active, new);
         let frozen = old.freeze();
@@ -618,16 +636,21 @@ impl Log {
     /// while the log exceeds `retention.bytes`, the oldest closed segments whose
     /// removal keeps it at or above that size (Kafka's rule). An expired active
     /// segment is rolled first so it can go too. Returns the number deleted.
+    /// Nothing is deleted unless `cleanup.policy` includes delete (a `compact` log
+    /// keeps everything its cleaner keeps; DeleteRecords still applies to it).
     pub fn enforce_retention(&mut self, now_ms: i64) -> StorageResult<usize> {
         self.guarded(|log| log.delete_expired(now_ms))
     }
 
     fn delete_expired(&mut self, now_ms: i64) -> StorageResult<usize> {
         let mut deleted = 0;
+        if !self.config.cleanup_policy.delete {
+            return Ok(0);
+        }
         if let Some(retention_ms) = self.config.retention_ms.filter(|ms| *ms >= 0) {
             let expired = |seg: &Segment| seg.largest_timestamp_for_retention().is_some_and(|ts| now_ms.saturating_sub(ts) > retention_ms);
             if self.closed.values().all(expired) && self.active.size() > 0 && expired(&self.active) {
-                self.roll()?;
+                self.roll(self.log_end_offset)?;
             }
             while self.closed.first_key_value().is_some_and(|(_, s)| expired(s)) {
                 self.delete_oldest_segment()?;

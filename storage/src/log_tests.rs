@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use karst_batch::{batches, build_batch, build_batch_with_producer, BatchHeader};
 use proptest::prelude::*;
 
-use crate::{Log, LogConfig, StorageError};
+use crate::{CleanupPolicy, Log, LogConfig, StorageError};
 
 fn tiny() -> LogConfig {
     LogConfig {
@@ -15,6 +15,7 @@ fn tiny() -> LogConfig {
         segment_index_bytes: 4096,
         retention_ms: None,
         retention_bytes: None,
+        ..LogConfig::default()
     }
 }
 
@@ -495,6 +496,27 @@ fn retention_by_bytes() {
     assert_eq!(files(dir.path(), "log").len(), log.closed.len() + 1);
 }
 
+/// `cleanup.policy`: retention deletes segments for `delete` and `compact,delete`,
+/// never for `compact` alone (whose log the cleaner keeps); DeleteRecords applies
+/// to every policy.
+#[test]
+fn retention_applies_only_to_policies_that_delete() {
+    for (policy, deletes) in [(CleanupPolicy::COMPACT, false), (CleanupPolicy::COMPACT_DELETE, true), (CleanupPolicy::DELETE, true)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = Log::open(dir.path(), tiny()).expect("open");
+        let written = fill(&mut log, 60);
+        let total = log.size_bytes();
+        log.set_config(LogConfig { retention_ms: Some(1), retention_bytes: Some(total / 3), cleanup_policy: policy, ..tiny() });
+        let deleted = log.enforce_retention(i64::MAX / 2).expect("retention");
+        assert_eq!(deleted > 0, deletes, "{policy:?}");
+        if !deletes {
+            assert_eq!((log.log_start_offset(), read_all(&log)), (0, written.clone()), "{policy:?} keeps everything");
+        }
+        let end = log.log_end_offset();
+        assert_eq!(log.delete_records(end).expect("delete records"), end, "{policy:?}");
+    }
+}
+
 #[test]
 fn delete_records_persists_across_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -553,6 +575,18 @@ fn segment_ms_rolls_by_time() {
     let b = batch(1, 0, 10, 3);
     log.append(&b, 0, 1_101).expect("append");
     assert_eq!(files(dir.path(), "log").len(), 2);
+}
+
+#[test]
+fn a_compacted_log_rolls_by_max_compaction_lag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = LogConfig { segment_bytes: 1 << 20, cleanup_policy: CleanupPolicy::COMPACT, max_compaction_lag_ms: 100, ..tiny() };
+    let mut log = Log::open(dir.path(), cfg).expect("open");
+    log.append(&batch(1, 0, 10, 1), 0, 1_000).expect("append");
+    log.append(&batch(1, 0, 10, 2), 0, 1_100).expect("append");
+    assert_eq!(files(dir.path(), "log").len(), 1);
+    log.append(&batch(1, 0, 10, 3), 0, 1_101).expect("append");
+    assert_eq!(files(dir.path(), "log").len(), 2, "segment.ms is unset: max.compaction.lag.ms rolled it");
 }
 
 #[test]

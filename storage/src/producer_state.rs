@@ -105,6 +105,24 @@ impl ProducerState {
     }
 }
 
+/// What the log cleaner must keep of a producer (Kafka's `LastRecord`): the batch
+/// holding its last data, or, when its current epoch has none, its last marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LastRecord {
+    pub(crate) last_data_offset: Option<i64>,
+    pub(crate) epoch: i16,
+}
+
+impl ProducerState {
+    /// Every producer's [`LastRecord`].
+    pub(crate) fn last_records(&self) -> HashMap<i64, LastRecord> {
+        self.producers
+            .iter()
+            .map(|(id, e)| (*id, LastRecord { last_data_offset: e.batches.back().map(|b| b.last_offset), epoch: e.epoch }))
+            .collect()
+    }
+}
+
 /// One idempotent producer as DescribeProducers reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ActiveProducer {

@@ -60,8 +60,11 @@ pub(crate) fn list_dir(dir: &Path) -> io::Result<DirListing> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Trust {
     /// Unsynced tail: check every CRC and require each batch to start exactly where
-    /// the previous one ended (offsets contiguous).
-    Verify,
+    /// the previous one ended (offsets contiguous), or with `gaps` at or after it:
+    /// a compacted log (or a follower's copy of one) has gaps where the cleaner
+    /// removed whole batches. Contiguity is the only check of a batch's base offset,
+    /// which no CRC covers, so it is given up only for compacted logs.
+    Verify { gaps: bool },
     /// Closed segment: headers only, offsets merely increasing.
     Trusted,
 }
@@ -86,7 +89,7 @@ pub(crate) fn scan_batches(buf: &[u8], first_offset: i64, trust: Trust, mut on_b
     let stop = |pos, expected, reason: String| Scan { valid_len: pos, next_offset: expected, stopped: Some(reason) };
     while let Some(rest) = buf.get(pos..).filter(|r| !r.is_empty()) {
         let parsed = match trust {
-            Trust::Verify => BatchHeader::parse_checked(rest),
+            Trust::Verify { .. } => BatchHeader::parse_checked(rest),
             Trust::Trusted => BatchHeader::parse(rest),
         };
         let h = match parsed {
@@ -94,7 +97,8 @@ pub(crate) fn scan_batches(buf: &[u8], first_offset: i64, trust: Trust, mut on_b
             Err(e) => return stop(pos, expected, format!("batch at position {pos}: {e}")),
         };
         let in_order = match trust {
-            Trust::Verify => h.base_offset == expected,
+            Trust::Verify { gaps: false } => h.base_offset == expected,
+            Trust::Verify { gaps: true } => h.base_offset >= expected,
             Trust::Trusted => h.base_offset >= expected,
         };
         if !in_order {
@@ -122,24 +126,34 @@ mod tests {
         buf.extend(build_batch(12, 1, 0, b"c"));
         let two = buf.len();
         let mut seen = vec![];
-        let s = scan_batches(&buf, 10, Trust::Verify, |p, h| seen.push((p, h.base_offset)));
+        let s = scan_batches(&buf, 10, Trust::Verify { gaps: false }, |p, h| seen.push((p, h.base_offset)));
         assert_eq!(s, Scan { valid_len: two, next_offset: 13, stopped: None });
         assert_eq!(seen, vec![(0, 10), (first, 12)]);
 
-        let s = scan_batches(&buf[..two - 1], 10, Trust::Verify, |_, _| {});
+        let s = scan_batches(&buf[..two - 1], 10, Trust::Verify { gaps: false }, |_, _| {});
         assert_eq!((s.valid_len, s.next_offset), (first, 12));
         assert!(s.stopped.is_some());
 
         let mut bad = buf.clone();
         bad[two - 1] ^= 1;
-        assert_eq!(scan_batches(&bad, 10, Trust::Verify, |_, _| {}).valid_len, first);
+        assert_eq!(scan_batches(&bad, 10, Trust::Verify { gaps: false }, |_, _| {}).valid_len, first);
         assert_eq!(scan_batches(&bad, 10, Trust::Trusted, |_, _| {}).valid_len, two);
 
+        // A gap is accepted only where gaps may be (a compacted log); going
+        // backwards never.
         let mut gap = build_batch(10, 2, 0, b"ab");
         gap.extend(build_batch(15, 1, 0, b"c"));
-        assert_eq!(scan_batches(&gap, 10, Trust::Verify, |_, _| {}).valid_len, first);
+        let contiguous = Trust::Verify { gaps: false };
+        let gaps = Trust::Verify { gaps: true };
+        assert_eq!(scan_batches(&gap, 10, contiguous, |_, _| {}).valid_len, first);
+        assert_eq!(scan_batches(&gap, 10, gaps, |_, _| {}).next_offset, 16);
         assert_eq!(scan_batches(&gap, 10, Trust::Trusted, |_, _| {}).next_offset, 16);
-        assert_eq!(scan_batches(&gap, 11, Trust::Verify, |_, _| {}).valid_len, 0);
+        assert_eq!(scan_batches(&gap, 11, contiguous, |_, _| {}).valid_len, 0);
+        assert_eq!(scan_batches(&gap, 11, gaps, |_, _| {}).valid_len, 0);
+        let mut back = build_batch(10, 2, 0, b"ab");
+        back.extend(build_batch(11, 1, 0, b"c"));
+        assert_eq!(scan_batches(&back, 10, gaps, |_, _| {}).valid_len, first);
+        assert_eq!(scan_batches(&back, 10, Trust::Trusted, |_, _| {}).valid_len, first);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use karst_batch::{build_batch, BatchHeader};
 use proptest::prelude::*;
 
-use crate::{Log, LogConfig, StorageError};
+use crate::{CleanupPolicy, Log, LogConfig, StorageError};
 
 fn tiny() -> LogConfig {
     LogConfig { segment_bytes: 1024, segment_ms: None, index_interval_bytes: 128, segment_index_bytes: 4096, ..LogConfig::default() }
@@ -62,15 +62,17 @@ fn a_follower_copy_is_byte_identical_and_reopens() {
 }
 
 #[test]
-fn replicated_batches_that_do_not_continue_the_log_or_are_corrupt_write_nothing() {
+fn replicated_batches_that_go_backwards_or_are_corrupt_write_nothing() {
     let (_ld, leader) = leader_with(6, 1);
     let all = leader.read(0, 1 << 20, i64::MAX, true).expect("read").bytes;
     let first_len = BatchHeader::parse(&all).expect("h").total_len();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut f = Log::open(dir.path(), tiny()).expect("open");
 
-    // A gap: the second batch first.
-    assert!(matches!(f.append_replicated(&all[first_len..], 0), Err(StorageError::Batch(_))));
+    // Going backwards within one call: the second batch, then the first.
+    let second_len = BatchHeader::parse(&all[first_len..]).expect("h").total_len();
+    let backwards_pair = [&all[first_len..first_len + second_len], &all[..first_len]].concat();
+    assert!(matches!(f.append_replicated(&backwards_pair, 0), Err(StorageError::Batch(_))));
     // A flipped bit in a record: CRC mismatch.
     let mut flipped = all[..first_len].to_vec();
     let last = flipped.len() - 1;
@@ -86,6 +88,41 @@ fn replicated_batches_that_do_not_continue_the_log_or_are_corrupt_write_nothing(
     assert_eq!(f.size_bytes(), 0, "nothing was written");
     f.append_replicated(&all, 0).expect("the real thing");
     assert_eq!(stored(&f), stored(&leader));
+}
+
+/// A compacted leader log has gaps where the cleaner removed whole batches: a
+/// follower takes them (as Kafka's follower append does), refuses a batch below
+/// its log end, and, being compacted too, recovers them after a crash (no clean
+/// shutdown). A log that is not compacted recovers contiguous offsets only.
+#[test]
+fn replicated_batches_after_a_gap_are_kept_and_survive_recovery() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let compacted = LogConfig { cleanup_policy: CleanupPolicy::COMPACT, ..tiny() };
+    let mut f = Log::open(dir.path(), compacted.clone()).expect("open");
+    let at = |base: i64, count: i32| build_batch(base, count, 1_000, b"gap");
+    let info = f.append_replicated(&[at(0, 2), at(5, 1)].concat(), 0).expect("a gap inside one call");
+    assert_eq!((info.base_offset, info.last_offset, f.log_end_offset()), (0, 5, 6));
+    let info = f.append_replicated(&at(9, 3), 0).expect("a gap after the log end");
+    assert_eq!((info.base_offset, info.last_offset), (9, 11));
+    assert!(matches!(f.append_replicated(&at(11, 1), 0), Err(StorageError::Batch(_))), "overlaps the log");
+    // A gap too wide for the active segment's relative offsets rolls a segment at the batch.
+    let far = i64::from(i32::MAX) + 100;
+    f.append_replicated(&at(far, 1), 0).expect("far past the end");
+    assert_eq!(f.active.base_offset(), far);
+    let bases = |log: &Log| stored(log).iter().map(|b| BatchHeader::parse(b).expect("h").base_offset).collect::<Vec<_>>();
+    assert_eq!(bases(&f), vec![0, 5, 9, far]);
+    assert_eq!(f.read(3, 1 << 20, i64::MAX, true).expect("read in a gap").first_offset, 5);
+    drop(f); // no clean shutdown: the active segment is verified batch by batch
+    let f = Log::open(dir.path(), compacted).expect("recover");
+    assert_eq!(bases(&f), vec![0, 5, 9, far]);
+    assert_eq!(f.log_end_offset(), far + 1);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut f = Log::open(dir.path(), tiny()).expect("open");
+    f.append_replicated(&[at(0, 2), at(5, 1)].concat(), 0).expect("a gap");
+    drop(f);
+    let f = Log::open(dir.path(), tiny()).expect("recover");
+    assert_eq!((bases(&f), f.log_end_offset()), (vec![0], 2), "not compacted: the tail after the gap is cut");
 }
 
 #[test]

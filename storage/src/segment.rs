@@ -7,6 +7,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::UNIX_EPOCH;
 
@@ -20,6 +21,7 @@ use crate::index::OffsetIndex;
 use crate::log::ReadSlice;
 use crate::mmap;
 use crate::recovery::{scan_batches, Scan, Trust};
+use crate::swap::cleaned_name;
 use crate::time_index::TimeIndex;
 use crate::{LogConfig, StorageError, StorageResult};
 
@@ -64,8 +66,15 @@ impl AsRef<[u8]> for SharedMap {
     }
 }
 
+/// Source of [`Segment::id`].
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
 #[derive(Debug)]
 pub(crate) struct Segment {
+    /// Unique among the segments this process opened: the cleaner's swap checks that
+    /// the segments it cleaned are still the log's (retention, truncation and an
+    /// earlier swap replace them by others).
+    id: u64,
     base_offset: i64,
     log_path: PathBuf,
     /// The open `.log` file while the segment is active. A closed segment keeps no
@@ -90,6 +99,7 @@ pub(crate) struct Segment {
 impl Segment {
     fn assemble(base_offset: i64, log_path: PathBuf, file: Arc<File>, index: OffsetIndex, time_index: TimeIndex) -> Segment {
         Segment {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             base_offset,
             log_path,
             file: Some(file),
@@ -117,6 +127,17 @@ impl Segment {
         let file = Self::open_log_for_append(&log_path, true)?;
         let index = OffsetIndex::create(offset_path(dir, base_offset, INDEX_EXT), base_offset, config.segment_index_bytes)?;
         let time_index = TimeIndex::create(offset_path(dir, base_offset, TIME_INDEX_EXT), base_offset, config.segment_index_bytes)?;
+        Ok(Self::assemble(base_offset, log_path, Arc::new(file), index, time_index))
+    }
+
+    /// Creates the empty segment the cleaner writes a group into: `<base>.log.cleaned`
+    /// and its `.cleaned` indexes (see `swap`), replacing stale files of those names.
+    pub(crate) fn create_cleaned(dir: &Path, base_offset: i64, config: &LogConfig) -> io::Result<Segment> {
+        let log_path = dir.join(cleaned_name(base_offset, LOG_EXT));
+        remove_if_exists(&log_path)?;
+        let file = Self::open_log_for_append(&log_path, true)?;
+        let index = OffsetIndex::create(dir.join(cleaned_name(base_offset, INDEX_EXT)), base_offset, config.segment_index_bytes)?;
+        let time_index = TimeIndex::create(dir.join(cleaned_name(base_offset, TIME_INDEX_EXT)), base_offset, config.segment_index_bytes)?;
         Ok(Self::assemble(base_offset, log_path, Arc::new(file), index, time_index))
     }
 
@@ -192,7 +213,8 @@ impl Segment {
 
     /// Opens the active (last) segment. After a clean shutdown its indexes are trusted
     /// and only the bytes after the last index entry are checked; otherwise (or if that
-    /// check fails) every batch is verified (CRC, contiguous offsets), the file is
+    /// check fails) every batch is verified (CRC, contiguous offsets, or increasing
+    /// ones for a compacted log, which has gaps), the file is
     /// truncated at the first bad one and the indexes are rebuilt.
     /// Returns the segment and the offset after its last batch.
     pub(crate) fn open_active(dir: &Path, base_offset: i64, config: &LogConfig, clean: bool) -> StorageResult<(Segment, i64)> {
@@ -205,7 +227,7 @@ impl Segment {
             }
             tracing::warn!(segment = %log_path.display(), "clean shutdown marker present but the active segment does not check out; recovering it");
         }
-        let (mut seg, scan) = Self::build(dir, base_offset, log_path, file, size, config, Trust::Verify)?;
+        let (mut seg, scan) = Self::build(dir, base_offset, log_path, file, size, config, Self::verify(config))?;
         let valid = scan.valid_len as u64;
         if valid < size {
             tracing::warn!(
@@ -252,7 +274,7 @@ impl Segment {
             let Some(tail) = map.get(to_usize(start_pos)?..) else {
                 return Ok(None);
             };
-            let scan = scan_batches(tail, start_offset, Trust::Verify, |_, h| seg.observe_timestamp(h));
+            let scan = scan_batches(tail, start_offset, Self::verify(config), |_, h| seg.observe_timestamp(h));
             if scan.stopped.is_some() {
                 return Ok(None);
             }
@@ -262,6 +284,11 @@ impl Segment {
         seg.index.make_writable(config.segment_index_bytes)?;
         seg.time_index.make_writable(config.segment_index_bytes)?;
         Ok(Some((seg, next_offset)))
+    }
+
+    /// How an unsynced tail is verified: a compacted log may have gaps.
+    fn verify(config: &LogConfig) -> Trust {
+        Trust::Verify { gaps: config.cleanup_policy.compact }
     }
 
     fn observe_timestamp(&mut self, h: &BatchHeader) {
@@ -448,6 +475,20 @@ impl Segment {
         }
     }
 
+    /// Every byte of the segment, zero-copy (the mapping lives as long as the `Bytes`).
+    pub(crate) fn data(&self) -> StorageResult<Bytes> {
+        let Some(map) = self.mapped()? else {
+            return Ok(Bytes::new());
+        };
+        let len = self.data_len(&map);
+        Ok(Bytes::from_owner(SharedMap(map)).slice(..len))
+    }
+
+    /// The max timestamp of the segment's first batch (Kafka's first batch timestamp).
+    pub(crate) fn first_batch_timestamp(&self) -> StorageResult<Option<i64>> {
+        Ok(self.batch_at(self.base_offset)?.map(|(_, h)| h.max_timestamp))
+    }
+
     /// Calls `f` with the header of every batch whose base offset is >= `from_offset`.
     /// Stops (with a warning) at unreadable bytes.
     pub(crate) fn for_each_batch(&self, from_offset: i64, mut f: impl FnMut(&BatchHeader)) -> StorageResult<()> {
@@ -510,6 +551,10 @@ impl Segment {
         self.base_offset
     }
 
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     pub(crate) fn size(&self) -> u64 {
         self.size
     }
@@ -546,7 +591,7 @@ impl Segment {
         self.index.is_full() || self.time_index.is_full()
     }
 
-    #[cfg(test)]
+    /// Entries in the offset and time indexes.
     pub(crate) fn index_len(&self) -> (usize, usize) {
         (self.index.len(), self.time_index.len())
     }

@@ -8,8 +8,16 @@
 //! CRC rewritten ([`set_max_timestamp`]), as Kafka's log validator does. Both the protocol crate (validating what a
 //! producer sent) and the storage crate (re-validating a segment tail at recovery)
 //! read batches through this one module.
+//!
+//! The records themselves ([`records`]) and their compression codecs
+//! ([`compression`]) live here too, so that both crates can read them without
+//! depending on each other: the protocol crate for timestamps and legacy message
+//! sets, the storage crate's log cleaner to keep the latest record of each key.
 
 use thiserror::Error;
+
+pub mod compression;
+pub mod records;
 
 /// Bytes before the `batch_length` field's coverage starts: base offset + length.
 pub const LOG_OVERHEAD: usize = 12;
@@ -33,10 +41,13 @@ const BASE_SEQUENCE: usize = 53;
 const RECORD_COUNT: usize = 57;
 
 /// Attribute bits.
-const COMPRESSION_MASK: i16 = 0x07;
-const TIMESTAMP_TYPE_BIT: i16 = 0x08;
-const TRANSACTIONAL_BIT: i16 = 0x10;
-const CONTROL_BIT: i16 = 0x20;
+pub const COMPRESSION_MASK: i16 = 0x07;
+pub const TIMESTAMP_TYPE_BIT: i16 = 0x08;
+pub const TRANSACTIONAL_BIT: i16 = 0x10;
+pub const CONTROL_BIT: i16 = 0x20;
+/// Set by the log cleaner (KIP-534): the base timestamp holds the time after which
+/// the batch's tombstones and an empty transaction's marker may be removed.
+pub const DELETE_HORIZON_BIT: i16 = 0x40;
 
 /// Why a batch was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -176,6 +187,10 @@ impl BatchHeader {
     pub fn is_control(&self) -> bool {
         self.attributes & CONTROL_BIT != 0
     }
+    /// The delete horizon a log cleaner stored in the base timestamp, if any.
+    pub fn delete_horizon_ms(&self) -> Option<i64> {
+        (self.attributes & DELETE_HORIZON_BIT != 0).then_some(self.base_timestamp)
+    }
     /// True for a batch written by an idempotent or transactional producer.
     pub fn has_producer_id(&self) -> bool {
         self.producer_id >= 0
@@ -231,7 +246,7 @@ pub struct RecordTimestamps {
 }
 
 /// Reads a zigzag varint of at most `max_bytes` bytes at `*at`.
-fn varlong(b: &[u8], at: &mut usize, max_bytes: usize) -> Option<i64> {
+pub(crate) fn varlong(b: &[u8], at: &mut usize, max_bytes: usize) -> Option<i64> {
     let mut raw = 0u64;
     for i in 0..max_bytes {
         let byte = *b.get(*at)?;
@@ -364,7 +379,7 @@ pub fn build_batch_with_producer(
     b
 }
 
-fn put_varlong(out: &mut Vec<u8>, v: i64) {
+pub(crate) fn put_varlong(out: &mut Vec<u8>, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
     while z >= 0x80 {
         out.push((z as u8) | 0x80);

@@ -29,7 +29,6 @@
 //! at hand before it is used, and decompression is bounded by the caller's limit.
 
 use std::borrow::Cow;
-use std::io::Write;
 
 use karst_batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, NO_TIMESTAMP};
 
@@ -312,55 +311,19 @@ fn xxh32(data: &[u8], seed: u32) -> u32 {
 // Compressing
 // ---------------------------------------------------------------------------
 
-fn compress_failed(codec: &str, e: impl std::fmt::Display) -> RecordsError {
-    RecordsError::Decompress(format!("cannot {codec}-compress records: {e}"))
-}
+/// The xerial snappy-java stream framing Kafka's producers and broker write.
+#[cfg(test)]
+const XERIAL_HEADER: &[u8] = karst_batch::compression::XERIAL_HEADER;
 
-/// The xerial snappy-java stream framing Kafka's producers and broker write:
-/// header, then blocks of at most 32 KiB, each prefixed by its compressed length.
-const XERIAL_HEADER: &[u8] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
-const XERIAL_BLOCK: usize = 32 * 1024;
-
-/// Compresses `data` as Kafka writes a batch or wrapper of `magic` in `codec`.
+/// Compresses `data` as Kafka writes a batch or wrapper of `magic` in `codec`
+/// (`karst_batch::compression`); a magic 0 LZ4 wrapper gets the frame descriptor
+/// checksum Kafka 0.8-0.9 computed.
 fn compress(codec: i16, data: &[u8], magic: i8) -> Result<Vec<u8>, RecordsError> {
-    match codec {
-        GZIP => {
-            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-            e.write_all(data).map_err(|e| compress_failed("gzip", e))?;
-            e.finish().map_err(|e| compress_failed("gzip", e))
-        }
-        SNAPPY => {
-            let mut out = XERIAL_HEADER.to_vec();
-            let mut encoder = snap::raw::Encoder::new();
-            for chunk in data.chunks(XERIAL_BLOCK) {
-                let block = encoder.compress_vec(chunk).map_err(|e| compress_failed("snappy", e))?;
-                let len = u32::try_from(block.len()).map_err(|e| compress_failed("snappy", e))?;
-                out.extend_from_slice(&len.to_be_bytes());
-                out.extend_from_slice(&block);
-            }
-            Ok(out)
-        }
-        LZ4 => {
-            // As Kafka's Lz4BlockOutputStream: 64 KiB independent blocks, no
-            // block or content checksums, no content size.
-            let mut e = lz4::EncoderBuilder::new()
-                .block_size(lz4::BlockSize::Max64KB)
-                .block_mode(lz4::BlockMode::Independent)
-                .block_checksum(lz4::liblz4::BlockChecksum::NoBlockChecksum)
-                .checksum(lz4::ContentChecksum::NoChecksum)
-                .build(Vec::new())
-                .map_err(|e| compress_failed("lz4", e))?;
-            e.write_all(data).map_err(|e| compress_failed("lz4", e))?;
-            let (frame, r) = e.finish();
-            r.map_err(|e| compress_failed("lz4", e))?;
-            if magic == MAGIC_V0 {
-                return Ok(lz4_with_checksum(&frame, Lz4Checksum::Broken).into_owned());
-            }
-            Ok(frame)
-        }
-        ZSTD => zstd::encode_all(data, 0).map_err(|e| compress_failed("zstd", e)),
-        other => Err(compress_failed(&format!("codec {other}"), "unknown codec")),
+    let out = karst_batch::compression::compress(codec, data).map_err(|e| RecordsError::Decompress(e.to_string()))?;
+    if codec == LZ4 && magic == MAGIC_V0 {
+        return Ok(lz4_with_checksum(&out, Lz4Checksum::Broken).into_owned());
     }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------

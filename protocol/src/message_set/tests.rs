@@ -2,6 +2,7 @@ use super::*;
 use crate::error_codes;
 use karst_batch::set_base_offset;
 use proptest::prelude::*;
+use std::io::Write;
 
 const BIG: usize = 1 << 24;
 
