@@ -9,12 +9,15 @@
 //! - real consumers of a topic of 1,000 partitions where a few get records: the Java
 //!   client fetches incrementally and most partitions are left out of the answers
 //!   (the broker's metrics say so); librdkafka has no fetch sessions (it always sends
-//!   session id 0, epoch -1), and is checked to be served in full.
+//!   session id 0, epoch -1), and is checked to be served in full;
+//! - three nodes: a Fetch v16+ sent to a broker that does not lead the partition names
+//!   the leader (KIP-951).
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -30,6 +33,7 @@ use rdkafka::{Offset, TopicPartitionList};
 const TIMEOUT: Duration = Duration::from_secs(60);
 const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
 const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 
 fn scrape(b: &Broker) -> Result<Exposition> {
     let admin = b.admin_addr().context("the broker printed no admin address")?;
@@ -215,7 +219,7 @@ fn incremental_fetches_carry_only_changed_partitions() -> Result<()> {
     let before = scrape(&broker)?;
     // By name (v12) and by topic id (the newest version).
     let newest = RawClient::connect(broker.addr())?.version_for(ApiKey::Fetch)?;
-    ensure!(newest == 15, "Fetch v{newest} is the newest the broker and the codec share, expected 15");
+    ensure!(newest == 18, "Fetch v{newest} is the newest the broker and the codec share, expected 18");
     for version in [7, 12, newest] {
         session_at(&broker, version).with_context(|| format!("Fetch v{version}"))?;
     }
@@ -236,10 +240,10 @@ fn zero_slots_disable_fetch_sessions() -> Result<()> {
     let topic = unique_topic("fs-noslots");
     c.create_topic(&topic, 2, &[])?;
     let id = topic_id(&mut c, &topic, 2)?;
-    let t = Named { topic, id, version: 15 };
-    let resp = c.send(&session_fetch(0, 0).with_topics(vec![t.topic(vec![at(0, 0), at(1, 0)])]), 15)?;
+    let t = Named { topic, id, version: 18 };
+    let resp = c.send(&session_fetch(0, 0).with_topics(vec![t.topic(vec![at(0, 0), at(1, 0)])]), 18)?;
     ensure!(resp.session_id == 0 && indexes(&resp)? == BTreeSet::from([0, 1]), "full fetch without slots: {resp:?}");
-    let resp = c.send(&session_fetch(1, 1), 15)?;
+    let resp = c.send(&session_fetch(1, 1), 18)?;
     ensure!(resp.error_code == FETCH_SESSION_ID_NOT_FOUND, "incremental fetch without slots: {resp:?}");
     ensure!(scrape(&broker)?.value("karst_fetch_session_cache_sessions", &[])? == 0.0, "sessions cached");
     Ok(())
@@ -341,4 +345,75 @@ fn librdkafka_consumes_1000_partitions_without_fetch_sessions() -> Result<()> {
     ensure!(fetches >= f64::from(ROUNDS), "only {fetches} fetches");
     ensure!(created == 0.0 && incremental == 0.0, "librdkafka opened sessions: {created} created, {incremental} incremental");
     Ok(())
+}
+
+// ---- three nodes -------------------------------------------------------------------------
+
+/// Each broker's view of partition → (leader, leader epoch).
+fn leaders(c: &mut RawClient, topic: &str) -> Result<Vec<(i32, i32)>> {
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name(topic)))]))
+        .with_allow_auto_topic_creation(false);
+    let resp = c.send(&req, 12)?;
+    let t = resp.topics.first().ok_or_else(|| anyhow!("no topic in {resp:?}"))?;
+    let mut parts: Vec<(i32, i32, i32)> = t.partitions.iter().map(|p| (p.partition_index, p.leader_id.0, p.leader_epoch)).collect();
+    parts.sort();
+    Ok(parts.into_iter().map(|(_, l, e)| (l, e)).collect())
+}
+
+#[test]
+fn non_leaders_name_the_leader_from_fetch_v16() -> Result<()> {
+    let brokers = karst_tests::cluster::start_cluster(3, |_| Vec::new())?;
+    let addr = |id: i32| -> SocketAddr { brokers[(id - 1) as usize].addr() };
+    let topic = unique_topic("fs-cluster");
+    let mut c = RawClient::connect(addr(1))?;
+    c.create_replicated(&topic, 6, 3, &[("min.insync.replicas", "3")])?;
+    let id = topic_id(&mut c, &topic, 6)?;
+    let layout = wait_for("full ISRs", TIMEOUT, || {
+        let l = leaders(&mut c, &topic).ok()?;
+        let isr_full = metadata_isr(&mut c, &topic).ok()?.iter().all(|n| *n == 3);
+        isr_full.then_some(l)
+    })?;
+    for round in 0..5 {
+        for (p, (leader, _)) in layout.iter().enumerate() {
+            let mut to_leader = RawClient::connect(addr(*leader))?;
+            wait_until(&format!("acks=all to partition {p}"), TIMEOUT, || {
+                to_leader
+                    .produce(&topic, p as i32, record_batch(&[(None, Some(format!("r{round}").as_bytes()))], 1_700_000_000_000), 9)
+                    .is_ok_and(|r| r.error_code == 0)
+            })?;
+        }
+    }
+    // KIP-951: a Fetch at v16+ to a broker that does not lead the partition names the
+    // leader, its epoch and its address; v15 does not.
+    let (p, (leader, epoch)) = layout.iter().enumerate().next().ok_or_else(|| anyhow!("no partitions"))?;
+    let other = (1..=3).find(|n| n != leader).ok_or_else(|| anyhow!("no other node"))?;
+    let mut to_other = RawClient::connect(addr(other))?;
+    for version in [15, 16, 18] {
+        let req = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_topics(vec![FetchTopic::default().with_topic_id(id).with_partitions(vec![at(p as i32, 0)])]);
+        let resp = to_other.send(&req, version)?;
+        let part = resp.responses.first().and_then(|t| t.partitions.first()).ok_or_else(|| anyhow!("empty answer {resp:?}"))?;
+        ensure!(part.error_code == NOT_LEADER_OR_FOLLOWER, "v{version}: {resp:?}");
+        let named = (part.current_leader.leader_id.0, part.current_leader.leader_epoch);
+        let endpoints: Vec<(i32, i32)> = resp.node_endpoints.iter().map(|e| (e.node_id.0, e.port)).collect();
+        if version >= 16 {
+            ensure!(named == (*leader, *epoch), "v{version}: current leader {named:?}, Metadata says {:?}", (leader, epoch));
+            ensure!(endpoints == vec![(*leader, i32::from(addr(*leader).port()))], "v{version}: node endpoints {endpoints:?}");
+        } else {
+            ensure!(named == (-1, -1) && endpoints.is_empty(), "v{version} has no KIP-951 fields: {resp:?}");
+        }
+    }
+    Ok(())
+}
+
+/// ISR sizes of every partition of `topic`.
+fn metadata_isr(c: &mut RawClient, topic: &str) -> Result<Vec<usize>> {
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name(topic)))]))
+        .with_allow_auto_topic_creation(false);
+    let resp = c.send(&req, 12)?;
+    let t = resp.topics.first().ok_or_else(|| anyhow!("no topic"))?;
+    Ok(t.partitions.iter().map(|p| p.isr_nodes.len()).collect())
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::select_all;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use karst_protocol::error_codes as ec;
 use karst_protocol::message_set::{down_convert, fetch_magic, DownConvertOptions};
 use karst_storage::StorageError;
@@ -295,6 +295,37 @@ fn answered(p: &PartitionData) -> Answered {
     }
 }
 
+/// KIP-951 (Fetch v16+): a partition refused because this broker does not lead it (or
+/// leads it at a newer epoch) names the leader and epoch this broker knows, and the
+/// response gives that leader's address on the request's listener, so the client
+/// need not ask Metadata first.
+fn name_leaders(b: &Broker, targets: &[&Target], parts: &mut [PartitionData]) -> Vec<NodeEndpoint> {
+    let image = b.metadata.image();
+    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
+    for (t, p) in targets.iter().zip(parts.iter_mut()) {
+        if p.error_code != ec::NOT_LEADER_OR_FOLLOWER && p.error_code != ec::FENCED_LEADER_EPOCH {
+            continue;
+        }
+        let Ok(name) = &t.resolved else { continue };
+        let (leader, epoch) = image.cluster.partition(name, t.key.partition).map_or((-1, -1), |s| (s.leader, s.leader_epoch));
+        p.current_leader = LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(epoch);
+        if leader < 0 || endpoints.iter().any(|e| e.node_id.0 == leader) {
+            continue;
+        }
+        if let Some((host, port, rack)) = super::metadata::broker_endpoint(b, &image, leader) {
+            endpoints.push(
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(leader))
+                    .with_host(super::str_bytes(host))
+                    .with_port(port)
+                    .with_rack(rack.map(super::str_bytes)),
+            );
+        }
+    }
+    endpoints.sort_by_key(|e| e.node_id.0);
+    endpoints
+}
+
 /// The response: the session's verdict on what to send (a full fetch asking for a
 /// session gets one here, if there is room), consecutive partitions of one topic
 /// grouped under it, and a consumer's (not a follower's) v2 records counted as read
@@ -342,6 +373,7 @@ fn respond(
     for p in parts.iter_mut() {
         p.aborted_transactions = read_committed.then(Vec::new);
     }
+    let node_endpoints = if version >= 16 { name_leaders(b, &targets, &mut parts) } else { Vec::new() };
     let count_records = replica.is_none() && fetch_magic(version).is_none();
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     let mut last: Option<&TopicKey> = None;
@@ -363,7 +395,7 @@ fn respond(
             }
         }
     }
-    FetchResponse::default().with_responses(topics).with_session_id(session_id)
+    FetchResponse::default().with_responses(topics).with_session_id(session_id).with_node_endpoints(node_endpoints)
 }
 
 /// Starts a Fetch: the session (if any) is looked up, created, updated or closed now,

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::errors::BrokerError;
-use crate::metadata::{Listener, TopicMeta, NO_LEADER};
+use crate::metadata::{ClusterImage, Listener, TopicMeta, NO_LEADER};
 use crate::topic_name::invalid_reason;
 
 /// The listener the current request arrived on (None outside a connection: the first).
@@ -45,6 +45,20 @@ pub(crate) fn live_brokers(b: &Broker) -> Vec<(i32, String, i32, Option<String>)
     }
     out.sort_by_key(|x| x.0);
     out
+}
+
+/// Where a client on the request's listener reaches broker `id`, as Metadata names it
+/// (host, port, rack): this broker's advertised address, or a live broker's registered
+/// one; None for a fenced or unknown broker, or one without that listener.
+pub(crate) fn broker_endpoint(b: &Broker, image: &ClusterImage, id: i32) -> Option<(String, i32, Option<String>)> {
+    let listener = request_listener();
+    let name = listener.as_deref();
+    if id == b.node_id {
+        let rack = image.cluster.broker(id).and_then(|r| r.rack.clone());
+        return b.advertised_on(name).map(|(host, port)| (host, port, rack));
+    }
+    let r = image.cluster.unfenced_brokers().find(|r| r.id == id)?;
+    endpoint(&r.listeners, name).map(|l| (l.host.clone(), i32::from(l.port), r.rack.clone()))
 }
 
 /// The controller leader when it is a live broker, else this broker: every
