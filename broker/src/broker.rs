@@ -19,6 +19,7 @@ use crate::group::{GroupCoordinator, Timing};
 use crate::metadata::{write_atomically, BrokerId, Listener, MetadataStore, TopicMeta};
 use crate::partition::{Partition, PartitionError};
 use crate::partitions::Partitions;
+use crate::replication::Fetchers;
 use crate::topic_config::{self, TopicConfig};
 
 /// Producer ids are reserved from metadata in blocks, so InitProducerId rarely writes.
@@ -58,6 +59,8 @@ pub struct Broker {
     pub groups: GroupCoordinator,
     /// KIP-227 incremental fetch sessions (Fetch v7+).
     pub(crate) fetch_sessions: FetchSessions,
+    /// Follower fetchers, one per leader this broker follows partitions of.
+    pub(crate) fetchers: Fetchers,
     pub(crate) flusher: Arc<Flusher>,
     /// The block of producer ids this broker hands out; a tokio lock because a
     /// refill awaits a controller commit while holding it.
@@ -153,6 +156,7 @@ impl Broker {
         let broker = Arc::new(Broker {
             node_id: config.node_id,
             fetch_sessions,
+            fetchers: Fetchers::default(),
             config,
             cluster_id,
             advertised,

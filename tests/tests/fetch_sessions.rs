@@ -10,8 +10,8 @@
 //!   client fetches incrementally and most partitions are left out of the answers
 //!   (the broker's metrics say so); librdkafka has no fetch sessions (it always sends
 //!   session id 0, epoch -1), and is checked to be served in full;
-//! - three nodes: a Fetch v16+ sent to a broker that does not lead the partition names
-//!   the leader (KIP-951).
+//! - three nodes: followers fetch with one session per leader, and a Fetch v16+ sent to
+//!   a broker that does not lead the partition names the leader (KIP-951).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -362,11 +362,12 @@ fn leaders(c: &mut RawClient, topic: &str) -> Result<Vec<(i32, i32)>> {
 }
 
 #[test]
-fn non_leaders_name_the_leader_from_fetch_v16() -> Result<()> {
+fn followers_fetch_with_sessions_and_non_leaders_name_the_leader() -> Result<()> {
     let brokers = karst_tests::cluster::start_cluster(3, |_| Vec::new())?;
     let addr = |id: i32| -> SocketAddr { brokers[(id - 1) as usize].addr() };
     let topic = unique_topic("fs-cluster");
     let mut c = RawClient::connect(addr(1))?;
+    // Every write needs all three replicas: acks=all succeeds only through the followers' fetches.
     c.create_replicated(&topic, 6, 3, &[("min.insync.replicas", "3")])?;
     let id = topic_id(&mut c, &topic, 6)?;
     let layout = wait_for("full ISRs", TIMEOUT, || {
@@ -384,6 +385,27 @@ fn non_leaders_name_the_leader_from_fetch_v16() -> Result<()> {
             })?;
         }
     }
+    // Each broker leads partitions the other two follow: one session per follower,
+    // whose idle incremental fetches leave out the partitions that did not change.
+    for (i, b) in brokers.iter().enumerate() {
+        if !layout.iter().any(|(l, _)| *l == i as i32 + 1) {
+            continue;
+        }
+        let m = wait_for(&format!("node {}'s followers to fetch incrementally", i + 1), TIMEOUT, || {
+            let m = scrape(b).ok()?;
+            (m.value_or_zero("karst_fetch_session_partitions_omitted_total", &[]) > 0.0).then_some(m)
+        })?;
+        let sessions = m.value("karst_fetch_session_cache_sessions", &[])?;
+        let incremental = m.value_or_zero("karst_fetch_session_incremental_fetches_total", &[]);
+        let sent = m.value_or_zero("karst_fetch_session_partitions_sent_total", &[]);
+        let omitted = m.value_or_zero("karst_fetch_session_partitions_omitted_total", &[]);
+        println!(
+            "node {}: {sessions} fetch sessions cached, {incremental} incremental fetches, {sent} partitions sent, {omitted} omitted",
+            i + 1
+        );
+        ensure!(sessions == 2.0, "node {} leads partitions two followers fetch, yet caches {sessions} sessions", i + 1);
+    }
+
     // KIP-951: a Fetch at v16+ to a broker that does not lead the partition names the
     // leader, its epoch and its address; v15 does not.
     let (p, (leader, epoch)) = layout.iter().enumerate().next().ok_or_else(|| anyhow!("no partitions"))?;
