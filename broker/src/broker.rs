@@ -13,11 +13,13 @@ use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::errors::BrokerError;
+use crate::fetch_sessions::FetchSessions;
 use crate::flusher::Flusher;
 use crate::group::{GroupCoordinator, Timing};
 use crate::metadata::{write_atomically, BrokerId, Listener, MetadataStore, TopicMeta};
 use crate::partition::{Partition, PartitionError};
 use crate::partitions::Partitions;
+use crate::replication::Fetchers;
 use crate::topic_config::{self, TopicConfig};
 
 /// Producer ids are reserved from metadata in blocks, so InitProducerId rarely writes.
@@ -55,6 +57,10 @@ pub struct Broker {
     pub metadata: MetadataStore,
     pub partitions: Partitions,
     pub groups: GroupCoordinator,
+    /// KIP-227 incremental fetch sessions (Fetch v7+).
+    pub(crate) fetch_sessions: FetchSessions,
+    /// Follower fetchers, one per leader this broker follows partitions of.
+    pub(crate) fetchers: Fetchers,
     pub(crate) flusher: Arc<Flusher>,
     /// The block of producer ids this broker hands out; a tokio lock because a
     /// refill awaits a controller commit while holding it.
@@ -143,8 +149,14 @@ impl Broker {
             Timing { initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms, max_size: config.group_max_size },
             config.offsets_retention_minutes.saturating_mul(60_000),
         );
+        let fetch_sessions = FetchSessions::new(
+            config.max_incremental_fetch_session_cache_slots,
+            i64::try_from(config.min_incremental_fetch_session_eviction_ms).unwrap_or(i64::MAX),
+        );
         let broker = Arc::new(Broker {
             node_id: config.node_id,
+            fetch_sessions,
+            fetchers: Fetchers::default(),
             config,
             cluster_id,
             advertised,

@@ -148,6 +148,13 @@ pub struct BrokerConfig {
     /// `connections.max.idle.ms`: a connection with no request in flight and no
     /// traffic for this long is closed.
     pub connections_max_idle_ms: u64,
+    /// `max.incremental.fetch.session.cache.slots`: KIP-227 fetch sessions this broker
+    /// keeps; 0 disables them (every fetch is then answered in full).
+    pub max_incremental_fetch_session_cache_slots: usize,
+    /// `min.incremental.fetch.session.eviction.ms` (KIP-227's name; Kafka fixes it at
+    /// 120000): how long a fetch session must be unused, or exist, before a new one
+    /// may take its slot.
+    pub min_incremental_fetch_session_eviction_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -200,6 +207,8 @@ impl Default for BrokerConfig {
             max_connections: 10_000,
             max_connections_per_ip: 10_000,
             connections_max_idle_ms: 600_000,
+            max_incremental_fetch_session_cache_slots: 1000,
+            min_incremental_fetch_session_eviction_ms: 120_000,
         }
     }
 }
@@ -424,6 +433,8 @@ impl BrokerConfig {
         "max.connections",
         "max.connections.per.ip",
         "connections.max.idle.ms",
+        "max.incremental.fetch.session.cache.slots",
+        "min.incremental.fetch.session.eviction.ms",
     ];
 
     /// Sets one key from its text value.
@@ -516,6 +527,12 @@ impl BrokerConfig {
             "max.connections" => self.max_connections = positive(key, v, parse(key, v)?)?,
             "max.connections.per.ip" => self.max_connections_per_ip = positive(key, v, parse(key, v)?)?,
             "connections.max.idle.ms" => self.connections_max_idle_ms = positive(key, v, parse(key, v)?)?,
+            "max.incremental.fetch.session.cache.slots" => {
+                self.max_incremental_fetch_session_cache_slots = usize::try_from(non_negative(key, v)?).unwrap_or(usize::MAX)
+            }
+            "min.incremental.fetch.session.eviction.ms" => {
+                self.min_incremental_fetch_session_eviction_ms = u64::try_from(non_negative(key, v)?).unwrap_or(u64::MAX)
+            }
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
         Ok(())
@@ -604,6 +621,8 @@ impl BrokerConfig {
             ("max.connections", self.max_connections.to_string()),
             ("max.connections.per.ip", self.max_connections_per_ip.to_string()),
             ("connections.max.idle.ms", self.connections_max_idle_ms.to_string()),
+            ("max.incremental.fetch.session.cache.slots", self.max_incremental_fetch_session_cache_slots.to_string()),
+            ("min.incremental.fetch.session.eviction.ms", self.min_incremental_fetch_session_eviction_ms.to_string()),
         ]
     }
 
@@ -779,6 +798,18 @@ mod tests {
         assert!(c.set("log.message.timestamp.after.max.ms", "-1").is_err());
         c.set("log.message.timestamp.before.max.ms", "60000").expect("valid");
         assert_eq!(c.log_message_timestamp_before_max_ms, 60_000);
+    }
+
+    #[test]
+    fn fetch_session_slots_may_be_zero() {
+        let mut c = BrokerConfig::default();
+        assert_eq!((c.max_incremental_fetch_session_cache_slots, c.min_incremental_fetch_session_eviction_ms), (1000, 120_000));
+        c.set("max.incremental.fetch.session.cache.slots", "0").expect("0 disables sessions");
+        assert_eq!(c.max_incremental_fetch_session_cache_slots, 0);
+        assert!(c.set("max.incremental.fetch.session.cache.slots", "-1").is_err());
+        c.apply_env(vec![("KARST_MIN_INCREMENTAL_FETCH_SESSION_EVICTION_MS".to_string(), "5000".to_string())]).expect("env");
+        assert_eq!(c.min_incremental_fetch_session_eviction_ms, 5000);
+        assert!(c.describe().iter().any(|(k, v)| *k == "max.incremental.fetch.session.cache.slots" && v == "0"));
     }
 
     #[test]

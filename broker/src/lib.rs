@@ -6,6 +6,7 @@ pub mod broker;
 pub mod config;
 mod connections;
 pub mod errors;
+mod fetch_sessions;
 mod flusher;
 pub mod group;
 mod handlers;

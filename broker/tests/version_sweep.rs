@@ -149,6 +149,30 @@ async fn every_advertised_version_round_trips() {
         assert!(sets.iter().map(|s| s.records.len()).sum::<usize>() >= 3);
     }
 
+    // KIP-227 fetch sessions at every version that has them (v7+): epoch 0 opens one;
+    // an incremental fetch with nothing new answers no partitions; a wrong epoch is
+    // INVALID_FETCH_SESSION_EPOCH and an unknown session FETCH_SESSION_ID_NOT_FOUND
+    // (session id 0 both); epoch -1 closes it.
+    for v in versions(ApiKey::Fetch).filter(|v| *v >= 7) {
+        let topic = |t: FetchTopic| if v >= 13 { t.with_topic_id(topic_id) } else { t.with_topic(name("t2")) };
+        let at_end = FetchPartition::default().with_partition(0).with_fetch_offset(offset).with_partition_max_bytes(1 << 20);
+        let fetch = |id: i32, epoch: i32| FetchRequest::default().with_max_wait_ms(0).with_session_id(id).with_session_epoch(epoch);
+        let full = fetch(0, 0).with_topics(vec![topic(FetchTopic::default().with_partitions(vec![at_end.clone()]))]);
+        let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, v, RequestKind::Fetch(full)).await else { panic!() };
+        assert_eq!((r.error_code, r.responses.len()), (0, 1), "Fetch v{v}: full fetch");
+        assert_ne!(r.session_id, 0, "Fetch v{v}: a session for epoch 0");
+        let id = r.session_id;
+        let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, v, RequestKind::Fetch(fetch(id, 1))).await else { panic!() };
+        assert_eq!((r.error_code, r.session_id, r.responses.len()), (0, id, 0), "Fetch v{v}: incremental, nothing new");
+        let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, v, RequestKind::Fetch(fetch(id, 7))).await else { panic!() };
+        assert_eq!((r.error_code, r.session_id, r.responses.len()), (71, 0, 0), "Fetch v{v}: wrong epoch");
+        let close = fetch(id, -1).with_topics(vec![topic(FetchTopic::default().with_partitions(vec![at_end]))]);
+        let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, v, RequestKind::Fetch(close)).await else { panic!() };
+        assert_eq!((r.error_code, r.session_id, r.responses.len()), (0, 0, 1), "Fetch v{v}: closing, sessionless");
+        let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, v, RequestKind::Fetch(fetch(id, 2))).await else { panic!() };
+        assert_eq!((r.error_code, r.session_id, r.responses.len()), (70, 0, 0), "Fetch v{v}: closed session");
+    }
+
     // The single node leads at the epoch its image gives; everything so far was written in it.
     let epoch = broker.metadata.image().cluster.partition("t2", 0).expect("t2-0").leader_epoch;
     for v in versions(ApiKey::OffsetForLeaderEpoch) {

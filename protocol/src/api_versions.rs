@@ -24,7 +24,7 @@ const fn api(key: ApiKey, min: i16, max: i16) -> ApiSupport {
 /// copy adds them (see the workspace `Cargo.toml`).
 pub const SUPPORTED: &[ApiSupport] = &[
     api(ApiKey::Produce, 0, 13),
-    api(ApiKey::Fetch, 0, 15),
+    api(ApiKey::Fetch, 0, 18),
     api(ApiKey::ListOffsets, 0, 11),
     api(ApiKey::OffsetForLeaderEpoch, 2, 4),
     api(ApiKey::Metadata, 0, 13),

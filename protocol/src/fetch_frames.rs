@@ -13,8 +13,10 @@ use crate::codec::encode_response;
 
 /// Records smaller than this are copied: a separate buffer costs more than the copy.
 const SPLICE_MIN: usize = 4096;
-/// Newest version whose layout this module knows (v16 adds tagged node endpoints).
-const MAX_VERSION: i16 = 15;
+/// Newest version whose layout this module knows. v16-v18 only add tagged fields
+/// (node endpoints at the top, request-side fields), so a response without node
+/// endpoints is laid out as v15's; one with them is encoded whole.
+const MAX_VERSION: i16 = 18;
 
 fn put_uvarint(out: &mut BytesMut, mut v: u64) {
     while v >= 0x80 {

@@ -113,7 +113,6 @@ const KNOWN_GAPS: &[(i16, &str)] = &[
 /// and when an entry no longer matches what Karst lacks (served now, or Kafka's range
 /// moved), so the list stays true.
 const OWNED_ELSEWHERE: &[(i16, i16, i16, &str)] = &[
-    (ApiKey::Fetch as i16, 16, 18, "v16 KIP-951 leader hints, v17 directory ids (KIP-853), v18 the follower's high watermark (KIP-1166): issue 18's Fetch half, with KIP-227 fetch sessions (another branch)"),
     (ApiKey::InitProducerId as i16, 5, 5, "v5 TRANSACTION_ABORTABLE (KIP-890, transactions v2): transactions, issue 19"),
     (ApiKey::OffsetCommit as i16, 9, 10, "v9 KIP-848 member epochs, v10 topic ids: the KIP-848 consumer group protocol, issue 22"),
     (ApiKey::OffsetFetch as i16, 9, 10, "v9 KIP-848 member epochs, v10 topic ids: the KIP-848 consumer group protocol, issue 22"),

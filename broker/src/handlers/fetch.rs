@@ -1,18 +1,21 @@
+use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::select_all;
-use kafka_protocol::messages::fetch_request::FetchPartition;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use karst_protocol::error_codes as ec;
 use karst_protocol::message_set::{down_convert, fetch_magic, DownConvertOptions};
 use karst_storage::StorageError;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::leader_hint::{wants_hint, LeaderHints};
 use crate::broker::Broker;
+use crate::fetch_sessions::{Answered, Context, FetchParams, Filtered, PartitionKey, TopicKey, INVALID_SESSION_ID};
 use crate::metadata::ClusterImage;
 use crate::partition::{Partition, PartitionError};
 
@@ -39,6 +42,15 @@ fn follower_refused(b: &Broker, image: &ClusterImage, topic: &str, partition: i3
     !(assigned && registered)
 }
 
+/// A fetch session is privileged (harder to evict, KIP-227) only for a claimed follower
+/// that is a registered broker fetching with its broker epoch on the inter-broker
+/// listener: a client claiming a replica id must not push consumers' sessions out.
+fn privileged(b: &Broker, replica: Option<Follower>) -> bool {
+    replica.is_some_and(|f| {
+        f.id != b.node_id && on_inter_broker_listener(b) && b.metadata.image().cluster.broker(f.id).is_some_and(|r| r.epoch == f.epoch)
+    })
+}
+
 /// Where listeners are split (`inter.broker.listener.name`), follower fetches are
 /// accepted only on the inter-broker listener, as in Kafka.
 fn on_inter_broker_listener(b: &Broker) -> bool {
@@ -48,28 +60,70 @@ fn on_inter_broker_listener(b: &Broker) -> bool {
     }
 }
 
-/// A requested topic resolved against metadata once per request.
-struct Wanted {
-    name: TopicName,
-    id: Uuid,
-    /// Local topic name, or the error every partition of it gets.
-    resolved: Result<String, i16>,
-    partitions: Vec<FetchPartition>,
+/// One partition to read, as the request (or its fetch session) names it.
+struct Target {
+    key: PartitionKey,
+    /// Local topic name, or the error the partition gets.
+    resolved: Result<Arc<str>, i16>,
+    params: FetchParams,
 }
 
-fn resolve(b: &Broker, req: &mut FetchRequest, version: i16) -> Vec<Wanted> {
-    let image = b.metadata.image();
+fn topic_key(version: i16, name: &TopicName, id: Uuid) -> TopicKey {
+    if version >= 13 {
+        TopicKey::Id(id)
+    } else {
+        TopicKey::Name(Arc::from(name.as_str()))
+    }
+}
+
+/// The request's partitions in request order (v17's replica directory id and v18's
+/// follower high watermark are not used, as in Kafka's broker).
+fn requested(req: &mut FetchRequest, version: i16) -> Vec<(PartitionKey, FetchParams)> {
     std::mem::take(&mut req.topics)
         .into_iter()
-        .map(|t| {
-            let resolved = if version >= 13 {
-                image.topic_by_id(t.topic_id).map(|m| m.name.clone()).ok_or(ec::UNKNOWN_TOPIC_ID)
-            } else if image.topics.contains_key(t.topic.as_str()) {
-                Ok(t.topic.to_string())
-            } else {
-                Err(ec::UNKNOWN_TOPIC_OR_PARTITION)
-            };
-            Wanted { name: t.topic, id: t.topic_id, resolved, partitions: t.partitions }
+        .flat_map(|t| {
+            let topic = topic_key(version, &t.topic, t.topic_id);
+            t.partitions.into_iter().map(move |p| {
+                let params = FetchParams {
+                    fetch_offset: p.fetch_offset,
+                    log_start_offset: p.log_start_offset,
+                    max_bytes: p.partition_max_bytes,
+                    current_leader_epoch: p.current_leader_epoch,
+                    last_fetched_epoch: p.last_fetched_epoch,
+                };
+                (PartitionKey { topic: topic.clone(), partition: p.partition }, params)
+            })
+        })
+        .collect()
+}
+
+/// The partitions an incremental fetch removes from its session.
+fn forgotten(req: &FetchRequest, version: i16) -> Vec<PartitionKey> {
+    req.forgotten_topics_data
+        .iter()
+        .flat_map(|t| {
+            let topic = topic_key(version, &t.topic, t.topic_id);
+            t.partitions.iter().map(move |p| PartitionKey { topic: topic.clone(), partition: *p })
+        })
+        .collect()
+}
+
+/// Resolves each partition's topic against metadata, once per topic.
+fn resolve(b: &Broker, partitions: Vec<(PartitionKey, FetchParams)>) -> Vec<Target> {
+    let image = b.metadata.image();
+    let mut known: HashMap<TopicKey, Result<Arc<str>, i16>> = HashMap::new();
+    partitions
+        .into_iter()
+        .map(|(key, params)| {
+            let resolved = known
+                .entry(key.topic.clone())
+                .or_insert_with(|| match &key.topic {
+                    TopicKey::Id(id) => image.topic_by_id(*id).map(|m| Arc::from(m.name.as_str())).ok_or(ec::UNKNOWN_TOPIC_ID),
+                    TopicKey::Name(name) if image.topics.contains_key(&**name) => Ok(name.clone()),
+                    TopicKey::Name(_) => Err(ec::UNKNOWN_TOPIC_OR_PARTITION),
+                })
+                .clone();
+            Target { key, resolved, params }
         })
         .collect()
 }
@@ -85,57 +139,54 @@ fn partition_data(p: Option<&Partition>, index: i32, error: i16) -> PartitionDat
     }
 }
 
-/// One pass over every requested partition. Returns the response topics and the
-/// number of record bytes in them; with `watch` set, subscribes to each partition
-/// before reading it so no append between the read and the wait is missed.
+/// One pass over every partition to read. Returns one answer per target (in order)
+/// and the number of record bytes in them; with `watch` set, subscribes to each
+/// partition before reading it so no append between the read and the wait is missed.
 fn read_all(
     b: &Broker,
-    wanted: &[Wanted],
+    targets: &[Target],
     max_bytes: usize,
     version: i16,
     replica: Option<Follower>,
     mut watch: Option<&mut Vec<watch::Receiver<i64>>>,
-) -> (Vec<FetchableTopicResponse>, usize, bool) {
+) -> (Vec<PartitionData>, usize, bool) {
     let now = crate::broker::now_ms();
     let image = replica.map(|_| b.metadata.image());
     let listener_ok = replica.is_some() && on_inter_broker_listener(b);
     let mut total = 0usize;
     let mut any_error = false;
-    let mut topics = Vec::with_capacity(wanted.len());
-    for w in wanted {
-        let mut parts = Vec::with_capacity(w.partitions.len());
-        for fp in &w.partitions {
-            let pd = match &w.resolved {
-                Err(code) => {
-                    any_error = true;
-                    partition_data(None, fp.partition, *code)
-                }
-                Ok(name) => match b
-                    .check_leader(name, fp.partition)
-                    .and_then(|()| b.partitions.get(name, fp.partition).ok_or(ec::UNKNOWN_TOPIC_OR_PARTITION))
-                {
+    let mut parts = Vec::with_capacity(targets.len());
+    for t in targets {
+        let (index, fp) = (t.key.partition, &t.params);
+        let pd = match &t.resolved {
+            Err(code) => {
+                any_error = true;
+                partition_data(None, index, *code)
+            }
+            Ok(name) => {
+                match b.check_leader(name, index).and_then(|()| b.partitions.get(name, index).ok_or(ec::UNKNOWN_TOPIC_OR_PARTITION)) {
                     Err(code) => {
                         any_error = true;
-                        partition_data(None, fp.partition, code)
+                        partition_data(None, index, code)
                     }
                     Ok(_)
                         if replica
                             .zip(image.as_deref())
-                            .is_some_and(|(f, image)| follower_refused(b, image, name, fp.partition, f, listener_ok)) =>
+                            .is_some_and(|(f, image)| follower_refused(b, image, name, index, f, listener_ok)) =>
                     {
-                        tracing::debug!(topic = %name, partition = fp.partition, ?replica, "follower fetch refused: not a current replica with its registered epoch");
+                        tracing::debug!(topic = %name, partition = index, ?replica, "follower fetch refused: not a current replica with its registered epoch");
                         any_error = true;
-                        partition_data(None, fp.partition, ec::NOT_LEADER_OR_FOLLOWER)
+                        partition_data(None, index, ec::NOT_LEADER_OR_FOLLOWER)
                     }
                     Ok(p) => {
                         // KIP-320: a client (or follower) whose metadata names another
                         // leader epoch refreshes it before reading here.
                         if let Some(code) = epoch_error(&p, fp.current_leader_epoch) {
                             any_error = true;
-                            parts.push(partition_data(Some(&p), fp.partition, code));
+                            parts.push(partition_data(Some(&p), index, code));
                             continue;
                         }
-                        let limit = (fp.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
+                        let limit = (fp.max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
                         let read = match replica {
                             // A follower: its fetch offset is its log end; it may read up to ours.
                             Some(f) => {
@@ -159,40 +210,33 @@ fn read_all(
                         match read {
                             Ok(bytes) => {
                                 total += bytes.len();
-                                partition_data(Some(&p), fp.partition, ec::NONE).with_records(Some(bytes))
+                                partition_data(Some(&p), index, ec::NONE).with_records(Some(bytes))
                             }
                             Err(Refused::Code(code)) => {
                                 any_error = true;
-                                partition_data(Some(&p), fp.partition, code)
+                                partition_data(Some(&p), index, code)
                             }
                             Err(Refused::Read(PartitionError::Storage(StorageError::OffsetOutOfRange { .. }))) => {
                                 any_error = true;
-                                partition_data(Some(&p), fp.partition, ec::OFFSET_OUT_OF_RANGE)
+                                partition_data(Some(&p), index, ec::OFFSET_OUT_OF_RANGE)
                             }
                             Err(Refused::Read(PartitionError::Closed)) => {
                                 any_error = true;
-                                partition_data(None, fp.partition, ec::NOT_LEADER_OR_FOLLOWER)
+                                partition_data(None, index, ec::NOT_LEADER_OR_FOLLOWER)
                             }
                             Err(Refused::Read(e)) => {
-                                tracing::warn!(topic = %name, partition = fp.partition, "fetch read failed: {e}");
+                                tracing::warn!(topic = %name, partition = index, "fetch read failed: {e}");
                                 any_error = true;
-                                partition_data(Some(&p), fp.partition, ec::KAFKA_STORAGE_ERROR)
+                                partition_data(Some(&p), index, ec::KAFKA_STORAGE_ERROR)
                             }
                         }
                     }
-                },
-            };
-            parts.push(pd);
-        }
-        let mut t = FetchableTopicResponse::default().with_partitions(parts);
-        if version >= 13 {
-            t = t.with_topic_id(w.id);
-        } else {
-            t = t.with_topic(w.name.clone());
-        }
-        topics.push(t);
+                }
+            }
+        };
+        parts.push(pd);
     }
-    (topics, total, any_error)
+    (parts, total, any_error)
 }
 
 /// KIP-320: FENCED_LEADER_EPOCH for an epoch older than this leader's, UNKNOWN_LEADER_EPOCH
@@ -240,51 +284,169 @@ fn down_convert_for(b: &Broker, p: &Partition, magic: i8, fetch_offset: i64, max
     }
 }
 
-/// The response; a consumer's (not a follower's) v2 records are counted as read
+/// What a session needs to know of one answer.
+fn answered(p: &PartitionData) -> Answered {
+    Answered {
+        record_bytes: p.records.as_ref().map_or(0, Bytes::len),
+        error: p.error_code,
+        high_watermark: p.high_watermark,
+        log_start_offset: p.log_start_offset,
+        diverging_epoch: p.diverging_epoch.epoch >= 0 || p.diverging_epoch.end_offset >= 0,
+        preferred_read_replica: p.preferred_read_replica.0 >= 0,
+    }
+}
+
+/// KIP-951 (Fetch v16+): a partition refused because this broker does not lead it (or
+/// leads it at a newer epoch) names the leader and epoch this broker knows, and the
+/// response gives that leader's address on the request's listener, so the client
+/// need not ask Metadata first.
+fn name_leaders(b: &Broker, targets: &[&Target], parts: &mut [PartitionData]) -> Vec<NodeEndpoint> {
+    let mut hints = LeaderHints::new(b, crate::server::current_listener());
+    for (t, p) in targets.iter().zip(parts.iter_mut()) {
+        let Ok(name) = &t.resolved else { continue };
+        if wants_hint(p.error_code) {
+            let leader = hints.leader(name, t.key.partition);
+            p.current_leader =
+                LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader.leader_id)).with_leader_epoch(leader.leader_epoch);
+        }
+    }
+    hints
+        .endpoints()
+        .map(|e| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(e.node_id))
+                .with_host(super::str_bytes(e.host.clone()))
+                .with_port(e.port)
+                .with_rack(e.rack.clone().map(super::str_bytes))
+        })
+        .collect()
+}
+
+/// The response: the session's verdict on what to send (a full fetch asking for a
+/// session gets one here, if there is room), consecutive partitions of one topic
+/// grouped under it, and a consumer's (not a follower's) v2 records counted as read
 /// (down-converted ones were counted as they were converted).
 fn respond(
+    b: &Broker,
+    context: &Context,
     replica: Option<Follower>,
-    wanted: &[Wanted],
-    mut topics: Vec<FetchableTopicResponse>,
+    targets: &[Target],
+    parts: Vec<PartitionData>,
     version: i16,
     read_committed: bool,
 ) -> FetchResponse {
+    let mut session_id = INVALID_SESSION_ID;
+    let mut send: Option<Vec<bool>> = None;
+    match context {
+        Context::Sessionless | Context::Error(_) => {}
+        Context::Full => {
+            let created = targets.iter().zip(&parts).map(|(t, p)| (t.key.clone(), t.params, answered(p))).collect();
+            let (id, evicted) = b.fetch_sessions.create(privileged(b, replica), version >= 13, created, crate::broker::now_ms());
+            if id != INVALID_SESSION_ID {
+                crate::metrics::fetch_session_created(evicted);
+            }
+            session_id = id;
+        }
+        Context::Incremental(inc) => match inc.filter(targets.iter().zip(&parts).map(|(t, p)| (&t.key, answered(p)))) {
+            Filtered::Error(code) => return FetchResponse::default().with_error_code(code).with_session_id(inc.id),
+            Filtered::Send(flags) => {
+                let sent = flags.iter().filter(|s| **s).count();
+                crate::metrics::incremental_fetch(sent, flags.len() - sent);
+                session_id = inc.id;
+                send = Some(flags);
+            }
+        },
+    }
+    let (targets, mut parts): (Vec<&Target>, Vec<PartitionData>) = targets
+        .iter()
+        .zip(parts)
+        .enumerate()
+        .filter(|(i, _)| send.as_ref().is_none_or(|flags| flags.get(*i).copied().unwrap_or(true)))
+        .map(|(_, pair)| pair)
+        .unzip();
     // As Kafka: null for read_uncommitted, a list (empty: Karst has no transactions
     // yet) for read_committed.
-    for p in topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+    for p in parts.iter_mut() {
         p.aborted_transactions = read_committed.then(Vec::new);
     }
-    if replica.is_none() && fetch_magic(version).is_none() {
-        for (w, t) in wanted.iter().zip(&topics) {
-            let Ok(name) = &w.resolved else { continue };
-            let topic: Arc<str> = Arc::from(name.as_str());
-            t.partitions.iter().filter_map(|p| p.records.as_ref()).for_each(|r| crate::metrics::consumed(&topic, r));
+    let node_endpoints = if version >= 16 { name_leaders(b, &targets, &mut parts) } else { Vec::new() };
+    let count_records = replica.is_none() && fetch_magic(version).is_none();
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut last: Option<&TopicKey> = None;
+    for (t, p) in targets.iter().zip(parts) {
+        if count_records {
+            if let (Ok(name), Some(records)) = (&t.resolved, p.records.as_ref()) {
+                crate::metrics::consumed(name, records);
+            }
+        }
+        match topics.last_mut() {
+            Some(topic) if last == Some(&t.key.topic) => topic.partitions.push(p),
+            _ => {
+                let topic = FetchableTopicResponse::default().with_partitions(vec![p]);
+                topics.push(match &t.key.topic {
+                    TopicKey::Id(id) => topic.with_topic_id(*id),
+                    TopicKey::Name(name) => topic.with_topic(super::topic_name(name)),
+                });
+                last = Some(&t.key.topic);
+            }
         }
     }
-    FetchResponse::default().with_responses(topics)
+    FetchResponse::default().with_responses(topics).with_session_id(session_id).with_node_endpoints(node_endpoints)
 }
 
-pub(crate) async fn handle(b: &Arc<Broker>, mut req: FetchRequest, version: i16) -> FetchResponse {
-    let wanted = resolve(b, &mut req, version);
+/// Starts a Fetch: the session (if any) is looked up, created, updated or closed now,
+/// in request order; the returned future reads, long-polls and answers.
+pub(crate) fn start(b: &Arc<Broker>, mut req: FetchRequest, version: i16) -> impl Future<Output = FetchResponse> + Send + 'static {
     let (replica_id, epoch) =
         if version >= 15 { (req.replica_state.replica_id.0, req.replica_state.replica_epoch) } else { (req.replica_id.0, -1) };
     let replica = (replica_id >= 0).then_some(Follower { id: replica_id, epoch });
+    let requested = requested(&mut req, version);
+    let mut context = if version >= 7 {
+        let forgotten = forgotten(&req, version);
+        b.fetch_sessions.new_context(version, req.session_id, req.session_epoch, &requested, &forgotten, crate::broker::now_ms())
+    } else {
+        Context::Sessionless
+    };
+    let b = b.clone();
+    async move {
+        if let Context::Error(code) = context {
+            tracing::debug!(session = req.session_id, epoch = req.session_epoch, error = code, "fetch session error");
+            return FetchResponse::default().with_error_code(code);
+        }
+        // An incremental fetch reads (and long-polls on) every partition of its session.
+        let partitions = match &mut context {
+            Context::Incremental(inc) => std::mem::take(&mut inc.partitions),
+            _ => requested,
+        };
+        let targets = resolve(&b, partitions);
+        serve(&b, &context, &targets, &req, version, replica).await
+    }
+}
+
+async fn serve(
+    b: &Broker,
+    context: &Context,
+    targets: &[Target],
+    req: &FetchRequest,
+    version: i16,
+    replica: Option<Follower>,
+) -> FetchResponse {
     let max_bytes = if req.max_bytes <= 0 { usize::MAX } else { req.max_bytes as usize };
     let min_bytes = req.min_bytes.max(0) as usize;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let read_committed = version >= 4 && req.isolation_level == 1;
     loop {
         let mut receivers = Vec::new();
-        let (topics, total, any_error) = read_all(b, &wanted, max_bytes, version, replica, Some(&mut receivers));
+        let (parts, total, any_error) = read_all(b, targets, max_bytes, version, replica, Some(&mut receivers));
         let done = total >= min_bytes || any_error || receivers.is_empty() || tokio::time::Instant::now() >= deadline;
         if done {
-            return respond(replica, &wanted, topics, version, read_committed);
+            return respond(b, context, replica, targets, parts, version, read_committed);
         }
         // Long poll: wait for any of these partitions to advance, or the deadline.
         let changes = select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
         if crate::metrics::fetch_wait(tokio::time::timeout_at(deadline, changes)).await.is_err() {
-            let (topics, _, _) = read_all(b, &wanted, max_bytes, version, replica, None);
-            return respond(replica, &wanted, topics, version, read_committed);
+            let (parts, _, _) = read_all(b, targets, max_bytes, version, replica, None);
+            return respond(b, context, replica, targets, parts, version, read_committed);
         }
     }
 }

@@ -141,11 +141,9 @@ fn handle_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<Rep
             return Ok(Reply::Later(Box::pin(fut.instrument(span.clone()))));
         }
         RequestKind::Fetch(r) => {
-            let b = b.clone();
-            let fut = async move {
-                let resp = fetch::handle(&b, r, version).await;
-                encode(correlation_id, api_key, version, &ResponseKind::Fetch(resp))
-            };
+            // The fetch session is settled now, in request order; the reading waits.
+            let pending = fetch::start(b, r, version);
+            let fut = async move { encode(correlation_id, api_key, version, &ResponseKind::Fetch(pending.await)) };
             return Ok(Reply::Later(Box::pin(fut.instrument(span.clone()))));
         }
         RequestKind::JoinGroup(r) => {

@@ -51,6 +51,20 @@ impl Collector for StateCollector {
         gauge(&mut encoder, "karst_controller_is_leader", "1 if this node leads the controller quorum", is_leader)?;
         let active = i64::try_from(image.cluster.unfenced_brokers().count()).unwrap_or(i64::MAX);
         gauge(&mut encoder, "karst_controller_active_brokers", "Registered, unfenced brokers", active)?;
+        let sessions = i64::try_from(b.fetch_sessions.len()).unwrap_or(i64::MAX);
+        gauge(
+            &mut encoder,
+            "karst_fetch_session_cache_sessions",
+            "KIP-227 fetch sessions cached (Kafka's NumIncrementalFetchSessions)",
+            sessions,
+        )?;
+        let cached = i64::try_from(b.fetch_sessions.partitions()).unwrap_or(i64::MAX);
+        gauge(
+            &mut encoder,
+            "karst_fetch_session_cache_partitions",
+            "Partitions cached over all fetch sessions (Kafka's NumIncrementalFetchPartitionsCached)",
+            cached,
+        )?;
 
         let mut lag = encoder.encode_descriptor(
             "karst_consumer_group_lag",

@@ -67,6 +67,11 @@ pub(crate) struct Families {
     pub(crate) produce_purgatory: Gauge<i64, AtomicI64>,
     pub(crate) fetch_purgatory: Gauge<i64, AtomicI64>,
     pub(crate) connections: Gauge<i64, AtomicI64>,
+    pub(crate) fetch_sessions_created: Counter,
+    pub(crate) fetch_session_evictions: Counter,
+    pub(crate) incremental_fetches: Counter,
+    pub(crate) fetch_session_partitions_sent: Counter,
+    pub(crate) fetch_session_partitions_omitted: Counter,
     /// Indexed by API key number.
     apis: Box<[OnceLock<ApiHandles>]>,
 }
@@ -100,6 +105,11 @@ impl Families {
             produce_purgatory: Gauge::default(),
             fetch_purgatory: Gauge::default(),
             connections: Gauge::default(),
+            fetch_sessions_created: Counter::default(),
+            fetch_session_evictions: Counter::default(),
+            incremental_fetches: Counter::default(),
+            fetch_session_partitions_sent: Counter::default(),
+            fetch_session_partitions_omitted: Counter::default(),
             apis: (0..API_SLOTS).map(|_| OnceLock::new()).collect(),
         };
         registry.register("karst_topic_messages_in", "Records appended by Produce", f.messages_in.clone());
@@ -134,6 +144,31 @@ impl Families {
         );
         registry.register("karst_fetch_purgatory_size", "Long-poll Fetch requests waiting for data", f.fetch_purgatory.clone());
         registry.register("karst_connections", "Open Kafka client connections", f.connections.clone());
+        registry.register(
+            "karst_fetch_session_created",
+            "KIP-227 fetch sessions created by full fetches (epoch 0)",
+            f.fetch_sessions_created.clone(),
+        );
+        registry.register(
+            "karst_fetch_session_evictions",
+            "Fetch sessions evicted from the cache to make room for a new one",
+            f.fetch_session_evictions.clone(),
+        );
+        registry.register(
+            "karst_fetch_session_incremental_fetches",
+            "Incremental Fetch requests served from a fetch session",
+            f.incremental_fetches.clone(),
+        );
+        registry.register(
+            "karst_fetch_session_partitions_sent",
+            "Partitions carried by incremental Fetch responses (records, a moved watermark or log start, an error)",
+            f.fetch_session_partitions_sent.clone(),
+        );
+        registry.register(
+            "karst_fetch_session_partitions_omitted",
+            "Session partitions left out of incremental Fetch responses as unchanged",
+            f.fetch_session_partitions_omitted.clone(),
+        );
         Families { registry, ..f }
     }
 

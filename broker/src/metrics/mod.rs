@@ -129,6 +129,23 @@ pub(crate) fn time_flush<T>(sync: impl FnOnce() -> T) -> T {
     r
 }
 
+/// A full fetch created a fetch session (`evicted`: another one made room for it).
+pub(crate) fn fetch_session_created(evicted: bool) {
+    let f = families();
+    f.fetch_sessions_created.inc();
+    if evicted {
+        f.fetch_session_evictions.inc();
+    }
+}
+
+/// An incremental fetch was answered with `sent` of its session's partitions, `omitted` left out.
+pub(crate) fn incremental_fetch(sent: usize, omitted: usize) {
+    let f = families();
+    f.incremental_fetches.inc();
+    f.fetch_session_partitions_sent.inc_by(sent as u64);
+    f.fetch_session_partitions_omitted.inc_by(omitted as u64);
+}
+
 /// Holds a gauge up by one while alive.
 #[must_use]
 pub(crate) struct GaugeGuard(&'static Gauge<i64, AtomicI64>);

@@ -25,9 +25,9 @@ use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, Of
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
-    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
-    GroupId, IncrementalAlterConfigsRequest, InitProducerIdRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FetchResponse,
+    FindCoordinatorRequest, GroupId, IncrementalAlterConfigsRequest, InitProducerIdRequest, ListGroupsRequest, ListOffsetsRequest,
+    MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use karst_tests::fields::{compare, flatten, rekey, Difference, Kept, Rules};
@@ -98,6 +98,7 @@ fn ignored() -> Vec<(&'static str, &'static str)> {
         ("*offline_replicas*", "broker ids"),
         ("producer_id", "allocated per cluster"),
         ("*member_id", "generated per member"),
+        ("*session_id", "fetch session ids are random (whether one was given is compared through the steps' flags)"),
     ]
 }
 
@@ -229,6 +230,79 @@ fn fetch_request(topic: &str, id: uuid::Uuid, offset: i64, isolation_level: i8) 
         .with_topics(vec![FetchTopic::default().with_topic(topic_name(topic)).with_topic_id(id).with_partitions(vec![
             FetchPartition::default().with_partition(0).with_fetch_offset(offset).with_partition_max_bytes(1 << 20),
         ])])
+}
+
+/// A fetch of nothing, that does not wait, in session `id` at `epoch`.
+fn session_fetch(id: i32, epoch: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(1 << 20)
+        .with_session_id(id)
+        .with_session_epoch(epoch)
+}
+
+/// `topic` (by name, and by id from v13) with `(partition, offset)` to fetch.
+fn fetch_topic(topic: &str, id: uuid::Uuid, version: i16, at: &[(i32, i64)]) -> FetchTopic {
+    let parts =
+        at.iter().map(|(p, o)| FetchPartition::default().with_partition(*p).with_fetch_offset(*o).with_partition_max_bytes(1 << 20));
+    let t = FetchTopic::default().with_partitions(parts.collect());
+    if version >= 13 {
+        t.with_topic_id(id)
+    } else {
+        t.with_topic(topic_name(topic))
+    }
+}
+
+/// What one fetch session went through; compared field by field.
+#[derive(Debug)]
+#[allow(dead_code)] // read through Debug
+struct SessionSteps {
+    /// Epoch 0 of three partitions at their ends (one record each).
+    full: FetchResponse,
+    opened: bool,
+    /// Epoch 1, naming nothing, after a record was produced to partition 1.
+    incremental: FetchResponse,
+    same_session: bool,
+    /// Epoch 2, naming partition 1 at its new end.
+    nothing_new: FetchResponse,
+    /// Epoch -1: closed, answered without a session.
+    closing: FetchResponse,
+    closing_without_session: bool,
+    /// An incremental fetch of the closed session.
+    after_close: FetchResponse,
+}
+
+/// A fresh topic `name` of three partitions with one record each, and a fetch session
+/// on it from a full fetch to its close.
+fn session_steps(c: &mut RawClient, version: i16, name: &str, side: Side) -> Result<SessionSteps> {
+    let side_name = match side {
+        Side::Kafka => "Kafka",
+        Side::Karst => "Karst",
+    };
+    c.create_topic(name, 3, &[]).with_context(|| format!("creating {name} on {side_name}"))?;
+    let id = super::wait_leaders(c, name, 3, side_name)?;
+    for p in 0..3 {
+        super::produce_until_accepted(c, name, p, &[(Some(b"k"), Some(b"first"))], T0, side_name)?;
+    }
+    let full = c.send(&session_fetch(0, 0).with_topics(vec![fetch_topic(name, id, version, &[(0, 1), (1, 1), (2, 1)])]), version)?;
+    let session = full.session_id;
+    super::produce_until_accepted(c, name, 1, &[(Some(b"k"), Some(b"second"))], T0 + 1_000, side_name)?;
+    let incremental = c.send(&session_fetch(session, 1), version)?;
+    let nothing_new = c.send(&session_fetch(session, 2).with_topics(vec![fetch_topic(name, id, version, &[(1, 2)])]), version)?;
+    let closing = c.send(&session_fetch(session, -1), version)?;
+    let after_close = c.send(&session_fetch(session, 3), version)?;
+    Ok(SessionSteps {
+        opened: session != 0,
+        same_session: incremental.session_id == session && nothing_new.session_id == session,
+        closing_without_session: closing.session_id == 0,
+        full,
+        incremental,
+        nothing_new,
+        closing,
+        after_close,
+    })
 }
 
 fn s(v: &str) -> StrBytes {
@@ -492,6 +566,20 @@ pub(super) fn run(pair: &mut Pair, f: &Fixture) -> Result<Vec<Compared>> {
         boxed(c.send(&req, v)?)
     })?;
     r.run("Fetch, read_committed", ApiKey::Fetch, 4, &|c, v, side| boxed(c.send(&fetch_request(topic, f.id(side), 0, 1), v)?))?;
+
+    // KIP-227 fetch sessions (Fetch v7+).
+    r.run("Fetch, incremental, of an unknown session", ApiKey::Fetch, 7, &|c, v, _| boxed(c.send(&session_fetch(123_456_789, 1), v)?))?;
+    r.run("Fetch, incremental, with the wrong session epoch", ApiKey::Fetch, 7, &|c, v, side| {
+        let full = session_fetch(0, 0).with_topics(vec![fetch_topic(topic, f.id(side), v, &[(0, 0)])]);
+        let opened = c.send(&full, v)?;
+        let wrong = c.send(&session_fetch(opened.session_id, 5), v)?;
+        c.send(&session_fetch(opened.session_id, -1), v)?;
+        boxed(wrong)
+    })?;
+    let sessions = unique_topic("diff-session");
+    r.run("Fetch session: full, incremental, nothing new, closed", ApiKey::Fetch, 7, &|c, v, side| {
+        boxed(session_steps(c, v, &format!("{sessions}-v{v}"), side)?)
+    })?;
     r.run("ListGroups", ApiKey::ListGroups, 0, &|c, v, _| {
         // Only the groups of this test: each broker serves this test alone.
         let mut resp = c.send(&ListGroupsRequest::default(), v)?;
