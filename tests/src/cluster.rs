@@ -4,10 +4,14 @@ use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::sync::Mutex;
 
+use std::time::Duration;
+
 use anyhow::{anyhow, bail, Result};
+use kafka_protocol::messages::{ApiKey, MetadataRequest};
 
 use crate::broker::Launch;
-use crate::Broker;
+use crate::raw::RawClient;
+use crate::{wait_for, Broker};
 
 /// Ports free right now (bound, then released) for servers that must keep their port
 /// across restarts. They come from below the kernel's ephemeral range: a port from
@@ -48,7 +52,7 @@ pub fn start_cluster(n: usize, extra: impl Fn(usize) -> Vec<String> + Sync) -> R
 pub fn start_cluster_with(n: usize, extra: impl Fn(usize) -> Vec<String> + Sync, launch: &Launch) -> Result<Vec<Broker>> {
     let ports = free_ports(n)?;
     let voters = ports.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect::<Vec<_>>().join(",");
-    std::thread::scope(|s| {
+    let brokers: Vec<Broker> = std::thread::scope(|s| {
         let handles: Vec<_> = ports
             .iter()
             .enumerate()
@@ -65,6 +69,22 @@ pub fn start_cluster_with(n: usize, extra: impl Fn(usize) -> Vec<String> + Sync,
                 s.spawn(move || Broker::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>(), launch.clone()))
             })
             .collect();
-        handles.into_iter().map(|h| h.join().map_err(|_| anyhow!("starting a broker panicked"))?).collect()
+        handles.into_iter().map(|h| h.join().map_err(|_| anyhow!("starting a broker panicked"))?).collect::<Result<_>>()
+    })?;
+    all_unfenced(&brokers)?;
+    Ok(brokers)
+}
+
+/// Waits until every node lists all of them in Metadata. A node listens once it has
+/// registered, but the controller unfences it only on a later heartbeat: until then a
+/// replicated CreateTopics finds too few brokers (INVALID_REPLICATION_FACTOR, as Kafka).
+fn all_unfenced(brokers: &[Broker]) -> Result<()> {
+    let listed = |b: &Broker| -> Result<usize> {
+        let mut c = RawClient::connect(b.addr())?;
+        let version = c.version_for(ApiKey::Metadata)?.min(9);
+        Ok(c.send(&MetadataRequest::default().with_topics(Some(Vec::new())), version)?.brokers.len())
+    };
+    wait_for("every node to list every broker", Duration::from_secs(60), || {
+        brokers.iter().all(|b| listed(b).is_ok_and(|n| n == brokers.len())).then_some(())
     })
 }
