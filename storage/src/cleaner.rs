@@ -770,12 +770,28 @@ impl Log {
         for op in rest {
             swap::apply(&self.dir, op)?;
         }
+        let mut aborted = Vec::new();
         for b in replaced {
             // Dropping a segment unmaps nothing a reader holds: `Bytes` keep their mapping.
             self.closed.remove(b);
+            aborted.extend(self.txn_index.segments.remove(b).unwrap_or_default());
         }
         let seg = Segment::open_closed(&self.dir, base, &self.config)?;
+        // The group's aborted transactions whose ABORT marker the clean kept (as
+        // Kafka's cleaned index: a consumer told of one must meet its marker). A
+        // failure from here on leaves the segment without an index file: the log
+        // fails, and its next open rebuilds the indexes.
+        let mut kept_aborts = HashSet::new();
+        let scanned = seg.for_each_batch_with_bytes(base, |h, batch| {
+            if h.is_control() && control_kind(batch, h, 1 << 16) == Control::Abort {
+                kept_aborts.insert(h.base_offset);
+            }
+        });
         self.closed.insert(base, seg);
+        scanned?;
+        aborted.retain(|t| kept_aborts.contains(&t.last_offset));
+        crate::txn_index::write(&self.dir, base, &aborted)?;
+        self.txn_index.segments.insert(base, aborted);
         Ok(())
     }
 
