@@ -45,3 +45,5 @@ mod log_tests;
 mod replication_tests;
 #[cfg(test)]
 mod truncation_tests;
+#[cfg(test)]
+mod txn_tests;

@@ -182,6 +182,9 @@ impl Log {
         let mut on_disk: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
         let mut loaded: BTreeMap<i64, Vec<AbortedTxn>> = BTreeMap::new();
         let mut trusted = true;
+        // A torn last entry of the active index: an append cut by a crash, whose
+        // marker the replay must meet again, so no snapshot inside the segment is used.
+        let mut torn = false;
         for (i, &base) in bases.iter().enumerate() {
             let end = bases.get(i + 1).copied();
             let Some(bytes) = txn_index::read(&self.dir, base)? else {
@@ -189,6 +192,7 @@ impl Log {
                 trusted = false;
                 continue;
             };
+            torn |= end.is_none() && bytes.len() % txn_index::ENTRY_SIZE != 0;
             match txn_index::parse(&bytes, base, end, end.is_none()) {
                 Ok(entries) => {
                     loaded.insert(base, entries);
@@ -207,7 +211,9 @@ impl Log {
             tracing::warn!(dir = %self.dir.display(), "rebuilding producer state and aborted transaction indexes from the whole log");
             loaded.clear();
         }
-        while let Some(&offset) = self.snapshots.last().filter(|_| trusted) {
+        let active_base = self.active.base_offset();
+        let usable = |offset: i64| trusted && (!torn || offset <= active_base);
+        while let Some(&offset) = self.snapshots.iter().rev().find(|o| usable(**o)) {
             match snapshot::read(&self.dir, offset) {
                 Ok(s) => {
                     state = s;
