@@ -699,9 +699,9 @@ impl Log {
     }
 
     /// The first offset of the earliest transaction still open in this log (Kafka's
-    /// first unstable offset); `None` when none is.
+    /// first unstable offset), at least the log start offset; `None` when none is.
     pub fn first_unstable_offset(&self) -> Option<i64> {
-        self.producers.first_unstable_offset()
+        self.producers.first_unstable_offset().map(|first| first.max(self.log_start_offset))
     }
 
     /// The last stable offset: the first unstable offset, or the high watermark when

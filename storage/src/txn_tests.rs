@@ -455,10 +455,57 @@ fn retention_and_delete_records_take_the_index_with_their_segments() {
     let aborted = log.aborted_transactions(log.log_start_offset(), i64::MAX);
     assert!(aborted.iter().all(|t| t.last_offset >= log.log_start_offset()), "{aborted:?}");
     assert!(aborted.contains(&t(1, 15, 17, 13)));
+    // Producer 2's transaction from 13 is open: the first unstable offset follows
+    // the log start past it, as Kafka's.
+    assert_eq!(log.first_unstable_offset(), Some(13));
+    log.delete_records(14).expect("delete records");
+    assert_eq!((log.first_unstable_offset(), log.last_stable_offset(19), log.last_stable_offset(10)), (Some(14), 14, 10));
     let before = view_of(&log);
     drop(log);
     let log = Log::open(dir.path(), config()).expect("reopen");
     assert_eq!(view_of(&log), before);
+}
+
+#[test]
+fn a_crash_at_any_step_of_a_clean_leaves_consistent_indexes() {
+    let src = scenario_dir(true);
+    // Segments of the scenario merge into larger cleaned ones.
+    let cfg = LogConfig { segment_bytes: 4096, ..compacted() };
+    let now = 50_000;
+    let crashed = tempfile::tempdir().expect("tempdir");
+    copy_dir(src.path(), crashed.path());
+    let groups = {
+        let log = Log::open(crashed.path(), cfg.clone()).expect("open");
+        let task = log.plan_clean(now, i64::MAX, &CleanerConfig::default()).expect("plan").expect("work");
+        let cleaned = task.run(&mut |_| std::ops::ControlFlow::Continue(())).expect("run");
+        cleaned.leave_files()
+    };
+    assert!(groups.iter().any(|(_, replaced)| replaced.len() > 1), "{groups:?}");
+    let ops: Vec<_> = groups.iter().flat_map(|(base, replaced)| crate::swap::swap_ops(*base, replaced)).collect();
+    for k in 0..=ops.len() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_dir(crashed.path(), dir.path());
+        for op in &ops[..k] {
+            crate::swap::apply(dir.path(), op).expect("step");
+        }
+        let what = format!("crash after {k} of {} swap steps", ops.len());
+        let log = Log::open(dir.path(), cfg.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
+        check_consistent(&log, &what);
+        assert_eq!(files(dir.path(), "txnindex").len(), files(dir.path(), "log").len(), "{what}");
+    }
+    // A clean that completes keeps the entries of the markers it keeps, and they
+    // read back after a restart.
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(src.path(), dir.path());
+    let mut log = Log::open(dir.path(), cfg.clone()).expect("open");
+    log.clean(now, i64::MAX, &CleanerConfig::default(), &mut |_| std::ops::ControlFlow::Continue(())).expect("clean");
+    let live = view_of(&log);
+    let markers: Vec<i64> = model_batches(&log).iter().filter(|b| b.marker == Some(false)).map(|b| b.base).collect();
+    assert!(live.aborted.iter().all(|t| markers.contains(&t.last_offset)), "{live:?} {markers:?}");
+    assert_eq!(live.ongoing, scenario_view().ongoing);
+    drop(log);
+    let log = Log::open(dir.path(), cfg).expect("reopen");
+    assert_eq!(view_of(&log), live);
 }
 
 #[test]
