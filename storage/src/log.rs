@@ -168,9 +168,10 @@ impl Log {
     /// Loads the newest valid snapshot at or below the log end and the segments'
     /// aborted transaction indexes, and replays the batches after the snapshot. The
     /// index entries of the markers replayed are rebuilt; when any segment's index
-    /// is missing or fails its checks, the snapshots are not used and every index
-    /// is rebuilt from the first segment. Index files that differ from the result
-    /// are rewritten.
+    /// is missing or fails its checks, every index is rebuilt from the first segment
+    /// (with a snapshot taken at its base, if there is one: it knows the producers of
+    /// segments retention deleted). Index files that differ from the result are
+    /// rewritten.
     fn load_producer_state(&mut self) -> StorageResult<()> {
         let stale: Vec<i64> = self.snapshots.range((Excluded(self.log_end_offset), Unbounded)).copied().collect();
         for offset in stale {
@@ -208,11 +209,14 @@ impl Log {
         let mut state = ProducerState::default();
         let mut from = first_base;
         if !trusted {
-            tracing::warn!(dir = %self.dir.display(), "rebuilding producer state and aborted transaction indexes from the whole log");
+            tracing::warn!(dir = %self.dir.display(), "rebuilding aborted transaction indexes from the whole log");
             loaded.clear();
         }
         let active_base = self.active.base_offset();
-        let usable = |offset: i64| trusted && (!torn || offset <= active_base);
+        let usable = |offset: i64| match trusted {
+            true => !torn || offset <= active_base,
+            false => offset <= first_base,
+        };
         while let Some(&offset) = self.snapshots.iter().rev().find(|o| usable(**o)) {
             match snapshot::read(&self.dir, offset) {
                 Ok(s) => {
