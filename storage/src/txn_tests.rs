@@ -662,3 +662,117 @@ proptest! {
         run(&ops);
     }
 }
+
+/// What a read_committed consumer sees below the last stable offset (Kafka's
+/// `CompletedFetch` with `READ_COMMITTED`): the aborted transactions of the range
+/// turn their producers' transactional batches away until their ABORT marker. The
+/// latest value of each key (a tombstone deletes it), and the offsets read.
+fn consumer_view(log: &Log) -> (BTreeMap<Vec<u8>, Vec<u8>>, Vec<i64>) {
+    let lso = log.last_stable_offset(log.log_end_offset());
+    let mut pending: std::collections::VecDeque<AbortedTxn> = log.aborted_transactions(log.log_start_offset(), lso).into();
+    let mut aborted_pids = std::collections::HashSet::new();
+    let mut view = BTreeMap::new();
+    let mut offsets = Vec::new();
+    for (h, bytes) in batches(log).into_iter().filter(|(h, _)| h.base_offset < lso) {
+        while pending.front().is_some_and(|t| t.first_offset <= h.last_offset()) {
+            aborted_pids.insert(pending.pop_front().expect("front").producer_id);
+        }
+        if h.is_control() {
+            if EndTxnMarker::of_batch(&bytes, 1 << 16).is_ok_and(|m| !m.commit) {
+                aborted_pids.remove(&h.producer_id);
+            }
+            continue;
+        }
+        if h.is_transactional() && aborted_pids.contains(&h.producer_id) {
+            continue;
+        }
+        for (offset, k, v) in crate::cleaner_tests::decode(&h, &bytes) {
+            offsets.push(offset);
+            let k = k.expect("keyed");
+            match v {
+                Some(v) => view.insert(k, v),
+                None => view.remove(&k),
+            };
+        }
+    }
+    (view, offsets)
+}
+
+/// One step of the cleaning property test.
+#[derive(Debug, Clone)]
+enum COp {
+    Txn { pid: i64, key: u8, tombstone: bool },
+    Plain { key: u8, tombstone: bool },
+    Marker { pid: i64, commit: bool },
+    Roll,
+    Clean { now: i64 },
+}
+
+fn cop() -> impl Strategy<Value = COp> {
+    prop_oneof![
+        4 => (0i64..3, 0u8..6, proptest::bool::weighted(0.2)).prop_map(|(pid, key, tombstone)| COp::Txn { pid, key, tombstone }),
+        3 => (0u8..6, proptest::bool::weighted(0.2)).prop_map(|(key, tombstone)| COp::Plain { key, tombstone }),
+        3 => (0i64..3, any::<bool>()).prop_map(|(pid, commit)| COp::Marker { pid, commit }),
+        2 => Just(COp::Roll),
+        2 => (0i64..3_000).prop_map(|now| COp::Clean { now }),
+    ]
+}
+
+fn run_cleaning(ops: &[COp]) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = LogConfig { segment_bytes: 600, ..compacted() };
+    let mut log = Log::open(dir.path(), cfg.clone()).expect("open");
+    let mut now = 0;
+    for (i, op) in ops.iter().enumerate() {
+        let what = format!("op {i}: {op:?}");
+        let current = batches(&log);
+        match op {
+            COp::Txn { pid, key, tombstone } => {
+                let k = format!("k{key}");
+                let b = if *tombstone { B::at(1_000).tomb(&k) } else { B::at(1_000).kv(&k, &format!("t{i}")) };
+                log.append(&b.producer(*pid, 0, next_seq(&current, *pid)).transactional().build(), 0, 1_000).expect(&what);
+            }
+            COp::Plain { key, tombstone } => {
+                let k = format!("k{key}");
+                let b = if *tombstone { B::at(1_000).tomb(&k) } else { B::at(1_000).kv(&k, &format!("p{i}")) };
+                log.append(&b.build(), 0, 1_000).expect(&what);
+            }
+            COp::Marker { pid, commit } => {
+                marker(&mut log, *pid, *commit).expect(&what);
+            }
+            // (An empty active segment is not rolled: the log never does.)
+            COp::Roll if log.active.size() > 0 => {
+                let end = log.log_end_offset();
+                log.roll(end).expect(&what);
+            }
+            COp::Roll => {}
+            COp::Clean { now: step } => {
+                now += step;
+                let before = (consumer_view(&log), view_of(&log).ongoing, log.first_unstable_offset());
+                // The broker cleans below the last stable offset.
+                let lso = log.last_stable_offset(log.log_end_offset());
+                log.clean(now, lso, &CleanerConfig::default(), &mut |_| std::ops::ControlFlow::Continue(())).expect(&what);
+                let after = (consumer_view(&log), view_of(&log).ongoing, log.first_unstable_offset());
+                assert_eq!(after.0 .0, before.0 .0, "{what}: a read_committed consumer's view");
+                assert!(after.0 .1.iter().all(|o| before.0 .1.contains(o)), "{what}: only records it saw before");
+                assert_eq!((&after.1, after.2), (&before.1, before.2), "{what}: open transactions");
+                let aborts: Vec<i64> = model_batches(&log).iter().filter(|b| b.marker == Some(false)).map(|b| b.base).collect();
+                let listed = log.aborted_transactions(0, i64::MAX);
+                assert!(listed.iter().all(|t| aborts.contains(&t.last_offset)), "{what}: {listed:?} without markers {aborts:?}");
+            }
+        }
+    }
+    let live = (consumer_view(&log).0, view_of(&log));
+    drop(log);
+    let log = Log::open(dir.path(), cfg).expect("reopen");
+    assert_eq!((consumer_view(&log).0, view_of(&log)), live, "reopened");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn cleaning_below_the_lso_keeps_what_read_committed_consumers_see(ops in proptest::collection::vec(cop(), 1..50)) {
+        run_cleaning(&ops);
+    }
+}
