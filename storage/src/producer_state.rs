@@ -419,6 +419,62 @@ mod tests {
         assert!(matches!(apply(&mut s, &header(20, 1, 1, 0, 9)).expect("ok"), Verdict::Duplicate(_)));
     }
 
+    fn txn_header(offset: i64, pid: i64, epoch: i16, seq: i32) -> BatchHeader {
+        let mut h = header(offset, 1, pid, epoch, seq);
+        h.attributes |= karst_batch::TRANSACTIONAL_BIT;
+        h
+    }
+
+    fn marker_header(offset: i64, pid: i64, epoch: i16) -> BatchHeader {
+        let mut h = header(offset, 1, pid, epoch, -1);
+        h.attributes |= karst_batch::TRANSACTIONAL_BIT | karst_batch::CONTROL_BIT;
+        h
+    }
+
+    fn apply_marker(state: &mut ProducerState, h: &BatchHeader, commit: bool, coordinator_epoch: i32) -> StorageResult<Vec<Completion>> {
+        let mut p = state.begin();
+        p.check(h, Some(EndTxnMarker { commit, coordinator_epoch }))?;
+        let changes = p.into_changes();
+        Ok(state.commit(changes))
+    }
+
+    #[test]
+    fn transactions_begin_with_data_and_end_with_a_marker() {
+        let mut s = ProducerState::default();
+        apply(&mut s, &txn_header(0, 1, 0, 0)).expect("ok");
+        apply(&mut s, &txn_header(1, 2, 0, 0)).expect("ok");
+        apply(&mut s, &txn_header(2, 1, 0, 1)).expect("ok");
+        assert_eq!((s.first_unstable_offset(), s.ongoing()), (Some(0), vec![(1, 0), (2, 1)]));
+        // Producer 1 aborts while 2 is open: the entry's LSO is 2's first offset.
+        let done = apply_marker(&mut s, &marker_header(3, 1, 0), false, 4).expect("ok");
+        let txn = CompletedTxn { producer_id: 1, first_offset: 0, last_offset: 3, aborted: true };
+        assert_eq!(done, [Completion { txn, last_stable_offset: 1 }]);
+        assert_eq!(s.first_unstable_offset(), Some(1));
+        // An empty transaction completes nothing; an older coordinator is fenced.
+        assert_eq!(apply_marker(&mut s, &marker_header(4, 1, 0), true, 4).expect("ok"), []);
+        assert!(matches!(apply_marker(&mut s, &marker_header(5, 1, 0), true, 3), Err(StorageError::TransactionCoordinatorFenced { .. })));
+        // A marker needs its marker; data outside the transaction is refused.
+        assert!(s.begin().check(&marker_header(5, 2, 0), None).is_err());
+        assert!(matches!(
+            apply(&mut s, &header(5, 1, 2, 0, 1)),
+            Err(StorageError::InvalidTxnState { producer_id: 2, txn_first_offset: 1 })
+        ));
+        let done = apply_marker(&mut s, &marker_header(5, 2, 0), true, 0).expect("ok");
+        assert_eq!(done.iter().map(|c| (c.txn.aborted, c.last_stable_offset)).collect::<Vec<_>>(), [(false, 6)]);
+        assert_eq!(s.first_unstable_offset(), None);
+
+        // Replaying the same batches (recovery, a follower) gives the same state.
+        let mut r = ProducerState::default();
+        let marker = |commit| Some(EndTxnMarker { commit, coordinator_epoch: 4 });
+        r.replay(&txn_header(0, 1, 0, 0), None);
+        r.replay(&txn_header(1, 2, 0, 0), None);
+        r.replay(&txn_header(2, 1, 0, 1), None);
+        assert_eq!(r.replay(&marker_header(3, 1, 0), marker(false)), Some(Completion { txn, last_stable_offset: 1 }));
+        r.replay(&marker_header(4, 1, 0), marker(true));
+        r.replay(&marker_header(5, 2, 0), Some(EndTxnMarker { commit: true, coordinator_epoch: 0 }));
+        assert_eq!(r, s);
+    }
+
     #[test]
     fn pending_is_all_or_nothing() {
         let s = ProducerState::default();
