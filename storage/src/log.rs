@@ -685,7 +685,7 @@ impl Log {
                 let mut upper = None;
                 let mut pos = 0;
                 while let Some(h) = slice.bytes.get(pos..).filter(|b| !b.is_empty()).and_then(|b| BatchHeader::parse(b).ok()) {
-                    upper = Some(h.last_offset() + 1);
+                    upper = Some(h.last_offset().saturating_add(1));
                     pos += h.total_len();
                 }
                 Some(upper.map_or_else(Vec::new, |upper| self.aborted_transactions(offset, upper)))

@@ -193,7 +193,7 @@ impl ProducerState {
     fn stable_after(&self, txn: &CompletedTxn) -> i64 {
         // Bounded by the marker: a transaction begun after it in the same append call
         // does not count (recovery, replaying one batch at a time, agrees).
-        let next = txn.last_offset + 1;
+        let next = txn.last_offset.saturating_add(1);
         self.ongoing.iter().find(|(_, pid)| **pid != txn.producer_id).map_or(next, |(first, _)| (*first).min(next))
     }
 
