@@ -3,9 +3,10 @@
 //!
 //! The log is split at the cleaner checkpoint into a clean head (cleaned before)
 //! and a dirty section that runs up to the first uncleanable offset: the active
-//! segment, the caller's stable offset (high watermark, later the last stable
-//! offset) and the first segment younger than `min.compaction.lag.ms` each end it,
-//! at a segment boundary. A clean
+//! segment, the caller's stable offset (the last stable offset, as Kafka's: no
+//! transaction is open below it) and the first segment younger than
+//! `min.compaction.lag.ms` each end it, at a segment boundary. The aborted
+//! transactions come from the log's aborted transaction indexes. A clean
 //!
 //! 1. builds a map from key to the offset of its latest record in the dirty
 //!    section (bounded memory: when full, the dirty section ends there);
@@ -60,6 +61,7 @@ use crate::producer_state::LastRecord;
 use crate::segment::Segment;
 use crate::swap::{self, SwapOp};
 use crate::time_index::ENTRY_SIZE as TIME_INDEX_ENTRY_SIZE;
+use crate::txn_index::AbortedTxn;
 use crate::{LogConfig, StorageError, StorageResult};
 
 /// The cleaner's broker-wide settings (Kafka's `log.cleaner.*`).
@@ -230,9 +232,8 @@ pub struct CleanTask {
     first_uncleanable: i64,
     /// The closed segments before the first uncleanable offset, from the first.
     sources: Vec<Source>,
-    /// The rest of the log (later segments, the active one as it was): only their
-    /// transaction markers are read.
-    later: Vec<Bytes>,
+    /// The log's aborted transactions (its aborted transaction indexes), by first offset.
+    aborted: Vec<AbortedTxn>,
     producers: HashMap<i64, LastRecord>,
 }
 
@@ -288,15 +289,6 @@ impl Drop for Cleaned {
 // Transactions
 // ---------------------------------------------------------------------------
 
-/// A transaction that ended with an abort marker: its data batches lie in
-/// [first_offset, last_offset) and the marker at last_offset (Kafka's `AbortedTxn`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct AbortedTxn {
-    producer_id: i64,
-    first_offset: i64,
-    last_offset: i64,
-}
-
 /// What a control batch says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Control {
@@ -319,37 +311,6 @@ fn control_kind(batch: &[u8], h: &BatchHeader, limit: usize) -> Control {
         Some(CONTROL_COMMIT) => Control::Commit,
         _ => Control::Other,
     }
-}
-
-/// The aborted transactions of the log, from a walk over its batch headers (Karst
-/// has no transaction index yet; Kafka reads its `.txnindex` files).
-fn aborted_transactions<'a>(segments: impl Iterator<Item = &'a [u8]>, limit: usize) -> Vec<AbortedTxn> {
-    let mut open: HashMap<i64, i64> = HashMap::new();
-    let mut out = Vec::new();
-    for data in segments {
-        let mut pos = 0;
-        while let Some(h) = data.get(pos..).filter(|r| !r.is_empty()).and_then(|r| BatchHeader::parse(r).ok()) {
-            let batch = &data[pos..pos + h.total_len()];
-            pos += h.total_len();
-            if h.is_control() {
-                match control_kind(batch, &h, limit) {
-                    Control::Abort => {
-                        if let Some(first_offset) = open.remove(&h.producer_id) {
-                            out.push(AbortedTxn { producer_id: h.producer_id, first_offset, last_offset: h.last_offset() });
-                        }
-                    }
-                    Control::Commit => {
-                        open.remove(&h.producer_id);
-                    }
-                    Control::Empty | Control::Other => {}
-                }
-            } else if h.is_transactional() {
-                open.entry(h.producer_id).or_insert(h.base_offset);
-            }
-        }
-    }
-    out.sort_by_key(|t| t.first_offset);
-    out
 }
 
 /// Transaction state while walking the log in order (Kafka's `CleanedTransactionMetadata`).
@@ -686,10 +647,9 @@ impl Log {
             let (index_entries, time_index_entries) = seg.index_len();
             sources.push(Source { base, id: seg.id(), data: seg.data()?, index_entries, time_index_entries });
         }
-        let mut later = Vec::new();
-        for seg in self.closed.range(c.first_uncleanable_offset..).map(|(_, s)| s).chain(std::iter::once(&self.active)) {
-            later.push(seg.data()?);
-        }
+        // Kafka's `collectAbortedTransactions` over the whole log, from the indexes.
+        let mut aborted: Vec<AbortedTxn> = self.txn_index.segments.values().flatten().copied().collect();
+        aborted.sort_by_key(|t| t.first_offset);
         Ok(Some(CleanTask {
             dir: self.dir.clone(),
             config: self.config.clone(),
@@ -698,7 +658,7 @@ impl Log {
             first_dirty: c.first_dirty_offset,
             first_uncleanable: c.first_uncleanable_offset,
             sources,
-            later,
+            aborted,
             producers: self.producers.last_records(),
         }))
     }
@@ -770,12 +730,28 @@ impl Log {
         for op in rest {
             swap::apply(&self.dir, op)?;
         }
+        let mut aborted = Vec::new();
         for b in replaced {
             // Dropping a segment unmaps nothing a reader holds: `Bytes` keep their mapping.
             self.closed.remove(b);
+            aborted.extend(self.txn_index.segments.remove(b).unwrap_or_default());
         }
         let seg = Segment::open_closed(&self.dir, base, &self.config)?;
+        // The group's aborted transactions whose ABORT marker the clean kept (as
+        // Kafka's cleaned index: a consumer told of one must meet its marker). A
+        // failure from here on leaves the segment without an index file: the log
+        // fails, and its next open rebuilds the indexes.
+        let mut kept_aborts = HashSet::new();
+        let scanned = seg.for_each_batch_with_bytes(base, |h, batch| {
+            if h.is_control() && control_kind(batch, h, 1 << 16) == Control::Abort {
+                kept_aborts.insert(h.base_offset);
+            }
+        });
         self.closed.insert(base, seg);
+        scanned?;
+        aborted.retain(|t| kept_aborts.contains(&t.last_offset));
+        crate::txn_index::write(&self.dir, base, &aborted)?;
+        self.txn_index.segments.insert(base, aborted);
         Ok(())
     }
 
@@ -811,10 +787,10 @@ impl CleanTask {
     /// far are removed.
     pub fn run(self, io: &mut dyn FnMut(u64) -> ControlFlow<()>) -> StorageResult<Cleaned> {
         let limit = self.cleaner.max_decompressed_batch_bytes;
-        let aborted = aborted_transactions(self.sources.iter().map(|s| &s.data[..]).chain(self.later.iter().map(|b| &b[..])), limit);
+        let aborted = &self.aborted;
         let mut stats = CleanStats { first_dirty_offset: self.first_dirty, ..CleanStats::default() };
         let mut map = OffsetMap::new(self.cleaner.dedupe_buffer_size, self.cleaner.dedupe_buffer_load_factor);
-        self.build_offset_map(&mut map, &aborted, &mut stats, io)?;
+        self.build_offset_map(&mut map, aborted, &mut stats, io)?;
         let end_offset = map.latest_offset() + 1;
         stats.end_offset = end_offset;
         stats.map_keys = map.len();
@@ -827,7 +803,7 @@ impl CleanTask {
             now_ms: self.now_ms,
             delete_retention_ms: self.config.delete_retention_ms,
             producers: &self.producers,
-            txn: TxnState::new(&aborted, first_base),
+            txn: TxnState::new(aborted, first_base),
             max_decompressed: limit,
         };
         let to_clean = self.sources.iter().take_while(|s| s.base < end_offset).count();

@@ -18,6 +18,13 @@ pub enum StorageError {
     /// Producer epoch older than the one the log has seen (INVALID_PRODUCER_EPOCH).
     #[error("producer {producer_id} epoch {got} is older than {current}")]
     InvalidProducerEpoch { producer_id: i64, current: i16, got: i16 },
+    /// A transaction marker from a coordinator older than the last one that wrote a
+    /// marker for this producer (TRANSACTION_COORDINATOR_FENCED).
+    #[error("transaction coordinator epoch {got} for producer {producer_id} is older than {current}")]
+    TransactionCoordinatorFenced { producer_id: i64, current: i32, got: i32 },
+    /// A non-transactional batch from a producer inside a transaction (INVALID_TXN_STATE).
+    #[error("producer {producer_id} wrote a non-transactional batch inside its transaction begun at offset {txn_first_offset}")]
+    InvalidTxnState { producer_id: i64, txn_first_offset: i64 },
     /// A file on disk is not what the log expects and cannot be repaired.
     #[error("corrupt log file {path}: {reason}")]
     Corrupt { path: String, reason: String },

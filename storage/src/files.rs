@@ -4,6 +4,7 @@
 //! 00000000000000000000.log        record batches, Kafka's on-disk format
 //! 00000000000000000000.index      sparse offset index
 //! 00000000000000000000.timeindex  sparse time index
+//! 00000000000000000000.txnindex   aborted transactions whose marker is in the segment
 //! 00000000000000000042.snapshot   producer state as of offset 42
 //! log-start-offset                checkpoint written by DeleteRecords / retention
 //! clean-shutdown                  present only between a clean close and the next open
@@ -24,6 +25,7 @@ pub(crate) const LOG_EXT: &str = "log";
 pub(crate) const INDEX_EXT: &str = "index";
 pub(crate) const TIME_INDEX_EXT: &str = "timeindex";
 pub(crate) const SNAPSHOT_EXT: &str = "snapshot";
+pub(crate) const TXN_INDEX_EXT: &str = "txnindex";
 pub(crate) const TMP_SUFFIX: &str = ".tmp";
 pub(crate) const CLEANED_SUFFIX: &str = ".cleaned";
 pub(crate) const SWAP_SUFFIX: &str = ".swap";

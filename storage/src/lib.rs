@@ -22,14 +22,16 @@ mod segment;
 mod snapshot;
 mod swap;
 mod time_index;
+mod txn_index;
 
 pub use cleaner::{CleanStats, CleanTask, Cleanable, Cleaned, CleanerConfig, CleanerIo, Throttler};
 pub use config::{CleanupPolicy, DirtyRatio, LogConfig};
 pub use errors::{StorageError, StorageResult};
 pub use health::{sync_together, FlushTarget};
 pub use leader_epochs::{LeaderEpochs, UNDEFINED_EPOCH_END};
-pub use log::{AppendInfo, Log, ReadSlice};
+pub use log::{AppendInfo, IsolatedRead, Isolation, Log, ReadSlice};
 pub use producer_state::ActiveProducer;
+pub use txn_index::AbortedTxn;
 
 #[cfg(test)]
 mod cleaner_crash_tests;
@@ -43,3 +45,5 @@ mod log_tests;
 mod replication_tests;
 #[cfg(test)]
 mod truncation_tests;
+#[cfg(test)]
+mod txn_tests;

@@ -6,19 +6,40 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use karst_batch::records::{end_txn_marker_batch, EndTxnMarker};
 use karst_batch::{BatchError, BatchHeader};
 
 use crate::checkpoint;
 use crate::faults::is_no_space;
-use crate::files::{fsync_dir, offset_path, remove_if_exists, replace_with_prefix, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
+use crate::files::{fsync_dir, offset_path, remove_if_exists, replace_with_prefix, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT, TXN_INDEX_EXT};
 use crate::health::{FlushTarget, Health};
 use crate::leader_epochs::LeaderEpochs;
-use crate::producer_state::{ProducerState, Verdict};
+use crate::producer_state::{Completion, ProducerState, Verdict};
 use crate::recovery;
 use crate::segment::Segment;
 use crate::snapshot;
 use crate::swap;
+use crate::txn_index::{self, AbortedTxn, TxnIndex};
 use crate::{LogConfig, StorageError, StorageResult};
+
+/// Decompressed bytes a control batch may take (Kafka writes them uncompressed,
+/// one record of a few bytes).
+const MAX_CONTROL_BATCH_BYTES: usize = 1 << 16;
+
+/// The marker of a control batch (`None` for a data batch, or a control batch
+/// whose marker cannot be read).
+fn marker_of(h: &BatchHeader, batch: &[u8]) -> Option<EndTxnMarker> {
+    h.is_control().then(|| EndTxnMarker::of_batch(batch, MAX_CONTROL_BATCH_BYTES).ok()).flatten()
+}
+
+/// Which records a read may return (a Fetch request's isolation level).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Up to the high watermark.
+    ReadUncommitted,
+    /// Up to the last stable offset, with the aborted transactions of the range.
+    ReadCommitted,
+}
 
 /// What `append` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +89,18 @@ pub struct Log {
     pub(crate) health: Arc<Health>,
     /// Where the log cleaner's next dirty section starts (`cleaner-offset-checkpoint`).
     pub(crate) cleaner_checkpoint: Option<i64>,
+    /// The aborted transactions of each segment (its `.txnindex`).
+    pub(crate) txn_index: TxnIndex,
+}
+
+/// A read up to the high watermark or the last stable offset.
+#[derive(Debug, Clone)]
+pub struct IsolatedRead {
+    pub slice: ReadSlice,
+    /// With [`Isolation::ReadCommitted`]: the aborted transactions that overlap the
+    /// offsets read, by first offset, for the consumer to drop their records.
+    /// `None` with [`Isolation::ReadUncommitted`].
+    pub aborted: Option<Vec<AbortedTxn>>,
 }
 
 impl Log {
@@ -108,6 +141,7 @@ impl Log {
             epochs: LeaderEpochs::default(),
             health: Arc::default(),
             cleaner_checkpoint: checkpoint::read_cleaner_offset(dir)?,
+            txn_index: TxnIndex::default(),
         };
         if log_start_offset > log_end_offset {
             // Recovery lost data above a persisted log start (DeleteRecords/retention
@@ -131,8 +165,13 @@ impl Log {
         Ok(log)
     }
 
-    /// Loads the newest valid snapshot at or below the log end and replays the batch
-    /// headers after it.
+    /// Loads the newest valid snapshot at or below the log end and the segments'
+    /// aborted transaction indexes, and replays the batches after the snapshot. The
+    /// index entries of the markers replayed are rebuilt; when any segment's index
+    /// is missing or fails its checks, every index is rebuilt from the first segment
+    /// (with a snapshot taken at its base, if there is one: it knows the producers of
+    /// segments retention deleted). Index files that differ from the result are
+    /// rewritten.
     fn load_producer_state(&mut self) -> StorageResult<()> {
         let stale: Vec<i64> = self.snapshots.range((Excluded(self.log_end_offset), Unbounded)).copied().collect();
         for offset in stale {
@@ -140,10 +179,45 @@ impl Log {
             snapshot::remove(&self.dir, offset)?;
             self.snapshots.remove(&offset);
         }
+        let bases: Vec<i64> = self.segments_from(i64::MIN).map(Segment::base_offset).collect();
+        let mut on_disk: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
+        let mut loaded: BTreeMap<i64, Vec<AbortedTxn>> = BTreeMap::new();
+        let mut trusted = true;
+        // A torn last entry of the active index: an append cut by a crash, whose
+        // marker the replay must meet again, so no snapshot inside the segment is used.
+        let mut torn = false;
+        for (i, &base) in bases.iter().enumerate() {
+            let end = bases.get(i + 1).copied();
+            let Some(bytes) = txn_index::read(&self.dir, base)? else {
+                tracing::warn!(dir = %self.dir.display(), base, "aborted transaction index missing");
+                trusted = false;
+                continue;
+            };
+            torn |= end.is_none() && bytes.len() % txn_index::ENTRY_SIZE != 0;
+            match txn_index::parse(&bytes, base, end, end.is_none()) {
+                Ok(entries) => {
+                    loaded.insert(base, entries);
+                }
+                Err(reason) => {
+                    tracing::warn!(dir = %self.dir.display(), base, %reason, "aborted transaction index unusable");
+                    trusted = false;
+                }
+            }
+            on_disk.insert(base, bytes);
+        }
         let first_base = self.first_segment_base();
         let mut state = ProducerState::default();
         let mut from = first_base;
-        while let Some(&offset) = self.snapshots.last() {
+        if !trusted {
+            tracing::warn!(dir = %self.dir.display(), "rebuilding aborted transaction indexes from the whole log");
+            loaded.clear();
+        }
+        let active_base = self.active.base_offset();
+        let usable = |offset: i64| match trusted {
+            true => !torn || offset <= active_base,
+            false => offset <= first_base,
+        };
+        while let Some(&offset) = self.snapshots.iter().rev().find(|o| usable(**o)) {
             match snapshot::read(&self.dir, offset) {
                 Ok(s) => {
                     state = s;
@@ -157,11 +231,55 @@ impl Log {
                 }
             }
         }
+        // What the replay goes over is rebuilt.
+        let mut index = TxnIndex::default();
+        for &base in &bases {
+            let mut entries = loaded.remove(&base).unwrap_or_default();
+            entries.retain(|t| t.last_offset < from);
+            index.segments.insert(base, entries);
+        }
         for seg in self.segments_from(from) {
-            seg.for_each_batch(from, |h| state.replay(h))?;
+            let entries = index.segments.entry(seg.base_offset()).or_default();
+            seg.for_each_batch_with_bytes(from, |h, batch| {
+                if let Some(done) = state.replay(h, marker_of(h, batch)).filter(|c| c.txn.aborted) {
+                    entries.push(aborted_entry(&done));
+                }
+            })?;
+        }
+        for (base, entries) in &index.segments {
+            let bytes: Vec<u8> = entries.iter().flat_map(AbortedTxn::encode).collect();
+            if on_disk.get(base) != Some(&bytes) {
+                txn_index::write(&self.dir, *base, entries)?;
+            }
         }
         self.producers = state;
+        self.txn_index = index;
         Ok(())
+    }
+
+    /// Adds the aborted transactions among `done` (completed by batches just written
+    /// to the active segment) to its index. A failed write fails the log: the
+    /// batches are in it, and the next open rebuilds the entries.
+    fn index_aborts(&mut self, done: &[Completion]) -> StorageResult<()> {
+        let base = self.active.base_offset();
+        for c in done.iter().filter(|c| c.txn.aborted) {
+            let entry = aborted_entry(c);
+            self.txn_index.segments.entry(base).or_default().push(entry);
+            if let Err(e) = txn_index::append(&self.dir, base, &entry) {
+                self.health.fail(format_args!("aborted transaction index write failed: {e}"));
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Syncs the active segment's aborted transaction index, when it has entries.
+    fn sync_txn_index(&self) -> std::io::Result<()> {
+        let base = self.active.base_offset();
+        match self.txn_index.segments.get(&base) {
+            Some(entries) if !entries.is_empty() => txn_index::sync(&self.dir, base),
+            _ => Ok(()),
+        }
     }
 
     /// Reads the leader epoch cache, fitted to the recovered log; rebuilt from the
@@ -256,8 +374,12 @@ impl Log {
         self.health.check()?;
         let (headers, next_offset, max_timestamp) = self.headers(batches, Some(leader_epoch))?;
         let mut pending = self.producers.begin();
-        for (_, h) in &headers {
-            if let Verdict::Duplicate(original) = pending.check(h)? {
+        for (pos, h) in &headers {
+            let marker = match h.is_control() {
+                true => Some(EndTxnMarker::of_batch(&batches[*pos..], MAX_CONTROL_BATCH_BYTES)?),
+                false => None,
+            };
+            if let Verdict::Duplicate(original) = pending.check(h, marker)? {
                 return Ok(AppendInfo {
                     base_offset: original.base_offset,
                     last_offset: original.last_offset,
@@ -269,9 +391,32 @@ impl Log {
         }
         let changes = pending.into_changes();
         let info = self.write(batches, &headers, next_offset, max_timestamp, now_ms)?;
-        self.producers.commit(changes);
+        let done = self.producers.commit(changes);
         self.note_epochs(&headers);
+        self.index_aborts(&done)?;
         Ok(info)
+    }
+
+    /// Appends a transaction marker for `producer_id` (a WriteTxnMarkers request from
+    /// the transaction coordinator): a control batch as Kafka's
+    /// `MemoryRecords.withEndTransactionMarker`. Refused with `InvalidProducerEpoch`
+    /// for an epoch older than the producer's and `TransactionCoordinatorFenced` for
+    /// a coordinator epoch older than that of the producer's last marker. An ABORT
+    /// of a transaction with data adds it to the aborted transaction index; either
+    /// marker ends the producer's ongoing transaction and may move the last stable
+    /// offset.
+    pub fn append_marker(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> StorageResult<AppendInfo> {
+        let marker = EndTxnMarker { commit, coordinator_epoch };
+        let batch = end_txn_marker_batch(self.log_end_offset, now_ms, leader_epoch, producer_id, producer_epoch, marker);
+        self.append(&batch, leader_epoch, now_ms)
     }
 
     /// Appends batches copied from the partition's leader, keeping their offsets and
@@ -287,10 +432,12 @@ impl Log {
             BatchHeader::parse_checked(&batches[*pos..])?;
         }
         let info = self.write(batches, &headers, next_offset, max_timestamp, now_ms)?;
-        for (_, h) in &headers {
-            self.producers.replay(h);
+        let mut done = Vec::new();
+        for (pos, h) in &headers {
+            done.extend(self.producers.replay(h, marker_of(h, &batches[*pos..*pos + h.total_len()])));
         }
         self.note_epochs(&headers);
+        self.index_aborts(&done)?;
         Ok(info)
     }
 
@@ -379,7 +526,7 @@ impl Log {
                     // it, which the next open deletes.
         checkpoint::write_log_start_offset(&dir, offset.max(0))?;
         for base in bases {
-            for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
+            for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT, TXN_INDEX_EXT] {
                 remove_if_exists(&offset_path(&dir, base, ext))?;
             }
         }
@@ -422,7 +569,7 @@ impl Log {
             checkpoint::write_cleaner_offset(&dir, offset)?;
         }
         for base in later {
-            for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
+            for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT, TXN_INDEX_EXT] {
                 remove_if_exists(&offset_path(&dir, base, ext))?;
             }
         }
@@ -474,6 +621,8 @@ impl Log {
         // never leaves an unsynced tail anywhere but in the last segment.
         crate::faults::check(crate::faults::Point::Fsync, self.active.log_path())?;
         self.active.file()?.sync_data()?;
+        // The index is durable before a snapshot past its entries can be written.
+        self.sync_txn_index()?;
         let new = Segment::create(&self.dir, base, &self.config)?;
         fsync_dir(&self.dir)?;
         let mut old = std::mem::replace(&mut self.active, new);
@@ -511,6 +660,63 @@ impl Log {
             }
         }
         Ok(empty)
+    }
+
+    /// Reads as [`Log::read`] up to the high watermark or, for `ReadCommitted`, up to
+    /// the last stable offset, with the aborted transactions overlapping the batches
+    /// read (Kafka's `UnifiedLog.read` and `collectAbortedTransactions`).
+    pub fn read_isolated(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        high_watermark: i64,
+        isolation: Isolation,
+        min_one: bool,
+    ) -> StorageResult<IsolatedRead> {
+        let max_offset = match isolation {
+            Isolation::ReadUncommitted => high_watermark,
+            Isolation::ReadCommitted => self.last_stable_offset(high_watermark),
+        };
+        let slice = self.read(offset, max_bytes, max_offset, min_one)?;
+        let aborted = match isolation {
+            Isolation::ReadUncommitted => None,
+            Isolation::ReadCommitted => {
+                // The offset after the last batch read bounds the transactions that matter.
+                let mut upper = None;
+                let mut pos = 0;
+                while let Some(h) = slice.bytes.get(pos..).filter(|b| !b.is_empty()).and_then(|b| BatchHeader::parse(b).ok()) {
+                    upper = Some(h.last_offset().saturating_add(1));
+                    pos += h.total_len();
+                }
+                Some(upper.map_or_else(Vec::new, |upper| self.aborted_transactions(offset, upper)))
+            }
+        };
+        Ok(IsolatedRead { slice, aborted })
+    }
+
+    /// The aborted transactions that overlap `[from_offset, upper_bound)`, by first
+    /// offset (what a read_committed Fetch response lists: producer id and first offset).
+    pub fn aborted_transactions(&self, from_offset: i64, upper_bound: i64) -> Vec<AbortedTxn> {
+        let mut out = self.txn_index.collect(from_offset, upper_bound);
+        out.sort_by_key(|t| t.first_offset);
+        out
+    }
+
+    /// The first offset of the earliest transaction still open in this log (Kafka's
+    /// first unstable offset), at least the log start offset; `None` when none is.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers.first_unstable_offset().map(|first| first.max(self.log_start_offset))
+    }
+
+    /// The last stable offset: the first unstable offset, or the high watermark when
+    /// it is lower or no transaction is open. A read_committed consumer reads below it.
+    pub fn last_stable_offset(&self, high_watermark: i64) -> i64 {
+        self.first_unstable_offset().map_or(high_watermark, |first| first.min(high_watermark))
+    }
+
+    /// The open transactions as (producer id, first offset), by first offset.
+    pub fn ongoing_transactions(&self) -> Vec<(i64, i64)> {
+        self.producers.ongoing()
     }
 
     /// The idempotent producers this log remembers (DescribeProducers).
@@ -617,10 +823,11 @@ impl Log {
     /// Deletes the oldest closed segment, moving the log start past it and dropping
     /// producer snapshots below the new first segment.
     fn delete_oldest_segment(&mut self) -> StorageResult<()> {
-        let Some((_, seg)) = self.closed.pop_first() else {
+        let Some((base, seg)) = self.closed.pop_first() else {
             return Ok(());
         };
         seg.delete()?;
+        self.txn_index.segments.remove(&base);
         let first_base = self.first_segment_base();
         self.log_start_offset = self.log_start_offset.max(first_base);
         self.epochs_follow_start();
@@ -692,6 +899,7 @@ impl Log {
     pub fn close(mut self) -> StorageResult<()> {
         self.health.check()?;
         self.active.freeze()?;
+        self.sync_txn_index()?;
         self.write_snapshot()?;
         checkpoint::write_log_start_offset(&self.dir, self.log_start_offset)?;
         checkpoint::write_clean_shutdown_marker(&self.dir)?;
@@ -704,5 +912,15 @@ impl Log {
         drop(self);
         fs::remove_dir_all(&dir)?;
         Ok(())
+    }
+}
+
+/// The index entry of an aborted transaction.
+fn aborted_entry(c: &Completion) -> AbortedTxn {
+    AbortedTxn {
+        producer_id: c.txn.producer_id,
+        first_offset: c.txn.first_offset,
+        last_offset: c.txn.last_offset,
+        last_stable_offset: c.last_stable_offset,
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use karst_batch::BatchHeader;
 
-use crate::files::{parse_offset_file_name, remove_if_exists, INDEX_EXT, LOG_EXT, SNAPSHOT_EXT, TIME_INDEX_EXT, TMP_SUFFIX};
+use crate::files::{parse_offset_file_name, remove_if_exists, INDEX_EXT, LOG_EXT, SNAPSHOT_EXT, TIME_INDEX_EXT, TMP_SUFFIX, TXN_INDEX_EXT};
 
 /// The segments and snapshots found in a directory, in offset order.
 #[derive(Debug, Default)]
@@ -38,7 +38,7 @@ pub(crate) fn list_dir(dir: &Path) -> io::Result<DirListing> {
             Some((offset, LOG_EXT)) => {
                 logs.insert(offset);
             }
-            Some((offset, INDEX_EXT | TIME_INDEX_EXT)) => {
+            Some((offset, INDEX_EXT | TIME_INDEX_EXT | TXN_INDEX_EXT)) => {
                 indexes.insert(entry.path(), offset);
             }
             Some((offset, SNAPSHOT_EXT)) => {

@@ -16,7 +16,7 @@ use karst_batch::{set_base_offset, set_partition_leader_epoch, BatchHeader};
 use memmap2::Mmap;
 
 use crate::faults::{self, Point};
-use crate::files::{offset_path, remove_if_exists, replace_with_prefix, to_usize, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
+use crate::files::{offset_path, remove_if_exists, replace_with_prefix, to_usize, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT, TXN_INDEX_EXT};
 use crate::index::OffsetIndex;
 use crate::log::ReadSlice;
 use crate::mmap;
@@ -127,6 +127,10 @@ impl Segment {
         let file = Self::open_log_for_append(&log_path, true)?;
         let index = OffsetIndex::create(offset_path(dir, base_offset, INDEX_EXT), base_offset, config.segment_index_bytes)?;
         let time_index = TimeIndex::create(offset_path(dir, base_offset, TIME_INDEX_EXT), base_offset, config.segment_index_bytes)?;
+        // Every segment has its aborted transaction index, empty to begin with (a
+        // missing one makes the next open rebuild them all, see `txn_index`).
+        faults::check(Point::Write, &offset_path(dir, base_offset, TXN_INDEX_EXT))?;
+        OpenOptions::new().write(true).create(true).truncate(true).open(offset_path(dir, base_offset, TXN_INDEX_EXT))?;
         Ok(Self::assemble(base_offset, log_path, Arc::new(file), index, time_index))
     }
 
@@ -492,6 +496,11 @@ impl Segment {
     /// Calls `f` with the header of every batch whose base offset is >= `from_offset`.
     /// Stops (with a warning) at unreadable bytes.
     pub(crate) fn for_each_batch(&self, from_offset: i64, mut f: impl FnMut(&BatchHeader)) -> StorageResult<()> {
+        self.for_each_batch_with_bytes(from_offset, |h, _| f(h))
+    }
+
+    /// [`Segment::for_each_batch`], with each batch's bytes.
+    pub(crate) fn for_each_batch_with_bytes(&self, from_offset: i64, mut f: impl FnMut(&BatchHeader, &[u8])) -> StorageResult<()> {
         let Some(map) = self.mapped()? else {
             return Ok(());
         };
@@ -506,7 +515,7 @@ impl Segment {
                 }
             };
             if h.base_offset >= from_offset {
-                f(&h);
+                f(&h, &data[pos..pos + h.total_len()]);
             }
             pos += h.total_len();
         }
@@ -543,6 +552,7 @@ impl Segment {
         drop(map);
         drop(file);
         remove_if_exists(&log_path)?;
+        remove_if_exists(&log_path.with_extension(TXN_INDEX_EXT))?;
         index.remove()?;
         time_index.remove()
     }

@@ -4,34 +4,43 @@
 //! Layout (big endian):
 //!
 //! ```text
-//! magic "KPS1" | crc32c(body) u32 | body
+//! magic "KPS2" | crc32c(body) u32 | body
 //! body: offset i64 | producer count u32 |
-//!       per producer: producer id i64 | epoch i16 | batch count u8 |
+//!       per producer: producer id i64 | epoch i16 | coordinator epoch i32 |
+//!                     current transaction's first offset i64 (-1: none) |
+//!                     batch count u8 |
 //!                     per batch: first seq i32 | last seq i32 | base offset i64 |
 //!                                last offset i64 | max timestamp i64
 //! ```
+//!
+//! Version 1 ("KPS1", written before transactions) has no coordinator epoch and no
+//! transaction offset; it is still read, as producers without a marker or an
+//! ongoing transaction.
 use std::collections::VecDeque;
 use std::fs;
 use std::io;
 use std::path::Path;
 
 use crate::files::{offset_file_name, offset_path, remove_if_exists, write_atomic, SNAPSHOT_EXT};
-use crate::producer_state::{BatchMeta, ProducerEntry, ProducerState, MAX_CACHED_BATCHES};
+use crate::producer_state::{BatchMeta, ProducerEntry, ProducerState, MAX_CACHED_BATCHES, NO_COORDINATOR_EPOCH};
 
-const MAGIC: &[u8; 4] = b"KPS1";
+const MAGIC: &[u8; 4] = b"KPS2";
+const MAGIC_V1: &[u8; 4] = b"KPS1";
 
 pub(crate) fn encode(offset: i64, state: &ProducerState) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend_from_slice(&offset.to_be_bytes());
-    let mut ids: Vec<_> = state.producers.keys().copied().collect();
+    let mut ids: Vec<_> = state.producers().keys().copied().collect();
     ids.sort_unstable();
     body.extend_from_slice(&(ids.len() as u32).to_be_bytes());
     for id in ids {
-        let Some(e) = state.producers.get(&id) else {
+        let Some(e) = state.producers().get(&id) else {
             continue;
         };
         body.extend_from_slice(&id.to_be_bytes());
         body.extend_from_slice(&e.epoch.to_be_bytes());
+        body.extend_from_slice(&e.coordinator_epoch.to_be_bytes());
+        body.extend_from_slice(&e.current_txn_first_offset.unwrap_or(-1).to_be_bytes());
         let n = e.batches.len().min(MAX_CACHED_BATCHES);
         body.push(n as u8);
         for b in e.batches.iter().skip(e.batches.len() - n) {
@@ -81,9 +90,11 @@ impl Reader<'_> {
 /// Decodes a snapshot taken at `offset`; any inconsistency is an error, never a panic.
 pub(crate) fn decode(offset: i64, bytes: &[u8]) -> Result<ProducerState, String> {
     let mut r = Reader(bytes);
-    if &r.take::<4>()? != MAGIC {
-        return Err("bad magic".into());
-    }
+    let v2 = match &r.take::<4>()? {
+        m if m == MAGIC => true,
+        m if m == MAGIC_V1 => false,
+        _ => return Err("bad magic".into()),
+    };
     let crc = r.u32()?;
     let body = r.0;
     let actual = crc32c::crc32c(body);
@@ -95,10 +106,17 @@ pub(crate) fn decode(offset: i64, bytes: &[u8]) -> Result<ProducerState, String>
         return Err(format!("holds offset {stored_offset}, named {offset}"));
     }
     let count = r.u32()?;
-    let mut state = ProducerState::default();
+    let mut entries = Vec::new();
+    let mut txn_starts = std::collections::HashSet::new();
     for _ in 0..count {
         let id = r.i64()?;
         let epoch = r.i16()?;
+        let (coordinator_epoch, txn_first) = if v2 { (r.i32()?, r.i64()?) } else { (NO_COORDINATOR_EPOCH, -1) };
+        let current_txn_first_offset = match txn_first {
+            -1 => None,
+            o if (0..offset).contains(&o) && txn_starts.insert(o) => Some(o),
+            o => return Err(format!("producer {id}'s transaction starts at {o}")),
+        };
         let n = r.u8()? as usize;
         if n > MAX_CACHED_BATCHES {
             return Err(format!("{n} cached batches for producer {id}"));
@@ -113,12 +131,12 @@ pub(crate) fn decode(offset: i64, bytes: &[u8]) -> Result<ProducerState, String>
                 max_timestamp: r.i64()?,
             });
         }
-        state.producers.insert(id, ProducerEntry { epoch, batches });
+        entries.push((id, ProducerEntry { epoch, batches, coordinator_epoch, current_txn_first_offset }));
     }
     if !r.0.is_empty() {
         return Err("trailing bytes".into());
     }
-    Ok(state)
+    Ok(ProducerState::from_entries(entries))
 }
 
 /// Writes the snapshot for `offset` atomically.
@@ -142,12 +160,61 @@ mod tests {
     use proptest::prelude::*;
 
     fn sample() -> ProducerState {
-        let mut s = ProducerState::default();
-        let mut e = ProducerEntry { epoch: 3, batches: VecDeque::new() };
+        let mut e = ProducerEntry::new(3);
         e.batches.push_back(BatchMeta { first_seq: 0, last_seq: 4, base_offset: 10, last_offset: 14, max_timestamp: 99 });
-        s.producers.insert(42, e);
-        s.producers.insert(7, ProducerEntry { epoch: 0, batches: VecDeque::new() });
-        s
+        e.coordinator_epoch = 6;
+        e.current_txn_first_offset = Some(12);
+        ProducerState::from_entries([(42, e), (7, ProducerEntry::new(0))])
+    }
+
+    /// A snapshot as version 1 wrote it.
+    fn encode_v1(offset: i64, state: &ProducerState) -> Vec<u8> {
+        let mut body = Vec::new();
+        body.extend_from_slice(&offset.to_be_bytes());
+        let mut ids: Vec<_> = state.producers().keys().copied().collect();
+        ids.sort_unstable();
+        body.extend_from_slice(&(ids.len() as u32).to_be_bytes());
+        for id in ids {
+            let e = &state.producers()[&id];
+            body.extend_from_slice(&id.to_be_bytes());
+            body.extend_from_slice(&e.epoch.to_be_bytes());
+            body.push(e.batches.len() as u8);
+            for b in &e.batches {
+                for v in [i64::from(b.first_seq), i64::from(b.last_seq)] {
+                    body.extend_from_slice(&(v as i32).to_be_bytes());
+                }
+                for v in [b.base_offset, b.last_offset, b.max_timestamp] {
+                    body.extend_from_slice(&v.to_be_bytes());
+                }
+            }
+        }
+        let mut out = MAGIC_V1.to_vec();
+        out.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    #[test]
+    fn version_1_snapshots_still_read() {
+        let old = encode_v1(15, &sample());
+        let got = decode(15, &old).expect("decode v1");
+        let e = &got.producers()[&42];
+        assert_eq!((e.epoch, e.batches.len(), e.coordinator_epoch, e.current_txn_first_offset), (3, 1, NO_COORDINATOR_EPOCH, None));
+        assert_eq!(got.first_unstable_offset(), None);
+        let v2 = decode(15, &encode(15, &sample())).expect("decode v2");
+        assert_eq!(v2.first_unstable_offset(), Some(12), "ongoing transactions are rebuilt");
+    }
+
+    #[test]
+    fn impossible_transaction_offsets_are_refused() {
+        let mut e = ProducerEntry::new(0);
+        e.current_txn_first_offset = Some(20);
+        assert!(decode(15, &encode(15, &ProducerState::from_entries([(1, e)]))).is_err(), "a transaction after the snapshot");
+        let mut a = ProducerEntry::new(0);
+        a.current_txn_first_offset = Some(3);
+        let b = a.clone();
+        let two = ProducerState::from_entries([(1, a), (2, b)]);
+        assert!(decode(15, &encode(15, &two)).is_err(), "two transactions at one offset");
     }
 
     #[test]
@@ -167,10 +234,10 @@ mod tests {
     #[test]
     fn files() {
         let dir = tempfile::tempdir().expect("tempdir");
-        write(dir.path(), 5, &sample()).expect("write");
-        assert_eq!(read(dir.path(), 5).expect("read"), sample());
-        remove(dir.path(), 5).expect("remove");
-        assert!(read(dir.path(), 5).is_err());
+        write(dir.path(), 15, &sample()).expect("write");
+        assert_eq!(read(dir.path(), 15).expect("read"), sample());
+        remove(dir.path(), 15).expect("remove");
+        assert!(read(dir.path(), 15).is_err());
     }
 
     proptest! {

@@ -8,12 +8,18 @@
 //! ```text
 //! 1. rename <B>.log.cleaned -> <B>.log.swap    the commit point
 //! 2. fsync the directory
-//! 3. remove the group's other segments (<b>.log, .index, .timeindex, b > B)
+//! 3. remove the group's other segments (<b>.log, .index, .timeindex, .txnindex,
+//!    b > B) and <B>.txnindex
 //! 4. rename <B>.index.cleaned -> <B>.index, <B>.timeindex.cleaned -> <B>.timeindex
 //! 5. fsync the directory
 //! 6. rename <B>.log.swap -> <B>.log            replaces the old first segment
 //! 7. fsync the directory
 //! ```
+//!
+//! The log then writes `<B>.txnindex` for the new segment (the entries of the
+//! group's indexes whose ABORT marker the clean kept). Until it has, the segment
+//! has no aborted transaction index, which makes an open after a crash rebuild
+//! them all from the batches.
 //!
 //! The fsync before step 6 makes sure that, whatever order a power failure keeps
 //! directory changes in, `<B>.log` is never the new segment while an old segment
@@ -37,7 +43,7 @@ use std::path::Path;
 use crate::faults::{self, Point};
 use crate::files::{
     fsync_dir, offset_file_name, parse_offset_file_name, remove_if_exists, to_usize, CLEANED_SUFFIX, INDEX_EXT, LOG_EXT, SWAP_SUFFIX,
-    TIME_INDEX_EXT,
+    TIME_INDEX_EXT, TXN_INDEX_EXT,
 };
 use crate::mmap;
 use crate::recovery::{scan_batches, Trust};
@@ -65,10 +71,11 @@ pub(crate) fn swap_name(base: i64) -> String {
 pub(crate) fn swap_ops(base: i64, replaced: &[i64]) -> Vec<SwapOp> {
     let mut ops = vec![SwapOp::Rename { from: cleaned_name(base, LOG_EXT), to: swap_name(base) }, SwapOp::SyncDir];
     for &b in replaced.iter().filter(|b| **b != base).rev() {
-        for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
+        for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT, TXN_INDEX_EXT] {
             ops.push(SwapOp::Remove(offset_file_name(b, ext)));
         }
     }
+    ops.push(SwapOp::Remove(offset_file_name(base, TXN_INDEX_EXT)));
     for ext in [INDEX_EXT, TIME_INDEX_EXT] {
         ops.push(SwapOp::Rename { from: cleaned_name(base, ext), to: offset_file_name(base, ext) });
     }
@@ -146,10 +153,13 @@ pub(crate) fn recover(dir: &Path) -> io::Result<()> {
         let end = end_offset(&dir.join(swap_name(base)), base)?;
         tracing::warn!(dir = %dir.display(), base, end, "finishing the swap of a cleaned segment interrupted by a crash");
         for &b in segments.iter().filter(|b| **b > base && **b < end) {
-            for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
+            for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT, TXN_INDEX_EXT] {
                 remove_if_exists(&dir.join(offset_file_name(b, ext)))?;
             }
         }
+        // The old first segment's aborted transactions are not the swapped one's:
+        // without the file, the open rebuilds the indexes.
+        remove_if_exists(&dir.join(offset_file_name(base, TXN_INDEX_EXT)))?;
         let (index, time_index) = (cleaned_name(base, INDEX_EXT), cleaned_name(base, TIME_INDEX_EXT));
         if dir.join(&index).is_file() && dir.join(&time_index).is_file() {
             rename(dir, &index, &offset_file_name(base, INDEX_EXT))?;
@@ -188,9 +198,12 @@ mod tests {
                 "00000000000000000020.log",
                 "00000000000000000020.index",
                 "00000000000000000020.timeindex",
+                "00000000000000000020.txnindex",
                 "00000000000000000010.log",
                 "00000000000000000010.index",
-                "00000000000000000010.timeindex"
+                "00000000000000000010.timeindex",
+                "00000000000000000010.txnindex",
+                "00000000000000000000.txnindex"
             ]
         );
         assert_eq!(
@@ -199,6 +212,6 @@ mod tests {
         );
         assert_eq!(ops.last(), Some(&SwapOp::SyncDir));
         assert_eq!(ops[ops.len() - 3], SwapOp::SyncDir, "the renames before the last are durable first");
-        assert_eq!(swap_ops(5, &[5]).len(), 7, "a group of one segment removes nothing");
+        assert_eq!(swap_ops(5, &[5]).len(), 8, "a group of one segment removes only its aborted transaction index");
     }
 }

@@ -147,6 +147,137 @@ pub fn control_record_type(key: Option<&[u8]>) -> Option<i16> {
     Some(i16::from_be_bytes([*key.get(2)?, *key.get(3)?]))
 }
 
+/// A transaction's end marker: the one record of a control batch that a
+/// transaction coordinator writes to each partition of a transaction (Kafka's
+/// `EndTransactionMarker`).
+///
+/// ```text
+/// key:   version int16 (0) | type int16 (0 ABORT, 1 COMMIT)
+/// value: version int16 (0) | coordinator epoch int32
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndTxnMarker {
+    /// True for COMMIT, false for ABORT.
+    pub commit: bool,
+    /// The epoch of the transaction coordinator that wrote the marker.
+    pub coordinator_epoch: i32,
+}
+
+/// The version Karst writes in a marker's key and value (Kafka's current one).
+pub const END_TXN_MARKER_VERSION: i16 = 0;
+
+impl EndTxnMarker {
+    /// The control record type of this marker.
+    pub fn control_type(&self) -> i16 {
+        if self.commit {
+            CONTROL_COMMIT
+        } else {
+            CONTROL_ABORT
+        }
+    }
+
+    /// The control record key: version, type.
+    pub fn key(&self) -> [u8; 4] {
+        let mut k = [0u8; 4];
+        k[..2].copy_from_slice(&END_TXN_MARKER_VERSION.to_be_bytes());
+        k[2..].copy_from_slice(&self.control_type().to_be_bytes());
+        k
+    }
+
+    /// The control record value: version, coordinator epoch.
+    pub fn value(&self) -> [u8; 6] {
+        let mut v = [0u8; 6];
+        v[..2].copy_from_slice(&END_TXN_MARKER_VERSION.to_be_bytes());
+        v[2..].copy_from_slice(&self.coordinator_epoch.to_be_bytes());
+        v
+    }
+
+    /// Reads a marker from a control record's key and value, as Kafka's
+    /// `EndTransactionMarker.deserialize`: the key's type must be ABORT or COMMIT,
+    /// the value's version non-negative; bytes after the coordinator epoch (later,
+    /// flexible versions) are ignored.
+    pub fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<EndTxnMarker, BatchError> {
+        let commit = match control_record_type(key) {
+            Some(CONTROL_ABORT) => false,
+            Some(CONTROL_COMMIT) => true,
+            _ => return Err(invalid("control record is not a transaction marker")),
+        };
+        let value = value.ok_or(invalid("transaction marker without a value"))?;
+        let field = |at: usize, n: usize| value.get(at..at + n).ok_or(invalid("transaction marker value too short"));
+        let version = field(0, 2).map(|b| i16::from_be_bytes([b[0], b[1]]))?;
+        if version < 0 {
+            return Err(invalid("negative transaction marker version"));
+        }
+        let coordinator_epoch = field(2, 4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))?;
+        Ok(EndTxnMarker { commit, coordinator_epoch })
+    }
+
+    /// The marker of a whole control batch (`batch` starts with its header; its
+    /// CRC is not checked here). Control batches are uncompressed, as Kafka writes
+    /// them; a compressed one is read up to `limit` decompressed bytes.
+    pub fn of_batch(batch: &[u8], limit: usize) -> Result<EndTxnMarker, BatchError> {
+        let h = BatchHeader::parse(batch)?;
+        if !h.is_control() {
+            return Err(invalid("not a control batch"));
+        }
+        let body = batch.get(HEADER_LEN..h.total_len()).ok_or(invalid("batch shorter than its header"))?;
+        let payload = match h.compression() {
+            crate::compression::NONE => std::borrow::Cow::Borrowed(body),
+            codec => std::borrow::Cow::Owned(
+                crate::compression::decompress(codec, body, limit).map_err(|_| invalid("control batch does not decompress"))?,
+            ),
+        };
+        if h.record_count != 1 {
+            return Err(invalid("a transaction marker batch holds one record"));
+        }
+        let records = parse_records(&payload, 1)?;
+        let r = records.first().ok_or(invalid("control batch without a record"))?;
+        EndTxnMarker::decode(r.key, r.value)
+    }
+}
+
+/// Transactional and control attribute bits of a marker batch.
+const MARKER_ATTRIBUTES: i16 = crate::TRANSACTIONAL_BIT | crate::CONTROL_BIT;
+
+/// A control batch holding one end-transaction marker, as Kafka's
+/// `MemoryRecords.withEndTransactionMarker`: magic 2, uncompressed, create time,
+/// transactional and control bits, the producer's id and epoch, base sequence -1,
+/// one record at offset delta 0 with the marker's key and value.
+pub fn end_txn_marker_batch(
+    base_offset: i64,
+    timestamp: i64,
+    partition_leader_epoch: i32,
+    producer_id: i64,
+    producer_epoch: i16,
+    marker: EndTxnMarker,
+) -> Vec<u8> {
+    let (key, value) = (marker.key(), marker.value());
+    let record = Record { attributes: 0, timestamp_delta: 0, offset_delta: 0, key: Some(&key), value: Some(&value), headers: &[0] };
+    let mut payload = Vec::with_capacity(24);
+    record.encode(&mut payload);
+    let h = BatchHeader {
+        base_offset,
+        batch_length: 0,
+        partition_leader_epoch,
+        magic: MAGIC_V2,
+        crc: 0,
+        attributes: MARKER_ATTRIBUTES,
+        last_offset_delta: 0,
+        base_timestamp: timestamp,
+        max_timestamp: timestamp,
+        producer_id,
+        producer_epoch,
+        base_sequence: -1,
+        record_count: 1,
+    };
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    // A 61-byte header and a 20-byte record always fit an i32 length.
+    if encode_batch(&h, &payload, &mut out).is_err() {
+        out.clear();
+    }
+    out
+}
+
 /// Writes a whole batch: the fields of `h` (magic 2; its batch length and CRC are
 /// computed here) followed by `payload`, the records as stored (compressed when
 /// `h`'s attributes say so).
@@ -272,10 +403,52 @@ mod tests {
         assert_eq!(parse_records(&out[1 + HEADER_LEN..], 1).expect("records"), vec![r]);
     }
 
+    #[test]
+    fn end_txn_marker_batches_round_trip() {
+        for (commit, epoch) in [(true, 0), (false, 7), (true, i32::MAX)] {
+            let m = EndTxnMarker { commit, coordinator_epoch: epoch };
+            let b = end_txn_marker_batch(42, 1_700, 3, 9_001, 5, m);
+            let h = BatchHeader::parse_checked(&b).expect("valid batch");
+            assert!(h.is_control() && h.is_transactional());
+            assert_eq!((h.base_offset, h.partition_leader_epoch, h.producer_id, h.producer_epoch), (42, 3, 9_001, 5));
+            assert_eq!((h.base_sequence, h.record_count, h.last_offset_delta, h.compression()), (-1, 1, 0, 0));
+            assert_eq!((h.base_timestamp, h.max_timestamp), (1_700, 1_700));
+            assert_eq!(EndTxnMarker::of_batch(&b, 1 << 20).expect("marker"), m);
+            let records = parse_records(&b[HEADER_LEN..], 1).expect("records");
+            assert_eq!(control_record_type(records[0].key), Some(m.control_type()));
+        }
+        // Golden bytes of Kafka's key and value for an ABORT at coordinator epoch 1.
+        let abort = EndTxnMarker { commit: false, coordinator_epoch: 1 };
+        assert_eq!(abort.key(), [0, 0, 0, 0]);
+        assert_eq!(abort.value(), [0, 0, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn bad_markers_are_refused() {
+        let ok_value = [0u8, 0, 0, 0, 0, 3];
+        assert_eq!(EndTxnMarker::decode(Some(&[0, 0, 0, 1]), Some(&ok_value)), Ok(EndTxnMarker { commit: true, coordinator_epoch: 3 }));
+        // A later value version with more bytes still reads.
+        assert!(EndTxnMarker::decode(Some(&[0, 0, 0, 1]), Some(&[0, 1, 0, 0, 0, 3, 0])).is_ok());
+        assert!(EndTxnMarker::decode(Some(&[0, 0, 0, 2]), Some(&ok_value)).is_err(), "another control type");
+        assert!(EndTxnMarker::decode(None, Some(&ok_value)).is_err());
+        assert!(EndTxnMarker::decode(Some(&[0, 0, 0, 0]), None).is_err());
+        assert!(EndTxnMarker::decode(Some(&[0, 0, 0, 0]), Some(&[0, 0, 0])).is_err());
+        assert!(EndTxnMarker::decode(Some(&[0, 0, 0, 0]), Some(&[0xff, 0, 0, 0, 0, 0])).is_err());
+        let data = crate::build_batch(0, 1, 0, &crate::encode_record(0, 0, b"x"));
+        assert!(EndTxnMarker::of_batch(&data, 1 << 20).is_err(), "not a control batch");
+    }
+
     proptest! {
         #[test]
         fn arbitrary_payloads_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300), count in -2i32..40) {
             let _ = parse_records(&bytes, count);
+            let _ = EndTxnMarker::decode(bytes.get(..4), bytes.get(4..));
+            let mut batch = end_txn_marker_batch(0, 0, 0, 1, 0, EndTxnMarker { commit: true, coordinator_epoch: 0 });
+            for (i, b) in bytes.iter().enumerate() {
+                let at = i % batch.len();
+                batch[at] ^= b;
+            }
+            let _ = EndTxnMarker::of_batch(&batch, 1 << 16);
         }
 
         #[test]
