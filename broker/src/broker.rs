@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use crate::cleaner::LogCleaner;
 use crate::config::BrokerConfig;
 use crate::errors::BrokerError;
 use crate::fetch_sessions::FetchSessions;
@@ -62,6 +63,8 @@ pub struct Broker {
     /// Follower fetchers, one per leader this broker follows partitions of.
     pub(crate) fetchers: Fetchers,
     pub(crate) flusher: Arc<Flusher>,
+    /// The log cleaner's threads (started with the background work).
+    pub(crate) cleaner: LogCleaner,
     /// The block of producer ids this broker hands out; a tokio lock because a
     /// refill awaits a controller commit while holding it.
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
@@ -157,6 +160,7 @@ impl Broker {
             node_id: config.node_id,
             fetch_sessions,
             fetchers: Fetchers::default(),
+            cleaner: LogCleaner::new(&config),
             config,
             cluster_id,
             advertised,
@@ -415,6 +419,20 @@ impl Broker {
                 let _ = tokio::task::spawn_blocking(move || b.enforce_retention()).await;
             }
         });
+        LogCleaner::start(self);
+        let me = self.clone();
+        tokio::spawn(async move {
+            // A __consumer_offsets from before compaction becomes compacted; retried
+            // while the metadata is still catching up or the controller is busy.
+            for _ in 0..60 {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                match me.groups.upgrade_topic(&me).await {
+                    Ok(true) => break,
+                    Ok(false) => {}
+                    Err(e) => warn!("making __consumer_offsets compacted failed (retrying): {e}"),
+                }
+            }
+        });
         if !self.config.fsync_before_ack() {
             let me = self.clone();
             tokio::spawn(async move {
@@ -453,6 +471,7 @@ impl Broker {
                 Err(e) => warn!("controlled shutdown: could not fence this broker: {e}"),
             }
         }
+        self.cleaner.stop();
         self.flusher.stop();
         self.partitions.close_all();
         self.metadata.shutdown();

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
+use karst_storage::{CleanupPolicy, DirtyRatio};
 use thiserror::Error;
 
 /// A configuration value that cannot be used; start-up stops with it.
@@ -88,8 +89,34 @@ pub struct BrokerConfig {
     pub log_flush_interval_ms: u64,
     /// `log.retention.check.interval.ms`
     pub log_retention_check_interval_ms: u64,
+    /// `log.cleanup.policy`: default of topics' `cleanup.policy`.
+    pub log_cleanup_policy: CleanupPolicy,
+    /// `log.cleaner.enable`: run the log cleaner for compacted topics.
+    pub log_cleaner_enable: bool,
+    /// `log.cleaner.threads`: threads cleaning logs, each one log at a time.
+    pub log_cleaner_threads: usize,
+    /// `log.cleaner.backoff.ms`: how long a cleaner thread sleeps when no log needs cleaning.
+    pub log_cleaner_backoff_ms: u64,
+    /// `log.cleaner.io.max.bytes.per.second`: read and write rate of all cleaner threads together.
+    pub log_cleaner_io_max_bytes_per_second: f64,
+    /// `log.cleaner.dedupe.buffer.size`: memory for the key maps of all cleaner threads.
+    pub log_cleaner_dedupe_buffer_size: usize,
+    /// `log.cleaner.io.buffer.size`: bytes of cleaned batches gathered per write.
+    pub log_cleaner_io_buffer_size: usize,
+    /// `log.cleaner.io.buffer.load.factor`: how full a key map may get.
+    pub log_cleaner_io_buffer_load_factor: f64,
+    /// `log.cleaner.delete.retention.ms`: default of topics' `delete.retention.ms`.
+    pub log_cleaner_delete_retention_ms: i64,
+    /// `log.cleaner.min.compaction.lag.ms`: default of topics' `min.compaction.lag.ms`.
+    pub log_cleaner_min_compaction_lag_ms: i64,
+    /// `log.cleaner.max.compaction.lag.ms`: default of topics' `max.compaction.lag.ms`.
+    pub log_cleaner_max_compaction_lag_ms: i64,
+    /// `log.cleaner.min.cleanable.ratio`: default of topics' `min.cleanable.dirty.ratio`.
+    pub log_cleaner_min_cleanable_ratio: DirtyRatio,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`.
     pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.segment.bytes`: `segment.bytes` of `__consumer_offsets` when created.
+    pub offsets_topic_segment_bytes: u64,
     /// `offsets.retention.minutes`: offsets of an empty group expire after this.
     pub offsets_retention_minutes: i64,
     /// `offset.metadata.max.bytes`
@@ -185,7 +212,20 @@ impl Default for BrokerConfig {
             log_flush_interval_messages: 1,
             log_flush_interval_ms: 1000,
             log_retention_check_interval_ms: 30_000,
+            log_cleanup_policy: CleanupPolicy::DELETE,
+            log_cleaner_enable: true,
+            log_cleaner_threads: 1,
+            log_cleaner_backoff_ms: 15_000,
+            log_cleaner_io_max_bytes_per_second: f64::MAX,
+            log_cleaner_dedupe_buffer_size: 128 << 20,
+            log_cleaner_io_buffer_size: 512 << 10,
+            log_cleaner_io_buffer_load_factor: 0.9,
+            log_cleaner_delete_retention_ms: 24 * 3600 * 1000,
+            log_cleaner_min_compaction_lag_ms: 0,
+            log_cleaner_max_compaction_lag_ms: i64::MAX,
+            log_cleaner_min_cleanable_ratio: DirtyRatio::HALF,
             offsets_topic_num_partitions: 50,
+            offsets_topic_segment_bytes: 100 * 1024 * 1024,
             offsets_retention_minutes: 7 * 24 * 60,
             offset_metadata_max_bytes: 4096,
             group_initial_rebalance_delay_ms: 3000,
@@ -240,6 +280,16 @@ fn non_negative(key: &str, value: &str) -> Result<i64, ConfigError> {
     match parse::<i64>(key, value)? {
         v if v >= 0 => Ok(v),
         _ => Err(invalid(key, value, "must not be negative")),
+    }
+}
+
+/// A double as Kafka prints it where it matters: its default rate limit is
+/// `Double.MAX_VALUE`, printed `1.7976931348623157E308`.
+fn java_double(v: f64) -> String {
+    if v == f64::MAX {
+        "1.7976931348623157E308".to_string()
+    } else {
+        v.to_string()
     }
 }
 
@@ -411,7 +461,20 @@ impl BrokerConfig {
         "log.flush.interval.messages",
         "log.flush.interval.ms",
         "log.retention.check.interval.ms",
+        "log.cleanup.policy",
+        "log.cleaner.enable",
+        "log.cleaner.threads",
+        "log.cleaner.backoff.ms",
+        "log.cleaner.io.max.bytes.per.second",
+        "log.cleaner.dedupe.buffer.size",
+        "log.cleaner.io.buffer.size",
+        "log.cleaner.io.buffer.load.factor",
+        "log.cleaner.delete.retention.ms",
+        "log.cleaner.min.compaction.lag.ms",
+        "log.cleaner.max.compaction.lag.ms",
+        "log.cleaner.min.cleanable.ratio",
         "offsets.topic.num.partitions",
+        "offsets.topic.segment.bytes",
         "offsets.retention.minutes",
         "offset.metadata.max.bytes",
         "group.initial.rebalance.delay.ms",
@@ -491,7 +554,57 @@ impl BrokerConfig {
             "log.flush.interval.messages" => self.log_flush_interval_messages = positive(key, v, parse(key, v)?)?,
             "log.flush.interval.ms" => self.log_flush_interval_ms = positive(key, v, parse(key, v)?)?,
             "log.retention.check.interval.ms" => self.log_retention_check_interval_ms = positive(key, v, parse(key, v)?)?,
+            "log.cleanup.policy" => {
+                self.log_cleanup_policy =
+                    CleanupPolicy::parse(v).ok_or_else(|| invalid(key, v, "must be a list of `delete` and `compact`"))?
+            }
+            "log.cleaner.enable" => self.log_cleaner_enable = parse(key, v)?,
+            "log.cleaner.threads" => self.log_cleaner_threads = positive(key, v, parse(key, v)?)?,
+            "log.cleaner.backoff.ms" => self.log_cleaner_backoff_ms = positive(key, v, parse(key, v)?)?,
+            "log.cleaner.io.max.bytes.per.second" => {
+                let rate: f64 = parse(key, v)?;
+                if rate.is_nan() || rate <= 0.0 {
+                    return Err(invalid(key, v, "must be positive"));
+                }
+                self.log_cleaner_io_max_bytes_per_second = rate;
+            }
+            "log.cleaner.dedupe.buffer.size" => {
+                let n: usize = parse(key, v)?;
+                // Kafka's minimum: enough for a useful map (1 MiB a thread).
+                if n < 1 << 20 {
+                    return Err(invalid(key, v, "must be at least 1048576"));
+                }
+                self.log_cleaner_dedupe_buffer_size = n;
+            }
+            "log.cleaner.io.buffer.size" => {
+                let n: usize = parse(key, v)?;
+                if n < 4096 {
+                    return Err(invalid(key, v, "must be at least 4096"));
+                }
+                self.log_cleaner_io_buffer_size = n;
+            }
+            "log.cleaner.io.buffer.load.factor" => {
+                let f: f64 = parse(key, v)?;
+                if f.is_nan() || f <= 0.0 || f > 1.0 {
+                    return Err(invalid(key, v, "must be in (0, 1]"));
+                }
+                self.log_cleaner_io_buffer_load_factor = f;
+            }
+            "log.cleaner.delete.retention.ms" => self.log_cleaner_delete_retention_ms = non_negative(key, v)?,
+            "log.cleaner.min.compaction.lag.ms" => self.log_cleaner_min_compaction_lag_ms = non_negative(key, v)?,
+            "log.cleaner.max.compaction.lag.ms" => self.log_cleaner_max_compaction_lag_ms = positive(key, v, parse(key, v)?)?,
+            "log.cleaner.min.cleanable.ratio" => {
+                let r: f64 = parse(key, v)?;
+                self.log_cleaner_min_cleanable_ratio = DirtyRatio::new(r).ok_or_else(|| invalid(key, v, "must be in [0, 1]"))?;
+            }
             "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = positive(key, v, parse(key, v)?)?,
+            "offsets.topic.segment.bytes" => {
+                let n: u64 = parse(key, v)?;
+                if !(14..=i32::MAX as u64).contains(&n) {
+                    return Err(invalid(key, v, "must be in [14, 2147483647]"));
+                }
+                self.offsets_topic_segment_bytes = n;
+            }
             "offsets.retention.minutes" => self.offsets_retention_minutes = positive(key, v, parse(key, v)?)?,
             "offset.metadata.max.bytes" => self.offset_metadata_max_bytes = parse(key, v)?,
             "group.initial.rebalance.delay.ms" => {
@@ -607,6 +720,18 @@ impl BrokerConfig {
             ("log.flush.interval.messages", self.log_flush_interval_messages.to_string()),
             ("log.flush.interval.ms", self.log_flush_interval_ms.to_string()),
             ("log.retention.check.interval.ms", self.log_retention_check_interval_ms.to_string()),
+            ("log.cleanup.policy", self.log_cleanup_policy.as_str().to_string()),
+            ("log.cleaner.enable", self.log_cleaner_enable.to_string()),
+            ("log.cleaner.threads", self.log_cleaner_threads.to_string()),
+            ("log.cleaner.backoff.ms", self.log_cleaner_backoff_ms.to_string()),
+            ("log.cleaner.io.max.bytes.per.second", java_double(self.log_cleaner_io_max_bytes_per_second)),
+            ("log.cleaner.dedupe.buffer.size", self.log_cleaner_dedupe_buffer_size.to_string()),
+            ("log.cleaner.io.buffer.size", self.log_cleaner_io_buffer_size.to_string()),
+            ("log.cleaner.io.buffer.load.factor", java_double(self.log_cleaner_io_buffer_load_factor)),
+            ("log.cleaner.delete.retention.ms", self.log_cleaner_delete_retention_ms.to_string()),
+            ("log.cleaner.min.compaction.lag.ms", self.log_cleaner_min_compaction_lag_ms.to_string()),
+            ("log.cleaner.max.compaction.lag.ms", self.log_cleaner_max_compaction_lag_ms.to_string()),
+            ("log.cleaner.min.cleanable.ratio", java_double(self.log_cleaner_min_cleanable_ratio.get())),
             ("controller.listener", self.controller_listener.clone().unwrap_or_else(|| "(own voter address or ephemeral)".into())),
             ("controller.quorum.voters", self.controller_quorum_voters.clone().unwrap_or_else(|| "(this node alone)".into())),
             ("process.roles", self.roles.to_string()),

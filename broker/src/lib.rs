@@ -3,6 +3,7 @@
 //! this crate owns the tokio tasks.
 
 pub mod broker;
+mod cleaner;
 pub mod config;
 mod connections;
 pub mod errors;

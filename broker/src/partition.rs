@@ -1,13 +1,14 @@
 //! One partition replica: its log behind a lock, its high watermark, and the
 //! notification that wakes long-polling fetches and waiting producers.
 
+use std::ops::ControlFlow;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use karst_storage::{AppendInfo, FlushTarget, Log, ReadSlice, StorageError};
+use karst_storage::{AppendInfo, CleanStats, Cleanable, CleanerConfig, FlushTarget, Log, ReadSlice, StorageError};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
@@ -48,7 +49,19 @@ pub struct Partition {
     offline: watch::Sender<Option<Arc<str>>>,
     /// Idempotent batches refused here before they were stored.
     pub(crate) refused: Mutex<RefusedBatches>,
+    /// Bumped by whatever a clean in progress must not outlive: truncation, a
+    /// restart at another offset, close and delete. A clean that sees it move
+    /// aborts, and is never swapped in (Kafka's `abortAndPauseCleaning`).
+    clean_epoch: AtomicU64,
+    /// Held by the cleaner while it cleans this log; close and delete wait for it
+    /// (after moving `clean_epoch`, so the clean stops at its next batch).
+    cleaning: Mutex<()>,
 }
+
+/// The I/O callback of [`Partition::clean`]: called with the bytes of every batch
+/// read and chunk written, and a probe telling whether the clean was aborted
+/// meanwhile; it may sleep (the throttle) and answers `Break` to stop the clean.
+pub(crate) type CleanIo<'a> = &'a mut dyn FnMut(u64, &dyn Fn() -> bool) -> ControlFlow<()>;
 
 /// Lowers a watched offset to at most `end`, waking its watchers only if it moved.
 fn lower_to(w: &watch::Sender<i64>, end: i64) {
@@ -102,6 +115,8 @@ impl Partition {
             replica: Mutex::new(ReplicaState::default()),
             offline: watch::channel(None).0,
             refused: Mutex::default(),
+            clean_epoch: AtomicU64::new(0),
+            cleaning: Mutex::new(()),
         }))
     }
 
@@ -288,6 +303,7 @@ impl Partition {
     /// A follower cuts what its leader does not have; the high watermark comes down with it.
     pub fn truncate_to(&self, offset: i64) -> Result<i64, PartitionError> {
         self.check_online()?;
+        self.abort_cleaning();
         let mut guard = self.log.write();
         let log = guard.take().ok_or(PartitionError::Closed)?;
         // On failure the partition stays closed: its files are in doubt.
@@ -304,6 +320,7 @@ impl Partition {
     /// A follower below its leader's log start starts over, empty, at `offset`.
     pub fn restart_at(&self, offset: i64) -> Result<(), PartitionError> {
         self.check_online()?;
+        self.abort_cleaning();
         let mut guard = self.log.write();
         let log = guard.take().ok_or(PartitionError::Closed)?;
         let log = log.restart_at(offset)?;
@@ -451,6 +468,66 @@ impl Partition {
         self.log.read().as_ref().map(|l| l.active_producers())
     }
 
+    /// Stops a clean in progress at its next batch and keeps it from being swapped in.
+    fn abort_cleaning(&self) {
+        self.clean_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Where this log can be cleaned and how dirty it is, when it is compacted and
+    /// online: the dirty section ends at the high watermark (a follower's comes from
+    /// its leader), so nothing a consumer cannot see yet is cleaned.
+    pub(crate) fn cleanable(&self, now_ms: i64) -> Option<Cleanable> {
+        if self.offline_reason().is_some() {
+            return None;
+        }
+        let guard = self.log.read();
+        let log = guard.as_ref()?;
+        if !self.config.lock().log.cleanup_policy.compact {
+            return None;
+        }
+        match log.cleanable(now_ms, self.high_watermark()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "cannot tell how dirty the log is");
+                None
+            }
+        }
+    }
+
+    /// Cleans the dirty section of a compacted log (see `karst_storage::cleaner`):
+    /// plans under the read lock, copies without any lock, reporting its I/O to
+    /// `io` (which throttles, or breaks to abort; its second argument tells whether
+    /// this clean was aborted meanwhile, for a throttle's sleep to end early), and swaps the cleaned segments
+    /// in under the write lock. `None` when there was nothing to clean or another
+    /// thread is cleaning this log. A truncation, restart, close or delete meanwhile
+    /// aborts it (`StorageError::CleaningAborted`) and its files are removed.
+    pub(crate) fn clean(&self, now_ms: i64, cleaner: &CleanerConfig, io: CleanIo<'_>) -> Result<Option<CleanStats>, PartitionError> {
+        let Some(_cleaning) = self.cleaning.try_lock() else { return Ok(None) };
+        let epoch = self.clean_epoch.load(Ordering::Acquire);
+        let task = {
+            let guard = self.log.read();
+            let log = guard.as_ref().ok_or(PartitionError::Closed)?;
+            self.check_online()?;
+            // Below the last stable offset only: an open transaction's records are not
+            // yet known to be committed or aborted (equal to the high watermark until
+            // the broker serves transactions).
+            log.plan_clean(now_ms, log.last_stable_offset(self.high_watermark()), cleaner)?
+        };
+        let Some(task) = task else { return Ok(None) };
+        let aborted = || self.clean_epoch.load(Ordering::Acquire) != epoch;
+        let cleaned = task.run(&mut |bytes| if aborted() { ControlFlow::Break(()) } else { io(bytes, &aborted) })?;
+        let mut guard = self.log.write();
+        if aborted() {
+            // Dropped unfinished, the cleaned files are removed.
+            return Err(StorageError::CleaningAborted.into());
+        }
+        let log = guard.as_mut().ok_or(PartitionError::Closed)?;
+        self.check_online()?;
+        let stats = log.finish_clean(cleaned).inspect_err(|_| self.note_failure(log))?;
+        self.log_start.store(log.log_start_offset(), Ordering::Release);
+        Ok(Some(stats))
+    }
+
     pub fn size_bytes(&self) -> u64 {
         self.log.read().as_ref().map_or(0, |l| l.size_bytes())
     }
@@ -474,6 +551,8 @@ impl Partition {
 
     /// Closes the log cleanly (final fsync, clean-shutdown marker).
     pub fn close(&self) -> Result<(), PartitionError> {
+        self.abort_cleaning();
+        let _no_clean = self.cleaning.lock();
         if let Some(log) = self.log.write().take() {
             log.close()?;
         }
@@ -482,6 +561,9 @@ impl Partition {
 
     /// Closes and removes the partition's files.
     pub fn delete(&self) -> Result<(), PartitionError> {
+        self.abort_cleaning();
+        // The clean's files are in the directory about to go.
+        let _no_clean = self.cleaning.lock();
         if let Some(log) = self.log.write().take() {
             log.delete()?;
         }

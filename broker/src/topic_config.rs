@@ -3,27 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use karst_storage::LogConfig;
+use karst_storage::{CleanupPolicy, DirtyRatio, LogConfig};
 
 use crate::config::BrokerConfig;
 
-/// Topic configs Karst accepts on CreateTopics and reports in DescribeConfigs.
-pub const KEYS: &[&str] = &[
-    "cleanup.policy",
-    "compression.type",
-    "index.interval.bytes",
-    "max.message.bytes",
-    "message.timestamp.after.max.ms",
-    "message.timestamp.before.max.ms",
-    "message.timestamp.type",
-    "min.insync.replicas",
-    "retention.bytes",
-    "retention.ms",
-    "segment.bytes",
-    "segment.index.bytes",
-    "segment.ms",
-    "unclean.leader.election.enable",
-];
+/// Topic configs Karst accepts on CreateTopics and reports in DescribeConfigs:
+/// the names of the [`SYNONYMS`] table.
+pub fn keys() -> impl Iterator<Item = &'static str> {
+    SYNONYMS.iter().map(|s| s.name)
+}
 
 fn int_in(value: &str, min: i64, max: i64) -> Result<i64, String> {
     let v: i64 = value.trim().parse().map_err(|_| format!("`{value}` is not an integer"))?;
@@ -36,10 +24,9 @@ fn int_in(value: &str, min: i64, max: i64) -> Result<i64, String> {
 /// Checks one topic config; the error text goes into INVALID_CONFIG's message.
 pub fn validate(key: &str, value: &str) -> Result<(), String> {
     let r = match key {
-        "cleanup.policy" => match value {
-            "delete" => Ok(()),
-            "compact" | "compact,delete" | "delete,compact" => Err("log compaction is not supported yet; use cleanup.policy=delete".into()),
-            _ => Err(format!("`{value}` is not a cleanup policy")),
+        "cleanup.policy" => match CleanupPolicy::parse(value) {
+            Some(_) => Ok(()),
+            None => Err(format!("`{value}` is not a cleanup policy (a list of `delete` and `compact`)")),
         },
         "compression.type" => match value {
             "producer" => Ok(()),
@@ -61,9 +48,44 @@ pub fn validate(key: &str, value: &str) -> Result<(), String> {
         "segment.bytes" => int_in(value, 14, i32::MAX as i64).map(|_| ()),
         "segment.index.bytes" => int_in(value, 4096, i32::MAX as i64).map(|_| ()),
         "segment.ms" => int_in(value, 1, i64::MAX).map(|_| ()),
+        "delete.retention.ms" | "min.compaction.lag.ms" => int_in(value, 0, i64::MAX).map(|_| ()),
+        "max.compaction.lag.ms" => int_in(value, 1, i64::MAX).map(|_| ()),
+        "min.cleanable.dirty.ratio" => ratio(value).map(|_| ()),
         _ => Err(format!("unknown topic config `{key}`")),
     };
     r.map_err(|e| format!("invalid value for {key}: {e}"))
+}
+
+/// Whether `key` is a list config (IncrementalAlterConfigs may APPEND and SUBTRACT).
+pub fn is_list(key: &str) -> bool {
+    SYNONYMS.iter().any(|s| s.name == key && s.config_type == TYPE_LIST)
+}
+
+/// A topic config's built-in default (Kafka's `ConfigDef` default).
+pub fn default_value(key: &str) -> Option<String> {
+    let defaults = effective(&BrokerConfig::default(), &BTreeMap::new());
+    SYNONYMS.iter().find(|s| s.name == key).map(|s| (s.value)(&defaults))
+}
+
+fn ratio(value: &str) -> Result<DirtyRatio, String> {
+    let v: f64 = value.trim().parse().map_err(|_| format!("`{value}` is not a number"))?;
+    DirtyRatio::new(v).ok_or_else(|| format!("{v} is outside [0, 1]"))
+}
+
+/// Checks a topic's whole set of overrides: each key, then the keys that bound each
+/// other (Kafka's `LogConfig.validate`).
+pub fn validate_all(configs: &BTreeMap<String, String>) -> Result<(), String> {
+    for (k, v) in configs {
+        validate(k, v)?;
+    }
+    let min: Option<i64> = get(configs, "min.compaction.lag.ms");
+    let max: Option<i64> = get(configs, "max.compaction.lag.ms");
+    if let (Some(min), Some(max)) = (min, max) {
+        if min > max {
+            return Err(format!("conflict topic config setting min.compaction.lag.ms ({min}) > max.compaction.lag.ms ({max})"));
+        }
+    }
+    Ok(())
 }
 
 /// The settings a partition's log and produce path use.
@@ -106,8 +128,14 @@ pub fn effective(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) ->
             Some(v) => non_negative(v).map(|v| v as u64),
             None => broker.log_retention_bytes,
         },
-        // cleanup.policy=delete until the broker runs the log cleaner (issue 20).
-        ..LogConfig::default()
+        cleanup_policy: overrides.get("cleanup.policy").and_then(|v| CleanupPolicy::parse(v)).unwrap_or(broker.log_cleanup_policy),
+        delete_retention_ms: get(overrides, "delete.retention.ms").unwrap_or(broker.log_cleaner_delete_retention_ms),
+        min_compaction_lag_ms: get(overrides, "min.compaction.lag.ms").unwrap_or(broker.log_cleaner_min_compaction_lag_ms),
+        max_compaction_lag_ms: get(overrides, "max.compaction.lag.ms").unwrap_or(broker.log_cleaner_max_compaction_lag_ms),
+        min_cleanable_dirty_ratio: overrides
+            .get("min.cleanable.dirty.ratio")
+            .and_then(|v| ratio(v).ok())
+            .unwrap_or(broker.log_cleaner_min_cleanable_ratio),
     };
     TopicConfig {
         max_message_bytes: get(overrides, "max.message.bytes").unwrap_or(broker.message_max_bytes),
@@ -129,6 +157,7 @@ pub const TYPE_BOOLEAN: i8 = 1;
 pub const TYPE_STRING: i8 = 2;
 pub const TYPE_INT: i8 = 3;
 pub const TYPE_LONG: i8 = 5;
+pub const TYPE_DOUBLE: i8 = 6;
 pub const TYPE_LIST: i8 = 7;
 
 fn opt(o: Option<i64>) -> String {
@@ -145,8 +174,19 @@ struct Spec {
 }
 
 const SYNONYMS: &[Spec] = &[
-    Spec { name: "cleanup.policy", broker_key: "log.cleanup.policy", config_type: TYPE_LIST, value: |_| "delete".into() },
+    Spec {
+        name: "cleanup.policy",
+        broker_key: "log.cleanup.policy",
+        config_type: TYPE_LIST,
+        value: |e| e.log.cleanup_policy.as_str().into(),
+    },
     Spec { name: "compression.type", broker_key: "compression.type", config_type: TYPE_STRING, value: |_| "producer".into() },
+    Spec {
+        name: "delete.retention.ms",
+        broker_key: "log.cleaner.delete.retention.ms",
+        config_type: TYPE_LONG,
+        value: |e| e.log.delete_retention_ms.to_string(),
+    },
     Spec {
         name: "index.interval.bytes",
         broker_key: "log.index.interval.bytes",
@@ -177,6 +217,24 @@ const SYNONYMS: &[Spec] = &[
         broker_key: "log.message.timestamp.type",
         config_type: TYPE_STRING,
         value: |_| "CreateTime".into(),
+    },
+    Spec {
+        name: "max.compaction.lag.ms",
+        broker_key: "log.cleaner.max.compaction.lag.ms",
+        config_type: TYPE_LONG,
+        value: |e| e.log.max_compaction_lag_ms.to_string(),
+    },
+    Spec {
+        name: "min.cleanable.dirty.ratio",
+        broker_key: "log.cleaner.min.cleanable.ratio",
+        config_type: TYPE_DOUBLE,
+        value: |e| e.log.min_cleanable_dirty_ratio.get().to_string(),
+    },
+    Spec {
+        name: "min.compaction.lag.ms",
+        broker_key: "log.cleaner.min.compaction.lag.ms",
+        config_type: TYPE_LONG,
+        value: |e| e.log.min_compaction_lag_ms.to_string(),
     },
     Spec {
         name: "min.insync.replicas",
@@ -273,6 +331,40 @@ mod tests {
     }
 
     #[test]
+    fn cleaner_configs_come_from_the_topic_then_the_broker() {
+        let mut b = BrokerConfig::default();
+        b.set("log.cleanup.policy", "compact,delete").expect("broker default");
+        b.set("log.cleaner.min.cleanable.ratio", "0.1").expect("broker default");
+        let mut o = BTreeMap::new();
+        let e = effective(&b, &o).log;
+        assert_eq!((e.cleanup_policy, e.min_cleanable_dirty_ratio.get()), (CleanupPolicy::COMPACT_DELETE, 0.1));
+        assert_eq!((e.delete_retention_ms, e.min_compaction_lag_ms, e.max_compaction_lag_ms), (86_400_000, 0, i64::MAX));
+        for (k, v) in [("cleanup.policy", "compact"), ("min.cleanable.dirty.ratio", "0.75"), ("delete.retention.ms", "5")] {
+            o.insert(k.to_string(), v.to_string());
+        }
+        o.insert("min.compaction.lag.ms".to_string(), "7".to_string());
+        o.insert("max.compaction.lag.ms".to_string(), "8".to_string());
+        let e = effective(&b, &o).log;
+        assert_eq!(e.cleanup_policy, CleanupPolicy::COMPACT);
+        assert_eq!(
+            (e.min_cleanable_dirty_ratio.get(), e.delete_retention_ms, e.min_compaction_lag_ms, e.max_compaction_lag_ms),
+            (0.75, 5, 7, 8)
+        );
+        assert!(validate_all(&o).is_ok());
+        o.insert("min.compaction.lag.ms".to_string(), "9".to_string());
+        assert!(validate_all(&o).is_err(), "min above max");
+        let d = describe(&b, &BTreeMap::new());
+        let policy = d.iter().find(|x| x.name == "cleanup.policy").expect("described");
+        assert_eq!((policy.value.as_str(), policy.source), ("compact,delete", SOURCE_STATIC_BROKER));
+        assert_eq!(d.iter().find(|x| x.name == "min.cleanable.dirty.ratio").map(|x| x.config_type), Some(TYPE_DOUBLE));
+        assert!(is_list("cleanup.policy") && !is_list("segment.ms"));
+        assert_eq!(default_value("cleanup.policy").as_deref(), Some("delete"));
+        for bad in [("cleanup.policy", "compact,"), ("min.cleanable.dirty.ratio", "1.1"), ("max.compaction.lag.ms", "0")] {
+            assert!(validate(bad.0, bad.1).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn overrides_win_and_are_validated() {
         let b = BrokerConfig::default();
         let mut o = BTreeMap::new();
@@ -290,7 +382,8 @@ mod tests {
         assert!(validate("retention.ms", "-2").is_err());
         assert!(validate("no.such", "1").is_err());
         assert!(validate("cleanup.policy", "delete").is_ok());
-        assert!(KEYS.iter().all(|k| describe(&b, &o).iter().any(|d| d.name == *k)));
+        assert!(keys().all(|k| describe(&b, &o).iter().any(|d| d.name == k)));
+        assert!(keys().all(|k| validate(k, "x").is_err_and(|e| !e.contains("unknown"))), "every key is validated");
         assert_eq!(describe(&b, &o).len(), SYNONYMS.len());
     }
 }

@@ -1,6 +1,7 @@
 //! Validation of the record batches inside a Produce request, header-only.
 
-use karst_batch::{batches, BatchError, BatchHeader};
+use karst_batch::records::parse_records;
+use karst_batch::{batches, BatchError, BatchHeader, HEADER_LEN};
 
 use crate::error_codes;
 
@@ -101,10 +102,82 @@ pub fn validate_produce(records: &[u8], max_message_bytes: usize) -> Result<Reco
     Ok(s)
 }
 
+/// For a compacted topic (Kafka's `LogValidator.validateKey`): the first batch
+/// holding records without a key, as its index among the batches and the indexes
+/// of those records within it; `None` when every record has a key. Reads the
+/// records of batches [`validate_produce`] accepted, decompressing each into at
+/// most `max_decompressed` bytes.
+pub fn keyless_records(records: &[u8], max_decompressed: usize) -> Result<Option<(usize, Vec<i32>)>, RecordsError> {
+    for (batch_index, item) in batches(records).enumerate() {
+        let (pos, h) = item.map_err(RecordsError::Corrupt)?;
+        // `batches` checked that the batch fits.
+        let truncated = || RecordsError::Corrupt(BatchError::Truncated { needed: pos + h.total_len(), available: records.len() });
+        let end = pos.checked_add(h.total_len()).ok_or_else(truncated)?;
+        let payload = records.get(pos + HEADER_LEN..end).ok_or_else(truncated)?;
+        let plain = match h.compression() {
+            0 => std::borrow::Cow::Borrowed(payload),
+            codec => std::borrow::Cow::Owned(
+                karst_batch::compression::decompress(codec, payload, max_decompressed)
+                    .map_err(|e| RecordsError::Decompress(format!("cannot read the records of a compressed batch: {e}")))?,
+            ),
+        };
+        let parsed = parse_records(&plain, h.record_count).map_err(RecordsError::Corrupt)?;
+        let keyless: Vec<i32> = (0i32..).zip(&parsed).filter(|(_, r)| r.key.is_none()).map(|(i, _)| i).collect();
+        if !keyless.is_empty() {
+            return Ok(Some((batch_index, keyless)));
+        }
+    }
+    Ok(None)
+}
+
+/// Kafka's message for a keyless record on a compacted topic (`RecordError`'s text).
+pub fn keyless_record_message(topic: &str, partition: i32) -> String {
+    format!("Compacted topic cannot accept message without key in topic partition {topic}-{partition}")
+}
+
+/// Kafka's partition-level message when records are refused one by one
+/// (`LogValidator.processRecordErrors` with `RecordError`'s `toString`).
+pub fn record_errors_message(errors: &[(i32, String)]) -> String {
+    let shown: Vec<String> = errors.iter().take(3).map(|(i, m)| format!("RecordError(batchIndex={i}, message='{m}')")).collect();
+    format!(
+        "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+        errors.len(),
+        shown.join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use karst_batch::build_batch;
+
+    #[test]
+    fn keyless_records_are_found_by_their_index_in_the_first_batch_with_any() {
+        use karst_batch::records::Record;
+        let batch = |keys: &[Option<&[u8]>]| {
+            let mut payload = Vec::new();
+            for (i, k) in keys.iter().enumerate() {
+                let r = Record { attributes: 0, timestamp_delta: 0, offset_delta: i as i32, key: *k, value: Some(b"v"), headers: &[0] };
+                r.encode(&mut payload);
+            }
+            build_batch(0, keys.len() as i32, 1, &payload)
+        };
+        let keyed = batch(&[Some(b"a"), Some(b"b")]);
+        assert_eq!(keyless_records(&keyed, 1 << 20), Ok(None));
+        let mut two = keyed.clone();
+        two.extend(batch(&[Some(b"a"), None, Some(b"c"), None]));
+        assert_eq!(keyless_records(&two, 1 << 20), Ok(Some((1, vec![1, 3]))));
+        let mut bad = batch(&[None]);
+        let n = bad.len();
+        bad[n - 1] ^= 1;
+        assert!(keyless_records(&bad, 1 << 20).is_err(), "CRC checked");
+        let m = record_errors_message(&[(0, keyless_record_message("t", 3))]);
+        assert_eq!(
+            m,
+            "One or more records have been rejected due to 1 record errors in total, and only showing the first three errors at most: \
+             [RecordError(batchIndex=0, message='Compacted topic cannot accept message without key in topic partition t-3')]"
+        );
+    }
 
     #[test]
     fn good_batches_pass() {

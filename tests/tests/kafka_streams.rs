@@ -3,9 +3,8 @@
 //! through a repartition topic that Streams creates, counts them in a state store and
 //! checks the output topic's latest count per word.
 //!
-//! With the store's changelog (a topic Streams creates with cleanup.policy=compact)
-//! the test waits for log compaction (issue 20): Karst refuses compacted topics until
-//! then, and Streams stops with "Could not create topic ...-changelog".
+//! With the store's changelog: a topic Streams creates with cleanup.policy=compact
+//! (and the configs of a compacted changelog), which the log cleaner compacts.
 //!
 //! Skipped, saying why, where no Java or no jars can be had.
 
@@ -46,7 +45,6 @@ fn kafka_streams_word_count_through_a_repartition_topic_and_a_state_store() -> R
 }
 
 #[test]
-#[ignore = "needs log compaction (issue 20): the store's changelog topic is cleanup.policy=compact"]
 fn kafka_streams_word_count_with_a_changelog_topic() -> Result<()> {
     against_both("changelog")
 }

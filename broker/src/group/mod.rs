@@ -32,6 +32,15 @@ pub type GroupOffsets = (String, Vec<(String, i32, i64)>);
 /// The internal topic holding groups and offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
+/// `__consumer_offsets`' configs, as Kafka creates it: compacted, with segments of
+/// `offsets.topic.segment.bytes` (100 MiB).
+pub(crate) fn offsets_topic_configs(segment_bytes: u64) -> BTreeMap<String, String> {
+    let mut configs = BTreeMap::new();
+    configs.insert("cleanup.policy".to_string(), "compact".to_string());
+    configs.insert("segment.bytes".to_string(), segment_bytes.to_string());
+    configs
+}
+
 /// A group and its committed offsets.
 #[derive(Debug)]
 pub(crate) struct GroupEntry {
@@ -127,11 +136,9 @@ impl GroupCoordinator {
         if b.metadata.image().topics.contains_key(OFFSETS_TOPIC) {
             return Ok(());
         }
-        let mut configs = BTreeMap::new();
-        // Kept forever until log compaction exists: deleting old segments would
-        // lose offsets committed long ago by groups that are still idle.
-        configs.insert("retention.ms".to_string(), "-1".to_string());
-        configs.insert("segment.bytes".to_string(), (100 * 1024 * 1024).to_string());
+        // Compacted, as Kafka creates it: the log keeps the latest record of every
+        // group and offset, and retention never deletes offsets of idle groups.
+        let configs = offsets_topic_configs(b.config.offsets_topic_segment_bytes);
         // Like Kafka's offsets.topic.replication.factor (3), bounded by the brokers there are.
         let brokers = b.metadata.image().cluster.unfenced_brokers().count();
         let replication_factor = i16::try_from(brokers.clamp(1, 3)).unwrap_or(1);
@@ -143,6 +150,21 @@ impl GroupCoordinator {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// A `__consumer_offsets` created before Karst compacted it (kept whole with
+    /// `retention.ms=-1`) becomes compacted, as Kafka's always is: the overrides it
+    /// had stay, `cleanup.policy=compact` is added. Returns whether it is (now) compacted.
+    pub(crate) async fn upgrade_topic(&self, b: &Arc<Broker>) -> Result<bool, BrokerError> {
+        let Some(topic) = b.metadata.image().topics.get(OFFSETS_TOPIC).cloned() else { return Ok(false) };
+        if topic.configs.get("cleanup.policy").and_then(|p| karst_storage::CleanupPolicy::parse(p)).is_some_and(|p| p.compact) {
+            return Ok(true);
+        }
+        let mut configs = topic.configs.clone();
+        configs.insert("cleanup.policy".to_string(), "compact".to_string());
+        b.alter_topic_configs(OFFSETS_TOPIC, configs).await?;
+        info!("{OFFSETS_TOPIC} was created with cleanup.policy=delete: now compacted, as Kafka's");
+        Ok(true)
     }
 
     /// Ok when this broker coordinates `group` (leads its `__consumer_offsets`
@@ -215,12 +237,20 @@ impl GroupCoordinator {
             if slice.bytes.is_empty() {
                 break;
             }
+            // A compacted log has gaps, and batches the cleaner left empty: the
+            // next offset to read comes from the batch headers, not the records.
+            let mut next = offset;
+            for h in karst_batch::batches(&slice.bytes) {
+                let (_, h) = h.map_err(|e| BrokerError::Corrupt(format!("{OFFSETS_TOPIC}-{}: {e}", p.index)))?;
+                next = next.max(h.last_offset().saturating_add(1));
+            }
             let mut buf = slice.bytes.clone();
             let sets =
                 RecordBatchDecoder::decode_all(&mut buf).map_err(|e| BrokerError::Corrupt(format!("{OFFSETS_TOPIC}-{}: {e}", p.index)))?;
-            let mut next = offset;
             for r in sets.into_iter().flat_map(|s| s.records) {
-                next = next.max(r.offset + 1);
+                if r.offset < offset {
+                    continue; // before the offset asked for, in the batch that holds it
+                }
                 if r.control {
                     continue;
                 }

@@ -94,6 +94,7 @@ fn plan_topic(b: &Broker, t: &CreatableTopic) -> Result<Plan, Refusal> {
         topic_config::validate(c.name.as_str(), value.as_str()).map_err(|e| (ec::INVALID_CONFIG, e))?;
         configs.insert(c.name.to_string(), value.to_string());
     }
+    topic_config::validate_all(&configs).map_err(|e| (ec::INVALID_CONFIG, e))?;
     Ok((TopicMeta { name: name.to_string(), id: Uuid::new_v4(), partitions, replication_factor, configs }, assignments))
 }
 

@@ -1,5 +1,5 @@
 //! AlterConfigs (replace a topic's overrides) and IncrementalAlterConfigs
-//! (set or delete single keys). Broker configs are static: set at start-up. There
+//! (set or delete single keys, append to or subtract from list configs). Broker configs are static: set at start-up. There
 //! are no dynamic broker overrides, so removing them (DELETE, or AlterConfigs with
 //! none) succeeds with nothing to do, as Kafka answers for an override that is not
 //! set: kafka-reassign-partitions --verify clears its throttles that way.
@@ -21,6 +21,8 @@ const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
 
 type Outcome = Result<(), (i16, String)>;
 
@@ -61,9 +63,7 @@ async fn alter(
     let topic = image.topics.get(name).ok_or((ec::UNKNOWN_TOPIC_OR_PARTITION, format!("topic `{name}` does not exist")))?;
     let mut configs = topic.configs.clone();
     change(&mut configs)?;
-    for (k, v) in &configs {
-        topic_config::validate(k, v).map_err(|e| (ec::INVALID_CONFIG, e))?;
-    }
+    topic_config::validate_all(&configs).map_err(|e| (ec::INVALID_CONFIG, e))?;
     if validate_only {
         return Ok(());
     }
@@ -89,11 +89,35 @@ pub(crate) async fn incremental(b: Arc<Broker>, req: IncrementalAlterConfigsRequ
                     (OP_DELETE, _) => {
                         configs.remove(c.name.as_str());
                     }
+                    (OP_APPEND | OP_SUBTRACT, Some(v)) if topic_config::is_list(c.name.as_str()) => {
+                        // Kafka lays the change over the current value, or the
+                        // config's default when the topic has none.
+                        let name = c.name.as_str();
+                        let current = configs.get(name).cloned().or_else(|| topic_config::default_value(name)).unwrap_or_default();
+                        let mut items: Vec<String> =
+                            current.split(',').map(str::trim).filter(|i| !i.is_empty()).map(String::from).collect();
+                        for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                            if c.config_operation == OP_APPEND {
+                                if !items.iter().any(|i| i == item) {
+                                    items.push(item.to_string());
+                                }
+                            } else {
+                                items.retain(|i| i != item);
+                            }
+                        }
+                        configs.insert(name.to_string(), items.join(","));
+                    }
+                    (OP_APPEND | OP_SUBTRACT, _) => {
+                        return Err((
+                            ec::INVALID_CONFIG,
+                            format!("config value append or subtract is not allowed for config key: {}", c.name.as_str()),
+                        ))
+                    }
                     (OP_SET, None) => return Err((ec::INVALID_CONFIG, format!("no value to set for {}", c.name.as_str()))),
                     (op, _) => {
                         return Err((
                             ec::INVALID_REQUEST,
-                            format!("operation {op} on {} is not supported (only SET and DELETE)", c.name.as_str()),
+                            format!("operation {op} on {} is not supported (SET, DELETE, APPEND, SUBTRACT)", c.name.as_str()),
                         ))
                     }
                 }

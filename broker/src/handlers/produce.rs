@@ -2,11 +2,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::{LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicName};
 use karst_protocol::error_codes as ec;
 use karst_protocol::message_set::{legacy_magic, up_convert, UpConvertLimits, MAGIC_V0};
-use karst_protocol::records::validate_produce;
+use karst_protocol::records::{keyless_record_message, keyless_records, record_errors_message, validate_produce};
 use karst_protocol::timestamps::{settle_timestamps, TimestampLimits};
 use karst_storage::StorageError;
 use tracing::{debug, warn};
@@ -21,14 +23,16 @@ use crate::partition::{Partition, PartitionError};
 struct Failure {
     code: i16,
     message: Option<String>,
+    /// Produce v8+: the records that caused it, by index in their batch (Kafka's `RecordError`).
+    record_errors: Vec<(i32, String)>,
 }
 
 impl Failure {
     fn code(code: i16) -> Failure {
-        Failure { code, message: None }
+        Failure { code, message: None, record_errors: Vec::new() }
     }
     fn with(code: i16, message: String) -> Failure {
-        Failure { code, message: Some(message) }
+        Failure { code, message: Some(message), record_errors: Vec::new() }
     }
 }
 
@@ -158,6 +162,16 @@ fn append_to(
     let summary = validate_produce(&records, max).map_err(|e| Failure::with(e.error_code(), e.message()))?;
     if transactional || summary.transactional {
         return Err(Failure::with(ec::INVALID_RECORD, "transactions are not supported by this broker yet".into()));
+    }
+    if config.log.cleanup_policy.compact {
+        // The cleaner keeps the latest record per key: a keyless record has no
+        // place in a compacted log, and Kafka refuses the whole batch for it.
+        let keyless =
+            keyless_records(&records, b.config.socket_request_max_bytes).map_err(|e| Failure::with(e.error_code(), e.message()))?;
+        if let Some((_, indexes)) = keyless {
+            let record_errors: Vec<(i32, String)> = indexes.into_iter().map(|i| (i, keyless_record_message(topic, index))).collect();
+            return Err(Failure { code: ec::INVALID_RECORD, message: Some(record_errors_message(&record_errors)), record_errors });
+        }
     }
     // Every topic is CreateTime (LogAppendTime is refused at creation), so the
     // KIP-937 window always applies.
@@ -406,7 +420,16 @@ impl InFlight {
                     Err(f) => {
                         let pr = pr.with_error_code(f.code).with_base_offset(-1);
                         if version >= 8 {
-                            pr.with_error_message(f.message.map(str_bytes))
+                            let record_errors = f
+                                .record_errors
+                                .into_iter()
+                                .map(|(i, m)| {
+                                    BatchIndexAndErrorMessage::default()
+                                        .with_batch_index(i)
+                                        .with_batch_index_error_message(Some(str_bytes(m)))
+                                })
+                                .collect();
+                            pr.with_error_message(f.message.map(str_bytes)).with_record_errors(record_errors)
                         } else {
                             pr
                         }

@@ -1,7 +1,7 @@
 //! The registry and the metric families updated on the hot path. Counters are
 //! registered without `_total`: prometheus-client adds it in both formats.
 
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Arc, OnceLock};
 
 use kafka_protocol::messages::ApiKey;
@@ -72,6 +72,13 @@ pub(crate) struct Families {
     pub(crate) incremental_fetches: Counter,
     pub(crate) fetch_session_partitions_sent: Counter,
     pub(crate) fetch_session_partitions_omitted: Counter,
+    pub(crate) cleaner_cleans: Counter,
+    pub(crate) cleaner_aborted: Counter,
+    pub(crate) cleaner_failures: Counter,
+    pub(crate) cleaner_bytes_read: Counter,
+    pub(crate) cleaner_bytes_written: Counter,
+    pub(crate) cleaner_records_removed: Counter,
+    pub(crate) cleaner_last_duration: Gauge<f64, AtomicU64>,
     /// Indexed by API key number.
     apis: Box<[OnceLock<ApiHandles>]>,
 }
@@ -110,6 +117,13 @@ impl Families {
             incremental_fetches: Counter::default(),
             fetch_session_partitions_sent: Counter::default(),
             fetch_session_partitions_omitted: Counter::default(),
+            cleaner_cleans: Counter::default(),
+            cleaner_aborted: Counter::default(),
+            cleaner_failures: Counter::default(),
+            cleaner_bytes_read: Counter::default(),
+            cleaner_bytes_written: Counter::default(),
+            cleaner_records_removed: Counter::default(),
+            cleaner_last_duration: Gauge::default(),
             apis: (0..API_SLOTS).map(|_| OnceLock::new()).collect(),
         };
         registry.register("karst_topic_messages_in", "Records appended by Produce", f.messages_in.clone());
@@ -168,6 +182,29 @@ impl Families {
             "karst_fetch_session_partitions_omitted",
             "Session partitions left out of incremental Fetch responses as unchanged",
             f.fetch_session_partitions_omitted.clone(),
+        );
+        registry.register("karst_log_cleaner_cleans", "Cleans of compacted logs completed", f.cleaner_cleans.clone());
+        registry.register(
+            "karst_log_cleaner_aborted",
+            "Cleans abandoned because their log was truncated, closed or deleted, or the broker stopped",
+            f.cleaner_aborted.clone(),
+        );
+        registry.register("karst_log_cleaner_failures", "Cleans that failed with an error", f.cleaner_failures.clone());
+        registry.register(
+            "karst_log_cleaner_bytes_read",
+            "Log bytes the cleaner read (building key maps and copying)",
+            f.cleaner_bytes_read.clone(),
+        );
+        registry.register("karst_log_cleaner_bytes_written", "Bytes of cleaned segments written", f.cleaner_bytes_written.clone());
+        registry.register(
+            "karst_log_cleaner_records_removed",
+            "Records the cleaner removed (superseded, expired tombstones, keyless)",
+            f.cleaner_records_removed.clone(),
+        );
+        registry.register(
+            "karst_log_cleaner_last_clean_duration_seconds",
+            "Duration of the last completed clean",
+            f.cleaner_last_duration.clone(),
         );
         Families { registry, ..f }
     }

@@ -146,6 +146,26 @@ pub(crate) fn incremental_fetch(sent: usize, omitted: usize) {
     f.fetch_session_partitions_omitted.inc_by(omitted as u64);
 }
 
+/// The log cleaner completed a clean.
+pub(crate) fn log_cleaned(stats: &karst_storage::CleanStats, took: std::time::Duration) {
+    let f = families();
+    f.cleaner_cleans.inc();
+    f.cleaner_bytes_read.inc_by(stats.map_bytes_read.saturating_add(stats.bytes_read));
+    f.cleaner_bytes_written.inc_by(stats.bytes_written);
+    f.cleaner_records_removed.inc_by(stats.records_read.saturating_sub(stats.records_retained));
+    f.cleaner_last_duration.set(took.as_secs_f64());
+}
+
+/// A clean was abandoned (truncation, close, delete, shutdown).
+pub(crate) fn log_clean_aborted() {
+    families().cleaner_aborted.inc();
+}
+
+/// A clean failed with an error.
+pub(crate) fn log_clean_failed() {
+    families().cleaner_failures.inc();
+}
+
 /// Holds a gauge up by one while alive.
 #[must_use]
 pub(crate) struct GaugeGuard(&'static Gauge<i64, AtomicI64>);
