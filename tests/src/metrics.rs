@@ -1,4 +1,4 @@
-//! Reading a broker's admin endpoint: a one-shot HTTP/1.1 GET over a raw
+//! Reading a broker's admin endpoint: a one-shot HTTP/1.1 GET (or PUT) over a raw
 //! `TcpStream`, and a strict parser of the Prometheus text exposition (0.0.4)
 //! that rejects what it does not understand instead of guessing.
 
@@ -35,6 +35,16 @@ pub fn http_get(addr: SocketAddr, path: &str, extra_headers: &[(&str, &str)]) ->
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
+    let raw = exchange(addr, req.as_bytes())?;
+    parse_http(&raw)
+}
+
+/// `PUT path` of a JSON `body` with `Connection: close` (Kafka Connect's REST API).
+pub fn http_put_json(addr: SocketAddr, path: &str, body: &str) -> Result<HttpResponse> {
+    let req = format!(
+        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
     let raw = exchange(addr, req.as_bytes())?;
     parse_http(&raw)
 }
