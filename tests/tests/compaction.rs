@@ -267,7 +267,7 @@ fn keyed_updates_compact_to_the_latest_value_of_every_key_with_offsets_kept() ->
     let topic = unique_topic("compacted");
     RawClient::connect(b.addr())?.create_topic(&topic, 1, &compacted_configs(&[]))?;
 
-    const KEYS: usize = 20_000;
+    const KEYS: usize = 100_000;
     const ROUNDS: usize = 3;
     let records = workload(KEYS, ROUNDS);
     let mut produced = Produced::default();
@@ -312,8 +312,9 @@ fn keyed_updates_compact_to_the_latest_value_of_every_key_with_offsets_kept() ->
     ensure!(kept.len() == live + 1, "{} records after the tombstones went (expected {live} keys and filler-1)", kept.len());
     ensure!(kept.iter().all(|s| s.value.is_some()), "no tombstone left");
     let latest = produced.latest();
+    let by_key: HashMap<&[u8], &Seen> = kept.iter().map(|s| (&s.key[..], *s)).collect();
     for k in (0..KEYS).filter(|k| k % 10 != 0) {
-        let s = kept.iter().find(|s| s.key == key(k)).ok_or_else(|| anyhow!("key {k} gone"))?;
+        let s = by_key.get(&key(k)[..]).ok_or_else(|| anyhow!("key {k} gone"))?;
         ensure!(s.value.as_deref() == Some(&value(k, ROUNDS - 1)[..]), "key {k}: {:?}", s.value);
         ensure!(latest[&key(k)].0 == s.offset, "key {k} moved");
     }
