@@ -125,10 +125,11 @@ fn run(bootstrap: &str, name: &str) -> Result<String> {
     Ok("FileStreamSource -> topic -> FileStreamSink: 100 lines, then 50 appended while running, each once and in order".to_string())
 }
 
-#[test]
-fn kafka_connect_standalone_with_the_file_connectors() -> Result<()> {
+/// Runs `run(bootstrap, name)` against a fresh Karst broker, then against Apache Kafka;
+/// skipped, saying why, where Connect's JVM or jars cannot be had.
+fn on_karst_then_kafka(prefix: &str, mode: &str, run: fn(&str, &str) -> Result<String>) -> Result<()> {
     let karst = Broker::start(&["--set", "group.initial.rebalance.delay.ms=0"])?;
-    let name = unique_topic("connect");
+    let name = unique_topic(prefix);
     let on_karst = match run(&karst.bootstrap(), &name) {
         Ok(s) => s,
         Err(e) => match KafkaUnavailable::of(&e) {
@@ -136,14 +137,19 @@ fn kafka_connect_standalone_with_the_file_connectors() -> Result<()> {
                 println!("skipped: {why}");
                 return Ok(());
             }
-            None => return Err(e.context("Connect against Karst")),
+            None => return Err(e.context(format!("Connect ({mode}) against Karst"))),
         },
     };
     println!("against Karst: {on_karst}");
     let kafka = KafkaBroker::start()?;
-    let on_kafka = run(&kafka.bootstrap(), &name).with_context(|| format!("Connect against Apache Kafka {}", kafka.version()))?;
+    let on_kafka = run(&kafka.bootstrap(), &name).with_context(|| format!("Connect ({mode}) against Apache Kafka {}", kafka.version()))?;
     println!("against Apache Kafka {}: {on_kafka}", kafka.version());
     Ok(())
+}
+
+#[test]
+fn kafka_connect_standalone_with_the_file_connectors() -> Result<()> {
+    on_karst_then_kafka("connect", "standalone", run)
 }
 
 /// Starts a distributed worker from `worker` (its REST listener on `rest`), logging to
@@ -275,22 +281,5 @@ fn run_distributed(bootstrap: &str, name: &str) -> Result<String> {
 
 #[test]
 fn kafka_connect_distributed_keeps_its_state_in_compacted_topics() -> Result<()> {
-    let karst = Broker::start(&["--set", "group.initial.rebalance.delay.ms=0"])?;
-    let name = unique_topic("connectd");
-    let on_karst = match run_distributed(&karst.bootstrap(), &name) {
-        Ok(s) => s,
-        Err(e) => match KafkaUnavailable::of(&e) {
-            Some(why) => {
-                println!("skipped: {why}");
-                return Ok(());
-            }
-            None => return Err(e.context("Connect (distributed) against Karst")),
-        },
-    };
-    println!("against Karst: {on_karst}");
-    let kafka = KafkaBroker::start()?;
-    let on_kafka = run_distributed(&kafka.bootstrap(), &name)
-        .with_context(|| format!("Connect (distributed) against Apache Kafka {}", kafka.version()))?;
-    println!("against Apache Kafka {}: {on_kafka}", kafka.version());
-    Ok(())
+    on_karst_then_kafka("connectd", "distributed", run_distributed)
 }
