@@ -221,6 +221,32 @@ struct Source {
     time_index_entries: usize,
 }
 
+impl Source {
+    /// The segment's batches in order, each with its header and whether it is the
+    /// last; a batch that cannot be read ends the walk with the error.
+    fn batches<'a>(&'a self, dir: &'a Path) -> impl Iterator<Item = StorageResult<(BatchHeader, &'a [u8], bool)>> + 'a {
+        let data = &self.data[..];
+        let mut pos = 0;
+        let mut failed = false;
+        std::iter::from_fn(move || {
+            if failed || pos >= data.len() {
+                return None;
+            }
+            match BatchHeader::parse(&data[pos..]) {
+                Ok(h) => {
+                    let batch = &data[pos..pos + h.total_len()];
+                    pos += h.total_len();
+                    Some(Ok((h, batch, pos == data.len())))
+                }
+                Err(e) => {
+                    failed = true;
+                    Some(Err(corrupt(dir, self.base, pos, e)))
+                }
+            }
+        })
+    }
+}
+
 /// A planned clean, ready to run without the log (see the module documentation).
 #[derive(Debug)]
 pub struct CleanTask {
@@ -837,12 +863,8 @@ impl CleanTask {
             if next <= self.first_dirty {
                 continue;
             }
-            let data = &src.data[..];
-            let mut pos = 0;
-            while pos < data.len() {
-                let h = BatchHeader::parse(&data[pos..]).map_err(|e| corrupt(&self.dir, src.base, pos, e))?;
-                let batch = &data[pos..pos + h.total_len()];
-                pos += h.total_len();
+            for item in src.batches(&self.dir) {
+                let (h, batch, _) = item?;
                 if h.last_offset() < self.first_dirty {
                     continue;
                 }
@@ -942,14 +964,10 @@ impl CleanTask {
         let mut out = Vec::new();
         let last_source = group.len() - 1;
         for (i, src) in group.iter().enumerate() {
-            let data = &src.data[..];
-            let mut pos = 0;
-            while pos < data.len() {
-                let h = BatchHeader::parse(&data[pos..]).map_err(|e| corrupt(&self.dir, src.base, pos, e))?;
-                let batch = &data[pos..pos + h.total_len()];
-                pos += h.total_len();
+            for item in src.batches(&self.dir) {
+                let (h, batch, last_in_source) = item?;
                 tick(io, batch.len())?;
-                filter.batch(batch, &h, i == last_source && pos == data.len(), &mut out, stats)?;
+                filter.batch(batch, &h, i == last_source && last_in_source, &mut out, stats)?;
                 if out.len() >= self.cleaner.io_buffer_size {
                     self.write_out(&mut seg, &mut out, stats, io)?;
                 }
