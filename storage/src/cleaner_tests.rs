@@ -630,6 +630,30 @@ fn a_batch_whose_records_cannot_be_read_is_kept_whole() {
 }
 
 #[test]
+fn a_segment_damaged_on_disk_after_opening_fails_the_clean_and_keeps_the_log() {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = Log::open(dir.path(), compacted()).expect("open");
+    let first = B::at(1).kv("a", "1").build();
+    append(&mut log, &B::at(1).kv("a", "1"));
+    append(&mut log, &B::at(2).kv("a", "2"));
+    roll(&mut log);
+    // The second batch's length now claims more than the segment holds.
+    let segment = dir.path().join(files_ending(dir.path(), ".log")[0].clone());
+    let mut f = fs::OpenOptions::new().write(true).open(&segment).expect("segment");
+    f.seek(SeekFrom::Start(first.len() as u64 + 8)).expect("seek");
+    f.write_all(&0x7fff_fff0_u32.to_be_bytes()).expect("damage");
+    drop(f);
+    match log.clean(10, i64::MAX, &CleanerConfig::default(), &mut go_on) {
+        Err(StorageError::Corrupt { reason, .. }) => assert!(reason.contains("cannot read the batch at position"), "{reason}"),
+        other => panic!("a damaged segment was cleaned: {other:?}"),
+    }
+    assert!(files_ending(dir.path(), ".cleaned").is_empty() && files_ending(dir.path(), ".swap").is_empty());
+    let read = log.read(0, 1 << 20, i64::MAX, true).expect("read").bytes.to_vec();
+    assert_eq!(BatchHeader::parse(&read).expect("the first batch").base_offset, 0, "the log before the damage still reads");
+}
+
+#[test]
 fn the_io_callback_sees_every_byte_and_can_abort() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = Log::open(dir.path(), compacted()).expect("open");
