@@ -22,6 +22,7 @@ use crate::partition::{Partition, PartitionError};
 use crate::partitions::Partitions;
 use crate::replication::Fetchers;
 use crate::topic_config::{self, TopicConfig};
+use crate::txn::TxnCoordinator;
 
 /// Producer ids are reserved from metadata in blocks, so InitProducerId rarely writes.
 const PRODUCER_ID_BLOCK: i32 = 1000;
@@ -58,6 +59,7 @@ pub struct Broker {
     pub metadata: MetadataStore,
     pub partitions: Partitions,
     pub groups: GroupCoordinator,
+    pub txns: TxnCoordinator,
     /// KIP-227 incremental fetch sessions (Fetch v7+).
     pub(crate) fetch_sessions: FetchSessions,
     /// Follower fetchers, one per leader this broker follows partitions of.
@@ -156,6 +158,7 @@ impl Broker {
             config.max_incremental_fetch_session_cache_slots,
             i64::try_from(config.min_incremental_fetch_session_eviction_ms).unwrap_or(i64::MAX),
         );
+        let txn_partitions = config.transaction_state_log_num_partitions;
         let broker = Arc::new(Broker {
             node_id: config.node_id,
             fetch_sessions,
@@ -171,6 +174,7 @@ impl Broker {
             applied: Mutex::new(HashMap::new()),
             open_failed: Mutex::new(HashMap::new()),
             groups,
+            txns: TxnCoordinator::new(txn_partitions),
             lock: Mutex::new(Some(lock)),
         });
         // At start-up a partition that cannot be opened stops the broker, as before.
@@ -396,6 +400,23 @@ impl Broker {
             loop {
                 tick.tick().await;
                 me.groups.tick(&me);
+            }
+        });
+        let me = self.clone();
+        tokio::spawn(async move {
+            // Markers of transactions found deciding by a new coordinator go out at
+            // once; timed-out transactions are looked for at Kafka's interval.
+            let every = Duration::from_millis(me.config.transaction_abort_timed_out_transaction_cleanup_interval_ms);
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_abort = tokio::time::Instant::now();
+            loop {
+                tick.tick().await;
+                me.txns.resume(&me);
+                if last_abort.elapsed() >= every {
+                    last_abort = tokio::time::Instant::now();
+                    me.txns.abort_timed_out(&me);
+                }
             }
         });
         let me = self.clone();

@@ -121,6 +121,15 @@ pub struct BrokerConfig {
     pub offsets_retention_minutes: i64,
     /// `offset.metadata.max.bytes`
     pub offset_metadata_max_bytes: usize,
+    /// `transaction.state.log.num.partitions`: partitions of `__transaction_state`.
+    pub transaction_state_log_num_partitions: i32,
+    /// `transaction.state.log.segment.bytes`: its `segment.bytes` when created.
+    pub transaction_state_log_segment_bytes: u64,
+    /// `transaction.max.timeout.ms`: the longest transaction timeout a producer may ask for.
+    pub transaction_max_timeout_ms: i32,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`: how often open
+    /// transactions are checked for their timeout.
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: u64,
     /// `group.initial.rebalance.delay.ms`: how long a new group waits for more members.
     pub group_initial_rebalance_delay_ms: i64,
     /// `group.min.session.timeout.ms`
@@ -228,6 +237,10 @@ impl Default for BrokerConfig {
             offsets_topic_segment_bytes: 100 * 1024 * 1024,
             offsets_retention_minutes: 7 * 24 * 60,
             offset_metadata_max_bytes: 4096,
+            transaction_state_log_num_partitions: 50,
+            transaction_state_log_segment_bytes: 100 * 1024 * 1024,
+            transaction_max_timeout_ms: 900_000,
+            transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
@@ -477,6 +490,10 @@ impl BrokerConfig {
         "offsets.topic.segment.bytes",
         "offsets.retention.minutes",
         "offset.metadata.max.bytes",
+        "transaction.state.log.num.partitions",
+        "transaction.state.log.segment.bytes",
+        "transaction.max.timeout.ms",
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
         "group.initial.rebalance.delay.ms",
         "group.min.session.timeout.ms",
         "group.max.session.timeout.ms",
@@ -607,6 +624,18 @@ impl BrokerConfig {
             }
             "offsets.retention.minutes" => self.offsets_retention_minutes = positive(key, v, parse(key, v)?)?,
             "offset.metadata.max.bytes" => self.offset_metadata_max_bytes = parse(key, v)?,
+            "transaction.state.log.num.partitions" => self.transaction_state_log_num_partitions = positive(key, v, parse(key, v)?)?,
+            "transaction.state.log.segment.bytes" => {
+                let n: u64 = parse(key, v)?;
+                if !(14..=i32::MAX as u64).contains(&n) {
+                    return Err(invalid(key, v, "must be in [14, 2147483647]"));
+                }
+                self.transaction_state_log_segment_bytes = n;
+            }
+            "transaction.max.timeout.ms" => self.transaction_max_timeout_ms = positive(key, v, parse(key, v)?)?,
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
+                self.transaction_abort_timed_out_transaction_cleanup_interval_ms = positive(key, v, parse(key, v)?)?
+            }
             "group.initial.rebalance.delay.ms" => {
                 let d: i64 = parse(key, v)?;
                 if d < 0 {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use karst_storage::{AppendInfo, CleanStats, Cleanable, CleanerConfig, FlushTarget, Log, ReadSlice, StorageError};
+use karst_storage::{AbortedTxn, AppendInfo, CleanStats, Cleanable, CleanerConfig, FlushTarget, Isolation, Log, ReadSlice, StorageError};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
@@ -248,6 +248,28 @@ impl Partition {
     /// at those offsets under that epoch would keep them when it truncates (KIP-101
     /// compares epochs), and the replicas would diverge.
     pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, PartitionError> {
+        self.append_with(|log, epoch| log.append(batches, epoch, now_ms))
+    }
+
+    /// Appends batches written by a coordinator of this broker (transactional offset
+    /// commits): no sequences, only producer epochs, are checked.
+    pub fn append_as_coordinator(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, PartitionError> {
+        self.append_with(|log, epoch| log.append_as_coordinator(batches, epoch, now_ms))
+    }
+
+    /// Appends a transaction marker (WriteTxnMarkers) as the leader.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+        now_ms: i64,
+    ) -> Result<AppendInfo, PartitionError> {
+        self.append_with(|log, epoch| log.append_marker(producer_id, producer_epoch, coordinator_epoch, commit, epoch, now_ms))
+    }
+
+    fn append_with(&self, f: impl FnOnce(&mut Log, i32) -> Result<AppendInfo, StorageError>) -> Result<AppendInfo, PartitionError> {
         let mut guard = self.log.write();
         let epoch = {
             let r = self.replica.lock();
@@ -258,7 +280,8 @@ impl Partition {
         };
         let log = guard.as_mut().ok_or(PartitionError::Closed)?;
         self.check_online()?;
-        let info = log.append(batches, epoch, now_ms).inspect_err(|_| self.note_failure(log))?;
+        log.note_high_watermark(self.high_watermark());
+        let info = f(log, epoch).inspect_err(|_| self.note_failure(log))?;
         self.after_write(log);
         Ok(info)
     }
@@ -289,6 +312,7 @@ impl Partition {
         }
         let log = guard.as_mut().ok_or(PartitionError::Closed)?;
         self.check_online()?;
+        log.note_high_watermark(self.high_watermark());
         let info = log.append_replicated(batches, now_ms).inspect_err(|_| self.note_failure(log))?;
         self.after_write(log);
         Ok(info)
@@ -431,6 +455,33 @@ impl Partition {
             return Ok(ReadSlice { bytes: Bytes::new(), first_offset: offset });
         }
         Ok(log.read(offset, max_bytes, hw, min_one)?)
+    }
+
+    /// The last stable offset: a read_committed consumer reads below it.
+    pub fn last_stable_offset(&self) -> i64 {
+        let hw = self.high_watermark();
+        self.log.read().as_ref().map_or(hw, |log| log.last_stable_offset(hw))
+    }
+
+    /// Reads whole batches below the last stable offset, for a read_committed
+    /// consumer, with the aborted transactions among them.
+    pub fn read_committed(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<(ReadSlice, Vec<AbortedTxn>), PartitionError> {
+        self.check_online()?;
+        let hw = self.high_watermark();
+        let guard = self.log.read();
+        let log = guard.as_ref().ok_or(PartitionError::Closed)?;
+        let lso = log.last_stable_offset(hw);
+        if offset >= lso && offset <= log.log_end_offset() {
+            // Written, maybe committed, but not stable yet: nothing to see.
+            return Ok((ReadSlice { bytes: Bytes::new(), first_offset: offset }, Vec::new()));
+        }
+        let read = log.read_isolated(offset, max_bytes, hw, Isolation::ReadCommitted, min_one)?;
+        Ok((read.slice, read.aborted.unwrap_or_default()))
+    }
+
+    /// The first offset of each transaction still open here, by producer id.
+    pub fn ongoing_transactions(&self) -> Vec<(i64, i64)> {
+        self.log.read().as_ref().map_or_else(Vec::new, Log::ongoing_transactions)
     }
 
     pub fn max_timestamp(&self) -> Result<i64, PartitionError> {

@@ -13,18 +13,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
 use indexmap::IndexMap;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic, ReplicaState};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, OffsetForLeaderEpochRequest, RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use karst_controller::MetadataCommand;
-use karst_protocol::codec::{decode_response, encode_request};
 use karst_protocol::error_codes as ec;
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
@@ -32,16 +28,15 @@ use uuid::Uuid;
 use crate::broker::{now_ms, Broker};
 use crate::fetch_sessions::{next_epoch, INITIAL_EPOCH};
 use crate::group::OFFSETS_TOPIC;
-use crate::metadata::REPLICA_LISTENER;
 use crate::partition::Partition;
+use crate::peer::Conn;
 use crate::replica::Role;
+use crate::txn::TXN_TOPIC;
 
 /// v15: the follower names itself with its broker epoch (KIP-903), which the
 /// leader checks against the registration before serving it as a follower.
 const FETCH_VERSION: i16 = 15;
 const EPOCH_VERSION: i16 = 3;
-/// Bounds every exchange with a leader, so a paused leader cannot hang a follower.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const RETRY: Duration = Duration::from_millis(200);
 
 /// Brings each hosted partition's role in line with the image; starts a fetcher
@@ -72,6 +67,14 @@ pub(crate) fn apply_roles(b: &Broker) {
                 _ => {}
             }
         }
+        if changed && &*p.topic == TXN_TOPIC {
+            // So does transaction coordination, at the partition's new leader epoch.
+            match role {
+                Role::Leader => b.txns.take_over(&p),
+                _ if was_leader => b.txns.hand_over(&p),
+                _ => {}
+            }
+        }
         if changed && !state.replicas.contains(&b.node_id) && p.log_end_offset() > 0 {
             // Moved off this broker by a reassignment: the data now lives on the new
             // replicas (the controller completes a move only once they are in sync).
@@ -83,15 +86,7 @@ pub(crate) fn apply_roles(b: &Broker) {
         match role {
             Role::Leader => p.recompute_hw(),
             Role::Follower { leader } if changed => {
-                let addr = image
-                    .cluster
-                    .broker(leader)
-                    .and_then(|r| match &b.config.inter_broker_listener_name {
-                        // Every broker names the same inter-broker listener, as in Kafka.
-                        Some(name) => r.listeners.iter().find(|l| &l.name == name),
-                        None => r.listeners.iter().find(|l| l.name == REPLICA_LISTENER).or(r.listeners.first()),
-                    })
-                    .map(|l| format!("{}:{}", l.host, l.port));
+                let addr = crate::peer::inter_broker_addr(b, &image, leader);
                 let Some(addr) = addr else {
                     warn!(topic = %p.topic, partition = p.index, leader, "leader has no listener; not following yet");
                     continue;
@@ -271,7 +266,7 @@ async fn leader_end_for(p: &Partition, conn: &mut Conn, epoch: i32, mine: i32) -
                 .with_current_leader_epoch(epoch)
                 .with_leader_epoch(mine)])]);
     let ResponseKind::OffsetForLeaderEpoch(resp) =
-        conn.call(ApiKey::OffsetForLeaderEpoch, EPOCH_VERSION, RequestKind::OffsetForLeaderEpoch(req)).await?
+        conn.call(ApiKey::OffsetForLeaderEpoch, EPOCH_VERSION, RequestKind::OffsetForLeaderEpoch(req)).await.map_err(Stop::Retry)?
     else {
         return Err(Stop::Retry("unexpected response".into()));
     };
@@ -416,9 +411,9 @@ impl Fetcher {
             }
             let c = match conn.as_mut() {
                 Some(c) => c,
-                None => match Conn::connect(&self.addr, self.node_id()).await {
+                None => match Conn::connect(&self.addr, format!("karst-replica-{}", self.node_id())).await {
                     Ok(c) => conn.insert(c),
-                    Err(Stop::Retry(why) | Stop::Partition(why)) => {
+                    Err(why) => {
                         debug!(leader = self.leader, "follower fetcher cannot connect: {why}");
                         self.wait(&inbox, Some(Instant::now() + RETRY)).await;
                         continue;
@@ -557,7 +552,7 @@ impl Fetcher {
             .with_forgotten_topics_data(
                 forgotten.into_iter().map(|(id, parts)| ForgottenTopic::default().with_topic_id(id).with_partitions(parts)).collect(),
             );
-        let call = conn.call(ApiKey::Fetch, FETCH_VERSION, RequestKind::Fetch(req));
+        let call = async { conn.call(ApiKey::Fetch, FETCH_VERSION, RequestKind::Fetch(req)).await.map_err(Stop::Retry) };
         let ResponseKind::Fetch(resp) = unless_stuck(call, inbox).await? else {
             return Err(Stop::Retry("unexpected response".into()));
         };
@@ -691,49 +686,6 @@ async fn unless_stuck<T>(call: impl std::future::Future<Output = Result<T, Stop>
                 return Err(Stop::Retry(format!("no answer to a fetch for {STUCK:?} while partitions wait")));
             }
         }
-    }
-}
-
-/// One connection to a leader, one request at a time.
-struct Conn {
-    stream: TcpStream,
-    correlation: i32,
-    client_id: String,
-}
-
-impl Conn {
-    async fn connect(addr: &str, me: i32) -> Result<Conn, Stop> {
-        let stream = tokio::time::timeout(CALL_TIMEOUT, TcpStream::connect(addr))
-            .await
-            .map_err(|_| Stop::Retry(format!("connecting to {addr} timed out")))?
-            .map_err(|e| Stop::Retry(format!("connecting to {addr}: {e}")))?;
-        let _ = stream.set_nodelay(true);
-        Ok(Conn { stream, correlation: 0, client_id: format!("karst-replica-{me}") })
-    }
-
-    async fn call(&mut self, key: ApiKey, version: i16, body: RequestKind) -> Result<ResponseKind, Stop> {
-        self.correlation = self.correlation.wrapping_add(1);
-        let frame = encode_request(key, version, self.correlation, &self.client_id, &body).map_err(Stop::Retry)?;
-        let exchange = async {
-            self.stream.write_all(&frame).await?;
-            let size = self.stream.read_i32().await?;
-            let size = usize::try_from(size).map_err(|_| std::io::Error::other("negative frame size"))?;
-            if size > 64 << 20 {
-                return Err(std::io::Error::other(format!("response of {size} bytes")));
-            }
-            let mut buf = BytesMut::zeroed(size);
-            self.stream.read_exact(&mut buf).await?;
-            Ok::<Bytes, std::io::Error>(buf.freeze())
-        };
-        let frame = tokio::time::timeout(CALL_TIMEOUT, exchange)
-            .await
-            .map_err(|_| Stop::Retry(format!("{key:?} timed out")))?
-            .map_err(|e| Stop::Retry(format!("{key:?}: {e}")))?;
-        let (correlation, body) = decode_response(key, version, frame).map_err(Stop::Retry)?;
-        if correlation != self.correlation {
-            return Err(Stop::Retry(format!("correlation id {correlation}, expected {}", self.correlation)));
-        }
-        Ok(body)
     }
 }
 

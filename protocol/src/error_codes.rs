@@ -58,6 +58,17 @@ pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
 pub const ELECTION_NOT_NEEDED: i16 = 84;
 /// KIP-1242 (ApiVersions v5): the client's cluster or node id is not this broker's.
 pub const REBOOTSTRAP_REQUIRED: i16 = 129;
+pub const NETWORK_EXCEPTION: i16 = 13;
+pub const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+pub const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
+pub const CONCURRENT_TRANSACTIONS: i16 = 51;
+pub const TRANSACTION_COORDINATOR_FENCED: i16 = 52;
+pub const OPERATION_NOT_ATTEMPTED: i16 = 55;
+pub const PRODUCER_FENCED: i16 = 90;
+pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+pub const INVALID_TXN_STATE: i16 = 48;
+pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+pub const TRANSACTION_ABORTABLE: i16 = 120;
 
 /// Kafka's name of an error code (`NOT_LEADER_OR_FOLLOWER`, `NONE` for 0), or
 /// `UNKNOWN_ERROR_CODE` for a code Kafka does not define.

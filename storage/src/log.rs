@@ -14,7 +14,7 @@ use crate::faults::is_no_space;
 use crate::files::{fsync_dir, offset_path, remove_if_exists, replace_with_prefix, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT, TXN_INDEX_EXT};
 use crate::health::{FlushTarget, Health};
 use crate::leader_epochs::LeaderEpochs;
-use crate::producer_state::{Completion, ProducerState, Verdict};
+use crate::producer_state::{Completion, Origin, ProducerState, Verdict};
 use crate::recovery;
 use crate::segment::Segment;
 use crate::snapshot;
@@ -91,6 +91,11 @@ pub struct Log {
     pub(crate) cleaner_checkpoint: Option<i64>,
     /// The aborted transactions of each segment (its `.txnindex`).
     pub(crate) txn_index: TxnIndex,
+    /// Completed transactions whose marker may still be at or above the high
+    /// watermark, first offset → marker offset (Kafka's `unreplicatedTxns`): until
+    /// the marker is replicated a failover can undo it, so the transaction stays
+    /// unstable and read_committed consumers do not see past its first offset.
+    unreplicated_txns: BTreeMap<i64, i64>,
 }
 
 /// A read up to the high watermark or the last stable offset.
@@ -142,6 +147,7 @@ impl Log {
             health: Arc::default(),
             cleaner_checkpoint: checkpoint::read_cleaner_offset(dir)?,
             txn_index: TxnIndex::default(),
+            unreplicated_txns: BTreeMap::new(),
         };
         if log_start_offset > log_end_offset {
             // Recovery lost data above a persisted log start (DeleteRecords/retention
@@ -238,14 +244,19 @@ impl Log {
             entries.retain(|t| t.last_offset < from);
             index.segments.insert(base, entries);
         }
+        let mut unreplicated = BTreeMap::new();
         for seg in self.segments_from(from) {
             let entries = index.segments.entry(seg.base_offset()).or_default();
             seg.for_each_batch_with_bytes(from, |h, batch| {
-                if let Some(done) = state.replay(h, marker_of(h, batch)).filter(|c| c.txn.aborted) {
-                    entries.push(aborted_entry(&done));
+                if let Some(done) = state.replay(h, marker_of(h, batch)) {
+                    unreplicated.insert(done.txn.first_offset, done.txn.last_offset);
+                    if done.txn.aborted {
+                        entries.push(aborted_entry(&done));
+                    }
                 }
             })?;
         }
+        self.unreplicated_txns = unreplicated;
         for (base, entries) in &index.segments {
             let bytes: Vec<u8> = entries.iter().flat_map(AbortedTxn::encode).collect();
             if on_disk.get(base) != Some(&bytes) {
@@ -262,6 +273,9 @@ impl Log {
     /// batches are in it, and the next open rebuilds the entries.
     fn index_aborts(&mut self, done: &[Completion]) -> StorageResult<()> {
         let base = self.active.base_offset();
+        for c in done {
+            self.unreplicated_txns.insert(c.txn.first_offset, c.txn.last_offset);
+        }
         for c in done.iter().filter(|c| c.txn.aborted) {
             let entry = aborted_entry(c);
             self.txn_index.segments.entry(base).or_default().push(entry);
@@ -371,9 +385,20 @@ impl Log {
     /// the original offsets of that batch are returned with `duplicate: true`
     /// (Kafka treats the whole append as the retry).
     pub fn append(&mut self, batches: &[u8], leader_epoch: i32, now_ms: i64) -> StorageResult<AppendInfo> {
+        self.append_from(batches, leader_epoch, now_ms, Origin::Client)
+    }
+
+    /// Appends batches a coordinator of this broker wrote (transactional offset
+    /// commits in `__consumer_offsets`, Kafka's `AppendOrigin.COORDINATOR`): they carry
+    /// a producer id and epoch but no sequence, so only the epoch is checked.
+    pub fn append_as_coordinator(&mut self, batches: &[u8], leader_epoch: i32, now_ms: i64) -> StorageResult<AppendInfo> {
+        self.append_from(batches, leader_epoch, now_ms, Origin::Coordinator)
+    }
+
+    fn append_from(&mut self, batches: &[u8], leader_epoch: i32, now_ms: i64, origin: Origin) -> StorageResult<AppendInfo> {
         self.health.check()?;
         let (headers, next_offset, max_timestamp) = self.headers(batches, Some(leader_epoch))?;
-        let mut pending = self.producers.begin();
+        let mut pending = self.producers.begin(origin);
         for (pos, h) in &headers {
             let marker = match h.is_control() {
                 true => Some(EndTxnMarker::of_batch(&batches[*pos..], MAX_CONTROL_BATCH_BYTES)?),
@@ -708,10 +733,22 @@ impl Log {
         self.producers.first_unstable_offset().map(|first| first.max(self.log_start_offset))
     }
 
-    /// The last stable offset: the first unstable offset, or the high watermark when
-    /// it is lower or no transaction is open. A read_committed consumer reads below it.
+    /// The last stable offset: the first offset of the earliest transaction still
+    /// open or whose marker is not yet below `high_watermark`, or the high watermark
+    /// when that is lower or there is none. A read_committed consumer reads below it.
     pub fn last_stable_offset(&self, high_watermark: i64) -> i64 {
-        self.first_unstable_offset().map_or(high_watermark, |first| first.min(high_watermark))
+        let unreplicated = self.unreplicated_txns.iter().find(|(_, marker)| **marker >= high_watermark).map(|(first, _)| *first);
+        let first = match (self.first_unstable_offset(), unreplicated) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        first.map_or(high_watermark, |first| first.max(self.log_start_offset).min(high_watermark))
+    }
+
+    /// Forgets the completed transactions whose markers are below `high_watermark`:
+    /// they are stable for good (Kafka's `onHighWatermarkUpdated`).
+    pub fn note_high_watermark(&mut self, high_watermark: i64) {
+        self.unreplicated_txns.retain(|_, marker| *marker >= high_watermark);
     }
 
     /// The open transactions as (producer id, first offset), by first offset.

@@ -120,6 +120,15 @@ fn next_sequence(seq: i32) -> i32 {
     }
 }
 
+/// Who wrote the batches of an append (Kafka's `AppendOrigin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A producer: sequences are checked and retries found.
+    Client,
+    /// A coordinator of this broker: no sequences, only the epoch is checked.
+    Coordinator,
+}
+
 /// Outcome of checking one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
@@ -175,8 +184,8 @@ impl ProducerState {
     }
 
     /// Starts checking one append call; nothing changes until [`ProducerState::commit`].
-    pub(crate) fn begin(&self) -> PendingAppend<'_> {
-        PendingAppend { state: self, changed: HashMap::new(), completed: Vec::new() }
+    pub(crate) fn begin(&self, origin: Origin) -> PendingAppend<'_> {
+        PendingAppend { state: self, origin, changed: HashMap::new(), completed: Vec::new() }
     }
 
     /// Applies the changes of a written append; returns its completed transactions
@@ -277,6 +286,7 @@ impl ProducerState {
 #[derive(Debug)]
 pub(crate) struct PendingAppend<'a> {
     state: &'a ProducerState,
+    origin: Origin,
     changed: HashMap<i64, ProducerEntry>,
     completed: Vec<CompletedTxn>,
 }
@@ -292,7 +302,8 @@ impl PendingAppend<'_> {
         let committed = self.state.producers.get(&pid);
         // Duplicates are looked up among batches already in the log only (as Kafka
         // does): a batch repeated within one call is out of order, not a retry.
-        if let Some(e) = committed.filter(|e| e.epoch == h.producer_epoch && !h.is_control()) {
+        let client = self.origin == Origin::Client;
+        if let Some(e) = committed.filter(|e| client && e.epoch == h.producer_epoch && !h.is_control()) {
             let last_seq = h.last_sequence();
             if let Some(dup) = e.batches.iter().find(|b| b.first_seq == h.base_sequence && b.last_seq == last_seq) {
                 return Ok(Verdict::Duplicate(*dup));
@@ -318,6 +329,8 @@ impl PendingAppend<'_> {
                             got: m.coordinator_epoch,
                         });
                     }
+                } else if !client {
+                    // A coordinator's batch has no sequence to check.
                 } else if h.producer_epoch > e.epoch {
                     if h.base_sequence != 0 {
                         return Err(StorageError::OutOfOrderSequence { producer_id: pid, expected: 0, got: h.base_sequence, last_offset });
@@ -362,7 +375,7 @@ mod tests {
     }
 
     fn apply(state: &mut ProducerState, h: &BatchHeader) -> StorageResult<Verdict> {
-        let mut p = state.begin();
+        let mut p = state.begin(Origin::Client);
         let v = p.check(h, None)?;
         let changes = p.into_changes();
         state.commit(changes);
@@ -432,7 +445,7 @@ mod tests {
     }
 
     fn apply_marker(state: &mut ProducerState, h: &BatchHeader, commit: bool, coordinator_epoch: i32) -> StorageResult<Vec<Completion>> {
-        let mut p = state.begin();
+        let mut p = state.begin(Origin::Client);
         p.check(h, Some(EndTxnMarker { commit, coordinator_epoch }))?;
         let changes = p.into_changes();
         Ok(state.commit(changes))
@@ -454,7 +467,7 @@ mod tests {
         assert_eq!(apply_marker(&mut s, &marker_header(4, 1, 0), true, 4).expect("ok"), []);
         assert!(matches!(apply_marker(&mut s, &marker_header(5, 1, 0), true, 3), Err(StorageError::TransactionCoordinatorFenced { .. })));
         // A marker needs its marker; data outside the transaction is refused.
-        assert!(s.begin().check(&marker_header(5, 2, 0), None).is_err());
+        assert!(s.begin(Origin::Client).check(&marker_header(5, 2, 0), None).is_err());
         assert!(matches!(
             apply(&mut s, &header(5, 1, 2, 0, 1)),
             Err(StorageError::InvalidTxnState { producer_id: 2, txn_first_offset: 1 })
@@ -478,13 +491,13 @@ mod tests {
     #[test]
     fn pending_is_all_or_nothing() {
         let s = ProducerState::default();
-        let mut p = s.begin();
+        let mut p = s.begin(Origin::Client);
         p.check(&header(0, 1, 3, 0, 0), None).expect("ok");
         assert!(p.check(&header(1, 1, 3, 0, 5), None).is_err(), "evolving state is used");
         drop(p);
         assert!(s.producers.is_empty());
         // The same batch twice in one call is not a retry of itself.
-        let mut p = s.begin();
+        let mut p = s.begin(Origin::Client);
         p.check(&header(0, 1, 3, 0, 0), None).expect("ok");
         assert!(matches!(p.check(&header(1, 1, 3, 0, 0), None), Err(StorageError::OutOfOrderSequence { expected: 1, got: 0, .. })));
     }

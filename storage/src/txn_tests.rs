@@ -139,9 +139,11 @@ fn check_ranges(log: &Log, expected: &TxnView, what: &str) {
             assert_eq!(got, want, "{what}: aborted transactions in [{from}, {upper})");
         }
     }
-    for hw in [end, end / 2] {
-        assert_eq!(log.last_stable_offset(hw), expected.first_unstable.map_or(hw, |f| f.min(hw)), "{what}: LSO at {hw}");
-    }
+    // At the log end every marker is below the high watermark; below it, a
+    // transaction whose marker is not yet replicated may hold the LSO lower still.
+    assert_eq!(log.last_stable_offset(end), expected.first_unstable.map_or(end, |f| f.min(end)), "{what}: LSO at {end}");
+    let hw = end / 2;
+    assert!(log.last_stable_offset(hw) <= expected.first_unstable.map_or(hw, |f| f.min(hw)), "{what}: LSO at {hw}");
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -210,7 +212,10 @@ fn transactions_move_the_last_stable_offset_and_aborts_are_listed() {
     marker(&mut log, 1, true).expect("commit"); // 4
     assert_eq!((log.first_unstable_offset(), log.last_stable_offset(5)), (Some(3), 3));
     marker(&mut log, 2, false).expect("abort"); // 5
-    assert_eq!((log.first_unstable_offset(), log.last_stable_offset(6), log.last_stable_offset(5)), (None, 6, 5));
+                                                // Until the high watermark passes a marker, its transaction stays unstable: a
+                                                // failover could still lose the marker (Kafka's unreplicated transactions).
+    assert_eq!((log.first_unstable_offset(), log.last_stable_offset(6), log.last_stable_offset(5)), (None, 6, 3));
+    assert_eq!(log.last_stable_offset(4), 0, "producer 1's commit at 4 is not below the high watermark either");
     assert_eq!(log.aborted_transactions(0, 6), [t(2, 3, 5, 6)]);
     assert_eq!(log.aborted_transactions(0, 3), [], "the transaction starts at the upper bound");
     assert_eq!(log.aborted_transactions(6, 7), [], "it ended before the fetch offset");
@@ -225,6 +230,9 @@ fn transactions_move_the_last_stable_offset_and_aborts_are_listed() {
         p.iter().map(|p| (p.producer_id, p.coordinator_epoch, p.current_txn_start_offset)).collect::<Vec<_>>(),
         [(1, 0, -1), (2, 0, -1)]
     );
+    // Once the high watermark has passed both markers, they are forgotten.
+    log.note_high_watermark(6);
+    assert_eq!(log.last_stable_offset(6), 6);
 }
 
 #[test]
@@ -775,4 +783,23 @@ proptest! {
     fn cleaning_below_the_lso_keeps_what_read_committed_consumers_see(ops in proptest::collection::vec(cop(), 1..50)) {
         run_cleaning(&ops);
     }
+}
+
+#[test]
+fn a_coordinators_transactional_writes_carry_no_sequence_and_only_the_epoch_is_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = Log::open(dir.path(), config()).expect("open");
+    let offsets = |seq: i32, epoch: i16| B::at(1_000).kv("g", "o").producer(7, epoch, seq).transactional().build();
+    // Two transactional offset commits of one producer, both without a sequence.
+    log.append_as_coordinator(&offsets(-1, 1), 0, 1_000).expect("first");
+    log.append_as_coordinator(&offsets(-1, 1), 0, 1_000).expect("second: not a duplicate, not out of order");
+    assert_eq!(log.ongoing_transactions(), [(7, 0)]);
+    assert!(matches!(log.append_as_coordinator(&offsets(-1, 0), 0, 1_000), Err(StorageError::InvalidProducerEpoch { .. })));
+    // A client may not do the same: its batches are sequenced (this one is taken
+    // for a retry of the last, so nothing is written).
+    let end = log.log_end_offset();
+    assert!(log.append(&offsets(-1, 1), 0, 1_000).map_or(true, |i| i.duplicate));
+    assert_eq!(log.log_end_offset(), end);
+    log.append_marker(7, 1, 0, true, 0, 1_000).expect("commit");
+    assert_eq!((log.ongoing_transactions(), log.last_stable_offset(3)), (vec![], 3));
 }

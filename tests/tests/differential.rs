@@ -39,6 +39,8 @@ mod cluster;
 mod rebalance;
 #[path = "differential/responses.rs"]
 mod responses;
+#[path = "differential/transactions.rs"]
+mod transactions;
 
 /// API keys newer than the kafka-protocol crate's table, by their Kafka 4.4 names.
 const STREAMS_GROUP_HEARTBEAT: i16 = 88;
@@ -70,14 +72,6 @@ const KNOWN_GAPS: &[(i16, &str)] = &[
     (ApiKey::RenewDelegationToken as i16, "delegation tokens need SASL first (issue 21); not planned yet"),
     (ApiKey::ExpireDelegationToken as i16, "delegation tokens need SASL first (issue 21); not planned yet"),
     (ApiKey::DescribeDelegationToken as i16, "delegation tokens need SASL first (issue 21); not planned yet"),
-    // Transactions (issue 19).
-    (ApiKey::AddPartitionsToTxn as i16, "no transaction coordinator yet (issue 19)"),
-    (ApiKey::AddOffsetsToTxn as i16, "no transaction coordinator yet (issue 19)"),
-    (ApiKey::EndTxn as i16, "no transaction coordinator yet (issue 19)"),
-    (ApiKey::WriteTxnMarkers as i16, "no transaction markers yet (issue 19)"),
-    (ApiKey::TxnOffsetCommit as i16, "no transactional offset commits yet (issue 19)"),
-    (ApiKey::DescribeTransactions as i16, "no transaction coordinator yet (issue 19)"),
-    (ApiKey::ListTransactions as i16, "no transaction coordinator yet (issue 19)"),
     // KIP-848 consumer groups and KIP-932 share groups (issue 22).
     (ApiKey::ConsumerGroupHeartbeat as i16, "KIP-848 consumer groups not implemented yet (issue 22)"),
     (ApiKey::ConsumerGroupDescribe as i16, "KIP-848 consumer groups not implemented yet (issue 22)"),
@@ -114,6 +108,12 @@ const KNOWN_GAPS: &[(i16, &str)] = &[
 /// moved), so the list stays true.
 const OWNED_ELSEWHERE: &[(i16, i16, i16, &str)] = &[
     (ApiKey::InitProducerId as i16, 5, 5, "v5 TRANSACTION_ABORTABLE (KIP-890, transactions v2): transactions, issue 19"),
+    (ApiKey::AddPartitionsToTxn as i16, 4, 5, "v4+ batched broker-to-broker verification (KIP-890): transactions, issue 19"),
+    (ApiKey::AddOffsetsToTxn as i16, 4, 4, "v4 TRANSACTION_ABORTABLE (KIP-890, transactions v2): transactions, issue 19"),
+    (ApiKey::EndTxn as i16, 5, 5, "v5 epoch bump on every EndTxn (KIP-890, transactions v2): transactions, issue 19"),
+    (ApiKey::TxnOffsetCommit as i16, 4, 6, "v4+ KIP-890 verification and TRANSACTION_ABORTABLE (transactions v2): transactions, issue 19"),
+    (ApiKey::WriteTxnMarkers as i16, 2, 2, "v2 carries the transaction version (KIP-890, transactions v2): transactions, issue 19"),
+    (ApiKey::ListTransactions as i16, 2, 2, "v2 transactional id pattern (KIP-1152): transactions, issue 19"),
     (ApiKey::OffsetCommit as i16, 9, 10, "v9 KIP-848 member epochs, v10 topic ids: the KIP-848 consumer group protocol, issue 22"),
     (ApiKey::OffsetFetch as i16, 9, 10, "v9 KIP-848 member epochs, v10 topic ids: the KIP-848 consumer group protocol, issue 22"),
     (ApiKey::FindCoordinator as i16, 6, 6, "v6 share-group coordinator keys (KIP-932): share groups, issue 22"),
@@ -181,6 +181,11 @@ fn karst_answers_like_apache_kafka() -> Result<()> {
     }
     if let Err(e) = compare_admin_apis(&mut pair) {
         failures.push(format!("admin APIs: {e:#}"));
+    }
+    match transactions::compare(&pair, kafka.addr(), karst.addr()) {
+        Ok(0) => {}
+        Ok(n) => failures.push(format!("a transaction and its bad inputs: {n} steps differ (marked DIFFERENT above)")),
+        Err(e) => failures.push(format!("a transaction and its bad inputs: {e:#}")),
     }
     println!("differential test took {:.1?}", started.elapsed());
     if !failures.is_empty() {

@@ -14,11 +14,9 @@ use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBat
 use karst_protocol::error_codes as ec;
 use parking_lot::Mutex;
 use tracing::{info, warn};
-use uuid::Uuid;
 
 use crate::broker::{now_ms, Broker};
 use crate::errors::BrokerError;
-use crate::metadata::TopicMeta;
 use crate::partition::Partition;
 use records::{GroupValue, Key, OffsetValue};
 pub(crate) use state::{Group, GroupState, JoinRequest, JoinResult, Outcome, SyncResult, Timing};
@@ -46,6 +44,20 @@ pub(crate) fn offsets_topic_configs(segment_bytes: u64) -> BTreeMap<String, Stri
 pub(crate) struct GroupEntry {
     pub(crate) group: Group,
     pub(crate) offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// Offsets committed in open transactions, by producer id: they count once
+    /// the transaction's COMMIT marker reaches the group's partition.
+    pub(crate) pending_txn: HashMap<i64, BTreeMap<(String, i32), OffsetValue>>,
+}
+
+impl GroupEntry {
+    pub(crate) fn new(id: &str, now: i64) -> GroupEntry {
+        GroupEntry { group: Group::new(id, now), offsets: BTreeMap::new(), pending_txn: HashMap::new() }
+    }
+
+    /// Whether an open transaction has committed an offset for `topic`-`partition`.
+    pub(crate) fn unstable(&self, topic: &str, partition: i32) -> bool {
+        self.pending_txn.values().any(|o| o.keys().any(|(t, p)| t == topic && *p == partition))
+    }
 }
 
 /// All groups this broker coordinates.
@@ -75,17 +87,23 @@ impl Pending {
     }
 }
 
-fn encode_batch(records: &[(Bytes, Option<Bytes>)], now: i64) -> Result<BytesMut, BrokerError> {
+pub(crate) fn encode_batch(records: &[(Bytes, Option<Bytes>)], now: i64) -> Result<BytesMut, BrokerError> {
+    encode_batch_of(records, now, None)
+}
+
+/// A batch of `records`, transactional for `producer` (id and epoch, no sequence)
+/// when given: a transactional offset commit.
+fn encode_batch_of(records: &[(Bytes, Option<Bytes>)], now: i64, producer: Option<(i64, i16)>) -> Result<BytesMut, BrokerError> {
     let recs: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, (k, v))| Record {
-            transactional: false,
+            transactional: producer.is_some(),
             control: false,
             delete_horizon: false,
             partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id: producer.map_or(-1, |(id, _)| id),
+            producer_epoch: producer.map_or(-1, |(_, epoch)| epoch),
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             sequence: -1,
@@ -126,30 +144,12 @@ impl GroupCoordinator {
         b.metadata.image().topics.contains_key(OFFSETS_TOPIC)
     }
 
-    /// Creates `__consumer_offsets` on first use, as Kafka does. The requests of
-    /// the first groups wait here for the commit, each on its own task.
+    /// Creates `__consumer_offsets` on first use, as Kafka does: compacted, so the
+    /// log keeps the latest record of every group and offset, and retention never
+    /// deletes offsets of idle groups.
     pub(crate) async fn ensure_topic(&self, b: &Arc<Broker>) -> Result<(), BrokerError> {
-        if self.has_topic(b) {
-            return Ok(());
-        }
-        let _g = self.create_lock.lock().await;
-        if b.metadata.image().topics.contains_key(OFFSETS_TOPIC) {
-            return Ok(());
-        }
-        // Compacted, as Kafka creates it: the log keeps the latest record of every
-        // group and offset, and retention never deletes offsets of idle groups.
         let configs = offsets_topic_configs(b.config.offsets_topic_segment_bytes);
-        // Like Kafka's offsets.topic.replication.factor (3), bounded by the brokers there are.
-        let brokers = b.metadata.image().cluster.unfenced_brokers().count();
-        let replication_factor = i16::try_from(brokers.clamp(1, 3)).unwrap_or(1);
-        let meta = TopicMeta { name: OFFSETS_TOPIC.into(), id: Uuid::new_v4(), partitions: self.partitions, replication_factor, configs };
-        match b.create_topic(meta).await {
-            Ok(()) | Err(BrokerError::TopicExists(_)) => {
-                info!(partitions = self.partitions, "created {OFFSETS_TOPIC}");
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        crate::internal_topic::ensure(b, &self.create_lock, OFFSETS_TOPIC, self.partitions, configs).await
     }
 
     /// A `__consumer_offsets` created before Karst compacted it (kept whole with
@@ -172,24 +172,13 @@ impl GroupCoordinator {
     /// partition has no leader or the topic does not exist yet (the request
     /// path creates it first: [`GroupCoordinator::ensure_topic`]).
     pub(crate) fn coordinates(&self, b: &Broker, group: &str) -> Result<(), i16> {
-        if !self.has_topic(b) {
-            return Err(ec::COORDINATOR_NOT_AVAILABLE);
-        }
-        match b.check_leader(OFFSETS_TOPIC, records::partition_for(group, self.partitions)) {
-            Ok(()) => Ok(()),
-            Err(ec::NOT_LEADER_OR_FOLLOWER) => Err(ec::NOT_COORDINATOR),
-            Err(_) => Err(ec::COORDINATOR_NOT_AVAILABLE),
-        }
+        crate::internal_topic::coordinates(b, OFFSETS_TOPIC, records::partition_for(group, self.partitions))
     }
 
     /// The coordinator of `group` (node id, host, port on `listener`, None: the
     /// first): the leader of its partition.
     pub(crate) fn coordinator_endpoint(&self, b: &Broker, group: &str, listener: Option<&str>) -> Option<(i32, String, i32)> {
-        let image = b.metadata.image();
-        let state = image.cluster.partition(OFFSETS_TOPIC, records::partition_for(group, self.partitions))?;
-        let broker = image.cluster.brokers.get(&state.leader).filter(|r| !r.fenced)?;
-        let l = crate::handlers::endpoint(&broker.listeners, listener)?;
-        Some((state.leader, l.host.clone(), i32::from(l.port)))
+        crate::internal_topic::leader_endpoint(b, OFFSETS_TOPIC, records::partition_for(group, self.partitions), listener)
     }
 
     /// Rebuilds groups and offsets by reading `__consumer_offsets` from the start.
@@ -252,11 +241,16 @@ impl GroupCoordinator {
                     continue; // before the offset asked for, in the batch that holds it
                 }
                 if r.control {
+                    // A transaction marker: COMMIT (type 1) or ABORT (type 0).
+                    if let Some(commit) = r.key.as_ref().filter(|k| k.len() >= 4).map(|k| k[2..4] == [0, 1]) {
+                        complete_pending(entries, |g| records::partition_for(g, self.partitions) == p.index, r.producer_id, commit);
+                    }
                     continue;
                 }
                 records += 1;
                 let Some(key) = r.key.and_then(records::decode_key) else { continue };
-                apply(entries, key, r.value, now);
+                let txn = r.transactional.then_some(r.producer_id);
+                apply(entries, key, r.value, now, txn);
             }
             if next <= offset {
                 break;
@@ -277,6 +271,32 @@ impl GroupCoordinator {
         })?;
         b.after_append(&partition);
         Ok(Pending { partition, last_offset: info.last_offset })
+    }
+
+    /// Appends `group`'s offsets committed in a transaction of `producer` (id,
+    /// epoch): a transactional batch, which the transaction's marker commits or
+    /// aborts. The producer's epoch is checked against the partition's.
+    pub(crate) fn persist_txn(&self, b: &Broker, group: &str, producer: (i64, i16), records: &[KeyValue]) -> Result<Pending, i16> {
+        let index = records::partition_for(group, self.partitions);
+        let partition = b.partitions.get(OFFSETS_TOPIC, index).ok_or(ec::COORDINATOR_NOT_AVAILABLE)?;
+        let batch = encode_batch_of(records, now_ms(), Some(producer)).map_err(|_| ec::KAFKA_STORAGE_ERROR)?;
+        let info = partition.append_as_coordinator(&batch, now_ms()).map_err(|e| match e {
+            crate::partition::PartitionError::Storage(karst_storage::StorageError::InvalidProducerEpoch { .. }) => ec::PRODUCER_FENCED,
+            e => {
+                warn!(group, "writing {OFFSETS_TOPIC} failed: {e}");
+                ec::KAFKA_STORAGE_ERROR
+            }
+        })?;
+        b.after_append(&partition);
+        Ok(Pending { partition, last_offset: info.last_offset })
+    }
+
+    /// A transaction marker of `producer_id` reached `__consumer_offsets`-`partition`:
+    /// the offsets its groups committed in that transaction count (commit) or are
+    /// dropped (abort).
+    pub(crate) fn complete_txn(&self, partition: i32, producer_id: i64, commit: bool) {
+        let mut entries = self.entries.lock();
+        complete_pending(&mut entries, |g| records::partition_for(g, self.partitions) == partition, producer_id, commit);
     }
 
     /// The group's metadata record, written when an assignment becomes final.
@@ -327,12 +347,31 @@ impl GroupCoordinator {
     }
 }
 
-/// Replays one `__consumer_offsets` record into the in-memory state.
-fn apply(entries: &mut HashMap<String, GroupEntry>, key: Key, value: Option<Bytes>, now: i64) {
+/// Commits or drops the offsets `producer_id` committed in its transaction to the
+/// groups `here` selects.
+fn complete_pending(entries: &mut HashMap<String, GroupEntry>, here: impl Fn(&str) -> bool, producer_id: i64, commit: bool) {
+    for (id, e) in entries.iter_mut() {
+        if !here(id) {
+            continue;
+        }
+        if let Some(offsets) = e.pending_txn.remove(&producer_id) {
+            if commit {
+                e.offsets.extend(offsets);
+            }
+        }
+    }
+}
+
+/// Replays one `__consumer_offsets` record into the in-memory state; `txn` is the
+/// producer id of a transactional record.
+fn apply(entries: &mut HashMap<String, GroupEntry>, key: Key, value: Option<Bytes>, now: i64, txn: Option<i64>) {
     match key {
         Key::Offset { group, topic, partition } => {
-            let e = entries.entry(group.clone()).or_insert_with(|| GroupEntry { group: Group::new(&group, now), offsets: BTreeMap::new() });
+            let e = entries.entry(group.clone()).or_insert_with(|| GroupEntry::new(&group, now));
             match value.and_then(records::decode_offset) {
+                Some(v) if txn.is_some() => {
+                    e.pending_txn.entry(txn.unwrap_or(-1)).or_default().insert((topic, partition), v);
+                }
                 Some(v) => {
                     e.offsets.insert((topic, partition), v);
                 }
@@ -343,8 +382,7 @@ fn apply(entries: &mut HashMap<String, GroupEntry>, key: Key, value: Option<Byte
         }
         Key::Group { group } => match value.and_then(records::decode_group) {
             Some(v) => {
-                let e =
-                    entries.entry(group.clone()).or_insert_with(|| GroupEntry { group: Group::new(&group, now), offsets: BTreeMap::new() });
+                let e = entries.entry(group.clone()).or_insert_with(|| GroupEntry::new(&group, now));
                 e.group.restore(v.generation, v.protocol_type, v.protocol);
             }
             None => {

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::select_all;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 use karst_protocol::error_codes as ec;
 use karst_protocol::message_set::{down_convert, fetch_magic, DownConvertOptions};
 use karst_storage::StorageError;
@@ -131,10 +131,10 @@ fn resolve(b: &Broker, partitions: Vec<(PartitionKey, FetchParams)>) -> Vec<Targ
 fn partition_data(p: Option<&Partition>, index: i32, error: i16) -> PartitionData {
     let d = PartitionData::default().with_partition_index(index).with_error_code(error).with_records(Some(Bytes::new()));
     match p {
-        Some(p) => {
-            let hw = p.high_watermark();
-            d.with_high_watermark(hw).with_last_stable_offset(hw).with_log_start_offset(p.log_start_offset())
-        }
+        Some(p) => d
+            .with_high_watermark(p.high_watermark())
+            .with_last_stable_offset(p.last_stable_offset())
+            .with_log_start_offset(p.log_start_offset()),
         None => d.with_high_watermark(-1).with_last_stable_offset(-1).with_log_start_offset(-1),
     }
 }
@@ -148,6 +148,7 @@ fn read_all(
     max_bytes: usize,
     version: i16,
     replica: Option<Follower>,
+    read_committed: bool,
     mut watch: Option<&mut Vec<watch::Receiver<i64>>>,
 ) -> (Vec<PartitionData>, usize, bool) {
     let now = crate::broker::now_ms();
@@ -187,6 +188,7 @@ fn read_all(
                             continue;
                         }
                         let limit = (fp.max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
+                        let mut aborted = None;
                         let read = match replica {
                             // A follower: its fetch offset is its log end; it may read up to ours.
                             Some(f) => {
@@ -200,7 +202,14 @@ fn read_all(
                                 if let Some(w) = watch.as_deref_mut() {
                                     w.push(p.subscribe());
                                 }
-                                p.read(fp.fetch_offset, limit, total == 0)
+                                if read_committed {
+                                    p.read_committed(fp.fetch_offset, limit, total == 0).map(|(slice, list)| {
+                                        aborted = Some(list);
+                                        slice
+                                    })
+                                } else {
+                                    p.read(fp.fetch_offset, limit, total == 0)
+                                }
                             }
                         };
                         let read = match (read, replica.is_none().then(|| fetch_magic(version)).flatten()) {
@@ -210,7 +219,9 @@ fn read_all(
                         match read {
                             Ok(bytes) => {
                                 total += bytes.len();
-                                partition_data(Some(&p), index, ec::NONE).with_records(Some(bytes))
+                                partition_data(Some(&p), index, ec::NONE)
+                                    .with_records(Some(bytes))
+                                    .with_aborted_transactions(aborted.map(aborted_list))
                             }
                             Err(Refused::Code(code)) => {
                                 any_error = true;
@@ -237,6 +248,13 @@ fn read_all(
         parts.push(pd);
     }
     (parts, total, any_error)
+}
+
+/// The aborted transactions of a read_committed answer: producer id and first offset.
+fn aborted_list(list: Vec<karst_storage::AbortedTxn>) -> Vec<AbortedTransaction> {
+    list.into_iter()
+        .map(|t| AbortedTransaction::default().with_producer_id(ProducerId(t.producer_id)).with_first_offset(t.first_offset))
+        .collect()
 }
 
 /// KIP-320: FENCED_LEADER_EPOCH for an epoch older than this leader's, UNKNOWN_LEADER_EPOCH
@@ -364,10 +382,12 @@ fn respond(
         .filter(|(i, _)| send.as_ref().is_none_or(|flags| flags.get(*i).copied().unwrap_or(true)))
         .map(|(_, pair)| pair)
         .unzip();
-    // As Kafka: null for read_uncommitted, a list (empty: Karst has no transactions
-    // yet) for read_committed.
-    for p in parts.iter_mut() {
-        p.aborted_transactions = read_committed.then(Vec::new);
+    // As Kafka: null for read_uncommitted, a list for read_committed (empty for a
+    // partition that read nothing).
+    if read_committed {
+        for p in parts.iter_mut().filter(|p| p.aborted_transactions.is_none()) {
+            p.aborted_transactions = Some(Vec::new());
+        }
     }
     let node_endpoints = if version >= 16 { name_leaders(b, &targets, &mut parts) } else { Vec::new() };
     let count_records = replica.is_none() && fetch_magic(version).is_none();
@@ -437,7 +457,7 @@ async fn serve(
     let read_committed = version >= 4 && req.isolation_level == 1;
     loop {
         let mut receivers = Vec::new();
-        let (parts, total, any_error) = read_all(b, targets, max_bytes, version, replica, Some(&mut receivers));
+        let (parts, total, any_error) = read_all(b, targets, max_bytes, version, replica, read_committed, Some(&mut receivers));
         let done = total >= min_bytes || any_error || receivers.is_empty() || tokio::time::Instant::now() >= deadline;
         if done {
             return respond(b, context, replica, targets, parts, version, read_committed);
@@ -445,7 +465,7 @@ async fn serve(
         // Long poll: wait for any of these partitions to advance, or the deadline.
         let changes = select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
         if crate::metrics::fetch_wait(tokio::time::timeout_at(deadline, changes)).await.is_err() {
-            let (parts, _, _) = read_all(b, targets, max_bytes, version, replica, None);
+            let (parts, _, _) = read_all(b, targets, max_bytes, version, replica, read_committed, None);
             return respond(b, context, replica, targets, parts, version, read_committed);
         }
     }

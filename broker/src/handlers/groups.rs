@@ -26,7 +26,7 @@ use karst_protocol::error_codes as ec;
 use super::{str_bytes, topic_name};
 use crate::broker::{now_ms, Broker};
 use crate::group::records::{self, Key, OffsetValue};
-use crate::group::{subscribed_topics, Group, GroupCoordinator, GroupEntry, GroupState, JoinRequest, JoinResult, Outcome, SyncResult};
+use crate::group::{subscribed_topics, GroupCoordinator, GroupEntry, GroupState, JoinRequest, JoinResult, Outcome, SyncResult};
 
 /// A group id Kafka's record format can hold (an int16-length string).
 fn group_id_error(id: &str) -> Option<i16> {
@@ -35,18 +35,30 @@ fn group_id_error(id: &str) -> Option<i16> {
 
 /// A bad group id, or a group this broker does not coordinate (NOT_COORDINATOR
 /// sends the client back to FindCoordinator).
-fn group_error(b: &Broker, id: &str) -> Option<i16> {
+pub(super) fn group_error(b: &Broker, id: &str) -> Option<i16> {
     group_id_error(id).or_else(|| b.groups.coordinates(b, id).err())
 }
 
 const COORDINATOR_KEY_GROUP: i8 = 0;
+const COORDINATOR_KEY_TRANSACTION: i8 = 1;
 
 pub(crate) fn find_coordinator(b: &Arc<Broker>, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
     let listener = super::metadata::request_listener();
     let (host, port) = b.advertised_on(listener.as_deref()).unwrap_or_default();
+    let txn = req.key_type == COORDINATOR_KEY_TRANSACTION;
     let answer = |key: &str| -> (i16, Option<String>) {
+        if txn {
+            if key.is_empty() {
+                return (ec::INVALID_REQUEST, Some("transactional id must be non-empty".into()));
+            }
+            return if b.metadata.image().topics.contains_key(crate::txn::TXN_TOPIC) {
+                (ec::NONE, None)
+            } else {
+                (ec::COORDINATOR_NOT_AVAILABLE, Some(format!("{} could not be created yet", crate::txn::TXN_TOPIC)))
+            };
+        }
         if req.key_type != COORDINATOR_KEY_GROUP {
-            return (ec::COORDINATOR_NOT_AVAILABLE, Some("transactions are not supported yet".into()));
+            return (ec::INVALID_REQUEST, Some(format!("unknown coordinator key type {}", req.key_type)));
         }
         if let Some(code) = group_id_error(key) {
             return (code, Some("group id must be non-empty and at most 32767 bytes".into()));
@@ -63,7 +75,11 @@ pub(crate) fn find_coordinator(b: &Arc<Broker>, req: FindCoordinatorRequest, ver
         if code != ec::NONE {
             return (code, msg, -1, String::new(), -1);
         }
-        match b.groups.coordinator_endpoint(b, key, listener.as_deref()) {
+        let endpoint = match txn {
+            true => b.txns.coordinator_endpoint(b, key, listener.as_deref()),
+            false => b.groups.coordinator_endpoint(b, key, listener.as_deref()),
+        };
+        match endpoint {
             Some((id, _, _)) if id == b.node_id => (ec::NONE, None, id, host.clone(), port),
             Some((id, h, p)) => (ec::NONE, None, id, h, p),
             None => (ec::COORDINATOR_NOT_AVAILABLE, Some("the group's partition has no leader".into()), -1, String::new(), -1),
@@ -162,8 +178,7 @@ pub(crate) async fn join_group(
     let outcome = {
         let mut entries = b.groups.entries.lock();
         let now = now_ms();
-        let e =
-            entries.entry(group_id.clone()).or_insert_with(|| GroupEntry { group: Group::new(&group_id, now), offsets: BTreeMap::new() });
+        let e = entries.entry(group_id.clone()).or_insert_with(|| GroupEntry::new(&group_id, now));
         e.group.join(jr, now, b.groups.timing)
     };
     let result = match outcome {
@@ -304,8 +319,7 @@ pub(crate) async fn offset_commit(b: Arc<Broker>, req: OffsetCommitRequest, vers
         if group_code != ec::NONE {
             return OffsetCommitResponse::default().with_topics(topic_error(&req.topics, group_code));
         }
-        let e =
-            entries.entry(group_id.clone()).or_insert_with(|| GroupEntry { group: Group::new(&group_id, now), offsets: BTreeMap::new() });
+        let e = entries.entry(group_id.clone()).or_insert_with(|| GroupEntry::new(&group_id, now));
         for t in &req.topics {
             let partitions = image.topics.get(t.name.as_str()).map_or(0, |m| m.partitions);
             let mut codes = Vec::new();
@@ -395,7 +409,14 @@ fn committed(b: &Broker, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>) -
     }
 }
 
+/// KIP-447 (v7+ `require_stable`): whether `group`'s offset for `topic`-`partition`
+/// waits on an open transaction's marker, so the caller is told UNSTABLE_OFFSET_COMMIT.
+fn unstable(b: &Broker, require_stable: bool, group: &str, topic: &str, partition: i32) -> bool {
+    require_stable && b.groups.entries.lock().get(group).is_some_and(|e| e.unstable(topic, partition))
+}
+
 pub(crate) fn offset_fetch(b: &Arc<Broker>, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    let stable = version >= 7 && req.require_stable;
     if version >= 8 {
         let groups = req
             .groups
@@ -413,11 +434,14 @@ pub(crate) fn offset_fetch(b: &Arc<Broker>, req: OffsetFetchRequest, version: i1
                         OffsetFetchResponseTopics::default().with_name(topic_name(&t)).with_partitions(
                             ps.into_iter()
                                 .map(|(p, o, e, m)| {
-                                    OffsetFetchResponsePartitions::default()
-                                        .with_partition_index(p)
-                                        .with_committed_offset(o)
-                                        .with_committed_leader_epoch(e)
-                                        .with_metadata(m.map(str_bytes))
+                                    let r = OffsetFetchResponsePartitions::default().with_partition_index(p);
+                                    if unstable(b, stable, &id, &t, p) {
+                                        return r
+                                            .with_committed_offset(-1)
+                                            .with_committed_leader_epoch(-1)
+                                            .with_error_code(ec::UNSTABLE_OFFSET_COMMIT);
+                                    }
+                                    r.with_committed_offset(o).with_committed_leader_epoch(e).with_metadata(m.map(str_bytes))
                                 })
                                 .collect(),
                         )
@@ -439,6 +463,13 @@ pub(crate) fn offset_fetch(b: &Arc<Broker>, req: OffsetFetchRequest, version: i1
             OffsetFetchResponseTopic::default().with_name(topic_name(&t)).with_partitions(
                 ps.into_iter()
                     .map(|(p, o, e, m)| {
+                        if unstable(b, stable, &id, &t, p) {
+                            return OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(-1)
+                                .with_committed_leader_epoch(-1)
+                                .with_error_code(ec::UNSTABLE_OFFSET_COMMIT);
+                        }
                         let r = OffsetFetchResponsePartition::default()
                             .with_partition_index(p)
                             .with_committed_offset(o)

@@ -41,18 +41,18 @@ fn offset_of_max_timestamp(p: &Partition) -> Result<Option<(i64, i64)>, i16> {
     if max < 0 {
         return Ok(None);
     }
-    offset_for_time(p, max)
+    offset_for_time(p, max, p.high_watermark())
 }
 
 /// First offset at or after `timestamp`, with that record's timestamp.
 ///
 /// The time index finds the batch; the batch is decoded (decompressed if need
 /// be) to find the exact record, as Kafka does. Off the hot path.
-fn offset_for_time(p: &Partition, timestamp: i64) -> Result<Option<(i64, i64)>, i16> {
+fn offset_for_time(p: &Partition, timestamp: i64, visible_end: i64) -> Result<Option<(i64, i64)>, i16> {
     let Some(mut batch) = p.find_batch_by_timestamp(timestamp).map_err(|_| ec::KAFKA_STORAGE_ERROR)? else {
         return Ok(None);
     };
-    let hw = p.high_watermark();
+    let hw = visible_end;
     let sets = RecordBatchDecoder::decode_all(&mut batch).map_err(|_| ec::CORRUPT_MESSAGE)?;
     for set in sets {
         for r in set.records {
@@ -68,6 +68,8 @@ fn offset_for_time(p: &Partition, timestamp: i64) -> Result<Option<(i64, i64)>, 
 }
 
 pub(crate) fn handle(b: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    // v2+: a read_committed consumer sees up to the last stable offset, not the high watermark.
+    let read_committed = version >= 2 && req.isolation_level == 1;
     let topics = req
         .topics
         .into_iter()
@@ -89,15 +91,16 @@ pub(crate) fn handle(b: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> 
                         return r.with_error_code(code);
                     }
                     let leader_epoch = if version >= 4 { p.replica.lock().leader_epoch } else { -1 };
+                    let visible_end = if read_committed { p.last_stable_offset() } else { p.high_watermark() };
                     let found = match lp.timestamp {
                         // A special timestamp this version does not know, or none does:
                         // UNSUPPORTED_VERSION, as Kafka answers.
                         ts if ts < 0 && min_version(ts).is_none_or(|min| version < min) => Err(ec::UNSUPPORTED_VERSION),
-                        LATEST => Ok(Some((p.high_watermark(), -1))),
+                        LATEST => Ok(Some((visible_end, -1))),
                         EARLIEST | EARLIEST_LOCAL => Ok(Some((p.log_start_offset(), -1))),
                         MAX_TIMESTAMP => offset_of_max_timestamp(&p),
                         LATEST_TIERED | EARLIEST_PENDING_UPLOAD => Ok(None),
-                        ts => offset_for_time(&p, ts),
+                        ts => offset_for_time(&p, ts, visible_end),
                     };
                     match found {
                         Ok(Some((offset, ts))) => r.with_offset(offset).with_timestamp(ts).with_leader_epoch(leader_epoch),

@@ -20,6 +20,7 @@ mod reassign;
 #[cfg(test)]
 mod tests;
 mod topic_partitions;
+mod txn;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -121,6 +122,22 @@ fn dispatch_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<R
         };
         return Ok(Reply::Exclusive(Box::pin(fut)));
     }
+    if matches!(&req.body, RequestKind::FindCoordinator(r) if r.key_type == 1)
+        && !b.metadata.image().topics.contains_key(crate::txn::TXN_TOPIC)
+    {
+        // First use of transactions: create the transaction state topic first.
+        let b = b.clone();
+        let fut = async move {
+            if let Err(e) = b.txns.ensure_topic(&b).await {
+                tracing::warn!("creating {} failed: {e}", crate::txn::TXN_TOPIC);
+            }
+            match handle_request(&b, req, peer)? {
+                Reply::Now(r) => Ok(r),
+                Reply::Later(f) | Reply::Exclusive(f) => f.await,
+            }
+        };
+        return Ok(Reply::Exclusive(Box::pin(fut)));
+    }
     handle_request(b, req, peer)
 }
 
@@ -212,7 +229,24 @@ fn handle_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<Rep
             later!(span, correlation_id, api_key, version, ElectLeaders, elect_leaders::handle(b.clone(), r, version))
         }
         RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(describe_producers::handle(b, r)),
-        RequestKind::InitProducerId(r) => later!(span, correlation_id, api_key, version, InitProducerId, producer_id::handle(b.clone(), r)),
+        RequestKind::InitProducerId(r) => {
+            later!(span, correlation_id, api_key, version, InitProducerId, producer_id::handle(b.clone(), r, version))
+        }
+        RequestKind::AddPartitionsToTxn(r) => {
+            later!(span, correlation_id, api_key, version, AddPartitionsToTxn, txn::add_partitions(b.clone(), r, version))
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            later!(span, correlation_id, api_key, version, AddOffsetsToTxn, txn::add_offsets(b.clone(), r, version))
+        }
+        RequestKind::EndTxn(r) => later!(span, correlation_id, api_key, version, EndTxn, txn::end_txn(b.clone(), r, version)),
+        RequestKind::TxnOffsetCommit(r) => {
+            later!(span, correlation_id, api_key, version, TxnOffsetCommit, txn::txn_offset_commit(b.clone(), r, version))
+        }
+        RequestKind::WriteTxnMarkers(r) => {
+            later!(span, correlation_id, api_key, version, WriteTxnMarkers, txn::write_markers(b.clone(), r))
+        }
+        RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(txn::describe(b, r)),
+        RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(txn::list(b, r, version)),
         other => return Err(format!("no handler for {other:?}")),
     };
     encode(correlation_id, api_key, version, &response).map(Reply::Now)

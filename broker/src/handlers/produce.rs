@@ -37,10 +37,10 @@ impl Failure {
 }
 
 /// What one Produce request says of all its partitions.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Request {
     version: i16,
-    transactional: bool,
+    transactional_id: Option<Arc<str>>,
     now: i64,
     acks_all: bool,
 }
@@ -75,8 +75,8 @@ fn storage_failure(e: PartitionError) -> Failure {
 /// Appends one partition's records; on a retriable refusal of an idempotent batch,
 /// remembers it (see [`crate::refused_batches`]).
 fn append(b: &Arc<Broker>, topic: &str, index: i32, records: Option<Bytes>, req: Request) -> Result<Appended, Failure> {
-    if topic == OFFSETS_TOPIC {
-        return Err(Failure::with(ec::INVALID_TOPIC_EXCEPTION, format!("{OFFSETS_TOPIC} is internal: clients cannot write to it")));
+    if topic == OFFSETS_TOPIC || topic == crate::txn::TXN_TOPIC {
+        return Err(Failure::with(ec::INVALID_TOPIC_EXCEPTION, format!("{topic} is internal: clients cannot write to it")));
     }
     let records = records.unwrap_or_default();
     let partition = b.partitions.get(topic, index);
@@ -89,6 +89,21 @@ fn append(b: &Arc<Broker>, topic: &str, index: i32, records: Option<Bytes>, req:
         }
     }
     r
+}
+
+/// KIP-890's defence against hanging transactions: a transactional batch is taken
+/// only while its producer's transaction is open with this partition in it, as the
+/// transaction coordinator knows it. A batch that arrives after its transaction
+/// ended (a zombie's, or one delayed in the network) would otherwise open a
+/// transaction no marker ever closes, and hold the last stable offset back for
+/// good. Checked where this broker coordinates the transactional id; elsewhere
+/// the batch is taken unchecked, as before KIP-890.
+fn verify_in_transaction(b: &Broker, transactional_id: Option<&str>, records: &[u8], topic: &str, index: i32) -> Result<(), Failure> {
+    let Some(id) = transactional_id else {
+        return Err(Failure::with(ec::TRANSACTIONAL_ID_NOT_FOUND, "transactional records need the request's transactional id".into()));
+    };
+    let Some((pid, epoch, _)) = producer_of(records) else { return Ok(()) };
+    b.txns.verify(b, id, pid, epoch, topic, index).map_err(|(code, why)| Failure::with(code, why))
 }
 
 /// How long after taking up a leadership a sequence gap from a producer that has not
@@ -120,7 +135,7 @@ fn append_to(
     records: Bytes,
     req: Request,
 ) -> Result<Appended, Failure> {
-    let Request { version, transactional, now, acks_all } = req;
+    let Request { version, transactional_id, now, acks_all } = req;
     b.check_leader(topic, index).map_err(Failure::code)?;
     let partition = partition.ok_or(Failure::code(ec::UNKNOWN_TOPIC_OR_PARTITION))?.clone();
     let config = partition.config();
@@ -160,8 +175,13 @@ fn append_to(
         }
     };
     let summary = validate_produce(&records, max).map_err(|e| Failure::with(e.error_code(), e.message()))?;
-    if transactional || summary.transactional {
-        return Err(Failure::with(ec::INVALID_RECORD, "transactions are not supported by this broker yet".into()));
+    if summary.transactional {
+        // Kafka's clients from Produce v11 know TRANSACTION_ABORTABLE: a batch outside
+        // its transaction aborts the transaction instead of failing the producer.
+        verify_in_transaction(b, transactional_id.as_deref(), &records, topic, index).map_err(|f| match f.code {
+            ec::INVALID_TXN_STATE if version > 10 => Failure { code: ec::TRANSACTION_ABORTABLE, ..f },
+            _ => f,
+        })?;
     }
     if config.log.cleanup_policy.compact {
         // The cleaner keeps the latest record per key: a keyless record has no
@@ -316,7 +336,12 @@ fn resolve(b: &Broker, name: &TopicName, id: Uuid, version: i16) -> Result<Strin
 
 pub(crate) fn start(b: &Arc<Broker>, req: ProduceRequest, version: i16) -> InFlight {
     let acks = req.acks;
-    let request = Request { version, transactional: req.transactional_id.is_some(), now: now_ms(), acks_all: acks == -1 };
+    let request = Request {
+        version,
+        transactional_id: req.transactional_id.as_ref().map(|t| Arc::from(t.as_str())),
+        now: now_ms(),
+        acks_all: acks == -1,
+    };
     let mut results = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let local = resolve(b, &topic.name, topic.topic_id, version);
@@ -325,7 +350,7 @@ pub(crate) fn start(b: &Arc<Broker>, req: ProduceRequest, version: i16) -> InFli
             let r = match &local {
                 _ if !matches!(acks, -1..=1) => Err(Failure::code(ec::INVALID_REQUIRED_ACKS)),
                 Err(code) => Err(Failure::code(*code)),
-                Ok(name) => append(b, name, pd.index, pd.records, request),
+                Ok(name) => append(b, name, pd.index, pd.records, request.clone()),
             };
             if let Err(f) = &r {
                 debug!(topic = topic.name.as_str(), topic_id = %topic.topic_id, partition = pd.index, code = f.code, message = ?f.message, "produce refused");

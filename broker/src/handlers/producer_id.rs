@@ -6,12 +6,12 @@ use tracing::warn;
 
 use crate::broker::Broker;
 
-/// Idempotent producers get a fresh id at epoch 0; transactional ids need the
-/// transaction coordinator, which this broker does not have yet.
-pub(crate) async fn handle(b: Arc<Broker>, req: InitProducerIdRequest) -> InitProducerIdResponse {
+/// Idempotent producers get a fresh id at epoch 0; a transactional id goes to the
+/// transaction coordinator.
+pub(crate) async fn handle(b: Arc<Broker>, req: InitProducerIdRequest, version: i16) -> InitProducerIdResponse {
     let resp = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
     if req.transactional_id.is_some() {
-        return resp.with_error_code(ec::TRANSACTIONAL_ID_NOT_FOUND);
+        return super::txn::init_producer_id(b, req, version).await;
     }
     match b.next_producer_id().await {
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),

@@ -47,6 +47,13 @@ fn empty_responses_encode_at_every_advertised_version() {
                 ApiKey::DescribeTopicPartitions => ResponseKind::DescribeTopicPartitions(DescribeTopicPartitionsResponse::default()),
                 ApiKey::ElectLeaders => ResponseKind::ElectLeaders(ElectLeadersResponse::default()),
                 ApiKey::DescribeProducers => ResponseKind::DescribeProducers(DescribeProducersResponse::default()),
+                ApiKey::AddPartitionsToTxn => ResponseKind::AddPartitionsToTxn(AddPartitionsToTxnResponse::default()),
+                ApiKey::AddOffsetsToTxn => ResponseKind::AddOffsetsToTxn(AddOffsetsToTxnResponse::default()),
+                ApiKey::EndTxn => ResponseKind::EndTxn(EndTxnResponse::default()),
+                ApiKey::WriteTxnMarkers => ResponseKind::WriteTxnMarkers(WriteTxnMarkersResponse::default()),
+                ApiKey::TxnOffsetCommit => ResponseKind::TxnOffsetCommit(TxnOffsetCommitResponse::default()),
+                ApiKey::DescribeTransactions => ResponseKind::DescribeTransactions(DescribeTransactionsResponse::default()),
+                ApiKey::ListTransactions => ResponseKind::ListTransactions(ListTransactionsResponse::default()),
                 other => panic!("add {other:?} to this test"),
             };
             encode_response(1, s.key, v, &body).unwrap_or_else(|e| panic!("{:?} v{v}: {e}", s.key));

@@ -72,6 +72,10 @@ pub(crate) struct Families {
     pub(crate) incremental_fetches: Counter,
     pub(crate) fetch_session_partitions_sent: Counter,
     pub(crate) fetch_session_partitions_omitted: Counter,
+    pub(crate) txns_committed: Counter,
+    pub(crate) txns_aborted: Counter,
+    pub(crate) txns_timed_out: Counter,
+    pub(crate) txn_markers: Counter,
     pub(crate) cleaner_cleans: Counter,
     pub(crate) cleaner_aborted: Counter,
     pub(crate) cleaner_failures: Counter,
@@ -117,6 +121,10 @@ impl Families {
             incremental_fetches: Counter::default(),
             fetch_session_partitions_sent: Counter::default(),
             fetch_session_partitions_omitted: Counter::default(),
+            txns_committed: Counter::default(),
+            txns_aborted: Counter::default(),
+            txns_timed_out: Counter::default(),
+            txn_markers: Counter::default(),
             cleaner_cleans: Counter::default(),
             cleaner_aborted: Counter::default(),
             cleaner_failures: Counter::default(),
@@ -162,6 +170,26 @@ impl Families {
             "karst_fetch_session_created",
             "KIP-227 fetch sessions created by full fetches (epoch 0)",
             f.fetch_sessions_created.clone(),
+        );
+        registry.register(
+            "karst_transactions_committed",
+            "Transactions this broker coordinated that completed with a commit",
+            f.txns_committed.clone(),
+        );
+        registry.register(
+            "karst_transactions_aborted",
+            "Transactions this broker coordinated that completed with an abort (timed-out ones included)",
+            f.txns_aborted.clone(),
+        );
+        registry.register(
+            "karst_transactions_timed_out",
+            "Open transactions this broker aborted for passing their transaction.timeout.ms",
+            f.txns_timed_out.clone(),
+        );
+        registry.register(
+            "karst_transaction_markers_written",
+            "COMMIT and ABORT markers appended by this broker as a leader",
+            f.txn_markers.clone(),
         );
         registry.register(
             "karst_fetch_session_evictions",

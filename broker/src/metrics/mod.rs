@@ -129,6 +129,26 @@ pub(crate) fn time_flush<T>(sync: impl FnOnce() -> T) -> T {
     r
 }
 
+/// A transaction this broker coordinated completed.
+pub(crate) fn txn_completed(commit: bool) {
+    let f = families();
+    if commit {
+        f.txns_committed.inc();
+    } else {
+        f.txns_aborted.inc();
+    }
+}
+
+/// An open transaction passed its timeout and is being aborted.
+pub(crate) fn txn_timed_out() {
+    families().txns_timed_out.inc();
+}
+
+/// A transaction marker was appended here.
+pub(crate) fn txn_marker(_commit: bool) {
+    families().txn_markers.inc();
+}
+
 /// A full fetch created a fetch session (`evicted`: another one made room for it).
 pub(crate) fn fetch_session_created(evicted: bool) {
     let f = families();

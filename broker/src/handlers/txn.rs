@@ -1,0 +1,441 @@
+//! The transaction APIs: InitProducerId with a transactional id,
+//! AddPartitionsToTxn, AddOffsetsToTxn, EndTxn and TxnOffsetCommit from producers,
+//! WriteTxnMarkers from coordinators, and DescribeTransactions and
+//! ListTransactions for tools. Kafka's `TransactionCoordinator` decides the errors.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use kafka_protocol::messages::add_partitions_to_txn_response::{AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult};
+use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
+use kafka_protocol::messages::list_transactions_response::TransactionState as ListedState;
+use kafka_protocol::messages::txn_offset_commit_response::{TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic};
+use kafka_protocol::messages::write_txn_markers_response::{
+    WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+};
+use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, DescribeTransactionsRequest,
+    DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse, InitProducerIdRequest, InitProducerIdResponse, ListTransactionsRequest,
+    ListTransactionsResponse, ProducerId, TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse, WriteTxnMarkersRequest,
+    WriteTxnMarkersResponse,
+};
+use karst_protocol::error_codes as ec;
+use tracing::{debug, info, warn};
+
+use super::str_bytes;
+use crate::broker::{now_ms, Broker};
+use crate::group::records::{self as group_records, Key, OffsetValue};
+use crate::group::{GroupEntry, OFFSETS_TOPIC};
+use crate::txn::markers::{self, Marker};
+use crate::txn::{Init, TxnMeta, TxnState};
+
+/// Clients older than KIP-588 know no PRODUCER_FENCED: they are told
+/// INVALID_PRODUCER_EPOCH, as Kafka's `KafkaApis` does.
+fn fenced_for(code: i16, old_client: bool) -> i16 {
+    if code == ec::PRODUCER_FENCED && old_client {
+        ec::INVALID_PRODUCER_EPOCH
+    } else {
+        code
+    }
+}
+
+fn init_error(code: i16) -> InitProducerIdResponse {
+    InitProducerIdResponse::default().with_error_code(code).with_producer_id(ProducerId(-1)).with_producer_epoch(-1)
+}
+
+/// Ok with the coordinator epoch, after creating `__transaction_state` on first use.
+async fn coordinator(b: &Arc<Broker>, id: &str) -> Result<i32, i16> {
+    if id.is_empty() {
+        return Err(ec::INVALID_REQUEST);
+    }
+    if let Err(e) = b.txns.ensure_topic(b).await {
+        warn!("creating {}: {e}", crate::txn::TXN_TOPIC);
+        return Err(ec::COORDINATOR_NOT_AVAILABLE);
+    }
+    b.txns.coordinator_epoch(b, id)
+}
+
+/// InitProducerId for a transactional id (Kafka's `handleInitProducerId`).
+pub(crate) async fn init_producer_id(b: Arc<Broker>, req: InitProducerIdRequest, version: i16) -> InitProducerIdResponse {
+    let resp = init(b, req, version).await;
+    let code = fenced_for(resp.error_code, version < 4);
+    resp.with_error_code(code)
+}
+
+async fn init(b: Arc<Broker>, req: InitProducerIdRequest, version: i16) -> InitProducerIdResponse {
+    let id = req.transactional_id.as_ref().map(|t| t.to_string()).unwrap_or_default();
+    let timeout = req.transaction_timeout_ms;
+    if timeout <= 0 || timeout > b.config.transaction_max_timeout_ms {
+        return init_error(if id.is_empty() { ec::INVALID_REQUEST } else { ec::INVALID_TRANSACTION_TIMEOUT });
+    }
+    let epoch = match coordinator(&b, &id).await {
+        Ok(e) => e,
+        Err(code) => return init_error(code),
+    };
+    let expected = (version >= 3 && req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
+    // A new id, or one whose epoch is exhausted, needs a fresh producer id: taken
+    // before the lock (it may await the controller), unused otherwise.
+    let needs_id = b.txns.entries.lock().get(&id).is_none_or(|m| crate::txn::state::epoch_exhausted(m.producer_epoch));
+    let fresh = if needs_id {
+        match b.next_producer_id().await {
+            Ok(pid) => Some(pid),
+            Err(e) => {
+                warn!("allocating a producer id failed: {e}");
+                return init_error(ec::COORDINATOR_NOT_AVAILABLE);
+            }
+        }
+    } else {
+        None
+    };
+    if !b.txns.knows(&id) {
+        let Some(pid) = fresh else { return init_error(ec::CONCURRENT_TRANSACTIONS) };
+        b.txns.insert_new(TxnMeta::new(&id, pid, now_ms(), timeout));
+    }
+    let now = now_ms();
+    let step = b.txns.begin(&id, |current| {
+        let Some(m) = current else { return Err(ec::CONCURRENT_TRANSACTIONS) };
+        let mut spare = fresh;
+        match m.init(timeout, expected, now, || spare.take().unwrap_or(-1))? {
+            Init::Ready(next) if next.producer_id < 0 => Err(ec::CONCURRENT_TRANSACTIONS),
+            Init::Ready(next) => Ok(Some((next, false))),
+            Init::FenceAndAbort(next) => Ok(Some((next, true))),
+        }
+    });
+    let (next, fencing) = match step {
+        Ok(Some(s)) => s,
+        Ok(None) => return init_error(ec::CONCURRENT_TRANSACTIONS),
+        Err(code) => return init_error(code),
+    };
+    let (pid, producer_epoch) = (next.producer_id, next.producer_epoch);
+    if let Err(code) = b.txns.write(&b, epoch, next).await {
+        return init_error(code);
+    }
+    if fencing {
+        // The open transaction of the producer this one replaces is aborted first.
+        info!(transactional_id = %id, producer_id = pid, "fencing the previous producer: aborting its open transaction");
+        markers::complete_later(b.clone(), id, epoch);
+        return init_error(ec::CONCURRENT_TRANSACTIONS);
+    }
+    info!(transactional_id = %id, producer_id = pid, producer_epoch, "initialized a transactional producer");
+    InitProducerIdResponse::default().with_producer_id(ProducerId(pid)).with_producer_epoch(producer_epoch)
+}
+
+/// Adds `partitions` to `id`'s transaction, writing the state if it changes.
+async fn add_to_txn(b: &Arc<Broker>, id: &str, pid: i64, producer_epoch: i16, partitions: BTreeSet<(String, i32)>) -> i16 {
+    let epoch = match coordinator(b, id).await {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    let now = now_ms();
+    let step = b.txns.begin(id, |current| {
+        let m = current.ok_or(ec::INVALID_PRODUCER_ID_MAPPING)?;
+        Ok(m.add_partitions(pid, producer_epoch, &partitions, now)?.map(|n| (n, ())))
+    });
+    match step {
+        Ok(None) => ec::NONE,
+        Ok(Some((next, ()))) => b.txns.write(b, epoch, next).await.err().unwrap_or(ec::NONE),
+        Err(code) => code,
+    }
+}
+
+/// AddPartitionsToTxn v0-3 (a producer's): every partition must exist, else it
+/// gets UNKNOWN_TOPIC_OR_PARTITION and the others OPERATION_NOT_ATTEMPTED.
+pub(crate) async fn add_partitions(b: Arc<Broker>, req: AddPartitionsToTxnRequest, version: i16) -> AddPartitionsToTxnResponse {
+    let id = req.v3_and_below_transactional_id.to_string();
+    let image = b.metadata.image();
+    let mut unknown = BTreeSet::new();
+    let mut partitions = BTreeSet::new();
+    for t in &req.v3_and_below_topics {
+        let count = image.topics.get(t.name.as_str()).map_or(0, |m| m.partitions);
+        for p in &t.partitions {
+            if (0..count).contains(p) {
+                partitions.insert((t.name.to_string(), *p));
+            } else {
+                unknown.insert((t.name.to_string(), *p));
+            }
+        }
+    }
+    let code = if unknown.is_empty() {
+        let code = add_to_txn(&b, &id, req.v3_and_below_producer_id.0, req.v3_and_below_producer_epoch, partitions).await;
+        fenced_for(code, version < 2)
+    } else {
+        ec::OPERATION_NOT_ATTEMPTED
+    };
+    let results = req
+        .v3_and_below_topics
+        .iter()
+        .map(|t| {
+            let parts = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let c = if unknown.contains(&(t.name.to_string(), *p)) { ec::UNKNOWN_TOPIC_OR_PARTITION } else { code };
+                    AddPartitionsToTxnPartitionResult::default().with_partition_index(*p).with_partition_error_code(c)
+                })
+                .collect();
+            AddPartitionsToTxnTopicResult::default().with_name(t.name.clone()).with_results_by_partition(parts)
+        })
+        .collect();
+    AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results)
+}
+
+/// AddOffsetsToTxn: the group's `__consumer_offsets` partition joins the transaction.
+pub(crate) async fn add_offsets(b: Arc<Broker>, req: AddOffsetsToTxnRequest, version: i16) -> AddOffsetsToTxnResponse {
+    let group = req.group_id.to_string();
+    if let Err(e) = b.groups.ensure_topic(&b).await {
+        warn!("creating {OFFSETS_TOPIC}: {e}");
+        return AddOffsetsToTxnResponse::default().with_error_code(ec::COORDINATOR_NOT_AVAILABLE);
+    }
+    let partition = group_records::partition_for(&group, b.groups.partitions);
+    let partitions = [(OFFSETS_TOPIC.to_string(), partition)].into_iter().collect();
+    let code = add_to_txn(&b, &req.transactional_id, req.producer_id.0, req.producer_epoch, partitions).await;
+    AddOffsetsToTxnResponse::default().with_error_code(fenced_for(code, version < 2))
+}
+
+/// EndTxn (Kafka's `handleEndTransaction`, transactions v1): answered once the
+/// decision is durable; the markers follow.
+pub(crate) async fn end_txn(b: Arc<Broker>, req: EndTxnRequest, version: i16) -> EndTxnResponse {
+    let id = req.transactional_id.to_string();
+    let answer = |code: i16| {
+        EndTxnResponse::default().with_error_code(fenced_for(code, version < 2)).with_producer_id(ProducerId(-1)).with_producer_epoch(-1)
+    };
+    let epoch = match coordinator(&b, &id).await {
+        Ok(e) => e,
+        Err(code) => return answer(code),
+    };
+    let now = now_ms();
+    let step = b.txns.begin(&id, |current| {
+        let m = current.ok_or(ec::INVALID_PRODUCER_ID_MAPPING)?;
+        Ok(m.end(req.producer_id.0, req.producer_epoch, req.committed, now)?.map(|n| (n, ())))
+    });
+    match step {
+        Ok(None) => answer(ec::NONE),
+        Ok(Some((next, ()))) => match b.txns.write(&b, epoch, next).await {
+            Ok(()) => {
+                markers::complete_later(b.clone(), id, epoch);
+                answer(ec::NONE)
+            }
+            Err(code) => answer(code),
+        },
+        Err(code) => answer(code),
+    }
+}
+
+/// Where listeners are split, markers are taken on the inter-broker listener only
+/// (CLUSTER_AUTHORIZATION_FAILED elsewhere), as Kafka requires CLUSTER_ACTION.
+fn markers_allowed(b: &Broker) -> bool {
+    match &b.config.inter_broker_listener_name {
+        Some(name) => crate::server::current_listener().is_some_and(|l| *l == **name),
+        None => true,
+    }
+}
+
+/// WriteTxnMarkers (from a transaction coordinator): each marker is appended to
+/// the partitions this broker leads and answered once replicated.
+pub(crate) async fn write_markers(b: Arc<Broker>, req: WriteTxnMarkersRequest) -> WriteTxnMarkersResponse {
+    let allowed = markers_allowed(&b);
+    let mut out = Vec::new();
+    for m in req.markers {
+        let marker = Marker {
+            producer_id: m.producer_id.0,
+            producer_epoch: m.producer_epoch,
+            coordinator_epoch: m.coordinator_epoch,
+            commit: m.transaction_result,
+        };
+        let mut topics = Vec::new();
+        for t in m.topics {
+            let mut parts = Vec::new();
+            for p in t.partition_indexes {
+                let code = if !allowed {
+                    ec::CLUSTER_AUTHORIZATION_FAILED
+                } else if marker.producer_id < 0 || marker.producer_epoch < 0 {
+                    ec::INVALID_REQUEST
+                } else {
+                    markers::write_local(&b, &t.name, p, marker).await.err().unwrap_or(ec::NONE)
+                };
+                if code != ec::NONE {
+                    debug!(topic = %t.name.as_str(), partition = p, code, "transaction marker refused");
+                }
+                parts.push(WritableTxnMarkerPartitionResult::default().with_partition_index(p).with_error_code(code));
+            }
+            topics.push(WritableTxnMarkerTopicResult::default().with_name(t.name).with_partitions(parts));
+        }
+        out.push(WritableTxnMarkerResult::default().with_producer_id(m.producer_id).with_topics(topics));
+    }
+    WriteTxnMarkersResponse::default().with_markers(out)
+}
+
+/// TxnOffsetCommit, at the group coordinator: the offsets are written as part of
+/// the producer's transaction and count once its COMMIT marker arrives. KIP-447:
+/// a member id and generation, when given, must be the group's current ones.
+pub(crate) async fn txn_offset_commit(b: Arc<Broker>, req: TxnOffsetCommitRequest, version: i16) -> TxnOffsetCommitResponse {
+    let group = req.group_id.to_string();
+    let respond = |codes: &dyn Fn(&str, i32) -> i16| {
+        let topics = req
+            .topics
+            .iter()
+            .map(|t| {
+                let parts = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        TxnOffsetCommitResponsePartition::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(codes(&t.name, p.partition_index))
+                    })
+                    .collect();
+                TxnOffsetCommitResponseTopic::default().with_name(t.name.clone()).with_partitions(parts)
+            })
+            .collect();
+        TxnOffsetCommitResponse::default().with_topics(topics)
+    };
+    if let Err(e) = b.groups.ensure_topic(&b).await {
+        warn!("creating {OFFSETS_TOPIC}: {e}");
+        return respond(&|_, _| ec::COORDINATOR_NOT_AVAILABLE);
+    }
+    if let Some(code) = super::groups::group_error(&b, &group) {
+        return respond(&|_, _| code);
+    }
+    let producer = (req.producer_id.0, req.producer_epoch);
+    if producer.0 < 0 || producer.1 < 0 {
+        return respond(&|_, _| ec::INVALID_PRODUCER_EPOCH);
+    }
+    // As Kafka: the group's partition must be in the producer's open transaction
+    // (AddOffsetsToTxn first), else nothing is written.
+    let offsets_partition = group_records::partition_for(&group, b.groups.partitions);
+    if let Err((code, why)) = b.txns.verify(&b, &req.transactional_id, producer.0, producer.1, OFFSETS_TOPIC, offsets_partition) {
+        debug!(group, code, "transactional offset commit refused: {why}");
+        return respond(&|_, _| code);
+    }
+    let image = b.metadata.image();
+    let now = now_ms();
+    let max_meta = b.config.offset_metadata_max_bytes;
+    let mut codes: std::collections::HashMap<(String, i32), i16> = std::collections::HashMap::new();
+    let mut writes = Vec::new();
+    let mut values = Vec::new();
+    {
+        let entries = b.groups.entries.lock();
+        // KIP-447: a member of a group that has moved on is fenced; Kafka checks only
+        // when the request names a member (v3+) and the group knows members.
+        if version >= 3 && req.generation_id >= 0 {
+            let code = match entries.get(&group) {
+                None => ec::ILLEGAL_GENERATION,
+                Some(e) => e.group.check_commit(&req.member_id, req.group_instance_id.as_deref(), req.generation_id),
+            };
+            if code != ec::NONE {
+                return respond(&|_, _| code);
+            }
+        }
+        for t in &req.topics {
+            let partitions = image.topics.get(t.name.as_str()).map_or(0, |m| m.partitions);
+            for p in &t.partitions {
+                let metadata = p.committed_metadata.as_ref().map(|s| s.to_string()).unwrap_or_default();
+                let code = if !(0..partitions).contains(&p.partition_index) {
+                    ec::UNKNOWN_TOPIC_OR_PARTITION
+                } else if metadata.len() > max_meta {
+                    ec::OFFSET_METADATA_TOO_LARGE
+                } else {
+                    let v = OffsetValue {
+                        offset: p.committed_offset,
+                        leader_epoch: if version >= 2 { p.committed_leader_epoch } else { -1 },
+                        metadata,
+                        commit_timestamp: now,
+                    };
+                    let key = Key::Offset { group: group.clone(), topic: t.name.to_string(), partition: p.partition_index };
+                    writes.push((group_records::encode_key(&key), Some(group_records::encode_offset(&v))));
+                    values.push(((t.name.to_string(), p.partition_index), v));
+                    ec::NONE
+                };
+                codes.insert((t.name.to_string(), p.partition_index), code);
+            }
+        }
+    }
+    let mut write_error = ec::NONE;
+    if !writes.is_empty() {
+        match b.groups.persist_txn(&b, &group, producer, &writes) {
+            Ok(pending) => {
+                // Pending until the marker: OffsetFetch with require_stable waits on it.
+                {
+                    let mut entries = b.groups.entries.lock();
+                    let e = entries.entry(group.clone()).or_insert_with(|| GroupEntry::new(&group, now));
+                    e.pending_txn.entry(producer.0).or_default().extend(values);
+                }
+                if !pending.durable().await {
+                    write_error = ec::REQUEST_TIMED_OUT;
+                }
+            }
+            Err(code) => write_error = code,
+        }
+    }
+    respond(&|t, p| match codes.get(&(t.to_string(), p)).copied().unwrap_or(ec::UNKNOWN_TOPIC_OR_PARTITION) {
+        ec::NONE => write_error,
+        c => c,
+    })
+}
+
+/// DescribeTransactions: the state of each id this broker coordinates.
+pub(crate) fn describe(b: &Broker, req: DescribeTransactionsRequest) -> DescribeTransactionsResponse {
+    let states = req
+        .transactional_ids
+        .into_iter()
+        .map(|id| {
+            let s = TransactionState::default().with_transactional_id(id.clone()).with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+            if id.is_empty() {
+                return s.with_error_code(ec::INVALID_REQUEST);
+            }
+            if let Err(code) = b.txns.coordinator_epoch(b, &id) {
+                return s.with_error_code(code);
+            }
+            let Some(m) = b.txns.entries.lock().get(id.as_str()).cloned().filter(|m| m.state != TxnState::Dead) else {
+                return s.with_error_code(ec::TRANSACTIONAL_ID_NOT_FOUND);
+            };
+            let mut topics: Vec<TopicData> = Vec::new();
+            for (t, p) in &m.partitions {
+                match topics.last_mut() {
+                    Some(d) if d.topic.as_str() == t => d.partitions.push(*p),
+                    _ => topics.push(TopicData::default().with_topic(super::topic_name(t)).with_partitions(vec![*p])),
+                }
+            }
+            s.with_producer_id(ProducerId(m.producer_id))
+                .with_producer_epoch(m.producer_epoch)
+                .with_transaction_state(str_bytes(m.state.name()))
+                .with_transaction_timeout_ms(m.timeout_ms)
+                .with_transaction_start_time_ms(m.start_ms)
+                .with_topics(topics)
+        })
+        .collect();
+    DescribeTransactionsResponse::default().with_transaction_states(states)
+}
+
+/// ListTransactions: the ids this broker coordinates, filtered by state, producer
+/// id and (v1) how long they have been open.
+pub(crate) fn list(b: &Broker, req: ListTransactionsRequest, version: i16) -> ListTransactionsResponse {
+    let mut unknown = Vec::new();
+    let mut states = BTreeSet::new();
+    for f in &req.state_filters {
+        match TxnState::from_name(f) {
+            Some(s) => {
+                states.insert(s);
+            }
+            None => unknown.push(f.clone()),
+        }
+    }
+    let pids: BTreeSet<i64> = req.producer_id_filters.iter().map(|p| p.0).collect();
+    let now = now_ms();
+    let listed = b
+        .txns
+        .snapshot()
+        .into_iter()
+        .filter(|m| m.state != TxnState::Dead)
+        .filter(|m| states.is_empty() || states.contains(&m.state))
+        .filter(|m| pids.is_empty() || pids.contains(&m.producer_id))
+        .filter(|m| version < 1 || req.duration_filter < 0 || (m.state == TxnState::Ongoing && now - m.start_ms >= req.duration_filter))
+        .map(|m| {
+            ListedState::default()
+                .with_transactional_id(TransactionalId(str_bytes(m.id)))
+                .with_producer_id(ProducerId(m.producer_id))
+                .with_transaction_state(str_bytes(m.state.name()))
+        })
+        .collect();
+    ListTransactionsResponse::default().with_unknown_state_filters(unknown).with_transaction_states(listed)
+}
