@@ -175,7 +175,15 @@ public class TxnCheck {
             inTxn(p, topic, second, true);
             ok("transactional producer: " + N + " committed, " + N + " aborted, " + N + " committed");
 
-            long end = latest(admin, tp, IsolationLevel.READ_UNCOMMITTED), lso = latest(admin, tp, IsolationLevel.READ_COMMITTED);
+            // A coordinator may answer EndTxn before the markers are written: awaited.
+            long end, lso;
+            long deadline = System.nanoTime() + TIMEOUT.toNanos();
+            while (true) {
+                end = latest(admin, tp, IsolationLevel.READ_UNCOMMITTED);
+                lso = latest(admin, tp, IsolationLevel.READ_COMMITTED);
+                if ((end == 3 * N + 3 && lso == 3 * N + 3) || System.nanoTime() > deadline) break;
+                Thread.sleep(50);
+            }
             check(end == 3 * N + 3 && lso == 3 * N + 3, "end offset " + end + ", last stable offset " + lso + ", want both " + (3 * N + 3));
             ok("listOffsets latest: " + end + " read_uncommitted and read_committed (three markers)");
 
@@ -208,7 +216,7 @@ public class TxnCheck {
                 check(early == 0, "read_committed consumer got " + early + " records of an open transaction");
                 p.commitTransaction();
                 List<String> got = new ArrayList<>();
-                long deadline = System.nanoTime() + TIMEOUT.toNanos();
+                deadline = System.nanoTime() + TIMEOUT.toNanos();
                 while (got.size() < N) {
                     if (System.nanoTime() > deadline) fail("after the commit: read " + got.size() + " of " + N);
                     for (ConsumerRecord<String, String> r : c.poll(Duration.ofMillis(200))) got.add(r.value());
@@ -234,7 +242,7 @@ public class TxnCheck {
             }
             for (Future<RecordMetadata> f : acks) f.get(60, TimeUnit.SECONDS);
         }
-        int done = 0, txns = 0;
+        int done = 0, txns = 0, abortedRecords = 0;
         boolean abortedOnce = false;
         try (KafkaProducer<String, String> p = producer(bootstrap, topic + "-etl-txn");
              KafkaConsumer<String, String> c = consumer(bootstrap, group, "read_committed")) {
@@ -257,9 +265,12 @@ public class TxnCheck {
                 p.sendOffsetsToTransaction(next, c.groupMetadata());
                 if (!abortedOnce) {
                     // The first transaction is aborted: its records and its offsets vanish,
-                    // and the consumer goes back to redo them.
+                    // and the consumer goes back to redo them. Flushed first: an abort drops
+                    // records still waiting in the client, which would never reach the log.
+                    p.flush();
                     p.abortTransaction();
                     abortedOnce = true;
+                    abortedRecords = rs.count();
                     Map<TopicPartition, OffsetAndMetadata> committed = c.committed(next.keySet(), TIMEOUT);
                     check(committed.values().stream().allMatch(Objects::isNull), "offsets of an aborted transaction committed: " + committed);
                     firsts.forEach(c::seek);
@@ -278,11 +289,15 @@ public class TxnCheck {
         List<String> got = valuesOf(read(bootstrap, new TopicPartition(out, 0), 0, "read_committed", m));
         Collections.sort(got);
         check(got.equals(want), "output: " + got.size() + " records, not each of the " + m + " transformed inputs once");
-        List<ConsumerRecord<String, String>> raw = read(bootstrap, new TopicPartition(out, 0), 0, "read_uncommitted", m);
-        check(raw.size() > m, "read_uncommitted output has " + raw.size() + " records: the aborted transaction's are missing");
+        List<ConsumerRecord<String, String>> raw = read(bootstrap, new TopicPartition(out, 0), 0, "read_uncommitted", m + abortedRecords);
+        check(raw.size() == m + abortedRecords, "read_uncommitted output has " + raw.size() + " records, want " + m + " + the " + abortedRecords + " aborted");
         ok("output topic: every input once read_committed; read_uncommitted also sees the " + (raw.size() - m) + " aborted");
 
-        Map<TopicPartition, OffsetAndMetadata> committed = admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get(60, TimeUnit.SECONDS);
+        // Offsets committed in a transaction become visible once its markers are written:
+        // requireStable makes the broker say so (UNSTABLE_OFFSET_COMMIT, retried) until then.
+        Map<TopicPartition, OffsetAndMetadata> committed = admin
+            .listConsumerGroupOffsets(Map.of(group, new ListConsumerGroupOffsetsSpec()), new ListConsumerGroupOffsetsOptions().requireStable(true))
+            .partitionsToOffsetAndMetadata(group).get(60, TimeUnit.SECONDS);
         long total = 0;
         for (int part = 0; part < 2; part++) {
             TopicPartition tp = new TopicPartition(in, part);

@@ -79,15 +79,24 @@ func txnMode(bootstrap, topic string) {
 	inTxn(prod, second, kgo.TryCommit, "third transaction")
 	ok("transactional producer: %d records committed, %d aborted, %d committed", n, n, n)
 
-	// Each transaction ends with one control record (its marker) in the partition.
-	ends, err := adm.ListEndOffsets(ctxFor(timeout), topic)
-	must(err, "ListEndOffsets")
-	end, found := ends.Lookup(topic, 0)
-	check(found && end.Err == nil && end.Offset == 3*n+3, "log end offset %+v, want %d (3 x %d records + 3 markers)", end, 3*n+3, n)
-	lso, err := adm.ListCommittedOffsets(ctxFor(timeout), topic)
-	must(err, "ListCommittedOffsets")
-	stable, found := lso.Lookup(topic, 0)
-	check(found && stable.Err == nil && stable.Offset == 3*n+3, "last stable offset %+v, want %d", stable, 3*n+3)
+	// Each transaction ends with one control record (its marker) in the partition. A
+	// coordinator may answer EndTxn before the markers are written: awaited.
+	var end, stable kadm.ListedOffset
+	deadline := time.Now().Add(timeout)
+	for {
+		ends, err := adm.ListEndOffsets(ctxFor(timeout), topic)
+		must(err, "ListEndOffsets")
+		end, _ = ends.Lookup(topic, 0)
+		lso, err := adm.ListCommittedOffsets(ctxFor(timeout), topic)
+		must(err, "ListCommittedOffsets")
+		stable, _ = lso.Lookup(topic, 0)
+		if (end.Offset == 3*n+3 && stable.Offset == 3*n+3) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	check(end.Err == nil && end.Offset == 3*n+3, "log end offset %+v, want %d (3 x %d records + 3 markers)", end, 3*n+3, n)
+	check(stable.Err == nil && stable.Offset == 3*n+3, "last stable offset %+v, want %d", stable, 3*n+3)
 	ok("log end offset and last stable offset %d: three markers after %d records", 3*n+3, 3*n)
 
 	want := append(append([]string{}, firstValues...), secondValues...)
@@ -110,10 +119,10 @@ func txnMode(bootstrap, topic string) {
 	open, openValues := txnRecords(topic, n, "open")
 	must(prod.BeginTransaction(), "BeginTransaction (open)")
 	must(prod.ProduceSync(ctxFor(timeout), open...).FirstErr(), "ProduceSync (open)")
-	ends, err = adm.ListEndOffsets(ctxFor(timeout), topic)
+	ends, err := adm.ListEndOffsets(ctxFor(timeout), topic)
 	must(err, "ListEndOffsets")
 	end, _ = ends.Lookup(topic, 0)
-	lso, err = adm.ListCommittedOffsets(ctxFor(timeout), topic)
+	lso, err := adm.ListCommittedOffsets(ctxFor(timeout), topic)
 	must(err, "ListCommittedOffsets")
 	stable, _ = lso.Lookup(topic, 0)
 	check(end.Offset == 4*n+3 && stable.Offset == 3*n+3, "open transaction: end offset %d (want %d), last stable offset %d (want %d)",
@@ -187,10 +196,26 @@ func groupTransact(bootstrap, topic string, adm *kadm.Client) {
 	check(sameSet(output, want) && len(output) == m, "output: %d records, want each of the %d transformed inputs once", len(output), m)
 	ok("output topic: every input once, transformed")
 
-	fetched, err := adm.FetchOffsets(ctxFor(timeout), group)
-	must(err, "FetchOffsets")
+	// Offsets committed in a transaction become visible once its markers are written:
+	// awaited.
 	ends, err := adm.ListEndOffsets(ctxFor(timeout), in)
 	must(err, "ListEndOffsets")
+	var fetched kadm.OffsetResponses
+	deadline = time.Now().Add(timeout)
+	for {
+		fetched, err = adm.FetchOffsets(ctxFor(timeout), group)
+		must(err, "FetchOffsets")
+		all := true
+		for part := int32(0); part < 2; part++ {
+			end, _ := ends.Lookup(in, part)
+			o, found := fetched.Lookup(in, part)
+			all = all && found && o.Err == nil && o.At == end.Offset
+		}
+		if all || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	total := int64(0)
 	for part := int32(0); part < 2; part++ {
 		end, _ := ends.Lookup(in, part)

@@ -144,8 +144,17 @@ func txnCommitAbort(bootstrap string, v *sarama.KafkaVersion, topic string) {
 	inTxn(p, second, true, "third transaction")
 	ok("%s: transactional SyncProducer: %d committed, %d aborted, %d committed", versionName(v), n, n, n)
 
-	end := newestOffset(bootstrap, v, topic, 0, sarama.ReadUncommitted)
-	lso := newestOffset(bootstrap, v, topic, 0, sarama.ReadCommitted)
+	// A coordinator may answer EndTxn before the markers are written: awaited.
+	var end, lso int64
+	deadline := time.Now().Add(timeout)
+	for {
+		end = newestOffset(bootstrap, v, topic, 0, sarama.ReadUncommitted)
+		lso = newestOffset(bootstrap, v, topic, 0, sarama.ReadCommitted)
+		if (end == 3*n+3 && lso == 3*n+3) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	check(end == 3*n+3 && lso == 3*n+3, "end offset %d, last stable offset %d, want both %d (3 x %d records + 3 markers)", end, lso, 3*n+3, n)
 
 	want := append(append([]string{}, firstValues...), secondValues...)
@@ -280,14 +289,29 @@ func txnConsumeTransformProduce(bootstrap string, v *sarama.KafkaVersion, topic 
 	check(sameSet(output, want), "output: %d records, want each of the %d transformed inputs once", len(output), m)
 	ok("%s: output topic holds every input once, transformed", versionName(v))
 
-	offsets, err := a.ListConsumerGroupOffsets(group, map[string][]int32{in: {0, 1}})
-	must(err, "ListConsumerGroupOffsets")
+	// Offsets committed in a transaction become visible once its markers are written:
+	// awaited.
+	ends := []int64{newestOffset(bootstrap, v, in, 0, sarama.ReadUncommitted), newestOffset(bootstrap, v, in, 1, sarama.ReadUncommitted)}
+	var offsets *sarama.OffsetFetchResponse
+	deadline := time.Now().Add(timeout)
+	for {
+		offsets, err = a.ListConsumerGroupOffsets(group, map[string][]int32{in: {0, 1}})
+		must(err, "ListConsumerGroupOffsets")
+		all := true
+		for part := int32(0); part < 2; part++ {
+			blk := offsets.GetBlock(in, part)
+			all = all && blk != nil && blk.Err == sarama.ErrNoError && blk.Offset == ends[part]
+		}
+		if all || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	total := int64(0)
 	for part := int32(0); part < 2; part++ {
-		end := newestOffset(bootstrap, v, in, part, sarama.ReadUncommitted)
 		blk := offsets.GetBlock(in, part)
-		check(blk != nil && blk.Err == sarama.ErrNoError && blk.Offset == end, "group %s, %s/%d: committed %+v, log end %d", group, in, part, blk, end)
-		total += end
+		check(blk != nil && blk.Err == sarama.ErrNoError && blk.Offset == ends[part], "group %s, %s/%d: committed %+v, log end %d", group, in, part, blk, ends[part])
+		total += ends[part]
 	}
 	check(total == m, "input end offsets add up to %d, want %d", total, m)
 	ok("%s: the group's offsets committed in the transactions equal the input's end offsets", versionName(v))
