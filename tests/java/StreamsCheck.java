@@ -1,6 +1,6 @@
 // A Kafka Streams application (kafka-streams 4.4) against a broker: run by
-// tests/tests/kafka_streams.rs against Karst and against Apache Kafka with Java's
-// source launcher:
+// tests/tests/kafka_streams.rs (and, mode eos, tests/tests/transactions_clients.rs)
+// against Karst and against Apache Kafka with Java's source launcher:
 //
 //   java -cp <clients classpath> tests/java/StreamsCheck.java <bootstrap> <prefix> <state dir> <changelog|no-changelog|eos>
 //
