@@ -21,6 +21,29 @@ func txnConfig(version *sarama.KafkaVersion, id string) *sarama.Config {
 	return c
 }
 
+// txnProducer is a transactional SyncProducer; creating one runs InitProducerId,
+// which sarama retries for minutes against a broker that cannot answer: bounded here.
+func txnProducer(bootstrap string, version *sarama.KafkaVersion, id string) sarama.SyncProducer {
+	type made struct {
+		p   sarama.SyncProducer
+		err error
+	}
+	ch := make(chan made, 1)
+	go func() {
+		p, err := sarama.NewSyncProducer([]string{bootstrap}, txnConfig(version, id))
+		ch <- made{p, err}
+	}()
+	select {
+	case m := <-ch:
+		must(m.err, "NewSyncProducer (transactional)")
+		check(m.p.IsTransactional(), "producer with Transaction.ID is not transactional")
+		return m.p
+	case <-time.After(timeout):
+		fail("NewSyncProducer (transactional, %s): no producer after %v (InitProducerId)", id, timeout)
+		return nil
+	}
+}
+
 func txnMessages(topic string, n int, prefix string) ([]*sarama.ProducerMessage, []string) {
 	msgs := make([]*sarama.ProducerMessage, n)
 	values := make([]string, n)
@@ -133,9 +156,7 @@ func txnCommitAbort(bootstrap string, v *sarama.KafkaVersion, topic string) {
 	a := admin(bootstrap, v)
 	defer a.Close()
 	createTopic(a, topic, 1)
-	p, err := sarama.NewSyncProducer([]string{bootstrap}, txnConfig(v, topic+"-txn"))
-	must(err, "NewSyncProducer (transactional)")
-	check(p.IsTransactional(), "producer with Transaction.ID is not transactional")
+	p := txnProducer(bootstrap, v, topic+"-txn")
 	first, firstValues := txnMessages(topic, n, "committed1")
 	inTxn(p, first, true, "first transaction")
 	aborted, abortedValues := txnMessages(topic, n, "aborted")
@@ -247,8 +268,7 @@ func txnConsumeTransformProduce(bootstrap string, v *sarama.KafkaVersion, topic 
 	createTopic(a, out, 1)
 	inputs := send(bootstrap, config(v), in, m, "in")
 
-	p, err := sarama.NewSyncProducer([]string{bootstrap}, txnConfig(v, topic+"-etl-txn"))
-	must(err, "NewSyncProducer (transactional)")
+	p := txnProducer(bootstrap, v, topic+"-etl-txn")
 	c := config(v)
 	c.Consumer.IsolationLevel = sarama.ReadCommitted
 	c.Consumer.Offsets.AutoCommit.Enable = false
