@@ -1,7 +1,7 @@
 // franz: franz-go (kgo, and kadm for admin) against a broker, run by
 // tests/tests/go_clients.rs against Karst and against Apache Kafka:
 //
-//	franz <produce-consume|group|admin> <bootstrap> <topic>
+//	franz <produce-consume|group|admin|txn> <bootstrap> <topic>
 //	franz bench <bootstrap> <topic> <records> <bytes>
 //
 // Modes:
@@ -23,6 +23,17 @@
 //	                 offsets by time and max timestamp (records with headers and set
 //	                 timestamps), delete records, commit and delete offsets, delete
 //	                 group, delete topic
+//	txn              transactions (txn.go): a transactional producer commits 50 records,
+//	                 aborts 50 and commits 50 more in a 1-partition topic; the log end
+//	                 offset and the last stable offset are 153 (three markers); a
+//	                 read_committed consumer reads exactly the 100 committed records in
+//	                 order, a read_uncommitted one all 150; an open transaction's records
+//	                 move the end offset but not the last stable offset and are not read
+//	                 read_committed until the commit; then a GroupTransactSession reads
+//	                 300 records of a 2-partition input topic as a group (read_committed,
+//	                 stable offsets), writes them upper-cased to an output topic and
+//	                 commits its offsets in each transaction: the output holds each input
+//	                 once and the group's committed offsets equal the input's end offsets
 //	bench            benches/clients.sh's rate check: creates topic (one partition), kgo's
 //	                 default producer (idempotent, acks=all, 10 ms linger) sends the
 //	                 records, then a fresh consumer group reads them from the start;
@@ -787,7 +798,7 @@ func main() {
 		return
 	}
 	if len(os.Args) != 4 {
-		fail("usage: franz <produce-consume|group|admin> <bootstrap> <topic> | franz bench <bootstrap> <topic> <records> <bytes>")
+		fail("usage: franz <produce-consume|group|admin|txn> <bootstrap> <topic> | franz bench <bootstrap> <topic> <records> <bytes>")
 	}
 	mode, bootstrap, topic := os.Args[1], os.Args[2], os.Args[3]
 	switch mode {
@@ -797,6 +808,8 @@ func main() {
 		groupMode(bootstrap, topic)
 	case "admin":
 		adminMode(bootstrap, topic)
+	case "txn":
+		txnMode(bootstrap, topic)
 	default:
 		fail("unknown mode %s", mode)
 	}

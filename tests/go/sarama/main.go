@@ -2,7 +2,7 @@
 // tests/tests/sarama_current.rs against Karst and against Apache Kafka. Debian's
 // sarama 1.22 programs under tests/sarama/ stay as they are; this one is a Go module.
 //
-//	sarama <produce-consume|group|admin|offsets> <bootstrap> <topic>
+//	sarama <produce-consume|group|admin|offsets|txn> <bootstrap> <topic>
 //	sarama bench <bootstrap> <topic> <records> <bytes>
 //
 // Modes:
@@ -22,6 +22,17 @@
 //	offsets          an AsyncProducer with headers and set timestamps, GetOffset by
 //	                 time, a PartitionConsumer from the middle, an OffsetManager
 //	                 committing with metadata, a static member (InstanceId)
+//	txn              transactions (txn.go), with sarama's default Version and the
+//	                 newest: a transactional SyncProducer (Transaction.ID, idempotent,
+//	                 one request in flight, acks=all) commits 40 records, aborts 40 and
+//	                 commits 40 in a 1-partition topic; end offset and last stable
+//	                 offset 123 (three markers); a read_committed consumer reads exactly
+//	                 the 80 committed in order, a read_uncommitted one all 120; an open
+//	                 transaction moves the end offset but not the last stable offset;
+//	                 then a ConsumerGroup reads 60 messages of a 2-partition topic and
+//	                 writes each upper-cased to an output topic in its own transaction
+//	                 with AddMessageToTxnWithGroupMetadata: the output holds each input
+//	                 once and the group's committed offsets equal the input's end
 //	bench            benches/clients.sh's rate check: creates topic (one partition), an
 //	                 AsyncProducer at sarama's defaults but acks=all (sarama's default
 //	                 is the leader only; not idempotent, no flush thresholds, 5
@@ -830,7 +841,7 @@ func main() {
 		return
 	}
 	if len(os.Args) != 4 {
-		fail("usage: sarama <produce-consume|group|admin|offsets> <bootstrap> <topic> | sarama bench <bootstrap> <topic> <records> <bytes>")
+		fail("usage: sarama <produce-consume|group|admin|offsets|txn> <bootstrap> <topic> | sarama bench <bootstrap> <topic> <records> <bytes>")
 	}
 	if os.Getenv("SARAMA_LOG") != "" {
 		sarama.Logger = log.New(os.Stderr, "[sarama] ", log.Lmicroseconds)
@@ -846,6 +857,8 @@ func main() {
 		adminMode(bootstrap, topic)
 	case "offsets":
 		offsetsMode(bootstrap, topic)
+	case "txn":
+		txnMode(bootstrap, topic)
 	default:
 		fail("unknown mode %s", mode)
 	}
