@@ -120,6 +120,22 @@ async fn topic_by_name(b: &Arc<Broker>, name: &str, auto_create: bool, version: 
     if !auto_create {
         return error(ec::UNKNOWN_TOPIC_OR_PARTITION);
     }
+    // Internal topics are created as their coordinators create them (partitions,
+    // compaction), as Kafka's auto-creation does, never with a topic's defaults.
+    let internal = match name {
+        crate::group::OFFSETS_TOPIC => Some(b.groups.ensure_topic(b).await),
+        crate::txn::TXN_TOPIC => Some(b.txns.ensure_topic(b).await),
+        _ => None,
+    };
+    if let Some(created) = internal {
+        if let Err(e) = created {
+            warn!(topic = name, "creating an internal topic failed: {e}");
+        }
+        return match b.metadata.image().topics.get(name) {
+            Some(t) => describe_topic(b, t, version),
+            None => error(ec::LEADER_NOT_AVAILABLE),
+        };
+    }
     let meta = TopicMeta {
         name: name.to_string(),
         id: Uuid::new_v4(),

@@ -81,8 +81,10 @@ pub(crate) fn dispatch(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Resul
 fn needs_offsets_topic(body: &RequestKind) -> bool {
     matches!(
         body,
-        RequestKind::FindCoordinator(_)
-            | RequestKind::JoinGroup(_)
+        RequestKind::FindCoordinator(r) if r.key_type == 0
+    ) || matches!(
+        body,
+        RequestKind::JoinGroup(_)
             | RequestKind::SyncGroup(_)
             | RequestKind::Heartbeat(_)
             | RequestKind::LeaveGroup(_)
