@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod modern;
 pub mod proxy;
 pub mod raw;
+pub mod txn;
 pub mod wait;
 
 pub use broker::{karst_bin, workspace_root, Broker, Launch};

@@ -117,6 +117,14 @@ pub struct Sample {
     pub value: f64,
 }
 
+/// The broker's `/metrics`, parsed (from its admin listener).
+pub fn scrape(b: &crate::Broker) -> Result<Exposition> {
+    let admin = b.admin_addr().ok_or_else(|| anyhow::anyhow!("the broker printed no admin address"))?;
+    let r = http_get(admin, "/metrics", &[])?;
+    anyhow::ensure!(r.status == 200, "/metrics answered {}: {}", r.status, r.body);
+    parse_exposition(&r.body)
+}
+
 /// A parsed exposition.
 #[derive(Debug, Clone, Default)]
 pub struct Exposition {

@@ -23,7 +23,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, Forgot
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{ApiKey, DeleteRecordsRequest, FetchRequest, FetchResponse, MetadataRequest};
 use karst_tests::java::run_java_program;
-use karst_tests::metrics::{http_get, parse_exposition, Exposition};
+use karst_tests::metrics::{scrape, Exposition};
 use karst_tests::raw::{decode_response, record_batch, topic_name, RawClient, ReadOutcome};
 use karst_tests::{unique_topic, wait_for, wait_until, Broker, KafkaUnavailable};
 use rdkafka::config::ClientConfig;
@@ -34,13 +34,6 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
 const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-
-fn scrape(b: &Broker) -> Result<Exposition> {
-    let admin = b.admin_addr().context("the broker printed no admin address")?;
-    let r = http_get(admin, "/metrics", &[])?;
-    ensure!(r.status == 200, "/metrics answered {}: {}", r.status, r.body);
-    parse_exposition(&r.body)
-}
 
 /// A metric's growth between two scrapes.
 fn grew(before: &Exposition, after: &Exposition, name: &str) -> f64 {

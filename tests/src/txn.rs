@@ -1,0 +1,146 @@
+//! Transactions with the `rdkafka` crate, for the tests: a transactional producer
+//! that counts its deliveries, consumers by isolation level, reads and end offsets.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, ensure, Context, Result};
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::raw::RawClient;
+use crate::wait::wait_until;
+
+/// How long one client step may take.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Counts the producer's delivery reports.
+#[derive(Default)]
+pub struct Deliveries {
+    pub ok: AtomicUsize,
+    pub failed: AtomicUsize,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => self.ok.fetch_add(1, Ordering::SeqCst),
+            Err(_) => self.failed.fetch_add(1, Ordering::SeqCst),
+        };
+    }
+}
+
+pub type TxnProducer = BaseProducer<Deliveries>;
+
+pub fn txn_producer(bootstrap: &str, transactional_id: Option<&str>) -> Result<TxnProducer> {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap).set("acks", "all").set("linger.ms", "0").set("message.timeout.ms", "60000");
+    if let Some(id) = transactional_id {
+        config.set("transactional.id", id);
+    }
+    Ok(config.create_with_context(Deliveries::default())?)
+}
+
+/// Sends `values` (keyed `key`) to topic and waits until all are delivered: a
+/// transaction's records reach the log before it ends (librdkafka's abort would drop
+/// records still queued).
+pub fn send_all(p: &TxnProducer, topic: &str, values: &[String], key: Option<&str>) -> Result<()> {
+    let before = p.context().ok.load(Ordering::SeqCst);
+    for v in values {
+        let mut record = BaseRecord::to(topic).payload(v.as_str());
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        p.send(record).map_err(|(e, _)| anyhow!("enqueueing {v}: {e}"))?;
+    }
+    p.flush(TIMEOUT)?;
+    let (ok, failed) = (p.context().ok.load(Ordering::SeqCst) - before, p.context().failed.load(Ordering::SeqCst));
+    ensure!(ok == values.len() && failed == 0, "{ok} of {} records delivered, {failed} failed", values.len());
+    Ok(())
+}
+
+pub fn consumer(bootstrap: &str, isolation: &str, group: &str) -> Result<BaseConsumer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", isolation)
+        .create()?)
+}
+
+/// Reads topic/partition from `from` until `want` messages came, then two seconds more
+/// for extras; returns (offset, value) in the order read.
+pub fn read(bootstrap: &str, topic: &str, partition: i32, from: i64, isolation: &str, want: usize) -> Result<Vec<(i64, String)>> {
+    let c = consumer(bootstrap, isolation, "karst-tests-unused")?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(from))?;
+    c.assign(&tpl)?;
+    let mut out = Vec::new();
+    let deadline = Instant::now() + TIMEOUT;
+    let mut extra = None;
+    loop {
+        if out.len() >= want && extra.is_none() {
+            extra = Some(Instant::now() + Duration::from_secs(2));
+        }
+        if extra.is_some_and(|e| Instant::now() > e) {
+            return Ok(out);
+        }
+        ensure!(Instant::now() < deadline, "{isolation} consumer read {} of {want} from {topic}/{partition}", out.len());
+        if let Some(m) = c.poll(Duration::from_millis(200)) {
+            let m = m.with_context(|| format!("{isolation} consumer"))?;
+            out.push((m.offset(), String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned()));
+        }
+    }
+}
+
+/// (high watermark, last stable offset) of topic/partition, as ListOffsets tells a
+/// read_uncommitted and a read_committed consumer.
+pub fn ends(bootstrap: &str, topic: &str, partition: i32) -> Result<(i64, i64)> {
+    let (_, high) = consumer(bootstrap, "read_uncommitted", "karst-tests-unused")?.fetch_watermarks(topic, partition, TIMEOUT)?;
+    let (_, stable) = consumer(bootstrap, "read_committed", "karst-tests-unused")?.fetch_watermarks(topic, partition, TIMEOUT)?;
+    Ok((high, stable))
+}
+
+pub fn values(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
+    let addr: SocketAddr = bootstrap.parse().with_context(|| format!("bootstrap {bootstrap}"))?;
+    RawClient::connect(addr)?.create_topic(topic, partitions, &[])?;
+    // Metadata can lag CreateTopics by a moment.
+    let c = consumer(bootstrap, "read_uncommitted", "karst-tests-unused")?;
+    wait_until(&format!("leaders for {topic}"), TIMEOUT, || {
+        c.fetch_metadata(Some(topic), Duration::from_secs(5)).is_ok_and(|md| {
+            md.topics().iter().any(|t| {
+                t.name() == topic
+                    && t.error().is_none()
+                    && t.partitions().len() == partitions as usize
+                    && t.partitions().iter().all(|p| p.leader() >= 0)
+            })
+        })
+    })
+}
+
+/// Polls `fetch` until it returns `want` or TIMEOUT passed; returns the last value
+/// (the caller checks it).
+pub fn settle<T: PartialEq>(want: &T, mut fetch: impl FnMut() -> Result<T>) -> Result<T> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let got = fetch()?;
+        if &got == want || Instant::now() > deadline {
+            return Ok(got);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

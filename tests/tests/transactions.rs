@@ -1,0 +1,214 @@
+//! Transactions on Karst where Kafka's answer needs no side-by-side run: a producer
+//! killed -9 mid-transaction is aborted after its timeout and the last stable offset
+//! moves on; transaction markers from off the inter-broker listener are refused and
+//! change nothing; on a three-node cluster markers reach partitions led by other
+//! brokers, and the coordinator's state survives its kill -9.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+
+use anyhow::{ensure, Context, Result};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic};
+use kafka_protocol::messages::{
+    BrokerId, DescribeTransactionsRequest, FindCoordinatorRequest, ListOffsetsRequest, ProducerId, TransactionalId, WriteTxnMarkersRequest,
+};
+use kafka_protocol::protocol::StrBytes;
+use karst_tests::cluster::start_cluster;
+use karst_tests::metrics::scrape;
+use karst_tests::raw::{topic_name, RawClient};
+use karst_tests::txn::{create_topic, read, send_all, txn_producer, values, TIMEOUT};
+use karst_tests::{python_script, unique_topic, wait_for, wait_until, Broker};
+use rdkafka::producer::Producer;
+
+const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+/// LATEST of topic-0 for a read_committed (isolation 1) or read_uncommitted consumer.
+fn latest(c: &mut RawClient, topic: &str, isolation: i8) -> Result<i64> {
+    let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_isolation_level(isolation).with_topics(vec![
+        ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1)]),
+    ]);
+    let resp = c.send(&req, 5)?;
+    let p = resp.topics.first().and_then(|t| t.partitions.first()).context("no ListOffsets answer")?;
+    ensure!(p.error_code == 0, "ListOffsets error {}", p.error_code);
+    Ok(p.offset)
+}
+
+/// (state, producer epoch) of a transactional id, from its coordinator.
+fn describe(c: &mut RawClient, id: &str) -> Result<(String, i16)> {
+    let resp = c.send(&DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(s(id))]), 0)?;
+    let t = resp.transaction_states.first().context("no state")?;
+    ensure!(t.error_code == 0, "DescribeTransactions error {}", t.error_code);
+    Ok((t.transaction_state.to_string(), t.producer_epoch))
+}
+
+#[test]
+fn a_producer_killed_mid_transaction_is_aborted_after_its_timeout_and_the_lso_moves_on() -> Result<()> {
+    let broker = Broker::start(&["--set", "transaction.abort.timed.out.transaction.cleanup.interval.ms=200"])?;
+    let topic = unique_topic("hanging");
+    let id = format!("{topic}-txn");
+    create_topic(&broker.bootstrap(), &topic, 1)?;
+    let mut child = Command::new("python3")
+        .arg(python_script("hanging_txn.py"))
+        .args([&broker.bootstrap(), &topic, &id, "3000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting the hanging producer")?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    ensure!(line.trim() == "open", "the producer said {line:?}");
+    child.kill()?; // SIGKILL: the transaction is left open
+    child.wait()?;
+
+    // Records after the open transaction, from another producer: invisible to
+    // read_committed consumers while the transaction holds the LSO at its start.
+    let mut c = RawClient::connect(broker.addr())?;
+    let p = txn_producer(&broker.bootstrap(), None)?;
+    send_all(&p, &topic, &values("after", 5), None)?;
+    ensure!(latest(&mut c, &topic, 0)? == 15, "10 open records and 5 after them");
+    ensure!(latest(&mut c, &topic, 1)? == 0, "the open transaction holds the last stable offset at its first record");
+    let (state, epoch) = describe(&mut c, &id)?;
+    ensure!(state == "Ongoing" && epoch == 0, "the transaction is open at epoch 0: {state} {epoch}");
+
+    // Past transaction.timeout.ms the coordinator aborts it under a bumped epoch.
+    wait_until("the timed-out transaction aborted", TIMEOUT, || describe(&mut c, &id).is_ok_and(|(s, _)| s == "CompleteAbort"))?;
+    let (_, epoch) = describe(&mut c, &id)?;
+    ensure!(epoch == 1, "the abort fenced the producer's epoch 0: now {epoch}");
+    wait_until("the LSO past the abort marker", TIMEOUT, || latest(&mut c, &topic, 1).is_ok_and(|o| o == 16))?;
+    let committed = read(&broker.bootstrap(), &topic, 0, 0, "read_committed", 5)?;
+    let got: Vec<&str> = committed.iter().map(|(_, v)| v.as_str()).collect();
+    ensure!(got == values("after", 5), "read_committed sees only the records after the aborted transaction: {got:?}");
+    let metrics = scrape(&broker)?;
+    ensure!(metrics.value_or_zero("karst_transactions_timed_out_total", &[]) == 1.0, "one transaction timed out");
+    ensure!(metrics.value_or_zero("karst_transactions_aborted_total", &[]) == 1.0, "and completed as aborted");
+    println!("a producer killed mid-transaction: aborted at its timeout (epoch bumped to 1), LSO 0 -> 16, read_committed sees the 5 records after it");
+    Ok(())
+}
+
+#[test]
+fn markers_from_off_the_inter_broker_listener_are_refused_and_change_nothing() -> Result<()> {
+    let broker = Broker::start(&[
+        "--listen",
+        "CLIENT://127.0.0.1:0,INTERNAL://127.0.0.1:0",
+        "--set",
+        "listener.security.protocol.map=CLIENT:PLAINTEXT,INTERNAL:PLAINTEXT",
+        "--set",
+        "inter.broker.listener.name=INTERNAL",
+    ])?;
+    let topic = unique_topic("markers");
+    create_topic(&broker.bootstrap(), &topic, 1)?;
+    // A transaction of a real producer is open on the partition.
+    let p = txn_producer(&broker.bootstrap(), Some(&format!("{topic}-txn")))?;
+    p.init_transactions(TIMEOUT)?;
+    p.begin_transaction()?;
+    send_all(&p, &topic, &values("open", 3), None)?;
+    let mut c = RawClient::connect(broker.addr())?;
+    let before = latest(&mut c, &topic, 0)?;
+    // A client forges the COMMIT marker for producer ids around it (the real one is
+    // a small number) at every epoch it might have.
+    for pid in 0..8 {
+        let marker = WritableTxnMarker::default()
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(0)
+            .with_transaction_result(true)
+            .with_coordinator_epoch(0)
+            .with_topics(vec![WritableTxnMarkerTopic::default().with_name(topic_name(&topic)).with_partition_indexes(vec![0])]);
+        let resp = c.send(&WriteTxnMarkersRequest::default().with_markers(vec![marker]), 1)?;
+        let code = resp.markers.first().and_then(|m| m.topics.first()).and_then(|t| t.partitions.first()).map(|p| p.error_code);
+        ensure!(code == Some(CLUSTER_AUTHORIZATION_FAILED), "a client's marker for producer {pid}: {code:?}");
+    }
+    ensure!(latest(&mut c, &topic, 0)? == before, "no marker was appended");
+    ensure!(latest(&mut c, &topic, 1)? == 0, "the transaction is still open");
+    // The producer's own abort still ends it.
+    p.abort_transaction(TIMEOUT)?;
+    wait_until("the abort marker", TIMEOUT, || latest(&mut c, &topic, 1).is_ok_and(|o| o == before + 1))?;
+    println!("8 forged markers refused with CLUSTER_AUTHORIZATION_FAILED; the log and the open transaction untouched");
+    Ok(())
+}
+
+/// The node that coordinates `id`.
+fn coordinator_of(addr: SocketAddr, id: &str) -> Result<i32> {
+    let mut c = RawClient::connect(addr)?;
+    wait_for("a transaction coordinator", TIMEOUT, || {
+        let r = c.send(&FindCoordinatorRequest::default().with_key(s(id)).with_key_type(1), 3).ok()?;
+        (r.error_code == 0).then_some(r.node_id.0)
+    })
+}
+
+#[test]
+fn a_cluster_writes_markers_to_other_brokers_and_the_coordinator_survives_kill_9() -> Result<()> {
+    let mut nodes = start_cluster(3, |_| vec!["--set".into(), "group.initial.rebalance.delay.ms=0".into()])?;
+    let bootstrap = nodes.iter().map(Broker::bootstrap).collect::<Vec<_>>().join(",");
+    let topic = unique_topic("txn-cluster");
+    let mut admin = RawClient::connect(nodes[0].addr())?;
+    admin.create_replicated(&topic, 3, 3, &[])?;
+    let id = format!("{topic}-txn");
+    let per_partition = |prefix: &str| -> Vec<Vec<String>> { (0..3).map(|p| values(&format!("{prefix}-p{p}"), 10)).collect() };
+    let send = |p: &karst_tests::txn::TxnProducer, batch: &[Vec<String>]| -> Result<()> {
+        for (partition, vals) in batch.iter().enumerate() {
+            // One key per partition: librdkafka's partitioner sends each to one place,
+            // and the transaction spans every partition (and so every leader).
+            for v in vals {
+                let rec = rdkafka::producer::BaseRecord::<(), str>::to(&topic).payload(v.as_str()).partition(partition as i32);
+                p.send(rec).map_err(|(e, _)| anyhow::anyhow!("{e}"))?;
+            }
+        }
+        p.flush(TIMEOUT)?;
+        Ok(())
+    };
+    let (first, aborted, second) = (per_partition("first"), per_partition("aborted"), per_partition("second"));
+
+    let p = txn_producer(&bootstrap, Some(&id))?;
+    p.init_transactions(TIMEOUT)?;
+    for (batch, commit) in [(&first, true), (&aborted, false)] {
+        p.begin_transaction()?;
+        send(&p, batch)?;
+        if commit {
+            p.commit_transaction(TIMEOUT)?;
+        } else {
+            p.abort_transaction(TIMEOUT)?;
+        }
+    }
+    drop(p);
+    let coordinator = coordinator_of(nodes[0].addr(), &id)?;
+    println!("transactional id {id} is coordinated by node {coordinator}; partitions led across the three nodes");
+
+    // The coordinator dies; its __transaction_state partition moves to a follower,
+    // which reads the state and goes on from epoch 0.
+    let victim = usize::try_from(coordinator - 1).context("node id")?;
+    nodes[victim].kill9()?;
+    let alive: Vec<SocketAddr> = nodes.iter().enumerate().filter(|(i, _)| *i != victim).map(|(_, n)| n.addr()).collect();
+    let bootstrap = alive.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
+    let p = txn_producer(&bootstrap, Some(&id))?;
+    p.init_transactions(TIMEOUT)?;
+    p.begin_transaction()?;
+    send(&p, &second)?;
+    p.commit_transaction(TIMEOUT)?;
+    let new_coordinator = coordinator_of(alive[0], &id)?;
+    ensure!(new_coordinator != coordinator, "the coordinator moved off node {coordinator}");
+    let addr = nodes[usize::try_from(new_coordinator - 1)?].addr();
+    let mut c = RawClient::connect(addr)?;
+    wait_until("the commit completes on the new coordinator", TIMEOUT, || describe(&mut c, &id).is_ok_and(|(s, _)| s == "CompleteCommit"))?;
+    let (_, epoch) = describe(&mut c, &id)?;
+    ensure!(epoch == 1, "the new coordinator knew epoch 0 and bumped it: epoch {epoch}");
+
+    for partition in 0..3 {
+        let want: Vec<String> = first[partition].iter().chain(&second[partition]).cloned().collect();
+        let got: Vec<String> =
+            read(&bootstrap, &topic, partition as i32, 0, "read_committed", want.len())?.into_iter().map(|(_, v)| v).collect();
+        ensure!(
+            got == want,
+            "partition {partition}: read_committed reads both committed transactions, in order, without the aborted one: {got:?}"
+        );
+    }
+    println!("3 nodes: commit, abort, kill -9 of coordinator {coordinator}, commit through coordinator {new_coordinator} at epoch 1; read_committed exact on every partition");
+    Ok(())
+}
