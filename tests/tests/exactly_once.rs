@@ -1,0 +1,377 @@
+//! The exactly-once checker, in the spirit of Jepsen's Kafka workload: on three nodes,
+//! consume-transform-produce pipelines (librdkafka transactional producers and
+//! read_committed group members committing their offsets in the transaction) copy an
+//! input topic to an output topic while a nemesis kills -9 and pauses the transaction
+//! coordinators, the group coordinator and partition leaders. Afterwards:
+//! - every input record is in the output exactly once (no loss, no duplicate);
+//! - every transaction is in the output whole or not at all (no torn transaction);
+//! - nothing a read_committed consumer saw during the faults is missing from, or
+//!   different in, the final output (no aborted read);
+//! - the group's committed offsets are the input's end offsets;
+//! - every acknowledged input record is there (no lost acknowledged write).
+//!
+//! `KARST_EOS_ROUNDS` repeats the fault sequence (default 1).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use kafka_protocol::messages::{FindCoordinatorRequest, MetadataRequest};
+use kafka_protocol::protocol::StrBytes;
+use karst_tests::raw::{topic_name, RawClient};
+use karst_tests::txn::{consumer, send_all, txn_producer, TxnProducer};
+use karst_tests::{unique_topic, wait_for, Broker};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+const PARTITIONS: i32 = 4;
+const PER_PARTITION: usize = 600;
+const WORKERS: usize = 2;
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn bootstrap_of(brokers: &[Broker]) -> String {
+    brokers.iter().map(Broker::bootstrap).collect::<Vec<_>>().join(",")
+}
+
+/// Leader node of every partition of `topic`, as a live broker sees it.
+fn leaders(brokers: &[Broker], topic: &str) -> Result<BTreeMap<i32, i32>> {
+    wait_for("leaders", TIMEOUT, || {
+        let b = brokers.iter().find(|b| b.pid().is_some())?;
+        let mut c = RawClient::connect(b.addr()).ok()?;
+        let md = c
+            .send(
+                &MetadataRequest::default().with_topics(Some(vec![
+                    kafka_protocol::messages::metadata_request::MetadataRequestTopic::default().with_name(Some(topic_name(topic))),
+                ])),
+                9,
+            )
+            .ok()?;
+        let t = md.topics.first()?;
+        let m: BTreeMap<i32, i32> = t.partitions.iter().map(|p| (p.partition_index, p.leader_id.0)).collect();
+        (m.len() == PARTITIONS as usize && m.values().all(|l| *l > 0 && brokers[(*l - 1) as usize].pid().is_some())).then_some(m)
+    })
+}
+
+/// The node coordinating `key` (key type 0: a group, 1: a transactional id).
+fn coordinator(brokers: &[Broker], key: &str, key_type: i8) -> Result<i32> {
+    wait_for("a coordinator", TIMEOUT, || {
+        let b = brokers.iter().find(|b| b.pid().is_some())?;
+        let mut c = RawClient::connect(b.addr()).ok()?;
+        let r = c.send(&FindCoordinatorRequest::default().with_key(s(key)).with_key_type(key_type), 3).ok()?;
+        (r.error_code == 0 && brokers[(r.node_id.0 - 1) as usize].pid().is_some()).then_some(r.node_id.0)
+    })
+}
+
+#[derive(Default)]
+struct Stats {
+    committed: AtomicUsize,
+    aborted: AtomicUsize,
+    restarts: AtomicUsize,
+}
+
+/// One pipeline: a read_committed group member and a transactional producer. Each
+/// transaction carries a tag `w<worker>-<n>` and its size in every record, so torn
+/// transactions show in the output. On any error both clients start over (a new
+/// producer with the same transactional id fences the old one and aborts its open
+/// transaction; the new member resumes at the committed offsets).
+fn pipeline(
+    bootstrap: String,
+    input: String,
+    output: String,
+    group: String,
+    worker: usize,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+) -> Result<()> {
+    let mut seq = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        let mut run = || -> Result<()> {
+            let p = txn_producer(&bootstrap, Some(&format!("{group}-w{worker}")))?;
+            p.init_transactions(TIMEOUT)?;
+            let c: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("group.id", &group)
+                .set("enable.auto.commit", "false")
+                .set("isolation.level", "read_committed")
+                .set("auto.offset.reset", "earliest")
+                .set("session.timeout.ms", "10000")
+                .create()?;
+            c.subscribe(&[&input])?;
+            while !stop.load(Ordering::SeqCst) {
+                let mut batch = Vec::new();
+                let until = Instant::now() + Duration::from_millis(200);
+                while batch.len() < 50 && Instant::now() < until {
+                    // A consumer error (a broker gone) is librdkafka's to recover from.
+                    if let Some(Ok(m)) = c.poll(Duration::from_millis(50)) {
+                        batch.push((m.partition(), m.offset(), String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned()));
+                    }
+                }
+                if batch.is_empty() {
+                    continue;
+                }
+                seq += 1;
+                let tag = format!("w{worker}-{seq}");
+                p.begin_transaction()?;
+                for (partition, _, v) in &batch {
+                    let value = format!("{v}|{tag}|{}", batch.len());
+                    let rec = BaseRecord::<(), str>::to(&output).payload(&value).partition(*partition);
+                    p.send(rec).map_err(|(e, _)| anyhow!("enqueueing: {e}"))?;
+                }
+                let mut offsets = TopicPartitionList::new();
+                let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+                for (partition, offset, _) in &batch {
+                    let e = next.entry(*partition).or_insert(0);
+                    *e = (*e).max(offset + 1);
+                }
+                for (partition, offset) in next {
+                    offsets.add_partition_offset(&input, partition, Offset::Offset(offset))?;
+                }
+                let meta = c.group_metadata().context("no group metadata")?;
+                p.send_offsets_to_transaction(&offsets, &meta, TIMEOUT)?;
+                p.commit_transaction(TIMEOUT)?;
+                stats.committed.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(())
+        };
+        if let Err(e) = run() {
+            // The transaction in flight (if any) is aborted by the next producer's init.
+            stats.restarts.fetch_add(1, Ordering::SeqCst);
+            stats.aborted.fetch_add(1, Ordering::SeqCst);
+            println!("pipeline {worker}: starting over after: {e:#}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    Ok(())
+}
+
+/// A read_committed consumer of every output partition until stopped: what it saw.
+fn observe(bootstrap: String, output: String, stop: Arc<AtomicBool>) -> Result<BTreeMap<(i32, i64), String>> {
+    let c = consumer(&bootstrap, "read_committed", "karst-eos-observer")?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(&output, p, Offset::Beginning)?;
+    }
+    c.assign(&tpl)?;
+    let mut seen = BTreeMap::new();
+    while !stop.load(Ordering::SeqCst) {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            seen.insert((m.partition(), m.offset()), String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+        }
+    }
+    Ok(seen)
+}
+
+/// Every record of `topic` for `isolation`, by partition and offset: read until
+/// every partition's position reaches its end (for read_committed, the last stable
+/// offset, which markers may put past the last record), or nothing came for 3 s.
+fn read_all(bootstrap: &str, topic: &str, isolation: &str) -> Result<BTreeMap<(i32, i64), String>> {
+    let c = consumer(bootstrap, isolation, "karst-eos-reader")?;
+    let mut ends = BTreeMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        let (_, high) = c.fetch_watermarks(topic, p, TIMEOUT)?;
+        ends.insert(p, high);
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    c.assign(&tpl)?;
+    let mut out = BTreeMap::new();
+    let deadline = Instant::now() + TIMEOUT;
+    let mut last = Instant::now();
+    loop {
+        ensure!(Instant::now() < deadline, "reading {topic} ({isolation}) to its end timed out");
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            out.insert((m.partition(), m.offset()), String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+            last = Instant::now();
+            continue;
+        }
+        let positions = c.position()?;
+        let at_end = (0..PARTITIONS).all(|p| {
+            matches!(positions.find_partition(topic, p).map(|e| e.offset()), Some(Offset::Offset(o)) if o >= ends[&p]) || ends[&p] == 0
+        });
+        if at_end || last.elapsed() > Duration::from_secs(3) {
+            return Ok(out);
+        }
+    }
+}
+
+/// The group's committed offsets on `input`.
+fn committed(bootstrap: &str, group: &str, input: &str) -> Result<BTreeMap<i32, i64>> {
+    let c = consumer(bootstrap, "read_committed", group)?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(input, p);
+    }
+    let got = c.committed_offsets(tpl, TIMEOUT)?;
+    Ok((0..PARTITIONS)
+        .map(|p| {
+            (p, got.find_partition(input, p).and_then(|e| if let Offset::Offset(o) = e.offset() { Some(o) } else { None }).unwrap_or(-1))
+        })
+        .collect())
+}
+
+#[test]
+fn transactions_stay_exactly_once_through_coordinator_and_leader_faults() -> Result<()> {
+    let mut brokers = karst_tests::cluster::start_cluster(3, |_| {
+        [
+            "--set",
+            "broker.session.timeout.ms=3000",
+            "--set",
+            "replica.lag.time.max.ms=3000",
+            "--set",
+            "group.initial.rebalance.delay.ms=0",
+            "--set",
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms=500",
+        ]
+        .map(String::from)
+        .to_vec()
+    })?;
+    let bootstrap = bootstrap_of(&brokers);
+    let (input, output, group) = (unique_topic("eos-in"), unique_topic("eos-out"), unique_topic("eos-group"));
+    let mut admin = RawClient::connect(brokers[0].addr())?;
+    for t in [&input, &output] {
+        admin.create_replicated(t, PARTITIONS, 3, &[("min.insync.replicas", "2")])?;
+    }
+    leaders(&brokers, &input)?;
+    leaders(&brokers, &output)?;
+
+    // The input: acknowledged by an idempotent acks=all producer.
+    let seed: TxnProducer = txn_producer(&bootstrap, None)?;
+    let mut sent = BTreeSet::new();
+    for p in 0..PARTITIONS {
+        let vals: Vec<String> = (0..PER_PARTITION).map(|i| format!("in-{p}-{i}")).collect();
+        for v in &vals {
+            seed.send(BaseRecord::<(), str>::to(&input).payload(v.as_str()).partition(p)).map_err(|(e, _)| anyhow!("{e}"))?;
+        }
+        seed.flush(TIMEOUT)?;
+        sent.extend(vals);
+    }
+    ensure!(seed.context().failed.load(Ordering::SeqCst) == 0, "the input was acknowledged whole");
+    let _ = send_all; // the seed uses partitions of its own
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(Stats::default());
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let (bs, i, o, g, st, stats) = (bootstrap.clone(), input.clone(), output.clone(), group.clone(), stop.clone(), stats.clone());
+            std::thread::spawn(move || pipeline(bs, i, o, g, w, st, stats))
+        })
+        .collect();
+    let observer_stop = Arc::new(AtomicBool::new(false));
+    let observer = {
+        let (bs, o, st) = (bootstrap.clone(), output.clone(), observer_stop.clone());
+        std::thread::spawn(move || observe(bs, o, st))
+    };
+    let progress = |stats: &Stats, more: usize| -> Result<()> {
+        let before = stats.committed.load(Ordering::SeqCst);
+        wait_for("pipelines committing", TIMEOUT, || (stats.committed.load(Ordering::SeqCst) >= before + more).then_some(()))
+    };
+    progress(&stats, 3)?;
+
+    let rounds: usize = std::env::var("KARST_EOS_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let nemesis = (|| -> Result<()> {
+        for round in 0..rounds {
+            println!("nemesis round {} of {rounds}", round + 1);
+            // 1. kill -9 the transaction coordinator of pipeline 0, restart it.
+            let node = coordinator(&brokers, &format!("{group}-w0"), 1)?;
+            let i = (node - 1) as usize;
+            brokers[i].kill9()?;
+            progress(&stats, 2).context("committing after the transaction coordinator died")?;
+            brokers[i].restart()?;
+            leaders(&brokers, &output)?;
+            // 2. pause the group coordinator past the broker session, resume it.
+            let node = coordinator(&brokers, &group, 0)?;
+            let i = (node - 1) as usize;
+            brokers[i].signal("STOP")?;
+            std::thread::sleep(Duration::from_secs(5)); // the fault's duration
+            brokers[i].signal("CONT")?;
+            progress(&stats, 2).context("committing after the group coordinator's pause")?;
+            // 3. kill -9 the leader of output partition 0, restart it.
+            let node = leaders(&brokers, &output)?[&0];
+            let i = (node - 1) as usize;
+            brokers[i].kill9()?;
+            progress(&stats, 2).context("committing after an output leader died")?;
+            brokers[i].restart()?;
+            leaders(&brokers, &output)?;
+            // 4. pause the transaction coordinator of pipeline 1 for a second.
+            let node = coordinator(&brokers, &format!("{group}-w1"), 1)?;
+            let i = (node - 1) as usize;
+            brokers[i].signal("STOP")?;
+            std::thread::sleep(Duration::from_secs(1)); // the fault's duration
+            brokers[i].signal("CONT")?;
+            progress(&stats, 2).context("committing after the coordinator's pause")?;
+        }
+        Ok(())
+    })();
+    // The pipelines finish the input.
+    let ends: BTreeMap<i32, i64> = (0..PARTITIONS).map(|p| (p, PER_PARTITION as i64)).collect();
+    let finished = nemesis.and_then(|()| {
+        wait_for("the group's offsets at the input's end", Duration::from_secs(180), || {
+            committed(&bootstrap, &group, &input).ok().filter(|c| *c == ends).map(|_| ())
+        })
+    });
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.join().map_err(|_| anyhow!("pipeline panicked"))??;
+    }
+    observer_stop.store(true, Ordering::SeqCst);
+    let seen = observer.join().map_err(|_| anyhow!("observer panicked"))??;
+    if finished.is_err() {
+        for b in brokers.iter_mut() {
+            b.keep_files();
+        }
+    }
+    finished?;
+
+    // The checker.
+    let input_back = read_all(&bootstrap, &input, "read_committed")?;
+    let lost_input = sent.iter().filter(|v| !input_back.values().any(|x| x == *v)).count();
+    let out = read_all(&bootstrap, &output, "read_committed")?;
+    let everything = read_all(&bootstrap, &output, "read_uncommitted")?;
+    let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut txns: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for v in out.values() {
+        let mut parts = v.split('|');
+        let (Some(orig), Some(tag), Some(n)) = (parts.next(), parts.next(), parts.next()) else { bail!("malformed output {v}") };
+        *copies.entry(orig).or_default() += 1;
+        let e = txns.entry(tag).or_insert((0, n.parse().unwrap_or(0)));
+        e.0 += 1;
+    }
+    let lost = sent.iter().filter(|v| !copies.contains_key(v.as_str())).count();
+    let duplicated = copies.values().filter(|n| **n > 1).count();
+    let unexpected = copies.keys().filter(|v| !sent.contains(**v)).count();
+    let torn = txns.values().filter(|(got, n)| got != n).count();
+    let aborted_reads = seen.iter().filter(|(at, v)| out.get(at) != Some(*v)).count();
+    let offsets = committed(&bootstrap, &group, &input)?;
+    println!(
+        "checker: input {} (acknowledged {}, lost {lost_input}); output read_committed {} in {} transactions, read_uncommitted {}; \
+         lost {lost}, duplicated {duplicated}, unexpected {unexpected}, torn transactions {torn}; \
+         read during the faults {}, aborted reads {aborted_reads}; committed offsets {offsets:?}; \
+         pipelines: {} transactions committed, {} restarts",
+        input_back.len(),
+        sent.len(),
+        out.len(),
+        txns.len(),
+        everything.len(),
+        seen.len(),
+        stats.committed.load(Ordering::SeqCst),
+        stats.restarts.load(Ordering::SeqCst),
+    );
+    let anomalies = lost_input + lost + duplicated + unexpected + torn + aborted_reads + usize::from(offsets != ends);
+    if anomalies > 0 {
+        for b in brokers.iter_mut() {
+            b.keep_files();
+        }
+        bail!("{anomalies} anomalies (see the checker line above)");
+    }
+    ensure!(!seen.is_empty(), "the observer saw nothing");
+    Ok(())
+}
