@@ -565,3 +565,38 @@ fn garbage_from_a_broker_ends_the_command_with_an_error() -> Result<()> {
     ensure!(server.served() >= 2 * KINDS.len(), "only {} connections were answered", server.served());
     Ok(())
 }
+
+/// `karst consume --read-committed` reads as a read_committed consumer: the committed
+/// transactions' records, not the aborted one's (which a plain consume shows), and
+/// nothing of a transaction still open.
+#[test]
+fn cli_consume_read_committed_skips_aborted_and_open_transactions() -> Result<()> {
+    use karst_tests::txn::{send_all, txn_producer, values, TIMEOUT as TXN_TIMEOUT};
+    use rdkafka::producer::Producer;
+    let broker = Broker::start(&[])?;
+    let topic = unique_topic("cli-txn");
+    ok(&broker, &["topic", "create", &topic, "--partitions", "1"])?;
+    let p = txn_producer(&broker.bootstrap(), Some(&format!("{topic}-txn")))?;
+    p.init_transactions(TXN_TIMEOUT)?;
+    for (prefix, commit) in [("first", true), ("aborted", false), ("second", true), ("open", false)] {
+        p.begin_transaction()?;
+        send_all(&p, &topic, &values(prefix, 3), None)?;
+        match (commit, prefix) {
+            (true, _) => p.commit_transaction(TXN_TIMEOUT)?,
+            (false, "aborted") => p.abort_transaction(TXN_TIMEOUT)?,
+            _ => {} // left open
+        }
+    }
+    let committed: Vec<String> = values("first", 3).into_iter().chain(values("second", 3)).collect();
+    // The markers follow the commit's answer: wait until the second is readable.
+    let mut out = String::new();
+    wait_until("the committed records readable", TIMEOUT, || {
+        out = ok(&broker, &["consume", &topic, "--read-committed", "--from", "beginning", "--timeout-ms", "1000"]).unwrap_or_default();
+        lines(&out) == committed
+    })?;
+    ensure!(lines(&out) == committed, "read_committed: {out}");
+    let all = ok(&broker, &["consume", &topic, "--from", "beginning", "--max-messages", "12", "--timeout-ms", "10000"])?;
+    let every: Vec<String> = ["first", "aborted", "second", "open"].iter().flat_map(|p| values(p, 3)).collect();
+    ensure!(lines(&all) == every, "read_uncommitted: {all}");
+    Ok(())
+}

@@ -42,7 +42,8 @@ pub(crate) async fn run(client: &mut Client, cmd: &ConsumeCmd) -> Result<()> {
         None => None,
     };
     let mut positions = start_positions(client, &mut topic, cmd, member.as_ref()).await?;
-    let mut printer = Printer { format, out: std::io::BufWriter::new(std::io::stdout()), topic: cmd.topic.clone() };
+    let mut printer =
+        Printer { format, out: std::io::BufWriter::new(std::io::stdout()), topic: cmd.topic.clone(), read_committed: cmd.read_committed };
     let mut count: u64 = 0;
     // Joining a group may take a while; the idle timeout starts once reading does.
     let mut last_record = Instant::now();
@@ -237,6 +238,7 @@ async fn fetch_round(
         let name = topic.name.clone();
         let offsets: Vec<(i32, i64)> = parts.iter().map(|p| (*p, positions[p])).collect();
         let max_wait = (wait / leaders).as_millis() as i32;
+        let read_committed = printer.read_committed;
         let resp = conn
             .call_with_timeout(wait + super::connection::REQUEST_TIMEOUT, |_| {
                 let mut t = FetchTopic::default();
@@ -255,7 +257,7 @@ async fn fetch_round(
                 r.max_wait_ms = max_wait;
                 r.min_bytes = 1;
                 r.max_bytes = FETCH_MAX_BYTES;
-                r.isolation_level = 0;
+                r.isolation_level = i8::from(read_committed);
                 r.session_id = 0;
                 r.session_epoch = -1;
                 r.topics = vec![t];
@@ -293,7 +295,10 @@ async fn fetch_round(
                 }
                 let Some(records) = pd.records else { continue };
                 let room = limit.map(|l| l.saturating_sub(printed));
-                printed += read_batches(p, &records, pos, room, printer).with_context(|| format!("reading {}-{p}", topic.name))?;
+                let aborted: Vec<(i64, i64)> =
+                    pd.aborted_transactions.iter().flatten().map(|a| (a.producer_id.0, a.first_offset)).collect();
+                printed +=
+                    read_batches(p, &records, pos, room, &aborted, printer).with_context(|| format!("reading {}-{p}", topic.name))?;
             }
         }
         printer.out.flush().context("writing to stdout")?;
@@ -321,19 +326,45 @@ async fn fetch_round(
 
 /// Prints the records at or after `*position` from the complete batches in
 /// `records` (a fetch may end in a partial batch, and begin before the position),
-/// at most `room` of them; advances `*position`.
-fn read_batches(partition: i32, records: &Bytes, position: &mut i64, room: Option<u64>, printer: &mut Printer) -> Result<u64> {
+/// at most `room` of them; advances `*position`. `aborted` (producer id, first
+/// offset) are the aborted transactions a read_committed fetch named: their
+/// producers' transactional batches are skipped from that offset to their ABORT
+/// marker, as Kafka's consumer does.
+fn read_batches(
+    partition: i32,
+    records: &Bytes,
+    position: &mut i64,
+    room: Option<u64>,
+    aborted: &[(i64, i64)],
+    printer: &mut Printer,
+) -> Result<u64> {
     let mut printed = 0u64;
+    let mut pending: Vec<(i64, i64)> = aborted.to_vec();
+    pending.sort_by_key(|(_, first)| std::cmp::Reverse(*first));
+    let mut aborting: std::collections::BTreeSet<i64> = std::collections::BTreeSet::new();
     for item in karst_batch::batches(records) {
         let (at, h) = match item {
             Ok(x) => x,
             Err(e) if e.is_truncation() => break,
             Err(e) => bail!("{e}"),
         };
+        while pending.last().is_some_and(|(_, first)| *first <= h.last_offset()) {
+            if let Some((pid, _)) = pending.pop() {
+                aborting.insert(pid);
+            }
+        }
+        let skip = h.is_transactional() && aborting.contains(&h.producer_id);
+        if h.is_control() {
+            // An ABORT marker ends the producer's aborted transaction.
+            let abort = karst_batch::records::EndTxnMarker::of_batch(&records[at..at + h.total_len()], 1 << 16).is_ok_and(|m| !m.commit);
+            if abort {
+                aborting.remove(&h.producer_id);
+            }
+        }
         if h.last_offset() < *position {
             continue;
         }
-        if h.is_control() {
+        if h.is_control() || skip {
             *position = h.last_offset() + 1;
             continue;
         }
@@ -359,6 +390,8 @@ struct Printer {
     format: Format,
     out: std::io::BufWriter<std::io::Stdout>,
     topic: String,
+    /// Fetch as a read_committed consumer.
+    read_committed: bool,
 }
 
 impl Printer {

@@ -149,6 +149,11 @@ pub(crate) struct ConsumeCmd {
     /// Default: --output.
     #[arg(long, value_enum)]
     pub(crate) format: Option<Format>,
+    /// Read as a read_committed consumer: up to the last stable offset, without the
+    /// records of aborted transactions (default: read_uncommitted, as Kafka's
+    /// console consumer).
+    #[arg(long)]
+    pub(crate) read_committed: bool,
 }
 
 #[derive(Args, Debug)]
