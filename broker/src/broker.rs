@@ -416,6 +416,7 @@ impl Broker {
                 if last_abort.elapsed() >= every {
                     last_abort = tokio::time::Instant::now();
                     me.txns.abort_timed_out(&me);
+                    me.txns.expire_ids(&me, me.config.transactional_id_expiration_ms);
                 }
             }
         });

@@ -130,6 +130,9 @@ pub struct BrokerConfig {
     /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`: how often open
     /// transactions are checked for their timeout.
     pub transaction_abort_timed_out_transaction_cleanup_interval_ms: u64,
+    /// `transactional.id.expiration.ms`: a transactional id with no transaction open
+    /// and unused this long is forgotten.
+    pub transactional_id_expiration_ms: i64,
     /// `group.initial.rebalance.delay.ms`: how long a new group waits for more members.
     pub group_initial_rebalance_delay_ms: i64,
     /// `group.min.session.timeout.ms`
@@ -241,6 +244,7 @@ impl Default for BrokerConfig {
             transaction_state_log_segment_bytes: 100 * 1024 * 1024,
             transaction_max_timeout_ms: 900_000,
             transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
+            transactional_id_expiration_ms: 7 * 24 * 60 * 60 * 1000,
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
@@ -494,6 +498,7 @@ impl BrokerConfig {
         "transaction.state.log.segment.bytes",
         "transaction.max.timeout.ms",
         "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        "transactional.id.expiration.ms",
         "group.initial.rebalance.delay.ms",
         "group.min.session.timeout.ms",
         "group.max.session.timeout.ms",
@@ -633,6 +638,7 @@ impl BrokerConfig {
                 self.transaction_state_log_segment_bytes = n;
             }
             "transaction.max.timeout.ms" => self.transaction_max_timeout_ms = positive(key, v, parse(key, v)?)?,
+            "transactional.id.expiration.ms" => self.transactional_id_expiration_ms = positive(key, v, parse(key, v)?)?,
             "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
                 self.transaction_abort_timed_out_transaction_cleanup_interval_ms = positive(key, v, parse(key, v)?)?
             }

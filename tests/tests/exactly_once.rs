@@ -61,6 +61,20 @@ fn leaders(brokers: &[Broker], topic: &str) -> Result<BTreeMap<i32, i32>> {
     })
 }
 
+/// Waits until every partition of every topic (the internal ones too) is led by a
+/// live node with all three replicas in sync: the next fault then starts from a
+/// whole cluster, as min.insync.replicas=2 would otherwise (rightly) stop writes.
+fn whole(brokers: &[Broker]) -> Result<()> {
+    wait_for("every partition with a full ISR", Duration::from_secs(120), || {
+        let b = brokers.iter().find(|b| b.pid().is_some())?;
+        let mut c = RawClient::connect(b.addr()).ok()?;
+        let md = c.send(&MetadataRequest::default().with_topics(None), 9).ok()?;
+        let ok = !md.topics.is_empty()
+            && md.topics.iter().all(|t| t.error_code == 0 && t.partitions.iter().all(|p| p.leader_id.0 > 0 && p.isr_nodes.len() == 3));
+        ok.then_some(())
+    })
+}
+
 /// The node coordinating `key` (key type 0: a group, 1: a transactional id).
 fn coordinator(brokers: &[Broker], key: &str, key_type: i8) -> Result<i32> {
     wait_for("a coordinator", TIMEOUT, || {
@@ -272,7 +286,10 @@ fn transactions_stay_exactly_once_through_coordinator_and_leader_faults() -> Res
     };
     let progress = |stats: &Stats, more: usize| -> Result<()> {
         let before = stats.committed.load(Ordering::SeqCst);
-        wait_for("pipelines committing", TIMEOUT, || (stats.committed.load(Ordering::SeqCst) >= before + more).then_some(()))
+        let started = Instant::now();
+        wait_for("pipelines committing", TIMEOUT, || (stats.committed.load(Ordering::SeqCst) >= before + more).then_some(()))?;
+        println!("  {more} more transactions committed in {:.1?}", started.elapsed());
+        Ok(())
     };
     progress(&stats, 3)?;
 
@@ -282,32 +299,38 @@ fn transactions_stay_exactly_once_through_coordinator_and_leader_faults() -> Res
             println!("nemesis round {} of {rounds}", round + 1);
             // 1. kill -9 the transaction coordinator of pipeline 0, restart it.
             let node = coordinator(&brokers, &format!("{group}-w0"), 1)?;
+            println!("kill -9 node {node}, the transaction coordinator of pipeline 0");
             let i = (node - 1) as usize;
             brokers[i].kill9()?;
             progress(&stats, 2).context("committing after the transaction coordinator died")?;
             brokers[i].restart()?;
-            leaders(&brokers, &output)?;
+            whole(&brokers)?;
             // 2. pause the group coordinator past the broker session, resume it.
             let node = coordinator(&brokers, &group, 0)?;
+            println!("pause node {node}, the group coordinator, for 5 s");
             let i = (node - 1) as usize;
             brokers[i].signal("STOP")?;
             std::thread::sleep(Duration::from_secs(5)); // the fault's duration
             brokers[i].signal("CONT")?;
             progress(&stats, 2).context("committing after the group coordinator's pause")?;
+            whole(&brokers)?;
             // 3. kill -9 the leader of output partition 0, restart it.
             let node = leaders(&brokers, &output)?[&0];
+            println!("kill -9 node {node}, the leader of output partition 0");
             let i = (node - 1) as usize;
             brokers[i].kill9()?;
             progress(&stats, 2).context("committing after an output leader died")?;
             brokers[i].restart()?;
-            leaders(&brokers, &output)?;
+            whole(&brokers)?;
             // 4. pause the transaction coordinator of pipeline 1 for a second.
             let node = coordinator(&brokers, &format!("{group}-w1"), 1)?;
+            println!("pause node {node}, the transaction coordinator of pipeline 1, for 1 s");
             let i = (node - 1) as usize;
             brokers[i].signal("STOP")?;
             std::thread::sleep(Duration::from_secs(1)); // the fault's duration
             brokers[i].signal("CONT")?;
             progress(&stats, 2).context("committing after the coordinator's pause")?;
+            whole(&brokers)?;
         }
         Ok(())
     })();

@@ -212,3 +212,39 @@ fn a_cluster_writes_markers_to_other_brokers_and_the_coordinator_survives_kill_9
     println!("3 nodes: commit, abort, kill -9 of coordinator {coordinator}, commit through coordinator {new_coordinator} at epoch 1; read_committed exact on every partition");
     Ok(())
 }
+
+#[test]
+fn a_transactional_id_unused_past_its_expiration_is_forgotten() -> Result<()> {
+    let broker = Broker::start(&[
+        "--set",
+        "transactional.id.expiration.ms=1000",
+        "--set",
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms=200",
+    ])?;
+    let topic = unique_topic("expiring");
+    let id = format!("{topic}-txn");
+    create_topic(&broker.bootstrap(), &topic, 1)?;
+    let p = txn_producer(&broker.bootstrap(), Some(&id))?;
+    p.init_transactions(TIMEOUT)?;
+    p.begin_transaction()?;
+    send_all(&p, &topic, &values("kept", 2), None)?;
+    p.commit_transaction(TIMEOUT)?;
+    drop(p);
+    let mut c = RawClient::connect(broker.addr())?;
+    let not_found = |c: &mut RawClient| -> bool {
+        c.send(&DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(s(&id))]), 0)
+            .is_ok_and(|r| r.transaction_states.first().is_some_and(|t| t.error_code == 105))
+    };
+    wait_until("the id expired (TRANSACTIONAL_ID_NOT_FOUND)", TIMEOUT, || not_found(&mut c))?;
+    // The id starts over: a new producer id at epoch 0, and its transactions work.
+    let p = txn_producer(&broker.bootstrap(), Some(&id))?;
+    p.init_transactions(TIMEOUT)?;
+    let (state, epoch) = describe(&mut c, &id)?;
+    ensure!(state == "Empty" && epoch == 0, "a fresh start: {state} epoch {epoch}");
+    p.begin_transaction()?;
+    send_all(&p, &topic, &values("again", 2), None)?;
+    p.commit_transaction(TIMEOUT)?;
+    let got: Vec<String> = read(&broker.bootstrap(), &topic, 0, 0, "read_committed", 4)?.into_iter().map(|(_, v)| v).collect();
+    ensure!(got == [values("kept", 2), values("again", 2)].concat(), "{got:?}");
+    Ok(())
+}

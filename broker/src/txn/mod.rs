@@ -158,7 +158,9 @@ impl TxnCoordinator {
     /// Appends `m`'s record to its partition.
     fn persist(&self, b: &Broker, m: &TxnMeta) -> Result<Pending, i16> {
         let partition = b.partitions.get(TXN_TOPIC, self.partition_for(&m.id)).ok_or(ec::NOT_COORDINATOR)?;
-        let record = (records::encode_key(&m.id), Some(records::encode_value(m)));
+        // Dead: the id expired, and its tombstone lets the cleaner remove it.
+        let value = (m.state != TxnState::Dead).then(|| records::encode_value(m));
+        let record = (records::encode_key(&m.id), value);
         let batch = crate::group::encode_batch(&[record], now_ms()).map_err(|_| ec::UNKNOWN_SERVER_ERROR)?;
         let info = partition.append(&batch, now_ms()).map_err(|e| {
             warn!(transactional_id = %m.id, "writing {TXN_TOPIC} failed: {e}");
@@ -184,6 +186,10 @@ impl TxnCoordinator {
             return Err(ec::NOT_COORDINATOR);
         }
         match written {
+            Ok(()) if next.state == TxnState::Dead => {
+                entries.remove(&next.id);
+                Ok(())
+            }
             Ok(()) => {
                 entries.insert(next.id.clone(), TxnMeta { pending: false, ..next });
                 Ok(())
@@ -219,6 +225,47 @@ impl TxnCoordinator {
         Ok(out)
     }
 
+    /// Forgets transactional ids unused for `transactional.id.expiration.ms` with no
+    /// transaction open (Kafka's `removeExpiredTransactionalIds`): a tombstone is
+    /// written, and the id is gone once it is durable. A producer that comes back
+    /// with the id starts over at epoch 0 under a new producer id.
+    pub(crate) fn expire_ids(&self, b: &Arc<Broker>, expiration_ms: i64) {
+        let now = now_ms();
+        let expired: Vec<(String, TxnMeta)> = {
+            let mut entries = self.entries.lock();
+            entries
+                .iter_mut()
+                .filter(|(_, m)| {
+                    !m.pending
+                        && matches!(m.state, TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort)
+                        && now.saturating_sub(m.update_ms) > expiration_ms
+                })
+                .map(|(id, m)| {
+                    m.pending = true;
+                    let mut dead = m.clone();
+                    dead.state = TxnState::Dead;
+                    (id.clone(), dead)
+                })
+                .collect()
+        };
+        for (id, dead) in expired {
+            let epoch = self.epochs.lock().get(&self.partition_for(&id)).copied();
+            let Some(epoch) = epoch else {
+                if let Some(m) = self.entries.lock().get_mut(&id) {
+                    m.pending = false;
+                }
+                continue;
+            };
+            info!(transactional_id = %id, producer_id = dead.producer_id, "expiring a transactional id unused for transactional.id.expiration.ms");
+            let b = b.clone();
+            tokio::spawn(async move {
+                if let Err(code) = b.txns.write(&b, epoch, dead).await {
+                    warn!(transactional_id = %id, code, "expiring a transactional id failed");
+                }
+            });
+        }
+    }
+
     /// Aborts open transactions past their timeout under a bumped epoch, fencing
     /// their producers (Kafka's `abortTimedOutTransactions`).
     pub(crate) fn abort_timed_out(&self, b: &Arc<Broker>) {
@@ -235,7 +282,8 @@ impl TxnCoordinator {
                 .collect()
         };
         for (id, next) in expired {
-            let Some(epoch) = self.epochs.lock().get(&self.partition_for(&id)).copied() else {
+            let epoch = self.epochs.lock().get(&self.partition_for(&id)).copied();
+            let Some(epoch) = epoch else {
                 if let Some(m) = self.entries.lock().get_mut(&id) {
                     m.pending = false;
                 }
