@@ -85,6 +85,60 @@ fn coordinator(brokers: &[Broker], key: &str, key_type: i8) -> Result<i32> {
     })
 }
 
+/// What the cluster says when the pipelines stop moving: each pipeline's transaction
+/// at its coordinator, the group's offsets as a require_stable fetch sees them, and
+/// the open transactions of every partition involved (DescribeProducers at leaders).
+fn diagnose(brokers: &[Broker], group: &str, input: &str, output: &str) {
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{DescribeProducersRequest, DescribeTransactionsRequest, GroupId, OffsetFetchRequest, TransactionalId};
+    for w in 0..WORKERS {
+        let id = format!("{group}-w{w}");
+        let Ok(node) = coordinator(brokers, &id, 1) else { continue };
+        let Ok(mut c) = RawClient::connect(brokers[(node - 1) as usize].addr()) else { continue };
+        let r = c.send(&DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(s(&id))]), 0);
+        println!("diagnosis: {id} at node {node}: {r:?}");
+    }
+    if let Ok(node) = coordinator(brokers, group, 0) {
+        if let Ok(mut c) = RawClient::connect(brokers[(node - 1) as usize].addr()) {
+            let req = OffsetFetchRequest::default().with_group_id(GroupId(s(group))).with_require_stable(true).with_topics(Some(vec![
+                OffsetFetchRequestTopic::default().with_name(topic_name(input)).with_partition_indexes((0..PARTITIONS).collect()),
+            ]));
+            let r = c.send(&req, 7).map(|r| {
+                r.topics
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.error_code, p.committed_offset)))
+                    .collect::<Vec<_>>()
+            });
+            println!("diagnosis: group {group} at node {node}, require_stable offsets (partition, error, offset): {r:?}");
+        }
+    }
+    for b in brokers.iter().filter(|b| b.pid().is_some()) {
+        let Ok(mut c) = RawClient::connect(b.addr()) else { continue };
+        let topics = ["__consumer_offsets", "__transaction_state", input, output]
+            .iter()
+            .map(|t| TopicRequest::default().with_name(topic_name(t)).with_partition_indexes((0..50).collect()))
+            .collect();
+        if let Ok(r) = c.send(&DescribeProducersRequest::default().with_topics(topics), 0) {
+            for t in &r.topics {
+                for p in t.partitions.iter().filter(|p| p.error_code == 0) {
+                    for pr in p.active_producers.iter().filter(|pr| pr.current_txn_start_offset >= 0) {
+                        println!(
+                            "diagnosis: {}-{} led by {}: producer {} epoch {} open transaction from offset {}",
+                            t.name.as_str(),
+                            p.partition_index,
+                            b.addr(),
+                            pr.producer_id.0,
+                            pr.producer_epoch,
+                            pr.current_txn_start_offset
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct Stats {
     committed: AtomicUsize,
@@ -341,6 +395,9 @@ fn transactions_stay_exactly_once_through_coordinator_and_leader_faults() -> Res
             committed(&bootstrap, &group, &input).ok().filter(|c| *c == ends).map(|_| ())
         })
     });
+    if finished.is_err() {
+        diagnose(&brokers, &group, &input, &output);
+    }
     stop.store(true, Ordering::SeqCst);
     for w in workers {
         w.join().map_err(|_| anyhow!("pipeline panicked"))??;

@@ -126,17 +126,32 @@ async fn add_to_txn(b: &Arc<Broker>, id: &str, pid: i64, producer_epoch: i16, pa
         Ok(e) => e,
         Err(code) => return code,
     };
-    let now = now_ms();
-    let step = b.txns.begin(id, |current| {
-        let m = current.ok_or(ec::INVALID_PRODUCER_ID_MAPPING)?;
-        Ok(m.add_partitions(pid, producer_epoch, &partitions, now)?.map(|n| (n, ())))
-    });
-    match step {
-        Ok(None) => ec::NONE,
-        Ok(Some((next, ()))) => b.txns.write(b, epoch, next).await.err().unwrap_or(ec::NONE),
-        Err(code) => code,
+    // The next transaction's first AddPartitionsToTxn often arrives while the last
+    // one's markers are still being written: rather than answer
+    // CONCURRENT_TRANSACTIONS at once (the producer backs off 20 ms or more before
+    // asking again), wait here a little for the transaction to complete.
+    let deadline = tokio::time::Instant::now() + CONCURRENT_WAIT;
+    loop {
+        let completed = b.txns.changed.notified();
+        let now = now_ms();
+        let step = b.txns.begin(id, |current| {
+            let m = current.ok_or(ec::INVALID_PRODUCER_ID_MAPPING)?;
+            Ok(m.add_partitions(pid, producer_epoch, &partitions, now)?.map(|n| (n, ())))
+        });
+        match step {
+            Ok(None) => return ec::NONE,
+            Ok(Some((next, ()))) => return b.txns.write(b, epoch, next).await.err().unwrap_or(ec::NONE),
+            Err(ec::CONCURRENT_TRANSACTIONS) if tokio::time::Instant::now() < deadline => {
+                let _ = tokio::time::timeout_at(deadline, completed).await;
+            }
+            Err(code) => return code,
+        }
     }
 }
+
+/// How long AddPartitionsToTxn and AddOffsetsToTxn wait for a transaction of the
+/// same producer to complete before answering CONCURRENT_TRANSACTIONS.
+const CONCURRENT_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// AddPartitionsToTxn v0-3 (a producer's): every partition must exist, else it
 /// gets UNKNOWN_TOPIC_OR_PARTITION and the others OPERATION_NOT_ATTEMPTED.

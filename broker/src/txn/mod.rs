@@ -51,6 +51,8 @@ pub struct TxnCoordinator {
     epochs: Mutex<HashMap<i32, i32>>,
     /// Decided transactions a new coordinator found, whose markers go out next tick.
     resume: Mutex<Vec<(String, i32)>>,
+    /// Woken after every transition written (or given up).
+    pub(crate) changed: tokio::sync::Notify,
     pub(crate) partitions: i32,
     create_lock: tokio::sync::Mutex<()>,
 }
@@ -61,6 +63,7 @@ impl TxnCoordinator {
             entries: Mutex::new(HashMap::new()),
             epochs: Mutex::new(HashMap::new()),
             resume: Mutex::new(Vec::new()),
+            changed: tokio::sync::Notify::new(),
             partitions,
             create_lock: tokio::sync::Mutex::new(()),
         }
@@ -174,6 +177,12 @@ impl TxnCoordinator {
     /// applies it once durable, if this broker still coordinates the id at
     /// `epoch`. On failure the id is no longer pending and keeps its state.
     pub(crate) async fn write(&self, b: &Broker, epoch: i32, next: TxnMeta) -> Result<(), i16> {
+        let r = self.write_inner(b, epoch, next).await;
+        self.changed.notify_waiters();
+        r
+    }
+
+    async fn write_inner(&self, b: &Broker, epoch: i32, next: TxnMeta) -> Result<(), i16> {
         let written = match self.persist(b, &next) {
             Ok(p) => match p.durable().await {
                 true => Ok(()),
