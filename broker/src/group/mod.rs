@@ -392,6 +392,28 @@ fn apply(entries: &mut HashMap<String, GroupEntry>, key: Key, value: Option<Byte
     }
 }
 
+/// A committed offset as an OffsetCommit or TxnOffsetCommit gives it, or its
+/// partition's error: UNKNOWN_TOPIC_OR_PARTITION outside the topic's `partitions`,
+/// OFFSET_METADATA_TOO_LARGE beyond `max_metadata` bytes.
+pub(crate) fn offset_value(
+    partitions: i32,
+    partition: i32,
+    metadata: Option<&str>,
+    max_metadata: usize,
+    offset: i64,
+    leader_epoch: i32,
+    now: i64,
+) -> Result<OffsetValue, i16> {
+    let metadata = metadata.unwrap_or_default().to_string();
+    if !(0..partitions).contains(&partition) {
+        Err(ec::UNKNOWN_TOPIC_OR_PARTITION)
+    } else if metadata.len() > max_metadata {
+        Err(ec::OFFSET_METADATA_TOO_LARGE)
+    } else {
+        Ok(OffsetValue { offset, leader_epoch, metadata, commit_timestamp: now })
+    }
+}
+
 /// Topics a `consumer`-protocol member subscribed to, from its join metadata.
 pub(crate) fn subscribed_topics(metadata: &Bytes) -> Vec<String> {
     let mut b = metadata.clone();

@@ -25,8 +25,10 @@ use karst_protocol::error_codes as ec;
 
 use super::{str_bytes, topic_name};
 use crate::broker::{now_ms, Broker};
-use crate::group::records::{self, Key, OffsetValue};
-use crate::group::{subscribed_topics, GroupCoordinator, GroupEntry, GroupState, JoinRequest, JoinResult, Outcome, SyncResult};
+use crate::group::records::{self, Key};
+use crate::group::{
+    offset_value, subscribed_topics, GroupCoordinator, GroupEntry, GroupState, JoinRequest, JoinResult, Outcome, SyncResult,
+};
 
 /// A group id Kafka's record format can hold (an int16-length string).
 fn group_id_error(id: &str) -> Option<i16> {
@@ -324,22 +326,16 @@ pub(crate) async fn offset_commit(b: Arc<Broker>, req: OffsetCommitRequest, vers
             let partitions = image.topics.get(t.name.as_str()).map_or(0, |m| m.partitions);
             let mut codes = Vec::new();
             for p in &t.partitions {
-                let metadata = p.committed_metadata.as_ref().map(|s| s.to_string()).unwrap_or_default();
-                let code = if p.partition_index < 0 || p.partition_index >= partitions {
-                    ec::UNKNOWN_TOPIC_OR_PARTITION
-                } else if metadata.len() > max_meta {
-                    ec::OFFSET_METADATA_TOO_LARGE
-                } else {
-                    let v = OffsetValue {
-                        offset: p.committed_offset,
-                        leader_epoch: if version >= 6 { p.committed_leader_epoch } else { -1 },
-                        metadata,
-                        commit_timestamp: now,
-                    };
-                    let key = Key::Offset { group: group_id.clone(), topic: t.name.to_string(), partition: p.partition_index };
-                    writes.push((records::encode_key(&key), Some(records::encode_offset(&v))));
-                    e.offsets.insert((t.name.to_string(), p.partition_index), v);
-                    ec::NONE
+                let epoch = if version >= 6 { p.committed_leader_epoch } else { -1 };
+                let metadata = p.committed_metadata.as_deref();
+                let code = match offset_value(partitions, p.partition_index, metadata, max_meta, p.committed_offset, epoch, now) {
+                    Ok(v) => {
+                        let key = Key::Offset { group: group_id.clone(), topic: t.name.to_string(), partition: p.partition_index };
+                        writes.push((records::encode_key(&key), Some(records::encode_offset(&v))));
+                        e.offsets.insert((t.name.to_string(), p.partition_index), v);
+                        ec::NONE
+                    }
+                    Err(code) => code,
                 };
                 codes.push((p.partition_index, code));
             }

@@ -24,8 +24,8 @@ use tracing::{debug, info, warn};
 
 use super::str_bytes;
 use crate::broker::{now_ms, Broker};
-use crate::group::records::{self as group_records, Key, OffsetValue};
-use crate::group::{GroupEntry, OFFSETS_TOPIC};
+use crate::group::records::{self as group_records, Key};
+use crate::group::{offset_value, GroupEntry, OFFSETS_TOPIC};
 use crate::txn::markers::{self, Marker};
 use crate::txn::{Init, TxnMeta, TxnState};
 
@@ -344,22 +344,16 @@ pub(crate) async fn txn_offset_commit(b: Arc<Broker>, req: TxnOffsetCommitReques
         for t in &req.topics {
             let partitions = image.topics.get(t.name.as_str()).map_or(0, |m| m.partitions);
             for p in &t.partitions {
-                let metadata = p.committed_metadata.as_ref().map(|s| s.to_string()).unwrap_or_default();
-                let code = if !(0..partitions).contains(&p.partition_index) {
-                    ec::UNKNOWN_TOPIC_OR_PARTITION
-                } else if metadata.len() > max_meta {
-                    ec::OFFSET_METADATA_TOO_LARGE
-                } else {
-                    let v = OffsetValue {
-                        offset: p.committed_offset,
-                        leader_epoch: if version >= 2 { p.committed_leader_epoch } else { -1 },
-                        metadata,
-                        commit_timestamp: now,
-                    };
-                    let key = Key::Offset { group: group.clone(), topic: t.name.to_string(), partition: p.partition_index };
-                    writes.push((group_records::encode_key(&key), Some(group_records::encode_offset(&v))));
-                    values.push(((t.name.to_string(), p.partition_index), v));
-                    ec::NONE
+                let epoch = if version >= 2 { p.committed_leader_epoch } else { -1 };
+                let metadata = p.committed_metadata.as_deref();
+                let code = match offset_value(partitions, p.partition_index, metadata, max_meta, p.committed_offset, epoch, now) {
+                    Ok(v) => {
+                        let key = Key::Offset { group: group.clone(), topic: t.name.to_string(), partition: p.partition_index };
+                        writes.push((group_records::encode_key(&key), Some(group_records::encode_offset(&v))));
+                        values.push(((t.name.to_string(), p.partition_index), v));
+                        ec::NONE
+                    }
+                    Err(code) => code,
                 };
                 codes.insert((t.name.to_string(), p.partition_index), code);
             }
