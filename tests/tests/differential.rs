@@ -108,7 +108,7 @@ const KNOWN_GAPS: &[(i16, &str)] = &[
 /// moved), so the list stays true.
 const OWNED_ELSEWHERE: &[(i16, i16, i16, &str)] = &[
     (ApiKey::InitProducerId as i16, 5, 5, "v5 TRANSACTION_ABORTABLE (KIP-890, transactions v2): transactions, issue 19"),
-    (ApiKey::AddPartitionsToTxn as i16, 4, 5, "v4+ batched broker-to-broker verification (KIP-890): transactions, issue 19"),
+    (ApiKey::AddPartitionsToTxn as i16, 5, 5, "v5 TRANSACTION_ABORTABLE (KIP-890, transactions v2): transactions, issue 19"),
     (ApiKey::AddOffsetsToTxn as i16, 4, 4, "v4 TRANSACTION_ABORTABLE (KIP-890, transactions v2): transactions, issue 19"),
     (ApiKey::EndTxn as i16, 5, 5, "v5 epoch bump on every EndTxn (KIP-890, transactions v2): transactions, issue 19"),
     (ApiKey::TxnOffsetCommit as i16, 4, 6, "v4+ KIP-890 verification and TRANSACTION_ABORTABLE (transactions v2): transactions, issue 19"),

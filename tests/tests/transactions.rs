@@ -248,3 +248,66 @@ fn a_transactional_id_unused_past_its_expiration_is_forgotten() -> Result<()> {
     ensure!(got == [values("kept", 2), values("again", 2)].concat(), "{got:?}");
     Ok(())
 }
+
+#[test]
+fn a_transactional_offset_commit_is_verified_with_a_transaction_coordinator_on_another_broker() -> Result<()> {
+    use kafka_protocol::messages::txn_offset_commit_request::{TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic};
+    use kafka_protocol::messages::{AddOffsetsToTxnRequest, GroupId, InitProducerIdRequest, TxnOffsetCommitRequest};
+    const INVALID_TXN_STATE: i16 = 48;
+    let nodes = start_cluster(3, |_| Vec::new())?;
+    let topic = unique_topic("verify-remote");
+    let mut admin = RawClient::connect(nodes[0].addr())?;
+    admin.create_replicated(&topic, 1, 3, &[])?;
+    let id = format!("{topic}-txn");
+    let txn_node = coordinator_of(nodes[0].addr(), &id)?;
+    // A group whose coordinator is another broker.
+    let group = wait_for("a group coordinated elsewhere", TIMEOUT, || {
+        (0..200).map(|i| format!("{topic}-g{i}")).find(|g| {
+            let mut c = RawClient::connect(nodes[0].addr()).ok();
+            c.as_mut()
+                .and_then(|c| c.send(&FindCoordinatorRequest::default().with_key(s(g)).with_key_type(0), 3).ok())
+                .is_some_and(|r| r.error_code == 0 && r.node_id.0 != txn_node)
+        })
+    })?;
+    let group_node = coordinator_of_group(nodes[0].addr(), &group)?;
+    let mut t = RawClient::connect(nodes[usize::try_from(txn_node - 1)?].addr())?;
+    let init = InitProducerIdRequest::default().with_transactional_id(Some(TransactionalId(s(&id)))).with_transaction_timeout_ms(60_000);
+    let r = wait_for("InitProducerId", TIMEOUT, || t.send(&init, 4).ok().filter(|r| r.error_code == 0))?;
+    let (pid, epoch) = (r.producer_id, r.producer_epoch);
+    let commit = TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(s(&id)))
+        .with_group_id(GroupId(s(&group)))
+        .with_producer_id(pid)
+        .with_producer_epoch(epoch)
+        .with_generation_id(-1)
+        .with_member_id(s(""))
+        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+            .with_name(topic_name(&topic))
+            .with_partitions(vec![TxnOffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(5)])]);
+    let mut g = RawClient::connect(nodes[usize::try_from(group_node - 1)?].addr())?;
+    let code = |c: &mut RawClient| -> Result<i16> {
+        let r = c.send(&commit, 3)?;
+        r.topics.first().and_then(|t| t.partitions.first()).map(|p| p.error_code).context("no answer")
+    };
+    let before = code(&mut g)?;
+    ensure!(before == INVALID_TXN_STATE, "before AddOffsetsToTxn the group coordinator (node {group_node}) asks node {txn_node}: {before}");
+    let add = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(TransactionalId(s(&id)))
+        .with_producer_id(pid)
+        .with_producer_epoch(epoch)
+        .with_group_id(GroupId(s(&group)));
+    let r = wait_for("AddOffsetsToTxn", TIMEOUT, || t.send(&add, 3).ok().filter(|r| r.error_code == 0))?;
+    ensure!(r.error_code == 0);
+    let after = code(&mut g)?;
+    ensure!(after == 0, "after AddOffsetsToTxn: {after}");
+    println!("TxnOffsetCommit at node {group_node}, verified with node {txn_node}: {before} before AddOffsetsToTxn, {after} after");
+    Ok(())
+}
+
+fn coordinator_of_group(addr: SocketAddr, group: &str) -> Result<i32> {
+    let mut c = RawClient::connect(addr)?;
+    wait_for("a group coordinator", TIMEOUT, || {
+        let r = c.send(&FindCoordinatorRequest::default().with_key(s(group)).with_key_type(0), 3).ok()?;
+        (r.error_code == 0).then_some(r.node_id.0)
+    })
+}

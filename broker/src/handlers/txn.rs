@@ -6,7 +6,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use kafka_protocol::messages::add_partitions_to_txn_response::{AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult};
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
+};
 use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
 use kafka_protocol::messages::list_transactions_response::TransactionState as ListedState;
 use kafka_protocol::messages::txn_offset_commit_response::{TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic};
@@ -156,6 +158,9 @@ const CONCURRENT_WAIT: std::time::Duration = std::time::Duration::from_millis(50
 /// AddPartitionsToTxn v0-3 (a producer's): every partition must exist, else it
 /// gets UNKNOWN_TOPIC_OR_PARTITION and the others OPERATION_NOT_ATTEMPTED.
 pub(crate) async fn add_partitions(b: Arc<Broker>, req: AddPartitionsToTxnRequest, version: i16) -> AddPartitionsToTxnResponse {
+    if version >= 4 {
+        return add_partitions_batched(b, req).await;
+    }
     let id = req.v3_and_below_transactional_id.to_string();
     let image = b.metadata.image();
     let mut unknown = BTreeSet::new();
@@ -192,6 +197,44 @@ pub(crate) async fn add_partitions(b: Arc<Broker>, req: AddPartitionsToTxnReques
         })
         .collect();
     AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results)
+}
+
+/// AddPartitionsToTxn v4 (from brokers, KIP-890): transactions batched; with
+/// `verify_only` each partition is checked to be in its producer's open
+/// transaction, else added to it. Only on the inter-broker listener where
+/// listeners are split (CLUSTER_AUTHORIZATION_FAILED elsewhere, as Kafka requires
+/// CLUSTER_ACTION).
+async fn add_partitions_batched(b: Arc<Broker>, req: AddPartitionsToTxnRequest) -> AddPartitionsToTxnResponse {
+    if !markers_allowed(&b) {
+        return AddPartitionsToTxnResponse::default().with_error_code(ec::CLUSTER_AUTHORIZATION_FAILED);
+    }
+    let mut results = Vec::new();
+    for t in req.transactions {
+        let id = t.transactional_id.to_string();
+        let partitions: Vec<(String, i32)> = t.topics.iter().flat_map(|x| x.partitions.iter().map(|p| (x.name.to_string(), *p))).collect();
+        let codes: Vec<i16> = match b.txns.coordinator_epoch(&b, &id) {
+            Err(code) => vec![code; partitions.len()],
+            Ok(_) if t.verify_only => b
+                .txns
+                .verify_partitions(&id, t.producer_id.0, t.producer_epoch, &partitions)
+                .unwrap_or_else(|code| vec![code; partitions.len()]),
+            Ok(_) => {
+                let code = add_to_txn(&b, &id, t.producer_id.0, t.producer_epoch, partitions.iter().cloned().collect()).await;
+                vec![code; partitions.len()]
+            }
+        };
+        let mut topics: Vec<AddPartitionsToTxnTopicResult> = Vec::new();
+        for ((topic, p), code) in partitions.iter().zip(codes) {
+            let r = AddPartitionsToTxnPartitionResult::default().with_partition_index(*p).with_partition_error_code(code);
+            match topics.last_mut() {
+                Some(x) if x.name.as_str() == topic => x.results_by_partition.push(r),
+                _ => topics
+                    .push(AddPartitionsToTxnTopicResult::default().with_name(super::topic_name(topic)).with_results_by_partition(vec![r])),
+            }
+        }
+        results.push(AddPartitionsToTxnResult::default().with_transactional_id(t.transactional_id).with_topic_results(topics));
+    }
+    AddPartitionsToTxnResponse::default().with_results_by_transaction(results)
 }
 
 /// AddOffsetsToTxn: the group's `__consumer_offsets` partition joins the transaction.
@@ -318,8 +361,9 @@ pub(crate) async fn txn_offset_commit(b: Arc<Broker>, req: TxnOffsetCommitReques
     // As Kafka: the group's partition must be in the producer's open transaction
     // (AddOffsetsToTxn first), else nothing is written.
     let offsets_partition = group_records::partition_for(&group, b.groups.partitions);
-    if let Err((code, why)) = b.txns.verify(&b, &req.transactional_id, producer.0, producer.1, OFFSETS_TOPIC, offsets_partition) {
-        debug!(group, code, "transactional offset commit refused: {why}");
+    if let Err(code) = crate::txn::verify::verify(&b, &req.transactional_id, producer.0, producer.1, OFFSETS_TOPIC, offsets_partition).await
+    {
+        debug!(group, code, "transactional offset commit refused: the group's partition is not in the producer's open transaction");
         return respond(&|_, _| code);
     }
     let image = b.metadata.image();

@@ -13,6 +13,7 @@
 pub(crate) mod markers;
 pub(crate) mod records;
 pub(crate) mod state;
+pub(crate) mod verify;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -335,6 +336,21 @@ impl TxnCoordinator {
             return Err((ec::INVALID_TXN_STATE, format!("{topic}-{partition} is not in an open transaction of {id}")));
         }
         Ok(())
+    }
+
+    /// KIP-890 verification for another broker (AddPartitionsToTxn v4, verify_only):
+    /// for each of `partitions`, NONE when it is in producer `pid`'s open transaction
+    /// at `epoch`, else INVALID_TXN_STATE; or one error for all of them (unknown id
+    /// or producer id, fenced epoch, a transaction being decided).
+    pub(crate) fn verify_partitions(&self, id: &str, pid: i64, epoch: i16, partitions: &[(String, i32)]) -> Result<Vec<i16>, i16> {
+        let entries = self.entries.lock();
+        let m = entries.get(id).ok_or(ec::INVALID_PRODUCER_ID_MAPPING)?;
+        m.check_producer(pid, epoch)?;
+        if m.pending || m.state.preparing().is_some() {
+            return Err(ec::CONCURRENT_TRANSACTIONS);
+        }
+        let open = m.state == TxnState::Ongoing;
+        Ok(partitions.iter().map(|tp| if open && m.partitions.contains(tp) { ec::NONE } else { ec::INVALID_TXN_STATE }).collect())
     }
 
     /// Puts a new transactional id in, Empty with no epoch yet, unless it is known.
