@@ -77,6 +77,10 @@ fn a_producer_killed_mid_transaction_is_aborted_after_its_timeout_and_the_lso_mo
     ensure!(latest(&mut c, &topic, 1)? == 0, "the open transaction holds the last stable offset at its first record");
     let (state, epoch) = describe(&mut c, &id)?;
     ensure!(state == "Ongoing" && epoch == 0, "the transaction is open at epoch 0: {state} {epoch}");
+    let m = scrape(&broker)?;
+    ensure!(m.value_or_zero("karst_transactions_open", &[]) == 1.0, "one open transaction in the metrics");
+    let held = m.value_or_zero("karst_partition_unstable_offsets", &[("topic", topic.as_str()), ("partition", "0")]);
+    ensure!(held == 15.0, "read_committed consumers wait for 15 offsets: {held}");
 
     // Past transaction.timeout.ms the coordinator aborts it under a bumped epoch.
     wait_until("the timed-out transaction aborted", TIMEOUT, || describe(&mut c, &id).is_ok_and(|(s, _)| s == "CompleteAbort"))?;
@@ -89,6 +93,11 @@ fn a_producer_killed_mid_transaction_is_aborted_after_its_timeout_and_the_lso_mo
     let metrics = scrape(&broker)?;
     ensure!(metrics.value_or_zero("karst_transactions_timed_out_total", &[]) == 1.0, "one transaction timed out");
     ensure!(metrics.value_or_zero("karst_transactions_aborted_total", &[]) == 1.0, "and completed as aborted");
+    ensure!(metrics.value_or_zero("karst_transactions_open", &[]) == 0.0, "none open");
+    ensure!(
+        metrics.value_or_zero("karst_partition_unstable_offsets", &[("topic", topic.as_str()), ("partition", "0")]) == 0.0,
+        "nothing unstable"
+    );
     println!("a producer killed mid-transaction: aborted at its timeout (epoch bumped to 1), LSO 0 -> 16, read_committed sees the 5 records after it");
     Ok(())
 }

@@ -66,6 +66,29 @@ impl Collector for StateCollector {
             cached,
         )?;
 
+        let open = b.txns.snapshot().iter().filter(|m| m.state == crate::txn::TxnState::Ongoing || m.state.preparing().is_some()).count();
+        gauge(
+            &mut encoder,
+            "karst_transactions_open",
+            "Transactions this broker coordinates that are open or being decided",
+            i64::try_from(open).unwrap_or(i64::MAX),
+        )?;
+        let mut unstable = encoder.encode_descriptor(
+            "karst_partition_unstable_offsets",
+            "High watermark minus last stable offset, for partitions led here with a transaction open (what read_committed consumers wait for)",
+            None,
+            MetricType::Gauge,
+        )?;
+        let mut led_parts: Vec<_> = b.partitions.all().into_iter().filter(|p| p.leads_at(p.leader_epoch())).collect();
+        led_parts.sort_by(|x, y| (&x.topic, x.index).cmp(&(&y.topic, y.index)));
+        for p in led_parts {
+            let v = (p.high_watermark() - p.last_stable_offset()).max(0);
+            if v > 0 {
+                let labels = vec![("topic", p.topic.to_string()), ("partition", p.index.to_string())];
+                unstable.encode_family(&labels)?.encode_gauge(&v)?;
+            }
+        }
+
         let mut lag = encoder.encode_descriptor(
             "karst_consumer_group_lag",
             "High watermark minus committed offset, for groups coordinated and partitions hosted here",
