@@ -363,7 +363,7 @@ pub(crate) async fn txn_offset_commit(b: Arc<Broker>, req: TxnOffsetCommitReques
     let offsets_partition = group_records::partition_for(&group, b.groups.partitions);
     if let Err(code) = crate::txn::verify::verify(&b, &req.transactional_id, producer.0, producer.1, OFFSETS_TOPIC, offsets_partition).await
     {
-        debug!(group, code, "transactional offset commit refused: the group's partition is not in the producer's open transaction");
+        debug!(group, code, pid = producer.0, epoch = producer.1, "transactional offset commit refused by verification");
         return respond(&|_, _| code);
     }
     let image = b.metadata.image();

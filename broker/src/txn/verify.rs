@@ -75,6 +75,9 @@ async fn ask(b: &Arc<Broker>, id: &str, pid: i64, epoch: i16, topic: &str, parti
         .flat_map(|t| t.results_by_partition.iter())
         .find(|p| p.partition_index == partition)
         .map_or(ec::UNKNOWN_SERVER_ERROR, |p| p.partition_error_code);
+    if code != ec::NONE {
+        debug!(transactional_id = id, pid, epoch, topic, partition, leader, code, "the transaction coordinator refused the verification");
+    }
     match code {
         ec::NONE => Ok(()),
         ec::NOT_COORDINATOR | ec::COORDINATOR_LOAD_IN_PROGRESS => Err(ec::COORDINATOR_NOT_AVAILABLE),
