@@ -219,6 +219,15 @@ impl Partition {
         last_offset < start
     }
 
+    /// Where this replica's current leader epoch began in its log: the first offset
+    /// written at that epoch, or the log end while none has been.
+    pub(crate) fn leader_epoch_start(&self) -> i64 {
+        let epoch = self.leader_epoch();
+        let guard = self.log.read();
+        let Some(log) = guard.as_ref() else { return i64::MAX };
+        log.leader_epochs().entries().iter().find(|(e, _)| *e == epoch).map_or(log.log_end_offset(), |(_, s)| *s)
+    }
+
     /// The leader epoch this replica is at.
     pub(crate) fn leader_epoch(&self) -> i32 {
         self.replica.lock().leader_epoch

@@ -114,8 +114,12 @@ impl ReplicaState {
 
     /// The ISR this leader should ask the controller for, if it differs from the
     /// committed one: members that have not caught up for `lag_ms` leave; replicas
-    /// that have reached the high watermark (re)join.
-    pub(crate) fn wanted_isr(&self, me: i32, replicas: &[i32], hw: i64, now_ms: i64, lag_ms: i64) -> Option<Vec<i32>> {
+    /// that have reached the high watermark and `epoch_start` (where this leader's
+    /// epoch began) (re)join, as Kafka's `isFollowerInSync`. A new leader's high
+    /// watermark can lag what the previous leader acknowledged; everything below its
+    /// epoch start may have been, so a replica without it must not become eligible
+    /// to lead (a preferred-leader election would then truncate acknowledged data).
+    pub(crate) fn wanted_isr(&self, me: i32, replicas: &[i32], hw: i64, epoch_start: i64, now_ms: i64, lag_ms: i64) -> Option<Vec<i32>> {
         if self.role != Role::Leader {
             return None;
         }
@@ -130,7 +134,7 @@ impl ReplicaState {
                 if self.isr.contains(r) {
                     p.is_none_or(|p| now_ms - p.caught_up_ms <= lag_ms)
                 } else {
-                    p.is_some_and(|p| p.leo >= hw && p.leo >= 0 && now_ms - p.caught_up_ms <= lag_ms)
+                    p.is_some_and(|p| p.leo >= hw && p.leo >= epoch_start && p.leo >= 0 && now_ms - p.caught_up_ms <= lag_ms)
                 }
             })
             .collect();
@@ -158,9 +162,9 @@ mod tests {
         // and epoch as the default state.
         let mut s = ReplicaState::default();
         assert!(!s.apply(Role::Leader, 0, &[1, 2, 3], &[1, 2, 3], 1_000));
-        assert_eq!(s.wanted_isr(1, &[1, 2, 3], 0, 3_000, 5_000), None, "within the lag time");
+        assert_eq!(s.wanted_isr(1, &[1, 2, 3], 0, 0, 3_000, 5_000), None, "within the lag time");
         s.record_fetch(2, 0, 0, 5_000);
-        assert_eq!(s.wanted_isr(1, &[1, 2, 3], 0, 6_500, 5_000), Some(vec![1, 2]), "3 never fetched");
+        assert_eq!(s.wanted_isr(1, &[1, 2, 3], 0, 0, 6_500, 5_000), Some(vec![1, 2]), "3 never fetched");
     }
 
     #[test]
@@ -200,21 +204,34 @@ mod tests {
     fn lagging_followers_leave_and_caught_up_ones_return() {
         let mut s = leader(&[1, 2, 3]);
         // Within the grace period nobody leaves.
-        assert_eq!(s.wanted_isr(1, &[1, 2, 3], 0, 2_000, 5_000), None);
+        assert_eq!(s.wanted_isr(1, &[1, 2, 3], 0, 0, 2_000, 5_000), None);
         s.record_fetch(2, 50, 50, 4_000);
         s.record_fetch(3, 10, 50, 4_000);
-        assert_eq!(s.wanted_isr(1, &[1, 2, 3], 10, 7_000, 5_000), Some(vec![1, 2]), "3 has not caught up since 1 000");
+        assert_eq!(s.wanted_isr(1, &[1, 2, 3], 10, 0, 7_000, 5_000), Some(vec![1, 2]), "3 has not caught up since 1 000");
         s.apply(Role::Leader, 3, &[1, 2], &[1, 2, 3], 7_000);
-        assert_eq!(s.wanted_isr(1, &[1, 2, 3], 50, 7_100, 5_000), None);
+        assert_eq!(s.wanted_isr(1, &[1, 2, 3], 50, 0, 7_100, 5_000), None);
         s.record_fetch(3, 50, 50, 7_200);
-        assert_eq!(s.wanted_isr(1, &[1, 2, 3], 50, 7_300, 5_000), Some(vec![1, 2, 3]));
+        assert_eq!(s.wanted_isr(1, &[1, 2, 3], 50, 0, 7_300, 5_000), Some(vec![1, 2, 3]));
+    }
+
+    #[test]
+    fn a_follower_rejoins_only_once_it_has_what_this_leader_had_when_its_epoch_began() {
+        // Leader at epoch 3 since offset 473 (records a previous leader acknowledged),
+        // its high watermark still 203: a follower at 203 has reached the high
+        // watermark but not the epoch start, and stays out.
+        let mut s = leader(&[1, 2]);
+        s.record_fetch(2, 473, 473, 1_000);
+        s.record_fetch(3, 203, 473, 1_000);
+        assert_eq!(s.wanted_isr(1, &[1, 2, 3], 203, 473, 1_100, 5_000), None, "3 lacks 203..473");
+        s.record_fetch(3, 473, 473, 1_200);
+        assert_eq!(s.wanted_isr(1, &[1, 2, 3], 203, 473, 1_300, 5_000), Some(vec![1, 2, 3]));
     }
 
     #[test]
     fn a_follower_or_offline_replica_asks_nothing() {
         let mut s = ReplicaState::default();
         assert!(s.apply(Role::Follower { leader: 2 }, 4, &[1, 2], &[1, 2], 0));
-        assert_eq!(s.wanted_isr(1, &[1, 2], 0, 100_000, 10), None);
+        assert_eq!(s.wanted_isr(1, &[1, 2], 0, 0, 100_000, 10), None);
         assert!(!s.apply(Role::Follower { leader: 2 }, 4, &[1, 2], &[1, 2], 0));
         assert!(s.apply(Role::Offline, 5, &[1], &[1, 2], 0));
     }

@@ -127,7 +127,8 @@ pub(crate) fn maintain_isr(b: &Broker) {
         if state.leader != b.node_id || state.replicas.len() < 2 {
             continue;
         }
-        let wanted = p.replica.lock().wanted_isr(b.node_id, &state.replicas, p.high_watermark(), now, lag);
+        let epoch_start = p.leader_epoch_start();
+        let wanted = p.replica.lock().wanted_isr(b.node_id, &state.replicas, p.high_watermark(), epoch_start, now, lag);
         let Some(isr) = wanted else {
             // Preferred-leader election: hand the partition back to its first replica
             // once that one is in sync again (after a restart moved leadership here).

@@ -330,14 +330,15 @@ fn committed(bootstrap: &str, group: &str, input: &str) -> Result<BTreeMap<i32, 
         .collect())
 }
 
-// Not in the default run yet: in one of several single-round runs 270 input
-// records the idempotent acks=all producer had been told were acknowledged were
-// missing (the partition's new leader held them past its high watermark, its
-// followers never had them), and longer runs stall on offsets left unstable by a
-// transaction whose marker never reached `__consumer_offsets`. Run it with
+// Not in the default run yet: one of three single-round runs found one
+// transaction's 50 records twice in the read_committed output, and longer runs
+// stall on offsets left unstable by a transaction whose marker never reached
+// `__consumer_offsets`. (It also found acknowledged input records lost when a
+// replica below the new leader's epoch start joined the ISR and was elected: fixed,
+// see `ReplicaState::wanted_isr`.) Run it with
 // `cargo nextest run -p karst-tests --run-ignored all -E 'test(exactly_once)'`.
 #[test]
-#[ignore = "finds acknowledged input records lost after a leader kill -9 (replication) and stalls on unstable offsets: see the comment above"]
+#[ignore = "finds a duplicated transaction now and then, and stalls on unstable offsets in long runs: see the comment above"]
 fn transactions_stay_exactly_once_through_coordinator_and_leader_faults() -> Result<()> {
     let mut brokers = karst_tests::cluster::start_cluster(3, |_| {
         [
