@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use kafka_protocol::records::{Record, RecordBatchDecoder};
 use tracing::info;
 use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::errors::BrokerError;
 use crate::metadata::TopicMeta;
+use crate::partition::Partition;
 
 /// Creates `name` unless it exists; `lock` serialises the first requests, which
 /// wait here for the commit, each on its own task.
@@ -63,4 +65,33 @@ pub(crate) fn coordinates(b: &Broker, topic: &str, partition: i32) -> Result<(),
         Err(ec::NOT_LEADER_OR_FOLLOWER) => Err(ec::NOT_COORDINATOR),
         Err(_) => Err(ec::COORDINATOR_NOT_AVAILABLE),
     }
+}
+
+/// Calls `f` with every record of `p` (a partition of internal topic `topic`) from
+/// its log start to its end, control records included, in offset order: how a
+/// coordinator reads its state back. A batch that does not decode is Corrupt.
+pub(crate) fn for_each_record(p: &Partition, topic: &str, mut f: impl FnMut(Record)) -> Result<(), BrokerError> {
+    let mut offset = p.log_start_offset();
+    while offset < p.log_end_offset() {
+        let slice = p.read_for_follower(offset, 1 << 20).map_err(|e| BrokerError::Startup(format!("reading {topic}: {e}")))?;
+        if slice.bytes.is_empty() {
+            break;
+        }
+        // A compacted log has gaps, and batches the cleaner left empty: the next
+        // offset to read comes from the batch headers, not the records.
+        let mut next = offset;
+        for h in karst_batch::batches(&slice.bytes) {
+            let (_, h) = h.map_err(|e| BrokerError::Corrupt(format!("{topic}-{}: {e}", p.index)))?;
+            next = next.max(h.last_offset().saturating_add(1));
+        }
+        let mut buf = slice.bytes.clone();
+        let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| BrokerError::Corrupt(format!("{topic}-{}: {e}", p.index)))?;
+        // Records before the offset asked for, in the batch that holds it, were read.
+        sets.into_iter().flat_map(|s| s.records).filter(|r| r.offset >= offset).for_each(&mut f);
+        if next <= offset {
+            break;
+        }
+        offset = next;
+    }
+    Ok(())
 }

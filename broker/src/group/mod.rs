@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use indexmap::IndexMap;
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use karst_protocol::error_codes as ec;
 use parking_lot::Mutex;
 use tracing::{info, warn};
@@ -220,43 +220,19 @@ impl GroupCoordinator {
     /// Replays one `__consumer_offsets` partition up to its log end; returns the records read.
     fn replay(&self, p: &Partition, entries: &mut HashMap<String, GroupEntry>, now: i64) -> Result<usize, BrokerError> {
         let mut records = 0usize;
-        let mut offset = p.log_start_offset();
-        while offset < p.log_end_offset() {
-            let slice = p.read_for_follower(offset, 1 << 20).map_err(|e| BrokerError::Startup(format!("reading {OFFSETS_TOPIC}: {e}")))?;
-            if slice.bytes.is_empty() {
-                break;
-            }
-            // A compacted log has gaps, and batches the cleaner left empty: the
-            // next offset to read comes from the batch headers, not the records.
-            let mut next = offset;
-            for h in karst_batch::batches(&slice.bytes) {
-                let (_, h) = h.map_err(|e| BrokerError::Corrupt(format!("{OFFSETS_TOPIC}-{}: {e}", p.index)))?;
-                next = next.max(h.last_offset().saturating_add(1));
-            }
-            let mut buf = slice.bytes.clone();
-            let sets =
-                RecordBatchDecoder::decode_all(&mut buf).map_err(|e| BrokerError::Corrupt(format!("{OFFSETS_TOPIC}-{}: {e}", p.index)))?;
-            for r in sets.into_iter().flat_map(|s| s.records) {
-                if r.offset < offset {
-                    continue; // before the offset asked for, in the batch that holds it
+        crate::internal_topic::for_each_record(p, OFFSETS_TOPIC, |r| {
+            if r.control {
+                // A transaction marker: COMMIT (type 1) or ABORT (type 0).
+                if let Some(commit) = r.key.as_ref().filter(|k| k.len() >= 4).map(|k| k[2..4] == [0, 1]) {
+                    complete_pending(entries, |g| records::partition_for(g, self.partitions) == p.index, r.producer_id, commit);
                 }
-                if r.control {
-                    // A transaction marker: COMMIT (type 1) or ABORT (type 0).
-                    if let Some(commit) = r.key.as_ref().filter(|k| k.len() >= 4).map(|k| k[2..4] == [0, 1]) {
-                        complete_pending(entries, |g| records::partition_for(g, self.partitions) == p.index, r.producer_id, commit);
-                    }
-                    continue;
-                }
-                records += 1;
-                let Some(key) = r.key.and_then(records::decode_key) else { continue };
-                let txn = r.transactional.then_some(r.producer_id);
-                apply(entries, key, r.value, now, txn);
+                return;
             }
-            if next <= offset {
-                break;
-            }
-            offset = next;
-        }
+            records += 1;
+            let Some(key) = r.key.and_then(records::decode_key) else { return };
+            let txn = r.transactional.then_some(r.producer_id);
+            apply(entries, key, r.value, now, txn);
+        })?;
         Ok(records)
     }
 

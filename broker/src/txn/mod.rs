@@ -19,7 +19,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kafka_protocol::records::RecordBatchDecoder;
 use karst_protocol::error_codes as ec;
 use parking_lot::Mutex;
 use tracing::{info, warn};
@@ -115,24 +114,23 @@ impl TxnCoordinator {
     /// transactions found deciding get their markers written.
     pub(crate) fn take_over(&self, p: &Partition) {
         let epoch = p.leader_epoch();
-        let mut resume = Vec::new();
+        // The log is read before the lock is taken: other ids' requests go on meanwhile.
+        let mut loaded = HashMap::new();
+        let records = match replay(p, &mut loaded, self) {
+            Ok(records) => records,
+            Err(e) => {
+                warn!(partition = p.index, "loading transactions failed: {e}");
+                return;
+            }
+        };
+        let resume: Vec<String> = loaded.iter().filter(|(_, m)| m.state.preparing().is_some()).map(|(id, _)| id.clone()).collect();
         {
             let mut entries = self.entries.lock();
             entries.retain(|id, _| self.partition_for(id) != p.index);
-            match replay(p, &mut entries, self) {
-                Ok(records) => info!(partition = p.index, records, epoch, "became transaction coordinator of {TXN_TOPIC}-{}", p.index),
-                Err(e) => {
-                    warn!(partition = p.index, "loading transactions failed: {e}");
-                    return;
-                }
-            }
-            for (id, m) in entries.iter().filter(|(id, _)| self.partition_for(id) == p.index) {
-                if m.state.preparing().is_some() {
-                    resume.push(id.clone());
-                }
-            }
+            entries.extend(loaded);
             self.epochs.lock().insert(p.index, epoch);
         }
+        info!(partition = p.index, records, epoch, "became transaction coordinator of {TXN_TOPIC}-{}", p.index);
         self.resume.lock().extend(resume.into_iter().map(|id| (id, epoch)));
     }
 
@@ -374,36 +372,16 @@ impl TxnCoordinator {
 /// Replays one `__transaction_state` partition into `entries`; returns the records read.
 fn replay(p: &Partition, entries: &mut HashMap<String, TxnMeta>, c: &TxnCoordinator) -> Result<usize, BrokerError> {
     let mut records = 0usize;
-    let mut offset = p.log_start_offset();
-    let end = p.log_end_offset();
-    while offset < end {
-        let slice = p.read_for_follower(offset, 1 << 20).map_err(|e| BrokerError::Startup(format!("reading {TXN_TOPIC}: {e}")))?;
-        if slice.bytes.is_empty() {
-            break;
+    crate::internal_topic::for_each_record(p, TXN_TOPIC, |r| {
+        if r.control {
+            return;
         }
-        let mut next = offset;
-        for h in karst_batch::batches(&slice.bytes) {
-            let (_, h) = h.map_err(|e| BrokerError::Corrupt(format!("{TXN_TOPIC}-{}: {e}", p.index)))?;
-            next = next.max(h.last_offset().saturating_add(1));
-        }
-        let mut buf = slice.bytes.clone();
-        let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| BrokerError::Corrupt(format!("{TXN_TOPIC}-{}: {e}", p.index)))?;
-        for r in sets.into_iter().flat_map(|s| s.records) {
-            if r.offset < offset || r.control {
-                continue;
-            }
-            records += 1;
-            let Some(id) = r.key.and_then(records::decode_key) else { continue };
-            if c.partition_for(&id) != p.index {
-                continue;
-            }
+        records += 1;
+        let Some(id) = r.key.and_then(records::decode_key) else { return };
+        if c.partition_for(&id) == p.index {
             apply(entries, id, r.value);
         }
-        if next <= offset {
-            break;
-        }
-        offset = next;
-    }
+    })?;
     Ok(records)
 }
 
