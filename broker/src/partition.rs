@@ -56,7 +56,16 @@ pub struct Partition {
     /// Held by the cleaner while it cleans this log; close and delete wait for it
     /// (after moving `clean_epoch`, so the clean stops at its next batch).
     cleaning: Mutex<()>,
+    /// KIP-890's verification guards: producer id to the token of its latest
+    /// verification here. A write verified with the transaction coordinator lands
+    /// only while its token is still there; a marker for the producer takes it
+    /// away, so a verified write held up past the transaction's end (its client
+    /// gone, its broker paused) cannot open a transaction nobody will end.
+    verifications: Mutex<std::collections::HashMap<i64, u64>>,
 }
+
+/// Tokens of verifications, unique in this process.
+static VERIFICATION_TOKENS: AtomicU64 = AtomicU64::new(1);
 
 /// The I/O callback of [`Partition::clean`]: called with the bytes of every batch
 /// read and chunk written, and a probe telling whether the clean was aborted
@@ -78,6 +87,10 @@ pub enum PartitionError {
     Storage(#[from] StorageError),
     #[error("partition is closed")]
     Closed,
+    /// A write verified with the transaction coordinator came after a marker of
+    /// its producer (this producer id) ended the transaction it was verified in.
+    #[error("producer {0}'s transaction ended after its write here was verified")]
+    VerificationExpired(i64),
     /// A write or fsync failed here earlier (KAFKA_STORAGE_ERROR).
     #[error("partition is offline on this broker after a storage failure: {0}")]
     Offline(Arc<str>),
@@ -117,6 +130,7 @@ impl Partition {
             refused: Mutex::default(),
             clean_epoch: AtomicU64::new(0),
             cleaning: Mutex::new(()),
+            verifications: Mutex::default(),
         }))
     }
 
@@ -257,16 +271,36 @@ impl Partition {
     /// at those offsets under that epoch would keep them when it truncates (KIP-101
     /// compares epochs), and the replicas would diverge.
     pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, PartitionError> {
-        self.append_with(|log, epoch| log.append(batches, epoch, now_ms))
+        self.append_with(|log, epoch| Ok(log.append(batches, epoch, now_ms)?))
     }
 
-    /// Appends batches written by a coordinator of this broker (transactional offset
-    /// commits): no sequences, only producer epochs, are checked.
-    pub fn append_as_coordinator(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, PartitionError> {
-        self.append_with(|log, epoch| log.append_as_coordinator(batches, epoch, now_ms))
+    /// Starts a verification of `producer_id`'s transaction for a write here: the
+    /// token [`Partition::append_verified`] needs, valid until a marker of the
+    /// producer is appended or another verification starts.
+    pub(crate) fn start_verification(&self, producer_id: i64) -> u64 {
+        let token = VERIFICATION_TOKENS.fetch_add(1, Ordering::Relaxed);
+        self.verifications.lock().insert(producer_id, token);
+        token
     }
 
-    /// Appends a transaction marker (WriteTxnMarkers) as the leader.
+    /// Appends batches a coordinator of this broker writes in a transaction of
+    /// `producer_id` (transactional offset commits: no sequences, only producer
+    /// epochs, are checked), verified under `token`: refused (VerificationExpired)
+    /// when a marker of the producer, or another verification of its, came in
+    /// between (Kafka's VerificationGuard; stricter than Kafka, which lets any write
+    /// in once the producer has a transaction open here, so that a write verified
+    /// in one transaction cannot land in the producer's next).
+    pub fn append_verified(&self, batches: &[u8], producer_id: i64, token: u64, now_ms: i64) -> Result<AppendInfo, PartitionError> {
+        self.append_with(|log, epoch| {
+            if self.verifications.lock().get(&producer_id) != Some(&token) {
+                return Err(PartitionError::VerificationExpired(producer_id));
+            }
+            Ok(log.append_as_coordinator(batches, epoch, now_ms)?)
+        })
+    }
+
+    /// Appends a transaction marker (WriteTxnMarkers) as the leader; verifications
+    /// of the producer's writes made before it no longer hold.
     pub fn append_marker(
         &self,
         producer_id: i64,
@@ -275,10 +309,13 @@ impl Partition {
         commit: bool,
         now_ms: i64,
     ) -> Result<AppendInfo, PartitionError> {
-        self.append_with(|log, epoch| log.append_marker(producer_id, producer_epoch, coordinator_epoch, commit, epoch, now_ms))
+        self.append_with(|log, epoch| {
+            self.verifications.lock().remove(&producer_id);
+            Ok(log.append_marker(producer_id, producer_epoch, coordinator_epoch, commit, epoch, now_ms)?)
+        })
     }
 
-    fn append_with(&self, f: impl FnOnce(&mut Log, i32) -> Result<AppendInfo, StorageError>) -> Result<AppendInfo, PartitionError> {
+    fn append_with(&self, f: impl FnOnce(&mut Log, i32) -> Result<AppendInfo, PartitionError>) -> Result<AppendInfo, PartitionError> {
         let mut guard = self.log.write();
         let epoch = {
             let r = self.replica.lock();
@@ -628,5 +665,45 @@ impl Partition {
             log.delete()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::config::BrokerConfig;
+
+    fn offsets_batch(producer_id: i64) -> bytes::BytesMut {
+        let record = (Bytes::from_static(b"key"), Some(Bytes::from_static(b"offset")));
+        crate::group::encode_batch_of(&[record], 0, Some((producer_id, 0))).expect("batch")
+    }
+
+    /// A transactional offset commit verified in one transaction and held up past
+    /// its marker must not open a transaction there that nobody will end.
+    #[test]
+    fn a_verified_write_is_refused_once_a_marker_or_a_newer_verification_of_its_producer_came_in_between() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = crate::topic_config::effective(&BrokerConfig::default(), &BTreeMap::new());
+        let p = Partition::open(Arc::from("__consumer_offsets"), 0, 1, dir.path().join("p-0"), config).expect("open");
+        let token = p.start_verification(7);
+        p.append_verified(&offsets_batch(7), 7, token, 0).expect("a verified write");
+        let late = p.start_verification(7);
+        let other = p.start_verification(8);
+        p.append_marker(7, 0, 0, true, 0).expect("the marker");
+        let end = p.log_end_offset();
+        assert!(matches!(p.append_verified(&offsets_batch(7), 7, late, 0), Err(PartitionError::VerificationExpired(7))));
+        assert_eq!(p.log_end_offset(), end, "nothing written");
+        assert!(p.ongoing_transactions().is_empty(), "no transaction opened by the late write");
+        p.append_verified(&offsets_batch(8), 8, other, 0).expect("another producer's verification holds");
+
+        let older = p.start_verification(7);
+        let newer = p.start_verification(7);
+        assert!(matches!(p.append_verified(&offsets_batch(7), 7, older, 0), Err(PartitionError::VerificationExpired(7))));
+        p.append_verified(&offsets_batch(7), 7, newer, 0).expect("the newest verification holds");
+        assert_eq!(p.ongoing_transactions().iter().map(|(pid, _)| *pid).collect::<Vec<_>>().len(), 2);
     }
 }

@@ -320,3 +320,87 @@ fn coordinator_of_group(addr: SocketAddr, group: &str) -> Result<i32> {
         (r.error_code == 0).then_some(r.node_id.0)
     })
 }
+
+/// A transition the coordinator began writing for a request whose client then reset
+/// its connection is still completed: the EndTxn's decision is written, its markers
+/// follow, and the producer's next request is not told CONCURRENT_TRANSACTIONS for
+/// good (as it was while the write was part of the dropped request).
+#[test]
+fn a_commit_whose_client_resets_its_connection_mid_write_still_completes() -> Result<()> {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::MetadataRequest;
+    use kafka_protocol::messages::{AddPartitionsToTxnRequest, ApiVersionsRequest, EndTxnRequest, FetchRequest, InitProducerIdRequest};
+    let nodes = start_cluster(3, |_| Vec::new())?;
+    let topic = unique_topic("txn-reset");
+    let mut admin = RawClient::connect(nodes[0].addr())?;
+    // Three partitions: leaders spread over the nodes, so one is the coordinator's.
+    admin.create_replicated(&topic, 3, 3, &[])?;
+    let id = format!("{topic}-txn");
+    let node = coordinator_of(nodes[0].addr(), &id)?;
+    let led_here = wait_for("a partition led by the coordinator", TIMEOUT, || {
+        let md = admin
+            .send(
+                &MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name(&topic)))])),
+                9,
+            )
+            .ok()?;
+        md.topics.first()?.partitions.iter().find(|p| p.leader_id.0 == node).map(|p| p.partition_index)
+    })?;
+    let coordinator = usize::try_from(node - 1)?;
+    let mut c = RawClient::connect(nodes[coordinator].addr())?;
+    let init = InitProducerIdRequest::default().with_transactional_id(Some(TransactionalId(s(&id)))).with_transaction_timeout_ms(60_000);
+    let r = wait_for("InitProducerId", TIMEOUT, || c.send(&init, 4).ok().filter(|r| r.error_code == 0))?;
+    let (pid, epoch) = (r.producer_id, r.producer_epoch);
+    let add = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(TransactionalId(s(&id)))
+        .with_v3_and_below_producer_id(pid)
+        .with_v3_and_below_producer_epoch(epoch)
+        .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default().with_name(topic_name(&topic)).with_partitions(vec![0])]);
+    let r = c.send(&add, 3)?;
+    let code = r.results_by_topic_v3_and_below.first().and_then(|t| t.results_by_partition.first()).map(|p| p.partition_error_code);
+    ensure!(code == Some(0), "AddPartitionsToTxn: {code:?}");
+
+    // The followers pause: the decision's write waits for them to replicate it.
+    let followers: Vec<usize> = (0..3).filter(|i| *i != coordinator).collect();
+    for &f in &followers {
+        nodes[f].signal("STOP")?;
+    }
+    let end = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(s(&id)))
+        .with_producer_id(pid)
+        .with_producer_epoch(epoch)
+        .with_committed(true);
+    let metric = |name: &str, labels: &[(&str, &str)]| scrape(&nodes[coordinator]).map(|m| m.value_or_zero(name, labels));
+    let (ended_before, connections_before) = (metric("karst_requests_total", &[("api", "EndTxn")])?, metric("karst_connections", &[])?);
+    // Ahead of the EndTxn: an ApiVersions, answered at once and left unread (so the
+    // close below is a reset), and a Fetch long-polling an empty partition, whose
+    // answer then fails to be written: the broker drops the connection with the
+    // EndTxn in flight.
+    let mut doomed = RawClient::connect(nodes[coordinator].addr())?;
+    let fetch = FetchRequest::default().with_replica_id(BrokerId(-1)).with_max_wait_ms(1_000).with_min_bytes(1).with_topics(vec![
+        FetchTopic::default()
+            .with_topic(topic_name(&topic))
+            .with_partitions(vec![FetchPartition::default().with_partition(led_here).with_partition_max_bytes(1 << 20)]),
+    ]);
+    let (v, f, e) = (doomed.correlation_id(), doomed.correlation_id(), doomed.correlation_id());
+    let frames = [doomed.encode(&ApiVersionsRequest::default(), 0, v)?, doomed.encode(&fetch, 4, f)?, doomed.encode(&end, 3, e)?].concat();
+    doomed.write_raw(&frames)?;
+    wait_until("the EndTxn taken up", TIMEOUT, || metric("karst_requests_total", &[("api", "EndTxn")]).is_ok_and(|n| n > ended_before))?;
+    drop(doomed);
+    wait_until("the connection dropped", TIMEOUT, || metric("karst_connections", &[]).is_ok_and(|n| n <= connections_before))?;
+    for &f in &followers {
+        nodes[f].signal("CONT")?;
+    }
+
+    wait_until("the commit completes", TIMEOUT, || describe(&mut c, &id).is_ok_and(|(state, _)| state == "CompleteCommit"))?;
+    // The producer retries its EndTxn (it never heard back): the commit it asked for.
+    let r = wait_for("EndTxn retried", TIMEOUT, || c.send(&end, 3).ok().filter(|r| r.error_code != 51))?;
+    ensure!(r.error_code == 0, "the retried EndTxn: {}", r.error_code);
+    let bootstrap = nodes.iter().map(Broker::bootstrap).collect::<Vec<_>>().join(",");
+    let (_, high) = karst_tests::txn::ends(&bootstrap, &topic, 0)?;
+    ensure!(high == 1, "the COMMIT marker is in the partition: high watermark {high}");
+    println!("EndTxn's client reset mid-write on node {node}: the commit completed and the retry was answered NONE");
+    Ok(())
+}

@@ -93,7 +93,7 @@ pub(crate) fn encode_batch(records: &[(Bytes, Option<Bytes>)], now: i64) -> Resu
 
 /// A batch of `records`, transactional for `producer` (id and epoch, no sequence)
 /// when given: a transactional offset commit.
-fn encode_batch_of(records: &[(Bytes, Option<Bytes>)], now: i64, producer: Option<(i64, i16)>) -> Result<BytesMut, BrokerError> {
+pub(crate) fn encode_batch_of(records: &[(Bytes, Option<Bytes>)], now: i64, producer: Option<(i64, i16)>) -> Result<BytesMut, BrokerError> {
     let recs: Vec<Record> = records
         .iter()
         .enumerate()
@@ -249,22 +249,31 @@ impl GroupCoordinator {
         Ok(Pending { partition, last_offset: info.last_offset })
     }
 
-    /// Appends `group`'s offsets committed in a transaction of `producer` (id,
-    /// epoch): a transactional batch, which the transaction's marker commits or
-    /// aborts. The producer's epoch is checked against the partition's.
-    pub(crate) fn persist_txn(&self, b: &Broker, group: &str, producer: (i64, i16), records: &[KeyValue]) -> Result<Pending, i16> {
-        let index = records::partition_for(group, self.partitions);
-        let partition = b.partitions.get(OFFSETS_TOPIC, index).ok_or(ec::COORDINATOR_NOT_AVAILABLE)?;
-        let batch = encode_batch_of(records, now_ms(), Some(producer)).map_err(|_| ec::KAFKA_STORAGE_ERROR)?;
-        let info = partition.append_as_coordinator(&batch, now_ms()).map_err(|e| match e {
-            crate::partition::PartitionError::Storage(karst_storage::StorageError::InvalidProducerEpoch { .. }) => ec::PRODUCER_FENCED,
+    /// Appends offsets committed in a transaction of `producer` (id, epoch) to the
+    /// group's `partition`, as verified under `token`: a transactional batch, which
+    /// the transaction's marker commits or aborts. The producer's epoch is checked
+    /// against the partition's; INVALID_TXN_STATE when the transaction ended after
+    /// the verification.
+    pub(crate) fn persist_txn(
+        &self,
+        b: &Broker,
+        partition: &Arc<Partition>,
+        ((producer_id, epoch), token): ((i64, i16), u64),
+        records: &[KeyValue],
+    ) -> Result<Pending, i16> {
+        use crate::partition::PartitionError;
+        let batch = encode_batch_of(records, now_ms(), Some((producer_id, epoch))).map_err(|_| ec::KAFKA_STORAGE_ERROR)?;
+        let info = partition.append_verified(&batch, producer_id, token, now_ms()).map_err(|e| match e {
+            PartitionError::Storage(karst_storage::StorageError::InvalidProducerEpoch { .. }) => ec::PRODUCER_FENCED,
+            PartitionError::VerificationExpired(_) => ec::INVALID_TXN_STATE,
+            PartitionError::Closed => ec::NOT_COORDINATOR,
             e => {
-                warn!(group, "writing {OFFSETS_TOPIC} failed: {e}");
+                warn!(partition = partition.index, "writing {OFFSETS_TOPIC} failed: {e}");
                 ec::KAFKA_STORAGE_ERROR
             }
         })?;
-        b.after_append(&partition);
-        Ok(Pending { partition, last_offset: info.last_offset })
+        b.after_append(partition);
+        Ok(Pending { partition: partition.clone(), last_offset: info.last_offset })
     }
 
     /// A transaction marker of `producer_id` reached `__consumer_offsets`-`partition`:

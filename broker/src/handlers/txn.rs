@@ -115,7 +115,6 @@ async fn init(b: Arc<Broker>, req: InitProducerIdRequest, version: i16) -> InitP
     if fencing {
         // The open transaction of the producer this one replaces is aborted first.
         info!(transactional_id = %id, producer_id = pid, "fencing the previous producer: aborting its open transaction");
-        markers::complete_later(b.clone(), id, epoch);
         return init_error(ec::CONCURRENT_TRANSACTIONS);
     }
     info!(transactional_id = %id, producer_id = pid, producer_epoch, "initialized a transactional producer");
@@ -268,13 +267,7 @@ pub(crate) async fn end_txn(b: Arc<Broker>, req: EndTxnRequest, version: i16) ->
     });
     match step {
         Ok(None) => answer(ec::NONE),
-        Ok(Some((next, ()))) => match b.txns.write(&b, epoch, next).await {
-            Ok(()) => {
-                markers::complete_later(b.clone(), id, epoch);
-                answer(ec::NONE)
-            }
-            Err(code) => answer(code),
-        },
+        Ok(Some((next, ()))) => answer(b.txns.write(&b, epoch, next).await.err().unwrap_or(ec::NONE)),
         Err(code) => answer(code),
     }
 }
@@ -361,6 +354,13 @@ pub(crate) async fn txn_offset_commit(b: Arc<Broker>, req: TxnOffsetCommitReques
     // As Kafka: the group's partition must be in the producer's open transaction
     // (AddOffsetsToTxn first), else nothing is written.
     let offsets_partition = group_records::partition_for(&group, b.groups.partitions);
+    let Some(partition) = b.partitions.get(OFFSETS_TOPIC, offsets_partition) else {
+        return respond(&|_, _| ec::COORDINATOR_NOT_AVAILABLE);
+    };
+    // The guard is taken before asking: a marker of this producer arriving while
+    // the answer is on its way makes the write below fail instead of opening a
+    // transaction in `__consumer_offsets` that nobody will end.
+    let verified = partition.start_verification(producer.0);
     if let Err(code) = crate::txn::verify::verify(&b, &req.transactional_id, producer.0, producer.1, OFFSETS_TOPIC, offsets_partition).await
     {
         debug!(group, code, pid = producer.0, epoch = producer.1, "transactional offset commit refused by verification");
@@ -405,7 +405,7 @@ pub(crate) async fn txn_offset_commit(b: Arc<Broker>, req: TxnOffsetCommitReques
     }
     let mut write_error = ec::NONE;
     if !writes.is_empty() {
-        match b.groups.persist_txn(&b, &group, producer, &writes) {
+        match b.groups.persist_txn(&b, &partition, (producer, verified), &writes) {
             Ok(pending) => {
                 // Pending until the marker: OffsetFetch with require_stable waits on it.
                 {

@@ -174,11 +174,25 @@ impl TxnCoordinator {
 
     /// Writes the transition to `next` (its id marked pending by the caller) and
     /// applies it once durable, if this broker still coordinates the id at
-    /// `epoch`. On failure the id is no longer pending and keeps its state.
-    pub(crate) async fn write(&self, b: &Broker, epoch: i32, next: TxnMeta) -> Result<(), i16> {
-        let r = self.write_inner(b, epoch, next).await;
-        self.changed.notify_waiters();
-        r
+    /// `epoch`. On failure the id is no longer pending and keeps its state. A
+    /// decision (PrepareCommit, PrepareAbort) then has its markers written.
+    ///
+    /// The write runs on a task of its own: the request that asked for it may be
+    /// dropped (its client's connection reset) while the write awaits replication,
+    /// and a transition cut off there would leave the id pending for good, its
+    /// producer told CONCURRENT_TRANSACTIONS forever.
+    pub(crate) async fn write(&self, b: &Arc<Broker>, epoch: i32, next: TxnMeta) -> Result<(), i16> {
+        let b = b.clone();
+        let task = tokio::spawn(async move {
+            let (id, deciding) = (next.id.clone(), next.state.preparing().is_some());
+            let r = b.txns.write_inner(&b, epoch, next).await;
+            b.txns.changed.notify_waiters();
+            if r.is_ok() && deciding {
+                markers::complete_later(b.clone(), id, epoch);
+            }
+            r
+        });
+        task.await.unwrap_or(Err(ec::UNKNOWN_SERVER_ERROR))
     }
 
     async fn write_inner(&self, b: &Broker, epoch: i32, next: TxnMeta) -> Result<(), i16> {
@@ -301,10 +315,7 @@ impl TxnCoordinator {
             let b = b.clone();
             tokio::spawn(async move {
                 match b.txns.write(&b, epoch, next).await {
-                    Ok(()) => {
-                        crate::metrics::txn_timed_out();
-                        markers::complete_later(b.clone(), id, epoch);
-                    }
+                    Ok(()) => crate::metrics::txn_timed_out(),
                     Err(code) => warn!(transactional_id = %id, code, "aborting a timed-out transaction failed"),
                 }
             });
