@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use crate::broker::{now_ms, Broker};
 use crate::errors::BrokerError;
 use crate::partition::Partition;
-use records::{GroupValue, Key, OffsetValue};
+use records::{Key, OffsetValue};
 pub(crate) use state::{Group, GroupState, JoinRequest, JoinResult, Outcome, SyncResult, Timing};
 
 /// A `__consumer_offsets` record: key and value (None: tombstone).
@@ -284,16 +284,10 @@ impl GroupCoordinator {
         complete_pending(&mut entries, |g| records::partition_for(g, self.partitions) == partition, producer_id, commit);
     }
 
-    /// The group's metadata record, written when an assignment becomes final.
+    /// The group's metadata record, members included, written when an assignment
+    /// becomes final and when the group becomes empty.
     pub(crate) fn group_record(g: &Group) -> (Bytes, Option<Bytes>) {
-        let v = GroupValue {
-            protocol_type: g.protocol_type.clone().unwrap_or_default(),
-            generation: g.generation,
-            protocol: g.protocol.clone(),
-            leader: g.leader.clone(),
-            state_timestamp: g.state_timestamp_ms,
-        };
-        (records::encode_key(&Key::Group { group: g.id.clone() }), Some(records::encode_group(&v)))
+        (records::encode_key(&Key::Group { group: g.id.clone() }), Some(records::encode_group(&g.value())))
     }
 
     /// Periodic work: member expiry, rebalance timeouts, offset retention.
@@ -304,6 +298,9 @@ impl GroupCoordinator {
             let mut entries = self.entries.lock();
             for (id, e) in entries.iter_mut() {
                 e.group.tick(now, self.timing);
+                if std::mem::take(&mut e.group.record_due) {
+                    writes.push((id.clone(), vec![Self::group_record(&e.group)]));
+                }
                 if e.group.state == GroupState::Empty && self.offsets_retention_ms > 0 {
                     let expired: Vec<(String, i32)> = e
                         .offsets
@@ -326,7 +323,7 @@ impl GroupCoordinator {
         }
         for (group, recs) in writes {
             if let Err(code) = self.persist(b, &group, &recs) {
-                warn!(group, code, "writing offset expiry tombstones failed");
+                warn!(group, code, "writing the group or its offsets' expiry failed");
             }
         }
     }
@@ -368,7 +365,7 @@ fn apply(entries: &mut HashMap<String, GroupEntry>, key: Key, value: Option<Byte
         Key::Group { group } => match value.and_then(records::decode_group) {
             Some(v) => {
                 let e = entries.entry(group.clone()).or_insert_with(|| GroupEntry::new(&group, now));
-                e.group.restore(v.generation, v.protocol_type, v.protocol);
+                e.group.restore(v, now);
             }
             None => {
                 entries.remove(&group);

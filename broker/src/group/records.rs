@@ -24,7 +24,8 @@ pub(crate) struct OffsetValue {
     pub(crate) commit_timestamp: i64,
 }
 
-/// The parts of a group that survive a restart: members rejoin after one.
+/// A group as its record keeps it: what a new coordinator (after a restart or a
+/// leadership change) carries on with, members included, as Kafka's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct GroupValue {
     pub(crate) protocol_type: String,
@@ -32,6 +33,43 @@ pub(crate) struct GroupValue {
     pub(crate) protocol: Option<String>,
     pub(crate) leader: Option<String>,
     pub(crate) state_timestamp: i64,
+    pub(crate) members: Vec<MemberValue>,
+}
+
+/// A member in a group's record (Kafka's `MemberMetadata`): its subscription for
+/// the chosen protocol and its assignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MemberValue {
+    pub(crate) member_id: String,
+    pub(crate) instance_id: Option<String>,
+    pub(crate) client_id: String,
+    pub(crate) client_host: String,
+    pub(crate) rebalance_timeout_ms: i32,
+    pub(crate) session_timeout_ms: i32,
+    pub(crate) subscription: Bytes,
+    pub(crate) assignment: Bytes,
+}
+
+fn put_bytes(b: &mut BytesMut, v: &[u8]) {
+    b.put_i32(i32::try_from(v.len()).unwrap_or(i32::MAX));
+    b.put_slice(v);
+}
+
+fn get_bytes(b: &mut Bytes) -> Option<Bytes> {
+    if b.remaining() < 4 {
+        return None;
+    }
+    match b.get_i32() {
+        -1 => Some(Bytes::new()),
+        n => {
+            let n = usize::try_from(n).ok()?;
+            (b.remaining() >= n).then(|| b.split_to(n))
+        }
+    }
+}
+
+fn get_i32(b: &mut Bytes) -> Option<i32> {
+    (b.remaining() >= 4).then(|| b.get_i32())
 }
 
 fn put_str(b: &mut BytesMut, s: &str) {
@@ -135,8 +173,7 @@ pub(crate) fn decode_offset(mut b: Bytes) -> Option<OffsetValue> {
     Some(OffsetValue { offset, leader_epoch, metadata, commit_timestamp })
 }
 
-/// Group metadata value v3 with an empty member list: membership is rebuilt by
-/// rejoining, so only what must outlive a restart (the generation) is kept.
+/// Group metadata value v3.
 pub(crate) fn encode_group(v: &GroupValue) -> Bytes {
     let mut b = BytesMut::new();
     b.put_i16(3);
@@ -145,10 +182,21 @@ pub(crate) fn encode_group(v: &GroupValue) -> Bytes {
     put_nullable(&mut b, v.protocol.as_deref());
     put_nullable(&mut b, v.leader.as_deref());
     b.put_i64(v.state_timestamp);
-    b.put_i32(0);
+    b.put_i32(i32::try_from(v.members.len()).unwrap_or(i32::MAX));
+    for m in &v.members {
+        put_str(&mut b, &m.member_id);
+        put_nullable(&mut b, m.instance_id.as_deref());
+        put_str(&mut b, &m.client_id);
+        put_str(&mut b, &m.client_host);
+        b.put_i32(m.rebalance_timeout_ms);
+        b.put_i32(m.session_timeout_ms);
+        put_bytes(&mut b, &m.subscription);
+        put_bytes(&mut b, &m.assignment);
+    }
     b.freeze()
 }
 
+/// Group metadata values v0-v3 (Kafka's layouts); None when malformed.
 pub(crate) fn decode_group(mut b: Bytes) -> Option<GroupValue> {
     if b.remaining() < 2 {
         return None;
@@ -158,14 +206,41 @@ pub(crate) fn decode_group(mut b: Bytes) -> Option<GroupValue> {
         return None;
     }
     let protocol_type = get_str(&mut b)?;
-    if b.remaining() < 4 {
-        return None;
-    }
-    let generation = b.get_i32();
+    let generation = get_i32(&mut b)?;
     let protocol = get_nullable(&mut b)?;
     let leader = get_nullable(&mut b)?;
-    let state_timestamp = if version >= 2 && b.remaining() >= 8 { b.get_i64() } else { -1 };
-    Some(GroupValue { protocol_type, generation, protocol, leader, state_timestamp })
+    let state_timestamp = if version >= 2 {
+        if b.remaining() < 8 {
+            return None;
+        }
+        b.get_i64()
+    } else {
+        -1
+    };
+    let count = get_i32(&mut b)?.max(0);
+    // No allocation on the count's word: a corrupt one runs out of bytes first.
+    let mut members = Vec::new();
+    for _ in 0..count {
+        let member_id = get_str(&mut b)?;
+        let instance_id = if version >= 3 { get_nullable(&mut b)? } else { None };
+        let client_id = get_str(&mut b)?;
+        let client_host = get_str(&mut b)?;
+        let rebalance_timeout_ms = if version >= 1 { Some(get_i32(&mut b)?) } else { None };
+        let session_timeout_ms = get_i32(&mut b)?;
+        let subscription = get_bytes(&mut b)?;
+        let assignment = get_bytes(&mut b)?;
+        members.push(MemberValue {
+            member_id,
+            instance_id,
+            client_id,
+            client_host,
+            rebalance_timeout_ms: rebalance_timeout_ms.unwrap_or(session_timeout_ms),
+            session_timeout_ms,
+            subscription,
+            assignment,
+        });
+    }
+    Some(GroupValue { protocol_type, generation, protocol, leader, state_timestamp, members })
 }
 
 /// Java's `String.hashCode`, which Kafka uses to place a group on a partition.
@@ -199,8 +274,65 @@ mod tests {
             protocol: Some("range".into()),
             leader: None,
             state_timestamp: 9,
+            members: Vec::new(),
         };
         assert_eq!(decode_group(encode_group(&g)), Some(g));
+        let m = |id: &str, instance: Option<&str>| MemberValue {
+            member_id: id.into(),
+            instance_id: instance.map(Into::into),
+            client_id: "rdkafka".into(),
+            client_host: "/127.0.0.1".into(),
+            rebalance_timeout_ms: 300_000,
+            session_timeout_ms: 10_000,
+            subscription: Bytes::from_static(b"\0\x01sub"),
+            assignment: Bytes::from_static(b"\0\x01assigned"),
+        };
+        let g = GroupValue {
+            protocol_type: "consumer".into(),
+            generation: 6,
+            protocol: Some("range".into()),
+            leader: Some("a".into()),
+            state_timestamp: 10,
+            members: vec![m("a", None), m("b", Some("static-b"))],
+        };
+        assert_eq!(decode_group(encode_group(&g)), Some(g));
+    }
+
+    /// A value laid out field by field as Kafka's GroupMetadataValue schema v3 has
+    /// it (one member, no instance id, a null assignment).
+    #[test]
+    fn reads_kafkas_group_metadata_value_v3() {
+        let mut b = BytesMut::new();
+        b.put_i16(3);
+        b.put_i16(8);
+        b.put_slice(b"consumer");
+        b.put_i32(2); // generation
+        b.put_i16(5);
+        b.put_slice(b"range");
+        b.put_i16(1);
+        b.put_slice(b"m");
+        b.put_i64(1_700_000_000_000);
+        b.put_i32(1);
+        b.put_i16(1);
+        b.put_slice(b"m");
+        b.put_i16(-1); // no group.instance.id
+        b.put_i16(2);
+        b.put_slice(b"id");
+        b.put_i16(4);
+        b.put_slice(b"/::1");
+        b.put_i32(300_000);
+        b.put_i32(45_000);
+        b.put_i32(3);
+        b.put_slice(b"sub");
+        b.put_i32(-1);
+        let g = decode_group(b.freeze()).expect("decodes");
+        assert_eq!((g.generation, g.leader.as_deref(), g.members.len()), (2, Some("m"), 1));
+        let m = &g.members[0];
+        assert_eq!((m.member_id.as_str(), m.instance_id.as_deref(), m.client_host.as_str()), ("m", None, "/::1"));
+        assert_eq!(
+            (m.rebalance_timeout_ms, m.session_timeout_ms, &m.subscription[..], m.assignment.len()),
+            (300_000, 45_000, &b"sub"[..], 0)
+        );
     }
 
     #[test]

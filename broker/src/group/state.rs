@@ -12,6 +12,8 @@ use tokio::sync::oneshot;
 
 use karst_protocol::error_codes as ec;
 
+use super::records::{GroupValue, MemberValue};
+
 /// Kafka's group states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum GroupState {
@@ -145,6 +147,11 @@ pub(crate) struct Group {
     pub(crate) state_timestamp_ms: i64,
     next_seq: u64,
     member_counter: u64,
+    /// The group became Empty at a new generation since its record was last
+    /// written: the coordinator writes it (Kafka stores a group on every
+    /// completed join, the empty one too), so a new coordinator neither brings
+    /// back members that left nor a generation gone by.
+    pub(crate) record_due: bool,
 }
 
 /// Kafka's member id shape: client id, then a unique suffix.
@@ -170,6 +177,7 @@ impl Group {
             state_timestamp_ms: now,
             next_seq: 0,
             member_counter: 0,
+            record_due: false,
         }
     }
 
@@ -387,6 +395,7 @@ impl Group {
             self.protocol = None;
             self.leader = None;
             self.transition(GroupState::Empty, now);
+            self.record_due = true;
             return;
         }
         self.protocol = self.select_protocol();
@@ -478,6 +487,7 @@ impl Group {
                     self.generation += 1;
                     self.protocol = None;
                     self.transition(GroupState::Empty, now);
+                    self.record_due = true;
                 } else {
                     self.prepare_rebalance(now, timing);
                 }
@@ -637,11 +647,73 @@ impl Group {
         ec::NONE
     }
 
-    /// Restores what a restart keeps: the generation and protocol choice.
-    pub(crate) fn restore(&mut self, generation: i32, protocol_type: String, protocol: Option<String>) {
-        self.generation = generation;
-        self.protocol_type = Some(protocol_type);
-        self.protocol = protocol;
+    /// Restores the group from its record, as Kafka loads a group: with members
+    /// it is Stable, each member's session counted from `now` (so members still
+    /// there go on heartbeating and committing, and the others expire); without,
+    /// Empty at its generation.
+    pub(crate) fn restore(&mut self, v: GroupValue, now: i64) {
+        self.generation = v.generation;
+        self.protocol_type = Some(v.protocol_type);
+        self.protocol = v.protocol;
+        self.members.clear();
+        self.static_members.clear();
+        self.pending.clear();
+        self.initial_delay_until_ms = None;
+        self.record_due = false;
+        let Some(protocol) = self.protocol.clone().filter(|_| !v.members.is_empty()) else {
+            self.leader = None;
+            self.transition(GroupState::Empty, now);
+            return;
+        };
+        for m in v.members {
+            if let Some(instance) = &m.instance_id {
+                self.static_members.insert(instance.clone(), m.member_id.clone());
+            }
+            let member = Member {
+                id: m.member_id.clone(),
+                instance_id: m.instance_id,
+                client_id: m.client_id,
+                client_host: m.client_host,
+                session_timeout_ms: m.session_timeout_ms,
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                protocols: vec![(protocol.clone(), m.subscription)],
+                assignment: m.assignment,
+                join_waiter: None,
+                sync_waiter: None,
+                last_heartbeat_ms: now,
+                joined_seq: self.next_seq,
+            };
+            self.next_seq += 1;
+            self.members.insert(m.member_id, member);
+        }
+        self.leader = v.leader.filter(|l| self.members.contains_key(l));
+        self.transition(GroupState::Stable, now);
+    }
+
+    /// The group as its record keeps it.
+    pub(crate) fn value(&self) -> GroupValue {
+        let protocol = self.protocol.as_deref().unwrap_or_default();
+        GroupValue {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation,
+            protocol: self.protocol.clone(),
+            leader: self.leader.clone(),
+            state_timestamp: self.state_timestamp_ms,
+            members: self
+                .members
+                .values()
+                .map(|m| MemberValue {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    session_timeout_ms: m.session_timeout_ms,
+                    subscription: m.metadata_for(protocol),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        }
     }
 }
 
@@ -724,6 +796,46 @@ mod tests {
         assert_eq!(g.heartbeat(&id, None, 1, 2), 0);
         assert_eq!(g.heartbeat(&id, None, 0, 2), ec::ILLEGAL_GENERATION);
         assert_eq!(g.heartbeat("nobody", None, 1, 2), ec::UNKNOWN_MEMBER_ID);
+    }
+
+    /// A new coordinator (failover, restart) carries on with the members of the
+    /// group's last record, as Kafka's: they heartbeat and commit at their
+    /// generation without rejoining, and one that is gone expires.
+    #[test]
+    fn a_restored_group_keeps_its_members_and_a_vanished_one_expires() {
+        let mut g = Group::new("g", 0);
+        let (a, mut ra) = join_new(&mut g, 0);
+        ra.try_recv().expect("gen 1");
+        now_value(g.sync(&a, None, 1, vec![(a.clone(), Bytes::from_static(b"all"))], 0).0);
+        let (b, mut rb) = join_new(&mut g, 1);
+        let Outcome::Wait(mut ra) = g.join(req(&a, None), 2, T) else { panic!("a rejoins") };
+        ra.try_recv().expect("a");
+        rb.try_recv().expect("b");
+        let (ob, _) = g.sync(&b, None, 2, vec![], 3);
+        let (_, persist) = g.sync(&a, None, 2, vec![(a.clone(), Bytes::from_static(b"p0")), (b.clone(), Bytes::from_static(b"p1"))], 3);
+        assert!(persist);
+        drop(ob);
+        let record = g.value();
+        assert_eq!(record.members.len(), 2);
+        assert_eq!(record.members.iter().find(|m| m.member_id == b).map(|m| m.subscription.clone()), Some(Bytes::from_static(b"r")));
+
+        let mut restored = Group::new("g", 100);
+        restored.restore(record, 100);
+        assert_eq!((restored.state, restored.generation, restored.leader.as_deref()), (GroupState::Stable, 2, Some(a.as_str())));
+        assert_eq!(restored.heartbeat(&a, None, 2, 101), ec::NONE);
+        assert_eq!(restored.check_commit(&a, None, 2), ec::NONE);
+        assert_eq!(restored.check_commit(&b, None, 1), ec::ILLEGAL_GENERATION);
+        assert_eq!(now_value(restored.sync(&b, None, 2, vec![], 102).0).assignment, Bytes::from_static(b"p1"));
+        // b never heartbeats again: its session (10 s) runs out, a is asked to rejoin.
+        assert_eq!(restored.heartbeat(&a, None, 2, 9_000), ec::NONE);
+        restored.tick(10_200, T);
+        assert!(!restored.members.contains_key(&b));
+        assert_eq!(restored.heartbeat(&a, None, 2, 10_300), ec::REBALANCE_IN_PROGRESS);
+
+        // An empty group's record brings back no one.
+        let mut empty = Group::new("g", 0);
+        empty.restore(GroupValue { members: Vec::new(), ..g.value() }, 5);
+        assert_eq!((empty.state, empty.generation, empty.members.len()), (GroupState::Empty, 2, 0));
     }
 
     #[test]
