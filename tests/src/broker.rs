@@ -150,7 +150,7 @@ impl Broker {
         };
         cmd.arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(format!("127.0.0.1:{}", self.addr.port()))
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(&self.extra_args)
@@ -305,9 +305,15 @@ impl Broker {
     }
 
     /// Starts a new broker process on the same data directory (killing the current
-    /// one with SIGKILL first if it is still running). The port may change.
+    /// one with SIGKILL first if it is still running), on the same port as a
+    /// restarted Kafka broker is, so clients' bootstrap lists stay good; on
+    /// another if that one was taken meanwhile.
     pub fn restart(&mut self) -> Result<()> {
         self.kill9()?;
+        if self.spawn().is_ok() {
+            return Ok(());
+        }
+        self.addr.set_port(0);
         self.spawn()
     }
 }

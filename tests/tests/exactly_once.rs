@@ -143,6 +143,28 @@ struct Stats {
     committed: AtomicUsize,
     aborted: AtomicUsize,
     restarts: AtomicUsize,
+    /// What each pipeline is doing, and since when: a stall shows where it waits.
+    stage: std::sync::Mutex<BTreeMap<usize, (&'static str, Instant)>>,
+}
+
+impl Stats {
+    fn at(&self, worker: usize, stage: &'static str) {
+        if let Ok(mut s) = self.stage.lock() {
+            s.insert(worker, (stage, Instant::now()));
+        }
+    }
+
+    fn stages(&self) -> String {
+        self.stage.lock().map_or_else(
+            |_| "poisoned".to_string(),
+            |s| {
+                s.iter()
+                    .map(|(w, (what, since))| format!("pipeline {w}: {what} for {:.1?}", since.elapsed()))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            },
+        )
+    }
 }
 
 /// Writes the input (round robin over the partitions, about 300 records/s) until
@@ -207,6 +229,7 @@ fn pipeline(
     let mut seq = 0u64;
     while !stop.load(Ordering::SeqCst) {
         let mut run = || -> Result<()> {
+            stats.at(worker, "init_transactions");
             let p = txn_producer(&bootstrap, Some(&format!("{group}-w{worker}")))?;
             p.init_transactions(TIMEOUT)?;
             let c: BaseConsumer = ClientConfig::new()
@@ -219,6 +242,7 @@ fn pipeline(
                 .create()?;
             c.subscribe(&[&input])?;
             while !stop.load(Ordering::SeqCst) {
+                stats.at(worker, "consuming");
                 let mut batch = Vec::new();
                 let until = Instant::now() + Duration::from_millis(200);
                 while batch.len() < 50 && Instant::now() < until {
@@ -232,6 +256,7 @@ fn pipeline(
                 }
                 seq += 1;
                 let tag = format!("w{worker}-{seq}");
+                stats.at(worker, "producing");
                 p.begin_transaction()?;
                 for (partition, _, v) in &batch {
                     let value = format!("{v}|{tag}|{}", batch.len());
@@ -248,7 +273,9 @@ fn pipeline(
                     offsets.add_partition_offset(&input, partition, Offset::Offset(offset))?;
                 }
                 let meta = c.group_metadata().context("no group metadata")?;
+                stats.at(worker, "send_offsets_to_transaction");
                 p.send_offsets_to_transaction(&offsets, &meta, TIMEOUT)?;
+                stats.at(worker, "commit_transaction");
                 p.commit_transaction(TIMEOUT)?;
                 stats.committed.fetch_add(1, Ordering::SeqCst);
             }
@@ -387,7 +414,8 @@ fn transactions_stay_exactly_once_through_coordinator_and_leader_faults() -> Res
     let progress = |stats: &Stats, more: usize| -> Result<()> {
         let before = stats.committed.load(Ordering::SeqCst);
         let started = Instant::now();
-        wait_for("pipelines committing", TIMEOUT, || (stats.committed.load(Ordering::SeqCst) >= before + more).then_some(()))?;
+        wait_for("pipelines committing", TIMEOUT, || (stats.committed.load(Ordering::SeqCst) >= before + more).then_some(()))
+            .with_context(|| stats.stages())?;
         println!("  {more} more transactions committed in {:.1?}", started.elapsed());
         Ok(())
     };
@@ -437,16 +465,17 @@ fn transactions_stay_exactly_once_through_coordinator_and_leader_faults() -> Res
     // The input stops; the pipelines finish it.
     feeding.store(false, Ordering::SeqCst);
     let (sent, attempted) = feeder.join().map_err(|_| anyhow!("the input producer panicked"))??;
-    let ends: BTreeMap<i32, i64> = {
-        let c = consumer(&bootstrap, "read_uncommitted", "karst-eos-reader")?;
-        (0..PARTITIONS).map(|p| c.fetch_watermarks(&input, p, TIMEOUT).map(|(_, high)| (p, high))).collect::<Result<_, _>>()?
-    };
     let finished = nemesis.and_then(|()| {
+        let c = consumer(&bootstrap, "read_uncommitted", "karst-eos-reader")?;
+        let ends: BTreeMap<i32, i64> =
+            (0..PARTITIONS).map(|p| c.fetch_watermarks(&input, p, TIMEOUT).map(|(_, high)| (p, high))).collect::<Result<_, _>>()?;
         wait_for("the group's offsets at the input's end", Duration::from_secs(180), || {
             committed(&bootstrap, &group, &input).ok().filter(|c| *c == ends).map(|_| ())
-        })
+        })?;
+        Ok(ends)
     });
     if finished.is_err() {
+        println!("diagnosis: {}", stats.stages());
         diagnose(&brokers, &group, &input, &output);
     }
     stop.store(true, Ordering::SeqCst);
@@ -460,7 +489,7 @@ fn transactions_stay_exactly_once_through_coordinator_and_leader_faults() -> Res
             b.keep_files();
         }
     }
-    finished?;
+    let ends = finished?;
 
     // The checker.
     let input_back = read_all(&bootstrap, &input, "read_committed")?;
