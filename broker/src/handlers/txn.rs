@@ -89,6 +89,10 @@ async fn init(b: Arc<Broker>, req: InitProducerIdRequest, version: i16) -> InitP
     } else {
         None
     };
+    if !b.txns.still_at(&id, epoch) {
+        // Coordination moved while a producer id was being allocated.
+        return init_error(ec::NOT_COORDINATOR);
+    }
     if !b.txns.knows(&id) {
         let Some(pid) = fresh else { return init_error(ec::CONCURRENT_TRANSACTIONS) };
         b.txns.insert_new(TxnMeta::new(&id, pid, now_ms(), timeout));
@@ -134,6 +138,12 @@ async fn add_to_txn(b: &Arc<Broker>, id: &str, pid: i64, producer_epoch: i16, pa
     let deadline = tokio::time::Instant::now() + CONCURRENT_WAIT;
     loop {
         let completed = b.txns.changed.notified();
+        // Coordination may have moved while this waited: the id's state is another
+        // broker's now (and gone from here), which the producer must be told, not
+        // that its producer id is unknown (a fatal error to it).
+        if !b.txns.still_at(id, epoch) {
+            return ec::NOT_COORDINATOR;
+        }
         let now = now_ms();
         let step = b.txns.begin(id, |current| {
             let m = current.ok_or(ec::INVALID_PRODUCER_ID_MAPPING)?;
@@ -145,7 +155,20 @@ async fn add_to_txn(b: &Arc<Broker>, id: &str, pid: i64, producer_epoch: i16, pa
             Err(ec::CONCURRENT_TRANSACTIONS) if tokio::time::Instant::now() < deadline => {
                 let _ = tokio::time::timeout_at(deadline, completed).await;
             }
-            Err(code) => return code,
+            Err(code) => {
+                if code == ec::INVALID_PRODUCER_ID_MAPPING {
+                    let known = b.txns.entries.lock().get(id).map(|m| (m.producer_id, m.producer_epoch, m.state));
+                    debug!(
+                        transactional_id = id,
+                        pid,
+                        producer_epoch,
+                        epoch,
+                        ?known,
+                        "adding partitions: the producer id is not the transactional id's"
+                    );
+                }
+                return code;
+            }
         }
     }
 }
@@ -246,6 +269,9 @@ pub(crate) async fn add_offsets(b: Arc<Broker>, req: AddOffsetsToTxnRequest, ver
     let partition = group_records::partition_for(&group, b.groups.partitions);
     let partitions = [(OFFSETS_TOPIC.to_string(), partition)].into_iter().collect();
     let code = add_to_txn(&b, &req.transactional_id, req.producer_id.0, req.producer_epoch, partitions).await;
+    if code != ec::NONE {
+        debug!(transactional_id = %req.transactional_id.as_str(), group, code, "AddOffsetsToTxn refused");
+    }
     AddOffsetsToTxnResponse::default().with_error_code(fenced_for(code, version < 2))
 }
 
@@ -320,6 +346,17 @@ pub(crate) async fn write_markers(b: Arc<Broker>, req: WriteTxnMarkersRequest) -
 /// the producer's transaction and count once its COMMIT marker arrives. KIP-447:
 /// a member id and generation, when given, must be the group's current ones.
 pub(crate) async fn txn_offset_commit(b: Arc<Broker>, req: TxnOffsetCommitRequest, version: i16) -> TxnOffsetCommitResponse {
+    let (group, pid, epoch) = (req.group_id.to_string(), req.producer_id.0, req.producer_epoch);
+    let resp = offset_commit_in_txn(b, req, version).await;
+    let codes: BTreeSet<i16> =
+        resp.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).filter(|c| *c != ec::NONE).collect();
+    if !codes.is_empty() {
+        debug!(group, pid, epoch, ?codes, "transactional offset commit refused");
+    }
+    resp
+}
+
+async fn offset_commit_in_txn(b: Arc<Broker>, req: TxnOffsetCommitRequest, version: i16) -> TxnOffsetCommitResponse {
     let group = req.group_id.to_string();
     let respond = |codes: &dyn Fn(&str, i32) -> i16| {
         let topics = req

@@ -355,7 +355,11 @@ impl TxnCoordinator {
         let entries = self.entries.lock();
         let m = entries.get(id).ok_or(ec::INVALID_PRODUCER_ID_MAPPING)?;
         m.check_producer(pid, epoch)?;
-        if m.pending || m.state.preparing().is_some() {
+        // As Kafka's: a transition being written (the producer adding more
+        // partitions meanwhile) does not hold the answer up: the state it reads is
+        // the last durable one, and the write verified is checked again at its
+        // append (the verification guard).
+        if m.state.preparing().is_some() {
             return Err(ec::CONCURRENT_TRANSACTIONS);
         }
         let open = m.state == TxnState::Ongoing;
