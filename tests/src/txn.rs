@@ -24,9 +24,16 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Deliveries {
     pub ok: AtomicUsize,
     pub failed: AtomicUsize,
+    /// Printed before librdkafka's log lines (see [`txn_producer`]).
+    pub label: String,
 }
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        eprintln!("{}.{:03} librdkafka {} {level:?} {fac}: {message}", now.as_secs(), now.subsec_millis(), self.label);
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
@@ -46,7 +53,12 @@ pub fn txn_producer(bootstrap: &str, transactional_id: Option<&str>) -> Result<T
     if let Some(id) = transactional_id {
         config.set("transactional.id", id);
     }
-    Ok(config.create_with_context(Deliveries::default())?)
+    // KARST_CHECKER_DEBUG=eos,protocol (librdkafka's debug contexts) prints the
+    // producer's own account of its transactions to the test's stderr.
+    if let Ok(contexts) = std::env::var("KARST_CHECKER_DEBUG") {
+        config.set("debug", contexts).set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+    }
+    Ok(config.create_with_context(Deliveries { label: transactional_id.unwrap_or_default().to_string(), ..Deliveries::default() })?)
 }
 
 /// Sends `values` (keyed `key`) to topic and waits until all are delivered: a
