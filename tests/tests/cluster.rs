@@ -306,6 +306,39 @@ fn a_controller_that_was_paused_fences_no_broker_for_missed_heartbeats() -> Resu
     Ok(())
 }
 
+/// The controller leader pauses past the broker session: the other two elect a new
+/// one, which must hear the live brokers' heartbeats before their session runs out
+/// (a heartbeat stuck waiting on the paused leader for a whole proposal timeout
+/// got there too late, and the new leader fenced every broker, itself included).
+#[test]
+fn a_new_controller_leader_fences_no_live_broker_while_the_old_one_is_paused() -> Result<()> {
+    let brokers = karst_tests::cluster::start_cluster(3, |_| vec!["--set".into(), "broker.session.timeout.ms=3000".into()])?;
+    let topic = unique_topic("paused-leader");
+    create(&brokers[0], &topic, 3)?;
+    all_agree(&brokers, &topic, 3)?;
+    let paused = metadata(brokers[0].addr(), None)?.controller_id.0;
+    let pi = usize::try_from(paused - 1)?;
+    let live: Vec<usize> = (0..3).filter(|i| *i != pi).collect();
+    brokers[pi].signal("STOP")?;
+    let elected = wait_for("another controller leader", TIMEOUT, || {
+        let id = metadata(brokers[live[0]].addr(), None).ok()?.controller_id.0;
+        (id > 0 && id != paused).then_some(id)
+    });
+    // The fault's duration: past the session, counted from the new leader's election.
+    std::thread::sleep(Duration::from_secs(4));
+    brokers[pi].signal("CONT")?;
+    let elected = elected?;
+    all_agree(&brokers, &topic, 3)?;
+    let fenced: Vec<String> = live
+        .iter()
+        .flat_map(|i| std::fs::read_to_string(brokers[*i].stderr_log()).unwrap_or_default().lines().map(String::from).collect::<Vec<_>>())
+        .filter(|l| l.contains("fencing broker") && live.iter().any(|i| l.contains(&format!("broker_id={}", i + 1))))
+        .collect();
+    ensure!(fenced.is_empty(), "controller {elected} fenced live brokers while {paused} was paused: {fenced:?}");
+    produce_each(&brokers[live[0]], &topic, 3)?;
+    Ok(())
+}
+
 /// `karst voters <args>` against `controller` (`id@host:port`): its stdout lines.
 fn voters_cmd(controller: &str, args: &[&str]) -> Result<Vec<String>> {
     let out = run_checked(

@@ -27,6 +27,9 @@ use crate::{NodeId, TypeConfig};
 
 const META_FILE: &str = "meta.json";
 
+/// How long one heartbeat waits for the controller leader's answer.
+const HEARTBEAT_ATTEMPT: Duration = Duration::from_secs(1);
+
 /// Tuning of a controller node; the defaults suit a LAN or one machine.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
@@ -263,7 +266,21 @@ impl Controller {
         local: impl Fn() -> F,
         unwrap: impl Fn(RpcReply) -> Option<Result<T, ProposeError>>,
     ) -> Result<T, ProposeError> {
-        let deadline = Instant::now() + self.config.propose_timeout * 2;
+        let (ttl, budget) = (self.config.propose_timeout + Duration::from_secs(1), self.config.propose_timeout * 2);
+        self.to_leader_within(ttl, budget, request, local, unwrap).await
+    }
+
+    /// [`Controller::to_leader`] with each call to the leader given `ttl` and the
+    /// whole `budget`.
+    async fn to_leader_within<T, F: std::future::Future<Output = Result<T, ProposeError>>>(
+        &self,
+        ttl: Duration,
+        budget: Duration,
+        request: impl Fn() -> RpcRequest,
+        local: impl Fn() -> F,
+        unwrap: impl Fn(RpcReply) -> Option<Result<T, ProposeError>>,
+    ) -> Result<T, ProposeError> {
+        let deadline = Instant::now() + budget;
         let mut last = ProposeError::NotLeader { leader_id: None, leader_addr: None };
         loop {
             let (leader_id, leader_addr) = leader_of(&self.raft, &self.voters);
@@ -274,7 +291,6 @@ impl Controller {
                 },
                 (Some(id), Some(addr)) => {
                     let envelope = RpcEnvelope { cluster_id: self.cluster_id.clone(), from: self.node_id, to: id, request: request() };
-                    let ttl = self.config.propose_timeout + Duration::from_secs(1);
                     match call_once(&addr, &envelope, ttl).await {
                         Ok(reply) => match unwrap(reply) {
                             Some(Err(e @ ProposeError::NotLeader { .. })) => last = e,
@@ -311,8 +327,15 @@ impl Controller {
     }
 
     /// A broker's heartbeat, recorded by the controller leader (forwarded there from elsewhere).
+    ///
+    /// Each attempt is short (a heartbeat is sent again soon anyway): one that
+    /// waited out a full proposal timeout on a leader that stopped (paused,
+    /// starved) would reach its successor only after the successor had fenced
+    /// every broker for silence.
     pub async fn heartbeat(&self, broker_id: BrokerId, broker_epoch: i64) -> Result<(), ProposeError> {
-        self.to_leader(
+        self.to_leader_within(
+            HEARTBEAT_ATTEMPT,
+            HEARTBEAT_ATTEMPT * 2,
             || RpcRequest::Heartbeat { broker_id, broker_epoch },
             || std::future::ready(record_heartbeat(&self.raft, self.node_id, &self.shared, broker_id, broker_epoch)),
             |reply| match reply {
