@@ -98,7 +98,7 @@ async fn init(b: Arc<Broker>, req: InitProducerIdRequest, version: i16) -> InitP
         b.txns.insert_new(TxnMeta::new(&id, pid, now_ms(), timeout));
     }
     let now = now_ms();
-    let step = b.txns.begin(&id, |current| {
+    let step = b.txns.begin(&id, epoch, |current| {
         let Some(m) = current else { return Err(ec::CONCURRENT_TRANSACTIONS) };
         let mut spare = fresh;
         match m.init(timeout, expected, now, || spare.take().unwrap_or(-1))? {
@@ -138,14 +138,11 @@ async fn add_to_txn(b: &Arc<Broker>, id: &str, pid: i64, producer_epoch: i16, pa
     let deadline = tokio::time::Instant::now() + CONCURRENT_WAIT;
     loop {
         let completed = b.txns.changed.notified();
-        // Coordination may have moved while this waited: the id's state is another
-        // broker's now (and gone from here), which the producer must be told, not
-        // that its producer id is unknown (a fatal error to it).
-        if !b.txns.still_at(id, epoch) {
-            return ec::NOT_COORDINATOR;
-        }
+        // Coordination may move while this waits: `begin` then answers
+        // NOT_COORDINATOR (the id's state is gone from here), not that the
+        // producer id is unknown (a fatal error to the producer).
         let now = now_ms();
-        let step = b.txns.begin(id, |current| {
+        let step = b.txns.begin(id, epoch, |current| {
             let m = current.ok_or(ec::INVALID_PRODUCER_ID_MAPPING)?;
             Ok(m.add_partitions(pid, producer_epoch, &partitions, now)?.map(|n| (n, ())))
         });
@@ -287,7 +284,7 @@ pub(crate) async fn end_txn(b: Arc<Broker>, req: EndTxnRequest, version: i16) ->
         Err(code) => return answer(code),
     };
     let now = now_ms();
-    let step = b.txns.begin(&id, |current| {
+    let step = b.txns.begin(&id, epoch, |current| {
         let m = current.ok_or(ec::INVALID_PRODUCER_ID_MAPPING)?;
         Ok(m.end(req.producer_id.0, req.producer_epoch, req.committed, now)?.map(|n| (n, ())))
     });

@@ -200,7 +200,7 @@ pub(crate) fn complete_later(b: Arc<Broker>, id: String, coordinator_epoch: i32)
             return;
         }
         loop {
-            let next = b.txns.begin(&id, |current| {
+            let next = b.txns.begin(&id, coordinator_epoch, |current| {
                 let Some(cur) = current else { return Ok(None) };
                 if cur.producer_id != meta.producer_id || cur.producer_epoch != meta.producer_epoch || cur.state != meta.state {
                     return Ok(None);
@@ -218,6 +218,7 @@ pub(crate) fn complete_later(b: Arc<Broker>, id: String, coordinator_epoch: i32)
                     Err(ec::NOT_COORDINATOR) => return,
                     Err(code) => warn!(transactional_id = %id, code, "completing a transaction failed; retrying"),
                 },
+                Err(ec::NOT_COORDINATOR) => return,
                 Err(_) => {} // pending: another transition is being written
             }
             if !b.txns.still_at(&id, coordinator_epoch) {

@@ -228,12 +228,21 @@ impl TxnCoordinator {
     /// Marks `id` pending for a transition computed from its state under the lock;
     /// `f` gives the next state (None: nothing to write) or an error. A new id is
     /// put in first (Empty, no epoch) by InitProducerId.
+    ///
+    /// NOT_COORDINATOR unless this broker still coordinates `id` at `epoch`,
+    /// checked under the lock a take-over swaps the state under: a writer of an
+    /// earlier epoch must not mark the new coordinator's state pending (its write
+    /// then ends in NOT_COORDINATOR, leaving the mark for good).
     pub(crate) fn begin<T>(
         &self,
         id: &str,
+        epoch: i32,
         f: impl FnOnce(Option<&TxnMeta>) -> Result<Option<(TxnMeta, T)>, i16>,
     ) -> Result<Option<(TxnMeta, T)>, i16> {
         let mut entries = self.entries.lock();
+        if !self.still_at(id, epoch) {
+            return Err(ec::NOT_COORDINATOR);
+        }
         let current = entries.get(id);
         if current.is_some_and(|m| m.pending) {
             return Err(ec::CONCURRENT_TRANSACTIONS);
@@ -253,8 +262,9 @@ impl TxnCoordinator {
     /// with the id starts over at epoch 0 under a new producer id.
     pub(crate) fn expire_ids(&self, b: &Arc<Broker>, expiration_ms: i64) {
         let now = now_ms();
-        let expired: Vec<(String, TxnMeta)> = {
+        let expired: Vec<(String, TxnMeta, i32)> = {
             let mut entries = self.entries.lock();
+            let epochs = self.epochs.lock().clone();
             entries
                 .iter_mut()
                 .filter(|(_, m)| {
@@ -262,22 +272,16 @@ impl TxnCoordinator {
                         && matches!(m.state, TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort)
                         && now.saturating_sub(m.update_ms) > expiration_ms
                 })
-                .map(|(id, m)| {
+                .filter_map(|(id, m)| {
+                    let epoch = epochs.get(&self.partition_for(id)).copied()?;
                     m.pending = true;
                     let mut dead = m.clone();
                     dead.state = TxnState::Dead;
-                    (id.clone(), dead)
+                    Some((id.clone(), dead, epoch))
                 })
                 .collect()
         };
-        for (id, dead) in expired {
-            let epoch = self.epochs.lock().get(&self.partition_for(&id)).copied();
-            let Some(epoch) = epoch else {
-                if let Some(m) = self.entries.lock().get_mut(&id) {
-                    m.pending = false;
-                }
-                continue;
-            };
+        for (id, dead, epoch) in expired {
             info!(transactional_id = %id, producer_id = dead.producer_id, "expiring a transactional id unused for transactional.id.expiration.ms");
             let b = b.clone();
             tokio::spawn(async move {
@@ -292,25 +296,20 @@ impl TxnCoordinator {
     /// their producers (Kafka's `abortTimedOutTransactions`).
     pub(crate) fn abort_timed_out(&self, b: &Arc<Broker>) {
         let now = now_ms();
-        let expired: Vec<(String, TxnMeta)> = {
+        let expired: Vec<(String, TxnMeta, i32)> = {
             let mut entries = self.entries.lock();
+            let epochs = self.epochs.lock().clone();
             entries
                 .iter_mut()
                 .filter(|(_, m)| m.timed_out(now))
-                .map(|(id, m)| {
+                .filter_map(|(id, m)| {
+                    let epoch = epochs.get(&self.partition_for(id)).copied()?;
                     m.pending = true;
-                    (id.clone(), m.fence_and_abort(now))
+                    Some((id.clone(), m.fence_and_abort(now), epoch))
                 })
                 .collect()
         };
-        for (id, next) in expired {
-            let epoch = self.epochs.lock().get(&self.partition_for(&id)).copied();
-            let Some(epoch) = epoch else {
-                if let Some(m) = self.entries.lock().get_mut(&id) {
-                    m.pending = false;
-                }
-                continue;
-            };
+        for (id, next, epoch) in expired {
             info!(transactional_id = %id, producer_id = next.producer_id, "aborting a transaction past its timeout");
             let b = b.clone();
             tokio::spawn(async move {
@@ -428,5 +427,30 @@ fn apply(entries: &mut HashMap<String, TxnMeta>, id: String, value: Option<Bytes
         None => {
             entries.remove(&id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A transition begun by a coordinator whose epoch has passed (its task still
+    /// running after a take-over) must not mark the new coordinator's state
+    /// pending: its write ends in NOT_COORDINATOR and the mark would stay, every
+    /// later request told CONCURRENT_TRANSACTIONS (found by the exactly-once checker).
+    #[test]
+    fn a_writer_of_an_earlier_coordinator_epoch_cannot_mark_the_new_state_pending() {
+        let c = TxnCoordinator::new(50);
+        let id = "txn";
+        let p = c.partition_for(id);
+        c.epochs.lock().insert(p, 5);
+        c.insert_new(TxnMeta::new(id, 7, 0, 60_000));
+        c.epochs.lock().insert(p, 6); // a take-over at epoch 6
+        let same = |m: Option<&TxnMeta>| Ok(m.map(|m| (m.clone(), ())));
+        assert_eq!(c.begin(id, 5, same).err(), Some(ec::NOT_COORDINATOR));
+        assert!(!c.entries.lock()[id].pending);
+        assert!(c.begin(id, 6, same).is_ok_and(|s| s.is_some()));
+        assert!(c.entries.lock()[id].pending);
+        assert_eq!(c.begin(id, 6, same).err(), Some(ec::CONCURRENT_TRANSACTIONS));
     }
 }
