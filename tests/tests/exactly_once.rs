@@ -357,15 +357,13 @@ fn committed(bootstrap: &str, group: &str, input: &str) -> Result<BTreeMap<i32, 
         .collect())
 }
 
-// Not in the default run yet: one of three single-round runs found one
-// transaction's 50 records twice in the read_committed output, and longer runs
-// stall on offsets left unstable by a transaction whose marker never reached
-// `__consumer_offsets`. (It also found acknowledged input records lost when a
-// replica below the new leader's epoch start joined the ISR and was elected: fixed,
-// see `ReplicaState::wanted_isr`.) Run it with
-// `cargo nextest run -p karst-tests --run-ignored all -E 'test(exactly_once)'`.
+// On demand, not in the default run: its faults hinge on 3 s sessions that a
+// loaded two-core CI machine running other clusters alongside can stretch, and a
+// run of ten rounds takes minutes. What it found is fixed, most of it kept by focused
+// tests (see the README). Run it with
+// `KARST_EOS_ROUNDS=10 cargo nextest run -p karst-tests --run-ignored all -E 'test(exactly_once)'`.
 #[test]
-#[ignore = "finds a duplicated transaction now and then, and stalls on unstable offsets in long runs: see the comment above"]
+#[ignore = "on demand: timing-sensitive faults, minutes per run; see the comment above"]
 fn transactions_stay_exactly_once_through_coordinator_and_leader_faults() -> Result<()> {
     let mut brokers = karst_tests::cluster::start_cluster(3, |_| {
         [
