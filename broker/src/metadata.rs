@@ -32,6 +32,9 @@ use crate::errors::BrokerError;
 
 pub use karst_controller::{BrokerId, Listener, PartitionState, NO_LEADER};
 
+/// How long a registering broker waits for its own metadata to reach its registration.
+const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// One topic as the cluster knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicMeta {
@@ -313,6 +316,21 @@ impl MetadataStore {
         self.epoch.store(broker_epoch, Ordering::SeqCst);
         *self.registered.lock() = listeners;
         self.propose_blocking(MetadataCommand::UnfenceBroker { broker_id: self.node_id, broker_epoch })?;
+        // As a Kafka broker catches up with the metadata log before it acts: the
+        // registration committed at the leader, but this node's own image may still
+        // be the one it had when it stopped, naming it leader (and coordinator) of
+        // partitions that moved on meanwhile. Nothing is led or answered from that
+        // image: the local image is awaited up to the registration, and so to every
+        // leadership change made while this broker was away.
+        let (c, id) = (self.controller.clone(), self.node_id);
+        let caught_up = self.run(async move {
+            c.wait_for_metadata(CATCH_UP, |m| m.brokers.get(&id).is_some_and(|b| b.epoch == broker_epoch && !b.fenced)).await.is_some()
+        })?;
+        if !caught_up {
+            return Err(BrokerError::Startup(format!(
+                "this node's metadata did not reach its own registration (broker epoch {broker_epoch}) within {CATCH_UP:?}"
+            )));
+        }
         info!(node_id = self.node_id, broker_epoch, "registered with the controller");
         Ok(())
     }

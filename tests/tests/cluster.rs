@@ -339,6 +339,30 @@ fn a_new_controller_leader_fences_no_live_broker_while_the_old_one_is_paused() -
     Ok(())
 }
 
+/// A broker killed while it led partitions, restarted once they have moved on, must
+/// not answer from the image it had when it stopped (naming itself their leader at
+/// the old epoch, and taking over their coordinators): it catches up with the
+/// metadata before its listener opens, as a Kafka broker does.
+#[test]
+fn a_restarted_broker_answers_from_current_metadata_from_its_first_request() -> Result<()> {
+    let mut brokers = karst_tests::cluster::start_cluster(3, |_| vec!["--set".into(), "broker.session.timeout.ms=3000".into()])?;
+    let topic = unique_topic("restart-stale");
+    ensure!(create_with_rf(&brokers[0], &topic, 3)? == 0, "creating {topic}");
+    let before = all_agree(&brokers, &topic, 3)?;
+    let victim = *before.values().next().context("a leader")?;
+    let vi = usize::try_from(victim - 1)?;
+    let watcher = (vi + 1) % 3;
+    brokers[vi].kill9()?;
+    wait_for("the victim's partitions led elsewhere", TIMEOUT, || {
+        leaders(&brokers[watcher], &topic).ok().filter(|l| l.values().all(|l| *l > 0 && *l != victim))
+    })?;
+    brokers[vi].restart()?;
+    let first = leaders(&brokers[vi], &topic)?;
+    ensure!(first.values().all(|l| *l != victim), "broker {victim}'s first answer after its restart names it leader: {first:?}");
+    all_agree(&brokers, &topic, 3)?;
+    Ok(())
+}
+
 /// `karst voters <args>` against `controller` (`id@host:port`): its stdout lines.
 fn voters_cmd(controller: &str, args: &[&str]) -> Result<Vec<String>> {
     let out = run_checked(
