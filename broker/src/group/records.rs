@@ -304,27 +304,21 @@ mod tests {
     fn reads_kafkas_group_metadata_value_v3() {
         let mut b = BytesMut::new();
         b.put_i16(3);
-        b.put_i16(8);
-        b.put_slice(b"consumer");
+        put_str(&mut b, "consumer");
         b.put_i32(2); // generation
-        b.put_i16(5);
-        b.put_slice(b"range");
-        b.put_i16(1);
-        b.put_slice(b"m");
+        put_str(&mut b, "range");
+        put_str(&mut b, "m"); // leader
         b.put_i64(1_700_000_000_000);
-        b.put_i32(1);
-        b.put_i16(1);
-        b.put_slice(b"m");
+        b.put_i32(1); // one member:
+        put_str(&mut b, "m");
         b.put_i16(-1); // no group.instance.id
-        b.put_i16(2);
-        b.put_slice(b"id");
-        b.put_i16(4);
-        b.put_slice(b"/::1");
+        put_str(&mut b, "id");
+        put_str(&mut b, "/::1");
         b.put_i32(300_000);
         b.put_i32(45_000);
         b.put_i32(3);
         b.put_slice(b"sub");
-        b.put_i32(-1);
+        b.put_i32(-1); // a null assignment
         let g = decode_group(b.freeze()).expect("decodes");
         assert_eq!((g.generation, g.leader.as_deref(), g.members.len()), (2, Some("m"), 1));
         let m = &g.members[0];
