@@ -324,7 +324,7 @@ impl MetadataStore {
         // leadership change made while this broker was away.
         let (c, id) = (self.controller.clone(), self.node_id);
         let caught_up = self.run(async move {
-            c.wait_for_metadata(CATCH_UP, |m| m.brokers.get(&id).is_some_and(|b| b.epoch == broker_epoch && !b.fenced)).await.is_some()
+            c.wait_for_metadata(CATCH_UP, |m| m.brokers.get(&id).is_some_and(|b| b.epoch == broker_epoch)).await.is_some()
         })?;
         if !caught_up {
             return Err(BrokerError::Startup(format!(
