@@ -268,6 +268,16 @@ pub(crate) fn leave_group(b: &Arc<Broker>, req: LeaveGroupRequest, version: i16)
             (m, i, code)
         })
         .collect();
+    // The last member left: the empty group's record is written now, as Kafka
+    // stores the group when its join completes empty, so a restart right after
+    // brings back no one (the periodic tick would write it within 100 ms).
+    let record = std::mem::take(&mut e.group.record_due).then(|| GroupCoordinator::group_record(&e.group));
+    drop(entries);
+    if let Some(rec) = record {
+        if let Err(code) = b.groups.persist(b, &group_id, &[rec]) {
+            tracing::warn!(group = %group_id, code, "writing the empty group's record failed");
+        }
+    }
     if version >= 3 {
         let members = results
             .into_iter()
