@@ -313,6 +313,9 @@ impl Broker {
         if self.spawn().is_ok() {
             return Ok(());
         }
+        // The attempt's process is gone (or going) before the next one takes its data
+        // directory: it may still hold the directory's lock while it exits.
+        self.kill9()?;
         self.addr.set_port(0);
         self.spawn()
     }
