@@ -337,6 +337,40 @@ mod tests {
         assert_eq!(partition_for("", 50), 0);
     }
 
+    /// A corrupt member count (or a record cut short) makes the value unreadable,
+    /// without allocating for the count's word.
+    #[test]
+    fn a_group_value_with_a_corrupt_member_count_or_cut_short_is_refused() {
+        let g = GroupValue {
+            protocol_type: "consumer".into(),
+            generation: 1,
+            protocol: Some("range".into()),
+            leader: None,
+            state_timestamp: 0,
+            members: Vec::new(),
+        };
+        let mut b = BytesMut::from(&encode_group(&g)[..]);
+        let at = b.len() - 4;
+        b[at..].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert_eq!(decode_group(b.freeze()), None, "a count of i32::MAX members with none there");
+        let whole = encode_group(&GroupValue {
+            members: vec![MemberValue {
+                member_id: "m".into(),
+                instance_id: Some("i".into()),
+                client_id: "c".into(),
+                client_host: "/h".into(),
+                rebalance_timeout_ms: 1,
+                session_timeout_ms: 1,
+                subscription: Bytes::from_static(b"sub"),
+                assignment: Bytes::from_static(b"asg"),
+            }],
+            ..g
+        });
+        for cut in 1..whole.len() {
+            assert_eq!(decode_group(whole.slice(..cut)), None, "cut at {cut} of {}", whole.len());
+        }
+    }
+
     proptest! {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {

@@ -152,20 +152,7 @@ async fn add_to_txn(b: &Arc<Broker>, id: &str, pid: i64, producer_epoch: i16, pa
             Err(ec::CONCURRENT_TRANSACTIONS) if tokio::time::Instant::now() < deadline => {
                 let _ = tokio::time::timeout_at(deadline, completed).await;
             }
-            Err(code) => {
-                if code == ec::INVALID_PRODUCER_ID_MAPPING {
-                    let known = b.txns.entries.lock().get(id).map(|m| (m.producer_id, m.producer_epoch, m.state));
-                    debug!(
-                        transactional_id = id,
-                        pid,
-                        producer_epoch,
-                        epoch,
-                        ?known,
-                        "adding partitions: the producer id is not the transactional id's"
-                    );
-                }
-                return code;
-            }
+            Err(code) => return code,
         }
     }
 }
@@ -397,7 +384,6 @@ async fn offset_commit_in_txn(b: Arc<Broker>, req: TxnOffsetCommitRequest, versi
     let verified = partition.start_verification(producer.0);
     if let Err(code) = crate::txn::verify::verify(&b, &req.transactional_id, producer.0, producer.1, OFFSETS_TOPIC, offsets_partition).await
     {
-        debug!(group, code, pid = producer.0, epoch = producer.1, "transactional offset commit refused by verification");
         return respond(&|_, _| code);
     }
     let image = b.metadata.image();
