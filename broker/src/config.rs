@@ -133,6 +133,11 @@ pub struct BrokerConfig {
     /// `transactional.id.expiration.ms`: a transactional id with no transaction open
     /// and unused this long is forgotten.
     pub transactional_id_expiration_ms: i64,
+    /// `transaction.version`: the finalized level of the feature ApiVersions
+    /// announces (KIP-890). 2 (the default, as a new Kafka 4 cluster): clients
+    /// may run transactions v2; 0 or 1: transactions v1 only. Every broker of a
+    /// cluster needs the same level.
+    pub transaction_version: i16,
     /// `group.initial.rebalance.delay.ms`: how long a new group waits for more members.
     pub group_initial_rebalance_delay_ms: i64,
     /// `group.min.session.timeout.ms`
@@ -243,6 +248,7 @@ impl Default for BrokerConfig {
             transaction_state_log_num_partitions: 50,
             transaction_state_log_segment_bytes: 100 * 1024 * 1024,
             transaction_max_timeout_ms: 900_000,
+            transaction_version: 2,
             transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
             transactional_id_expiration_ms: 7 * 24 * 60 * 60 * 1000,
             group_initial_rebalance_delay_ms: 3000,
@@ -499,6 +505,7 @@ impl BrokerConfig {
         "transaction.max.timeout.ms",
         "transaction.abort.timed.out.transaction.cleanup.interval.ms",
         "transactional.id.expiration.ms",
+        "transaction.version",
         "group.initial.rebalance.delay.ms",
         "group.min.session.timeout.ms",
         "group.max.session.timeout.ms",
@@ -639,6 +646,13 @@ impl BrokerConfig {
             }
             "transaction.max.timeout.ms" => self.transaction_max_timeout_ms = positive(key, v, parse(key, v)?)?,
             "transactional.id.expiration.ms" => self.transactional_id_expiration_ms = positive(key, v, parse(key, v)?)?,
+            "transaction.version" => {
+                let level: i16 = parse(key, v)?;
+                if !(0..=crate::handlers::api_versions::TRANSACTION_VERSION_MAX).contains(&level) {
+                    return Err(invalid(key, v, "must be 0, 1 or 2"));
+                }
+                self.transaction_version = level;
+            }
             "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
                 self.transaction_abort_timed_out_transaction_cleanup_interval_ms = positive(key, v, parse(key, v)?)?
             }

@@ -61,7 +61,21 @@ pub struct Partition {
     /// only while its token is still there; a marker for the producer takes it
     /// away, so a verified write held up past the transaction's end (its client
     /// gone, its broker paused) cannot open a transaction nobody will end.
-    verifications: Mutex<std::collections::HashMap<i64, u64>>,
+    verifications: Mutex<std::collections::HashMap<i64, Verification>>,
+}
+
+/// A producer's verification in progress here: its token, and how many of the
+/// producer's markers may still land without voiding it.
+#[derive(Debug, Clone, Copy)]
+struct Verification {
+    token: u64,
+    /// 1 where the producer had a transaction open here at an earlier epoch when
+    /// it started: that transaction's marker ends the one before, not the one
+    /// verified (transactions v2, whose every transaction has an epoch of its own:
+    /// the coordinator writes the last one's markers while the add of the next
+    /// one waits for them). At the same epoch the open transaction is the one
+    /// verified, and its marker ends it.
+    markers_allowed: u8,
 }
 
 /// Tokens of verifications, unique in this process.
@@ -277,9 +291,12 @@ impl Partition {
     /// Starts a verification of `producer_id`'s transaction for a write here: the
     /// token [`Partition::append_verified`] needs, valid until a marker of the
     /// producer is appended or another verification starts.
-    pub(crate) fn start_verification(&self, producer_id: i64) -> u64 {
+    pub(crate) fn start_verification(&self, producer_id: i64, epoch: i16) -> u64 {
         let token = VERIFICATION_TOKENS.fetch_add(1, Ordering::Relaxed);
-        self.verifications.lock().insert(producer_id, token);
+        // Taken under the log's lock: a marker lands before or after, not between.
+        let guard = self.log.read();
+        let open = guard.as_ref().and_then(|l| l.open_transaction_epoch(producer_id)).is_some_and(|e| e < epoch);
+        self.verifications.lock().insert(producer_id, Verification { token, markers_allowed: u8::from(open) });
         token
     }
 
@@ -292,11 +309,50 @@ impl Partition {
     /// in one transaction cannot land in the producer's next).
     pub fn append_verified(&self, batches: &[u8], producer_id: i64, token: u64, now_ms: i64) -> Result<AppendInfo, PartitionError> {
         self.append_with(|log, epoch| {
-            if self.verifications.lock().get(&producer_id) != Some(&token) {
+            if !self.verified(producer_id, token) {
                 return Err(PartitionError::VerificationExpired(producer_id));
             }
             Ok(log.append_as_coordinator(batches, epoch, now_ms)?)
         })
+    }
+
+    /// Appends a transactions v2 producer's batches (Produce v12+): taken while the
+    /// producer `pid` has a transaction open here at `epoch`, or under `token`, the
+    /// verification started before its coordinator added this partition to the
+    /// transaction; else refused (VerificationExpired): a marker came in between,
+    /// and the batch would open a transaction here its coordinator never ends.
+    pub fn append_in_txn(
+        &self,
+        batches: &[u8],
+        pid: i64,
+        epoch: i16,
+        token: Option<u64>,
+        now_ms: i64,
+    ) -> Result<AppendInfo, PartitionError> {
+        let append = || {
+            self.append_with(|log, leader_epoch| {
+                let verified = token.is_some_and(|t| self.verified(pid, t));
+                if !verified && !log.in_transaction(pid, epoch) {
+                    return Err(PartitionError::VerificationExpired(pid));
+                }
+                Ok(log.append(batches, leader_epoch, now_ms)?)
+            })
+        };
+        let rolls = self.log.read().as_ref().is_some_and(|l| l.would_roll(batches.len() as u64, now_ms));
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if rolls && h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(append),
+            _ => append(),
+        }
+    }
+
+    /// Whether the verification of `producer_id` under `token` still holds.
+    fn verified(&self, producer_id: i64, token: u64) -> bool {
+        self.verifications.lock().get(&producer_id).is_some_and(|v| v.token == token)
+    }
+
+    /// Whether producer `pid` has a transaction open here at `epoch`.
+    pub(crate) fn in_transaction(&self, pid: i64, epoch: i16) -> bool {
+        self.log.read().as_ref().is_some_and(|l| l.in_transaction(pid, epoch))
     }
 
     /// Appends a transaction marker (WriteTxnMarkers) as the leader; verifications
@@ -310,7 +366,15 @@ impl Partition {
         now_ms: i64,
     ) -> Result<AppendInfo, PartitionError> {
         self.append_with(|log, epoch| {
-            self.verifications.lock().remove(&producer_id);
+            let mut verifications = self.verifications.lock();
+            match verifications.get_mut(&producer_id) {
+                Some(v) if v.markers_allowed > 0 => v.markers_allowed -= 1,
+                Some(_) => {
+                    verifications.remove(&producer_id);
+                }
+                None => {}
+            }
+            drop(verifications);
             Ok(log.append_marker(producer_id, producer_epoch, coordinator_epoch, commit, epoch, now_ms)?)
         })
     }
@@ -689,10 +753,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = crate::topic_config::effective(&BrokerConfig::default(), &BTreeMap::new());
         let p = Partition::open(Arc::from("__consumer_offsets"), 0, 1, dir.path().join("p-0"), config).expect("open");
-        let token = p.start_verification(7);
+        let token = p.start_verification(7, 0);
         p.append_verified(&offsets_batch(7), 7, token, 0).expect("a verified write");
-        let late = p.start_verification(7);
-        let other = p.start_verification(8);
+        let late = p.start_verification(7, 0);
+        let other = p.start_verification(8, 0);
         p.append_marker(7, 0, 0, true, 0).expect("the marker");
         let end = p.log_end_offset();
         assert!(matches!(p.append_verified(&offsets_batch(7), 7, late, 0), Err(PartitionError::VerificationExpired(7))));
@@ -700,10 +764,73 @@ mod tests {
         assert!(p.ongoing_transactions().is_empty(), "no transaction opened by the late write");
         p.append_verified(&offsets_batch(8), 8, other, 0).expect("another producer's verification holds");
 
-        let older = p.start_verification(7);
-        let newer = p.start_verification(7);
+        let older = p.start_verification(7, 0);
+        let newer = p.start_verification(7, 0);
         assert!(matches!(p.append_verified(&offsets_batch(7), 7, older, 0), Err(PartitionError::VerificationExpired(7))));
         p.append_verified(&offsets_batch(7), 7, newer, 0).expect("the newest verification holds");
         assert_eq!(p.ongoing_transactions().len(), 2);
+    }
+
+    /// A client's transactional batch of one record: producer `pid` at `epoch`, `seq`.
+    fn txn_batch(pid: i64, epoch: i16, seq: i32) -> bytes::BytesMut {
+        use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+        let r = Record {
+            transactional: true,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: seq,
+            timestamp: 0,
+            key: Some(Bytes::from_static(b"k")),
+            value: Some(Bytes::from_static(b"v")),
+            headers: Default::default(),
+        };
+        let mut buf = bytes::BytesMut::new();
+        RecordBatchEncoder::encode(&mut buf, [r].iter(), &RecordEncodeOptions { version: 2, compression: Compression::None })
+            .expect("batch");
+        buf
+    }
+
+    /// Transactions v2: a batch goes in while its producer's transaction is open
+    /// here at its epoch, or under the token of the add that put this partition in
+    /// the transaction; a marker arriving after the add voids the token, and the
+    /// batch would open a transaction here that no marker ever ends.
+    #[test]
+    fn a_transactions_v2_batch_needs_its_transaction_open_here_or_a_live_token() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = crate::topic_config::effective(&BrokerConfig::default(), &BTreeMap::new());
+        let p = Partition::open(Arc::from("t"), 0, 1, dir.path().join("p-0"), config).expect("open");
+        assert!(matches!(p.append_in_txn(&txn_batch(7, 0, 0), 7, 0, None, 0), Err(PartitionError::VerificationExpired(7))));
+        assert_eq!(p.log_end_offset(), 0, "nothing written");
+        let token = p.start_verification(7, 0);
+        p.append_in_txn(&txn_batch(7, 0, 0), 7, 0, Some(token), 0).expect("added: in");
+        assert!(p.in_transaction(7, 0));
+        p.append_in_txn(&txn_batch(7, 0, 1), 7, 0, None, 0).expect("open here: no token needed");
+        // The next transaction's add (epoch 1) starts while this one is open here;
+        // its coordinator writes this one's marker (at the bumped epoch) while the
+        // add waits for it: the token holds through that one marker.
+        let next = p.start_verification(7, 1);
+        p.append_marker(7, 1, 0, true, 0).expect("the marker");
+        assert!(!p.in_transaction(7, 1) && !p.in_transaction(7, 0));
+        p.append_in_txn(&txn_batch(7, 1, 0), 7, 1, Some(next), 0).expect("added after the last marker: in");
+        assert!(p.in_transaction(7, 1));
+        // A verification at the open transaction's own epoch is for that
+        // transaction: its marker ends it, and the late batch is refused.
+        let late = p.start_verification(7, 1);
+        p.append_marker(7, 1, 0, false, 0).expect("the abort marker");
+        let end = p.log_end_offset();
+        assert!(matches!(p.append_in_txn(&txn_batch(7, 1, 1), 7, 1, Some(late), 0), Err(PartitionError::VerificationExpired(7))));
+        assert_eq!(p.log_end_offset(), end, "nothing written");
+        let fresh = p.start_verification(7, 1);
+        p.append_in_txn(&txn_batch(7, 1, 1), 7, 1, Some(fresh), 0).expect("added again: in");
+        assert!(p.in_transaction(7, 1));
+        assert!(
+            matches!(p.append_in_txn(&txn_batch(7, 0, 2), 7, 0, None, 0), Err(PartitionError::VerificationExpired(7))),
+            "the old epoch"
+        );
     }
 }

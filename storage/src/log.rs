@@ -756,6 +756,16 @@ impl Log {
         self.producers.ongoing()
     }
 
+    /// Whether producer `producer_id` has a transaction open here at `epoch`.
+    pub fn in_transaction(&self, producer_id: i64, epoch: i16) -> bool {
+        self.producers.producers().get(&producer_id).is_some_and(|e| e.epoch == epoch && e.current_txn_first_offset.is_some())
+    }
+
+    /// The epoch of producer `producer_id`'s transaction open here, if one is.
+    pub fn open_transaction_epoch(&self, producer_id: i64) -> Option<i16> {
+        self.producers.producers().get(&producer_id).filter(|e| e.current_txn_first_offset.is_some()).map(|e| e.epoch)
+    }
+
     /// The idempotent producers this log remembers (DescribeProducers).
     pub fn active_producers(&self) -> Vec<crate::producer_state::ActiveProducer> {
         self.producers.active()

@@ -422,6 +422,30 @@ pub fn record_batch(records: &[KeyValue<'_>], timestamp: i64) -> Vec<u8> {
     karst_batch::build_batch(0, records.len() as i32, timestamp, &body)
 }
 
+/// A transactional batch of one record (key `k`) of producer `pid` at `epoch` and `seq`.
+pub fn txn_record_batch(pid: i64, epoch: i16, seq: i32, value: &str) -> Bytes {
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let r = Record {
+        transactional: true,
+        control: false,
+        partition_leader_epoch: 0,
+        producer_id: pid,
+        producer_epoch: epoch,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: seq,
+        timestamp: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
+        key: Some(Bytes::from_static(b"k")),
+        value: Some(Bytes::copy_from_slice(value.as_bytes())),
+        headers: Default::default(),
+        delete_horizon: false,
+    };
+    let mut buf = BytesMut::new();
+    // One record, no compression: the encoder cannot fail.
+    let _ = RecordBatchEncoder::encode(&mut buf, [r].iter(), &RecordEncodeOptions { version: 2, compression: Compression::None });
+    buf.freeze()
+}
+
 /// One v2 record (timestamp delta 0, no headers).
 pub fn encode_record(offset_delta: i64, key: Option<&[u8]>, value: Option<&[u8]>) -> Vec<u8> {
     let mut r = Vec::new();

@@ -1,21 +1,57 @@
+use kafka_protocol::messages::api_versions_response::{FinalizedFeatureKey, SupportedFeatureKey};
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::protocol::StrBytes;
 use karst_protocol::codec::api_version_list;
 use karst_protocol::error_codes as ec;
 
-/// Supported features stay empty: librdkafka 2.0 fails to parse non-empty
-/// tagged feature fields, and Kafka omits them when empty too.
+/// The feature KIP-890's transactions v2 are finalized under.
+const TRANSACTION_VERSION: &str = "transaction.version";
+
+/// The highest `transaction.version` Karst implements.
+pub(crate) const TRANSACTION_VERSION_MAX: i16 = 2;
+
+/// The epoch of the finalized features: Karst's levels come from its
+/// configuration, not from metadata records, so they have one epoch. A client
+/// reads the finalized levels only from an epoch above -1.
+const FEATURES_EPOCH: i64 = 0;
+
+/// v3+ lists the features (tagged fields): `transaction.version` supported from
+/// 0 to 2 and finalized at the configured level, as Kafka lists a feature above
+/// level 0. Java clients 4.x and franz-go run transactions v2 when it is 2.
 ///
 /// v5 (KIP-1242): a client names the cluster and node it means to reach, both or
 /// neither (INVALID_REQUEST otherwise); a name that is not this broker's answers
 /// REBOOTSTRAP_REQUIRED, so a client whose bootstrap address now leads to another
 /// cluster or node starts over. Both error answers carry no API list, as Kafka's.
-pub(crate) fn handle(req: ApiVersionsRequest, version: i16, cluster_id: &str, node_id: i32) -> ApiVersionsResponse {
+pub(crate) fn handle(
+    req: ApiVersionsRequest,
+    version: i16,
+    cluster_id: &str,
+    node_id: i32,
+    transaction_version: i16,
+) -> ApiVersionsResponse {
     if version >= 5 {
         if let Some(code) = target_error(&req, cluster_id, node_id) {
             return ApiVersionsResponse::default().with_error_code(code);
         }
     }
-    ApiVersionsResponse::default().with_api_keys(api_version_list())
+    let name = StrBytes::from_static_str(TRANSACTION_VERSION);
+    let supported =
+        vec![SupportedFeatureKey::default().with_name(name.clone()).with_min_version(0).with_max_version(TRANSACTION_VERSION_MAX)];
+    let finalized = (transaction_version > 0)
+        .then(|| {
+            FinalizedFeatureKey::default()
+                .with_name(name)
+                .with_min_version_level(transaction_version)
+                .with_max_version_level(transaction_version)
+        })
+        .into_iter()
+        .collect();
+    ApiVersionsResponse::default()
+        .with_api_keys(api_version_list())
+        .with_supported_features(supported)
+        .with_finalized_features_epoch(FEATURES_EPOCH)
+        .with_finalized_features(finalized)
 }
 
 /// Kafka's `ApiVersionsRequest.isValid` and `clusterIdOrNodeIdIsInvalid`, in that order.
@@ -35,7 +71,19 @@ mod tests {
 
     fn ask(cluster: Option<&'static str>, node: i32, version: i16) -> ApiVersionsResponse {
         let req = ApiVersionsRequest::default().with_cluster_id(cluster.map(StrBytes::from_static_str)).with_node_id(node);
-        handle(req, version, "abc", 3)
+        handle(req, version, "abc", 3, 2)
+    }
+
+    #[test]
+    fn transaction_version_is_finalized_at_the_configured_level() {
+        let req = ApiVersionsRequest::default();
+        let r = handle(req.clone(), 3, "abc", 3, 2);
+        assert_eq!(r.finalized_features_epoch, FEATURES_EPOCH);
+        let f: Vec<(&str, i16, i16)> =
+            r.finalized_features.iter().map(|f| (f.name.as_str(), f.min_version_level, f.max_version_level)).collect();
+        assert_eq!(f, vec![(TRANSACTION_VERSION, 2, 2)]);
+        assert_eq!(r.supported_features.len(), 1);
+        assert!(handle(req, 3, "abc", 3, 0).finalized_features.is_empty(), "level 0 is not listed");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 mod admin;
 mod alter_configs;
-mod api_versions;
+pub(crate) mod api_versions;
 mod authorized;
 mod describe;
 mod describe_producers;
@@ -20,7 +20,7 @@ mod reassign;
 #[cfg(test)]
 mod tests;
 mod topic_partitions;
-mod txn;
+pub(crate) mod txn;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -149,10 +149,29 @@ fn handle_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<Rep
     let span = debug_span!("request", api = ?api_key, version, correlation_id);
     let _enter = span.enter();
     let response = match body {
-        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r, version, &b.cluster_id, b.node_id)),
+        RequestKind::ApiVersions(r) => {
+            ResponseKind::ApiVersions(api_versions::handle(r, version, &b.cluster_id, b.node_id, b.config.transaction_version))
+        }
         RequestKind::Metadata(r) => later!(span, correlation_id, api_key, version, Metadata, metadata::handle(b.clone(), r, version)),
         RequestKind::Produce(r) => {
-            let inflight = produce::start(b, r, version);
+            let additions = produce::txn_additions(b, &r, version);
+            if !additions.is_empty() {
+                // Transactions v2: the partitions are added to the transaction before
+                // the appends, and no later request of the connection is looked at
+                // meanwhile (its batches follow these).
+                let b = b.clone();
+                let id = r.transactional_id.as_ref().map(|t| t.to_string()).unwrap_or_default();
+                let fut = async move {
+                    let adds = produce::add_to_txn(&b, &id, additions).await;
+                    let inflight = produce::start(&b, r, version, adds);
+                    if !inflight.wants_response() {
+                        return Ok(None);
+                    }
+                    encode(correlation_id, api_key, version, &ResponseKind::Produce(inflight.finish().await))
+                };
+                return Ok(Reply::Exclusive(Box::pin(fut.instrument(span.clone()))));
+            }
+            let inflight = produce::start(b, r, version, Default::default());
             if !inflight.wants_response() {
                 return Ok(Reply::Now(None));
             }

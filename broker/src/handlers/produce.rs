@@ -1,3 +1,4 @@
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,86 @@ struct Request {
     transactional_id: Option<Arc<str>>,
     now: i64,
     acks_all: bool,
+    /// Produce v12+: what the transaction coordinator said of the partitions added.
+    txn_adds: Arc<TxnAdds>,
+}
+
+/// Transactions v2 (KIP-890 part 2, Produce v12+): a transactional batch adds its
+/// partition to the producer's transaction. Per partition added: the verification
+/// token taken before asking, or the coordinator's refusal.
+pub(crate) type TxnAdds = HashMap<(String, i32), Result<u64, i16>>;
+
+/// A partition of a Produce v12+ request to add to its producer's transaction.
+pub(crate) struct TxnAddition {
+    topic: String,
+    partition: Arc<Partition>,
+    producer_id: i64,
+    epoch: i16,
+}
+
+/// The partitions of a Produce v12+ request whose transactional batch needs its
+/// partition added: those where the producer has no transaction open at its
+/// epoch (the first batch of each partition in each transaction).
+pub(crate) fn txn_additions(b: &Broker, req: &ProduceRequest, version: i16) -> Vec<TxnAddition> {
+    if version < 12 || req.transactional_id.is_none() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for topic in &req.topic_data {
+        let Ok(name) = resolve(b, &topic.name, topic.topic_id, version) else { continue };
+        for pd in &topic.partition_data {
+            let Some(h) = pd.records.as_deref().and_then(|r| karst_batch::BatchHeader::parse(r).ok()) else { continue };
+            if !h.is_transactional() || !h.has_producer_id() {
+                continue;
+            }
+            let Some(partition) = b.partitions.get(&name, pd.index) else { continue };
+            if !partition.in_transaction(h.producer_id, h.producer_epoch) {
+                out.push(TxnAddition { topic: name.clone(), partition, producer_id: h.producer_id, epoch: h.producer_epoch });
+            }
+        }
+    }
+    out
+}
+
+/// Adds the partitions to `transactional_id`'s transaction with its coordinator,
+/// each under a verification token taken before asking (a marker arriving
+/// meanwhile voids it).
+pub(crate) async fn add_to_txn(b: &Arc<Broker>, transactional_id: &str, additions: Vec<TxnAddition>) -> TxnAdds {
+    // (topic, partition, token) by (producer id, epoch).
+    type Tokens = Vec<(String, i32, u64)>;
+    let mut by_producer: BTreeMap<(i64, i16), Tokens> = BTreeMap::new();
+    for a in additions {
+        let token = a.partition.start_verification(a.producer_id, a.epoch);
+        by_producer.entry((a.producer_id, a.epoch)).or_default().push((a.topic, a.partition.index, token));
+    }
+    let mut out = TxnAdds::new();
+    for ((pid, epoch), parts) in by_producer {
+        let tps: Vec<(String, i32)> = parts.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
+        let codes = crate::txn::verify::add(b, transactional_id, pid, epoch, &tps).await;
+        for ((topic, index, token), code) in parts.into_iter().zip(codes) {
+            if code != ec::NONE {
+                debug!(transactional_id, topic, partition = index, pid, epoch, code, "adding a partition to a transaction refused");
+            }
+            out.insert((topic, index), if code == ec::NONE { Ok(token) } else { Err(code) });
+        }
+    }
+    out
+}
+
+/// A refusal from the transaction coordinator, as Kafka tells the producer:
+/// retriable coordinator states as NOT_ENOUGH_REPLICAS (which every client
+/// retries without a metadata refresh), a fenced producer as INVALID_PRODUCER_EPOCH.
+fn add_refused(code: i16) -> Failure {
+    let told = match code {
+        ec::CONCURRENT_TRANSACTIONS
+        | ec::NETWORK_EXCEPTION
+        | ec::COORDINATOR_LOAD_IN_PROGRESS
+        | ec::COORDINATOR_NOT_AVAILABLE
+        | ec::NOT_COORDINATOR => ec::NOT_ENOUGH_REPLICAS,
+        ec::PRODUCER_FENCED => ec::INVALID_PRODUCER_EPOCH,
+        c => c,
+    };
+    Failure::with(told, format!("the partition could not be added to the transaction (error {code})"))
 }
 
 /// A partition index and what its append did.
@@ -65,6 +146,9 @@ fn storage_failure(e: PartitionError) -> Failure {
         PartitionError::Storage(StorageError::InvalidProducerEpoch { .. }) => Failure::with(ec::INVALID_PRODUCER_EPOCH, e.to_string()),
         PartitionError::Storage(StorageError::Batch(_)) => Failure::with(ec::CORRUPT_MESSAGE, e.to_string()),
         PartitionError::Closed => Failure::code(ec::NOT_LEADER_OR_FOLLOWER),
+        PartitionError::VerificationExpired(pid) => {
+            Failure::with(ec::INVALID_TXN_STATE, format!("producer {pid} has no transaction open with this partition in it"))
+        }
         other => {
             warn!("append failed: {other}");
             Failure::with(ec::KAFKA_STORAGE_ERROR, other.to_string())
@@ -135,7 +219,7 @@ fn append_to(
     records: Bytes,
     req: Request,
 ) -> Result<Appended, Failure> {
-    let Request { version, transactional_id, now, acks_all } = req;
+    let Request { version, transactional_id, now, acks_all, txn_adds } = req;
     b.check_leader(topic, index).map_err(Failure::code)?;
     let partition = partition.ok_or(Failure::code(ec::UNKNOWN_TOPIC_OR_PARTITION))?.clone();
     let config = partition.config();
@@ -175,13 +259,31 @@ fn append_to(
         }
     };
     let summary = validate_produce(&records, max).map_err(|e| Failure::with(e.error_code(), e.message()))?;
+    // Kafka's clients from Produce v11 know TRANSACTION_ABORTABLE: a batch outside
+    // its transaction aborts the transaction instead of failing the producer.
+    let abortable = |f: Failure| match f.code {
+        ec::INVALID_TXN_STATE if version > 10 => Failure { code: ec::TRANSACTION_ABORTABLE, ..f },
+        _ => f,
+    };
+    // Transactions v2: the batch goes in under the guard its partition's add took.
+    let mut in_txn = None;
     if summary.transactional {
-        // Kafka's clients from Produce v11 know TRANSACTION_ABORTABLE: a batch outside
-        // its transaction aborts the transaction instead of failing the producer.
-        verify_in_transaction(b, transactional_id.as_deref(), &records, topic, index).map_err(|f| match f.code {
-            ec::INVALID_TXN_STATE if version > 10 => Failure { code: ec::TRANSACTION_ABORTABLE, ..f },
-            _ => f,
-        })?;
+        if version >= 12 {
+            if transactional_id.is_none() {
+                return Err(Failure::with(
+                    ec::TRANSACTIONAL_ID_NOT_FOUND,
+                    "transactional records need the request's transactional id".into(),
+                ));
+            }
+            let token = match txn_adds.get(&(topic.to_string(), index)) {
+                Some(Err(code)) => return Err(abortable(add_refused(*code))),
+                Some(Ok(token)) => Some(*token),
+                None => None,
+            };
+            in_txn = producer_of(&records).map(|(pid, epoch, _)| (pid, epoch, token));
+        } else {
+            verify_in_transaction(b, transactional_id.as_deref(), &records, topic, index).map_err(abortable)?;
+        }
     }
     if config.log.cleanup_policy.compact {
         // The cleaner keeps the latest record per key: a keyless record has no
@@ -203,7 +305,11 @@ fn append_to(
     };
     let records = settle_timestamps(records, &limits).map_err(|e| Failure::with(e.error_code(), e.message()))?;
     // No copy: offsets are assigned as the batches are written to the segment.
-    let info = partition.append_on_runtime(&records, now).map_err(|e| {
+    let appended = match in_txn {
+        Some((pid, epoch, token)) => partition.append_in_txn(&records, pid, epoch, token, now),
+        None => partition.append_on_runtime(&records, now),
+    };
+    let info = appended.map_err(|e| {
         debug!(topic, partition = index, "append refused: {e}");
         if let PartitionError::Storage(StorageError::OutOfOrderSequence { producer_id, expected, got, last_offset }) = &e {
             let (producer_id, expected, got) = (*producer_id, *expected, *got);
@@ -226,7 +332,7 @@ fn append_to(
                 );
             }
         }
-        storage_failure(e)
+        abortable(storage_failure(e))
     })?;
     if info.duplicate {
         debug!(
@@ -334,13 +440,14 @@ fn resolve(b: &Broker, name: &TopicName, id: Uuid, version: i16) -> Result<Strin
     }
 }
 
-pub(crate) fn start(b: &Arc<Broker>, req: ProduceRequest, version: i16) -> InFlight {
+pub(crate) fn start(b: &Arc<Broker>, req: ProduceRequest, version: i16, txn_adds: TxnAdds) -> InFlight {
     let acks = req.acks;
     let request = Request {
         version,
         transactional_id: req.transactional_id.as_ref().map(|t| Arc::from(t.as_str())),
         now: now_ms(),
         acks_all: acks == -1,
+        txn_adds: Arc::new(txn_adds),
     };
     let mut results = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {

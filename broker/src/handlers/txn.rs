@@ -29,6 +29,7 @@ use crate::broker::{now_ms, Broker};
 use crate::group::records::{self as group_records, Key};
 use crate::group::{offset_value, GroupEntry, OFFSETS_TOPIC};
 use crate::txn::markers::{self, Marker};
+use crate::txn::state::End;
 use crate::txn::{Init, TxnMeta, TxnState};
 
 /// Clients older than KIP-588 know no PRODUCER_FENCED: they are told
@@ -125,8 +126,16 @@ async fn init(b: Arc<Broker>, req: InitProducerIdRequest, version: i16) -> InitP
     InitProducerIdResponse::default().with_producer_id(ProducerId(pid)).with_producer_epoch(producer_epoch)
 }
 
-/// Adds `partitions` to `id`'s transaction, writing the state if it changes.
-async fn add_to_txn(b: &Arc<Broker>, id: &str, pid: i64, producer_epoch: i16, partitions: BTreeSet<(String, i32)>) -> i16 {
+/// Adds `partitions` to `id`'s transaction, writing the state if it changes;
+/// `tv2`: for a transactions v2 producer (by a partition leader or group coordinator).
+pub(crate) async fn add_to_txn(
+    b: &Arc<Broker>,
+    id: &str,
+    pid: i64,
+    producer_epoch: i16,
+    partitions: BTreeSet<(String, i32)>,
+    tv2: bool,
+) -> i16 {
     let epoch = match coordinator(b, id).await {
         Ok(e) => e,
         Err(code) => return code,
@@ -144,7 +153,7 @@ async fn add_to_txn(b: &Arc<Broker>, id: &str, pid: i64, producer_epoch: i16, pa
         let now = now_ms();
         let step = b.txns.begin(id, epoch, |current| {
             let m = current.ok_or(ec::INVALID_PRODUCER_ID_MAPPING)?;
-            Ok(m.add_partitions(pid, producer_epoch, &partitions, now)?.map(|n| (n, ())))
+            Ok(m.add_partitions(pid, producer_epoch, &partitions, tv2, now)?.map(|n| (n, ())))
         });
         match step {
             Ok(None) => return ec::NONE,
@@ -165,7 +174,7 @@ const CONCURRENT_WAIT: std::time::Duration = std::time::Duration::from_millis(50
 /// gets UNKNOWN_TOPIC_OR_PARTITION and the others OPERATION_NOT_ATTEMPTED.
 pub(crate) async fn add_partitions(b: Arc<Broker>, req: AddPartitionsToTxnRequest, version: i16) -> AddPartitionsToTxnResponse {
     if version >= 4 {
-        return add_partitions_batched(b, req).await;
+        return add_partitions_batched(b, req, version).await;
     }
     let id = req.v3_and_below_transactional_id.to_string();
     let image = b.metadata.image();
@@ -182,7 +191,7 @@ pub(crate) async fn add_partitions(b: Arc<Broker>, req: AddPartitionsToTxnReques
         }
     }
     let code = if unknown.is_empty() {
-        let code = add_to_txn(&b, &id, req.v3_and_below_producer_id.0, req.v3_and_below_producer_epoch, partitions).await;
+        let code = add_to_txn(&b, &id, req.v3_and_below_producer_id.0, req.v3_and_below_producer_epoch, partitions, false).await;
         fenced_for(code, version < 2)
     } else {
         ec::OPERATION_NOT_ATTEMPTED
@@ -205,12 +214,13 @@ pub(crate) async fn add_partitions(b: Arc<Broker>, req: AddPartitionsToTxnReques
     AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results)
 }
 
-/// AddPartitionsToTxn v4 (from brokers, KIP-890): transactions batched; with
+/// AddPartitionsToTxn v4+ (from brokers, KIP-890): transactions batched; with
 /// `verify_only` each partition is checked to be in its producer's open
-/// transaction, else added to it. Only on the inter-broker listener where
+/// transaction, else added to it (v5: for a transactions v2 producer, whose
+/// writes add their partitions). Only on the inter-broker listener where
 /// listeners are split (CLUSTER_AUTHORIZATION_FAILED elsewhere, as Kafka requires
 /// CLUSTER_ACTION).
-async fn add_partitions_batched(b: Arc<Broker>, req: AddPartitionsToTxnRequest) -> AddPartitionsToTxnResponse {
+async fn add_partitions_batched(b: Arc<Broker>, req: AddPartitionsToTxnRequest, version: i16) -> AddPartitionsToTxnResponse {
     if !markers_allowed(&b) {
         return AddPartitionsToTxnResponse::default().with_error_code(ec::CLUSTER_AUTHORIZATION_FAILED);
     }
@@ -225,7 +235,7 @@ async fn add_partitions_batched(b: Arc<Broker>, req: AddPartitionsToTxnRequest) 
                 .verify_partitions(&id, t.producer_id.0, t.producer_epoch, &partitions)
                 .unwrap_or_else(|code| vec![code; partitions.len()]),
             Ok(_) => {
-                let code = add_to_txn(&b, &id, t.producer_id.0, t.producer_epoch, partitions.iter().cloned().collect()).await;
+                let code = add_to_txn(&b, &id, t.producer_id.0, t.producer_epoch, partitions.iter().cloned().collect(), version >= 5).await;
                 vec![code; partitions.len()]
             }
         };
@@ -252,33 +262,73 @@ pub(crate) async fn add_offsets(b: Arc<Broker>, req: AddOffsetsToTxnRequest, ver
     }
     let partition = group_records::partition_for(&group, b.groups.partitions);
     let partitions = [(OFFSETS_TOPIC.to_string(), partition)].into_iter().collect();
-    let code = add_to_txn(&b, &req.transactional_id, req.producer_id.0, req.producer_epoch, partitions).await;
+    let code = add_to_txn(&b, &req.transactional_id, req.producer_id.0, req.producer_epoch, partitions, false).await;
     if code != ec::NONE {
         debug!(transactional_id = %req.transactional_id.as_str(), group, code, "AddOffsetsToTxn refused");
     }
     AddOffsetsToTxnResponse::default().with_error_code(fenced_for(code, version < 2))
 }
 
-/// EndTxn (Kafka's `handleEndTransaction`, transactions v1): answered once the
-/// decision is durable; the markers follow.
+/// EndTxn (Kafka's `handleEndTransaction`): answered once the decision is
+/// durable; the markers follow. v5+ (transactions v2) bumps the epoch and
+/// answers the producer id and epoch the producer goes on with.
 pub(crate) async fn end_txn(b: Arc<Broker>, req: EndTxnRequest, version: i16) -> EndTxnResponse {
     let id = req.transactional_id.to_string();
-    let answer = |code: i16| {
-        EndTxnResponse::default().with_error_code(fenced_for(code, version < 2)).with_producer_id(ProducerId(-1)).with_producer_epoch(-1)
+    let tv2 = version >= 5;
+    let answer = |code: i16, (pid, epoch): (i64, i16)| {
+        let (pid, epoch) = if code == ec::NONE { (pid, epoch) } else { (-1, -1) };
+        EndTxnResponse::default()
+            .with_error_code(fenced_for(code, version < 2))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
     };
+    let fail = |code: i16| answer(code, (-1, -1));
     let epoch = match coordinator(&b, &id).await {
         Ok(e) => e,
-        Err(code) => return answer(code),
+        Err(code) => return fail(code),
+    };
+    // An exhausted epoch moves to a new producer id: taken before the lock (it may
+    // await the controller), unused otherwise.
+    let exhausted = tv2 && b.txns.entries.lock().get(&id).is_some_and(|m| crate::txn::state::epoch_exhausted(m.producer_epoch));
+    let fresh = if exhausted {
+        match b.next_producer_id().await {
+            Ok(pid) => Some(pid),
+            Err(e) => {
+                warn!("allocating a producer id failed: {e}");
+                return fail(ec::COORDINATOR_NOT_AVAILABLE);
+            }
+        }
+    } else {
+        None
     };
     let now = now_ms();
+    // A retry of an end already complete writes nothing: its answer comes out here.
+    let mut done = None;
     let step = b.txns.begin(&id, epoch, |current| {
         let m = current.ok_or(ec::INVALID_PRODUCER_ID_MAPPING)?;
-        Ok(m.end(req.producer_id.0, req.producer_epoch, req.committed, now)?.map(|n| (n, ())))
+        let mut spare = fresh;
+        match m.end(req.producer_id.0, req.producer_epoch, req.committed, tv2, now, || spare.take().unwrap_or(-1))? {
+            End::Done(pid, e) => {
+                done = Some((pid, e));
+                Ok(None)
+            }
+            // The epoch ran out after a producer id was looked for: asked again.
+            End::Decide(next) if next.tv2 && next.next_producer_id < 0 && crate::txn::state::epoch_exhausted(m.producer_epoch) => {
+                Err(ec::CONCURRENT_TRANSACTIONS)
+            }
+            End::Decide(next) => {
+                let out = next.answer();
+                Ok(Some((next, out)))
+            }
+        }
     });
     match step {
-        Ok(None) => answer(ec::NONE),
-        Ok(Some((next, ()))) => answer(b.txns.write(&b, epoch, next).await.err().unwrap_or(ec::NONE)),
-        Err(code) => answer(code),
+        Ok(None) => answer(ec::NONE, done.unwrap_or((-1, -1))),
+        Ok(Some((next, out))) => match b.txns.write(&b, epoch, next).await {
+            Ok(()) => answer(ec::NONE, out),
+            Err(code) => fail(code),
+        },
+        Err(code) => fail(code),
     }
 }
 
@@ -373,7 +423,8 @@ async fn offset_commit_in_txn(b: Arc<Broker>, req: TxnOffsetCommitRequest, versi
         return respond(&|_, _| ec::INVALID_PRODUCER_EPOCH);
     }
     // As Kafka: the group's partition must be in the producer's open transaction
-    // (AddOffsetsToTxn first), else nothing is written.
+    // (AddOffsetsToTxn first), else nothing is written. v5+ (transactions v2): the
+    // producer sends no AddOffsetsToTxn, and the partition is added here.
     let offsets_partition = group_records::partition_for(&group, b.groups.partitions);
     let Some(partition) = b.partitions.get(OFFSETS_TOPIC, offsets_partition) else {
         return respond(&|_, _| ec::COORDINATOR_NOT_AVAILABLE);
@@ -381,9 +432,20 @@ async fn offset_commit_in_txn(b: Arc<Broker>, req: TxnOffsetCommitRequest, versi
     // The guard is taken before asking: a marker of this producer arriving while
     // the answer is on its way makes the write below fail instead of opening a
     // transaction in `__consumer_offsets` that nobody will end.
-    let verified = partition.start_verification(producer.0);
-    if let Err(code) = crate::txn::verify::verify(&b, &req.transactional_id, producer.0, producer.1, OFFSETS_TOPIC, offsets_partition).await
-    {
+    let verified = partition.start_verification(producer.0, producer.1);
+    let in_txn = if version >= 5 {
+        let added =
+            crate::txn::verify::add(&b, &req.transactional_id, producer.0, producer.1, &[(OFFSETS_TOPIC.to_string(), offsets_partition)])
+                .await;
+        match added.first().copied().unwrap_or(ec::UNKNOWN_SERVER_ERROR) {
+            ec::NONE => Ok(()),
+            ec::PRODUCER_FENCED => Err(ec::INVALID_PRODUCER_EPOCH),
+            code => Err(code),
+        }
+    } else {
+        crate::txn::verify::verify(&b, &req.transactional_id, producer.0, producer.1, OFFSETS_TOPIC, offsets_partition).await
+    };
+    if let Err(code) = in_txn {
         return respond(&|_, _| code);
     }
     let image = b.metadata.image();

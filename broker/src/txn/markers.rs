@@ -211,7 +211,7 @@ pub(crate) fn complete_later(b: Arc<Broker>, id: String, coordinator_epoch: i32)
                 Ok(None) => return,
                 Ok(Some((next, ()))) => match b.txns.write(&b, coordinator_epoch, next).await {
                     Ok(()) => {
-                        info!(transactional_id = %id, producer_id = m.producer_id, commit, partitions = meta.partitions.len(), "transaction complete");
+                        info!(transactional_id = %id, producer_id = m.producer_id, commit, partitions = meta.partitions.len(), tv2 = meta.tv2, "transaction complete");
                         crate::metrics::txn_completed(commit);
                         return;
                     }

@@ -403,16 +403,12 @@ fn apply(entries: &mut HashMap<String, TxnMeta>, id: String, value: Option<Bytes
     match value.and_then(records::decode_value) {
         Some(v) => {
             let old = entries.get(&id);
+            let previous =
+                old.map_or(state::NO_PRODUCER_ID, |o| if o.producer_id != v.producer_id { o.producer_id } else { o.last_producer_id });
             let m = TxnMeta {
                 id: id.clone(),
                 producer_id: v.producer_id,
-                last_producer_id: old.map_or(state::NO_PRODUCER_ID, |o| {
-                    if o.producer_id != v.producer_id {
-                        o.producer_id
-                    } else {
-                        o.last_producer_id
-                    }
-                }),
+                last_producer_id: if v.previous_producer_id >= 0 { v.previous_producer_id } else { previous },
                 producer_epoch: v.producer_epoch,
                 last_producer_epoch: state::NO_EPOCH,
                 timeout_ms: v.timeout_ms,
@@ -421,6 +417,8 @@ fn apply(entries: &mut HashMap<String, TxnMeta>, id: String, value: Option<Bytes
                 start_ms: v.start_ms,
                 update_ms: v.update_ms,
                 pending: false,
+                tv2: v.client_transaction_version >= 2,
+                next_producer_id: v.next_producer_id,
             };
             entries.insert(id, m);
         }

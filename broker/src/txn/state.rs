@@ -93,6 +93,22 @@ pub(crate) struct TxnMeta {
     pub(crate) update_ms: i64,
     /// A transition is being written: other requests get CONCURRENT_TRANSACTIONS.
     pub(crate) pending: bool,
+    /// The transaction runs under transactions v2 (KIP-890): every EndTxn bumps
+    /// the epoch (Kafka's `clientTransactionVersion` 2).
+    pub(crate) tv2: bool,
+    /// Transactions v2, epoch exhausted: the producer id the transaction's
+    /// completion moves to (Kafka's `nextProducerId`).
+    pub(crate) next_producer_id: i64,
+}
+
+/// What EndTxn does with an id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum End {
+    /// Nothing to write (a retry of an end already complete): answer with this
+    /// producer id and epoch.
+    Done(i64, i16),
+    /// Write this decision, then answer with [`TxnMeta::answer`].
+    Decide(TxnMeta),
 }
 
 /// What InitProducerId does with an existing id.
@@ -120,6 +136,8 @@ impl TxnMeta {
             start_ms: -1,
             update_ms: now,
             pending: false,
+            tv2: false,
+            next_producer_id: NO_PRODUCER_ID,
         }
     }
 
@@ -194,12 +212,15 @@ impl TxnMeta {
     }
 
     /// Kafka's AddPartitionsToTxn (and AddOffsetsToTxn's one partition): None when
-    /// they are in the open transaction already.
+    /// they are in the open transaction already. `tv2`: added by a partition
+    /// leader or group coordinator for a transactions v2 producer, which sends no
+    /// AddPartitionsToTxn of its own.
     pub(crate) fn add_partitions(
         &self,
         producer_id: i64,
         epoch: i16,
         partitions: &BTreeSet<(String, i32)>,
+        tv2: bool,
         now: i64,
     ) -> Result<Option<TxnMeta>, i16> {
         self.check_producer(producer_id, epoch)?;
@@ -218,22 +239,80 @@ impl TxnMeta {
             next.partitions.clear();
         }
         next.partitions.extend(partitions.iter().cloned());
+        next.tv2 = tv2;
         Ok(Some(next))
     }
 
-    /// Kafka's EndTxn from a client (transactions v1): None when a retry finds the
-    /// outcome already complete.
-    pub(crate) fn end(&self, producer_id: i64, epoch: i16, commit: bool, now: i64) -> Result<Option<TxnMeta>, i16> {
-        self.check_producer(producer_id, epoch)?;
+    /// Kafka's EndTxn from a client (`endTransaction`). `tv2` (EndTxn v5+): the
+    /// decision bumps the epoch, to a new producer id `new_id` gives where the
+    /// epoch is exhausted, and the producer goes on with what it is answered.
+    ///
+    /// Under transactions v2 the epoch tells a retry from the next end: an end
+    /// being decided or complete is retried with the epoch before its bump (or,
+    /// after a move to a new producer id, the last epoch of the previous one).
+    pub(crate) fn end(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        tv2: bool,
+        now: i64,
+        new_id: impl FnOnce() -> i64,
+    ) -> Result<End, i16> {
+        let bumped_from = |e: i16| i32::from(self.producer_epoch) == i32::from(e) + 1;
+        let retry_on_overflow = self.tv2
+            && self.last_producer_id == producer_id
+            && epoch == i16::MAX - 1
+            && self.producer_epoch == 0
+            && self.producer_id != producer_id;
+        let retry_on_bump = self.tv2 && bumped_from(epoch);
+        let valid = if self.tv2 {
+            match self.state {
+                TxnState::PrepareCommit | TxnState::PrepareAbort => retry_on_bump,
+                // As Kafka 4.4: the current epoch ends nothing (INVALID_TXN_STATE below).
+                TxnState::CompleteCommit | TxnState::CompleteAbort => retry_on_bump || retry_on_overflow || epoch == self.producer_epoch,
+                _ => epoch == self.producer_epoch,
+            }
+        } else {
+            epoch == self.producer_epoch
+        };
+        if producer_id != self.producer_id && !retry_on_overflow {
+            return Err(ec::INVALID_PRODUCER_ID_MAPPING);
+        }
+        if !valid {
+            return Err(ec::PRODUCER_FENCED);
+        }
         if self.pending {
             return Err(ec::CONCURRENT_TRANSACTIONS);
         }
         match (self.state, commit) {
-            (TxnState::Ongoing, true) => Ok(Some(self.to(TxnState::PrepareCommit, now))),
-            (TxnState::Ongoing, false) => Ok(Some(self.to(TxnState::PrepareAbort, now))),
-            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => Ok(None),
+            (TxnState::Ongoing, _) => {
+                let mut next = self.to(if commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort }, now);
+                next.tv2 = tv2;
+                if tv2 {
+                    if epoch_exhausted(self.producer_epoch) {
+                        next.next_producer_id = new_id();
+                    }
+                    next.producer_epoch = self.producer_epoch.saturating_add(1);
+                    next.last_producer_epoch = self.producer_epoch;
+                }
+                Ok(End::Decide(next))
+            }
+            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) if !self.tv2 || retry_on_bump || retry_on_overflow => {
+                Ok(End::Done(self.producer_id, self.producer_epoch))
+            }
             (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => Err(ec::CONCURRENT_TRANSACTIONS),
             _ => Err(ec::INVALID_TXN_STATE),
+        }
+    }
+
+    /// The producer id and epoch an end decided in this state answers: the
+    /// producer's next ones (the new producer id at epoch 0 where it moves).
+    pub(crate) fn answer(&self) -> (i64, i16) {
+        if self.tv2 && self.next_producer_id >= 0 {
+            (self.next_producer_id, 0)
+        } else {
+            (self.producer_id, self.producer_epoch)
         }
     }
 
@@ -242,6 +321,14 @@ impl TxnMeta {
         let commit = self.state.preparing()?;
         let mut next = self.to(if commit { TxnState::CompleteCommit } else { TxnState::CompleteAbort }, now);
         next.partitions.clear();
+        if self.tv2 && self.next_producer_id >= 0 {
+            // The markers went out under the old producer id's last epoch.
+            next.last_producer_id = self.producer_id;
+            next.last_producer_epoch = self.producer_epoch;
+            next.producer_id = self.next_producer_id;
+            next.producer_epoch = 0;
+        }
+        next.next_producer_id = NO_PRODUCER_ID;
         Some(next)
     }
 
@@ -254,6 +341,14 @@ impl TxnMeta {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// EndTxn from a transactions v1 client: None when nothing is written.
+    fn end1(m: &TxnMeta, pid: i64, epoch: i16, commit: bool, now: i64) -> Result<Option<TxnMeta>, i16> {
+        m.end(pid, epoch, commit, false, now, || unreachable!()).map(|e| match e {
+            End::Decide(n) => Some(n),
+            End::Done(..) => None,
+        })
+    }
 
     fn tp(t: &str, p: i32) -> BTreeSet<(String, i32)> {
         [(t.to_string(), p)].into_iter().collect()
@@ -271,37 +366,37 @@ mod tests {
         let m = TxnMeta::new("t", 7, 0, 60_000);
         let m = ready(m.init(60_000, None, 1, || unreachable!()));
         assert_eq!((m.producer_id, m.producer_epoch, m.state), (7, 0, TxnState::Empty));
-        assert_eq!(m.end(7, 0, true, 2), Err(ec::INVALID_TXN_STATE), "nothing to commit");
-        let m = m.add_partitions(7, 0, &tp("a", 0), 3).expect("add").expect("changes");
+        assert_eq!(end1(&m, 7, 0, true, 2), Err(ec::INVALID_TXN_STATE), "nothing to commit");
+        let m = m.add_partitions(7, 0, &tp("a", 0), false, 3).expect("add").expect("changes");
         assert_eq!((m.state, m.start_ms), (TxnState::Ongoing, 3));
-        assert_eq!(m.add_partitions(7, 0, &tp("a", 0), 4), Ok(None), "already in");
-        let m = m.add_partitions(7, 0, &tp("b", 1), 5).expect("add").expect("changes");
+        assert_eq!(m.add_partitions(7, 0, &tp("a", 0), false, 4), Ok(None), "already in");
+        let m = m.add_partitions(7, 0, &tp("b", 1), false, 5).expect("add").expect("changes");
         assert_eq!((m.partitions.len(), m.start_ms), (2, 3));
-        assert_eq!(m.add_partitions(7, 1, &tp("a", 0), 5), Err(ec::PRODUCER_FENCED));
-        assert_eq!(m.add_partitions(8, 0, &tp("a", 0), 5), Err(ec::INVALID_PRODUCER_ID_MAPPING));
-        assert_eq!(m.end(7, 0, false, 6).map(|m| m.map(|m| m.state)), Ok(Some(TxnState::PrepareAbort)));
-        let m = m.end(7, 0, true, 6).expect("end").expect("changes");
+        assert_eq!(m.add_partitions(7, 1, &tp("a", 0), false, 5), Err(ec::PRODUCER_FENCED));
+        assert_eq!(m.add_partitions(8, 0, &tp("a", 0), false, 5), Err(ec::INVALID_PRODUCER_ID_MAPPING));
+        assert_eq!(end1(&m, 7, 0, false, 6).map(|m| m.map(|m| m.state)), Ok(Some(TxnState::PrepareAbort)));
+        let m = end1(&m, 7, 0, true, 6).expect("end").expect("changes");
         assert_eq!(m.state, TxnState::PrepareCommit);
-        assert_eq!(m.end(7, 0, true, 7), Err(ec::CONCURRENT_TRANSACTIONS));
-        assert_eq!(m.end(7, 0, false, 7), Err(ec::INVALID_TXN_STATE));
-        assert_eq!(m.add_partitions(7, 0, &tp("a", 0), 7), Err(ec::CONCURRENT_TRANSACTIONS));
+        assert_eq!(end1(&m, 7, 0, true, 7), Err(ec::CONCURRENT_TRANSACTIONS));
+        assert_eq!(end1(&m, 7, 0, false, 7), Err(ec::INVALID_TXN_STATE));
+        assert_eq!(m.add_partitions(7, 0, &tp("a", 0), false, 7), Err(ec::CONCURRENT_TRANSACTIONS));
         let m = m.complete(8).expect("complete");
         assert_eq!((m.state, m.partitions.len()), (TxnState::CompleteCommit, 0));
-        assert_eq!(m.end(7, 0, true, 9), Ok(None), "a retried commit");
-        assert_eq!(m.end(7, 0, false, 9), Err(ec::INVALID_TXN_STATE));
+        assert_eq!(end1(&m, 7, 0, true, 9), Ok(None), "a retried commit");
+        assert_eq!(end1(&m, 7, 0, false, 9), Err(ec::INVALID_TXN_STATE));
     }
 
     #[test]
     fn init_bumps_the_epoch_and_fences_an_open_transaction() {
         let m = ready(TxnMeta::new("t", 7, 0, 1000).init(1000, None, 1, || 9));
-        let m = m.add_partitions(7, 0, &tp("a", 0), 2).expect("add").expect("changes");
+        let m = m.add_partitions(7, 0, &tp("a", 0), false, 2).expect("add").expect("changes");
         // A second producer with the same id: the open transaction is aborted under epoch 1.
         let fenced = match m.init(1000, None, 3, || 9) {
             Ok(Init::FenceAndAbort(f)) => f,
             other => panic!("{other:?}"),
         };
         assert_eq!((fenced.state, fenced.producer_epoch), (TxnState::PrepareAbort, 1));
-        assert_eq!(fenced.end(7, 0, true, 4), Err(ec::PRODUCER_FENCED), "the zombie is fenced");
+        assert_eq!(end1(&fenced, 7, 0, true, 4), Err(ec::PRODUCER_FENCED), "the zombie is fenced");
         let done = fenced.complete(5).expect("complete");
         let next = ready(done.init(1000, None, 6, || 9));
         assert_eq!((next.producer_id, next.producer_epoch), (7, 2));
@@ -328,7 +423,7 @@ mod tests {
     #[test]
     fn an_open_transaction_times_out() {
         let m = ready(TxnMeta::new("t", 7, 0, 100).init(100, None, 0, || 9));
-        let m = m.add_partitions(7, 0, &tp("a", 0), 1_000).expect("add").expect("changes");
+        let m = m.add_partitions(7, 0, &tp("a", 0), false, 1_000).expect("add").expect("changes");
         assert!(!m.timed_out(1_100));
         assert!(m.timed_out(1_101));
         assert!(m.complete(0).is_none(), "an open transaction is not complete");
@@ -336,5 +431,71 @@ mod tests {
             assert_eq!(TxnState::from_code(s.code()), Some(s));
             assert_eq!(TxnState::from_name(s.name()), Some(s));
         }
+    }
+
+    fn end2(m: &TxnMeta, pid: i64, epoch: i16, commit: bool, now: i64) -> Result<End, i16> {
+        m.end(pid, epoch, commit, true, now, || 9)
+    }
+
+    fn decided(r: Result<End, i16>) -> TxnMeta {
+        match r {
+            Ok(End::Decide(n)) => n,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn transactions_v2_bump_the_epoch_at_every_end_and_tell_a_retry_from_the_next_end() {
+        let m = ready(TxnMeta::new("t", 7, 0, 60_000).init(60_000, None, 1, || unreachable!()));
+        let m = m.add_partitions(7, 0, &tp("a", 0), true, 2).expect("add").expect("changes");
+        assert!(m.tv2);
+        let d = decided(end2(&m, 7, 0, true, 3));
+        assert_eq!((d.state, d.producer_epoch, d.last_producer_epoch, d.answer()), (TxnState::PrepareCommit, 1, 0, (7, 1)));
+        // Retried while the markers go out: the epoch before the bump is a retry.
+        assert_eq!(end2(&d, 7, 0, true, 4), Err(ec::CONCURRENT_TRANSACTIONS));
+        assert_eq!(end2(&d, 7, 1, true, 4), Err(ec::PRODUCER_FENCED), "the bumped epoch ends nothing yet");
+        let done = d.complete(5).expect("complete");
+        assert_eq!((done.state, done.producer_epoch), (TxnState::CompleteCommit, 1));
+        assert_eq!(end2(&done, 7, 0, true, 6), Ok(End::Done(7, 1)), "a retried commit learns the new epoch");
+        assert_eq!(end2(&done, 7, 0, false, 6), Err(ec::INVALID_TXN_STATE));
+        assert_eq!(end2(&done, 7, 1, true, 6), Err(ec::INVALID_TXN_STATE), "no transaction of epoch 1 is open");
+        assert_eq!(end2(&done, 7, 2, true, 6), Err(ec::PRODUCER_FENCED));
+        // The next transaction, at the epoch answered: added by a partition leader.
+        assert_eq!(done.add_partitions(7, 0, &tp("a", 0), true, 7), Err(ec::PRODUCER_FENCED));
+        let next = done.add_partitions(7, 1, &tp("a", 0), true, 7).expect("add").expect("changes");
+        assert_eq!(end2(&next, 7, 0, false, 8), Err(ec::PRODUCER_FENCED), "an old epoch cannot end an open transaction");
+        let aborted = decided(end2(&next, 7, 1, false, 8));
+        assert_eq!((aborted.state, aborted.producer_epoch), (TxnState::PrepareAbort, 2));
+    }
+
+    #[test]
+    fn transactions_v2_move_to_a_new_producer_id_when_the_epoch_is_exhausted() {
+        let mut m = TxnMeta::new("t", 7, 0, 60_000);
+        m.producer_epoch = i16::MAX - 1;
+        let m = m.add_partitions(7, i16::MAX - 1, &tp("a", 0), true, 1).expect("add").expect("changes");
+        let d = decided(end2(&m, 7, i16::MAX - 1, true, 2));
+        // The markers carry the last epoch of producer id 7; the producer goes on as 9.
+        assert_eq!((d.producer_id, d.producer_epoch, d.next_producer_id, d.answer()), (7, i16::MAX, 9, (9, 0)));
+        let done = d.complete(3).expect("complete");
+        assert_eq!((done.producer_id, done.producer_epoch, done.last_producer_id, done.next_producer_id), (9, 0, 7, -1));
+        assert_eq!(done.answer(), (9, 0));
+        assert_eq!(end2(&done, 7, i16::MAX - 1, true, 4), Ok(End::Done(9, 0)), "the retry learns the new producer id");
+        assert_eq!(end2(&done, 7, 5, true, 4), Err(ec::INVALID_PRODUCER_ID_MAPPING));
+    }
+
+    #[test]
+    fn a_transactions_v2_producer_whose_transaction_timed_out_may_abort_and_go_on() {
+        let m = ready(TxnMeta::new("t", 7, 0, 100).init(100, None, 0, || 9));
+        let m = m.add_partitions(7, 0, &tp("a", 0), true, 1).expect("add").expect("changes");
+        let fenced = m.fence_and_abort(200);
+        assert_eq!((fenced.state, fenced.producer_epoch), (TxnState::PrepareAbort, 1));
+        assert_eq!(end2(&fenced, 7, 0, true, 201), Err(ec::INVALID_TXN_STATE), "its commit is refused");
+        assert_eq!(end2(&fenced, 7, 0, false, 201), Err(ec::CONCURRENT_TRANSACTIONS));
+        let done = fenced.complete(202).expect("complete");
+        assert_eq!(end2(&done, 7, 0, false, 203), Ok(End::Done(7, 1)));
+        // Transactions v1 keep strict epochs: the producer is fenced.
+        let mut v1 = done.clone();
+        v1.tv2 = false;
+        assert_eq!(v1.end(7, 0, false, false, 203, || 9), Err(ec::PRODUCER_FENCED));
     }
 }

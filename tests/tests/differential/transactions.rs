@@ -16,12 +16,17 @@
 //! 5. TxnOffsetCommit for a generation the group never had; AddOffsetsToTxn and a
 //!    TxnOffsetCommit without a member; OffsetFetch with require_stable before and
 //!    after the commit; DescribeTransactions at the end.
+//! 6. At the highest versions, transactions v2 (KIP-890 part 2) where both finalize
+//!    `transaction.version` 2: a batch by Produce v12 adds its partition; EndTxn v5
+//!    bumps the epoch, tells a retry (the epoch before the bump) from a stale end;
+//!    the next transaction at the new epoch, a batch at the old one; an abort and
+//!    what read_committed sees; TxnOffsetCommit v5 adds the group's partition.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -34,7 +39,6 @@ use kafka_protocol::messages::{
     TransactionalId, TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use karst_tests::raw::{topic_name, RawClient};
 use karst_tests::unique_topic;
 
@@ -60,6 +64,8 @@ struct Versions {
     list_offsets: i16,
     offset_fetch: i16,
     describe: i16,
+    /// Produce v12, EndTxn v5 and TxnOffsetCommit v5 are common: step 6 runs.
+    tv2: bool,
 }
 
 fn versions(pair: &super::Pair, highest: bool) -> Result<Versions> {
@@ -83,6 +89,7 @@ fn versions(pair: &super::Pair, highest: bool) -> Result<Versions> {
         // require_stable is v7+; v8+ batch the groups.
         offset_fetch: 7,
         describe: pick(ApiKey::DescribeTransactions, 0)?,
+        tv2: highest && pick(ApiKey::Produce, 3)? >= 12 && pick(ApiKey::EndTxn, 0)? >= 5 && pick(ApiKey::TxnOffsetCommit, 0)? >= 5,
     })
 }
 
@@ -102,24 +109,7 @@ fn retry<T>(mut f: impl FnMut() -> Result<T>, code: impl Fn(&T) -> i16) -> Resul
 
 /// A transactional batch of one record of `pid` at `epoch` and `seq`.
 fn txn_batch(pid: i64, epoch: i16, seq: i32, value: &str) -> Result<Bytes> {
-    let r = Record {
-        transactional: true,
-        control: false,
-        partition_leader_epoch: 0,
-        producer_id: pid,
-        producer_epoch: epoch,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: seq,
-        timestamp: super::now_ms(),
-        key: Some(Bytes::from_static(b"k")),
-        value: Some(Bytes::copy_from_slice(value.as_bytes())),
-        headers: Default::default(),
-        delete_horizon: false,
-    };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, [r].iter(), &RecordEncodeOptions { version: 2, compression: Compression::None })?;
-    Ok(buf.freeze())
+    Ok(karst_tests::raw::txn_record_batch(pid, epoch, seq, value))
 }
 
 struct Steps<'a> {
@@ -139,6 +129,11 @@ impl Steps<'_> {
     }
 
     fn end(&mut self, id: &str, pid: i64, epoch: i16, commit: bool) -> Result<i16> {
+        Ok(self.end_answer(id, pid, epoch, commit)?.0)
+    }
+
+    /// EndTxn's code and (v5+) the producer id and epoch it answers.
+    fn end_answer(&mut self, id: &str, pid: i64, epoch: i16, commit: bool) -> Result<(i16, i64, i16)> {
         let req = EndTxnRequest::default()
             .with_transactional_id(tid(id))
             .with_producer_id(ProducerId(pid))
@@ -146,7 +141,8 @@ impl Steps<'_> {
             .with_committed(commit);
         let v = self.v.end;
         let c = &mut self.c;
-        Ok(retry(|| c.send(&req, v), |r| r.error_code)?.error_code)
+        let r = retry(|| c.send(&req, v), |r| r.error_code)?;
+        Ok((r.error_code, r.producer_id.0, r.producer_epoch))
     }
 
     /// Each partition's code, in request order.
@@ -183,6 +179,13 @@ impl Steps<'_> {
     }
 
     fn produce(&mut self, partition: i32, batch: Bytes) -> Result<(i16, i64)> {
+        self.produce_at(self.v.produce, partition, batch)
+    }
+
+    /// A transactional batch by Produce `version`; v12+ retries NOT_ENOUGH_REPLICAS
+    /// too (the partition's add waits for the last transaction's markers).
+    fn produce_at(&mut self, version: i16, partition: i32, batch: Bytes) -> Result<(i16, i64)> {
+        let retried: &[i16] = if version >= 12 { &[5, 6, 19] } else { &[5, 6] };
         let req =
             ProduceRequest::default().with_transactional_id(Some(tid(&self.id))).with_acks(-1).with_timeout_ms(10_000).with_topic_data(
                 vec![TopicProduceData::default()
@@ -192,9 +195,9 @@ impl Steps<'_> {
         // A topic just created may not have its leaders everywhere yet.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let resp = self.c.send(&req, self.v.produce)?;
+            let resp = self.c.send(&req, version)?;
             let p = resp.responses.first().and_then(|t| t.partition_responses.first()).context("no produce answer")?;
-            if ![5, 6].contains(&p.error_code) || Instant::now() > deadline {
+            if !retried.contains(&p.error_code) || Instant::now() > deadline {
                 return Ok((p.error_code, p.base_offset));
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -244,6 +247,10 @@ impl Steps<'_> {
     }
 
     fn txn_commit(&mut self, group: &str, pid: i64, epoch: i16, generation: i32, member: &str) -> Result<i16> {
+        self.txn_commit_at(self.v.txn_commit, group, pid, epoch, generation, member)
+    }
+
+    fn txn_commit_at(&mut self, v: i16, group: &str, pid: i64, epoch: i16, generation: i32, member: &str) -> Result<i16> {
         let mut req = TxnOffsetCommitRequest::default()
             .with_transactional_id(tid(&self.id))
             .with_group_id(GroupId(s(group)))
@@ -252,10 +259,9 @@ impl Steps<'_> {
             .with_topics(vec![TxnOffsetCommitRequestTopic::default()
                 .with_name(topic_name(self.topic))
                 .with_partitions(vec![TxnOffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(1)])]);
-        if self.v.txn_commit >= 3 {
+        if v >= 3 {
             req = req.with_generation_id(generation).with_member_id(s(member));
         }
-        let v = self.v.txn_commit;
         let c = &mut self.c;
         let resp = retry(|| c.send(&req, v), |r| r.topics.first().and_then(|t| t.partitions.first()).map_or(0, |p| p.error_code))?;
         Ok(resp.topics.first().and_then(|t| t.partitions.first()).map_or(-100, |p| p.error_code))
@@ -363,7 +369,73 @@ fn steps(addr: SocketAddr, v: Versions, topic: &str) -> Result<Vec<String>> {
         state.transaction_timeout_ms,
         state.topics.len()
     ));
+
+    if v.tv2 {
+        steps_v2(&mut st, &mut log)?;
+    }
     Ok(log)
+}
+
+/// Step 6: transactions v2, on a transactional id of its own.
+fn steps_v2(st: &mut Steps<'_>, log: &mut Vec<String>) -> Result<()> {
+    let features = st.c.api_versions()?;
+    let finalized: Vec<String> = features
+        .finalized_features
+        .iter()
+        .map(|f| format!("{}={}", f.name.as_str(), f.max_version_level))
+        .filter(|f| f.starts_with("transaction.version"))
+        .collect();
+    log.push(format!("ApiVersions: finalized {finalized:?}"));
+    let id = unique_topic("txn-v2");
+    st.id = id.clone();
+    let topic = st.topic;
+    let (code, pid, e0) = st.init(&id, 60_000)?;
+    log.push(format!("v2 InitProducerId: error {code} epoch {e0}"));
+    let (code, _) = st.produce_at(12, 1, txn_batch(pid, e0, 0, "v2-first")?)?;
+    log.push(format!("v2 Produce v12 with no AddPartitionsToTxn: error {code}"));
+    let describe = DescribeTransactionsRequest::default().with_transactional_ids(vec![tid(&id)]);
+    let r = st.c.send(&describe, st.v.describe)?;
+    let t = r.transaction_states.first().context("no state")?;
+    let parts: Vec<String> = t
+        .topics
+        .iter()
+        .flat_map(|x| x.partitions.iter().map(move |p| format!("{}-{p}", if x.topic.as_str() == topic { "topic" } else { "other" })))
+        .collect();
+    log.push(format!(
+        "v2 DescribeTransactions: state {} epoch {} partitions {parts:?}",
+        t.transaction_state.as_str(),
+        t.producer_epoch - e0
+    ));
+    let (code, pid1, e1) = st.end_answer(&id, pid, e0, true)?;
+    log.push(format!("v2 EndTxn v5 (commit): error {code} epoch +{} same producer id {}", e1 - e0, pid1 == pid));
+    let (code, _, again) = st.end_answer(&id, pid, e0, true)?;
+    log.push(format!("v2 EndTxn v5 (commit) retried with the epoch before the bump: error {code} epoch +{}", again - e0));
+    let (code, _, _) = st.end_answer(&id, pid, e1, true)?;
+    log.push(format!("v2 EndTxn v5 (commit) at the new epoch, nothing open: error {code}"));
+    let (code, _) = st.produce_at(12, 1, txn_batch(pid, e1, 0, "v2-second")?)?;
+    log.push(format!("v2 the next transaction's batch at the new epoch: error {code}"));
+    let (code, _) = st.produce_at(12, 1, txn_batch(pid, e0, 1, "v2-zombie")?)?;
+    log.push(format!("v2 a batch at the old epoch: error {code}"));
+    let (code, _) = st.produce_at(12, 0, txn_batch(pid, e1, 0, "v2-second-p0")?)?;
+    log.push(format!("v2 a second partition at the new epoch: error {code}"));
+    let (code, _, e2) = st.end_answer(&id, pid, e1, false)?;
+    log.push(format!("v2 EndTxn v5 (abort): error {code} epoch +{}", e2 - e0));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while st.fetch(1, pid)?.contains("aborted []") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    log.push(format!("v2 read_committed fetch after the abort: {}", st.fetch(1, pid)?));
+    let group = unique_topic("txn-v2-group");
+    log.push(format!("v2 TxnOffsetCommit v5 with no AddOffsetsToTxn: error {}", st.txn_commit_at(5, &group, pid, e2, -1, "")?));
+    log.push(format!("v2 OffsetFetch (require_stable) while open: {:?}", st.offset_fetch(&group)?));
+    let (code, _, e3) = st.end_answer(&id, pid, e2, true)?;
+    log.push(format!("v2 EndTxn v5 (commit): error {code} epoch +{}", e3 - e0));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while st.offset_fetch(&group)?.0 != 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    log.push(format!("v2 OffsetFetch (require_stable) after the commit: {:?}", st.offset_fetch(&group)?));
+    Ok(())
 }
 
 /// Runs the steps on both brokers at the highest and the lowest common versions;
