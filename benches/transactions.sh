@@ -15,15 +15,16 @@
 # Starts a fresh Karst (release build, its defaults: fsync before every acknowledgement)
 # and a single-node Apache Kafka 4.4 (KRaft, Kafka's broker JVM settings as
 # benches/clients.sh, its defaults: no fsync on acknowledgement) on free 127.0.0.1 ports
-# with data in a temporary directory, both running for the whole measurement; and a
-# second Kafka formatted with transaction.version=1, against which the Java client uses
-# the transaction protocol it uses against Karst (Karst finalizes no features; Kafka 4.4
-# defaults to transactions v2, KIP-890 part 2). Each broker first takes one unrecorded
-# run (Kafka's JIT). Then for each point, Karst first and the Kafkas right after: benches/transactions/TxnBench.java creates a new topic of one
+# with data in a temporary directory, both running for the whole measurement, both
+# finalizing transaction.version 2 (KIP-890 part 2), so the Java client runs transactions
+# v2 on both; and a second Karst and a second Kafka with transaction.version 1, on which
+# it runs transactions v1 (the protocol librdkafka and sarama speak). Each broker first
+# takes one unrecorded run (Kafka's JIT). Then for each point, each Karst and the Kafka of
+# its version right after: benches/transactions/TxnBench.java creates a new topic of one
 # partition (replication factor 1), and one transactional producer (acks=all) runs
 # begin / send N records / commitTransaction in a loop. The run fails unless the topic's
 # last stable offset afterwards counts every record and one marker per transaction.
-# Also counts Karst's AddPartitionsToTxn and EndTxn requests per point (retries show).
+# Also counts each Karst's AddPartitionsToTxn and EndTxn requests per point (retries show).
 # Writes benches/results/<UTC date>-transactions.md. Every server started here is
 # stopped on exit (by PID); every client run is bounded by a timeout. About 3 minutes
 # with the defaults once built (at most about 10 with every point at --max-seconds).
@@ -106,14 +107,21 @@ wait_ready() {
     exit 1
 }
 
-karst_addr="127.0.0.1:$(free_port)"
-mkdir -p "$work/karst-data"
-# Karst reads KARST_* variables as settings: none of the caller's reach it.
-env $(env | sed -n 's/^\(KARST_[A-Za-z0-9_]*\)=.*/-u \1/p') KARST_LOG=warn \
-    "$KARST_BIN" serve --listen "$karst_addr" --data-dir "$work/karst-data" --admin-listen 127.0.0.1:0 \
-    >"$work/karst.out" 2>"$work/karst.log" &
-pids+=($!)
-karst_pid=$!
+# start_karst <name> [serve options]: a Karst in $work/<name>-data (output $work/<name>.out,
+# log $work/<name>.log); sets karst_addr and karst_pid.
+start_karst() {
+    local name="$1"
+    shift
+    karst_addr="127.0.0.1:$(free_port)"
+    mkdir -p "$work/$name-data"
+    # Karst reads KARST_* variables as settings: none of the caller's reach it.
+    env $(env | sed -n 's/^\(KARST_[A-Za-z0-9_]*\)=.*/-u \1/p') KARST_LOG=warn \
+        "$KARST_BIN" serve --listen "$karst_addr" --data-dir "$work/$name-data" --admin-listen 127.0.0.1:0 "$@" \
+        >"$work/$name.out" 2>"$work/$name.log" &
+    karst_pid=$!
+    pids+=($karst_pid)
+}
+start_karst karst
 
 # start_kafka <name> [StorageTool format options]: a single-node Kafka in $work/<name>
 # (log $work/<name>.log); sets kafka_addr and kafka_pid.
@@ -154,26 +162,37 @@ EOF
     pids+=($kafka_pid)
 }
 
-declare -A addr_of=([karst]="$karst_addr")
+declare -A addr_of=([karst]="$karst_addr") pid_of=([karst]="$karst_pid")
 systems=(karst kafka)
 start_kafka kafka
 addr_of[kafka]=$kafka_addr
-kafka_default_pid=$kafka_pid
+pid_of[kafka]=$kafka_pid
 if [ "$tv1" = 1 ]; then
-    # Transactions v1 with KIP-890 part 1 (verification) but not part 2: the protocol the
-    # Java client speaks to Karst, which finalizes no features.
+    # Transactions v1 with KIP-890 part 1 (verification) but not part 2, on both.
+    start_karst karst-tv1 --set transaction.version=1
+    addr_of[karst-tv1]=$karst_addr
+    pid_of[karst-tv1]=$karst_pid
     start_kafka kafka-tv1 --feature transaction.version=1
     addr_of[kafka-tv1]=$kafka_addr
-    systems+=(kafka-tv1)
+    pid_of[kafka-tv1]=$kafka_pid
+    systems+=(karst-tv1 kafka-tv1)
 fi
 
-wait_ready "$karst_addr" karst 60 "$karst_pid"
-wait_ready "${addr_of[kafka]}" kafka 300 "$kafka_default_pid"
-[ "$tv1" = 1 ] && wait_ready "${addr_of[kafka-tv1]}" kafka-tv1 300 "$kafka_pid"
-admin_addr=$(sed -n 's/.*Karst admin listening on //p' "$work/karst.out" | head -1)
-log "karst on $karst_addr (admin $admin_addr), kafka on ${addr_of[kafka]}${addr_of[kafka-tv1]:+, kafka with transaction.version 1 on ${addr_of[kafka-tv1]}}"
-metric() { # metric <name with labels> -> Karst's value (0 if absent)
-    curl -s "http://$admin_addr/metrics" | awk -v n="$1" '$1 == n {print $2; found=1} END {if (!found) print 0}'
+declare -A admin_of
+for sys in "${systems[@]}"; do
+    case "$sys" in
+    karst*)
+        wait_ready "${addr_of[$sys]}" "$sys" 60 "${pid_of[$sys]}"
+        admin_of[$sys]=$(sed -n 's/.*Karst admin listening on //p' "$work/$sys.out" | head -1)
+        ;;
+    *) wait_ready "${addr_of[$sys]}" "$sys" 300 "${pid_of[$sys]}" ;;
+    esac
+done
+karst_pid=${pid_of[karst]}
+admin_addr=${admin_of[karst]}
+log "$(for sys in "${systems[@]}"; do printf '%s on %s; ' "$sys" "${addr_of[$sys]}"; done)"
+metric() { # metric <karst system> <name with labels> -> that Karst's value (0 if absent)
+    curl -s "http://${admin_of[$1]}/metrics" | awk -v n="$2" '$1 == n {print $2; found=1} END {if (!found) print 0}'
 }
 
 # bench <addr> <topic> <records per txn> <transactions> <warm-up>: the TXNBENCH line.
@@ -194,8 +213,11 @@ t_start=$(date +%s)
 for n in "${points[@]}"; do
     for sys in "${systems[@]}"; do
         log "$n records per transaction on $sys"
-        a0=$(metric 'karst_requests_total{api="AddPartitionsToTxn"}')
-        e0=$(metric 'karst_requests_total{api="EndTxn"}')
+        a0=0 e0=0
+        if [ -n "${admin_of[$sys]:-}" ]; then
+            a0=$(metric "$sys" 'karst_requests_total{api="AddPartitionsToTxn"}')
+            e0=$(metric "$sys" 'karst_requests_total{api="EndTxn"}')
+        fi
         if l=$(bench "${addr_of[$sys]}" "txn-$n-$sys" "$n" "$transactions" "$warmup"); then
             line[$n,$sys]="$l"
             log "  $l"
@@ -203,12 +225,13 @@ for n in "${points[@]}"; do
             log "  failed: $(grep '^FAIL' "$work/client.out" | tail -1)"
             line[$n,$sys]=""
         fi
-        if [ "$sys" = karst ]; then
-            # AddPartitionsToTxn requests Karst received per EndTxn (warm-up included): 1
-            # unless the client had to retry (CONCURRENT_TRANSACTIONS while the previous
-            # transaction's markers were still being written).
-            addp[$n]=$(python3 -c "a, e = $(metric 'karst_requests_total{api="AddPartitionsToTxn"}') - $a0, $(metric 'karst_requests_total{api="EndTxn"}') - $e0; print(f'{a:.0f} / {e:.0f}')")
-            log "  AddPartitionsToTxn / EndTxn requests: ${addp[$n]}"
+        if [ -n "${admin_of[$sys]:-}" ]; then
+            # AddPartitionsToTxn requests the Karst received per EndTxn (warm-up included):
+            # none under transactions v2; under v1 1 unless the client had to retry
+            # (CONCURRENT_TRANSACTIONS while the previous transaction's markers were
+            # still being written).
+            addp[$n,$sys]=$(python3 -c "a, e = $(metric "$sys" 'karst_requests_total{api="AddPartitionsToTxn"}') - $a0, $(metric "$sys" 'karst_requests_total{api="EndTxn"}') - $e0; print(f'{a:.0f} / {e:.0f}')")
+            log "  AddPartitionsToTxn / EndTxn requests: ${addp[$n,$sys]}"
         fi
     done
 done
@@ -256,35 +279,34 @@ mkdir -p "$(dirname "$out")"
     echo "transactions in the same producer; every run checks afterwards that the topic's last"
     echo "stable offset counts every record and one commit marker per transaction."
     echo
-    echo "| records / txn | Karst records/s | Kafka records/s | Karst/Kafka | Karst MB/s | Kafka MB/s | Karst commit ms p50 / p99 / p99.9 | Kafka commit ms p50 / p99 / p99.9 | transactions measured (Karst / Kafka) |"
-    echo "|---:|---:|---:|---:|---:|---:|---|---|---|"
-    for n in "${points[@]}"; do
-        IFS='|' read -r kr km kl kt <<<"$(cells "$n" karst)"
-        IFS='|' read -r fr fm fl ft <<<"$(cells "$n" kafka)"
-        echo "| $n | $kr | $fr | $(ratio "$n" karst kafka) | $km | $fm | $kl | $fl | $kt / $ft |"
-    done
-    if [ "$tv1" = 1 ]; then
-        cat <<EOF
-
-The same against a second Kafka formatted with \`transaction.version=1\` (running beside the
-first, measured right after it), which makes the Java client use the transaction protocol
-it uses against Karst:
-
-| records / txn | Kafka tv1 records/s | Karst/Kafka tv1 | Kafka tv1 MB/s | Kafka tv1 commit ms p50 / p99 / p99.9 | transactions measured | Karst AddPartitionsToTxn / EndTxn requests |
-|---:|---:|---:|---:|---|---:|---:|
-EOF
+    # table <karst system> <kafka system>
+    table() {
+        echo "| records / txn | Karst records/s | Kafka records/s | Karst/Kafka | Karst MB/s | Kafka MB/s | Karst commit ms p50 / p99 / p99.9 | Kafka commit ms p50 / p99 / p99.9 | transactions measured (Karst / Kafka) | Karst AddPartitionsToTxn / EndTxn requests |"
+        echo "|---:|---:|---:|---:|---:|---:|---|---|---|---:|"
         for n in "${points[@]}"; do
-            IFS='|' read -r vr vm vl vt <<<"$(cells "$n" kafka-tv1)"
-            echo "| $n | $vr | $(ratio "$n" karst kafka-tv1) | $vm | $vl | $vt | ${addp[$n]:-–} |"
+            IFS='|' read -r kr km kl kt <<<"$(cells "$n" "$1")"
+            IFS='|' read -r fr fm fl ft <<<"$(cells "$n" "$2")"
+            echo "| $n | $kr | $fr | $(ratio "$n" "$1" "$2") | $km | $fm | $kl | $fl | $kt / $ft | ${addp[$n,$1]:-–} |"
         done
+    }
+    echo "Transactions v2 (\`transaction.version\` 2 finalized on both, as each ships):"
+    echo
+    table karst kafka
+    if [ "$tv1" = 1 ]; then
+        echo
+        echo "Transactions v1: a second Karst (\`--set transaction.version=1\`) and a second Kafka"
+        echo "(formatted with \`transaction.version=1\`), running beside the first ones, each measured"
+        echo "right after them:"
+        echo
+        table karst-tv1 kafka-tv1
     fi
     cat <<EOF
 
-Brokers, all running throughout, each point measured on Karst and then right away on Kafka:
+Brokers, all running throughout, each point measured on a Karst and then right away on the Kafka of its version:
 
-- Karst $(git -C "$root" rev-parse --short HEAD) (release), default settings:
-  \`log.flush.interval.messages=1\`, **fsync before every acknowledgement**, which covers the
-  records, the \`__transaction_state\` writes and the markers.
+- Karst $(git -C "$root" rev-parse --short HEAD) (release), default settings (the second one
+  \`transaction.version=1\`): \`log.flush.interval.messages=1\`, **fsync before every
+  acknowledgement**, which covers the records, the \`__transaction_state\` writes and the markers.
 - Apache Kafka 4.4.0, one KRaft node, \`-Xmx1G -Xms1G\` G1 as its start script, broker defaults
   plus replication factor 1 (min ISR 1) for internal topics. Kafka's default flush policy is
   \`log.flush.interval.messages\` = Long.MAX_VALUE and \`log.flush.interval.ms\` unset (its
@@ -293,7 +315,7 @@ Brokers, all running throughout, each point measured on Karst and then right awa
   segment roll and shutdown). $(java -version 2>&1 | head -1).
 - Both durabilities are as each broker ships them: this is not an equal-durability comparison.
 - Finalized features the client saw (\`Admin.describeFeatures\`): Karst \`$(features karst)\`;
-  Kafka \`$(features kafka)\`$([ "$tv1" = 1 ] && printf '; Kafka tv1 `%s`' "$(features kafka-tv1)").
+  Kafka \`$(features kafka)\`$([ "$tv1" = 1 ] && printf '; Karst tv1 `%s`; Kafka tv1 `%s`' "$(features karst-tv1)" "$(features kafka-tv1)").
   Without a finalized \`transaction.version\` of 2 the Java client runs transactions v1: an
   AddPartitionsToTxn request before the first record of every transaction, and after
   EndTxn the coordinator still writes the markers and the completed state, during which

@@ -20,7 +20,9 @@
 //!    `transaction.version` 2: a batch by Produce v12 adds its partition; EndTxn v5
 //!    bumps the epoch, tells a retry (the epoch before the bump) from a stale end;
 //!    the next transaction at the new epoch, a batch at the old one; an abort and
-//!    what read_committed sees; TxnOffsetCommit v5 adds the group's partition.
+//!    what read_committed sees; TxnOffsetCommit v5 adds the group's partition; a
+//!    transaction past its timeout, aborted by the coordinator, and what its
+//!    producer is told after.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -435,6 +437,32 @@ fn steps_v2(st: &mut Steps<'_>, log: &mut Vec<String>) -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     log.push(format!("v2 OffsetFetch (require_stable) after the commit: {:?}", st.offset_fetch(&group)?));
+
+    // A transaction left open past its timeout (1 s): the coordinator aborts it
+    // under a bumped epoch (checked every 10 s on both); then what its producer is told.
+    let id = unique_topic("txn-v2-timeout");
+    st.id = id.clone();
+    let (code, pid, e0) = st.init(&id, 1_000)?;
+    log.push(format!("v2 InitProducerId, timeout 1 s: error {code} epoch {e0}"));
+    let (code, _) = st.produce_at(12, 0, txn_batch(pid, e0, 0, "v2-timed-out")?)?;
+    log.push(format!("v2 a batch of the transaction left open: error {code}"));
+    let describe = DescribeTransactionsRequest::default().with_transactional_ids(vec![tid(&id)]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (state, epoch) = loop {
+        let r = st.c.send(&describe, st.v.describe)?;
+        let t = r.transaction_states.first().context("no state")?;
+        if t.transaction_state.as_str() == "CompleteAbort" || Instant::now() > deadline {
+            break (t.transaction_state.to_string(), t.producer_epoch);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    log.push(format!("v2 after its timeout: state {state} epoch +{}", epoch - e0));
+    let (code, _, e) = st.end_answer(&id, pid, e0, true)?;
+    log.push(format!("v2 EndTxn v5 (commit) of the timed-out transaction: error {code} epoch {e}"));
+    let (code, _, e) = st.end_answer(&id, pid, e0, false)?;
+    log.push(format!("v2 EndTxn v5 (abort) of the timed-out transaction: error {code} epoch {}", if code == 0 { e - e0 } else { e }));
+    let (code, _) = st.produce_at(12, 0, txn_batch(pid, e0, 1, "v2-after-timeout")?)?;
+    log.push(format!("v2 a batch at the timed-out epoch: error {code}"));
     Ok(())
 }
 
