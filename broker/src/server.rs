@@ -113,6 +113,8 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, _s
     let mut inflight: FuturesOrdered<Pending> = FuturesOrdered::new();
     // Exclusive replies in flight: while any is, no further request is dispatched.
     let mut exclusive = 0usize;
+    // An exclusive reply's signal that the rest of it may overlap later requests.
+    let mut release: Option<tokio::sync::oneshot::Receiver<()>> = None;
     let mut eof = false;
     loop {
         // Dispatch every complete request already buffered, in order.
@@ -149,6 +151,13 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, _s
                     exclusive += 1;
                     inflight.push_back(Box::pin(async move { (true, f.await) }));
                 }
+                Reply::ExclusiveUntil(f, signal) => {
+                    // Dispatching stops while any exclusive reply is in flight, so
+                    // this is the only one.
+                    exclusive += 1;
+                    release = Some(signal);
+                    inflight.push_back(Box::pin(async move { (false, f.await) }));
+                }
             }
         }
         if eof && inflight.is_empty() {
@@ -175,6 +184,14 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, _s
                     return;
                 }
             },
+            _ = async {
+                if let Some(r) = release.as_mut() {
+                    let _ = r.await;
+                }
+            }, if release.is_some() => {
+                release = None;
+                exclusive -= 1;
+            }
             read = rd.read_buf(&mut buf), if !eof && inflight.len() < MAX_IN_FLIGHT && exclusive == 0 => match read {
                 Ok(0) => eof = true,
                 Ok(_) => idle.as_mut().reset(tokio::time::Instant::now() + max_idle),

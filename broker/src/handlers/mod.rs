@@ -48,6 +48,11 @@ pub(crate) enum Reply {
     /// is answered, so later requests see the change, as with Kafka's
     /// one-request-at-a-time connections.
     Exclusive(ReplyFuture),
+    /// As `Exclusive` until the receiver resolves (its sender sends or is
+    /// dropped), then as `Later`: a transactions v2 Produce holds later requests
+    /// back while its partitions are added and its batches appended, not while
+    /// they are replicated.
+    ExclusiveUntil(ReplyFuture, tokio::sync::oneshot::Receiver<()>),
 }
 
 /// A response still to come.
@@ -119,7 +124,7 @@ fn dispatch_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<R
             }
             match handle_request(&b, req, peer)? {
                 Reply::Now(r) => Ok(r),
-                Reply::Later(f) | Reply::Exclusive(f) => f.await,
+                Reply::Later(f) | Reply::Exclusive(f) | Reply::ExclusiveUntil(f, _) => f.await,
             }
         };
         return Ok(Reply::Exclusive(Box::pin(fut)));
@@ -135,7 +140,7 @@ fn dispatch_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<R
             }
             match handle_request(&b, req, peer)? {
                 Reply::Now(r) => Ok(r),
-                Reply::Later(f) | Reply::Exclusive(f) => f.await,
+                Reply::Later(f) | Reply::Exclusive(f) | Reply::ExclusiveUntil(f, _) => f.await,
             }
         };
         return Ok(Reply::Exclusive(Box::pin(fut)));
@@ -161,15 +166,17 @@ fn handle_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<Rep
                 // meanwhile (its batches follow these).
                 let b = b.clone();
                 let id = r.transactional_id.as_ref().map(|t| t.to_string()).unwrap_or_default();
+                let (appended, release) = tokio::sync::oneshot::channel();
                 let fut = async move {
                     let adds = produce::add_to_txn(&b, &id, additions).await;
                     let inflight = produce::start(&b, r, version, adds);
+                    let _ = appended.send(());
                     if !inflight.wants_response() {
                         return Ok(None);
                     }
                     encode(correlation_id, api_key, version, &ResponseKind::Produce(inflight.finish().await))
                 };
-                return Ok(Reply::Exclusive(Box::pin(fut.instrument(span.clone()))));
+                return Ok(Reply::ExclusiveUntil(Box::pin(fut.instrument(span.clone())), release));
             }
             let inflight = produce::start(b, r, version, Default::default());
             if !inflight.wants_response() {
