@@ -69,6 +69,8 @@ pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 pub const INVALID_TXN_STATE: i16 = 48;
 pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
 pub const TRANSACTION_ABORTABLE: i16 = 120;
+/// A regular expression that does not compile (ListTransactions v2's pattern).
+pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
 
 /// Kafka's name of an error code (`NOT_LEADER_OR_FOLLOWER`, `NONE` for 0), or
 /// `UNKNOWN_ERROR_CODE` for a code Kafka does not define.

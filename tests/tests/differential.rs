@@ -109,7 +109,6 @@ const KNOWN_GAPS: &[(i16, &str)] = &[
 const OWNED_ELSEWHERE: &[(i16, i16, i16, &str)] = &[
     (ApiKey::TxnOffsetCommit as i16, 6, 6, "v6 is beyond the kafka-protocol codec Karst builds on (it ends at v5); clients use v5 for transactions v2"),
     (ApiKey::WriteTxnMarkers as i16, 2, 2, "v2 names the transaction version; Karst's brokers write markers to each other with v1 (the kafka-protocol codec ends there), a transactions v2 marker carrying its bumped epoch either way"),
-    (ApiKey::ListTransactions as i16, 2, 2, "v2 transactional id pattern (KIP-1152): transactions, issue 19"),
     (ApiKey::OffsetCommit as i16, 9, 10, "v9 KIP-848 member epochs, v10 topic ids: the KIP-848 consumer group protocol, issue 22"),
     (ApiKey::OffsetFetch as i16, 9, 10, "v9 KIP-848 member epochs, v10 topic ids: the KIP-848 consumer group protocol, issue 22"),
     (ApiKey::FindCoordinator as i16, 6, 6, "v6 share-group coordinator keys (KIP-932): share groups, issue 22"),

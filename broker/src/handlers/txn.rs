@@ -543,8 +543,20 @@ pub(crate) fn describe(b: &Broker, req: DescribeTransactionsRequest) -> Describe
 }
 
 /// ListTransactions: the ids this broker coordinates, filtered by state, producer
-/// id and (v1) how long they have been open.
+/// id, (v1) how long they have been open and (v2, KIP-1152) a regular expression
+/// the whole id matches, as Java's `Matcher.matches`; INVALID_REGULAR_EXPRESSION
+/// when it does not compile.
 pub(crate) fn list(b: &Broker, req: ListTransactionsRequest, version: i16) -> ListTransactionsResponse {
+    let pattern = match req.transactional_id_pattern.as_deref().filter(|p| version >= 2 && !p.is_empty()) {
+        None => None,
+        Some(p) => match regex::RegexBuilder::new(&format!("^(?:{p})$")).size_limit(1 << 20).build() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                debug!("ListTransactions pattern refused: {e}");
+                return ListTransactionsResponse::default().with_error_code(ec::INVALID_REGULAR_EXPRESSION);
+            }
+        },
+    };
     let mut unknown = Vec::new();
     let mut states = BTreeSet::new();
     for f in &req.state_filters {
@@ -565,6 +577,7 @@ pub(crate) fn list(b: &Broker, req: ListTransactionsRequest, version: i16) -> Li
         .filter(|m| states.is_empty() || states.contains(&m.state))
         .filter(|m| pids.is_empty() || pids.contains(&m.producer_id))
         .filter(|m| version < 1 || req.duration_filter < 0 || (m.state == TxnState::Ongoing && now - m.start_ms >= req.duration_filter))
+        .filter(|m| pattern.as_ref().is_none_or(|r| r.is_match(&m.id)))
         .map(|m| {
             ListedState::default()
                 .with_transactional_id(TransactionalId(str_bytes(m.id)))

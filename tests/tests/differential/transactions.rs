@@ -37,8 +37,8 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::txn_offset_commit_request::{TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic};
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, ApiKey, DescribeTransactionsRequest, EndTxnRequest, FetchRequest,
-    FindCoordinatorRequest, GroupId, InitProducerIdRequest, ListOffsetsRequest, OffsetFetchRequest, ProduceRequest, ProducerId,
-    TransactionalId, TxnOffsetCommitRequest,
+    FindCoordinatorRequest, GroupId, InitProducerIdRequest, ListOffsetsRequest, ListTransactionsRequest, OffsetFetchRequest,
+    ProduceRequest, ProducerId, TransactionalId, TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use karst_tests::raw::{topic_name, RawClient};
@@ -463,6 +463,20 @@ fn steps_v2(st: &mut Steps<'_>, log: &mut Vec<String>) -> Result<()> {
     log.push(format!("v2 EndTxn v5 (abort) of the timed-out transaction: error {code} epoch {}", if code == 0 { e - e0 } else { e }));
     let (code, _) = st.produce_at(12, 0, txn_batch(pid, e0, 1, "v2-after-timeout")?)?;
     log.push(format!("v2 a batch at the timed-out epoch: error {code}"));
+
+    // ListTransactions v2 (KIP-1152): ids by a regular expression.
+    let prefix = id.rsplit_once('-').map_or(id.as_str(), |(p, _)| p).to_string();
+    for (what, pattern) in [
+        ("the id", id.clone()),
+        ("its prefix alone", prefix.clone()),
+        ("its prefix and .*", format!("{prefix}-.*")),
+        ("an invalid one", "(".to_string()),
+    ] {
+        let req = ListTransactionsRequest::default().with_transactional_id_pattern(Some(s(&pattern)));
+        let r = st.c.send(&req, 2)?;
+        let listed = r.transaction_states.iter().filter(|t| t.transactional_id.as_str() == id).count();
+        log.push(format!("ListTransactions v2, {what} as the pattern: error {} lists the id {listed} time(s)", r.error_code));
+    }
     Ok(())
 }
 
