@@ -833,4 +833,30 @@ mod tests {
             "the old epoch"
         );
     }
+
+    /// A coordinator's write counts as durable only while this broker still leads
+    /// at the epoch it was appended under: a leader deposed while paused truncates
+    /// the write once it follows again, and the high watermark it then learns from
+    /// the new leader passes the same offsets, with the new leader's records in them
+    /// (found by the exactly-once checker: a transactional offset commit answered as
+    /// written, then missing).
+    #[tokio::test]
+    async fn a_deposed_leaders_write_is_not_durable_when_the_high_watermark_passes_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = crate::topic_config::effective(&BrokerConfig::default(), &BTreeMap::new());
+        let p = Partition::open(Arc::from("__consumer_offsets"), 0, 1, dir.path().join("p-0"), config).expect("open");
+        let batch = || crate::group::encode_batch(&[(Bytes::from_static(b"k"), Some(Bytes::from_static(b"v")))], 0).expect("batch");
+        let last = p.append(&batch(), 0).expect("append").last_offset;
+        let committed = crate::group::Pending::new(p.clone(), last);
+        p.advance_hw(last + 1);
+        assert!(committed.durable().await, "committed while leading");
+
+        let last = p.append(&batch(), 0).expect("append").last_offset;
+        let deposed = tokio::spawn(crate::group::Pending::new(p.clone(), last).durable());
+        let epoch = p.leader_epoch();
+        assert!(p.replica.lock().apply(crate::replica::Role::Follower { leader: 2 }, epoch + 1, &[1, 2], &[1, 2], 0));
+        p.wake_waiters();
+        p.advance_hw(last + 1);
+        assert!(!deposed.await.expect("task"), "the leadership it was written under ended");
+    }
 }

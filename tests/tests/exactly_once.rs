@@ -10,7 +10,11 @@
 //! - the group's committed offsets are the input's end offsets;
 //! - every acknowledged input record is there (no lost acknowledged write).
 //!
-//! `KARST_EOS_ROUNDS` repeats the fault sequence (default 1).
+//! `KARST_EOS_ROUNDS` repeats the fault sequence (default 1). `KARST_EOS_CLIENT=franz`
+//! runs the pipelines with franz-go's GroupTransactSession (`tests/go/franz`, mode
+//! `eos-pipeline`) instead of librdkafka: transactions v2 (KIP-890 part 2), where
+//! partitions join the transaction through Produce and TxnOffsetCommit and every
+//! EndTxn bumps the epoch.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -292,6 +296,74 @@ fn pipeline(
     Ok(())
 }
 
+/// A pipeline run by franz-go (`franz eos-pipeline`, see `tests/go/franz/eos.go`): the
+/// same transactions, tags and records as [`pipeline`], reported line by line on the
+/// program's output; stopped by closing its input.
+fn go_pipeline(
+    bootstrap: String,
+    input: String,
+    output: String,
+    group: String,
+    worker: usize,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+) -> Result<()> {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let bin = karst_tests::modern::go_module_binary("franz")?;
+    let mut child = Command::new(bin)
+        .args(["eos-pipeline", &bootstrap, &input, &output, &group, &worker.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting franz eos-pipeline")?;
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take().context("no output")?;
+    let reader = {
+        let stats = stats.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let (what, rest) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+                match what {
+                    "STAGE" => {
+                        let stage = ["consuming", "producing", "committing", "starting"].into_iter().find(|s| *s == rest).unwrap_or("?");
+                        stats.at(worker, stage);
+                    }
+                    "COMMITTED" => {
+                        stats.committed.fetch_add(1, Ordering::SeqCst);
+                    }
+                    "ABORTED" => {
+                        stats.aborted.fetch_add(1, Ordering::SeqCst);
+                    }
+                    "RESTART" => {
+                        stats.restarts.fetch_add(1, Ordering::SeqCst);
+                        println!("pipeline {worker} (franz-go): starting over after: {rest}");
+                    }
+                    _ => println!("pipeline {worker} (franz-go): {line}"),
+                }
+            }
+        })
+    };
+    while !stop.load(Ordering::SeqCst) {
+        if child.try_wait()?.is_some() {
+            bail!("franz eos-pipeline {worker} exited before it was stopped");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(stdin);
+    let deadline = Instant::now() + TIMEOUT;
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("franz eos-pipeline {worker} did not stop within {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = reader.join();
+    Ok(())
+}
+
 /// A read_committed consumer of every output partition until stopped: what it saw.
 fn observe(bootstrap: String, output: String, stop: Arc<AtomicBool>) -> Result<BTreeMap<(i32, i64), String>> {
     let c = consumer(&bootstrap, "read_committed", "karst-eos-observer")?;
@@ -401,7 +473,8 @@ fn transactions_stay_exactly_once_through_coordinator_and_leader_faults() -> Res
     let workers: Vec<_> = (0..WORKERS)
         .map(|w| {
             let (bs, i, o, g, st, stats) = (bootstrap.clone(), input.clone(), output.clone(), group.clone(), stop.clone(), stats.clone());
-            std::thread::spawn(move || pipeline(bs, i, o, g, w, st, stats))
+            let franz = std::env::var("KARST_EOS_CLIENT").is_ok_and(|c| c == "franz");
+            std::thread::spawn(move || if franz { go_pipeline(bs, i, o, g, w, st, stats) } else { pipeline(bs, i, o, g, w, st, stats) })
         })
         .collect();
     let observer_stop = Arc::new(AtomicBool::new(false));
@@ -495,17 +568,25 @@ fn transactions_stay_exactly_once_through_coordinator_and_leader_faults() -> Res
     let lost_input = sent.iter().filter(|v| !input_values.contains(v.as_str())).count();
     let out = read_all(&bootstrap, &output, "read_committed")?;
     let everything = read_all(&bootstrap, &output, "read_uncommitted")?;
-    let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
+    // Each input value's copies in the output: (partition, offset, transaction tag).
+    let mut copies: BTreeMap<&str, Vec<(i32, i64, &str)>> = BTreeMap::new();
     let mut txns: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    for v in out.values() {
+    for ((partition, offset), v) in &out {
         let mut parts = v.split('|');
         let (Some(orig), Some(tag), Some(n)) = (parts.next(), parts.next(), parts.next()) else { bail!("malformed output {v}") };
-        *copies.entry(orig).or_default() += 1;
+        copies.entry(orig).or_default().push((*partition, *offset, tag));
         let e = txns.entry(tag).or_insert((0, n.parse().unwrap_or(0)));
         e.0 += 1;
     }
     let lost = sent.iter().filter(|v| !copies.contains_key(v.as_str())).count();
-    let duplicated = copies.values().filter(|n| **n > 1).count();
+    let duplicated = copies.values().filter(|c| c.len() > 1).count();
+    // Which transactions a duplicate is in tells the pipelines' story apart from the broker's.
+    for (orig, c) in copies.iter().filter(|(_, c)| c.len() > 1).take(3) {
+        println!("checker: {orig} is in the output {} times: (partition, offset, transaction) {c:?}", c.len());
+    }
+    for v in sent.iter().filter(|v| !copies.contains_key(v.as_str())).take(3) {
+        println!("checker: acknowledged input {v} is not in the output");
+    }
     // A record whose acknowledgement was lost may be in the input: not unexpected.
     let unexpected = copies.keys().filter(|v| !attempted.contains(**v)).count();
     let torn = txns.values().filter(|(got, n)| got != n).count();

@@ -71,19 +71,33 @@ pub struct GroupCoordinator {
     create_lock: tokio::sync::Mutex<()>,
 }
 
-/// A write to `__consumer_offsets` to await before answering.
+/// A write of a coordinator (offsets, group, transaction state, a marker) to await
+/// before answering.
 pub(crate) struct Pending {
-    pub(crate) partition: Arc<Partition>,
-    pub(crate) last_offset: i64,
+    partition: Arc<Partition>,
+    last_offset: i64,
+    /// The leadership it was appended under.
+    leader_epoch: i32,
 }
 
 impl Pending {
-    /// Waits until the write is durable; false if the broker gave up first.
+    /// The write just appended to `partition`, ending at `last_offset`.
+    pub(crate) fn new(partition: Arc<Partition>, last_offset: i64) -> Pending {
+        let leader_epoch = partition.leader_epoch();
+        Pending { partition, last_offset, leader_epoch }
+    }
+
+    /// Waits until the write is committed: the high watermark past it while this
+    /// broker still leads at the epoch it was appended under. False if the broker
+    /// gave up first or the leadership ended: a leader deposed while paused truncates
+    /// the write when it follows again, and the high watermark it then learns from
+    /// the new leader passes the same offsets with other records in them.
     pub(crate) async fn durable(self) -> bool {
-        let mut rx = self.partition.subscribe();
-        let last = self.last_offset;
-        let ok = matches!(tokio::time::timeout(std::time::Duration::from_secs(30), rx.wait_for(|hw| *hw > last)).await, Ok(Ok(_)));
-        ok
+        let p = &self.partition;
+        let mut rx = p.subscribe();
+        let (last, epoch) = (self.last_offset, self.leader_epoch);
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(30), rx.wait_for(|hw| *hw > last || !p.leads_at(epoch))).await;
+        matches!(waited, Ok(Ok(_))) && p.leads_at(epoch) && p.high_watermark() > last
     }
 }
 
@@ -246,7 +260,7 @@ impl GroupCoordinator {
             ec::KAFKA_STORAGE_ERROR
         })?;
         b.after_append(&partition);
-        Ok(Pending { partition, last_offset: info.last_offset })
+        Ok(Pending::new(partition, info.last_offset))
     }
 
     /// Appends offsets committed in a transaction of `producer` (id, epoch) to the
@@ -273,7 +287,7 @@ impl GroupCoordinator {
             }
         })?;
         b.after_append(partition);
-        Ok(Pending { partition: partition.clone(), last_offset: info.last_offset })
+        Ok(Pending::new(partition.clone(), info.last_offset))
     }
 
     /// A transaction marker of `producer_id` reached `__consumer_offsets`-`partition`:

@@ -394,8 +394,10 @@ async fn acknowledged(p: &Partition, last_offset: i64, epoch: i32, acks_all: boo
     if ended {
         return Waited::Gone;
     }
-    // What was durable before the failure stays acknowledged.
-    if reached(p) {
+    // What was durable before the failure stays acknowledged; a leadership that
+    // ended does not: its follower, truncated, learns a high watermark past the
+    // same offsets from the new leader, with other batches in them.
+    if reached(p) && (p.leads_at(epoch) || p.offline_reason().is_some()) {
         return Waited::Committed;
     }
     match p.offline_reason() {

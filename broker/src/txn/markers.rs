@@ -51,7 +51,7 @@ pub(crate) async fn write_local(b: &Arc<Broker>, topic: &str, partition: i32, m:
         b.groups.complete_txn(partition, m.producer_id, m.commit);
     }
     crate::metrics::txn_marker(m.commit);
-    if (Pending { partition: p, last_offset: info.last_offset }).durable().await {
+    if Pending::new(p, info.last_offset).durable().await {
         Ok(())
     } else {
         Err(ec::NOT_ENOUGH_REPLICAS)

@@ -169,7 +169,7 @@ impl TxnCoordinator {
             ec::NOT_COORDINATOR
         })?;
         b.after_append(&partition);
-        Ok(Pending { partition, last_offset: info.last_offset })
+        Ok(Pending::new(partition, info.last_offset))
     }
 
     /// Writes the transition to `next` (its id marked pending by the caller) and

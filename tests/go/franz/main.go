@@ -3,6 +3,7 @@
 //
 //	franz <produce-consume|group|admin|txn> <bootstrap> <topic>
 //	franz bench <bootstrap> <topic> <records> <bytes>
+//	franz eos-pipeline <bootstrap> <input> <output> <group> <worker>   (eos.go)
 //
 // Modes:
 //
@@ -795,6 +796,12 @@ func main() {
 	if len(os.Args) == 6 && os.Args[1] == "bench" {
 		n, size := benchArgs(os.Args[4:])
 		bench(os.Args[2], os.Args[3], n, size)
+		return
+	}
+	if len(os.Args) == 7 && os.Args[1] == "eos-pipeline" {
+		worker, err := strconv.Atoi(os.Args[6])
+		must(err, "worker number")
+		eosPipeline(os.Args[2], os.Args[3], os.Args[4], os.Args[5], worker)
 		return
 	}
 	if len(os.Args) != 4 {
