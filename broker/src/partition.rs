@@ -220,6 +220,24 @@ impl Partition {
         self.hw.send_modify(|_| {});
     }
 
+    /// Waits until the high watermark passes `last_offset` or this replica no longer
+    /// leads at `epoch`, whichever comes first; Err when the partition is gone.
+    ///
+    /// The leadership is read between waits, not in a `wait_for` predicate: that
+    /// runs under the watch's lock, and taking the replica lock there deadlocks
+    /// with a thread that reads the high watermark under the replica lock while a
+    /// writer of the high watermark queues between them.
+    pub(crate) async fn hw_past_or_deposed(&self, last_offset: i64, epoch: i32) -> Result<(), watch::error::RecvError> {
+        let mut rx = self.hw.subscribe();
+        loop {
+            let hw = *rx.borrow_and_update();
+            if hw > last_offset || !self.leads_at(epoch) {
+                return Ok(());
+            }
+            rx.changed().await?;
+        }
+    }
+
     /// Whether this replica still leads at `epoch`.
     pub(crate) fn leads_at(&self, epoch: i32) -> bool {
         let r = self.replica.lock();

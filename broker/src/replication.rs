@@ -128,7 +128,9 @@ pub(crate) fn maintain_isr(b: &Broker) {
             continue;
         }
         let epoch_start = p.leader_epoch_start();
-        let wanted = p.replica.lock().wanted_isr(b.node_id, &state.replicas, p.high_watermark(), epoch_start, now, lag);
+        // Read before the replica lock is taken: no watch lock is taken under it.
+        let hw = p.high_watermark();
+        let wanted = p.replica.lock().wanted_isr(b.node_id, &state.replicas, hw, epoch_start, now, lag);
         let Some(isr) = wanted else {
             // Preferred-leader election: hand the partition back to its first replica
             // once that one is in sync again (after a restart moved leadership here).

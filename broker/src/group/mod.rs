@@ -94,10 +94,9 @@ impl Pending {
     /// the new leader passes the same offsets with other records in them.
     pub(crate) async fn durable(self) -> bool {
         let p = &self.partition;
-        let mut rx = p.subscribe();
         let (last, epoch) = (self.last_offset, self.leader_epoch);
-        let waited = tokio::time::timeout(std::time::Duration::from_secs(30), rx.wait_for(|hw| *hw > last || !p.leads_at(epoch))).await;
-        matches!(waited, Ok(Ok(_))) && p.leads_at(epoch) && p.high_watermark() > last
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(30), p.hw_past_or_deposed(last, epoch)).await;
+        matches!(waited, Ok(Ok(()))) && p.leads_at(epoch) && p.high_watermark() > last
     }
 }
 

@@ -383,11 +383,11 @@ enum Waited {
 /// epoch and renumbering every batch it has not had acknowledged, on every partition:
 /// batches that were stored are stored again.
 async fn acknowledged(p: &Partition, last_offset: i64, epoch: i32, acks_all: bool) -> Waited {
-    let (mut hw, mut local, mut offline) = (p.subscribe(), p.subscribe_local_end(), p.subscribe_offline());
+    let (mut local, mut offline) = (p.subscribe_local_end(), p.subscribe_offline());
     let reached = |p: &Partition| if acks_all { p.high_watermark() > last_offset } else { p.local_end() > last_offset };
     let ended = tokio::select! {
         // A leadership change wakes the high watermark's waiters (`wake_waiters`).
-        r = hw.wait_for(|hw| (acks_all && *hw > last_offset) || !p.leads_at(epoch)) => r.is_err(),
+        r = p.hw_past_or_deposed(if acks_all { last_offset } else { i64::MAX }, epoch) => r.is_err(),
         r = local.wait_for(|end| !acks_all && *end > last_offset) => r.is_err(),
         r = offline.wait_for(Option::is_some) => r.is_err(),
     };

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -36,14 +37,21 @@ func eosPipeline(bootstrap, input, output, group string, worker int) {
 	seq := 0
 	for !stop.Load() {
 		say("STAGE starting")
-		sess, err := kgo.NewGroupTransactSession(
-			kgo.SeedBrokers(bootstrap), kgo.ClientID(fmt.Sprintf("karst-eos-franz-w%d", worker)),
+		opts := []kgo.Opt{}
+		// KARST_CHECKER_DEBUG=franz: kgo's own account on standard error.
+		if strings.Contains(os.Getenv("KARST_CHECKER_DEBUG"), "franz") {
+			opts = append(opts, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelInfo, func() string {
+				return fmt.Sprintf("franz w%d ", worker)
+			})))
+		}
+		sess, err := kgo.NewGroupTransactSession(append(opts,
+			kgo.SeedBrokers(strings.Split(bootstrap, ",")...), kgo.ClientID(fmt.Sprintf("karst-eos-franz-w%d", worker)),
 			kgo.TransactionalID(group+"-w"+strconv.Itoa(worker)), kgo.TransactionTimeout(60*time.Second),
 			kgo.ConsumerGroup(group), kgo.ConsumeTopics(input), kgo.SessionTimeout(10*time.Second),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 			kgo.RequireStableFetchOffsets(), kgo.RecordPartitioner(kgo.ManualPartitioner()),
 			kgo.ProducerLinger(0), kgo.RetryTimeout(90*time.Second),
-		)
+		)...)
 		if err != nil {
 			say("RESTART NewGroupTransactSession: %v", err)
 			time.Sleep(200 * time.Millisecond)
