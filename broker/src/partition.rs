@@ -870,11 +870,12 @@ mod tests {
         assert!(committed.durable().await, "committed while leading");
 
         let last = p.append(&batch(), 0).expect("append").last_offset;
-        let deposed = tokio::spawn(crate::group::Pending::new(p.clone(), last).durable());
+        let deposed = tokio::spawn(crate::group::Pending::new(p.clone(), last).committed());
         let epoch = p.leader_epoch();
         assert!(p.replica.lock().apply(crate::replica::Role::Follower { leader: 2 }, epoch + 1, &[1, 2], &[1, 2], 0));
         p.wake_waiters();
         p.advance_hw(last + 1);
-        assert!(!deposed.await.expect("task"), "the leadership it was written under ended");
+        let told = deposed.await.expect("task");
+        assert_eq!(told, Err(karst_protocol::error_codes::NOT_COORDINATOR), "the leadership it was written under ended");
     }
 }

@@ -93,10 +93,23 @@ impl Pending {
     /// the write when it follows again, and the high watermark it then learns from
     /// the new leader passes the same offsets with other records in them.
     pub(crate) async fn durable(self) -> bool {
+        self.committed().await.is_ok()
+    }
+
+    /// [`Pending::durable`] with the error a client is told, as Kafka's group
+    /// coordinator: NOT_COORDINATOR when the leadership ended (the client finds the
+    /// new coordinator at once), REQUEST_TIMED_OUT when the write did not commit in time.
+    pub(crate) async fn committed(self) -> Result<(), i16> {
         let p = &self.partition;
         let (last, epoch) = (self.last_offset, self.leader_epoch);
         let waited = tokio::time::timeout(std::time::Duration::from_secs(30), p.hw_past_or_deposed(last, epoch)).await;
-        matches!(waited, Ok(Ok(()))) && p.leads_at(epoch) && p.high_watermark() > last
+        if !p.leads_at(epoch) {
+            Err(ec::NOT_COORDINATOR)
+        } else if matches!(waited, Ok(Ok(()))) && p.high_watermark() > last {
+            Ok(())
+        } else {
+            Err(ec::REQUEST_TIMED_OUT)
+        }
     }
 }
 

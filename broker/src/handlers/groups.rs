@@ -356,8 +356,8 @@ pub(crate) async fn offset_commit(b: Arc<Broker>, req: OffsetCommitRequest, vers
     if !writes.is_empty() {
         match b.groups.persist(&b, &group_id, &writes) {
             Ok(p) => {
-                if !p.durable().await {
-                    write_error = ec::REQUEST_TIMED_OUT;
+                if let Err(code) = p.committed().await {
+                    write_error = code;
                 }
             }
             Err(code) => write_error = code,
@@ -604,13 +604,7 @@ pub(crate) async fn delete_groups(b: Arc<Broker>, req: DeleteGroupsRequest) -> D
             match tombstones {
                 Err(code) => code,
                 Ok(t) => match b.groups.persist(&b, &name, &t) {
-                    Ok(p) => {
-                        if p.durable().await {
-                            ec::NONE
-                        } else {
-                            ec::REQUEST_TIMED_OUT
-                        }
-                    }
+                    Ok(p) => p.committed().await.err().unwrap_or(ec::NONE),
                     Err(code) => code,
                 },
             }

@@ -495,8 +495,8 @@ async fn offset_commit_in_txn(b: Arc<Broker>, req: TxnOffsetCommitRequest, versi
                     let e = entries.entry(group.clone()).or_insert_with(|| GroupEntry::new(&group, now));
                     e.pending_txn.entry(producer.0).or_default().extend(values);
                 }
-                if !pending.durable().await {
-                    write_error = ec::REQUEST_TIMED_OUT;
+                if let Err(code) = pending.committed().await {
+                    write_error = code;
                 }
             }
             Err(code) => write_error = code,
