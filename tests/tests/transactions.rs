@@ -405,6 +405,80 @@ fn a_commit_whose_client_resets_its_connection_mid_write_still_completes() -> Re
     Ok(())
 }
 
+/// One transactions v2 producer spoken by the protocol on three nodes: its
+/// transactional id, its coordinator and a partition of its topic led by another
+/// broker, for the tests below.
+struct V2Producer {
+    id: String,
+    topic: String,
+    partition: i32,
+    txn_node: i32,
+    leader: i32,
+    pid: i64,
+    first_epoch: i16,
+}
+
+impl V2Producer {
+    /// Creates `topic` (3 partitions on 3 replicas), finds its coordinator and a
+    /// partition led elsewhere, and initializes it (InitProducerId v5).
+    fn start(nodes: &[Broker], topic: &str) -> Result<V2Producer> {
+        use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+        use kafka_protocol::messages::{InitProducerIdRequest, MetadataRequest};
+        let mut admin = RawClient::connect(nodes[0].addr())?;
+        admin.create_replicated(topic, 3, 3, &[])?;
+        let id = format!("{topic}-txn");
+        let txn_node = coordinator_of(nodes[0].addr(), &id)?;
+        let (partition, leader) = wait_for("a partition led by another broker", TIMEOUT, || {
+            let req =
+                MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name(topic)))]));
+            let r = admin.send(&req, 9).ok()?;
+            r.topics
+                .first()?
+                .partitions
+                .iter()
+                .find(|p| p.leader_id.0 > 0 && p.leader_id.0 != txn_node)
+                .map(|p| (p.partition_index, p.leader_id.0))
+        })?;
+        let mut t = RawClient::connect(nodes[usize::try_from(txn_node - 1)?].addr())?;
+        let init =
+            InitProducerIdRequest::default().with_transactional_id(Some(TransactionalId(s(&id)))).with_transaction_timeout_ms(60_000);
+        let r = wait_for("InitProducerId", TIMEOUT, || t.send(&init, 5).ok().filter(|r| r.error_code == 0))?;
+        Ok(V2Producer { id, topic: topic.to_string(), partition, txn_node, leader, pid: r.producer_id.0, first_epoch: r.producer_epoch })
+    }
+
+    /// A batch of one record by Produce v12 to the partition's leader: its code.
+    /// NOT_ENOUGH_REPLICAS (the add waits on the last transaction's markers) is asked again.
+    fn produce(&self, l: &mut RawClient, epoch: i16, seq: i32, value: &str) -> Result<i16> {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::ProduceRequest;
+        let batch = karst_tests::raw::txn_record_batch(self.pid, epoch, seq, value);
+        let req = ProduceRequest::default()
+            .with_transactional_id(Some(TransactionalId(s(&self.id))))
+            .with_acks(-1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic_name(&self.topic))
+                .with_partition_data(vec![PartitionProduceData::default().with_index(self.partition).with_records(Some(batch))])]);
+        wait_for("a produce answer", TIMEOUT, || {
+            let r = l.send(&req, 12).ok()?;
+            let code = r.responses.first()?.partition_responses.first()?.error_code;
+            (![5, 6, 19].contains(&code)).then_some(code)
+        })
+    }
+
+    /// EndTxn v5 at the coordinator: its code and the epoch it answers.
+    fn end(&self, t: &mut RawClient, epoch: i16, commit: bool) -> Result<(i16, i16)> {
+        use kafka_protocol::messages::EndTxnRequest;
+        let req = EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(s(&self.id)))
+            .with_producer_id(ProducerId(self.pid))
+            .with_producer_epoch(epoch)
+            .with_committed(commit);
+        let r = wait_for("an EndTxn answer", TIMEOUT, || t.send(&req, 5).ok().filter(|r| r.error_code != 51))?;
+        Ok((r.error_code, r.producer_epoch))
+    }
+}
+
 /// Transactions v2 (KIP-890 part 2) on three nodes, by the protocol: a batch by
 /// Produce v12 to a leader on another broker than the transaction coordinator is
 /// added to the transaction there (AddPartitionsToTxn v5 between brokers), a
@@ -414,30 +488,14 @@ fn a_commit_whose_client_resets_its_connection_mid_write_still_completes() -> Re
 /// the committed transaction only.
 #[test]
 fn transactions_v2_add_partitions_through_coordinators_on_other_brokers() -> Result<()> {
-    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::txn_offset_commit_request::{TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic};
-    use kafka_protocol::messages::{
-        EndTxnRequest, GroupId, InitProducerIdRequest, MetadataRequest, ProduceRequest, TxnOffsetCommitRequest,
-    };
+    use kafka_protocol::messages::{GroupId, TxnOffsetCommitRequest};
     let nodes = start_cluster(3, |_| Vec::new())?;
     let topic = unique_topic("txn-v2-cluster");
-    let mut admin = RawClient::connect(nodes[0].addr())?;
-    admin.create_replicated(&topic, 3, 3, &[])?;
-    let id = format!("{topic}-txn");
-    let txn_node = coordinator_of(nodes[0].addr(), &id)?;
+    let v2 = V2Producer::start(&nodes, &topic)?;
+    let (id, partition, txn_node, leader, pid, e0) = (v2.id.clone(), v2.partition, v2.txn_node, v2.leader, v2.pid, v2.first_epoch);
     let node = |n: i32| -> Result<SocketAddr> { Ok(nodes[usize::try_from(n - 1)?].addr()) };
-    // A partition led elsewhere, and a group coordinated by another broker again where there is one.
-    let (partition, leader) = wait_for("a partition led by another broker", TIMEOUT, || {
-        let req = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name(&topic)))]));
-        let r = admin.send(&req, 9).ok()?;
-        r.topics
-            .first()?
-            .partitions
-            .iter()
-            .find(|p| p.leader_id.0 > 0 && p.leader_id.0 != txn_node)
-            .map(|p| (p.partition_index, p.leader_id.0))
-    })?;
+    // A group coordinated by the third broker.
     let group = (0..200)
         .map(|i| format!("{topic}-g{i}"))
         .find(|g| coordinator_of_group(nodes[0].addr(), g).is_ok_and(|n| n != txn_node && n != leader))
@@ -448,36 +506,7 @@ fn transactions_v2_add_partitions_through_coordinators_on_other_brokers() -> Res
     let mut t = RawClient::connect(node(txn_node)?)?;
     let mut l = RawClient::connect(node(leader)?)?;
     let mut g = RawClient::connect(node(group_node)?)?;
-    let init = InitProducerIdRequest::default().with_transactional_id(Some(TransactionalId(s(&id)))).with_transaction_timeout_ms(60_000);
-    let r = wait_for("InitProducerId", TIMEOUT, || t.send(&init, 5).ok().filter(|r| r.error_code == 0))?;
-    let (pid, e0) = (r.producer_id.0, r.producer_epoch);
-    let produce = |l: &mut RawClient, epoch: i16, seq: i32, value: &str| -> Result<i16> {
-        let batch = karst_tests::raw::txn_record_batch(pid, epoch, seq, value);
-        let req = ProduceRequest::default()
-            .with_transactional_id(Some(TransactionalId(s(&id))))
-            .with_acks(-1)
-            .with_timeout_ms(10_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(topic_name(&topic))
-                .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(batch))])]);
-        // NOT_ENOUGH_REPLICAS: the add waits on the last transaction's markers.
-        let r = wait_for("a produce answer", TIMEOUT, || {
-            let r = l.send(&req, 12).ok()?;
-            let code = r.responses.first()?.partition_responses.first()?.error_code;
-            (code != 19).then_some(code)
-        })?;
-        Ok(r)
-    };
-    let end = |t: &mut RawClient, epoch: i16, commit: bool| -> Result<(i16, i16)> {
-        let req = EndTxnRequest::default()
-            .with_transactional_id(TransactionalId(s(&id)))
-            .with_producer_id(ProducerId(pid))
-            .with_producer_epoch(epoch)
-            .with_committed(commit);
-        let r = wait_for("an EndTxn answer", TIMEOUT, || t.send(&req, 5).ok().filter(|r| r.error_code != 51))?;
-        Ok((r.error_code, r.producer_epoch))
-    };
-    let code = produce(&mut l, e0, 0, "committed")?;
+    let code = v2.produce(&mut l, e0, 0, "committed")?;
     ensure!(code == 0, "Produce v12 at node {leader} added the partition with node {txn_node}: {code}");
     let commit = TxnOffsetCommitRequest::default()
         .with_transactional_id(TransactionalId(s(&id)))
@@ -494,17 +523,17 @@ fn transactions_v2_add_partitions_through_coordinators_on_other_brokers() -> Res
     ensure!(code == 0, "TxnOffsetCommit v5 at node {group_node} added the group's partition with node {txn_node}: {code}");
     let (state, _) = describe(&mut t, &id)?;
     ensure!(state == "Ongoing", "{state}");
-    let (code, e1) = end(&mut t, e0, true)?;
+    let (code, e1) = v2.end(&mut t, e0, true)?;
     ensure!(code == 0 && e1 == e0 + 1, "EndTxn v5 commits and bumps the epoch: error {code} epoch {e1}");
     wait_until("the commit completes", TIMEOUT, || describe(&mut t, &id).is_ok_and(|(s, _)| s == "CompleteCommit"))?;
     wait_until("the committed offset is stable", TIMEOUT, || {
         g.committed_offsets(&group, &topic, &[partition]).is_ok_and(|o| o.get(&partition) == Some(&7))
     })?;
 
-    ensure!(produce(&mut l, e1, 0, "aborted")? == 0, "the next transaction at the new epoch");
-    let zombie = produce(&mut l, e0, 1, "zombie")?;
+    ensure!(v2.produce(&mut l, e1, 0, "aborted")? == 0, "the next transaction at the new epoch");
+    let zombie = v2.produce(&mut l, e0, 1, "zombie")?;
     ensure!(zombie == 47, "a batch at the old epoch: INVALID_PRODUCER_EPOCH, got {zombie}");
-    let (code, e2) = end(&mut t, e1, false)?;
+    let (code, e2) = v2.end(&mut t, e1, false)?;
     ensure!(code == 0 && e2 == e1 + 1, "EndTxn v5 aborts and bumps the epoch: error {code} epoch {e2}");
     wait_until("the abort completes", TIMEOUT, || describe(&mut t, &id).is_ok_and(|(s, _)| s == "CompleteAbort"))?;
     let bootstrap = nodes.iter().map(Broker::bootstrap).collect::<Vec<_>>().join(",");
@@ -522,73 +551,32 @@ fn transactions_v2_add_partitions_through_coordinators_on_other_brokers() -> Res
 /// sees exactly the committed ones.
 #[test]
 fn a_transactions_v2_producer_starts_its_next_transaction_while_the_last_ones_markers_are_written() -> Result<()> {
-    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    use kafka_protocol::messages::MetadataRequest;
-    use kafka_protocol::messages::{EndTxnRequest, InitProducerIdRequest, ProduceRequest};
     const ROUNDS: i16 = 20;
     // Three nodes, the partition led by another broker than the coordinator: the
     // markers travel (WriteTxnMarkers) while the next batch's add waits.
     let nodes = start_cluster(3, |_| Vec::new())?;
     let topic = unique_topic("txn-v2-back-to-back");
-    let id = format!("{topic}-txn");
-    let mut admin = RawClient::connect(nodes[0].addr())?;
-    admin.create_replicated(&topic, 3, 3, &[])?;
-    let txn_node = coordinator_of(nodes[0].addr(), &id)?;
-    let (partition, leader) = wait_for("a partition led by another broker", TIMEOUT, || {
-        let req = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name(&topic)))]));
-        let r = admin.send(&req, 9).ok()?;
-        r.topics
-            .first()?
-            .partitions
-            .iter()
-            .find(|p| p.leader_id.0 > 0 && p.leader_id.0 != txn_node)
-            .map(|p| (p.partition_index, p.leader_id.0))
-    })?;
-    let mut t = RawClient::connect(nodes[usize::try_from(txn_node - 1)?].addr())?;
-    let mut c = RawClient::connect(nodes[usize::try_from(leader - 1)?].addr())?;
-    let init = InitProducerIdRequest::default().with_transactional_id(Some(TransactionalId(s(&id)))).with_transaction_timeout_ms(60_000);
-    let r = wait_for("InitProducerId", TIMEOUT, || t.send(&init, 5).ok().filter(|r| r.error_code == 0))?;
-    let (pid, mut epoch) = (r.producer_id.0, r.producer_epoch);
+    let v2 = V2Producer::start(&nodes, &topic)?;
+    let mut t = RawClient::connect(nodes[usize::try_from(v2.txn_node - 1)?].addr())?;
+    let mut c = RawClient::connect(nodes[usize::try_from(v2.leader - 1)?].addr())?;
+    let mut epoch = v2.first_epoch;
     let mut committed = Vec::new();
     for round in 0..ROUNDS {
         let value = format!("round-{round}");
-        let batch = karst_tests::raw::txn_record_batch(pid, epoch, 0, &value);
-        let req = ProduceRequest::default()
-            .with_transactional_id(Some(TransactionalId(s(&id))))
-            .with_acks(-1)
-            .with_timeout_ms(10_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(topic_name(&topic))
-                .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(batch))])]);
-        // NOT_ENOUGH_REPLICAS (and a new topic's leader not yet there): asked again.
-        let code = wait_for("a produce answer", TIMEOUT, || {
-            let r = c.send(&req, 12).ok()?;
-            let code = r.responses.first()?.partition_responses.first()?.error_code;
-            (![5, 6, 19].contains(&code)).then_some(code)
-        })?;
+        let code = v2.produce(&mut c, epoch, 0, &value)?;
         ensure!(code == 0, "round {round}: the first batch of the transaction at epoch {epoch}: error {code}");
         let commit = round % 2 == 0;
-        let end = EndTxnRequest::default()
-            .with_transactional_id(TransactionalId(s(&id)))
-            .with_producer_id(ProducerId(pid))
-            .with_producer_epoch(epoch)
-            .with_committed(commit);
-        let r = wait_for("an EndTxn answer", TIMEOUT, || t.send(&end, 5).ok().filter(|r| r.error_code != 51))?;
-        ensure!(
-            r.error_code == 0 && r.producer_epoch == epoch + 1,
-            "round {round}: EndTxn v5: error {} epoch {}",
-            r.error_code,
-            r.producer_epoch
-        );
-        epoch = r.producer_epoch;
+        let (code, next) = v2.end(&mut t, epoch, commit)?;
+        ensure!(code == 0 && next == epoch + 1, "round {round}: EndTxn v5: error {code} epoch {next}");
+        epoch = next;
         if commit {
             committed.push(value);
         }
     }
-    wait_until("the last transaction completes", TIMEOUT, || describe(&mut t, &id).is_ok_and(|(s, _)| s.starts_with("Complete")))?;
+    wait_until("the last transaction completes", TIMEOUT, || describe(&mut t, &v2.id).is_ok_and(|(s, _)| s.starts_with("Complete")))?;
     let bootstrap = nodes.iter().map(Broker::bootstrap).collect::<Vec<_>>().join(",");
-    let got: Vec<String> = read(&bootstrap, &topic, partition, 0, "read_committed", committed.len())?.into_iter().map(|(_, v)| v).collect();
+    let got: Vec<String> =
+        read(&bootstrap, &topic, v2.partition, 0, "read_committed", committed.len())?.into_iter().map(|(_, v)| v).collect();
     ensure!(got == committed, "read_committed reads the committed transactions only, in order: {got:?}");
     Ok(())
 }
