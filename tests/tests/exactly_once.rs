@@ -216,12 +216,9 @@ impl rdkafka::producer::ProducerContext for Acks {
     }
 }
 
-/// One pipeline: a read_committed group member and a transactional producer. Each
-/// transaction carries a tag `w<worker>-<n>` and its size in every record, so torn
-/// transactions show in the output. On any error both clients start over (a new
-/// producer with the same transactional id fences the old one and aborts its open
-/// transaction; the new member resumes at the committed offsets).
-fn pipeline(
+/// What a pipeline works on: the cluster, the topics, the group, its number, when to
+/// stop and where it reports.
+struct Pipe {
     bootstrap: String,
     input: String,
     output: String,
@@ -229,7 +226,14 @@ fn pipeline(
     worker: usize,
     stop: Arc<AtomicBool>,
     stats: Arc<Stats>,
-) -> Result<()> {
+}
+
+/// One pipeline: a read_committed group member and a transactional producer. Each
+/// transaction carries a tag `w<worker>-<n>` and its size in every record, so torn
+/// transactions show in the output. On any error both clients start over (a new
+/// producer with the same transactional id fences the old one and aborts its open
+/// transaction; the new member resumes at the committed offsets).
+fn pipeline(Pipe { bootstrap, input, output, group, worker, stop, stats }: Pipe) -> Result<()> {
     let mut seq = 0u64;
     while !stop.load(Ordering::SeqCst) {
         let mut run = || -> Result<()> {
@@ -299,15 +303,7 @@ fn pipeline(
 /// A pipeline run by franz-go (`franz eos-pipeline`, see `tests/go/franz/eos.go`): the
 /// same transactions, tags and records as [`pipeline`], reported line by line on the
 /// program's output; stopped by closing its input.
-fn go_pipeline(
-    bootstrap: String,
-    input: String,
-    output: String,
-    group: String,
-    worker: usize,
-    stop: Arc<AtomicBool>,
-    stats: Arc<Stats>,
-) -> Result<()> {
+fn go_pipeline(Pipe { bootstrap, input, output, group, worker, stop, stats }: Pipe) -> Result<()> {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
     let bin = karst_tests::modern::go_module_binary("franz")?;
@@ -472,9 +468,17 @@ fn transactions_stay_exactly_once_through_coordinator_and_leader_faults() -> Res
     let stats = Arc::new(Stats::default());
     let workers: Vec<_> = (0..WORKERS)
         .map(|w| {
-            let (bs, i, o, g, st, stats) = (bootstrap.clone(), input.clone(), output.clone(), group.clone(), stop.clone(), stats.clone());
+            let pipe = Pipe {
+                bootstrap: bootstrap.clone(),
+                input: input.clone(),
+                output: output.clone(),
+                group: group.clone(),
+                worker: w,
+                stop: stop.clone(),
+                stats: stats.clone(),
+            };
             let franz = std::env::var("KARST_EOS_CLIENT").is_ok_and(|c| c == "franz");
-            std::thread::spawn(move || if franz { go_pipeline(bs, i, o, g, w, st, stats) } else { pipeline(bs, i, o, g, w, st, stats) })
+            std::thread::spawn(move || if franz { go_pipeline(pipe) } else { pipeline(pipe) })
         })
         .collect();
     let observer_stop = Arc::new(AtomicBool::new(false));
