@@ -112,6 +112,15 @@ impl ReplicaState {
         Some(hw)
     }
 
+    /// What a replica must hold to rejoin the ISR: everything committed or about to
+    /// be, the published high watermark or the one a recompute under this ISR
+    /// computes, which it may not have published yet. Taken from the published one
+    /// alone, a replica behind a just-computed high watermark could rejoin, be
+    /// elected, and lose records already acknowledged.
+    pub(crate) fn committed_floor(&self, me: i32, local_end: i64, min_insync: i32, published_hw: i64) -> i64 {
+        published_hw.max(self.leader_hw(me, local_end, min_insync).unwrap_or(-1))
+    }
+
     /// The ISR this leader should ask the controller for, if it differs from the
     /// committed one: members that have not caught up for `lag_ms` leave; replicas
     /// that have reached the high watermark and `epoch_start` (where this leader's
@@ -234,5 +243,20 @@ mod tests {
         assert_eq!(s.wanted_isr(1, &[1, 2], 0, 0, 100_000, 10), None);
         assert!(!s.apply(Role::Follower { leader: 2 }, 4, &[1, 2], &[1, 2], 0));
         assert!(s.apply(Role::Offline, 5, &[1], &[1, 2], 0));
+    }
+
+    /// A recompute computed a high watermark of 100 under ISR [1, 2] and has not
+    /// published it (90 still shows): follower 3, at 95, must not rejoin on 90.
+    #[test]
+    fn a_replica_rejoins_only_past_a_high_watermark_computed_but_not_yet_published() {
+        let mut s = leader(&[1, 2]);
+        s.record_fetch(2, 100, 100, 1_100);
+        s.record_fetch(3, 95, 100, 1_100);
+        let floor = s.committed_floor(1, 100, 1, 90);
+        assert_eq!(floor, 100);
+        assert_eq!(s.wanted_isr(1, &[1, 2, 3], floor, 0, 1_200, 5_000), None, "3 lacks 95..100");
+        assert_eq!(s.wanted_isr(1, &[1, 2, 3], 90, 0, 1_200, 5_000), Some(vec![1, 2, 3]), "the published one alone lets it in");
+        s.record_fetch(3, 100, 100, 1_300);
+        assert_eq!(s.wanted_isr(1, &[1, 2, 3], s.committed_floor(1, 100, 1, 90), 0, 1_300, 5_000), Some(vec![1, 2, 3]));
     }
 }

@@ -131,11 +131,9 @@ pub(crate) fn maintain_isr(b: &Broker) {
         let (local, min_insync) = (p.local_end(), p.config().min_insync_replicas);
         let wanted = {
             let r = p.replica.lock();
-            // A replica rejoins only with everything committed: the published high
-            // watermark, and the one a recompute under this ISR may have computed
-            // and not published yet (both read under the lock the recompute holds).
-            let hw = p.high_watermark().max(r.leader_hw(b.node_id, local, min_insync).unwrap_or(-1));
-            r.wanted_isr(b.node_id, &state.replicas, hw, epoch_start, now, lag)
+            // Both read under the lock the recompute computes under.
+            let floor = r.committed_floor(b.node_id, local, min_insync, p.high_watermark());
+            r.wanted_isr(b.node_id, &state.replicas, floor, epoch_start, now, lag)
         };
         let Some(isr) = wanted else {
             // Preferred-leader election: hand the partition back to its first replica
