@@ -487,19 +487,31 @@ async fn offset_commit_in_txn(b: Arc<Broker>, req: TxnOffsetCommitRequest, versi
     }
     let mut write_error = ec::NONE;
     if !writes.is_empty() {
+        // Pending until the marker: OffsetFetch with require_stable waits on it. Noted
+        // before the append: a marker landing between the append and a note made
+        // after it would find nothing to settle, and the note would hold the group's
+        // offsets unstable for good.
+        {
+            let mut entries = b.groups.entries.lock();
+            let e = entries.entry(group.clone()).or_insert_with(|| GroupEntry::new(&group, now));
+            e.pending_txn.entry(producer.0).or_default().extend(values);
+        }
         match b.groups.persist_txn(&b, &partition, (producer, verified), &writes) {
             Ok(pending) => {
-                // Pending until the marker: OffsetFetch with require_stable waits on it.
-                {
-                    let mut entries = b.groups.entries.lock();
-                    let e = entries.entry(group.clone()).or_insert_with(|| GroupEntry::new(&group, now));
-                    e.pending_txn.entry(producer.0).or_default().extend(values);
-                }
                 if let Err(code) = pending.committed().await {
                     write_error = code;
                 }
             }
-            Err(code) => write_error = code,
+            Err(code) => {
+                if code == ec::INVALID_TXN_STATE {
+                    // A marker of the producer came first and settled its transaction:
+                    // nothing of it is pending any more.
+                    if let Some(e) = b.groups.entries.lock().get_mut(&group) {
+                        e.pending_txn.remove(&producer.0);
+                    }
+                }
+                write_error = code;
+            }
         }
     }
     respond(&|t, p| match codes.get(&(t.to_string(), p)).copied().unwrap_or(ec::UNKNOWN_TOPIC_OR_PARTITION) {
