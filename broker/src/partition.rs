@@ -356,11 +356,7 @@ impl Partition {
                 Ok(log.append(batches, leader_epoch, now_ms)?)
             })
         };
-        let rolls = self.log.read().as_ref().is_some_and(|l| l.would_roll(batches.len() as u64, now_ms));
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) if rolls && h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(append),
-            _ => append(),
-        }
+        self.off_worker_if_rolling(batches.len(), now_ms, append)
     }
 
     /// Whether the verification of `producer_id` under `token` still holds.
@@ -418,12 +414,16 @@ impl Partition {
     /// segment (fsyncs, file creation) runs in `block_in_place`, so the worker's
     /// other tasks move to another thread meanwhile, and order is kept.
     pub fn append_on_runtime(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, PartitionError> {
-        let rolls = self.log.read().as_ref().is_some_and(|l| l.would_roll(batches.len() as u64, now_ms));
+        self.off_worker_if_rolling(batches.len(), now_ms, || self.append(batches, now_ms))
+    }
+
+    /// Runs `append` of `len` bytes in `block_in_place` when it rolls the segment
+    /// on a multi-threaded runtime, else in place.
+    fn off_worker_if_rolling<T>(&self, len: usize, now_ms: i64, append: impl FnOnce() -> T) -> T {
+        let rolls = self.log.read().as_ref().is_some_and(|l| l.would_roll(len as u64, now_ms));
         match tokio::runtime::Handle::try_current() {
-            Ok(h) if rolls && h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| self.append(batches, now_ms))
-            }
-            _ => self.append(batches, now_ms),
+            Ok(h) if rolls && h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(append),
+            _ => append(),
         }
     }
 
