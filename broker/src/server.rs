@@ -127,14 +127,18 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, _s
                     return;
                 }
             };
+            let mut traced = None;
             let reply = match decode_request(frame) {
-                Ok(req) => match handlers::dispatch(&broker, req, peer) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        warn!(%peer, "closing connection: {e}");
-                        return;
+                Ok(req) => {
+                    traced = Traced::start(&req, peer);
+                    match handlers::dispatch(&broker, req, peer) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            warn!(%peer, "closing connection: {e}");
+                            return;
+                        }
                     }
-                },
+                }
                 Err(DecodeError::UnsupportedApiVersions { version, correlation_id }) => {
                     debug!(%peer, version, "ApiVersions at unknown version: answering v0 per KIP-511");
                     Reply::Now(Some(vec![encode_api_versions_fallback(correlation_id)]))
@@ -144,21 +148,25 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, _s
                     return;
                 }
             };
-            match reply {
-                Reply::Now(r) => inflight.push_back(Box::pin(std::future::ready((false, Ok(r))))),
-                Reply::Later(f) => inflight.push_back(Box::pin(async move { (false, f.await) })),
+            let pending: Pending = match reply {
+                Reply::Now(r) => Box::pin(std::future::ready((false, Ok(r)))),
+                Reply::Later(f) => Box::pin(async move { (false, f.await) }),
                 Reply::Exclusive(f) => {
                     exclusive += 1;
-                    inflight.push_back(Box::pin(async move { (true, f.await) }));
+                    Box::pin(async move { (true, f.await) })
                 }
                 Reply::ExclusiveUntil(f, signal) => {
                     // Dispatching stops while any exclusive reply is in flight, so
                     // this is the only one.
                     exclusive += 1;
                     release = Some(signal);
-                    inflight.push_back(Box::pin(async move { (false, f.await) }));
+                    Box::pin(async move { (false, f.await) })
                 }
-            }
+            };
+            inflight.push_back(match traced {
+                Some(t) => Box::pin(t.answered(pending, peer)),
+                None => pending,
+            });
         }
         if eof && inflight.is_empty() {
             if !buf.is_empty() {
@@ -205,6 +213,53 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, _s
                 return;
             }
         }
+    }
+}
+
+/// A request being traced (`KARST_LOG=karst::requests=trace`): each request and how
+/// long its answer took, to tell a client waiting on Karst from one waiting on itself.
+struct Traced {
+    api: karst_protocol::kafka_protocol::messages::ApiKey,
+    version: i16,
+    correlation_id: i32,
+    client_id: String,
+    at: std::time::Instant,
+}
+
+impl Traced {
+    /// Logs the request and starts its clock, when requests are traced.
+    fn start(req: &karst_protocol::codec::Request, peer: SocketAddr) -> Option<Self> {
+        if !tracing::enabled!(target: "karst::requests", tracing::Level::TRACE) {
+            return None;
+        }
+        let t = Traced {
+            api: req.api_key,
+            version: req.version,
+            correlation_id: req.correlation_id,
+            client_id: req.client_id.as_ref().map_or_else(String::new, |c| c.to_string()),
+            at: std::time::Instant::now(),
+        };
+        tracing::trace!(target: "karst::requests", %peer, api = ?t.api, version = t.version, correlation_id = t.correlation_id, client_id = %t.client_id, "request");
+        Some(t)
+    }
+
+    async fn answered(self, pending: Pending, peer: SocketAddr) -> (bool, Result<Option<Frames>, String>) {
+        let (exclusive, done) = pending.await;
+        let outcome = match &done {
+            Ok(Some(_)) => "answered",
+            Ok(None) => "no answer (acks=0)",
+            Err(_) => "failed",
+        };
+        tracing::trace!(
+            target: "karst::requests",
+            %peer,
+            api = ?self.api,
+            correlation_id = self.correlation_id,
+            client_id = %self.client_id,
+            elapsed_ms = self.at.elapsed().as_millis() as u64,
+            "{outcome}"
+        );
+        (exclusive, done)
     }
 }
 
