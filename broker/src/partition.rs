@@ -432,12 +432,7 @@ impl Partition {
     /// answered by a former leader must not land after a newer fetcher truncated.
     pub fn append_replicated(&self, batches: &[u8], leader: i32, epoch: i32, now_ms: i64) -> Result<AppendInfo, PartitionError> {
         let mut guard = self.log.write();
-        {
-            let r = self.replica.lock();
-            if r.role != (Role::Follower { leader }) || r.leader_epoch != epoch {
-                return Err(PartitionError::Closed);
-            }
-        }
+        self.check_following(leader, epoch)?;
         let log = guard.as_mut().ok_or(PartitionError::Closed)?;
         self.check_online()?;
         log.note_high_watermark(self.high_watermark());
@@ -452,11 +447,37 @@ impl Partition {
         self.leo.send_replace(log.log_end_offset());
     }
 
+    /// Whether this replica still follows `leader` at `epoch`: what a follower's
+    /// fetcher learnt from a leader applies only then. Checked under the log's write
+    /// lock, so a leadership taken up since (and the writes made under it) never meets
+    /// an answer from the leader before: a fetcher whose call to a paused leader
+    /// returns seconds later would otherwise cut the new leader's acknowledged writes.
+    fn check_following(&self, leader: i32, epoch: i32) -> Result<(), PartitionError> {
+        let r = self.replica.lock();
+        if r.role != (Role::Follower { leader }) || r.leader_epoch != epoch {
+            return Err(PartitionError::Closed);
+        }
+        Ok(())
+    }
+
+    /// A follower of `leader` at `epoch` cuts what that leader does not have; refused
+    /// (Closed) once it no longer follows it there.
+    pub fn truncate_as_follower(&self, offset: i64, leader: i32, epoch: i32) -> Result<i64, PartitionError> {
+        self.truncate(offset, Some((leader, epoch)))
+    }
+
     /// A follower cuts what its leader does not have; the high watermark comes down with it.
     pub fn truncate_to(&self, offset: i64) -> Result<i64, PartitionError> {
+        self.truncate(offset, None)
+    }
+
+    fn truncate(&self, offset: i64, following: Option<(i32, i32)>) -> Result<i64, PartitionError> {
         self.check_online()?;
         self.abort_cleaning();
         let mut guard = self.log.write();
+        if let Some((leader, epoch)) = following {
+            self.check_following(leader, epoch)?;
+        }
         let log = guard.take().ok_or(PartitionError::Closed)?;
         // On failure the partition stays closed: its files are in doubt.
         let log = log.truncate_to(offset)?;
@@ -469,11 +490,25 @@ impl Partition {
         Ok(end)
     }
 
-    /// A follower below its leader's log start starts over, empty, at `offset`.
+    /// A follower of `leader` at `epoch` below that leader's log start starts over,
+    /// empty, at `offset`; refused (Closed) once it no longer follows it there.
+    pub fn restart_as_follower(&self, offset: i64, leader: i32, epoch: i32) -> Result<(), PartitionError> {
+        self.restart(offset, Some((leader, epoch)))
+    }
+
+    /// A replica dropped from a partition (or below its leader's log start) starts
+    /// over, empty, at `offset`.
     pub fn restart_at(&self, offset: i64) -> Result<(), PartitionError> {
+        self.restart(offset, None)
+    }
+
+    fn restart(&self, offset: i64, following: Option<(i32, i32)>) -> Result<(), PartitionError> {
         self.check_online()?;
         self.abort_cleaning();
         let mut guard = self.log.write();
+        if let Some((leader, epoch)) = following {
+            self.check_following(leader, epoch)?;
+        }
         let log = guard.take().ok_or(PartitionError::Closed)?;
         let log = log.restart_at(offset)?;
         self.after_write(&log);
@@ -877,5 +912,37 @@ mod tests {
         p.advance_hw(last + 1);
         let told = deposed.await.expect("task");
         assert_eq!(told, Err(karst_protocol::error_codes::NOT_COORDINATOR), "the leadership it was written under ended");
+    }
+
+    /// A follower's fetcher asked its leader where their logs agree; the leader was
+    /// paused, so the answer came seconds later, after this replica had been elected
+    /// leader in its place and had acknowledged writes. The old leader's answer must
+    /// not cut them, nor wipe the log, nor be appended (found by the exactly-once
+    /// checker: transactions committed on the new leader, then truncated away when the
+    /// paused leader resumed).
+    #[test]
+    fn a_leader_refuses_what_its_fetcher_learnt_from_the_leader_before_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = crate::topic_config::effective(&BrokerConfig::default(), &BTreeMap::new());
+        let p = Partition::open(Arc::from("t"), 0, 1, dir.path().join("t-0"), config).expect("open");
+        let batch = || crate::group::encode_batch(&[(Bytes::from_static(b"k"), Some(Bytes::from_static(b"v")))], 0).expect("batch");
+        let epoch = p.leader_epoch();
+        // Following node 3 at the next epoch: its batches are taken.
+        assert!(p.replica.lock().apply(crate::replica::Role::Follower { leader: 3 }, epoch + 1, &[1, 3], &[1, 3], 0));
+        let mut replicated = batch().to_vec();
+        replicated[..8].copy_from_slice(&0i64.to_be_bytes());
+        p.append_replicated(&replicated, 3, epoch + 1, 0).expect("a follower takes its leader's batches");
+        // Elected in node 3's place: this replica writes under its own epoch.
+        assert!(p.replica.lock().apply(crate::replica::Role::Leader, epoch + 2, &[1], &[1, 3], 0));
+        let end = p.append(&batch(), 0).expect("append as leader").last_offset + 1;
+        assert_eq!(end, 2);
+        // What the fetcher of node 3 at the old epoch would do with a late answer.
+        assert!(matches!(p.truncate_as_follower(1, 3, epoch + 1), Err(PartitionError::Closed)));
+        assert!(matches!(p.restart_as_follower(5, 3, epoch + 1), Err(PartitionError::Closed)));
+        assert!(matches!(p.append_replicated(&replicated, 3, epoch + 1, 0), Err(PartitionError::Closed)));
+        assert_eq!(p.log_end_offset(), end, "the leader's write is kept");
+        // While it follows, the same cut is made.
+        assert!(p.replica.lock().apply(crate::replica::Role::Follower { leader: 3 }, epoch + 3, &[1, 3], &[1, 3], 0));
+        assert_eq!(p.truncate_as_follower(1, 3, epoch + 3).expect("truncate"), 1);
     }
 }

@@ -222,9 +222,12 @@ struct Me {
 /// it; if not, it cuts to where its own epochs below it end and asks again (each round
 /// drops an epoch). Taking the leader's end offset alone would keep batches of an epoch
 /// the leader never saw whenever the leader's older epoch ran longer than ours did.
-async fn truncate_for(p: &Arc<Partition>, conn: &mut Conn, epoch: i32) -> Result<(), Stop> {
+async fn truncate_for(p: &Arc<Partition>, conn: &mut Conn, leader: i32, epoch: i32) -> Result<(), Stop> {
     let retry = |e: crate::partition::PartitionError| Stop::Partition(e.to_string());
     loop {
+        if !following(p, leader, epoch) {
+            return Err(Stop::Partition("no longer following this leader at this epoch".into()));
+        }
         let Some(mine) = p.latest_epoch().map_err(retry)? else {
             return Ok(()); // nothing written under any epoch: nothing to cut
         };
@@ -234,7 +237,7 @@ async fn truncate_for(p: &Arc<Partition>, conn: &mut Conn, epoch: i32) -> Result
         let (cut, done) = truncation_point((their_epoch, their_end), ours, p.high_watermark());
         if cut < end {
             let p2 = p.clone();
-            let after = tokio::task::spawn_blocking(move || p2.truncate_to(cut))
+            let after = tokio::task::spawn_blocking(move || p2.truncate_as_follower(cut, leader, epoch))
                 .await
                 .map_err(|e| Stop::Partition(e.to_string()))?
                 .map_err(retry)?;
@@ -493,7 +496,7 @@ impl Fetcher {
     async fn truncate_new(&mut self, conn: &mut Conn) -> Result<(), Stop> {
         let now = Instant::now();
         for x in self.partitions.values_mut().filter(|x| !x.truncated && x.delayed_until.is_none_or(|t| t <= now)) {
-            match truncate_for(&x.f.p, conn, x.f.epoch).await {
+            match truncate_for(&x.f.p, conn, self.leader, x.f.epoch).await {
                 Ok(()) => {
                     x.truncated = true;
                     x.delayed_until = None;
@@ -620,7 +623,7 @@ impl Fetcher {
                     // The leader no longer has what comes next here (retention, DeleteRecords).
                     let start = data.log_start_offset;
                     let p2 = p.clone();
-                    match tokio::task::spawn_blocking(move || p2.restart_at(start)).await {
+                    match tokio::task::spawn_blocking(move || p2.restart_as_follower(start, leader, epoch)).await {
                         Ok(Ok(())) => {
                             warn!(topic = %p.topic, partition = p.index, from = offset, to = start, "below the leader's log start: starting over there")
                         }
@@ -657,8 +660,12 @@ impl Fetcher {
                             return Err(((t.topic_id, p.index), format!("appending replicated batches: {e}")));
                         }
                     }
-                    p.set_local_end(p.log_end_offset());
-                    p.follow_hw(hw);
+                    // The answer may come from a leader this replica no longer
+                    // follows (it has since taken the leadership up itself).
+                    if following(&p, leader, epoch) {
+                        p.set_local_end(p.log_end_offset());
+                        p.follow_hw(hw);
+                    }
                     Ok(())
                 });
             }
