@@ -10,7 +10,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::raw::RawClient;
@@ -48,6 +48,26 @@ impl ProducerContext for Deliveries {
 pub type TxnProducer = BaseProducer<Deliveries>;
 
 pub fn txn_producer(bootstrap: &str, transactional_id: Option<&str>) -> Result<TxnProducer> {
+    let (config, context) = txn_config(bootstrap, transactional_id);
+    Ok(config.create_with_context(context)?)
+}
+
+/// [`txn_producer`] polled by its own thread: delivery reports and librdkafka's log
+/// lines arrive while a transactional call blocks the caller (a [`TxnProducer`]'s
+/// wait until the caller polls again).
+///
+/// Its idle connections close after 10 s: librdkafka (2.12 to 2.14) re-examines a
+/// transactional offset commit that waits for a group coordinator it has cached, but
+/// which is down or was dropped from the cluster's metadata, only when some broker
+/// connection changes state, and would otherwise wait past its timeout for good
+/// (librdkafka issues 5456 and 5511).
+pub fn threaded_txn_producer(bootstrap: &str, transactional_id: Option<&str>) -> Result<ThreadedProducer<Deliveries>> {
+    let (mut config, context) = txn_config(bootstrap, transactional_id);
+    config.set("connections.max.idle.ms", "10000");
+    Ok(config.create_with_context(context)?)
+}
+
+fn txn_config(bootstrap: &str, transactional_id: Option<&str>) -> (ClientConfig, Deliveries) {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", bootstrap).set("acks", "all").set("linger.ms", "0").set("message.timeout.ms", "60000");
     if let Some(id) = transactional_id {
@@ -58,7 +78,7 @@ pub fn txn_producer(bootstrap: &str, transactional_id: Option<&str>) -> Result<T
     if let Ok(contexts) = std::env::var("KARST_CHECKER_DEBUG") {
         config.set("debug", contexts).set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
     }
-    Ok(config.create_with_context(Deliveries { label: transactional_id.unwrap_or_default().to_string(), ..Deliveries::default() })?)
+    (config, Deliveries { label: transactional_id.unwrap_or_default().to_string(), ..Deliveries::default() })
 }
 
 /// Sends `values` (keyed `key`) to topic and waits until all are delivered: a
