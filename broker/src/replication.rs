@@ -669,10 +669,12 @@ impl Fetcher {
                             return Err(((t.topic_id, p.index), format!("appending replicated batches: {e}")));
                         }
                     }
-                    // The answer may come from a leader this replica no longer
-                    // follows (it has since taken the leadership up itself).
+                    // What was appended is in the log whatever the role is now (a
+                    // leadership taken up meanwhile counts it as its durable end), but
+                    // a high watermark from a leader this replica no longer follows
+                    // is not its to take.
+                    p.set_local_end(p.log_end_offset());
                     if following(&p, leader, epoch) {
-                        p.set_local_end(p.log_end_offset());
                         p.follow_hw(hw);
                     }
                     Ok(())
