@@ -619,6 +619,13 @@ fn headers_dropped_timestamps_per_magic() {
         assert_eq!(out[LOG_OVERHEAD + 5] & LOG_APPEND_TIME_BIT, LOG_APPEND_TIME_BIT, "outer attributes");
         let v0 = down_convert(&log, &down(0)).expect("v0").records;
         assert_eq!(v0[LOG_OVERHEAD + 5], codec as u8, "no timestamp type in magic 0");
+        // As a LogAppendTime topic's leader stores a CreateTime batch: the append
+        // time, not any record's, is every message's timestamp.
+        let mut appended = stored(0, codec, 0, &[(0, 5, None, Some(b"a")), (1, 6, None, Some(b"b"))]);
+        let h = karst_batch::log_append_time_header(&appended, 9_000).expect("stamped");
+        karst_batch::stamp_head(&mut appended, &h);
+        let v1 = read_message_set(&down_convert(&appended, &down(1)).expect("v1").records, BIG).expect("read");
+        assert_eq!(v1.iter().map(|r| (r.timestamp, r.log_append_time)).collect::<Vec<_>>(), [(9_000, true); 2], "codec {codec}");
     }
 }
 
