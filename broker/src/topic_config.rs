@@ -202,12 +202,7 @@ const SYNONYMS: &[Spec] = &[
         config_type: TYPE_LIST,
         value: |e| e.log.cleanup_policy.as_str().into(),
     },
-    Spec {
-        name: "compression.type",
-        broker_key: "compression.type",
-        config_type: TYPE_STRING,
-        value: |e| e.compression.as_str().into(),
-    },
+    Spec { name: "compression.type", broker_key: "compression.type", config_type: TYPE_STRING, value: |e| e.compression.as_str().into() },
     Spec {
         name: "compression.gzip.level",
         broker_key: "compression.gzip.level",
@@ -437,7 +432,10 @@ mod tests {
             o.insert(k.to_string(), v.to_string());
         }
         let e = effective(&b, &o);
-        assert_eq!((e.log.timestamp_type, e.compression, e.compression_levels.zstd), (TimestampType::CreateTime, TopicCompression::Zstd, -7));
+        assert_eq!(
+            (e.log.timestamp_type, e.compression, e.compression_levels.zstd),
+            (TimestampType::CreateTime, TopicCompression::Zstd, -7)
+        );
         let ts = find(&describe(&b, &o), "message.timestamp.type");
         assert_eq!((ts.value.as_str(), ts.source), ("CreateTime", SOURCE_TOPIC));
         assert_eq!(ts.synonyms[1], ("log.message.timestamp.type", "LogAppendTime".to_string(), SOURCE_STATIC_BROKER));

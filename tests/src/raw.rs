@@ -311,7 +311,8 @@ impl RawClient {
     pub fn describe_topic_configs(&mut self, topic: &str) -> Result<BTreeMap<String, (String, i8)>> {
         use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
         use kafka_protocol::messages::DescribeConfigsRequest;
-        let resource = DescribeConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_string(topic.to_string()));
+        let resource =
+            DescribeConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_string(topic.to_string()));
         let resp = self.send(&DescribeConfigsRequest::default().with_resources(vec![resource]).with_include_synonyms(true), 4)?;
         let r = resp.results.first().ok_or_else(|| anyhow!("no result"))?;
         if r.error_code != 0 {

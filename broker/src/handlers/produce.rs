@@ -9,8 +9,8 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicName};
 use karst_protocol::error_codes as ec;
 use karst_protocol::message_set::{legacy_magic, up_convert, UpConvertLimits, MAGIC_V0};
-use karst_protocol::records::{keyless_record_message, keyless_records, record_errors_message, validate_produce};
 use karst_protocol::recompress::{recompress_produce, Recompression};
+use karst_protocol::records::{keyless_record_message, keyless_records, record_errors_message, validate_produce};
 use karst_protocol::timestamps::{refuse_log_append_time_batches, settle_timestamps, TimestampLimits};
 use karst_storage::{StorageError, TimestampType};
 use tracing::{debug, warn};

@@ -69,7 +69,10 @@ mod tests {
 
     const T: i64 = 1_700_000_000_000;
 
-    fn records_of(batch: &[u8]) -> Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>, Vec<u8>)> {
+    /// A record as a reader sees it: timestamp, key, value, headers.
+    type Seen = (i64, Option<Vec<u8>>, Option<Vec<u8>>, Vec<u8>);
+
+    fn records_of(batch: &[u8]) -> Vec<Seen> {
         let h = BatchHeader::parse_checked(batch).expect("valid batch");
         let plain = decompress(h.compression(), &batch[HEADER_LEN..], 1 << 24).expect("readable");
         parse_records(&plain, h.record_count)
