@@ -12,7 +12,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest};
 use karst_batch::{build_batch_with_timestamps, BatchHeader, NO_TIMESTAMP};
-use karst_tests::raw::{topic_name, RawClient};
+use karst_tests::raw::{crc32_ieee, frame_v1, legacy_message_set_v1, produce_request, topic_name, RawClient, ReadOutcome};
 use karst_tests::{unique_topic, Broker};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -216,5 +216,47 @@ async fn log_append_time_topics_store_and_answer_the_broker_time() -> Result<()>
     let now = now_ms()?;
     let r = c.produce(&create, 0, build_batch_with_timestamps(0, &[now], now), 9)?;
     ensure!((r.error_code, r.log_append_time_ms) == (0, -1), "CreateTime: {r:?}");
+    Ok(())
+}
+
+/// Produce v2 (Kafka 0.10's, through Karst's legacy codec) of a message set:
+/// (error code, base offset, log_append_time_ms).
+fn produce_v2(c: &mut RawClient, topic: &str, set: Vec<u8>) -> Result<(i16, i64, i64)> {
+    use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+    let mut body = bytes::BytesMut::new();
+    let req = produce_request(topic, 0, set);
+    karst_protocol::legacy::encode_request(&mut body, 2, &RequestKind::Produce(req)).map_err(|e| anyhow!(e))?;
+    let correlation_id = c.correlation_id();
+    c.write_raw(&frame_v1(0, 2, correlation_id, &body))?;
+    let ReadOutcome::Frame(frame) = c.read_frame()? else { bail!("connection closed on Produce v2") };
+    ensure!(frame.len() >= 4 && frame[..4] == correlation_id.to_be_bytes(), "correlation id");
+    let resp = karst_protocol::legacy::decode_response(ApiKey::Produce, 2, frame.slice(4..)).map_err(|e| anyhow!(e))?;
+    let ResponseKind::Produce(resp) = resp else { bail!("not a Produce response") };
+    let p = resp.responses.first().and_then(|t| t.partition_responses.first()).context("no partition")?;
+    Ok((p.error_code, p.base_offset, p.log_append_time_ms))
+}
+
+/// Message format v1 from a pre-0.11 producer (Produce v2), up-converted: stamped
+/// with the append time on a LogAppendTime topic, answered in Produce v2's
+/// `log_append_time_ms`, and refused when the producer claims LogAppendTime itself.
+#[test]
+fn log_append_time_topics_stamp_and_answer_legacy_producers() -> Result<()> {
+    let broker = Broker::start(&[])?;
+    let mut c = RawClient::connect(broker.addr())?;
+    let topic = unique_topic("ts-log-append-legacy");
+    c.create_topic(&topic, 1, &[("message.timestamp.type", "LogAppendTime")])?;
+    let before = now_ms()?;
+    let (code, base, time) = produce_v2(&mut c, &topic, legacy_message_set_v1(Some(b"k"), Some(b"v"), 5))?;
+    let after = now_ms()?;
+    ensure!((code, base) == (0, 0), "Produce v2: error {code} at {base}");
+    ensure!((before..=after).contains(&time), "log_append_time_ms {time} outside [{before}, {after}]");
+    let stored = fetch_all(&mut c, &topic)?;
+    let h = BatchHeader::parse_checked(&stored).context("a valid stored batch")?;
+    ensure!(h.is_log_append_time() && h.max_timestamp == time, "stored {h:?}");
+    let mut claims = legacy_message_set_v1(None, Some(b"v"), 5);
+    claims[17] |= 0x08; // the message's attributes: LogAppendTime
+    let crc = crc32_ieee(&claims[16..]);
+    claims[12..16].copy_from_slice(&crc.to_be_bytes());
+    ensure!(produce_v2(&mut c, &topic, claims)?.0 == INVALID_TIMESTAMP, "a producer's LogAppendTime message");
     Ok(())
 }

@@ -247,6 +247,9 @@ fn append_to(
         Some(_) => {
             let limits = UpConvertLimits { max_message_bytes: max, max_decompressed: b.config.socket_request_max_bytes };
             let up = up_convert(&records, &limits).map_err(|e| Failure::with(e.error_code(), e.message()))?;
+            if up.claims_log_append_time && config.log.timestamp_type == TimestampType::LogAppendTime {
+                return Err(Failure::with(ec::INVALID_TIMESTAMP, "producers must not set the timestamp type to LogAppendTime".into()));
+            }
             if up.dropped_trailing_bytes > 0 {
                 debug!(
                     topic,
