@@ -882,13 +882,19 @@ fn a_log_append_time_log_stamps_leader_appends_and_keeps_replicated_bytes() {
     }
     assert_eq!(log.find_batch_by_timestamp(10_101).expect("find").as_deref(), Some(&stored[11][..]), "by append time");
     assert_eq!(log.max_timestamp(), 20_000);
+    // Kafka's validator stamps control batches too.
+    let marker = log.append_marker(7, 0, 0, true, 3, 30_000).expect("a marker");
+    let stored = read_all(&log);
+    let h = BatchHeader::parse_checked(stored.last().expect("the marker")).expect("valid");
+    assert!(h.is_control() && h.is_log_append_time());
+    assert_eq!((h.base_offset, h.max_timestamp), (marker.base_offset, 30_000));
 
     // A follower of a LogAppendTime topic stores exactly what its leader stored.
     let follower_dir = tempfile::tempdir().expect("tempdir");
     let mut follower = Log::open(follower_dir.path(), cfg).expect("open");
-    let all: Vec<u8> = stored.concat();
+    let all: Vec<u8> = read_all(&log).concat();
     follower.append_replicated(&all, 99_999).expect("replicated");
-    assert_eq!(read_all(&follower), stored);
+    assert_eq!(read_all(&follower), read_all(&log));
 
     // A batch whose CRC does not match is refused, not stamped valid.
     let mut bad = batch(1, 1, 10, 1);
