@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use karst_storage::{CleanupPolicy, DirtyRatio};
+use karst_protocol::recompress::{level_is_valid, CompressionLevels, TopicCompression};
+use karst_storage::{CleanupPolicy, DirtyRatio, TimestampType};
 use thiserror::Error;
 
 /// A configuration value that cannot be used; start-up stops with it.
@@ -67,6 +68,13 @@ pub struct BrokerConfig {
     /// `log.message.downconversion.enable`: default of topics'
     /// `message.downconversion.enable` (Fetch v0-v3 consumers served by conversion).
     pub log_message_downconversion_enable: bool,
+    /// `log.message.timestamp.type`: default of topics' `message.timestamp.type`.
+    pub log_message_timestamp_type: TimestampType,
+    /// `compression.type`: default of topics' `compression.type` (`producer`).
+    pub compression_type: TopicCompression,
+    /// `compression.gzip.level`, `compression.lz4.level`, `compression.zstd.level`:
+    /// defaults of the topic configs of the same names.
+    pub compression_levels: CompressionLevels,
     /// `fetch.max.bytes`: cap on one fetch response, whatever the client asks.
     pub fetch_max_bytes: usize,
     /// `log.segment.bytes`
@@ -219,6 +227,9 @@ impl Default for BrokerConfig {
             log_message_timestamp_before_max_ms: i64::MAX,
             log_message_timestamp_after_max_ms: 3_600_000,
             log_message_downconversion_enable: true,
+            log_message_timestamp_type: TimestampType::CreateTime,
+            compression_type: TopicCompression::Producer,
+            compression_levels: CompressionLevels::default(),
             fetch_max_bytes: 55 * 1024 * 1024,
             log_segment_bytes: 1 << 30,
             log_roll_ms: Some(7 * 24 * 3600 * 1000),
@@ -296,6 +307,16 @@ fn positive<T: PartialOrd + Default>(key: &str, value: &str, v: T) -> Result<T, 
         Ok(v)
     } else {
         Err(invalid(key, value, "must be positive"))
+    }
+}
+
+/// A codec's compression level, in the range Kafka accepts for `key`.
+fn level(key: &str, value: &str) -> Result<i32, ConfigError> {
+    let v = parse(key, value)?;
+    if level_is_valid(key, v) {
+        Ok(v)
+    } else {
+        Err(invalid(key, value, "outside the levels Kafka accepts for this codec"))
     }
 }
 
@@ -473,6 +494,11 @@ impl BrokerConfig {
         "log.message.timestamp.before.max.ms",
         "log.message.timestamp.after.max.ms",
         "log.message.downconversion.enable",
+        "log.message.timestamp.type",
+        "compression.type",
+        "compression.gzip.level",
+        "compression.lz4.level",
+        "compression.zstd.level",
         "fetch.max.bytes",
         "log.segment.bytes",
         "log.roll.ms",
@@ -566,6 +592,17 @@ impl BrokerConfig {
             "log.message.timestamp.before.max.ms" => self.log_message_timestamp_before_max_ms = non_negative(key, v)?,
             "log.message.timestamp.after.max.ms" => self.log_message_timestamp_after_max_ms = non_negative(key, v)?,
             "log.message.downconversion.enable" => self.log_message_downconversion_enable = parse(key, v)?,
+            "log.message.timestamp.type" => {
+                self.log_message_timestamp_type =
+                    TimestampType::parse(v).ok_or_else(|| invalid(key, v, "must be CreateTime or LogAppendTime"))?
+            }
+            "compression.type" => {
+                self.compression_type = TopicCompression::parse(v)
+                    .ok_or_else(|| invalid(key, v, "must be one of uncompressed, zstd, lz4, snappy, gzip, producer"))?
+            }
+            "compression.gzip.level" => self.compression_levels.gzip = level(key, v)?,
+            "compression.lz4.level" => self.compression_levels.lz4 = level(key, v)?,
+            "compression.zstd.level" => self.compression_levels.zstd = level(key, v)?,
             "fetch.max.bytes" => self.fetch_max_bytes = positive(key, v, parse(key, v)?)?,
             "log.segment.bytes" => self.log_segment_bytes = positive(key, v, parse(key, v)?)?,
             "log.roll.ms" => self.log_roll_ms = optional_i64(key, v)?.map(|x| x as u64),
@@ -759,6 +796,11 @@ impl BrokerConfig {
             ("log.message.timestamp.before.max.ms", self.log_message_timestamp_before_max_ms.to_string()),
             ("log.message.timestamp.after.max.ms", self.log_message_timestamp_after_max_ms.to_string()),
             ("log.message.downconversion.enable", self.log_message_downconversion_enable.to_string()),
+            ("log.message.timestamp.type", self.log_message_timestamp_type.as_str().to_string()),
+            ("compression.type", self.compression_type.as_str().to_string()),
+            ("compression.gzip.level", self.compression_levels.gzip.to_string()),
+            ("compression.lz4.level", self.compression_levels.lz4.to_string()),
+            ("compression.zstd.level", self.compression_levels.zstd.to_string()),
             ("fetch.max.bytes", self.fetch_max_bytes.to_string()),
             ("log.segment.bytes", self.log_segment_bytes.to_string()),
             ("log.roll.ms", opt(self.log_roll_ms.map(|v| v as i64))),
@@ -972,6 +1014,26 @@ mod tests {
         assert!(c.set("log.message.timestamp.after.max.ms", "-1").is_err());
         c.set("log.message.timestamp.before.max.ms", "60000").expect("valid");
         assert_eq!(c.log_message_timestamp_before_max_ms, 60_000);
+    }
+
+    #[test]
+    fn timestamp_type_and_compression_defaults_take_kafkas_values_only() {
+        let mut c = BrokerConfig::default();
+        c.set("log.message.timestamp.type", "LogAppendTime").expect("valid");
+        assert_eq!(c.log_message_timestamp_type, TimestampType::LogAppendTime);
+        assert!(c.set("log.message.timestamp.type", "AppendTime").is_err());
+        c.set("compression.type", "zstd").expect("valid");
+        assert_eq!(c.compression_type, TopicCompression::Zstd);
+        assert!(c.set("compression.type", "none").is_err(), "the topic-side name is uncompressed");
+        c.set("compression.zstd.level", "-5").expect("negative zstd levels are fast ones");
+        c.set("compression.gzip.level", "-1").expect("zlib's default");
+        for (k, v) in [("compression.gzip.level", "0"), ("compression.lz4.level", "18"), ("compression.zstd.level", "23")] {
+            assert!(c.set(k, v).is_err(), "{k}={v}");
+        }
+        assert_eq!(c.compression_levels, CompressionLevels { gzip: -1, lz4: 9, zstd: -5 });
+        let printed = c.describe();
+        assert!(printed.contains(&("compression.type", "zstd".to_string())));
+        assert!(printed.contains(&("log.message.timestamp.type", "LogAppendTime".to_string())));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use karst_storage::{CleanupPolicy, DirtyRatio, LogConfig};
+use karst_protocol::recompress::{level_is_valid, CompressionLevels, TopicCompression};
+use karst_storage::{CleanupPolicy, DirtyRatio, LogConfig, TimestampType};
 
 use crate::config::BrokerConfig;
 
@@ -28,14 +29,20 @@ pub fn validate(key: &str, value: &str) -> Result<(), String> {
             Some(_) => Ok(()),
             None => Err(format!("`{value}` is not a cleanup policy (a list of `delete` and `compact`)")),
         },
-        "compression.type" => match value {
-            "producer" => Ok(()),
-            _ => Err("only compression.type=producer is supported: the broker stores batches as producers compress them".into()),
+        "compression.type" => match TopicCompression::parse(value) {
+            Some(_) => Ok(()),
+            None => Err(format!("`{value}` is not one of uncompressed, zstd, lz4, snappy, gzip, producer")),
         },
-        "message.timestamp.type" => match value {
-            "CreateTime" => Ok(()),
-            "LogAppendTime" => Err("LogAppendTime is not supported yet".into()),
-            _ => Err(format!("`{value}` is not a timestamp type")),
+        "compression.gzip.level" | "compression.lz4.level" | "compression.zstd.level" => {
+            let v = int_in(value, i32::MIN.into(), i32::MAX.into())?;
+            match i32::try_from(v).is_ok_and(|v| level_is_valid(key, v)) {
+                true => Ok(()),
+                false => Err(format!("{v} is not a level Kafka accepts for this codec")),
+            }
+        }
+        "message.timestamp.type" => match TimestampType::parse(value) {
+            Some(_) => Ok(()),
+            None => Err(format!("`{value}` is not CreateTime or LogAppendTime")),
         },
         "message.downconversion.enable" | "unclean.leader.election.enable" => {
             value.parse::<bool>().map(|_| ()).map_err(|_| format!("`{value}` is not a boolean"))
@@ -102,6 +109,10 @@ pub struct TopicConfig {
     /// `message.downconversion.enable`: Fetch v0-v3 consumers are served by
     /// converting to message format v0/v1; off, they get UNSUPPORTED_VERSION.
     pub downconversion_enable: bool,
+    /// `compression.type`: the codec the leader stores batches in.
+    pub compression: TopicCompression,
+    /// `compression.gzip.level`, `compression.lz4.level`, `compression.zstd.level`.
+    pub compression_levels: CompressionLevels,
     pub log: LogConfig,
 }
 
@@ -136,13 +147,24 @@ pub fn effective(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) ->
             .get("min.cleanable.dirty.ratio")
             .and_then(|v| ratio(v).ok())
             .unwrap_or(broker.log_cleaner_min_cleanable_ratio),
+        timestamp_type: overrides
+            .get("message.timestamp.type")
+            .and_then(|v| TimestampType::parse(v))
+            .unwrap_or(broker.log_message_timestamp_type),
     };
+    let levels = broker.compression_levels;
     TopicConfig {
         max_message_bytes: get(overrides, "max.message.bytes").unwrap_or(broker.message_max_bytes),
         min_insync_replicas: get(overrides, "min.insync.replicas").unwrap_or(broker.min_insync_replicas),
         timestamp_before_max_ms: get(overrides, "message.timestamp.before.max.ms").unwrap_or(broker.log_message_timestamp_before_max_ms),
         timestamp_after_max_ms: get(overrides, "message.timestamp.after.max.ms").unwrap_or(broker.log_message_timestamp_after_max_ms),
         downconversion_enable: get(overrides, "message.downconversion.enable").unwrap_or(broker.log_message_downconversion_enable),
+        compression: overrides.get("compression.type").and_then(|v| TopicCompression::parse(v)).unwrap_or(broker.compression_type),
+        compression_levels: CompressionLevels {
+            gzip: get(overrides, "compression.gzip.level").unwrap_or(levels.gzip),
+            lz4: get(overrides, "compression.lz4.level").unwrap_or(levels.lz4),
+            zstd: get(overrides, "compression.zstd.level").unwrap_or(levels.zstd),
+        },
         log,
     }
 }
@@ -180,7 +202,25 @@ const SYNONYMS: &[Spec] = &[
         config_type: TYPE_LIST,
         value: |e| e.log.cleanup_policy.as_str().into(),
     },
-    Spec { name: "compression.type", broker_key: "compression.type", config_type: TYPE_STRING, value: |_| "producer".into() },
+    Spec { name: "compression.type", broker_key: "compression.type", config_type: TYPE_STRING, value: |e| e.compression.as_str().into() },
+    Spec {
+        name: "compression.gzip.level",
+        broker_key: "compression.gzip.level",
+        config_type: TYPE_INT,
+        value: |e| e.compression_levels.gzip.to_string(),
+    },
+    Spec {
+        name: "compression.lz4.level",
+        broker_key: "compression.lz4.level",
+        config_type: TYPE_INT,
+        value: |e| e.compression_levels.lz4.to_string(),
+    },
+    Spec {
+        name: "compression.zstd.level",
+        broker_key: "compression.zstd.level",
+        config_type: TYPE_INT,
+        value: |e| e.compression_levels.zstd.to_string(),
+    },
     Spec {
         name: "delete.retention.ms",
         broker_key: "log.cleaner.delete.retention.ms",
@@ -216,7 +256,7 @@ const SYNONYMS: &[Spec] = &[
         name: "message.timestamp.type",
         broker_key: "log.message.timestamp.type",
         config_type: TYPE_STRING,
-        value: |_| "CreateTime".into(),
+        value: |e| e.log.timestamp_type.as_str().into(),
     },
     Spec {
         name: "max.compaction.lag.ms",
@@ -361,6 +401,52 @@ mod tests {
         assert_eq!(default_value("cleanup.policy").as_deref(), Some("delete"));
         for bad in [("cleanup.policy", "compact,"), ("min.cleanable.dirty.ratio", "1.1"), ("max.compaction.lag.ms", "0")] {
             assert!(validate(bad.0, bad.1).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn timestamp_type_and_compression_are_described_from_the_topic_then_the_broker() {
+        let mut b = BrokerConfig::default();
+        let d = describe(&b, &BTreeMap::new());
+        let find = |d: &[Described], n: &str| d.iter().find(|x| x.name == n).cloned().expect("described");
+        for (name, value, t) in [
+            ("message.timestamp.type", "CreateTime", TYPE_STRING),
+            ("compression.type", "producer", TYPE_STRING),
+            ("compression.gzip.level", "-1", TYPE_INT),
+            ("compression.lz4.level", "9", TYPE_INT),
+            ("compression.zstd.level", "3", TYPE_INT),
+        ] {
+            let x = find(&d, name);
+            assert_eq!((x.value.as_str(), x.source, x.config_type), (value, SOURCE_DEFAULT, t), "{name}");
+        }
+        assert_eq!(find(&d, "message.timestamp.type").synonyms[0].0, "log.message.timestamp.type");
+        b.set("log.message.timestamp.type", "LogAppendTime").expect("broker default");
+        b.set("compression.type", "gzip").expect("broker default");
+        let e = effective(&b, &BTreeMap::new());
+        assert_eq!((e.log.timestamp_type, e.compression), (TimestampType::LogAppendTime, TopicCompression::Gzip));
+        let d = describe(&b, &BTreeMap::new());
+        assert_eq!(find(&d, "compression.type").source, SOURCE_STATIC_BROKER);
+        let mut o = BTreeMap::new();
+        for (k, v) in [("message.timestamp.type", "CreateTime"), ("compression.type", "zstd"), ("compression.zstd.level", "-7")] {
+            assert_eq!(validate(k, v), Ok(()), "{k}={v}");
+            o.insert(k.to_string(), v.to_string());
+        }
+        let e = effective(&b, &o);
+        assert_eq!(
+            (e.log.timestamp_type, e.compression, e.compression_levels.zstd),
+            (TimestampType::CreateTime, TopicCompression::Zstd, -7)
+        );
+        let ts = find(&describe(&b, &o), "message.timestamp.type");
+        assert_eq!((ts.value.as_str(), ts.source), ("CreateTime", SOURCE_TOPIC));
+        assert_eq!(ts.synonyms[1], ("log.message.timestamp.type", "LogAppendTime".to_string(), SOURCE_STATIC_BROKER));
+        for (k, v) in [
+            ("message.timestamp.type", "logappendtime"),
+            ("compression.type", "none"),
+            ("compression.gzip.level", "10"),
+            ("compression.lz4.level", "0"),
+            ("compression.zstd.level", "99999999999"),
+        ] {
+            assert!(validate(k, v).is_err(), "{k}={v}");
         }
     }
 

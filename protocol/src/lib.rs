@@ -8,6 +8,7 @@ pub mod fetch_frames;
 pub mod framing;
 pub mod legacy;
 pub mod message_set;
+pub mod recompress;
 pub mod records;
 pub mod timestamps;
 

@@ -107,6 +107,22 @@ pub fn settle_timestamps(records: Bytes, limits: &TimestampLimits) -> Result<Byt
     Ok(fixed.freeze())
 }
 
+/// A LogAppendTime topic takes no timestamp from producers, so the KIP-937 window
+/// does not apply and headers are not fixed (the leader stamps its own time). Only a
+/// batch that already claims LogAppendTime is refused with INVALID_TIMESTAMP, as
+/// Kafka's `LogValidator.validateTimestamp` refuses it on such a topic.
+pub fn refuse_log_append_time_batches(records: &[u8]) -> Result<(), RecordsError> {
+    let mut pos = 0;
+    while pos < records.len() {
+        let h = BatchHeader::parse(&records[pos..]).map_err(RecordsError::Corrupt)?;
+        if h.is_log_append_time() {
+            return Err(RecordsError::InvalidTimestamp("producers must not set the timestamp type to LogAppendTime".into()));
+        }
+        pos += h.total_len();
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +196,21 @@ mod tests {
         set_crc(&mut b);
         let e = settle_timestamps(Bytes::from(b), &open(3_600_000)).expect_err("no timestamp at all");
         assert_eq!(e.error_code(), error_codes::INVALID_TIMESTAMP);
+    }
+
+    #[test]
+    fn a_log_append_time_topic_skips_the_window_and_refuses_producer_log_append_time() {
+        let ancient = build_batch_with_timestamps(0, &[5, 6], NO_TIMESTAMP);
+        let mut both = ancient.clone();
+        both.extend(build_batch_with_timestamps(0, &[NOW + 10_000_000], NOW + 10_000_000));
+        assert_eq!(refuse_log_append_time_batches(&both), Ok(()), "no window: the broker's clock is stored");
+        let mut lat = build_batch_with_timestamps(0, &[NOW], NOW);
+        lat[22] |= 0x08;
+        set_crc(&mut lat);
+        let mut mixed = ancient;
+        mixed.extend(&lat);
+        assert_eq!(refuse_log_append_time_batches(&mixed).map_err(|e| e.error_code()), Err(error_codes::INVALID_TIMESTAMP));
+        assert!(refuse_log_append_time_batches(&mixed[..mixed.len() - 3]).is_err(), "a cut batch");
     }
 
     fn set_crc(b: &mut [u8]) {

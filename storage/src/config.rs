@@ -27,6 +27,9 @@ pub struct LogConfig {
     pub max_compaction_lag_ms: i64,
     /// `min.cleanable.dirty.ratio`: clean once the uncleaned share of the log exceeds it.
     pub min_cleanable_dirty_ratio: DirtyRatio,
+    /// `message.timestamp.type`: with LogAppendTime, a leader's append stamps every
+    /// batch with its own clock.
+    pub timestamp_type: TimestampType,
 }
 
 impl Default for LogConfig {
@@ -43,6 +46,7 @@ impl Default for LogConfig {
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
             min_cleanable_dirty_ratio: DirtyRatio::HALF,
+            timestamp_type: TimestampType::CreateTime,
         }
     }
 }
@@ -99,6 +103,35 @@ impl CleanupPolicy {
     }
 }
 
+/// `message.timestamp.type`: whose clock a batch's timestamps are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimestampType {
+    /// The producer's: batches are stored with the timestamps they were sent with.
+    #[default]
+    CreateTime,
+    /// The leader's: each batch's max timestamp is the time it was appended, and
+    /// its attributes say so.
+    LogAppendTime,
+}
+
+impl TimestampType {
+    /// Kafka's names, which it compares case-sensitively.
+    pub fn parse(value: &str) -> Option<TimestampType> {
+        match value.trim() {
+            "CreateTime" => Some(TimestampType::CreateTime),
+            "LogAppendTime" => Some(TimestampType::LogAppendTime),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimestampType::CreateTime => "CreateTime",
+            TimestampType::LogAppendTime => "LogAppendTime",
+        }
+    }
+}
+
 /// `min.cleanable.dirty.ratio`: a number in [0, 1] (never NaN, so it is `Eq`).
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
 pub struct DirtyRatio(f64);
@@ -135,6 +168,15 @@ mod tests {
         for p in [CleanupPolicy::DELETE, CleanupPolicy::COMPACT, CleanupPolicy::COMPACT_DELETE] {
             assert_eq!(CleanupPolicy::parse(p.as_str()), Some(p));
         }
+    }
+
+    #[test]
+    fn timestamp_types_have_kafkas_names() {
+        for t in [TimestampType::CreateTime, TimestampType::LogAppendTime] {
+            assert_eq!(TimestampType::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(TimestampType::parse("logappendtime"), None, "Kafka's ValidString is case-sensitive");
+        assert_eq!(TimestampType::default(), TimestampType::CreateTime);
     }
 
     #[test]

@@ -25,7 +25,7 @@ mod time_index;
 mod txn_index;
 
 pub use cleaner::{CleanStats, CleanTask, Cleanable, Cleaned, CleanerConfig, CleanerIo, Throttler};
-pub use config::{CleanupPolicy, DirtyRatio, LogConfig};
+pub use config::{CleanupPolicy, DirtyRatio, LogConfig, TimestampType};
 pub use errors::{StorageError, StorageResult};
 pub use health::{sync_together, FlushTarget};
 pub use leader_epochs::{LeaderEpochs, UNDEFINED_EPOCH_END};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use karst_batch::records::{end_txn_marker_batch, EndTxnMarker};
-use karst_batch::{BatchError, BatchHeader};
+use karst_batch::{log_append_time_header, BatchError, BatchHeader};
 
 use crate::checkpoint;
 use crate::faults::is_no_space;
@@ -20,7 +20,7 @@ use crate::segment::Segment;
 use crate::snapshot;
 use crate::swap;
 use crate::txn_index::{self, AbortedTxn, TxnIndex};
-use crate::{LogConfig, StorageError, StorageResult};
+use crate::{LogConfig, StorageError, StorageResult, TimestampType};
 
 /// Decompressed bytes a control batch may take (Kafka writes them uncompressed,
 /// one record of a few bytes).
@@ -397,7 +397,7 @@ impl Log {
 
     fn append_from(&mut self, batches: &[u8], leader_epoch: i32, now_ms: i64, origin: Origin) -> StorageResult<AppendInfo> {
         self.health.check()?;
-        let (headers, next_offset, max_timestamp) = self.headers(batches, Some(leader_epoch))?;
+        let (headers, next_offset, max_timestamp) = self.headers(batches, Some(leader_epoch), now_ms)?;
         let mut pending = self.producers.begin(origin);
         for (pos, h) in &headers {
             let marker = match h.is_control() {
@@ -452,7 +452,7 @@ impl Log {
     /// without re-validating sequences.
     pub fn append_replicated(&mut self, batches: &[u8], now_ms: i64) -> StorageResult<AppendInfo> {
         self.health.check()?;
-        let (headers, next_offset, max_timestamp) = self.headers(batches, None)?;
+        let (headers, next_offset, max_timestamp) = self.headers(batches, None, now_ms)?;
         for (pos, _) in &headers {
             BatchHeader::parse_checked(&batches[*pos..])?;
         }
@@ -467,11 +467,13 @@ impl Log {
     }
 
     /// Parses the batches of an append. With `assign`, offsets from the log end and
-    /// that leader epoch are given to them; without, their own offsets must be at or
-    /// past the log end and increase. Returns the headers by position, the next log
-    /// end and the max timestamp.
+    /// that leader epoch are given to them, and on a LogAppendTime log the time
+    /// `now_ms` (every batch, control batches too, as Kafka's log validator stamps
+    /// them); without, their own offsets must be at or past the log end and
+    /// increase, and they keep their bytes. Returns the headers by position, the
+    /// next log end and the max timestamp.
     #[allow(clippy::type_complexity)]
-    fn headers(&self, batches: &[u8], assign: Option<i32>) -> StorageResult<(Vec<(usize, BatchHeader)>, i64, i64)> {
+    fn headers(&self, batches: &[u8], assign: Option<i32>, now_ms: i64) -> StorageResult<(Vec<(usize, BatchHeader)>, i64, i64)> {
         if batches.is_empty() {
             return Err(StorageError::Batch(BatchError::Invalid("no record batch to append")));
         }
@@ -483,6 +485,9 @@ impl Log {
             let mut h = BatchHeader::parse(&batches[pos..])?;
             match assign {
                 Some(epoch) => {
+                    if self.config.timestamp_type == TimestampType::LogAppendTime {
+                        h = log_append_time_header(&batches[pos..], now_ms)?;
+                    }
                     h.base_offset = next_offset;
                     h.partition_leader_epoch = epoch;
                 }

@@ -851,3 +851,54 @@ fn closed_segments_keep_no_descriptor_and_still_read() {
     assert!(log.closed.values().all(|s| s.file().is_err()), "a reopened closed segment holds no descriptor");
     assert_eq!(read_all(&log), written);
 }
+
+/// `message.timestamp.type=LogAppendTime`: the leader's append stamps each batch with
+/// its clock (time index and lookups follow it); a follower stores the leader's bytes.
+#[test]
+fn a_log_append_time_log_stamps_leader_appends_and_keeps_replicated_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = LogConfig { index_interval_bytes: 64, timestamp_type: crate::TimestampType::LogAppendTime, ..tiny() };
+    let mut log = Log::open(dir.path(), cfg.clone()).expect("open");
+    let mut sent = Vec::new();
+    for i in 0..30i64 {
+        // Create times run backwards; append times forwards.
+        let b = batch(2, 50_000 - i, 60, i as u64);
+        let info = log.append(&b, 3, 10_000 + 10 * i).expect("append");
+        assert_eq!(info.max_timestamp, 10_000 + 10 * i);
+        sent.push(b);
+    }
+    let idem = pbatch(1, 7, 0, 0);
+    let info = log.append(&idem, 3, 20_000).expect("idempotent append");
+    let retry = log.append(&idem, 3, 25_000).expect("retried");
+    assert!(retry.duplicate);
+    assert_eq!((retry.base_offset, retry.max_timestamp), (info.base_offset, 20_000), "a retry answers with the original append time");
+    let stored = read_all(&log);
+    assert_eq!(stored.len(), 31);
+    for (i, (b, original)) in stored.iter().zip(&sent).enumerate() {
+        let h = BatchHeader::parse_checked(b).expect("CRC valid on disk");
+        assert!(h.is_log_append_time());
+        assert_eq!((h.max_timestamp, h.base_timestamp), (10_000 + 10 * i as i64, 50_000 - i as i64));
+        assert_eq!(&b[karst_batch::STAMPED_HEAD_LEN..], &original[karst_batch::STAMPED_HEAD_LEN..], "records as sent");
+    }
+    assert_eq!(log.find_batch_by_timestamp(10_101).expect("find").as_deref(), Some(&stored[11][..]), "by append time");
+    assert_eq!(log.max_timestamp(), 20_000);
+    // Kafka's validator stamps control batches too.
+    let marker = log.append_marker(7, 0, 0, true, 3, 30_000).expect("a marker");
+    let stored = read_all(&log);
+    let h = BatchHeader::parse_checked(stored.last().expect("the marker")).expect("valid");
+    assert!(h.is_control() && h.is_log_append_time());
+    assert_eq!((h.base_offset, h.max_timestamp), (marker.base_offset, 30_000));
+
+    // A follower of a LogAppendTime topic stores exactly what its leader stored.
+    let follower_dir = tempfile::tempdir().expect("tempdir");
+    let mut follower = Log::open(follower_dir.path(), cfg).expect("open");
+    let all: Vec<u8> = read_all(&log).concat();
+    follower.append_replicated(&all, 99_999).expect("replicated");
+    assert_eq!(read_all(&follower), read_all(&log));
+
+    // A batch whose CRC does not match is refused, not stamped valid.
+    let mut bad = batch(1, 1, 10, 1);
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert!(matches!(log.append(&bad, 3, 1), Err(StorageError::Batch(karst_batch::BatchError::CrcMismatch { .. }))));
+}

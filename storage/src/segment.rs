@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
-use karst_batch::{set_base_offset, set_partition_leader_epoch, BatchHeader};
+use karst_batch::{stamp_head, BatchHeader, STAMPED_HEAD_LEN};
 use memmap2::Mmap;
 
 use crate::faults::{self, Point};
@@ -28,18 +28,18 @@ use crate::{LogConfig, StorageError, StorageResult};
 /// Kafka's "no timestamp".
 const NO_TIMESTAMP: i64 = -1;
 
-/// Bytes at the start of a batch that an append rewrites: base offset, batch
-/// length and partition leader epoch (all outside the CRC).
-const REWRITTEN: usize = 16;
+/// Bytes at the start of a batch that an append rewrites: base offset and partition
+/// leader epoch (outside the CRC), and on a LogAppendTime log the CRC, attributes
+/// and max timestamp too.
+const REWRITTEN: usize = STAMPED_HEAD_LEN;
 
-/// The first [`REWRITTEN`] bytes of the batch at `pos`, with `h`'s base offset and epoch.
+/// The first [`REWRITTEN`] bytes of the batch at `pos`, with `h`'s fields.
 fn rewritten_head(bytes: &[u8], pos: usize, h: &BatchHeader) -> [u8; REWRITTEN] {
     let mut head = [0u8; REWRITTEN];
     if let Some(src) = bytes.get(pos..pos + REWRITTEN) {
         head.copy_from_slice(src);
     }
-    set_base_offset(&mut head, h.base_offset);
-    set_partition_leader_epoch(&mut head, h.partition_leader_epoch);
+    stamp_head(&mut head, h);
     head
 }
 

@@ -306,6 +306,41 @@ impl RawClient {
         }
         Ok(t.topic_id)
     }
+
+    /// DescribeConfigs v4 of `topic`: (value, source) of every config by name.
+    pub fn describe_topic_configs(&mut self, topic: &str) -> Result<BTreeMap<String, (String, i8)>> {
+        use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+        use kafka_protocol::messages::DescribeConfigsRequest;
+        let resource =
+            DescribeConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_string(topic.to_string()));
+        let resp = self.send(&DescribeConfigsRequest::default().with_resources(vec![resource]).with_include_synonyms(true), 4)?;
+        let r = resp.results.first().ok_or_else(|| anyhow!("no result"))?;
+        if r.error_code != 0 {
+            bail!("DescribeConfigs {topic}: error {}", r.error_code);
+        }
+        Ok(r.configs
+            .iter()
+            .map(|c| (c.name.to_string(), (c.value.as_ref().map(|v| v.to_string()).unwrap_or_default(), c.config_source)))
+            .collect())
+    }
+
+    /// IncrementalAlterConfigs v1 of one config of `topic` (`op`: 0 SET, 1 DELETE,
+    /// 2 APPEND, 3 SUBTRACT); returns the error code.
+    pub fn alter_topic_config(&mut self, topic: &str, key: &str, op: i8, value: Option<&str>) -> Result<i16> {
+        use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+        use kafka_protocol::messages::IncrementalAlterConfigsRequest;
+        let config = AlterableConfig::default()
+            .with_name(StrBytes::from_string(key.to_string()))
+            .with_config_operation(op)
+            .with_value(value.map(|v| StrBytes::from_string(v.to_string())));
+        let resource = AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_string(topic.to_string()))
+            .with_configs(vec![config]);
+        let resp = self.send(&IncrementalAlterConfigsRequest::default().with_resources(vec![resource]), 1)?;
+        Ok(resp.responses.first().ok_or_else(|| anyhow!("no response"))?.error_code)
+    }
+
     /// The offsets `group` has committed for `partitions` of `topic` (OffsetFetch at the
     /// highest common version up to v7, the last with a single group per request), as
     /// partition → offset, -1 where nothing is committed. Fails on any error code.

@@ -544,45 +544,13 @@ fn replicas_of_a_compacted_topic_clean_their_own_copies_and_agree() -> Result<()
     Ok(())
 }
 
-/// DescribeConfigs v4 of `topic`: (name, value, source) of every config.
-fn describe(raw: &mut RawClient, topic: &str) -> Result<BTreeMap<String, (String, i8)>> {
-    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-    use kafka_protocol::messages::DescribeConfigsRequest;
-    use kafka_protocol::protocol::StrBytes;
-    let resource = DescribeConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_string(topic.to_string()));
-    let resp = raw.send(&DescribeConfigsRequest::default().with_resources(vec![resource]).with_include_synonyms(true), 4)?;
-    let r = resp.results.first().ok_or_else(|| anyhow!("no result"))?;
-    ensure!(r.error_code == 0, "DescribeConfigs {topic}: error {}", r.error_code);
-    Ok(r.configs
-        .iter()
-        .map(|c| (c.name.to_string(), (c.value.as_ref().map(|v| v.to_string()).unwrap_or_default(), c.config_source)))
-        .collect())
-}
-
-/// IncrementalAlterConfigs v1 of one topic config; returns the error code.
-fn alter(raw: &mut RawClient, topic: &str, key: &str, op: i8, value: Option<&str>) -> Result<i16> {
-    use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
-    use kafka_protocol::messages::IncrementalAlterConfigsRequest;
-    use kafka_protocol::protocol::StrBytes;
-    let config = AlterableConfig::default()
-        .with_name(StrBytes::from_string(key.to_string()))
-        .with_config_operation(op)
-        .with_value(value.map(|v| StrBytes::from_string(v.to_string())));
-    let resource = AlterConfigsResource::default()
-        .with_resource_type(2)
-        .with_resource_name(StrBytes::from_string(topic.to_string()))
-        .with_configs(vec![config]);
-    let resp = raw.send(&IncrementalAlterConfigsRequest::default().with_resources(vec![resource]), 1)?;
-    Ok(resp.responses.first().ok_or_else(|| anyhow!("no response"))?.error_code)
-}
-
 #[test]
 fn cleaner_topic_configs_are_described_altered_and_appended() -> Result<()> {
     let b = Broker::start(&["--set", "log.cleaner.min.cleanable.ratio=0.25"])?;
     let topic = unique_topic("compaction-configs");
     let mut raw = RawClient::connect(b.addr())?;
     raw.create_topic(&topic, 1, &[("delete.retention.ms", "1000")])?;
-    let d = describe(&mut raw, &topic)?;
+    let d = raw.describe_topic_configs(&topic)?;
     let (default, static_broker, topic_source) = (5, 4, 1);
     ensure!(d["cleanup.policy"] == ("delete".to_string(), default), "{:?}", d["cleanup.policy"]);
     ensure!(d["delete.retention.ms"] == ("1000".to_string(), topic_source), "{:?}", d["delete.retention.ms"]);
@@ -590,22 +558,22 @@ fn cleaner_topic_configs_are_described_altered_and_appended() -> Result<()> {
     ensure!(d["min.compaction.lag.ms"] == ("0".to_string(), default));
     ensure!(d["max.compaction.lag.ms"] == ("9223372036854775807".to_string(), default));
     // APPEND to the list config, from its default.
-    ensure!(alter(&mut raw, &topic, "cleanup.policy", 2, Some("compact"))? == 0);
-    ensure!(describe(&mut raw, &topic)?["cleanup.policy"] == ("delete,compact".to_string(), topic_source));
+    ensure!(raw.alter_topic_config(&topic, "cleanup.policy", 2, Some("compact"))? == 0);
+    ensure!(raw.describe_topic_configs(&topic)?["cleanup.policy"] == ("delete,compact".to_string(), topic_source));
     // Keyless records are now refused.
     ensure!(raw.produce(&topic, 0, record_batch(&[(None, Some(b"x"))], 1), 9)?.error_code == INVALID_RECORD);
-    ensure!(alter(&mut raw, &topic, "cleanup.policy", 3, Some("delete"))? == 0);
-    ensure!(describe(&mut raw, &topic)?["cleanup.policy"].0 == "compact");
+    ensure!(raw.alter_topic_config(&topic, "cleanup.policy", 3, Some("delete"))? == 0);
+    ensure!(raw.describe_topic_configs(&topic)?["cleanup.policy"].0 == "compact");
     // Subtracting the last policy, APPEND on a non-list config, bad values: INVALID_CONFIG.
     let invalid_config = 40;
-    ensure!(alter(&mut raw, &topic, "cleanup.policy", 3, Some("compact"))? == invalid_config);
-    ensure!(alter(&mut raw, &topic, "segment.ms", 2, Some("5"))? == invalid_config);
-    ensure!(alter(&mut raw, &topic, "min.cleanable.dirty.ratio", 0, Some("1.5"))? == invalid_config);
-    ensure!(alter(&mut raw, &topic, "cleanup.policy", 0, Some("compact,none"))? == invalid_config);
-    ensure!(alter(&mut raw, &topic, "max.compaction.lag.ms", 0, Some("10"))? == 0);
-    ensure!(alter(&mut raw, &topic, "min.compaction.lag.ms", 0, Some("11"))? == invalid_config, "min above max");
-    ensure!(alter(&mut raw, &topic, "cleanup.policy", 1, None)? == 0);
-    ensure!(describe(&mut raw, &topic)?["cleanup.policy"] == ("delete".to_string(), default));
+    ensure!(raw.alter_topic_config(&topic, "cleanup.policy", 3, Some("compact"))? == invalid_config);
+    ensure!(raw.alter_topic_config(&topic, "segment.ms", 2, Some("5"))? == invalid_config);
+    ensure!(raw.alter_topic_config(&topic, "min.cleanable.dirty.ratio", 0, Some("1.5"))? == invalid_config);
+    ensure!(raw.alter_topic_config(&topic, "cleanup.policy", 0, Some("compact,none"))? == invalid_config);
+    ensure!(raw.alter_topic_config(&topic, "max.compaction.lag.ms", 0, Some("10"))? == 0);
+    ensure!(raw.alter_topic_config(&topic, "min.compaction.lag.ms", 0, Some("11"))? == invalid_config, "min above max");
+    ensure!(raw.alter_topic_config(&topic, "cleanup.policy", 1, None)? == 0);
+    ensure!(raw.describe_topic_configs(&topic)?["cleanup.policy"] == ("delete".to_string(), default));
     Ok(())
 }
 
@@ -641,7 +609,7 @@ fn consumer_offsets_is_compacted_and_its_groups_load_from_what_the_cleaner_kept(
         consumer.commit(&tpl, rdkafka::consumer::CommitMode::Sync)?;
     }
     drop(consumer);
-    let d = describe(&mut raw, "__consumer_offsets")?;
+    let d = raw.describe_topic_configs("__consumer_offsets")?;
     ensure!(d["cleanup.policy"].0 == "compact", "{:?}", d["cleanup.policy"]);
     let dir = b.data_dir().join("__consumer_offsets-0");
     // 3000 offset commits take hundreds of KiB; cleaned, a few segments of 8 KiB hold

@@ -9,9 +9,10 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicName};
 use karst_protocol::error_codes as ec;
 use karst_protocol::message_set::{legacy_magic, up_convert, UpConvertLimits, MAGIC_V0};
+use karst_protocol::recompress::{recompress_produce, Recompression};
 use karst_protocol::records::{keyless_record_message, keyless_records, record_errors_message, validate_produce};
-use karst_protocol::timestamps::{settle_timestamps, TimestampLimits};
-use karst_storage::StorageError;
+use karst_protocol::timestamps::{refuse_log_append_time_batches, settle_timestamps, TimestampLimits};
+use karst_storage::{StorageError, TimestampType};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
@@ -20,6 +21,9 @@ use super::str_bytes;
 use crate::broker::{now_ms, Broker};
 use crate::group::OFFSETS_TOPIC;
 use crate::partition::{Partition, PartitionError};
+
+/// Kafka's "no timestamp", also Produce's `log_append_time_ms` for a CreateTime topic.
+const NO_TIMESTAMP: i64 = karst_batch::NO_TIMESTAMP;
 
 struct Failure {
     code: i16,
@@ -138,6 +142,9 @@ struct Appended {
     min_insync: Option<i32>,
     /// The leadership the batch was appended under.
     leader_epoch: i32,
+    /// Produce v2+'s `log_append_time_ms`: the time a LogAppendTime topic stamped
+    /// (the original's for a retried batch, as Kafka answers any retry), else -1.
+    log_append_time: i64,
 }
 
 fn storage_failure(e: PartitionError) -> Failure {
@@ -240,6 +247,9 @@ fn append_to(
         Some(_) => {
             let limits = UpConvertLimits { max_message_bytes: max, max_decompressed: b.config.socket_request_max_bytes };
             let up = up_convert(&records, &limits).map_err(|e| Failure::with(e.error_code(), e.message()))?;
+            if up.claims_log_append_time && config.log.timestamp_type == TimestampType::LogAppendTime {
+                return Err(Failure::with(ec::INVALID_TIMESTAMP, "producers must not set the timestamp type to LogAppendTime".into()));
+            }
             if up.dropped_trailing_bytes > 0 {
                 debug!(
                     topic,
@@ -252,7 +262,15 @@ fn append_to(
                 // No whole message: Kafka appends nothing and answers NONE, offset -1.
                 let leader_epoch = partition.leader_epoch();
                 let log_start_offset = partition.log_start_offset();
-                return Ok(Appended { partition, base_offset: -1, last_offset: -1, log_start_offset, min_insync: None, leader_epoch });
+                return Ok(Appended {
+                    partition,
+                    base_offset: -1,
+                    last_offset: -1,
+                    log_start_offset,
+                    min_insync: None,
+                    leader_epoch,
+                    log_append_time: NO_TIMESTAMP,
+                });
             }
             crate::metrics::up_converted(&partition.topic, u64::try_from(up.record_count).unwrap_or(0));
             (Bytes::from(up.batch), up.magic != Some(MAGIC_V0))
@@ -295,15 +313,27 @@ fn append_to(
             return Err(Failure { code: ec::INVALID_RECORD, message: Some(record_errors_message(&record_errors)), record_errors });
         }
     }
-    // Every topic is CreateTime (LogAppendTime is refused at creation), so the
-    // KIP-937 window always applies.
-    let limits = TimestampLimits {
-        now,
-        before_max_ms: if timestamps_checked { config.timestamp_before_max_ms } else { i64::MAX },
-        after_max_ms: if timestamps_checked { config.timestamp_after_max_ms } else { i64::MAX },
-        max_decompressed: b.config.socket_request_max_bytes,
+    let records = match config.log.timestamp_type {
+        // The log stamps `now` into every batch as it writes it (storage's append).
+        TimestampType::LogAppendTime => {
+            refuse_log_append_time_batches(&records).map_err(|e| Failure::with(e.error_code(), e.message()))?;
+            records
+        }
+        TimestampType::CreateTime => {
+            let limits = TimestampLimits {
+                now,
+                before_max_ms: if timestamps_checked { config.timestamp_before_max_ms } else { i64::MAX },
+                after_max_ms: if timestamps_checked { config.timestamp_after_max_ms } else { i64::MAX },
+                max_decompressed: b.config.socket_request_max_bytes,
+            };
+            settle_timestamps(records, &limits).map_err(|e| Failure::with(e.error_code(), e.message()))?
+        }
     };
-    let records = settle_timestamps(records, &limits).map_err(|e| Failure::with(e.error_code(), e.message()))?;
+    let received_bytes = records.len();
+    let records = match Recompression::of(config.compression, &config.compression_levels, max, b.config.socket_request_max_bytes) {
+        Some(r) => recompress_produce(records, &r).map_err(|e| Failure::with(e.error_code(), e.message()))?,
+        None => records,
+    };
     // No copy: offsets are assigned as the batches are written to the segment.
     let appended = match in_txn {
         Some((pid, epoch, token)) => partition.append_in_txn(&records, pid, epoch, token, now),
@@ -343,10 +373,15 @@ fn append_to(
             "retried batch: answered with the original's offsets"
         );
     } else {
-        crate::metrics::produced(&partition.topic, summary.record_count, records.len());
+        crate::metrics::produced(&partition.topic, summary.record_count, received_bytes);
         b.after_append(&partition);
     }
     let leader_epoch = partition.leader_epoch();
+    let log_append_time = match config.log.timestamp_type {
+        _ if info.duplicate => info.max_timestamp,
+        TimestampType::LogAppendTime => info.max_timestamp,
+        TimestampType::CreateTime => NO_TIMESTAMP,
+    };
     Ok(Appended {
         partition,
         base_offset: info.base_offset,
@@ -354,6 +389,7 @@ fn append_to(
         log_start_offset: info.log_start_offset,
         min_insync: acks_all.then_some(config.min_insync_replicas),
         leader_epoch,
+        log_append_time,
     })
 }
 
@@ -530,7 +566,7 @@ impl InFlight {
                                 pr.with_error_code(ec::NOT_ENOUGH_REPLICAS_AFTER_APPEND).with_base_offset(-1)
                             }
                             Ok(Waited::Committed) => {
-                                let pr = pr.with_base_offset(a.base_offset);
+                                let pr = pr.with_base_offset(a.base_offset).with_log_append_time_ms(a.log_append_time);
                                 if version >= 5 {
                                     pr.with_log_start_offset(a.log_start_offset)
                                 } else {
@@ -601,6 +637,7 @@ mod tests {
             log_start_offset: info.log_start_offset,
             min_insync: Some(1),
             leader_epoch: p.leader_epoch(),
+            log_append_time: NO_TIMESTAMP,
         }
     }
 

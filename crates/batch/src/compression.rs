@@ -101,16 +101,40 @@ pub fn decompress(codec: i16, data: &[u8], limit: usize) -> Result<Vec<u8>, Code
     }
 }
 
-/// Compresses `data` as Kafka writes a v2 batch's records in `codec`: gzip at the
-/// default level; snappy in xerial framing (32 KiB blocks); an LZ4 frame of 64 KiB
-/// independent blocks without checksums or content size (Kafka's
-/// `Lz4BlockOutputStream`, which reads every block on its own); zstd at its default
-/// level. Codec 0 returns the bytes as they are.
+/// Kafka's default level of each codec (`CompressionType.defaultLevel()`): gzip's
+/// -1 is zlib's default (6); lz4's 9 selects lz4-java's fast compressor.
+pub fn default_level(codec: i16) -> i32 {
+    match codec {
+        GZIP => -1,
+        LZ4 => 9,
+        ZSTD => 3,
+        _ => 0,
+    }
+}
+
+/// Compresses `data` as Kafka writes a v2 batch's records in `codec`, at Kafka's
+/// default level (see [`compress_at`]).
 pub fn compress(codec: i16, data: &[u8]) -> Result<Vec<u8>, CodecError> {
+    compress_at(codec, data, default_level(codec))
+}
+
+/// Compresses `data` as Kafka writes a v2 batch's records in `codec`: gzip;
+/// snappy in xerial framing (32 KiB blocks); an LZ4 frame of 64 KiB independent
+/// blocks without checksums or content size (Kafka's `Lz4BlockOutputStream`,
+/// which reads every block on its own); zstd. Codec 0 returns the bytes as they
+/// are. `level` is Kafka's number for the codec (`compression.gzip.level` -1 or
+/// 1-9, `compression.lz4.level` 1-17, `compression.zstd.level` -131072-22);
+/// snappy has none. As in Kafka, lz4's default level 9 is the fast compressor and
+/// any other level the high-compression one.
+pub fn compress_at(codec: i16, data: &[u8], level: i32) -> Result<Vec<u8>, CodecError> {
     match codec {
         NONE => Ok(data.to_vec()),
         GZIP => {
-            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            let level = match u32::try_from(level) {
+                Ok(l @ 1..=9) => flate2::Compression::new(l),
+                _ => flate2::Compression::default(),
+            };
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), level);
             e.write_all(data).map_err(|e| compress_failed("gzip", e))?;
             e.finish().map_err(|e| compress_failed("gzip", e))
         }
@@ -126,7 +150,10 @@ pub fn compress(codec: i16, data: &[u8]) -> Result<Vec<u8>, CodecError> {
             Ok(out)
         }
         LZ4 => {
+            // liblz4's level 0 is its fast mode; 3 and above its high-compression one.
+            let lz4_level = if level == default_level(LZ4) { 0 } else { u32::try_from(level.clamp(1, 17)).unwrap_or(0) };
             let mut e = lz4::EncoderBuilder::new()
+                .level(lz4_level)
                 .block_size(lz4::BlockSize::Max64KB)
                 .block_mode(lz4::BlockMode::Independent)
                 .block_checksum(lz4::liblz4::BlockChecksum::NoBlockChecksum)
@@ -138,7 +165,7 @@ pub fn compress(codec: i16, data: &[u8]) -> Result<Vec<u8>, CodecError> {
             r.map_err(|e| compress_failed("lz4", e))?;
             Ok(frame)
         }
-        ZSTD => zstd::encode_all(data, 0).map_err(|e| compress_failed("zstd", e)),
+        ZSTD => zstd::encode_all(data, level).map_err(|e| compress_failed("zstd", e)),
         other => Err(CodecError::UnknownCodec(other)),
     }
 }
@@ -162,6 +189,19 @@ mod tests {
         assert_eq!(compress(SNAPPY, &plain).expect("snappy")[..16], *XERIAL_HEADER);
         assert_eq!(decompress(9, b"x", 10), Err(CodecError::UnknownCodec(9)));
         assert_eq!(compress(7, b"x"), Err(CodecError::UnknownCodec(7)));
+    }
+
+    #[test]
+    fn every_level_kafka_accepts_compresses_and_reads_back() {
+        let plain: Vec<u8> = (0..20_000u32).flat_map(|i| (i % 97).to_le_bytes()).collect();
+        let levels: [(i16, &[i32]); 3] = [(GZIP, &[-1, 1, 9]), (LZ4, &[1, 9, 17]), (ZSTD, &[-131072, -5, 1, 3, 22])];
+        for (codec, levels) in levels {
+            for level in levels {
+                let packed = compress_at(codec, &plain, *level).expect("compresses");
+                assert_eq!(decompress(codec, &packed, plain.len()).expect("reads back"), plain, "codec {codec} level {level}");
+            }
+        }
+        assert_eq!(compress(ZSTD, &plain), compress_at(ZSTD, &plain, 3), "Kafka's default zstd level");
     }
 
     #[test]

@@ -17,6 +17,7 @@
 use thiserror::Error;
 
 pub mod compression;
+pub mod recompress;
 pub mod records;
 
 /// Bytes before the `batch_length` field's coverage starts: base offset + length.
@@ -233,6 +234,47 @@ pub fn set_max_timestamp(batch: &mut [u8], max_timestamp: i64) -> Result<(), Bat
     let crc = crc32c::crc32c(&batch[ATTRIBUTES..h.total_len()]);
     batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
     Ok(())
+}
+
+/// Bytes from the start of a batch through its max timestamp: every header field
+/// a leader's append may rewrite (base offset, epoch, CRC, attributes, max timestamp).
+pub const STAMPED_HEAD_LEN: usize = MAX_TIMESTAMP + 8;
+
+/// The header a LogAppendTime topic's leader stores for the whole batch `batch`
+/// (Kafka's `setMaxTimestamp(LOG_APPEND_TIME, now)`): the timestamp-type bit set,
+/// max timestamp `now`, base timestamp and records as they are, and the CRC
+/// recomputed. Nothing is copied: the CRC of the bytes after the max timestamp is
+/// computed once and combined with the old and the new first bytes, so the old CRC
+/// is verified in the same pass (a corrupt batch is never given a valid CRC).
+/// Write it with [`stamp_head`].
+pub fn log_append_time_header(batch: &[u8], now: i64) -> Result<BatchHeader, BatchError> {
+    let h = BatchHeader::parse(batch)?;
+    let tail = &batch[STAMPED_HEAD_LEN..h.total_len()];
+    let tail_crc = crc32c::crc32c(tail);
+    let crc_with = |covered: &[u8]| crc32c::crc32c_combine(crc32c::crc32c(covered), tail_crc, tail.len());
+    let actual = crc_with(&batch[ATTRIBUTES..STAMPED_HEAD_LEN]);
+    if actual != h.crc {
+        return Err(BatchError::CrcMismatch { expected: h.crc, actual });
+    }
+    let stamped = BatchHeader { attributes: h.attributes | TIMESTAMP_TYPE_BIT, max_timestamp: now, ..h };
+    let mut head = [0u8; STAMPED_HEAD_LEN];
+    head.copy_from_slice(&batch[..STAMPED_HEAD_LEN]);
+    stamp_head(&mut head, &stamped);
+    Ok(BatchHeader { crc: crc_with(&head[ATTRIBUTES..]), ..stamped })
+}
+
+/// Writes `h`'s base offset, partition leader epoch, CRC, attributes and max
+/// timestamp into the first [`STAMPED_HEAD_LEN`] bytes of a batch (`head` may be
+/// just those bytes); the fields between them are left as they are.
+pub fn stamp_head(head: &mut [u8], h: &BatchHeader) {
+    if head.len() < STAMPED_HEAD_LEN {
+        return;
+    }
+    set_base_offset(head, h.base_offset);
+    set_partition_leader_epoch(head, h.partition_leader_epoch);
+    head[CRC..CRC + 4].copy_from_slice(&h.crc.to_be_bytes());
+    head[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&h.attributes.to_be_bytes());
+    head[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&h.max_timestamp.to_be_bytes());
 }
 
 /// The timestamps of a batch's records, as Kafka's log validator sees them.
@@ -533,6 +575,44 @@ mod tests {
         assert!(set_max_timestamp(&mut b[..30], 1).is_err());
     }
 
+    #[test]
+    fn log_append_time_stamp_sets_the_bit_and_time_and_keeps_the_records() {
+        let mut b = build_batch_with_producer(0, 2, 1000, 42, 3, 7, &[encode_record(0, 0, b"a"), encode_record(5, 1, b"b")].concat());
+        b[ATTRIBUTES + 1] |= 0x10 | 0x03; // transactional, lz4 bits: kept as they are
+        let crc = crc32c::crc32c(&b[ATTRIBUTES..]);
+        b[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        let before = BatchHeader::parse_checked(&b).expect("valid");
+        let h = log_append_time_header(&b, 77_000).expect("stamped");
+        assert!(h.is_log_append_time() && h.is_transactional());
+        assert_eq!((h.max_timestamp, h.base_timestamp, h.compression()), (77_000, 1000, 3));
+        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence, h.record_count), (42, 3, 7, 2));
+        let mut stored = b.clone();
+        stamp_head(&mut stored[..STAMPED_HEAD_LEN], &h);
+        let read = BatchHeader::parse_checked(&stored).expect("CRC valid after the stamp");
+        assert_eq!(read, h);
+        assert_eq!(&stored[STAMPED_HEAD_LEN..], &b[STAMPED_HEAD_LEN..], "records untouched");
+        assert_eq!(before.attributes | TIMESTAMP_TYPE_BIT, read.attributes);
+        // Stamping again (a batch already LogAppendTime) only moves the time.
+        let again = log_append_time_header(&stored, 78_000).expect("stamped twice");
+        assert_eq!((again.attributes, again.max_timestamp), (read.attributes, 78_000));
+    }
+
+    #[test]
+    fn log_append_time_stamp_refuses_corrupt_and_short_batches() {
+        let b = build_batch(0, 1, 5, &encode_record(0, 0, b"x"));
+        for cut in [0, 10, 30, HEADER_LEN, b.len() - 1] {
+            assert!(log_append_time_header(&b[..cut], 1).is_err(), "cut at {cut}");
+        }
+        for at in [ATTRIBUTES, MAX_TIMESTAMP, PRODUCER_ID, b.len() - 1] {
+            let mut bad = b.clone();
+            bad[at] ^= 0x40;
+            assert!(matches!(log_append_time_header(&bad, 1), Err(BatchError::CrcMismatch { .. })), "flip at {at}");
+        }
+        let mut short = [0u8; 10];
+        stamp_head(&mut short, &BatchHeader::parse(&b).expect("valid"));
+        assert_eq!(short, [0u8; 10], "too short a head is left alone");
+    }
+
     proptest! {
         #[test]
         fn record_walk_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300), count in -2i32..50, base in any::<i64>()) {
@@ -556,6 +636,7 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = BatchHeader::parse_checked(&bytes);
+            let _ = log_append_time_header(&bytes, 1);
             for r in batches(&bytes) { let _ = r; }
         }
     }

@@ -317,6 +317,8 @@ fn timestamps_follow_kafkas_reading() {
     let (h, recs) = v2_contents(&up.batch);
     assert!(recs.iter().all(|r| r.1 == 1_234));
     assert!(!h.is_log_append_time(), "the v2 batch is CreateTime");
+    assert!(up.claims_log_append_time, "which a LogAppendTime topic refuses");
+    assert!(!up_convert(&set(1, GZIP, &sample()), &limits()).expect("valid").claims_log_append_time);
     assert_eq!(
         read_message_set(&w, BIG).expect("read").iter().map(|r| (r.timestamp, r.log_append_time)).collect::<Vec<_>>(),
         vec![(1_234, true); 6]
@@ -328,6 +330,7 @@ fn timestamps_follow_kafkas_reading() {
     let mut s = build_message_set(1, NONE, Some(77), &refs(&sample())).expect("builds");
     let up = up_convert(&s, &limits()).expect("valid");
     assert!(v2_contents(&up.batch).1.iter().all(|r| r.1 == 77));
+    assert!(up.claims_log_append_time);
     s.clear();
     write_entry(&mut s, 0, 1, LOG_APPEND_TIME_BIT, NO_TIMESTAMP, None, Some(b"v")).expect("writes");
     assert_eq!(code(up_convert(&s, &limits())), error_codes::INVALID_TIMESTAMP);
@@ -619,6 +622,13 @@ fn headers_dropped_timestamps_per_magic() {
         assert_eq!(out[LOG_OVERHEAD + 5] & LOG_APPEND_TIME_BIT, LOG_APPEND_TIME_BIT, "outer attributes");
         let v0 = down_convert(&log, &down(0)).expect("v0").records;
         assert_eq!(v0[LOG_OVERHEAD + 5], codec as u8, "no timestamp type in magic 0");
+        // As a LogAppendTime topic's leader stores a CreateTime batch: the append
+        // time, not any record's, is every message's timestamp.
+        let mut appended = stored(0, codec, 0, &[(0, 5, None, Some(b"a")), (1, 6, None, Some(b"b"))]);
+        let h = karst_batch::log_append_time_header(&appended, 9_000).expect("stamped");
+        karst_batch::stamp_head(&mut appended, &h);
+        let v1 = read_message_set(&down_convert(&appended, &down(1)).expect("v1").records, BIG).expect("read");
+        assert_eq!(v1.iter().map(|r| (r.timestamp, r.log_append_time)).collect::<Vec<_>>(), [(9_000, true); 2], "codec {codec}");
     }
 }
 

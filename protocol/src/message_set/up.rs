@@ -39,6 +39,10 @@ pub struct UpConverted {
     /// Bytes of a partial message at the end of the set, which Kafka drops
     /// without an error (`UnifiedLog.trimInvalidBytes`). Worth a log line.
     pub dropped_trailing_bytes: usize,
+    /// A message (or compressed wrapper) of the set claimed LogAppendTime: a
+    /// LogAppendTime topic refuses the set for it (INVALID_TIMESTAMP), as Kafka's
+    /// `validateTimestamp` does; the batch itself is CreateTime either way.
+    pub claims_log_append_time: bool,
 }
 
 /// Which record-level refusal Kafka reports when several records are bad
@@ -166,6 +170,7 @@ pub fn up_convert(set: &[u8], limits: &UpConvertLimits) -> Result<UpConverted, R
             compression: NONE,
             max_timestamp: NO_TIMESTAMP,
             dropped_trailing_bytes,
+            claims_log_append_time: false,
         });
     };
     let first = first.ok_or_else(|| invalid("a record batch of magic 2 is not a message set of magic 0 or 1"))?;
@@ -196,7 +201,16 @@ pub fn up_convert(set: &[u8], limits: &UpConvertLimits) -> Result<UpConverted, R
     if batch.len() > limits.max_message_bytes {
         return Err(RecordsError::TooLarge { size: batch.len(), max: limits.max_message_bytes });
     }
-    Ok(UpConverted { batch, record_count, magic: Some(first.magic), compression: source_codec, max_timestamp, dropped_trailing_bytes })
+    let claims_log_append_time = entries.iter().flatten().any(Message::log_append_time);
+    Ok(UpConverted {
+        batch,
+        record_count,
+        magic: Some(first.magic),
+        compression: source_codec,
+        max_timestamp,
+        dropped_trailing_bytes,
+        claims_log_append_time,
+    })
 }
 
 /// Appends the inner messages of the compressed `wrapper` to `w`, as Kafka's
