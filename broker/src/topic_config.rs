@@ -9,9 +9,10 @@ use karst_storage::{CleanupPolicy, DirtyRatio, LogConfig, TimestampType};
 use crate::config::BrokerConfig;
 
 /// Topic configs Karst accepts on CreateTopics and reports in DescribeConfigs:
-/// the names of the [`SYNONYMS`] table.
+/// the names of the [`SYNONYMS`] and [`ACCEPTED`] tables, Kafka 4.4's topic configs
+/// and `message.downconversion.enable`.
 pub fn keys() -> impl Iterator<Item = &'static str> {
-    SYNONYMS.iter().map(|s| s.name)
+    specs().map(|s| s.name)
 }
 
 fn int_in(value: &str, min: i64, max: i64) -> Result<i64, String> {
@@ -58,20 +59,57 @@ pub fn validate(key: &str, value: &str) -> Result<(), String> {
         "delete.retention.ms" | "min.compaction.lag.ms" => int_in(value, 0, i64::MAX).map(|_| ()),
         "max.compaction.lag.ms" => int_in(value, 1, i64::MAX).map(|_| ()),
         "min.cleanable.dirty.ratio" => ratio(value).map(|_| ()),
+        // Karst's flushing is the broker's (log.flush.interval.*) for every topic: a
+        // topic asking for its own would not get it, so it is refused rather than kept.
+        "flush.messages" | "flush.ms" => Err(format!(
+            "a topic's own flush policy is not supported: Karst flushes every topic as the broker's {} says",
+            if key == "flush.messages" { "log.flush.interval.messages" } else { "log.flush.interval.ms" }
+        )),
+        "file.delete.delay.ms" | "segment.jitter.ms" | "remote.copy.lag.ms" => int_in(value, 0, i64::MAX).map(|_| ()),
+        "local.retention.bytes" | "local.retention.ms" => int_in(value, -2, i64::MAX).map(|_| ()),
+        "remote.copy.lag.bytes" => int_in(value, -1, i64::MAX).map(|_| ()),
+        "max.decompressed.message.bytes" => int_in(value, 0, i32::MAX as i64).map(|_| ()),
+        "preallocate" | "remote.log.copy.disable" | "remote.log.delete.on.disable" | "errors.deadletterqueue.group.enable" => {
+            value.parse::<bool>().map(|_| ()).map_err(|_| format!("`{value}` is not a boolean"))
+        }
+        "remote.storage.enable" => match value.parse::<bool>() {
+            Ok(false) => Ok(()),
+            // Kafka's answer on a broker without tiered storage.
+            Ok(true) => {
+                Err("Tiered Storage functionality is disabled in the broker. Topic cannot be configured with remote log storage.".into())
+            }
+            Err(_) => Err(format!("`{value}` is not a boolean")),
+        },
+        "leader.replication.throttled.replicas" | "follower.replication.throttled.replicas" => throttled_replicas(value),
         _ => Err(format!("unknown topic config `{key}`")),
     };
     r.map_err(|e| format!("invalid value for {key}: {e}"))
 }
 
+/// Kafka's throttled-replica list: `*`, or `partition:broker` pairs separated by commas
+/// (empty for none).
+fn throttled_replicas(value: &str) -> Result<(), String> {
+    let v = value.trim();
+    if v.is_empty() || v == "*" {
+        return Ok(());
+    }
+    let pair = |e: &str| e.trim().split_once(':').is_some_and(|(p, b)| p.parse::<u32>().is_ok() && b.parse::<u32>().is_ok());
+    if v.split(',').all(pair) {
+        Ok(())
+    } else {
+        Err(format!("`{value}` must be `*` or a list of partition:broker pairs"))
+    }
+}
+
 /// Whether `key` is a list config (IncrementalAlterConfigs may APPEND and SUBTRACT).
 pub fn is_list(key: &str) -> bool {
-    SYNONYMS.iter().any(|s| s.name == key && s.config_type == TYPE_LIST)
+    specs().any(|s| s.name == key && s.config_type == TYPE_LIST)
 }
 
 /// A topic config's built-in default (Kafka's `ConfigDef` default).
 pub fn default_value(key: &str) -> Option<String> {
     let defaults = effective(&BrokerConfig::default(), &BTreeMap::new());
-    SYNONYMS.iter().find(|s| s.name == key).map(|s| (s.value)(&defaults))
+    specs().find(|s| s.name == key).map(|s| (s.value)(&defaults))
 }
 
 fn ratio(value: &str) -> Result<DirtyRatio, String> {
@@ -109,6 +147,10 @@ pub struct TopicConfig {
     /// `message.downconversion.enable`: Fetch v0-v3 consumers are served by
     /// converting to message format v0/v1; off, they get UNSUPPORTED_VERSION.
     pub downconversion_enable: bool,
+    /// The broker's `log.flush.interval.messages` and `log.flush.interval.ms`, which
+    /// every topic follows (DescribeConfigs' `flush.messages` and `flush.ms`).
+    pub flush_messages: u64,
+    pub flush_ms: u64,
     /// `compression.type`: the codec the leader stores batches in.
     pub compression: TopicCompression,
     /// `compression.gzip.level`, `compression.lz4.level`, `compression.zstd.level`.
@@ -159,6 +201,8 @@ pub fn effective(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) ->
         timestamp_before_max_ms: get(overrides, "message.timestamp.before.max.ms").unwrap_or(broker.log_message_timestamp_before_max_ms),
         timestamp_after_max_ms: get(overrides, "message.timestamp.after.max.ms").unwrap_or(broker.log_message_timestamp_after_max_ms),
         downconversion_enable: get(overrides, "message.downconversion.enable").unwrap_or(broker.log_message_downconversion_enable),
+        flush_messages: broker.log_flush_interval_messages,
+        flush_ms: broker.log_flush_interval_ms,
         compression: overrides.get("compression.type").and_then(|v| TopicCompression::parse(v)).unwrap_or(broker.compression_type),
         compression_levels: CompressionLevels {
             gzip: get(overrides, "compression.gzip.level").unwrap_or(levels.gzip),
@@ -227,6 +271,13 @@ const SYNONYMS: &[Spec] = &[
         config_type: TYPE_LONG,
         value: |e| e.log.delete_retention_ms.to_string(),
     },
+    Spec {
+        name: "flush.messages",
+        broker_key: "log.flush.interval.messages",
+        config_type: TYPE_LONG,
+        value: |e| e.flush_messages.to_string(),
+    },
+    Spec { name: "flush.ms", broker_key: "log.flush.interval.ms", config_type: TYPE_LONG, value: |e| e.flush_ms.to_string() },
     Spec {
         name: "index.interval.bytes",
         broker_key: "log.index.interval.bytes",
@@ -305,6 +356,38 @@ const SYNONYMS: &[Spec] = &[
     },
 ];
 
+/// Topic configs Karst takes and describes as Kafka does but does not act on:
+/// replication is not throttled, there is no tiered storage (`remote.storage.enable`
+/// is refused when true), segment files go at once and are not preallocated, rolls
+/// are not jittered, share groups have no dead-letter queue yet. The values Kafka's
+/// tools set (a reassignment's throttled replicas, say) are accepted and shown.
+const ACCEPTED: &[Spec] = &[
+    Spec { name: "errors.deadletterqueue.group.enable", broker_key: "", config_type: TYPE_BOOLEAN, value: |_| "false".into() },
+    Spec { name: "file.delete.delay.ms", broker_key: "log.segment.delete.delay.ms", config_type: TYPE_LONG, value: |_| "60000".into() },
+    Spec { name: "follower.replication.throttled.replicas", broker_key: "", config_type: TYPE_LIST, value: |_| String::new() },
+    Spec { name: "leader.replication.throttled.replicas", broker_key: "", config_type: TYPE_LIST, value: |_| String::new() },
+    Spec { name: "local.retention.bytes", broker_key: "log.local.retention.bytes", config_type: TYPE_LONG, value: |_| "-2".into() },
+    Spec { name: "local.retention.ms", broker_key: "log.local.retention.ms", config_type: TYPE_LONG, value: |_| "-2".into() },
+    Spec {
+        name: "max.decompressed.message.bytes",
+        broker_key: "max.decompressed.message.bytes",
+        config_type: TYPE_INT,
+        value: |_| "2147483639".into(),
+    },
+    Spec { name: "preallocate", broker_key: "log.preallocate", config_type: TYPE_BOOLEAN, value: |_| "false".into() },
+    Spec { name: "remote.copy.lag.bytes", broker_key: "log.remote.copy.lag.bytes", config_type: TYPE_LONG, value: |_| "-1".into() },
+    Spec { name: "remote.copy.lag.ms", broker_key: "log.remote.copy.lag.ms", config_type: TYPE_LONG, value: |_| "0".into() },
+    Spec { name: "remote.log.copy.disable", broker_key: "", config_type: TYPE_BOOLEAN, value: |_| "false".into() },
+    Spec { name: "remote.log.delete.on.disable", broker_key: "", config_type: TYPE_BOOLEAN, value: |_| "false".into() },
+    Spec { name: "remote.storage.enable", broker_key: "", config_type: TYPE_BOOLEAN, value: |_| "false".into() },
+    Spec { name: "segment.jitter.ms", broker_key: "", config_type: TYPE_LONG, value: |_| "0".into() },
+];
+
+/// Every topic config: those Karst acts on, then those it only takes and shows.
+fn specs() -> impl Iterator<Item = &'static Spec> {
+    SYNONYMS.iter().chain(ACCEPTED)
+}
+
 /// Broker configs whose default Kafka derives from another key (`log.retention.hours`,
 /// `log.roll.hours`): Kafka lists them as synonyms only once set, so Karst does too.
 const SYNONYM_ONLY_WHEN_SET: &[&str] = &["log.retention.ms", "log.roll.ms"];
@@ -324,8 +407,7 @@ pub struct Described {
 pub fn describe(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> Vec<Described> {
     let at_broker = effective(broker, &BTreeMap::new());
     let defaults = effective(&BrokerConfig::default(), &BTreeMap::new());
-    SYNONYMS
-        .iter()
+    specs()
         .map(|spec| {
             let (name, broker_key, config_type) = (spec.name, spec.broker_key, spec.config_type);
             let value = (spec.value)(&at_broker);
@@ -336,7 +418,7 @@ pub fn describe(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> 
             if let Some(o) = overrides.get(name) {
                 synonyms.push((name, o.clone(), SOURCE_TOPIC));
             }
-            if broker_source == SOURCE_STATIC_BROKER || !SYNONYM_ONLY_WHEN_SET.contains(&broker_key) {
+            if !broker_key.is_empty() && (broker_source == SOURCE_STATIC_BROKER || !SYNONYM_ONLY_WHEN_SET.contains(&broker_key)) {
                 synonyms.push((broker_key, value.clone(), broker_source));
             }
             match overrides.get(name) {
@@ -451,6 +533,53 @@ mod tests {
     }
 
     #[test]
+    fn every_kafka_topic_config_is_described_and_checked_as_kafka_does() {
+        let b = BrokerConfig::default();
+        let d = describe(&b, &BTreeMap::new());
+        let find = |n: &str| d.iter().find(|x| x.name == n).cloned().unwrap_or_else(|| panic!("{n} described"));
+        for (name, value, t, synonym) in [
+            ("file.delete.delay.ms", "60000", TYPE_LONG, Some("log.segment.delete.delay.ms")),
+            ("local.retention.ms", "-2", TYPE_LONG, Some("log.local.retention.ms")),
+            ("preallocate", "false", TYPE_BOOLEAN, Some("log.preallocate")),
+            ("remote.storage.enable", "false", TYPE_BOOLEAN, None),
+            ("leader.replication.throttled.replicas", "", TYPE_LIST, None),
+            ("segment.jitter.ms", "0", TYPE_LONG, None),
+            ("max.decompressed.message.bytes", "2147483639", TYPE_INT, Some("max.decompressed.message.bytes")),
+            // Karst's own default: an fsync before each acknowledgement.
+            ("flush.messages", "1", TYPE_LONG, Some("log.flush.interval.messages")),
+        ] {
+            let x = find(name);
+            assert_eq!((x.value.as_str(), x.source, x.config_type), (value, SOURCE_DEFAULT, t), "{name}");
+            assert_eq!(x.synonyms.first().map(|s| s.0), synonym, "{name}");
+        }
+        for ok in [
+            ("leader.replication.throttled.replicas", "0:1,1:2"),
+            ("follower.replication.throttled.replicas", "*"),
+            ("follower.replication.throttled.replicas", ""),
+            ("remote.storage.enable", "false"),
+            ("local.retention.bytes", "-2"),
+            ("file.delete.delay.ms", "0"),
+        ] {
+            assert_eq!(validate(ok.0, ok.1), Ok(()), "{ok:?}");
+        }
+        for bad in [
+            ("leader.replication.throttled.replicas", "0-1"),
+            ("remote.storage.enable", "true"),
+            ("local.retention.ms", "-3"),
+            ("segment.jitter.ms", "-1"),
+            ("preallocate", "yes"),
+            ("flush.messages", "1"),
+            ("flush.ms", "1000"),
+        ] {
+            assert!(validate(bad.0, bad.1).is_err(), "{bad:?}");
+        }
+        let mut o = BTreeMap::new();
+        o.insert("preallocate".to_string(), "true".to_string());
+        let p = describe(&b, &o).into_iter().find(|x| x.name == "preallocate").expect("described");
+        assert_eq!((p.value.as_str(), p.source), ("true", SOURCE_TOPIC), "an accepted override is shown as set");
+    }
+
+    #[test]
     fn overrides_win_and_are_validated() {
         let b = BrokerConfig::default();
         let mut o = BTreeMap::new();
@@ -470,6 +599,6 @@ mod tests {
         assert!(validate("cleanup.policy", "delete").is_ok());
         assert!(keys().all(|k| describe(&b, &o).iter().any(|d| d.name == k)));
         assert!(keys().all(|k| validate(k, "x").is_err_and(|e| !e.contains("unknown"))), "every key is validated");
-        assert_eq!(describe(&b, &o).len(), SYNONYMS.len());
+        assert_eq!(describe(&b, &o).len(), SYNONYMS.len() + ACCEPTED.len());
     }
 }
