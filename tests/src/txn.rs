@@ -110,6 +110,29 @@ pub fn consumer(bootstrap: &str, isolation: &str, group: &str) -> Result<BaseCon
         .create()?)
 }
 
+/// The delivery report of message `i`, within a minute.
+pub async fn delivered(i: usize, report: rdkafka::producer::DeliveryFuture) -> Result<rdkafka::producer::future_producer::Delivery> {
+    tokio::time::timeout(Duration::from_secs(60), report)
+        .await
+        .with_context(|| format!("no delivery report for {i}"))?
+        .context("cancelled")?
+        .map_err(|(e, _)| anyhow!("message {i} not delivered: {e}"))
+}
+
+/// A consumer assigned partition `partition` of `topic` from its start, outside any
+/// group (librdkafka's assign() needs a group.id; the group is never joined).
+pub fn assigned_from_start(bootstrap: &str, topic: &str, partition: i32) -> Result<BaseConsumer> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "karst-tests-unused")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Beginning)?;
+    c.assign(&tpl)?;
+    Ok(c)
+}
+
 /// Reads topic/partition from `from` until `want` messages came, then two seconds more
 /// for extras; returns (offset, value) in the order read.
 pub fn read(bootstrap: &str, topic: &str, partition: i32, from: i64, isolation: &str, want: usize) -> Result<Vec<(i64, String)>> {

@@ -55,15 +55,7 @@ fn produce(bootstrap: &str, topic: &str, n: usize, size: usize) -> Result<()> {
 
 /// Reads partition 0 from the start until `n` records arrived; returns their payload bytes.
 fn consume(bootstrap: &str, topic: &str, n: usize) -> Result<usize> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        // librdkafka's assign() needs a group.id; the group is never joined.
-        .set("group.id", "karst-tests-unused")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
-    consumer.assign(&tpl)?;
+    let consumer = karst_tests::txn::assigned_from_start(bootstrap, topic, 0)?;
     let (mut got, mut bytes) = (0usize, 0usize);
     let deadline = Instant::now() + TIMEOUT;
     while got < n {

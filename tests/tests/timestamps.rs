@@ -15,10 +15,8 @@ use karst_batch::{build_batch_with_timestamps, BatchHeader, NO_TIMESTAMP};
 use karst_tests::raw::{crc32_ieee, frame_v1, legacy_message_set_v1, produce_request, topic_name, RawClient, ReadOutcome};
 use karst_tests::{unique_topic, Broker};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, Timestamp};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 
 const INVALID_TIMESTAMP: i16 = 32;
 
@@ -135,11 +133,7 @@ async fn log_append_time_topics_store_and_answer_the_broker_time() -> Result<()>
     }
     let mut delivered = Vec::new();
     for (i, fut) in pending.into_iter().enumerate() {
-        let d = tokio::time::timeout(Duration::from_secs(60), fut)
-            .await
-            .with_context(|| format!("no delivery report for {i}"))?
-            .context("cancelled")?
-            .map_err(|(e, _)| anyhow!("message {i} not delivered: {e}"))?;
+        let d = karst_tests::txn::delivered(i, fut).await?;
         delivered.push((d.offset, d.timestamp));
     }
     let after = now_ms()?;
@@ -153,14 +147,7 @@ async fn log_append_time_topics_store_and_answer_the_broker_time() -> Result<()>
     let consumed = tokio::task::spawn_blocking({
         let (bootstrap, topic) = (bootstrap.clone(), topic.clone());
         move || -> Result<Vec<(i64, Timestamp, Vec<u8>)>> {
-            let consumer: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
-                .set("group.id", "karst-tests-unused")
-                .set("enable.auto.commit", "false")
-                .create()?;
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(&topic, 0, Offset::Beginning)?;
-            consumer.assign(&tpl)?;
+            let consumer = karst_tests::txn::assigned_from_start(&bootstrap, &topic, 0)?;
             let mut out = Vec::new();
             let deadline = Instant::now() + Duration::from_secs(60);
             while out.len() < N {

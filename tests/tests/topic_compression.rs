@@ -11,10 +11,8 @@ use karst_batch::compression::{GZIP, ZSTD};
 use karst_tests::raw::{record_batch, topic_name, RawClient};
 use karst_tests::{unique_topic, Broker};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 
 const N: usize = 300;
 const TOPIC_SOURCE: i8 = 1;
@@ -54,11 +52,7 @@ async fn produce_uncompressed(bootstrap: &str, topic: &str) -> Result<()> {
         pending.push(producer.send_result(record).map_err(|(e, _)| anyhow!("enqueueing {i}: {e}"))?);
     }
     for (i, fut) in pending.into_iter().enumerate() {
-        let d = tokio::time::timeout(Duration::from_secs(60), fut)
-            .await
-            .with_context(|| format!("no delivery report for {i}"))?
-            .context("cancelled")?
-            .map_err(|(e, _)| anyhow!("message {i} not delivered: {e}"))?;
+        let d = karst_tests::txn::delivered(i, fut).await?;
         ensure!(d.offset == i as i64, "message {i} at offset {}", d.offset);
     }
     Ok(())
@@ -66,14 +60,7 @@ async fn produce_uncompressed(bootstrap: &str, topic: &str) -> Result<()> {
 
 /// Reads all `N` messages back and checks keys, values and headers.
 fn consume_all(bootstrap: &str, topic: &str) -> Result<()> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "karst-tests-unused")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
-    consumer.assign(&tpl)?;
+    let consumer = karst_tests::txn::assigned_from_start(bootstrap, topic, 0)?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut next = 0usize;
     while next < N {
