@@ -168,7 +168,7 @@ fn decode<R: Request>(mut frame: Bytes, version: i16, correlation_id: i32) -> Re
     if header.correlation_id != correlation_id {
         bail!("correlation id {} where {correlation_id} was expected", header.correlation_id);
     }
-    Ok(R::Response::decode(&mut frame, version)?)
+    R::Response::decode(&mut frame, version)
 }
 
 fn connect(addr: SocketAddr) -> Result<TcpStream> {
