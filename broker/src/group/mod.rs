@@ -5,7 +5,8 @@
 pub(crate) mod records;
 pub(crate) mod state;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -64,6 +65,11 @@ impl GroupEntry {
 #[derive(Debug)]
 pub struct GroupCoordinator {
     pub(crate) entries: Mutex<HashMap<String, GroupEntry>>,
+    /// `__consumer_offsets` partitions whose groups are in `entries` (read by
+    /// [`GroupCoordinator::load`] or a take-over); locked after `entries`.
+    loaded: Mutex<HashSet<i32>>,
+    /// Records read from `__consumer_offsets` by replays since the broker started.
+    replayed: AtomicUsize,
     pub(crate) timing: Timing,
     pub(crate) partitions: i32,
     pub(crate) offsets_retention_ms: i64,
@@ -149,6 +155,8 @@ impl GroupCoordinator {
     pub(crate) fn new(partitions: i32, timing: Timing, offsets_retention_ms: i64) -> GroupCoordinator {
         GroupCoordinator {
             entries: Mutex::new(HashMap::new()),
+            loaded: Mutex::new(HashSet::new()),
+            replayed: AtomicUsize::new(0),
             timing,
             partitions,
             offsets_retention_ms,
@@ -207,29 +215,49 @@ impl GroupCoordinator {
         crate::internal_topic::leader_endpoint(b, OFFSETS_TOPIC, records::partition_for(group, self.partitions), listener)
     }
 
-    /// Rebuilds groups and offsets by reading `__consumer_offsets` from the start.
-    pub(crate) fn load(&self, b: &Broker) -> Result<(), BrokerError> {
-        let Some(parts) = b.partitions.topic(OFFSETS_TOPIC) else { return Ok(()) };
+    /// Rebuilds groups and offsets by reading `__consumer_offsets` from the start:
+    /// the partitions not already read by a take-over while the broker opened (a
+    /// leadership applied from the metadata image). Returns the records this call read.
+    pub(crate) fn load(&self, b: &Broker) -> Result<usize, BrokerError> {
+        let Some(parts) = b.partitions.topic(OFFSETS_TOPIC) else { return Ok(0) };
         let mut entries = self.entries.lock();
+        let mut loaded = self.loaded.lock();
         let now = now_ms();
         let mut records = 0usize;
         for p in parts.iter() {
+            if loaded.contains(&p.index) {
+                continue;
+            }
             records += self.replay(p, &mut entries, now)?;
+            loaded.insert(p.index);
         }
-        if records > 0 {
-            info!(groups = entries.len(), records, "loaded consumer groups");
+        let total = self.records_replayed();
+        if total > 0 {
+            info!(groups = entries.len(), records = total, "loaded consumer groups");
         }
-        Ok(())
+        Ok(records)
+    }
+
+    /// Records read from `__consumer_offsets` by replays since the broker started.
+    pub(crate) fn records_replayed(&self) -> usize {
+        self.replayed.load(Ordering::Relaxed)
     }
 
     /// This broker now leads `p` (a `__consumer_offsets` partition): its groups are
     /// read again from the log, which followed the old coordinator's.
     pub(crate) fn take_over(&self, p: &Partition) {
         let mut entries = self.entries.lock();
+        let mut loaded = self.loaded.lock();
         self.forget(&mut entries, p.index);
         match self.replay(p, &mut entries, now_ms()) {
-            Ok(records) => info!(partition = p.index, records, "became coordinator of the groups of {OFFSETS_TOPIC}-{}", p.index),
-            Err(e) => warn!(partition = p.index, "loading groups failed: {e}"),
+            Ok(records) => {
+                loaded.insert(p.index);
+                info!(partition = p.index, records, "became coordinator of the groups of {OFFSETS_TOPIC}-{}", p.index)
+            }
+            Err(e) => {
+                loaded.remove(&p.index);
+                warn!(partition = p.index, "loading groups failed: {e}")
+            }
         }
     }
 
@@ -237,6 +265,7 @@ impl GroupCoordinator {
     pub(crate) fn hand_over(&self, p: &Partition) {
         let mut entries = self.entries.lock();
         self.forget(&mut entries, p.index);
+        self.loaded.lock().remove(&p.index);
     }
 
     fn forget(&self, entries: &mut HashMap<String, GroupEntry>, partition: i32) {
@@ -259,6 +288,7 @@ impl GroupCoordinator {
             let txn = r.transactional.then_some(r.producer_id);
             apply(entries, key, r.value, now, txn);
         })?;
+        self.replayed.fetch_add(records, Ordering::Relaxed);
         Ok(records)
     }
 
@@ -445,4 +475,39 @@ pub(crate) fn subscribed_topics(metadata: &Bytes) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BrokerConfig;
+
+    /// Opening a broker reads each `__consumer_offsets` partition once, whether a
+    /// take-over (a leadership applied from the metadata image) or the load read it.
+    #[test]
+    fn opening_a_broker_replays_each_offsets_partition_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = BrokerConfig { data_dir: dir.path().to_path_buf(), offsets_topic_num_partitions: 3, ..Default::default() };
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let _in_runtime = rt.enter();
+        let b = Broker::open(config.clone()).expect("open");
+        rt.block_on(b.groups.ensure_topic(&b)).expect("offsets topic");
+        let commits = 10;
+        for i in 0..commits {
+            let group = format!("g{}", i % 4);
+            let key = records::encode_key(&Key::Offset { group: group.clone(), topic: "t".into(), partition: 0 });
+            let value = OffsetValue { offset: i, leader_epoch: -1, metadata: String::new(), commit_timestamp: now_ms() };
+            let pending = b.groups.persist(&b, &group, &[(key, Some(records::encode_offset(&value)))]).expect("persist");
+            assert!(rt.block_on(pending.durable()), "commit {i} durable");
+        }
+        b.shutdown();
+        drop(b);
+
+        let b = Broker::open(config).expect("reopen");
+        assert_eq!(b.groups.records_replayed(), commits as usize, "every record read once");
+        assert_eq!(b.groups.load(&b).expect("load"), 0, "nothing left to read");
+        let g1 = b.groups.entries_snapshot().into_iter().find(|(g, _)| g == "g1").map(|(_, o)| o);
+        assert_eq!(g1, Some(vec![("t".to_string(), 0, 9)]), "g1's last commit");
+        b.shutdown();
+    }
 }
