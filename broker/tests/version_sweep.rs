@@ -217,6 +217,8 @@ async fn every_advertised_version_round_trips() {
         let retention = r.results[0].configs.iter().find(|c| c.name.as_str() == "retention.ms").expect("retention.ms");
         assert_eq!(retention.value.as_deref(), Some("3600000"));
         assert!(!r.results[1].configs.is_empty());
+        assert!(r.results[0].configs.iter().all(|c| !c.read_only), "topic configs can be altered (v{v})");
+        assert!(r.results[1].configs.iter().all(|c| c.read_only), "static broker configs are read-only, as Kafka marks them (v{v})");
     }
 
     for v in versions(ApiKey::DescribeCluster) {

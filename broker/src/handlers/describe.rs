@@ -81,7 +81,9 @@ pub(crate) fn describe_configs(b: &Arc<Broker>, req: DescribeConfigsRequest, ver
                         .describe()
                         .into_iter()
                         .filter(|(k, _)| wanted(k))
-                        .map(|(k, v)| entry(k, v, topic_config::SOURCE_STATIC_BROKER))
+                        // Karst's broker settings are static (no dynamic broker configs
+                        // yet): Kafka marks those read-only.
+                        .map(|(k, v)| entry(k, v, topic_config::SOURCE_STATIC_BROKER).with_read_only(true))
                         .collect();
                     r.with_configs(configs)
                 }
