@@ -128,25 +128,7 @@ impl ReplicaState {
     /// watermark can lag what the previous leader acknowledged; everything below its
     /// epoch start may have been, so a replica without it must not become eligible
     /// to lead (a preferred-leader election would then truncate acknowledged data).
-    #[cfg(test)]
     pub(crate) fn wanted_isr(&self, me: i32, replicas: &[i32], hw: i64, epoch_start: i64, now_ms: i64, lag_ms: i64) -> Option<Vec<i32>> {
-        self.wanted_isr_of(me, replicas, hw, epoch_start, now_ms, lag_ms, |_| true)
-    }
-
-    /// [`Self::wanted_isr`] where only replicas `eligible` says may join (a fenced
-    /// broker, paused or dead past its session, does not rejoin on a fetch it made
-    /// before, as in Kafka's KIP-841); members already in the ISR are judged by lag.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn wanted_isr_of(
-        &self,
-        me: i32,
-        replicas: &[i32],
-        hw: i64,
-        epoch_start: i64,
-        now_ms: i64,
-        lag_ms: i64,
-        eligible: impl Fn(i32) -> bool,
-    ) -> Option<Vec<i32>> {
         if self.role != Role::Leader {
             return None;
         }
@@ -161,8 +143,7 @@ impl ReplicaState {
                 if self.isr.contains(r) {
                     p.is_none_or(|p| now_ms - p.caught_up_ms <= lag_ms)
                 } else {
-                    eligible(*r)
-                        && p.is_some_and(|p| p.leo >= hw && p.leo >= epoch_start && p.leo >= 0 && now_ms - p.caught_up_ms <= lag_ms)
+                    p.is_some_and(|p| p.leo >= hw && p.leo >= epoch_start && p.leo >= 0 && now_ms - p.caught_up_ms <= lag_ms)
                 }
             })
             .collect();
@@ -193,21 +174,6 @@ mod tests {
         assert_eq!(s.wanted_isr(1, &[1, 2, 3], 0, 0, 3_000, 5_000), None, "within the lag time");
         s.record_fetch(2, 0, 0, 5_000);
         assert_eq!(s.wanted_isr(1, &[1, 2, 3], 0, 0, 6_500, 5_000), Some(vec![1, 2]), "3 never fetched");
-    }
-
-    #[test]
-    fn a_fenced_follower_does_not_rejoin_on_a_fetch_it_made_before() {
-        let mut s = leader(&[1, 2]);
-        s.record_fetch(3, 10, 10, 1_100);
-        assert_eq!(
-            s.wanted_isr(1, &[1, 2, 3], 10, 0, 1_200, 3_000).map(|mut w| {
-                w.sort_unstable();
-                w
-            }),
-            Some(vec![1, 2, 3]),
-            "caught up: rejoins"
-        );
-        assert_eq!(s.wanted_isr_of(1, &[1, 2, 3], 10, 0, 1_200, 3_000, |r| r != 3), None, "fenced: stays out");
     }
 
     #[test]

@@ -133,10 +133,17 @@ pub(crate) fn maintain_isr(b: &Broker) {
             let r = p.replica.lock();
             // Both read under the lock the recompute computes under.
             let floor = r.committed_floor(b.node_id, local, min_insync, p.high_watermark());
-            // The controller removed a fenced broker from every ISR: it does not rejoin
-            // on a fetch it made before it was fenced.
-            r.wanted_isr_of(b.node_id, &state.replicas, floor, epoch_start, now, lag, |id| image.cluster.is_unfenced(id))
-        };
+            r.wanted_isr(b.node_id, &state.replicas, floor, epoch_start, now, lag)
+        }
+        // A fenced broker (paused or dead past its session, removed from every ISR by
+        // the controller) does not rejoin on a fetch it made before, as in Kafka (KIP-841).
+        .map(|w| w.into_iter().filter(|r| state.isr.contains(r) || image.cluster.is_unfenced(*r)).collect::<Vec<_>>())
+        .filter(|w| {
+            let (mut a, mut c) = (w.clone(), state.isr.clone());
+            a.sort_unstable();
+            c.sort_unstable();
+            a != c
+        });
         let Some(isr) = wanted else {
             // Preferred-leader election: hand the partition back to its first replica
             // once that one is in sync again (after a restart moved leadership here).
