@@ -61,6 +61,15 @@ pub enum MetadataCommand {
         set: BTreeMap<String, String>,
         remove: Vec<String>,
     },
+    /// Dynamic broker configs: `resource` is "" for the cluster-wide default or a
+    /// broker id (Kafka's BROKER config resource). Sets `set` then removes `remove`;
+    /// the broker that takes the request checks the keys and values (as Kafka's
+    /// broker does), the quorum only the resource name.
+    AlterBrokerConfig {
+        resource: String,
+        set: BTreeMap<String, String>,
+        remove: Vec<String>,
+    },
     /// Leader election; `partition_epoch` must be the current one.
     ChangePartitionLeader {
         topic: String,
@@ -121,6 +130,7 @@ pub enum CommandOutcome {
         partition_count: i32,
     },
     TopicConfigAltered,
+    BrokerConfigAltered,
     PartitionChanged {
         state: PartitionState,
     },
@@ -170,6 +180,19 @@ impl ClusterMetadata {
                     topic.configs.remove(k);
                 }
                 Ok(CommandOutcome::TopicConfigAltered)
+            }
+            MetadataCommand::AlterBrokerConfig { resource, set, remove } => {
+                validate_broker_resource(resource)?;
+                validate_configs(set)?;
+                let configs = self.broker_configs.entry(resource.clone()).or_default();
+                configs.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+                for k in remove {
+                    configs.remove(k);
+                }
+                if configs.is_empty() {
+                    self.broker_configs.remove(resource);
+                }
+                Ok(CommandOutcome::BrokerConfigAltered)
             }
             MetadataCommand::ChangePartitionLeader { topic, partition, partition_epoch, leader } => {
                 self.change_leader(topic, *partition, *partition_epoch, *leader)
@@ -556,6 +579,19 @@ fn elect_unclean(p: &mut PartitionState, unfenced: &BTreeSet<BrokerId>) -> bool 
     p.leader = l;
     p.isr = vec![l];
     true
+}
+
+/// As Kafka's controller: "" (the cluster default) or a non-negative broker id,
+/// registered or not.
+fn validate_broker_resource(name: &str) -> Result<(), CommandError> {
+    if name.is_empty() {
+        return Ok(());
+    }
+    match name.parse::<i32>() {
+        Ok(id) if id >= 0 => Ok(()),
+        Ok(_) => Err(CommandError::InvalidRequest("Invalid negative broker ID.".into())),
+        Err(_) => Err(CommandError::InvalidRequest("Unable to parse broker name as a base 10 number.".into())),
+    }
 }
 
 fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), CommandError> {

@@ -88,6 +88,10 @@ pub struct ClusterMetadata {
     pub next_producer_id: i64,
     /// Epoch the next new broker registration gets.
     pub next_broker_epoch: i64,
+    /// Dynamic broker configs: "" is the cluster-wide default, a broker id's own
+    /// overrides it (Kafka's DYNAMIC_DEFAULT_BROKER_CONFIG and DYNAMIC_BROKER_CONFIG).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl ClusterMetadata {
@@ -102,6 +106,11 @@ impl ClusterMetadata {
     pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionState> {
         let idx = usize::try_from(partition).ok()?;
         self.topics.get(topic)?.partitions.get(idx)
+    }
+
+    /// The dynamic configs of `resource` ("" for the cluster default), if any.
+    pub fn broker_config(&self, resource: &str) -> Option<&BTreeMap<String, String>> {
+        self.broker_configs.get(resource)
     }
 
     pub fn broker(&self, id: BrokerId) -> Option<&BrokerRegistration> {

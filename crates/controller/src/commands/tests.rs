@@ -414,3 +414,34 @@ proptest! {
         prop_assert_eq!(serde_json::from_slice::<ClusterMetadata>(&json).unwrap(), a);
     }
 }
+
+#[test]
+fn broker_configs_are_kept_per_broker_and_as_the_cluster_default() {
+    let mut md = ClusterMetadata::default();
+    let set = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
+    let alter = |resource: &str, s: BTreeMap<String, String>, remove: &[&str]| MetadataCommand::AlterBrokerConfig {
+        resource: resource.into(),
+        set: s,
+        remove: remove.iter().map(|r| r.to_string()).collect(),
+    };
+    assert_eq!(md.apply(&alter("", set(&[("log.retention.ms", "5000")]), &[])), Ok(CommandOutcome::BrokerConfigAltered));
+    // Any non-negative id, registered or not, as Kafka's controller.
+    md.apply(&alter("7", set(&[("max.connections", "10"), ("message.max.bytes", "2000")]), &[])).unwrap();
+    md.apply(&alter("7", BTreeMap::new(), &["message.max.bytes", "absent"])).unwrap();
+    assert_eq!(md.broker_config(""), Some(&set(&[("log.retention.ms", "5000")])));
+    assert_eq!(md.broker_config("7"), Some(&set(&[("max.connections", "10")])));
+    md.apply(&alter("7", BTreeMap::new(), &["max.connections"])).unwrap();
+    assert_eq!(md.broker_config("7"), None, "an emptied resource is dropped");
+    for (bad, code) in [("-1", "negative"), ("x", "base 10"), ("1.5", "base 10")] {
+        match md.apply(&alter(bad, set(&[("a", "b")]), &[])) {
+            Err(CommandError::InvalidRequest(m)) => assert!(m.contains(code), "{bad}: {m}"),
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+    assert!(matches!(md.apply(&alter("", set(&[("", "b")]), &[])), Err(CommandError::InvalidConfig(_))));
+    // The image round-trips, and one written before broker configs existed still reads.
+    let json = serde_json::to_string(&md).unwrap();
+    assert_eq!(serde_json::from_str::<ClusterMetadata>(&json).unwrap(), md);
+    let old: ClusterMetadata = serde_json::from_str(r#"{"brokers":{},"topics":{},"next_producer_id":0,"next_broker_epoch":0}"#).unwrap();
+    assert!(old.broker_configs.is_empty());
+}
