@@ -13,6 +13,8 @@ use uuid::Uuid;
 
 use crate::cleaner::LogCleaner;
 use crate::config::BrokerConfig;
+use crate::connections::ConnectionLimits;
+use crate::dynamic_config::Layers;
 use crate::errors::BrokerError;
 use crate::fetch_sessions::FetchSessions;
 use crate::flusher::Flusher;
@@ -77,6 +79,13 @@ pub struct Broker {
     open_failed: Mutex<HashMap<String, (Uuid, i32, String)>>,
     /// Held until shutdown: one broker per data directory.
     lock: Mutex<Option<File>>,
+    /// The dynamic config layers last read from the metadata image, and the
+    /// configuration they make with the static one.
+    dynamic: Mutex<(Layers, Arc<BrokerConfig>)>,
+    /// The layers the hosted partitions were last configured with.
+    applied_layers: Mutex<Layers>,
+    /// `max.connections` and `max.connections.per.ip`, changed while running.
+    pub(crate) connection_limits: ConnectionLimits,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -159,6 +168,8 @@ impl Broker {
             i64::try_from(config.min_incremental_fetch_session_eviction_ms).unwrap_or(i64::MAX),
         );
         let txn_partitions = config.transaction_state_log_num_partitions;
+        let config_for_cache = config.clone();
+        let connection_limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
         let broker = Arc::new(Broker {
             node_id: config.node_id,
             fetch_sessions,
@@ -176,6 +187,9 @@ impl Broker {
             groups,
             txns: TxnCoordinator::new(txn_partitions),
             lock: Mutex::new(Some(lock)),
+            dynamic: Mutex::new((Layers::default(), Arc::new(config_for_cache))),
+            applied_layers: Mutex::new(Layers::default()),
+            connection_limits,
         });
         // At start-up a partition that cannot be opened stops the broker, as before.
         if let Some((_, why)) = broker.apply_image().failed.into_iter().next() {
@@ -218,7 +232,26 @@ impl Broker {
     }
 
     pub fn topic_config(&self, topic: &TopicMeta) -> TopicConfig {
-        topic_config::effective(&self.config, &topic.configs)
+        topic_config::effective(&self.effective_config(), &topic.configs)
+    }
+
+    /// This broker's dynamic config layers in the committed metadata: the
+    /// cluster-wide default and its own.
+    pub fn config_layers(&self) -> Layers {
+        let image = self.metadata.image();
+        let of = |resource: &str| image.cluster.broker_config(resource).cloned().unwrap_or_default();
+        Layers { default: of(""), own: of(&self.node_id.to_string()) }
+    }
+
+    /// The configuration in force: the static one under the dynamic layers.
+    pub fn effective_config(&self) -> Arc<BrokerConfig> {
+        let layers = self.config_layers();
+        let mut cached = self.dynamic.lock();
+        if cached.0 != layers {
+            let config = Arc::new(layers.apply(&self.config));
+            *cached = (layers, config);
+        }
+        cached.1.clone()
     }
 
     /// Creates a topic through the controller, placing its partitions over the
@@ -279,6 +312,16 @@ impl Broker {
         self.apply_image_async().await.opened(name)
     }
 
+    /// Stores broker resource `resource`'s dynamic configs (checked by the caller) in
+    /// the quorum and applies them here; the other brokers apply them as the change
+    /// reaches them.
+    pub async fn alter_broker_configs(self: &Arc<Self>, resource: &str, configs: BTreeMap<String, String>) -> Result<(), BrokerError> {
+        self.metadata.set_broker_configs(resource, configs).await?;
+        self.apply_image_async().await;
+        LogCleaner::start(self);
+        Ok(())
+    }
+
     /// [`Broker::apply_image`] on the blocking pool: opening, closing and deleting
     /// logs is file work (fsyncs) that must not hold a runtime worker.
     pub async fn apply_image_async(self: &Arc<Self>) -> Applied {
@@ -314,6 +357,15 @@ impl Broker {
             info!(topic = %name, "removed deleted topic's partitions");
         }
         failed.retain(|name, (id, _, _)| image.topics.get(name.as_str()).is_some_and(|t| t.id == *id));
+        // Dynamic broker configs changed: every topic's defaults may have.
+        let layers = self.config_layers();
+        let mut applied_layers = self.applied_layers.lock();
+        let layers_changed = *applied_layers != layers;
+        if layers_changed {
+            let c = self.effective_config();
+            self.connection_limits.set(c.max_connections, c.max_connections_per_ip);
+            info!(default = ?layers.default, own = ?layers.own, "applying dynamic broker configs");
+        }
         for t in image.topics.values() {
             let hosted = image.cluster.topic(&t.name).is_some_and(|ct| ct.partitions.iter().any(|p| p.replicas.contains(&self.node_id)));
             if !hosted {
@@ -338,12 +390,14 @@ impl Broker {
                 failed.remove(&t.name);
             }
             match applied.get(&t.name) {
-                Some((_, configs)) if *configs == t.configs => continue,
+                Some((_, configs)) if *configs == t.configs && !layers_changed => continue,
                 Some(_) => self.partitions.set_config(&t.name, &tc),
                 None => {}
             }
             applied.insert(t.name.clone(), (t.id, t.configs.clone()));
         }
+        *applied_layers = layers;
+        drop(applied_layers);
         drop(failed);
         drop(applied);
         crate::replication::apply_roles(self);
@@ -391,6 +445,8 @@ impl Broker {
             while changes.changed().await.is_ok() {
                 // Failures are logged by apply_image and leave only that topic offline.
                 let _ = me.apply_image_async().await;
+                // A raised log.cleaner.threads starts its threads.
+                LogCleaner::start(&me);
             }
         });
         let me = self.clone();

@@ -55,19 +55,25 @@ impl LogCleaner {
         }
     }
 
-    /// Starts `log.cleaner.threads` threads (none when `log.cleaner.enable` is off).
+    /// Starts threads up to `log.cleaner.threads` (none when `log.cleaner.enable` is
+    /// off); called again when the dynamic setting may have been raised. A lowered
+    /// one stops the threads above it after their pass.
     pub(crate) fn start(b: &Arc<Broker>) {
         if !b.config.log_cleaner_enable {
-            info!("log cleaner disabled (log.cleaner.enable=false): compacted topics are not compacted");
+            if b.cleaner.threads.lock().is_empty() {
+                info!("log cleaner disabled (log.cleaner.enable=false): compacted topics are not compacted");
+            }
             return;
         }
         let mut threads = b.cleaner.threads.lock();
-        if !threads.is_empty() || *b.cleaner.stopped.lock() {
+        if *b.cleaner.stopped.lock() {
             return;
         }
-        for i in 0..b.config.log_cleaner_threads.max(1) {
+        threads.retain(|t| !t.is_finished());
+        let live: Vec<usize> = threads.iter().filter_map(|t| t.thread().name()?.strip_prefix("log-cleaner-")?.parse().ok()).collect();
+        for i in (0..b.effective_config().log_cleaner_threads.max(1)).filter(|i| !live.contains(i)) {
             let me = b.clone();
-            match std::thread::Builder::new().name(format!("log-cleaner-{i}")).spawn(move || me.cleaner.run(&me)) {
+            match std::thread::Builder::new().name(format!("log-cleaner-{i}")).spawn(move || me.cleaner.run(&me, i)) {
                 Ok(t) => threads.push(t),
                 Err(e) => warn!("starting log cleaner thread {i} failed: {e}"),
             }
@@ -105,10 +111,18 @@ impl LogCleaner {
         !*stopped
     }
 
-    fn run(&self, b: &Broker) {
-        let config = Self::storage_config(&b.config);
-        let backoff = Duration::from_millis(b.config.log_cleaner_backoff_ms);
+    /// Thread `index`'s loop; the settings are read again before each pass, so
+    /// dynamic changes apply without a restart.
+    fn run(&self, b: &Broker, index: usize) {
         while !self.is_stopped() {
+            let settings = b.effective_config();
+            if index >= settings.log_cleaner_threads.max(1) {
+                info!(thread = index, "log cleaner thread stopping: log.cleaner.threads was lowered");
+                break;
+            }
+            let config = Self::storage_config(&settings);
+            let backoff = Duration::from_millis(settings.log_cleaner_backoff_ms);
+            self.throttler.lock().set_rate(settings.log_cleaner_io_max_bytes_per_second);
             let cleaned = self.clean_dirtiest(b, &config);
             if !cleaned && !self.sleep(backoff, &|| false) {
                 break;

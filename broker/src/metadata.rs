@@ -493,6 +493,20 @@ impl MetadataStore {
         self.propose(MetadataCommand::AlterTopicConfig { name: name.to_string(), set: configs, remove }).await.map(drop)
     }
 
+    /// Replaces the dynamic configs of broker resource `resource` ("" for the
+    /// cluster-wide default) with `configs`.
+    pub async fn set_broker_configs(&self, resource: &str, configs: BTreeMap<String, String>) -> Result<(), BrokerError> {
+        let remove = {
+            let image = self.image();
+            image
+                .cluster
+                .broker_config(resource)
+                .map(|c| c.keys().filter(|k| !configs.contains_key(*k)).cloned().collect())
+                .unwrap_or_default()
+        };
+        self.propose(MetadataCommand::AlterBrokerConfig { resource: resource.to_string(), set: configs, remove }).await.map(drop)
+    }
+
     /// Reserves `count` producer ids; returns the first. Committed by the quorum
     /// before use, so an id is never handed out twice, even across a crash.
     pub async fn allocate_producer_ids(&self, count: i32) -> Result<i64, BrokerError> {

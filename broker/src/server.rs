@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn, Instrument};
 
 use crate::broker::Broker;
-use crate::connections::{ConnectionLimits, Slot};
+use crate::connections::Slot;
 use crate::handlers::{self, Frames, Reply};
 
 tokio::task_local! {
@@ -49,7 +49,7 @@ pub async fn serve_listeners(broker: Arc<Broker>, listeners: Vec<(String, TcpLis
         shutdown.await;
         return;
     }
-    let limits = ConnectionLimits::new(broker.config.max_connections, broker.config.max_connections_per_ip);
+    let limits = &broker.connection_limits;
     loop {
         // At max.connections nothing is accepted until a connection closes, as in Kafka.
         let place = tokio::select! {
@@ -70,7 +70,7 @@ pub async fn serve_listeners(broker: Arc<Broker>, listeners: Vec<(String, TcpLis
                 Ok((stream, peer)) => {
                     let Some(slot) = limits.admit(place, peer.ip()) else {
                         // Kafka closes a connection over max.connections.per.ip at once.
-                        info!(%peer, max = broker.config.max_connections_per_ip, "closing connection: max.connections.per.ip reached");
+                        info!(%peer, max = broker.effective_config().max_connections_per_ip, "closing connection: max.connections.per.ip reached");
                         drop(stream);
                         continue;
                     };

@@ -7,6 +7,7 @@ use karst_protocol::recompress::{level_is_valid, CompressionLevels, TopicCompres
 use karst_storage::{CleanupPolicy, DirtyRatio, LogConfig, TimestampType};
 
 use crate::config::BrokerConfig;
+use crate::dynamic_config::{self, Layers};
 
 /// Topic configs Karst accepts on CreateTopics and reports in DescribeConfigs:
 /// the names of the [`SYNONYMS`] and [`ACCEPTED`] tables, Kafka 4.4's topic configs
@@ -213,10 +214,7 @@ pub fn effective(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) ->
     }
 }
 
-/// Where a config's value comes from, as DescribeConfigs' `config_source` says it.
-pub const SOURCE_TOPIC: i8 = 1;
-pub const SOURCE_STATIC_BROKER: i8 = 4;
-pub const SOURCE_DEFAULT: i8 = 5;
+pub use crate::dynamic_config::{SOURCE_DEFAULT, SOURCE_DYNAMIC_BROKER, SOURCE_DYNAMIC_DEFAULT, SOURCE_STATIC_BROKER, SOURCE_TOPIC};
 
 /// DescribeConfigs' `config_type` (v3+), Kafka's `ConfigDef.Type` numbering.
 pub const TYPE_BOOLEAN: i8 = 1;
@@ -388,10 +386,6 @@ fn specs() -> impl Iterator<Item = &'static Spec> {
     SYNONYMS.iter().chain(ACCEPTED)
 }
 
-/// Broker configs whose default Kafka derives from another key (`log.retention.hours`,
-/// `log.roll.hours`): Kafka lists them as synonyms only once set, so Karst does too.
-const SYNONYM_ONLY_WHEN_SET: &[&str] = &["log.retention.ms", "log.roll.ms"];
-
 /// One topic config as DescribeConfigs (and CreateTopics v5+) report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Described {
@@ -399,28 +393,32 @@ pub struct Described {
     pub value: String,
     pub source: i8,
     pub config_type: i8,
-    /// The topic's override (if any), then the broker's setting: (name, value, source).
-    pub synonyms: Vec<(&'static str, String, i8)>,
+    /// The topic's override (if any), then the broker's layers, highest first:
+    /// (name, value, source).
+    pub synonyms: Vec<(&'static str, Option<String>, i8)>,
 }
 
-/// Every topic config with its effective value, where it comes from and its synonyms.
-pub fn describe(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> Vec<Described> {
-    let at_broker = effective(broker, &BTreeMap::new());
-    let defaults = effective(&BrokerConfig::default(), &BTreeMap::new());
+/// Every topic config with its effective value, where it comes from and its synonyms:
+/// the topic's override, then the broker's dynamic, static and built-in values of
+/// the broker config that supplies its default, as Kafka lists them.
+pub fn describe(static_config: &BrokerConfig, layers: &Layers, overrides: &BTreeMap<String, String>) -> Vec<Described> {
+    let at_broker = effective(&layers.apply(static_config), &BTreeMap::new());
+    let karst_keys: Vec<&str> = static_config.describe().into_iter().map(|(k, _)| k).collect();
     specs()
         .map(|spec| {
             let (name, broker_key, config_type) = (spec.name, spec.broker_key, spec.config_type);
             let value = (spec.value)(&at_broker);
-            // A broker value other than the built-in default was configured: Kafka's
-            // STATIC_BROKER_CONFIG. (A value set to the default itself reads as default.)
-            let broker_source = if value == (spec.value)(&defaults) { SOURCE_DEFAULT } else { SOURCE_STATIC_BROKER };
             let mut synonyms = Vec::new();
             if let Some(o) = overrides.get(name) {
-                synonyms.push((name, o.clone(), SOURCE_TOPIC));
+                synonyms.push((name, Some(o.clone()), SOURCE_TOPIC));
             }
-            if !broker_key.is_empty() && (broker_source == SOURCE_STATIC_BROKER || !SYNONYM_ONLY_WHEN_SET.contains(&broker_key)) {
-                synonyms.push((broker_key, value.clone(), broker_source));
+            if karst_keys.contains(&broker_key) {
+                synonyms.extend(dynamic_config::synonyms(broker_key, layers, static_config));
+            } else if !broker_key.is_empty() {
+                // A Kafka broker setting Karst does not have: its value is Kafka's default.
+                synonyms.push((broker_key, Some(value.clone()), SOURCE_DEFAULT));
             }
+            let broker_source = synonyms.iter().find(|s| s.0 == broker_key).map_or(SOURCE_DEFAULT, |s| s.2);
             match overrides.get(name) {
                 Some(o) => Described { name, value: o.clone(), source: SOURCE_TOPIC, config_type, synonyms },
                 None => Described { name, value, source: broker_source, config_type, synonyms },
@@ -438,16 +436,36 @@ mod tests {
         let b = BrokerConfig { message_max_bytes: 2_000_000, ..BrokerConfig::default() };
         let mut o = BTreeMap::new();
         o.insert("segment.bytes".to_string(), "4096".to_string());
-        let d = describe(&b, &o);
+        let d = describe(&b, &Layers::default(), &o);
         let find = |n: &str| d.iter().find(|x| x.name == n).unwrap().clone();
         let seg = find("segment.bytes");
         assert_eq!((seg.value.as_str(), seg.source, seg.config_type), ("4096", SOURCE_TOPIC, TYPE_INT));
-        assert_eq!(seg.synonyms[0], ("segment.bytes", "4096".to_string(), SOURCE_TOPIC));
+        assert_eq!(seg.synonyms[0], ("segment.bytes", Some("4096".to_string()), SOURCE_TOPIC));
         assert_eq!(seg.synonyms[1].0, "log.segment.bytes");
         assert_eq!(seg.synonyms[1].2, SOURCE_DEFAULT);
         let max = find("max.message.bytes");
         assert_eq!((max.value.as_str(), max.source), ("2000000", SOURCE_STATIC_BROKER));
-        assert_eq!(max.synonyms, vec![("message.max.bytes", "2000000".to_string(), SOURCE_STATIC_BROKER)]);
+        assert_eq!(
+            max.synonyms,
+            vec![
+                ("message.max.bytes", Some("2000000".to_string()), SOURCE_STATIC_BROKER),
+                ("message.max.bytes", Some("1048588".to_string()), SOURCE_DEFAULT)
+            ],
+            "the static value, then Kafka's default"
+        );
+        let layers = Layers {
+            default: BTreeMap::from([("message.max.bytes".to_string(), "3000000".to_string())]),
+            own: BTreeMap::from([("log.retention.ms".to_string(), "5000".to_string())]),
+        };
+        let d = describe(&b, &layers, &BTreeMap::new());
+        let find = |n: &str| d.iter().find(|x| x.name == n).unwrap().clone();
+        let max = find("max.message.bytes");
+        assert_eq!((max.value.as_str(), max.source, max.synonyms.len()), ("3000000", SOURCE_DYNAMIC_DEFAULT, 3));
+        let r = find("retention.ms");
+        assert_eq!((r.value.as_str(), r.source), ("5000", SOURCE_DYNAMIC_BROKER));
+        assert_eq!(r.synonyms[1], ("log.retention.hours", Some("168".to_string()), SOURCE_DEFAULT));
+        let d = describe(&b, &Layers::default(), &o);
+        let find = |n: &str| d.iter().find(|x| x.name == n).unwrap().clone();
         assert!(find("retention.ms").synonyms.is_empty(), "Kafka lists log.retention.ms only once set");
         assert_eq!(find("cleanup.policy").config_type, TYPE_LIST);
     }
@@ -475,7 +493,7 @@ mod tests {
         assert!(validate_all(&o).is_ok());
         o.insert("min.compaction.lag.ms".to_string(), "9".to_string());
         assert!(validate_all(&o).is_err(), "min above max");
-        let d = describe(&b, &BTreeMap::new());
+        let d = describe(&b, &Layers::default(), &BTreeMap::new());
         let policy = d.iter().find(|x| x.name == "cleanup.policy").expect("described");
         assert_eq!((policy.value.as_str(), policy.source), ("compact,delete", SOURCE_STATIC_BROKER));
         assert_eq!(d.iter().find(|x| x.name == "min.cleanable.dirty.ratio").map(|x| x.config_type), Some(TYPE_DOUBLE));
@@ -489,7 +507,7 @@ mod tests {
     #[test]
     fn timestamp_type_and_compression_are_described_from_the_topic_then_the_broker() {
         let mut b = BrokerConfig::default();
-        let d = describe(&b, &BTreeMap::new());
+        let d = describe(&b, &Layers::default(), &BTreeMap::new());
         let find = |d: &[Described], n: &str| d.iter().find(|x| x.name == n).cloned().expect("described");
         for (name, value, t) in [
             ("message.timestamp.type", "CreateTime", TYPE_STRING),
@@ -506,7 +524,7 @@ mod tests {
         b.set("compression.type", "gzip").expect("broker default");
         let e = effective(&b, &BTreeMap::new());
         assert_eq!((e.log.timestamp_type, e.compression), (TimestampType::LogAppendTime, TopicCompression::Gzip));
-        let d = describe(&b, &BTreeMap::new());
+        let d = describe(&b, &Layers::default(), &BTreeMap::new());
         assert_eq!(find(&d, "compression.type").source, SOURCE_STATIC_BROKER);
         let mut o = BTreeMap::new();
         for (k, v) in [("message.timestamp.type", "CreateTime"), ("compression.type", "zstd"), ("compression.zstd.level", "-7")] {
@@ -518,9 +536,9 @@ mod tests {
             (e.log.timestamp_type, e.compression, e.compression_levels.zstd),
             (TimestampType::CreateTime, TopicCompression::Zstd, -7)
         );
-        let ts = find(&describe(&b, &o), "message.timestamp.type");
+        let ts = find(&describe(&b, &Layers::default(), &o), "message.timestamp.type");
         assert_eq!((ts.value.as_str(), ts.source), ("CreateTime", SOURCE_TOPIC));
-        assert_eq!(ts.synonyms[1], ("log.message.timestamp.type", "LogAppendTime".to_string(), SOURCE_STATIC_BROKER));
+        assert_eq!(ts.synonyms[1], ("log.message.timestamp.type", Some("LogAppendTime".to_string()), SOURCE_STATIC_BROKER));
         for (k, v) in [
             ("message.timestamp.type", "logappendtime"),
             ("compression.type", "none"),
@@ -535,7 +553,7 @@ mod tests {
     #[test]
     fn every_kafka_topic_config_is_described_and_checked_as_kafka_does() {
         let b = BrokerConfig::default();
-        let d = describe(&b, &BTreeMap::new());
+        let d = describe(&b, &Layers::default(), &BTreeMap::new());
         let find = |n: &str| d.iter().find(|x| x.name == n).cloned().unwrap_or_else(|| panic!("{n} described"));
         for (name, value, t, synonym) in [
             ("file.delete.delay.ms", "60000", TYPE_LONG, Some("log.segment.delete.delay.ms")),
@@ -575,7 +593,7 @@ mod tests {
         }
         let mut o = BTreeMap::new();
         o.insert("preallocate".to_string(), "true".to_string());
-        let p = describe(&b, &o).into_iter().find(|x| x.name == "preallocate").expect("described");
+        let p = describe(&b, &Layers::default(), &o).into_iter().find(|x| x.name == "preallocate").expect("described");
         assert_eq!((p.value.as_str(), p.source), ("true", SOURCE_TOPIC), "an accepted override is shown as set");
     }
 
@@ -597,8 +615,8 @@ mod tests {
         assert!(validate("retention.ms", "-2").is_err());
         assert!(validate("no.such", "1").is_err());
         assert!(validate("cleanup.policy", "delete").is_ok());
-        assert!(keys().all(|k| describe(&b, &o).iter().any(|d| d.name == k)));
+        assert!(keys().all(|k| describe(&b, &Layers::default(), &o).iter().any(|d| d.name == k)));
         assert!(keys().all(|k| validate(k, "x").is_err_and(|e| !e.contains("unknown"))), "every key is validated");
-        assert_eq!(describe(&b, &o).len(), SYNONYMS.len() + ACCEPTED.len());
+        assert_eq!(describe(&b, &Layers::default(), &o).len(), SYNONYMS.len() + ACCEPTED.len());
     }
 }

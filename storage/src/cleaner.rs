@@ -184,6 +184,11 @@ impl Throttler {
         Throttler { bytes_per_second, check_interval: Self::CHECK_INTERVAL, period_start: now, observed: 0 }
     }
 
+    /// A new rate (a dynamic `log.cleaner.io.max.bytes.per.second`), from the next check.
+    pub fn set_rate(&mut self, bytes_per_second: f64) {
+        self.bytes_per_second = bytes_per_second;
+    }
+
     /// Counts `bytes` done by `now`; returns how long to sleep to keep to the rate.
     pub fn delay(&mut self, bytes: u64, now: Instant) -> Duration {
         self.observed = self.observed.saturating_add(bytes);

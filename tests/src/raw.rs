@@ -309,36 +309,66 @@ impl RawClient {
 
     /// DescribeConfigs v4 of `topic`: (value, source) of every config by name.
     pub fn describe_topic_configs(&mut self, topic: &str) -> Result<BTreeMap<String, (String, i8)>> {
+        let (code, configs) = self.describe_configs(2, topic)?;
+        if code != 0 {
+            bail!("DescribeConfigs {topic}: error {code}");
+        }
+        Ok(configs.into_iter().map(|(k, c)| (k, (c.value.unwrap_or_default(), c.source))).collect())
+    }
+
+    /// DescribeConfigs v4 (with synonyms) of one resource (2 topic, 4 broker): the
+    /// error code and every config by name.
+    pub fn describe_configs(&mut self, resource_type: i8, name: &str) -> Result<(i16, BTreeMap<String, DescribedConfig>)> {
         use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
         use kafka_protocol::messages::DescribeConfigsRequest;
-        let resource =
-            DescribeConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_string(topic.to_string()));
+        let resource = DescribeConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(StrBytes::from_string(name.to_string()));
         let resp = self.send(&DescribeConfigsRequest::default().with_resources(vec![resource]).with_include_synonyms(true), 4)?;
         let r = resp.results.first().ok_or_else(|| anyhow!("no result"))?;
-        if r.error_code != 0 {
-            bail!("DescribeConfigs {topic}: error {}", r.error_code);
-        }
-        Ok(r.configs
+        let configs = r
+            .configs
             .iter()
-            .map(|c| (c.name.to_string(), (c.value.as_ref().map(|v| v.to_string()).unwrap_or_default(), c.config_source)))
-            .collect())
+            .map(|c| {
+                let described = DescribedConfig {
+                    value: c.value.as_ref().map(|v| v.to_string()),
+                    source: c.config_source,
+                    read_only: c.read_only,
+                    synonyms: c.synonyms.iter().map(|s| (s.name.to_string(), s.value.as_ref().map(|v| v.to_string()), s.source)).collect(),
+                };
+                (c.name.to_string(), described)
+            })
+            .collect();
+        Ok((r.error_code, configs))
     }
 
     /// IncrementalAlterConfigs v1 of one config of `topic` (`op`: 0 SET, 1 DELETE,
     /// 2 APPEND, 3 SUBTRACT); returns the error code.
     pub fn alter_topic_config(&mut self, topic: &str, key: &str, op: i8, value: Option<&str>) -> Result<i16> {
+        Ok(self.alter_configs(2, topic, &[(key, op, value)])?.0)
+    }
+
+    /// IncrementalAlterConfigs v1 of one resource (2 topic, 4 broker) with `ops`
+    /// (name, operation, value): the error code and message.
+    pub fn alter_configs(&mut self, resource_type: i8, name: &str, ops: &[(&str, i8, Option<&str>)]) -> Result<(i16, Option<String>)> {
         use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
         use kafka_protocol::messages::IncrementalAlterConfigsRequest;
-        let config = AlterableConfig::default()
-            .with_name(StrBytes::from_string(key.to_string()))
-            .with_config_operation(op)
-            .with_value(value.map(|v| StrBytes::from_string(v.to_string())));
+        let configs = ops
+            .iter()
+            .map(|(key, op, value)| {
+                AlterableConfig::default()
+                    .with_name(StrBytes::from_string(key.to_string()))
+                    .with_config_operation(*op)
+                    .with_value(value.map(|v| StrBytes::from_string(v.to_string())))
+            })
+            .collect();
         let resource = AlterConfigsResource::default()
-            .with_resource_type(2)
-            .with_resource_name(StrBytes::from_string(topic.to_string()))
-            .with_configs(vec![config]);
+            .with_resource_type(resource_type)
+            .with_resource_name(StrBytes::from_string(name.to_string()))
+            .with_configs(configs);
         let resp = self.send(&IncrementalAlterConfigsRequest::default().with_resources(vec![resource]), 1)?;
-        Ok(resp.responses.first().ok_or_else(|| anyhow!("no response"))?.error_code)
+        let r = resp.responses.first().ok_or_else(|| anyhow!("no response"))?;
+        Ok((r.error_code, r.error_message.as_ref().map(|m| m.to_string())))
     }
 
     /// The offsets `group` has committed for `partitions` of `topic` (OffsetFetch at the
@@ -388,6 +418,16 @@ impl RawClient {
 
 /// Decodes a consumer-protocol member assignment (as DescribeGroups and SyncGroup carry
 /// it: i16 version, then the assignment) into topic → sorted partitions.
+/// One config in a DescribeConfigs answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedConfig {
+    pub value: Option<String>,
+    pub source: i8,
+    pub read_only: bool,
+    /// (name, value, source), highest precedence first.
+    pub synonyms: Vec<(String, Option<String>, i8)>,
+}
+
 pub fn decode_assignment(bytes: &Bytes) -> Result<BTreeMap<String, Vec<i32>>> {
     let mut buf = bytes.clone();
     if buf.remaining() < 2 {

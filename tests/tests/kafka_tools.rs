@@ -86,6 +86,15 @@ fn steps(bootstrap: &str, name: &str) -> Result<Vec<String>> {
     let configs = tool(CONFIGS, &["--bootstrap-server", b, "--describe", "--entity-type", "topics", "--entity-name", &topic])?;
     ensure!(!configs.contains("retention.ms=7200000"), "kafka-configs after --delete-config:\n{configs}");
     done.push("kafka-configs: --alter --add-config, --describe, --delete-config".to_string());
+    // Dynamic broker configs: the cluster-wide default (KIP-226).
+    let brokers_default = ["--bootstrap-server", b, "--entity-type", "brokers", "--entity-default"];
+    tool(CONFIGS, &[&brokers_default[..], &["--alter", "--add-config", "log.retention.ms=604800001"]].concat())?;
+    let configs = tool(CONFIGS, &[&brokers_default[..], &["--describe"]].concat())?;
+    ensure!(configs.contains("log.retention.ms=604800001"), "kafka-configs --describe --entity-default:\n{configs}");
+    tool(CONFIGS, &[&brokers_default[..], &["--alter", "--delete-config", "log.retention.ms"]].concat())?;
+    let configs = tool(CONFIGS, &[&brokers_default[..], &["--describe"]].concat())?;
+    ensure!(!configs.contains("log.retention.ms="), "kafka-configs --entity-default after --delete-config:\n{configs}");
+    done.push("kafka-configs: --entity-type brokers --entity-default --add-config, --describe, --delete-config".to_string());
 
     // console producer and consumer
     let lines: Vec<String> = (0..40).map(|i| format!("line-{i}")).collect();

@@ -137,7 +137,7 @@ pub(crate) async fn create_topics(b: Arc<Broker>, req: CreateTopicsRequest, vers
         match outcome {
             Ok(meta) => {
                 if version >= 5 {
-                    let configs = topic_config::describe(&b.config, &meta.configs)
+                    let configs = topic_config::describe(&b.config, &b.config_layers(), &meta.configs)
                         .into_iter()
                         .map(|d| {
                             CreatableTopicConfigs::default()

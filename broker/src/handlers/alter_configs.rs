@@ -1,8 +1,7 @@
-//! AlterConfigs (replace a topic's overrides) and IncrementalAlterConfigs
-//! (set or delete single keys, append to or subtract from list configs). Broker configs are static: set at start-up. There
-//! are no dynamic broker overrides, so removing them (DELETE, or AlterConfigs with
-//! none) succeeds with nothing to do, as Kafka answers for an override that is not
-//! set: kafka-reassign-partitions --verify clears its throttles that way.
+//! AlterConfigs (replace a resource's overrides) and IncrementalAlterConfigs (set or
+//! delete single keys, append to or subtract from list configs), on topics and on
+//! brokers: a broker resource is the cluster-wide default ("") or the broker taking
+//! the request, whose dynamic configs live in the controller quorum (KIP-226).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,7 +14,8 @@ use tracing::info;
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::topic_config;
+use crate::config::BrokerConfig;
+use crate::{dynamic_config, topic_config};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -26,22 +26,33 @@ const OP_SUBTRACT: i8 = 3;
 
 type Outcome = Result<(), (i16, String)>;
 
-const STATIC: &str = "broker configs are static: set them in karst.toml, KARST_* or --set and restart";
-
-/// Broker resource `name` must be "" (the cluster-wide default) or a registered broker.
+/// A broker resource must be "" (the cluster-wide default) or this broker, as Kafka
+/// checks on the broker that takes the request.
 fn check_broker(b: &Broker, name: &str) -> Outcome {
     if name.is_empty() {
         return Ok(());
     }
     match name.parse::<i32>() {
-        Ok(id) if id == b.node_id || b.metadata.image().cluster.broker(id).is_some() => Ok(()),
-        _ => Err((ec::INVALID_REQUEST, format!("`{name}` is not the id of a registered broker"))),
+        Ok(id) if id == b.node_id => Ok(()),
+        Ok(_) => Err((ec::INVALID_REQUEST, format!("Unexpected broker id, expected {}, but received {name}", b.node_id))),
+        Err(_) => Err((ec::INVALID_REQUEST, format!("Node id must be an integer, but it is: {name}"))),
     }
 }
 
-/// Applies `change` to a resource's current overrides: a topic's, validating the
-/// result; a broker's, which are always none, so a change that leaves none succeeds
-/// with nothing to do and one that sets any is refused.
+/// For a list config of the resource type, the value APPEND and SUBTRACT start from
+/// when none is set (the config's default); None for other configs.
+fn list_default(resource_type: i8, key: &str) -> Option<String> {
+    match resource_type {
+        TOPIC => topic_config::is_list(key).then(|| topic_config::default_value(key).unwrap_or_default()),
+        BROKER if dynamic_config::config_type(key) == topic_config::TYPE_LIST => {
+            Some(BrokerConfig::default().describe().into_iter().find(|(k, _)| *k == key).map(|(_, v)| v).unwrap_or_default())
+        }
+        _ => None,
+    }
+}
+
+/// Applies `change` to a resource's current overrides (a topic's, or a broker
+/// resource's dynamic configs), checks the result and stores it.
 async fn alter(
     b: &Arc<Broker>,
     resource_type: i8,
@@ -53,9 +64,18 @@ async fn alter(
         TOPIC => {}
         BROKER => {
             check_broker(b, name)?;
-            let mut overrides = BTreeMap::new();
-            change(&mut overrides)?;
-            return if overrides.is_empty() { Ok(()) } else { Err((ec::INVALID_REQUEST, STATIC.into())) };
+            let mut configs = b.metadata.image().cluster.broker_config(name).cloned().unwrap_or_default();
+            change(&mut configs)?;
+            dynamic_config::check(&configs, &b.config)?;
+            if validate_only {
+                return Ok(());
+            }
+            b.alter_broker_configs(name, configs).await.map_err(|e| match e {
+                crate::errors::BrokerError::Metadata { code, message } => (code, message),
+                other => (ec::UNKNOWN_SERVER_ERROR, other.to_string()),
+            })?;
+            info!(resource = name, "altered dynamic broker configs");
+            return Ok(());
         }
         other => return Err((ec::INVALID_REQUEST, format!("resource type {other} is not supported"))),
     }
@@ -89,11 +109,11 @@ pub(crate) async fn incremental(b: Arc<Broker>, req: IncrementalAlterConfigsRequ
                     (OP_DELETE, _) => {
                         configs.remove(c.name.as_str());
                     }
-                    (OP_APPEND | OP_SUBTRACT, Some(v)) if topic_config::is_list(c.name.as_str()) => {
+                    (OP_APPEND | OP_SUBTRACT, Some(v)) if list_default(res.resource_type, c.name.as_str()).is_some() => {
                         // Kafka lays the change over the current value, or the
-                        // config's default when the topic has none.
+                        // config's default when the resource has none.
                         let name = c.name.as_str();
-                        let current = configs.get(name).cloned().or_else(|| topic_config::default_value(name)).unwrap_or_default();
+                        let current = configs.get(name).cloned().or_else(|| list_default(res.resource_type, name)).unwrap_or_default();
                         let mut items: Vec<String> =
                             current.split(',').map(str::trim).filter(|i| !i.is_empty()).map(String::from).collect();
                         for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {

@@ -12,26 +12,55 @@ use karst_protocol::error_codes as ec;
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::topic_config;
+use crate::{dynamic_config, topic_config};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 
-/// Documentation is None: Karst carries no config documentation yet (Kafka's is
-/// None too unless asked for).
-fn entry(name: &str, value: String, source: i8) -> DescribeConfigsResourceResult {
+/// Documentation is None: Karst carries no config documentation (Kafka's is None
+/// too unless asked for).
+fn entry(name: &str, value: Option<String>, source: i8) -> DescribeConfigsResourceResult {
     DescribeConfigsResourceResult::default()
         .with_name(str_bytes(name))
-        .with_value(Some(str_bytes(value)))
+        .with_value(value.map(str_bytes))
         .with_config_source(source)
         .with_documentation(None)
 }
 
+/// One config entry with what the request's version carries: synonyms (v1+, when
+/// asked for) and the type (v3+).
+fn described(
+    name: &str,
+    value: Option<String>,
+    source: i8,
+    synonyms: Vec<(String, Option<String>, i8)>,
+    config_type: i8,
+    req: &DescribeConfigsRequest,
+    version: i16,
+) -> DescribeConfigsResourceResult {
+    let mut e = entry(name, value, source);
+    if version >= 1 && req.include_synonyms {
+        e = e.with_synonyms(
+            synonyms
+                .into_iter()
+                .map(|(name, value, source)| {
+                    DescribeConfigsSynonym::default().with_name(str_bytes(name)).with_value(value.map(str_bytes)).with_source(source)
+                })
+                .collect(),
+        );
+    }
+    if version >= 3 {
+        e = e.with_config_type(config_type);
+    }
+    e
+}
+
 pub(crate) fn describe_configs(b: &Arc<Broker>, req: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
     let image = b.metadata.image();
+    let layers = b.config_layers();
     let results = req
         .resources
-        .into_iter()
+        .iter()
         .map(|res| {
             let r = DescribeConfigsResult::default().with_resource_type(res.resource_type).with_resource_name(res.resource_name.clone());
             let wanted =
@@ -42,28 +71,12 @@ pub(crate) fn describe_configs(b: &Arc<Broker>, req: DescribeConfigsRequest, ver
                         .with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION)
                         .with_error_message(Some(str_bytes(format!("topic `{}` does not exist", res.resource_name.as_str())))),
                     Some(t) => {
-                        let configs = topic_config::describe(&b.config, &t.configs)
+                        let configs = topic_config::describe(&b.config, &layers, &t.configs)
                             .into_iter()
                             .filter(|d| wanted(d.name))
                             .map(|d| {
-                                let mut e = entry(d.name, d.value, d.source);
-                                if version >= 1 && req.include_synonyms {
-                                    e = e.with_synonyms(
-                                        d.synonyms
-                                            .into_iter()
-                                            .map(|(name, value, source)| {
-                                                DescribeConfigsSynonym::default()
-                                                    .with_name(str_bytes(name))
-                                                    .with_value(Some(str_bytes(value)))
-                                                    .with_source(source)
-                                            })
-                                            .collect(),
-                                    );
-                                }
-                                if version >= 3 {
-                                    e = e.with_config_type(d.config_type);
-                                }
-                                e
+                                let synonyms = d.synonyms.into_iter().map(|(n, v, s)| (n.to_string(), v, s)).collect();
+                                described(d.name, Some(d.value), d.source, synonyms, d.config_type, &req, version)
                             })
                             .collect();
                         r.with_configs(configs)
@@ -71,19 +84,24 @@ pub(crate) fn describe_configs(b: &Arc<Broker>, req: DescribeConfigsRequest, ver
                 },
                 BROKER => {
                     let name = res.resource_name.as_str();
-                    if !name.is_empty() && name != b.node_id.to_string() {
-                        return r
-                            .with_error_code(ec::INVALID_REQUEST)
-                            .with_error_message(Some(str_bytes(format!("this is broker {}, not `{name}`", b.node_id))));
-                    }
-                    let configs = b
-                        .config
-                        .describe()
+                    let all = if name.is_empty() {
+                        dynamic_config::describe_default(&layers)
+                    } else if name == b.node_id.to_string() {
+                        dynamic_config::describe_broker(&b.config, &layers)
+                    } else {
+                        return r.with_error_code(ec::INVALID_REQUEST).with_error_message(Some(str_bytes(format!(
+                            "Unexpected broker id, expected {}, but received {name}",
+                            b.node_id
+                        ))));
+                    };
+                    let configs = all
                         .into_iter()
-                        .filter(|(k, _)| wanted(k))
-                        // Karst's broker settings are static (no dynamic broker configs
-                        // yet): Kafka marks those read-only.
-                        .map(|(k, v)| entry(k, v, topic_config::SOURCE_STATIC_BROKER).with_read_only(true))
+                        .filter(|d| wanted(&d.name))
+                        .map(|d| {
+                            described(&d.name, d.value, d.source, d.synonyms, d.config_type, &req, version)
+                                .with_read_only(d.read_only)
+                                .with_is_sensitive(d.sensitive)
+                        })
                         .collect();
                     r.with_configs(configs)
                 }
