@@ -130,14 +130,45 @@ fn kept() -> Vec<Kept> {
             scenario: "*",
             path: "*configs[min.insync.replicas]*source",
             karst_lacks: false,
-            why: "Kafka 4 writes a cluster-wide min.insync.replicas (DYNAMIC_DEFAULT_BROKER_CONFIG) when it enables eligible leader \
-                  replicas (KIP-966); Karst has no dynamic broker configs yet (issue 20), so its default is DEFAULT_CONFIG",
+            why: "Kafka 4 writes a cluster-wide min.insync.replicas (DYNAMIC_DEFAULT_BROKER_CONFIG) when it formats its storage \
+                  with eligible leader replicas (KIP-966); Karst writes no dynamic config of its own, so its default is DEFAULT_CONFIG",
         },
         Kept {
             scenario: "DescribeConfigs*",
             path: "results[0].configs[min.insync.replicas].synonyms[1]*",
             karst_lacks: true,
-            why: "Kafka lists that cluster-wide dynamic default and then the static default; Karst has only the latter (issue 20)",
+            why: "Kafka lists that cluster-wide dynamic default and then the static default; Karst has only the latter",
+        },
+        Kept {
+            scenario: "Broker configs*",
+            path: "*configs[min.insync.replicas]*",
+            karst_lacks: false,
+            why: "the cluster-wide min.insync.replicas Kafka 4 writes when it formats its storage (KIP-966), which Karst does not",
+        },
+        Kept {
+            scenario: "Broker configs*",
+            path: "*configs[log.flush.interval.*",
+            karst_lacks: false,
+            why: "Karst fsyncs before it acknowledges by default and keeps that choice static (a restart changes it), so \
+                  log.flush.interval.* are read-only; Kafka leaves flushing to the OS",
+        },
+        Kept {
+            scenario: "Broker configs*",
+            path: "before.results[0].configs[max.connections*",
+            karst_lacks: false,
+            why: "Karst bounds connections by default (10,000 in all and per address); Kafka's defaults are unbounded",
+        },
+        Kept {
+            scenario: "Broker configs*",
+            path: "before.results[0].configs[group.max.size]*",
+            karst_lacks: false,
+            why: "Karst bounds a consumer group at 1,000 members by default; Kafka's default is unbounded",
+        },
+        Kept {
+            scenario: "Broker configs*",
+            path: "before.results[0].configs[log.retention.check.interval.ms]*",
+            karst_lacks: false,
+            why: "Karst looks for segments past retention every 30 s, Kafka every 5 minutes",
         },
         Kept { scenario: "DescribeConfigs*", path: "results[0].configs[flush.*", karst_lacks: false, why: FLUSH },
         Kept { scenario: "CreateTopics, validate only*", path: "topics[0].configs[flush.*", karst_lacks: false, why: FLUSH },
@@ -643,7 +674,128 @@ pub(super) fn run(pair: &mut Pair, f: &Fixture) -> Result<Vec<Compared>> {
         boxed(c.send(&req, v)?)
     })?;
 
+    // Broker configs: the settings both brokers have (none set in either fixture's
+    // configuration), then a dynamic cluster default set, seen in the default
+    // resource, the broker and a topic, a static key refused, and the default removed
+    // again (run last: other scenarios see no dynamic default).
+    r.run_keyed("Broker configs, dynamic default set and deleted", ApiKey::IncrementalAlterConfigs, 0, &BROKER_KEYED, &|c, v, _| {
+        boxed(broker_config_steps(c, v, topic)?)
+    })?;
+
     Ok(r.out)
+}
+
+/// The broker settings compared: Kafka's names that Karst has, but for those naming
+/// an instance (ids, addresses, directories) and those the fixtures set.
+const BROKER_KEYS: &[&str] = &[
+    "broker.session.timeout.ms",
+    "compression.gzip.level",
+    "compression.lz4.level",
+    "compression.type",
+    "compression.zstd.level",
+    "connections.max.idle.ms",
+    "fetch.max.bytes",
+    "group.max.size",
+    "log.cleaner.backoff.ms",
+    "log.cleaner.dedupe.buffer.size",
+    "log.cleaner.delete.retention.ms",
+    "log.cleaner.enable",
+    "log.cleaner.io.buffer.load.factor",
+    "log.cleaner.io.buffer.size",
+    "log.cleaner.io.max.bytes.per.second",
+    "log.cleaner.max.compaction.lag.ms",
+    "log.cleaner.min.cleanable.ratio",
+    "log.cleaner.min.compaction.lag.ms",
+    "log.cleaner.threads",
+    "log.cleanup.policy",
+    "log.flush.interval.messages",
+    "log.flush.interval.ms",
+    "log.index.interval.bytes",
+    "log.index.size.max.bytes",
+    "log.message.timestamp.after.max.ms",
+    "log.message.timestamp.before.max.ms",
+    "log.message.timestamp.type",
+    "log.retention.bytes",
+    "log.retention.check.interval.ms",
+    "log.retention.ms",
+    "log.roll.ms",
+    "log.segment.bytes",
+    "max.connections",
+    "max.connections.per.ip",
+    "max.incremental.fetch.session.cache.slots",
+    "message.max.bytes",
+    "min.insync.replicas",
+    "replica.lag.time.max.ms",
+    "socket.request.max.bytes",
+];
+
+const BROKER_KEYED: [(&str, &str); 1] = [("*results[*].configs", "name")];
+
+/// What the broker-config scenario went through; compared field by field.
+#[derive(Debug)]
+#[allow(dead_code)] // read through Debug
+struct BrokerConfigSteps {
+    before: kafka_protocol::messages::DescribeConfigsResponse,
+    set: kafka_protocol::messages::IncrementalAlterConfigsResponse,
+    default_resource: kafka_protocol::messages::DescribeConfigsResponse,
+    broker_after: kafka_protocol::messages::DescribeConfigsResponse,
+    topic_after: kafka_protocol::messages::DescribeConfigsResponse,
+    static_refused: kafka_protocol::messages::IncrementalAlterConfigsResponse,
+    deleted: kafka_protocol::messages::IncrementalAlterConfigsResponse,
+    broker_restored: kafka_protocol::messages::DescribeConfigsResponse,
+}
+
+fn broker_config_steps(c: &mut RawClient, v: i16, topic: &str) -> Result<BrokerConfigSteps> {
+    let describe = |c: &mut RawClient, resource_type: i8, name: &str, keys: Option<&[&str]>| {
+        let resource = DescribeConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(s(name))
+            .with_configuration_keys(keys.map(|k| k.iter().map(|k| s(k)).collect()));
+        c.send(&DescribeConfigsRequest::default().with_resources(vec![resource]).with_include_synonyms(true), 4)
+    };
+    let alter = |c: &mut RawClient, ops: &[(&str, i8, Option<&str>)]| {
+        let configs = ops
+            .iter()
+            .map(|(k, op, value)| AlterableConfig::default().with_name(s(k)).with_config_operation(*op).with_value(value.map(s)))
+            .collect();
+        let req = IncrementalAlterConfigsRequest::default()
+            .with_resources(vec![AlterConfigsResource::default().with_resource_type(4).with_resource_name(s("")).with_configs(configs)]);
+        c.send(&req, v)
+    };
+    let before = describe(c, 4, "1", Some(BROKER_KEYS))?;
+    let set = alter(c, &[("log.retention.ms", 0, Some("3600000")), ("message.max.bytes", 0, Some("2000000"))])?;
+    // Kafka applies a change a moment after it answers: read until it shows.
+    let mut default_resource = describe(c, 4, "", None)?;
+    for _ in 0..100 {
+        let shown = default_resource.results[0].configs.iter().any(|x| x.name.as_str() == "message.max.bytes");
+        if shown {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        default_resource = describe(c, 4, "", None)?;
+    }
+    let mut broker_after = describe(c, 4, "1", Some(&["log.retention.ms", "message.max.bytes"]))?;
+    for _ in 0..100 {
+        let applied = broker_after.results[0].configs.iter().all(|x| x.config_source == 3);
+        if applied {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        broker_after = describe(c, 4, "1", Some(&["log.retention.ms", "message.max.bytes"]))?;
+    }
+    let topic_after = describe(c, 2, topic, Some(&["retention.ms", "max.message.bytes"]))?;
+    let static_refused = alter(c, &[("num.partitions", 0, Some("3"))])?;
+    let deleted = alter(c, &[("log.retention.ms", 1, None), ("message.max.bytes", 1, None)])?;
+    let mut broker_restored = describe(c, 4, "1", Some(&["log.retention.ms", "message.max.bytes"]))?;
+    for _ in 0..100 {
+        let restored = broker_restored.results[0].configs.iter().all(|x| x.config_source != 3);
+        if restored {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        broker_restored = describe(c, 4, "1", Some(&["log.retention.ms", "message.max.bytes"]))?;
+    }
+    Ok(BrokerConfigSteps { before, set, default_resource, broker_after, topic_after, static_refused, deleted, broker_restored })
 }
 
 /// Prints every comparison; returns (pairs compared, unlisted differences, kept
