@@ -198,6 +198,26 @@ fn cluster_info_shows_the_broker() -> Result<()> {
 }
 
 /// `karst ARGS` with the broker given as kcat users type it: `-b HOST:PORT`.
+#[test]
+fn cluster_config_shows_sets_and_deletes_dynamic_broker_configs() -> Result<()> {
+    let broker = Broker::start(&[])?;
+    let out = ok(&broker, &["cluster", "config", "--set", "log.retention.ms=3600000", "--set", "log.cleaner.threads=2"])?;
+    ensure!(out.contains("Updated the cluster-wide default"), "{out}");
+    let shown = json(&broker, &["cluster", "config"])?;
+    let names: Vec<&str> = shown["configs"].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
+    ensure!(names == ["log.cleaner.threads", "log.retention.ms"], "the default resource lists what is set: {shown}");
+    let own = ok(&broker, &["cluster", "config", "--broker", "1"])?;
+    let line = own.lines().find(|l| l.starts_with("log.retention.ms ")).unwrap_or_default();
+    ensure!(line.contains("3600000") && line.contains("dynamic default broker") && line.contains("dynamic"), "{own}");
+    ensure!(own.lines().any(|l| l.starts_with("node.id ") && l.contains("static")), "{own}");
+    let refused = fails(&broker, &["cluster", "config", "--broker", "1", "--set", "num.partitions=3"])?;
+    ensure!(refused.contains("Cannot update these configs dynamically"), "{refused}");
+    ok(&broker, &["cluster", "config", "--delete", "log.retention.ms", "--delete", "log.cleaner.threads"])?;
+    let shown = json(&broker, &["cluster", "config"])?;
+    ensure!(shown["configs"].as_array().is_some_and(|c| c.is_empty()), "deleted: {shown}");
+    Ok(())
+}
+
 fn ok_dash_b(broker: &Broker, args: &[&str], stdin: Stdio) -> Result<String> {
     let mut cmd = Command::new(karst_bin()?);
     cmd.args(args).arg("-b").arg(broker.bootstrap()).stdin(stdin);

@@ -1,10 +1,12 @@
-//! `karst cluster info`: cluster id, controller and brokers.
+//! `karst cluster info`: cluster id, controller and brokers; `karst cluster config`:
+//! dynamic broker configs, cluster-wide or of one broker.
 
-use anyhow::Result;
-use kafka_protocol::messages::DescribeClusterRequest;
+use anyhow::{Context, Result};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::{DescribeClusterRequest, DescribeConfigsRequest};
 use serde_json::json;
 
-use super::client::{BrokerInfo, Client};
+use super::client::{str_bytes, BrokerInfo, Client};
 use super::errors::check;
 use super::output::{self, outln};
 use super::Format;
@@ -54,6 +56,82 @@ pub(crate) async fn info(client: &mut Client, out: Format) -> Result<()> {
                 })
                 .collect();
             output::table(&["ID", "ADDRESS", "RACK", "STATUS"], &rows)
+        }
+    }
+}
+
+const RESOURCE_BROKER: i8 = 4;
+
+/// Shows (without `set` and `delete`) or changes the dynamic configs of broker
+/// `broker`, or the cluster-wide default without one. A broker's own resource is
+/// asked of that broker, as Kafka's tools do.
+pub(crate) async fn config(
+    client: &mut Client,
+    out: Format,
+    broker: Option<i32>,
+    set: &[(String, String)],
+    delete: &[String],
+) -> Result<()> {
+    let name = broker.map(|b| b.to_string()).unwrap_or_default();
+    let what = broker.map_or("the cluster-wide default".to_string(), |b| format!("broker {b}"));
+    if broker.is_some() {
+        client.metadata(Some(&[]), false).await?;
+    }
+    let conn = match broker {
+        Some(id) => client.broker(id).await?,
+        None => client.any(),
+    };
+    if !set.is_empty() || !delete.is_empty() {
+        super::topic::alter_resource(conn, RESOURCE_BROKER, &name, set, delete).await.with_context(|| format!("altering {what}"))?;
+        let set_json: serde_json::Map<String, serde_json::Value> = set.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        let mut text = format!("Updated {what}:");
+        for (k, v) in set {
+            text.push_str(&format!(" {k}={v}"));
+        }
+        for k in delete {
+            text.push_str(&format!(" -{k}"));
+        }
+        return super::topic::report(out, json!({"broker": broker, "set": set_json, "deleted": delete}), &text);
+    }
+    let (_, resp) = conn
+        .call(|_| {
+            let mut res = DescribeConfigsResource::default();
+            res.resource_type = RESOURCE_BROKER;
+            res.resource_name = str_bytes(&name);
+            res.configuration_keys = None;
+            let mut r = DescribeConfigsRequest::default();
+            r.resources = vec![res];
+            r
+        })
+        .await?;
+    let result = resp.results.first().context("DescribeConfigs answered no resource")?;
+    check(result.error_code, result.error_message.as_deref()).with_context(|| format!("describing {what}"))?;
+    let mut configs: Vec<(String, Option<String>, i8, bool)> = result
+        .configs
+        .iter()
+        .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()), c.config_source, c.read_only))
+        .collect();
+    configs.sort();
+    match out {
+        Format::Json => output::json(&json!({
+            "broker": broker,
+            "configs": configs.iter().map(|(k, v, source, read_only)| json!({
+                "name": k, "value": v, "source": super::topic::config_source(*source), "read_only": read_only,
+            })).collect::<Vec<_>>(),
+        })),
+        Format::Text => {
+            let rows: Vec<Vec<String>> = configs
+                .iter()
+                .map(|(k, v, source, read_only)| {
+                    vec![
+                        k.clone(),
+                        v.clone().unwrap_or_else(|| "-".into()),
+                        super::topic::config_source(*source).into(),
+                        if *read_only { "static" } else { "dynamic" }.into(),
+                    ]
+                })
+                .collect();
+            output::table(&["NAME", "VALUE", "SOURCE", "UPDATE"], &rows)
         }
     }
 }

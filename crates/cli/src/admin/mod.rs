@@ -222,6 +222,19 @@ pub(crate) enum ClusterAction {
         #[arg(long, value_name = "HOST:PORT")]
         admin: String,
     },
+    /// Show or change dynamic broker configs (kept in the controller quorum, applied
+    /// without a restart): the cluster-wide default, or one broker's with --broker.
+    Config {
+        /// The broker (node.id) whose own configs to show or change.
+        #[arg(long, value_name = "ID")]
+        broker: Option<i32>,
+        /// Set a config, repeatable: --set log.retention.ms=3600000
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        set: Vec<(String, String)>,
+        /// Remove a dynamic config (back to the static or built-in value), repeatable.
+        #[arg(long = "delete", value_name = "KEY")]
+        delete: Vec<String>,
+    },
 }
 
 /// An admin command, ready to run.
@@ -258,6 +271,10 @@ async fn run(cmd: AdminCommand) -> Result<()> {
                 cluster::info(&mut client, c.conn.output).await
             }
             ClusterAction::LegacyClients { admin } => legacy::run(&admin, c.conn.output).await,
+            ClusterAction::Config { broker, set, delete } => {
+                let mut client = Client::connect(&c.conn.bootstrap_server).await?;
+                cluster::config(&mut client, c.conn.output, broker, &set, &delete).await
+            }
         },
     }
 }

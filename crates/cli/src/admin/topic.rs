@@ -15,6 +15,7 @@ use serde_json::json;
 
 use super::args::parse_replicas;
 use super::client::{str_bytes, topic_name, Client};
+use super::connection::Connection;
 use super::errors::check;
 use super::output::{self, ids, outln};
 use super::{Format, TopicAction};
@@ -195,7 +196,7 @@ async fn describe(client: &mut Client, out: Format, name: &str) -> Result<()> {
     }
 }
 
-fn config_source(source: i8) -> &'static str {
+pub(crate) fn config_source(source: i8) -> &'static str {
     match source {
         1 => "topic",
         2 => "dynamic broker",
@@ -229,10 +230,30 @@ async fn delete(client: &mut Client, out: Format, name: &str) -> Result<()> {
 }
 
 async fn alter_config(client: &mut Client, out: Format, name: &str, set: &[(String, String)], delete: &[String]) -> Result<()> {
+    alter_resource(client.any(), RESOURCE_TOPIC, name, set, delete).await.with_context(|| format!("altering the configs of `{name}`"))?;
+    let set_json: serde_json::Map<String, serde_json::Value> = set.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let mut text = format!("Updated configs of topic {name}:");
+    for (k, v) in set {
+        text.push_str(&format!(" {k}={v}"));
+    }
+    for k in delete {
+        text.push_str(&format!(" -{k}"));
+    }
+    report(out, json!({"topic": name, "set": set_json, "deleted": delete}), &text)
+}
+
+/// IncrementalAlterConfigs of one resource (topic 2, broker 4): SET each of `set`,
+/// DELETE each of `delete`.
+pub(crate) async fn alter_resource(
+    conn: &mut Connection,
+    resource_type: i8,
+    name: &str,
+    set: &[(String, String)],
+    delete: &[String],
+) -> Result<()> {
     if set.is_empty() && delete.is_empty() {
         bail!("nothing to change: give --set KEY=VALUE and/or --delete KEY");
     }
-    let conn = client.any();
     let (_, resp) = conn
         .call(|_| {
             let mut configs = Vec::new();
@@ -251,7 +272,7 @@ async fn alter_config(client: &mut Client, out: Format, name: &str, set: &[(Stri
                 configs.push(c);
             }
             let mut res = AlterConfigsResource::default();
-            res.resource_type = RESOURCE_TOPIC;
+            res.resource_type = resource_type;
             res.resource_name = str_bytes(name);
             res.configs = configs;
             let mut r = IncrementalAlterConfigsRequest::default();
@@ -260,16 +281,7 @@ async fn alter_config(client: &mut Client, out: Format, name: &str, set: &[(Stri
         })
         .await?;
     let r = resp.responses.first().context("IncrementalAlterConfigs answered no resource")?;
-    check(r.error_code, r.error_message.as_deref()).with_context(|| format!("altering the configs of `{name}`"))?;
-    let set_json: serde_json::Map<String, serde_json::Value> = set.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-    let mut text = format!("Updated configs of topic {name}:");
-    for (k, v) in set {
-        text.push_str(&format!(" {k}={v}"));
-    }
-    for k in delete {
-        text.push_str(&format!(" -{k}"));
-    }
-    report(out, json!({"topic": name, "set": set_json, "deleted": delete}), &text)
+    Ok(check(r.error_code, r.error_message.as_deref())?)
 }
 
 async fn reassign(client: &mut Client, out: Format, name: &str, partition: i32, target: Option<Vec<i32>>) -> Result<()> {
