@@ -218,7 +218,9 @@ async fn every_advertised_version_round_trips() {
         assert_eq!(retention.value.as_deref(), Some("3600000"));
         assert!(!r.results[1].configs.is_empty());
         assert!(r.results[0].configs.iter().all(|c| !c.read_only), "topic configs can be altered (v{v})");
-        assert!(r.results[1].configs.iter().all(|c| c.read_only), "static broker configs are read-only, as Kafka marks them (v{v})");
+        let read_only = |name: &str| r.results[1].configs.iter().find(|c| c.name.as_str() == name).map(|c| c.read_only);
+        assert_eq!(read_only("node.id"), Some(true), "static broker configs are read-only, as Kafka marks them (v{v})");
+        assert_eq!(read_only("log.retention.ms"), Some(false), "dynamic broker configs are not (v{v})");
     }
 
     for v in versions(ApiKey::DescribeCluster) {
@@ -289,12 +291,12 @@ async fn every_advertised_version_round_trips() {
             ]),
             // No change to broker 1: nothing to do (as Kafka).
             AlterConfigsResource::default().with_resource_type(4).with_resource_name(StrBytes::from_static_str("1")),
-            // A broker setting: refused, broker configs are static.
+            // A static broker setting: refused, as Kafka refuses it.
             AlterConfigsResource::default().with_resource_type(4).with_resource_name(StrBytes::from_static_str("1")).with_configs(vec![
                 AlterableConfig::default()
-                    .with_name(StrBytes::from_static_str("log.retention.ms"))
+                    .with_name(StrBytes::from_static_str("num.partitions"))
                     .with_config_operation(0)
-                    .with_value(Some(StrBytes::from_static_str("1000"))),
+                    .with_value(Some(StrBytes::from_static_str("3"))),
             ]),
             // Removing an override of a broker that does not exist.
             AlterConfigsResource::default().with_resource_type(4).with_resource_name(StrBytes::from_static_str("77")),
