@@ -23,6 +23,7 @@ use crate::metadata::{write_atomically, BrokerId, Listener, MetadataStore, Topic
 use crate::partition::{Partition, PartitionError};
 use crate::partitions::Partitions;
 use crate::replication::Fetchers;
+use crate::security::{ListenerSecurity, Protocol};
 use crate::topic_config::{self, TopicConfig};
 use crate::txn::TxnCoordinator;
 
@@ -86,6 +87,8 @@ pub struct Broker {
     applied_layers: Mutex<Layers>,
     /// `max.connections` and `max.connections.per.ip`, changed while running.
     pub(crate) connection_limits: ConnectionLimits,
+    /// Each listener's TLS and SASL, by listener name.
+    listener_security: BTreeMap<String, Arc<ListenerSecurity>>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -149,6 +152,22 @@ fn open_data_dir(config: &BrokerConfig) -> Result<(File, String), BrokerError> {
     Ok((lock, cluster_id))
 }
 
+/// Each listener's security, built from the configuration: a key or certificate that
+/// does not load stops start-up, naming the setting.
+fn listener_security(config: &BrokerConfig) -> Result<BTreeMap<String, Arc<ListenerSecurity>>, BrokerError> {
+    let listeners = config.listeners().map_err(|e| BrokerError::Startup(e.to_string()))?;
+    let mut out = BTreeMap::new();
+    for (name, protocol) in listeners.protocols {
+        let security = ListenerSecurity::build(protocol, &name, &config.security)
+            .map_err(|e| BrokerError::Startup(format!("listener {name} ({}): {e}", protocol.as_str())))?;
+        if protocol != Protocol::Plaintext {
+            info!(listener = %name, protocol = protocol.as_str(), "listener security");
+        }
+        out.insert(name, Arc::new(security));
+    }
+    Ok(out)
+}
+
 impl Broker {
     /// Opens the data directory (creating it on first start) and recovers every partition.
     pub fn open(config: BrokerConfig) -> Result<Arc<Broker>, BrokerError> {
@@ -169,6 +188,7 @@ impl Broker {
         );
         let txn_partitions = config.transaction_state_log_num_partitions;
         let config_for_cache = config.clone();
+        let listener_security = listener_security(&config)?;
         let connection_limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
         let broker = Arc::new(Broker {
             node_id: config.node_id,
@@ -190,6 +210,7 @@ impl Broker {
             dynamic: Mutex::new((Layers::default(), Arc::new(config_for_cache))),
             applied_layers: Mutex::new(Layers::default()),
             connection_limits,
+            listener_security,
         });
         // At start-up a partition that cannot be opened stops the broker, as before.
         if let Some((_, why)) = broker.apply_image().failed.into_iter().next() {
@@ -233,6 +254,11 @@ impl Broker {
 
     pub fn topic_config(&self, topic: &TopicMeta) -> TopicConfig {
         topic_config::effective(&self.effective_config(), &topic.configs)
+    }
+
+    /// The TLS and SASL of listener `name` (PLAINTEXT for one not configured).
+    pub(crate) fn listener_security(&self, name: &str) -> Arc<ListenerSecurity> {
+        self.listener_security.get(name).cloned().unwrap_or_else(|| Arc::new(ListenerSecurity::plaintext()))
     }
 
     /// This broker's dynamic config layers in the committed metadata: the

@@ -197,6 +197,10 @@ pub struct BrokerConfig {
     /// `max.connections.per.ip`: open connections from one address; a new one
     /// beyond it is closed at once, as Kafka does.
     pub max_connections_per_ip: usize,
+    /// Listener security (`ssl.*`, `sasl.*`, `listener.name.<listener>.*`,
+    /// `connections.max.reauth.ms`), as given: read per listener by
+    /// [`crate::security`] at start-up.
+    pub security: BTreeMap<String, String>,
     /// `connections.max.idle.ms`: a connection with no request in flight and no
     /// traffic for this long is closed.
     pub connections_max_idle_ms: u64,
@@ -280,6 +284,7 @@ impl Default for BrokerConfig {
             group_max_size: 1000,
             max_connections: 10_000,
             max_connections_per_ip: 10_000,
+            security: BTreeMap::new(),
             connections_max_idle_ms: 600_000,
             max_incremental_fetch_session_cache_slots: 1000,
             min_incremental_fetch_session_eviction_ms: 120_000,
@@ -444,9 +449,6 @@ fn parse_protocol_map(key: &str, value: &str) -> Result<BTreeMap<String, String>
         if !PROTOCOLS.contains(&protocol.as_str()) {
             return Err(invalid(key, value, &format!("unknown security protocol `{protocol}` (Kafka's: {})", PROTOCOLS.join(", "))));
         }
-        if protocol != "PLAINTEXT" {
-            return Err(invalid(key, value, &format!("listener `{name}`: security protocol {protocol} is not supported, only PLAINTEXT")));
-        }
         if map.insert(name.clone(), protocol).is_some() {
             return Err(invalid(key, value, &format!("listener name `{name}` appears twice")));
         }
@@ -474,6 +476,8 @@ pub struct Listeners {
     pub advertised: BTreeMap<String, NamedAddress>,
     /// `inter.broker.listener.name`, when set.
     pub inter_broker: Option<String>,
+    /// Each listener's security protocol.
+    pub protocols: BTreeMap<String, crate::security::Protocol>,
 }
 
 impl BrokerConfig {
@@ -732,6 +736,15 @@ impl BrokerConfig {
             "min.incremental.fetch.session.eviction.ms" => {
                 self.min_incremental_fetch_session_eviction_ms = u64::try_from(non_negative(key, v)?).unwrap_or(u64::MAX)
             }
+            k if k.starts_with("ssl.") || k.starts_with("sasl.") || k.starts_with("listener.name.") || k == "connections.max.reauth.ms" => {
+                crate::security::check_key(k)
+                    .map_err(|reason| invalid(key, if crate::security::is_sensitive(k) { "(hidden)" } else { v }, &reason))?;
+                if v.is_empty() {
+                    self.security.remove(k);
+                } else {
+                    self.security.insert(k.to_string(), v.to_string());
+                }
+            }
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
         Ok(())
@@ -851,28 +864,39 @@ impl BrokerConfig {
             Some(text) => Some(parse_protocol_map("listener.security.protocol.map", text)?),
             None => None,
         };
+        let mut protocols = BTreeMap::new();
         for l in &bind {
             let protocol = match &map {
                 Some(m) => m.get(&l.name).cloned(),
                 // Kafka's default map names each protocol after itself.
                 None => PROTOCOLS.contains(&l.name.as_str()).then(|| l.name.clone()),
             };
-            match protocol.as_deref() {
-                Some("PLAINTEXT") => {}
-                Some(other) => {
-                    return Err(invalid(
-                        "listeners",
-                        &self.listen,
-                        &format!("listener `{}` is {other}; only PLAINTEXT is supported", l.name),
-                    ))
-                }
-                None => {
-                    return Err(invalid(
-                        "listener.security.protocol.map",
-                        self.listener_security_protocol_map.as_deref().unwrap_or(""),
-                        &format!("listener `{}` has no security protocol mapping (add `{}:PLAINTEXT`)", l.name, l.name),
-                    ))
-                }
+            let Some(protocol) = protocol.as_deref().and_then(crate::security::Protocol::parse) else {
+                return Err(invalid(
+                    "listener.security.protocol.map",
+                    self.listener_security_protocol_map.as_deref().unwrap_or(""),
+                    &format!("listener `{}` has no security protocol mapping (add `{}:PLAINTEXT`)", l.name, l.name),
+                ));
+            };
+            protocols.insert(l.name.clone(), protocol);
+        }
+        // Brokers fetch from each other and send markers in plain Kafka requests: the
+        // listener they use must be PLAINTEXT until inter-broker TLS and SASL exist.
+        let inter_broker = match (&self.inter_broker_listener_name, &self.replica_listener) {
+            (_, Some(_)) => None,
+            (Some(name), None) => Some(name.clone()),
+            (None, None) => bind.first().map(|l| l.name.clone()),
+        };
+        if let Some(name) = inter_broker {
+            if let Some(p) = protocols.get(&name).filter(|p| **p != crate::security::Protocol::Plaintext) {
+                return Err(invalid(
+                    "inter.broker.listener.name",
+                    &name,
+                    &format!(
+                        "the inter-broker listener `{name}` is {}: brokers reach each other in PLAINTEXT only (name a PLAINTEXT listener, or set replica.listener)",
+                        p.as_str()
+                    ),
+                ));
             }
         }
         let mut advertised = BTreeMap::new();
@@ -905,7 +929,7 @@ impl BrokerConfig {
                 ));
             }
         }
-        Ok(Listeners { bind, advertised, inter_broker: self.inter_broker_listener_name.clone() })
+        Ok(Listeners { bind, advertised, inter_broker: self.inter_broker_listener_name.clone(), protocols })
     }
 
     /// Cross-key checks and derived settings before start-up: the listeners, and
@@ -1141,7 +1165,19 @@ mod tests {
         refused_naming(&[("listener.security.protocol.map", "CLIENT:SASL_SSL")], "listener.security.protocol.map");
         refused_naming(&[("listener.security.protocol.map", "CLIENT:GOPHER")], "listener.security.protocol.map");
         refused_naming(&[("listener.security.protocol.map", "CLIENT")], "listener.security.protocol.map");
-        refused_naming(&[("listeners", "SSL://127.0.0.1:1")], "listeners");
+        // A TLS or SASL listener is fine, but brokers reach each other in PLAINTEXT.
+        refused_naming(&[("listeners", "SSL://127.0.0.1:1")], "inter.broker.listener.name");
+        let l = listeners_of(&[
+            ("listeners", "INTERNAL://127.0.0.1:1,SSL://127.0.0.1:2,SASL_SSL://127.0.0.1:3"),
+            ("listener.security.protocol.map", "INTERNAL:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL"),
+        ])
+        .expect("secured listeners beside a PLAINTEXT inter-broker one");
+        assert_eq!(l.protocols["SASL_SSL"], crate::security::Protocol::SaslSsl);
+        let mut c = BrokerConfig::default();
+        assert!(c.set("listener.name.ssl.ssl.keystore.location", "/k.pem").is_ok());
+        assert!(c.set("listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config", "M required;").is_ok());
+        assert!(c.set("ssl.keystore.lokation", "/k.pem").is_err(), "a misspelt security setting stops start-up");
+        assert!(c.set("listener.name..ssl.client.auth", "required").is_err());
         refused_naming(
             &[
                 ("listeners", "CLIENT://127.0.0.1:1"),

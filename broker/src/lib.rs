@@ -23,6 +23,7 @@ mod peer;
 mod refused_batches;
 mod replica;
 mod replication;
+pub mod security;
 mod server;
 pub mod topic_config;
 mod topic_name;

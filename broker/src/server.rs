@@ -11,15 +11,19 @@ use std::pin::Pin;
 
 use bytes::BytesMut;
 use futures::stream::{FuturesOrdered, StreamExt};
-use karst_protocol::codec::{decode_request, encode_api_versions_fallback, DecodeError};
+use karst_protocol::codec::{decode_request, encode_api_versions_fallback, DecodeError, Request};
 use karst_protocol::framing::take_frame;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use karst_protocol::kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind, SaslAuthenticateResponse, SaslHandshakeResponse};
+use karst_protocol::kafka_protocol::protocol::StrBytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn, Instrument};
 
 use crate::broker::Broker;
 use crate::connections::Slot;
 use crate::handlers::{self, Frames, Reply};
+use crate::security::sasl::{SaslSession, Step};
+use crate::security::{ListenerSecurity, Principal};
 
 tokio::task_local! {
     /// The name of the listener the current connection arrived on: Metadata,
@@ -76,8 +80,9 @@ pub async fn serve_listeners(broker: Arc<Broker>, listeners: Vec<(String, TcpLis
                     };
                     let b = broker.clone();
                     let name = names[index].clone();
+                    let security = broker.listener_security(&name);
                     let span = tracing::info_span!("conn", %peer, listener = %name);
-                    tokio::spawn(LISTENER.scope(name, async move { connection(b, stream, peer, slot).await }).instrument(span));
+                    tokio::spawn(LISTENER.scope(name, async move { secure(b, stream, peer, slot, security).await }).instrument(span));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off briefly, keep serving.
@@ -97,15 +102,127 @@ const MAX_IN_FLIGHT: usize = 16;
 /// A response to come, and whether it was an exclusive one.
 type Pending = Pin<Box<dyn Future<Output = (bool, Result<Option<Frames>, String>)> + Send>>;
 
-async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, _slot: Slot) {
+/// A TLS handshake that takes longer is given up (a client that connects and says
+/// nothing holds no task for long).
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A new connection on a listener: TLS first where the listener has it, then the
+/// request loop, with SASL where the listener has it.
+async fn secure(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, slot: Slot, security: Arc<ListenerSecurity>) {
+    let _ = stream.set_nodelay(true);
+    let sasl = security.sasl.clone().map(SaslSession::new);
+    let Some(tls) = &security.tls else {
+        let (rd, wr) = stream.into_split();
+        return connection(broker, rd, wr, peer, slot, Principal::anonymous(), sasl).await;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            info!(%peer, "closing connection: TLS handshake failed: {e}");
+            crate::metrics::authentication_failed("SSL");
+            return;
+        }
+        Err(_) => {
+            info!(%peer, "closing connection: no TLS handshake within {} s", TLS_HANDSHAKE_TIMEOUT.as_secs());
+            crate::metrics::authentication_failed("SSL");
+            return;
+        }
+    };
+    // mTLS: the client certificate's subject is the principal, as Kafka's default
+    // `ssl.principal.mapping.rules`; without one the connection is ANONYMOUS.
+    let principal = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(crate::security::tls::subject_name)
+        .map_or_else(Principal::anonymous, |n| Principal::user(&n));
+    debug!(%peer, %principal, "TLS established");
+    let (rd, wr) = tokio::io::split(stream);
+    connection(broker, rd, wr, peer, slot, principal, sasl).await
+}
+
+/// A SASL step's reply, or Err to close the connection (after the reply, if any).
+fn sasl_request(broker: &Broker, s: &mut SaslSession, req: &Request, peer: SocketAddr) -> Result<Frames, Option<Frames>> {
+    let encode = |kind: ResponseKind| {
+        karst_protocol::codec::encode_response(req.correlation_id, req.api_key, req.version, &kind).map(|b| vec![b]).map_err(|_| None)
+    };
+    match &req.body {
+        RequestKind::SaslHandshake(h) => {
+            let (code, names) = s.handshake(h.mechanism.as_str(), req.version);
+            let r = SaslHandshakeResponse::default()
+                .with_error_code(code)
+                .with_mechanisms(names.into_iter().map(StrBytes::from_static_str).collect());
+            let frames = encode(ResponseKind::SaslHandshake(r))?;
+            if code != 0 {
+                info!(%peer, mechanism = %h.mechanism.as_str(), code, "closing connection: SASL handshake refused");
+                crate::metrics::authentication_failed(h.mechanism.as_str());
+                return Err(Some(frames));
+            }
+            Ok(frames)
+        }
+        RequestKind::SaslAuthenticate(a) => {
+            let step = s.authenticate(&a.auth_bytes, |user, hash| crate::handlers::scram_credentials::lookup(broker, user, hash));
+            let r = SaslAuthenticateResponse::default();
+            match step {
+                Step::Continue(bytes) => encode(ResponseKind::SaslAuthenticate(r.with_auth_bytes(bytes.into()))),
+                Step::Done(bytes) => {
+                    debug!(%peer, principal = ?s.principal(), "SASL authenticated");
+                    let r = r.with_auth_bytes(bytes.into()).with_session_lifetime_ms(s.lifetime_ms());
+                    encode(ResponseKind::SaslAuthenticate(r))
+                }
+                Step::Failed(code, message) => {
+                    info!(%peer, code, "closing connection: {message}");
+                    crate::metrics::authentication_failed(s.mechanism().unwrap_or("SASL"));
+                    Err(Some(encode(ResponseKind::SaslAuthenticate(
+                        r.with_error_code(code).with_error_message(Some(StrBytes::from_string(message))),
+                    ))?))
+                }
+            }
+        }
+        _ => Err(None),
+    }
+}
+
+/// A bare SASL token after a v0 handshake: answered bare (length-prefixed), or Err
+/// to close the connection (Kafka closes it, answering nothing, when one fails).
+fn sasl_raw_token(broker: &Broker, s: &mut SaslSession, token: &[u8], peer: SocketAddr) -> Result<Frames, ()> {
+    match s.authenticate(token, |user, hash| crate::handlers::scram_credentials::lookup(broker, user, hash)) {
+        Step::Continue(bytes) | Step::Done(bytes) => {
+            let mut frame = Vec::with_capacity(4 + bytes.len());
+            frame.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+            frame.extend_from_slice(&bytes);
+            Ok(vec![frame.into()])
+        }
+        Step::Failed(_, message) => {
+            info!(%peer, "closing connection: {message}");
+            crate::metrics::authentication_failed(s.mechanism().unwrap_or("SASL"));
+            Err(())
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn connection<R, W>(
+    broker: Arc<Broker>,
+    mut rd: R,
+    wr: W,
+    peer: SocketAddr,
+    _slot: Slot,
+    principal: Principal,
+    mut sasl: Option<SaslSession>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let _counted = crate::metrics::connection();
+    let _ = &principal;
     // connections.max.idle.ms: counted from the last byte in or out while no
     // request is in flight (a long-poll fetch is not idleness).
     let max_idle = std::time::Duration::from_millis(broker.config.connections_max_idle_ms);
     let idle = tokio::time::sleep(max_idle);
     tokio::pin!(idle);
-    let _ = stream.set_nodelay(true);
-    let (mut rd, wr) = stream.into_split();
     // Small frames are gathered; large ones (record batches) bypass the buffer.
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
     let max = broker.config.socket_request_max_bytes;
@@ -116,9 +233,11 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, _s
     // An exclusive reply's signal that the rest of it may overlap later requests.
     let mut release: Option<tokio::sync::oneshot::Receiver<()>> = None;
     let mut eof = false;
+    // A refused authentication: answer what is in flight, then close.
+    let mut closing = false;
     loop {
         // Dispatch every complete request already buffered, in order.
-        while inflight.len() < MAX_IN_FLIGHT && exclusive == 0 {
+        while inflight.len() < MAX_IN_FLIGHT && exclusive == 0 && !closing {
             let frame = match take_frame(&mut buf, max) {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
@@ -127,8 +246,38 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, _s
                     return;
                 }
             };
+            if let Some(s) = sasl.as_mut() {
+                if s.expects_raw_token() {
+                    match sasl_raw_token(&broker, s, &frame, peer) {
+                        Ok(frames) => inflight.push_back(Box::pin(std::future::ready((false, Ok(Some(frames)))))),
+                        Err(()) => closing = true,
+                    }
+                    continue;
+                }
+                if s.expired(std::time::Instant::now()) {
+                    info!(%peer, "closing connection: its SASL session expired (connections.max.reauth.ms) without re-authentication");
+                    closing = true;
+                    continue;
+                }
+            }
             let mut traced = None;
             let reply = match decode_request(frame) {
+                Ok(req) if sasl.is_some() && matches!(req.body, RequestKind::SaslHandshake(_) | RequestKind::SaslAuthenticate(_)) => {
+                    let s = sasl.as_mut().expect("checked");
+                    match sasl_request(&broker, s, &req, peer) {
+                        Ok(frames) => Reply::Now(Some(frames)),
+                        Err(last) => {
+                            closing = true;
+                            Reply::Now(last)
+                        }
+                    }
+                }
+                Ok(req) if sasl.as_ref().is_some_and(|s| !s.authenticated()) && req.api_key != ApiKey::ApiVersions => {
+                    // As Kafka: only ApiVersions and the SASL requests before authenticating.
+                    info!(%peer, api = ?req.api_key, "closing connection: request before SASL authentication");
+                    closing = true;
+                    continue;
+                }
                 Ok(req) => {
                     traced = Traced::start(&req, peer);
                     match handlers::dispatch(&broker, req, peer) {
@@ -168,6 +317,10 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, _s
                 None => pending,
             });
         }
+        if closing && inflight.is_empty() {
+            let _ = wr.flush().await;
+            return;
+        }
         if eof && inflight.is_empty() {
             if !buf.is_empty() {
                 debug!(%peer, pending = buf.len(), "peer closed mid-request");
@@ -200,7 +353,7 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, _s
                 release = None;
                 exclusive -= 1;
             }
-            read = rd.read_buf(&mut buf), if !eof && inflight.len() < MAX_IN_FLIGHT && exclusive == 0 => match read {
+            read = rd.read_buf(&mut buf), if !eof && !closing && inflight.len() < MAX_IN_FLIGHT && exclusive == 0 => match read {
                 Ok(0) => eof = true,
                 Ok(_) => idle.as_mut().reset(tokio::time::Instant::now() + max_idle),
                 Err(e) => {

@@ -58,6 +58,10 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::AlterPartitionReassignments, 0, 1),
     api(ApiKey::ListPartitionReassignments, 0, 0),
+    api(ApiKey::SaslHandshake, 0, 1),
+    api(ApiKey::SaslAuthenticate, 0, 2),
+    api(ApiKey::DescribeUserScramCredentials, 0, 0),
+    api(ApiKey::AlterUserScramCredentials, 0, 0),
     // Kafka 4 removed DescribeLogDirs v0; v5 adds KIP-1066's IsCordoned (the vendored
     // codec adds it too): Karst cordons no directory, so it is always false.
     api(ApiKey::DescribeLogDirs, 1, 5),

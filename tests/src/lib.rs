@@ -7,6 +7,7 @@
 //! Differential tests also start Apache Kafka, the reference, with [`KafkaBroker::start`].
 
 pub mod broker;
+pub mod certs;
 pub mod clients;
 pub mod cluster;
 pub mod fields;

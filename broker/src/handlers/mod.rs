@@ -17,6 +17,7 @@ mod metadata;
 mod produce;
 mod producer_id;
 mod reassign;
+pub(crate) mod scram_credentials;
 #[cfg(test)]
 mod tests;
 mod topic_partitions;
@@ -275,6 +276,20 @@ fn handle_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<Rep
         }
         RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(txn::describe(b, r)),
         RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(txn::list(b, r, version)),
+        RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(scram_credentials::describe(b, r)),
+        RequestKind::AlterUserScramCredentials(r) => {
+            later!(span, correlation_id, api_key, version, AlterUserScramCredentials, scram_credentials::alter(b.clone(), r))
+        }
+        // On a listener without SASL (SASL listeners handle these before dispatch), as
+        // Kafka answers them.
+        RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(
+            kafka_protocol::messages::SaslHandshakeResponse::default().with_error_code(crate::security::sasl::ILLEGAL_SASL_STATE),
+        ),
+        RequestKind::SaslAuthenticate(_) => ResponseKind::SaslAuthenticate(
+            kafka_protocol::messages::SaslAuthenticateResponse::default()
+                .with_error_code(crate::security::sasl::ILLEGAL_SASL_STATE)
+                .with_error_message(Some(str_bytes("Unexpected SASL request on a listener without SASL"))),
+        ),
         other => return Err(format!("no handler for {other:?}")),
     };
     encode(correlation_id, api_key, version, &response).map(Reply::Now)

@@ -54,6 +54,12 @@ fn empty_responses_encode_at_every_advertised_version() {
                 ApiKey::TxnOffsetCommit => ResponseKind::TxnOffsetCommit(TxnOffsetCommitResponse::default()),
                 ApiKey::DescribeTransactions => ResponseKind::DescribeTransactions(DescribeTransactionsResponse::default()),
                 ApiKey::ListTransactions => ResponseKind::ListTransactions(ListTransactionsResponse::default()),
+                ApiKey::SaslHandshake => ResponseKind::SaslHandshake(SaslHandshakeResponse::default()),
+                ApiKey::SaslAuthenticate => ResponseKind::SaslAuthenticate(SaslAuthenticateResponse::default()),
+                ApiKey::DescribeUserScramCredentials => {
+                    ResponseKind::DescribeUserScramCredentials(DescribeUserScramCredentialsResponse::default())
+                }
+                ApiKey::AlterUserScramCredentials => ResponseKind::AlterUserScramCredentials(AlterUserScramCredentialsResponse::default()),
                 other => panic!("add {other:?} to this test"),
             };
             encode_response(1, s.key, v, &body).unwrap_or_else(|e| panic!("{:?} v{v}: {e}", s.key));

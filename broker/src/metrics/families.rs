@@ -24,6 +24,11 @@ pub(crate) struct ApiLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct MechanismLabel {
+    pub(crate) mechanism: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ApiVersionLabels {
     pub(crate) api: &'static str,
     pub(crate) version: i32,
@@ -59,6 +64,8 @@ pub(crate) struct Families {
     requests: Family<ApiLabel, Counter>,
     /// Requests in the pre-0.11 versions only Karst's legacy codecs serve.
     pub(crate) legacy_requests: Family<ApiVersionLabels, Counter>,
+    /// Refused TLS handshakes and SASL authentications.
+    pub(crate) authentication_failures: Family<MechanismLabel, Counter>,
     latency: HistogramFamily<ApiLabel>,
     pub(crate) errors: Family<ApiErrorLabels, Counter>,
     pub(crate) isr_shrinks: Counter,
@@ -108,6 +115,7 @@ impl Families {
             down_converted: Family::default(),
             requests: Family::default(),
             legacy_requests: Family::default(),
+            authentication_failures: Family::default(),
             latency: Family::new_with_constructor(latency_histogram as fn() -> AtomicHistogram),
             errors: Family::default(),
             isr_shrinks: Counter::default(),
@@ -153,6 +161,11 @@ impl Families {
             "karst_legacy_requests",
             "Requests in pre-0.11 versions (Kafka 4 refuses them; Karst serves them), by Kafka API and version",
             f.legacy_requests.clone(),
+        );
+        registry.register(
+            "karst_authentication_failures",
+            "Connections refused in a TLS handshake (SSL) or a SASL authentication (by mechanism)",
+            f.authentication_failures.clone(),
         );
         registry.register("karst_request_errors", "Request and partition level errors, by Kafka API and error name", f.errors.clone());
         registry.register("karst_isr_shrinks", "ISR shrinks proposed by this broker as leader and accepted", f.isr_shrinks.clone());

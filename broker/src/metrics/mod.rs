@@ -72,6 +72,18 @@ pub(crate) fn legacy_request(api: ApiKey, version: i16) {
     families().legacy_requests.get_or_create(&labels).inc();
 }
 
+/// A refused TLS handshake (`SSL`) or SASL authentication (its mechanism).
+pub(crate) fn authentication_failed(mechanism: &str) {
+    let mechanism = match mechanism {
+        "SSL" => "SSL",
+        "PLAIN" => "PLAIN",
+        "SCRAM-SHA-256" => "SCRAM-SHA-256",
+        "SCRAM-SHA-512" => "SCRAM-SHA-512",
+        _ => "other",
+    };
+    families().authentication_failures.get_or_create(&families::MechanismLabel { mechanism }).inc();
+}
+
 /// A deleted topic's series go with it, as Kafka drops its per-topic metrics.
 pub(crate) fn topic_deleted(topic: &str) {
     let f = families();

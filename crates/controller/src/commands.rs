@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::errors::CommandError;
 use crate::metadata::{
-    validate_topic_name, BrokerId, BrokerRegistration, ClusterMetadata, Listener, PartitionState, TopicMetadata, NO_LEADER,
+    validate_topic_name, BrokerId, BrokerRegistration, ClusterMetadata, Listener, PartitionState, ScramCredential, TopicMetadata, NO_LEADER,
 };
 
 /// Largest producer-id block one command may allocate.
@@ -69,6 +69,12 @@ pub enum MetadataCommand {
         resource: String,
         set: BTreeMap<String, String>,
         remove: Vec<String>,
+    },
+    /// AlterUserScramCredentials: each (user, mechanism, credential) set, each (user,
+    /// mechanism) removed; checked by the broker that takes the request.
+    AlterScramCredentials {
+        upsertions: Vec<(String, String, ScramCredential)>,
+        deletions: Vec<(String, String)>,
     },
     /// Leader election; `partition_epoch` must be the current one.
     ChangePartitionLeader {
@@ -131,6 +137,7 @@ pub enum CommandOutcome {
     },
     TopicConfigAltered,
     BrokerConfigAltered,
+    ScramCredentialsAltered,
     PartitionChanged {
         state: PartitionState,
     },
@@ -193,6 +200,28 @@ impl ClusterMetadata {
                     self.broker_configs.remove(resource);
                 }
                 Ok(CommandOutcome::BrokerConfigAltered)
+            }
+            MetadataCommand::AlterScramCredentials { upsertions, deletions } => {
+                if upsertions
+                    .iter()
+                    .map(|(u, m, _)| (u, m))
+                    .chain(deletions.iter().map(|(u, m)| (u, m)))
+                    .any(|(u, m)| u.is_empty() || m.is_empty())
+                {
+                    return Err(CommandError::InvalidRequest("a SCRAM credential needs a user and a mechanism".into()));
+                }
+                for (user, mechanism) in deletions {
+                    if let Some(m) = self.scram_credentials.get_mut(user) {
+                        m.remove(mechanism);
+                        if m.is_empty() {
+                            self.scram_credentials.remove(user);
+                        }
+                    }
+                }
+                for (user, mechanism, credential) in upsertions {
+                    self.scram_credentials.entry(user.clone()).or_default().insert(mechanism.clone(), credential.clone());
+                }
+                Ok(CommandOutcome::ScramCredentialsAltered)
             }
             MetadataCommand::ChangePartitionLeader { topic, partition, partition_epoch, leader } => {
                 self.change_leader(topic, *partition, *partition_epoch, *leader)

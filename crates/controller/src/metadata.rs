@@ -92,6 +92,19 @@ pub struct ClusterMetadata {
     /// overrides it (Kafka's DYNAMIC_DEFAULT_BROKER_CONFIG and DYNAMIC_BROKER_CONFIG).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// SCRAM credentials by user, then mechanism (`SCRAM-SHA-256`, `SCRAM-SHA-512`):
+    /// salted keys, never a password (Kafka's UserScramCredentialRecord).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scram_credentials: BTreeMap<String, BTreeMap<String, ScramCredential>>,
+}
+
+/// One user's SCRAM credential for one mechanism.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramCredential {
+    pub salt: Vec<u8>,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+    pub iterations: i32,
 }
 
 impl ClusterMetadata {

@@ -2,11 +2,10 @@
 //! dynamic broker configs, cluster-wide or of one broker.
 
 use anyhow::{Context, Result};
-use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::{DescribeClusterRequest, DescribeConfigsRequest};
+use kafka_protocol::messages::DescribeClusterRequest;
 use serde_json::json;
 
-use super::client::{str_bytes, BrokerInfo, Client};
+use super::client::{BrokerInfo, Client};
 use super::errors::check;
 use super::output::{self, outln};
 use super::Format;
@@ -93,19 +92,7 @@ pub(crate) async fn config(
         }
         return super::topic::report(out, json!({"broker": broker, "set": set_json, "deleted": delete}), &text);
     }
-    let (_, resp) = conn
-        .call(|_| {
-            let mut res = DescribeConfigsResource::default();
-            res.resource_type = RESOURCE_BROKER;
-            res.resource_name = str_bytes(&name);
-            res.configuration_keys = None;
-            let mut r = DescribeConfigsRequest::default();
-            r.resources = vec![res];
-            r
-        })
-        .await?;
-    let result = resp.results.first().context("DescribeConfigs answered no resource")?;
-    check(result.error_code, result.error_message.as_deref()).with_context(|| format!("describing {what}"))?;
+    let result = super::topic::describe_resource(conn, RESOURCE_BROKER, &name).await.with_context(|| format!("describing {what}"))?;
     let mut configs: Vec<(String, Option<String>, i8, bool)> = result
         .configs
         .iter()

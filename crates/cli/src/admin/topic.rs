@@ -5,6 +5,7 @@ use kafka_protocol::messages::alter_partition_reassignments_request::{Reassignab
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
 use kafka_protocol::messages::{
@@ -119,20 +120,8 @@ async fn list(client: &mut Client, out: Format, exclude_internal: bool) -> Resul
 
 async fn describe(client: &mut Client, out: Format, name: &str) -> Result<()> {
     let topic = client.topic(name, false).await?;
-    let conn = client.any();
-    let (_, resp) = conn
-        .call(|_| {
-            let mut res = DescribeConfigsResource::default();
-            res.resource_type = RESOURCE_TOPIC;
-            res.resource_name = str_bytes(name);
-            res.configuration_keys = None;
-            let mut r = DescribeConfigsRequest::default();
-            r.resources = vec![res];
-            r
-        })
-        .await?;
-    let result = resp.results.first().context("DescribeConfigs answered no resource")?;
-    check(result.error_code, result.error_message.as_deref()).with_context(|| format!("describing the configs of `{name}`"))?;
+    let result =
+        describe_resource(client.any(), RESOURCE_TOPIC, name).await.with_context(|| format!("describing the configs of `{name}`"))?;
     // Sources: 1 = topic override; 5 = default; others are broker-level settings.
     let mut configs: Vec<(String, Option<String>, i8, bool)> = result
         .configs
@@ -240,6 +229,24 @@ async fn alter_config(client: &mut Client, out: Format, name: &str, set: &[(Stri
         text.push_str(&format!(" -{k}"));
     }
     report(out, json!({"topic": name, "set": set_json, "deleted": delete}), &text)
+}
+
+/// DescribeConfigs of one resource (topic 2, broker 4), every key.
+pub(crate) async fn describe_resource(conn: &mut Connection, resource_type: i8, name: &str) -> Result<DescribeConfigsResult> {
+    let (_, resp) = conn
+        .call(|_| {
+            let mut res = DescribeConfigsResource::default();
+            res.resource_type = resource_type;
+            res.resource_name = str_bytes(name);
+            res.configuration_keys = None;
+            let mut r = DescribeConfigsRequest::default();
+            r.resources = vec![res];
+            r
+        })
+        .await?;
+    let result = resp.results.into_iter().next().context("DescribeConfigs answered no resource")?;
+    check(result.error_code, result.error_message.as_deref())?;
+    Ok(result)
 }
 
 /// IncrementalAlterConfigs of one resource (topic 2, broker 4): SET each of `set`,

@@ -445,3 +445,22 @@ fn broker_configs_are_kept_per_broker_and_as_the_cluster_default() {
     let old: ClusterMetadata = serde_json::from_str(r#"{"brokers":{},"topics":{},"next_producer_id":0,"next_broker_epoch":0}"#).unwrap();
     assert!(old.broker_configs.is_empty());
 }
+
+#[test]
+fn scram_credentials_are_set_and_removed_per_user_and_mechanism() {
+    let mut md = ClusterMetadata::default();
+    let cred = |i: i32| ScramCredential { salt: vec![1], stored_key: vec![2], server_key: vec![3], iterations: i };
+    let alter = |up: Vec<(&str, &str, ScramCredential)>, del: Vec<(&str, &str)>| MetadataCommand::AlterScramCredentials {
+        upsertions: up.into_iter().map(|(u, m, c)| (u.to_string(), m.to_string(), c)).collect(),
+        deletions: del.into_iter().map(|(u, m)| (u.to_string(), m.to_string())).collect(),
+    };
+    md.apply(&alter(vec![("alice", "SCRAM-SHA-256", cred(4096)), ("alice", "SCRAM-SHA-512", cred(8192))], vec![])).unwrap();
+    md.apply(&alter(vec![("bob", "SCRAM-SHA-256", cred(4096))], vec![("alice", "SCRAM-SHA-256"), ("nobody", "SCRAM-SHA-256")])).unwrap();
+    assert_eq!(md.scram_credentials["alice"].keys().collect::<Vec<_>>(), ["SCRAM-SHA-512"]);
+    assert_eq!(md.scram_credentials["bob"]["SCRAM-SHA-256"].iterations, 4096);
+    md.apply(&alter(vec![], vec![("bob", "SCRAM-SHA-256")])).unwrap();
+    assert!(!md.scram_credentials.contains_key("bob"), "a user without credentials is gone");
+    assert!(matches!(md.apply(&alter(vec![("", "SCRAM-SHA-256", cred(1))], vec![])), Err(CommandError::InvalidRequest(_))));
+    let json = serde_json::to_string(&md).unwrap();
+    assert_eq!(serde_json::from_str::<ClusterMetadata>(&json).unwrap(), md);
+}

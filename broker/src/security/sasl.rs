@@ -1,0 +1,373 @@
+//! SASL on a listener (SASL_PLAINTEXT, SASL_SSL), as Kafka's `SaslServerAuthenticator`:
+//! SaslHandshake picks a mechanism; with v1 the exchange goes in SaslAuthenticate
+//! requests, with v0 (older clients: sarama's default) as bare length-prefixed tokens.
+//! Until authenticated a connection may send ApiVersions and the SASL requests only;
+//! anything else closes it. Mechanisms: PLAIN (users from the listener's JAAS
+//! config, `user_<name>="<password>"`, as Kafka's `PlainLoginModule`), SCRAM-SHA-256
+//! and SCRAM-SHA-512 (credentials kept in the controller quorum). KIP-368: with
+//! `connections.max.reauth.ms`, a session ends after that long unless the client
+//! authenticates again on the same connection.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::scram::{Credential, ScramHash, ScramServer};
+use super::{Principal, Settings};
+
+/// A SASL mechanism Karst serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    Plain,
+    Scram(ScramHash),
+}
+
+impl Mechanism {
+    pub fn parse(name: &str) -> Option<Mechanism> {
+        match name {
+            "PLAIN" => Some(Mechanism::Plain),
+            "SCRAM-SHA-256" => Some(Mechanism::Scram(ScramHash::Sha256)),
+            "SCRAM-SHA-512" => Some(Mechanism::Scram(ScramHash::Sha512)),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "PLAIN",
+            Mechanism::Scram(h) => h.mechanism(),
+        }
+    }
+}
+
+/// The SASL settings of one listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaslSettings {
+    /// `sasl.enabled.mechanisms`, in the order given (ANSWERED in SaslHandshake).
+    pub mechanisms: Vec<Mechanism>,
+    /// PLAIN's users and passwords (`user_<name>` in the listener's JAAS config).
+    plain_users: BTreeMap<String, String>,
+    /// `connections.max.reauth.ms` (0: sessions do not expire).
+    pub reauth_ms: u64,
+}
+
+impl SaslSettings {
+    pub fn from(s: &Settings<'_>) -> Result<SaslSettings, String> {
+        let mut mechanisms = Vec::new();
+        let enabled = s.get("sasl.enabled.mechanisms").unwrap_or("PLAIN,SCRAM-SHA-256,SCRAM-SHA-512");
+        for name in enabled.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+            let m = Mechanism::parse(name).ok_or_else(|| {
+                format!("{}: `{name}` is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", s.name("sasl.enabled.mechanisms"))
+            })?;
+            if !mechanisms.contains(&m) {
+                mechanisms.push(m);
+            }
+        }
+        if mechanisms.is_empty() {
+            return Err(format!("{}: no mechanism enabled", s.name("sasl.enabled.mechanisms")));
+        }
+        let jaas = s.get("plain.sasl.jaas.config").or_else(|| s.get("sasl.jaas.config"));
+        let plain_users = match jaas {
+            Some(text) => parse_jaas(text)
+                .map_err(|e| format!("{}: {e}", s.name("plain.sasl.jaas.config")))?
+                .into_iter()
+                .filter_map(|(k, v)| k.strip_prefix("user_").map(|u| (u.to_string(), v)))
+                .collect(),
+            None => BTreeMap::new(),
+        };
+        let reauth_ms = match s.get("connections.max.reauth.ms") {
+            None => 0,
+            Some(v) => {
+                v.trim().parse().map_err(|_| format!("{}: `{v}` is not a number of milliseconds", s.name("connections.max.reauth.ms")))?
+            }
+        };
+        Ok(SaslSettings { mechanisms, plain_users, reauth_ms })
+    }
+
+    fn names(&self) -> Vec<&'static str> {
+        self.mechanisms.iter().map(|m| m.name()).collect()
+    }
+}
+
+/// The options of a JAAS login module entry: `Module required k="v" k2="v2";`.
+pub fn parse_jaas(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let text = text.trim().trim_end_matches(';').trim();
+    let mut words = text.splitn(3, char::is_whitespace);
+    let _module = words.next().filter(|m| !m.is_empty()).ok_or("no login module")?;
+    let flag = words.next().unwrap_or("");
+    if !matches!(flag, "required" | "requisite" | "sufficient" | "optional") {
+        return Err(format!("`{flag}` is not a JAAS control flag"));
+    }
+    let mut out = BTreeMap::new();
+    let mut rest = words.next().unwrap_or("").trim_start();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=').ok_or_else(|| format!("`{rest}` is not key=\"value\""))?;
+        let key = key.trim();
+        let after = after.trim_start();
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => value.push(chars.next().map(|(_, c)| c).ok_or("a value ends in a backslash")?),
+                    '"' => {
+                        end = Some(i + 1);
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            let end = end.ok_or_else(|| format!("the value of {key} has no closing quote"))?;
+            (value, &quoted[end..])
+        } else {
+            let end = after.find(char::is_whitespace).unwrap_or(after.len());
+            (after[..end].to_string(), &after[end..])
+        };
+        if key.is_empty() {
+            return Err("an option without a name".into());
+        }
+        out.insert(key.to_string(), value);
+        rest = next.trim_start();
+    }
+    Ok(out)
+}
+
+/// SASL error codes and the handshake's ILLEGAL_SASL_STATE.
+pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+pub const ILLEGAL_SASL_STATE: i16 = 34;
+pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
+
+/// What the connection does with a SASL step's outcome.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Answer with these bytes (a SaslAuthenticate response's `auth_bytes`, or a v0 token).
+    Continue(Vec<u8>),
+    /// Authenticated: answer with these bytes.
+    Done(Vec<u8>),
+    /// Refused: answer with this error (v1) and close the connection.
+    Failed(i16, String),
+}
+
+enum State {
+    /// No mechanism chosen yet.
+    Handshake,
+    /// A mechanism chosen; `raw`: tokens come bare (SaslHandshake v0).
+    Exchange { mechanism: Mechanism, raw: bool, scram: Option<ScramServer> },
+    /// Authenticated; a KIP-368 re-authentication starts with a new handshake.
+    Authenticated,
+}
+
+/// One connection's SASL state.
+pub struct SaslSession {
+    settings: std::sync::Arc<SaslSettings>,
+    state: State,
+    principal: Option<Principal>,
+    /// When the session ends (KIP-368), if it does.
+    expires: Option<Instant>,
+    /// The mechanism of the last handshake.
+    chosen: Option<Mechanism>,
+}
+
+impl SaslSession {
+    pub fn new(settings: std::sync::Arc<SaslSettings>) -> SaslSession {
+        SaslSession { settings, state: State::Handshake, principal: None, expires: None, chosen: None }
+    }
+
+    /// The authenticated principal (kept through a re-authentication in progress).
+    pub fn principal(&self) -> Option<&Principal> {
+        self.principal.as_ref()
+    }
+
+    /// The mechanism chosen by the last handshake.
+    pub fn mechanism(&self) -> Option<&'static str> {
+        self.chosen.map(Mechanism::name)
+    }
+
+    pub fn authenticated(&self) -> bool {
+        self.principal.is_some()
+    }
+
+    /// Whether the next frame is a bare SASL token (after a v0 handshake).
+    pub fn expects_raw_token(&self) -> bool {
+        matches!(self.state, State::Exchange { raw: true, .. })
+    }
+
+    /// Whether the session has ended (KIP-368): the connection must close.
+    pub fn expired(&self, now: Instant) -> bool {
+        self.expires.is_some_and(|e| now >= e)
+    }
+
+    /// SaslHandshake: the error code (0, UNSUPPORTED_SASL_MECHANISM or
+    /// ILLEGAL_SASL_STATE) and the enabled mechanisms to answer with.
+    pub fn handshake(&mut self, mechanism: &str, version: i16) -> (i16, Vec<&'static str>) {
+        let names = self.settings.names();
+        if !matches!(self.state, State::Handshake | State::Authenticated) || (self.authenticated() && version == 0) {
+            return (ILLEGAL_SASL_STATE, names);
+        }
+        match Mechanism::parse(mechanism).filter(|m| self.settings.mechanisms.contains(m)) {
+            Some(m) => {
+                self.chosen = Some(m);
+                let scram = match m {
+                    Mechanism::Scram(h) => Some(ScramServer::new(h)),
+                    Mechanism::Plain => None,
+                };
+                self.state = State::Exchange { mechanism: m, raw: version == 0, scram };
+                (0, names)
+            }
+            None => (UNSUPPORTED_SASL_MECHANISM, names),
+        }
+    }
+
+    /// One token of the exchange; `scram` finds a user's SCRAM credential.
+    pub fn authenticate(&mut self, token: &[u8], scram: impl FnOnce(&str, ScramHash) -> Option<Credential>) -> Step {
+        let State::Exchange { mechanism, scram: server, .. } = &mut self.state else {
+            return Step::Failed(ILLEGAL_SASL_STATE, "SaslAuthenticate before SaslHandshake".into());
+        };
+        let mechanism = *mechanism;
+        let failed = |why: String| {
+            Step::Failed(
+                SASL_AUTHENTICATION_FAILED,
+                format!(
+                    "Authentication failed during authentication due to invalid credentials with SASL mechanism {}: {why}",
+                    mechanism.name()
+                ),
+            )
+        };
+        let user = match (mechanism, server) {
+            (Mechanism::Plain, _) => match self.check_plain(token) {
+                Ok(user) => user,
+                Err(why) => return failed(why),
+            },
+            (Mechanism::Scram(h), Some(server)) => {
+                if server.user().is_none() {
+                    return match server.first(token, |u| scram(u, h)) {
+                        Ok(reply) => Step::Continue(reply),
+                        Err(e) => failed(e.0),
+                    };
+                }
+                let user = server.user().unwrap_or_default().to_string();
+                match server.last(token) {
+                    Ok(reply) => return self.done(user, reply),
+                    Err(e) => return failed(e.0),
+                }
+            }
+            (Mechanism::Scram(_), None) => return Step::Failed(ILLEGAL_SASL_STATE, "no SCRAM exchange in progress".into()),
+        };
+        self.done(user, Vec::new())
+    }
+
+    fn done(&mut self, user: String, reply: Vec<u8>) -> Step {
+        let principal = Principal::user(&user);
+        // KIP-368: a re-authentication may not change who the connection is.
+        if self.principal.as_ref().is_some_and(|p| *p != principal) {
+            return Step::Failed(
+                SASL_AUTHENTICATION_FAILED,
+                format!(
+                    "re-authentication as {principal} on a connection of {}",
+                    self.principal.as_ref().map(|p| p.to_string()).unwrap_or_default()
+                ),
+            );
+        }
+        self.principal = Some(principal);
+        self.state = State::Authenticated;
+        self.expires = (self.settings.reauth_ms > 0).then(|| Instant::now() + Duration::from_millis(self.settings.reauth_ms));
+        Step::Done(reply)
+    }
+
+    /// The session lifetime SaslAuthenticate v1+ reports (0: none).
+    pub fn lifetime_ms(&self) -> i64 {
+        self.expires.map_or(0, |e| e.saturating_duration_since(Instant::now()).as_millis() as i64)
+    }
+
+    /// PLAIN (RFC 4616): `authzid NUL authcid NUL password`.
+    fn check_plain(&self, token: &[u8]) -> Result<String, String> {
+        let text = std::str::from_utf8(token).map_err(|_| "the PLAIN message is not UTF-8".to_string())?;
+        let mut parts = text.split('\0');
+        let (Some(authzid), Some(user), Some(password), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err("Invalid SASL/PLAIN response: expected 3 tokens".into());
+        };
+        if user.is_empty() {
+            return Err("Authentication failed: username not specified".into());
+        }
+        if !authzid.is_empty() && authzid != user {
+            return Err("Authentication failed: Client requested an authorization id that is different from username".into());
+        }
+        let ok = self
+            .settings
+            .plain_users
+            .get(user)
+            .is_some_and(|p| p.len() == password.len() && p.bytes().zip(password.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0);
+        if ok {
+            Ok(user.to_string())
+        } else {
+            Err("Invalid username or password".into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn settings(reauth_ms: u64) -> Arc<SaslSettings> {
+        let all: BTreeMap<String, String> = [
+            ("listener.name.sasl.plain.sasl.jaas.config", r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="a\"b" user_admin="a\"b" user_alice="alice-secret";"#),
+            ("connections.max.reauth.ms", &reauth_ms.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Arc::new(SaslSettings::from(&Settings::new(&all, "SASL")).expect("settings"))
+    }
+
+    #[test]
+    fn plain_users_come_from_the_jaas_config() {
+        let mut s = SaslSession::new(settings(0));
+        assert_eq!(s.handshake("PLAIN", 1).0, 0);
+        assert_eq!(s.authenticate(b"\0alice\0alice-secret", |_, _| None), Step::Done(Vec::new()));
+        assert_eq!(s.principal(), Some(&Principal::user("alice")));
+        let mut s = SaslSession::new(settings(0));
+        s.handshake("PLAIN", 1);
+        assert!(matches!(s.authenticate(b"\0admin\0a\"b", |_, _| None), Step::Done(_)), "escaped quote");
+        for bad in [&b"\0alice\0wrong"[..], b"\0bob\0x", b"alice", b"eve\0alice\0alice-secret", b"\0\0", b"\0a\0b\0c"] {
+            let mut s = SaslSession::new(settings(0));
+            s.handshake("PLAIN", 1);
+            assert!(matches!(s.authenticate(bad, |_, _| None), Step::Failed(SASL_AUTHENTICATION_FAILED, _)), "{bad:?}");
+            assert!(!s.authenticated());
+        }
+    }
+
+    #[test]
+    fn the_handshake_names_the_enabled_mechanisms_and_refuses_others() {
+        let mut s = SaslSession::new(settings(0));
+        let (code, names) = s.handshake("GSSAPI", 1);
+        assert_eq!((code, names), (UNSUPPORTED_SASL_MECHANISM, vec!["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]));
+        assert!(matches!(s.authenticate(b"x", |_, _| None), Step::Failed(ILLEGAL_SASL_STATE, _)));
+        assert_eq!(s.handshake("SCRAM-SHA-512", 0).0, 0);
+        assert!(s.expects_raw_token());
+        assert_eq!(s.handshake("PLAIN", 1).0, ILLEGAL_SASL_STATE, "a second handshake mid-exchange");
+    }
+
+    #[test]
+    fn a_session_expires_and_reauthentication_keeps_the_principal() {
+        let mut s = SaslSession::new(settings(60_000));
+        s.handshake("PLAIN", 1);
+        assert!(matches!(s.authenticate(b"\0alice\0alice-secret", |_, _| None), Step::Done(_)));
+        assert!(s.lifetime_ms() > 59_000 && !s.expired(Instant::now()));
+        assert!(s.expired(Instant::now() + Duration::from_secs(61)));
+        assert_eq!(s.handshake("PLAIN", 1).0, 0, "KIP-368 re-authentication");
+        assert!(matches!(s.authenticate(b"\0admin\0a\"b", |_, _| None), Step::Failed(SASL_AUTHENTICATION_FAILED, _)), "as someone else");
+    }
+
+    #[test]
+    fn jaas_options_parse_and_garbage_is_refused() {
+        let o = parse_jaas(r#"M required a="1" b=two c="x y";"#).expect("parsed");
+        assert_eq!(o.get("a").map(String::as_str), Some("1"));
+        assert_eq!(o.get("b").map(String::as_str), Some("two"));
+        assert_eq!(o.get("c").map(String::as_str), Some("x y"));
+        for bad in ["", "M", "M maybe a=1;", r#"M required a="1"#, "M required =1;", r#"M required a="x\"#] {
+            assert!(parse_jaas(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! TLS and SASL listeners: real clients (kcat, confluent-kafka, Kafka's own tools)
+//! over SSL, SASL_SSL with SCRAM-SHA-512, SASL_PLAINTEXT with PLAIN and mTLS; wrong
+//! credentials and hostile input refused with Kafka's errors, without harm to other
+//! connections; certificates reloaded when their files change. The certificates are
+//! made by the tests ([`karst_tests::certs`]).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use kafka_protocol::messages::{MetadataRequest, SaslAuthenticateRequest, SaslHandshakeRequest};
+use kafka_protocol::protocol::StrBytes;
+use karst_broker::security::scram::{ScramClient, ScramHash};
+use karst_tests::certs::TestCa;
+use karst_tests::cluster::free_ports;
+use karst_tests::java::run_kafka_tool;
+use karst_tests::raw::{RawClient, ReadOutcome};
+use karst_tests::{python_script, run_checked, show_output, unique_topic, wait_for, Broker};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+const CONFIGS: &str = "org.apache.kafka.tools.ConfigCommand";
+const SASL_AUTHENTICATION_FAILED: i16 = 58;
+const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+const ILLEGAL_SASL_STATE: i16 = 34;
+const JAAS: &str = r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="admin-secret" user_admin="admin-secret" user_bob="bob-secret";"#;
+
+/// A broker with a PLAINTEXT listener (first: inter-broker, and the tests' admin
+/// door), then SSL, SASL_SSL, SASL_PLAINTEXT and an mTLS one (SSL requiring a client
+/// certificate).
+struct Secured {
+    broker: Broker,
+    ca: TestCa,
+    ssl: SocketAddr,
+    sasl_ssl: SocketAddr,
+    sasl_plain: SocketAddr,
+    mtls: SocketAddr,
+}
+
+fn secured(extra: &[&str]) -> Result<Secured> {
+    let ca = TestCa::new()?;
+    let keystore = ca.server("server", "karst-broker")?;
+    let p = free_ports(5)?;
+    let listen = format!(
+        "INTERNAL://127.0.0.1:{},SSL://127.0.0.1:{},SASL_SSL://127.0.0.1:{},SASL_PLAINTEXT://127.0.0.1:{},MTLS://127.0.0.1:{}",
+        p[0], p[1], p[2], p[3], p[4]
+    );
+    let sets = [
+        "listener.security.protocol.map=INTERNAL:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,MTLS:SSL".to_string(),
+        "ssl.keystore.type=PEM".to_string(),
+        format!("ssl.keystore.location={}", keystore.display()),
+        "ssl.truststore.type=PEM".to_string(),
+        format!("ssl.truststore.location={}", ca.ca_file().display()),
+        "listener.name.mtls.ssl.client.auth=required".to_string(),
+        "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512".to_string(),
+        format!("listener.name.sasl_ssl.plain.sasl.jaas.config={JAAS}"),
+        format!("listener.name.sasl_plaintext.plain.sasl.jaas.config={JAAS}"),
+    ];
+    let mut args: Vec<String> = vec!["--listen".into(), listen];
+    for s in sets {
+        args.push("--set".into());
+        args.push(s);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let broker = Broker::start(&args)?;
+    let at = |i: usize| SocketAddr::from(([127, 0, 0, 1], p[i]));
+    Ok(Secured { broker, ssl: at(1), sasl_ssl: at(2), sasl_plain: at(3), mtls: at(4), ca })
+}
+
+/// Kafka's kafka-configs creates a SCRAM user (AlterUserScramCredentials).
+fn add_scram_user(bootstrap: &str, user: &str, mechanism: &str, password: &str) -> Result<()> {
+    let config = format!("{mechanism}=[iterations=8192,password={password}]");
+    let out = run_kafka_tool(
+        CONFIGS,
+        &["--bootstrap-server", bootstrap, "--alter", "--add-config", &config, "--entity-type", "users", "--entity-name", user],
+        TIMEOUT,
+    )?;
+    ensure!(out.status.success(), "kafka-configs --alter --entity-type users\n{}", show_output(&out));
+    Ok(())
+}
+
+/// kcat with `settings` (`-X` pairs): produces `lines` to `topic`, then reads them back.
+fn kcat_roundtrip(bootstrap: &str, topic: &str, settings: &[String]) -> Result<()> {
+    let x: Vec<String> = settings.iter().flat_map(|s| ["-X".to_string(), s.clone()]).collect();
+    let lines: Vec<String> = (0..50).map(|i| format!("line-{i}")).collect();
+    // The tests' environment may point the loader at the librdkafka the rdkafka crate
+    // built (without OpenSSL): kcat gets the system's, with it.
+    let mut child = Command::new("kcat")
+        .env_remove("LD_LIBRARY_PATH")
+        .args(["-b", bootstrap, "-t", topic, "-P", "-X", "acks=all", "-X", "message.timeout.ms=30000"])
+        .args(&x)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawning kcat")?;
+    {
+        let mut stdin = child.stdin.take().context("kcat stdin")?;
+        for l in &lines {
+            writeln!(stdin, "{l}")?;
+        }
+    }
+    let out = child.wait_with_output()?;
+    ensure!(out.status.success(), "kcat -P failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = run_checked(
+        Command::new("kcat")
+            .env_remove("LD_LIBRARY_PATH")
+            .args(["-b", bootstrap, "-t", topic, "-C", "-o", "beginning", "-e", "-q"])
+            .args(&x)
+            .stdin(Stdio::null()),
+        TIMEOUT,
+    )?;
+    let got: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    ensure!(got == lines, "kcat read back {} of {} lines", got.len(), lines.len());
+    Ok(())
+}
+
+/// Kafka's console producer and consumer with SCRAM-SHA-512 over SASL_SSL.
+fn java_console_roundtrip(bootstrap: &str, ca: &Path, user: &str, password: &str) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let props = dir.path().join("client.properties");
+    std::fs::write(
+        &props,
+        format!(
+            "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n\
+             sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"{user}\" password=\"{password}\";\n\
+             ssl.truststore.type=PEM\nssl.truststore.location={}\n",
+            ca.display()
+        ),
+    )?;
+    let props = props.display().to_string();
+    let topic = unique_topic("scram-java");
+    let lines: Vec<String> = (0..20).map(|i| format!("java-{i}")).collect();
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, lines.join("\n") + "\n")?;
+    let mut cmd = karst_tests::java::java_command("org.apache.kafka.tools.ConsoleProducer")?;
+    cmd.args(["--bootstrap-server", bootstrap, "--topic", &topic, "--producer.config", &props, "--producer-property", "acks=all"])
+        .stdin(std::fs::File::open(&input)?);
+    let out = karst_tests::run_command(&mut cmd, TIMEOUT)?;
+    ensure!(out.status.success(), "console producer over SASL_SSL\n{}", show_output(&out));
+    let out = run_kafka_tool(
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        &[
+            "--bootstrap-server",
+            bootstrap,
+            "--topic",
+            &topic,
+            "--from-beginning",
+            "--max-messages",
+            "20",
+            "--consumer.config",
+            &props,
+            "--timeout-ms",
+            "60000",
+        ],
+        Duration::from_secs(120),
+    )?;
+    let got: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with("java-")).map(str::to_string).collect();
+    ensure!(got == lines, "the console consumer read {} of 20 over SASL_SSL\n{}", got.len(), show_output(&out));
+    Ok(())
+}
+
+/// confluent-kafka with `security` (JSON): `roundtrip` or `refused`.
+fn confluent(bootstrap: &str, security: &serde_json::Value, mode: &str) -> Result<String> {
+    let out = run_checked(
+        Command::new("python3")
+            .arg(python_script("secure_roundtrip.py"))
+            .args([bootstrap, &security.to_string(), mode])
+            .stdin(Stdio::null()),
+        Duration::from_secs(120),
+    )?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[test]
+fn clients_connect_over_ssl_sasl_ssl_with_scram_sasl_plain_and_mtls() -> Result<()> {
+    let s = secured(&[])?;
+    let ca = s.ca.ca_file().display().to_string();
+    add_scram_user(&s.broker.bootstrap(), "alice", "SCRAM-SHA-512", "alice-secret")?;
+
+    // SSL: kcat and confluent-kafka, verifying the broker's certificate and name.
+    let ssl = s.ssl.to_string();
+    kcat_roundtrip(&ssl, &unique_topic("ssl-kcat"), &["security.protocol=SSL".into(), format!("ssl.ca.location={ca}")])?;
+    let said = confluent(&ssl, &serde_json::json!({"security.protocol": "SSL", "ssl.ca.location": ca}), "roundtrip")?;
+    ensure!(said.starts_with("roundtrip:"), "{said}");
+
+    // SASL_SSL with SCRAM-SHA-512, the user made by kafka-configs.
+    let scram = serde_json::json!({
+        "security.protocol": "SASL_SSL", "ssl.ca.location": ca,
+        "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": "alice", "sasl.password": "alice-secret",
+    });
+    let said = confluent(&s.sasl_ssl.to_string(), &scram, "roundtrip")?;
+    ensure!(said.starts_with("roundtrip:"), "{said}");
+    let scram_kcat = [
+        "security.protocol=SASL_SSL".to_string(),
+        format!("ssl.ca.location={ca}"),
+        "sasl.mechanisms=SCRAM-SHA-512".into(),
+        "sasl.username=alice".into(),
+        "sasl.password=alice-secret".into(),
+    ];
+    kcat_roundtrip(&s.sasl_ssl.to_string(), &unique_topic("scram-kcat"), &scram_kcat)?;
+    let mut wrong = scram.clone();
+    wrong["sasl.password"] = "not-her-password".into();
+    let said = confluent(&s.sasl_ssl.to_string(), &wrong, "refused")?;
+    ensure!(said.contains("refused"), "{said}");
+
+    // The Java client (Kafka's console producer and consumer) over SASL_SSL with
+    // SCRAM-SHA-512 and a PEM truststore.
+    java_console_roundtrip(&s.sasl_ssl.to_string(), &s.ca.ca_file(), "alice", "alice-secret")?;
+
+    // SASL_PLAINTEXT with PLAIN, users from the listener's JAAS config.
+    let plain = serde_json::json!({
+        "security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN", "sasl.username": "bob", "sasl.password": "bob-secret",
+    });
+    let said = confluent(&s.sasl_plain.to_string(), &plain, "roundtrip")?;
+    ensure!(said.starts_with("roundtrip:"), "{said}");
+
+    // mTLS: a client certificate from the CA is let in, a connection without one is not.
+    let (cert, key) = s.ca.client("carol")?;
+    let mtls = serde_json::json!({
+        "security.protocol": "SSL", "ssl.ca.location": ca,
+        "ssl.certificate.location": cert.display().to_string(), "ssl.key.location": key.display().to_string(),
+    });
+    let said = confluent(&s.mtls.to_string(), &mtls, "roundtrip")?;
+    ensure!(said.starts_with("roundtrip:"), "{said}");
+    let said = confluent(&s.mtls.to_string(), &serde_json::json!({"security.protocol": "SSL", "ssl.ca.location": ca}), "refused")?;
+    ensure!(said.contains("refused"), "{said}");
+    let log = std::fs::read_to_string(s.broker.stderr_log()).unwrap_or_default();
+    ensure!(log.contains("TLS handshake failed"), "the refused handshake is logged with its reason");
+    Ok(())
+}
+
+/// A raw SASL exchange on `addr`: handshake then the tokens, each answered.
+fn handshake(c: &mut RawClient, mechanism: &str, version: i16) -> Result<(i16, Vec<String>)> {
+    let r = c.send(&SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(mechanism.to_string())), version)?;
+    Ok((r.error_code, r.mechanisms.iter().map(|m| m.to_string()).collect()))
+}
+
+fn authenticate(c: &mut RawClient, token: Vec<u8>) -> Result<(i16, Vec<u8>, i64)> {
+    let r = c.send(&SaslAuthenticateRequest::default().with_auth_bytes(token.into()), 2)?;
+    Ok((r.error_code, r.auth_bytes.to_vec(), r.session_lifetime_ms))
+}
+
+fn metadata_ok(c: &mut RawClient) -> bool {
+    c.send(&MetadataRequest::default().with_topics(Some(vec![])), 12).is_ok()
+}
+
+fn scram_login(addr: SocketAddr, user: &str, password: &str) -> Result<(RawClient, i64)> {
+    let mut c = RawClient::connect(addr)?;
+    ensure!(handshake(&mut c, "SCRAM-SHA-256", 1)?.0 == 0);
+    let mut client = ScramClient::new(ScramHash::Sha256, user, password);
+    let (code, server_first, _) = authenticate(&mut c, client.first())?;
+    ensure!(code == 0, "client-first: {code}");
+    let (code, server_final, lifetime) = authenticate(&mut c, client.last(&server_first).map_err(|e| anyhow!(e.0))?)?;
+    ensure!(code == 0, "client-final: {code}");
+    ensure!(client.verify(&server_final), "the broker proves it holds the credential");
+    Ok((c, lifetime))
+}
+
+#[test]
+fn sasl_and_tls_refusals_get_kafkas_errors_and_harm_no_other_connection() -> Result<()> {
+    let s = secured(&["--set", "listener.name.sasl_plaintext.connections.max.reauth.ms=3000"])?;
+    add_scram_user(&s.broker.bootstrap(), "dave", "SCRAM-SHA-256", "dave-secret")?;
+    let addr = s.sasl_plain;
+    // A client that authenticated first, kept open through everything below.
+    let (mut good, lifetime) = scram_login(addr, "dave", "dave-secret")?;
+    ensure!(lifetime > 0 && lifetime <= 3000, "KIP-368: the session lifetime is reported ({lifetime} ms)");
+
+    // Before authenticating: ApiVersions is answered, anything else closes.
+    let mut c = RawClient::connect(addr)?;
+    c.api_versions()?;
+    ensure!(!metadata_ok(&mut c), "Metadata before authenticating closes the connection");
+
+    // A mechanism not enabled: UNSUPPORTED_SASL_MECHANISM with the enabled ones, then closed.
+    let mut c = RawClient::connect(addr)?;
+    let (code, names) = handshake(&mut c, "GSSAPI", 1)?;
+    ensure!(code == UNSUPPORTED_SASL_MECHANISM && names == ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"], "{code} {names:?}");
+    ensure!(!metadata_ok(&mut c), "closed after the refusal");
+
+    // PLAIN with a wrong password: SASL_AUTHENTICATION_FAILED, then closed.
+    let mut c = RawClient::connect(addr)?;
+    ensure!(handshake(&mut c, "PLAIN", 1)?.0 == 0);
+    let (code, _, _) = authenticate(&mut c, b"\0bob\0wrong".to_vec())?;
+    ensure!(code == SASL_AUTHENTICATION_FAILED, "wrong password: {code}");
+    ensure!(!metadata_ok(&mut c));
+
+    // SCRAM with a tampered nonce, an unknown user, a wrong password; SaslAuthenticate
+    // before any handshake.
+    let mut c = RawClient::connect(addr)?;
+    handshake(&mut c, "SCRAM-SHA-256", 1)?;
+    let mut client = ScramClient::new(ScramHash::Sha256, "dave", "dave-secret");
+    let (_, first, _) = authenticate(&mut c, client.first())?;
+    let last = String::from_utf8(client.last(&first).map_err(|e| anyhow!(e.0))?)?.replacen(",r=", ",r=forged", 1);
+    ensure!(authenticate(&mut c, last.into_bytes())?.0 == SASL_AUTHENTICATION_FAILED, "a forged nonce");
+    let mut c = RawClient::connect(addr)?;
+    handshake(&mut c, "SCRAM-SHA-256", 1)?;
+    ensure!(authenticate(&mut c, ScramClient::new(ScramHash::Sha256, "nobody", "x").first())?.0 == SASL_AUTHENTICATION_FAILED);
+    ensure!(scram_login(addr, "dave", "wrong").is_err(), "a wrong SCRAM password");
+    let mut c = RawClient::connect(addr)?;
+    ensure!(authenticate(&mut c, b"\0bob\0bob-secret".to_vec())?.0 == ILLEGAL_SASL_STATE, "SaslAuthenticate before SaslHandshake");
+    // An oversized token: the frame limit closes the connection.
+    let mut c = RawClient::connect(addr)?;
+    handshake(&mut c, "PLAIN", 1)?;
+    ensure!(authenticate(&mut c, vec![b'x'; 105 * 1024 * 1024]).is_err(), "a 105 MB token is refused");
+
+    // SaslHandshake v0 (sarama's default): the PLAIN token comes bare and is answered bare.
+    let mut c = RawClient::connect(addr)?;
+    ensure!(handshake(&mut c, "PLAIN", 0)?.0 == 0);
+    let token = b"\0bob\0bob-secret";
+    let mut frame = (token.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(token);
+    c.write_raw(&frame)?;
+    match c.read_frame()? {
+        ReadOutcome::Frame(answer) => ensure!(answer.is_empty(), "an empty token answers a v0 PLAIN login, got {} bytes", answer.len()),
+        other => bail!("no answer to a v0 PLAIN token: {other:?}"),
+    }
+    ensure!(metadata_ok(&mut c), "authenticated through v0");
+
+    // A SASL request on the PLAINTEXT listener: ILLEGAL_SASL_STATE, as Kafka answers.
+    let mut c = RawClient::connect(s.broker.addr())?;
+    ensure!(handshake(&mut c, "PLAIN", 1)?.0 == ILLEGAL_SASL_STATE);
+
+    // TLS garbage and a truncated handshake on the SSL listener: closed.
+    let mut t = TcpStream::connect(s.ssl)?;
+    t.set_read_timeout(Some(Duration::from_secs(20)))?;
+    t.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3])?;
+    t.write_all(b"GET / HTTP/1.1\r\n\r\n")?;
+    let mut sink = Vec::new();
+    ensure!(t.read_to_end(&mut sink).map(|_| true).unwrap_or(true), "garbage is answered with a TLS alert at most, then closed");
+    let mut t = TcpStream::connect(s.ssl)?;
+    t.write_all(&[0x16, 0x03, 0x01])?;
+    drop(t);
+
+    // SCRAM credentials described and refused as Kafka does (on the PLAINTEXT listener).
+    scram_admin_errors(s.broker.addr())?;
+
+    // The authenticated client saw none of it.
+    ensure!(metadata_ok(&mut good), "the first client still works");
+    // KIP-368: re-authenticating on the same connection renews the session; without
+    // it, the first request after the session ends closes the connection.
+    ensure!(handshake(&mut good, "SCRAM-SHA-256", 1)?.0 == 0, "re-authentication starts with a handshake");
+    let mut client = ScramClient::new(ScramHash::Sha256, "dave", "dave-secret");
+    let (_, first, _) = authenticate(&mut good, client.first())?;
+    let (code, _, renewed) = authenticate(&mut good, client.last(&first).map_err(|e| anyhow!(e.0))?)?;
+    ensure!(code == 0 && renewed > 0, "re-authenticated: {code}, lifetime {renewed}");
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(renewed as u64 + 200) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ensure!(!metadata_ok(&mut good), "a request after the session ended closes the connection");
+    let log = std::fs::read_to_string(s.broker.stderr_log()).unwrap_or_default();
+    ensure!(log.contains("SASL session expired"), "the expiry is logged");
+    ensure!(scram_login(addr, "dave", "dave-secret").is_ok(), "a new connection logs in");
+    Ok(())
+}
+
+/// DescribeUserScramCredentials and AlterUserScramCredentials: what is kept and
+/// Kafka's per-user errors.
+fn scram_admin_errors(addr: SocketAddr) -> Result<()> {
+    use kafka_protocol::messages::alter_user_scram_credentials_request::{ScramCredentialDeletion, ScramCredentialUpsertion};
+    use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
+    use kafka_protocol::messages::{AlterUserScramCredentialsRequest, DescribeUserScramCredentialsRequest};
+    let mut c = RawClient::connect(addr)?;
+    let name = |n: &str| StrBytes::from_string(n.to_string());
+    let all = c.send(&DescribeUserScramCredentialsRequest::default().with_users(None), 0)?;
+    let dave = all.results.iter().find(|r| r.user.as_str() == "dave").context("dave is described")?;
+    ensure!(
+        dave.credential_infos.iter().map(|i| (i.mechanism, i.iterations)).collect::<Vec<_>>() == [(1, 8192)],
+        "SCRAM-SHA-256 with kafka-configs' 8192 iterations: {dave:?}"
+    );
+    let users = vec![UserName::default().with_name(name("dave")), UserName::default().with_name(name("nobody"))];
+    let named = c.send(&DescribeUserScramCredentialsRequest::default().with_users(Some(users)), 0)?;
+    let codes: Vec<(String, i16)> = named.results.iter().map(|r| (r.user.to_string(), r.error_code)).collect();
+    ensure!(codes == [("dave".to_string(), 0), ("nobody".to_string(), 91)], "RESOURCE_NOT_FOUND for an unknown user: {codes:?}");
+    let twice = vec![UserName::default().with_name(name("dave")), UserName::default().with_name(name("dave"))];
+    let dup = c.send(&DescribeUserScramCredentialsRequest::default().with_users(Some(twice)), 0)?;
+    ensure!(dup.results.iter().all(|r| r.error_code == 92), "DUPLICATE_RESOURCE: {dup:?}");
+    let up = |user: &str, mechanism: i8, iterations: i32| {
+        ScramCredentialUpsertion::default()
+            .with_name(name(user))
+            .with_mechanism(mechanism)
+            .with_iterations(iterations)
+            .with_salt(bytes::Bytes::from_static(b"salt-salt"))
+            .with_salted_password(bytes::Bytes::from(vec![7u8; 32]))
+    };
+    let req = AlterUserScramCredentialsRequest::default()
+        .with_upsertions(vec![up("few", 1, 100), up("many", 1, 20_000), up("odd", 9, 4096), up("", 1, 4096)])
+        .with_deletions(vec![ScramCredentialDeletion::default().with_name(name("ghost")).with_mechanism(2)]);
+    let r = c.send(&req, 0)?;
+    let codes: std::collections::BTreeMap<String, i16> = r.results.iter().map(|r| (r.user.to_string(), r.error_code)).collect();
+    let expected: std::collections::BTreeMap<String, i16> =
+        [("few", 93), ("many", 93), ("odd", 33), ("", 93), ("ghost", 91)].into_iter().map(|(u, c)| (u.to_string(), c)).collect();
+    ensure!(codes == expected, "Kafka's errors per user: {codes:?}");
+    let after = c.send(&DescribeUserScramCredentialsRequest::default().with_users(None), 0)?;
+    ensure!(after.results.len() == all.results.len(), "nothing refused was stored");
+    Ok(())
+}
+
+/// The DER of the certificate `addr` serves, through a client trusting `ca`.
+fn served_certificate(addr: SocketAddr, ca: &Path) -> Result<Vec<u8>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca)? {
+        roots.add(c?)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("127.0.0.1")?.to_owned())?;
+    let mut sock = TcpStream::connect(addr)?;
+    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock)?;
+    }
+    let certs = conn.peer_certificates().context("no server certificate")?;
+    Ok(certs.first().context("empty chain")?.as_ref().to_vec())
+}
+
+#[test]
+fn a_listeners_certificate_is_reloaded_when_its_file_changes() -> Result<()> {
+    let s = secured(&[])?;
+    let before = served_certificate(s.ssl, &s.ca.ca_file())?;
+    // The same file, a new key and certificate (renewed): served from the next
+    // connection on, without a restart.
+    s.ca.server("server", "karst-broker-renewed")?;
+    let after = wait_for("the renewed certificate to be served", TIMEOUT, || {
+        served_certificate(s.ssl, &s.ca.ca_file()).ok().filter(|c| *c != before)
+    })?;
+    ensure!(after != before);
+    // A file that does not load is not taken: the renewed certificate stays.
+    std::fs::write(s.ca.dir().join("server.pem"), "not a certificate")?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let still = served_certificate(s.ssl, &s.ca.ca_file())?;
+    ensure!(still == after, "a broken file leaves the last good certificate in use");
+    let log = std::fs::read_to_string(s.broker.stderr_log()).unwrap_or_default();
+    ensure!(log.contains("reloaded") && log.contains("does not load"), "both are logged");
+    Ok(())
+}
+
+#[test]
+fn a_listener_whose_certificate_does_not_load_stops_start_up_naming_the_setting() -> Result<()> {
+    let p = free_ports(2)?;
+    let listen = format!("INTERNAL://127.0.0.1:{},SSL://127.0.0.1:{}", p[0], p[1]);
+    let args = [
+        "--listen",
+        &listen,
+        "--set",
+        "listener.security.protocol.map=INTERNAL:PLAINTEXT,SSL:SSL",
+        "--set",
+        "ssl.keystore.location=/nonexistent/server.pem",
+    ];
+    match Broker::start(&args) {
+        Ok(_) => bail!("a broker with a missing keystore started"),
+        Err(e) => {
+            let text = format!("{e:#}");
+            ensure!(text.contains("listener SSL") && text.contains("/nonexistent/server.pem"), "{text}");
+        }
+    }
+    Ok(())
+}
