@@ -23,6 +23,7 @@ use crate::metadata::{write_atomically, BrokerId, Listener, MetadataStore, Topic
 use crate::partition::{Partition, PartitionError};
 use crate::partitions::Partitions;
 use crate::replication::Fetchers;
+use crate::security::acl::AuthorizerSettings;
 use crate::security::{ListenerSecurity, Protocol};
 use crate::topic_config::{self, TopicConfig};
 use crate::txn::TxnCoordinator;
@@ -89,6 +90,8 @@ pub struct Broker {
     pub(crate) connection_limits: ConnectionLimits,
     /// Each listener's TLS and SASL, by listener name.
     listener_security: BTreeMap<String, Arc<ListenerSecurity>>,
+    /// The ACL authorizer's settings, when `authorizer.class.name` is set.
+    authorizer: Option<AuthorizerSettings>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -189,6 +192,10 @@ impl Broker {
         let txn_partitions = config.transaction_state_log_num_partitions;
         let config_for_cache = config.clone();
         let listener_security = listener_security(&config)?;
+        let authorizer = config.authorizer_class_name.as_ref().map(|_| AuthorizerSettings {
+            super_users: AuthorizerSettings::parse_super_users(&config.super_users).unwrap_or_default(),
+            allow_if_no_acl: config.allow_everyone_if_no_acl_found,
+        });
         let connection_limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
         let broker = Arc::new(Broker {
             node_id: config.node_id,
@@ -211,6 +218,7 @@ impl Broker {
             applied_layers: Mutex::new(Layers::default()),
             connection_limits,
             listener_security,
+            authorizer,
         });
         // At start-up a partition that cannot be opened stops the broker, as before.
         if let Some((_, why)) = broker.apply_image().failed.into_iter().next() {
@@ -254,6 +262,15 @@ impl Broker {
 
     pub fn topic_config(&self, topic: &TopicMeta) -> TopicConfig {
         topic_config::effective(&self.effective_config(), &topic.configs)
+    }
+
+    /// The ACL authorizer's settings, if one is configured.
+    pub(crate) fn authorizer(&self) -> Option<&AuthorizerSettings> {
+        self.authorizer.as_ref()
+    }
+
+    pub(crate) fn authorizer_enabled(&self) -> bool {
+        self.authorizer.is_some()
     }
 
     /// The TLS and SASL of listener `name` (PLAINTEXT for one not configured).

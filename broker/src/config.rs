@@ -201,6 +201,13 @@ pub struct BrokerConfig {
     /// `connections.max.reauth.ms`), as given: read per listener by
     /// [`crate::security`] at start-up.
     pub security: BTreeMap<String, String>,
+    /// `authorizer.class.name`: set, ACLs are checked (Karst's own authorizer, with
+    /// Kafka's StandardAuthorizer semantics, whatever Kafka class is named).
+    pub authorizer_class_name: Option<String>,
+    /// `super.users`: principals separated by `;`, allowed everything.
+    pub super_users: String,
+    /// `allow.everyone.if.no.acl.found`
+    pub allow_everyone_if_no_acl_found: bool,
     /// `connections.max.idle.ms`: a connection with no request in flight and no
     /// traffic for this long is closed.
     pub connections_max_idle_ms: u64,
@@ -285,6 +292,9 @@ impl Default for BrokerConfig {
             max_connections: 10_000,
             max_connections_per_ip: 10_000,
             security: BTreeMap::new(),
+            authorizer_class_name: None,
+            super_users: String::new(),
+            allow_everyone_if_no_acl_found: false,
             connections_max_idle_ms: 600_000,
             max_incremental_fetch_session_cache_slots: 1000,
             min_incremental_fetch_session_eviction_ms: 120_000,
@@ -736,6 +746,20 @@ impl BrokerConfig {
             "min.incremental.fetch.session.eviction.ms" => {
                 self.min_incremental_fetch_session_eviction_ms = u64::try_from(non_negative(key, v)?).unwrap_or(u64::MAX)
             }
+            "authorizer.class.name" => {
+                const KNOWN: [&str; 3] =
+                    ["org.apache.kafka.metadata.authorizer.StandardAuthorizer", "kafka.security.authorizer.AclAuthorizer", "karst"];
+                self.authorizer_class_name = match v {
+                    "" => None,
+                    k if KNOWN.contains(&k) => Some(k.to_string()),
+                    other => return Err(invalid(key, other, &format!("Karst's authorizer answers to {}", KNOWN.join(", ")))),
+                }
+            }
+            "super.users" => {
+                crate::security::acl::AuthorizerSettings::parse_super_users(v).map_err(|e| invalid(key, v, &e))?;
+                self.super_users = v.to_string();
+            }
+            "allow.everyone.if.no.acl.found" => self.allow_everyone_if_no_acl_found = parse(key, v)?,
             k if k.starts_with("ssl.") || k.starts_with("sasl.") || k.starts_with("listener.name.") || k == "connections.max.reauth.ms" => {
                 crate::security::check_key(k)
                     .map_err(|reason| invalid(key, if crate::security::is_sensitive(k) { "(hidden)" } else { v }, &reason))?;

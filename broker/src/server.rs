@@ -22,6 +22,7 @@ use tracing::{debug, info, warn, Instrument};
 use crate::broker::Broker;
 use crate::connections::Slot;
 use crate::handlers::{self, Frames, Reply};
+use crate::security::authz::{self, Session};
 use crate::security::sasl::{SaslSession, Step};
 use crate::security::{ListenerSecurity, Principal};
 
@@ -111,9 +112,11 @@ const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 async fn secure(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, slot: Slot, security: Arc<ListenerSecurity>) {
     let _ = stream.set_nodelay(true);
     let sasl = security.sasl.clone().map(SaslSession::new);
+    let host = peer.ip().to_string();
     let Some(tls) = &security.tls else {
         let (rd, wr) = stream.into_split();
-        return connection(broker, rd, wr, peer, slot, Principal::anonymous(), sasl).await;
+        let session = Session::new(Principal::anonymous(), host);
+        return authz::scope(session.clone(), connection(broker, rd, wr, peer, slot, session, sasl)).await;
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
     let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -140,11 +143,18 @@ async fn secure(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, slot: 
         .map_or_else(Principal::anonymous, |n| Principal::user(&n));
     debug!(%peer, %principal, "TLS established");
     let (rd, wr) = tokio::io::split(stream);
-    connection(broker, rd, wr, peer, slot, principal, sasl).await
+    let session = Session::new(principal, host);
+    authz::scope(session.clone(), connection(broker, rd, wr, peer, slot, session, sasl)).await
 }
 
 /// A SASL step's reply, or Err to close the connection (after the reply, if any).
-fn sasl_request(broker: &Broker, s: &mut SaslSession, req: &Request, peer: SocketAddr) -> Result<Frames, Option<Frames>> {
+fn sasl_request(
+    broker: &Broker,
+    s: &mut SaslSession,
+    session: &Session,
+    req: &Request,
+    peer: SocketAddr,
+) -> Result<Frames, Option<Frames>> {
     let encode = |kind: ResponseKind| {
         karst_protocol::codec::encode_response(req.correlation_id, req.api_key, req.version, &kind).map(|b| vec![b]).map_err(|_| None)
     };
@@ -169,6 +179,9 @@ fn sasl_request(broker: &Broker, s: &mut SaslSession, req: &Request, peer: Socke
                 Step::Continue(bytes) => encode(ResponseKind::SaslAuthenticate(r.with_auth_bytes(bytes.into()))),
                 Step::Done(bytes) => {
                     debug!(%peer, principal = ?s.principal(), "SASL authenticated");
+                    if let Some(p) = s.principal() {
+                        session.set_principal(p.clone());
+                    }
                     let r = r.with_auth_bytes(bytes.into()).with_session_lifetime_ms(s.lifetime_ms());
                     encode(ResponseKind::SaslAuthenticate(r))
                 }
@@ -187,8 +200,12 @@ fn sasl_request(broker: &Broker, s: &mut SaslSession, req: &Request, peer: Socke
 
 /// A bare SASL token after a v0 handshake: answered bare (length-prefixed), or Err
 /// to close the connection (Kafka closes it, answering nothing, when one fails).
-fn sasl_raw_token(broker: &Broker, s: &mut SaslSession, token: &[u8], peer: SocketAddr) -> Result<Frames, ()> {
-    match s.authenticate(token, |user, hash| crate::handlers::scram_credentials::lookup(broker, user, hash)) {
+fn sasl_raw_token(broker: &Broker, s: &mut SaslSession, session: &Session, token: &[u8], peer: SocketAddr) -> Result<Frames, ()> {
+    let step = s.authenticate(token, |user, hash| crate::handlers::scram_credentials::lookup(broker, user, hash));
+    if let (Step::Done(_), Some(p)) = (&step, s.principal()) {
+        session.set_principal(p.clone());
+    }
+    match step {
         Step::Continue(bytes) | Step::Done(bytes) => {
             let mut frame = Vec::with_capacity(4 + bytes.len());
             frame.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
@@ -210,14 +227,13 @@ async fn connection<R, W>(
     wr: W,
     peer: SocketAddr,
     _slot: Slot,
-    principal: Principal,
+    session: Arc<Session>,
     mut sasl: Option<SaslSession>,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let _counted = crate::metrics::connection();
-    let _ = &principal;
     // connections.max.idle.ms: counted from the last byte in or out while no
     // request is in flight (a long-poll fetch is not idleness).
     let max_idle = std::time::Duration::from_millis(broker.config.connections_max_idle_ms);
@@ -248,7 +264,7 @@ async fn connection<R, W>(
             };
             if let Some(s) = sasl.as_mut() {
                 if s.expects_raw_token() {
-                    match sasl_raw_token(&broker, s, &frame, peer) {
+                    match sasl_raw_token(&broker, s, &session, &frame, peer) {
                         Ok(frames) => inflight.push_back(Box::pin(std::future::ready((false, Ok(Some(frames)))))),
                         Err(()) => closing = true,
                     }
@@ -264,7 +280,7 @@ async fn connection<R, W>(
             let reply = match decode_request(frame) {
                 Ok(req) if sasl.is_some() && matches!(req.body, RequestKind::SaslHandshake(_) | RequestKind::SaslAuthenticate(_)) => {
                     let s = sasl.as_mut().expect("checked");
-                    match sasl_request(&broker, s, &req, peer) {
+                    match sasl_request(&broker, s, &session, &req, peer) {
                         Ok(frames) => Reply::Now(Some(frames)),
                         Err(last) => {
                             closing = true;

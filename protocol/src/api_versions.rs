@@ -60,6 +60,9 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api(ApiKey::ListPartitionReassignments, 0, 0),
     api(ApiKey::SaslHandshake, 0, 1),
     api(ApiKey::SaslAuthenticate, 0, 2),
+    api(ApiKey::DescribeAcls, 1, 3),
+    api(ApiKey::CreateAcls, 1, 3),
+    api(ApiKey::DeleteAcls, 1, 3),
     api(ApiKey::DescribeUserScramCredentials, 0, 0),
     api(ApiKey::AlterUserScramCredentials, 0, 0),
     // Kafka 4 removed DescribeLogDirs v0; v5 adds KIP-1066's IsCordoned (the vendored

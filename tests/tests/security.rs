@@ -463,3 +463,83 @@ fn a_listener_whose_certificate_does_not_load_stops_start_up_naming_the_setting(
     }
     Ok(())
 }
+
+/// `kafka-acls` (Kafka's tool) against `bootstrap`.
+fn kafka_acls(bootstrap: &str, args: &[&str]) -> Result<String> {
+    let out = run_kafka_tool("org.apache.kafka.tools.AclCommand", &[&["--bootstrap-server", bootstrap], args].concat(), TIMEOUT)?;
+    ensure!(out.status.success(), "kafka-acls {}\n{}", args.join(" "), show_output(&out));
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// confluent-kafka as `user` doing `actions` (see tests/python/acl_check.py).
+fn as_user(bootstrap: &str, user: &str, password: &str, actions: &[&str]) -> Result<serde_json::Value> {
+    let security = serde_json::json!({
+        "security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN", "sasl.username": user, "sasl.password": password,
+    });
+    let out = run_checked(
+        Command::new("python3")
+            .arg(python_script("acl_check.py"))
+            .args([bootstrap, &security.to_string(), &serde_json::json!(actions).to_string()])
+            .stdin(Stdio::null()),
+        Duration::from_secs(180),
+    )?;
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+#[test]
+fn acls_decide_what_each_principal_may_do() -> Result<()> {
+    let p = free_ports(2)?;
+    let listen = format!("INTERNAL://127.0.0.1:{},SASL_PLAINTEXT://127.0.0.1:{}", p[0], p[1]);
+    let jaas = r#"listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice-secret" user_bob="bob-secret";"#;
+    let broker = Broker::start(&[
+        "--listen",
+        &listen,
+        "--set",
+        "listener.security.protocol.map=INTERNAL:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+        "--set",
+        jaas,
+        "--set",
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        // The tests' door (the PLAINTEXT listener's ANONYMOUS) administers.
+        "--set",
+        "super.users=User:ANONYMOUS",
+    ])?;
+    let (admin, sasl) = (broker.bootstrap(), SocketAddr::from(([127, 0, 0, 1], p[1])).to_string());
+    let (orders, secret) = (unique_topic("orders"), unique_topic("secret"));
+    let mut c = RawClient::connect(broker.addr())?;
+    c.create_topic(&orders, 1, &[])?;
+    c.create_topic(&secret, 1, &[])?;
+
+    kafka_acls(&admin, &["--add", "--allow-principal", "User:alice", "--operation", "Write", "--topic", &orders])?;
+    kafka_acls(&admin, &["--add", "--allow-principal", "User:alice", "--operation", "Read", "--topic", &orders, "--group", "g-ok"])?;
+    let listed = kafka_acls(&admin, &["--list", "--topic", &orders])?;
+    ensure!(listed.contains("User:alice") && listed.contains("WRITE") && listed.contains("READ"), "kafka-acls --list:\n{listed}");
+
+    let produce_orders = format!("produce:{orders}");
+    let produce_secret = format!("produce:{secret}");
+    let consume_ok = format!("consume:{orders}:g-ok");
+    let consume_other_group = format!("consume:{orders}:g-other");
+    let alice = as_user(&sasl, "alice", "alice-secret", &[&produce_orders, &produce_secret, &consume_ok, &consume_other_group, "topics"])?;
+    ensure!(alice[&produce_orders] == "ok", "alice may write to {orders}: {alice}");
+    ensure!(alice[&produce_secret] == "TOPIC_AUTHORIZATION_FAILED", "alice may not write to {secret}: {alice}");
+    ensure!(alice[&consume_ok] == "ok", "alice reads {orders} in g-ok: {alice}");
+    ensure!(alice[&consume_other_group] == "GROUP_AUTHORIZATION_FAILED", "alice may not use g-other: {alice}");
+    ensure!(alice["topics"] == serde_json::json!([orders]), "Metadata lists only what alice may describe: {alice}");
+    let bob = as_user(&sasl, "bob", "bob-secret", &[&produce_orders])?;
+    ensure!(bob[&produce_orders] == "TOPIC_AUTHORIZATION_FAILED", "bob has no ACL: {bob}");
+
+    // A deny wins over the allow; removing it gives the write back.
+    kafka_acls(&admin, &["--add", "--deny-principal", "User:alice", "--operation", "Write", "--topic", &orders])?;
+    let denied = as_user(&sasl, "alice", "alice-secret", &[&produce_orders])?;
+    ensure!(denied[&produce_orders] == "TOPIC_AUTHORIZATION_FAILED", "the deny wins: {denied}");
+    kafka_acls(&admin, &["--remove", "--force", "--deny-principal", "User:alice", "--operation", "Write", "--topic", &orders])?;
+    let again = as_user(&sasl, "alice", "alice-secret", &[&produce_orders])?;
+    ensure!(again[&produce_orders] == "ok", "the deny removed: {again}");
+
+    // A principal without ALTER on the cluster cannot manage ACLs; ACL APIs without
+    // an authorizer answer SECURITY_DISABLED.
+    let plain = Broker::start(&[])?;
+    let out = run_kafka_tool("org.apache.kafka.tools.AclCommand", &["--bootstrap-server", &plain.bootstrap(), "--list"], TIMEOUT)?;
+    ensure!(!out.status.success() && show_output(&out).contains("No Authorizer is configured"), "{}", show_output(&out));
+    Ok(())
+}

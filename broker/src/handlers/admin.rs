@@ -107,6 +107,8 @@ pub(crate) async fn create_topics(b: Arc<Broker>, req: CreateTopicsRequest, vers
         names.push(t.name.to_string());
         plans.push(if duplicate {
             Err((ec::INVALID_REQUEST, format!("topic `{}` appears more than once in the request", t.name.as_str())))
+        } else if !crate::security::authz::may_create_topic(&b, t.name.as_str()) {
+            Err((29, "Authorization failed.".to_string())) // TOPIC_AUTHORIZATION_FAILED
         } else {
             plan_topic(&b, t)
         });
@@ -196,6 +198,10 @@ async fn delete_one(b: &Arc<Broker>, image: &ClusterImage, name: Option<TopicNam
         // v5+ carry a message: Kafka's default one.
         return if version >= 5 { r.with_error_message(ec::default_message(code).map(str_bytes)) } else { r };
     };
+    if !crate::security::authz::allowed(b, crate::security::acl::TOPIC, &local, crate::security::acl::DELETE) {
+        let r = r.with_error_code(29); // TOPIC_AUTHORIZATION_FAILED
+        return if version >= 5 { r.with_error_message(Some(str_bytes("Authorization failed."))) } else { r };
+    }
     if local == OFFSETS_TOPIC {
         let r = r.with_error_code(ec::INVALID_REQUEST);
         return if version >= 5 {

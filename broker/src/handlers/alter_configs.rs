@@ -15,6 +15,7 @@ use tracing::info;
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
+use crate::security::{acl, authz};
 use crate::{dynamic_config, topic_config};
 
 const TOPIC: i8 = 2;
@@ -60,6 +61,11 @@ async fn alter(
     validate_only: bool,
     change: impl FnOnce(&mut BTreeMap<String, String>) -> Outcome,
 ) -> Outcome {
+    let (acl_type, acl_name) = if resource_type == BROKER { (acl::CLUSTER, acl::CLUSTER_NAME) } else { (acl::TOPIC, name) };
+    if matches!(resource_type, TOPIC | BROKER) && !authz::allowed(b, acl_type, acl_name, acl::ALTER_CONFIGS) {
+        let code = if resource_type == BROKER { ec::CLUSTER_AUTHORIZATION_FAILED } else { 29 }; // TOPIC_AUTHORIZATION_FAILED
+        return Err((code, "Authorization failed.".into()));
+    }
     match resource_type {
         TOPIC => {}
         BROKER => {

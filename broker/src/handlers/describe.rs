@@ -12,7 +12,10 @@ use karst_protocol::error_codes as ec;
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::security::{acl, authz};
 use crate::{dynamic_config, topic_config};
+
+const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -65,6 +68,12 @@ pub(crate) fn describe_configs(b: &Arc<Broker>, req: DescribeConfigsRequest, ver
             let r = DescribeConfigsResult::default().with_resource_type(res.resource_type).with_resource_name(res.resource_name.clone());
             let wanted =
                 |k: &str| res.configuration_keys.as_ref().is_none_or(|keys| keys.is_empty() || keys.iter().any(|x| x.as_str() == k));
+            let (acl_type, acl_name) =
+                if res.resource_type == BROKER { (acl::CLUSTER, acl::CLUSTER_NAME) } else { (acl::TOPIC, res.resource_name.as_str()) };
+            if matches!(res.resource_type, TOPIC | BROKER) && !authz::allowed(b, acl_type, acl_name, acl::DESCRIBE_CONFIGS) {
+                let code = if res.resource_type == BROKER { ec::CLUSTER_AUTHORIZATION_FAILED } else { TOPIC_AUTHORIZATION_FAILED };
+                return r.with_error_code(code).with_error_message(Some(str_bytes("Authorization failed.")));
+            }
             match res.resource_type {
                 TOPIC => match image.topics.get(res.resource_name.as_str()) {
                     None => r

@@ -109,7 +109,7 @@ fn forgotten(req: &FetchRequest, version: i16) -> Vec<PartitionKey> {
 }
 
 /// Resolves each partition's topic against metadata, once per topic.
-fn resolve(b: &Broker, partitions: Vec<(PartitionKey, FetchParams)>) -> Vec<Target> {
+fn resolve(b: &Broker, partitions: Vec<(PartitionKey, FetchParams)>, consumer: bool) -> Vec<Target> {
     let image = b.metadata.image();
     let mut known: HashMap<TopicKey, Result<Arc<str>, i16>> = HashMap::new();
     partitions
@@ -121,6 +121,15 @@ fn resolve(b: &Broker, partitions: Vec<(PartitionKey, FetchParams)>) -> Vec<Targ
                     TopicKey::Id(id) => image.topic_by_id(*id).map(|m| Arc::from(m.name.as_str())).ok_or(ec::UNKNOWN_TOPIC_ID),
                     TopicKey::Name(name) if image.topics.contains_key(&**name) => Ok(name.clone()),
                     TopicKey::Name(_) => Err(ec::UNKNOWN_TOPIC_OR_PARTITION),
+                })
+                .clone()
+                .and_then(|name| {
+                    // A consumer needs READ on the topic (followers are checked by epoch).
+                    if consumer && !crate::security::authz::allowed(b, crate::security::acl::TOPIC, &name, crate::security::acl::READ) {
+                        Err(29) // TOPIC_AUTHORIZATION_FAILED
+                    } else {
+                        Ok(name)
+                    }
                 })
                 .clone();
             Target { key, resolved, params }
@@ -438,7 +447,7 @@ pub(crate) fn start(b: &Arc<Broker>, mut req: FetchRequest, version: i16) -> imp
             Context::Incremental(inc) => std::mem::take(&mut inc.partitions),
             _ => requested,
         };
-        let targets = resolve(&b, partitions);
+        let targets = resolve(&b, partitions, replica.is_none());
         serve(&b, &context, &targets, &req, version, replica).await
     }
 }

@@ -29,6 +29,7 @@ use crate::group::records::{self, Key};
 use crate::group::{
     offset_value, subscribed_topics, GroupCoordinator, GroupEntry, GroupState, JoinRequest, JoinResult, Outcome, SyncResult,
 };
+use crate::security::{acl, authz};
 
 /// A group id Kafka's record format can hold (an int16-length string).
 fn group_id_error(id: &str) -> Option<i16> {
@@ -37,9 +38,16 @@ fn group_id_error(id: &str) -> Option<i16> {
 
 /// A bad group id, or a group this broker does not coordinate (NOT_COORDINATOR
 /// sends the client back to FindCoordinator).
-pub(super) fn group_error(b: &Broker, id: &str) -> Option<i16> {
-    group_id_error(id).or_else(|| b.groups.coordinates(b, id).err())
+/// Why a request about group `id` that needs `operation` on it is refused, if it is:
+/// an invalid id, no authorization (GROUP_AUTHORIZATION_FAILED), or not the coordinator.
+pub(super) fn group_error(b: &Broker, id: &str, operation: i8) -> Option<i16> {
+    group_id_error(id)
+        .or_else(|| (!authz::allowed(b, acl::GROUP, id, operation)).then_some(GROUP_AUTHORIZATION_FAILED))
+        .or_else(|| b.groups.coordinates(b, id).err())
 }
+
+const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 
 const COORDINATOR_KEY_GROUP: i8 = 0;
 const COORDINATOR_KEY_TRANSACTION: i8 = 1;
@@ -53,6 +61,9 @@ pub(crate) fn find_coordinator(b: &Arc<Broker>, req: FindCoordinatorRequest, ver
             if key.is_empty() {
                 return (ec::INVALID_REQUEST, Some("transactional id must be non-empty".into()));
             }
+            if !authz::allowed(b, acl::TRANSACTIONAL_ID, key, acl::DESCRIBE) {
+                return (TRANSACTIONAL_ID_AUTHORIZATION_FAILED, Some("Transactional Id authorization failed.".into()));
+            }
             return if b.metadata.image().topics.contains_key(crate::txn::TXN_TOPIC) {
                 (ec::NONE, None)
             } else {
@@ -64,6 +75,9 @@ pub(crate) fn find_coordinator(b: &Arc<Broker>, req: FindCoordinatorRequest, ver
         }
         if let Some(code) = group_id_error(key) {
             return (code, Some("group id must be non-empty and at most 32767 bytes".into()));
+        }
+        if !authz::allowed(b, acl::GROUP, key, acl::DESCRIBE) {
+            return (GROUP_AUTHORIZATION_FAILED, Some("Group authorization failed.".into()));
         }
         // The request path has tried to create the topic before this runs.
         if b.groups.has_topic(b) {
@@ -149,7 +163,7 @@ pub(crate) async fn join_group(
     peer: SocketAddr,
 ) -> JoinGroupResponse {
     let group_id = req.group_id.to_string();
-    if let Some(code) = group_error(&b, &group_id) {
+    if let Some(code) = group_error(&b, &group_id, acl::READ) {
         return join_response(
             JoinResult { error: code, generation: -1, member_id: req.member_id.to_string(), ..Default::default() },
             version,
@@ -201,7 +215,7 @@ fn sync_response(r: SyncResult, version: i16) -> SyncGroupResponse {
 
 pub(crate) async fn sync_group(b: Arc<Broker>, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
     let group_id = req.group_id.to_string();
-    if let Some(code) = group_error(&b, &group_id) {
+    if let Some(code) = group_error(&b, &group_id, acl::READ) {
         return sync_response(SyncResult { error: code, ..Default::default() }, version);
     }
     let assignments: Vec<(String, Bytes)> = req.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect();
@@ -236,7 +250,7 @@ pub(crate) async fn sync_group(b: Arc<Broker>, req: SyncGroupRequest, version: i
 
 pub(crate) fn heartbeat(b: &Arc<Broker>, req: HeartbeatRequest) -> HeartbeatResponse {
     let group_id = req.group_id.to_string();
-    let code = group_error(b, &group_id).unwrap_or_else(|| {
+    let code = group_error(b, &group_id, acl::READ).unwrap_or_else(|| {
         let mut entries = b.groups.entries.lock();
         match entries.get_mut(&group_id) {
             None => ec::UNKNOWN_MEMBER_ID,
@@ -248,7 +262,7 @@ pub(crate) fn heartbeat(b: &Arc<Broker>, req: HeartbeatRequest) -> HeartbeatResp
 
 pub(crate) fn leave_group(b: &Arc<Broker>, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     let group_id = req.group_id.to_string();
-    if let Some(code) = group_error(b, &group_id) {
+    if let Some(code) = group_error(b, &group_id, acl::READ) {
         return LeaveGroupResponse::default().with_error_code(code);
     }
     let identities: Vec<(String, Option<String>)> = if version >= 3 {
@@ -307,7 +321,7 @@ pub(crate) async fn offset_commit(b: Arc<Broker>, req: OffsetCommitRequest, vers
             })
             .collect::<Vec<_>>()
     };
-    if let Some(code) = group_error(&b, &group_id) {
+    if let Some(code) = group_error(&b, &group_id, acl::READ) {
         return OffsetCommitResponse::default().with_topics(topic_error(&req.topics, code));
     }
     if let Err(e) = b.groups.ensure_topic(&b).await {
@@ -430,7 +444,7 @@ pub(crate) fn offset_fetch(b: &Arc<Broker>, req: OffsetFetchRequest, version: i1
             .map(|g| {
                 let id = g.group_id.to_string();
                 let r = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                if let Some(code) = group_error(b, &id) {
+                if let Some(code) = group_error(b, &id, acl::DESCRIBE) {
                     return r.with_error_code(code);
                 }
                 let wanted = g.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect());
@@ -459,7 +473,7 @@ pub(crate) fn offset_fetch(b: &Arc<Broker>, req: OffsetFetchRequest, version: i1
         return OffsetFetchResponse::default().with_groups(groups);
     }
     let id = req.group_id.to_string();
-    if let Some(code) = group_error(b, &id) {
+    if let Some(code) = group_error(b, &id, acl::DESCRIBE) {
         return if version >= 2 { OffsetFetchResponse::default().with_error_code(code) } else { OffsetFetchResponse::default() };
     }
     let wanted = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect());
@@ -499,6 +513,10 @@ pub(crate) fn list_groups(b: &Arc<Broker>, req: ListGroupsRequest, version: i16)
         .values()
         .map(|e| &e.group)
         .filter(|g| g.state != GroupState::Dead)
+        // Without DESCRIBE on the cluster, the groups the principal may describe.
+        .filter(|g| {
+            authz::allowed(b, acl::CLUSTER, acl::CLUSTER_NAME, acl::DESCRIBE) || authz::allowed(b, acl::GROUP, &g.id, acl::DESCRIBE)
+        })
         .filter(|g| req.states_filter.is_empty() || req.states_filter.iter().any(|s| s.as_str().eq_ignore_ascii_case(g.state.name())))
         .filter(|_| req.types_filter.is_empty() || req.types_filter.iter().any(|s| s.as_str().eq_ignore_ascii_case("classic")))
         .map(|g| {
@@ -523,7 +541,7 @@ pub(crate) fn describe_groups(b: &Arc<Broker>, req: DescribeGroupsRequest, versi
         .into_iter()
         .map(|id| {
             let d = DescribedGroup::default().with_group_id(id.clone());
-            if let Some(code) = group_error(b, id.as_str()) {
+            if let Some(code) = group_error(b, id.as_str(), acl::DESCRIBE) {
                 return d.with_error_code(code);
             }
             let Some(e) = entries.get(id.as_str()) else {
@@ -581,7 +599,7 @@ pub(crate) async fn delete_groups(b: Arc<Broker>, req: DeleteGroupsRequest) -> D
     let mut results = Vec::new();
     for id in req.groups_names {
         let name = id.to_string();
-        let code = if let Some(code) = group_error(&b, &name) {
+        let code = if let Some(code) = group_error(&b, &name, acl::DELETE) {
             code
         } else {
             let tombstones = {
@@ -616,7 +634,7 @@ pub(crate) async fn delete_groups(b: Arc<Broker>, req: DeleteGroupsRequest) -> D
 
 pub(crate) async fn offset_delete(b: Arc<Broker>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let group_id = req.group_id.to_string();
-    if let Some(code) = group_error(&b, &group_id) {
+    if let Some(code) = group_error(&b, &group_id, acl::DELETE) {
         return OffsetDeleteResponse::default().with_error_code(code);
     }
     let mut tombstones = Vec::new();

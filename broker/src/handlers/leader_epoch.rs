@@ -10,6 +10,7 @@ use karst_storage::UNDEFINED_EPOCH_END;
 use crate::broker::Broker;
 
 pub(crate) fn handle(b: &Broker, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+    let consumer = req.replica_id.0 < 0;
     let topics = req
         .topics
         .into_iter()
@@ -20,6 +21,10 @@ pub(crate) fn handle(b: &Broker, req: OffsetForLeaderEpochRequest) -> OffsetForL
                 .into_iter()
                 .map(|fp| {
                     let answer = EpochEndOffset::default().with_partition(fp.partition);
+                    if consumer && !crate::security::authz::allowed(b, crate::security::acl::TOPIC, &name, crate::security::acl::DESCRIBE) {
+                        return answer.with_error_code(29).with_leader_epoch(-1).with_end_offset(-1);
+                        // TOPIC_AUTHORIZATION_FAILED
+                    }
                     let (code, (epoch, end)) = match b
                         .check_leader(&name, fp.partition)
                         .and_then(|()| b.partitions.get(&name, fp.partition).ok_or(ec::UNKNOWN_TOPIC_OR_PARTITION))

@@ -79,6 +79,9 @@ pub(crate) fn handle(b: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> 
                 .into_iter()
                 .map(|lp| {
                     let r = ListOffsetsPartitionResponse::default().with_partition_index(lp.partition_index);
+                    if !crate::security::authz::allowed(b, crate::security::acl::TOPIC, t.name.as_str(), crate::security::acl::DESCRIBE) {
+                        return r.with_error_code(29); // TOPIC_AUTHORIZATION_FAILED
+                    }
                     // Only the leader knows the high watermark; a follower's may lag.
                     let p = match b
                         .check_leader(t.name.as_str(), lp.partition_index)

@@ -9,6 +9,9 @@ use uuid::Uuid;
 
 use super::{str_bytes, topic_name};
 use crate::broker::Broker;
+use crate::security::{acl, authz};
+
+const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 use crate::errors::BrokerError;
 use crate::metadata::{Listener, TopicMeta, NO_LEADER};
 use crate::topic_name::invalid_reason;
@@ -75,7 +78,10 @@ pub(crate) async fn handle(b: Arc<Broker>, req: MetadataRequest, version: i16) -
     let mut topics = Vec::new();
     if all {
         let image = b.metadata.image();
-        topics.extend(image.topics.values().map(|t| describe_topic(b, t, version)));
+        // Topics the principal may not describe are left out, as in Kafka.
+        topics.extend(
+            image.topics.values().filter(|t| authz::allowed(b, acl::TOPIC, &t.name, acl::DESCRIBE)).map(|t| describe_topic(b, t, version)),
+        );
     } else {
         for requested in req.topics.unwrap_or_default() {
             let response = match requested.name {
@@ -83,6 +89,9 @@ pub(crate) async fn handle(b: Arc<Broker>, req: MetadataRequest, version: i16) -
                 None => {
                     let image = b.metadata.image();
                     match image.topic_by_id(requested.topic_id) {
+                        Some(t) if !authz::allowed(b, acl::TOPIC, &t.name, acl::DESCRIBE) => {
+                            MetadataResponseTopic::default().with_error_code(TOPIC_AUTHORIZATION_FAILED).with_topic_id(requested.topic_id)
+                        }
                         Some(t) => describe_topic(b, t, version),
                         None => MetadataResponseTopic::default().with_error_code(ec::UNKNOWN_TOPIC_ID).with_topic_id(requested.topic_id),
                     }
@@ -111,6 +120,9 @@ pub(crate) async fn handle(b: Arc<Broker>, req: MetadataRequest, version: i16) -
 
 async fn topic_by_name(b: &Arc<Broker>, name: &str, auto_create: bool, version: i16) -> MetadataResponseTopic {
     let error = |code| MetadataResponseTopic::default().with_error_code(code).with_name(Some(topic_name(name)));
+    if !authz::allowed(b, acl::TOPIC, name, acl::DESCRIBE) {
+        return error(TOPIC_AUTHORIZATION_FAILED);
+    }
     if let Some(t) = b.metadata.image().topics.get(name) {
         return describe_topic(b, t, version);
     }
@@ -119,6 +131,9 @@ async fn topic_by_name(b: &Arc<Broker>, name: &str, auto_create: bool, version: 
     }
     if !auto_create {
         return error(ec::UNKNOWN_TOPIC_OR_PARTITION);
+    }
+    if !authz::may_create_topic(b, name) {
+        return error(TOPIC_AUTHORIZATION_FAILED);
     }
     // Internal topics are created as their coordinators create them (partitions,
     // compaction), as Kafka's auto-creation does, never with a topic's defaults.

@@ -21,6 +21,7 @@ use super::str_bytes;
 use crate::broker::{now_ms, Broker};
 use crate::group::OFFSETS_TOPIC;
 use crate::partition::{Partition, PartitionError};
+use crate::security::{acl, authz};
 
 /// Kafka's "no timestamp", also Produce's `log_append_time_ms` for a CreateTime topic.
 const NO_TIMESTAMP: i64 = karst_batch::NO_TIMESTAMP;
@@ -478,6 +479,9 @@ fn resolve(b: &Broker, name: &TopicName, id: Uuid, version: i16) -> Result<Strin
     }
 }
 
+const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+
 pub(crate) fn start(b: &Arc<Broker>, req: ProduceRequest, version: i16, txn_adds: TxnAdds) -> InFlight {
     let acks = req.acks;
     let request = Request {
@@ -488,8 +492,13 @@ pub(crate) fn start(b: &Arc<Broker>, req: ProduceRequest, version: i16, txn_adds
         txn_adds: Arc::new(txn_adds),
     };
     let mut results = Vec::with_capacity(req.topic_data.len());
+    let txn_refused = request.transactional_id.as_deref().is_some_and(|id| !authz::allowed(b, acl::TRANSACTIONAL_ID, id, acl::WRITE));
     for topic in req.topic_data {
-        let local = resolve(b, &topic.name, topic.topic_id, version);
+        let local = match resolve(b, &topic.name, topic.topic_id, version) {
+            _ if txn_refused => Err(TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+            Ok(name) if !authz::allowed(b, acl::TOPIC, &name, acl::WRITE) => Err(TOPIC_AUTHORIZATION_FAILED),
+            other => other,
+        };
         let mut parts = Vec::with_capacity(topic.partition_data.len());
         for pd in topic.partition_data {
             let r = match &local {

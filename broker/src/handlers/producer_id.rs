@@ -10,8 +10,14 @@ use crate::broker::Broker;
 /// transaction coordinator.
 pub(crate) async fn handle(b: Arc<Broker>, req: InitProducerIdRequest, version: i16) -> InitProducerIdResponse {
     let resp = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
-    if req.transactional_id.is_some() {
+    if let Some(id) = &req.transactional_id {
+        if !crate::security::authz::allowed(&b, crate::security::acl::TRANSACTIONAL_ID, id.as_str(), crate::security::acl::WRITE) {
+            return resp.with_error_code(53); // TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        }
         return super::txn::init_producer_id(b, req, version).await;
+    }
+    if !crate::security::authz::may_write_idempotently(&b) {
+        return resp.with_error_code(ec::CLUSTER_AUTHORIZATION_FAILED);
     }
     match b.next_producer_id().await {
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),

@@ -20,6 +20,7 @@ use tracing::info;
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::security::scram::{Credential, ScramHash, MAX_ITERATIONS, MIN_ITERATIONS};
+use crate::security::{acl, authz};
 
 const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
 const RESOURCE_NOT_FOUND: i16 = 91;
@@ -34,6 +35,11 @@ pub(crate) fn lookup(b: &Broker, user: &str, hash: ScramHash) -> Option<Credenti
 }
 
 pub(crate) fn describe(b: &Arc<Broker>, req: DescribeUserScramCredentialsRequest) -> DescribeUserScramCredentialsResponse {
+    if !authz::allowed(b, acl::CLUSTER, acl::CLUSTER_NAME, acl::DESCRIBE) {
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(ec::CLUSTER_AUTHORIZATION_FAILED)
+            .with_error_message(Some(str_bytes("Cluster authorization failed.")));
+    }
     let image = b.metadata.image();
     let all = &image.cluster.scram_credentials;
     let info = |user: &str| -> Vec<CredentialInfo> {
@@ -140,7 +146,11 @@ pub(crate) async fn alter(b: Arc<Broker>, req: AlterUserScramCredentialsRequest)
             .filter(|u| u.name.as_str() == user)
             .map(|u| (u.mechanism, u.iterations, u.salt.as_ref(), u.salted_password.as_ref()))
             .collect();
-        let checked = check(&image.cluster, user, &dels, &ups);
+        let checked = if authz::allowed(&b, acl::CLUSTER, acl::CLUSTER_NAME, acl::ALTER) {
+            check(&image.cluster, user, &dels, &ups)
+        } else {
+            Err((ec::CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.".to_string()))
+        };
         if checked.is_ok() {
             for m in &dels {
                 deletions.push((user.to_string(), ScramHash::from_type(*m).map(ScramHash::mechanism).unwrap_or_default().to_string()));

@@ -54,6 +54,9 @@ fn empty_responses_encode_at_every_advertised_version() {
                 ApiKey::TxnOffsetCommit => ResponseKind::TxnOffsetCommit(TxnOffsetCommitResponse::default()),
                 ApiKey::DescribeTransactions => ResponseKind::DescribeTransactions(DescribeTransactionsResponse::default()),
                 ApiKey::ListTransactions => ResponseKind::ListTransactions(ListTransactionsResponse::default()),
+                ApiKey::DescribeAcls => ResponseKind::DescribeAcls(DescribeAclsResponse::default()),
+                ApiKey::CreateAcls => ResponseKind::CreateAcls(CreateAclsResponse::default()),
+                ApiKey::DeleteAcls => ResponseKind::DeleteAcls(DeleteAclsResponse::default()),
                 ApiKey::SaslHandshake => ResponseKind::SaslHandshake(SaslHandshakeResponse::default()),
                 ApiKey::SaslAuthenticate => ResponseKind::SaslAuthenticate(SaslAuthenticateResponse::default()),
                 ApiKey::DescribeUserScramCredentials => {

@@ -415,7 +415,7 @@ async fn offset_commit_in_txn(b: Arc<Broker>, req: TxnOffsetCommitRequest, versi
         warn!("creating {OFFSETS_TOPIC}: {e}");
         return respond(&|_, _| ec::COORDINATOR_NOT_AVAILABLE);
     }
-    if let Some(code) = super::groups::group_error(&b, &group) {
+    if let Some(code) = super::groups::group_error(&b, &group, crate::security::acl::READ) {
         return respond(&|_, _| code);
     }
     let producer = (req.producer_id.0, req.producer_epoch);

@@ -3,6 +3,8 @@
 //! per listener with the `listener.name.<listener>.` prefix (the listener's name in
 //! lower case, as Kafka writes it) or for every listener without it.
 
+pub mod acl;
+pub mod authz;
 pub mod sasl;
 pub mod scram;
 pub mod tls;

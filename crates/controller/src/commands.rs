@@ -11,7 +11,8 @@ use uuid::Uuid;
 
 use crate::errors::CommandError;
 use crate::metadata::{
-    validate_topic_name, BrokerId, BrokerRegistration, ClusterMetadata, Listener, PartitionState, ScramCredential, TopicMetadata, NO_LEADER,
+    validate_topic_name, AclBinding, BrokerId, BrokerRegistration, ClusterMetadata, Listener, PartitionState, ScramCredential,
+    TopicMetadata, NO_LEADER,
 };
 
 /// Largest producer-id block one command may allocate.
@@ -76,6 +77,12 @@ pub enum MetadataCommand {
         upsertions: Vec<(String, String, ScramCredential)>,
         deletions: Vec<(String, String)>,
     },
+    /// CreateAcls and DeleteAcls: `remove` the listed ACLs, then `add` those not there
+    /// yet (checked by the broker that takes the request).
+    AlterAcls {
+        add: Vec<AclBinding>,
+        remove: Vec<AclBinding>,
+    },
     /// Leader election; `partition_epoch` must be the current one.
     ChangePartitionLeader {
         topic: String,
@@ -138,6 +145,7 @@ pub enum CommandOutcome {
     TopicConfigAltered,
     BrokerConfigAltered,
     ScramCredentialsAltered,
+    AclsAltered,
     PartitionChanged {
         state: PartitionState,
     },
@@ -222,6 +230,15 @@ impl ClusterMetadata {
                     self.scram_credentials.entry(user.clone()).or_default().insert(mechanism.clone(), credential.clone());
                 }
                 Ok(CommandOutcome::ScramCredentialsAltered)
+            }
+            MetadataCommand::AlterAcls { add, remove } => {
+                self.acls.retain(|a| !remove.contains(a));
+                for a in add {
+                    if !self.acls.contains(a) {
+                        self.acls.push(a.clone());
+                    }
+                }
+                Ok(CommandOutcome::AclsAltered)
             }
             MetadataCommand::ChangePartitionLeader { topic, partition, partition_epoch, leader } => {
                 self.change_leader(topic, *partition, *partition_epoch, *leader)

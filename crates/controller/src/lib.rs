@@ -31,7 +31,9 @@ pub use commands::{CommandOutcome, CommandResult, MetadataCommand};
 pub use controller::{Controller, ControllerConfig};
 pub use errors::{CommandError, ControllerError, ProposeError, VotersError};
 pub use membership::{ask_quorum, MembershipChange, Quorum};
-pub use metadata::{BrokerId, BrokerRegistration, ClusterMetadata, Listener, PartitionState, ScramCredential, TopicMetadata, NO_LEADER};
+pub use metadata::{
+    AclBinding, BrokerId, BrokerRegistration, ClusterMetadata, Listener, PartitionState, ScramCredential, TopicMetadata, NO_LEADER,
+};
 #[doc(hidden)]
 pub use network::read_frames_for_fuzzing;
 pub use placement::{place_partitions, place_partitions_from, PlacementBroker};

@@ -96,6 +96,23 @@ pub struct ClusterMetadata {
     /// salted keys, never a password (Kafka's UserScramCredentialRecord).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub scram_credentials: BTreeMap<String, BTreeMap<String, ScramCredential>>,
+    /// ACLs (CreateAcls), in the order they were created; no two equal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acls: Vec<AclBinding>,
+}
+
+/// One ACL, with Kafka's codes: resource type, pattern type, operation, permission.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AclBinding {
+    pub resource_type: i8,
+    pub resource_name: String,
+    pub pattern_type: i8,
+    /// `User:alice`, `User:*`.
+    pub principal: String,
+    /// `*` or an address.
+    pub host: String,
+    pub operation: i8,
+    pub permission_type: i8,
 }
 
 /// One user's SCRAM credential for one mechanism.

@@ -464,3 +464,23 @@ fn scram_credentials_are_set_and_removed_per_user_and_mechanism() {
     let json = serde_json::to_string(&md).unwrap();
     assert_eq!(serde_json::from_str::<ClusterMetadata>(&json).unwrap(), md);
 }
+
+#[test]
+fn acls_are_added_once_and_removed() {
+    let mut md = ClusterMetadata::default();
+    let acl = |name: &str| AclBinding {
+        resource_type: 2,
+        resource_name: name.into(),
+        pattern_type: 3,
+        principal: "User:alice".into(),
+        host: "*".into(),
+        operation: 3,
+        permission_type: 3,
+    };
+    md.apply(&MetadataCommand::AlterAcls { add: vec![acl("a"), acl("b"), acl("a")], remove: vec![] }).unwrap();
+    assert_eq!(md.acls, vec![acl("a"), acl("b")], "no duplicates");
+    md.apply(&MetadataCommand::AlterAcls { add: vec![acl("c")], remove: vec![acl("a"), acl("x")] }).unwrap();
+    assert_eq!(md.acls, vec![acl("b"), acl("c")]);
+    let json = serde_json::to_string(&md).unwrap();
+    assert_eq!(serde_json::from_str::<ClusterMetadata>(&json).unwrap(), md);
+}
