@@ -486,6 +486,38 @@ fn as_user(bootstrap: &str, user: &str, password: &str, actions: &[&str]) -> Res
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
+/// As alice (PLAIN): an OffsetCommit to group g-ok for her topic and another, then
+/// OffsetFetch of all and of the other one.
+fn offsets_per_topic(sasl: &str, orders: &str, secret: &str) -> Result<()> {
+    use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName};
+    let mut c = RawClient::connect(sasl.parse()?)?;
+    ensure!(handshake(&mut c, "PLAIN", 1)?.0 == 0);
+    ensure!(authenticate(&mut c, b"\0alice\0alice-secret".to_vec())?.0 == 0);
+    let topic = |t: &str| {
+        OffsetCommitRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_string(t.to_string())))
+            .with_partitions(vec![OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(1)])
+    };
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g-ok")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![topic(orders), topic(secret)]);
+    let r = c.send(&req, 8)?;
+    let codes: Vec<(String, i16)> = r.topics.iter().map(|t| (t.name.to_string(), t.partitions[0].error_code)).collect();
+    ensure!(codes == [(orders.to_string(), 0), (secret.to_string(), 29)], "OffsetCommit per topic: {codes:?}");
+    let all = c.send(&OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g-ok"))).with_topics(None), 7)?;
+    let listed: Vec<String> = all.topics.iter().map(|t| t.name.to_string()).collect();
+    ensure!(listed == [orders.to_string()], "OffsetFetch of all lists the describable topics: {listed:?}");
+    let named = OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g-ok"))).with_topics(Some(vec![
+        OffsetFetchRequestTopic::default().with_name(TopicName(StrBytes::from_string(secret.to_string()))).with_partition_indexes(vec![0]),
+    ]));
+    let r = c.send(&named, 7)?;
+    ensure!(r.topics[0].partitions[0].error_code == 29, "OffsetFetch of another topic: {r:?}");
+    Ok(())
+}
+
 #[test]
 fn acls_decide_what_each_principal_may_do() -> Result<()> {
     let p = free_ports(2)?;
@@ -528,6 +560,9 @@ fn acls_decide_what_each_principal_may_do() -> Result<()> {
     let bob = as_user(&sasl, "bob", "bob-secret", &[&produce_orders])?;
     ensure!(bob[&produce_orders] == "TOPIC_AUTHORIZATION_FAILED", "bob has no ACL: {bob}");
 
+    // Per topic in the group APIs: alice commits and reads offsets of her topic only.
+    offsets_per_topic(&sasl, &orders, &secret)?;
+
     // A deny wins over the allow; removing it gives the write back.
     kafka_acls(&admin, &["--add", "--deny-principal", "User:alice", "--operation", "Write", "--topic", &orders])?;
     let denied = as_user(&sasl, "alice", "alice-secret", &[&produce_orders])?;
@@ -541,5 +576,25 @@ fn acls_decide_what_each_principal_may_do() -> Result<()> {
     let plain = Broker::start(&[])?;
     let out = run_kafka_tool("org.apache.kafka.tools.AclCommand", &["--bootstrap-server", &plain.bootstrap(), "--list"], TIMEOUT)?;
     ensure!(!out.status.success() && show_output(&out).contains("No Authorizer is configured"), "{}", show_output(&out));
+    Ok(())
+}
+
+#[test]
+fn the_karst_cli_adds_lists_and_deletes_scram_users() -> Result<()> {
+    let s = secured(&[])?;
+    let karst = |args: &[&str]| -> Result<String> {
+        let out = run_checked(
+            Command::new(karst_tests::karst_bin()?).args(args).args(["-b", &s.broker.bootstrap()]).stdin(Stdio::null()),
+            TIMEOUT,
+        )?;
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    karst(&["user", "add", "erin", "--password", "erin-secret", "--mechanism", "SCRAM-SHA-256"])?;
+    let listed = karst(&["user", "list"])?;
+    ensure!(listed.contains("erin") && listed.contains("SCRAM-SHA-256 (iterations 8192)"), "karst user list:\n{listed}");
+    scram_login(s.sasl_plain, "erin", "erin-secret").context("erin logs in with the password the CLI salted")?;
+    karst(&["user", "delete", "erin", "--mechanism", "SCRAM-SHA-256"])?;
+    ensure!(scram_login(s.sasl_plain, "erin", "erin-secret").is_err(), "deleted: no login");
+    ensure!(!karst(&["user", "list"])?.contains("erin"));
     Ok(())
 }

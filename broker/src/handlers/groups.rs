@@ -48,6 +48,7 @@ pub(super) fn group_error(b: &Broker, id: &str, operation: i8) -> Option<i16> {
 
 const GROUP_AUTHORIZATION_FAILED: i16 = 30;
 const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 
 const COORDINATOR_KEY_GROUP: i8 = 0;
 const COORDINATOR_KEY_TRANSACTION: i8 = 1;
@@ -349,6 +350,10 @@ pub(crate) async fn offset_commit(b: Arc<Broker>, req: OffsetCommitRequest, vers
         for t in &req.topics {
             let partitions = image.topics.get(t.name.as_str()).map_or(0, |m| m.partitions);
             let mut codes = Vec::new();
+            if !authz::allowed(&b, acl::TOPIC, t.name.as_str(), acl::READ) {
+                results.push((t.name.clone(), t.partitions.iter().map(|p| (p.partition_index, TOPIC_AUTHORIZATION_FAILED)).collect()));
+                continue;
+            }
             for p in &t.partitions {
                 let epoch = if version >= 6 { p.committed_leader_epoch } else { -1 };
                 let metadata = p.committed_metadata.as_deref();
@@ -421,7 +426,8 @@ fn committed(b: &Broker, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>) -
             .collect(),
         None => {
             let mut by_topic: BTreeMap<String, Vec<CommittedPartition>> = BTreeMap::new();
-            for ((t, p), v) in offsets.into_iter().flatten() {
+            // All of them: the topics the principal may describe.
+            for ((t, p), v) in offsets.into_iter().flatten().filter(|((t, _), _)| authz::allowed(b, acl::TOPIC, t, acl::DESCRIBE)) {
                 by_topic.entry(t.clone()).or_default().push((*p, v.offset, v.leader_epoch, Some(v.metadata.clone())));
             }
             by_topic.into_iter().collect()
@@ -429,10 +435,15 @@ fn committed(b: &Broker, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>) -
     }
 }
 
-/// KIP-447 (v7+ `require_stable`): whether `group`'s offset for `topic`-`partition`
-/// waits on an open transaction's marker, so the caller is told UNSTABLE_OFFSET_COMMIT.
-fn unstable(b: &Broker, require_stable: bool, group: &str, topic: &str, partition: i32) -> bool {
-    require_stable && b.groups.entries.lock().get(group).is_some_and(|e| e.unstable(topic, partition))
+/// Why `group`'s offset for `topic`-`partition` is not answered: a topic the principal
+/// may not describe (TOPIC_AUTHORIZATION_FAILED), or (KIP-447, v7+ `require_stable`)
+/// one waiting on an open transaction's marker (UNSTABLE_OFFSET_COMMIT).
+fn fetch_refusal(b: &Broker, require_stable: bool, group: &str, topic: &str, partition: i32) -> Option<i16> {
+    if !authz::allowed(b, acl::TOPIC, topic, acl::DESCRIBE) {
+        return Some(TOPIC_AUTHORIZATION_FAILED);
+    }
+    (require_stable && b.groups.entries.lock().get(group).is_some_and(|e| e.unstable(topic, partition)))
+        .then_some(ec::UNSTABLE_OFFSET_COMMIT)
 }
 
 pub(crate) fn offset_fetch(b: &Arc<Broker>, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
@@ -455,11 +466,8 @@ pub(crate) fn offset_fetch(b: &Arc<Broker>, req: OffsetFetchRequest, version: i1
                             ps.into_iter()
                                 .map(|(p, o, e, m)| {
                                     let r = OffsetFetchResponsePartitions::default().with_partition_index(p);
-                                    if unstable(b, stable, &id, &t, p) {
-                                        return r
-                                            .with_committed_offset(-1)
-                                            .with_committed_leader_epoch(-1)
-                                            .with_error_code(ec::UNSTABLE_OFFSET_COMMIT);
+                                    if let Some(code) = fetch_refusal(b, stable, &id, &t, p) {
+                                        return r.with_committed_offset(-1).with_committed_leader_epoch(-1).with_error_code(code);
                                     }
                                     r.with_committed_offset(o).with_committed_leader_epoch(e).with_metadata(m.map(str_bytes))
                                 })
@@ -483,12 +491,12 @@ pub(crate) fn offset_fetch(b: &Arc<Broker>, req: OffsetFetchRequest, version: i1
             OffsetFetchResponseTopic::default().with_name(topic_name(&t)).with_partitions(
                 ps.into_iter()
                     .map(|(p, o, e, m)| {
-                        if unstable(b, stable, &id, &t, p) {
+                        if let Some(code) = fetch_refusal(b, stable, &id, &t, p) {
                             return OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
                                 .with_committed_offset(-1)
                                 .with_committed_leader_epoch(-1)
-                                .with_error_code(ec::UNSTABLE_OFFSET_COMMIT);
+                                .with_error_code(code);
                         }
                         let r = OffsetFetchResponsePartition::default()
                             .with_partition_index(p)
@@ -652,11 +660,14 @@ pub(crate) async fn offset_delete(b: Arc<Broker>, req: OffsetDeleteRequest) -> O
             .into_iter()
             .map(|t| {
                 let busy = subscribed.iter().any(|s| s == t.name.as_str());
+                let readable = authz::allowed(&b, acl::TOPIC, t.name.as_str(), acl::READ);
                 let parts = t
                     .partitions
                     .into_iter()
                     .map(|p| {
-                        let code = if busy {
+                        let code = if !readable {
+                            TOPIC_AUTHORIZATION_FAILED
+                        } else if busy {
                             ec::GROUP_SUBSCRIBED_TO_TOPIC
                         } else {
                             if e.offsets.remove(&(t.name.to_string(), p.partition_index)).is_some() {

@@ -39,6 +39,8 @@ enum Command {
     Group(admin::GroupCmd),
     /// Show the cluster: id, controller, brokers.
     Cluster(admin::ClusterCmd),
+    /// List, add and delete SCRAM users.
+    User(admin::UserCmd),
 }
 
 #[derive(clap::Args, Debug)]
@@ -305,6 +307,7 @@ fn main() -> Result<()> {
         Command::Produce(c) => admin::main(admin::AdminCommand::Produce(c)),
         Command::Consume(c) => admin::main(admin::AdminCommand::Consume(c)),
         Command::Group(c) => admin::main(admin::AdminCommand::Group(c)),
+        Command::User(c) => admin::main(admin::AdminCommand::User(c)),
         Command::Cluster(c) => admin::main(admin::AdminCommand::Cluster(c)),
     }
 }

@@ -14,6 +14,7 @@ pub(crate) mod murmur2;
 pub(crate) mod output;
 pub(crate) mod produce;
 pub(crate) mod topic;
+mod user;
 
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
@@ -157,6 +158,37 @@ pub(crate) struct ConsumeCmd {
 }
 
 #[derive(Args, Debug)]
+pub(crate) struct UserCmd {
+    #[command(flatten)]
+    pub(crate) conn: Conn,
+    #[command(subcommand)]
+    pub(crate) action: UserAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum UserAction {
+    /// SCRAM users and their mechanisms (DescribeUserScramCredentials).
+    List,
+    /// Set a user's SCRAM credential (salted here; the broker never sees the password).
+    Add {
+        name: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long, default_value = "SCRAM-SHA-512")]
+        mechanism: String,
+        /// 4096 to 16384, as Kafka accepts.
+        #[arg(long, default_value_t = 8192)]
+        iterations: u32,
+    },
+    /// Remove a user's SCRAM credential for one mechanism.
+    Delete {
+        name: String,
+        #[arg(long, default_value = "SCRAM-SHA-512")]
+        mechanism: String,
+    },
+}
+
+#[derive(Args, Debug)]
 pub(crate) struct GroupCmd {
     #[command(flatten)]
     pub(crate) conn: Conn,
@@ -245,6 +277,7 @@ pub(crate) enum AdminCommand {
     Consume(ConsumeCmd),
     Group(GroupCmd),
     Cluster(ClusterCmd),
+    User(UserCmd),
 }
 
 async fn run(cmd: AdminCommand) -> Result<()> {
@@ -260,6 +293,10 @@ async fn run(cmd: AdminCommand) -> Result<()> {
         AdminCommand::Consume(c) => {
             let mut client = Client::connect(&c.conn.bootstrap_server).await?;
             consume::run(&mut client, &c).await
+        }
+        AdminCommand::User(c) => {
+            let mut client = Client::connect(&c.conn.bootstrap_server).await?;
+            user::run(&mut client, c.conn.output, c.action).await
         }
         AdminCommand::Group(c) => {
             let mut client = Client::connect(&c.conn.bootstrap_server).await?;
