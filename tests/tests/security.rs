@@ -515,6 +515,17 @@ fn offsets_per_topic(sasl: &str, orders: &str, secret: &str) -> Result<()> {
     ]));
     let r = c.send(&named, 7)?;
     ensure!(r.topics[0].partitions[0].error_code == 29, "OffsetFetch of another topic: {r:?}");
+    // KIP-430: the operations alice's ACLs allow on her topic (READ 3, WRITE 4, DESCRIBE 8).
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    let md = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(orders.to_string()))))]))
+        .with_include_topic_authorized_operations(true);
+    let r = c.send(&md, 12)?;
+    ensure!(
+        r.topics[0].topic_authorized_operations == (1 << 3) | (1 << 4) | (1 << 8),
+        "authorized operations: {:b}",
+        r.topics[0].topic_authorized_operations
+    );
     Ok(())
 }
 
@@ -559,6 +570,9 @@ fn acls_decide_what_each_principal_may_do() -> Result<()> {
     ensure!(alice["topics"] == serde_json::json!([orders]), "Metadata lists only what alice may describe: {alice}");
     let bob = as_user(&sasl, "bob", "bob-secret", &[&produce_orders])?;
     ensure!(bob[&produce_orders] == "TOPIC_AUTHORIZATION_FAILED", "bob has no ACL: {bob}");
+    let m = karst_tests::metrics::scrape(&broker)?;
+    ensure!(m.value_or_zero("karst_authorization_denied_total", &[("resource", "topic")]) > 0.0, "refusals are counted");
+    ensure!(m.value_or_zero("karst_authorization_denied_total", &[("resource", "group")]) > 0.0, "group refusals too");
 
     // Per topic in the group APIs: alice commits and reads offsets of her topic only.
     offsets_per_topic(&sasl, &orders, &secret)?;

@@ -1,8 +1,25 @@
-//! KIP-430 authorized operations, as Kafka answers them without an authorizer:
-//! every operation Kafka supports on the resource type is allowed. (An ACL
-//! authorizer will compute them per principal.)
+//! KIP-430 authorized operations. Without an authorizer, as Kafka answers: every
+//! operation Kafka supports on the resource type. With one, those the principal's
+//! ACLs allow.
 //!
 //! Bits are Kafka's `AclOperation` codes.
+
+use crate::broker::Broker;
+use crate::security::{acl, authz};
+
+/// The operations of `all` (a resource type's bits) the request's principal may do on
+/// `resource_type` `name`.
+pub(crate) fn of(b: &Broker, resource_type: i8, name: &str, all: i32) -> i32 {
+    if b.authorizer().is_none() {
+        return all;
+    }
+    (0..32).filter(|op| all & (1 << op) != 0).filter(|op| authz::may(b, resource_type, name, *op as i8)).fold(0, |acc, op| acc | (1 << op))
+}
+
+/// [`of`] for the cluster resource.
+pub(crate) fn cluster(b: &Broker) -> i32 {
+    of(b, acl::CLUSTER, acl::CLUSTER_NAME, CLUSTER)
+}
 
 const READ: i32 = 3;
 const WRITE: i32 = 4;

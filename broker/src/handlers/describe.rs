@@ -155,7 +155,7 @@ pub(crate) fn describe_cluster(b: &Arc<Broker>, req: DescribeClusterRequest, ver
         .with_controller_id(BrokerId(super::metadata::controller_id(b)))
         .with_brokers(brokers);
     if req.include_cluster_authorized_operations {
-        resp.with_cluster_authorized_operations(super::authorized::CLUSTER)
+        resp.with_cluster_authorized_operations(super::authorized::cluster(b))
     } else {
         resp
     }

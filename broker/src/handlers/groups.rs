@@ -594,7 +594,7 @@ pub(crate) fn describe_groups(b: &Arc<Broker>, req: DescribeGroupsRequest, versi
                 .with_protocol_data(str_bytes(if stable { protocol } else { String::new() }))
                 .with_members(members);
             if version >= 3 && req.include_authorized_operations {
-                d.with_authorized_operations(super::authorized::GROUP)
+                d.with_authorized_operations(super::authorized::of(b, acl::GROUP, id.as_str(), super::authorized::GROUP))
             } else {
                 d
             }

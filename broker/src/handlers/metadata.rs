@@ -102,12 +102,13 @@ pub(crate) async fn handle(b: Arc<Broker>, req: MetadataRequest, version: i16) -
     }
     if version >= 8 && req.include_topic_authorized_operations {
         for t in topics.iter_mut().filter(|t| t.error_code == ec::NONE) {
-            t.topic_authorized_operations = super::authorized::TOPIC;
+            let name = t.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+            t.topic_authorized_operations = super::authorized::of(b, acl::TOPIC, &name, super::authorized::TOPIC);
         }
     }
     let mut resp = MetadataResponse::default().with_brokers(brokers).with_topics(topics);
     if (8..=10).contains(&version) && req.include_cluster_authorized_operations {
-        resp = resp.with_cluster_authorized_operations(super::authorized::CLUSTER);
+        resp = resp.with_cluster_authorized_operations(super::authorized::cluster(b));
     }
     if version >= 1 {
         resp = resp.with_controller_id(BrokerId(controller_id(b)));

@@ -24,6 +24,11 @@ pub(crate) struct ApiLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ResourceLabel {
+    pub(crate) resource: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct MechanismLabel {
     pub(crate) mechanism: &'static str,
 }
@@ -66,6 +71,8 @@ pub(crate) struct Families {
     pub(crate) legacy_requests: Family<ApiVersionLabels, Counter>,
     /// Refused TLS handshakes and SASL authentications.
     pub(crate) authentication_failures: Family<MechanismLabel, Counter>,
+    /// Requests (or parts of them) refused by the ACL authorizer.
+    pub(crate) authorization_denied: Family<ResourceLabel, Counter>,
     latency: HistogramFamily<ApiLabel>,
     pub(crate) errors: Family<ApiErrorLabels, Counter>,
     pub(crate) isr_shrinks: Counter,
@@ -116,6 +123,7 @@ impl Families {
             requests: Family::default(),
             legacy_requests: Family::default(),
             authentication_failures: Family::default(),
+            authorization_denied: Family::default(),
             latency: Family::new_with_constructor(latency_histogram as fn() -> AtomicHistogram),
             errors: Family::default(),
             isr_shrinks: Counter::default(),
@@ -161,6 +169,11 @@ impl Families {
             "karst_legacy_requests",
             "Requests in pre-0.11 versions (Kafka 4 refuses them; Karst serves them), by Kafka API and version",
             f.legacy_requests.clone(),
+        );
+        registry.register(
+            "karst_authorization_denied",
+            "Operations the ACL authorizer refused, by resource type (topic, group, cluster, transactional_id)",
+            f.authorization_denied.clone(),
         );
         registry.register(
             "karst_authentication_failures",

@@ -72,6 +72,18 @@ pub(crate) fn legacy_request(api: ApiKey, version: i16) {
     families().legacy_requests.get_or_create(&labels).inc();
 }
 
+/// An operation the ACL authorizer refused, on a resource of `resource_type`.
+pub(crate) fn authorization_denied(resource_type: i8) {
+    let resource = match resource_type {
+        2 => "topic",
+        3 => "group",
+        4 => "cluster",
+        5 => "transactional_id",
+        _ => "other",
+    };
+    families().authorization_denied.get_or_create(&families::ResourceLabel { resource }).inc();
+}
+
 /// A refused TLS handshake (`SSL`) or SASL authentication (its mechanism).
 pub(crate) fn authentication_failed(mechanism: &str) {
     let mechanism = match mechanism {

@@ -45,8 +45,18 @@ pub fn current() -> Option<(Principal, String)> {
     SESSION.try_with(|s| (s.principal.lock().clone(), s.host.clone())).ok()
 }
 
-/// Whether the request being handled may do `operation` on the resource.
+/// Whether the request being handled may do `operation` on the resource; a refusal is
+/// counted (`karst_authorization_denied_total`).
 pub fn allowed(b: &Broker, resource_type: i8, name: &str, operation: i8) -> bool {
+    let ok = may(b, resource_type, name, operation);
+    if !ok {
+        crate::metrics::authorization_denied(resource_type);
+    }
+    ok
+}
+
+/// [`allowed`] without counting: what KIP-430's authorized operations report.
+pub fn may(b: &Broker, resource_type: i8, name: &str, operation: i8) -> bool {
     let Some(settings) = b.authorizer() else { return true };
     let Some((principal, host)) = current() else { return true };
     let image = b.metadata.image();
