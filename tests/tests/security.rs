@@ -163,6 +163,27 @@ fn java_console_roundtrip(bootstrap: &str, ca: &Path, user: &str, password: &str
     Ok(())
 }
 
+/// franz-go's `secure` mode (tests/go/franz/secure.go); skipped, saying why, without a
+/// Go toolchain new enough for the module.
+fn franz_secure(bootstrap: &str, ca: &Path, user: &str, password: &str) -> Result<()> {
+    let bin = match karst_tests::go_module_binary("franz") {
+        Ok(b) => b,
+        Err(e) if karst_tests::ClientUnavailable::of(&e).is_some() => {
+            println!("franz-go skipped: {e:#}");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let topic = unique_topic("scram-franz");
+    let out = run_checked(
+        Command::new(bin).args(["secure", bootstrap, &topic, user, password, &ca.display().to_string()]).stdin(Stdio::null()),
+        Duration::from_secs(120),
+    )?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    ensure!(said.contains("OK a wrong password is refused"), "franz-go secure:\n{said}");
+    Ok(())
+}
+
 /// confluent-kafka with `security` (JSON): `roundtrip` or `refused`.
 fn confluent(bootstrap: &str, security: &serde_json::Value, mode: &str) -> Result<String> {
     let out = run_checked(
@@ -210,6 +231,9 @@ fn clients_connect_over_ssl_sasl_ssl_with_scram_sasl_plain_and_mtls() -> Result<
     // The Java client (Kafka's console producer and consumer) over SASL_SSL with
     // SCRAM-SHA-512 and a PEM truststore.
     java_console_roundtrip(&s.sasl_ssl.to_string(), &s.ca.ca_file(), "alice", "alice-secret")?;
+
+    // franz-go over SASL_SSL with SCRAM-SHA-512 (and a wrong password refused).
+    franz_secure(&s.sasl_ssl.to_string(), &s.ca.ca_file(), "alice", "alice-secret")?;
 
     // SASL_PLAINTEXT with PLAIN, users from the listener's JAAS config.
     let plain = serde_json::json!({

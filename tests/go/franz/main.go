@@ -4,6 +4,7 @@
 //	franz <produce-consume|group|admin|txn> <bootstrap> <topic>
 //	franz bench <bootstrap> <topic> <records> <bytes>
 //	franz eos-pipeline <bootstrap> <input> <output> <group> <worker>   (eos.go)
+//	franz secure <bootstrap> <topic> <user> <password> <ca-file>       (secure.go)
 //
 // Modes:
 //
@@ -802,6 +803,10 @@ func main() {
 		worker, err := strconv.Atoi(os.Args[6])
 		must(err, "worker number")
 		eosPipeline(os.Args[2], os.Args[3], os.Args[4], os.Args[5], worker)
+		return
+	}
+	if len(os.Args) == 7 && os.Args[1] == "secure" {
+		secureMode(os.Args[2], os.Args[3], os.Args[4], os.Args[5], os.Args[6])
 		return
 	}
 	if len(os.Args) != 4 {
