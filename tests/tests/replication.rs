@@ -1035,9 +1035,21 @@ fn a_batch_pipelined_behind_a_refused_one_gets_its_retriable_error_not_out_of_or
     let refused = wait_for("the cut-off leader's ISR to shrink to itself", TIMEOUT, || {
         (layout(&brokers[leader], &topic).ok()?.get(&0)?.1 == 1).then_some(())
     })
+    .and_then(|()| {
+        // The leader takes up the shrunk ISR a moment after the metadata shows it (on a
+        // loaded machine, long enough for a batch to be appended and time out): wait
+        // until it refuses acks=all writes, with plain (non-idempotent) probes that
+        // leave the producer's sequence alone.
+        let mut probe = RawClient::connect(brokers[leader].addr())?;
+        wait_for("the leader to refuse writes below min.insync.replicas", TIMEOUT, || {
+            let req = produce_request(&topic, 0, karst_tests::raw::record_batch(&[(None, Some(b"probe"))], 1_000)).with_timeout_ms(500);
+            (probe.send(&req, 9).ok()?.responses[0].partition_responses[0].error_code == 19).then_some(())
+        })
+    })
     .and_then(|()| send(5, 3));
     proxies[leader].heal();
-    ensure!(refused? == 19, "batch 5..7 with the ISR below min.insync.replicas: expected NOT_ENOUGH_REPLICAS (19)");
+    let refused = refused?;
+    ensure!(refused == 19, "batch 5..7 with the ISR below min.insync.replicas: {refused}, expected NOT_ENOUGH_REPLICAS (19)");
     wait_for("the ISR whole again", TIMEOUT, || (layout(&brokers[leader], &topic).ok()?.get(&0)?.1 == 3).then_some(()))?;
     let gap = send(8, 2)?;
     ensure!(gap == 19, "batch 8..9 behind the refused 5..7 was answered {gap}, not NOT_ENOUGH_REPLICAS (19)");
