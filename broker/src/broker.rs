@@ -404,8 +404,9 @@ impl Broker {
         let layers = self.config_layers();
         let mut applied_layers = self.applied_layers.lock();
         let layers_changed = *applied_layers != layers;
+        let broker_config = self.effective_config();
         if layers_changed {
-            let c = self.effective_config();
+            let c = &broker_config;
             self.connection_limits.set(c.max_connections, c.max_connections_per_ip);
             info!(default = ?layers.default, own = ?layers.own, "applying dynamic broker configs");
         }
@@ -414,7 +415,7 @@ impl Broker {
             if !hosted {
                 continue;
             }
-            let tc = self.topic_config(t);
+            let tc = topic_config::effective(&broker_config, &t.configs);
             let open = self.partitions.topic(&t.name).map_or(0, |v| v.len());
             if open < usize::try_from(t.partitions).unwrap_or(0) {
                 // Reported again, without retrying: the pass that failed may have been

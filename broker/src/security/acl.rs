@@ -84,6 +84,18 @@ fn covers(acl: &AclBinding, resource_type: i8, name: &str) -> bool {
         }
 }
 
+/// Whether some ALLOW ACL gives `principal` at `host` `operation` (or ALL) on any
+/// resource of `resource_type` (Kafka's "WRITE on any topic" for idempotent producers).
+pub fn allows_any(acls: &[AclBinding], principal: &Principal, host: &str, resource_type: i8, operation: i8) -> bool {
+    acls.iter().any(|a| {
+        a.resource_type == resource_type
+            && a.permission_type == ALLOW
+            && (a.operation == operation || a.operation == ALL)
+            && principal_matches(a, principal)
+            && host_matches(a, host)
+    })
+}
+
 fn principal_matches(acl: &AclBinding, principal: &Principal) -> bool {
     acl.principal == "User:*" || acl.principal == principal.to_string()
 }

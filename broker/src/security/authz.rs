@@ -83,12 +83,6 @@ pub fn may_write_idempotently(b: &Broker) -> bool {
     }
     let Some(settings) = b.authorizer() else { return true };
     let Some((principal, host)) = current() else { return true };
-    let image = b.metadata.image();
-    image.cluster.acls.iter().any(|a| {
-        a.resource_type == acl::TOPIC
-            && a.permission_type == acl::ALLOW
-            && (a.operation == acl::WRITE || a.operation == acl::ALL)
-            && (a.principal == "User:*" || a.principal == principal.to_string())
-            && (a.host == acl::WILDCARD || a.host == host)
-    }) || settings.super_users.contains(&principal)
+    settings.super_users.contains(&principal)
+        || acl::allows_any(&b.metadata.image().cluster.acls, &principal, &host, acl::TOPIC, acl::WRITE)
 }

@@ -155,7 +155,6 @@ pub fn check_key(key: &str) -> Result<(), String> {
 /// One listener's security, built at start-up.
 #[derive(Debug)]
 pub struct ListenerSecurity {
-    pub protocol: Protocol,
     pub tls: Option<Arc<tls::TlsAcceptor>>,
     pub sasl: Option<Arc<sasl::SaslSettings>>,
 }
@@ -166,10 +165,10 @@ impl ListenerSecurity {
         let s = Settings::new(all, listener);
         let tls = if protocol.tls() { Some(Arc::new(tls::TlsAcceptor::new(tls::TlsSettings::from(&s)?)?)) } else { None };
         let sasl = if protocol.sasl() { Some(Arc::new(sasl::SaslSettings::from(&s)?)) } else { None };
-        Ok(ListenerSecurity { protocol, tls, sasl })
+        Ok(ListenerSecurity { tls, sasl })
     }
 
     pub fn plaintext() -> ListenerSecurity {
-        ListenerSecurity { protocol: Protocol::Plaintext, tls: None, sasl: None }
+        ListenerSecurity { tls: None, sasl: None }
     }
 }

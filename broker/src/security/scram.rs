@@ -253,7 +253,6 @@ impl ScramServer {
 /// The client side, for tests and for brokers authenticating to each other.
 pub struct ScramClient {
     hash: ScramHash,
-    user: String,
     password: String,
     cnonce: String,
     first_bare: String,
@@ -264,7 +263,7 @@ impl ScramClient {
     pub fn new(hash: ScramHash, user: &str, password: &str) -> ScramClient {
         let cnonce = nonce();
         let first_bare = format!("n={},r={cnonce}", user.replace('=', "=3D").replace(',', "=2C"));
-        ScramClient { hash, user: user.into(), password: password.into(), cnonce, first_bare, expected_server_signature: None }
+        ScramClient { hash, password: password.into(), cnonce, first_bare, expected_server_signature: None }
     }
 
     pub fn first(&self) -> Vec<u8> {
@@ -295,10 +294,6 @@ impl ScramClient {
         let text = String::from_utf8_lossy(server_final);
         let got = text.strip_prefix("v=").and_then(|v| B64.decode(v).ok());
         matches!((got, &self.expected_server_signature), (Some(g), Some(e)) if ct_eq(&g, e))
-    }
-
-    pub fn user(&self) -> &str {
-        &self.user
     }
 }
 
