@@ -1,6 +1,8 @@
 """confluent-kafka over a secured listener: `secure_roundtrip.py HOST:PORT CONFIG_JSON MODE`.
 
-CONFIG_JSON holds the client's security settings (security.protocol, ssl.*, sasl.*).
+CONFIG_JSON holds the client's security settings (security.protocol, ssl.*, sasl.*);
+`oauth.token` (with `oauth.principal`) is a bearer token the client's oauth_cb hands over,
+told to expire in an hour whatever the token says (the broker is the one to check).
 MODE `roundtrip`: creates a topic, produces 200 messages and consumes them back.
 MODE `refused`: a producer with these settings must fail to authenticate."""
 
@@ -15,7 +17,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 if len(sys.argv) != 4:
     sys.exit(f"usage: {sys.argv[0]} HOST:PORT CONFIG_JSON roundtrip|refused")
 bs, security, mode = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+token, principal = security.pop("oauth.token", None), security.pop("oauth.principal", "")
 base = {"bootstrap.servers": bs, **security}
+if token is not None:
+    base["oauth_cb"] = lambda _config: (token, time.time() + 3600, principal, {})
 
 
 def fail(msg):

@@ -120,46 +120,49 @@ fn kcat_roundtrip(bootstrap: &str, topic: &str, settings: &[String]) -> Result<(
 
 /// Kafka's console producer and consumer with SCRAM-SHA-512 over SASL_SSL.
 fn java_console_roundtrip(bootstrap: &str, ca: &Path, user: &str, password: &str) -> Result<()> {
+    let props = format!(
+        "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n\
+         sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"{user}\" password=\"{password}\";\n\
+         ssl.truststore.type=PEM\nssl.truststore.location={}\n",
+        ca.display()
+    );
+    java_console_with(bootstrap, &props, "")
+}
+
+/// Kafka's console producer and consumer with the client `properties`, the JVM given
+/// `java_options` (system properties) too.
+fn java_console_with(bootstrap: &str, properties: &str, java_options: &str) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let props = dir.path().join("client.properties");
-    std::fs::write(
-        &props,
-        format!(
-            "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n\
-             sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"{user}\" password=\"{password}\";\n\
-             ssl.truststore.type=PEM\nssl.truststore.location={}\n",
-            ca.display()
-        ),
-    )?;
+    std::fs::write(&props, properties)?;
     let props = props.display().to_string();
-    let topic = unique_topic("scram-java");
+    let topic = unique_topic("secure-java");
     let lines: Vec<String> = (0..20).map(|i| format!("java-{i}")).collect();
     let input = dir.path().join("input.txt");
     std::fs::write(&input, lines.join("\n") + "\n")?;
     let mut cmd = karst_tests::java::java_command("org.apache.kafka.tools.ConsoleProducer")?;
-    cmd.args(["--bootstrap-server", bootstrap, "--topic", &topic, "--producer.config", &props, "--producer-property", "acks=all"])
+    cmd.env("JAVA_TOOL_OPTIONS", java_options)
+        .args(["--bootstrap-server", bootstrap, "--topic", &topic, "--producer.config", &props, "--producer-property", "acks=all"])
         .stdin(std::fs::File::open(&input)?);
     let out = karst_tests::run_command(&mut cmd, TIMEOUT)?;
-    ensure!(out.status.success(), "console producer over SASL_SSL\n{}", show_output(&out));
-    let out = run_kafka_tool(
-        "org.apache.kafka.tools.consumer.ConsoleConsumer",
-        &[
-            "--bootstrap-server",
-            bootstrap,
-            "--topic",
-            &topic,
-            "--from-beginning",
-            "--max-messages",
-            "20",
-            "--consumer.config",
-            &props,
-            "--timeout-ms",
-            "60000",
-        ],
-        Duration::from_secs(120),
-    )?;
+    ensure!(out.status.success(), "console producer\n{}", show_output(&out));
+    let mut cmd = karst_tests::java::java_command("org.apache.kafka.tools.consumer.ConsoleConsumer")?;
+    cmd.env("JAVA_TOOL_OPTIONS", java_options).args([
+        "--bootstrap-server",
+        bootstrap,
+        "--topic",
+        &topic,
+        "--from-beginning",
+        "--max-messages",
+        "20",
+        "--consumer.config",
+        &props,
+        "--timeout-ms",
+        "60000",
+    ]);
+    let out = karst_tests::run_command(&mut cmd, Duration::from_secs(120))?;
     let got: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with("java-")).map(str::to_string).collect();
-    ensure!(got == lines, "the console consumer read {} of 20 over SASL_SSL\n{}", got.len(), show_output(&out));
+    ensure!(got == lines, "the console consumer read {} of 20\n{}", got.len(), show_output(&out));
     Ok(())
 }
 
@@ -634,5 +637,242 @@ fn the_karst_cli_adds_lists_and_deletes_scram_users() -> Result<()> {
     karst(&["user", "delete", "erin", "--mechanism", "SCRAM-SHA-256"])?;
     ensure!(scram_login(s.sasl_plain, "erin", "erin-secret").is_err(), "deleted: no login");
     ensure!(!karst(&["user", "list"])?.contains("erin"));
+    Ok(())
+}
+
+const ISSUER: &str = "https://issuer.karst.test";
+const SECURED_VALIDATOR: &str = "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler";
+
+/// An identity provider for the tests: an ES256 key, its JWK set file (key id
+/// `kid`), and signed tokens.
+struct Issuer {
+    _dir: tempfile::TempDir,
+    key: jsonwebtoken::EncodingKey,
+    kid: String,
+    jwks: std::path::PathBuf,
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Issuer {
+    fn new(kid: &str) -> Result<Issuer> {
+        use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(|e| anyhow!("key: {e}"))?;
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).map_err(|e| anyhow!("key: {e}"))?;
+        let point = pair.public_key().as_ref();
+        let jwks = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
+            "x": b64url(&point[1..33]), "y": b64url(&point[33..])}]});
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("keys.jwks");
+        std::fs::write(&file, jwks.to_string())?;
+        Ok(Issuer { _dir: dir, key: jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref()), kid: kid.into(), jwks: file })
+    }
+
+    /// A token for `sub`, good for `life_s` seconds (negative: expired), with `claims` over the usual ones.
+    fn token(&self, sub: &str, life_s: i64, claims: serde_json::Value) -> Result<String> {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        let mut body =
+            serde_json::json!({"sub": sub, "iat": now_s() - 5, "exp": now_s() + life_s, "aud": "karst", "iss": ISSUER, "scope": "kafka"});
+        for (k, v) in claims.as_object().into_iter().flatten() {
+            body[k] = v.clone();
+        }
+        Ok(jsonwebtoken::encode(&header, &body, &self.key)?)
+    }
+}
+
+/// Kafka's unsecured development token: `alg: none`, no signature.
+fn unsecured_token(sub: &str, life_s: i64) -> String {
+    let claims = serde_json::json!({"sub": sub, "iat": now_s(), "exp": now_s() + life_s});
+    format!("{}.{}.", b64url(br#"{"alg":"none"}"#), b64url(claims.to_string().as_bytes()))
+}
+
+/// The OAUTHBEARER client first message (RFC 7628).
+fn bearer(authzid: &str, token: &str) -> Vec<u8> {
+    let a = if authzid.is_empty() { String::new() } else { format!("a={authzid}") };
+    format!("n,{a},\u{1}auth=Bearer {token}\u{1}\u{1}").into_bytes()
+}
+
+/// Logs in with OAUTHBEARER: Ok(the connection) or Err with what the broker said.
+fn oauth_login(addr: SocketAddr, message: Vec<u8>) -> Result<RawClient, String> {
+    let mut c = RawClient::connect(addr).map_err(|e| e.to_string())?;
+    let (code, _) = handshake(&mut c, "OAUTHBEARER", 1).map_err(|e| e.to_string())?;
+    if code != 0 {
+        return Err(format!("handshake: {code}"));
+    }
+    let (code, bytes, _) = authenticate(&mut c, message).map_err(|e| e.to_string())?;
+    match code {
+        0 if bytes.is_empty() => Ok(c),
+        // A challenge: the client acknowledges it and is refused with its text.
+        0 => {
+            let challenge = String::from_utf8_lossy(&bytes).to_string();
+            let (code, _, _) = authenticate(&mut c, vec![1]).map_err(|e| e.to_string())?;
+            let closed = c.expect_closed(Duration::from_secs(10)).is_ok();
+            Err(format!("challenge {challenge} then code {code}, closed {closed}"))
+        }
+        code => {
+            let closed = c.expect_closed(Duration::from_secs(10)).is_ok();
+            Err(format!("code {code}, closed {closed}"))
+        }
+    }
+}
+
+fn topic_error(c: &mut RawClient, topic: &str) -> Result<i16> {
+    let r = c.send(
+        &MetadataRequest::default().with_topics(Some(vec![kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+            .with_name(Some(karst_tests::raw::topic_name(topic)))])),
+        12,
+    )?;
+    r.topics.first().map(|t| t.error_code).context("no topic in the answer")
+}
+
+#[test]
+fn oauthbearer_tokens_are_checked_by_signature_or_taken_unsecured_from_every_client() -> Result<()> {
+    let ca = TestCa::new()?;
+    let keystore = ca.server("server", "karst-broker")?;
+    let issuer = Issuer::new("k1")?;
+    let rogue = Issuer::new("k1")?;
+    let p = free_ports(4)?;
+    let listen = format!("INTERNAL://127.0.0.1:{},OAUTH://127.0.0.1:{},JWT://127.0.0.1:{},JWTRAW://127.0.0.1:{}", p[0], p[1], p[2], p[3]);
+    let mut sets = vec![
+        "listener.security.protocol.map=INTERNAL:PLAINTEXT,OAUTH:SASL_PLAINTEXT,JWT:SASL_SSL,JWTRAW:SASL_PLAINTEXT".to_string(),
+        "sasl.enabled.mechanisms=OAUTHBEARER".into(),
+        "ssl.keystore.type=PEM".into(),
+        format!("ssl.keystore.location={}", keystore.display()),
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer".into(),
+        "super.users=User:ANONYMOUS".into(),
+    ];
+    for l in ["jwt", "jwtraw"] {
+        sets.push(format!("listener.name.{l}.oauthbearer.sasl.server.callback.handler.class={SECURED_VALIDATOR}"));
+        sets.push(format!("listener.name.{l}.oauthbearer.sasl.oauthbearer.jwks.endpoint.url=file://{}", issuer.jwks.display()));
+        sets.push(format!("listener.name.{l}.oauthbearer.sasl.oauthbearer.expected.audience=karst"));
+        sets.push(format!("listener.name.{l}.oauthbearer.sasl.oauthbearer.expected.issuer={ISSUER}"));
+    }
+    let mut args: Vec<String> = vec!["--listen".into(), listen];
+    for s in sets {
+        args.extend(["--set".to_string(), s]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let broker = Broker::start(&args)?;
+    let at = |i: usize| SocketAddr::from(([127, 0, 0, 1], p[i]));
+    let (oauth, jwt, jwtraw) = (at(1), at(2), at(3));
+    // alice may do anything with topics and groups; mallory nothing.
+    kafka_acls(&broker.bootstrap(), &["--add", "--allow-principal", "User:alice", "--operation", "All", "--topic", "*", "--group", "*"])?;
+    let log = std::fs::read_to_string(broker.stderr_log()).unwrap_or_default();
+    ensure!(log.contains("OAUTHBEARER takes unsecured tokens"), "the unsecured listener is warned about");
+
+    // Unsecured (development) tokens: kcat (librdkafka's unsecured JWT) and the Java
+    // client (Kafka's unsecured login module).
+    let unsecured_kcat = [
+        "security.protocol=SASL_PLAINTEXT".to_string(),
+        "sasl.mechanisms=OAUTHBEARER".into(),
+        "enable.sasl.oauthbearer.unsecure.jwt=true".into(),
+        "sasl.oauthbearer.config=principal=alice".into(),
+    ];
+    kcat_roundtrip(&oauth.to_string(), &unique_topic("oauth-kcat"), &unsecured_kcat)?;
+    let props = "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=OAUTHBEARER\n\
+         sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub=\"alice\";\n";
+    java_console_with(&oauth.to_string(), props, "").context("the Java client with an unsecured token")?;
+
+    // Signed tokens over SASL_SSL: confluent-kafka, franz-go and the Java client (a token file).
+    let ca_file = ca.ca_file().display().to_string();
+    let signed = |token: String| {
+        serde_json::json!({"security.protocol": "SASL_SSL", "ssl.ca.location": ca_file, "sasl.mechanisms": "OAUTHBEARER",
+            "oauth.token": token, "oauth.principal": "alice"})
+    };
+    let said = confluent(&jwt.to_string(), &signed(issuer.token("alice", 600, serde_json::json!({}))?), "roundtrip")?;
+    ensure!(said.starts_with("roundtrip:"), "{said}");
+    for (what, token) in [
+        ("signed by another key", rogue.token("alice", 600, serde_json::json!({}))?),
+        ("expired", issuer.token("alice", -120, serde_json::json!({}))?),
+        ("unsecured", unsecured_token("alice", 600)),
+    ] {
+        let said = confluent(&jwt.to_string(), &signed(token), "refused")?;
+        ensure!(said.contains("refused"), "a token {what}: {said}");
+    }
+    let franz = match karst_tests::go_module_binary("franz") {
+        Ok(b) => Some(b),
+        Err(e) if karst_tests::ClientUnavailable::of(&e).is_some() => {
+            println!("franz-go skipped: {e:#}");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(bin) = franz {
+        let good = issuer.token("alice", 600, serde_json::json!({}))?;
+        let bad = rogue.token("alice", 600, serde_json::json!({}))?;
+        let out = run_checked(
+            Command::new(bin).args(["oauth", &jwt.to_string(), &unique_topic("oauth-franz"), &good, &bad, &ca_file]).stdin(Stdio::null()),
+            Duration::from_secs(120),
+        )?;
+        let said = String::from_utf8_lossy(&out.stdout);
+        ensure!(said.contains("OK a bad token is refused"), "franz-go oauth:\n{said}");
+    }
+    let dir = tempfile::tempdir()?;
+    let token_file = dir.path().join("token.jwt");
+    std::fs::write(&token_file, issuer.token("alice", 600, serde_json::json!({}))?)?;
+    let props = format!(
+        "security.protocol=SASL_SSL\nsasl.mechanism=OAUTHBEARER\n\
+         sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;\n\
+         sasl.login.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler\n\
+         sasl.oauthbearer.token.endpoint.url=file://{}\nssl.truststore.type=PEM\nssl.truststore.location={ca_file}\n",
+        token_file.display()
+    );
+    let allowed = format!(
+        "-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=file://{0} -Dorg.apache.kafka.sasl.oauthbearer.allowed.files={0}",
+        token_file.display()
+    );
+    java_console_with(&jwt.to_string(), &props, &allowed).context("the Java client with a signed token from a file")?;
+
+    // Hostile and wrong tokens, by hand: each challenged with invalid_token, then
+    // refused with SASL_AUTHENTICATION_FAILED and closed; an authenticated connection
+    // goes on unharmed. The principal is the token's subject: mallory's valid token
+    // gets mallory's (empty) rights.
+    let mut good = oauth_login(jwtraw, bearer("", &issuer.token("alice", 600, serde_json::json!({}))?)).map_err(|e| anyhow!(e))?;
+    let topic = unique_topic("oauth-acl");
+    RawClient::connect(broker.addr())?.create_topic(&topic, 1, &[])?;
+    ensure!(topic_error(&mut good, &topic)? == 0, "alice describes {topic}");
+    let mut mallory = oauth_login(jwtraw, bearer("", &issuer.token("mallory", 600, serde_json::json!({}))?)).map_err(|e| anyhow!(e))?;
+    ensure!(topic_error(&mut mallory, &topic)? == 29, "mallory gets TOPIC_AUTHORIZATION_FAILED");
+    let challenged = format!("challenge {{\"status\":\"invalid_token\"}} then code {SASL_AUTHENTICATION_FAILED}, closed true");
+    let refused_now = format!("code {SASL_AUTHENTICATION_FAILED}, closed true");
+    let swapped = {
+        let t = issuer.token("alice", 600, serde_json::json!({}))?;
+        let parts: Vec<&str> = t.split('.').collect();
+        let forged = serde_json::json!({"sub": "admin", "iat": now_s(), "exp": now_s() + 600, "aud": "karst", "iss": ISSUER});
+        format!("{}.{}.{}", parts[0], b64url(forged.to_string().as_bytes()), parts[2])
+    };
+    let cases: Vec<(&str, Vec<u8>, &String)> = vec![
+        ("expired", bearer("", &issuer.token("alice", -120, serde_json::json!({}))?), &challenged),
+        ("signed by another key", bearer("", &rogue.token("alice", 600, serde_json::json!({}))?), &challenged),
+        ("unsecured on a signed listener", bearer("", &unsecured_token("alice", 600)), &challenged),
+        ("claims swapped under a signature", bearer("", &swapped), &challenged),
+        ("another audience", bearer("", &issuer.token("alice", 600, serde_json::json!({"aud": "elsewhere"}))?), &challenged),
+        ("another issuer", bearer("", &issuer.token("alice", 600, serde_json::json!({"iss": "https://evil.test"}))?), &challenged),
+        ("no iat", bearer("", &issuer.token("alice", 600, serde_json::json!({"iat": null}))?), &challenged),
+        ("garbage", b"n,,\x01auth=Bearer eyJ.eyJ.!\x01\x01".to_vec(), &refused_now),
+        ("not a first message", vec![0xff; 64], &refused_now),
+        ("a %x01 before any challenge", vec![1], &refused_now),
+        ("an authzid that is not the token's subject", bearer("admin", &issuer.token("alice", 600, serde_json::json!({}))?), &refused_now),
+    ];
+    for (what, message, want) in cases {
+        match oauth_login(jwtraw, message) {
+            Ok(_) => bail!("a token {what} was accepted"),
+            Err(said) => ensure!(&said == want, "a token {what}: {said}, wanted {want}"),
+        }
+    }
+    ensure!(topic_error(&mut good, &topic)? == 0, "the authenticated connection goes on");
+    let m = karst_tests::metrics::scrape(&broker)?;
+    ensure!(m.value_or_zero("karst_authentication_failures_total", &[("mechanism", "OAUTHBEARER")]) >= 11.0, "refusals are counted");
+    let log = std::fs::read_to_string(broker.stderr_log()).unwrap_or_default();
+    ensure!(log.contains("OAUTHBEARER token refused"), "why a token was refused is logged");
     Ok(())
 }

@@ -91,6 +91,7 @@ pub(crate) fn authentication_failed(mechanism: &str) {
         "PLAIN" => "PLAIN",
         "SCRAM-SHA-256" => "SCRAM-SHA-256",
         "SCRAM-SHA-512" => "SCRAM-SHA-512",
+        "OAUTHBEARER" => "OAUTHBEARER",
         _ => "other",
     };
     families().authentication_failures.get_or_create(&families::MechanismLabel { mechanism }).inc();

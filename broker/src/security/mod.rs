@@ -5,6 +5,8 @@
 
 pub mod acl;
 pub mod authz;
+pub mod oauth;
+pub mod reload;
 pub mod sasl;
 pub mod scram;
 pub mod tls;
@@ -99,6 +101,12 @@ impl<'a> Settings<'a> {
         self.all.get(&format!("{}{key}", self.prefix)).or_else(|| self.all.get(key)).map(String::as_str)
     }
 
+    /// The value of `key` for SASL `mechanism` on this listener: Kafka's
+    /// `listener.name.<listener>.<mechanism>.<key>` first, else as [`Settings::get`].
+    pub fn get_for(&self, mechanism: &str, key: &str) -> Option<&'a str> {
+        self.all.get(&format!("{}{}.{key}", self.prefix, mechanism.to_ascii_lowercase())).map(String::as_str).or_else(|| self.get(key))
+    }
+
     /// The name to put in a message about `key`: the listener-prefixed one.
     pub fn name(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
@@ -124,6 +132,13 @@ pub const KEYS: &[&str] = &[
     "sasl.jaas.config",
     "plain.sasl.jaas.config",
     "connections.max.reauth.ms",
+    "sasl.server.callback.handler.class",
+    "sasl.oauthbearer.jwks.endpoint.url",
+    "sasl.oauthbearer.expected.audience",
+    "sasl.oauthbearer.expected.issuer",
+    "sasl.oauthbearer.sub.claim.name",
+    "sasl.oauthbearer.scope.claim.name",
+    "sasl.oauthbearer.clock.skew.seconds",
 ];
 
 /// Whether `key` names a sensitive value (never logged or described).
@@ -140,9 +155,10 @@ pub fn check_key(key: &str) -> Result<(), String> {
         },
         None => key,
     };
-    // Kafka's per-mechanism JAAS key: listener.name.<l>.<mechanism>.sasl.jaas.config.
+    // Kafka's per-mechanism keys: listener.name.<l>.<mechanism>.<key>, e.g.
+    // listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config.
     let base = match base.split_once('.') {
-        Some((mech, "sasl.jaas.config")) if sasl::Mechanism::parse(&mech.to_ascii_uppercase()).is_some() => "sasl.jaas.config",
+        Some((mech, rest)) if sasl::Mechanism::parse(&mech.to_ascii_uppercase()).is_some() && KEYS.contains(&rest) => rest,
         _ => base,
     };
     if KEYS.contains(&base) {

@@ -4,13 +4,15 @@
 //! Until authenticated a connection may send ApiVersions and the SASL requests only;
 //! anything else closes it. Mechanisms: PLAIN (users from the listener's JAAS
 //! config, `user_<name>="<password>"`, as Kafka's `PlainLoginModule`), SCRAM-SHA-256
-//! and SCRAM-SHA-512 (credentials kept in the controller quorum). KIP-368: with
-//! `connections.max.reauth.ms`, a session ends after that long unless the client
+//! and SCRAM-SHA-512 (credentials kept in the controller quorum), OAUTHBEARER (a JWT,
+//! [`super::oauth`]). KIP-368: with `connections.max.reauth.ms`, a session ends after
+//! that long (or when its OAUTHBEARER token expires, if sooner) unless the client
 //! authenticates again on the same connection.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use super::oauth::Validator;
 use super::scram::{Credential, ScramHash, ScramServer};
 use super::{Principal, Settings};
 
@@ -19,6 +21,7 @@ use super::{Principal, Settings};
 pub enum Mechanism {
     Plain,
     Scram(ScramHash),
+    OAuthBearer,
 }
 
 impl Mechanism {
@@ -27,6 +30,7 @@ impl Mechanism {
             "PLAIN" => Some(Mechanism::Plain),
             "SCRAM-SHA-256" => Some(Mechanism::Scram(ScramHash::Sha256)),
             "SCRAM-SHA-512" => Some(Mechanism::Scram(ScramHash::Sha512)),
+            "OAUTHBEARER" => Some(Mechanism::OAuthBearer),
             _ => None,
         }
     }
@@ -35,12 +39,13 @@ impl Mechanism {
         match self {
             Mechanism::Plain => "PLAIN",
             Mechanism::Scram(h) => h.mechanism(),
+            Mechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 }
 
 /// The SASL settings of one listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct SaslSettings {
     /// `sasl.enabled.mechanisms`, in the order given (ANSWERED in SaslHandshake).
     pub mechanisms: Vec<Mechanism>,
@@ -48,6 +53,8 @@ pub struct SaslSettings {
     plain_users: BTreeMap<String, String>,
     /// `connections.max.reauth.ms` (0: sessions do not expire).
     pub reauth_ms: u64,
+    /// OAUTHBEARER's token validator, when that mechanism is enabled.
+    oauth: Option<std::sync::Arc<Validator>>,
 }
 
 impl SaslSettings {
@@ -56,7 +63,7 @@ impl SaslSettings {
         let enabled = s.get("sasl.enabled.mechanisms").unwrap_or("PLAIN,SCRAM-SHA-256,SCRAM-SHA-512");
         for name in enabled.split(',').map(str::trim).filter(|m| !m.is_empty()) {
             let m = Mechanism::parse(name).ok_or_else(|| {
-                format!("{}: `{name}` is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", s.name("sasl.enabled.mechanisms"))
+                format!("{}: `{name}` is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER", s.name("sasl.enabled.mechanisms"))
             })?;
             if !mechanisms.contains(&m) {
                 mechanisms.push(m);
@@ -80,7 +87,20 @@ impl SaslSettings {
                 v.trim().parse().map_err(|_| format!("{}: `{v}` is not a number of milliseconds", s.name("connections.max.reauth.ms")))?
             }
         };
-        Ok(SaslSettings { mechanisms, plain_users, reauth_ms })
+        let oauth = if mechanisms.contains(&Mechanism::OAuthBearer) {
+            let v = Validator::from(s)?;
+            if !v.secured() {
+                tracing::warn!(
+                    listener = %s.name(""),
+                    "OAUTHBEARER takes unsecured tokens (alg none): anyone may name any principal; \
+                     set sasl.oauthbearer.jwks.endpoint.url to check signatures"
+                );
+            }
+            Some(std::sync::Arc::new(v))
+        } else {
+            None
+        };
+        Ok(SaslSettings { mechanisms, plain_users, reauth_ms, oauth })
     }
 
     fn names(&self) -> Vec<&'static str> {
@@ -151,8 +171,9 @@ pub enum Step {
 enum State {
     /// No mechanism chosen yet.
     Handshake,
-    /// A mechanism chosen; `raw`: tokens come bare (SaslHandshake v0).
-    Exchange { mechanism: Mechanism, raw: bool, scram: Option<ScramServer> },
+    /// A mechanism chosen; `raw`: tokens come bare (SaslHandshake v0); `refused`:
+    /// OAUTHBEARER's challenge sent for a bad token, awaiting the client's `%x01`.
+    Exchange { mechanism: Mechanism, raw: bool, scram: Option<Box<ScramServer>>, refused: Option<String> },
     /// Authenticated; a KIP-368 re-authentication starts with a new handshake.
     Authenticated,
 }
@@ -208,10 +229,10 @@ impl SaslSession {
             Some(m) => {
                 self.chosen = Some(m);
                 let scram = match m {
-                    Mechanism::Scram(h) => Some(ScramServer::new(h)),
-                    Mechanism::Plain => None,
+                    Mechanism::Scram(h) => Some(Box::new(ScramServer::new(h))),
+                    Mechanism::Plain | Mechanism::OAuthBearer => None,
                 };
-                self.state = State::Exchange { mechanism: m, raw: version == 0, scram };
+                self.state = State::Exchange { mechanism: m, raw: version == 0, scram, refused: None };
                 (0, names)
             }
             None => (UNSUPPORTED_SASL_MECHANISM, names),
@@ -220,7 +241,7 @@ impl SaslSession {
 
     /// One token of the exchange; `scram` finds a user's SCRAM credential.
     pub fn authenticate(&mut self, token: &[u8], scram: impl FnOnce(&str, ScramHash) -> Option<Credential>) -> Step {
-        let State::Exchange { mechanism, scram: server, .. } = &mut self.state else {
+        let State::Exchange { mechanism, scram: server, refused, .. } = &mut self.state else {
             return Step::Failed(ILLEGAL_SASL_STATE, "SaslAuthenticate before SaslHandshake".into());
         };
         let mechanism = *mechanism;
@@ -252,11 +273,56 @@ impl SaslSession {
                 }
             }
             (Mechanism::Scram(_), None) => return Step::Failed(ILLEGAL_SASL_STATE, "no SCRAM exchange in progress".into()),
+            (Mechanism::OAuthBearer, _) => {
+                // Kafka's OAuthBearerSaslServer: the client's %x01 after a challenge
+                // ends the exchange with the challenge's text.
+                if token == [1u8] {
+                    if let Some(json) = refused.take() {
+                        return Step::Failed(SASL_AUTHENTICATION_FAILED, json);
+                    }
+                }
+                *refused = None;
+                let (authzid, bearer) = match super::oauth::initial_response(token) {
+                    Ok(parsed) => parsed,
+                    Err(why) => return failed(why),
+                };
+                let Some(validator) = self.settings.oauth.clone() else {
+                    return Step::Failed(ILLEGAL_SASL_STATE, "OAUTHBEARER is not configured".into());
+                };
+                let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+                match validator.validate(&bearer, now_ms) {
+                    Ok(t) if !authzid.is_empty() && authzid != t.principal => {
+                        return Step::Failed(
+                            SASL_AUTHENTICATION_FAILED,
+                            format!(
+                                "Authentication failed: Client requested an authorization id ({authzid}) that is different from the token's principal name ({})",
+                                t.principal
+                            ),
+                        )
+                    }
+                    Ok(t) => {
+                        let left = u64::try_from(t.expires_ms - now_ms).unwrap_or(0);
+                        return self.done_until(t.principal, Vec::new(), Some(left));
+                    }
+                    Err(r) => {
+                        tracing::info!("OAUTHBEARER token refused: {}", r.why);
+                        let json = r.json();
+                        *refused = Some(json.clone());
+                        return Step::Continue(json.into_bytes());
+                    }
+                }
+            }
         };
         self.done(user, Vec::new())
     }
 
     fn done(&mut self, user: String, reply: Vec<u8>) -> Step {
+        self.done_until(user, reply, None)
+    }
+
+    /// Authenticated as `user`; `credential_ms`: how long the credential (an
+    /// OAUTHBEARER token) is good for, which bounds a KIP-368 session as in Kafka.
+    fn done_until(&mut self, user: String, reply: Vec<u8>, credential_ms: Option<u64>) -> Step {
         let principal = Principal::user(&user);
         // KIP-368: a re-authentication may not change who the connection is.
         if self.principal.as_ref().is_some_and(|p| *p != principal) {
@@ -270,7 +336,8 @@ impl SaslSession {
         }
         self.principal = Some(principal);
         self.state = State::Authenticated;
-        self.expires = (self.settings.reauth_ms > 0).then(|| Instant::now() + Duration::from_millis(self.settings.reauth_ms));
+        let lifetime = credential_ms.map_or(self.settings.reauth_ms, |c| c.min(self.settings.reauth_ms));
+        self.expires = (self.settings.reauth_ms > 0).then(|| Instant::now() + Duration::from_millis(lifetime));
         Step::Done(reply)
     }
 
@@ -369,5 +436,48 @@ mod tests {
         for bad in ["", "M", "M maybe a=1;", r#"M required a="1"#, "M required =1;", r#"M required a="x\"#] {
             assert!(parse_jaas(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_bad_oauthbearer_token_is_challenged_then_refused_and_a_good_one_bounds_the_session() {
+        let all: BTreeMap<String, String> = [("sasl.enabled.mechanisms", "OAUTHBEARER"), ("connections.max.reauth.ms", "3600000")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let settings = Arc::new(SaslSettings::from(&Settings::new(&all, "OAUTH")).expect("settings"));
+        let e = |v: serde_json::Value| {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+        let token =
+            |sub: &str, exp: u64| format!("{}.{}.", e(serde_json::json!({"alg": "none"})), e(serde_json::json!({"sub": sub, "exp": exp})));
+        let first = |authzid: &str, t: &str| format!("n,{authzid},\x01auth=Bearer {t}\x01\x01").into_bytes();
+
+        let mut s = SaslSession::new(settings.clone());
+        assert_eq!(s.handshake("OAUTHBEARER", 1).0, 0);
+        assert_eq!(
+            s.authenticate(&first("", &token("alice", now - 10)), |_, _| None),
+            Step::Continue(br#"{"status":"invalid_token"}"#.to_vec())
+        );
+        assert!(!s.authenticated());
+        assert_eq!(s.authenticate(b"\x01", |_, _| None), Step::Failed(SASL_AUTHENTICATION_FAILED, r#"{"status":"invalid_token"}"#.into()));
+
+        let mut s = SaslSession::new(settings.clone());
+        s.handshake("OAUTHBEARER", 1);
+        assert!(matches!(
+            s.authenticate(&first("a=bob", &token("alice", now + 600)), |_, _| None),
+            Step::Failed(SASL_AUTHENTICATION_FAILED, _)
+        ));
+        let mut s = SaslSession::new(settings.clone());
+        s.handshake("OAUTHBEARER", 1);
+        assert!(matches!(s.authenticate(b"\x01", |_, _| None), Step::Failed(SASL_AUTHENTICATION_FAILED, _)), "%x01 without a challenge");
+
+        let mut s = SaslSession::new(settings);
+        s.handshake("OAUTHBEARER", 1);
+        assert_eq!(s.authenticate(&first("a=alice", &token("alice", now + 600)), |_, _| None), Step::Done(Vec::new()));
+        assert_eq!(s.principal(), Some(&Principal::user("alice")));
+        let left = s.lifetime_ms();
+        assert!(left > 500_000 && left <= 600_000, "the session ends with the token, not after an hour: {left}");
     }
 }

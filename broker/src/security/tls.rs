@@ -12,19 +12,14 @@
 use std::fs;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
 
-use parking_lot::Mutex;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
-use tracing::{info, warn};
 
+use super::reload::Reloaded;
 use super::Settings;
-
-/// How often the PEM files are looked at for changes.
-const RELOAD_CHECK: Duration = Duration::from_secs(1);
 
 /// `ssl.client.auth`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,51 +196,20 @@ impl TlsSettings {
 #[derive(Debug)]
 pub struct TlsAcceptor {
     settings: TlsSettings,
-    state: Mutex<Loaded>,
-}
-
-#[derive(Debug)]
-struct Loaded {
-    config: Arc<ServerConfig>,
-    /// The files' modification times when `config` was built.
-    stamps: Vec<Option<SystemTime>>,
-    checked: Instant,
-}
-
-fn stamps(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
-    files.iter().map(|f| fs::metadata(f).and_then(|m| m.modified()).ok()).collect()
+    config: Reloaded<Arc<ServerConfig>>,
 }
 
 impl TlsAcceptor {
     /// Loads the material now: a listener whose key or certificate does not load
     /// stops start-up.
     pub fn new(settings: TlsSettings) -> Result<TlsAcceptor, String> {
-        let files = settings.files();
-        let before = stamps(&files);
-        let config = settings.build()?;
-        Ok(TlsAcceptor { settings, state: Mutex::new(Loaded { config, stamps: before, checked: Instant::now() }) })
+        let config = Reloaded::new(settings.files(), "TLS key, certificate or truststore", || settings.build())?;
+        Ok(TlsAcceptor { settings, config })
     }
 
     /// The configuration for a new connection, reloaded first if a file changed.
     pub fn config(&self) -> Arc<ServerConfig> {
-        let mut s = self.state.lock();
-        if s.checked.elapsed() >= RELOAD_CHECK {
-            s.checked = Instant::now();
-            let files = self.settings.files();
-            let now = stamps(&files);
-            if now != s.stamps {
-                match self.settings.build() {
-                    Ok(config) => {
-                        info!(files = ?files, "TLS key, certificate or truststore changed: reloaded");
-                        s.config = config;
-                        s.stamps = now;
-                    }
-                    // A file caught half-written is looked at again at the next check.
-                    Err(e) => warn!(files = ?files, "TLS material changed but does not load (keeping the previous): {e}"),
-                }
-            }
-        }
-        s.config.clone()
+        self.config.get(|| self.settings.build())
     }
 }
 

@@ -4,6 +4,8 @@ package main
 // SCRAM-SHA-512, verifying the broker's certificate against ca-file: 100 records
 // produced (acks=all, idempotent) and read back in order; then the same user with a
 // wrong password must fail to authenticate.
+// franz oauth <bootstrap> <topic> <token> <bad-token> <ca-file>: the same with
+// OAUTHBEARER and a JWT; the bad token must fail to authenticate.
 
 import (
 	"context"
@@ -15,10 +17,12 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/oauth"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
-func secureOpts(bootstrap, user, password, caFile string) []kgo.Opt {
+func secureOpts(bootstrap, caFile string, mechanism sasl.Mechanism) []kgo.Opt {
 	pem, err := os.ReadFile(caFile)
 	must(err, "reading the CA")
 	pool := x509.NewCertPool()
@@ -29,14 +33,26 @@ func secureOpts(bootstrap, user, password, caFile string) []kgo.Opt {
 	return []kgo.Opt{
 		kgo.SeedBrokers(bootstrap),
 		kgo.DialTLSConfig(&tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12}),
-		kgo.SASL(scram.Auth{User: user, Pass: password}.AsSha512Mechanism()),
+		kgo.SASL(mechanism),
 	}
 }
 
 func secureMode(bootstrap, topic, user, password, caFile string) {
+	good := scram.Auth{User: user, Pass: password}.AsSha512Mechanism()
+	bad := scram.Auth{User: user, Pass: password + "-wrong"}.AsSha512Mechanism()
+	secureRoundtrip(bootstrap, topic, caFile, good, bad, "SCRAM-SHA-512", "a wrong password")
+}
+
+func oauthMode(bootstrap, topic, token, badToken, caFile string) {
+	good := oauth.Auth{Token: token}.AsMechanism()
+	bad := oauth.Auth{Token: badToken}.AsMechanism()
+	secureRoundtrip(bootstrap, topic, caFile, good, bad, "OAUTHBEARER", "a bad token")
+}
+
+func secureRoundtrip(bootstrap, topic, caFile string, good, bad sasl.Mechanism, mechanism, badWhat string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	p, err := kgo.NewClient(append(secureOpts(bootstrap, user, password, caFile), kgo.AllowAutoTopicCreation())...)
+	p, err := kgo.NewClient(append(secureOpts(bootstrap, caFile, good), kgo.AllowAutoTopicCreation())...)
 	must(err, "producer")
 	const n = 100
 	for i := 0; i < n; i++ {
@@ -44,8 +60,8 @@ func secureMode(bootstrap, topic, user, password, caFile string) {
 		must(p.ProduceSync(ctx, r).FirstErr(), "produce over SASL_SSL")
 	}
 	p.Close()
-	ok("franz-go produced 100 records over SASL_SSL with SCRAM-SHA-512")
-	c, err := kgo.NewClient(append(secureOpts(bootstrap, user, password, caFile), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	ok("franz-go produced 100 records over SASL_SSL with %s", mechanism)
+	c, err := kgo.NewClient(append(secureOpts(bootstrap, caFile, good), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	must(err, "consumer")
 	got := 0
 	for got < n {
@@ -62,14 +78,14 @@ func secureMode(bootstrap, topic, user, password, caFile string) {
 	}
 	c.Close()
 	ok("franz-go read them back in order")
-	bad, err := kgo.NewClient(secureOpts(bootstrap, user, password+"-wrong", caFile)...)
-	must(err, "client with a wrong password")
-	defer bad.Close()
+	refused, err := kgo.NewClient(secureOpts(bootstrap, caFile, bad)...)
+	must(err, "client with "+badWhat)
+	defer refused.Close()
 	pctx, pcancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer pcancel()
-	err = bad.Ping(pctx)
+	err = refused.Ping(pctx)
 	if err == nil || !strings.Contains(err.Error(), "SASL_AUTHENTICATION_FAILED") {
-		fail("a wrong password: expected SASL_AUTHENTICATION_FAILED, got %v", err)
+		fail("%s: expected SASL_AUTHENTICATION_FAILED, got %v", badWhat, err)
 	}
-	ok("a wrong password is refused: SASL_AUTHENTICATION_FAILED")
+	ok("%s is refused: SASL_AUTHENTICATION_FAILED", badWhat)
 }
