@@ -92,6 +92,8 @@ pub struct Broker {
     listener_security: BTreeMap<String, Arc<ListenerSecurity>>,
     /// The ACL authorizer's settings, when `authorizer.class.name` is set.
     authorizer: Option<AuthorizerSettings>,
+    /// Byte rates of the clients under a quota.
+    pub(crate) throttles: crate::quotas::Throttles,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -219,6 +221,7 @@ impl Broker {
             connection_limits,
             listener_security,
             authorizer,
+            throttles: Default::default(),
         });
         // At start-up a partition that cannot be opened stops the broker, as before.
         if let Some((_, why)) = broker.apply_image().failed.into_iter().next() {

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod partition;
 pub mod partitions;
 mod peer;
+pub mod quotas;
 mod refused_batches;
 mod replica;
 mod replication;

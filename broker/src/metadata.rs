@@ -57,6 +57,8 @@ pub struct ClusterImage {
     pub cluster: Arc<ClusterMetadata>,
     /// Topic names by id: Produce v13+ and Fetch v13+ name every topic by id.
     names_by_id: HashMap<Uuid, String>,
+    /// The client quotas, indexed for each request's lookup.
+    pub quotas: crate::quotas::QuotaTable,
 }
 
 impl ClusterImage {
@@ -80,7 +82,8 @@ impl ClusterImage {
             })
             .collect();
         let names_by_id = cluster.topics.values().map(|t| (t.topic_id, t.name.clone())).collect();
-        ClusterImage { topics, next_producer_id: cluster.next_producer_id, cluster, names_by_id }
+        let quotas = crate::quotas::QuotaTable::new(&cluster.client_quotas);
+        ClusterImage { topics, next_producer_id: cluster.next_producer_id, cluster, names_by_id, quotas }
     }
 }
 

@@ -79,6 +79,17 @@ pub async fn serve_listeners(broker: Arc<Broker>, listeners: Vec<(String, TcpLis
                         drop(stream);
                         continue;
                     };
+                    // KIP-612: over its ip's connection_creation_rate, held unserved, then closed.
+                    let hold = broker.throttles.connection(&broker.metadata.image().quotas, peer.ip(), std::time::Instant::now());
+                    if hold > 0 {
+                        info!(%peer, hold_ms = hold, "closing connection: connection_creation_rate of its ip exceeded");
+                        crate::metrics::throttled(crate::quotas::Kind::Connection, hold);
+                        tokio::spawn(async move {
+                            tokio::time::sleep(std::time::Duration::from_millis(hold)).await;
+                            drop((stream, slot));
+                        });
+                        continue;
+                    }
                     let b = broker.clone();
                     let name = names[index].clone();
                     let security = broker.listener_security(&name);
@@ -252,8 +263,9 @@ async fn connection<R, W>(
     // A refused authentication: answer what is in flight, then close.
     let mut closing = false;
     loop {
-        // Dispatch every complete request already buffered, in order.
-        while inflight.len() < MAX_IN_FLIGHT && exclusive == 0 && !closing {
+        // Dispatch every complete request already buffered, in order (none while a
+        // quota's throttle mutes the connection).
+        while inflight.len() < MAX_IN_FLIGHT && exclusive == 0 && !closing && session.muted_until().is_none() {
             let frame = match take_frame(&mut buf, max) {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
@@ -343,6 +355,7 @@ async fn connection<R, W>(
             }
             return;
         }
+        let muted = session.muted_until();
         tokio::select! {
             biased;
             Some((was_exclusive, done)) = inflight.next(), if !inflight.is_empty() => match done {
@@ -369,7 +382,9 @@ async fn connection<R, W>(
                 release = None;
                 exclusive -= 1;
             }
-            read = rd.read_buf(&mut buf), if !eof && !closing && inflight.len() < MAX_IN_FLIGHT && exclusive == 0 => match read {
+            // KIP-219: a throttled connection reads nothing until its throttle ends.
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(muted.unwrap_or_else(std::time::Instant::now))), if muted.is_some() => {}
+            read = rd.read_buf(&mut buf), if !eof && !closing && inflight.len() < MAX_IN_FLIGHT && exclusive == 0 && muted.is_none() => match read {
                 Ok(0) => eof = true,
                 Ok(_) => idle.as_mut().reset(tokio::time::Instant::now() + max_idle),
                 Err(e) => {

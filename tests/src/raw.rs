@@ -41,6 +41,7 @@ pub struct RawClient {
     stream: TcpStream,
     next_correlation_id: i32,
     api_versions: Option<ApiVersionsResponse>,
+    client_id: StrBytes,
 }
 
 impl RawClient {
@@ -50,7 +51,12 @@ impl RawClient {
         stream.set_read_timeout(Some(IO_TIMEOUT))?;
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
         stream.set_nodelay(true)?;
-        Ok(RawClient { stream, next_correlation_id: 1, api_versions: None })
+        Ok(RawClient { stream, next_correlation_id: 1, api_versions: None, client_id: StrBytes::from_static_str("karst-tests") })
+    }
+
+    /// The client id the following requests carry (quotas are per client id).
+    pub fn set_client_id(&mut self, id: &str) {
+        self.client_id = StrBytes::from_string(id.to_string());
     }
 
     /// A fresh correlation id.
@@ -67,7 +73,7 @@ impl RawClient {
             .with_request_api_key(R::KEY)
             .with_request_api_version(version)
             .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("karst-tests")));
+            .with_client_id(Some(self.client_id.clone()));
         let mut body = BytesMut::new();
         header.encode(&mut body, api_key.request_header_version(version)).context("encoding request header")?;
         req.encode(&mut body, version).with_context(|| format!("encoding {api_key:?} v{version}"))?;

@@ -98,7 +98,8 @@ fn plan_topic(b: &Broker, t: &CreatableTopic) -> Result<Plan, Refusal> {
     Ok((TopicMeta { name: name.to_string(), id: Uuid::new_v4(), partitions, replication_factor, configs }, assignments))
 }
 
-pub(crate) async fn create_topics(b: Arc<Broker>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub(crate) async fn create_topics(b: Arc<Broker>, req: CreateTopicsRequest, version: i16, client_id: String) -> CreateTopicsResponse {
+    let mut throttle = 0;
     let mut results = Vec::with_capacity(req.topics.len());
     let mut names: Vec<String> = Vec::new();
     let mut plans = Vec::with_capacity(req.topics.len());
@@ -117,8 +118,13 @@ pub(crate) async fn create_topics(b: Arc<Broker>, req: CreateTopicsRequest, vers
     // places a single replica, and refuses all of it when they are too many.
     let records = plans.iter().flatten().map(|(m, _)| crate::limits::topic_records(m.partitions, m.configs.len())).sum();
     let too_large = crate::limits::check_records(records).err();
-    for (t, plan) in req.topics.iter().zip(plans) {
+    for (t, mut plan) in req.topics.iter().zip(plans) {
         let mut r = CreatableTopicResult::default().with_name(t.name.clone()).with_error_message(None);
+        if let (Ok((meta, _)), None, false) = (&plan, &too_large, req.validate_only) {
+            if let Err(refusal) = super::take_mutations(&b, &client_id, meta.partitions, version >= 6, &mut throttle) {
+                plan = Err(refusal);
+            }
+        }
         let outcome = match (plan, &too_large) {
             (Err(refusal), _) => Err(refusal),
             (Ok(_), Some(refusal)) => Err(refusal.clone()),
@@ -166,10 +172,12 @@ pub(crate) async fn create_topics(b: Arc<Broker>, req: CreateTopicsRequest, vers
         }
         results.push(r);
     }
-    CreateTopicsResponse::default().with_topics(results)
+    super::mutations_throttled(throttle);
+    CreateTopicsResponse::default().with_topics(results).with_throttle_time_ms(if version >= 2 { throttle } else { 0 })
 }
 
-pub(crate) async fn delete_topics(b: Arc<Broker>, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub(crate) async fn delete_topics(b: Arc<Broker>, req: DeleteTopicsRequest, version: i16, client_id: String) -> DeleteTopicsResponse {
+    let mut throttle = 0;
     let image = b.metadata.image();
     let targets: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
         req.topics.into_iter().map(|t| (t.name, t.topic_id)).collect()
@@ -178,12 +186,21 @@ pub(crate) async fn delete_topics(b: Arc<Broker>, req: DeleteTopicsRequest, vers
     };
     let mut responses = Vec::with_capacity(targets.len());
     for (name, id) in targets {
-        responses.push(delete_one(&b, &image, name, id, version).await);
+        responses.push(delete_one(&b, &image, name, id, version, &client_id, &mut throttle).await);
     }
-    DeleteTopicsResponse::default().with_responses(responses)
+    super::mutations_throttled(throttle);
+    DeleteTopicsResponse::default().with_responses(responses).with_throttle_time_ms(if version >= 1 { throttle } else { 0 })
 }
 
-async fn delete_one(b: &Arc<Broker>, image: &ClusterImage, name: Option<TopicName>, id: Uuid, version: i16) -> DeletableTopicResult {
+async fn delete_one(
+    b: &Arc<Broker>,
+    image: &ClusterImage,
+    name: Option<TopicName>,
+    id: Uuid,
+    version: i16,
+    client_id: &str,
+    throttle: &mut i32,
+) -> DeletableTopicResult {
     let local = match &name {
         Some(n) => image.topics.get(n.as_str()).map(|t| t.name.clone()),
         None => image.topic_by_id(id).map(|t| t.name.clone()),
@@ -209,6 +226,11 @@ async fn delete_one(b: &Arc<Broker>, image: &ClusterImage, name: Option<TopicNam
         } else {
             r
         };
+    }
+    let partitions = image.topics.get(&local).map_or(0, |t| t.partitions);
+    if let Err((code, message)) = super::take_mutations(b, client_id, partitions, version >= 5, throttle) {
+        let r = r.with_error_code(code);
+        return if version >= 5 { r.with_error_message(Some(str_bytes(message))) } else { r };
     }
     match b.delete_topic(&local).await {
         Ok(meta) => {
@@ -278,7 +300,13 @@ fn plan_partitions(b: &Broker, t: &CreatePartitionsTopic) -> Result<Growth, Refu
     Ok((t.name.to_string(), t.count, assignments))
 }
 
-pub(crate) async fn create_partitions(b: Arc<Broker>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub(crate) async fn create_partitions(
+    b: Arc<Broker>,
+    req: CreatePartitionsRequest,
+    version: i16,
+    client_id: String,
+) -> CreatePartitionsResponse {
+    let mut throttle = 0;
     let image = b.metadata.image();
     let plans: Vec<Result<Growth, Refusal>> = req.topics.iter().map(|t| plan_partitions(&b, t)).collect();
     // One record per new partition, counted over the whole request before any is placed.
@@ -289,8 +317,14 @@ pub(crate) async fn create_partitions(b: Arc<Broker>, req: CreatePartitionsReque
         .sum();
     let too_large = crate::limits::check_records(records).err();
     let mut results = Vec::with_capacity(plans.len());
-    for (t, plan) in req.topics.iter().zip(plans) {
+    for (t, mut plan) in req.topics.iter().zip(plans) {
         let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        if let (Ok((name, count, _)), None, false) = (&plan, &too_large, req.validate_only) {
+            let added = count - image.topics.get(name).map_or(0, |m| m.partitions);
+            if let Err(refusal) = super::take_mutations(&b, &client_id, added, version >= 3, &mut throttle) {
+                plan = Err(refusal);
+            }
+        }
         let outcome = match (plan, &too_large) {
             (Err(refusal), _) => Err(refusal),
             (Ok(_), Some(refusal)) => Err(refusal.clone()),
@@ -310,7 +344,8 @@ pub(crate) async fn create_partitions(b: Arc<Broker>, req: CreatePartitionsReque
             Err((code, message)) => r.with_error_code(code).with_error_message(Some(str_bytes(message))),
         });
     }
-    CreatePartitionsResponse::default().with_results(results)
+    super::mutations_throttled(throttle);
+    CreatePartitionsResponse::default().with_results(results).with_throttle_time_ms(throttle)
 }
 
 pub(crate) fn delete_records(b: &Arc<Broker>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {

@@ -5,6 +5,7 @@ mod admin;
 mod alter_configs;
 pub(crate) mod api_versions;
 mod authorized;
+mod client_quotas;
 mod describe;
 mod describe_producers;
 mod elect_leaders;
@@ -37,6 +38,8 @@ use karst_protocol::fetch_frames::encode_fetch_frames;
 use tracing::{debug_span, error, Instrument};
 
 use crate::broker::Broker;
+use crate::quotas::{Kind, Throttles};
+use crate::security::authz;
 pub(crate) use metadata::endpoint;
 
 /// What a request turned into: a response now, or one to await. Responses on a
@@ -117,6 +120,8 @@ fn checks_acls(body: &RequestKind) -> bool {
             | RequestKind::DescribeCluster(_)
             | RequestKind::CreateAcls(_)
             | RequestKind::DescribeAcls(_)
+            | RequestKind::DescribeClientQuotas(_)
+            | RequestKind::AlterClientQuotas(_)
             | RequestKind::DeleteAcls(_)
             | RequestKind::DescribeUserScramCredentials(_)
             | RequestKind::AlterUserScramCredentials(_)
@@ -196,6 +201,51 @@ fn dispatch_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<R
     handle_request(b, req, peer)
 }
 
+/// Counts `bytes` of a request of the connection of `session` against its `kind`
+/// quota: the throttle time (ms) to answer with, the connection muted for as long.
+fn quota_throttle(b: &Broker, session: &authz::Session, kind: Kind, client_id: &str, bytes: usize) -> i32 {
+    let image = b.metadata.image();
+    let user = session.principal().name;
+    let ms = b.throttles.record(&image.quotas, kind, &user, client_id, bytes, std::time::Instant::now());
+    if ms > 0 {
+        session.mute_for(ms);
+        crate::metrics::throttled(kind, ms);
+    }
+    i32::try_from(ms).unwrap_or(i32::MAX)
+}
+
+/// KIP-599 for the request being handled: takes `partitions` controller mutations
+/// from its client's quota, `strict` in the versions that know the error. A refusal
+/// is THROTTLING_QUOTA_EXCEEDED; `throttle` keeps the longest throttle time.
+pub(crate) fn take_mutations(b: &Broker, client_id: &str, partitions: i32, strict: bool, throttle: &mut i32) -> Result<(), (i16, String)> {
+    let Some(session) = authz::session() else { return Ok(()) };
+    let image = b.metadata.image();
+    let user = session.principal().name;
+    let now = std::time::Instant::now();
+    let (ms, refused) = match b.throttles.mutate(&image.quotas, &user, client_id, f64::from(partitions.max(0)), strict, now) {
+        crate::quotas::Mutations::Taken(ms) => (ms, false),
+        crate::quotas::Mutations::Refused(ms) => (ms, true),
+    };
+    *throttle = (*throttle).max(i32::try_from(ms).unwrap_or(i32::MAX));
+    if refused {
+        Err((THROTTLING_QUOTA_EXCEEDED, "The throttling quota has been exceeded.".into()))
+    } else {
+        Ok(())
+    }
+}
+
+/// After a request that took controller mutations: its connection muted for the throttle.
+pub(crate) fn mutations_throttled(throttle: i32) {
+    if throttle > 0 {
+        if let Some(s) = authz::session() {
+            s.mute_for(throttle as u64);
+        }
+        crate::metrics::throttled(Kind::Mutation, throttle as u64);
+    }
+}
+
+const THROTTLING_QUOTA_EXCEEDED: i16 = 89;
+
 fn handle_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<Reply, String> {
     let Request { api_key, version, correlation_id, body, client_id } = req;
     let client_id = client_id.map(|c| c.to_string()).unwrap_or_default();
@@ -207,6 +257,8 @@ fn handle_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<Rep
         }
         RequestKind::Metadata(r) => later!(span, correlation_id, api_key, version, Metadata, metadata::handle(b.clone(), r, version)),
         RequestKind::Produce(r) => {
+            let bytes: usize = r.topic_data.iter().flat_map(|t| &t.partition_data).map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum();
+            let throttle = authz::session().map_or(0, |s| quota_throttle(b, &s, Kind::Produce, &client_id, bytes));
             let additions = produce::txn_additions(b, &r, version);
             if !additions.is_empty() {
                 // Transactions v2: the partitions are added to the transaction before
@@ -222,7 +274,8 @@ fn handle_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<Rep
                     if !inflight.wants_response() {
                         return Ok(None);
                     }
-                    encode(correlation_id, api_key, version, &ResponseKind::Produce(inflight.finish().await))
+                    let response = inflight.finish().await.with_throttle_time_ms(throttle);
+                    encode(correlation_id, api_key, version, &ResponseKind::Produce(response))
                 };
                 return Ok(Reply::ExclusiveUntil(Box::pin(fut.instrument(span.clone())), release));
             }
@@ -230,13 +283,36 @@ fn handle_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<Rep
             if !inflight.wants_response() {
                 return Ok(Reply::Now(None));
             }
-            let fut = async move { encode(correlation_id, api_key, version, &ResponseKind::Produce(inflight.finish().await)) };
+            let fut = async move {
+                let response = inflight.finish().await.with_throttle_time_ms(throttle);
+                encode(correlation_id, api_key, version, &ResponseKind::Produce(response))
+            };
             return Ok(Reply::Later(Box::pin(fut.instrument(span.clone()))));
         }
-        RequestKind::Fetch(r) => {
+        RequestKind::Fetch(mut r) => {
+            let follower = if version >= 15 { r.replica_state.replica_id.0 >= 0 } else { r.replica_id.0 >= 0 };
+            // A consumer under a quota gets at most what the quota allows over its
+            // window in one response, as Kafka; what it got is counted after.
+            let session = authz::session().filter(|_| !follower);
+            if let Some(s) = &session {
+                let image = b.metadata.image();
+                if let Some(cap) = Throttles::window_bytes(&image.quotas, Kind::Fetch, &s.principal().name, &client_id) {
+                    r.max_bytes = r.max_bytes.min(i32::try_from(cap.max(1)).unwrap_or(i32::MAX));
+                }
+            }
             // The fetch session is settled now, in request order; the reading waits.
             let pending = fetch::start(b, r, version);
-            let fut = async move { encode(correlation_id, api_key, version, &ResponseKind::Fetch(pending.await)) };
+            let b = b.clone();
+            let fut = async move {
+                let mut response = pending.await;
+                if let Some(s) = session {
+                    let bytes: usize =
+                        response.responses.iter().flat_map(|t| &t.partitions).map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum();
+                    let throttle = quota_throttle(&b, &s, Kind::Fetch, &client_id, bytes);
+                    response.throttle_time_ms = response.throttle_time_ms.max(throttle);
+                }
+                encode(correlation_id, api_key, version, &ResponseKind::Fetch(response))
+            };
             return Ok(Reply::Later(Box::pin(fut.instrument(span.clone()))));
         }
         RequestKind::JoinGroup(r) => {
@@ -284,13 +360,13 @@ fn handle_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<Rep
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(b, r, version)),
         RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(leader_epoch::handle(b, r)),
         RequestKind::CreateTopics(r) => {
-            later!(span, correlation_id, api_key, version, CreateTopics, admin::create_topics(b.clone(), r, version))
+            later!(span, correlation_id, api_key, version, CreateTopics, admin::create_topics(b.clone(), r, version, client_id))
         }
         RequestKind::DeleteTopics(r) => {
-            later!(span, correlation_id, api_key, version, DeleteTopics, admin::delete_topics(b.clone(), r, version))
+            later!(span, correlation_id, api_key, version, DeleteTopics, admin::delete_topics(b.clone(), r, version, client_id))
         }
         RequestKind::CreatePartitions(r) => {
-            later!(span, correlation_id, api_key, version, CreatePartitions, admin::create_partitions(b.clone(), r))
+            later!(span, correlation_id, api_key, version, CreatePartitions, admin::create_partitions(b.clone(), r, version, client_id))
         }
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(admin::delete_records(b, r)),
         RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe::describe_configs(b, r, version)),
@@ -325,6 +401,10 @@ fn handle_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<Rep
         RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(txn::list(b, r, version)),
         RequestKind::CreateAcls(r) => later!(span, correlation_id, api_key, version, CreateAcls, acls::create(b.clone(), r)),
         RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe(b, r)),
+        RequestKind::DescribeClientQuotas(r) => ResponseKind::DescribeClientQuotas(client_quotas::describe(b, r)),
+        RequestKind::AlterClientQuotas(r) => {
+            later!(span, correlation_id, api_key, version, AlterClientQuotas, client_quotas::alter(b.clone(), r))
+        }
         RequestKind::DeleteAcls(r) => later!(span, correlation_id, api_key, version, DeleteAcls, acls::delete(b.clone(), r)),
         RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(scram_credentials::describe(b, r)),
         RequestKind::AlterUserScramCredentials(r) => {

@@ -29,6 +29,11 @@ pub(crate) struct ResourceLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct QuotaLabel {
+    pub(crate) quota: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct MechanismLabel {
     pub(crate) mechanism: &'static str,
 }
@@ -73,6 +78,9 @@ pub(crate) struct Families {
     pub(crate) authentication_failures: Family<MechanismLabel, Counter>,
     /// Requests (or parts of them) refused by the ACL authorizer.
     pub(crate) authorization_denied: Family<ResourceLabel, Counter>,
+    /// Requests answered with a quota's throttle time, and that time.
+    pub(crate) throttled: Family<QuotaLabel, Counter>,
+    pub(crate) throttle_ms: Family<QuotaLabel, Counter>,
     latency: HistogramFamily<ApiLabel>,
     pub(crate) errors: Family<ApiErrorLabels, Counter>,
     pub(crate) isr_shrinks: Counter,
@@ -124,6 +132,8 @@ impl Families {
             legacy_requests: Family::default(),
             authentication_failures: Family::default(),
             authorization_denied: Family::default(),
+            throttled: Family::default(),
+            throttle_ms: Family::default(),
             latency: Family::new_with_constructor(latency_histogram as fn() -> AtomicHistogram),
             errors: Family::default(),
             isr_shrinks: Counter::default(),
@@ -174,6 +184,16 @@ impl Families {
             "karst_authorization_denied",
             "Operations the ACL authorizer refused, by resource type (topic, group, cluster, transactional_id)",
             f.authorization_denied.clone(),
+        );
+        registry.register(
+            "karst_throttled_requests",
+            "Requests that took a client over its quota (produce: producer_byte_rate, fetch: consumer_byte_rate)",
+            f.throttled.clone(),
+        );
+        registry.register(
+            "karst_throttle_time_ms",
+            "Throttle time given to clients over their quota, in milliseconds, by quota",
+            f.throttle_ms.clone(),
         );
         registry.register(
             "karst_authentication_failures",

@@ -97,6 +97,19 @@ pub(crate) fn authentication_failed(mechanism: &str) {
     families().authentication_failures.get_or_create(&families::MechanismLabel { mechanism }).inc();
 }
 
+/// A request took its client over a quota: answered with `ms` of throttle time.
+pub(crate) fn throttled(kind: crate::quotas::Kind, ms: u64) {
+    let quota = match kind {
+        crate::quotas::Kind::Produce => "produce",
+        crate::quotas::Kind::Fetch => "fetch",
+        crate::quotas::Kind::Mutation => "controller_mutation",
+        crate::quotas::Kind::Connection => "connection_creation",
+    };
+    let f = families();
+    f.throttled.get_or_create(&families::QuotaLabel { quota }).inc();
+    f.throttle_ms.get_or_create(&families::QuotaLabel { quota }).inc_by(ms);
+}
+
 /// A deleted topic's series go with it, as Kafka drops its per-topic metrics.
 pub(crate) fn topic_deleted(topic: &str) {
     let f = families();

@@ -13,16 +13,40 @@ use super::acl::{self, Action};
 use super::Principal;
 use crate::broker::Broker;
 
-/// Who a connection acts as.
+/// Who a connection acts as, and until when it is muted (a quota's throttle).
 #[derive(Debug)]
 pub struct Session {
     principal: Mutex<Principal>,
     host: String,
+    muted_until: Mutex<Option<std::time::Instant>>,
 }
 
 impl Session {
     pub fn new(principal: Principal, host: String) -> Arc<Session> {
-        Arc::new(Session { principal: Mutex::new(principal), host })
+        Arc::new(Session { principal: Mutex::new(principal), host, muted_until: Mutex::new(None) })
+    }
+
+    pub fn principal(&self) -> Principal {
+        self.principal.lock().clone()
+    }
+
+    /// KIP-219: the connection reads no request for `ms` from now.
+    pub fn mute_for(&self, ms: u64) {
+        if ms == 0 {
+            return;
+        }
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+        let mut m = self.muted_until.lock();
+        *m = Some(m.map_or(until, |t| t.max(until)));
+    }
+
+    /// When the connection may read again, if it is muted now.
+    pub fn muted_until(&self) -> Option<std::time::Instant> {
+        let mut m = self.muted_until.lock();
+        if m.is_some_and(|t| t <= std::time::Instant::now()) {
+            *m = None;
+        }
+        *m
     }
 
     /// After a SASL authentication.
@@ -38,6 +62,11 @@ tokio::task_local! {
 /// Runs a connection with its session visible to the requests it handles.
 pub fn scope<F: Future>(session: Arc<Session>, f: F) -> impl Future<Output = F::Output> {
     SESSION.scope(session, f)
+}
+
+/// The session of the request being handled, if on a connection.
+pub fn session() -> Option<Arc<Session>> {
+    SESSION.try_with(Arc::clone).ok()
 }
 
 /// The principal of the request being handled, if on a connection.

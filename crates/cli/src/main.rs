@@ -41,6 +41,8 @@ enum Command {
     Cluster(admin::ClusterCmd),
     /// List, add and delete SCRAM users.
     User(admin::UserCmd),
+    /// List, set and delete client quotas (byte rates, request and connection rates).
+    Quota(admin::QuotaCmd),
 }
 
 #[derive(clap::Args, Debug)]
@@ -308,6 +310,7 @@ fn main() -> Result<()> {
         Command::Consume(c) => admin::main(admin::AdminCommand::Consume(c)),
         Command::Group(c) => admin::main(admin::AdminCommand::Group(c)),
         Command::User(c) => admin::main(admin::AdminCommand::User(c)),
+        Command::Quota(c) => admin::main(admin::AdminCommand::Quota(c)),
         Command::Cluster(c) => admin::main(admin::AdminCommand::Cluster(c)),
     }
 }

@@ -83,6 +83,10 @@ pub enum MetadataCommand {
         add: Vec<AclBinding>,
         remove: Vec<AclBinding>,
     },
+    /// AlterClientQuotas: each entity's values set or removed, checked again here.
+    AlterClientQuotas {
+        alterations: Vec<crate::quotas::QuotaAlteration>,
+    },
     /// Leader election; `partition_epoch` must be the current one.
     ChangePartitionLeader {
         topic: String,
@@ -146,6 +150,7 @@ pub enum CommandOutcome {
     BrokerConfigAltered,
     ScramCredentialsAltered,
     AclsAltered,
+    ClientQuotasAltered,
     PartitionChanged {
         state: PartitionState,
     },
@@ -239,6 +244,13 @@ impl ClusterMetadata {
                     }
                 }
                 Ok(CommandOutcome::AclsAltered)
+            }
+            MetadataCommand::AlterClientQuotas { alterations } => {
+                for a in alterations {
+                    crate::quotas::check_alteration(a).map_err(CommandError::InvalidRequest)?;
+                }
+                crate::quotas::apply(&mut self.client_quotas, alterations);
+                Ok(CommandOutcome::ClientQuotasAltered)
             }
             MetadataCommand::ChangePartitionLeader { topic, partition, partition_epoch, leader } => {
                 self.change_leader(topic, *partition, *partition_epoch, *leader)

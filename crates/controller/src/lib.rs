@@ -21,6 +21,7 @@ mod membership;
 pub mod metadata;
 mod network;
 pub mod placement;
+pub mod quotas;
 mod server;
 mod state_machine;
 mod voters;

@@ -99,6 +99,9 @@ pub struct ClusterMetadata {
     /// ACLs (CreateAcls), in the order they were created; no two equal.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acls: Vec<AclBinding>,
+    /// Client quotas (AlterClientQuotas), one entry per entity with values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_quotas: Vec<crate::quotas::ClientQuota>,
 }
 
 /// One ACL, with Kafka's codes: resource type, pattern type, operation, permission.

@@ -13,6 +13,7 @@ pub(crate) mod membership;
 pub(crate) mod murmur2;
 pub(crate) mod output;
 pub(crate) mod produce;
+mod quota;
 pub(crate) mod topic;
 mod user;
 
@@ -189,6 +190,54 @@ pub(crate) enum UserAction {
 }
 
 #[derive(Args, Debug)]
+pub(crate) struct QuotaCmd {
+    #[command(flatten)]
+    pub(crate) conn: Conn,
+    #[command(subcommand)]
+    pub(crate) action: QuotaAction,
+}
+
+/// The entity a quota belongs to: a user, a client id, both, or an ip, each named or
+/// the default one (what applies to those without their own).
+#[derive(Args, Debug)]
+pub(crate) struct QuotaEntityArgs {
+    #[arg(long)]
+    pub(crate) user: Option<String>,
+    #[arg(long)]
+    pub(crate) default_user: bool,
+    #[arg(long)]
+    pub(crate) client_id: Option<String>,
+    #[arg(long)]
+    pub(crate) default_client_id: bool,
+    #[arg(long)]
+    pub(crate) ip: Option<String>,
+    #[arg(long)]
+    pub(crate) default_ip: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum QuotaAction {
+    /// Every entity's quotas (DescribeClientQuotas).
+    List,
+    /// Set quotas: producer_byte_rate, consumer_byte_rate, request_percentage,
+    /// controller_mutation_rate (users, client ids), connection_creation_rate (ips).
+    Set {
+        #[command(flatten)]
+        entity: QuotaEntityArgs,
+        /// KEY=VALUE pairs.
+        #[arg(required = true)]
+        values: Vec<String>,
+    },
+    /// Remove quotas by key.
+    Delete {
+        #[command(flatten)]
+        entity: QuotaEntityArgs,
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug)]
 pub(crate) struct GroupCmd {
     #[command(flatten)]
     pub(crate) conn: Conn,
@@ -278,6 +327,7 @@ pub(crate) enum AdminCommand {
     Group(GroupCmd),
     Cluster(ClusterCmd),
     User(UserCmd),
+    Quota(QuotaCmd),
 }
 
 async fn run(cmd: AdminCommand) -> Result<()> {
@@ -297,6 +347,10 @@ async fn run(cmd: AdminCommand) -> Result<()> {
         AdminCommand::User(c) => {
             let mut client = Client::connect(&c.conn.bootstrap_server).await?;
             user::run(&mut client, c.conn.output, c.action).await
+        }
+        AdminCommand::Quota(c) => {
+            let mut client = Client::connect(&c.conn.bootstrap_server).await?;
+            quota::run(&mut client, c.conn.output, c.action).await
         }
         AdminCommand::Group(c) => {
             let mut client = Client::connect(&c.conn.bootstrap_server).await?;

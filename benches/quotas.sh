@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Client quotas (issue 21, acceptance 3): a producer over its producer_byte_rate is held
+# to the quota over a minute while another client's throughput is unaffected. A
+# benchmark, not a timed test.
+#
+#   benches/quotas.sh [--quota BYTES_PER_S] [--free-rate BYTES_PER_S] [--seconds N] [--size BYTES] [--out FILE]
+#
+# One Karst (release, its defaults: fsync before every acknowledgement) on a free
+# 127.0.0.1 port with a temporary data directory; `karst quota set --client-id limited
+# producer_byte_rate=QUOTA` (default 2 MiB/s). Two confluent-kafka producers
+# (benches/quota_client.py: SIZE-byte messages, default 1000, acks=all), each on its
+# own topic: "limited" as fast as it may, "free" at --free-rate (default 20 MB/s: an
+# unpaced producer writes hundreds of MB/s here and would fill the disk in a minute;
+# the topics keep 1 GiB). First "free" alone for 20 s (its baseline), then "limited"
+# and "free" side by side for --seconds (default 60). Reported: each one's
+# acknowledged MB/s, "limited" as a share of its quota, "free" alongside as a share of
+# its baseline with its acknowledgement latency percentiles, and the throttle times.
+# Writes benches/results/<UTC date>-quotas.md. About 1.5 minutes once built.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+cd "$root"
+
+quota=2097152
+free_rate=20000000
+seconds=60
+size=1000
+out="$here/results/$(date -u +%F)-quotas.md"
+args_given="$*"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quota) quota="$2"; shift 2 ;;
+        --free-rate) free_rate="$2"; shift 2 ;;
+        --seconds) seconds="$2"; shift 2 ;;
+        --size) size="$2"; shift 2 ;;
+        --out) out="$2"; shift 2 ;;
+        *) echo "usage: $0 [--quota BYTES_PER_S] [--seconds N] [--size BYTES] [--out FILE]" >&2; exit 2 ;;
+    esac
+done
+
+log() { echo "[quotas.sh] $*" >&2; }
+python3 -c 'import confluent_kafka' 2>/dev/null || { log "needs confluent-kafka (pip install confluent-kafka)"; exit 1; }
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/target-bench}"
+if [ -z "${KARST_BIN:-}" ]; then
+    log "building karst (release)"
+    nice -n 10 cargo build --release -p karst --bin karst >&2
+fi
+KARST_BIN="${KARST_BIN:-$CARGO_TARGET_DIR/release/karst}"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/karst-quotas.XXXXXX")"
+karst_pid=""
+cleanup() {
+    if [ -n "$karst_pid" ]; then
+        kill -TERM "$karst_pid" 2>/dev/null || true
+        wait "$karst_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+addr="127.0.0.1:$(free_port)"
+env $(env | sed -n 's/^\(KARST_[A-Za-z0-9_]*\)=.*/-u \1/p') KARST_LOG=info \
+    "$KARST_BIN" serve --listen "$addr" --data-dir "$work/data" --admin-listen 127.0.0.1:0 \
+    >"$work/karst.out" 2>"$work/karst.log" &
+karst_pid=$!
+for ((i = 0; i < 600; i++)); do
+    grep -q '^Karst listening on' "$work/karst.out" 2>/dev/null && break
+    kill -0 "$karst_pid" 2>/dev/null || { log "karst exited"; tail -20 "$work/karst.log" >&2; exit 1; }
+    sleep 0.1
+done
+for t in q-limited q-free; do
+    "$KARST_BIN" topic create "$t" -b "$addr" --config retention.bytes=1073741824 --config segment.bytes=134217728 >/dev/null
+done
+"$KARST_BIN" quota set --client-id limited "producer_byte_rate=$quota" -b "$addr" >/dev/null
+"$KARST_BIN" quota list -b "$addr" >&2
+
+client() { python3 "$here/quota_client.py" "$addr" "$1" "$2" "$3" "$size" "${4:-0}"; }
+log "free alone for 20 s"
+alone="$(client q-free free 20 "$free_rate")"
+log "limited and free side by side for $seconds s"
+client q-limited limited "$seconds" >"$work/limited.json" &
+limited_pid=$!
+client q-free free "$seconds" "$free_rate" >"$work/free.json"
+wait "$limited_pid"
+
+mkdir -p "$(dirname "$out")"
+python3 - "$alone" "$(cat "$work/limited.json")" "$(cat "$work/free.json")" "$quota" "$seconds" "$size" "$args_given" "$(git -C "$root" rev-parse --short HEAD)" "$free_rate" >"$out" <<'PY'
+import json, sys
+alone, limited, free = (json.loads(a) for a in sys.argv[1:4])
+quota, seconds, size, args, rev, free_rate = float(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7], sys.argv[8], float(sys.argv[9])
+mb = lambda r: r["bytes"] / r["seconds"] / 1e6
+print(f"# Client quotas: a producer held to producer_byte_rate, another unaffected\n")
+print(f"`benches/quotas.sh {args}`, Karst {rev}; {size}-byte messages, acks=all, confluent-kafka producers.\n")
+lat = lambda r: f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f} / {r['p999_ms']:.1f}"
+print("| producer | quota | MB/s | share | ack latency p50 / p99 / p99.9 (ms) | throttle answers | longest throttle |")
+print("|---|---|---|---|---|---|---|")
+print(f"| free, alone (20 s, offered {free_rate/1e6:.0f} MB/s) | none | {mb(alone):.2f} | baseline | {lat(alone)} | {alone['throttles']} | {alone['max_throttle_ms']:.0f} ms |")
+print(f"| limited ({seconds} s, unpaced) | {quota/1e6:.2f} MB/s | {mb(limited):.3f} | {100*mb(limited)/(quota/1e6):.1f} % of its quota | {lat(limited)} | {limited['throttles']} | {limited['max_throttle_ms']:.0f} ms |")
+print(f"| free, alongside ({seconds} s, offered {free_rate/1e6:.0f} MB/s) | none | {mb(free):.2f} | {100*mb(free)/mb(alone):.1f} % of its baseline | {lat(free)} | {free['throttles']} | {free['max_throttle_ms']:.0f} ms |")
+PY
+cat "$out"
