@@ -94,6 +94,8 @@ pub struct Broker {
     authorizer: Option<AuthorizerSettings>,
     /// Byte rates of the clients under a quota.
     pub(crate) throttles: crate::quotas::Throttles,
+    /// How this broker connects to its peers' inter-broker listener.
+    pub(crate) peer_security: Arc<crate::security::PeerSecurity>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -194,6 +196,11 @@ impl Broker {
         let txn_partitions = config.transaction_state_log_num_partitions;
         let config_for_cache = config.clone();
         let listener_security = listener_security(&config)?;
+        let peer_security = match config.inter_broker_listener().map_err(|e| BrokerError::Startup(e.to_string()))? {
+            Some((name, protocol)) => crate::security::PeerSecurity::build(protocol, &name, &config.security)
+                .map_err(|e| BrokerError::Startup(format!("inter-broker listener {name} ({}): {e}", protocol.as_str())))?,
+            None => crate::security::PeerSecurity::default(),
+        };
         let authorizer = config.authorizer_class_name.as_ref().map(|_| AuthorizerSettings {
             super_users: AuthorizerSettings::parse_super_users(&config.super_users).unwrap_or_default(),
             allow_if_no_acl: config.allow_everyone_if_no_acl_found,
@@ -222,6 +229,7 @@ impl Broker {
             listener_security,
             authorizer,
             throttles: Default::default(),
+            peer_security: Arc::new(peer_security),
         });
         // At start-up a partition that cannot be opened stops the broker, as before.
         if let Some((_, why)) = broker.apply_image().failed.into_iter().next() {

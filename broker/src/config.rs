@@ -879,6 +879,33 @@ impl BrokerConfig {
         ]
     }
 
+    /// The security protocol `listener.security.protocol.map` gives the controller
+    /// quorum's transport (its `CONTROLLER` entry), if any.
+    pub fn controller_protocol(&self) -> Result<Option<crate::security::Protocol>, ConfigError> {
+        let Some(text) = &self.listener_security_protocol_map else { return Ok(None) };
+        let map = parse_protocol_map("listener.security.protocol.map", text)?;
+        match map.get("CONTROLLER") {
+            None => Ok(None),
+            Some(p) => crate::security::Protocol::parse(p)
+                .map(Some)
+                .ok_or_else(|| invalid("listener.security.protocol.map", text, &format!("`{p}` is not a security protocol"))),
+        }
+    }
+
+    /// The name and protocol of the listener other brokers reach this one on.
+    pub fn inter_broker_listener(&self) -> Result<Option<(String, crate::security::Protocol)>, ConfigError> {
+        let l = self.listeners()?;
+        let name = match (&self.inter_broker_listener_name, &self.replica_listener) {
+            (_, Some(_)) => return Ok(None),
+            (Some(name), None) => name.clone(),
+            (None, None) => match l.bind.first() {
+                Some(first) => first.name.clone(),
+                None => return Ok(None),
+            },
+        };
+        Ok(l.protocols.get(&name).map(|p| (name, *p)))
+    }
+
     /// The listeners, checked against each other: unique names, a PLAINTEXT
     /// protocol mapping for each, advertised names that are listeners, an
     /// inter-broker listener that exists. Every error names its key.
@@ -903,25 +930,6 @@ impl BrokerConfig {
                 ));
             };
             protocols.insert(l.name.clone(), protocol);
-        }
-        // Brokers fetch from each other and send markers in plain Kafka requests: the
-        // listener they use must be PLAINTEXT until inter-broker TLS and SASL exist.
-        let inter_broker = match (&self.inter_broker_listener_name, &self.replica_listener) {
-            (_, Some(_)) => None,
-            (Some(name), None) => Some(name.clone()),
-            (None, None) => bind.first().map(|l| l.name.clone()),
-        };
-        if let Some(name) = inter_broker {
-            if let Some(p) = protocols.get(&name).filter(|p| **p != crate::security::Protocol::Plaintext) {
-                return Err(invalid(
-                    "inter.broker.listener.name",
-                    &name,
-                    &format!(
-                        "the inter-broker listener `{name}` is {}: brokers reach each other in PLAINTEXT only (name a PLAINTEXT listener, or set replica.listener)",
-                        p.as_str()
-                    ),
-                ));
-            }
         }
         let mut advertised = BTreeMap::new();
         if let Some(text) = &self.advertised_listener {
@@ -1189,8 +1197,12 @@ mod tests {
         refused_naming(&[("listener.security.protocol.map", "CLIENT:SASL_SSL")], "listener.security.protocol.map");
         refused_naming(&[("listener.security.protocol.map", "CLIENT:GOPHER")], "listener.security.protocol.map");
         refused_naming(&[("listener.security.protocol.map", "CLIENT")], "listener.security.protocol.map");
-        // A TLS or SASL listener is fine, but brokers reach each other in PLAINTEXT.
-        refused_naming(&[("listeners", "SSL://127.0.0.1:1")], "inter.broker.listener.name");
+        // An SSL inter-broker listener is taken (its TLS settings are checked when the
+        // broker builds its peer connections).
+        assert_eq!(
+            listeners_of(&[("listeners", "SSL://127.0.0.1:1")]).expect("an SSL listener").protocols["SSL"],
+            crate::security::Protocol::Ssl
+        );
         let l = listeners_of(&[
             ("listeners", "INTERNAL://127.0.0.1:1,SSL://127.0.0.1:2,SASL_SSL://127.0.0.1:3"),
             ("listener.security.protocol.map", "INTERNAL:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL"),

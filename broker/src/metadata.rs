@@ -236,8 +236,17 @@ impl MetadataStore {
         let handle = runtime.handle().clone();
         let dir = data_dir.join(CONTROLLER_DIR);
         let cid = cluster_id.to_string();
-        let started = run_on(&handle, async move { Controller::start(node_id as u64, &cid, &voters, dir, listen_addr).await })?
-            .map_err(controller_error)?;
+        let protocol = config.controller_protocol().map_err(|e| BrokerError::Startup(e.to_string()))?;
+        let transport = crate::security::controller_transport(protocol, &config.security)
+            .map_err(|e| BrokerError::Startup(format!("controller transport: {e}")))?;
+        if transport.is_tls() {
+            info!(node_id, "controller quorum transport: TLS with client certificates");
+        }
+        let controller_config = karst_controller::ControllerConfig { transport, ..Default::default() };
+        let started = run_on(&handle, async move {
+            Controller::start_with_config(node_id as u64, &cid, &voters, dir, listen_addr, controller_config).await
+        })?
+        .map_err(controller_error)?;
         let controller = Arc::new(started);
         info!(node_id, controller = %controller.local_addr(), "controller started");
         let listeners = advertised_listeners(config)?;

@@ -1,16 +1,23 @@
 //! One connection to another broker, one request at a time: follower fetches and
-//! the transaction coordinator's markers and verifications go through it.
+//! the transaction coordinator's markers and verifications go through it. Over TLS
+//! and SASL when the inter-broker listener has them ([`PeerSecurity`]).
 
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+use kafka_protocol::protocol::StrBytes;
+use karst_controller::transport::BoxStream;
 use karst_protocol::codec::{decode_response, encode_request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::broker::Broker;
 use crate::metadata::{ClusterImage, REPLICA_LISTENER};
+use crate::security::sasl::Mechanism;
+use crate::security::scram::ScramClient;
+use crate::security::PeerSecurity;
 
 /// The address of `broker`'s inter-broker listener: `inter.broker.listener.name`
 /// where set (every broker names the same one, as in Kafka), else its replica
@@ -31,19 +38,76 @@ pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection to a broker; errors are the reason it is unusable.
 pub(crate) struct Conn {
-    stream: TcpStream,
+    stream: BoxStream,
     correlation: i32,
     client_id: String,
 }
 
 impl Conn {
-    pub(crate) async fn connect(addr: &str, client_id: String) -> Result<Conn, String> {
-        let stream = tokio::time::timeout(CALL_TIMEOUT, TcpStream::connect(addr))
+    pub(crate) async fn connect(b: &Broker, addr: &str, client_id: String) -> Result<Conn, String> {
+        Self::connect_with(&b.peer_security, addr, client_id).await
+    }
+
+    pub(crate) async fn connect_with(security: &PeerSecurity, addr: &str, client_id: String) -> Result<Conn, String> {
+        let tcp = tokio::time::timeout(CALL_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| format!("connecting to {addr} timed out"))?
             .map_err(|e| format!("connecting to {addr}: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        Ok(Conn { stream, correlation: 0, client_id })
+        let _ = tcp.set_nodelay(true);
+        let stream: BoxStream = match &security.tls {
+            None => Box::pin(tcp),
+            Some(config) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| format!("{host}: {e}"))?;
+                let tls = tokio::time::timeout(CALL_TIMEOUT, tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp))
+                    .await
+                    .map_err(|_| format!("TLS handshake with {addr} timed out"))?
+                    .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
+                Box::pin(tls)
+            }
+        };
+        let mut conn = Conn { stream, correlation: 0, client_id };
+        if let Some((mechanism, user, password)) = &security.sasl {
+            conn.authenticate(*mechanism, user, password).await.map_err(|e| format!("SASL with {addr}: {e}"))?;
+        }
+        Ok(conn)
+    }
+
+    /// SaslHandshake v1, then SaslAuthenticate v2 as `user`.
+    async fn authenticate(&mut self, mechanism: Mechanism, user: &str, password: &str) -> Result<(), String> {
+        let hs = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism.name()));
+        let ResponseKind::SaslHandshake(r) = self.call(ApiKey::SaslHandshake, 1, RequestKind::SaslHandshake(hs)).await? else {
+            return Err("not a SaslHandshake response".into());
+        };
+        if r.error_code != 0 {
+            return Err(format!("SaslHandshake {}: error {}", mechanism.name(), r.error_code));
+        }
+        let mut step = async |bytes: Vec<u8>| -> Result<Bytes, String> {
+            let req = SaslAuthenticateRequest::default().with_auth_bytes(bytes.into());
+            let ResponseKind::SaslAuthenticate(r) = self.call(ApiKey::SaslAuthenticate, 2, RequestKind::SaslAuthenticate(req)).await?
+            else {
+                return Err("not a SaslAuthenticate response".into());
+            };
+            if r.error_code != 0 {
+                return Err(format!("error {}: {}", r.error_code, r.error_message.as_deref().unwrap_or("")));
+            }
+            Ok(r.auth_bytes)
+        };
+        match mechanism {
+            Mechanism::Plain => step(format!("\0{user}\0{password}").into_bytes()).await.map(|_| ()),
+            Mechanism::Scram(hash) => {
+                let mut client = ScramClient::new(hash, user, password);
+                let server_first = step(client.first()).await?;
+                let last = client.last(&server_first).map_err(|e| e.0)?;
+                let server_final = step(last).await?;
+                if client.verify(&server_final) {
+                    Ok(())
+                } else {
+                    Err("the peer did not prove it holds our SCRAM credential".into())
+                }
+            }
+            Mechanism::OAuthBearer => Err("OAUTHBEARER is not an inter-broker mechanism".into()),
+        }
     }
 
     pub(crate) async fn call(&mut self, key: ApiKey, version: i16, body: RequestKind) -> Result<ResponseKind, String> {

@@ -97,7 +97,7 @@ pub(crate) fn apply_roles(b: &Broker) {
                     Ok(h) => {
                         info!(topic = %p.topic, partition = p.index, leader, epoch = state.leader_epoch, "following");
                         let following = Following { p: p.clone(), me, epoch: state.leader_epoch };
-                        b.fetchers.follow(&h, leader, addr, following, b.config.fsync_before_ack());
+                        b.fetchers.follow(&h, leader, addr, following, b.config.fsync_before_ack(), b.peer_security.clone());
                     }
                     Err(_) => warn!(topic = %p.topic, partition = p.index, "no runtime to follow the leader on"),
                 }
@@ -325,7 +325,15 @@ pub(crate) struct Fetchers {
 
 impl Fetchers {
     /// Hands `following` to the fetcher of `leader` at `addr`, starting one if none runs.
-    fn follow(&self, rt: &tokio::runtime::Handle, leader: i32, addr: String, following: Following, fsync: bool) {
+    fn follow(
+        &self,
+        rt: &tokio::runtime::Handle,
+        leader: i32,
+        addr: String,
+        following: Following,
+        fsync: bool,
+        security: Arc<crate::security::PeerSecurity>,
+    ) {
         let mut all = self.by_leader.lock();
         let key = (leader, addr);
         let inbox = match all.get(&key) {
@@ -333,7 +341,7 @@ impl Fetchers {
             None => {
                 let inbox = Arc::new(Inbox::default());
                 all.insert(key.clone(), inbox.clone());
-                let fetcher = Fetcher::new(leader, key.1.clone(), fsync);
+                let fetcher = Fetcher::new(leader, key.1.clone(), fsync, security);
                 rt.spawn(fetcher.run(inbox.clone(), self.by_leader.clone(), key));
                 inbox
             }
@@ -390,6 +398,8 @@ struct Fetcher {
     leader: i32,
     addr: String,
     fsync: bool,
+    /// TLS and SASL to the leader's inter-broker listener.
+    security: Arc<crate::security::PeerSecurity>,
     /// By topic id and partition, in the order taken up.
     partitions: IndexMap<(Uuid, i32), Fetched>,
     session: LeaderSession,
@@ -400,11 +410,12 @@ struct Fetcher {
 }
 
 impl Fetcher {
-    fn new(leader: i32, addr: String, fsync: bool) -> Fetcher {
+    fn new(leader: i32, addr: String, fsync: bool, security: Arc<crate::security::PeerSecurity>) -> Fetcher {
         Fetcher {
             leader,
             addr,
             fsync,
+            security,
             partitions: IndexMap::new(),
             session: LeaderSession::default(),
             stale_session: 0,
@@ -430,7 +441,7 @@ impl Fetcher {
             }
             let c = match conn.as_mut() {
                 Some(c) => c,
-                None => match Conn::connect(&self.addr, format!("karst-replica-{}", self.node_id())).await {
+                None => match Conn::connect_with(&self.security, &self.addr, format!("karst-replica-{}", self.node_id())).await {
                     Ok(c) => conn.insert(c),
                     Err(why) => {
                         debug!(leader = self.leader, "follower fetcher cannot connect: {why}");

@@ -68,6 +68,7 @@ pub const PRODUCER_FENCED: i16 = 90;
 pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 pub const INVALID_TXN_STATE: i16 = 48;
 pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 pub const TRANSACTION_ABORTABLE: i16 = 120;
 /// A regular expression that does not compile (ListTransactions v2's pattern).
 pub const INVALID_REGULAR_EXPRESSION: i16 = 128;

@@ -36,6 +36,23 @@ pub enum ReadOutcome {
     Closed,
 }
 
+/// `req` at `version` as a complete frame (size prefix, header, body).
+pub fn request_frame<R: Request>(req: &R, version: i16, correlation_id: i32, client_id: StrBytes) -> Result<Vec<u8>> {
+    let api_key = ApiKey::try_from(R::KEY).map_err(|()| anyhow!("unknown api key {}", R::KEY))?;
+    let header = RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(client_id));
+    let mut body = BytesMut::new();
+    header.encode(&mut body, api_key.request_header_version(version)).context("encoding request header")?;
+    req.encode(&mut body, version).with_context(|| format!("encoding {api_key:?} v{version}"))?;
+    let mut frame = Vec::with_capacity(body.len() + 4);
+    frame.extend_from_slice(&(body.len() as i32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    Ok(frame)
+}
+
 /// One TCP connection to a broker.
 pub struct RawClient {
     stream: TcpStream,
@@ -68,19 +85,7 @@ impl RawClient {
 
     /// Encodes `req` at `version` as a complete frame (size prefix, header, body).
     pub fn encode<R: Request>(&mut self, req: &R, version: i16, correlation_id: i32) -> Result<Vec<u8>> {
-        let api_key = ApiKey::try_from(R::KEY).map_err(|()| anyhow!("unknown api key {}", R::KEY))?;
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(self.client_id.clone()));
-        let mut body = BytesMut::new();
-        header.encode(&mut body, api_key.request_header_version(version)).context("encoding request header")?;
-        req.encode(&mut body, version).with_context(|| format!("encoding {api_key:?} v{version}"))?;
-        let mut frame = Vec::with_capacity(body.len() + 4);
-        frame.extend_from_slice(&(body.len() as i32).to_be_bytes());
-        frame.extend_from_slice(&body);
-        Ok(frame)
+        request_frame(req, version, correlation_id, self.client_id.clone())
     }
 
     /// Sends `req` at `version` and decodes the response, checking the correlation id

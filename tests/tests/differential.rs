@@ -59,8 +59,6 @@ const NEWER_KEYS: &[(i16, &str)] = &[
 /// and on an entry here that is no longer a gap.
 const KNOWN_GAPS: &[(i16, &str)] = &[
     // Security (issue 21).
-    (ApiKey::DescribeClientQuotas as i16, "no quotas yet (issue 21)"),
-    (ApiKey::AlterClientQuotas as i16, "no quotas yet (issue 21)"),
     (ApiKey::CreateDelegationToken as i16, "delegation tokens need SASL first (issue 21); not planned yet"),
     (ApiKey::RenewDelegationToken as i16, "delegation tokens need SASL first (issue 21); not planned yet"),
     (ApiKey::ExpireDelegationToken as i16, "delegation tokens need SASL first (issue 21); not planned yet"),

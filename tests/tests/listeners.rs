@@ -118,9 +118,26 @@ fn bad_listener_configs_are_refused_naming_the_key() -> Result<()> {
         &["--listen", "CLIENT://127.0.0.1:0,INTERNAL://127.0.0.1:0", "--set", "listener.security.protocol.map=CLIENT:PLAINTEXT"],
         "listener.security.protocol.map",
     )?;
-    // TLS and SASL listeners exist, but brokers reach each other in PLAINTEXT.
-    refused(&["--listen", "CLIENT://127.0.0.1:0", "--set", "listener.security.protocol.map=CLIENT:SSL"], "inter.broker.listener.name")?;
-    refused(&["--listen", "SASL_SSL://127.0.0.1:0"], "inter.broker.listener.name")?;
+    // A TLS or SASL inter-broker listener needs what the broker connects to its peers
+    // with: its keystore and truststore, its own SASL username and password.
+    let refused_saying = |args: &[&str], says: &str| -> Result<()> {
+        match Broker::start(args) {
+            Ok(_) => Err(anyhow!("{args:?} started; it should be refused saying {says:?}")),
+            Err(e) => {
+                let text = format!("{e:#}");
+                ensure!(text.contains(says), "{args:?} refused without saying {says:?}:\n{text}");
+                Ok(())
+            }
+        }
+    };
+    refused_saying(
+        &["--listen", "CLIENT://127.0.0.1:0", "--set", "listener.security.protocol.map=CLIENT:SSL"],
+        "listener.name.client.ssl.keystore.location",
+    )?;
+    refused_saying(
+        &["--listen", "CLIENT://127.0.0.1:0", "--set", "listener.security.protocol.map=CLIENT:SASL_PLAINTEXT"],
+        "listener.name.client.plain.sasl.jaas.config: the broker's own username and password",
+    )?;
     refused(
         &["--listen", "CLIENT://127.0.0.1:0", "--set", MAP, "--advertised-listener", "CLIENT://localhost:1,EXTERNAL://localhost:2"],
         "advertised.listeners",

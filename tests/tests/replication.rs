@@ -21,6 +21,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+#[path = "replication/secure.rs"]
+mod secure;
+
 const TIMEOUT: Duration = Duration::from_secs(60);
 const PARTITIONS: i32 = 6;
 /// Records sent per second: a steady load that leaves the machine's two cores room

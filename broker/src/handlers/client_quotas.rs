@@ -102,34 +102,54 @@ pub(crate) fn describe(b: &Arc<Broker>, req: DescribeClientQuotasRequest) -> Des
     DescribeClientQuotasResponse::default().with_entries(Some(entries))
 }
 
+/// Entity types in the order Kafka lists them (its `HashMap` of the three names).
+const KAFKA_ORDER: [&str; 3] = [IP, CLIENT_ID, USER];
+
+fn in_kafka_order(entity: &QuotaEntity) -> Vec<(&String, &Option<String>)> {
+    let mut parts: Vec<_> = entity.iter().collect();
+    parts.sort_by_key(|(k, _)| KAFKA_ORDER.iter().position(|t| t == k).unwrap_or(KAFKA_ORDER.len()));
+    parts
+}
+
+/// Kafka's text of an entity: `ClientQuotaEntity(entries={client-id=app, user=null})`.
+fn java_text(entity: &QuotaEntity) -> String {
+    let parts: Vec<String> = in_kafka_order(entity).into_iter().map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("null"))).collect();
+    format!("ClientQuotaEntity(entries={{{}}})", parts.join(", "))
+}
+
 pub(crate) async fn alter(b: Arc<Broker>, req: AlterClientQuotasRequest) -> AlterClientQuotasResponse {
     let authorized = authz::allowed(&b, acl::CLUSTER, acl::CLUSTER_NAME, acl::ALTER_CONFIGS);
-    let mut outcomes: Vec<(Vec<AlteredEntity>, Result<(), Refused>)> = Vec::new();
+    // One result per entity, as Kafka's controller keeps them: a later entry for an
+    // entity already seen (or one naming a key twice) is refused as a duplicate; the
+    // first entry's change still applies.
+    let mut outcomes: Vec<(QuotaEntity, Result<(), Refused>)> = Vec::new();
     let mut accepted = Vec::new();
     for entry in &req.entries {
-        let echoed: Vec<AlteredEntity> = entry
-            .entity
-            .iter()
-            .map(|e| AlteredEntity::default().with_entity_type(e.entity_type.clone()).with_entity_name(e.entity_name.clone()))
-            .collect();
-        let mut entity = QuotaEntity::new();
-        let mut checked = Ok(());
-        for e in &entry.entity {
-            if entity.insert(e.entity_type.to_string(), e.entity_name.as_ref().map(|n| n.to_string())).is_some() {
-                checked = Err(format!("Invalid client quota entity, duplicate entity entry {}", e.entity_type.as_str()));
-            }
+        // The last name of a type given twice wins, as Kafka reads the request.
+        let entity: QuotaEntity =
+            entry.entity.iter().map(|e| (e.entity_type.to_string(), e.entity_name.as_ref().map(|n| n.to_string()))).collect();
+        let mut keys = std::collections::BTreeSet::new();
+        let duplicate_key = entry.ops.iter().any(|o| !keys.insert(o.key.as_str()));
+        let duplicate = (ec::INVALID_REQUEST, format!("Ignoring duplicate entity {}", java_text(&entity)));
+        if let Some((_, r)) = outcomes.iter_mut().find(|(e, _)| *e == entity) {
+            *r = Err(duplicate);
+            continue;
         }
-        let alteration =
-            QuotaAlteration { entity, ops: entry.ops.iter().map(|o| (o.key.to_string(), (!o.remove).then_some(o.value))).collect() };
+        let alteration = QuotaAlteration {
+            entity: entity.clone(),
+            ops: entry.ops.iter().map(|o| (o.key.to_string(), (!o.remove).then_some(o.value))).collect(),
+        };
         let checked = if !authorized {
             Err((ec::CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.".to_string()))
+        } else if duplicate_key {
+            Err(duplicate)
         } else {
-            checked.and_then(|()| quotas::check_alteration(&alteration)).map_err(|m| (ec::INVALID_REQUEST, m))
+            quotas::check_alteration(&alteration).map_err(|m| (ec::INVALID_REQUEST, m))
         };
         if checked.is_ok() {
             accepted.push(alteration);
         }
-        outcomes.push((echoed, checked));
+        outcomes.push((entity, checked));
     }
     if !accepted.is_empty() && !req.validate_only {
         let what: Vec<String> = accepted.iter().map(|a| format!("{:?}: {:?}", a.entity, a.ops)).collect();
@@ -148,9 +168,13 @@ pub(crate) async fn alter(b: Arc<Broker>, req: AlterClientQuotasRequest) -> Alte
     let entries = outcomes
         .into_iter()
         .map(|(entity, r)| {
-            let e = AlteredEntry::default().with_entity(entity);
+            let parts = in_kafka_order(&entity)
+                .into_iter()
+                .map(|(k, v)| AlteredEntity::default().with_entity_type(str_bytes(k.clone())).with_entity_name(v.clone().map(str_bytes)))
+                .collect();
+            let e = AlteredEntry::default().with_entity(parts);
             match r {
-                Ok(()) => e,
+                Ok(()) => e.with_error_message(None),
                 Err((code, message)) => e.with_error_code(code).with_error_message(Some(str_bytes(message))),
             }
         })

@@ -163,6 +163,15 @@ fn read_all(
     let now = crate::broker::now_ms();
     let image = replica.map(|_| b.metadata.image());
     let listener_ok = replica.is_some() && on_inter_broker_listener(b);
+    // With an authorizer, a follower fetch needs CLUSTER_ACTION (a broker's principal:
+    // super.users), as in Kafka.
+    let cluster_action = replica.is_none()
+        || crate::security::authz::may(
+            b,
+            crate::security::acl::CLUSTER,
+            crate::security::acl::CLUSTER_NAME,
+            crate::security::acl::CLUSTER_ACTION,
+        );
     let mut total = 0usize;
     let mut any_error = false;
     let mut parts = Vec::with_capacity(targets.len());
@@ -178,6 +187,11 @@ fn read_all(
                     Err(code) => {
                         any_error = true;
                         partition_data(None, index, code)
+                    }
+                    Ok(_) if !cluster_action => {
+                        tracing::debug!(topic = %name, partition = index, ?replica, "follower fetch refused: no CLUSTER_ACTION");
+                        any_error = true;
+                        partition_data(None, index, ec::TOPIC_AUTHORIZATION_FAILED)
                     }
                     Ok(_)
                         if replica

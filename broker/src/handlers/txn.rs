@@ -333,12 +333,20 @@ pub(crate) async fn end_txn(b: Arc<Broker>, req: EndTxnRequest, version: i16) ->
 }
 
 /// Where listeners are split, markers are taken on the inter-broker listener only
-/// (CLUSTER_AUTHORIZATION_FAILED elsewhere), as Kafka requires CLUSTER_ACTION.
+/// (CLUSTER_AUTHORIZATION_FAILED elsewhere); with an authorizer, from a principal with
+/// CLUSTER_ACTION (a broker's: super.users), as Kafka requires.
 fn markers_allowed(b: &Broker) -> bool {
-    match &b.config.inter_broker_listener_name {
+    let listener = match &b.config.inter_broker_listener_name {
         Some(name) => crate::server::current_listener().is_some_and(|l| *l == **name),
         None => true,
-    }
+    };
+    listener
+        && crate::security::authz::allowed(
+            b,
+            crate::security::acl::CLUSTER,
+            crate::security::acl::CLUSTER_NAME,
+            crate::security::acl::CLUSTER_ACTION,
+        )
 }
 
 /// WriteTxnMarkers (from a transaction coordinator): each marker is appended to

@@ -139,6 +139,7 @@ pub const KEYS: &[&str] = &[
     "sasl.oauthbearer.sub.claim.name",
     "sasl.oauthbearer.scope.claim.name",
     "sasl.oauthbearer.clock.skew.seconds",
+    "sasl.mechanism.inter.broker.protocol",
 ];
 
 /// Whether `key` names a sensitive value (never logged or described).
@@ -186,5 +187,58 @@ impl ListenerSecurity {
 
     pub fn plaintext() -> ListenerSecurity {
         ListenerSecurity { tls: None, sasl: None }
+    }
+}
+
+/// How this broker reaches its peers' inter-broker listener (follower fetches,
+/// transaction markers): TLS checking the peer against the listener's truststore and
+/// presenting its keystore, then SASL with `sasl.mechanism.inter.broker.protocol`
+/// (PLAIN by default; SCRAM-SHA-256/512) and the `username` and `password` of that
+/// mechanism's JAAS config on the listener, as a Kafka broker does.
+#[derive(Debug, Default)]
+pub struct PeerSecurity {
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub sasl: Option<(sasl::Mechanism, String, String)>,
+}
+
+impl PeerSecurity {
+    pub fn build(protocol: Protocol, listener: &str, all: &BTreeMap<String, String>) -> Result<PeerSecurity, String> {
+        let s = Settings::new(all, listener);
+        let tls = if protocol.tls() { Some(tls::TlsSettings::from(&s)?.client_config()?) } else { None };
+        let sasl = if protocol.sasl() {
+            let name = s.get("sasl.mechanism.inter.broker.protocol").unwrap_or("PLAIN").trim().to_ascii_uppercase();
+            let mechanism = sasl::Mechanism::parse(&name)
+                .filter(|m| *m != sasl::Mechanism::OAuthBearer)
+                .ok_or_else(|| format!("sasl.mechanism.inter.broker.protocol: `{name}` is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"))?;
+            let key = format!("{}.sasl.jaas.config", name.to_ascii_lowercase());
+            let jaas = s
+                .get_for(&name, "sasl.jaas.config")
+                .ok_or_else(|| format!("{}: the broker's own username and password for {name} (inter-broker SASL)", s.name(&key)))?;
+            let options = sasl::parse_jaas(jaas).map_err(|e| format!("{}: {e}", s.name(&key)))?;
+            let (Some(user), Some(password)) = (options.get("username"), options.get("password")) else {
+                return Err(format!("{}: give username= and password= (the broker's own credentials)", s.name(&key)));
+            };
+            Some((mechanism, user.clone(), password.clone()))
+        } else {
+            None
+        };
+        Ok(PeerSecurity { tls, sasl })
+    }
+}
+
+/// The controller quorum's transport: TLS with client certificates required both ways
+/// when `listener.security.protocol.map` maps `CONTROLLER` to SSL (settings
+/// `listener.name.controller.ssl.*`), else plain TCP.
+pub fn controller_transport(protocol: Option<Protocol>, all: &BTreeMap<String, String>) -> Result<karst_controller::Transport, String> {
+    match protocol {
+        None | Some(Protocol::Plaintext) => Ok(karst_controller::Transport::plaintext()),
+        Some(Protocol::Ssl) => {
+            let s = tls::TlsSettings::from(&Settings::new(all, "CONTROLLER"))?.requiring_client_certificates()?;
+            Ok(karst_controller::Transport::tls(karst_controller::TransportTls { server: s.build()?, client: s.client_config()? }))
+        }
+        Some(p) => Err(format!(
+            "CONTROLLER:{}: the controller quorum's transport is PLAINTEXT or SSL (client certificates authenticate its peers)",
+            p.as_str()
+        )),
     }
 }

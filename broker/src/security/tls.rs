@@ -142,9 +142,24 @@ impl TlsSettings {
             .collect()
     }
 
-    /// Reads the material and builds the server configuration.
-    fn build(&self) -> Result<Arc<ServerConfig>, String> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+    /// These settings with client certificates required (the quorum transport).
+    pub fn requiring_client_certificates(mut self) -> Result<TlsSettings, String> {
+        if self.truststore.is_none() {
+            return Err("client certificates need ssl.truststore.location (the CAs they chain to)".into());
+        }
+        self.client_auth = ClientAuth::Required;
+        Ok(self)
+    }
+
+    fn versions(&self) -> Vec<&'static rustls::SupportedProtocolVersion> {
+        [(self.tls12, &rustls::version::TLS12), (self.tls13, &rustls::version::TLS13)]
+            .into_iter()
+            .filter_map(|(on, v)| on.then_some(v))
+            .collect()
+    }
+
+    /// The keystore's certificate chain and private key.
+    fn identity(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
         let (key_pem, chain_pem) = match &self.keystore {
             Source::File(p) => {
                 let text = fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
@@ -159,29 +174,51 @@ impl TlsSettings {
             return Err("the keystore holds no certificate".into());
         }
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| format!("reading the private key: {e}"))?;
-        let versions: Vec<&'static rustls::SupportedProtocolVersion> =
-            [(self.tls12, &rustls::version::TLS12), (self.tls13, &rustls::version::TLS13)]
-                .into_iter()
-                .filter_map(|(on, v)| on.then_some(v))
-                .collect();
+        Ok((chain, key))
+    }
+
+    /// The truststore's CAs.
+    fn roots(&self) -> Result<rustls::RootCertStore, String> {
+        let Some(ts) = &self.truststore else { return Err("no truststore (ssl.truststore.location)".into()) };
+        let pem = match ts {
+            Source::File(p) => fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))?,
+            Source::Inline(_, c) => c.clone().into_bytes(),
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| format!("reading the truststore: {e}"))?;
+            roots.add(cert).map_err(|e| format!("a truststore certificate: {e}"))?;
+        }
+        if roots.is_empty() {
+            return Err("the truststore holds no certificate".into());
+        }
+        Ok(roots)
+    }
+
+    /// The client side, for this broker's connections to its peers: it checks the
+    /// peer's certificate against the truststore and presents the keystore's.
+    pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let (chain, key) = self.identity()?;
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&self.versions())
+            .map_err(|e| format!("TLS protocol versions: {e}"))?
+            .with_root_certificates(self.roots()?)
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("the key and certificate: {e}"))?;
+        Ok(Arc::new(config))
+    }
+
+    /// Reads the material and builds the server configuration.
+    pub fn build(&self) -> Result<Arc<ServerConfig>, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let (chain, key) = self.identity()?;
         let builder = ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&versions)
+            .with_protocol_versions(&self.versions())
             .map_err(|e| format!("TLS protocol versions: {e}"))?;
-        let builder = match (&self.truststore, self.client_auth) {
-            (Some(ts), auth) if auth != ClientAuth::None => {
-                let pem = match ts {
-                    Source::File(p) => fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))?,
-                    Source::Inline(_, c) => c.clone().into_bytes(),
-                };
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in CertificateDer::pem_slice_iter(&pem) {
-                    let cert = cert.map_err(|e| format!("reading the truststore: {e}"))?;
-                    roots.add(cert).map_err(|e| format!("a truststore certificate: {e}"))?;
-                }
-                if roots.is_empty() {
-                    return Err("the truststore holds no certificate".into());
-                }
-                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+        let builder = match self.client_auth {
+            auth if auth != ClientAuth::None => {
+                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(self.roots()?), provider);
                 let verifier = if auth == ClientAuth::Requested { verifier.allow_unauthenticated() } else { verifier };
                 builder.with_client_cert_verifier(verifier.build().map_err(|e| format!("client certificate verifier: {e}"))?)
             }

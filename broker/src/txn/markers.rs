@@ -163,7 +163,7 @@ async fn write_remote(
                 .collect(),
         );
     let req = WriteTxnMarkersRequest::default().with_markers(vec![marker]);
-    let mut conn = match Conn::connect(&addr, format!("karst-txn-coordinator-{}", b.node_id)).await {
+    let mut conn = match Conn::connect(b, &addr, format!("karst-txn-coordinator-{}", b.node_id)).await {
         Ok(c) => c,
         Err(why) => return fail(parts, why),
     };

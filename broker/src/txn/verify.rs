@@ -83,7 +83,7 @@ async fn coordinate(b: &Arc<Broker>, id: &str, pid: i64, epoch: i16, partitions:
     let req = AddPartitionsToTxnRequest::default().with_transactions(vec![txn]);
     let version = if add { ADD_VERSION } else { VERIFY_VERSION };
     let answer = async {
-        let mut conn = Conn::connect(&addr, format!("karst-verify-{}", b.node_id)).await?;
+        let mut conn = Conn::connect(b, &addr, format!("karst-verify-{}", b.node_id)).await?;
         match conn.call(ApiKey::AddPartitionsToTxn, version, RequestKind::AddPartitionsToTxn(req)).await? {
             ResponseKind::AddPartitionsToTxn(r) => Ok(r),
             _ => Err("unexpected response".to_string()),

@@ -269,7 +269,9 @@ async fn run_voters(args: VotersArgs) -> Result<()> {
         VotersAction::Add { node_id, address } => Some(MembershipChange::AddVoter { id: node_id, addr: address }),
         VotersAction::Remove { node_id } => Some(MembershipChange::RemoveNode { id: node_id }),
     };
-    let q = ask_quorum(&contacts, "", 0, change, Duration::from_secs(30)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let q = ask_quorum(&karst_controller::Transport::plaintext(), &contacts, "", 0, change, Duration::from_secs(30))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("leader: {}", q.leader.map_or("none".to_string(), |l| l.to_string()));
     for (id, addr) in &q.voters {
         println!("voter {id}@{addr}");

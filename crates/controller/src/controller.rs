@@ -47,6 +47,8 @@ pub struct ControllerConfig {
     pub segment_bytes: u64,
     /// How long [`Controller::propose`] waits for a commit.
     pub propose_timeout: Duration,
+    /// Plain TCP or TLS with client certificates, for every RPC in and out.
+    pub transport: crate::Transport,
 }
 
 impl Default for ControllerConfig {
@@ -59,6 +61,7 @@ impl Default for ControllerConfig {
             logs_kept_after_snapshot: 100,
             segment_bytes: 1 << 20,
             propose_timeout: Duration::from_secs(5),
+            transport: crate::Transport::plaintext(),
         }
     }
 }
@@ -203,7 +206,7 @@ impl Controller {
         .validate()
         .map_err(|e| ControllerError::Raft(format!("bad raft config: {e}")))?;
 
-        let network = NetworkFactory { cluster_id: cluster_id.to_string(), self_id: node_id };
+        let network = NetworkFactory { cluster_id: cluster_id.to_string(), self_id: node_id, transport: config.transport.clone() };
         let raft =
             Raft::new(node_id, Arc::new(raft_config), network, log_store, sm).await.map_err(|e| ControllerError::Raft(e.to_string()))?;
         let shared = Arc::new(Shared {
@@ -211,7 +214,7 @@ impl Controller {
             propose_timeout: config.propose_timeout,
             voters: voters.to_vec(),
         });
-        let server = RpcServer::spawn(listener, raft.clone(), cluster_id.to_string(), node_id, shared.clone());
+        let server = RpcServer::spawn(listener, raft.clone(), cluster_id.to_string(), node_id, shared.clone(), config.transport.clone());
 
         let is_voter = voters.iter().any(|v| v.id == node_id);
         let initialized = raft.is_initialized().await.map_err(|e| ControllerError::Raft(e.to_string()))?;
@@ -291,7 +294,7 @@ impl Controller {
                 },
                 (Some(id), Some(addr)) => {
                     let envelope = RpcEnvelope { cluster_id: self.cluster_id.clone(), from: self.node_id, to: id, request: request() };
-                    match call_once(&addr, &envelope, ttl).await {
+                    match call_once(&self.config.transport, &addr, &envelope, ttl).await {
                         Ok(reply) => match unwrap(reply) {
                             Some(Err(e @ ProposeError::NotLeader { .. })) => last = e,
                             Some(other) => return other,
@@ -443,7 +446,7 @@ impl Controller {
     /// receives the metadata log.
     pub async fn join_as_learner(&self, timeout: Duration) -> Result<Quorum, ProposeError> {
         let change = MembershipChange::AddLearner { id: self.node_id, addr: self.local_addr.to_string() };
-        membership::ask_quorum(&self.voters, &self.cluster_id, self.node_id, Some(change), timeout).await
+        membership::ask_quorum(&self.config.transport, &self.voters, &self.cluster_id, self.node_id, Some(change), timeout).await
     }
 
     /// Stop Raft and the RPC listener. Idempotent. The data dir can then be

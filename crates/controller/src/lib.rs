@@ -24,6 +24,7 @@ pub mod placement;
 pub mod quotas;
 mod server;
 mod state_machine;
+pub mod transport;
 mod voters;
 
 use std::io::Cursor;
@@ -38,6 +39,7 @@ pub use metadata::{
 #[doc(hidden)]
 pub use network::read_frames_for_fuzzing;
 pub use placement::{place_partitions, place_partitions_from, PlacementBroker};
+pub use transport::{Transport, TransportTls};
 pub use voters::{parse_voters, Voter};
 
 /// Raft node id of a controller.

@@ -119,6 +119,7 @@ pub(crate) fn not_leader(raft: &Raft<TypeConfig>, shared: &Shared) -> ProposeErr
 /// name, until the leader answers or `timeout` passes. An empty `cluster_id` is
 /// accepted by the nodes for these requests.
 pub async fn ask_quorum(
+    transport: &crate::Transport,
     contacts: &[Voter],
     cluster_id: &str,
     from: NodeId,
@@ -140,7 +141,7 @@ pub async fn ask_quorum(
         };
         let envelope = RpcEnvelope { cluster_id: cluster_id.to_string(), from, to, request };
         let ttl = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
-        match call_once(&addr, &envelope, ttl).await {
+        match call_once(transport, &addr, &envelope, ttl).await {
             Ok(RpcReply::Membership(Ok(q))) => return Ok(q),
             Ok(RpcReply::Membership(Err(ProposeError::NotLeader { leader_id: Some(id), leader_addr: Some(a) }))) => {
                 // Ask the named leader next.

@@ -19,12 +19,12 @@ use openraft::{BasicNode, RPCTypes};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::commands::{CommandResult, MetadataCommand};
 use crate::errors::ProposeError;
 use crate::membership::{MembershipChange, Quorum};
 use crate::metadata::BrokerId;
+use crate::transport::{BoxStream, Transport};
 use crate::{NodeId, TypeConfig};
 
 /// Largest frame either side accepts (snapshot chunks are far smaller).
@@ -70,10 +70,9 @@ pub(crate) enum RpcReply {
 }
 
 /// One request on a fresh connection to `addr` (forwarded proposals and heartbeats).
-pub(crate) async fn call_once(addr: &str, envelope: &RpcEnvelope, ttl: Duration) -> io::Result<RpcReply> {
+pub(crate) async fn call_once(transport: &Transport, addr: &str, envelope: &RpcEnvelope, ttl: Duration) -> io::Result<RpcReply> {
     tokio::time::timeout(ttl, async {
-        let mut s = TcpStream::connect(addr).await?;
-        s.set_nodelay(true)?;
+        let mut s = transport.connect(addr).await?;
         write_frame(&mut s, envelope).await?;
         read_frame::<_, RpcReply>(&mut s).await?.ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed"))
     })
@@ -132,13 +131,21 @@ pub async fn read_frames_for_fuzzing(bytes: &[u8]) -> usize {
 pub(crate) struct NetworkFactory {
     pub(crate) cluster_id: String,
     pub(crate) self_id: NodeId,
+    pub(crate) transport: Transport,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
-        PeerClient { cluster_id: self.cluster_id.clone(), self_id: self.self_id, target, addr: node.addr.clone(), conn: None }
+        PeerClient {
+            cluster_id: self.cluster_id.clone(),
+            self_id: self.self_id,
+            target,
+            addr: node.addr.clone(),
+            conn: None,
+            transport: self.transport.clone(),
+        }
     }
 }
 
@@ -148,7 +155,8 @@ pub(crate) struct PeerClient {
     self_id: NodeId,
     target: NodeId,
     addr: String,
-    conn: Option<TcpStream>,
+    conn: Option<BoxStream>,
+    transport: Transport,
 }
 
 /// How one exchange failed, before mapping to openraft's error for the RPC kind.
@@ -163,9 +171,7 @@ impl PeerClient {
         let envelope = RpcEnvelope { cluster_id: self.cluster_id.clone(), from: self.self_id, to: self.target, request };
         let res = tokio::time::timeout(ttl, async {
             if self.conn.is_none() {
-                let s = TcpStream::connect(&self.addr).await?;
-                s.set_nodelay(true)?;
-                self.conn = Some(s);
+                self.conn = Some(self.transport.connect(&self.addr).await?);
             }
             let Some(conn) = self.conn.as_mut() else { return Err(io::Error::other("not connected")) };
             write_frame(conn, &envelope).await?;

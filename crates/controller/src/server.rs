@@ -2,7 +2,7 @@
 //! append-entries / vote / install-snapshot to the local Raft, answer.
 
 use openraft::Raft;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crate::controller::{propose_on, record_heartbeat, Shared};
 use crate::membership;
 use crate::network::{read_frame, write_frame, RpcEnvelope, RpcReply, RpcRequest};
+use crate::transport::{BoxStream, Transport};
 use crate::{NodeId, TypeConfig};
 
 /// A running RPC server; [`RpcServer::stop`] closes the listener and every connection.
@@ -26,9 +27,10 @@ impl RpcServer {
         cluster_id: String,
         node_id: NodeId,
         shared: Arc<Shared>,
+        transport: Transport,
     ) -> RpcServer {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, raft, cluster_id, node_id, shared, stop_rx));
+        let task = tokio::spawn(accept_loop(listener, raft, cluster_id, node_id, shared, stop_rx, transport));
         RpcServer { stop_tx, task: Some(task) }
     }
 
@@ -58,6 +60,7 @@ async fn accept_loop(
     node_id: NodeId,
     shared: Arc<Shared>,
     mut stop_rx: watch::Receiver<bool>,
+    transport: Transport,
 ) {
     let mut conns = JoinSet::new();
     let conn_stop = stop_rx.clone();
@@ -66,8 +69,15 @@ async fn accept_loop(
             _ = stopped(&mut stop_rx) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    conns.spawn(serve_conn(stream, raft.clone(), cluster_id.clone(), node_id, shared.clone(), conn_stop.clone(), peer));
+                    let (raft, cluster_id, shared, stop, transport) = (raft.clone(), cluster_id.clone(), shared.clone(), conn_stop.clone(), transport.clone());
+                    conns.spawn(async move {
+                        // With TLS, a peer without a certificate from the quorum's CA
+                        // goes no further than its handshake.
+                        match transport.accept(stream).await {
+                            Ok(stream) => serve_conn(stream, raft, cluster_id, node_id, shared, stop, peer).await,
+                            Err(e) => tracing::warn!(%peer, error = %e, "refusing controller connection: TLS handshake failed"),
+                        }
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "controller accept failed");
@@ -82,7 +92,7 @@ async fn accept_loop(
 }
 
 async fn serve_conn(
-    mut stream: TcpStream,
+    mut stream: BoxStream,
     raft: Raft<TypeConfig>,
     cluster_id: String,
     node_id: NodeId,

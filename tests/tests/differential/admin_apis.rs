@@ -1,5 +1,5 @@
-//! The admin APIs DescribeLogDirs, DescribeTopicPartitions, ElectLeaders and
-//! DescribeProducers, compared field by field with Kafka at the lowest and the highest
+//! The admin APIs DescribeLogDirs, DescribeTopicPartitions, ElectLeaders,
+//! DescribeProducers, AlterClientQuotas and DescribeClientQuotas, compared field by field with Kafka at the lowest and the highest
 //! version both serve. Both brokers get the same topic (three partitions: a plain
 //! batch in partition 0, an idempotent producer's batch in partition 1); ids, sizes
 //! of file systems and directory paths belong to one instance and are not compared.
@@ -8,12 +8,15 @@
 use std::fmt::Debug;
 
 use anyhow::{anyhow, Context, Result};
+use kafka_protocol::messages::alter_client_quotas_request::{EntityData as QuotaEntity, EntryData as QuotaEntry, OpData as QuotaOp};
+use kafka_protocol::messages::describe_client_quotas_request::ComponentData as QuotaComponent;
 use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::describe_producers_request::TopicRequest as ProducersTopic;
 use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
 use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::{
-    ApiKey, DescribeLogDirsRequest, DescribeProducersRequest, DescribeTopicPartitionsRequest, ElectLeadersRequest, InitProducerIdRequest,
+    AlterClientQuotasRequest, AlterClientQuotasResponse, ApiKey, DescribeClientQuotasRequest, DescribeClientQuotasResponse,
+    DescribeLogDirsRequest, DescribeProducersRequest, DescribeTopicPartitionsRequest, ElectLeadersRequest, InitProducerIdRequest,
 };
 use karst_tests::fields::{Kept, Rules};
 use karst_tests::raw::{encode_record, topic_name, RawClient};
@@ -224,7 +227,112 @@ pub(super) fn run(pair: &mut Pair, f: &AdminFixture) -> Result<Vec<Compared>> {
         ]);
         boxed(c.send(&req, v)?)
     })?;
+
+    // Client quotas: Kafka's checks of each entry, then what is kept, by entity.
+    let client = unique_topic("diff-quota-client");
+    let client = client.as_str();
+    // Kafka answers one result per entity, in its hash map's order: both sides are
+    // put in one order (entities by their components) before comparing.
+    let entry = |entity: &[(&str, Option<&str>)], ops: &[(&str, f64, bool)]| {
+        QuotaEntry::default()
+            .with_entity(
+                entity
+                    .iter()
+                    .map(|(k, n)| QuotaEntity::default().with_entity_type(str_bytes(k)).with_entity_name(n.map(str_bytes)))
+                    .collect(),
+            )
+            .with_ops(
+                ops.iter().map(|(k, v, remove)| QuotaOp::default().with_key(str_bytes(k)).with_value(*v).with_remove(*remove)).collect(),
+            )
+    };
+    let canonical = |mut resp: AlterClientQuotasResponse| {
+        for e in resp.entries.iter_mut() {
+            e.entity.sort_by(|a, b| a.entity_type.cmp(&b.entity_type));
+        }
+        resp.entries.sort_by_key(|e| format!("{:?}", e.entity.iter().map(|d| (&d.entity_type, &d.entity_name)).collect::<Vec<_>>()));
+        resp
+    };
+    // Each check on an entity of its own (Kafka answers per entity), then duplicates.
+    let (c1, c2, c3, c4, c5) =
+        (format!("{client}-1"), format!("{client}-2"), format!("{client}-3"), format!("{client}-4"), format!("{client}-5"));
+    let distinct = vec![
+        entry(&[], &[("producer_byte_rate", 1000.0, false)]),
+        entry(&[("group", Some("g"))], &[("producer_byte_rate", 1000.0, false)]),
+        entry(&[("client-id", Some(""))], &[("producer_byte_rate", 1000.0, false)]),
+        entry(&[("client-id", Some(&c1))], &[("connection_creation_rate", 5.0, false)]),
+        entry(&[("client-id", Some(&c2))], &[("producer_byte_rate", 0.0, false)]),
+        entry(&[("client-id", Some(&c3))], &[("producer_byte_rate", -3.0, false)]),
+        entry(&[("client-id", Some(&c4))], &[("consumer_byte_rate", 1.5, false)]),
+        entry(&[("client-id", Some(&c5))], &[("bogus_rate", 1.0, false)]),
+        entry(&[("ip", Some("10.1.2.3")), ("user", Some("u"))], &[("connection_creation_rate", 5.0, false)]),
+        entry(&[("ip", Some("10.1.2.4"))], &[("producer_byte_rate", 5.0, false)]),
+        entry(&[("ip", Some("10.1.2.5"))], &[("connection_creation_rate", 2.5, false)]),
+        entry(&[("ip", Some("10.1.2.6"))], &[("connection_creation_rate", 3e10, false)]),
+        entry(&[("user", Some(&c1)), ("client-id", Some(&c1))], &[("request_percentage", 12.5, false)]),
+    ];
+    r.run_ends("AlterClientQuotas, each entry checked, validate only", ApiKey::AlterClientQuotas, 0, &[], &|c, v, _| {
+        boxed(canonical(c.send(&AlterClientQuotasRequest::default().with_entries(distinct.clone()).with_validate_only(true), v)?))
+    })?;
+    let refused = vec![
+        entry(&[("client-id", Some(client))], &[("connection_creation_rate", 5.0, false)]),
+        entry(&[("client-id", Some(client))], &[("producer_byte_rate", 0.0, false)]),
+        entry(&[("ip", Some("10.1.2.3"))], &[("producer_byte_rate", 5.0, false)]),
+        entry(&[("ip", Some("10.1.2.3"))], &[("connection_creation_rate", 2.5, false)]),
+    ];
+    r.run_ends("AlterClientQuotas, an entity named twice, validate only", ApiKey::AlterClientQuotas, 0, &[], &|c, v, _| {
+        boxed(canonical(c.send(&AlterClientQuotasRequest::default().with_entries(refused.clone()).with_validate_only(true), v)?))
+    })?;
+    let twice = vec![entry(&[("user", Some(client))], &[("producer_byte_rate", 10.0, false), ("producer_byte_rate", 20.0, false)])];
+    r.run_ends("AlterClientQuotas, a key twice in one entry", ApiKey::AlterClientQuotas, 0, &[], &|c, v, _| {
+        boxed(canonical(c.send(&AlterClientQuotasRequest::default().with_entries(twice.clone()).with_validate_only(true), v)?))
+    })?;
+    let accepted = vec![
+        entry(&[("client-id", Some(client))], &[("producer_byte_rate", 1048576.0, false), ("consumer_byte_rate", 2097152.0, false)]),
+        entry(&[("user", Some(client)), ("client-id", None)], &[("request_percentage", 150.0, false)]),
+        entry(&[("client-id", Some(client)), ("user", Some(client))], &[("controller_mutation_rate", 7.5, false)]),
+    ];
+    r.run_ends("AlterClientQuotas set, then described", ApiKey::AlterClientQuotas, 0, &[], &|c, v, _| {
+        boxed(canonical(c.send(&AlterClientQuotasRequest::default().with_entries(accepted.clone()), v)?))
+    })?;
+    let component = |kind: &str, match_type: i8, m: Option<&str>| {
+        QuotaComponent::default().with_entity_type(str_bytes(kind)).with_match_type(match_type).with_match(m.map(str_bytes))
+    };
+    let mine = |resp: &mut DescribeClientQuotasResponse| {
+        if let Some(entries) = resp.entries.as_mut() {
+            entries.retain(|e| e.entity.iter().any(|d| d.entity_name.as_deref() == Some(client)));
+            for e in entries.iter_mut() {
+                e.entity.sort_by(|a, b| a.entity_type.cmp(&b.entity_type));
+                e.values.sort_by(|a, b| a.key.cmp(&b.key));
+            }
+            entries.sort_by_key(|e| format!("{:?}", e.entity));
+        }
+    };
+    let filters: Vec<(&str, Vec<QuotaComponent>, bool)> = vec![
+        ("the client id exactly, strict", vec![component("client-id", 0, Some(client))], true),
+        ("the client id exactly, not strict", vec![component("client-id", 0, Some(client))], false),
+        ("the user named, any client id", vec![component("user", 0, Some(client)), component("client-id", 2, None)], true),
+        ("the user named, the default client id", vec![component("user", 0, Some(client)), component("client-id", 1, None)], true),
+        ("no filter", vec![], false),
+        ("refused: an unknown entity type", vec![component("group", 2, None)], false),
+        ("refused: exact without a name", vec![component("user", 0, None)], false),
+        ("refused: default with a name", vec![component("user", 1, Some("x"))], false),
+        ("refused: specified with a name", vec![component("user", 2, Some("x"))], false),
+        ("refused: an unknown match type", vec![component("user", 7, None)], false),
+        ("refused: a type twice", vec![component("user", 2, None), component("user", 1, None)], false),
+        ("refused: ip with user", vec![component("ip", 2, None), component("user", 2, None)], false),
+    ];
+    for (what, components, strict) in &filters {
+        r.run_ends(&format!("DescribeClientQuotas, {what}"), ApiKey::DescribeClientQuotas, 0, &[], &|c, v, _| {
+            let mut resp = c.send(&DescribeClientQuotasRequest::default().with_components(components.clone()).with_strict(*strict), v)?;
+            mine(&mut resp);
+            boxed(resp)
+        })?;
+    }
     Ok(r.out)
+}
+
+fn str_bytes(s: &str) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(s.to_string())
 }
 
 /// Prints every comparison; returns how many differ (unlisted) or failed. Fails on a
