@@ -187,6 +187,53 @@ fn franz_secure(bootstrap: &str, ca: &Path, user: &str, password: &str) -> Resul
     Ok(())
 }
 
+/// The rdkafka crate over SASL_PLAINTEXT with PLAIN: 30 records produced (acks=all)
+/// and read back; a wrong password gets no delivery.
+fn rdkafka_plain(bootstrap: &str, topic: &str, broker: &Broker) -> Result<()> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    use rdkafka::Message;
+    RawClient::connect(broker.addr())?.create_topic(topic, 1, &[])?;
+    let config = |password: &str| {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", bootstrap)
+            .set("security.protocol", "SASL_PLAINTEXT")
+            .set("sasl.mechanisms", "PLAIN")
+            .set("sasl.username", "bob")
+            .set("sasl.password", password);
+        c
+    };
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        config("bob-secret").set("acks", "all").set("message.timeout.ms", "30000").create()?;
+    for i in 0..30 {
+        producer.send(BaseRecord::<(), str>::to(topic).payload(&format!("rd-{i}"))).map_err(|(e, _)| anyhow!("enqueue: {e}"))?;
+    }
+    producer.flush(Duration::from_secs(30))?;
+    let consumer: BaseConsumer =
+        config("bob-secret").set("group.id", unique_topic("rd-plain")).set("auto.offset.reset", "earliest").create()?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)?;
+    consumer.assign(&tpl)?;
+    let mut got = Vec::new();
+    let deadline = Instant::now() + TIMEOUT;
+    while got.len() < 30 && Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+            got.push(String::from_utf8_lossy(m?.payload().unwrap_or_default()).to_string());
+        }
+    }
+    ensure!(
+        got == (0..30).map(|i| format!("rd-{i}")).collect::<Vec<_>>(),
+        "the rdkafka crate read {} of 30 over SASL_PLAINTEXT",
+        got.len()
+    );
+    let wrong: ThreadedProducer<DefaultProducerContext> = config("not-bobs").create()?;
+    let refused = wrong.client().fetch_metadata(Some(topic), Duration::from_secs(10));
+    ensure!(refused.is_err(), "a wrong password gets no metadata");
+    println!("the rdkafka crate with a wrong password: {:?}", refused.err());
+    Ok(())
+}
+
 /// confluent-kafka with `security` (JSON): `roundtrip` or `refused`.
 fn confluent(bootstrap: &str, security: &serde_json::Value, mode: &str) -> Result<String> {
     let out = run_checked(
@@ -244,6 +291,8 @@ fn clients_connect_over_ssl_sasl_ssl_with_scram_sasl_plain_and_mtls() -> Result<
     });
     let said = confluent(&s.sasl_plain.to_string(), &plain, "roundtrip")?;
     ensure!(said.starts_with("roundtrip:"), "{said}");
+    // The rdkafka crate (its librdkafka is built without OpenSSL: SASL_PLAINTEXT/PLAIN).
+    rdkafka_plain(&s.sasl_plain.to_string(), &unique_topic("plain-rdkafka"), &s.broker)?;
 
     // mTLS: a client certificate from the CA is let in, a connection without one is not.
     let (cert, key) = s.ca.client("carol")?;
@@ -874,5 +923,71 @@ fn oauthbearer_tokens_are_checked_by_signature_or_taken_unsecured_from_every_cli
     ensure!(m.value_or_zero("karst_authentication_failures_total", &[("mechanism", "OAUTHBEARER")]) >= 11.0, "refusals are counted");
     let log = std::fs::read_to_string(broker.stderr_log()).unwrap_or_default();
     ensure!(log.contains("OAUTHBEARER token refused"), "why a token was refused is logged");
+    Ok(())
+}
+
+/// The current sarama (IBM, tests/go/sarama's `secure` mode) over SASL_SSL with
+/// SCRAM-SHA-512 and with OAUTHBEARER, and over SSL with a client certificate; a wrong
+/// password and a token from another key refused.
+#[test]
+fn sarama_connects_over_scram_oauthbearer_and_mtls() -> Result<()> {
+    let bin = match karst_tests::go_module_binary("sarama") {
+        Ok(b) => b,
+        Err(e) if karst_tests::ClientUnavailable::of(&e).is_some() => {
+            println!("sarama skipped: {e:#}");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let ca = TestCa::new()?;
+    let keystore = ca.server("server", "karst-broker")?;
+    let issuer = Issuer::new("k1")?;
+    let rogue = Issuer::new("k1")?;
+    let p = free_ports(4)?;
+    let listen = format!("INTERNAL://127.0.0.1:{},SCRAM://127.0.0.1:{},JWT://127.0.0.1:{},MTLS://127.0.0.1:{}", p[0], p[1], p[2], p[3]);
+    let sets = [
+        "listener.security.protocol.map=INTERNAL:PLAINTEXT,SCRAM:SASL_SSL,JWT:SASL_SSL,MTLS:SSL".to_string(),
+        "ssl.keystore.type=PEM".into(),
+        format!("ssl.keystore.location={}", keystore.display()),
+        "ssl.truststore.type=PEM".into(),
+        format!("ssl.truststore.location={}", ca.ca_file().display()),
+        "listener.name.mtls.ssl.client.auth=required".into(),
+        "listener.name.scram.sasl.enabled.mechanisms=SCRAM-SHA-512".into(),
+        "listener.name.jwt.sasl.enabled.mechanisms=OAUTHBEARER".into(),
+        format!("listener.name.jwt.oauthbearer.sasl.server.callback.handler.class={SECURED_VALIDATOR}"),
+        format!("listener.name.jwt.oauthbearer.sasl.oauthbearer.jwks.endpoint.url={}", issuer.jwks.display()),
+    ];
+    let mut args: Vec<String> = vec!["--listen".into(), listen];
+    for s in sets {
+        args.extend(["--set".to_string(), s]);
+    }
+    let broker = Broker::start(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    add_scram_user(&broker.bootstrap(), "sam", "SCRAM-SHA-512", "sam-secret")?;
+    let topic = unique_topic("sarama-secure");
+    let mut admin = RawClient::connect(broker.addr())?;
+    for suffix in ["scram", "oauth", "mtls"] {
+        admin.create_topic(&format!("{topic}-{suffix}"), 1, &[])?;
+    }
+    let (cert, key) = ca.client("sarama")?;
+    let at = |i: usize| SocketAddr::from(([127, 0, 0, 1], p[i])).to_string();
+    let token = issuer.token("sam", 600, serde_json::json!({}))?;
+    let bad = rogue.token("sam", 600, serde_json::json!({}))?;
+    let out = run_checked(
+        Command::new(bin)
+            .args(["secure", &at(1), &at(2), &at(3), &topic, "sam", "sam-secret", &ca.ca_file().display().to_string(), &token, &bad])
+            .args([cert.display().to_string(), key.display().to_string()])
+            .stdin(Stdio::null()),
+        Duration::from_secs(180),
+    )?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "OK sarama produced and read back 50 records over SASL_SSL/SCRAM-SHA-512",
+        "OK sarama produced and read back 50 records over SASL_SSL/OAUTHBEARER",
+        "OK sarama produced and read back 50 records over SSL with a client certificate",
+        "OK a wrong SCRAM password is refused",
+        "OK a token signed by another key is refused",
+    ] {
+        ensure!(said.contains(want), "sarama secure lacks {want:?}:\n{said}");
+    }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //
 //	sarama <produce-consume|group|admin|offsets|txn> <bootstrap> <topic>
 //	sarama bench <bootstrap> <topic> <records> <bytes>
+//	sarama secure <scram-addr> <oauth-addr> <mtls-addr> <topic> <user> <password> <ca> <token> <bad-token> <cert> <key>   (secure.go)
 //
 // Modes:
 //
@@ -835,6 +836,10 @@ func bench(bootstrap, topic string, n, size int) {
 }
 
 func main() {
+	if len(os.Args) == 13 && os.Args[1] == "secure" {
+		secureMode(os.Args[2:])
+		return
+	}
 	if len(os.Args) == 6 && os.Args[1] == "bench" {
 		n, size := benchArgs(os.Args[4:])
 		bench(os.Args[2], os.Args[3], n, size)
