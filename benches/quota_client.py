@@ -1,7 +1,8 @@
-"""A producer: `quota_client.py HOST:PORT TOPIC CLIENT_ID SECONDS SIZE [RATE]`.
+"""A producer: `quota_client.py HOST:PORT TOPIC CLIENT_ID SECONDS SIZE [RATE [CONFIG_JSON]]`.
 
 Produces SIZE-byte messages with `client.id` CLIENT_ID for SECONDS, as fast as it may
-(keeping librdkafka's queue full) or at RATE bytes per second, and prints one JSON
+(keeping librdkafka's queue full) or at RATE bytes per second (0: unpaced), with the
+client settings of CONFIG_JSON added (security.protocol, ssl.*, sasl.*), and prints one JSON
 object: bytes and messages acknowledged within the period, its length, the throttle
 times the broker answered with (throttle_cb), and the acknowledgement latency
 percentiles (from produce() to the delivery report)."""
@@ -14,11 +15,12 @@ from confluent_kafka import Producer
 
 bs, topic, client_id, seconds, size = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
 rate = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
+extra = json.loads(sys.argv[7]) if len(sys.argv) > 7 else {}
 throttles = []
 acked = [0]
 latencies = []
 p = Producer({"bootstrap.servers": bs, "client.id": client_id, "acks": "all", "linger.ms": 5,
-              "queue.buffering.max.kbytes": 16384, "throttle_cb": lambda e: throttles.append(e.throttle_time * 1000.0)})
+              "queue.buffering.max.kbytes": 16384, "throttle_cb": lambda e: throttles.append(e.throttle_time * 1000.0), **extra})
 value = b"b" * size
 start = time.monotonic()
 end = start + seconds

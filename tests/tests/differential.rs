@@ -33,6 +33,8 @@ use karst_tests::{unique_topic, wait_for, Broker, KafkaUnavailable};
 
 #[path = "differential/admin_apis.rs"]
 mod admin_apis;
+#[path = "differential/authorization.rs"]
+mod authorization;
 #[path = "differential/cluster.rs"]
 mod cluster;
 #[path = "differential/rebalance.rs"]
@@ -178,6 +180,37 @@ fn karst_answers_like_apache_kafka() -> Result<()> {
         bail!("Karst differs from Apache Kafka {}:\n- {}", kafka.version(), failures.join("\n- "));
     }
     Ok(())
+}
+
+/// Authorization: Kafka and Karst with the ACL authorizer, the same ACLs and the same
+/// requests (`differential/authorization.rs`).
+#[test]
+fn karst_authorizes_like_apache_kafka() -> Result<()> {
+    let authorizer =
+        [("authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer"), ("allow.everyone.if.no.acl.found", "true")];
+    let kafka = match KafkaBroker::start_with(&authorizer) {
+        Ok(kafka) => kafka,
+        Err(e) => match KafkaUnavailable::of(&e) {
+            Some(why) => {
+                println!("skipped: {why}");
+                return Ok(());
+            }
+            None => return Err(e),
+        },
+    };
+    let mut args = vec!["--set".to_string(), "group.initial.rebalance.delay.ms=0".to_string()];
+    for (k, v) in authorizer {
+        args.extend(["--set".to_string(), format!("{k}={v}")]);
+    }
+    let karst = Broker::start(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let (mut k, mut r) = (RawClient::connect(kafka.addr())?, RawClient::connect(karst.addr())?);
+    let (kafka_versions, karst_versions) = (k.api_versions()?, r.api_versions()?);
+    let mut pair = Pair { kafka: k, karst: r, kafka_versions, karst_versions };
+    let compared = authorization::run(&mut pair)?;
+    match authorization::report(&compared)? {
+        0 => Ok(()),
+        n => bail!("{n} authorization answers differ from Kafka {} or failed (marked DIFFERENT/FAILED above)", kafka.version()),
+    }
 }
 
 /// Three Kafka nodes and three Karst nodes: replication as a client sees it, before and

@@ -166,9 +166,11 @@ pub(crate) async fn delete(b: Arc<Broker>, req: DeleteAclsRequest) -> DeleteAcls
                         .with_host(str_bytes(a.host))
                         .with_operation(a.operation)
                         .with_permission_type(a.permission_type)
+                        .with_error_message(None)
                 })
                 .collect();
-            DeleteAclsFilterResult::default().with_matching_acls(acls)
+            // Kafka's success carries a null message.
+            DeleteAclsFilterResult::default().with_matching_acls(acls).with_error_message(None)
         })
         .collect();
     DeleteAclsResponse::default().with_filter_results(results)

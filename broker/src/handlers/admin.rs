@@ -143,6 +143,21 @@ pub(crate) async fn create_topics(b: Arc<Broker>, req: CreateTopicsRequest, vers
             },
         };
         match outcome {
+            Ok(meta)
+                if version >= 5
+                    && !crate::security::authz::may(
+                        &b,
+                        crate::security::acl::TOPIC,
+                        &meta.name,
+                        crate::security::acl::DESCRIBE_CONFIGS,
+                    ) =>
+            {
+                // As Kafka: created, but its configs are not shown to whom may not describe them.
+                r = r.with_topic_config_error_code(29).with_num_partitions(-1).with_replication_factor(-1).with_configs(Some(Vec::new()));
+                if version >= 7 {
+                    r = r.with_topic_id(meta.id);
+                }
+            }
             Ok(meta) => {
                 if version >= 5 {
                     let configs = topic_config::describe(&b.config, &b.config_layers(), &meta.configs)
@@ -215,7 +230,10 @@ async fn delete_one(
         // v5+ carry a message: Kafka's default one.
         return if version >= 5 { r.with_error_message(ec::default_message(code).map(str_bytes)) } else { r };
     };
-    if !crate::security::authz::allowed(b, crate::security::acl::TOPIC, &local, crate::security::acl::DELETE) {
+    // As Kafka's controller: DELETE on the cluster, else on the topic.
+    use crate::security::{acl, authz};
+    let may_delete = authz::may(b, acl::CLUSTER, acl::CLUSTER_NAME, acl::DELETE) || authz::allowed(b, acl::TOPIC, &local, acl::DELETE);
+    if !may_delete {
         let r = r.with_error_code(29); // TOPIC_AUTHORIZATION_FAILED
         return if version >= 5 { r.with_error_message(Some(str_bytes("Authorization failed."))) } else { r };
     }

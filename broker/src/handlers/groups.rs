@@ -110,11 +110,14 @@ pub(crate) fn find_coordinator(b: &Arc<Broker>, req: FindCoordinatorRequest, ver
             .map(|k| {
                 let (code, msg) = answer(k.as_str());
                 let (code, msg, id, h, p) = locate(k.as_str(), code, msg);
-                // Kafka's success message is "" in v4+ and "NONE" before.
+                if code != ec::NONE {
+                    tracing::debug!(key = %k.as_str(), code, "FindCoordinator: {}", msg.unwrap_or_default());
+                }
+                // Kafka sets no message in v4+ (its default ""), whatever the error.
                 Coordinator::default()
                     .with_key(k.clone())
                     .with_error_code(code)
-                    .with_error_message(Some(str_bytes(msg.unwrap_or_default())))
+                    .with_error_message(Some(str_bytes("")))
                     .with_node_id(BrokerId(id))
                     .with_host(str_bytes(h))
                     .with_port(p)
@@ -482,7 +485,31 @@ pub(crate) fn offset_fetch(b: &Arc<Broker>, req: OffsetFetchRequest, version: i1
     }
     let id = req.group_id.to_string();
     if let Some(code) = group_error(b, &id, acl::DESCRIBE) {
-        return if version >= 2 { OffsetFetchResponse::default().with_error_code(code) } else { OffsetFetchResponse::default() };
+        if version >= 2 {
+            return OffsetFetchResponse::default().with_error_code(code);
+        }
+        // Before v2 there is no top-level error: each partition asked for carries it.
+        let topics = req
+            .topics
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| {
+                OffsetFetchResponseTopic::default().with_name(t.name).with_partitions(
+                    t.partition_indexes
+                        .into_iter()
+                        .map(|p| {
+                            OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(-1)
+                                .with_committed_leader_epoch(-1)
+                                .with_metadata(Some(str_bytes("")))
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_topics(topics);
     }
     let wanted = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect());
     let topics = committed(b, &id, wanted)
