@@ -568,4 +568,16 @@ mod tests {
         std::fs::write(&junk, "{\"keys\": [{\"kty\": \"EC\"}]}").expect("junk");
         assert!(with(&[("sasl.oauthbearer.jwks.endpoint.url", junk.to_str().expect("utf-8"))]).is_err());
     }
+
+    proptest::proptest! {
+        /// Hostile first messages and tokens are refused, never a panic.
+        #[test]
+        fn arbitrary_first_messages_and_tokens_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), text in "[ -~]{0,200}") {
+            let _ = initial_response(&bytes);
+            let _ = initial_response(format!("n,,\x01auth=Bearer {text}\x01\x01").as_bytes());
+            let v = unsecured("");
+            let _ = v.validate(&text, 0);
+            let _ = v.validate(&format!("{text}.{text}."), 0);
+        }
+    }
 }
