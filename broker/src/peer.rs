@@ -16,7 +16,6 @@ use tokio::net::TcpStream;
 use crate::broker::Broker;
 use crate::metadata::{ClusterImage, REPLICA_LISTENER};
 use crate::security::sasl::Mechanism;
-use crate::security::scram::ScramClient;
 use crate::security::PeerSecurity;
 
 /// The address of `broker`'s inter-broker listener: `inter.broker.listener.name`
@@ -82,8 +81,10 @@ impl Conn {
         if r.error_code != 0 {
             return Err(format!("SaslHandshake {}: error {}", mechanism.name(), r.error_code));
         }
-        let mut step = async |bytes: Vec<u8>| -> Result<Bytes, String> {
-            let req = SaslAuthenticateRequest::default().with_auth_bytes(bytes.into());
+        let mut client = crate::security::sasl::SaslClient::new(mechanism, user, password)?;
+        let mut token = client.first();
+        loop {
+            let req = SaslAuthenticateRequest::default().with_auth_bytes(token.into());
             let ResponseKind::SaslAuthenticate(r) = self.call(ApiKey::SaslAuthenticate, 2, RequestKind::SaslAuthenticate(req)).await?
             else {
                 return Err("not a SaslAuthenticate response".into());
@@ -91,22 +92,10 @@ impl Conn {
             if r.error_code != 0 {
                 return Err(format!("error {}: {}", r.error_code, r.error_message.as_deref().unwrap_or("")));
             }
-            Ok(r.auth_bytes)
-        };
-        match mechanism {
-            Mechanism::Plain => step(format!("\0{user}\0{password}").into_bytes()).await.map(|_| ()),
-            Mechanism::Scram(hash) => {
-                let mut client = ScramClient::new(hash, user, password);
-                let server_first = step(client.first()).await?;
-                let last = client.last(&server_first).map_err(|e| e.0)?;
-                let server_final = step(last).await?;
-                if client.verify(&server_final) {
-                    Ok(())
-                } else {
-                    Err("the peer did not prove it holds our SCRAM credential".into())
-                }
+            match client.next(&r.auth_bytes)? {
+                Some(next) => token = next,
+                None => return Ok(()),
             }
-            Mechanism::OAuthBearer => Err("OAUTHBEARER is not an inter-broker mechanism".into()),
         }
     }
 

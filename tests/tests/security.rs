@@ -991,3 +991,68 @@ fn sarama_connects_over_scram_oauthbearer_and_mtls() -> Result<()> {
     }
     Ok(())
 }
+
+/// The karst CLI with Kafka's client properties (`--command-config`): over SASL_SSL with
+/// PLAIN and with SCRAM-SHA-512, over SSL; a wrong password is refused, naming it.
+#[test]
+fn the_karst_cli_speaks_tls_and_sasl_with_a_command_config() -> Result<()> {
+    let s = secured(&[])?;
+    add_scram_user(&s.broker.bootstrap(), "carol", "SCRAM-SHA-512", "carol-secret")?;
+    let dir = tempfile::tempdir()?;
+    let ca = s.ca.ca_file().display().to_string();
+    let props = |name: &str, text: String| -> Result<String> {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text)?;
+        Ok(path.display().to_string())
+    };
+    let jaas = |module: &str, user: &str, password: &str| {
+        format!("sasl.jaas.config=org.apache.kafka.common.security.{module} required username=\"{user}\" password=\"{password}\";\n")
+    };
+    let plain = props(
+        "plain.properties",
+        format!("security.protocol=SASL_SSL\nsasl.mechanism=PLAIN\nssl.truststore.type=PEM\nssl.truststore.location={ca}\n")
+            + &jaas("plain.PlainLoginModule", "admin", "admin-secret"),
+    )?;
+    let scram = props(
+        "scram.properties",
+        format!("security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\nssl.truststore.location={ca}\n")
+            + &jaas("scram.ScramLoginModule", "carol", "carol-secret"),
+    )?;
+    let ssl = props("ssl.properties", format!("security.protocol=SSL\nssl.truststore.location={ca}\n"))?;
+    let wrong = props(
+        "wrong.properties",
+        format!("security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\nssl.truststore.location={ca}\n")
+            + &jaas("scram.ScramLoginModule", "carol", "not-her-password"),
+    )?;
+    let karst = |addr: SocketAddr, config: &str, args: &[&str]| -> Result<std::process::Output> {
+        karst_tests::run_command(
+            Command::new(karst_tests::karst_bin()?)
+                .args(args)
+                .args(["-b", &addr.to_string(), "--command-config", config])
+                .stdin(Stdio::null()),
+            TIMEOUT,
+        )
+    };
+    let topic = unique_topic("cli-secure");
+    let out = karst(s.sasl_ssl, &plain, &["topic", "create", &topic, "--partitions", "2"])?;
+    ensure!(out.status.success(), "karst topic create over SASL_SSL/PLAIN\n{}", show_output(&out));
+    let out = karst(s.sasl_ssl, &scram, &["topic", "list"])?;
+    ensure!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&topic),
+        "karst topic list over SCRAM\n{}",
+        show_output(&out)
+    );
+    let out = karst(s.ssl, &ssl, &["topic", "describe", &topic])?;
+    ensure!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&topic),
+        "karst topic describe over SSL\n{}",
+        show_output(&out)
+    );
+    let out = karst(s.sasl_ssl, &wrong, &["topic", "list"])?;
+    let said = show_output(&out);
+    ensure!(
+        !out.status.success() && said.contains("SASL") && said.to_ascii_lowercase().contains("authentication"),
+        "a wrong password:\n{said}"
+    );
+    Ok(())
+}

@@ -372,6 +372,49 @@ impl SaslSession {
     }
 }
 
+/// The client side of a SASL exchange as `user` (PLAIN and SCRAM), without I/O: send
+/// [`SaslClient::first`], then each token [`SaslClient::next`] returns for the
+/// server's answer, until it returns `None`. SCRAM checks the server's final signature.
+pub struct SaslClient {
+    mechanism: Mechanism,
+    scram: Option<super::scram::ScramClient>,
+    plain: Vec<u8>,
+    answered: usize,
+}
+
+impl SaslClient {
+    pub fn new(mechanism: Mechanism, user: &str, password: &str) -> Result<SaslClient, String> {
+        let scram = match mechanism {
+            Mechanism::Scram(hash) => Some(super::scram::ScramClient::new(hash, user, password)),
+            Mechanism::Plain => None,
+            Mechanism::OAuthBearer => return Err("OAUTHBEARER needs a token, not a password".into()),
+        };
+        Ok(SaslClient { mechanism, scram, plain: format!("\0{user}\0{password}").into_bytes(), answered: 0 })
+    }
+
+    pub fn mechanism(&self) -> Mechanism {
+        self.mechanism
+    }
+
+    pub fn first(&self) -> Vec<u8> {
+        match &self.scram {
+            Some(c) => c.first(),
+            None => self.plain.clone(),
+        }
+    }
+
+    /// The next token for the server's answer `reply`, or `None` when done.
+    pub fn next(&mut self, reply: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        self.answered += 1;
+        match (&mut self.scram, self.answered) {
+            (None, _) => Ok(None),
+            (Some(c), 1) => c.last(reply).map(Some).map_err(|e| e.0),
+            (Some(c), _) if c.verify(reply) => Ok(None),
+            (Some(_), _) => Err("the server did not prove it holds the SCRAM credential".into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -184,15 +184,7 @@ impl TlsSettings {
             Source::File(p) => fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))?,
             Source::Inline(_, c) => c.clone().into_bytes(),
         };
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| format!("reading the truststore: {e}"))?;
-            roots.add(cert).map_err(|e| format!("a truststore certificate: {e}"))?;
-        }
-        if roots.is_empty() {
-            return Err("the truststore holds no certificate".into());
-        }
-        Ok(roots)
+        roots_from_pem(&pem)
     }
 
     /// The client side, for this broker's connections to its peers: it checks the
@@ -227,6 +219,49 @@ impl TlsSettings {
         let config = builder.with_single_cert(chain, key).map_err(|e| format!("the key and certificate: {e}"))?;
         Ok(Arc::new(config))
     }
+}
+
+/// The CAs of a PEM truststore.
+fn roots_from_pem(pem: &[u8]) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| format!("reading the truststore: {e}"))?;
+        roots.add(cert).map_err(|e| format!("a truststore certificate: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("the truststore holds no certificate".into());
+    }
+    Ok(roots)
+}
+
+/// A client's TLS configuration from Kafka client settings' PEM files: the CAs to
+/// check the broker against (`ssl.truststore.location`; without one, the system's are
+/// not consulted: a truststore is required) and, for brokers asking for client
+/// certificates, a keystore holding the key and the chain (`ssl.keystore.location`).
+pub fn client_config_from_files(
+    truststore: &std::path::Path,
+    keystore: Option<&std::path::Path>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let pem = fs::read(truststore).map_err(|e| format!("reading {}: {e}", truststore.display()))?;
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS protocol versions: {e}"))?
+        .with_root_certificates(roots_from_pem(&pem)?);
+    let config = match keystore {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let identity = TlsSettings {
+                keystore: Source::File(path.to_path_buf()),
+                truststore: None,
+                client_auth: ClientAuth::None,
+                tls12: true,
+                tls13: true,
+            }
+            .identity()?;
+            builder.with_client_auth_cert(identity.0, identity.1).map_err(|e| format!("the key and certificate: {e}"))?
+        }
+    };
+    Ok(Arc::new(config))
 }
 
 /// A listener's TLS configuration, rebuilt when its files change.

@@ -56,7 +56,7 @@ pub(crate) fn negotiate(client: (i16, i16), broker: (i16, i16)) -> Option<i16> {
 /// A connection to one broker.
 pub(crate) struct Connection {
     addr: String,
-    stream: TcpStream,
+    stream: karst_controller::transport::BoxStream,
     next_correlation_id: i32,
     /// Broker-advertised `(min, max)` per API key.
     broker_versions: HashMap<i16, (i16, i16)>,
@@ -65,15 +65,54 @@ pub(crate) struct Connection {
 impl Connection {
     /// Connects to `addr` (host:port) and negotiates versions with ApiVersions.
     pub(crate) async fn connect(addr: &str) -> Result<Connection> {
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => bail!("cannot connect to {addr}: {e}"),
             Err(_) => bail!("cannot connect to {addr}: no answer within {}s", CONNECT_TIMEOUT.as_secs()),
         };
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let security = super::security::current();
+        let stream: karst_controller::transport::BoxStream = match security.and_then(|s| s.tls.clone()) {
+            None => Box::pin(tcp),
+            Some(config) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| anyhow!("{host}: {e}"))?;
+                let tls = tokio::time::timeout(CONNECT_TIMEOUT, tokio_rustls::TlsConnector::from(config).connect(name, tcp))
+                    .await
+                    .map_err(|_| anyhow!("TLS handshake with {addr}: no answer within {}s", CONNECT_TIMEOUT.as_secs()))?
+                    .with_context(|| format!("TLS handshake with {addr}"))?;
+                Box::pin(tls)
+            }
+        };
         let mut conn = Connection { addr: addr.to_string(), stream, next_correlation_id: 1, broker_versions: HashMap::new() };
         conn.handshake().await.with_context(|| format!("ApiVersions with {addr}"))?;
+        if let Some((mechanism, user, password)) = security.and_then(|s| s.sasl.as_ref()) {
+            conn.authenticate(*mechanism, user, password).await.with_context(|| format!("SASL {} with {addr}", mechanism.name()))?;
+        }
         Ok(conn)
+    }
+
+    /// SaslHandshake, then SaslAuthenticate until the exchange is done.
+    async fn authenticate(&mut self, mechanism: karst_broker::security::sasl::Mechanism, user: &str, password: &str) -> Result<()> {
+        use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+        let name = StrBytes::from_static_str(mechanism.name());
+        let (_, h) = self.call(|_| SaslHandshakeRequest::default().with_mechanism(name)).await?;
+        if h.error_code != 0 {
+            let enabled: Vec<&str> = h.mechanisms.iter().map(|m| m.as_str()).collect();
+            return Err(KafkaError::new(h.error_code, Some(format!("the broker offers {}", enabled.join(", ")))).into());
+        }
+        let mut client = karst_broker::security::sasl::SaslClient::new(mechanism, user, password).map_err(|e| anyhow!(e))?;
+        let mut token = client.first();
+        loop {
+            let (_, r) = self.call(|_| SaslAuthenticateRequest::default().with_auth_bytes(token.into())).await?;
+            if r.error_code != 0 {
+                return Err(KafkaError::new(r.error_code, r.error_message.map(|m| m.to_string())).into());
+            }
+            match client.next(&r.auth_bytes).map_err(|e| anyhow!(e))? {
+                Some(next) => token = next,
+                None => return Ok(()),
+            }
+        }
     }
 
     async fn handshake(&mut self) -> Result<()> {

@@ -14,6 +14,7 @@ pub(crate) mod murmur2;
 pub(crate) mod output;
 pub(crate) mod produce;
 mod quota;
+mod security;
 pub(crate) mod topic;
 mod user;
 
@@ -42,6 +43,10 @@ pub(crate) struct Conn {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub(crate) output: Format,
+    /// Kafka client properties for a secured listener (security.protocol, ssl.*,
+    /// sasl.mechanism, sasl.jaas.config), as Kafka's tools take them.
+    #[arg(long, global = true, env = "KARST_COMMAND_CONFIG", value_name = "FILE")]
+    pub(crate) command_config: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -331,6 +336,18 @@ pub(crate) enum AdminCommand {
 }
 
 async fn run(cmd: AdminCommand) -> Result<()> {
+    let conn = match &cmd {
+        AdminCommand::Topic(c) => &c.conn,
+        AdminCommand::Produce(c) => &c.conn,
+        AdminCommand::Consume(c) => &c.conn,
+        AdminCommand::Group(c) => &c.conn,
+        AdminCommand::Cluster(c) => &c.conn,
+        AdminCommand::User(c) => &c.conn,
+        AdminCommand::Quota(c) => &c.conn,
+    };
+    if let Some(path) = &conn.command_config {
+        anyhow::Context::with_context(security::configure(path), || format!("--command-config {}", path.display()))?;
+    }
     match cmd {
         AdminCommand::Topic(c) => {
             let mut client = Client::connect(&c.conn.bootstrap_server).await?;
