@@ -46,36 +46,11 @@ done
 log() { echo "[quotas.sh] $*" >&2; }
 python3 -c 'import confluent_kafka' 2>/dev/null || { log "needs confluent-kafka (pip install confluent-kafka)"; exit 1; }
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/target-bench}"
-if [ -z "${KARST_BIN:-}" ]; then
-    log "building karst (release)"
-    nice -n 10 cargo build --release -p karst --bin karst >&2
-fi
-KARST_BIN="${KARST_BIN:-$CARGO_TARGET_DIR/release/karst}"
-
-work="$(mktemp -d "${TMPDIR:-/tmp}/karst-quotas.XXXXXX")"
-karst_pid=""
-cleanup() {
-    if [ -n "$karst_pid" ]; then
-        kill -TERM "$karst_pid" 2>/dev/null || true
-        wait "$karst_pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# shellcheck source=benches/single-karst.sh
+. "$here/single-karst.sh"
+single_karst_setup quotas
 addr="127.0.0.1:$(free_port)"
-env $(env | sed -n 's/^\(KARST_[A-Za-z0-9_]*\)=.*/-u \1/p') KARST_LOG=info \
-    "$KARST_BIN" serve --listen "$addr" --data-dir "$work/data" --admin-listen 127.0.0.1:0 \
-    >"$work/karst.out" 2>"$work/karst.log" &
-karst_pid=$!
-for ((i = 0; i < 600; i++)); do
-    grep -q '^Karst listening on' "$work/karst.out" 2>/dev/null && break
-    kill -0 "$karst_pid" 2>/dev/null || { log "karst exited"; tail -20 "$work/karst.log" >&2; exit 1; }
-    sleep 0.1
-done
+single_karst_start --listen "$addr"
 for t in q-limited q-free; do
     "$KARST_BIN" topic create "$t" -b "$addr" --config retention.bytes=1073741824 --config segment.bytes=134217728 >/dev/null
 done

@@ -38,24 +38,9 @@ for tool in python3 openssl; do
 done
 python3 -c 'import confluent_kafka' 2>/dev/null || { log "needs confluent-kafka (pip install confluent-kafka)"; exit 1; }
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/target-bench}"
-if [ -z "${KARST_BIN:-}" ]; then
-    log "building karst (release)"
-    nice -n 10 cargo build --release -p karst --bin karst >&2
-fi
-KARST_BIN="${KARST_BIN:-$CARGO_TARGET_DIR/release/karst}"
-
-work="$(mktemp -d "${TMPDIR:-/tmp}/karst-tls.XXXXXX")"
-karst_pid=""
-cleanup() {
-    if [ -n "$karst_pid" ]; then
-        kill -TERM "$karst_pid" 2>/dev/null || true
-        wait "$karst_pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=benches/single-karst.sh
+. "$here/single-karst.sh"
+single_karst_setup tls
 
 # A CA and a server certificate for 127.0.0.1 (Kafka's PEM keystore: key, then chain).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=Karst bench CA" \
@@ -68,22 +53,13 @@ openssl x509 -req -in "$work/server.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key
 openssl pkcs8 -topk8 -nocrypt -in "$work/server.key" -out "$work/server.p8" 2>/dev/null
 cat "$work/server.p8" "$work/server.crt" >"$work/keystore.pem"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 plain="127.0.0.1:$(free_port)"
 ssl="127.0.0.1:$(free_port)"
 sasl="127.0.0.1:$(free_port)"
-env $(env | sed -n 's/^\(KARST_[A-Za-z0-9_]*\)=.*/-u \1/p') KARST_LOG=info \
-    "$KARST_BIN" serve --listen "PLAINTEXT://$plain,SSL://$ssl,SASL_SSL://$sasl" --data-dir "$work/data" --admin-listen 127.0.0.1:0 \
+single_karst_start --listen "PLAINTEXT://$plain,SSL://$ssl,SASL_SSL://$sasl" \
     --set "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL" \
     --set "ssl.keystore.type=PEM" --set "ssl.keystore.location=$work/keystore.pem" \
-    --set "sasl.enabled.mechanisms=SCRAM-SHA-512" --set "log.retention.check.interval.ms=1000" \
-    >"$work/karst.out" 2>"$work/karst.log" &
-karst_pid=$!
-for ((i = 0; i < 600; i++)); do
-    grep -q '^Karst listening on' "$work/karst.out" 2>/dev/null && break
-    kill -0 "$karst_pid" 2>/dev/null || { log "karst exited"; tail -20 "$work/karst.log" >&2; exit 1; }
-    sleep 0.1
-done
+    --set "sasl.enabled.mechanisms=SCRAM-SHA-512" --set "log.retention.check.interval.ms=1000"
 "$KARST_BIN" user add bench --password bench-secret --mechanism SCRAM-SHA-512 -b "$plain" >/dev/null
 for t in t-plain t-ssl t-sasl; do
     "$KARST_BIN" topic create "$t" -b "$plain" --config retention.bytes=536870912 --config segment.bytes=67108864 >/dev/null

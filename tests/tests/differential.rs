@@ -110,20 +110,25 @@ const OWNED_ELSEWHERE: &[(i16, i16, i16, &str)] = &[
 /// How long a freshly created topic may take to get a leader.
 const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Kafka with `overrides`, or `None` (the reason printed) where it cannot run here.
+fn kafka_or_skip(overrides: &[(&str, &str)]) -> Result<Option<KafkaBroker>> {
+    match KafkaBroker::start_with(overrides) {
+        Ok(kafka) => Ok(Some(kafka)),
+        Err(e) => match KafkaUnavailable::of(&e) {
+            Some(why) => {
+                println!("skipped: {why}");
+                Ok(None)
+            }
+            None => Err(e),
+        },
+    }
+}
+
 #[test]
 fn karst_answers_like_apache_kafka() -> Result<()> {
     let started = Instant::now();
     // Kafka first: where it cannot run, the test skips before starting anything else.
-    let kafka = match KafkaBroker::start() {
-        Ok(kafka) => kafka,
-        Err(e) => match KafkaUnavailable::of(&e) {
-            Some(why) => {
-                println!("skipped: {why}");
-                return Ok(());
-            }
-            None => return Err(e),
-        },
-    };
+    let Some(kafka) = kafka_or_skip(&[])? else { return Ok(()) };
     // Kafka's fixture starts groups without the initial rebalance delay; so does Karst here.
     let karst = Broker::start(&["--set", "group.initial.rebalance.delay.ms=0"])?;
     println!(
@@ -188,16 +193,7 @@ fn karst_answers_like_apache_kafka() -> Result<()> {
 fn karst_authorizes_like_apache_kafka() -> Result<()> {
     let authorizer =
         [("authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer"), ("allow.everyone.if.no.acl.found", "true")];
-    let kafka = match KafkaBroker::start_with(&authorizer) {
-        Ok(kafka) => kafka,
-        Err(e) => match KafkaUnavailable::of(&e) {
-            Some(why) => {
-                println!("skipped: {why}");
-                return Ok(());
-            }
-            None => return Err(e),
-        },
-    };
+    let Some(kafka) = kafka_or_skip(&authorizer)? else { return Ok(()) };
     let mut args = vec!["--set".to_string(), "group.initial.rebalance.delay.ms=0".to_string()];
     for (k, v) in authorizer {
         args.extend(["--set".to_string(), format!("{k}={v}")]);

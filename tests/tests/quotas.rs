@@ -80,38 +80,15 @@ fn clients_over_their_byte_rates_are_throttled_and_told_and_others_are_not() -> 
     );
     let users = kafka_configs(&bootstrap, &["--describe", "--entity-type", "users", "--entity-default"])?;
     ensure!(users.contains("request_percentage=200.0"), "the default user's quota:\n{users}");
-    let out = run_kafka_tool(
-        CONFIGS,
-        &[
-            "--bootstrap-server",
-            &bootstrap,
-            "--alter",
-            "--entity-type",
-            "clients",
-            "--entity-name",
-            "x",
-            "--add-config",
-            "producer_byte_rate=1.5",
-        ],
-        TIMEOUT,
-    )?;
-    ensure!(!out.status.success() && show_output(&out).contains("cannot be a fractional value"), "{}", show_output(&out));
-    let out = run_kafka_tool(
-        CONFIGS,
-        &[
-            "--bootstrap-server",
-            &bootstrap,
-            "--alter",
-            "--entity-type",
-            "ips",
-            "--entity-name",
-            "not-an-ip",
-            "--add-config",
-            "connection_creation_rate=5",
-        ],
-        TIMEOUT,
-    )?;
-    ensure!(!out.status.success(), "an ip quota for something that is no address is refused\n{}", show_output(&out));
+    let refused = |args: &[&str]| -> Result<String> {
+        let out = run_kafka_tool(CONFIGS, &[&["--bootstrap-server", bootstrap.as_str(), "--alter"], args].concat(), TIMEOUT)?;
+        ensure!(!out.status.success(), "kafka-configs --alter {} was taken", args.join(" "));
+        Ok(show_output(&out))
+    };
+    let said = refused(&["--entity-type", "clients", "--entity-name", "x", "--add-config", "producer_byte_rate=1.5"])?;
+    ensure!(said.contains("cannot be a fractional value"), "{said}");
+    refused(&["--entity-type", "ips", "--entity-name", "not-an-ip", "--add-config", "connection_creation_rate=5"])
+        .context("an ip quota for something that is no address")?;
 
     // DescribeClientQuotas filters are checked as Kafka checks them.
     let mut admin = RawClient::connect(broker.addr())?;

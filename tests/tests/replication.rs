@@ -425,19 +425,26 @@ fn acknowledged_writes_survive_leader_kills_pauses_and_cut_links() -> Result<()>
     ensure!(vanished == 0, "{vanished} records a consumer read were later gone or different");
 
     // Replicas agree byte for byte once every broker has stopped cleanly.
+    let divergent = stop_and_compare_replicas(&mut brokers, &topic)?;
+    println!("checker: divergent partitions {divergent:?}");
+    ensure!(divergent.is_empty(), "replicas differ for partitions {divergent:?}");
+    Ok(())
+}
+
+/// Stops every broker cleanly and compares each partition's log across them: the
+/// partitions whose replicas differ.
+fn stop_and_compare_replicas(brokers: &mut [Broker], topic: &str) -> Result<BTreeSet<i32>> {
     for b in brokers.iter_mut() {
         b.terminate(TIMEOUT)?;
     }
     let mut divergent = BTreeSet::new();
     for p in 0..PARTITIONS {
-        let copies: Vec<Vec<u8>> = brokers.iter().map(|b| log_bytes(b.data_dir(), &topic, p)).collect::<Result<_>>()?;
+        let copies: Vec<Vec<u8>> = brokers.iter().map(|b| log_bytes(b.data_dir(), topic, p)).collect::<Result<_>>()?;
         if copies.iter().any(|c| *c != copies[0]) {
             divergent.insert(p);
         }
     }
-    println!("checker: divergent partitions {divergent:?}");
-    ensure!(divergent.is_empty(), "replicas differ for partitions {divergent:?}");
-    Ok(())
+    Ok(divergent)
 }
 
 /// The checker: every acknowledged record is read back at its offset, once, with its

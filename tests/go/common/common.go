@@ -6,6 +6,7 @@ package common
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"time"
@@ -45,4 +46,15 @@ func CtxFor(d time.Duration) context.Context {
 func BenchLine(client string, n, size int, produce, first, consume time.Duration) {
 	fmt.Printf("BENCH client=%s records=%d bytes=%d produce_s=%.4f first_s=%.4f consume_s=%.4f\n",
 		client, n, size, produce.Seconds(), first.Seconds(), consume.Seconds())
+}
+
+// CAPool reads the PEM CA certificates a secured client verifies the broker with.
+func CAPool(caFile string) *x509.CertPool {
+	pem, err := os.ReadFile(caFile)
+	Must(err, "reading the CA")
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		Fail("no certificate in %s", caFile)
+	}
+	return pool
 }

@@ -10,9 +10,8 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"os"
+	"karsttests/common"
 	"strings"
 	"time"
 
@@ -23,12 +22,7 @@ import (
 )
 
 func secureOpts(bootstrap, caFile string, mechanism sasl.Mechanism) []kgo.Opt {
-	pem, err := os.ReadFile(caFile)
-	must(err, "reading the CA")
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		fail("no certificate in %s", caFile)
-	}
+	pool := common.CAPool(caFile)
 	host := bootstrap[:strings.LastIndex(bootstrap, ":")]
 	return []kgo.Opt{
 		kgo.SeedBrokers(bootstrap),

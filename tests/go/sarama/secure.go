@@ -10,9 +10,8 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"os"
+	"karsttests/common"
 	"strings"
 	"time"
 
@@ -35,20 +34,19 @@ func (x *xdgSCRAM) Begin(user, password, authzID string) error {
 	return nil
 }
 
-func (x *xdgSCRAM) Step(challenge string) (string, error) { return x.ClientConversation.Step(challenge) }
-func (x *xdgSCRAM) Done() bool                           { return x.ClientConversation.Done() }
+func (x *xdgSCRAM) Step(challenge string) (string, error) {
+	return x.ClientConversation.Step(challenge)
+}
+func (x *xdgSCRAM) Done() bool { return x.ClientConversation.Done() }
 
 type staticToken string
 
-func (t staticToken) Token() (*sarama.AccessToken, error) { return &sarama.AccessToken{Token: string(t)}, nil }
+func (t staticToken) Token() (*sarama.AccessToken, error) {
+	return &sarama.AccessToken{Token: string(t)}, nil
+}
 
 func tlsConfig(bootstrap, caFile, certFile, keyFile string) *tls.Config {
-	pem, err := os.ReadFile(caFile)
-	must(err, "reading the CA")
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		fail("no certificate in %s", caFile)
-	}
+	pool := common.CAPool(caFile)
 	c := &tls.Config{RootCAs: pool, ServerName: bootstrap[:strings.LastIndex(bootstrap, ":")], MinVersion: tls.VersionTLS12}
 	if certFile != "" {
 		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
