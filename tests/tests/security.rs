@@ -166,9 +166,9 @@ fn java_console_with(bootstrap: &str, properties: &str, java_options: &str) -> R
     Ok(())
 }
 
-/// franz-go's `secure` mode (tests/go/franz/secure.go); skipped, saying why, without a
-/// Go toolchain new enough for the module.
-fn franz_secure(bootstrap: &str, ca: &Path, user: &str, password: &str) -> Result<()> {
+/// A mode of the franz-go program (tests/go/franz/secure.go) that must print `want`;
+/// skipped, saying why, without a Go toolchain new enough for the module.
+fn franz_mode(args: &[&str], want: &str) -> Result<()> {
     let bin = match karst_tests::go_module_binary("franz") {
         Ok(b) => b,
         Err(e) if karst_tests::ClientUnavailable::of(&e).is_some() => {
@@ -177,14 +177,16 @@ fn franz_secure(bootstrap: &str, ca: &Path, user: &str, password: &str) -> Resul
         }
         Err(e) => return Err(e),
     };
-    let topic = unique_topic("scram-franz");
-    let out = run_checked(
-        Command::new(bin).args(["secure", bootstrap, &topic, user, password, &ca.display().to_string()]).stdin(Stdio::null()),
-        Duration::from_secs(120),
-    )?;
+    let out = run_checked(Command::new(bin).args(args).stdin(Stdio::null()), Duration::from_secs(120))?;
     let said = String::from_utf8_lossy(&out.stdout);
-    ensure!(said.contains("OK a wrong password is refused"), "franz-go secure:\n{said}");
+    ensure!(said.contains(want), "franz-go {}:\n{said}", args[0]);
     Ok(())
+}
+
+/// franz-go's `secure` mode: SASL_SSL with SCRAM-SHA-512, a wrong password refused.
+fn franz_secure(bootstrap: &str, ca: &Path, user: &str, password: &str) -> Result<()> {
+    let topic = unique_topic("scram-franz");
+    franz_mode(&["secure", bootstrap, &topic, user, password, &ca.display().to_string()], "OK a wrong password is refused")
 }
 
 /// The rdkafka crate over SASL_PLAINTEXT with PLAIN: 30 records produced (acks=all)
@@ -302,6 +304,25 @@ fn clients_connect_over_ssl_sasl_ssl_with_scram_sasl_plain_and_mtls() -> Result<
     });
     let said = confluent(&s.mtls.to_string(), &mtls, "roundtrip")?;
     ensure!(said.starts_with("roundtrip:"), "{said}");
+    // kcat, franz-go and the Java client over mTLS too.
+    let mtls_kcat = [
+        "security.protocol=SSL".to_string(),
+        format!("ssl.ca.location={ca}"),
+        format!("ssl.certificate.location={}", cert.display()),
+        format!("ssl.key.location={}", key.display()),
+    ];
+    kcat_roundtrip(&s.mtls.to_string(), &unique_topic("mtls-kcat"), &mtls_kcat)?;
+    franz_mode(
+        &["mtls", &s.mtls.to_string(), &unique_topic("mtls-franz"), &ca, &cert.display().to_string(), &key.display().to_string()],
+        "OK a client without a certificate is refused",
+    )?;
+    let java_keystore = s.ca.dir().join("carol-keystore.pem");
+    std::fs::write(&java_keystore, std::fs::read_to_string(&key)? + &std::fs::read_to_string(&cert)?)?;
+    let props = format!(
+        "security.protocol=SSL\nssl.truststore.type=PEM\nssl.truststore.location={ca}\nssl.keystore.type=PEM\nssl.keystore.location={}\n",
+        java_keystore.display()
+    );
+    java_console_with(&s.mtls.to_string(), &props, "").context("the Java client over mTLS")?;
     let said = confluent(&s.mtls.to_string(), &serde_json::json!({"security.protocol": "SSL", "ssl.ca.location": ca}), "refused")?;
     ensure!(said.contains("refused"), "{said}");
     let log = std::fs::read_to_string(s.broker.stderr_log()).unwrap_or_default();
@@ -847,24 +868,9 @@ fn oauthbearer_tokens_are_checked_by_signature_or_taken_unsecured_from_every_cli
         let said = confluent(&jwt.to_string(), &signed(token), "refused")?;
         ensure!(said.contains("refused"), "a token {what}: {said}");
     }
-    let franz = match karst_tests::go_module_binary("franz") {
-        Ok(b) => Some(b),
-        Err(e) if karst_tests::ClientUnavailable::of(&e).is_some() => {
-            println!("franz-go skipped: {e:#}");
-            None
-        }
-        Err(e) => return Err(e),
-    };
-    if let Some(bin) = franz {
-        let good = issuer.token("alice", 600, serde_json::json!({}))?;
-        let bad = rogue.token("alice", 600, serde_json::json!({}))?;
-        let out = run_checked(
-            Command::new(bin).args(["oauth", &jwt.to_string(), &unique_topic("oauth-franz"), &good, &bad, &ca_file]).stdin(Stdio::null()),
-            Duration::from_secs(120),
-        )?;
-        let said = String::from_utf8_lossy(&out.stdout);
-        ensure!(said.contains("OK a bad token is refused"), "franz-go oauth:\n{said}");
-    }
+    let good = issuer.token("alice", 600, serde_json::json!({}))?;
+    let bad = rogue.token("alice", 600, serde_json::json!({}))?;
+    franz_mode(&["oauth", &jwt.to_string(), &unique_topic("oauth-franz"), &good, &bad, &ca_file], "OK a bad token is refused")?;
     let dir = tempfile::tempdir()?;
     let token_file = dir.path().join("token.jwt");
     std::fs::write(&token_file, issuer.token("alice", 600, serde_json::json!({}))?)?;
@@ -1054,5 +1060,53 @@ fn the_karst_cli_speaks_tls_and_sasl_with_a_command_config() -> Result<()> {
         !out.status.success() && said.contains("SASL") && said.to_ascii_lowercase().contains("authentication"),
         "a wrong password:\n{said}"
     );
+    Ok(())
+}
+
+/// `karst acl add|list|remove` manages the ACLs that decide what alice may do.
+#[test]
+fn the_karst_cli_adds_lists_and_removes_acls() -> Result<()> {
+    let p = free_ports(2)?;
+    let listen = format!("INTERNAL://127.0.0.1:{},SASL_PLAINTEXT://127.0.0.1:{}", p[0], p[1]);
+    let jaas = r#"listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice-secret";"#;
+    let broker = Broker::start(&[
+        "--listen",
+        &listen,
+        "--set",
+        "listener.security.protocol.map=INTERNAL:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+        "--set",
+        jaas,
+        "--set",
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "--set",
+        "super.users=User:ANONYMOUS",
+    ])?;
+    let sasl = SocketAddr::from(([127, 0, 0, 1], p[1])).to_string();
+    let topic = unique_topic("cli-acl");
+    RawClient::connect(broker.addr())?.create_topic(&topic, 1, &[])?;
+    let karst = |args: &[&str]| -> Result<String> {
+        let out = run_checked(
+            Command::new(karst_tests::karst_bin()?).args(args).args(["-b", &broker.bootstrap()]).stdin(Stdio::null()),
+            TIMEOUT,
+        )?;
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let produce = format!("produce:{topic}");
+    let before = as_user(&sasl, "alice", "alice-secret", &[&produce])?;
+    ensure!(before[&produce] == "TOPIC_AUTHORIZATION_FAILED", "no ACL yet: {before}");
+    karst(&["acl", "add", "--allow", "--principal", "User:alice", "--operation", "Write", "--operation", "Describe", "--topic", &topic])?;
+    let listed = karst(&["acl", "list", "--topic", &topic])?;
+    for want in
+        [format!("Topic:literal:{topic}\tUser:alice\t*\tWrite\tAllow"), format!("Topic:literal:{topic}\tUser:alice\t*\tDescribe\tAllow")]
+    {
+        ensure!(listed.contains(&want), "karst acl list lacks {want:?}:\n{listed}");
+    }
+    let after = as_user(&sasl, "alice", "alice-secret", &[&produce])?;
+    ensure!(after[&produce] == "ok", "alice writes with her ACL: {after}");
+    let removed = karst(&["acl", "remove", "--principal", "User:alice", "--topic", &topic])?;
+    ensure!(removed.contains("Removed 2 ACL(s)"), "{removed}");
+    ensure!(karst(&["acl", "list"])?.trim().is_empty(), "no ACL left");
+    let again = as_user(&sasl, "alice", "alice-secret", &[&produce])?;
+    ensure!(again[&produce] == "TOPIC_AUTHORIZATION_FAILED", "removed: {again}");
     Ok(())
 }

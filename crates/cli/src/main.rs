@@ -43,6 +43,8 @@ enum Command {
     User(admin::UserCmd),
     /// List, set and delete client quotas (byte rates, request and connection rates).
     Quota(admin::QuotaCmd),
+    /// List, add and remove ACLs.
+    Acl(admin::AclCmd),
 }
 
 #[derive(clap::Args, Debug)]
@@ -313,6 +315,7 @@ fn main() -> Result<()> {
         Command::Group(c) => admin::main(admin::AdminCommand::Group(c)),
         Command::User(c) => admin::main(admin::AdminCommand::User(c)),
         Command::Quota(c) => admin::main(admin::AdminCommand::Quota(c)),
+        Command::Acl(c) => admin::main(admin::AdminCommand::Acl(c)),
         Command::Cluster(c) => admin::main(admin::AdminCommand::Cluster(c)),
     }
 }

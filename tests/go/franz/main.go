@@ -6,6 +6,7 @@
 //	franz eos-pipeline <bootstrap> <input> <output> <group> <worker>   (eos.go)
 //	franz secure <bootstrap> <topic> <user> <password> <ca-file>       (secure.go)
 //	franz oauth <bootstrap> <topic> <token> <bad-token> <ca-file>      (secure.go)
+//	franz mtls <bootstrap> <topic> <ca-file> <cert-file> <key-file>    (secure.go)
 //
 // Modes:
 //
@@ -808,6 +809,10 @@ func main() {
 	}
 	if len(os.Args) == 7 && os.Args[1] == "secure" {
 		secureMode(os.Args[2], os.Args[3], os.Args[4], os.Args[5], os.Args[6])
+		return
+	}
+	if len(os.Args) == 7 && os.Args[1] == "mtls" {
+		mtlsMode(os.Args[2], os.Args[3], os.Args[4], os.Args[5], os.Args[6])
 		return
 	}
 	if len(os.Args) == 7 && os.Args[1] == "oauth" {

@@ -1,6 +1,7 @@
 //! The admin commands: a small Kafka client (kafka-protocol codecs over tokio
 //! TcpStream) that works against any broker speaking the Kafka protocol.
 
+mod acl;
 pub(crate) mod args;
 pub(crate) mod client;
 pub(crate) mod cluster;
@@ -195,6 +196,64 @@ pub(crate) enum UserAction {
 }
 
 #[derive(Args, Debug)]
+pub(crate) struct AclCmd {
+    #[command(flatten)]
+    pub(crate) conn: Conn,
+    #[command(subcommand)]
+    pub(crate) action: AclAction,
+}
+
+/// What an ACL command names: one resource (or none: any), a principal, a host and
+/// operations, as kafka-acls takes them.
+#[derive(Args, Debug)]
+pub(crate) struct AclArgs {
+    #[arg(long)]
+    pub(crate) topic: Option<String>,
+    #[arg(long)]
+    pub(crate) group: Option<String>,
+    #[arg(long)]
+    pub(crate) cluster: bool,
+    #[arg(long)]
+    pub(crate) transactional_id: Option<String>,
+    /// The resource name is a prefix (a PREFIXED pattern).
+    #[arg(long)]
+    pub(crate) prefixed: bool,
+    /// `User:NAME` (`User:*` for everyone).
+    #[arg(long)]
+    pub(crate) principal: Option<String>,
+    /// The client address the ACL is for (`*`: any, the default when adding).
+    #[arg(long)]
+    pub(crate) host: Option<String>,
+    /// Read, Write, Create, Delete, Alter, Describe, ClusterAction, DescribeConfigs,
+    /// AlterConfigs, IdempotentWrite, All; repeatable.
+    #[arg(long)]
+    pub(crate) operation: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum AclAction {
+    /// ACLs matching the filters (DescribeAcls).
+    List {
+        #[command(flatten)]
+        acl: AclArgs,
+    },
+    /// Adds an ACL per operation (CreateAcls).
+    Add {
+        #[command(flatten)]
+        acl: AclArgs,
+        #[arg(long)]
+        allow: bool,
+        #[arg(long)]
+        deny: bool,
+    },
+    /// Removes the ACLs matching the filters (DeleteAcls).
+    Remove {
+        #[command(flatten)]
+        acl: AclArgs,
+    },
+}
+
+#[derive(Args, Debug)]
 pub(crate) struct QuotaCmd {
     #[command(flatten)]
     pub(crate) conn: Conn,
@@ -333,6 +392,7 @@ pub(crate) enum AdminCommand {
     Cluster(ClusterCmd),
     User(UserCmd),
     Quota(QuotaCmd),
+    Acl(AclCmd),
 }
 
 async fn run(cmd: AdminCommand) -> Result<()> {
@@ -344,6 +404,7 @@ async fn run(cmd: AdminCommand) -> Result<()> {
         AdminCommand::Cluster(c) => &c.conn,
         AdminCommand::User(c) => &c.conn,
         AdminCommand::Quota(c) => &c.conn,
+        AdminCommand::Acl(c) => &c.conn,
     };
     if let Some(path) = &conn.command_config {
         anyhow::Context::with_context(security::configure(path), || format!("--command-config {}", path.display()))?;
@@ -368,6 +429,10 @@ async fn run(cmd: AdminCommand) -> Result<()> {
         AdminCommand::Quota(c) => {
             let mut client = Client::connect(&c.conn.bootstrap_server).await?;
             quota::run(&mut client, c.conn.output, c.action).await
+        }
+        AdminCommand::Acl(c) => {
+            let mut client = Client::connect(&c.conn.bootstrap_server).await?;
+            acl::run(&mut client, c.conn.output, c.action).await
         }
         AdminCommand::Group(c) => {
             let mut client = Client::connect(&c.conn.bootstrap_server).await?;
