@@ -626,8 +626,10 @@ fn offsets_per_topic(sasl: &str, orders: &str, secret: &str) -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn acls_decide_what_each_principal_may_do() -> Result<()> {
+/// A broker with the ACL authorizer: a PLAINTEXT listener (the tests' door: its
+/// ANONYMOUS is the super user) and a SASL_PLAINTEXT one where alice and bob log in
+/// with PLAIN. The broker and the SASL listener's address.
+fn acl_broker() -> Result<(Broker, String)> {
     let p = free_ports(2)?;
     let listen = format!("INTERNAL://127.0.0.1:{},SASL_PLAINTEXT://127.0.0.1:{}", p[0], p[1]);
     let jaas = r#"listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice-secret" user_bob="bob-secret";"#;
@@ -640,11 +642,16 @@ fn acls_decide_what_each_principal_may_do() -> Result<()> {
         jaas,
         "--set",
         "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-        // The tests' door (the PLAINTEXT listener's ANONYMOUS) administers.
         "--set",
         "super.users=User:ANONYMOUS",
     ])?;
-    let (admin, sasl) = (broker.bootstrap(), SocketAddr::from(([127, 0, 0, 1], p[1])).to_string());
+    Ok((broker, SocketAddr::from(([127, 0, 0, 1], p[1])).to_string()))
+}
+
+#[test]
+fn acls_decide_what_each_principal_may_do() -> Result<()> {
+    let (broker, sasl) = acl_broker()?;
+    let admin = broker.bootstrap();
     let (orders, secret) = (unique_topic("orders"), unique_topic("secret"));
     let mut c = RawClient::connect(broker.addr())?;
     c.create_topic(&orders, 1, &[])?;
@@ -1066,22 +1073,7 @@ fn the_karst_cli_speaks_tls_and_sasl_with_a_command_config() -> Result<()> {
 /// `karst acl add|list|remove` manages the ACLs that decide what alice may do.
 #[test]
 fn the_karst_cli_adds_lists_and_removes_acls() -> Result<()> {
-    let p = free_ports(2)?;
-    let listen = format!("INTERNAL://127.0.0.1:{},SASL_PLAINTEXT://127.0.0.1:{}", p[0], p[1]);
-    let jaas = r#"listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice-secret";"#;
-    let broker = Broker::start(&[
-        "--listen",
-        &listen,
-        "--set",
-        "listener.security.protocol.map=INTERNAL:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
-        "--set",
-        jaas,
-        "--set",
-        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-        "--set",
-        "super.users=User:ANONYMOUS",
-    ])?;
-    let sasl = SocketAddr::from(([127, 0, 0, 1], p[1])).to_string();
+    let (broker, sasl) = acl_broker()?;
     let topic = unique_topic("cli-acl");
     RawClient::connect(broker.addr())?.create_topic(&topic, 1, &[])?;
     let karst = |args: &[&str]| -> Result<String> {
