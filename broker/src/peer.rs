@@ -55,15 +55,9 @@ impl Conn {
         let _ = tcp.set_nodelay(true);
         let stream: BoxStream = match &security.tls {
             None => Box::pin(tcp),
-            Some(config) => {
-                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
-                let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| format!("{host}: {e}"))?;
-                let tls = tokio::time::timeout(CALL_TIMEOUT, tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp))
-                    .await
-                    .map_err(|_| format!("TLS handshake with {addr} timed out"))?
-                    .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
-                Box::pin(tls)
-            }
+            Some(config) => karst_controller::transport::tls_connect(config.clone(), addr, tcp)
+                .await
+                .map_err(|e| format!("TLS handshake with {addr}: {e}"))?,
         };
         let mut conn = Conn { stream, correlation: 0, client_id };
         if let Some((mechanism, user, password)) = &security.sasl {

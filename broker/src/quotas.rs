@@ -95,10 +95,15 @@ impl QuotaTable {
         self.by_ip.get(&Some(ip)).or_else(|| self.by_ip.get(&None)).copied()
     }
 
+    /// Whether no user or client-id quota exists.
+    pub fn is_empty(&self) -> bool {
+        self.by_entity.is_empty()
+    }
+
     /// The quota of `kind` for (user, client-id), and the rate it is counted in
     /// (Kafka's metric tags: whose bytes are added together).
     pub fn resolve(&self, kind: Kind, user: &str, client: &str) -> Option<(f64, (String, String))> {
-        if self.by_entity.is_empty() {
+        if self.is_empty() {
             return None;
         }
         let (u, c) = (Some(Some(user.to_string())), Some(Some(client.to_string())));

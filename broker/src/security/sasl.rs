@@ -376,7 +376,6 @@ impl SaslSession {
 /// [`SaslClient::first`], then each token [`SaslClient::next`] returns for the
 /// server's answer, until it returns `None`. SCRAM checks the server's final signature.
 pub struct SaslClient {
-    mechanism: Mechanism,
     scram: Option<super::scram::ScramClient>,
     plain: Vec<u8>,
     answered: usize,
@@ -389,11 +388,7 @@ impl SaslClient {
             Mechanism::Plain => None,
             Mechanism::OAuthBearer => return Err("OAUTHBEARER needs a token, not a password".into()),
         };
-        Ok(SaslClient { mechanism, scram, plain: format!("\0{user}\0{password}").into_bytes(), answered: 0 })
-    }
-
-    pub fn mechanism(&self) -> Mechanism {
-        self.mechanism
+        Ok(SaslClient { scram, plain: format!("\0{user}\0{password}").into_bytes(), answered: 0 })
     }
 
     pub fn first(&self) -> Vec<u8> {

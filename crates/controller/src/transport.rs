@@ -21,6 +21,18 @@ pub type BoxStream = Pin<Box<dyn Stream>>;
 /// A handshake that takes longer is given up.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The TLS client side of a connection to `addr` (`host:port`): the server's
+/// certificate must name `host`. Shared by the quorum, the brokers' peer connections
+/// and the CLI.
+pub async fn tls_connect(config: Arc<rustls::ClientConfig>, addr: &str, tcp: TcpStream) -> io::Result<BoxStream> {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+    let name = ServerName::try_from(host.to_string()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))?;
+    let s = tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_rustls::TlsConnector::from(config).connect(name, tcp))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("TLS handshake with {addr} timed out")))??;
+    Ok(Box::pin(s))
+}
+
 /// The TLS configurations of the quorum transport: the server side requires client
 /// certificates; the client side presents one and checks the server's.
 #[derive(Clone)]
@@ -59,15 +71,10 @@ impl Transport {
     pub async fn connect(&self, addr: &str) -> io::Result<BoxStream> {
         let tcp = TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
-        let Some(tls) = &self.tls else { return Ok(Box::pin(tcp)) };
-        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
-        let name =
-            ServerName::try_from(host.to_string()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))?;
-        let connector = tokio_rustls::TlsConnector::from(tls.client.clone());
-        let s = tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, tcp))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("TLS handshake with {addr} timed out")))??;
-        Ok(Box::pin(s))
+        match &self.tls {
+            None => Ok(Box::pin(tcp)),
+            Some(tls) => tls_connect(tls.client.clone(), addr, tcp).await,
+        }
     }
 
     /// Takes an accepted connection through the TLS handshake when configured.

@@ -75,13 +75,7 @@ impl Connection {
         let stream: karst_controller::transport::BoxStream = match security.and_then(|s| s.tls.clone()) {
             None => Box::pin(tcp),
             Some(config) => {
-                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
-                let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| anyhow!("{host}: {e}"))?;
-                let tls = tokio::time::timeout(CONNECT_TIMEOUT, tokio_rustls::TlsConnector::from(config).connect(name, tcp))
-                    .await
-                    .map_err(|_| anyhow!("TLS handshake with {addr}: no answer within {}s", CONNECT_TIMEOUT.as_secs()))?
-                    .with_context(|| format!("TLS handshake with {addr}"))?;
-                Box::pin(tls)
+                karst_controller::transport::tls_connect(config, addr, tcp).await.with_context(|| format!("TLS handshake with {addr}"))?
             }
         };
         let mut conn = Connection { addr: addr.to_string(), stream, next_correlation_id: 1, broker_versions: HashMap::new() };
