@@ -184,11 +184,17 @@ impl Broker {
         let partitions = Partitions::new(&dir, config.node_id);
         let advertised = Mutex::new(metadata.registered_listeners());
         let flusher = Flusher::start(4);
-        let groups = GroupCoordinator::new(
+        let mut groups = GroupCoordinator::new(
             config.offsets_topic_num_partitions,
             Timing { initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms, max_size: config.group_max_size },
             config.offsets_retention_minutes.saturating_mul(60_000),
         );
+        groups.consumer = crate::group::consumer::ConsumerConfig {
+            session_timeout_ms: config.group_consumer_session_timeout_ms,
+            heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
+            max_size: config.group_consumer_max_size,
+            default_assignor: config.group_consumer_default_assignor,
+        };
         let fetch_sessions = FetchSessions::new(
             config.max_incremental_fetch_session_cache_slots,
             i64::try_from(config.min_incremental_fetch_session_eviction_ms).unwrap_or(i64::MAX),

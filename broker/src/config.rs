@@ -191,6 +191,15 @@ pub struct BrokerConfig {
     /// `group.max.size`: members of one consumer group; a JoinGroup beyond it
     /// gets GROUP_MAX_SIZE_REACHED.
     pub group_max_size: usize,
+    /// `group.consumer.session.timeout.ms`: a KIP-848 member not heard from for
+    /// this long is fenced.
+    pub group_consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms`: how often KIP-848 members heartbeat.
+    pub group_consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.max.size`: members of one KIP-848 group.
+    pub group_consumer_max_size: usize,
+    /// `group.consumer.assignors`: the first is used when no member names one.
+    pub group_consumer_default_assignor: crate::group::assignors::Assignor,
     /// `max.connections`: open client connections; at the limit the broker
     /// stops accepting until one closes, as Kafka does.
     pub max_connections: usize,
@@ -289,6 +298,10 @@ impl Default for BrokerConfig {
             admin_listener: Some("127.0.0.1:9644".to_string()),
             max_broker_partitions: 50_000,
             group_max_size: 1000,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 5_000,
+            group_consumer_max_size: i32::MAX as usize,
+            group_consumer_default_assignor: crate::group::assignors::Assignor::Uniform,
             max_connections: 10_000,
             max_connections_per_ip: 10_000,
             security: BTreeMap::new(),
@@ -737,6 +750,20 @@ impl BrokerConfig {
             }
             "max.broker.partitions" => self.max_broker_partitions = positive(key, v, parse(key, v)?)?,
             "group.max.size" => self.group_max_size = positive(key, v, parse(key, v)?)?,
+            "group.consumer.session.timeout.ms" => self.group_consumer_session_timeout_ms = positive(key, v, parse(key, v)?)?,
+            "group.consumer.heartbeat.interval.ms" => self.group_consumer_heartbeat_interval_ms = positive(key, v, parse(key, v)?)?,
+            "group.consumer.max.size" => self.group_consumer_max_size = positive(key, v, parse(key, v)?)?,
+            "group.consumer.assignors" => {
+                // Kafka's class names or the assignors' names; the first is the default.
+                let first = v.split(',').map(str::trim).find(|s| !s.is_empty()).unwrap_or_default();
+                let name = match first.rsplit('.').next().unwrap_or_default() {
+                    "UniformAssignor" => "uniform",
+                    "RangeAssignor" => "range",
+                    other => other,
+                };
+                self.group_consumer_default_assignor =
+                    crate::group::assignors::Assignor::parse(name).ok_or_else(|| invalid(key, v, "must name uniform or range"))?;
+            }
             "max.connections" => self.max_connections = positive(key, v, parse(key, v)?)?,
             "max.connections.per.ip" => self.max_connections_per_ip = positive(key, v, parse(key, v)?)?,
             "connections.max.idle.ms" => self.connections_max_idle_ms = positive(key, v, parse(key, v)?)?,
@@ -871,6 +898,10 @@ impl BrokerConfig {
             ("admin.listener", self.admin_listener.clone().unwrap_or_else(|| "(disabled)".into())),
             ("max.broker.partitions", self.max_broker_partitions.to_string()),
             ("group.max.size", self.group_max_size.to_string()),
+            ("group.consumer.session.timeout.ms", self.group_consumer_session_timeout_ms.to_string()),
+            ("group.consumer.heartbeat.interval.ms", self.group_consumer_heartbeat_interval_ms.to_string()),
+            ("group.consumer.max.size", self.group_consumer_max_size.to_string()),
+            ("group.consumer.assignors", self.group_consumer_default_assignor.name().to_string()),
             ("max.connections", self.max_connections.to_string()),
             ("max.connections.per.ip", self.max_connections_per_ip.to_string()),
             ("connections.max.idle.ms", self.connections_max_idle_ms.to_string()),

@@ -48,8 +48,8 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api(ApiKey::SyncGroup, 0, 5),
     api(ApiKey::Heartbeat, 0, 4),
     api(ApiKey::LeaveGroup, 0, 5),
-    api(ApiKey::OffsetCommit, 0, 8),
-    api(ApiKey::OffsetFetch, 0, 8),
+    api(ApiKey::OffsetCommit, 0, 9),
+    api(ApiKey::OffsetFetch, 0, 9),
     api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::DescribeGroups, 0, 6),
     api(ApiKey::DeleteGroups, 0, 3),
@@ -73,6 +73,8 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api(ApiKey::DescribeTopicPartitions, 0, 0),
     api(ApiKey::ElectLeaders, 0, 2),
     api(ApiKey::DescribeProducers, 0, 0),
+    api(ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    api(ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// The supported range for `key`, if Karst implements it at all.

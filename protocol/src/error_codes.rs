@@ -72,6 +72,14 @@ pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 pub const TRANSACTION_ABORTABLE: i16 = 120;
 /// A regular expression that does not compile (ListTransactions v2's pattern).
 pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
+/// KIP-848: a consumer group member's epoch is not the coordinator's.
+pub const FENCED_MEMBER_EPOCH: i16 = 110;
+/// KIP-848: a static member's instance id is still held by another member.
+pub const UNRELEASED_INSTANCE_ID: i16 = 111;
+/// KIP-848: a `ServerAssignor` the coordinator does not have.
+pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
+/// KIP-848: an offset commit or fetch with an epoch that is not the member's.
+pub const STALE_MEMBER_EPOCH: i16 = 113;
 
 /// Kafka's name of an error code (`NOT_LEADER_OR_FOLLOWER`, `NONE` for 0), or
 /// `UNKNOWN_ERROR_CODE` for a code Kafka does not define.

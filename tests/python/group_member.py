@@ -23,6 +23,11 @@ ap.add_argument("--instance-id")
 ap.add_argument("--session-timeout-ms", type=int, default=6000)
 ap.add_argument("--commit-every", type=int, default=0)
 ap.add_argument("--stop-after", type=int, default=0)
+# KIP-848: "consumer" has the broker assign partitions; the classic knobs do not apply.
+ap.add_argument("--protocol", default="classic")
+ap.add_argument("--assignor")
+# Subscribe to the topic names matching this regular expression instead of --topic.
+ap.add_argument("--regex")
 args = ap.parse_args()
 
 
@@ -55,6 +60,12 @@ conf = {
     "auto.offset.reset": "earliest",
     "enable.partition.eof": False,
 }
+if args.protocol == "consumer":
+    for key in ("partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms"):
+        del conf[key]
+    conf["group.protocol"] = "consumer"
+    if args.assignor:
+        conf["group.remote.assignor"] = args.assignor
 if args.instance_id:
     conf["group.instance.id"] = args.instance_id
 consumer = Consumer(conf)
@@ -103,7 +114,7 @@ def on_lost(c, tps):
     say(f"ASSIGNMENT {parts(assignment)}")
 
 
-consumer.subscribe([args.topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
+consumer.subscribe(["^" + args.regex if args.regex else args.topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
 consumed = 0
 busy = False  # something happened since the last IDLE
 while not stop.is_set():

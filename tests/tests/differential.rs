@@ -66,8 +66,6 @@ const KNOWN_GAPS: &[(i16, &str)] = &[
     (ApiKey::ExpireDelegationToken as i16, "delegation tokens need SASL first (issue 21); not planned yet"),
     (ApiKey::DescribeDelegationToken as i16, "delegation tokens need SASL first (issue 21); not planned yet"),
     // KIP-848 consumer groups and KIP-932 share groups (issue 22).
-    (ApiKey::ConsumerGroupHeartbeat as i16, "KIP-848 consumer groups not implemented yet (issue 22)"),
-    (ApiKey::ConsumerGroupDescribe as i16, "KIP-848 consumer groups not implemented yet (issue 22)"),
     (ApiKey::ShareGroupHeartbeat as i16, "KIP-932 share groups not implemented yet (issue 22)"),
     (ApiKey::ShareGroupDescribe as i16, "KIP-932 share groups not implemented yet (issue 22)"),
     (ApiKey::ShareFetch as i16, "KIP-932 share groups not implemented yet (issue 22)"),
@@ -102,8 +100,8 @@ const KNOWN_GAPS: &[(i16, &str)] = &[
 const OWNED_ELSEWHERE: &[(i16, i16, i16, &str)] = &[
     (ApiKey::TxnOffsetCommit as i16, 6, 6, "v6 is beyond the kafka-protocol codec Karst builds on (it ends at v5); clients use v5 for transactions v2"),
     (ApiKey::WriteTxnMarkers as i16, 2, 2, "v2 names the transaction version; Karst's brokers write markers to each other with v1 (the kafka-protocol codec ends there), a transactions v2 marker carrying its bumped epoch either way"),
-    (ApiKey::OffsetCommit as i16, 9, 10, "v9 KIP-848 member epochs, v10 topic ids: the KIP-848 consumer group protocol, issue 22"),
-    (ApiKey::OffsetFetch as i16, 9, 10, "v9 KIP-848 member epochs, v10 topic ids: the KIP-848 consumer group protocol, issue 22"),
+    (ApiKey::OffsetCommit as i16, 10, 10, "v10 names topics by id (KIP-848's follow-up): beyond the kafka-protocol codec Karst builds on (it ends at v9)"),
+    (ApiKey::OffsetFetch as i16, 10, 10, "v10 names topics by id (KIP-848's follow-up): beyond the kafka-protocol codec Karst builds on (it ends at v9)"),
     (ApiKey::FindCoordinator as i16, 6, 6, "v6 share-group coordinator keys (KIP-932): share groups, issue 22"),
 ];
 

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Result};
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use kafka_protocol::messages::{consumer_group_describe_response, ConsumerGroupDescribeRequest, GroupId};
+use kafka_protocol::protocol::StrBytes;
 use karst_tests::group::{balanced_group_scenario, consumption_counts, fill, positions, wait_assigned, wait_consumed, Callbacks, Member};
 use karst_tests::raw::RawClient;
 use karst_tests::{unique_topic, wait_for, wait_until, Broker};
@@ -44,11 +46,24 @@ fn cooperative_sticky_three_members_split_six_partitions() -> Result<()> {
 /// After its session times out the two survivors own its partitions, resume exactly at
 /// its last committed offsets, and consume what was produced meanwhile. Every message is
 /// consumed; the only ones consumed twice are the victim's uncommitted tail.
-fn killed_member(strategy: &str) -> Result<()> {
+///
+/// With `protocol` "consumer" the members speak KIP-848's protocol: the broker assigns
+/// (`strategy` names its assignor) and fences the victim after
+/// `group.consumer.session.timeout.ms`.
+pub(crate) fn killed_member(strategy: &str, protocol: &str) -> Result<()> {
     const PARTITIONS: i32 = 6;
     const BEFORE: i64 = 40;
     const AFTER: i64 = 20;
-    let mut broker = Broker::start(&["--set", "group.min.session.timeout.ms=2000", "--set", "group.initial.rebalance.delay.ms=3000"])?;
+    let mut broker = Broker::start(&[
+        "--set",
+        "group.min.session.timeout.ms=2000",
+        "--set",
+        "group.initial.rebalance.delay.ms=3000",
+        "--set",
+        "group.consumer.session.timeout.ms=6000",
+        "--set",
+        "group.consumer.heartbeat.interval.ms=500",
+    ])?;
     let addr = broker.addr();
     let (topic, group) = (unique_topic("kill-member"), unique_topic("kill-member-group"));
     let mut raw = RawClient::connect(addr)?;
@@ -56,8 +71,13 @@ fn killed_member(strategy: &str) -> Result<()> {
     fill(addr, &topic, PARTITIONS, 0..BEFORE)?;
     // 6 s: a survivor starved of CPU for 3 s on a loaded machine once lost its own
     // session, and its uncommitted records were (rightly) consumed again.
-    let args =
-        member_args(&broker.bootstrap(), &topic, &group, &["--strategy", strategy, "--session-timeout-ms", "6000", "--commit-every", "7"]);
+    let choice = if protocol == "consumer" { "--assignor" } else { "--strategy" };
+    let args = member_args(
+        &broker.bootstrap(),
+        &topic,
+        &group,
+        &[choice, strategy, "--protocol", protocol, "--session-timeout-ms", "6000", "--commit-every", "7"],
+    );
     let mut members = (0..3).map(|i| Member::python(&format!("member-{i}"), &args)).collect::<Result<Vec<_>>>()?;
     {
         let mut all: Vec<&mut Member> = members.iter_mut().collect();
@@ -93,12 +113,17 @@ fn killed_member(strategy: &str) -> Result<()> {
         alive.push(&mut victim);
         wait_consumed(&mut alive, &positions(PARTITIONS, 0..BEFORE + AFTER), Duration::from_secs(30))?;
     }
-    let described = raw.describe_group(&group)?;
-    let mut clients: Vec<&str> = described.members.iter().map(|m| m.client_id.as_str()).collect();
+    let (state, mut clients) = if protocol == "consumer" {
+        let d = describe_consumer_group(&mut raw, &group)?;
+        (d.group_state.to_string(), d.members.iter().map(|m| m.client_id.to_string()).collect::<Vec<_>>())
+    } else {
+        let d = raw.describe_group(&group)?;
+        (d.group_state.to_string(), d.members.iter().map(|m| m.client_id.to_string()).collect())
+    };
     clients.sort_unstable();
     ensure!(
-        described.group_state.as_str() == "Stable" && clients == ["member-0", "member-2"],
-        "after the victim's session timeout the group should be the two survivors: {described:?}"
+        state == "Stable" && clients == ["member-0", "member-2"],
+        "after the victim's session timeout the group should be the two survivors: {state} {clients:?}"
     );
     for m in survivors.iter_mut() {
         m.finish(Duration::from_secs(30))?;
@@ -133,12 +158,114 @@ fn killed_member(strategy: &str) -> Result<()> {
 
 #[test]
 fn range_killed_member_partitions_resume_from_its_commits() -> Result<()> {
-    killed_member("range")
+    killed_member("range", "classic")
 }
 
 #[test]
 fn cooperative_sticky_killed_member_partitions_resume_from_its_commits() -> Result<()> {
-    killed_member("cooperative-sticky")
+    killed_member("cooperative-sticky", "classic")
+}
+
+#[test]
+fn consumer_protocol_killed_member_partitions_resume_from_its_commits() -> Result<()> {
+    killed_member("uniform", "consumer")
+}
+
+#[test]
+fn consumer_protocol_range_assignor_killed_member_partitions_resume_from_its_commits() -> Result<()> {
+    killed_member("range", "consumer")
+}
+
+/// A KIP-848 group as ConsumerGroupDescribe shows it.
+pub(crate) fn describe_consumer_group(raw: &mut RawClient, group: &str) -> Result<consumer_group_describe_response::DescribedGroup> {
+    let req = ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+    let resp = raw.send(&req, 1)?;
+    let d = resp.groups.into_iter().next().ok_or_else(|| anyhow!("no group in the answer"))?;
+    ensure!(d.error_code == 0, "ConsumerGroupDescribe {group}: error {} {:?}", d.error_code, d.error_message);
+    Ok(d)
+}
+
+/// KIP-848 end to end with librdkafka: a group started with two classic members
+/// (eager range) moves to the consumer protocol member by member (the upgrade:
+/// classic and consumer-protocol members share one server-side assignment), the
+/// classic members leave, a member joins by regular expression, and one leaves. Every
+/// member commits after each record and on revocation, so every record is consumed
+/// exactly once; the committed offsets end at the high watermarks.
+#[test]
+fn a_classic_group_moves_to_the_consumer_protocol_member_by_member() -> Result<()> {
+    const PARTITIONS: i32 = 6;
+    let mut broker = Broker::start(&["--set", "group.initial.rebalance.delay.ms=0", "--set", "group.consumer.heartbeat.interval.ms=500"])?;
+    let addr = broker.addr();
+    let (topic, group) = (unique_topic("migrate"), unique_topic("migrate-group"));
+    let mut raw = RawClient::connect(addr)?;
+    raw.create_topic(&topic, PARTITIONS, &[])?;
+    let bootstrap = broker.bootstrap();
+    let classic = member_args(&bootstrap, &topic, &group, &["--strategy", "range", "--commit-every", "1"]);
+    let consumer = member_args(&bootstrap, &topic, &group, &["--protocol", "consumer", "--commit-every", "1"]);
+    let mut produced = 0i64;
+    let mut fill_more = |n: i64| -> Result<std::ops::Range<i64>> {
+        fill(addr, &topic, PARTITIONS, produced..produced + n)?;
+        produced += n;
+        Ok(produced - n..produced)
+    };
+    let step = |members: &mut Vec<Member>,
+                per_member: usize,
+                what: &str,
+                fill_more: &mut dyn FnMut(i64) -> Result<std::ops::Range<i64>>|
+     -> Result<()> {
+        let mut all: Vec<&mut Member> = members.iter_mut().collect();
+        wait_assigned(&mut all, PARTITIONS, per_member, Duration::from_secs(40)).map_err(|e| anyhow!("{what}: {e}"))?;
+        let range = fill_more(10)?;
+        wait_consumed(&mut all, &positions(PARTITIONS, range), Duration::from_secs(40)).map_err(|e| anyhow!("{what}: {e}"))?;
+        println!("{what}: {:?}", all.iter().map(|m| (m.name().to_string(), m.assignment())).collect::<Vec<_>>());
+        Ok(())
+    };
+    let mut done: Vec<Member> = Vec::new();
+    let mut members = vec![Member::python("classic-a", &classic)?, Member::python("classic-b", &classic)?];
+    step(&mut members, 3, "two classic members", &mut fill_more)?;
+    members.push(Member::python("consumer-c", &consumer)?);
+    step(&mut members, 2, "a consumer-protocol member joined the classic group", &mut fill_more)?;
+    let d = describe_consumer_group(&mut raw, &group)?;
+    let mut types: Vec<i8> = d.members.iter().map(|m| m.member_type).collect();
+    types.sort_unstable();
+    ensure!(types == [0, 0, 1], "two classic members and one consumer member: {d:?}");
+
+    let mut a = members.remove(0);
+    a.finish(Duration::from_secs(30))?;
+    done.push(a);
+    members.push(Member::python("consumer-d", &consumer)?);
+    step(&mut members, 2, "classic-a left, consumer-d joined", &mut fill_more)?;
+    let mut b = members.remove(0);
+    b.finish(Duration::from_secs(30))?;
+    done.push(b);
+    step(&mut members, 3, "classic-b left: consumer protocol only", &mut fill_more)?;
+    let regex = member_args(&bootstrap, &topic, &group, &["--protocol", "consumer", "--commit-every", "1", "--regex", &topic]);
+    members.push(Member::python("consumer-regex", &regex)?);
+    step(&mut members, 2, "a member joined by regular expression", &mut fill_more)?;
+    let d = describe_consumer_group(&mut raw, &group)?;
+    ensure!(d.members.iter().all(|m| m.member_type == 1) && d.group_state.as_str() == "Stable", "{d:?}");
+    ensure!(
+        // librdkafka sends its regular expressions joined: "(^topic)".
+        d.members.iter().any(|m| m.subscribed_topic_regex.as_ref().is_some_and(|r| r.contains(topic.as_str()))),
+        "the regex member's subscription: {d:?}"
+    );
+    let mut c = members.remove(0);
+    c.finish(Duration::from_secs(30))?;
+    done.push(c);
+    step(&mut members, 3, "consumer-c left", &mut fill_more)?;
+    for m in members.iter_mut() {
+        m.finish(Duration::from_secs(30))?;
+    }
+    done.extend(members);
+    let everyone: Vec<&Member> = done.iter().collect();
+    let counts = consumption_counts(&everyone)?;
+    let expected = positions(PARTITIONS, 0..produced);
+    ensure!(counts.keys().eq(expected.iter()), "consumed positions differ from the produced ones");
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    ensure!(twice.is_empty(), "records consumed more than once: {twice:?}");
+    let committed = raw.committed_offsets(&group, &topic, &(0..PARTITIONS).collect::<Vec<_>>())?;
+    ensure!(committed.values().all(|o| *o == produced), "committed {committed:?}, produced {produced} per partition");
+    broker.check_running()
 }
 
 /// Static membership: three members with `group.instance.id`, restarted one after the

@@ -2,6 +2,9 @@
 //! stored in the internal topic `__consumer_offsets` through the same storage as
 //! any topic, so both survive a restart.
 
+pub mod assignors;
+pub(crate) mod consumer;
+pub(crate) mod embedded;
 pub(crate) mod records;
 pub(crate) mod state;
 
@@ -43,7 +46,10 @@ pub(crate) fn offsets_topic_configs(segment_bytes: u64) -> BTreeMap<String, Stri
 /// A group and its committed offsets.
 #[derive(Debug)]
 pub(crate) struct GroupEntry {
+    /// The classic group; unused (Empty) while the group is a consumer group.
     pub(crate) group: Group,
+    /// Set while the group speaks KIP-848's consumer protocol.
+    pub(crate) consumer: Option<consumer::ConsumerGroup>,
     pub(crate) offsets: BTreeMap<(String, i32), OffsetValue>,
     /// Offsets committed in open transactions, by producer id: they count once
     /// the transaction's COMMIT marker reaches the group's partition.
@@ -52,7 +58,71 @@ pub(crate) struct GroupEntry {
 
 impl GroupEntry {
     pub(crate) fn new(id: &str, now: i64) -> GroupEntry {
-        GroupEntry { group: Group::new(id, now), offsets: BTreeMap::new(), pending_txn: HashMap::new() }
+        GroupEntry { group: Group::new(id, now), consumer: None, offsets: BTreeMap::new(), pending_txn: HashMap::new() }
+    }
+
+    /// Whether the group has no members (its offsets may expire, it may be deleted).
+    pub(crate) fn is_empty(&self) -> bool {
+        match &self.consumer {
+            Some(c) => c.members.is_empty(),
+            None => self.group.state == GroupState::Empty,
+        }
+    }
+
+    /// Makes this a consumer group for a member joining with the consumer protocol:
+    /// a group without members just changes type (its offsets stay); a classic
+    /// group whose members all speak the consumer embedded protocol is upgraded,
+    /// its members keeping their partitions until they rejoin (KIP-848).
+    pub(crate) fn upgrade(&mut self, topics: &consumer::Topics, now: i64) -> Result<(), consumer::Refusal> {
+        let id = self.group.id.clone();
+        if self.group.members.is_empty() {
+            let mut c = consumer::ConsumerGroup::new(&id);
+            // The generation never goes backwards across the change.
+            c.epoch = self.group.generation.max(0);
+            c.assignment_epoch = c.epoch;
+            self.consumer = Some(c);
+            self.group = Group::new(&id, now);
+            return Ok(());
+        }
+        let not_consumer = || (ec::GROUP_ID_NOT_FOUND, format!("Group {id} is not a consumer group."));
+        if self.group.protocol_type.as_deref() != Some("consumer") {
+            return Err(not_consumer());
+        }
+        let c = consumer::ConsumerGroup::from_classic(&id, &self.group.value(), topics, now).ok_or_else(not_consumer)?;
+        info!(group = %id, members = c.members.len(), "classic group upgraded to a consumer group");
+        // Members parked in JoinGroup or SyncGroup are answered as their channels
+        // close, and rejoin.
+        self.group = Group::new(&id, now);
+        self.consumer = Some(c);
+        Ok(())
+    }
+
+    /// After members left a consumer group: when only classic members are left, it
+    /// becomes a classic group again, rebalancing at once (KIP-848's downgrade).
+    /// Returns the records that say so.
+    pub(crate) fn maybe_downgrade(&mut self, names: &HashMap<uuid::Uuid, String>, now: i64, timing: Timing) -> Option<Vec<KeyValue>> {
+        let c = self.consumer.as_ref()?;
+        if !c.only_classic_members_besides("") {
+            return None;
+        }
+        let v = c.to_classic(names, now)?;
+        let id = c.id.clone();
+        let mut g = Group::new(&id, now);
+        g.restore(v, now);
+        g.rebalance_now(now, timing);
+        info!(group = %id, members = g.members.len(), "consumer group downgraded to a classic group");
+        self.group = g;
+        self.consumer = None;
+        Some(vec![(records::encode_key(&Key::Consumer { group: id }), None), GroupCoordinator::group_record(&self.group)])
+    }
+
+    /// The group's type as ListGroups v5 names it.
+    pub(crate) fn kind(&self) -> &'static str {
+        if self.consumer.is_some() {
+            "consumer"
+        } else {
+            "classic"
+        }
     }
 
     /// Whether an open transaction has committed an offset for `topic`-`partition`.
@@ -71,6 +141,8 @@ pub struct GroupCoordinator {
     /// Records read from `__consumer_offsets` by replays since the broker started.
     replayed: AtomicUsize,
     pub(crate) timing: Timing,
+    /// `group.consumer.*`: KIP-848 groups.
+    pub(crate) consumer: consumer::ConsumerConfig,
     pub(crate) partitions: i32,
     pub(crate) offsets_retention_ms: i64,
     /// Serialises creation of the offsets topic.
@@ -158,10 +230,21 @@ impl GroupCoordinator {
             loaded: Mutex::new(HashSet::new()),
             replayed: AtomicUsize::new(0),
             timing,
+            consumer: consumer::ConsumerConfig::default(),
             partitions,
             offsets_retention_ms,
             create_lock: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The topics a consumer group may subscribe to: name → (id, partitions).
+    pub(crate) fn topics(b: &Broker) -> consumer::Topics {
+        b.metadata.image().topics.values().map(|t| (t.name.clone(), (t.id, t.partitions))).collect()
+    }
+
+    /// Topic names by id.
+    pub(crate) fn topic_names(b: &Broker) -> HashMap<uuid::Uuid, String> {
+        b.metadata.image().topics.values().map(|t| (t.id, t.name.clone())).collect()
     }
 
     /// Every group with its committed offsets as (topic, partition, offset).
@@ -346,6 +429,11 @@ impl GroupCoordinator {
         (records::encode_key(&Key::Group { group: g.id.clone() }), Some(records::encode_group(&g.value())))
     }
 
+    /// A consumer group's record: the whole group.
+    pub(crate) fn consumer_record(g: &consumer::ConsumerGroup) -> (Bytes, Option<Bytes>) {
+        (records::encode_key(&Key::Consumer { group: g.id.clone() }), Some(records::encode_consumer_group(g)))
+    }
+
     /// Periodic work: member expiry, rebalance timeouts, offset retention.
     pub(crate) fn tick(&self, b: &Broker) {
         let now = now_ms();
@@ -353,11 +441,28 @@ impl GroupCoordinator {
         {
             let mut entries = self.entries.lock();
             for (id, e) in entries.iter_mut() {
-                e.group.tick(now, self.timing);
-                if std::mem::take(&mut e.group.record_due) {
-                    writes.push((id.clone(), vec![Self::group_record(&e.group)]));
+                if let Some(c) = e.consumer.as_mut() {
+                    let fenced = c.tick(now, self.consumer);
+                    let mut recs = Vec::new();
+                    if std::mem::take(&mut c.dirty) {
+                        recs.push(Self::consumer_record(c));
+                    }
+                    if !fenced.is_empty() {
+                        info!(group = %id, members = ?fenced, "fenced consumer group members: session or rebalance timeout");
+                        if let Some(more) = e.maybe_downgrade(&Self::topic_names(b), now, self.timing) {
+                            recs = more;
+                        }
+                    }
+                    if !recs.is_empty() {
+                        writes.push((id.clone(), recs));
+                    }
+                } else {
+                    e.group.tick(now, self.timing);
+                    if std::mem::take(&mut e.group.record_due) {
+                        writes.push((id.clone(), vec![Self::group_record(&e.group)]));
+                    }
                 }
-                if e.group.state == GroupState::Empty && self.offsets_retention_ms > 0 {
+                if e.is_empty() && self.offsets_retention_ms > 0 {
                     let expired: Vec<(String, i32)> = e
                         .offsets
                         .iter()
@@ -420,11 +525,29 @@ fn apply(entries: &mut HashMap<String, GroupEntry>, key: Key, value: Option<Byte
         }
         Key::Group { group } => match value.and_then(records::decode_group) {
             Some(v) => {
+                // Written after the group's consumer record, it is a downgrade: the
+                // group is classic again.
                 let e = entries.entry(group.clone()).or_insert_with(|| GroupEntry::new(&group, now));
+                e.consumer = None;
                 e.group.restore(v, now);
             }
             None => {
                 entries.remove(&group);
+            }
+        },
+        Key::Consumer { group } => match value {
+            Some(v) => match records::decode_consumer_group(v) {
+                Some(g) => {
+                    let e = entries.entry(group.clone()).or_insert_with(|| GroupEntry::new(&group, now));
+                    e.group = Group::new(&group, now);
+                    e.consumer = Some(g.restored(now));
+                }
+                None => warn!(group, "a consumer group record Karst cannot read: skipped"),
+            },
+            None => {
+                if let Some(e) = entries.get_mut(&group) {
+                    e.consumer = None;
+                }
             }
         },
     }

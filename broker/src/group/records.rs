@@ -11,9 +11,25 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 /// A decoded `__consumer_offsets` key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Key {
-    Offset { group: String, topic: String, partition: i32 },
-    Group { group: String },
+    Offset {
+        group: String,
+        topic: String,
+        partition: i32,
+    },
+    Group {
+        group: String,
+    },
+    /// A KIP-848 consumer group (Karst's own key version: its value is the whole
+    /// group, where Kafka splits it over several record types).
+    Consumer {
+        group: String,
+    },
 }
+
+/// The key version of [`Key::Consumer`], far above the versions Kafka uses.
+const CONSUMER_GROUP_KEY_VERSION: i16 = 1000;
+/// The value version of a consumer group record.
+const CONSUMER_GROUP_VALUE_VERSION: i16 = 0;
 
 /// A committed offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +132,10 @@ pub(crate) fn encode_key(key: &Key) -> Bytes {
             b.put_i16(2);
             put_str(&mut b, group);
         }
+        Key::Consumer { group } => {
+            b.put_i16(CONSUMER_GROUP_KEY_VERSION);
+            put_str(&mut b, group);
+        }
     }
     b.freeze()
 }
@@ -134,6 +154,7 @@ pub(crate) fn decode_key(mut b: Bytes) -> Option<Key> {
             Some(Key::Offset { group, topic, partition: b.get_i32() })
         }
         2 => Some(Key::Group { group: get_str(&mut b)? }),
+        CONSUMER_GROUP_KEY_VERSION => Some(Key::Consumer { group: get_str(&mut b)? }),
         _ => None,
     }
 }
@@ -244,6 +265,23 @@ pub(crate) fn decode_group(mut b: Bytes) -> Option<GroupValue> {
 }
 
 /// Java's `String.hashCode`, which Kafka uses to place a group on a partition.
+/// A consumer group's record value: a version, then the group as JSON.
+pub(crate) fn encode_consumer_group(g: &super::consumer::ConsumerGroup) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(CONSUMER_GROUP_VALUE_VERSION);
+    // Serialising plain data into memory cannot fail.
+    b.put_slice(&serde_json::to_vec(g).unwrap_or_default());
+    b.freeze()
+}
+
+/// None for a value of another version or bytes that are not a group.
+pub(crate) fn decode_consumer_group(mut b: Bytes) -> Option<super::consumer::ConsumerGroup> {
+    if b.remaining() < 2 || b.get_i16() != CONSUMER_GROUP_VALUE_VERSION {
+        return None;
+    }
+    serde_json::from_slice(&b).ok()
+}
+
 pub(crate) fn java_hash(s: &str) -> i32 {
     s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
 }

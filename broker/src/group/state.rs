@@ -371,6 +371,12 @@ impl Group {
         self.transition(GroupState::PreparingRebalance, now);
     }
 
+    /// Starts a rebalance now: a group that was a consumer group hands the
+    /// assignment back to its members' own assignor (KIP-848's downgrade).
+    pub(crate) fn rebalance_now(&mut self, now: i64, timing: Timing) {
+        self.prepare_rebalance(now, timing);
+    }
+
     /// Completes the join phase once every member has rejoined (or the
     /// rebalance timeout removed the ones that did not).
     fn maybe_complete_join(&mut self, now: i64) {

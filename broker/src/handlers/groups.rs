@@ -25,6 +25,7 @@ use karst_protocol::error_codes as ec;
 
 use super::{str_bytes, topic_name};
 use crate::broker::{now_ms, Broker};
+use crate::group::consumer::ClassicJoin;
 use crate::group::records::{self, Key};
 use crate::group::{
     offset_value, subscribed_topics, GroupCoordinator, GroupEntry, GroupState, JoinRequest, JoinResult, Outcome, SyncResult,
@@ -199,13 +200,85 @@ pub(crate) async fn join_group(
         let mut entries = b.groups.entries.lock();
         let now = now_ms();
         let e = entries.entry(group_id.clone()).or_insert_with(|| GroupEntry::new(&group_id, now));
-        e.group.join(jr, now, b.groups.timing)
+        match e.consumer.as_ref().map(|c| c.members.is_empty()) {
+            None => Ok(e.group.join(jr, now, b.groups.timing)),
+            Some(true) => {
+                // An empty consumer group becomes classic for a classic member, as Kafka's.
+                e.consumer = None;
+                let tombstone = (records::encode_key(&Key::Consumer { group: group_id.clone() }), None);
+                if let Err(code) = b.groups.persist(&b, &group_id, &[tombstone]) {
+                    tracing::warn!(group = %group_id, code, "writing the group's change of type failed");
+                }
+                Ok(e.group.join(jr, now, b.groups.timing))
+            }
+            // A consumer group with members serves the classic member itself.
+            Some(false) => Err(jr),
+        }
+    };
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(jr) => Outcome::Now(classic_join_to_consumer_group(&b, &group_id, jr, version).await),
     };
     let result = match outcome {
         Outcome::Now(r) => r,
         Outcome::Wait(rx) => rx.await.unwrap_or_else(|_| JoinResult { error: ec::UNKNOWN_MEMBER_ID, generation: -1, ..Default::default() }),
     };
     join_response(result, version)
+}
+
+/// A classic member joins a consumer group: it is given its partitions from the
+/// group's server-side assignment, at its member epoch as generation.
+async fn classic_join_to_consumer_group(b: &Arc<Broker>, group_id: &str, jr: JoinRequest, version: i16) -> JoinResult {
+    let fail = |error: i16, member_id: &str| JoinResult { error, generation: -1, member_id: member_id.to_string(), ..Default::default() };
+    if jr.protocol_type != "consumer" {
+        return fail(ec::INCONSISTENT_GROUP_PROTOCOL, &jr.member_id);
+    }
+    if jr.member_id.is_empty() && jr.instance_id.is_none() && version >= 4 {
+        return fail(ec::MEMBER_ID_REQUIRED, &format!("{}-{}", jr.client_id, uuid::Uuid::new_v4()));
+    }
+    let member_id = if jr.member_id.is_empty() { format!("{}-{}", jr.client_id, uuid::Uuid::new_v4()) } else { jr.member_id.clone() };
+    let join = ClassicJoin {
+        member_id,
+        instance_id: jr.instance_id,
+        client_id: jr.client_id,
+        client_host: jr.client_host,
+        session_timeout_ms: jr.session_timeout_ms,
+        rebalance_timeout_ms: jr.rebalance_timeout_ms,
+        protocols: jr.protocols,
+    };
+    let topics = GroupCoordinator::topics(b);
+    let (outcome, record) = {
+        let mut entries = b.groups.entries.lock();
+        let Some(c) = entries.get_mut(group_id).and_then(|e| e.consumer.as_mut()) else {
+            return fail(ec::UNKNOWN_MEMBER_ID, &join.member_id);
+        };
+        let outcome = c.classic_join(join, &topics, now_ms(), b.groups.consumer);
+        (outcome, std::mem::take(&mut c.dirty).then(|| GroupCoordinator::consumer_record(c)))
+    };
+    if let Some(rec) = record {
+        let written = match b.groups.persist(b, group_id, &[rec]) {
+            Ok(p) => p.committed().await,
+            Err(code) => Err(code),
+        };
+        if let Err(code) = written {
+            return fail(if code == ec::REQUEST_TIMED_OUT { ec::COORDINATOR_NOT_AVAILABLE } else { code }, "");
+        }
+    }
+    match outcome {
+        Err((code, message)) => {
+            tracing::debug!(group = group_id, code, "classic JoinGroup on a consumer group refused: {message}");
+            fail(code, "")
+        }
+        Ok((member_id, generation, protocol)) => JoinResult {
+            error: ec::NONE,
+            generation,
+            protocol_type: Some("consumer".into()),
+            protocol: Some(protocol),
+            leader: String::new(),
+            member_id,
+            members: Vec::new(),
+        },
+    }
 }
 
 fn sync_response(r: SyncResult, version: i16) -> SyncGroupResponse {
@@ -229,6 +302,23 @@ pub(crate) async fn sync_group(b: Arc<Broker>, req: SyncGroupRequest, version: i
         let Some(e) = entries.get_mut(&group_id) else {
             return sync_response(SyncResult { error: ec::UNKNOWN_MEMBER_ID, ..Default::default() }, version);
         };
+        if let Some(c) = &e.consumer {
+            let names = GroupCoordinator::topic_names(&b);
+            let r = match c.classic_sync(req.member_id.as_str(), instance.as_deref(), req.generation_id, &names) {
+                Err(error) => SyncResult { error, ..Default::default() },
+                Ok((protocol, assignment)) => {
+                    let mismatch = version >= 5
+                        && (req.protocol_type.as_ref().is_some_and(|t| t.as_str() != "consumer")
+                            || req.protocol_name.as_ref().is_some_and(|n| n.as_str() != protocol));
+                    if mismatch {
+                        SyncResult { error: ec::INCONSISTENT_GROUP_PROTOCOL, ..Default::default() }
+                    } else {
+                        SyncResult { error: ec::NONE, protocol_type: Some("consumer".into()), protocol: Some(protocol), assignment }
+                    }
+                }
+            };
+            return sync_response(r, version);
+        }
         if version >= 5 {
             let mismatch =
                 |given: &Option<StrBytes>, have: &Option<String>| given.as_ref().is_some_and(|g| Some(g.as_str()) != have.as_deref());
@@ -258,7 +348,10 @@ pub(crate) fn heartbeat(b: &Arc<Broker>, req: HeartbeatRequest) -> HeartbeatResp
         let mut entries = b.groups.entries.lock();
         match entries.get_mut(&group_id) {
             None => ec::UNKNOWN_MEMBER_ID,
-            Some(e) => e.group.heartbeat(req.member_id.as_str(), req.group_instance_id.as_deref(), req.generation_id, now_ms()),
+            Some(e) => match e.consumer.as_mut() {
+                Some(c) => c.classic_heartbeat(req.member_id.as_str(), req.group_instance_id.as_deref(), req.generation_id, now_ms()),
+                None => e.group.heartbeat(req.member_id.as_str(), req.group_instance_id.as_deref(), req.generation_id, now_ms()),
+            },
         }
     });
     HeartbeatResponse::default().with_error_code(code)
@@ -282,17 +375,26 @@ pub(crate) fn leave_group(b: &Arc<Broker>, req: LeaveGroupRequest, version: i16)
     let results: Vec<(String, Option<String>, i16)> = identities
         .into_iter()
         .map(|(m, i)| {
-            let code = e.group.leave(&m, i.as_deref(), now, b.groups.timing);
+            let code = match e.consumer.as_mut() {
+                Some(c) => c.classic_leave(&m, i.as_deref()),
+                None => e.group.leave(&m, i.as_deref(), now, b.groups.timing),
+            };
             (m, i, code)
         })
         .collect();
     // The last member left: the empty group's record is written now, as Kafka
     // stores the group when its join completes empty, so a restart right after
     // brings back no one (the periodic tick would write it within 100 ms).
-    let record = std::mem::take(&mut e.group.record_due).then(|| GroupCoordinator::group_record(&e.group));
+    let mut records = match e.consumer.as_mut() {
+        Some(c) => std::mem::take(&mut c.dirty).then(|| vec![GroupCoordinator::consumer_record(c)]),
+        None => std::mem::take(&mut e.group.record_due).then(|| vec![GroupCoordinator::group_record(&e.group)]),
+    };
+    if let Some(downgrade) = e.maybe_downgrade(&GroupCoordinator::topic_names(b), now, b.groups.timing) {
+        records = Some(downgrade);
+    }
     drop(entries);
-    if let Some(rec) = record {
-        if let Err(code) = b.groups.persist(b, &group_id, &[rec]) {
+    if let Some(rec) = records {
+        if let Err(code) = b.groups.persist(b, &group_id, &rec) {
             tracing::warn!(group = %group_id, code, "writing the empty group's record failed");
         }
     }
@@ -344,7 +446,10 @@ pub(crate) async fn offset_commit(b: Arc<Broker>, req: OffsetCommitRequest, vers
         let group_code = match entries.get(&group_id) {
             None if generation < 0 => ec::NONE,
             None => ec::ILLEGAL_GENERATION,
-            Some(e) => e.group.check_commit(&member, instance.as_deref(), generation),
+            Some(e) => match &e.consumer {
+                Some(c) => c.check_commit(&member, generation, version, false),
+                None => e.group.check_commit(&member, instance.as_deref(), generation),
+            },
         };
         if group_code != ec::NONE {
             return OffsetCommitResponse::default().with_topics(topic_error(&req.topics, group_code));
@@ -461,6 +566,19 @@ pub(crate) fn offset_fetch(b: &Arc<Broker>, req: OffsetFetchRequest, version: i1
                 if let Some(code) = group_error(b, &id, acl::DESCRIBE) {
                     return r.with_error_code(code);
                 }
+                // v9+: a consumer-group member reads as itself, at its epoch.
+                if version >= 9 {
+                    let code = b
+                        .groups
+                        .entries
+                        .lock()
+                        .get(&id)
+                        .and_then(|e| e.consumer.as_ref())
+                        .map_or(ec::NONE, |c| c.check_fetch(g.member_id.as_ref().map(|m| m.as_str()), g.member_epoch));
+                    if code != ec::NONE {
+                        return r.with_error_code(code);
+                    }
+                }
                 let wanted = g.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect());
                 let topics = committed(b, &id, wanted)
                     .into_iter()
@@ -545,22 +663,26 @@ pub(crate) fn offset_fetch(b: &Arc<Broker>, req: OffsetFetchRequest, version: i1
 pub(crate) fn list_groups(b: &Arc<Broker>, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
     let entries = b.groups.entries.lock();
     let groups = entries
-        .values()
-        .map(|e| &e.group)
-        .filter(|g| g.state != GroupState::Dead)
-        // Without DESCRIBE on the cluster, the groups the principal may describe.
-        .filter(|g| {
-            authz::allowed(b, acl::CLUSTER, acl::CLUSTER_NAME, acl::DESCRIBE) || authz::allowed(b, acl::GROUP, &g.id, acl::DESCRIBE)
+        .iter()
+        // (id, state, protocol type, type)
+        .map(|(id, e)| match &e.consumer {
+            Some(c) => (id, c.state_name(), "consumer".to_string(), e.kind()),
+            None => (id, e.group.state.name(), e.group.protocol_type.clone().unwrap_or_default(), e.kind()),
         })
-        .filter(|g| req.states_filter.is_empty() || req.states_filter.iter().any(|s| s.as_str().eq_ignore_ascii_case(g.state.name())))
-        .filter(|_| req.types_filter.is_empty() || req.types_filter.iter().any(|s| s.as_str().eq_ignore_ascii_case("classic")))
-        .map(|g| {
-            let l = ListedGroup::default()
-                .with_group_id(GroupId(str_bytes(g.id.clone())))
-                .with_protocol_type(str_bytes(g.protocol_type.clone().unwrap_or_default()));
-            let l = if version >= 4 { l.with_group_state(str_bytes(g.state.name())) } else { l };
+        .filter(|(_, state, _, _)| *state != GroupState::Dead.name())
+        // Without DESCRIBE on the cluster, the groups the principal may describe.
+        .filter(|(id, ..)| {
+            authz::allowed(b, acl::CLUSTER, acl::CLUSTER_NAME, acl::DESCRIBE) || authz::allowed(b, acl::GROUP, id, acl::DESCRIBE)
+        })
+        .filter(|(_, state, ..)| req.states_filter.is_empty() || req.states_filter.iter().any(|s| s.as_str().eq_ignore_ascii_case(state)))
+        .filter(|(.., kind)| {
+            version < 5 || req.types_filter.is_empty() || req.types_filter.iter().any(|s| s.as_str().eq_ignore_ascii_case(kind))
+        })
+        .map(|(id, state, protocol_type, kind)| {
+            let l = ListedGroup::default().with_group_id(GroupId(str_bytes(id.clone()))).with_protocol_type(str_bytes(protocol_type));
+            let l = if version >= 4 { l.with_group_state(str_bytes(state)) } else { l };
             if version >= 5 {
-                l.with_group_type(str_bytes("classic"))
+                l.with_group_type(str_bytes(kind))
             } else {
                 l
             }
@@ -589,6 +711,16 @@ pub(crate) fn describe_groups(b: &Arc<Broker>, req: DescribeGroupsRequest, versi
                     d
                 };
             };
+            if e.consumer.is_some() {
+                // Kafka describes a consumer group with ConsumerGroupDescribe only.
+                let d = d.with_group_state(str_bytes("Dead"));
+                return if version >= 6 {
+                    d.with_error_code(ec::GROUP_ID_NOT_FOUND)
+                        .with_error_message(Some(str_bytes(format!("Group {} is not a classic group.", id.as_str()))))
+                } else {
+                    d
+                };
+            }
             let g = &e.group;
             let stable = matches!(g.state, GroupState::Stable);
             let protocol = g.protocol.clone().unwrap_or_default();
@@ -641,14 +773,18 @@ pub(crate) async fn delete_groups(b: Arc<Broker>, req: DeleteGroupsRequest) -> D
                 let mut entries = b.groups.entries.lock();
                 match entries.get(&name) {
                     None => Err(ec::GROUP_ID_NOT_FOUND),
-                    Some(e) if e.group.state != GroupState::Empty => Err(ec::NON_EMPTY_GROUP),
+                    Some(e) if !e.is_empty() => Err(ec::NON_EMPTY_GROUP),
                     Some(_) => {
                         let e = entries.remove(&name);
+                        let consumer = e.as_ref().is_some_and(|e| e.consumer.is_some());
                         let mut t: Vec<(Bytes, Option<Bytes>)> = e
                             .into_iter()
                             .flat_map(|e| e.offsets.into_keys())
                             .map(|(topic, partition)| (records::encode_key(&Key::Offset { group: name.clone(), topic, partition }), None))
                             .collect();
+                        if consumer {
+                            t.push((records::encode_key(&Key::Consumer { group: name.clone() }), None));
+                        }
                         t.push((records::encode_key(&Key::Group { group: name.clone() }), None));
                         Ok(t)
                     }
@@ -678,8 +814,10 @@ pub(crate) async fn offset_delete(b: Arc<Broker>, req: OffsetDeleteRequest) -> O
         let Some(e) = entries.get_mut(&group_id) else {
             return OffsetDeleteResponse::default().with_error_code(ec::GROUP_ID_NOT_FOUND);
         };
-        let subscribed: Vec<String> = if e.group.state == GroupState::Empty {
+        let subscribed: Vec<String> = if e.is_empty() {
             Vec::new()
+        } else if let Some(c) = &e.consumer {
+            c.subscribed_names().into_iter().collect()
         } else {
             e.group.members.values().flat_map(|m| m.protocols.iter().flat_map(|(_, md)| subscribed_topics(md))).collect()
         };

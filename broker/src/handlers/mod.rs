@@ -6,6 +6,7 @@ mod alter_configs;
 pub(crate) mod api_versions;
 mod authorized;
 mod client_quotas;
+mod consumer_groups;
 mod describe;
 mod describe_producers;
 mod elect_leaders;
@@ -112,6 +113,8 @@ fn checks_acls(body: &RequestKind) -> bool {
             | RequestKind::DescribeGroups(_)
             | RequestKind::DeleteGroups(_)
             | RequestKind::OffsetDelete(_)
+            | RequestKind::ConsumerGroupHeartbeat(_)
+            | RequestKind::ConsumerGroupDescribe(_)
             | RequestKind::CreateTopics(_)
             | RequestKind::DeleteTopics(_)
             | RequestKind::DescribeConfigs(_)
@@ -147,6 +150,8 @@ fn needs_offsets_topic(body: &RequestKind) -> bool {
             | RequestKind::DescribeGroups(_)
             | RequestKind::DeleteGroups(_)
             | RequestKind::OffsetDelete(_)
+            | RequestKind::ConsumerGroupHeartbeat(_)
+            | RequestKind::ConsumerGroupDescribe(_)
     )
 }
 
@@ -351,6 +356,11 @@ fn handle_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<Rep
                 async move { encode(correlation_id, api_key, version, &ResponseKind::OffsetDelete(groups::offset_delete(b, r).await)) };
             return Ok(Reply::Later(Box::pin(fut.instrument(span.clone()))));
         }
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            let fut = consumer_groups::heartbeat(b.clone(), r, version, client_id, peer);
+            later!(span, correlation_id, api_key, version, ConsumerGroupHeartbeat, fut)
+        }
+        RequestKind::ConsumerGroupDescribe(r) => ResponseKind::ConsumerGroupDescribe(consumer_groups::describe(b, r, version)),
         RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(groups::find_coordinator(b, r, version)),
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(b, r)),
         RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave_group(b, r, version)),

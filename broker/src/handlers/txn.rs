@@ -469,7 +469,10 @@ async fn offset_commit_in_txn(b: Arc<Broker>, req: TxnOffsetCommitRequest, versi
         if version >= 3 && req.generation_id >= 0 {
             let code = match entries.get(&group) {
                 None => ec::ILLEGAL_GENERATION,
-                Some(e) => e.group.check_commit(&req.member_id, req.group_instance_id.as_deref(), req.generation_id),
+                Some(e) => match &e.consumer {
+                    Some(c) => c.check_commit(&req.member_id, req.generation_id, version, true),
+                    None => e.group.check_commit(&req.member_id, req.group_instance_id.as_deref(), req.generation_id),
+                },
             };
             if code != ec::NONE {
                 return respond(&|_, _| code);
