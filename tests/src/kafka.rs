@@ -644,6 +644,34 @@ fn which(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
 }
 
+/// Runs `steps(bootstrap)` (each returns what it checked, one line each) against the
+/// Karst broker at `karst_bootstrap`, then against Apache Kafka started with
+/// `overrides`, and requires the same lines from both. A [`KafkaUnavailable`] from
+/// either side skips the test, printing why.
+pub fn same_steps_on_kafka(
+    what: &str,
+    karst_bootstrap: &str,
+    overrides: &[(&str, &str)],
+    steps: impl Fn(&str) -> Result<Vec<String>>,
+) -> Result<()> {
+    let karst_steps = match steps(karst_bootstrap) {
+        Ok(s) => s,
+        Err(e) => match KafkaUnavailable::of(&e) {
+            Some(why) => {
+                println!("skipped: {why}");
+                return Ok(());
+            }
+            None => return Err(e.context(format!("{what} against Karst"))),
+        },
+    };
+    println!("against Karst:\n  {}", karst_steps.join("\n  "));
+    let kafka = KafkaBroker::start_with(overrides)?;
+    let kafka_steps = steps(&kafka.bootstrap()).with_context(|| format!("{what} against Apache Kafka {}", kafka.version()))?;
+    println!("against Apache Kafka {}:\n  {}", kafka.version(), kafka_steps.join("\n  "));
+    anyhow::ensure!(karst_steps == kafka_steps, "{what}: Karst and Apache Kafka differ");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -177,5 +177,19 @@ fn a_consumer_group_outlives_a_broker_killed_with_sigkill() -> Result<()> {
     ensure!(f.groups[0].error_code == 0 && offset == 42, "{f:?}");
     let stale = raw.send(&commit(&group, "member-1", epoch - 1, &topic, 43), 9)?;
     ensure!(stale.topics[0].partitions[0].error_code == 113, "a stale epoch after the restart: {stale:?}");
+    // The CLI shows the group as ConsumerGroupDescribe has it.
+    let cli = |args: &[&str]| -> Result<serde_json::Value> {
+        let mut cmd = std::process::Command::new(karst_tests::broker::karst_bin()?);
+        cmd.args(args).args(["--output", "json", "--bootstrap-server", &broker.bootstrap()]).stdin(std::process::Stdio::null());
+        karst_tests::broker::scrub_karst_env(&mut cmd);
+        let out = karst_tests::run_command(&mut cmd, Duration::from_secs(60))?;
+        ensure!(out.status.success(), "karst {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    let listed = cli(&["group", "list"])?;
+    ensure!(listed.as_array().is_some_and(|a| a.iter().any(|g| g["group"] == group.as_str() && g["type"] == "consumer")), "{listed}");
+    let d = cli(&["group", "describe", &group])?;
+    ensure!(d["state"] == "Stable" && d["protocol"] == "uniform" && d["members"].as_array().map(Vec::len) == Some(1), "{d}");
+    ensure!(d["offsets"].as_array().is_some_and(|o| o.iter().any(|r| r["committed_offset"] == 42)), "{d}");
     broker.check_running()
 }

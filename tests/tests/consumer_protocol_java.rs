@@ -7,10 +7,11 @@
 use std::io::Write;
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
 use karst_tests::clients::show_output;
 use karst_tests::java::{java_command, run_kafka_tool};
-use karst_tests::{run_command, unique_topic, Broker, KafkaBroker, KafkaUnavailable};
+use karst_tests::kafka::same_steps_on_kafka;
+use karst_tests::{run_command, unique_topic, Broker};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 const TOPICS: &str = "org.apache.kafka.tools.TopicCommand";
@@ -120,22 +121,6 @@ fn steps(bootstrap: &str, name: &str) -> Result<Vec<String>> {
 fn the_java_consumer_speaks_kip_848_to_karst_as_to_kafka() -> Result<()> {
     let karst = Broker::start(&["--set", "group.consumer.heartbeat.interval.ms=1000"])?;
     let name = unique_topic("java");
-    let karst_steps = match steps(&karst.bootstrap(), &name) {
-        Ok(s) => s,
-        Err(e) => match KafkaUnavailable::of(&e) {
-            Some(why) => {
-                println!("skipped: {why}");
-                return Ok(());
-            }
-            None => return Err(e.context("the Java consumer against Karst")),
-        },
-    };
-    println!("against Karst:\n  {}", karst_steps.join("\n  "));
-    let kafka =
-        KafkaBroker::start_with(&[("group.consumer.min.heartbeat.interval.ms", "1000"), ("group.consumer.heartbeat.interval.ms", "1000")])?;
-    let kafka_steps =
-        steps(&kafka.bootstrap(), &name).with_context(|| format!("the Java consumer against Apache Kafka {}", kafka.version()))?;
-    println!("against Apache Kafka {}:\n  {}", kafka.version(), kafka_steps.join("\n  "));
-    ensure!(karst_steps == kafka_steps);
-    Ok(())
+    let kafka = [("group.consumer.min.heartbeat.interval.ms", "1000"), ("group.consumer.heartbeat.interval.ms", "1000")];
+    same_steps_on_kafka("the Java consumer", &karst.bootstrap(), &kafka, |b| steps(b, &name))
 }

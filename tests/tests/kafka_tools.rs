@@ -9,10 +9,11 @@ use std::io::Write;
 use std::process::Output;
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
 use karst_tests::clients::show_output;
 use karst_tests::java::{java_command, run_kafka_tool};
-use karst_tests::{run_command, unique_topic, Broker, KafkaBroker, KafkaUnavailable};
+use karst_tests::kafka::same_steps_on_kafka;
+use karst_tests::{run_command, unique_topic, Broker};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -190,21 +191,5 @@ fn steps(bootstrap: &str, name: &str) -> Result<Vec<String>> {
 fn kafkas_command_line_tools_work_against_karst_as_against_kafka() -> Result<()> {
     let karst = Broker::start(&["--set", "group.initial.rebalance.delay.ms=0"])?;
     let name = unique_topic("tools");
-    let karst_steps = match steps(&karst.bootstrap(), &name) {
-        Ok(s) => s,
-        Err(e) => match KafkaUnavailable::of(&e) {
-            Some(why) => {
-                println!("skipped: {why}");
-                return Ok(());
-            }
-            None => return Err(e.context("Kafka's tools against Karst")),
-        },
-    };
-    println!("against Karst:\n  {}", karst_steps.join("\n  "));
-    let kafka = KafkaBroker::start()?;
-    let kafka_steps =
-        steps(&kafka.bootstrap(), &name).with_context(|| format!("Kafka's tools against Apache Kafka {}", kafka.version()))?;
-    println!("against Apache Kafka {}:\n  {}", kafka.version(), kafka_steps.join("\n  "));
-    ensure!(karst_steps == kafka_steps);
-    Ok(())
+    same_steps_on_kafka("Kafka's tools", &karst.bootstrap(), &[], |b| steps(b, &name))
 }

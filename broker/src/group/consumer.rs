@@ -21,6 +21,7 @@ use uuid::Uuid;
 use super::assignors::{Assignment, Assignor};
 use super::embedded;
 use super::records::{GroupValue, MemberValue};
+use super::state::JoinRequest;
 
 /// The epoch a member leaves with.
 pub(crate) const LEAVE_EPOCH: i32 = -1;
@@ -651,18 +652,6 @@ impl ConsumerGroup {
     }
 }
 
-/// A classic member's JoinGroup, on a consumer group.
-#[derive(Debug, Clone)]
-pub(crate) struct ClassicJoin {
-    pub(crate) member_id: String,
-    pub(crate) instance_id: Option<String>,
-    pub(crate) client_id: String,
-    pub(crate) client_host: String,
-    pub(crate) session_timeout_ms: i32,
-    pub(crate) rebalance_timeout_ms: i32,
-    pub(crate) protocols: Vec<(String, Bytes)>,
-}
-
 /// What a classic member is told on a consumer group: (member id, generation =
 /// member epoch, protocol name).
 pub(crate) type ClassicJoined = (String, i32, String);
@@ -673,7 +662,7 @@ impl ConsumerGroup {
     /// count as the ones it still holds.
     pub(crate) fn classic_join(
         &mut self,
-        j: ClassicJoin,
+        j: JoinRequest,
         topics: &Topics,
         now: i64,
         cfg: ConsumerConfig,

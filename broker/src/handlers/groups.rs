@@ -25,7 +25,6 @@ use karst_protocol::error_codes as ec;
 
 use super::{str_bytes, topic_name};
 use crate::broker::{now_ms, Broker};
-use crate::group::consumer::ClassicJoin;
 use crate::group::records::{self, Key};
 use crate::group::{
     offset_value, subscribed_topics, GroupCoordinator, GroupEntry, GroupState, JoinRequest, JoinResult, Outcome, SyncResult,
@@ -236,16 +235,10 @@ async fn classic_join_to_consumer_group(b: &Arc<Broker>, group_id: &str, jr: Joi
     if jr.member_id.is_empty() && jr.instance_id.is_none() && version >= 4 {
         return fail(ec::MEMBER_ID_REQUIRED, &format!("{}-{}", jr.client_id, uuid::Uuid::new_v4()));
     }
-    let member_id = if jr.member_id.is_empty() { format!("{}-{}", jr.client_id, uuid::Uuid::new_v4()) } else { jr.member_id.clone() };
-    let join = ClassicJoin {
-        member_id,
-        instance_id: jr.instance_id,
-        client_id: jr.client_id,
-        client_host: jr.client_host,
-        session_timeout_ms: jr.session_timeout_ms,
-        rebalance_timeout_ms: jr.rebalance_timeout_ms,
-        protocols: jr.protocols,
-    };
+    let mut join = jr;
+    if join.member_id.is_empty() {
+        join.member_id = format!("{}-{}", join.client_id, uuid::Uuid::new_v4());
+    }
     let topics = GroupCoordinator::topics(b);
     let (outcome, record) = {
         let mut entries = b.groups.entries.lock();

@@ -40,7 +40,7 @@ fn client_max(key: ApiKey) -> i16 {
         ApiKey::DescribeCluster => 1, // v2: fenced brokers
         ApiKey::FindCoordinator => 4, // v5+: share and transaction-2PC errors
         ApiKey::DescribeConfigs => 4,
-        ApiKey::ListGroups => 4, // v5: group types
+        ApiKey::ListGroups => 5,
         _ => i16::MAX,
     }
 }

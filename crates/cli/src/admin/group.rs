@@ -3,8 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, Context, Result};
-use kafka_protocol::messages::describe_groups_response::DescribedGroup;
-use kafka_protocol::messages::{DeleteGroupsRequest, DescribeGroupsRequest, ListGroupsRequest};
+use kafka_protocol::messages::{ConsumerGroupDescribeRequest, DeleteGroupsRequest, DescribeGroupsRequest, ListGroupsRequest};
 use serde_json::json;
 
 use super::client::{group_id, Client, EARLIEST, LATEST};
@@ -27,31 +26,51 @@ pub(crate) async fn run(client: &mut Client, out: Format, action: GroupAction) -
 async fn list(client: &mut Client, out: Format) -> Result<()> {
     client.metadata(Some(&[]), false).await?;
     let ids: Vec<i32> = client.brokers().keys().copied().collect();
-    let mut groups: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut groups: BTreeMap<String, (String, String, String)> = BTreeMap::new();
     for id in ids {
         let conn = client.broker(id).await?;
         let (_, resp) = conn.call(|_| ListGroupsRequest::default()).await?;
         check(resp.error_code, None).with_context(|| format!("listing the groups of broker {id}"))?;
         for g in resp.groups {
-            groups.insert(g.group_id.0.to_string(), (g.protocol_type.to_string(), g.group_state.to_string()));
+            let kind = if g.group_type.is_empty() { "classic".to_string() } else { g.group_type.to_string() };
+            groups.insert(g.group_id.0.to_string(), (g.protocol_type.to_string(), g.group_state.to_string(), kind));
         }
     }
     match out {
         Format::Json => output::json(&json!(groups
             .iter()
-            .map(|(g, (ptype, state))| json!({"group": g, "protocol_type": ptype, "state": if state.is_empty() { None } else { Some(state) }}))
+            .map(|(g, (ptype, state, kind))| {
+                json!({"group": g, "type": kind, "protocol_type": ptype, "state": if state.is_empty() { None } else { Some(state) }})
+            })
             .collect::<Vec<_>>())),
         Format::Text => {
             let rows: Vec<Vec<String>> = groups
                 .iter()
-                .map(|(g, (ptype, state))| vec![g.clone(), if state.is_empty() { "-".into() } else { state.clone() }, ptype.clone()])
+                .map(|(g, (ptype, state, kind))| {
+                    vec![g.clone(), if state.is_empty() { "-".into() } else { state.clone() }, kind.clone(), ptype.clone()]
+                })
                 .collect();
-            output::table(&["GROUP", "STATE", "PROTOCOL-TYPE"], &rows)
+            output::table(&["GROUP", "STATE", "TYPE", "PROTOCOL-TYPE"], &rows)
         }
     }
 }
 
-async fn describe_group(client: &mut Client, group: &str) -> Result<(i32, DescribedGroup)> {
+/// A member: member id, client id, host, assignment.
+type Described = (String, String, String, BTreeMap<String, Vec<i32>>);
+
+/// A group as either protocol describes it.
+struct Group {
+    state: String,
+    protocol_type: String,
+    /// The classic protocol chosen, or a consumer group's server assignor.
+    protocol: String,
+    /// (member id, client id, host, assignment)
+    members: Vec<Described>,
+}
+
+/// DescribeGroups, or ConsumerGroupDescribe for a KIP-848 group (DescribeGroups
+/// calls one Dead).
+async fn describe_group(client: &mut Client, group: &str) -> Result<(i32, Group)> {
     let (coordinator, conn) = client.coordinator(group).await?;
     let (_, resp) = conn
         .call(|_| {
@@ -61,8 +80,47 @@ async fn describe_group(client: &mut Client, group: &str) -> Result<(i32, Descri
         })
         .await?;
     let g = resp.groups.into_iter().next().context("DescribeGroups answered no group")?;
+    let kip848 = conn.supports::<ConsumerGroupDescribeRequest>();
+    if g.group_state.as_str() == "Dead" && kip848 {
+        let (_, resp) = conn.call(|_| ConsumerGroupDescribeRequest::default().with_group_ids(vec![group_id(group)])).await?;
+        let c = resp.groups.into_iter().next().context("ConsumerGroupDescribe answered no group")?;
+        if c.error_code == 0 {
+            let members = c
+                .members
+                .iter()
+                .map(|m| {
+                    let a = m.assignment.topic_partitions.iter().map(|t| (t.topic_name.to_string(), t.partitions.clone())).collect();
+                    (m.member_id.to_string(), m.client_id.to_string(), m.client_host.to_string(), a)
+                })
+                .collect();
+            let group = Group {
+                state: c.group_state.to_string(),
+                protocol_type: "consumer".into(),
+                protocol: c.assignor_name.to_string(),
+                members,
+            };
+            return Ok((coordinator, group));
+        }
+    }
     check(g.error_code, g.error_message.as_deref()).with_context(|| format!("describing group `{group}`"))?;
-    Ok((coordinator, g))
+    let consumer = g.protocol_type.as_str() == "consumer";
+    let members = g
+        .members
+        .iter()
+        .map(|m| {
+            let assignment = if consumer { decode_assignment(&m.member_assignment).unwrap_or_default() } else { BTreeMap::new() };
+            (m.member_id.to_string(), m.client_id.to_string(), m.client_host.to_string(), assignment)
+        })
+        .collect();
+    Ok((
+        coordinator,
+        Group {
+            state: g.group_state.to_string(),
+            protocol_type: g.protocol_type.to_string(),
+            protocol: g.protocol_data.to_string(),
+            members,
+        },
+    ))
 }
 
 /// Topic, partition, committed offset, log end, lag, owning member.
@@ -70,18 +128,15 @@ type OffsetRow = (String, i32, Option<i64>, Option<i64>, Option<i64>, Option<Str
 
 async fn describe(client: &mut Client, out: Format, group: &str) -> Result<()> {
     let (coordinator, g) = describe_group(client, group).await?;
-    let consumer = g.protocol_type.as_str() == "consumer";
     let mut owner: BTreeMap<(String, i32), String> = BTreeMap::new();
-    let mut members = Vec::new();
-    for m in &g.members {
-        let assignment = if consumer { decode_assignment(&m.member_assignment).unwrap_or_default() } else { BTreeMap::new() };
-        for (t, ps) in &assignment {
+    for (id, _, _, assignment) in &g.members {
+        for (t, ps) in assignment {
             for p in ps {
-                owner.insert((t.clone(), *p), m.member_id.to_string());
+                owner.insert((t.clone(), *p), id.clone());
             }
         }
-        members.push((m.member_id.to_string(), m.client_id.to_string(), m.client_host.to_string(), assignment));
     }
+    let members = &g.members;
     let committed = fetch_offsets(client, group, None).await?;
     let mut partitions: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
     for (t, p) in committed.keys().chain(owner.keys()) {
@@ -114,9 +169,9 @@ async fn describe(client: &mut Client, out: Format, group: &str) -> Result<()> {
     match out {
         Format::Json => output::json(&json!({
             "group": group,
-            "state": g.group_state.to_string(),
-            "protocol_type": g.protocol_type.to_string(),
-            "protocol": g.protocol_data.to_string(),
+            "state": g.state,
+            "protocol_type": g.protocol_type,
+            "protocol": g.protocol,
             "coordinator": coordinator,
             "members": members.iter().map(|(id, client_id, host, a)| json!({
                 "member_id": id, "client_id": client_id, "host": host, "assignment": a,
@@ -126,11 +181,11 @@ async fn describe(client: &mut Client, out: Format, group: &str) -> Result<()> {
             })).collect::<Vec<_>>(),
         })),
         Format::Text => {
-            let proto = if g.protocol_data.is_empty() { String::new() } else { format!("/{}", g.protocol_data.as_str()) };
+            let proto = if g.protocol.is_empty() { String::new() } else { format!("/{}", g.protocol) };
             outln!(
                 "Group: {group}  State: {}  Protocol: {}{proto}  Coordinator: {coordinator}  Members: {}",
-                g.group_state.as_str(),
-                g.protocol_type.as_str(),
+                g.state,
+                g.protocol_type,
                 members.len()
             )?;
             if !members.is_empty() {
@@ -163,7 +218,7 @@ async fn reset_offsets(client: &mut Client, out: Format, a: &ResetOffsetsArgs) -
     // Kafka's rule: only an inactive group's offsets may be moved.
     match describe_group(client, group).await {
         Ok((_, g)) => {
-            let state = g.group_state.as_str();
+            let state = g.state.as_str();
             if !g.members.is_empty() || !matches!(state, "Empty" | "Dead" | "") {
                 bail!(
                     "group `{group}` is {state} with {} member(s); offsets can only be reset while it is empty\nhint: stop its consumers first (`karst group describe {group}`)",
