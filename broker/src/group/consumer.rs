@@ -652,6 +652,26 @@ impl ConsumerGroup {
     }
 }
 
+/// The value version of a consumer group record.
+const CONSUMER_GROUP_VALUE_VERSION: i16 = 0;
+
+/// A consumer group's record value: a version, then the group as JSON.
+pub(crate) fn encode_record(g: &ConsumerGroup) -> Bytes {
+    let mut b = bytes::BytesMut::new();
+    bytes::BufMut::put_i16(&mut b, CONSUMER_GROUP_VALUE_VERSION);
+    // Serialising plain data into memory cannot fail.
+    bytes::BufMut::put_slice(&mut b, &serde_json::to_vec(g).unwrap_or_default());
+    b.freeze()
+}
+
+/// None for a value of another version or bytes that are not a group.
+pub(crate) fn decode_record(mut b: Bytes) -> Option<ConsumerGroup> {
+    if bytes::Buf::remaining(&b) < 2 || bytes::Buf::get_i16(&mut b) != CONSUMER_GROUP_VALUE_VERSION {
+        return None;
+    }
+    serde_json::from_slice(&b).ok()
+}
+
 /// What a classic member is told on a consumer group: (member id, generation =
 /// member epoch, protocol name).
 pub(crate) type ClassicJoined = (String, i32, String);

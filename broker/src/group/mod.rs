@@ -431,7 +431,7 @@ impl GroupCoordinator {
 
     /// A consumer group's record: the whole group.
     pub(crate) fn consumer_record(g: &consumer::ConsumerGroup) -> (Bytes, Option<Bytes>) {
-        (records::encode_key(&Key::Consumer { group: g.id.clone() }), Some(records::encode_consumer_group(g)))
+        (records::encode_key(&Key::Consumer { group: g.id.clone() }), Some(consumer::encode_record(g)))
     }
 
     /// Periodic work: member expiry, rebalance timeouts, offset retention.
@@ -536,7 +536,7 @@ fn apply(entries: &mut HashMap<String, GroupEntry>, key: Key, value: Option<Byte
             }
         },
         Key::Consumer { group } => match value {
-            Some(v) => match records::decode_consumer_group(v) {
+            Some(v) => match consumer::decode_record(v) {
                 Some(g) => {
                     let e = entries.entry(group.clone()).or_insert_with(|| GroupEntry::new(&group, now));
                     e.group = Group::new(&group, now);

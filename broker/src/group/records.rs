@@ -28,8 +28,6 @@ pub(crate) enum Key {
 
 /// The key version of [`Key::Consumer`], far above the versions Kafka uses.
 const CONSUMER_GROUP_KEY_VERSION: i16 = 1000;
-/// The value version of a consumer group record.
-const CONSUMER_GROUP_VALUE_VERSION: i16 = 0;
 
 /// A committed offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,23 +263,6 @@ pub(crate) fn decode_group(mut b: Bytes) -> Option<GroupValue> {
 }
 
 /// Java's `String.hashCode`, which Kafka uses to place a group on a partition.
-/// A consumer group's record value: a version, then the group as JSON.
-pub(crate) fn encode_consumer_group(g: &super::consumer::ConsumerGroup) -> Bytes {
-    let mut b = BytesMut::new();
-    b.put_i16(CONSUMER_GROUP_VALUE_VERSION);
-    // Serialising plain data into memory cannot fail.
-    b.put_slice(&serde_json::to_vec(g).unwrap_or_default());
-    b.freeze()
-}
-
-/// None for a value of another version or bytes that are not a group.
-pub(crate) fn decode_consumer_group(mut b: Bytes) -> Option<super::consumer::ConsumerGroup> {
-    if b.remaining() < 2 || b.get_i16() != CONSUMER_GROUP_VALUE_VERSION {
-        return None;
-    }
-    serde_json::from_slice(&b).ok()
-}
-
 pub(crate) fn java_hash(s: &str) -> i32 {
     s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
 }
