@@ -173,6 +173,10 @@ pub(crate) async fn join_group(
             version,
         );
     }
+    if b.shares.is_share_group(&group_id) {
+        // Kafka: a share group of that id is not joined by the classic protocol.
+        return join_response(JoinResult { error: ec::INCONSISTENT_GROUP_PROTOCOL, generation: -1, ..Default::default() }, version);
+    }
     let c = &b.config;
     if req.session_timeout_ms < c.group_min_session_timeout_ms || req.session_timeout_ms > c.group_max_session_timeout_ms {
         return join_response(
@@ -544,7 +548,7 @@ pub(crate) fn offset_fetch(b: &Arc<Broker>, req: OffsetFetchRequest, version: i1
 
 pub(crate) fn list_groups(b: &Arc<Broker>, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
     let entries = b.groups.entries.lock();
-    let groups = entries
+    let mut groups: Vec<ListedGroup> = entries
         .values()
         .map(|e| &e.group)
         .filter(|g| g.state != GroupState::Dead)
@@ -566,6 +570,7 @@ pub(crate) fn list_groups(b: &Arc<Broker>, req: ListGroupsRequest, version: i16)
             }
         })
         .collect();
+    groups.extend(super::share::listed_groups(b, &req, version));
     ListGroupsResponse::default().with_groups(groups)
 }
 
@@ -583,8 +588,9 @@ pub(crate) fn describe_groups(b: &Arc<Broker>, req: DescribeGroupsRequest, versi
                 let d = d.with_group_state(str_bytes("Dead"));
                 return if version >= 6 {
                     // v6 carries a message; Kafka's words.
-                    d.with_error_code(ec::GROUP_ID_NOT_FOUND)
-                        .with_error_message(Some(str_bytes(format!("Group {} not found.", id.as_str()))))
+                    // A share group is not a classic group, in Kafka's words.
+                    let what = if b.shares.is_share_group(id.as_str()) { "is not a classic group" } else { "not found" };
+                    d.with_error_code(ec::GROUP_ID_NOT_FOUND).with_error_message(Some(str_bytes(format!("Group {} {what}.", id.as_str()))))
                 } else {
                     d
                 };
@@ -636,6 +642,8 @@ pub(crate) async fn delete_groups(b: Arc<Broker>, req: DeleteGroupsRequest) -> D
         let name = id.to_string();
         let code = if let Some(code) = group_error(&b, &name, acl::DELETE) {
             code
+        } else if b.shares.is_share_group(&name) {
+            super::share::delete_group(&b, &name).await
         } else {
             let tombstones = {
                 let mut entries = b.groups.entries.lock();
