@@ -404,14 +404,20 @@ fn bad_share_requests_get_kafkas_errors() -> Result<()> {
         .with_member_id(str(""))
         .with_protocol_type(str("consumer"));
     ensure!(raw.send(&join, 5)?.error_code == INCONSISTENT_GROUP_PROTOCOL, "JoinGroup of a share group");
-    let classic = unique_topic("classic-group");
-    let commit =
-        OffsetCommitRequest::default().with_group_id(GroupId(str(&classic))).with_generation_id_or_member_epoch(-1).with_topics(vec![
+    let commit_to = |g: &str| {
+        OffsetCommitRequest::default().with_group_id(GroupId(str(g))).with_generation_id_or_member_epoch(-1).with_topics(vec![
             offset_commit_request::OffsetCommitRequestTopic::default().with_name(topic_name(&topic)).with_partitions(vec![
                 offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(1),
             ]),
-        ]);
-    ensure!(raw.send(&commit, 8)?.topics.iter().flat_map(|t| &t.partitions).all(|p| p.error_code == 0), "classic commit");
+        ])
+    };
+    let refused = raw.send(&commit_to(&group), 8)?;
+    ensure!(
+        refused.topics.iter().flat_map(|t| &t.partitions).all(|p| p.error_code == GROUP_ID_NOT_FOUND),
+        "OffsetCommit to a share group: {refused:?}"
+    );
+    let classic = unique_topic("classic-group");
+    ensure!(raw.send(&commit_to(&classic), 8)?.topics.iter().flat_map(|t| &t.partitions).all(|p| p.error_code == 0), "classic commit");
     ensure!(heartbeat(&mut raw, &classic, &m, 0, Some(&[&topic]))?.error_code == GROUP_ID_NOT_FOUND, "share heartbeat to a classic group");
     let described = raw.send(&DescribeGroupsRequest::default().with_groups(vec![GroupId(str(&group))]), 6)?;
     ensure!(

@@ -332,6 +332,11 @@ pub(crate) async fn offset_commit(b: Arc<Broker>, req: OffsetCommitRequest, vers
     if let Some(code) = group_error(&b, &group_id, acl::READ) {
         return OffsetCommitResponse::default().with_topics(topic_error(&req.topics, code));
     }
+    if b.shares.is_share_group(&group_id) {
+        // A share group keeps no committed offsets: Kafka refuses them, and the
+        // commit must not make a classic group of the same id.
+        return OffsetCommitResponse::default().with_topics(topic_error(&req.topics, ec::GROUP_ID_NOT_FOUND));
+    }
     if let Err(e) = b.groups.ensure_topic(&b).await {
         tracing::warn!("{e}");
         return OffsetCommitResponse::default().with_topics(topic_error(&req.topics, ec::COORDINATOR_NOT_AVAILABLE));
