@@ -6,9 +6,10 @@
 // Creates <topic> (2 partitions), sets the share group's share.auto.offset.reset to
 // earliest (IncrementalAlterConfigs on its GROUP resource), produces 40 records, reads
 // them with a KafkaShareConsumer in explicit acknowledgement mode, accepting each one and
-// committing the acknowledgements synchronously; then a second share consumer of the
-// group gets nothing (every record was accepted), and the Admin client lists the group
-// as a share group.
+// committing the acknowledgements synchronously (the Admin client describes the group
+// meanwhile); then a second share consumer of the group gets nothing (every record was
+// accepted), and the Admin client lists the group as a share group, lists its start
+// offsets (past every record) and deletes it.
 //
 // Prints one line per step ("OK <step> ...") and exits 0, or prints "FAIL <why>" and
 // exits 1. Every wait is bounded.
@@ -98,6 +99,17 @@ public class ShareCheck {
                     }
                 }
             }
+            try (Admin admin = Admin.create(ap)) {
+                ShareGroupDescription d = admin.describeShareGroups(List.of(group)).all().get(60, TimeUnit.SECONDS).get(group);
+                if (d.groupState() != GroupState.STABLE || d.members().size() != 1) {
+                    fail("describeShareGroups while consuming: " + d);
+                }
+                Set<TopicPartition> assigned = d.members().iterator().next().assignment().topicPartitions();
+                if (!assigned.equals(Set.of(new TopicPartition(topic, 0), new TopicPartition(topic, 1)))) {
+                    fail("assignment of the only member: " + assigned);
+                }
+                System.out.println("OK described: " + d.groupState() + ", epoch " + d.groupEpoch() + ", assignment " + assigned);
+            }
         }
         System.out.println("OK consumed and accepted " + seen.size());
 
@@ -121,5 +133,23 @@ public class ShareCheck {
             }
         }
         System.out.println("OK listed as a share group");
+
+        try (Admin admin = Admin.create(ap)) {
+            Map<TopicPartition, SharePartitionOffsetInfo> offsets =
+                admin.listShareGroupOffsets(Map.of(group, new ListShareGroupOffsetsSpec())).partitionsToOffsetInfo(group).get(60, TimeUnit.SECONDS);
+            for (int p = 0; p < 2; p++) {
+                SharePartitionOffsetInfo info = offsets.get(new TopicPartition(topic, p));
+                if (info == null || info.startOffset() != RECORDS / 2) {
+                    fail("start offset of partition " + p + ": " + offsets);
+                }
+            }
+            System.out.println("OK start offsets " + offsets);
+            admin.deleteShareGroups(List.of(group)).all().get(60, TimeUnit.SECONDS);
+            Collection<GroupListing> groups = admin.listGroups(ListGroupsOptions.forShareGroups()).all().get(60, TimeUnit.SECONDS);
+            if (groups.stream().anyMatch(g -> g.groupId().equals(group))) {
+                fail("deleted share group still listed: " + groups);
+            }
+        }
+        System.out.println("OK deleted");
     }
 }

@@ -226,6 +226,77 @@ fn a_record_released_every_time_stops_at_the_delivery_limit() -> Result<()> {
     broker.check_running()
 }
 
+/// Records a consumer rejects are archived at once: no other consumer gets them.
+#[test]
+fn rejected_records_are_never_delivered_again() -> Result<()> {
+    let mut broker = Broker::start(&[])?;
+    let (topic, group) = (unique_topic("share-reject"), unique_topic("share-reject-group"));
+    let mut raw = RawClient::connect(broker.addr())?;
+    raw.create_topic(&topic, 1, &[])?;
+    start_at_earliest(&mut raw, &group)?;
+    let first = values("x", 10);
+    produce(&mut raw, &topic, 0, &first)?;
+    let mut rejecter = share_consumer_with("rejecter", &broker, &topic, &group, "reject", &["--stop-after", "1"])?;
+    wait_until("the rejecter to close", Duration::from_secs(60), || rejecter.lines().iter().any(|l| l == "CLOSED"))
+        .map_err(|e| anyhow!("{e}\n{}", rejecter.report()))?;
+    rejecter.finish(Duration::from_secs(30))?;
+    let rejected: BTreeSet<String> = got(&rejecter).into_iter().map(|g| g.value).collect();
+    ensure!(!rejected.is_empty(), "nothing rejected\n{}", rejecter.report());
+    let second = values("y", 10);
+    produce(&mut raw, &topic, 0, &second)?;
+    let mut acceptor = share_consumer("acceptor", &broker, &topic, &group, "accept")?;
+    let rest: Vec<String> = first.iter().filter(|v| !rejected.contains(*v)).chain(&second).cloned().collect();
+    let waited = wait_until("the rest accepted", Duration::from_secs(60), || all_accepted(std::slice::from_ref(&acceptor), &rest));
+    acceptor.finish(Duration::from_secs(30))?;
+    waited.map_err(|e| anyhow!("{e}\n{}", acceptor.report()))?;
+    accepted_once(std::slice::from_ref(&acceptor), &rest)?;
+    let again: Vec<Got> = got(&acceptor).into_iter().filter(|g| rejected.contains(&g.value)).collect();
+    ensure!(again.is_empty(), "rejected records delivered again: {again:?}");
+    broker.check_running()
+}
+
+/// confluent-kafka consumers across a kill -9 of the broker: what one accepted before
+/// is not delivered again, what another held (acquired, never acknowledged) is.
+#[test]
+fn confluent_consumers_resume_after_a_kill9_restart() -> Result<()> {
+    let mut broker = Broker::start(&[])?;
+    let (topic, group) = (unique_topic("share-crash"), unique_topic("share-crash-group"));
+    let mut raw = RawClient::connect(broker.addr())?;
+    raw.create_topic(&topic, 1, &[])?;
+    start_at_earliest(&mut raw, &group)?;
+    let before = values("a", 20);
+    produce(&mut raw, &topic, 0, &before)?;
+    let mut first = share_consumer_with("first", &broker, &topic, &group, "accept", &["--stop-after", "1"])?;
+    wait_until("the first consumer to close", Duration::from_secs(60), || first.lines().iter().any(|l| l == "CLOSED"))
+        .map_err(|e| anyhow!("{e}\n{}", first.report()))?;
+    first.finish(Duration::from_secs(30))?;
+    let after = values("b", 20);
+    produce(&mut raw, &topic, 0, &after)?;
+    let mut holder = share_consumer("holder", &broker, &topic, &group, "hold")?;
+    wait_until("the holder to acquire records", Duration::from_secs(60), || !got(&holder).is_empty())
+        .map_err(|e| anyhow!("{e}\n{}", holder.report()))?;
+
+    broker.restart()?;
+    holder.kill9()?;
+    let all: Vec<String> = before.iter().chain(&after).cloned().collect();
+    let mut second = share_consumer("second", &broker, &topic, &group, "accept")?;
+    let members = |second: &Member| [accepted(&first), accepted(second)].concat();
+    let waited = wait_until("every record accepted once across the restart", Duration::from_secs(90), || {
+        let seen: BTreeSet<String> = members(&second).into_iter().collect();
+        all.iter().all(|v| seen.contains(v))
+    });
+    second.finish(Duration::from_secs(30))?;
+    waited.map_err(|e| anyhow!("{e}\n{}\n{}\n{}", first.report(), holder.report(), second.report()))?;
+    ensure!(!accepted(&first).is_empty() && !got(&holder).is_empty(), "accepted before {:?}, held {:?}", accepted(&first), got(&holder));
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for v in members(&second) {
+        *counts.entry(v).or_default() += 1;
+    }
+    let twice: Vec<&String> = counts.iter().filter(|(_, n)| **n > 1).map(|(v, _)| v).collect();
+    ensure!(twice.is_empty(), "accepted before the restart and delivered again: {twice:?}");
+    broker.check_running()
+}
+
 /// DescribeShareGroupOffsets: the group's start offset of `topic`-0.
 fn start_offset(raw: &mut RawClient, group: &str, topic: &str) -> Result<i64> {
     use describe_share_group_offsets_request::{DescribeShareGroupOffsetsRequestGroup, DescribeShareGroupOffsetsRequestTopic};
