@@ -425,6 +425,33 @@ fn acknowledged_state_survives_a_kill9_restart() -> Result<()> {
     broker.check_running()
 }
 
+/// A member that stops heartbeating leaves the group after the session timeout, and the
+/// records it held are released at once (long before their 30 s locks expire).
+#[test]
+fn a_silent_member_expires_and_its_records_are_released() -> Result<()> {
+    let mut broker = Broker::start(&["--set", "group.share.session.timeout.ms=1500"])?;
+    let (topic, group) = (unique_topic("share-expiry"), unique_topic("share-expiry-group"));
+    let mut raw = RawClient::connect(broker.addr())?;
+    raw.create_topic(&topic, 1, &[])?;
+    start_at_earliest(&mut raw, &group)?;
+    let id = raw.topic_id(&topic)?;
+    produce(&mut raw, &topic, 0, &values("e", 5))?;
+    let silent = Uuid::new_v4().to_string();
+    ensure!(heartbeat(&mut raw, &group, &silent, 0, Some(&[&topic]))?.error_code == 0, "join");
+    ensure!(fetch_some(&mut raw, &group, &silent, id, 100)?.len() == 5, "the silent member acquires all");
+    let describe = ShareGroupDescribeRequest::default().with_group_ids(vec![GroupId(str(&group))]);
+    wait_until("the silent member to expire", Duration::from_secs(20), || {
+        raw.send(&describe, 1)
+            .is_ok_and(|r| r.groups.first().is_some_and(|g| g.error_code == 0 && g.members.is_empty() && g.group_state.as_str() == "Empty"))
+    })?;
+    ensure!(heartbeat(&mut raw, &group, &silent, 1, None)?.error_code == UNKNOWN_MEMBER_ID, "the expired member's heartbeat");
+    let next = Uuid::new_v4().to_string();
+    ensure!(heartbeat(&mut raw, &group, &next, 0, Some(&[&topic]))?.error_code == 0, "join");
+    let again = fetch_some(&mut raw, &group, &next, id, 100)?;
+    ensure!(again.len() == 5 && again.values().all(|c| *c == 2), "released records delivered again: {again:?}");
+    broker.check_running()
+}
+
 #[test]
 fn java_share_consumer_reads_and_accepts() -> Result<()> {
     let mut broker = Broker::start(&[])?;
