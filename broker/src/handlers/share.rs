@@ -743,10 +743,10 @@ pub(crate) fn describe_offsets(b: &Arc<Broker>, req: DescribeShareGroupOffsetsRe
     DescribeShareGroupOffsetsResponse::default().with_groups(groups)
 }
 
-/// Why the share group's offsets cannot be changed now: GROUP_ID_NOT_FOUND, or
-/// NON_EMPTY_GROUP while it has members.
-fn offsets_change_error(b: &Broker, id: &str) -> Option<(i16, String)> {
-    if let Some(e) = group_error(b, id, acl::READ) {
+/// Why the share group's offsets cannot be changed now (by a principal allowed
+/// `operation` on the group): GROUP_ID_NOT_FOUND, or NON_EMPTY_GROUP while it has members.
+fn offsets_change_error(b: &Broker, id: &str, operation: i8) -> Option<(i16, String)> {
+    if let Some(e) = group_error(b, id, operation) {
         return Some(e);
     }
     if other_kind(b, id) {
@@ -764,7 +764,7 @@ pub(crate) async fn alter_offsets(b: Arc<Broker>, req: AlterShareGroupOffsetsReq
         AlterShareGroupOffsetsResponsePartition as Part, AlterShareGroupOffsetsResponseTopic as Topic,
     };
     let id = req.group_id.to_string();
-    if let Some((code, msg)) = offsets_change_error(&b, &id) {
+    if let Some((code, msg)) = offsets_change_error(&b, &id, acl::READ) {
         return AlterShareGroupOffsetsResponse::default().with_error_code(code).with_error_message(Some(str_bytes(msg)));
     }
     let image = b.metadata.image();
@@ -798,7 +798,8 @@ pub(crate) async fn alter_offsets(b: Arc<Broker>, req: AlterShareGroupOffsetsReq
 pub(crate) async fn delete_offsets(b: Arc<Broker>, req: DeleteShareGroupOffsetsRequest) -> DeleteShareGroupOffsetsResponse {
     use delete_share_group_offsets_response::DeleteShareGroupOffsetsResponseTopic as Topic;
     let id = req.group_id.to_string();
-    if let Some((code, msg)) = offsets_change_error(&b, &id) {
+    // Kafka: deleting a share group's offsets needs DELETE on the group.
+    if let Some((code, msg)) = offsets_change_error(&b, &id, acl::DELETE) {
         return DeleteShareGroupOffsetsResponse::default().with_error_code(code).with_error_message(Some(str_bytes(msg)));
     }
     let image = b.metadata.image();
