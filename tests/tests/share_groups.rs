@@ -28,6 +28,7 @@ const SHARE_SESSION_NOT_FOUND: i16 = 122;
 const INVALID_SHARE_SESSION_EPOCH: i16 = 123;
 const UNKNOWN_TOPIC_ID: i16 = 100;
 const NON_EMPTY_GROUP: i16 = 68;
+const INVALID_CONFIG: i16 = 40;
 
 fn str(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
@@ -479,6 +480,17 @@ fn bad_share_requests_get_kafkas_errors() -> Result<()> {
     let id = raw.topic_id(&topic)?;
     produce(&mut raw, &topic, 0, &values("b", 5))?;
     let m = Uuid::new_v4().to_string();
+
+    // Group configs: set ones and defaults; unknown names and bad values refused.
+    let (code, configs) = raw.describe_configs(GROUP_RESOURCE, &group)?;
+    let reset = configs.get("share.auto.offset.reset").ok_or_else(|| anyhow!("{configs:?}"))?;
+    ensure!(code == 0 && reset.value.as_deref() == Some("earliest") && reset.source == 8, "{configs:?}");
+    ensure!(
+        configs.get("share.record.lock.duration.ms").is_some_and(|c| c.value.as_deref() == Some("30000") && c.source == 5),
+        "{configs:?}"
+    );
+    ensure!(raw.alter_configs(GROUP_RESOURCE, &group, &[("no.such.config", 0, Some("1"))])?.0 == INVALID_CONFIG, "unknown group config");
+    ensure!(raw.alter_configs(GROUP_RESOURCE, &group, &[("share.auto.offset.reset", 0, Some("soon"))])?.0 == INVALID_CONFIG, "bad value");
 
     // Heartbeats.
     ensure!(heartbeat(&mut raw, &group, &m, 0, None)?.error_code == INVALID_REQUEST, "first heartbeat without topics");

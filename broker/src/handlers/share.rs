@@ -913,6 +913,41 @@ pub(crate) async fn alter_group_configs(
     }
 }
 
+/// A described config: name, value, source, type.
+pub(crate) type DescribedConfig = (&'static str, String, i8, i8);
+
+/// DescribeConfigs of a GROUP resource: each share group config with its value, as
+/// (name, value, source, type): GROUP_CONFIG (8) where the group sets it, else the
+/// broker's default (DEFAULT_CONFIG, 5).
+pub(crate) fn describe_group_configs(b: &Broker, id: &str) -> Result<Vec<DescribedConfig>, (i16, String)> {
+    const GROUP_CONFIG: i8 = 8;
+    const DEFAULT_CONFIG: i8 = 5;
+    const STRING: i8 = 2;
+    const INT: i8 = 3;
+    if id.is_empty() {
+        return Err((ec::INVALID_REQUEST, "group id must be non-empty".into()));
+    }
+    if !authz::allowed(b, acl::GROUP, id, acl::DESCRIBE_CONFIGS) {
+        return Err((GROUP_AUTHORIZATION_FAILED, "Authorization failed.".into()));
+    }
+    let set = b.shares.configs.lock().get(id).cloned().unwrap_or_default();
+    let s = &b.shares.settings;
+    let defaults = [
+        ("share.auto.offset.reset", "latest".to_string(), STRING),
+        ("share.heartbeat.interval.ms", s.heartbeat_interval_ms.to_string(), INT),
+        ("share.isolation.level", "read_uncommitted".to_string(), STRING),
+        ("share.record.lock.duration.ms", s.record_lock_duration_ms.to_string(), INT),
+        ("share.session.timeout.ms", s.session_timeout_ms.to_string(), INT),
+    ];
+    Ok(defaults
+        .into_iter()
+        .map(|(k, default, t)| match set.get(k) {
+            Some(v) => (k, v.clone(), GROUP_CONFIG, t),
+            None => (k, default, DEFAULT_CONFIG, t),
+        })
+        .collect())
+}
+
 fn check_group_config(k: &str, v: &str) -> Outcome {
     let bad = |why: &str| Err((ec::INVALID_CONFIG, format!("Invalid value {v} for configuration {k}: {why}")));
     if !GROUP_CONFIGS.contains(&k) {
