@@ -27,6 +27,7 @@ ap.add_argument("--topic", required=True)
 ap.add_argument("--group", required=True)
 ap.add_argument("--action", default="accept", choices=["accept", "release", "reject", "hold"])
 ap.add_argument("--stop-after", type=int, default=0)
+ap.add_argument("--max-poll-records", type=int, default=0)
 args = ap.parse_args()
 
 
@@ -50,6 +51,8 @@ conf = {
     "group.id": args.group,
     "share.acknowledgement.mode": "explicit" if explicit else "implicit",
 }
+if args.max_poll_records:
+    conf["max.poll.records"] = args.max_poll_records
 kinds = {"accept": AcknowledgeType.ACCEPT, "release": AcknowledgeType.RELEASE, "reject": AcknowledgeType.REJECT}
 acted = 0
 try:

@@ -132,6 +132,9 @@ fn all_accepted(members: &[Member], expected: &[String]) -> bool {
     expected.iter().all(|v| seen.contains(v))
 }
 
+/// Four consumers share a two-partition topic (two on each partition, as the simple
+/// assignor has it), taking at most 10 records a poll while records keep coming: each
+/// record is accepted exactly once, and the work is spread.
 #[test]
 fn four_confluent_share_consumers_accept_every_record_once() -> Result<()> {
     let mut broker = Broker::start(&[])?;
@@ -139,18 +142,31 @@ fn four_confluent_share_consumers_accept_every_record_once() -> Result<()> {
     let mut raw = RawClient::connect(broker.addr())?;
     raw.create_topic(&topic, 2, &[])?;
     start_at_earliest(&mut raw, &group)?;
+    let mut members = (0..4)
+        .map(|i| share_consumer_with(&format!("share-{i}"), &broker, &topic, &group, "accept", &["--max-poll-records", "10"]))
+        .collect::<Result<Vec<_>>>()?;
+    let describe = ShareGroupDescribeRequest::default().with_group_ids(vec![GroupId(str(&group))]);
+    wait_until("four members, each with a partition", Duration::from_secs(60), || {
+        raw.send(&describe, 1).is_ok_and(|r| {
+            r.groups.first().is_some_and(|g| {
+                g.members.len() == 4
+                    && g.members.iter().all(|m| m.assignment.topic_partitions.iter().map(|t| t.partitions.len()).sum::<usize>() == 1)
+            })
+        })
+    })?;
     let all = values("v", 400);
-    produce(&mut raw, &topic, 0, &all[..200])?;
-    produce(&mut raw, &topic, 1, &all[200..])?;
-    let mut members =
-        (0..4).map(|i| share_consumer(&format!("share-{i}"), &broker, &topic, &group, "accept")).collect::<Result<Vec<_>>>()?;
+    for (i, chunk) in all.chunks(20).enumerate() {
+        produce(&mut raw, &topic, i32::try_from(i % 2)?, chunk)?;
+    }
     let waited = wait_until("every record accepted", Duration::from_secs(90), || all_accepted(&members, &all));
     for m in members.iter_mut() {
         m.finish(Duration::from_secs(30))?;
     }
     waited.map_err(|e| anyhow!("{e}\n{}", members.iter().map(Member::report).collect::<Vec<_>>().join("\n")))?;
     accepted_once(&members, &all)?;
-    println!("accepted per consumer: {:?}", members.iter().map(|m| accepted(m).len()).collect::<Vec<_>>());
+    let spread: Vec<usize> = members.iter().map(|m| accepted(m).len()).collect();
+    println!("accepted per consumer: {spread:?}");
+    ensure!(spread.iter().filter(|n| **n > 0).count() >= 2, "one consumer did all the work: {spread:?}");
     broker.check_running()
 }
 
