@@ -64,6 +64,8 @@ pub struct Broker {
     pub partitions: Partitions,
     pub groups: GroupCoordinator,
     pub txns: TxnCoordinator,
+    /// KIP-932 share groups and share-partitions.
+    pub shares: crate::share::ShareCoordinator,
     /// KIP-227 incremental fetch sessions (Fetch v7+).
     pub(crate) fetch_sessions: FetchSessions,
     /// Follower fetchers, one per leader this broker follows partitions of.
@@ -200,6 +202,7 @@ impl Broker {
             i64::try_from(config.min_incremental_fetch_session_eviction_ms).unwrap_or(i64::MAX),
         );
         let txn_partitions = config.transaction_state_log_num_partitions;
+        let share_settings = config.share;
         let config_for_cache = config.clone();
         let listener_security = listener_security(&config)?;
         let peer_security = match config.inter_broker_listener().map_err(|e| BrokerError::Startup(e.to_string()))? {
@@ -228,6 +231,7 @@ impl Broker {
             open_failed: Mutex::new(HashMap::new()),
             groups,
             txns: TxnCoordinator::new(txn_partitions),
+            shares: crate::share::ShareCoordinator::new(share_settings),
             lock: Mutex::new(Some(lock)),
             dynamic: Mutex::new((Layers::default(), Arc::new(config_for_cache))),
             applied_layers: Mutex::new(Layers::default()),
@@ -244,6 +248,9 @@ impl Broker {
         }
         info!(topics = broker.applied.lock().len(), partitions = broker.partitions.all().len(), cluster_id = %broker.cluster_id, "recovered logs");
         broker.groups.load(&broker)?;
+        if let Some(parts) = broker.partitions.topic(crate::group::OFFSETS_TOPIC) {
+            broker.shares.load(parts.iter().map(|p| p.as_ref()))?;
+        }
         Ok(broker)
     }
 
@@ -517,6 +524,7 @@ impl Broker {
             loop {
                 tick.tick().await;
                 me.groups.tick(&me);
+                me.shares.tick(now_ms());
             }
         });
         let me = self.clone();

@@ -200,6 +200,11 @@ pub struct BrokerConfig {
     pub group_consumer_max_size: usize,
     /// `group.consumer.assignors`: the first is used when no member names one.
     pub group_consumer_default_assignor: crate::group::assignors::Assignor,
+    /// KIP-932 share groups: `group.share.heartbeat.interval.ms`,
+    /// `group.share.session.timeout.ms`, `group.share.record.lock.duration.ms`,
+    /// `group.share.delivery.count.limit`, `group.share.partition.max.record.locks`,
+    /// `group.share.max.size`, `group.share.max.share.sessions`.
+    pub share: crate::share::ShareSettings,
     /// `max.connections`: open client connections; at the limit the broker
     /// stops accepting until one closes, as Kafka does.
     pub max_connections: usize,
@@ -302,6 +307,7 @@ impl Default for BrokerConfig {
             group_consumer_heartbeat_interval_ms: 5_000,
             group_consumer_max_size: i32::MAX as usize,
             group_consumer_default_assignor: crate::group::assignors::Assignor::Uniform,
+            share: crate::share::ShareSettings::default(),
             max_connections: 10_000,
             max_connections_per_ip: 10_000,
             security: BTreeMap::new(),
@@ -575,6 +581,13 @@ impl BrokerConfig {
         "admin.listener",
         "max.broker.partitions",
         "group.max.size",
+        "group.share.heartbeat.interval.ms",
+        "group.share.session.timeout.ms",
+        "group.share.record.lock.duration.ms",
+        "group.share.delivery.count.limit",
+        "group.share.partition.max.record.locks",
+        "group.share.max.size",
+        "group.share.max.share.sessions",
         "max.connections",
         "max.connections.per.ip",
         "connections.max.idle.ms",
@@ -764,6 +777,13 @@ impl BrokerConfig {
                 self.group_consumer_default_assignor =
                     crate::group::assignors::Assignor::parse(name).ok_or_else(|| invalid(key, v, "must name uniform or range"))?;
             }
+            "group.share.heartbeat.interval.ms" => self.share.heartbeat_interval_ms = positive(key, v, parse(key, v)?)?,
+            "group.share.session.timeout.ms" => self.share.session_timeout_ms = positive(key, v, parse(key, v)?)?,
+            "group.share.record.lock.duration.ms" => self.share.record_lock_duration_ms = positive(key, v, parse(key, v)?)?,
+            "group.share.delivery.count.limit" => self.share.delivery_count_limit = positive(key, v, parse(key, v)?)?,
+            "group.share.partition.max.record.locks" => self.share.partition_max_record_locks = positive(key, v, parse(key, v)?)?,
+            "group.share.max.size" => self.share.max_size = positive(key, v, parse(key, v)?)?,
+            "group.share.max.share.sessions" => self.share.max_share_sessions = positive(key, v, parse(key, v)?)?,
             "max.connections" => self.max_connections = positive(key, v, parse(key, v)?)?,
             "max.connections.per.ip" => self.max_connections_per_ip = positive(key, v, parse(key, v)?)?,
             "connections.max.idle.ms" => self.connections_max_idle_ms = positive(key, v, parse(key, v)?)?,
@@ -902,6 +922,13 @@ impl BrokerConfig {
             ("group.consumer.heartbeat.interval.ms", self.group_consumer_heartbeat_interval_ms.to_string()),
             ("group.consumer.max.size", self.group_consumer_max_size.to_string()),
             ("group.consumer.assignors", self.group_consumer_default_assignor.name().to_string()),
+            ("group.share.heartbeat.interval.ms", self.share.heartbeat_interval_ms.to_string()),
+            ("group.share.session.timeout.ms", self.share.session_timeout_ms.to_string()),
+            ("group.share.record.lock.duration.ms", self.share.record_lock_duration_ms.to_string()),
+            ("group.share.delivery.count.limit", self.share.delivery_count_limit.to_string()),
+            ("group.share.partition.max.record.locks", self.share.partition_max_record_locks.to_string()),
+            ("group.share.max.size", self.share.max_size.to_string()),
+            ("group.share.max.share.sessions", self.share.max_share_sessions.to_string()),
             ("max.connections", self.max_connections.to_string()),
             ("max.connections.per.ip", self.max_connections_per_ip.to_string()),
             ("connections.max.idle.ms", self.connections_max_idle_ms.to_string()),

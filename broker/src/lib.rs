@@ -26,6 +26,7 @@ mod replica;
 mod replication;
 pub mod security;
 mod server;
+pub mod share;
 pub mod topic_config;
 mod topic_name;
 pub mod txn;

@@ -195,7 +195,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn arbitrary_frames_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512), key in 0i16..70, version in 0i16..14) {
+        fn arbitrary_frames_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512), key in 0i16..93, version in 0i16..14) {
             let mut v = bytes;
             if v.len() >= 4 {
                 v[..2].copy_from_slice(&key.to_be_bytes());

@@ -65,19 +65,12 @@ const KNOWN_GAPS: &[(i16, &str)] = &[
     (ApiKey::RenewDelegationToken as i16, "delegation tokens need SASL first (issue 21); not planned yet"),
     (ApiKey::ExpireDelegationToken as i16, "delegation tokens need SASL first (issue 21); not planned yet"),
     (ApiKey::DescribeDelegationToken as i16, "delegation tokens need SASL first (issue 21); not planned yet"),
-    // KIP-848 consumer groups and KIP-932 share groups (issue 22).
-    (ApiKey::ShareGroupHeartbeat as i16, "KIP-932 share groups not implemented yet (issue 22)"),
-    (ApiKey::ShareGroupDescribe as i16, "KIP-932 share groups not implemented yet (issue 22)"),
-    (ApiKey::ShareFetch as i16, "KIP-932 share groups not implemented yet (issue 22)"),
-    (ApiKey::ShareAcknowledge as i16, "KIP-932 share groups not implemented yet (issue 22)"),
-    (ApiKey::InitializeShareGroupState as i16, "share-group state (broker to share coordinator) not implemented yet (issue 22)"),
-    (ApiKey::ReadShareGroupState as i16, "share-group state (broker to share coordinator) not implemented yet (issue 22)"),
-    (ApiKey::WriteShareGroupState as i16, "share-group state (broker to share coordinator) not implemented yet (issue 22)"),
-    (ApiKey::DeleteShareGroupState as i16, "share-group state (broker to share coordinator) not implemented yet (issue 22)"),
-    (ApiKey::ReadShareGroupStateSummary as i16, "share-group state (broker to share coordinator) not implemented yet (issue 22)"),
-    (ApiKey::DescribeShareGroupOffsets as i16, "share-group offset admin not implemented yet (issue 22)"),
-    (ApiKey::AlterShareGroupOffsets as i16, "share-group offset admin not implemented yet (issue 22)"),
-    (ApiKey::DeleteShareGroupOffsets as i16, "share-group offset admin not implemented yet (issue 22)"),
+    // KIP-932 share-coordinator APIs.
+    (ApiKey::InitializeShareGroupState as i16, "broker-to-share-coordinator API: Karst keeps share-group state in-process (written to __consumer_offsets), no share coordinator to talk to"),
+    (ApiKey::ReadShareGroupState as i16, "broker-to-share-coordinator API: Karst keeps share-group state in-process (written to __consumer_offsets), no share coordinator to talk to"),
+    (ApiKey::WriteShareGroupState as i16, "broker-to-share-coordinator API: Karst keeps share-group state in-process (written to __consumer_offsets), no share coordinator to talk to"),
+    (ApiKey::DeleteShareGroupState as i16, "broker-to-share-coordinator API: Karst keeps share-group state in-process (written to __consumer_offsets), no share coordinator to talk to"),
+    (ApiKey::ReadShareGroupStateSummary as i16, "broker-to-share-coordinator API: Karst keeps share-group state in-process (written to __consumer_offsets), no share coordinator to talk to"),
     // No issue owns these yet.
     (ApiKey::AlterReplicaLogDirs as i16, "one log directory per broker (no JBOD): nothing to move between directories"),
     (ApiKey::ListConfigResources as i16, "listing config resources (and KIP-714 client metrics) not implemented; no issue yet"),
@@ -103,6 +96,9 @@ const OWNED_ELSEWHERE: &[(i16, i16, i16, &str)] = &[
     (ApiKey::OffsetCommit as i16, 10, 10, "v10 names topics by id (KIP-848's follow-up): beyond the kafka-protocol codec Karst builds on (it ends at v9)"),
     (ApiKey::OffsetFetch as i16, 10, 10, "v10 names topics by id (KIP-848's follow-up): beyond the kafka-protocol codec Karst builds on (it ends at v9)"),
     (ApiKey::FindCoordinator as i16, 6, 6, "v6 share-group coordinator keys (KIP-932): share groups, issue 22"),
+    (ApiKey::ShareFetch as i16, 2, 2, "v2 (KIP-1206 acquire modes, KIP-1222 renew) is beyond the kafka-protocol codec Karst builds on (it ends at v1)"),
+    (ApiKey::ShareAcknowledge as i16, 2, 2, "v2 (KIP-1222 renew) is beyond the kafka-protocol codec Karst builds on (it ends at v1)"),
+    (ApiKey::DescribeShareGroupOffsets as i16, 1, 1, "v1 is beyond the kafka-protocol codec Karst builds on (it ends at v0)"),
 ];
 
 /// How long a freshly created topic may take to get a leader.

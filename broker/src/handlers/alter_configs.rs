@@ -20,6 +20,8 @@ use crate::{dynamic_config, topic_config};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
+/// KIP-848's GROUP config resource; Karst stores share groups' configs.
+const GROUP: i8 = 32;
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
@@ -83,6 +85,7 @@ async fn alter(
             info!(resource = name, "altered dynamic broker configs");
             return Ok(());
         }
+        GROUP => return super::share::alter_group_configs(b, name, validate_only, change).await,
         other => return Err((ec::INVALID_REQUEST, format!("resource type {other} is not supported"))),
     }
     let image = b.metadata.image();

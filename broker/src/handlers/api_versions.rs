@@ -10,6 +10,11 @@ const TRANSACTION_VERSION: &str = "transaction.version";
 /// The highest `transaction.version` Karst implements.
 pub(crate) const TRANSACTION_VERSION_MAX: i16 = 2;
 
+/// KIP-932's feature: share groups are on at level 1, as Kafka 4.1+ finalizes it
+/// when they are enabled.
+const SHARE_VERSION: &str = "share.version";
+const SHARE_VERSION_LEVEL: i16 = 1;
+
 /// The epoch of the finalized features: Karst's levels come from its
 /// configuration, not from metadata records, so they have one epoch. A client
 /// reads the finalized levels only from an epoch above -1.
@@ -36,9 +41,12 @@ pub(crate) fn handle(
         }
     }
     let name = StrBytes::from_static_str(TRANSACTION_VERSION);
-    let supported =
-        vec![SupportedFeatureKey::default().with_name(name.clone()).with_min_version(0).with_max_version(TRANSACTION_VERSION_MAX)];
-    let finalized = (transaction_version > 0)
+    let share = StrBytes::from_static_str(SHARE_VERSION);
+    let supported = vec![
+        SupportedFeatureKey::default().with_name(name.clone()).with_min_version(0).with_max_version(TRANSACTION_VERSION_MAX),
+        SupportedFeatureKey::default().with_name(share.clone()).with_min_version(0).with_max_version(SHARE_VERSION_LEVEL),
+    ];
+    let mut finalized: Vec<FinalizedFeatureKey> = (transaction_version > 0)
         .then(|| {
             FinalizedFeatureKey::default()
                 .with_name(name)
@@ -47,6 +55,12 @@ pub(crate) fn handle(
         })
         .into_iter()
         .collect();
+    finalized.push(
+        FinalizedFeatureKey::default()
+            .with_name(share)
+            .with_min_version_level(SHARE_VERSION_LEVEL)
+            .with_max_version_level(SHARE_VERSION_LEVEL),
+    );
     ApiVersionsResponse::default()
         .with_api_keys(api_version_list())
         .with_supported_features(supported)
@@ -81,9 +95,10 @@ mod tests {
         assert_eq!(r.finalized_features_epoch, FEATURES_EPOCH);
         let f: Vec<(&str, i16, i16)> =
             r.finalized_features.iter().map(|f| (f.name.as_str(), f.min_version_level, f.max_version_level)).collect();
-        assert_eq!(f, vec![(TRANSACTION_VERSION, 2, 2)]);
-        assert_eq!(r.supported_features.len(), 1);
-        assert!(handle(req, 3, "abc", 3, 0).finalized_features.is_empty(), "level 0 is not listed");
+        assert_eq!(f, vec![(TRANSACTION_VERSION, 2, 2), (SHARE_VERSION, 1, 1)]);
+        assert_eq!(r.supported_features.len(), 2);
+        let off = handle(req, 3, "abc", 3, 0);
+        assert!(off.finalized_features.iter().all(|f| f.name.as_str() != TRANSACTION_VERSION), "level 0 is not listed");
     }
 
     #[test]

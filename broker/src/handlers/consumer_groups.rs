@@ -59,6 +59,9 @@ pub(crate) async fn heartbeat(
     if let Err((code, message)) = consumer::validate(&hb, &group_id, version) {
         return refused(code, message);
     }
+    if b.shares.is_share_group(&group_id) {
+        return refused(ec::GROUP_ID_NOT_FOUND, format!("Group {group_id} is not a consumer group."));
+    }
     // As Kafka: subscribing by name needs DESCRIBE on each topic.
     let denied: Vec<&String> = hb.topics.iter().flatten().filter(|t| !authz::allowed(&b, acl::TOPIC, t, acl::DESCRIBE)).collect();
     if !denied.is_empty() {

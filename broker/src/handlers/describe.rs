@@ -19,6 +19,8 @@ const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
+/// A group's configs (KIP-848's GROUP resource): share groups' here.
+const GROUP: i8 = 32;
 
 /// Documentation is None: Karst carries no config documentation (Kafka's is None
 /// too unless asked for).
@@ -114,6 +116,17 @@ pub(crate) fn describe_configs(b: &Arc<Broker>, req: DescribeConfigsRequest, ver
                         .collect();
                     r.with_configs(configs)
                 }
+                GROUP => match super::share::describe_group_configs(b, res.resource_name.as_str()) {
+                    Err((code, msg)) => r.with_error_code(code).with_error_message(Some(str_bytes(msg))),
+                    Ok(all) => r.with_configs(
+                        all.into_iter()
+                            .filter(|(name, ..)| wanted(name))
+                            .map(|(name, value, source, config_type)| {
+                                described(name, Some(value), source, Vec::new(), config_type, &req, version)
+                            })
+                            .collect(),
+                    ),
+                },
                 other => r
                     .with_error_code(ec::INVALID_REQUEST)
                     .with_error_message(Some(str_bytes(format!("resource type {other} is not supported")))),

@@ -173,6 +173,10 @@ pub(crate) async fn join_group(
             version,
         );
     }
+    if b.shares.is_share_group(&group_id) {
+        // Kafka: a share group of that id is not joined by the classic protocol.
+        return join_response(JoinResult { error: ec::INCONSISTENT_GROUP_PROTOCOL, generation: -1, ..Default::default() }, version);
+    }
     let c = &b.config;
     if req.session_timeout_ms < c.group_min_session_timeout_ms || req.session_timeout_ms > c.group_max_session_timeout_ms {
         return join_response(
@@ -423,6 +427,11 @@ pub(crate) async fn offset_commit(b: Arc<Broker>, req: OffsetCommitRequest, vers
     if let Some(code) = group_error(&b, &group_id, acl::READ) {
         return OffsetCommitResponse::default().with_topics(topic_error(&req.topics, code));
     }
+    if b.shares.is_share_group(&group_id) {
+        // A share group keeps no committed offsets: Kafka refuses them, and the
+        // commit must not make a classic group of the same id.
+        return OffsetCommitResponse::default().with_topics(topic_error(&req.topics, ec::GROUP_ID_NOT_FOUND));
+    }
     if let Err(e) = b.groups.ensure_topic(&b).await {
         tracing::warn!("{e}");
         return OffsetCommitResponse::default().with_topics(topic_error(&req.topics, ec::COORDINATOR_NOT_AVAILABLE));
@@ -655,7 +664,7 @@ pub(crate) fn offset_fetch(b: &Arc<Broker>, req: OffsetFetchRequest, version: i1
 
 pub(crate) fn list_groups(b: &Arc<Broker>, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
     let entries = b.groups.entries.lock();
-    let groups = entries
+    let mut groups: Vec<ListedGroup> = entries
         .iter()
         // (id, state, protocol type, type)
         .map(|(id, e)| match &e.consumer {
@@ -681,6 +690,7 @@ pub(crate) fn list_groups(b: &Arc<Broker>, req: ListGroupsRequest, version: i16)
             }
         })
         .collect();
+    groups.extend(super::share::listed_groups(b, &req, version));
     ListGroupsResponse::default().with_groups(groups)
 }
 
@@ -698,8 +708,9 @@ pub(crate) fn describe_groups(b: &Arc<Broker>, req: DescribeGroupsRequest, versi
                 let d = d.with_group_state(str_bytes("Dead"));
                 return if version >= 6 {
                     // v6 carries a message; Kafka's words.
-                    d.with_error_code(ec::GROUP_ID_NOT_FOUND)
-                        .with_error_message(Some(str_bytes(format!("Group {} not found.", id.as_str()))))
+                    // A share group is not a classic group, in Kafka's words.
+                    let what = if b.shares.is_share_group(id.as_str()) { "is not a classic group" } else { "not found" };
+                    d.with_error_code(ec::GROUP_ID_NOT_FOUND).with_error_message(Some(str_bytes(format!("Group {} {what}.", id.as_str()))))
                 } else {
                     d
                 };
@@ -761,6 +772,8 @@ pub(crate) async fn delete_groups(b: Arc<Broker>, req: DeleteGroupsRequest) -> D
         let name = id.to_string();
         let code = if let Some(code) = group_error(&b, &name, acl::DELETE) {
             code
+        } else if b.shares.is_share_group(&name) {
+            super::share::delete_group(&b, &name).await
         } else {
             let tombstones = {
                 let mut entries = b.groups.entries.lock();

@@ -21,6 +21,7 @@ mod produce;
 mod producer_id;
 mod reassign;
 pub(crate) mod scram_credentials;
+mod share;
 #[cfg(test)]
 mod tests;
 mod topic_partitions;
@@ -131,6 +132,13 @@ fn checks_acls(body: &RequestKind) -> bool {
             | RequestKind::SaslHandshake(_)
             | RequestKind::SaslAuthenticate(_)
             | RequestKind::WriteTxnMarkers(_)
+            | RequestKind::ShareGroupHeartbeat(_)
+            | RequestKind::ShareGroupDescribe(_)
+            | RequestKind::ShareFetch(_)
+            | RequestKind::ShareAcknowledge(_)
+            | RequestKind::DescribeShareGroupOffsets(_)
+            | RequestKind::AlterShareGroupOffsets(_)
+            | RequestKind::DeleteShareGroupOffsets(_)
     )
 }
 
@@ -152,6 +160,13 @@ fn needs_offsets_topic(body: &RequestKind) -> bool {
             | RequestKind::OffsetDelete(_)
             | RequestKind::ConsumerGroupHeartbeat(_)
             | RequestKind::ConsumerGroupDescribe(_)
+            | RequestKind::ShareGroupHeartbeat(_)
+            | RequestKind::ShareGroupDescribe(_)
+            | RequestKind::ShareFetch(_)
+            | RequestKind::ShareAcknowledge(_)
+            | RequestKind::DescribeShareGroupOffsets(_)
+            | RequestKind::AlterShareGroupOffsets(_)
+            | RequestKind::DeleteShareGroupOffsets(_)
     )
 }
 
@@ -361,6 +376,33 @@ fn handle_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<Rep
             later!(span, correlation_id, api_key, version, ConsumerGroupHeartbeat, fut)
         }
         RequestKind::ConsumerGroupDescribe(r) => ResponseKind::ConsumerGroupDescribe(consumer_groups::describe(b, r, version)),
+        RequestKind::ShareGroupHeartbeat(r) => {
+            let b = b.clone();
+            let fut = async move {
+                let response = share::heartbeat(b, r, client_id, peer).await;
+                encode(correlation_id, api_key, version, &ResponseKind::ShareGroupHeartbeat(response))
+            };
+            return Ok(Reply::Later(Box::pin(fut.instrument(span.clone()))));
+        }
+        RequestKind::ShareGroupDescribe(r) => ResponseKind::ShareGroupDescribe(share::describe(b, r)),
+        RequestKind::ShareFetch(r) => {
+            // The share session is settled now, in request order; the reading waits.
+            let pending = share::share_fetch(b, r);
+            let fut = async move { encode(correlation_id, api_key, version, &ResponseKind::ShareFetch(pending.await)) };
+            return Ok(Reply::Later(Box::pin(fut.instrument(span.clone()))));
+        }
+        RequestKind::ShareAcknowledge(r) => {
+            let pending = share::share_acknowledge(b, r);
+            let fut = async move { encode(correlation_id, api_key, version, &ResponseKind::ShareAcknowledge(pending.await)) };
+            return Ok(Reply::Later(Box::pin(fut.instrument(span.clone()))));
+        }
+        RequestKind::DescribeShareGroupOffsets(r) => ResponseKind::DescribeShareGroupOffsets(share::describe_offsets(b, r)),
+        RequestKind::AlterShareGroupOffsets(r) => {
+            later!(span, correlation_id, api_key, version, AlterShareGroupOffsets, share::alter_offsets(b.clone(), r))
+        }
+        RequestKind::DeleteShareGroupOffsets(r) => {
+            later!(span, correlation_id, api_key, version, DeleteShareGroupOffsets, share::delete_offsets(b.clone(), r))
+        }
         RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(groups::find_coordinator(b, r, version)),
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(b, r)),
         RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave_group(b, r, version)),

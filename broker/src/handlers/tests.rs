@@ -67,6 +67,13 @@ fn empty_responses_encode_at_every_advertised_version() {
                 ApiKey::AlterUserScramCredentials => ResponseKind::AlterUserScramCredentials(AlterUserScramCredentialsResponse::default()),
                 ApiKey::DescribeClientQuotas => ResponseKind::DescribeClientQuotas(DescribeClientQuotasResponse::default()),
                 ApiKey::AlterClientQuotas => ResponseKind::AlterClientQuotas(AlterClientQuotasResponse::default()),
+                ApiKey::ShareGroupHeartbeat => ResponseKind::ShareGroupHeartbeat(ShareGroupHeartbeatResponse::default()),
+                ApiKey::ShareGroupDescribe => ResponseKind::ShareGroupDescribe(ShareGroupDescribeResponse::default()),
+                ApiKey::ShareFetch => ResponseKind::ShareFetch(ShareFetchResponse::default()),
+                ApiKey::ShareAcknowledge => ResponseKind::ShareAcknowledge(ShareAcknowledgeResponse::default()),
+                ApiKey::DescribeShareGroupOffsets => ResponseKind::DescribeShareGroupOffsets(DescribeShareGroupOffsetsResponse::default()),
+                ApiKey::AlterShareGroupOffsets => ResponseKind::AlterShareGroupOffsets(AlterShareGroupOffsetsResponse::default()),
+                ApiKey::DeleteShareGroupOffsets => ResponseKind::DeleteShareGroupOffsets(DeleteShareGroupOffsetsResponse::default()),
                 other => panic!("add {other:?} to this test"),
             };
             encode_response(1, s.key, v, &body).unwrap_or_else(|e| panic!("{:?} v{v}: {e}", s.key));
