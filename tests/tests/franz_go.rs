@@ -20,6 +20,12 @@ fn franz_go_group_of_two_rebalances() -> Result<()> {
     go_scenario_on_both("franz", "group")
 }
 
+/// The same two members with KIP-848's consumer protocol (`kgo.ServerSideBalancer`).
+#[test]
+fn franz_go_consumer_protocol_group_of_two_rebalances() -> Result<()> {
+    go_scenario_on_both("franz", "group848")
+}
+
 /// kadm: create, list, metadata, describe configs, offsets, groups, delete.
 #[test]
 fn franz_go_kadm_admin() -> Result<()> {

@@ -1,7 +1,7 @@
 // franz: franz-go (kgo, and kadm for admin) against a broker, run by
 // tests/tests/go_clients.rs against Karst and against Apache Kafka:
 //
-//	franz <produce-consume|group|admin|txn> <bootstrap> <topic>
+//	franz <produce-consume|group|group848|admin|txn> <bootstrap> <topic>
 //	franz bench <bootstrap> <topic> <records> <bytes>
 //	franz eos-pipeline <bootstrap> <input> <output> <group> <worker>   (eos.go)
 //	franz secure <bootstrap> <topic> <user> <password> <ca-file>       (secure.go)
@@ -20,7 +20,10 @@
 //	                 balancer): the first alone takes all four partitions and commits,
 //	                 the second joining rebalances to 2 + 2, every record is read once
 //	                 across the group and the committed offsets reach the log end;
-//	                 the second leaving gives the first all four back
+//	                 the second leaving gives the first all four back; ListGroups
+//	                 says "classic"
+//	group848         the same with KIP-848's consumer protocol (ServerSideBalancer: the
+//	                 broker assigns with "uniform"); ListGroups says "consumer"
 //	admin            kadm: create topic, list topics, metadata, describe configs, list
 //	                 start/end offsets, list and describe groups, fetch offsets, lag,
 //	                 alter configs, brokers and their configs, create partitions,
@@ -331,9 +334,17 @@ func (t *tracked) parts() []int32 {
 	return ps
 }
 
+// serverSide: the "group848" mode, where members speak KIP-848's consumer protocol
+// and the broker assigns.
+var serverSide bool
+
 func newMember(bootstrap, group, topic, name string) *tracked {
 	t := &tracked{name: name, assigned: map[int32]bool{}}
-	t.cl = client(bootstrap, kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+	protocol := []kgo.Opt{}
+	if serverSide {
+		protocol = append(protocol, kgo.ServerSideBalancer(), kgo.Balancers(kgo.CooperativeStickyBalancer()))
+	}
+	t.cl = client(bootstrap, append(protocol, kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit(),
 		kgo.ClientID(name),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
@@ -363,7 +374,7 @@ func newMember(bootstrap, group, topic, name string) *tracked {
 				delete(t.assigned, p)
 			}
 		}),
-	)
+	)...)
 	return t
 }
 
@@ -473,6 +484,14 @@ func groupMode(bootstrap, topic string) {
 		check(exists && c.Err == nil && c.At == end.Offset, "partition %d: committed %v, log end %d", p, c, end.Offset)
 	}
 	ok("committed offsets at the log end of every partition")
+	listed, err := adm.ListGroups(ctxFor(timeout))
+	must(err, "ListGroups")
+	want := "classic"
+	if serverSide {
+		want = "consumer"
+	}
+	check(listed[group].GroupType == want, "the group's type is %q, not %q", listed[group].GroupType, want)
+	ok("ListGroups: a %s group", want)
 
 	// The second member leaves (LeaveGroup on Close): the first takes all four back.
 	b.cl.Close()
@@ -820,13 +839,16 @@ func main() {
 		return
 	}
 	if len(os.Args) != 4 {
-		fail("usage: franz <produce-consume|group|admin|txn> <bootstrap> <topic> | franz bench <bootstrap> <topic> <records> <bytes>")
+		fail("usage: franz <produce-consume|group|group848|admin|txn> <bootstrap> <topic> | franz bench <bootstrap> <topic> <records> <bytes>")
 	}
 	mode, bootstrap, topic := os.Args[1], os.Args[2], os.Args[3]
 	switch mode {
 	case "produce-consume":
 		produceConsume(bootstrap, topic)
 	case "group":
+		groupMode(bootstrap, topic)
+	case "group848":
+		serverSide = true
 		groupMode(bootstrap, topic)
 	case "admin":
 		adminMode(bootstrap, topic)
