@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Result};
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
-use kafka_protocol::messages::{consumer_group_describe_response, ConsumerGroupDescribeRequest, GroupId};
+use kafka_protocol::messages::{consumer_group_describe_response, ConsumerGroupDescribeRequest, GroupId, ListGroupsRequest};
 use kafka_protocol::protocol::StrBytes;
 use karst_tests::group::{balanced_group_scenario, consumption_counts, fill, positions, wait_assigned, wait_consumed, Callbacks, Member};
 use karst_tests::raw::RawClient;
@@ -476,4 +476,51 @@ fn committed_offsets_survive_a_clean_broker_restart() -> Result<()> {
 #[test]
 fn committed_offsets_survive_a_broker_kill9() -> Result<()> {
     commits_survive_broker_restart(false)
+}
+
+/// KIP-848's downgrade: a classic member and a consumer-protocol member share a group;
+/// when the consumer-protocol member leaves, the group is classic again (ListGroups
+/// says so) and a new classic member joins it by the classic protocol alone. Offsets
+/// stay; every record is consumed exactly once.
+#[test]
+fn a_group_whose_last_consumer_protocol_member_leaves_is_classic_again() -> Result<()> {
+    const PARTITIONS: i32 = 4;
+    let mut broker = Broker::start(&["--set", "group.initial.rebalance.delay.ms=0", "--set", "group.consumer.heartbeat.interval.ms=500"])?;
+    let addr = broker.addr();
+    let (topic, group) = (unique_topic("downgrade"), unique_topic("downgrade-group"));
+    let mut raw = RawClient::connect(addr)?;
+    raw.create_topic(&topic, PARTITIONS, &[])?;
+    let bootstrap = broker.bootstrap();
+    let classic = member_args(&bootstrap, &topic, &group, &["--strategy", "range", "--commit-every", "1"]);
+    let consumer = member_args(&bootstrap, &topic, &group, &["--protocol", "consumer", "--commit-every", "1"]);
+    let kind = |raw: &mut RawClient| -> Result<String> {
+        let resp = raw.send(&ListGroupsRequest::default(), 5)?;
+        Ok(resp.groups.iter().find(|g| g.group_id.as_str() == group).map(|g| g.group_type.to_string()).unwrap_or_default())
+    };
+    let mut produced = 0i64;
+    let mut step = |members: &mut [&mut Member], per_member: usize| -> Result<()> {
+        wait_assigned(members, PARTITIONS, per_member, Duration::from_secs(40))?;
+        fill(addr, &topic, PARTITIONS, produced..produced + 10)?;
+        produced += 10;
+        wait_consumed(members, &positions(PARTITIONS, produced - 10..produced), Duration::from_secs(40))
+    };
+    let mut c = Member::python("consumer-c", &consumer)?;
+    step(&mut [&mut c], 4)?;
+    let mut a = Member::python("classic-a", &classic)?;
+    step(&mut [&mut c, &mut a], 2)?;
+    ensure!(kind(&mut raw)? == "consumer", "a consumer-protocol member's group");
+    c.finish(Duration::from_secs(30))?;
+    step(&mut [&mut a], 4)?;
+    ensure!(kind(&mut raw)? == "classic", "after the last consumer-protocol member left");
+    let mut b = Member::python("classic-b", &classic)?;
+    step(&mut [&mut a, &mut b], 2)?;
+    let described = raw.describe_group(&group)?;
+    ensure!(described.group_state.as_str() == "Stable" && described.members.len() == 2, "{described:?}");
+    a.finish(Duration::from_secs(30))?;
+    b.finish(Duration::from_secs(30))?;
+    let counts = consumption_counts(&[&c, &a, &b])?;
+    ensure!(counts.keys().eq(positions(PARTITIONS, 0..produced).iter()), "consumed positions differ from the produced ones");
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    ensure!(twice.is_empty(), "records consumed more than once: {twice:?}");
+    broker.check_running()
 }
