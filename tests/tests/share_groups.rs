@@ -639,3 +639,46 @@ fn bad_share_requests_get_kafkas_errors() -> Result<()> {
     ensure!(heartbeat(&mut raw, &group, &m, 0, Some(&[&topic]))?.error_code == 0, "serving after garbage");
     broker.check_running()
 }
+
+/// The dead-letter recipe (`python/share_dlq.py`, README *Share groups*): records that
+/// fail are released and tried again until their third delivery, then copied to a DLQ
+/// topic (with where they came from and how often they were tried) and accepted;
+/// every other record is processed once.
+#[test]
+fn the_dead_letter_recipe_copies_records_that_keep_failing_to_a_dlq_topic() -> Result<()> {
+    let broker = Broker::start(&[])?;
+    let (topic, group) = (unique_topic("share-dlq"), unique_topic("share-dlq-group"));
+    let dlq = format!("{topic}.dlq");
+    let mut raw = RawClient::connect(broker.addr())?;
+    raw.create_topic(&topic, 2, &[])?;
+    raw.create_topic(&dlq, 1, &[])?;
+    start_at_earliest(&mut raw, &group)?;
+    let mut all: Vec<String> = Vec::new();
+    for p in 0..2 {
+        let vals: Vec<String> = (0..10).map(|i| if i % 4 == 1 { format!("poison-{p}-{i}") } else { format!("job-{p}-{i}") }).collect();
+        produce(&mut raw, &topic, p, &vals)?;
+        all.extend(vals);
+    }
+    let mut cmd = Command::new("python3");
+    cmd.arg(python_script("share_dlq.py")).args(["--bootstrap", &broker.bootstrap(), "--topic", &topic, "--group", &group]);
+    cmd.args(["--dlq", &dlq, "--max-attempts", "3", "--idle-exit", "5"]);
+    let out = karst_tests::run_command(&mut cmd, Duration::from_secs(120))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(out.status.success(), "share_dlq.py failed\n{}", karst_tests::show_output(&out));
+    let mut ok: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("OK ")).collect();
+    let mut dead: Vec<(&str, &str)> = text.lines().filter_map(|l| l.strip_prefix("DLQ ")).filter_map(|l| l.split_once(' ')).collect();
+    ok.sort_unstable();
+    dead.sort_unstable();
+    let mut jobs: Vec<&str> = all.iter().map(String::as_str).filter(|v| v.starts_with("job")).collect();
+    jobs.sort_unstable();
+    let mut poison: Vec<(&str, &str)> = all.iter().map(String::as_str).filter(|v| v.starts_with("poison")).map(|v| (v, "3")).collect();
+    poison.sort_unstable();
+    ensure!(ok == jobs, "processed {ok:?}, expected every job once\n{text}");
+    ensure!(dead == poison, "dead-lettered {dead:?}, expected each poison record at its third delivery\n{text}");
+    let copied = karst_tests::kcat_consume(&broker.bootstrap(), &dlq)?;
+    let mut copied: Vec<&str> = copied.iter().map(String::as_str).collect();
+    copied.sort_unstable();
+    let names: Vec<&str> = poison.iter().map(|(v, _)| *v).collect();
+    ensure!(copied == names, "the DLQ topic holds {copied:?}");
+    Ok(())
+}
