@@ -177,6 +177,10 @@ fn a_consumer_group_outlives_a_broker_killed_with_sigkill() -> Result<()> {
     ensure!(f.groups[0].error_code == 0 && offset == 42, "{f:?}");
     let stale = raw.send(&commit(&group, "member-1", epoch - 1, &topic, 43), 9)?;
     ensure!(stale.topics[0].partitions[0].error_code == 113, "a stale epoch after the restart: {stale:?}");
+    let metrics = karst_tests::metrics::scrape(&broker)?;
+    let members = metrics.value("karst_group_members", &[("group", &group), ("type", "consumer"), ("state", "Stable")])?;
+    let group_epoch = metrics.value("karst_group_epoch", &[("group", &group), ("type", "consumer")])?;
+    ensure!(members == 1.0 && group_epoch == f64::from(epoch), "metrics: {members} members at epoch {group_epoch}");
     // The CLI shows the group as ConsumerGroupDescribe has it.
     let cli = |args: &[&str]| -> Result<serde_json::Value> {
         let mut cmd = std::process::Command::new(karst_tests::broker::karst_bin()?);

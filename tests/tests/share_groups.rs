@@ -675,6 +675,12 @@ fn the_dead_letter_recipe_copies_records_that_keep_failing_to_a_dlq_topic() -> R
     poison.sort_unstable();
     ensure!(ok == jobs, "processed {ok:?}, expected every job once\n{text}");
     ensure!(dead == poison, "dead-lettered {dead:?}, expected each poison record at its third delivery\n{text}");
+    let metrics = karst_tests::metrics::scrape(&broker)?;
+    for p in ["0", "1"] {
+        let n = metrics.value("karst_share_partition_in_flight_records", &[("group", &group), ("topic", &topic), ("partition", p)])?;
+        ensure!(n == 0.0, "{topic}-{p}: {n} records still in flight after every one was accepted");
+    }
+    ensure!(metrics.value("karst_group_members", &[("group", &group), ("type", "share"), ("state", "Empty")])? == 0.0, "the consumer left");
     let copied = karst_tests::kcat_consume(&broker.bootstrap(), &dlq)?;
     let mut copied: Vec<&str> = copied.iter().map(String::as_str).collect();
     copied.sort_unstable();

@@ -103,6 +103,7 @@ impl Collector for StateCollector {
                 lag.encode_family(&labels)?.encode_gauge(&v)?;
             }
         }
+        encode_groups(b, &mut encoder)?;
         let mut sizes =
             encoder.encode_descriptor("karst_log_size_bytes", "Bytes of a hosted partition's log segments", None, MetricType::Gauge)?;
         let mut parts = b.partitions.all();
@@ -114,6 +115,62 @@ impl Collector for StateCollector {
         }
         Ok(())
     }
+}
+
+/// Per group this broker coordinates: members and epoch, by type (`classic`,
+/// `consumer`, `share`); per share-partition it leads: records in flight (between
+/// the share-partition start and end offsets).
+fn encode_groups(b: &Broker, encoder: &mut DescriptorEncoder<'_>) -> std::fmt::Result {
+    // (group, type, state, members, epoch)
+    let mut groups: Vec<(String, &'static str, String, usize, i32)> = b
+        .groups
+        .entries
+        .lock()
+        .iter()
+        .map(|(id, e)| match &e.consumer {
+            Some(c) => (id.clone(), "consumer", c.state_name().to_string(), c.members.len(), c.epoch),
+            None => (id.clone(), "classic", e.group.state.name().to_string(), e.group.members.len(), e.group.generation),
+        })
+        .collect();
+    groups.extend(b.shares.groups.lock().values().map(|g| {
+        let state = if g.members.is_empty() { "Empty" } else { "Stable" };
+        (g.id.clone(), "share", state.to_string(), g.members.len(), g.epoch)
+    }));
+    groups.sort();
+    let mut members = encoder.encode_descriptor(
+        "karst_group_members",
+        "Members of a group this broker coordinates, by type (classic, consumer, share) and state",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (group, kind, state, n, _) in &groups {
+        let labels = vec![("group", group.clone()), ("type", kind.to_string()), ("state", state.clone())];
+        members.encode_family(&labels)?.encode_gauge(&(*n as i64))?;
+    }
+    let mut epochs = encoder.encode_descriptor(
+        "karst_group_epoch",
+        "A group's generation (classic) or group epoch (consumer, share): it counts rebalances",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (group, kind, _, _, epoch) in &groups {
+        let labels = vec![("group", group.clone()), ("type", kind.to_string())];
+        epochs.encode_family(&labels)?.encode_gauge(&i64::from(*epoch))?;
+    }
+    let mut in_flight = encoder.encode_descriptor(
+        "karst_share_partition_in_flight_records",
+        "Records between a share-partition's start and end offsets (delivered and not yet all acknowledged), for partitions led here",
+        None,
+        MetricType::Gauge,
+    )?;
+    let mut parts: Vec<((String, String, i32), i64)> =
+        b.shares.partitions.lock().iter().map(|(k, sp)| (k.clone(), (sp.end() - sp.start()).max(0))).collect();
+    parts.sort();
+    for ((group, topic, partition), n) in parts {
+        let labels = vec![("group", group), ("topic", topic), ("partition", partition.to_string())];
+        in_flight.encode_family(&labels)?.encode_gauge(&n)?;
+    }
+    Ok(())
 }
 
 /// `Ok` once the broker is registered and unfenced with a controller quorum that

@@ -126,7 +126,6 @@ impl SharePartition {
     }
 
     /// One past the last offset ever acquired or skipped.
-    #[cfg(test)]
     pub(crate) fn end(&self) -> i64 {
         self.end
     }
