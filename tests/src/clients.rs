@@ -161,3 +161,13 @@ pub fn kcat_consume(bootstrap: &str, topic: &str) -> Result<Vec<String>> {
     )?;
     Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect())
 }
+
+/// `karst ARGS --output json --bootstrap-server <broker>`, which must succeed; its JSON.
+pub fn karst_json(broker: &crate::Broker, args: &[&str]) -> Result<serde_json::Value> {
+    let mut cmd = Command::new(crate::karst_bin()?);
+    cmd.args(args).args(["--output", "json", "--bootstrap-server", &broker.bootstrap()]).stdin(Stdio::null());
+    crate::broker::scrub_karst_env(&mut cmd);
+    let out = run_command(&mut cmd, Duration::from_secs(60))?;
+    anyhow::ensure!(out.status.success(), "karst {args:?}\n{}", show_output(&out));
+    Ok(serde_json::from_slice(&out.stdout)?)
+}

@@ -182,14 +182,7 @@ fn a_consumer_group_outlives_a_broker_killed_with_sigkill() -> Result<()> {
     let group_epoch = metrics.value("karst_group_epoch", &[("group", &group), ("type", "consumer")])?;
     ensure!(members == 1.0 && group_epoch == f64::from(epoch), "metrics: {members} members at epoch {group_epoch}");
     // The CLI shows the group as ConsumerGroupDescribe has it.
-    let cli = |args: &[&str]| -> Result<serde_json::Value> {
-        let mut cmd = std::process::Command::new(karst_tests::broker::karst_bin()?);
-        cmd.args(args).args(["--output", "json", "--bootstrap-server", &broker.bootstrap()]).stdin(std::process::Stdio::null());
-        karst_tests::broker::scrub_karst_env(&mut cmd);
-        let out = karst_tests::run_command(&mut cmd, Duration::from_secs(60))?;
-        ensure!(out.status.success(), "karst {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        Ok(serde_json::from_slice(&out.stdout)?)
-    };
+    let cli = |args: &[&str]| karst_tests::clients::karst_json(&broker, args);
     let listed = cli(&["group", "list"])?;
     ensure!(listed.as_array().is_some_and(|a| a.iter().any(|g| g["group"] == group.as_str() && g["type"] == "consumer")), "{listed}");
     let d = cli(&["group", "describe", &group])?;

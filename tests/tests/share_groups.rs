@@ -681,6 +681,12 @@ fn the_dead_letter_recipe_copies_records_that_keep_failing_to_a_dlq_topic() -> R
         ensure!(n == 0.0, "{topic}-{p}: {n} records still in flight after every one was accepted");
     }
     ensure!(metrics.value("karst_group_members", &[("group", &group), ("type", "share"), ("state", "Empty")])? == 0.0, "the consumer left");
+    let d = karst_tests::clients::karst_json(&broker, &["group", "describe", &group])?;
+    let starts: Vec<i64> =
+        d["offsets"].as_array().map(|o| o.iter().filter_map(|r| r["committed_offset"].as_i64()).collect()).unwrap_or_default();
+    ensure!(d["protocol_type"] == "share" && starts == [10, 10], "karst group describe: {d}");
+    let listed = karst_tests::clients::karst_json(&broker, &["group", "list"])?;
+    ensure!(listed.as_array().is_some_and(|a| a.iter().any(|g| g["group"] == group.as_str() && g["type"] == "share")), "{listed}");
     let copied = karst_tests::kcat_consume(&broker.bootstrap(), &dlq)?;
     let mut copied: Vec<&str> = copied.iter().map(String::as_str).collect();
     copied.sort_unstable();

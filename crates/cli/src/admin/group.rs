@@ -3,7 +3,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, Context, Result};
-use kafka_protocol::messages::{ConsumerGroupDescribeRequest, DeleteGroupsRequest, DescribeGroupsRequest, ListGroupsRequest};
+use kafka_protocol::messages::describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup;
+use kafka_protocol::messages::{
+    ConsumerGroupDescribeRequest, DeleteGroupsRequest, DescribeGroupsRequest, DescribeShareGroupOffsetsRequest, ListGroupsRequest,
+    ShareGroupDescribeRequest,
+};
 use serde_json::json;
 
 use super::client::{group_id, Client, EARLIEST, LATEST};
@@ -102,6 +106,22 @@ async fn describe_group(client: &mut Client, group: &str) -> Result<(i32, Group)
             return Ok((coordinator, group));
         }
     }
+    if g.group_state.as_str() == "Dead" && conn.supports::<ShareGroupDescribeRequest>() {
+        let (_, resp) = conn.call(|_| ShareGroupDescribeRequest::default().with_group_ids(vec![group_id(group)])).await?;
+        if let Some(s) = resp.groups.into_iter().next().filter(|s| s.error_code == 0) {
+            let members = s
+                .members
+                .iter()
+                .map(|m| {
+                    let a = m.assignment.topic_partitions.iter().map(|t| (t.topic_name.to_string(), t.partitions.clone())).collect();
+                    (m.member_id.to_string(), m.client_id.to_string(), m.client_host.to_string(), a)
+                })
+                .collect();
+            let group =
+                Group { state: s.group_state.to_string(), protocol_type: "share".into(), protocol: s.assignor_name.to_string(), members };
+            return Ok((coordinator, group));
+        }
+    }
     check(g.error_code, g.error_message.as_deref()).with_context(|| format!("describing group `{group}`"))?;
     let consumer = g.protocol_type.as_str() == "consumer";
     let members = g
@@ -123,6 +143,27 @@ async fn describe_group(client: &mut Client, group: &str) -> Result<(i32, Group)
     ))
 }
 
+/// Where each share-partition of a share group starts (DescribeShareGroupOffsets).
+async fn share_start_offsets(client: &mut Client, group: &str) -> Result<Offsets> {
+    let (_, conn) = client.coordinator(group).await?;
+    let (_, resp) = conn
+        .call(|_| {
+            DescribeShareGroupOffsetsRequest::default()
+                .with_groups(vec![DescribeShareGroupOffsetsRequestGroup::default().with_group_id(group_id(group)).with_topics(None)])
+        })
+        .await?;
+    let mut out = Offsets::new();
+    for g in resp.groups {
+        check(g.error_code, g.error_message.as_deref()).with_context(|| format!("the start offsets of share group `{group}`"))?;
+        for t in g.topics {
+            for p in t.partitions.iter().filter(|p| p.error_code == 0 && p.start_offset >= 0) {
+                out.insert((t.topic_name.to_string(), p.partition_index), p.start_offset);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Topic, partition, committed offset, log end, lag, owning member.
 type OffsetRow = (String, i32, Option<i64>, Option<i64>, Option<i64>, Option<String>);
 
@@ -137,7 +178,9 @@ async fn describe(client: &mut Client, out: Format, group: &str) -> Result<()> {
         }
     }
     let members = &g.members;
-    let committed = fetch_offsets(client, group, None).await?;
+    // A share group has no committed offsets: its share-partitions' start offsets.
+    let committed =
+        if g.protocol_type == "share" { share_start_offsets(client, group).await? } else { fetch_offsets(client, group, None).await? };
     let mut partitions: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
     for (t, p) in committed.keys().chain(owner.keys()) {
         partitions.entry(t.clone()).or_default().insert(*p);
