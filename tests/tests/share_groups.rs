@@ -571,8 +571,9 @@ fn bad_share_requests_get_kafkas_errors() -> Result<()> {
 
     // Acknowledgements of records not acquired (by anyone, or by this member).
     let codes = |r: &ShareAcknowledgeResponse| r.responses.iter().flat_map(|t| &t.partitions).map(|p| p.error_code).collect::<Vec<_>>();
+    // Past every record delivered: INVALID_REQUEST, as Kafka (the differential test).
     let r = share_ack(&mut raw, &group, &m, 1, id, &[(3, 4, 1)])?;
-    ensure!(r.error_code == 0 && codes(&r) == vec![INVALID_RECORD_STATE], "records never acquired: {r:?}");
+    ensure!(r.error_code == 0 && codes(&r) == vec![INVALID_REQUEST], "records never delivered: {r:?}");
     let other = Uuid::new_v4().to_string();
     ensure!(heartbeat(&mut raw, &group, &other, 0, Some(&[&topic]))?.error_code == 0, "second member");
     ensure!(share_fetch(&mut raw, &group, &other, 0, id, &[], 10)?.error_code == 0, "second member's session");
@@ -692,5 +693,114 @@ fn the_dead_letter_recipe_copies_records_that_keep_failing_to_a_dlq_topic() -> R
     copied.sort_unstable();
     let names: Vec<&str> = poison.iter().map(|(v, _)| *v).collect();
     ensure!(copied == names, "the DLQ topic holds {copied:?}");
+    Ok(())
+}
+
+/// Each share-group scenario and what the broker at `addr` answered (codes, and the
+/// facts a client sees), the same steps against Karst and against Apache Kafka 4.4.
+fn share_answers(addr: std::net::SocketAddr, name: &str) -> Result<Vec<(&'static str, String)>> {
+    let mut raw = RawClient::connect(addr)?;
+    let (topic, group) = (format!("{name}-t"), format!("{name}-g"));
+    raw.create_topic(&topic, 1, &[])?;
+    let id = raw.topic_id(&topic)?;
+    let mut out: Vec<(&'static str, String)> = Vec::new();
+    // Kafka creates its offsets topic on the first FindCoordinator.
+    raw.send(&FindCoordinatorRequest::default().with_key(str(&group)), 3)?;
+    let (code, _) = wait_for("the group coordinator", Duration::from_secs(30), || {
+        let r = raw.alter_configs(GROUP_RESOURCE, &group, &[("share.auto.offset.reset", 0, Some("earliest"))]).ok()?;
+        (!matches!(r.0, 14..=16)).then_some(r)
+    })?;
+    out.push(("share.auto.offset.reset=earliest", code.to_string()));
+    produce(&mut raw, &topic, 0, &values("d", 5))?;
+    let m = Uuid::new_v4().to_string();
+    out.push(("a first heartbeat without topics", heartbeat(&mut raw, &group, &m, 0, None)?.error_code.to_string()));
+    out.push(("a heartbeat with no member id", heartbeat(&mut raw, &group, "", 0, Some(&[&topic]))?.error_code.to_string()));
+    out.push(("epoch -2", heartbeat(&mut raw, &group, &m, -2, None)?.error_code.to_string()));
+    let joined = wait_for("the share group to take the member", Duration::from_secs(30), || {
+        // Kafka's coordinator may still be loading the group's partition.
+        heartbeat(&mut raw, &group, &m, 0, Some(&[&topic])).ok().filter(|r| !matches!(r.error_code, 14..=16))
+    })?;
+    // Kafka's first member epoch may be past 1 (its epoch also counts metadata
+    // changes); a client takes whatever it is given.
+    out.push(("join", format!("{} epoch above 0: {}", joined.error_code, joined.member_epoch > 0)));
+    out.push(("a greater epoch", heartbeat(&mut raw, &group, &m, 7, None)?.error_code.to_string()));
+    out.push(("an unknown member", heartbeat(&mut raw, &group, &Uuid::new_v4().to_string(), 1, None)?.error_code.to_string()));
+    // Kafka assigns in the background: the assignment comes with a later heartbeat.
+    let mut epoch = joined.member_epoch;
+    let mut assigned = joined.assignment.as_ref().is_some_and(|a| a.topic_partitions.iter().any(|t| t.topic_id == id));
+    let mut last = String::new();
+    wait_until("the assignment", Duration::from_secs(30), || {
+        if assigned {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        if let Ok(r) = heartbeat(&mut raw, &group, &m, epoch, None) {
+            last = format!("{r:?}");
+            epoch = r.member_epoch.max(epoch);
+            assigned = r.assignment.as_ref().is_some_and(|a| a.topic_partitions.iter().any(|t| t.topic_id == id));
+        }
+        assigned
+    })
+    .map_err(|e| anyhow!("{e}: {last}"))?;
+    let got = fetch_some(&mut raw, &group, &m, id, 10)?;
+    out.push(("records acquired", format!("{:?}", got.keys().collect::<Vec<_>>())));
+    out.push(("every delivery count 1", got.values().all(|c| *c == 1).to_string()));
+    // fetch_some opened a session and may have moved its epoch; a new one is opened.
+    let fresh = share_fetch(&mut raw, &group, &m, 0, id, &[], 10)?;
+    out.push(("a new session while records are acquired", fresh.error_code.to_string()));
+    let wrong = share_fetch(&mut raw, &group, &m, 9, id, &[], 10)?;
+    out.push(("a session epoch out of order", wrong.error_code.to_string()));
+    let stranger = share_fetch(&mut raw, &group, &Uuid::new_v4().to_string(), 3, id, &[], 10)?;
+    out.push(("a session that was never opened", stranger.error_code.to_string()));
+    let part = |r: &ShareAcknowledgeResponse| {
+        format!("{} {:?}", r.error_code, r.responses.iter().flat_map(|t| &t.partitions).map(|p| p.error_code).collect::<Vec<_>>())
+    };
+    let unacquired = share_ack(&mut raw, &group, &m, 1, id, &[(100, 101, 1)])?;
+    out.push(("accepting records never acquired", part(&unacquired)));
+    let accepted = share_ack(&mut raw, &group, &m, 2, id, &[(0, 4, 1)])?;
+    out.push(("accepting the acquired records", part(&accepted)));
+    let again = share_ack(&mut raw, &group, &m, 3, id, &[(0, 4, 1)])?;
+    out.push(("accepting them again", part(&again)));
+    let mut start = String::new();
+    let _ = wait_until("the start offset past the accepted records", Duration::from_secs(10), || {
+        start = start_offset(&mut raw, &group, &topic).map_or_else(|e| e.to_string(), |s| s.to_string());
+        start == "5"
+    });
+    out.push(("DescribeShareGroupOffsets after accepting 0..4", start));
+    let described = raw.send(&ShareGroupDescribeRequest::default().with_group_ids(vec![GroupId(str(&format!("{name}-none")))]), 1)?;
+    out.push(("ShareGroupDescribe of no group", described.groups.first().map_or(-1, |g| g.error_code).to_string()));
+    let _ = epoch;
+    out.push(("a leave", heartbeat(&mut raw, &group, &m, -1, None)?.error_code.to_string()));
+    Ok(out)
+}
+
+#[test]
+fn share_requests_get_the_answers_kafka_gives() -> Result<()> {
+    let karst = Broker::start(&[])?;
+    let name = unique_topic("sharediff");
+    let karst_answers = share_answers(karst.addr(), &name)?;
+    let kafka = match karst_tests::KafkaBroker::start() {
+        Ok(k) => k,
+        Err(e) => match KafkaUnavailable::of(&e) {
+            Some(why) => {
+                println!("Karst's answers {karst_answers:?}; Kafka skipped: {why}");
+                return Ok(());
+            }
+            None => return Err(e),
+        },
+    };
+    let kafka_answers = share_answers(kafka.addr(), &name)?;
+    // Kafka 4.4's share coordinator had not moved the described start offset 10 s
+    // after the acknowledgement (it persists share state in the background); Karst
+    // answers after its state is written. Karst must say 5 here.
+    const SLOWER_ON_KAFKA: &str = "DescribeShareGroupOffsets after accepting 0..4";
+    let mut differ = Vec::new();
+    for ((what, k), (_, a)) in karst_answers.iter().zip(&kafka_answers) {
+        println!("{what:45} Karst {k:20} Kafka {a}");
+        if k != a && (*what != SLOWER_ON_KAFKA || k != "5") {
+            differ.push(*what);
+        }
+    }
+    ensure!(differ.is_empty(), "Karst and Kafka {} disagree on: {differ:?}", kafka.version());
     Ok(())
 }

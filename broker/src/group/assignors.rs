@@ -94,21 +94,31 @@ fn uniform(
             out.entry(m.clone()).or_default().entry(*topic).or_default().insert(*p);
         }
     }
-    // Moves from the most to the least loaded member that may take the partition.
+    // Moves from the most to the least loaded member that may take the partition:
+    // each move narrows the spread by the least it can, so no member loses more
+    // than its surplus (a new member takes its share and nobody else moves).
     let bound = all.len() * subscriptions.len() + 1;
     for _ in 0..bound {
-        let mut best: Option<(String, String, Uuid, i32)> = None;
         let loads: BTreeMap<&String, usize> = out.iter().map(|(m, a)| (m, count(a))).collect();
-        'search: for (from, a) in out.iter() {
+        let mut givers: Vec<(&String, usize)> = loads.iter().map(|(m, n)| (*m, *n)).collect();
+        givers.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let mut best: Option<(String, String, Uuid, i32)> = None;
+        'search: for (from, from_load) in givers {
+            let Some(a) = out.get(from) else { continue };
+            // The least loaded member this one could give to, over all its partitions.
+            let mut choice: Option<(usize, &String, Uuid, i32)> = None;
             for (topic, ps) in a {
-                for p in ps.iter().rev() {
-                    for to in eligible(topic) {
-                        if loads[to] + 1 < loads[from] {
-                            best = Some((from.clone(), to.clone(), *topic, *p));
-                            break 'search;
-                        }
+                let Some(p) = ps.iter().next_back() else { continue };
+                for to in eligible(topic) {
+                    let to_load = loads[to];
+                    if to_load + 1 < from_load && choice.is_none_or(|(l, t, ..)| (to_load, to) < (l, t)) {
+                        choice = Some((to_load, to, *topic, *p));
                     }
                 }
+            }
+            if let Some((_, to, topic, p)) = choice {
+                best = Some((from.clone(), to.clone(), topic, p));
+                break 'search;
             }
         }
         let Some((from, to, topic, p)) = best else { break };
@@ -180,6 +190,26 @@ mod tests {
             assert_eq!(count(&three[m]), 2);
         }
         assert_eq!(count(&three["c"]), 2);
+    }
+
+    #[test]
+    fn a_joining_member_takes_its_share_and_nobody_else_moves() {
+        let parts = BTreeMap::from([(t(1), 20)]);
+        let mut members: Vec<(String, &[u128])> = Vec::new();
+        let mut previous = BTreeMap::new();
+        for i in 0..10 {
+            members.push((format!("m{i:02}"), &[1]));
+            let s: BTreeMap<String, BTreeSet<Uuid>> =
+                members.iter().map(|(m, ts)| (m.clone(), ts.iter().map(|n| t(*n)).collect())).collect();
+            let out = Assignor::Uniform.assign(&s, &parts, &previous);
+            let moved: usize = previous
+                .iter()
+                .map(|(m, a): (&String, &Assignment)| a.values().flatten().filter(|p| !out[m].values().flatten().any(|q| q == *p)).count())
+                .sum();
+            let share = count(&out[&format!("m{i:02}")]);
+            assert_eq!(moved, if i == 0 { 0 } else { share }, "join {i}: {moved} moved for a share of {share}");
+            previous = out;
+        }
     }
 
     proptest! {

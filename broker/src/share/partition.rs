@@ -218,14 +218,23 @@ impl SharePartition {
         out
     }
 
-    /// Applies `member`'s acknowledgements, all or none: every offset must be one the
-    /// member holds acquired (INVALID_RECORD_STATE otherwise, as Kafka).
+    /// Applies `member`'s acknowledgements, all or none, as Kafka's `SharePartition`: a
+    /// batch wholly below the start offset is done already and skipped; one reaching
+    /// past the records ever delivered is INVALID_REQUEST; every other offset must be
+    /// one the member holds acquired (INVALID_RECORD_STATE otherwise). The offsets
+    /// looked at never go beyond the in-flight window, whatever a batch claims.
     pub(crate) fn acknowledge(&mut self, member: &str, batches: &[AckBatch], limits: &Limits) -> Result<(), i16> {
         for b in batches {
             if b.first > b.last || b.first < 0 {
                 return Err(karst_protocol::error_codes::INVALID_REQUEST);
             }
-            for offset in b.first..=b.last {
+            if b.last < self.start {
+                continue;
+            }
+            if b.last >= self.end {
+                return Err(karst_protocol::error_codes::INVALID_REQUEST);
+            }
+            for offset in b.first.max(self.start)..=b.last {
                 let held =
                     self.records.get(&offset).is_some_and(|r| r.state == RecordState::Acquired && r.member.as_deref() == Some(member));
                 if !held {
@@ -233,8 +242,9 @@ impl SharePartition {
                 }
             }
         }
-        for b in batches {
-            for (i, offset) in (b.first..=b.last).enumerate() {
+        for b in batches.iter().filter(|b| b.last >= self.start) {
+            for offset in b.first.max(self.start)..=b.last {
+                let i = usize::try_from(offset - b.first).unwrap_or(usize::MAX);
                 let kind = if b.types.len() == 1 { b.types[0] } else { b.types.get(i).copied().unwrap_or(ACK_ACCEPT) };
                 let Some(r) = self.records.get_mut(&offset) else { continue };
                 match kind {
@@ -424,15 +434,38 @@ mod tests {
         assert_eq!((p.start(), p.end()), (15, 15));
     }
 
+    /// Kafka's rules at the edges of the in-flight window: below the start is done
+    /// already, past the end was never delivered; a batch claiming a huge range is
+    /// refused without walking it.
+    #[test]
+    fn acknowledgements_below_the_start_are_skipped_and_past_the_end_refused() {
+        let mut p = SharePartition::new(Uuid::nil(), 0);
+        p.acquire("a", &[batch(0, 4)], 100, 0, &LIMITS);
+        p.acknowledge("a", &[ack(0, 1, ACK_ACCEPT)], &LIMITS).expect("ack");
+        assert_eq!(p.start(), 2);
+        assert_eq!(p.acknowledge("a", &[ack(0, 1, ACK_ACCEPT)], &LIMITS), Ok(()), "done already");
+        assert_eq!(p.acknowledge("a", &[ack(3, 5, ACK_ACCEPT)], &LIMITS), Err(karst_protocol::error_codes::INVALID_REQUEST));
+        assert_eq!(p.acknowledge("a", &[ack(2, i64::MAX, ACK_ACCEPT)], &LIMITS), Err(karst_protocol::error_codes::INVALID_REQUEST));
+        assert_eq!(p.state(2), Some((RecordState::Acquired, 1)), "all or nothing");
+        // A batch from below the start into acquired records acknowledges those.
+        p.acknowledge("a", &[AckBatch { first: 0, last: 3, types: vec![ACK_ACCEPT] }], &LIMITS).expect("ack");
+        assert_eq!(p.start(), 4);
+    }
+
     #[test]
     fn acknowledging_records_not_acquired_is_invalid_record_state() {
         let mut p = SharePartition::new(Uuid::nil(), 0);
         p.acquire("a", &[batch(0, 4)], 100, 0, &LIMITS);
         assert_eq!(p.acknowledge("b", &[ack(0, 0, ACK_ACCEPT)], &LIMITS), Err(INVALID_RECORD_STATE), "another member's");
-        assert_eq!(p.acknowledge("a", &[ack(3, 7, ACK_ACCEPT)], &LIMITS), Err(INVALID_RECORD_STATE), "past the window");
+        assert_eq!(
+            p.acknowledge("a", &[ack(3, 7, ACK_ACCEPT)], &LIMITS),
+            Err(karst_protocol::error_codes::INVALID_REQUEST),
+            "past the window"
+        );
         assert_eq!(p.state(3), Some((RecordState::Acquired, 1)), "all or nothing");
-        p.acknowledge("a", &[ack(0, 0, ACK_ACCEPT)], &LIMITS).expect("ack");
-        assert_eq!(p.acknowledge("a", &[ack(0, 0, ACK_ACCEPT)], &LIMITS), Err(INVALID_RECORD_STATE), "twice");
+        // Offset 2 accepted while 0 and 1 are still acquired: the start stays at 0.
+        p.acknowledge("a", &[ack(2, 2, ACK_ACCEPT)], &LIMITS).expect("ack");
+        assert_eq!(p.acknowledge("a", &[ack(2, 2, ACK_ACCEPT)], &LIMITS), Err(INVALID_RECORD_STATE), "twice");
     }
 
     #[test]
