@@ -22,8 +22,10 @@ step: records the other members (all but the joining or leaving one) consumed be
 its start and end, records produced meanwhile, the longest time within the step in
 which none of them consumed anything, the longest time one of them went without a
 record, and how many of them held no partition at some point (an eager rebalance
-revokes everything from each member, each at its own heartbeat). The same gaps over
-the --hold period after the step are the baseline.
+revokes everything from each member, each at its own heartbeat), how many partitions
+changed owner (and how many had to), the producer's longest acknowledgement wait, and
+each member's assignment changes in the step. The same gaps over the --hold period after
+the step are the baseline.
 
 Prints one JSON line per step, then a final {"done": ...} line. A step that does not
 converge within --step-timeout ends the run with a {"timeout": ...} line holding every
@@ -69,6 +71,12 @@ while now() < deadline:
 
 stop_producer = threading.Event()
 produced = []  # (time, n) per pacing tick
+acked = []  # (time, acknowledgement latency in s) per record
+
+
+def delivered(err, msg):
+    if err is None:
+        acked.append((now(), msg.latency()))
 
 
 def produce():
@@ -80,7 +88,7 @@ def produce():
         n = due - sent
         for i in range(n):
             try:
-                p.produce(args.topic, value, partition=(sent + i) % args.partitions)
+                p.produce(args.topic, value, partition=(sent + i) % args.partitions, on_delivery=delivered)
             except BufferError:
                 p.poll(0.01)
         if n > 0:
@@ -204,6 +212,19 @@ def produced_between(t0, t1):
     return sum(n for t, n in list(produced) if t0 <= t <= t1)
 
 
+def ack_max_ms(t0, t1):
+    return max([lat for t, lat in list(acked) if t0 <= t <= t1] or [0.0]) * 1000.0
+
+
+def owners(members):
+    return {p: m.idx for m in members for p in m.assignment}
+
+
+def timeline(members, t0, t1):
+    """Per member, (ms since t0, partitions held) at each change of its assignment in the step."""
+    return {m.idx: [(round((t - t0) * 1000.0), len(a)) for t, a in list(m.history) if t0 <= t <= t1] for m in members}
+
+
 def wait_converged(members, t0):
     """The time of the last change that made `members` balanced, held for --hold s; None on timeout."""
     deadline = t0 + args.step_timeout
@@ -233,6 +254,7 @@ live, steps = [], []
 
 def step(kind, mover):
     others = [m for m in live if m is not mover]
+    before = owners(live)
     if kind == "join":
         mover.thread.start()
         mover.started.wait(30)
@@ -249,12 +271,19 @@ def step(kind, mover):
     gap, member_gap, count = gaps_and_count(others, t0, t1) if others else (None, None, None)
     # The hold that followed: the steady state's longest gaps, for comparison.
     base, member_base, _ = gaps_and_count(group, t1 + 0.05, t1 + args.hold)
+    after = owners(group)
+    # Partitions that changed owner, and the fewest that had to: the new member's share, or the leaver's.
+    moved = sum(1 for p in range(args.partitions) if before.get(p) != after.get(p))
+    needed = len(mover.assignment) if kind == "join" else sum(1 for o in before.values() if o == mover.idx)
     r1 = lambda v: None if v is None else round(v, 1)
     n_empty, empty_ms = emptied(others, t0, t1)
     rec = {"step": kind, "member": mover.idx, "members_after": len(group), "ms": round((t1 - t0) * 1000.0, 1),
            "others_consumed": count, "produced": produced_between(t0, t1),
            "longest_gap_ms": r1(gap), "longest_member_gap_ms": r1(member_gap), "others_emptied": n_empty, "longest_empty_ms": r1(empty_ms),
            "hold_gap_ms": r1(base), "hold_member_gap_ms": r1(member_base),
+           "moved": moved, "moved_needed": needed, "ack_max_ms": r1(ack_max_ms(t0, t1)),
+           "hold_ack_max_ms": r1(ack_max_ms(t1 + 0.05, t1 + args.hold)),
+           "timeline": timeline(group + ([mover] if kind == "leave" else []), t0, t1),
            "loads": sorted(len(m.assignment) for m in group)}
     if kind == "leave":
         mover.closed.wait(30)

@@ -92,10 +92,13 @@ for label, (proto, ka, kf, sa, oa, sf, of) in data.items():
     print("leaving one) did meanwhile: records they consumed / records produced during the step; the")
     print("longest time in the step in which none of them consumed a record (group) and in which one")
     print("of them did not (member); how many of them held no partition at some point in the step")
-    print("(revoked everything, as eager members do) and the longest such time. Last column: how long")
-    print("the leaving member's `close()` took.\n")
-    print("| step | members after | Karst ms | Kafka ms | ratio | Karst consumed / produced | Kafka consumed / produced | Karst gap ms group / member | Kafka gap ms group / member | Karst emptied (longest ms) | Kafka emptied (longest ms) | close() ms Karst / Kafka |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("(revoked everything, as eager members do) and the longest such time; partitions that changed")
+    print("owner in the step (in brackets the fewest that had to: the new member's share, the leaver's")
+    print("partitions); the producer's longest acknowledgement wait in the step (Karst fsyncs before")
+    print("acknowledging, so a slow disk shows here and stops every consumer alike). Last column: how")
+    print("long the leaving member's `close()` took.\n")
+    print("| step | members after | Karst ms | Kafka ms | ratio | Karst consumed / produced | Kafka consumed / produced | Karst gap ms group / member | Kafka gap ms group / member | Karst emptied (longest ms) | Kafka emptied (longest ms) | moved Karst / Kafka | producer ack max ms Karst / Kafka | close() ms Karst / Kafka |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|")
     key = lambda r: (r["step"], r["member"])
     fa = {key(r): r for r in sa}
     ff = {key(r): r for r in sf}
@@ -104,17 +107,31 @@ for label, (proto, ka, kf, sa, oa, sf, of) in data.items():
     cp = lambda r: "–" if r is None or r.get("others_consumed") is None else f"{r['others_consumed']:,} / {r['produced']:,}"
     gaps = lambda r: "–" if r is None or r.get("longest_gap_ms") is None else f"{r['longest_gap_ms']:,.0f} / {r['longest_member_gap_ms']:,.0f}"
     emp = lambda r: "–" if r is None or r.get("others_consumed") is None else f"{r['others_emptied']} ({r['longest_empty_ms']:,.0f})"
+    mv = lambda r: "–" if r is None or "moved" not in r else f"{r['moved']} ({r['moved_needed']})"
     for k in order:
         a, f = fa.get(k), ff.get(k)
         members = (a or f)["members_after"]
         close = "" if k[0] == "join" else f"{fmt(g(a, 'close_ms'))} / {fmt(g(f, 'close_ms'))}"
-        print(f"| {k[0]} {k[1] + 1} | {members} | {fmt(g(a, 'ms'))} | {fmt(g(f, 'ms'))} | {ratio(g(a, 'ms'), g(f, 'ms'))} | {cp(a)} | {cp(f)} | {gaps(a)} | {gaps(f)} | {emp(a)} | {emp(f)} | {close} |")
+        print(f"| {k[0]} {k[1] + 1} | {members} | {fmt(g(a, 'ms'))} | {fmt(g(f, 'ms'))} | {ratio(g(a, 'ms'), g(f, 'ms'))} | {cp(a)} | {cp(f)} | {gaps(a)} | {gaps(f)} | {emp(a)} | {emp(f)} | {mv(a)} / {mv(f)} | {fmt(g(a, 'ack_max_ms'))} / {fmt(g(f, 'ack_max_ms'))} | {close} |")
     for sysname, steps, other in (("Karst", sa, oa), ("Kafka", sf, of)):
         holds = [r["hold_gap_ms"] for r in steps[1:]]
         mholds = [r["hold_member_gap_ms"] for r in steps[1:]]
+        aholds = [r["hold_ack_max_ms"] for r in steps[1:] if "hold_ack_max_ms" in r]
         if holds:
-            print(f"\n{sysname}, the baseline: in the steady 0.5 s after each step (but the first) the longest gap was, group / member, "
-                  f"median {statistics.median(holds):.0f} / {statistics.median(mholds):.0f} ms, max {max(holds):.0f} / {max(mholds):.0f} ms.", end="")
+            print(f"\n\n{sysname}, the baseline: in the steady 0.5 s after each step (but the first) the longest gap was, group / member, "
+                  f"median {statistics.median(holds):.0f} / {statistics.median(mholds):.0f} ms, max {max(holds):.0f} / {max(mholds):.0f} ms"
+                  + (f"; the producer's longest acknowledgement wait median {statistics.median(aholds):.0f} ms, max {max(aholds):.0f} ms." if aholds else "."), end="")
+        # Steps well over their kind's median: when each member's assignment changed (ms after the step's start: partitions held).
+        for kind in ("join", "leave"):
+            ks = counted(steps, kind)
+            if len(ks) < 3:
+                continue
+            med = statistics.median(r["ms"] for r in ks)
+            for r in ks:
+                if r["ms"] > 1.3 * med and "timeline" in r:
+                    tl = "; ".join(f"member {int(i) + 1}: " + ", ".join(f"{t} ms→{n}" for t, n in ch) for i, ch in r["timeline"].items() if ch)
+                    print(f"\n\n{sysname} {kind} {r['member'] + 1} took {r['ms']:,.0f} ms ({r['ms'] / med:.1f}× the median {kind}): "
+                          f"assignment changes (ms after the start → partitions held): {tl}.", end="")
         for d in other:
             if "timeout" in d:
                 print(f"\n\n**{sysname}: step `{d['timeout']}` did not converge within {d['seconds']:.0f} s** "
