@@ -26,7 +26,7 @@
 #    default cooperative,consumer; cooperative: classic, cooperative-sticky; eager: classic,
 #    range, about 100 s more; consumer: group.protocol=consumer) Karst first, then Kafka.
 # 2. Share groups (benches/groups_share.py): a topic of P partitions (default 8) filled with N
-#    records (default 500,000 × 100 bytes) on each broker; per consumer count (default 1, 4,
+#    records (default 2,000,000 × 100 bytes) on each broker; per consumer count (default 1, 4,
 #    16) a new share group (share.auto.offset.reset=earliest) drains it with that many
 #    ShareConsumer processes (explicit acknowledgement, commit_sync after every poll),
 #    bounded by --share-max-seconds (default 60). Records/s, MB/s, commit latency.
@@ -43,7 +43,7 @@ partitions=20
 rate=1000
 protocols=cooperative,consumer
 fast_hb=1
-share_records=500000
+share_records=2000000
 share_partitions=8
 share_consumers=1,4,16
 share_max_seconds=60

@@ -157,8 +157,8 @@ print(f"{args.share_max_seconds:.0f} s). Rates are records accepted over the tim
 print("the commit that completed the count (MB/s of record values); the times to the first record")
 print("delivered and to the last commit count from the consumers' start (process start, `subscribe()`,")
 print("group join, assignment). Commit latency: the time each `commit_sync()` took (it carries the")
-print("acknowledgements of the whole poll), HDR histogram over all commits of all consumers: with a")
-print("few hundred commits per cell, p99.9 is the maximum.\n")
+print("acknowledgements of the whole poll), HDR histogram over all commits of all consumers (the")
+print("number of commits is in the table: where it is under a thousand, p99.9 is about the maximum).\n")
 
 
 def share(sysname, n):
@@ -191,7 +191,7 @@ for n in args.share_consumers.split(","):
     print(f"| {n} | {fmt(ra)} | {fmt(rf)} | {ratio(ra, rf)} | {fmt(mb(ra), 2)} | {fmt(mb(rf), 2)} | {drain(a)} | {drain(f)} | {lat(a)} | {lat(f)} | {ad(a)}; {ad(f)} | {cm(a)} / {cm(f)} |")
     for sysname, r in (("Karst", a), ("Kafka", f)):
         if r is None:
-            notes.append(f"- {n} consumers on {sysname}: no result (the client failed; see its stderr below).")
+            notes.append(f"- {n} consumer{'s' if n != '1' else ''} on {sysname}: no result (the client failed; see its stderr below).")
         else:
             extra = []
             if not r["complete"]:
@@ -201,6 +201,7 @@ for n in args.share_consumers.split(","):
             if r["errors"]:
                 extra.append(f"errors: `{'; '.join(r['errors'][:3])}`")
             extra.append(f"records per consumer {r['per_consumer']}")
-            notes.append(f"- {n} consumers on {sysname}: " + "; ".join(extra) + ".")
+            extra.append(f"{r['accepted'] / max(1, r['commits']):,.0f} records per commit")
+            notes.append(f"- {n} consumer{'s' if n != '1' else ''} on {sysname}: " + "; ".join(extra) + ".")
 print()
 print("\n".join(notes))
