@@ -617,7 +617,8 @@ impl Partition {
             // Written but not yet durable: not an error, just nothing to see.
             return Ok(ReadSlice { bytes: Bytes::new(), first_offset: offset });
         }
-        Ok(log.read(offset, max_bytes, hw, min_one)?)
+        // The consumer's read: it passes over segments a clean left without records.
+        Ok(log.read_isolated(offset, max_bytes, hw, Isolation::ReadUncommitted, min_one)?.slice)
     }
 
     /// The last stable offset: a read_committed consumer reads below it.

@@ -11,7 +11,7 @@ use karst_batch::records::{encode_batch, parse_records, Record};
 use karst_batch::{BatchHeader, CONTROL_BIT, HEADER_LEN, TRANSACTIONAL_BIT};
 use proptest::prelude::*;
 
-use crate::{CleanStats, CleanerConfig, CleanupPolicy, Log, LogConfig, StorageError, Throttler};
+use crate::{CleanStats, CleanerConfig, CleanupPolicy, Isolation, Log, LogConfig, StorageError, Throttler};
 
 // ---------------------------------------------------------------------------
 // Support (also used by the crash tests)
@@ -762,6 +762,105 @@ fn a_follower_copies_a_cleaned_log_gaps_and_all() {
     drop(follower);
     let follower = Log::open(fd.path(), compacted()).expect("recover");
     assert_eq!(bytes(&follower), bytes(&leader));
+}
+
+#[test]
+fn slices_read_before_a_swap_keep_their_bytes() {
+    // A Fetch answer is sent after the log's lock is released; the clean that swaps
+    // its segments out meanwhile must leave the bytes it maps as they were.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = Log::open(dir.path(), LogConfig { segment_bytes: 1_000, ..compacted() }).expect("open");
+    for i in 0..60i64 {
+        append(&mut log, &B::at(i).kv(&format!("k{}", i % 5), &format!("{i:0>90}")));
+    }
+    roll(&mut log);
+    let mut held = Vec::new();
+    let mut offset = 0;
+    while offset < log.log_end_offset() {
+        let slice = log.read(offset, 1 << 20, i64::MAX, true).expect("read");
+        let copy = slice.bytes.to_vec();
+        offset = karst_batch::batches(&copy).last().expect("a batch").expect("whole").1.last_offset() + 1;
+        held.push((slice.bytes, copy));
+    }
+    assert!(held.len() > 3, "several segments");
+    for round in 0..3 {
+        append(&mut log, &B::at(100 + round).kv("k0", "new"));
+        roll(&mut log);
+        clean(&mut log, 1_000).expect("clean");
+    }
+    for (bytes, copy) in &held {
+        assert_eq!(&bytes[..], &copy[..], "a slice held across the swap is unchanged");
+    }
+    check_lookups(&log);
+}
+
+/// The batches a consumer's Fetch at `offset` gets (read_uncommitted, up to `hw`).
+fn consumer_read(log: &Log, offset: i64, hw: i64) -> Vec<BatchHeader> {
+    consumer_read_within(log, offset, hw, 1 << 20, true)
+}
+
+fn consumer_read_within(log: &Log, offset: i64, hw: i64, max_bytes: usize, min_one: bool) -> Vec<BatchHeader> {
+    let read = log.read_isolated(offset, max_bytes, hw, Isolation::ReadUncommitted, min_one).expect("consumer read");
+    karst_batch::batches(&read.slice.bytes).map(|b| b.expect("whole batches, CRCs right").1).collect()
+}
+
+#[test]
+fn a_consumer_read_passes_over_segments_a_clean_left_without_records() {
+    // One batch per segment, each too big to share a group with another: a clean
+    // leaves each segment whose records all went as its group's last batch, empty.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = Log::open(dir.path(), LogConfig { segment_bytes: 1_000, ..compacted() }).expect("open");
+    let big = "v".repeat(600);
+    for round in 0..5 {
+        append(&mut log, &B::at(round).kv("a", &big).kv("b", &format!("{round}")));
+        roll(&mut log);
+    }
+    append(&mut log, &B::at(10).kv("c", "active"));
+    let hw = log.log_end_offset();
+    clean(&mut log, 1_000).expect("clean");
+    let all = batches(&log);
+    assert_eq!(
+        all.iter().map(|(h, _)| (h.base_offset, h.record_count)).collect::<Vec<_>>(),
+        [(0, 0), (2, 0), (4, 0), (6, 0), (8, 2), (10, 1)],
+        "four segments hold nothing but an empty batch"
+    );
+    assert_eq!(log.read(0, 1 << 20, hw, true).expect("read").bytes.len(), all[0].1.len(), "a follower still copies every batch");
+
+    // A consumer reading from the start gets records in every answer: one made of an
+    // empty batch alone makes librdkafka double its fetch size, and after ten
+    // fails the partition with MSG_SIZE_TOO_LARGE.
+    let got = consumer_read(&log, 0, hw);
+    assert_eq!(got.iter().map(|h| (h.base_offset, h.record_count)).collect::<Vec<_>>(), [(8, 2)]);
+    for offset in [1, 5, 7] {
+        assert_eq!(consumer_read(&log, offset, hw)[0].base_offset, 8, "from {offset}");
+    }
+    // With nothing but empty batches below the high watermark, the last of them
+    // comes back, so the consumer moves up to the high watermark.
+    let got = consumer_read(&log, 0, 8);
+    assert_eq!(got.iter().map(|h| (h.base_offset, h.last_offset(), h.record_count)).collect::<Vec<_>>(), [(6, 7, 0)]);
+    assert!(consumer_read(&log, 8, 8).is_empty());
+}
+
+#[test]
+fn a_consumer_read_passes_over_a_segment_only_once_read_to_its_end() {
+    // An active producer's last batch is kept empty; the records after it in the
+    // same segment must not be passed over when `max_bytes` cut the read before them.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = Log::open(dir.path(), LogConfig { segment_bytes: 1_000, ..compacted() }).expect("open");
+    append(&mut log, &B::at(0).kv("a", "1").producer(5, 0, 0));
+    append(&mut log, &B::at(1).kv("b", &"v".repeat(600)));
+    roll(&mut log);
+    append(&mut log, &B::at(2).kv("a", "2"));
+    roll(&mut log);
+    append(&mut log, &B::at(3).kv("c", "active"));
+    let hw = log.log_end_offset();
+    clean(&mut log, 1_000).expect("clean");
+    let all = batches(&log);
+    assert_eq!(all.iter().map(|(h, _)| (h.base_offset, h.record_count)).collect::<Vec<_>>(), [(0, 0), (1, 1), (2, 1), (3, 1)]);
+    let got = consumer_read_within(&log, 0, hw, 100, false);
+    assert_eq!(got.iter().map(|h| (h.base_offset, h.record_count)).collect::<Vec<_>>(), [(0, 0)], "not the next segment's batch");
+    let got = consumer_read(&log, 0, hw);
+    assert_eq!(got.iter().map(|h| (h.base_offset, h.record_count)).collect::<Vec<_>>(), [(0, 0), (1, 1), (2, 1)], "one cleaned segment");
 }
 
 // ---------------------------------------------------------------------------

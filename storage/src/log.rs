@@ -32,6 +32,23 @@ fn marker_of(h: &BatchHeader, batch: &[u8]) -> Option<EndTxnMarker> {
     h.is_control().then(|| EndTxnMarker::of_batch(batch, MAX_CONTROL_BATCH_BYTES).ok()).flatten()
 }
 
+/// The last offset of `bytes` (whole batches) when none of its batches holds a record
+/// or is a control batch, so that a consumer would only skip them; `None` otherwise,
+/// and for unreadable bytes, so that a read never hides them.
+fn last_offset_without_records(bytes: &[u8]) -> Option<i64> {
+    let mut pos = 0;
+    let mut last = None;
+    while let Some(rest) = bytes.get(pos..).filter(|b| !b.is_empty()) {
+        let h = BatchHeader::parse(rest).ok()?;
+        if h.record_count > 0 || h.is_control() {
+            return None;
+        }
+        last = Some(h.last_offset());
+        pos += h.total_len();
+    }
+    last
+}
+
 /// Which records a read may return (a Fetch request's isolation level).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isolation {
@@ -675,8 +692,25 @@ impl Log {
     ///
     /// Stops before a batch whose base offset is >= `max_offset` and before exceeding
     /// `max_bytes`, except that with `min_one` the first batch is returned whole even
-    /// if larger. Reads at most one segment; the next read continues.
+    /// if larger. Reads at most one segment; the next read continues. Every batch is
+    /// returned, those without records too: a follower copies them all.
     pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64, min_one: bool) -> StorageResult<ReadSlice> {
+        self.read_segments(offset, max_bytes, max_offset, min_one, false)
+    }
+
+    /// [`Log::read`], which with `for_consumer` passes over a segment whose batches
+    /// from `offset` on carry no record (no control batch either) to the next one.
+    ///
+    /// A clean leaves a group of segments whose records all went as the group's last
+    /// batch, empty (the swap's recovery needs it, see `cleaner`), so a compacted log
+    /// can hold many segments of one empty batch. An answer made of such batches
+    /// alone tells librdkafka that its fetch size cut the first batch: it doubles the
+    /// size, never lowers it, and past 1 GiB fails the partition with
+    /// MSG_SIZE_TOO_LARGE, so a consumer reading such a log fails after about ten of
+    /// them. A consumer takes the next batch after a gap as after any compacted-away
+    /// offsets. When no segment below `max_offset` has a record, the last slice read
+    /// is returned, so the consumer still moves past them.
+    fn read_segments(&self, offset: i64, max_bytes: usize, max_offset: i64, min_one: bool, for_consumer: bool) -> StorageResult<ReadSlice> {
         if offset < self.log_start_offset || offset > self.log_end_offset {
             return Err(StorageError::OffsetOutOfRange { offset, log_start: self.log_start_offset, log_end: self.log_end_offset });
         }
@@ -684,17 +718,32 @@ impl Log {
         if offset == self.log_end_offset || offset >= max_offset {
             return Ok(empty);
         }
+        let mut passed = None;
         for seg in self.segments_from(offset) {
-            if let Some(slice) = seg.read(offset, max_bytes, max_offset, min_one)? {
+            let Some(slice) = seg.read(offset, max_bytes, max_offset, min_one)? else { continue };
+            if !for_consumer {
                 return Ok(slice);
             }
+            if slice.bytes.is_empty() {
+                // Cut by `max_offset` or `max_bytes`: nothing further may be read.
+                return Ok(passed.unwrap_or(slice));
+            }
+            let Some(last) = last_offset_without_records(&slice.bytes) else { return Ok(slice) };
+            // Only past the end of the segment: batches after these in it (cut by
+            // `max_bytes` or `max_offset`, or unreadable) come first.
+            if !matches!(seg.read(last.saturating_add(1), 1, max_offset, false), Ok(None)) {
+                return Ok(slice);
+            }
+            passed = Some(slice);
         }
-        Ok(empty)
+        Ok(passed.unwrap_or(empty))
     }
 
     /// Reads as [`Log::read`] up to the high watermark or, for `ReadCommitted`, up to
     /// the last stable offset, with the aborted transactions overlapping the batches
     /// read (Kafka's `UnifiedLog.read` and `collectAbortedTransactions`).
+    /// A consumer's read: segments holding only batches without records are passed
+    /// over (see `read_segments`).
     pub fn read_isolated(
         &self,
         offset: i64,
@@ -707,7 +756,7 @@ impl Log {
             Isolation::ReadUncommitted => high_watermark,
             Isolation::ReadCommitted => self.last_stable_offset(high_watermark),
         };
-        let slice = self.read(offset, max_bytes, max_offset, min_one)?;
+        let slice = self.read_segments(offset, max_bytes, max_offset, min_one, true)?;
         let aborted = match isolation {
             Isolation::ReadUncommitted => None,
             Isolation::ReadCommitted => {
