@@ -89,6 +89,10 @@ pub(crate) struct Member {
     pub(crate) state: MemberState,
     pub(crate) assigned: Assignment,
     pub(crate) pending_revocation: Assignment,
+    /// KIP-1251: the member epoch at which each assigned partition became this
+    /// member's; a commit at an older epoch is taken for the partitions it already had.
+    #[serde(default)]
+    pub(crate) assigned_at: BTreeMap<Uuid, BTreeMap<i32, i32>>,
     pub(crate) classic: Option<ClassicMeta>,
     /// When it was last heard from (not kept: a restored member's session starts anew).
     #[serde(skip)]
@@ -114,6 +118,7 @@ impl Member {
             state: MemberState::Stable,
             assigned: Assignment::new(),
             pending_revocation: Assignment::new(),
+            assigned_at: BTreeMap::new(),
             classic: None,
             last_seen: now,
             revoking_since: None,
@@ -515,6 +520,14 @@ impl ConsumerGroup {
         };
         m.state = state;
         m.set_epoch(epoch);
+        let mut at: BTreeMap<Uuid, BTreeMap<i32, i32>> = BTreeMap::new();
+        for (t, ps) in &assigned {
+            for p in ps {
+                let since = m.assigned_at.get(t).and_then(|e| e.get(p)).copied().unwrap_or(m.epoch);
+                at.entry(*t).or_default().insert(*p, since);
+            }
+        }
+        m.assigned_at = at;
         m.assigned = assigned;
         m.pending_revocation = revoking;
     }
@@ -629,7 +642,22 @@ impl ConsumerGroup {
         match (epoch == m.epoch, m.classic.is_some()) {
             (true, _) => ec::NONE,
             (false, true) => ec::ILLEGAL_GENERATION,
+            // KIP-1251: an older epoch is checked partition by partition
+            // ([`ConsumerGroup::commit_allowed`]); a newer one never holds.
+            (false, false) if epoch < m.epoch && epoch >= 0 => ec::NONE,
             (false, false) => ec::STALE_MEMBER_EPOCH,
+        }
+    }
+
+    /// KIP-1251, for a commit that [`ConsumerGroup::check_commit`] let through: at
+    /// the member's epoch every partition may be written; at an older epoch only the
+    /// partitions the member has held since that epoch or before
+    /// (assignment epoch ≤ commit epoch), else STALE_MEMBER_EPOCH for that partition.
+    pub(crate) fn commit_allowed(&self, member_id: &str, epoch: i32, topic: Uuid, partition: i32) -> bool {
+        match self.members.get(member_id) {
+            None => true,
+            Some(m) if m.classic.is_some() || epoch == m.epoch => true,
+            Some(m) => m.assigned_at.get(&topic).and_then(|ps| ps.get(&partition)).is_some_and(|since| *since <= epoch),
         }
     }
 
@@ -972,6 +1000,23 @@ mod tests {
         assert_eq!(g.heartbeat(beat("m1", 1, &more), &topics(), 3, CFG).map_err(|e| e.0), Err(ec::FENCED_MEMBER_EPOCH));
     }
 
+    /// KIP-1251: after a rebalance moved the member to a newer epoch, a commit still in
+    /// flight at the older one is taken for the partitions it kept, not for new ones.
+    #[test]
+    fn a_commit_at_an_older_epoch_is_taken_for_partitions_held_since() {
+        let mut g = ConsumerGroup::new("g");
+        let r = g.heartbeat(join("m1", &["a"]), &topics(), 0, CFG).expect("join");
+        let owned = r.assignment.expect("a");
+        g.heartbeat(join("m2", &["b"]), &topics(), 1, CFG).expect("join");
+        let r = g.heartbeat(beat("m1", 1, &owned), &topics(), 2, CFG).expect("beat");
+        assert_eq!(r.member_epoch, 2);
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        assert_eq!(g.check_commit("m1", 1, 9, false), ec::NONE);
+        assert!(g.commit_allowed("m1", 1, a, 0), "held since epoch 1");
+        assert!(!g.commit_allowed("m1", 1, b, 0), "never the member's");
+        assert!(!g.commit_allowed("m1", 0, a, 0), "assigned after epoch 0");
+    }
+
     #[test]
     fn silent_members_and_slow_revokers_are_fenced() {
         let mut g = ConsumerGroup::new("g");
@@ -1053,7 +1098,7 @@ mod tests {
         let back = back.restored(10);
         assert_eq!(back.members["m1"].assigned, g.members["m1"].assigned);
         assert_eq!(back.check_commit("m1", 1, 9, false), ec::NONE);
-        assert_eq!(back.check_commit("m1", 0, 9, false), ec::STALE_MEMBER_EPOCH);
+        assert_eq!(back.check_commit("m1", 2, 9, false), ec::STALE_MEMBER_EPOCH, "an epoch the member never had");
         assert_eq!(back.check_commit("m1", 1, 8, false), ec::UNSUPPORTED_VERSION);
         assert_eq!(back.check_commit("x", 1, 9, false), ec::UNKNOWN_MEMBER_ID);
         assert_eq!(back.check_fetch(Some("m1"), 0), ec::STALE_MEMBER_EPOCH);

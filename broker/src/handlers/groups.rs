@@ -464,10 +464,15 @@ pub(crate) async fn offset_commit(b: Arc<Broker>, req: OffsetCommitRequest, vers
                 results.push((t.name.clone(), t.partitions.iter().map(|p| (p.partition_index, TOPIC_AUTHORIZATION_FAILED)).collect()));
                 continue;
             }
+            let topic_id = image.topics.get(t.name.as_str()).map(|m| m.id);
             for p in &t.partitions {
                 let epoch = if version >= 6 { p.committed_leader_epoch } else { -1 };
                 let metadata = p.committed_metadata.as_deref();
+                let stale = e.consumer.as_ref().is_some_and(|c| {
+                    generation >= 0 && !topic_id.is_some_and(|id| c.commit_allowed(&member, generation, id, p.partition_index))
+                });
                 let code = match offset_value(partitions, p.partition_index, metadata, max_meta, p.committed_offset, epoch, now) {
+                    Ok(_) if stale => ec::STALE_MEMBER_EPOCH,
                     Ok(v) => {
                         let key = Key::Offset { group: group_id.clone(), topic: t.name.to_string(), partition: p.partition_index };
                         writes.push((records::encode_key(&key), Some(records::encode_offset(&v))));
