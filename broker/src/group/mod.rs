@@ -100,12 +100,18 @@ impl GroupEntry {
     /// After members left a consumer group: when only classic members are left, it
     /// becomes a classic group again, rebalancing at once (KIP-848's downgrade).
     /// Returns the records that say so.
-    pub(crate) fn maybe_downgrade(&mut self, names: &HashMap<uuid::Uuid, String>, now: i64, timing: Timing) -> Option<Vec<KeyValue>> {
+    /// `names` (topic names by id) is asked for only when the group does change.
+    pub(crate) fn maybe_downgrade(
+        &mut self,
+        names: impl FnOnce() -> HashMap<uuid::Uuid, String>,
+        now: i64,
+        timing: Timing,
+    ) -> Option<Vec<KeyValue>> {
         let c = self.consumer.as_ref()?;
         if !c.only_classic_members_besides("") {
             return None;
         }
-        let v = c.to_classic(names, now)?;
+        let v = c.to_classic(&names(), now)?;
         let id = c.id.clone();
         let mut g = Group::new(&id, now);
         g.restore(v, now);
@@ -449,7 +455,7 @@ impl GroupCoordinator {
                     }
                     if !fenced.is_empty() {
                         info!(group = %id, members = ?fenced, "fenced consumer group members: session or rebalance timeout");
-                        if let Some(more) = e.maybe_downgrade(&Self::topic_names(b), now, self.timing) {
+                        if let Some(more) = e.maybe_downgrade(|| Self::topic_names(b), now, self.timing) {
                             recs = more;
                         }
                     }
@@ -487,6 +493,19 @@ impl GroupCoordinator {
                 warn!(group, code, "writing the group or its offsets' expiry failed");
             }
         }
+    }
+}
+
+/// What a client is told when writing its group's record failed, as Kafka's
+/// `appendGroupMetadataErrorToResponseError`: retriable coordinator errors send it
+/// back to FindCoordinator (a storage error takes the coordinator's partition offline).
+pub(crate) fn write_error(code: i16) -> i16 {
+    const INVALID_FETCH_SIZE: i16 = 4;
+    match code {
+        ec::UNKNOWN_TOPIC_OR_PARTITION | ec::NOT_ENOUGH_REPLICAS | ec::REQUEST_TIMED_OUT => ec::COORDINATOR_NOT_AVAILABLE,
+        ec::NOT_LEADER_OR_FOLLOWER | ec::KAFKA_STORAGE_ERROR => ec::NOT_COORDINATOR,
+        ec::MESSAGE_TOO_LARGE | ec::RECORD_LIST_TOO_LARGE | INVALID_FETCH_SIZE => ec::UNKNOWN_SERVER_ERROR,
+        other => other,
     }
 }
 

@@ -93,7 +93,7 @@ pub(crate) async fn heartbeat(
         if std::mem::take(&mut c.dirty) {
             records.push(GroupCoordinator::consumer_record(c));
         }
-        if let Some(more) = e.maybe_downgrade(&GroupCoordinator::topic_names(&b), now, b.groups.timing) {
+        if let Some(more) = e.maybe_downgrade(|| GroupCoordinator::topic_names(&b), now, b.groups.timing) {
             records = more;
         }
         (outcome, records)
@@ -105,7 +105,7 @@ pub(crate) async fn heartbeat(
             Err(code) => Err(code),
         };
         if let Err(code) = written {
-            let code = if code == ec::REQUEST_TIMED_OUT { ec::COORDINATOR_NOT_AVAILABLE } else { code };
+            let code = crate::group::write_error(code);
             return refused(code, format!("writing the group failed: {}", ec::error_name(code)));
         }
     }
@@ -191,4 +191,38 @@ pub(crate) fn describe(b: &Arc<Broker>, req: ConsumerGroupDescribeRequest, versi
         })
         .collect();
     ConsumerGroupDescribeResponse::default().with_groups(groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BrokerConfig;
+    use kafka_protocol::protocol::StrBytes;
+
+    /// EIO writing the group's record: the heartbeat that changed the group is not
+    /// answered as if it counted (NOT_COORDINATOR, as Kafka: the coordinator's
+    /// partition is offline and the member looks for the coordinator again).
+    #[test]
+    fn a_heartbeat_whose_group_write_fails_is_answered_not_coordinator() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = BrokerConfig { data_dir: dir.path().to_path_buf(), offsets_topic_num_partitions: 1, ..Default::default() };
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let _in_runtime = rt.enter();
+        let b = Broker::open(config).expect("open");
+        rt.block_on(b.groups.ensure_topic(&b)).expect("offsets topic");
+        let join = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_member_id(StrBytes::from_static_str("m"))
+            .with_member_epoch(0)
+            .with_rebalance_timeout_ms(60_000)
+            .with_subscribed_topic_names(Some(vec![topic_name("t")]))
+            .with_topic_partitions(Some(vec![]));
+        let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let spec = dir.path().join(format!("{}-0", crate::group::OFFSETS_TOPIC)).to_string_lossy().into_owned();
+        karst_storage::faults::configure(&format!("write=eio@{spec}")).expect("fault on");
+        let failed = rt.block_on(heartbeat(b.clone(), join.clone(), 1, "c".into(), peer));
+        karst_storage::faults::configure(&format!("write=off@{spec}")).expect("fault off");
+        assert_eq!((failed.error_code, failed.member_epoch, failed.assignment.is_none()), (ec::NOT_COORDINATOR, 0, true), "{failed:?}");
+        b.shutdown();
+    }
 }

@@ -258,7 +258,7 @@ async fn classic_join_to_consumer_group(b: &Arc<Broker>, group_id: &str, jr: Joi
             Err(code) => Err(code),
         };
         if let Err(code) = written {
-            return fail(if code == ec::REQUEST_TIMED_OUT { ec::COORDINATOR_NOT_AVAILABLE } else { code }, "");
+            return fail(crate::group::write_error(code), "");
         }
     }
     match outcome {
@@ -386,7 +386,7 @@ pub(crate) fn leave_group(b: &Arc<Broker>, req: LeaveGroupRequest, version: i16)
         Some(c) => std::mem::take(&mut c.dirty).then(|| vec![GroupCoordinator::consumer_record(c)]),
         None => std::mem::take(&mut e.group.record_due).then(|| vec![GroupCoordinator::group_record(&e.group)]),
     };
-    if let Some(downgrade) = e.maybe_downgrade(&GroupCoordinator::topic_names(b), now, b.groups.timing) {
+    if let Some(downgrade) = e.maybe_downgrade(|| GroupCoordinator::topic_names(b), now, b.groups.timing) {
         records = Some(downgrade);
     }
     drop(entries);
