@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::partition::{decode_snapshot, encode_snapshot, Snapshot};
+use crate::txn::records::{get_str, put_str};
 
 const KEY_PARTITION: i16 = 1001;
 const KEY_CONFIG: i16 = 1002;
@@ -27,23 +28,6 @@ pub(crate) enum ShareKey {
     Partition { group: String, topic: String, partition: i32 },
     Config { group: String },
     Group { group: String },
-}
-
-fn put_str(b: &mut BytesMut, s: &str) {
-    let n = i16::try_from(s.len()).unwrap_or(i16::MAX);
-    b.put_i16(n);
-    b.put_slice(&s.as_bytes()[..usize::try_from(n).unwrap_or(0)]);
-}
-
-fn get_str(b: &mut Bytes) -> Option<String> {
-    if b.remaining() < 2 {
-        return None;
-    }
-    let n = usize::try_from(b.get_i16()).ok()?;
-    if b.remaining() < n {
-        return None;
-    }
-    String::from_utf8(b.split_to(n).to_vec()).ok()
 }
 
 pub(crate) fn encode_key(k: &ShareKey) -> Bytes {

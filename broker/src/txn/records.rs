@@ -11,12 +11,14 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::state::{TxnMeta, TxnState};
 
-fn put_str(b: &mut BytesMut, s: &str) {
+/// An int16-length string, cut at i16::MAX bytes (also the share-group state keys').
+pub(crate) fn put_str(b: &mut BytesMut, s: &str) {
     b.put_i16(i16::try_from(s.len()).unwrap_or(i16::MAX));
     b.put_slice(&s.as_bytes()[..s.len().min(i16::MAX as usize)]);
 }
 
-fn get_str(b: &mut Bytes) -> Option<String> {
+/// An int16-length string; None when cut short, negative or not UTF-8.
+pub(crate) fn get_str(b: &mut Bytes) -> Option<String> {
     if b.remaining() < 2 {
         return None;
     }
