@@ -1103,5 +1103,21 @@ mod tests {
         assert_eq!(back.check_commit("x", 1, 9, false), ec::UNKNOWN_MEMBER_ID);
         assert_eq!(back.check_fetch(Some("m1"), 0), ec::STALE_MEMBER_EPOCH);
         assert!(serde_json::from_slice::<ConsumerGroup>(b"{\"id\":3}").is_err(), "corrupt bytes are refused");
+        // The record as written: whole it reads back, cut short or of another version it is refused.
+        let record = encode_record(&g);
+        assert_eq!(decode_record(record.clone()).map(|r| r.members.len()), Some(1));
+        for cut in [0, 1, 2, record.len() / 2, record.len() - 1] {
+            assert!(decode_record(record.slice(..cut)).is_none(), "cut at {cut}");
+        }
+        let mut other = record.to_vec();
+        other[1] = 9;
+        assert!(decode_record(Bytes::from(other)).is_none(), "another value version");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn garbage_group_records_are_refused_without_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = decode_record(Bytes::from(bytes));
+        }
     }
 }
