@@ -672,6 +672,44 @@ pub fn same_steps_on_kafka(
     Ok(())
 }
 
+/// Runs `answers(addr)` (each scenario and what the broker answered) against a fresh
+/// Karst, then against Apache Kafka, prints both side by side, and fails on a scenario
+/// they answer differently unless `known(scenario, karst, kafka)` accepts the
+/// difference. Without Kafka here, Karst's answers are printed and the test passes.
+pub fn same_answers_as_kafka<T: PartialEq + std::fmt::Debug>(
+    answers: impl Fn(std::net::SocketAddr) -> Result<Vec<(&'static str, T)>>,
+    known: impl Fn(&str, &T, &T) -> bool,
+) -> Result<()> {
+    let karst = crate::Broker::start(&[])?;
+    let karst_answers = answers(karst.addr())?;
+    let kafka = match KafkaBroker::start() {
+        Ok(k) => k,
+        Err(e) => match KafkaUnavailable::of(&e) {
+            Some(why) => {
+                println!("Karst's answers {karst_answers:?}; Kafka skipped: {why}");
+                return Ok(());
+            }
+            None => return Err(e),
+        },
+    };
+    let kafka_answers = answers(kafka.addr())?;
+    let mut differ = Vec::new();
+    for ((what, k), (_, a)) in karst_answers.iter().zip(&kafka_answers) {
+        println!("{what:46} Karst {:24} Kafka {a:?}", format!("{k:?}"));
+        if k != a && !known(what, k, a) {
+            differ.push(*what);
+        }
+    }
+    anyhow::ensure!(
+        karst_answers.len() == kafka_answers.len(),
+        "{} scenarios on Karst, {} on Kafka",
+        karst_answers.len(),
+        kafka_answers.len()
+    );
+    anyhow::ensure!(differ.is_empty(), "Karst and Kafka {} disagree on: {differ:?}", kafka.version());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
