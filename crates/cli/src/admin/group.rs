@@ -84,41 +84,33 @@ async fn describe_group(client: &mut Client, group: &str) -> Result<(i32, Group)
         })
         .await?;
     let g = resp.groups.into_iter().next().context("DescribeGroups answered no group")?;
-    let kip848 = conn.supports::<ConsumerGroupDescribeRequest>();
-    if g.group_state.as_str() == "Dead" && kip848 {
-        let (_, resp) = conn.call(|_| ConsumerGroupDescribeRequest::default().with_group_ids(vec![group_id(group)])).await?;
-        let c = resp.groups.into_iter().next().context("ConsumerGroupDescribe answered no group")?;
-        if c.error_code == 0 {
-            let members = c
+    // The members of a ConsumerGroupDescribe or ShareGroupDescribe answer: the same
+    // fields in two generated types.
+    macro_rules! members {
+        ($described:expr) => {
+            $described
                 .members
                 .iter()
                 .map(|m| {
                     let a = m.assignment.topic_partitions.iter().map(|t| (t.topic_name.to_string(), t.partitions.clone())).collect();
                     (m.member_id.to_string(), m.client_id.to_string(), m.client_host.to_string(), a)
                 })
-                .collect();
-            let group = Group {
-                state: c.group_state.to_string(),
-                protocol_type: "consumer".into(),
-                protocol: c.assignor_name.to_string(),
-                members,
-            };
+                .collect()
+        };
+    }
+    if g.group_state.as_str() == "Dead" && conn.supports::<ConsumerGroupDescribeRequest>() {
+        let (_, resp) = conn.call(|_| ConsumerGroupDescribeRequest::default().with_group_ids(vec![group_id(group)])).await?;
+        if let Some(c) = resp.groups.into_iter().next().filter(|c| c.error_code == 0) {
+            let protocol = c.assignor_name.to_string();
+            let group = Group { state: c.group_state.to_string(), protocol_type: "consumer".into(), protocol, members: members!(c) };
             return Ok((coordinator, group));
         }
     }
     if g.group_state.as_str() == "Dead" && conn.supports::<ShareGroupDescribeRequest>() {
         let (_, resp) = conn.call(|_| ShareGroupDescribeRequest::default().with_group_ids(vec![group_id(group)])).await?;
         if let Some(s) = resp.groups.into_iter().next().filter(|s| s.error_code == 0) {
-            let members = s
-                .members
-                .iter()
-                .map(|m| {
-                    let a = m.assignment.topic_partitions.iter().map(|t| (t.topic_name.to_string(), t.partitions.clone())).collect();
-                    (m.member_id.to_string(), m.client_id.to_string(), m.client_host.to_string(), a)
-                })
-                .collect();
-            let group =
-                Group { state: s.group_state.to_string(), protocol_type: "share".into(), protocol: s.assignor_name.to_string(), members };
+            let protocol = s.assignor_name.to_string();
+            let group = Group { state: s.group_state.to_string(), protocol_type: "share".into(), protocol, members: members!(s) };
             return Ok((coordinator, group));
         }
     }
