@@ -49,26 +49,9 @@ for tool in java go node kcat python3; do
     command -v "$tool" >/dev/null || { log "needs $tool on PATH"; exit 1; }
 done
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/target-bench}"
-work="$(mktemp -d "${TMPDIR:-/tmp}/karst-clients.XXXXXX")"
-pids=()
-stop_servers() {
-    local pid i
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    # Kafka shuts down cleanly in a few seconds; anything still there after 30 s is killed.
-    for pid in "${pids[@]}"; do
-        for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    pids=()
-}
-cleanup() {
-    stop_servers
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=benches/servers.sh
+. "$here/servers.sh"
+servers_setup clients
 
 log "building karst (release) and the Go programs"
 nice -n 10 cargo build --release --bin karst >&2

@@ -78,25 +78,9 @@ if ! python3 -c 'import hdrh.histogram' 2>/dev/null; then
     pip install --quiet hdrhistogram >&2
 fi
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/target-bench}"
-work="$(mktemp -d "${TMPDIR:-/tmp}/karst-groups.XXXXXX")"
-pids=()
-stop_servers() {
-    local pid i
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do
-        for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    pids=()
-}
-cleanup() {
-    stop_servers
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=benches/servers.sh
+. "$here/servers.sh"
+servers_setup groups
 
 if [ -z "${KARST_BIN:-}" ]; then
     log "building karst (release)"
