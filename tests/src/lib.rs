@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod modern;
 pub mod proxy;
 pub mod raw;
+pub mod share;
 pub mod txn;
 pub mod wait;
 

@@ -71,6 +71,14 @@ impl RawClient {
         Ok(RawClient { stream, next_correlation_id: 1, api_versions: None, client_id: StrBytes::from_static_str("karst-tests") })
     }
 
+    /// Read and write timeouts other than [`IO_TIMEOUT`]: how long a paused broker may
+    /// hold a request.
+    pub fn set_io_timeout(&mut self, timeout: Duration) -> Result<()> {
+        self.stream.set_read_timeout(Some(timeout))?;
+        self.stream.set_write_timeout(Some(timeout))?;
+        Ok(())
+    }
+
     /// The client id the following requests carry (quotas are per client id).
     pub fn set_client_id(&mut self, id: &str) {
         self.client_id = StrBytes::from_string(id.to_string());

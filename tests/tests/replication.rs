@@ -21,6 +21,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+#[path = "replication/groups.rs"]
+mod groups;
 #[path = "replication/secure.rs"]
 mod secure;
 
@@ -49,12 +51,18 @@ fn start_cluster_with_proxies() -> Result<(Vec<Broker>, Vec<Proxy>)> {
 }
 
 fn start_nodes(replica_listeners: &[Option<std::net::SocketAddr>]) -> Result<Vec<Broker>> {
+    start_nodes_with(replica_listeners, &[])
+}
+
+/// [`start_nodes`] with further `--set` settings for every node.
+fn start_nodes_with(replica_listeners: &[Option<std::net::SocketAddr>], settings: &[&str]) -> Result<Vec<Broker>> {
     karst_tests::cluster::start_cluster(replica_listeners.len(), |i| {
         let mut args: Vec<String> =
             ["--set", "broker.session.timeout.ms=3000", "--set", "replica.lag.time.max.ms=3000"].map(String::from).to_vec();
         if let Some(r) = replica_listeners[i] {
             args.extend(["--set".to_string(), format!("replica.listener={r}")]);
         }
+        args.extend(settings.iter().flat_map(|s| ["--set".to_string(), s.to_string()]));
         args
     })
 }
@@ -107,12 +115,17 @@ struct Load {
 
 impl Load {
     fn start(brokers: &[Broker], topic: &str) -> Load {
+        Load::start_at(brokers, topic, RATE)
+    }
+
+    /// [`Load::start`] at `rate` records a second.
+    fn start_at(brokers: &[Broker], topic: &str, rate: f64) -> Load {
         let acked: Acked = Arc::default();
         let errors = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let producer = {
             let (t, s, a, e, bs) = (topic.to_string(), stop.clone(), acked.clone(), errors.clone(), bootstrap_of(brokers));
-            std::thread::spawn(move || produce_until(bs, t, s, a, e))
+            std::thread::spawn(move || produce_until(bs, t, rate, s, a, e))
         };
         Load { acked, errors, stop, producer }
     }
@@ -173,7 +186,14 @@ impl rdkafka::ClientContext for StderrLog {
 /// What the producers had acknowledged.
 type Acked = Arc<Mutex<AckedRecords>>;
 
-fn produce_until(bootstrap: String, topic: String, stop: Arc<AtomicBool>, acked: Acked, errors: Arc<Mutex<Vec<String>>>) -> Result<u64> {
+fn produce_until(
+    bootstrap: String,
+    topic: String,
+    rate: f64,
+    stop: Arc<AtomicBool>,
+    acked: Acked,
+    errors: Arc<Mutex<Vec<String>>>,
+) -> Result<u64> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut config = ClientConfig::new();
     config
@@ -206,7 +226,7 @@ fn produce_until(bootstrap: String, topic: String, stop: Arc<AtomicBool>, acked:
             }
         };
         while !stop.load(Ordering::SeqCst) {
-            let due = (RATE * started.elapsed().as_secs_f64()) as u64 + 1;
+            let due = (rate * started.elapsed().as_secs_f64()) as u64 + 1;
             while sent < due && !stop.load(Ordering::SeqCst) {
                 // Round robin over the partitions that have room.
                 let Some(partition) = (0..in_flight.len())

@@ -14,10 +14,10 @@ use kafka_protocol::protocol::StrBytes;
 use karst_tests::group::Member;
 use karst_tests::java::run_java_program;
 use karst_tests::raw::{record_batch, topic_name, KeyValue, RawClient, ReadOutcome};
+use karst_tests::share::{acquired, heartbeat, share_ack, share_fetch, start_at_earliest, GROUP_RESOURCE};
 use karst_tests::{python_script, unique_topic, wait_for, wait_until, Broker, KafkaUnavailable};
 use uuid::Uuid;
 
-const GROUP_RESOURCE: i8 = 32;
 const INVALID_REQUEST: i16 = 42;
 const UNKNOWN_MEMBER_ID: i16 = 25;
 const FENCED_MEMBER_EPOCH: i16 = 110;
@@ -32,13 +32,6 @@ const INVALID_CONFIG: i16 = 40;
 
 fn str(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
-}
-
-/// Sets the share group's `share.auto.offset.reset` to earliest (its GROUP resource).
-fn start_at_earliest(raw: &mut RawClient, group: &str) -> Result<()> {
-    let (code, msg) = raw.alter_configs(GROUP_RESOURCE, group, &[("share.auto.offset.reset", 0, Some("earliest"))])?;
-    ensure!(code == 0, "setting share.auto.offset.reset: {code} {msg:?}");
-    Ok(())
 }
 
 /// Produces `values` to `topic`-`partition`, one batch.
@@ -328,73 +321,6 @@ fn start_offset(raw: &mut RawClient, group: &str, topic: &str) -> Result<i64> {
     let p = g.topics.first().and_then(|t| t.partitions.first()).ok_or_else(|| anyhow!("no partition in {resp:?}"))?;
     ensure!(p.error_code == 0, "describe offsets partition: {}", p.error_code);
     Ok(p.start_offset)
-}
-
-fn heartbeat(raw: &mut RawClient, group: &str, member: &str, epoch: i32, topics: Option<&[&str]>) -> Result<ShareGroupHeartbeatResponse> {
-    let req = ShareGroupHeartbeatRequest::default()
-        .with_group_id(GroupId(str(group)))
-        .with_member_id(str(member))
-        .with_member_epoch(epoch)
-        .with_subscribed_topic_names(topics.map(|t| t.iter().map(|n| topic_name(n)).collect()));
-    raw.send(&req, 1)
-}
-
-/// An acknowledgement batch: first, last, type.
-type Ack = (i64, i64, i8);
-
-fn share_fetch(
-    raw: &mut RawClient,
-    group: &str,
-    member: &str,
-    epoch: i32,
-    topic: Uuid,
-    acks: &[Ack],
-    max_records: i32,
-) -> Result<ShareFetchResponse> {
-    use share_fetch_request::{AcknowledgementBatch, FetchPartition, FetchTopic};
-    let batches = acks
-        .iter()
-        .map(|(f, l, t)| AcknowledgementBatch::default().with_first_offset(*f).with_last_offset(*l).with_acknowledge_types(vec![*t]))
-        .collect();
-    let req = ShareFetchRequest::default()
-        .with_group_id(Some(GroupId(str(group))))
-        .with_member_id(Some(str(member)))
-        .with_share_session_epoch(epoch)
-        .with_max_wait_ms(3000)
-        .with_min_bytes(1)
-        .with_max_bytes(1 << 20)
-        .with_max_records(max_records)
-        .with_batch_size(max_records)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic_id(topic)
-            .with_partitions(vec![FetchPartition::default().with_partition_index(0).with_acknowledgement_batches(batches)])]);
-    raw.send(&req, 1)
-}
-
-fn share_ack(raw: &mut RawClient, group: &str, member: &str, epoch: i32, topic: Uuid, acks: &[Ack]) -> Result<ShareAcknowledgeResponse> {
-    use share_acknowledge_request::{AcknowledgePartition, AcknowledgeTopic, AcknowledgementBatch};
-    let batches = acks
-        .iter()
-        .map(|(f, l, t)| AcknowledgementBatch::default().with_first_offset(*f).with_last_offset(*l).with_acknowledge_types(vec![*t]))
-        .collect();
-    let req = ShareAcknowledgeRequest::default()
-        .with_group_id(Some(GroupId(str(group))))
-        .with_member_id(Some(str(member)))
-        .with_share_session_epoch(epoch)
-        .with_topics(vec![AcknowledgeTopic::default()
-            .with_topic_id(topic)
-            .with_partitions(vec![AcknowledgePartition::default().with_partition_index(0).with_acknowledgement_batches(batches)])]);
-    raw.send(&req, 1)
-}
-
-/// The acquired offsets of a ShareFetch response, with their delivery counts.
-fn acquired(resp: &ShareFetchResponse) -> BTreeMap<i64, i16> {
-    resp.responses
-        .iter()
-        .flat_map(|t| &t.partitions)
-        .flat_map(|p| &p.acquired_records)
-        .flat_map(|a| (a.first_offset..=a.last_offset).map(move |o| (o, a.delivery_count)))
-        .collect()
 }
 
 /// Fetches (a new session) until something is acquired.
