@@ -42,6 +42,12 @@ pub(crate) struct Conn {
     client_id: String,
 }
 
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn").field("client_id", &self.client_id).finish_non_exhaustive()
+    }
+}
+
 impl Conn {
     pub(crate) async fn connect(b: &Broker, addr: &str, client_id: String) -> Result<Conn, String> {
         Self::connect_with(&b.peer_security, addr, client_id).await

@@ -59,11 +59,18 @@ pub(crate) fn apply_roles(b: &Broker) {
             // Producers waiting here for their batches to commit get their answer now.
             p.wake_waiters();
         }
-        if changed && &*p.topic == OFFSETS_TOPIC {
-            // Group coordination moves with the leadership of the group's partition.
+        if &*p.topic == OFFSETS_TOPIC {
+            // Group coordination moves with the leadership of the group's partition;
+            // a partition created here starts as leader, unchanged, and is read too.
             match role {
-                Role::Leader => b.groups.take_over(&p),
-                _ if was_leader => b.groups.hand_over(&p),
+                Role::Leader if changed || !b.groups.serves(p.index, state.leader_epoch) => {
+                    b.shares.take_over(&p, b.groups.partitions);
+                    b.groups.take_over(&p);
+                }
+                _ if changed && was_leader => {
+                    b.groups.hand_over(&p);
+                    b.shares.hand_over(p.index, b.groups.partitions);
+                }
                 _ => {}
             }
         }

@@ -83,6 +83,9 @@ pub const SUPPORTED: &[ApiSupport] = &[
     api(ApiKey::DescribeShareGroupOffsets, 0, 0),
     api(ApiKey::AlterShareGroupOffsets, 0, 0),
     api(ApiKey::DeleteShareGroupOffsets, 0, 0),
+    // Between brokers: a share-partition's leader and its group's coordinator.
+    api(ApiKey::ReadShareGroupState, 0, 0),
+    api(ApiKey::WriteShareGroupState, 0, 0),
 ];
 
 /// The supported range for `key`, if Karst implements it at all.

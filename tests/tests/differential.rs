@@ -65,12 +65,20 @@ const KNOWN_GAPS: &[(i16, &str)] = &[
     (ApiKey::RenewDelegationToken as i16, "delegation tokens need SASL first (issue 21); not planned yet"),
     (ApiKey::ExpireDelegationToken as i16, "delegation tokens need SASL first (issue 21); not planned yet"),
     (ApiKey::DescribeDelegationToken as i16, "delegation tokens need SASL first (issue 21); not planned yet"),
-    // KIP-932 share-coordinator APIs.
-    (ApiKey::InitializeShareGroupState as i16, "broker-to-share-coordinator API: Karst keeps share-group state in-process (written to __consumer_offsets), no share coordinator to talk to"),
-    (ApiKey::ReadShareGroupState as i16, "broker-to-share-coordinator API: Karst keeps share-group state in-process (written to __consumer_offsets), no share coordinator to talk to"),
-    (ApiKey::WriteShareGroupState as i16, "broker-to-share-coordinator API: Karst keeps share-group state in-process (written to __consumer_offsets), no share coordinator to talk to"),
-    (ApiKey::DeleteShareGroupState as i16, "broker-to-share-coordinator API: Karst keeps share-group state in-process (written to __consumer_offsets), no share coordinator to talk to"),
-    (ApiKey::ReadShareGroupStateSummary as i16, "broker-to-share-coordinator API: Karst keeps share-group state in-process (written to __consumer_offsets), no share coordinator to talk to"),
+    // KIP-932 share-coordinator APIs: Karst's group coordinator keeps share state, read and
+    // written by partition leaders with ReadShareGroupState and WriteShareGroupState.
+    (
+        ApiKey::InitializeShareGroupState as i16,
+        "share-coordinator API Karst does not need: its group coordinator starts share state on first read and deletes it with the group",
+    ),
+    (
+        ApiKey::DeleteShareGroupState as i16,
+        "share-coordinator API Karst does not need: its group coordinator starts share state on first read and deletes it with the group",
+    ),
+    (
+        ApiKey::ReadShareGroupStateSummary as i16,
+        "share-coordinator API Karst does not need: its group coordinator starts share state on first read and deletes it with the group",
+    ),
     // No issue owns these yet.
     (ApiKey::AlterReplicaLogDirs as i16, "one log directory per broker (no JBOD): nothing to move between directories"),
     (ApiKey::ListConfigResources as i16, "listing config resources (and KIP-714 client metrics) not implemented; no issue yet"),
@@ -98,6 +106,7 @@ const OWNED_ELSEWHERE: &[(i16, i16, i16, &str)] = &[
     (ApiKey::FindCoordinator as i16, 6, 6, "v6 share-group coordinator keys (KIP-932): share groups, issue 22"),
     (ApiKey::ShareFetch as i16, 2, 2, "v2 (KIP-1206 acquire modes, KIP-1222 renew) is beyond the kafka-protocol codec Karst builds on (it ends at v1)"),
     (ApiKey::ShareAcknowledge as i16, 2, 2, "v2 (KIP-1222 renew) is beyond the kafka-protocol codec Karst builds on (it ends at v1)"),
+    (ApiKey::WriteShareGroupState as i16, 1, 1, "v1 (KIP-1226 DeliveryCompleteCount) is beyond the kafka-protocol codec Karst builds on (it ends at v0)"),
     (ApiKey::DescribeShareGroupOffsets as i16, 1, 1, "v1 is beyond the kafka-protocol codec Karst builds on (it ends at v0)"),
 ];
 

@@ -709,3 +709,98 @@ fn share_requests_get_the_answers_kafka_gives() -> Result<()> {
     let slower_on_kafka = |what: &str, karst: &String, _: &String| what == "DescribeShareGroupOffsets after accepting 0..4" && karst == "5";
     karst_tests::kafka::same_answers_as_kafka(|addr| share_answers(addr, &name), slower_on_kafka)
 }
+
+/// One partition's state as ReadShareGroupState answers it: (error, state epoch,
+/// start offset, batches as (first, last, state, delivery count)).
+type ReadState = (i16, i32, i64, Vec<(i64, i64, i8, i16)>);
+
+fn read_state(raw: &mut RawClient, group: &str, topic: Uuid, leader_epoch: i32) -> Result<ReadState> {
+    use read_share_group_state_request::{PartitionData, ReadStateData};
+    let req = ReadShareGroupStateRequest::default().with_group_id(str(group)).with_topics(vec![ReadStateData::default()
+        .with_topic_id(topic)
+        .with_partitions(vec![PartitionData::default().with_partition(0).with_leader_epoch(leader_epoch)])]);
+    let resp = raw.send(&req, 0)?;
+    let p = resp.results.iter().flat_map(|r| &r.partitions).next().ok_or_else(|| anyhow!("no partition in {resp:?}"))?;
+    let batches = p.state_batches.iter().map(|b| (b.first_offset, b.last_offset, b.delivery_state, b.delivery_count)).collect();
+    Ok((p.error_code, p.state_epoch, p.start_offset, batches))
+}
+
+fn write_state(
+    raw: &mut RawClient,
+    group: &str,
+    topic: Uuid,
+    epochs: (i32, i32),
+    start: i64,
+    batches: &[(i64, i64, i8, i16)],
+) -> Result<i16> {
+    use write_share_group_state_request::{PartitionData, StateBatch, WriteStateData};
+    let batches = batches
+        .iter()
+        .map(|&(first, last, state, count)| {
+            StateBatch::default().with_first_offset(first).with_last_offset(last).with_delivery_state(state).with_delivery_count(count)
+        })
+        .collect();
+    let part = PartitionData::default()
+        .with_partition(0)
+        .with_state_epoch(epochs.0)
+        .with_leader_epoch(epochs.1)
+        .with_start_offset(start)
+        .with_state_batches(batches);
+    let req = WriteShareGroupStateRequest::default()
+        .with_group_id(str(group))
+        .with_topics(vec![WriteStateData::default().with_topic_id(topic).with_partitions(vec![part])]);
+    let resp = raw.send(&req, 0)?;
+    resp.results.iter().flat_map(|r| &r.partitions).next().map(|p| p.error_code).ok_or_else(|| anyhow!("no partition in {resp:?}"))
+}
+
+/// The broker-to-broker share-state APIs check what the writer claims before any
+/// state changes: leader epochs ahead of the metadata (UNKNOWN_LEADER_EPOCH) or
+/// behind it (FENCED_LEADER_EPOCH), state batches that overlap, unknown topics, and
+/// a state epoch older than an AlterShareGroupOffsets made (FENCED_STATE_EPOCH).
+#[test]
+fn share_state_writes_are_checked_against_what_the_coordinator_knows() -> Result<()> {
+    const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    const FENCED_LEADER_EPOCH: i16 = 74;
+    const UNKNOWN_LEADER_EPOCH: i16 = 75;
+    const FENCED_STATE_EPOCH: i16 = 124;
+    const ACKNOWLEDGED: i8 = 2;
+    let broker = Broker::start(&[])?;
+    let (topic, group) = (unique_topic("share-state"), unique_topic("share-state-group"));
+    let mut raw = RawClient::connect(broker.addr())?;
+    raw.create_topic(&topic, 1, &[])?;
+    let id = raw.topic_id(&topic)?;
+    produce(&mut raw, &topic, 0, &values("s", 10))?;
+    let member = Uuid::new_v4().to_string();
+    let hb = heartbeat(&mut raw, &group, &member, 0, Some(&[&topic]))?;
+    ensure!(hb.error_code == 0, "join: {hb:?}");
+    ensure!(hb.member_epoch > 0, "join: {hb:?}");
+
+    let fresh = read_state(&mut raw, &group, id, 0)?;
+    ensure!(fresh == (0, 0, -1, vec![]), "a share-partition never started reads as uninitialized: {fresh:?}");
+    ensure!(write_state(&mut raw, &group, id, (0, 1), 3, &[])? == UNKNOWN_LEADER_EPOCH, "a leader epoch the metadata has not reached");
+    let overlapping = [(3, 6, ACKNOWLEDGED, 1), (5, 7, ACKNOWLEDGED, 1)];
+    ensure!(write_state(&mut raw, &group, id, (0, 0), 3, &overlapping)? == INVALID_REQUEST, "overlapping state batches");
+    ensure!(write_state(&mut raw, &group, id, (0, 0), 3, &[(3, 3, 3, 1)])? == INVALID_REQUEST, "delivery state 3 does not exist");
+    ensure!(write_state(&mut raw, &group, Uuid::new_v4(), (0, 0), 3, &[])? == UNKNOWN_TOPIC_OR_PARTITION, "an unknown topic id");
+    ensure!(write_state(&mut raw, &group, id, (0, 0), 3, &[(4, 5, ACKNOWLEDGED, 1)])? == 0, "a good write");
+    let stored = read_state(&mut raw, &group, id, 0)?;
+    ensure!(stored == (0, 0, 3, vec![(4, 5, ACKNOWLEDGED, 1)]), "read back: {stored:?}");
+    ensure!(write_state(&mut raw, &group, id, (0, -1), 0, &[])? == FENCED_LEADER_EPOCH, "a deposed leader's write");
+    ensure!(read_state(&mut raw, &group, id, 0)? == stored, "unchanged by the refused writes");
+
+    let left = heartbeat(&mut raw, &group, &member, -1, None)?;
+    ensure!(left.error_code == 0, "leaving: {left:?}");
+    let alter = AlterShareGroupOffsetsRequest::default().with_group_id(GroupId(str(&group))).with_topics(vec![
+        alter_share_group_offsets_request::AlterShareGroupOffsetsRequestTopic::default()
+            .with_topic_name(topic_name(&topic))
+            .with_partitions(vec![alter_share_group_offsets_request::AlterShareGroupOffsetsRequestPartition::default()
+                .with_partition_index(0)
+                .with_start_offset(7)]),
+    ]);
+    let altered = raw.send(&alter, 0)?;
+    ensure!(altered.error_code == 0, "{altered:?}");
+    ensure!(write_state(&mut raw, &group, id, (0, 0), 3, &[])? == FENCED_STATE_EPOCH, "a write of the state before the alteration");
+    let after = read_state(&mut raw, &group, id, 0)?;
+    ensure!(after == (0, 1, 7, vec![]), "the altered state, at state epoch 1: {after:?}");
+    Ok(())
+}

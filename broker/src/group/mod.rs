@@ -144,6 +144,11 @@ pub struct GroupCoordinator {
     /// `__consumer_offsets` partitions whose groups are in `entries` (read by
     /// [`GroupCoordinator::load`] or a take-over); locked after `entries`.
     loaded: Mutex<HashSet<i32>>,
+    /// `__consumer_offsets` partitions this broker coordinates the groups of, with the
+    /// leader epoch it read them back at. The metadata image names a new leader
+    /// before the broker has replayed the partition: until then its groups are
+    /// COORDINATOR_LOAD_IN_PROGRESS here, not served from what it read before.
+    serving: Mutex<HashMap<i32, i32>>,
     /// Records read from `__consumer_offsets` by replays since the broker started.
     replayed: AtomicUsize,
     pub(crate) timing: Timing,
@@ -234,6 +239,7 @@ impl GroupCoordinator {
         GroupCoordinator {
             entries: Mutex::new(HashMap::new()),
             loaded: Mutex::new(HashSet::new()),
+            serving: Mutex::new(HashMap::new()),
             replayed: AtomicUsize::new(0),
             timing,
             consumer: consumer::ConsumerConfig::default(),
@@ -295,7 +301,20 @@ impl GroupCoordinator {
     /// partition has no leader or the topic does not exist yet (the request
     /// path creates it first: [`GroupCoordinator::ensure_topic`]).
     pub(crate) fn coordinates(&self, b: &Broker, group: &str) -> Result<(), i16> {
-        crate::internal_topic::coordinates(b, OFFSETS_TOPIC, records::partition_for(group, self.partitions))
+        let index = records::partition_for(group, self.partitions);
+        crate::internal_topic::coordinates(b, OFFSETS_TOPIC, index)?;
+        let epoch = b.metadata.image().cluster.partition(OFFSETS_TOPIC, index).map(|s| s.leader_epoch);
+        if epoch.is_some() && self.serving.lock().get(&index).copied() == epoch {
+            Ok(())
+        } else {
+            Err(ec::COORDINATOR_LOAD_IN_PROGRESS)
+        }
+    }
+
+    /// Whether the groups of `__consumer_offsets` partition `index` were read back
+    /// at leader epoch `epoch` (see `serving`).
+    pub(crate) fn serves(&self, index: i32, epoch: i32) -> bool {
+        self.serving.lock().get(&index) == Some(&epoch)
     }
 
     /// The coordinator of `group` (node id, host, port on `listener`, None: the
@@ -319,6 +338,9 @@ impl GroupCoordinator {
             }
             records += self.replay(p, &mut entries, now)?;
             loaded.insert(p.index);
+            if p.replica.lock().role == crate::replica::Role::Leader {
+                self.serving.lock().insert(p.index, p.leader_epoch());
+            }
         }
         let total = self.records_replayed();
         if total > 0 {
@@ -341,10 +363,12 @@ impl GroupCoordinator {
         match self.replay(p, &mut entries, now_ms()) {
             Ok(records) => {
                 loaded.insert(p.index);
+                self.serving.lock().insert(p.index, p.leader_epoch());
                 info!(partition = p.index, records, "became coordinator of the groups of {OFFSETS_TOPIC}-{}", p.index)
             }
             Err(e) => {
                 loaded.remove(&p.index);
+                self.serving.lock().remove(&p.index);
                 warn!(partition = p.index, "loading groups failed: {e}")
             }
         }
@@ -355,6 +379,7 @@ impl GroupCoordinator {
         let mut entries = self.entries.lock();
         self.forget(&mut entries, p.index);
         self.loaded.lock().remove(&p.index);
+        self.serving.lock().remove(&p.index);
     }
 
     fn forget(&self, entries: &mut HashMap<String, GroupEntry>, partition: i32) {

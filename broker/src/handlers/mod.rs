@@ -22,6 +22,7 @@ mod producer_id;
 mod reassign;
 pub(crate) mod scram_credentials;
 mod share;
+mod share_state;
 #[cfg(test)]
 mod tests;
 mod topic_partitions;
@@ -139,6 +140,8 @@ fn checks_acls(body: &RequestKind) -> bool {
             | RequestKind::DescribeShareGroupOffsets(_)
             | RequestKind::AlterShareGroupOffsets(_)
             | RequestKind::DeleteShareGroupOffsets(_)
+            | RequestKind::ReadShareGroupState(_)
+            | RequestKind::WriteShareGroupState(_)
     )
 }
 
@@ -402,6 +405,12 @@ fn handle_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<Rep
         }
         RequestKind::DeleteShareGroupOffsets(r) => {
             later!(span, correlation_id, api_key, version, DeleteShareGroupOffsets, share::delete_offsets(b.clone(), r))
+        }
+        RequestKind::ReadShareGroupState(r) => {
+            later!(span, correlation_id, api_key, version, ReadShareGroupState, share_state::read(b.clone(), r))
+        }
+        RequestKind::WriteShareGroupState(r) => {
+            later!(span, correlation_id, api_key, version, WriteShareGroupState, share_state::write(b.clone(), r))
         }
         RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(groups::find_coordinator(b, r, version)),
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(b, r)),

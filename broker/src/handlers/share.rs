@@ -10,7 +10,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,9 +17,9 @@ use bytes::Bytes;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::*;
 use karst_protocol::error_codes as ec;
-use tracing::warn;
 use uuid::Uuid;
 
+use super::share_state::{self, snapshot_record};
 use super::str_bytes;
 use crate::broker::{now_ms, Broker};
 use crate::group::Pending;
@@ -41,40 +40,14 @@ const NO_OPERATIONS: i32 = i32::MIN;
 
 type Outcome = Result<(), (i16, String)>;
 
-/// Where a share group's coordinator is not the partition leader (a cluster whose
-/// leaders differ), share-partition state stays in memory: said once.
-static WARNED_REMOTE: AtomicBool = AtomicBool::new(false);
-
-/// Appends share records for `group` to its `__consumer_offsets` partition when this
-/// broker coordinates the group; the state is applied here at once.
-fn persist(b: &Broker, group: &str, records: Vec<(ShareKey, Option<Bytes>)>) -> Result<Option<Pending>, i16> {
-    if let Err(code) = b.groups.coordinates(b, group) {
-        if code == ec::NOT_COORDINATOR {
-            if !WARNED_REMOTE.swap(true, Ordering::Relaxed) {
-                warn!(group, "share-partition state of a group coordinated elsewhere is kept in memory only");
-            }
-            return Ok(None);
-        }
-        return Err(code);
-    }
-    let encoded: Vec<(Bytes, Option<Bytes>)> = records.iter().map(|(k, v)| (state_log::encode_key(k), v.clone())).collect();
-    let pending = b.groups.persist(b, group, &encoded)?;
-    for (k, v) in records {
-        b.shares.apply(k, v);
-    }
-    Ok(Some(pending))
+/// Appends share records for `group` to its `__consumer_offsets` partition, which
+/// this broker must lead; the state is applied here at once.
+fn persist(b: &Broker, group: &str, records: Vec<(ShareKey, Option<Bytes>)>) -> Result<Pending, i16> {
+    share_state::append(b, group, records)
 }
 
-async fn persisted(pending: Result<Option<Pending>, i16>) -> Result<(), i16> {
-    match pending? {
-        Some(p) => p.committed().await,
-        None => Ok(()),
-    }
-}
-
-fn snapshot_record(key: &SpKey, s: Option<&Snapshot>) -> (ShareKey, Option<Bytes>) {
-    let k = ShareKey::Partition { group: key.0.clone(), topic: key.1.clone(), partition: key.2 };
-    (k, s.map(state_log::encode_partition))
+async fn persisted(pending: Result<Pending, i16>) -> Result<(), i16> {
+    pending?.committed().await
 }
 
 /// Why group `id` cannot be served here: a bad id, no authorization, not the coordinator.
@@ -262,32 +235,68 @@ pub(crate) fn describe(b: &Arc<Broker>, req: ShareGroupDescribeRequest) -> Share
 
 // ---------------------------------------------------------------- share-partitions
 
-/// The share-partition of `key`, started here if needed: from its snapshot, else at
-/// the log's start or end as `share.auto.offset.reset` says. A new one's start is
-/// persisted so a restart does not move it.
-fn ensure_partition(b: &Broker, key: &SpKey, p: &Partition, topic_id: Uuid) {
-    let earliest = b.shares.starts_earliest(&key.0);
-    let initial = {
-        let mut parts = b.shares.partitions.lock();
-        if parts.get(key).is_some_and(|sp| sp.topic_id == topic_id) {
-            return;
-        }
-        let snap = b.shares.snapshots.lock().get(key).filter(|s| s.topic_id == topic_id).cloned();
-        let (sp, initial) = match snap {
-            Some(s) => (SharePartition::restore(&s), None),
-            None => {
-                let start = if earliest { p.log_start_offset() } else { p.high_watermark() };
-                let sp = SharePartition::new(topic_id, start);
-                let s = sp.snapshot();
-                (sp, Some(s))
-            }
-        };
-        parts.insert(key.clone(), sp);
-        initial
+/// The share-partition of `key`, loaded here at the partition's current leader epoch
+/// if it is not: its state read from the group's coordinator, or a new one started
+/// at the log's end (a group set to `earliest` reads a start of 0 from its
+/// coordinator), written back before it is used so a restart does not move it.
+async fn ensure_partition(b: &Broker, key: &SpKey, p: &Partition, topic_id: Uuid) -> Result<(), i16> {
+    let epoch = p.leader_epoch();
+    let current = || b.shares.partitions.lock().get(key).is_some_and(|sp| sp.topic_id == topic_id && sp.leader_epoch == epoch);
+    if current() {
+        return Ok(());
+    }
+    let writer = b.shares.writer(key);
+    let _one_at_a_time = writer.lock().await;
+    if current() {
+        return Ok(());
+    }
+    let (mut sp, new) = match share_state::load(b, key, topic_id, epoch).await.map_err(share_state::for_client)? {
+        Some(s) => (SharePartition::restore(&s), false),
+        None => (SharePartition::new(topic_id, p.high_watermark()), true),
     };
-    if let Some(s) = initial {
-        if let Err(code) = persist(b, &key.0, vec![snapshot_record(key, Some(&s))]) {
-            warn!(group = key.0, topic = key.1, partition = key.2, code, "persisting a new share-partition's start failed");
+    sp.leader_epoch = epoch;
+    if new {
+        share_state::save(b, key, sp.snapshot()).await.map_err(share_state::for_client)?;
+    }
+    if p.leader_epoch() != epoch {
+        return Err(ec::NOT_LEADER_OR_FOLLOWER);
+    }
+    b.shares.partitions.lock().insert(key.clone(), sp);
+    Ok(())
+}
+
+/// Persists the state of share-partition `key` with its group's coordinator, up to
+/// at least change `upto` of the instance `id` loaded here. Writes go one at a time
+/// and each carries the latest state, so a write that finds its change already
+/// written by another is done.
+async fn save_changes(b: &Broker, key: &SpKey, (id, upto): (u64, u64)) -> Result<(), i16> {
+    let writer = b.shares.writer(key);
+    let _one_at_a_time = writer.lock().await;
+    let (snapshot, changes) = {
+        let parts = b.shares.partitions.lock();
+        match parts.get(key) {
+            // Reloaded since (leadership moved): whether the change was written is unknown.
+            Some(sp) if sp.id != id => return Err(ec::NOT_LEADER_OR_FOLLOWER),
+            None => return Err(ec::NOT_LEADER_OR_FOLLOWER),
+            Some(sp) if sp.saved >= upto => return Ok(()),
+            Some(sp) => (sp.snapshot(), sp.changes),
+        }
+    };
+    let written = share_state::save(b, key, snapshot).await;
+    let mut parts = b.shares.partitions.lock();
+    match written {
+        Ok(()) => {
+            if let Some(sp) = parts.get_mut(key).filter(|sp| sp.id == id) {
+                sp.saved = sp.saved.max(changes);
+            }
+            Ok(())
+        }
+        Err(code) => {
+            if matches!(code, ec::FENCED_LEADER_EPOCH | share_state::FENCED_STATE_EPOCH) {
+                // Another leader's or the offsets were altered: read the state again on next use.
+                parts.retain(|k, sp| k != key || sp.id != id);
+            }
+            Err(share_state::for_client(code))
         }
     }
 }
@@ -352,27 +361,35 @@ async fn acknowledge_all(b: &Arc<Broker>, group: &str, member: &str, acks: Vec<(
             }
         };
         let key: SpKey = (group.to_string(), topic, index);
-        ensure_partition(b, &key, &p, topic_id);
+        if let Err(code) = ensure_partition(b, &key, &p, topic_id).await {
+            out.push(((topic_id, index), code));
+            continue;
+        }
         let applied = {
             let mut parts = b.shares.partitions.lock();
             match parts.get_mut(&key) {
                 None => Err(ec::UNKNOWN_TOPIC_OR_PARTITION),
-                Some(sp) => sp.acknowledge(member, &batches, &limits).map(|()| sp.snapshot()),
+                Some(sp) => sp.acknowledge(member, &batches, &limits).map(|()| {
+                    sp.changes += 1;
+                    (sp.id, sp.changes)
+                }),
             }
         };
         match applied {
             Err(code) => out.push(((topic_id, index), code)),
-            Ok(snapshot) => {
+            Ok(change) => {
                 released |= batches.iter().any(|a| a.types.contains(&crate::share::partition::ACK_RELEASE));
-                waits.push(((topic_id, index), persist(b, group, vec![snapshot_record(&key, Some(&snapshot))])));
+                waits.push(((topic_id, index), key, change));
             }
         }
     }
     if released {
         b.shares.notify_available();
     }
-    for (tp, pending) in waits {
-        out.push((tp, persisted(pending).await.err().unwrap_or(ec::NONE)));
+    let saved = waits.iter().map(|(_, key, change)| save_changes(b, key, *change));
+    let saved = futures::future::join_all(saved).await;
+    for ((tp, _, _), r) in waits.iter().zip(saved) {
+        out.push((*tp, r.err().unwrap_or(ec::NONE)));
     }
     out
 }
@@ -385,9 +402,8 @@ struct Fetched {
 
 /// Acquires records of one share-partition for `member`: reads the log where the
 /// first available record is and takes what it may.
-fn acquire(b: &Broker, key: &SpKey, p: &Partition, topic_id: Uuid, member: &str, max_bytes: usize, max_records: usize) -> Fetched {
+fn acquire(b: &Broker, key: &SpKey, p: &Partition, member: &str, max_bytes: usize, max_records: usize) -> Fetched {
     let none = Fetched { records: None, acquired: Vec::new() };
-    ensure_partition(b, key, p, topic_id);
     let limits = b.shares.limits(&key.0);
     let now = now_ms();
     let start = {
@@ -547,7 +563,12 @@ async fn fetch_all(
                 continue;
             }
             let key: SpKey = (group.to_string(), topic, index);
-            let f = acquire(b, &key, &p, topic_id, member, bytes_left, records_left);
+            if let Err(code) = ensure_partition(b, &key, &p, topic_id).await {
+                out.push(((topic_id, index), fetch_partition(index, code, Some(&p))));
+                any = true;
+                continue;
+            }
+            let f = acquire(b, &key, &p, member, bytes_left, records_left);
             let n: i64 = f.acquired.iter().map(|a| a.last - a.first + 1).sum();
             if n > 0 {
                 any = true;
@@ -781,7 +802,11 @@ pub(crate) async fn alter_offsets(b: Arc<Broker>, req: AlterShareGroupOffsetsReq
                 Some(_) if p.start_offset < 0 => ec::INVALID_REQUEST,
                 Some(m) => {
                     let key: SpKey = (id.clone(), topic.clone(), p.partition_index);
-                    let s = Snapshot { topic_id: m.id, start: p.start_offset, ranges: Vec::new() };
+                    // A new state epoch: a partition leader still holding the old state
+                    // is fenced at its next write and reads this one.
+                    let stored = b.shares.snapshots.lock().get(&key).map(|x| (x.state_epoch, x.leader_epoch));
+                    let (state_epoch, leader_epoch) = stored.map_or((0, -1), |(s, l)| (s.saturating_add(1), l));
+                    let s = Snapshot { state_epoch, leader_epoch, ..Snapshot::at(m.id, p.start_offset) };
                     let r = persisted(persist(&b, &id, vec![snapshot_record(&key, Some(&s))])).await;
                     b.shares.reset_partition(&key);
                     r.err().unwrap_or(ec::NONE)

@@ -74,6 +74,8 @@ fn empty_responses_encode_at_every_advertised_version() {
                 ApiKey::DescribeShareGroupOffsets => ResponseKind::DescribeShareGroupOffsets(DescribeShareGroupOffsetsResponse::default()),
                 ApiKey::AlterShareGroupOffsets => ResponseKind::AlterShareGroupOffsets(AlterShareGroupOffsetsResponse::default()),
                 ApiKey::DeleteShareGroupOffsets => ResponseKind::DeleteShareGroupOffsets(DeleteShareGroupOffsetsResponse::default()),
+                ApiKey::ReadShareGroupState => ResponseKind::ReadShareGroupState(ReadShareGroupStateResponse::default()),
+                ApiKey::WriteShareGroupState => ResponseKind::WriteShareGroupState(WriteShareGroupStateResponse::default()),
                 other => panic!("add {other:?} to this test"),
             };
             encode_response(1, s.key, v, &body).unwrap_or_else(|e| panic!("{:?} v{v}: {e}", s.key));

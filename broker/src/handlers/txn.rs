@@ -221,7 +221,7 @@ pub(crate) async fn add_partitions(b: Arc<Broker>, req: AddPartitionsToTxnReques
 /// listeners are split (CLUSTER_AUTHORIZATION_FAILED elsewhere, as Kafka requires
 /// CLUSTER_ACTION).
 async fn add_partitions_batched(b: Arc<Broker>, req: AddPartitionsToTxnRequest, version: i16) -> AddPartitionsToTxnResponse {
-    if !markers_allowed(&b) {
+    if !inter_broker_allowed(&b) {
         return AddPartitionsToTxnResponse::default().with_error_code(ec::CLUSTER_AUTHORIZATION_FAILED);
     }
     let mut results = Vec::new();
@@ -335,7 +335,7 @@ pub(crate) async fn end_txn(b: Arc<Broker>, req: EndTxnRequest, version: i16) ->
 /// Where listeners are split, markers are taken on the inter-broker listener only
 /// (CLUSTER_AUTHORIZATION_FAILED elsewhere); with an authorizer, from a principal with
 /// CLUSTER_ACTION (a broker's: super.users), as Kafka requires.
-fn markers_allowed(b: &Broker) -> bool {
+pub(super) fn inter_broker_allowed(b: &Broker) -> bool {
     let listener = match &b.config.inter_broker_listener_name {
         Some(name) => crate::server::current_listener().is_some_and(|l| *l == **name),
         None => true,
@@ -352,7 +352,7 @@ fn markers_allowed(b: &Broker) -> bool {
 /// WriteTxnMarkers (from a transaction coordinator): each marker is appended to
 /// the partitions this broker leads and answered once replicated.
 pub(crate) async fn write_markers(b: Arc<Broker>, req: WriteTxnMarkersRequest) -> WriteTxnMarkersResponse {
-    let allowed = markers_allowed(&b);
+    let allowed = inter_broker_allowed(&b);
     let mut out = Vec::new();
     for m in req.markers {
         let marker = Marker {

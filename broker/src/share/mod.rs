@@ -69,6 +69,15 @@ pub struct ShareCoordinator {
     pub(crate) partitions: Mutex<HashMap<SpKey, SharePartition>>,
     /// The last persisted state of each share-partition whose group this broker coordinates.
     pub(crate) snapshots: Mutex<HashMap<SpKey, Snapshot>>,
+    /// The highest partition leader epoch a share-partition's state was read or
+    /// written at here, as its coordinator: older leaders are fenced. Held while a
+    /// write is checked and appended, so checks and appends are in one order.
+    pub(crate) fences: Mutex<HashMap<SpKey, i32>>,
+    /// One writer at a time per share-partition this broker leads: its snapshots
+    /// reach the coordinator in the order they were taken.
+    pub(crate) writers: Mutex<HashMap<SpKey, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    /// Idle connections to other brokers' coordinators, by address.
+    pub(crate) peers: Mutex<HashMap<String, Vec<crate::peer::Conn>>>,
     pub(crate) configs: Mutex<HashMap<String, BTreeMap<String, String>>>,
     pub(crate) sessions: Mutex<ShareSessions>,
     /// Bumped when records become available again (released, expired): waiting
@@ -83,6 +92,9 @@ impl ShareCoordinator {
             groups: Mutex::new(HashMap::new()),
             partitions: Mutex::new(HashMap::new()),
             snapshots: Mutex::new(HashMap::new()),
+            fences: Mutex::new(HashMap::new()),
+            writers: Mutex::new(HashMap::new()),
+            peers: Mutex::new(HashMap::new()),
             configs: Mutex::new(HashMap::new()),
             sessions: Mutex::new(ShareSessions::new(settings.max_share_sessions, 120_000)),
             available: watch::channel(0).0,
@@ -136,6 +148,42 @@ impl ShareCoordinator {
                 }
             },
         }
+    }
+
+    /// This broker now coordinates the groups of `__consumer_offsets` partition `p`
+    /// (`partitions` in all): their share records are read again from its log,
+    /// which followed the old coordinator's.
+    pub(crate) fn take_over(&self, p: &Partition, partitions: i32) {
+        self.forget(p.index, partitions);
+        let read = crate::internal_topic::for_each_record(p, crate::group::OFFSETS_TOPIC, |r| {
+            if r.control || r.transactional {
+                return;
+            }
+            if let Some(key) = r.key.and_then(state_log::decode_key) {
+                self.apply(key, r.value);
+            }
+        });
+        if let Err(e) = read {
+            tracing::warn!(partition = p.index, "loading share groups failed: {e}");
+        }
+    }
+
+    /// This broker no longer coordinates the groups of partition `index`.
+    pub(crate) fn hand_over(&self, index: i32, partitions: i32) {
+        self.forget(index, partitions);
+    }
+
+    fn forget(&self, index: i32, partitions: i32) {
+        let theirs = |group: &str| crate::group::records::partition_for(group, partitions) == index;
+        self.snapshots.lock().retain(|k, _| !theirs(&k.0));
+        self.fences.lock().retain(|k, _| !theirs(&k.0));
+        self.configs.lock().retain(|g, _| !theirs(g));
+        self.groups.lock().retain(|g, _| !theirs(g));
+    }
+
+    /// The lock a share-partition's reads and writes of its durable state take.
+    pub(crate) fn writer(&self, key: &SpKey) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        self.writers.lock().entry(key.clone()).or_default().clone()
     }
 
     pub(crate) fn is_share_group(&self, id: &str) -> bool {

@@ -104,6 +104,47 @@ pub(crate) struct Snapshot {
     pub(crate) start: i64,
     /// Runs of (first, last, state, delivery count), ascending, from `start` on.
     pub(crate) ranges: Vec<(i64, i64, RecordState, i16)>,
+    /// Bumped by the coordinator when the offsets are altered: a leader writing
+    /// state of an older one is fenced (FENCED_STATE_EPOCH).
+    pub(crate) state_epoch: i32,
+    /// The partition leader epoch it was last read or written at: a deposed leader's
+    /// writes are fenced (FENCED_LEADER_EPOCH).
+    pub(crate) leader_epoch: i32,
+}
+
+impl Snapshot {
+    /// A share-partition starting at `start` with nothing in flight.
+    pub(crate) fn at(topic_id: Uuid, start: i64) -> Snapshot {
+        Snapshot { topic_id, start, ranges: Vec::new(), state_epoch: 0, leader_epoch: -1 }
+    }
+
+    /// The runs as Kafka's state batches: (first, last, wire state, delivery count).
+    pub(crate) fn batches(&self) -> impl Iterator<Item = (i64, i64, i8, i16)> + '_ {
+        self.ranges.iter().map(|&(first, last, state, count)| (first, last, state as i8, count))
+    }
+
+    /// A snapshot from Kafka's state batches, checked as a stored one is: None for
+    /// runs that overlap, go back, name unknown states or describe too many offsets.
+    pub(crate) fn from_batches(topic_id: Uuid, start: i64, batches: impl IntoIterator<Item = (i64, i64, i8, i16)>) -> Option<Snapshot> {
+        let mut ranges = Vec::new();
+        let (mut next, mut total) = (start, 0i64);
+        if start < 0 {
+            return None;
+        }
+        for (first, last, state, count) in batches {
+            let state = RecordState::from_wire(state)?;
+            if first < next || last < first || count < 0 {
+                return None;
+            }
+            total = total.checked_add(last.checked_sub(first)?.checked_add(1)?)?;
+            if total > MAX_SNAPSHOT_OFFSETS {
+                return None;
+            }
+            next = last.checked_add(1)?;
+            ranges.push((first, last, state, count));
+        }
+        Some(Snapshot { ranges, ..Snapshot::at(topic_id, start) })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -112,12 +153,34 @@ pub(crate) struct SharePartition {
     start: i64,
     end: i64,
     records: BTreeMap<i64, InFlight>,
+    /// The epochs its snapshots are written with (see [`Snapshot`]).
+    pub(crate) state_epoch: i32,
+    pub(crate) leader_epoch: i32,
+    /// Changes made (acknowledgements) and the last of them persisted: a write
+    /// carries every change before it, so writes waiting behind it may be done.
+    pub(crate) changes: u64,
+    pub(crate) saved: u64,
+    /// Unique to this instance: a change made to one loaded before a reload is not
+    /// taken as written by the reloaded one's writes.
+    pub(crate) id: u64,
 }
+
+static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl SharePartition {
     /// A share-partition starting at `start` with nothing in flight.
     pub(crate) fn new(topic_id: Uuid, start: i64) -> SharePartition {
-        SharePartition { topic_id, start, end: start, records: BTreeMap::new() }
+        SharePartition {
+            topic_id,
+            start,
+            end: start,
+            records: BTreeMap::new(),
+            state_epoch: 0,
+            leader_epoch: -1,
+            changes: 0,
+            saved: 0,
+            id: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
     }
 
     /// The share-partition start offset: every record below it is done.
@@ -313,12 +376,13 @@ impl SharePartition {
                 _ => ranges.push((offset, offset, state, r.delivery_count)),
             }
         }
-        Snapshot { topic_id: self.topic_id, start: self.start, ranges }
+        Snapshot { topic_id: self.topic_id, start: self.start, ranges, state_epoch: self.state_epoch, leader_epoch: self.leader_epoch }
     }
 
     /// A share-partition as a snapshot left it.
     pub(crate) fn restore(s: &Snapshot) -> SharePartition {
         let mut p = SharePartition::new(s.topic_id, s.start);
+        (p.state_epoch, p.leader_epoch) = (s.state_epoch, s.leader_epoch);
         for &(first, last, state, count) in &s.ranges {
             for offset in first..=last {
                 p.records.insert(offset, InFlight { state, delivery_count: count, member: None, deadline: 0 });
@@ -347,14 +411,17 @@ fn release(r: &mut InFlight, limits: &Limits) {
     settle(r, state);
 }
 
-const SNAPSHOT_VERSION: i16 = 0;
+/// Version 0 had no epochs; version 1 adds the state and leader epochs.
+const SNAPSHOT_VERSION: i16 = 1;
 
-/// A snapshot as stored: version, topic id, start, then the runs.
+/// A snapshot as stored: version, topic id, start, the epochs, then the runs.
 pub(crate) fn encode_snapshot(s: &Snapshot) -> Bytes {
-    let mut b = BytesMut::with_capacity(30 + s.ranges.len() * 19);
+    let mut b = BytesMut::with_capacity(38 + s.ranges.len() * 19);
     b.put_i16(SNAPSHOT_VERSION);
     b.put_slice(s.topic_id.as_bytes());
     b.put_i64(s.start);
+    b.put_i32(s.state_epoch);
+    b.put_i32(s.leader_epoch);
     b.put_i32(i32::try_from(s.ranges.len()).unwrap_or(i32::MAX));
     for &(first, last, state, count) in &s.ranges {
         b.put_i64(first);
@@ -368,32 +435,31 @@ pub(crate) fn encode_snapshot(s: &Snapshot) -> Bytes {
 /// A stored snapshot, or None for bytes that are not one: runs must ascend without
 /// overlap from the start and describe a bounded number of offsets.
 pub(crate) fn decode_snapshot(mut b: Bytes) -> Option<Snapshot> {
-    if b.remaining() < 2 + 16 + 8 + 4 || b.get_i16() != SNAPSHOT_VERSION {
+    if b.remaining() < 2 + 16 + 8 + 4 {
+        return None;
+    }
+    let version = b.get_i16();
+    if !(0..=SNAPSHOT_VERSION).contains(&version) {
         return None;
     }
     let mut id = [0u8; 16];
     b.copy_to_slice(&mut id);
     let start = b.get_i64();
-    let n = usize::try_from(b.get_i32()).ok()?;
-    if start < 0 || b.remaining() != n.checked_mul(19)? {
+    let (state_epoch, leader_epoch) = match version {
+        0 => (0, -1),
+        _ if b.remaining() >= 8 => (b.get_i32(), b.get_i32()),
+        _ => return None,
+    };
+    if b.remaining() < 4 {
         return None;
     }
-    let mut ranges = Vec::with_capacity(n);
-    let (mut next, mut total) = (start, 0i64);
-    for _ in 0..n {
-        let (first, last, state, count) = (b.get_i64(), b.get_i64(), b.get_i8(), b.get_i16());
-        let state = RecordState::from_wire(state)?;
-        if first < next || last < first || count < 0 {
-            return None;
-        }
-        total = total.checked_add(last.checked_sub(first)?.checked_add(1)?)?;
-        if total > MAX_SNAPSHOT_OFFSETS {
-            return None;
-        }
-        next = last.checked_add(1)?;
-        ranges.push((first, last, state, count));
+    let n = usize::try_from(b.get_i32()).ok()?;
+    if b.remaining() != n.checked_mul(19)? {
+        return None;
     }
-    Some(Snapshot { topic_id: Uuid::from_bytes(id), start, ranges })
+    let runs: Vec<(i64, i64, i8, i16)> = (0..n).map(|_| (b.get_i64(), b.get_i64(), b.get_i8(), b.get_i16())).collect();
+    let s = Snapshot::from_batches(Uuid::from_bytes(id), start, runs)?;
+    Some(Snapshot { state_epoch, leader_epoch, ..s })
 }
 
 #[cfg(test)]
@@ -550,12 +616,19 @@ mod tests {
 
     #[test]
     fn corrupt_snapshots_are_refused() {
-        let good = encode_snapshot(&Snapshot {
-            topic_id: Uuid::from_u128(1),
-            start: 5,
+        let snapshot = Snapshot {
             ranges: vec![(5, 6, RecordState::Acknowledged, 1), (8, 9, RecordState::Available, 2)],
-        });
-        assert!(decode_snapshot(good.clone()).is_some());
+            state_epoch: 2,
+            leader_epoch: 7,
+            ..Snapshot::at(Uuid::from_u128(1), 5)
+        };
+        let good = encode_snapshot(&snapshot);
+        assert_eq!(decode_snapshot(good.clone()), Some(snapshot.clone()));
+        // A version-0 snapshot (no epochs), as an older Karst wrote it, still reads.
+        let mut v0 = good.to_vec();
+        v0.drain(26..34);
+        v0[0..2].copy_from_slice(&0i16.to_be_bytes());
+        assert_eq!(decode_snapshot(Bytes::from(v0)), Some(Snapshot { state_epoch: 0, leader_epoch: -1, ..snapshot }));
         for cut in 0..good.len() {
             assert!(decode_snapshot(good.slice(..cut)).is_none(), "cut at {cut}");
         }
@@ -563,12 +636,12 @@ mod tests {
         bad[0..2].copy_from_slice(&9i16.to_be_bytes());
         assert!(decode_snapshot(Bytes::from(bad)).is_none(), "unknown version");
         let overlapping =
-            Snapshot { topic_id: Uuid::nil(), start: 5, ranges: vec![(5, 9, RecordState::Archived, 1), (7, 8, RecordState::Archived, 1)] };
+            Snapshot { ranges: vec![(5, 9, RecordState::Archived, 1), (7, 8, RecordState::Archived, 1)], ..Snapshot::at(Uuid::nil(), 5) };
         assert!(decode_snapshot(encode_snapshot(&overlapping)).is_none());
-        let huge = Snapshot { topic_id: Uuid::nil(), start: 0, ranges: vec![(0, i64::MAX - 1, RecordState::Archived, 1)] };
+        let huge = Snapshot { ranges: vec![(0, i64::MAX - 1, RecordState::Archived, 1)], ..Snapshot::at(Uuid::nil(), 0) };
         assert!(decode_snapshot(encode_snapshot(&huge)).is_none());
         let mut bad_state =
-            encode_snapshot(&Snapshot { topic_id: Uuid::nil(), start: 0, ranges: vec![(0, 0, RecordState::Archived, 1)] }).to_vec();
+            encode_snapshot(&Snapshot { ranges: vec![(0, 0, RecordState::Archived, 1)], ..Snapshot::at(Uuid::nil(), 0) }).to_vec();
         let at = bad_state.len() - 3;
         bad_state[at] = 3;
         assert!(decode_snapshot(Bytes::from(bad_state)).is_none(), "state 3 does not exist");
