@@ -100,6 +100,17 @@ impl Conn {
     }
 
     pub(crate) async fn call(&mut self, key: ApiKey, version: i16, body: RequestKind) -> Result<ResponseKind, String> {
+        self.call_within(key, version, body, CALL_TIMEOUT).await
+    }
+
+    /// [`Conn::call`], waiting up to `timeout` for the answer.
+    pub(crate) async fn call_within(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        body: RequestKind,
+        timeout: Duration,
+    ) -> Result<ResponseKind, String> {
         self.correlation = self.correlation.wrapping_add(1);
         let frame = encode_request(key, version, self.correlation, &self.client_id, &body)?;
         let exchange = async {
@@ -113,7 +124,7 @@ impl Conn {
             self.stream.read_exact(&mut buf).await?;
             Ok::<Bytes, std::io::Error>(buf.freeze())
         };
-        let frame = tokio::time::timeout(CALL_TIMEOUT, exchange)
+        let frame = tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| format!("{key:?} timed out"))?
             .map_err(|e| format!("{key:?}: {e}"))?;

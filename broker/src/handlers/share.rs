@@ -292,10 +292,11 @@ async fn save_changes(b: &Broker, key: &SpKey, (id, upto): (u64, u64)) -> Result
             Ok(())
         }
         Err(code) => {
-            if matches!(code, ec::FENCED_LEADER_EPOCH | share_state::FENCED_STATE_EPOCH) {
-                // Another leader's or the offsets were altered: read the state again on next use.
-                parts.retain(|k, sp| k != key || sp.id != id);
-            }
+            // The acknowledgements not written are undone, as Kafka rolls its state
+            // back: the state is read again from the coordinator on next use (fenced,
+            // another leader's or altered offsets' is there). Writers waiting behind
+            // this one fail too, so none writes the undone changes after all.
+            parts.retain(|k, sp| k != key || sp.id != id);
             Err(share_state::for_client(code))
         }
     }

@@ -40,6 +40,10 @@ use crate::share::SpKey;
 /// Kafka's FENCED_STATE_EPOCH.
 pub(crate) const FENCED_STATE_EPOCH: i16 = 124;
 const VERSION: i16 = 0;
+/// How long a leader waits for the coordinator's answer: longer than the coordinator
+/// waits for its write to commit, so that the answer, not a timeout here, says
+/// whether the state was written.
+const STATE_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(35);
 
 // ---------------------------------------------------------------- coordinator side
 
@@ -215,7 +219,7 @@ async fn call(b: &Broker, addr: &str, key: ApiKey, body: RequestKind) -> Result<
             ec::COORDINATOR_NOT_AVAILABLE
         })?,
     };
-    match conn.call(key, VERSION, body).await {
+    match conn.call_within(key, VERSION, body, STATE_CALL_TIMEOUT).await {
         Ok(r) => {
             let mut peers = b.shares.peers.lock();
             let idle = peers.entry(addr.to_string()).or_default();
@@ -225,8 +229,9 @@ async fn call(b: &Broker, addr: &str, key: ApiKey, body: RequestKind) -> Result<
             Ok(r)
         }
         Err(e) => {
+            // Sent, and no answer: the coordinator may have written it or not.
             debug!("share state call to {addr}: {e}");
-            Err(ec::COORDINATOR_NOT_AVAILABLE)
+            Err(ec::REQUEST_TIMED_OUT)
         }
     }
 }

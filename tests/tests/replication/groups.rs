@@ -39,6 +39,7 @@ const COMMIT_EVERY: Duration = Duration::from_millis(200);
 const SHARE_IO_TIMEOUT: Duration = Duration::from_secs(8);
 /// How long a share consumer leaves a broker alone after it did not answer.
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
+const REQUEST_TIMED_OUT: i16 = 7;
 const UNKNOWN_MEMBER_ID: i16 = 25;
 const FENCED_MEMBER_EPOCH: i16 = 110;
 const SHARE_SESSION_NOT_FOUND: i16 = 122;
@@ -725,7 +726,9 @@ impl ShareConsumer {
             acks.push(((topic_id, partition), ranges(offsets.keys().copied()).into_iter().map(|(f, l)| (f, l, ACCEPT)).collect()));
         }
         if stale {
+            // A partition moving or its group's coordinator away: not again at once.
             self.refresh();
+            std::thread::sleep(RETRY_BACKOFF);
         }
         if acks.is_empty() {
             return;
@@ -909,8 +912,9 @@ fn share_groups_never_deliver_an_accepted_record_again_under_kills_and_pauses() 
 
 /// The acknowledged records that no consumer accepted with success, (partition, the
 /// offset the producer was told, value), and how many more were left out because the
-/// outcome of their last acceptance is unknown (no answer came, and they were not
-/// delivered again after it: the broker may have taken it).
+/// outcome of their last acceptance is unknown (no answer came, or REQUEST_TIMED_OUT:
+/// the leader got no answer from the group's coordinator; and they were not delivered
+/// again after it: the broker may have taken it).
 fn never_accepted(events: &[ShareEvent], acked: &AckedRecords) -> (Vec<(i32, Option<i64>, String)>, usize) {
     let mut accepted: BTreeSet<(i32, i64)> = BTreeSet::new();
     // (partition, offset) → (answered, code) of the last acceptance covering it.
@@ -942,7 +946,9 @@ fn never_accepted(events: &[ShareEvent], acked: &AckedRecords) -> (Vec<(i32, Opt
         }
     }
     let unknown_outcome = |at: &(i32, i64)| {
-        last_attempt.get(at).is_some_and(|(answered, code)| code.is_none() && last_delivery.get(at).is_none_or(|sent| sent < answered))
+        last_attempt.get(at).is_some_and(|(answered, code)| {
+            matches!(code, None | Some(REQUEST_TIMED_OUT)) && last_delivery.get(at).is_none_or(|sent| sent < answered)
+        })
     };
     let (mut out, mut unknown) = (Vec::new(), 0usize);
     let records = acked.at.iter().map(|((p, o), v)| (*p, Some(*o), v)).chain(acked.unknown_offset.iter().map(|(p, v)| (*p, None, v)));
@@ -964,7 +970,7 @@ fn never_accepted(events: &[ShareEvent], acked: &AckedRecords) -> (Vec<(i32, Opt
 }
 
 /// The share-group checker: prints the counts; fails on an acknowledged record never
-/// accepted with success (unless its last acceptance went unanswered: see
+/// accepted with success (unless its last acceptance went unanswered or timed out: see
 /// [`never_accepted`]), a record delivered with another value than the one
 /// acknowledged at its offset, or a delivery by a ShareFetch sent after an
 /// acknowledgement accepting that record had succeeded.
