@@ -55,6 +55,20 @@ pub fn heartbeat(
     raw.send(&req, 1)
 }
 
+/// Share-partitions with their acknowledgements, made into request partitions by
+/// `part` and grouped by topic in first-seen order.
+fn by_topic<P>(partitions: &[(SharePartition, Vec<Ack>)], part: impl Fn(i32, &[Ack]) -> P) -> Vec<(Uuid, Vec<P>)> {
+    let mut topics: Vec<(Uuid, Vec<P>)> = Vec::new();
+    for ((topic, partition), acks) in partitions {
+        let p = part(*partition, acks);
+        match topics.iter_mut().find(|(id, _)| id == topic) {
+            Some((_, ps)) => ps.push(p),
+            None => topics.push((*topic, vec![p])),
+        }
+    }
+    topics
+}
+
 /// ShareFetch v1 of partition 0 of `topic`, acknowledging `acks` there, waiting up to 3 s.
 pub fn share_fetch(
     raw: &mut RawClient,
@@ -80,18 +94,16 @@ pub fn share_fetch_partitions(
     max_records: i32,
 ) -> Result<ShareFetchResponse> {
     use share_fetch_request::{AcknowledgementBatch, FetchPartition, FetchTopic};
-    let mut topics: Vec<FetchTopic> = Vec::new();
-    for ((topic, partition), acks) in partitions {
+    let topics = by_topic(partitions, |partition, acks| {
         let batches = acks
             .iter()
             .map(|(f, l, t)| AcknowledgementBatch::default().with_first_offset(*f).with_last_offset(*l).with_acknowledge_types(vec![*t]))
             .collect();
-        let p = FetchPartition::default().with_partition_index(*partition).with_acknowledgement_batches(batches);
-        match topics.iter_mut().find(|t| t.topic_id == *topic) {
-            Some(t) => t.partitions.push(p),
-            None => topics.push(FetchTopic::default().with_topic_id(*topic).with_partitions(vec![p])),
-        }
-    }
+        FetchPartition::default().with_partition_index(partition).with_acknowledgement_batches(batches)
+    })
+    .into_iter()
+    .map(|(id, ps)| FetchTopic::default().with_topic_id(id).with_partitions(ps))
+    .collect();
     let req = ShareFetchRequest::default()
         .with_group_id(Some(GroupId(str(group))))
         .with_member_id(Some(str(member)))
@@ -126,18 +138,16 @@ pub fn share_ack_partitions(
     acks: &[(SharePartition, Vec<Ack>)],
 ) -> Result<ShareAcknowledgeResponse> {
     use share_acknowledge_request::{AcknowledgePartition, AcknowledgeTopic, AcknowledgementBatch};
-    let mut topics: Vec<AcknowledgeTopic> = Vec::new();
-    for ((topic, partition), batches) in acks {
-        let batches = batches
+    let topics = by_topic(acks, |partition, acks| {
+        let batches = acks
             .iter()
             .map(|(f, l, t)| AcknowledgementBatch::default().with_first_offset(*f).with_last_offset(*l).with_acknowledge_types(vec![*t]))
             .collect();
-        let p = AcknowledgePartition::default().with_partition_index(*partition).with_acknowledgement_batches(batches);
-        match topics.iter_mut().find(|t| t.topic_id == *topic) {
-            Some(t) => t.partitions.push(p),
-            None => topics.push(AcknowledgeTopic::default().with_topic_id(*topic).with_partitions(vec![p])),
-        }
-    }
+        AcknowledgePartition::default().with_partition_index(partition).with_acknowledgement_batches(batches)
+    })
+    .into_iter()
+    .map(|(id, ps)| AcknowledgeTopic::default().with_topic_id(id).with_partitions(ps))
+    .collect();
     let req = ShareAcknowledgeRequest::default()
         .with_group_id(Some(GroupId(str(group))))
         .with_member_id(Some(str(member)))

@@ -9,7 +9,7 @@ pub(crate) mod records;
 pub(crate) mod state;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -149,6 +149,13 @@ pub struct GroupCoordinator {
     /// before the broker has replayed the partition: until then its groups are
     /// COORDINATOR_LOAD_IN_PROGRESS here, not served from what it read before.
     serving: Mutex<HashMap<i32, i32>>,
+    /// Woken when a partition is read back (`serving` grew).
+    served: tokio::sync::Notify,
+    /// When [`GroupCoordinator::tick`] last ran (ms since the epoch, 0: not yet).
+    ticked_ms: AtomicI64,
+    /// After this broker did not run for a while (paused, starved): until when it
+    /// distrusts its metadata, and the image it had then (see [`GroupCoordinator::stalled`]).
+    distrust: Mutex<Option<(i64, usize)>>,
     /// Records read from `__consumer_offsets` by replays since the broker started.
     replayed: AtomicUsize,
     pub(crate) timing: Timing,
@@ -240,6 +247,9 @@ impl GroupCoordinator {
             entries: Mutex::new(HashMap::new()),
             loaded: Mutex::new(HashSet::new()),
             serving: Mutex::new(HashMap::new()),
+            served: tokio::sync::Notify::new(),
+            ticked_ms: AtomicI64::new(0),
+            distrust: Mutex::new(None),
             replayed: AtomicUsize::new(0),
             timing,
             consumer: consumer::ConsumerConfig::default(),
@@ -302,12 +312,68 @@ impl GroupCoordinator {
     /// path creates it first: [`GroupCoordinator::ensure_topic`]).
     pub(crate) fn coordinates(&self, b: &Broker, group: &str) -> Result<(), i16> {
         let index = records::partition_for(group, self.partitions);
+        if self.stalled(b) {
+            return Err(ec::NOT_COORDINATOR);
+        }
         crate::internal_topic::coordinates(b, OFFSETS_TOPIC, index)?;
         let epoch = b.metadata.image().cluster.partition(OFFSETS_TOPIC, index).map(|s| s.leader_epoch);
         if epoch.is_some() && self.serving.lock().get(&index).copied() == epoch {
             Ok(())
         } else {
             Err(ec::COORDINATOR_LOAD_IN_PROGRESS)
+        }
+    }
+
+    /// Whether this broker may have been deposed without knowing it: it did not run
+    /// for half a broker session (paused, starved), long enough for the controller
+    /// to fence it and move its leaderships, and its metadata has not changed since
+    /// (nor has a full session passed). Its groups' state in memory may then be
+    /// older than the new coordinator's: it coordinates nothing until then, rather
+    /// than answer OffsetFetch or a heartbeat from it.
+    fn stalled(&self, b: &Broker) -> bool {
+        let now = now_ms();
+        let session = i64::try_from(b.config.broker_session_timeout_ms).unwrap_or(i64::MAX);
+        let ticked = self.ticked_ms.load(Ordering::Relaxed);
+        if ticked > 0 && now.saturating_sub(ticked) > session / 2 {
+            return true; // not ticked since: running again only now
+        }
+        let mut distrust = self.distrust.lock();
+        match *distrust {
+            Some((until, image)) if now < until && image == Arc::as_ptr(&b.metadata.image().cluster) as usize => true,
+            Some(_) => {
+                *distrust = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Whether this broker has read back every `__consumer_offsets` partition the
+    /// metadata image says it leads.
+    pub(crate) fn serves_all_it_leads(&self, b: &Broker) -> bool {
+        let image = b.metadata.image();
+        let Some(t) = image.cluster.topic(OFFSETS_TOPIC) else { return true };
+        let serving = self.serving.lock();
+        t.partitions.iter().zip(0i32..).all(|(p, i)| p.leader != b.node_id || serving.get(&i) == Some(&p.leader_epoch))
+    }
+
+    /// Waits, up to `timeout`, until [`GroupCoordinator::serves_all_it_leads`]: a group
+    /// request arriving while a partition this broker now leads is read back waits for
+    /// it rather than be told COORDINATOR_LOAD_IN_PROGRESS, which older clients (sarama
+    /// 1.22's JoinGroup) do not retry.
+    pub(crate) async fn wait_until_served(&self, b: &Broker, timeout: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let woken = self.served.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if self.serves_all_it_leads(b) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                warn!("{OFFSETS_TOPIC} partitions this broker leads were not read back within {timeout:?}: answering anyway");
+                return;
+            }
         }
     }
 
@@ -340,6 +406,7 @@ impl GroupCoordinator {
             loaded.insert(p.index);
             if p.replica.lock().role == crate::replica::Role::Leader {
                 self.serving.lock().insert(p.index, p.leader_epoch());
+                self.served.notify_waiters();
             }
         }
         let total = self.records_replayed();
@@ -364,6 +431,7 @@ impl GroupCoordinator {
             Ok(records) => {
                 loaded.insert(p.index);
                 self.serving.lock().insert(p.index, p.leader_epoch());
+                self.served.notify_waiters();
                 info!(partition = p.index, records, "became coordinator of the groups of {OFFSETS_TOPIC}-{}", p.index)
             }
             Err(e) => {
@@ -468,6 +536,12 @@ impl GroupCoordinator {
     /// Periodic work: member expiry, rebalance timeouts, offset retention.
     pub(crate) fn tick(&self, b: &Broker) {
         let now = now_ms();
+        let last = self.ticked_ms.swap(now, Ordering::Relaxed);
+        let session = i64::try_from(b.config.broker_session_timeout_ms).unwrap_or(i64::MAX);
+        if last > 0 && now.saturating_sub(last) > session / 2 {
+            warn!(stalled_ms = now - last, "this broker did not run for a while: it coordinates no group until its metadata moves on");
+            *self.distrust.lock() = Some((now.saturating_add(session), Arc::as_ptr(&b.metadata.image().cluster) as usize));
+        }
         let mut writes: Vec<(String, Vec<KeyValue>)> = Vec::new();
         {
             let mut entries = self.entries.lock();

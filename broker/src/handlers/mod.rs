@@ -191,13 +191,15 @@ fn dispatch_request(b: &Arc<Broker>, req: Request, peer: SocketAddr) -> Result<R
         // Refused without an answer of its own: the connection closes, logged.
         return Err(format!("{:?} is allowed to super.users only while ACLs are on (Karst does not check ACLs for it yet)", req.api_key));
     }
-    if needs_offsets_topic(&req.body) && !b.groups.has_topic(b) {
-        // First use of groups: create the offsets topic, then handle the request.
+    if needs_offsets_topic(&req.body) && (!b.groups.has_topic(b) || !b.groups.serves_all_it_leads(b)) {
+        // First use of groups: create the offsets topic, then handle the request; or a
+        // leadership just taken over: its groups are read back first.
         let b = b.clone();
         let fut = async move {
             if let Err(e) = b.groups.ensure_topic(&b).await {
                 tracing::warn!("creating {} failed: {e}", crate::group::OFFSETS_TOPIC);
             }
+            b.groups.wait_until_served(&b, std::time::Duration::from_secs(5)).await;
             match handle_request(&b, req, peer)? {
                 Reply::Now(r) => Ok(r),
                 Reply::Later(f) | Reply::Exclusive(f) | Reply::ExclusiveUntil(f, _) => f.await,

@@ -129,7 +129,9 @@ pub(crate) async fn write_here(b: &Broker, group: &str, partition: i32, s: Snaps
         fences.insert(key.clone(), s.leader_epoch);
         append(b, group, vec![snapshot_record(&key, Some(&s))])?
     };
-    pending.committed().await
+    // Appended and then deposed: the new coordinator may have the write or not, so
+    // the leader (and its client) is told the outcome is unknown, not that it failed.
+    pending.committed().await.map_err(|code| if code == ec::NOT_COORDINATOR { ec::REQUEST_TIMED_OUT } else { code })
 }
 
 /// ReadShareGroupState, from another broker leading the partitions.

@@ -222,7 +222,8 @@ enum GroupEvent {
     Commit { member: usize, partition: i32, offset: i64, sent: u64, answered: u64, ok: bool },
     /// The committed offsets the group's coordinator answered (OffsetFetch) when asked
     /// at `asked`.
-    Observed { offsets: BTreeMap<i32, i64>, asked: u64 },
+    /// The committed offsets the coordinator at `by` answered.
+    Observed { offsets: BTreeMap<i32, i64>, asked: u64, by: SocketAddr },
 }
 
 /// A KIP-848 member (rdkafka, `group.protocol=consumer`): consumes `topic` and commits
@@ -303,6 +304,7 @@ fn group_member(
 /// every 200 ms until `stop`, journaling each answer.
 fn observe_commits(bootstrap: Vec<SocketAddr>, group: String, topic: String, journal: Arc<Journal<GroupEvent>>, stop: Arc<AtomicBool>) {
     let partitions: Vec<i32> = (0..PARTITIONS).collect();
+    println!("observer: brokers 1, 2, 3 at {bootstrap:?}");
     let find = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.clone()));
     let connect = |addr: SocketAddr| -> Option<RawClient> {
         let mut c = RawClient::connect(addr).ok()?;
@@ -310,14 +312,22 @@ fn observe_commits(bootstrap: Vec<SocketAddr>, group: String, topic: String, jou
         Some(c)
     };
     while !stop.load(Ordering::SeqCst) {
-        let coordinator = bootstrap.iter().find_map(|addr| {
-            let r = connect(*addr)?.send(&find, 3).ok().filter(|r| r.error_code == 0)?;
-            Some(SocketAddr::new(r.host.parse().ok()?, u16::try_from(r.port).ok()?))
-        });
-        if let Some(mut c) = coordinator.and_then(connect) {
+        // The coordinator a majority of the brokers name: a broker just resumed from a
+        // pause names itself from metadata it has not caught up on yet, and answers
+        // from the groups it had (as a Kafka broker would until it learns of its
+        // deposition); what matters is what the cluster's coordinator answers.
+        let named: Vec<SocketAddr> = bootstrap
+            .iter()
+            .filter_map(|addr| {
+                let r = connect(*addr)?.send(&find, 3).ok().filter(|r| r.error_code == 0)?;
+                Some(SocketAddr::new(r.host.parse().ok()?, u16::try_from(r.port).ok()?))
+            })
+            .collect();
+        let coordinator = named.iter().find(|a| named.iter().filter(|b| b == a).count() * 2 > bootstrap.len()).copied();
+        if let Some((mut c, by)) = coordinator.and_then(|a| Some((connect(a)?, a))) {
             let asked = journal.tick();
             if let Ok(offsets) = c.committed_offsets(&group, &topic, &partitions) {
-                journal.push(GroupEvent::Observed { offsets, asked });
+                journal.push(GroupEvent::Observed { offsets, asked, by });
             }
         }
         // The observer's pace, not a wait for a condition.
@@ -466,7 +476,7 @@ fn check_group(journal: &Journal<GroupEvent>, acked: &AckedRecords) -> Result<()
     // What the coordinator answered against what had been committed before it was asked.
     let (mut observed, mut behind) = (0usize, 0usize);
     for e in &events {
-        let GroupEvent::Observed { offsets, asked } = e else { continue };
+        let GroupEvent::Observed { offsets, asked, by } = e else { continue };
         observed += 1;
         for (p, o) in offsets {
             let before = committed_before(*p, *asked);
@@ -474,7 +484,8 @@ fn check_group(journal: &Journal<GroupEvent>, acked: &AckedRecords) -> Result<()
                 behind += 1;
                 if samples.len() < 10 {
                     samples.push(format!(
-                        "{p}: the coordinator answered a committed offset of {o} at {asked}, after a commit of {before} had succeeded"
+                        "{p}: the coordinator at {by} answered a committed offset of {o} at {asked} ({}), after a commit of {before} had succeeded",
+                        journal.phase_at(*asked)
                     ));
                 }
             }
