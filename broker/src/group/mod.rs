@@ -329,8 +329,9 @@ impl GroupCoordinator {
     /// to fence it and move its leaderships, and its metadata has not changed since
     /// (nor has a full session passed). Its groups' state in memory may then be
     /// older than the new coordinator's: it coordinates nothing until then, rather
-    /// than answer OffsetFetch or a heartbeat from it.
-    fn stalled(&self, b: &Broker) -> bool {
+    /// than answer OffsetFetch or a heartbeat from it. Share-partition leadership is
+    /// distrusted the same way (`handlers::share`).
+    pub(crate) fn stalled(&self, b: &Broker) -> bool {
         let now = now_ms();
         let session = i64::try_from(b.config.broker_session_timeout_ms).unwrap_or(i64::MAX);
         let ticked = self.ticked_ms.load(Ordering::Relaxed);

@@ -315,6 +315,12 @@ fn resolve(b: &Broker, topic_id: Uuid, partition: i32) -> Result<(String, Arc<Pa
         return Err(ec::UNKNOWN_TOPIC_OR_PARTITION);
     }
     b.check_leader(&name, partition)?;
+    if b.groups.stalled(b) {
+        // Just running again after a pause: the leadership, and the share-partition
+        // state in memory, may be a deposed leader's; delivering from it could hand out
+        // records accepted at the new leader meanwhile.
+        return Err(ec::NOT_LEADER_OR_FOLLOWER);
+    }
     let p = b.partitions.get(&name, partition).ok_or(ec::NOT_LEADER_OR_FOLLOWER)?;
     Ok((name, p))
 }
