@@ -408,9 +408,12 @@ impl Broker {
     /// is reported and left offline here, and not retried until its metadata
     /// changes: one such topic must never stop the others from being applied.
     pub fn apply_image(&self) -> Applied {
-        let image = self.metadata.image();
         let mut out = Applied::default();
         let mut applied = self.applied.lock();
+        // Read under the lock: a pass holding an image older than the one another
+        // pass applied meanwhile would take its newer topics for deleted ones and
+        // delete their partitions.
+        let image = self.metadata.image();
         let mut failed = self.open_failed.lock();
         let gone: Vec<String> = applied
             .iter()

@@ -534,6 +534,19 @@ impl GroupCoordinator {
         (records::encode_key(&Key::Consumer { group: g.id.clone() }), Some(consumer::encode_record(g)))
     }
 
+    /// A write of `group`'s record failed (or its outcome is unknown) while the change
+    /// it carried stays in memory: the record is written again at the next tick, so
+    /// that what a new coordinator reads back does not stay behind what members
+    /// were told (their epochs, their assignments) until the group changes again.
+    pub(crate) fn rewrite_later(&self, group: &str) {
+        if let Some(e) = self.entries.lock().get_mut(group) {
+            match e.consumer.as_mut() {
+                Some(c) => c.dirty = true,
+                None => e.group.record_due = true,
+            }
+        }
+    }
+
     /// Periodic work: member expiry, rebalance timeouts, offset retention.
     pub(crate) fn tick(&self, b: &Broker) {
         let now = now_ms();

@@ -105,6 +105,7 @@ pub(crate) async fn heartbeat(
             Err(code) => Err(code),
         };
         if let Err(code) = written {
+            b.groups.rewrite_later(&group_id);
             let code = crate::group::write_error(code);
             return refused(code, format!("writing the group failed: {}", ec::error_name(code)));
         }

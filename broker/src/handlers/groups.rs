@@ -258,6 +258,7 @@ async fn classic_join_to_consumer_group(b: &Arc<Broker>, group_id: &str, jr: Joi
             Err(code) => Err(code),
         };
         if let Err(code) = written {
+            b.groups.rewrite_later(group_id);
             return fail(crate::group::write_error(code), "");
         }
     }
@@ -328,8 +329,12 @@ pub(crate) async fn sync_group(b: Arc<Broker>, req: SyncGroupRequest, version: i
     };
     if let Some(rec) = record {
         // The generation must outlive a restart so it never goes backwards.
-        if let Ok(p) = b.groups.persist(&b, &group_id, &[rec]) {
-            p.durable().await;
+        let durable = match b.groups.persist(&b, &group_id, &[rec]) {
+            Ok(p) => p.durable().await,
+            Err(_) => false,
+        };
+        if !durable {
+            b.groups.rewrite_later(&group_id);
         }
     }
     let result = match outcome {
@@ -397,6 +402,7 @@ pub(crate) fn leave_group(b: &Arc<Broker>, req: LeaveGroupRequest, version: i16)
     drop(entries);
     if let Some(rec) = records {
         if let Err(code) = b.groups.persist(b, &group_id, &rec) {
+            b.groups.rewrite_later(&group_id);
             tracing::warn!(group = %group_id, code, "writing the empty group's record failed");
         }
     }

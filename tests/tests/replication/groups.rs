@@ -253,7 +253,7 @@ fn group_member(
     consumer.subscribe(&[&topic])?;
     let mut position: BTreeMap<i32, i64> = BTreeMap::new();
     let mut last_commit = Instant::now();
-    let mut errors = 0usize;
+    let (mut errors, mut commit_errors) = (0usize, 0usize);
     let mut stopping: Option<Instant> = None;
     loop {
         if stop.load(Ordering::SeqCst) {
@@ -290,6 +290,12 @@ fn group_member(
             let r = consumer.commit(&tpl, CommitMode::Sync);
             let answered = journal.tick();
             journal.push(GroupEvent::Commit { member, partition, offset, sent, answered, ok: r.is_ok() });
+            if let Err(e) = &r {
+                commit_errors += 1;
+                if commit_errors <= 5 || commit_errors % 100 == 0 {
+                    println!("member {member}: commit {commit_errors} failed: {e}");
+                }
+            }
             if r.is_err() && consumer.assignment().is_ok_and(|a| a.find_partition(&topic, partition).is_some()) {
                 // Tried again with the next commit, while the partition is still ours.
                 position.entry(partition).or_insert(offset);
