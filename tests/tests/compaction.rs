@@ -421,7 +421,16 @@ fn a_kill_9_during_cleaning_loses_no_kept_record() -> Result<()> {
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64;
     let runs = AtomicUsize::new(0);
     for run in 0..3u64 {
-        let p = producer(&b.bootstrap())?;
+        // Idempotent: the filler's answer can go with the kill, and its retry to the
+        // restarted broker must not store it twice.
+        let p: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", b.bootstrap())
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("compression.type", "none")
+            .set("message.timeout.ms", "60000")
+            .create()?;
         let records = workload(KEYS, 2);
         let offsets = produce_with(&p, &topic, &records)?;
         produced.add(&records, &offsets);
@@ -446,7 +455,14 @@ fn a_kill_9_during_cleaning_loses_no_kept_record() -> Result<()> {
                 Ok(())
             })
         };
-        let filler = roll_with(&p, 5000, &topic, &mut produced, run as usize + 1)?;
+        // The filler rolls the segment, which starts the clean the watcher kills: its
+        // answer is awaited once the broker is back, not before the kill.
+        std::thread::sleep(Duration::from_millis(5100));
+        let filler_record = vec![(format!("filler-{}", run + 1).into_bytes(), Some(b"x".to_vec()))];
+        let (key, value) = &filler_record[0];
+        let filler_sent = p
+            .send_result(FutureRecord::to(&topic).partition(0).key(key).payload(value.as_deref().unwrap_or_default()))
+            .map_err(|(e, _)| anyhow!("enqueueing the filler: {e}"))?;
         watcher.join().map_err(|_| anyhow!("watcher panicked"))??;
         b.kill9()?;
         // What the kill left for recovery: a clean's uncommitted or committed files.
@@ -456,6 +472,11 @@ fn a_kill_9_during_cleaning_loses_no_kept_record() -> Result<()> {
             .filter(|n| n.ends_with(".cleaned") || n.ends_with(".swap"))
             .collect();
         b.restart()?;
+        let filler = futures::executor::block_on(filler_sent)
+            .context("filler delivery cancelled")?
+            .map_err(|(e, _)| anyhow!("filler not delivered: {e}"))?
+            .offset;
+        produced.add(&filler_record, &[filler]);
         let seen = read_all(&b.bootstrap(), &topic)?;
         produced.check_unchanged(&seen).with_context(|| format!("run {run}: after a kill {delay:?} into a clean"))?;
         let latest = produced.latest();
