@@ -283,7 +283,14 @@ fn group_member(
         if position.is_empty() || last_commit.elapsed() < COMMIT_EVERY || stopping.is_some() {
             continue;
         }
+        // Only partitions still ours (assignments change in poll, on this thread): a
+        // commit of one given up meanwhile is valid at the member's new epoch, in
+        // Kafka too, and would move its new owner's committed offset back.
+        let owned = consumer.assignment().ok();
         for (partition, offset) in std::mem::take(&mut position) {
+            if owned.as_ref().is_none_or(|a| a.find_partition(&topic, partition).is_none()) {
+                continue;
+            }
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(&topic, partition, Offset::Offset(offset))?;
             let sent = journal.tick();
