@@ -333,9 +333,7 @@ impl GroupCoordinator {
     /// distrusted the same way (`handlers::share`).
     pub(crate) fn stalled(&self, b: &Broker) -> bool {
         let now = now_ms();
-        let session = i64::try_from(b.config.broker_session_timeout_ms).unwrap_or(i64::MAX);
-        let ticked = self.ticked_ms.load(Ordering::Relaxed);
-        if ticked > 0 && now.saturating_sub(ticked) > session / 2 {
+        if Self::stalled_since(b, self.ticked_ms.load(Ordering::Relaxed), now) {
             return true; // not ticked since: running again only now
         }
         let mut distrust = self.distrust.lock();
@@ -347,6 +345,13 @@ impl GroupCoordinator {
             }
             None => false,
         }
+    }
+
+    /// Whether a tick last run at `ticked` (0: never) is more than half a broker
+    /// session before `now`: long enough for the controller to have fenced this broker.
+    fn stalled_since(b: &Broker, ticked: i64, now: i64) -> bool {
+        let session = i64::try_from(b.config.broker_session_timeout_ms).unwrap_or(i64::MAX);
+        ticked > 0 && now.saturating_sub(ticked) > session / 2
     }
 
     /// Whether this broker has read back every `__consumer_offsets` partition the
@@ -551,9 +556,9 @@ impl GroupCoordinator {
     pub(crate) fn tick(&self, b: &Broker) {
         let now = now_ms();
         let last = self.ticked_ms.swap(now, Ordering::Relaxed);
-        let session = i64::try_from(b.config.broker_session_timeout_ms).unwrap_or(i64::MAX);
-        if last > 0 && now.saturating_sub(last) > session / 2 {
+        if Self::stalled_since(b, last, now) {
             warn!(stalled_ms = now - last, "this broker did not run for a while: it coordinates no group until its metadata moves on");
+            let session = i64::try_from(b.config.broker_session_timeout_ms).unwrap_or(i64::MAX);
             *self.distrust.lock() = Some((now.saturating_add(session), Arc::as_ptr(&b.metadata.image().cluster) as usize));
         }
         let mut writes: Vec<(String, Vec<KeyValue>)> = Vec::new();

@@ -220,9 +220,8 @@ enum GroupEvent {
     Consumed { member: usize, partition: i32, offset: i64, value: String, at: u64 },
     /// A synchronous commit of one partition: sent at `sent`, answered at `answered`.
     Commit { member: usize, partition: i32, offset: i64, sent: u64, answered: u64, ok: bool },
-    /// The committed offsets the group's coordinator answered (OffsetFetch) when asked
-    /// at `asked`.
-    /// The committed offsets the coordinator at `by` answered.
+    /// The committed offsets the group's coordinator, at `by`, answered (OffsetFetch)
+    /// when asked at `asked`.
     Observed { offsets: BTreeMap<i32, i64>, asked: u64, by: SocketAddr },
 }
 
